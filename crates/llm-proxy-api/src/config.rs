@@ -1,0 +1,200 @@
+//! The validated runtime configuration handed to backends and plugins (`AppConfig`).
+//! Loading, precedence and validation live in the server crate; this is the result.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+/// A secret string (API key). `Debug` and `Display` never reveal it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for putting on the wire. Never log the result.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// A masked rendering safe for logs and diagnostics: a short prefix and the length.
+    pub fn masked(&self) -> String {
+        mask_secret(&self.0)
+    }
+}
+
+/// Masks a secret keeping at most a 4-character prefix (`sk-a…(51 chars)`).
+pub fn mask_secret(secret: &str) -> String {
+    let prefix: String = secret.chars().take(4).collect();
+    if secret.chars().count() <= 8 {
+        return "****".to_owned();
+    }
+    format!("{prefix}…({} chars)", secret.chars().count())
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.masked())
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.masked())
+    }
+}
+
+/// Per-backend timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP/TLS connect.
+    pub connect: Duration,
+    /// From sending the request to the first response byte (headers).
+    pub first_byte: Duration,
+    /// Whole call, streaming included.
+    pub total: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(10),
+            first_byte: Duration::from_secs(120),
+            total: Duration::from_secs(600),
+        }
+    }
+}
+
+/// One configured backend instance (`backends.<type>` or `backends.<type>.<name>`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendInstanceConfig {
+    /// Instance id used in selectors: `openai` or `openai.1`.
+    pub instance: String,
+    /// Registry key of the backend implementation (`openai`, `anthropic`, a plugin name).
+    pub backend_type: String,
+    /// Base URL override.
+    pub api_url: Option<String>,
+    /// API key.
+    pub api_key: Option<Secret>,
+    /// Where the key came from (an env var name or `config`); safe to log and capture.
+    pub key_name: Option<String>,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+    /// Static model list (also an allowlist when non-empty).
+    pub models: Vec<String>,
+    /// Connector-specific settings.
+    pub extra: Map<String, Value>,
+}
+
+impl BackendInstanceConfig {
+    /// An instance with defaults and nothing configured.
+    pub fn new(instance: impl Into<String>, backend_type: impl Into<String>) -> Self {
+        Self {
+            instance: instance.into(),
+            backend_type: backend_type.into(),
+            api_url: None,
+            api_key: None,
+            key_name: None,
+            timeouts: Timeouts::default(),
+            models: Vec::new(),
+            extra: Map::new(),
+        }
+    }
+}
+
+/// Which backends exist and where traffic goes by default.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BackendsConfig {
+    /// Selector used when the client names only a model (or nothing routable).
+    pub default_backend: Option<String>,
+    /// Selector forcing all traffic.
+    pub static_route: Option<String>,
+    /// Configured instances keyed by instance id.
+    pub instances: BTreeMap<String, BackendInstanceConfig>,
+}
+
+/// Logging and capture settings.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoggingConfig {
+    /// `tracing` filter directive (`info`, `llm_proxy=debug`).
+    pub level: String,
+    /// JSON-lines wire capture file.
+    pub capture_file: Option<String>,
+}
+
+/// Client authentication.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuthConfig {
+    /// Accepted client keys; empty means no authentication.
+    pub api_keys: Vec<Secret>,
+}
+
+/// The whole validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppConfig {
+    /// Bind address.
+    pub host: String,
+    /// Port (0 = pick a free one).
+    pub port: u16,
+    /// Optional dedicated Anthropic listener port.
+    pub anthropic_port: Option<u16>,
+    /// Overall request timeout.
+    pub proxy_timeout: Duration,
+    /// Largest accepted request body in bytes.
+    pub max_body_bytes: usize,
+    /// In-chat command prefix.
+    pub command_prefix: String,
+    /// SSE keep-alive interval while waiting on the upstream.
+    pub keepalive_interval: Duration,
+    /// Backends.
+    pub backends: BackendsConfig,
+    /// Client auth.
+    pub auth: AuthConfig,
+    /// Logging.
+    pub logging: LoggingConfig,
+    /// The merged raw configuration tree; plugins deserialize their own sections from it.
+    pub raw: Value,
+}
+
+impl Default for AppConfig {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".to_owned(),
+            port: 8000,
+            anthropic_port: None,
+            proxy_timeout: Duration::from_secs(600),
+            max_body_bytes: 32 * 1024 * 1024,
+            command_prefix: "!/".to_owned(),
+            keepalive_interval: Duration::from_secs(8),
+            backends: BackendsConfig::default(),
+            auth: AuthConfig::default(),
+            logging: LoggingConfig { level: "info".to_owned(), capture_file: None },
+            raw: Value::Object(Map::new()),
+        }
+    }
+}
+
+impl AppConfig {
+    /// The raw `backends.<name>` section, for a plugin to deserialize itself.
+    pub fn backend_section(&self, name: &str) -> Option<&Value> {
+        self.raw.get("backends")?.get(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("sk-abcdefghijklmnopqrstuvwxyz");
+        assert_eq!(format!("{s:?}"), "sk-a…(29 chars)");
+        assert!(!format!("{s}").contains("efgh"));
+        assert_eq!(mask_secret("short"), "****");
+    }
+}

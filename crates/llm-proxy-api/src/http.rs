@@ -1,0 +1,451 @@
+//! The capture-aware HTTP client plugins use for upstream calls (seed: "Plugin HTTP client
+//! helper"). Outbound requests are captured on send; non-streaming responses on send; streamed
+//! responses once their body has been consumed (or dropped), exactly once.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use futures::Stream;
+use http::{HeaderMap, HeaderValue, StatusCode};
+
+use crate::error::BackendError;
+
+/// Name of the per-request extension carrying a [`PluginHttpCaptureContext`] (kept for parity
+/// with the seed; in Rust the context is passed to [`CaptureAwareClient::send`]).
+pub const PLUGIN_HTTP_CAPTURE_CONTEXT_EXTENSION: &str = "llm_proxy_capture_context";
+/// Name of the flag set once an inbound response has been captured.
+pub const PLUGIN_HTTP_CAPTURED_EXTENSION: &str = "llm_proxy_http_capture_completed";
+
+/// Largest response body kept in one capture record; the rest is counted, not stored.
+pub const CAPTURE_BODY_LIMIT: usize = 4 * 1024 * 1024;
+
+/// Request-level identity for captures.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectorRequestContext {
+    /// Proxy request id.
+    pub request_id: String,
+    /// Session id.
+    pub session_id: Option<String>,
+}
+
+/// Who a captured exchange belongs to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PluginHttpCaptureContext {
+    /// Backend instance.
+    pub backend: String,
+    /// Model.
+    pub model: String,
+    /// Name of the credential (env var name), never its value.
+    pub key_name: Option<String>,
+    /// Request identity; without it nothing is captured.
+    pub context: Option<ConnectorRequestContext>,
+}
+
+/// Direction of a captured record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaptureDirection {
+    /// Client to proxy.
+    InboundRequest,
+    /// Proxy to client.
+    OutboundResponse,
+    /// Proxy to upstream.
+    OutboundRequest,
+    /// Upstream to proxy.
+    InboundResponse,
+}
+
+impl CaptureDirection {
+    /// Wire label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::InboundRequest => "inbound_request",
+            Self::OutboundResponse => "outbound_response",
+            Self::OutboundRequest => "outbound_request",
+            Self::InboundResponse => "inbound_response",
+        }
+    }
+}
+
+/// One captured boundary crossing. Headers are already masked.
+#[derive(Debug, Clone)]
+pub struct CaptureRecord {
+    /// Proxy request id.
+    pub request_id: String,
+    /// Session id.
+    pub session_id: Option<String>,
+    /// Direction.
+    pub direction: CaptureDirection,
+    /// Backend instance (empty for client-side records).
+    pub backend: String,
+    /// Model.
+    pub model: String,
+    /// Credential name.
+    pub key_name: Option<String>,
+    /// When.
+    pub timestamp: SystemTime,
+    /// HTTP method and URL (requests).
+    pub method: Option<String>,
+    /// URL with secret query parameters masked.
+    pub url: Option<String>,
+    /// Status (responses).
+    pub status: Option<u16>,
+    /// Masked headers.
+    pub headers: Vec<(String, String)>,
+    /// Body bytes as they crossed the boundary (possibly cut at [`CAPTURE_BODY_LIMIT`]).
+    pub body: Bytes,
+    /// Body length before any cut.
+    pub body_len: usize,
+}
+
+/// Where capture records go. `record` must not block: implementations queue and drop when
+/// full.
+pub trait CaptureSink: Send + Sync {
+    /// Takes one record.
+    fn record(&self, record: CaptureRecord);
+}
+
+const SECRET_HEADERS: [&str; 8] = [
+    "authorization",
+    "proxy-authorization",
+    "x-api-key",
+    "api-key",
+    "x-goog-api-key",
+    "cookie",
+    "set-cookie",
+    "x-auth-token",
+];
+
+/// Header list with secret values masked.
+pub fn masked_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            let shown = if SECRET_HEADERS.contains(&name.as_str()) {
+                mask_header_value(value)
+            } else {
+                String::from_utf8_lossy(value.as_bytes()).into_owned()
+            };
+            (name.as_str().to_owned(), shown)
+        })
+        .collect()
+}
+
+fn mask_header_value(value: &HeaderValue) -> String {
+    let v = String::from_utf8_lossy(value.as_bytes());
+    match v.split_once(' ') {
+        Some((scheme, secret)) => format!("{scheme} {}", crate::config::mask_secret(secret)),
+        None => crate::config::mask_secret(&v),
+    }
+}
+
+/// URL with the values of `key`, `api_key` and `token` query parameters masked.
+pub fn masked_url(url: &reqwest::Url) -> String {
+    if url.query().is_none() {
+        return url.to_string();
+    }
+    let mut out = url.clone();
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if matches!(k.as_ref(), "key" | "api_key" | "token" | "access_token") {
+                "****".to_owned()
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    out.query_pairs_mut().clear().extend_pairs(pairs);
+    out.to_string()
+}
+
+/// Builds a [`CaptureAwareClient`]: a pooled rustls client whose exchanges go to `sink`
+/// under `capture_context` unless a call passes its own context.
+pub fn build_capture_aware_client(
+    builder: reqwest::ClientBuilder,
+    sink: Option<Arc<dyn CaptureSink>>,
+    capture_context: Option<PluginHttpCaptureContext>,
+) -> Result<CaptureAwareClient, BackendError> {
+    let inner = builder
+        .build()
+        .map_err(|e| BackendError::config(format!("cannot build HTTP client: {e}")))?;
+    Ok(CaptureAwareClient { inner, sink, default_context: capture_context })
+}
+
+/// An HTTP client that records its upstream traffic to the capture sink.
+#[derive(Clone)]
+pub struct CaptureAwareClient {
+    inner: reqwest::Client,
+    sink: Option<Arc<dyn CaptureSink>>,
+    default_context: Option<PluginHttpCaptureContext>,
+}
+
+impl std::fmt::Debug for CaptureAwareClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaptureAwareClient")
+            .field("capturing", &self.sink.is_some())
+            .field("default_context", &self.default_context)
+            .finish()
+    }
+}
+
+impl CaptureAwareClient {
+    /// A client with default settings and no capture.
+    pub fn plain() -> Result<Self, BackendError> {
+        build_capture_aware_client(reqwest::Client::builder(), None, None)
+    }
+
+    /// The underlying client, to build requests.
+    pub fn inner(&self) -> &reqwest::Client {
+        &self.inner
+    }
+
+    /// The same client (shared pool) with another connect-timeout-free default context.
+    #[must_use]
+    pub fn with_default_context(&self, context: Option<PluginHttpCaptureContext>) -> Self {
+        Self { inner: self.inner.clone(), sink: self.sink.clone(), default_context: context }
+    }
+
+    /// The same client (shared pool and sink) with another underlying reqwest client, e.g.
+    /// one built with a backend's own connect timeout.
+    #[must_use]
+    pub fn with_inner(&self, inner: reqwest::Client) -> Self {
+        Self { inner, sink: self.sink.clone(), default_context: self.default_context.clone() }
+    }
+
+    /// The capture sink, if capture is on.
+    pub fn sink(&self) -> Option<&Arc<dyn CaptureSink>> {
+        self.sink.as_ref()
+    }
+
+    fn resolve(&self, per_request: Option<&PluginHttpCaptureContext>) -> Option<CaptureTarget> {
+        let sink = self.sink.clone()?;
+        let ctx = per_request.or(self.default_context.as_ref())?.clone();
+        ctx.context.as_ref()?;
+        Some(CaptureTarget { sink, ctx })
+    }
+
+    /// Sends `request`. The outbound request is captured; the response is returned with its
+    /// body unread, to be consumed with [`HttpResponse::bytes`] or
+    /// [`HttpResponse::bytes_stream`], both of which capture it once.
+    pub async fn send(
+        &self,
+        request: reqwest::Request,
+        capture_context: Option<&PluginHttpCaptureContext>,
+    ) -> Result<HttpResponse, reqwest::Error> {
+        let target = self.resolve(capture_context);
+        if let Some(t) = &target {
+            let body = request.body().and_then(|b| b.as_bytes()).map(Bytes::copy_from_slice);
+            let body = body.unwrap_or_default();
+            t.sink.record(CaptureRecord {
+                request_id: t.request_id(),
+                session_id: t.session_id(),
+                direction: CaptureDirection::OutboundRequest,
+                backend: t.ctx.backend.clone(),
+                model: t.ctx.model.clone(),
+                key_name: t.ctx.key_name.clone(),
+                timestamp: SystemTime::now(),
+                method: Some(request.method().to_string()),
+                url: Some(masked_url(request.url())),
+                status: None,
+                headers: masked_headers(request.headers()),
+                body_len: body.len(),
+                body,
+            });
+        }
+        let response = self.inner.execute(request).await?;
+        let capture = target.map(|t| {
+            Arc::new(PendingCapture {
+                target: t,
+                status: response.status().as_u16(),
+                headers: masked_headers(response.headers()),
+                buffer: std::sync::Mutex::new(BytesMut::new()),
+                seen: std::sync::atomic::AtomicUsize::new(0),
+                completed: AtomicBool::new(false),
+            })
+        });
+        Ok(HttpResponse { inner: response, capture })
+    }
+}
+
+struct CaptureTarget {
+    sink: Arc<dyn CaptureSink>,
+    ctx: PluginHttpCaptureContext,
+}
+
+impl CaptureTarget {
+    fn request_id(&self) -> String {
+        self.ctx.context.as_ref().map(|c| c.request_id.clone()).unwrap_or_default()
+    }
+    fn session_id(&self) -> Option<String> {
+        self.ctx.context.as_ref().and_then(|c| c.session_id.clone())
+    }
+}
+
+/// Capture state of one response, shared by its body stream.
+pub struct PendingCapture {
+    target: CaptureTarget,
+    status: u16,
+    headers: Vec<(String, String)>,
+    buffer: std::sync::Mutex<BytesMut>,
+    seen: std::sync::atomic::AtomicUsize,
+    completed: AtomicBool,
+}
+
+impl PendingCapture {
+    fn append(&self, chunk: &[u8]) {
+        let seen = self.seen.fetch_add(chunk.len(), Ordering::Relaxed);
+        if seen >= CAPTURE_BODY_LIMIT {
+            return;
+        }
+        let room = CAPTURE_BODY_LIMIT - seen;
+        if let Ok(mut buf) = self.buffer.lock() {
+            buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        }
+    }
+
+    /// Whether the inbound response was captured already (the seed's
+    /// `llm_proxy_http_capture_completed` flag).
+    pub fn is_completed(&self) -> bool {
+        self.completed.load(Ordering::Acquire)
+    }
+}
+
+/// Records the inbound response of `capture` once; later calls are no-ops.
+pub fn capture_http_response(capture: &PendingCapture) {
+    if capture.completed.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let body = capture.buffer.lock().map(|mut b| b.split().freeze()).unwrap_or_default();
+    let t = &capture.target;
+    t.sink.record(CaptureRecord {
+        request_id: t.request_id(),
+        session_id: t.session_id(),
+        direction: CaptureDirection::InboundResponse,
+        backend: t.ctx.backend.clone(),
+        model: t.ctx.model.clone(),
+        key_name: t.ctx.key_name.clone(),
+        timestamp: SystemTime::now(),
+        method: None,
+        url: None,
+        status: Some(capture.status),
+        headers: capture.headers.clone(),
+        body,
+        body_len: capture.seen.load(Ordering::Relaxed),
+    });
+}
+
+/// An upstream response whose body is captured as it is consumed.
+pub struct HttpResponse {
+    inner: reqwest::Response,
+    capture: Option<Arc<PendingCapture>>,
+}
+
+impl HttpResponse {
+    /// Status.
+    pub fn status(&self) -> StatusCode {
+        self.inner.status()
+    }
+
+    /// Headers.
+    pub fn headers(&self) -> &HeaderMap {
+        self.inner.headers()
+    }
+
+    /// The capture state, for an explicit [`capture_http_response`] call.
+    pub fn capture(&self) -> Option<&Arc<PendingCapture>> {
+        self.capture.as_ref()
+    }
+
+    /// Reads the whole body (bounded by `timeout`) and captures the response.
+    pub async fn bytes(self, timeout: Option<Duration>) -> Result<Bytes, BackendError> {
+        let read = self.inner.bytes();
+        let body = match timeout {
+            Some(t) => tokio::time::timeout(t, read)
+                .await
+                .map_err(|_| BackendError::timeout("upstream body timed out"))?,
+            None => read.await,
+        }
+        .map_err(|e| BackendError::transport(format!("reading upstream body: {e}")))?;
+        if let Some(c) = &self.capture {
+            c.append(&body);
+            capture_http_response(c);
+        }
+        Ok(body)
+    }
+
+    /// The body as a byte stream. The response is captured when the stream ends or is dropped.
+    pub fn bytes_stream(self) -> BodyStream {
+        BodyStream { inner: Box::pin(self.inner.bytes_stream()), capture: self.capture }
+    }
+}
+
+/// Streaming body that tees into the capture.
+pub struct BodyStream {
+    inner: Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>,
+    capture: Option<Arc<PendingCapture>>,
+}
+
+impl Stream for BodyStream {
+    type Item = Result<Bytes, BackendError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.inner.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                if let Some(c) = &self.capture {
+                    c.append(&chunk);
+                }
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                let err = if e.is_timeout() {
+                    BackendError::timeout(format!("upstream stream timed out: {e}"))
+                } else {
+                    BackendError::transport(format!("upstream stream failed: {e}"))
+                };
+                Poll::Ready(Some(Err(err)))
+            }
+            Poll::Ready(None) => {
+                if let Some(c) = &self.capture {
+                    capture_http_response(c);
+                }
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for BodyStream {
+    fn drop(&mut self) {
+        if let Some(c) = &self.capture {
+            capture_http_response(c);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_headers_and_query_keys_are_masked() {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", HeaderValue::from_static("Bearer sk-secret-value-123456"));
+        h.insert("x-goog-api-key", HeaderValue::from_static("AIzaSECRETSECRETSECRET"));
+        h.insert("content-type", HeaderValue::from_static("application/json"));
+        let m = masked_headers(&h);
+        let joined = format!("{m:?}");
+        assert!(!joined.contains("secret-value"), "{joined}");
+        assert!(!joined.contains("SECRETSECRET"), "{joined}");
+        assert!(joined.contains("application/json"));
+        let url = reqwest::Url::parse("https://g.test/v1?key=AIzaSECRET&alt=sse").unwrap();
+        let shown = masked_url(&url);
+        assert!(!shown.contains("AIzaSECRET"), "{shown}");
+        assert!(shown.contains("alt=sse"));
+    }
+}

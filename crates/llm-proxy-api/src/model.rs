@@ -1,0 +1,478 @@
+//! The canonical chat model every wire format converts to and from (hub and spoke).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Free-form JSON object used for fields a format does not model.
+pub type Extra = Map<String, Value>;
+
+/// A chat request in the proxy's canonical form.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChatRequest {
+    /// The model selector as the client sent it (later: the effective upstream model).
+    pub model: String,
+    /// Conversation, system prompts included (as `Role::System` / `Role::Developer` messages).
+    pub messages: Vec<Message>,
+    /// Whether the client asked for a streamed response.
+    pub stream: bool,
+    /// Tool definitions offered to the model.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<ToolDefinition>,
+    /// How the model may use the tools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<ToolChoice>,
+    /// Whether the model may emit several tool calls in one turn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel_tool_calls: Option<bool>,
+    /// Sampling parameters.
+    #[serde(default)]
+    pub sampling: Sampling,
+    /// Maximum number of output tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
+    /// Stop sequences.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stop: Vec<String>,
+    /// Requested output format.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<ResponseFormat>,
+    /// Reasoning / thinking settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<ReasoningConfig>,
+    /// Request metadata (OpenAI `metadata`, Anthropic `metadata`).
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub metadata: Extra,
+    /// End-user identifier (OpenAI `user`, Anthropic `metadata.user_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Fields of the client's wire format that the model does not cover, passed through to
+    /// upstreams that speak the same format (`extra_protocol`).
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub extra: Extra,
+    /// Protocol whose fields `extra` holds (`openai_chat`, `anthropic`, `gemini`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra_protocol: Option<String>,
+}
+
+impl ChatRequest {
+    /// The pass-through fields, if they were written in `protocol`.
+    pub fn extra_for(&self, protocol: &str) -> Option<&Extra> {
+        (self.extra_protocol.as_deref() == Some(protocol) && !self.extra.is_empty())
+            .then_some(&self.extra)
+    }
+}
+
+/// Sampling parameters shared by the formats.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sampling {
+    /// Temperature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    /// Nucleus sampling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f64>,
+    /// Top-k sampling (Anthropic, Gemini).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_k: Option<u64>,
+    /// Presence penalty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presence_penalty: Option<f64>,
+    /// Frequency penalty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frequency_penalty: Option<f64>,
+    /// Seed for deterministic sampling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<i64>,
+    /// Number of choices (only 1 is supported end to end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n: Option<u32>,
+}
+
+/// Who wrote a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// System prompt.
+    System,
+    /// OpenAI's `developer` role (a system prompt for reasoning models).
+    Developer,
+    /// The user.
+    User,
+    /// The model.
+    Assistant,
+    /// A tool result.
+    Tool,
+}
+
+/// One message of the conversation: a role and an ordered list of parts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// Author.
+    pub role: Role,
+    /// Ordered content (text, media, reasoning, tool calls, tool results).
+    pub content: Vec<Part>,
+    /// Optional participant name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl Message {
+    /// A message with a single text part.
+    pub fn text(role: Role, text: impl Into<String>) -> Self {
+        Self { role, content: vec![Part::Text(TextPart::new(text))], name: None }
+    }
+
+    /// Concatenation of the message's text parts.
+    pub fn joined_text(&self) -> String {
+        let mut out = String::new();
+        for part in &self.content {
+            if let Part::Text(t) = part {
+                out.push_str(&t.text);
+            }
+        }
+        out
+    }
+
+    /// Tool calls in this message, in order.
+    pub fn tool_calls(&self) -> impl Iterator<Item = &ToolCall> {
+        self.content.iter().filter_map(|p| match p {
+            Part::ToolCall(c) => Some(c),
+            _ => None,
+        })
+    }
+}
+
+/// A piece of message content.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Part {
+    /// Plain text.
+    Text(TextPart),
+    /// An image, by URL or inline data.
+    Image(ImagePart),
+    /// Inline audio.
+    Audio(AudioPart),
+    /// Model reasoning (thinking), possibly signed or encrypted.
+    Reasoning(ReasoningBlock),
+    /// A tool call made by the assistant.
+    ToolCall(ToolCall),
+    /// The result of a tool call.
+    ToolResult(ToolResult),
+}
+
+/// Text content.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TextPart {
+    /// The text.
+    pub text: String,
+    /// Prompt-cache marker (Anthropic `cache_control`), carried opaquely.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_control: Option<Value>,
+}
+
+impl TextPart {
+    /// Text without cache marker.
+    pub fn new(text: impl Into<String>) -> Self {
+        Self { text: text.into(), cache_control: None }
+    }
+}
+
+/// Image content.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImagePart {
+    /// Where the image comes from.
+    pub source: MediaSource,
+    /// OpenAI `detail` hint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// Media by reference or inline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum MediaSource {
+    /// A fetchable URL.
+    Url {
+        /// The URL.
+        url: String,
+    },
+    /// Inline base64 data.
+    Base64 {
+        /// MIME type, e.g. `image/png`.
+        media_type: String,
+        /// Base64-encoded bytes.
+        data: String,
+    },
+}
+
+impl MediaSource {
+    /// Parses a `data:<mime>;base64,<data>` URL into inline data; other URLs stay URLs.
+    pub fn from_url(url: &str) -> Self {
+        if let Some(rest) = url.strip_prefix("data:")
+            && let Some((meta, data)) = rest.split_once(',')
+            && let Some(media_type) = meta.strip_suffix(";base64")
+        {
+            return Self::Base64 { media_type: media_type.to_owned(), data: data.to_owned() };
+        }
+        Self::Url { url: url.to_owned() }
+    }
+
+    /// The source as a URL (inline data becomes a `data:` URL).
+    pub fn to_url(&self) -> String {
+        match self {
+            Self::Url { url } => url.clone(),
+            Self::Base64 { media_type, data } => format!("data:{media_type};base64,{data}"),
+        }
+    }
+}
+
+/// Audio content.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AudioPart {
+    /// Base64 audio bytes.
+    pub data: String,
+    /// Audio format (`wav`, `mp3`).
+    pub format: String,
+}
+
+/// A reasoning (thinking) block.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReasoningBlock {
+    /// Visible reasoning text (may be a summary).
+    #[serde(default)]
+    pub text: String,
+    /// Signature proving the reasoning was produced by the provider (Anthropic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    /// Redacted or encrypted reasoning payload (Anthropic `redacted_thinking.data`,
+    /// OpenAI `encrypted_content`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redacted: Option<String>,
+    /// Provider-opaque data that must travel back to the same provider on the next turn
+    /// (e.g. Gemini `thoughtSignature`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_data: Option<Value>,
+}
+
+/// A tool call made by the assistant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolCall {
+    /// Call id, used to match the result.
+    pub id: String,
+    /// Function name.
+    pub name: String,
+    /// Arguments as a JSON text (as streamed by the provider).
+    pub arguments: String,
+    /// Provider-opaque data to send back with this call (e.g. Gemini `thoughtSignature`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_data: Option<Value>,
+}
+
+/// The result of a tool call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolResult {
+    /// Id of the call this answers.
+    pub call_id: String,
+    /// Function name, when the format carries it (Gemini needs it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Result content (text and images).
+    pub content: Vec<Part>,
+    /// Whether the tool reported an error.
+    #[serde(default)]
+    pub is_error: bool,
+}
+
+impl ToolResult {
+    /// Concatenated text of the result.
+    pub fn joined_text(&self) -> String {
+        let mut out = String::new();
+        for part in &self.content {
+            if let Part::Text(t) = part {
+                out.push_str(&t.text);
+            }
+        }
+        out
+    }
+}
+
+/// A function the model may call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolDefinition {
+    /// Function name.
+    pub name: String,
+    /// Description for the model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// JSON schema of the arguments.
+    pub parameters: Value,
+    /// OpenAI strict mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strict: Option<bool>,
+    /// Prompt-cache marker (Anthropic), carried opaquely.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_control: Option<Value>,
+}
+
+/// How the model may use tools.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mode", content = "name", rename_all = "snake_case")]
+pub enum ToolChoice {
+    /// Model decides.
+    Auto,
+    /// No tool calls.
+    None,
+    /// At least one tool call.
+    Required,
+    /// This specific function.
+    Function(String),
+}
+
+/// Requested output format.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ResponseFormat {
+    /// Plain text.
+    Text,
+    /// Any JSON object.
+    JsonObject,
+    /// JSON matching a schema.
+    JsonSchema {
+        /// Schema name.
+        name: String,
+        /// The schema.
+        schema: Value,
+        /// Strict adherence.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        strict: Option<bool>,
+    },
+}
+
+/// Reasoning / thinking settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReasoningConfig {
+    /// Effort level (`none`, `minimal`, `low`, `medium`, `high`, `xhigh`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effort: Option<String>,
+    /// Token budget for thinking (Anthropic `budget_tokens`, Gemini `thinkingBudget`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_tokens: Option<u64>,
+    /// Thinking explicitly disabled.
+    #[serde(default)]
+    pub disabled: bool,
+    /// Whether reasoning summaries / thoughts should be returned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_thoughts: Option<bool>,
+}
+
+/// Token usage of one call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Input (prompt) tokens, cache reads and writes included.
+    pub input_tokens: u64,
+    /// Output (completion) tokens, reasoning included.
+    pub output_tokens: u64,
+    /// Reasoning tokens (subset of output), when reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_tokens: Option<u64>,
+    /// Input tokens read from the prompt cache, when reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_read_tokens: Option<u64>,
+    /// Input tokens written to the prompt cache, when reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_tokens: Option<u64>,
+}
+
+impl Usage {
+    /// Total tokens.
+    pub fn total(&self) -> u64 {
+        self.input_tokens + self.output_tokens
+    }
+
+    /// Folds a later usage report into this one: non-zero / present fields of `later` win.
+    /// Providers report usage in pieces (Anthropic: input at start, output at the end).
+    pub fn merge(&mut self, later: &Usage) {
+        if later.input_tokens != 0 {
+            self.input_tokens = later.input_tokens;
+        }
+        if later.output_tokens != 0 {
+            self.output_tokens = later.output_tokens;
+        }
+        self.reasoning_tokens = later.reasoning_tokens.or(self.reasoning_tokens);
+        self.cache_read_tokens = later.cache_read_tokens.or(self.cache_read_tokens);
+        self.cache_write_tokens = later.cache_write_tokens.or(self.cache_write_tokens);
+    }
+}
+
+/// Why the model stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// Natural end or stop sequence.
+    Stop,
+    /// Token limit reached.
+    Length,
+    /// The model called tools.
+    ToolCalls,
+    /// Output filtered.
+    ContentFilter,
+    /// Provider-specific reason kept verbatim.
+    Other(String),
+}
+
+/// A complete (non-streamed) assistant answer: the collected stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatResponse {
+    /// Response id.
+    pub id: String,
+    /// Model that answered.
+    pub model: String,
+    /// Unix seconds.
+    pub created: u64,
+    /// Assistant content in stream order.
+    pub content: Vec<Part>,
+    /// Why generation stopped.
+    pub finish_reason: Option<FinishReason>,
+    /// Token usage.
+    pub usage: Option<Usage>,
+}
+
+impl ChatResponse {
+    /// Concatenated text of the answer.
+    pub fn joined_text(&self) -> String {
+        let mut out = String::new();
+        for part in &self.content {
+            if let Part::Text(t) = part {
+                out.push_str(&t.text);
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_urls_become_inline_media_and_back() {
+        let src = MediaSource::from_url("data:image/png;base64,AAAA");
+        assert_eq!(
+            src,
+            MediaSource::Base64 { media_type: "image/png".into(), data: "AAAA".into() }
+        );
+        assert_eq!(src.to_url(), "data:image/png;base64,AAAA");
+        let url = MediaSource::from_url("https://x.test/a.png");
+        assert_eq!(url, MediaSource::Url { url: "https://x.test/a.png".into() });
+    }
+
+    #[test]
+    fn usage_merge_keeps_earlier_fields_when_later_is_silent() {
+        let mut u = Usage { input_tokens: 10, cache_read_tokens: Some(4), ..Usage::default() };
+        u.merge(&Usage { output_tokens: 7, ..Usage::default() });
+        assert_eq!(u.input_tokens, 10);
+        assert_eq!(u.output_tokens, 7);
+        assert_eq!(u.cache_read_tokens, Some(4));
+        assert_eq!(u.total(), 17);
+    }
+}

@@ -1,0 +1,429 @@
+//! Canonical model -> OpenAI Chat wire (upstream requests; client responses).
+
+use llm_proxy_api::model::{
+    ChatRequest, ChatResponse, FinishReason, Message, Part, ReasoningBlock, ResponseFormat, Role,
+    ToolChoice, Usage,
+};
+use serde_json::{Map, json};
+
+use super::to_model::PROTOCOL;
+use super::types::{
+    self as wire, ChatCompletionRequest, ChatCompletionResponse, ChatMessage, Choice,
+    ContentPart, FunctionCall, FunctionDef, ImageUrl, InputAudio, MessageContent,
+    ReasoningDetail, Stop, StreamOptions, Tool,
+};
+
+/// How to encode a request for a particular upstream.
+#[derive(Debug, Clone, Copy)]
+pub struct EncodeOptions {
+    /// Send earlier assistant reasoning back as `reasoning_content` / `reasoning_details`
+    /// (wanted by DeepSeek, Kimi, GLM, OpenRouter; rejected by some strict servers).
+    pub reasoning_in_history: bool,
+    /// Use `max_completion_tokens` instead of the legacy `max_tokens`.
+    pub max_completion_tokens: bool,
+}
+
+impl Default for EncodeOptions {
+    fn default() -> Self {
+        Self { reasoning_in_history: true, max_completion_tokens: false }
+    }
+}
+
+/// Builds the upstream request body for `model`.
+pub fn request_from_model(
+    req: &ChatRequest,
+    model: &str,
+    opts: EncodeOptions,
+) -> ChatCompletionRequest {
+    let mut messages = Vec::with_capacity(req.messages.len());
+    for m in &req.messages {
+        message_from_model(m, opts, &mut messages);
+    }
+    let tools = (!req.tools.is_empty()).then(|| {
+        req.tools
+            .iter()
+            .map(|t| Tool {
+                kind: "function".to_owned(),
+                function: FunctionDef {
+                    name: t.name.clone(),
+                    description: t.description.clone(),
+                    parameters: Some(t.parameters.clone()),
+                    strict: t.strict,
+                },
+            })
+            .collect()
+    });
+    let tool_choice = req.tool_choice.as_ref().map(|c| match c {
+        ToolChoice::Auto => json!("auto"),
+        ToolChoice::None => json!("none"),
+        ToolChoice::Required => json!("required"),
+        ToolChoice::Function(name) => json!({"type": "function", "function": {"name": name}}),
+    });
+    let response_format = req.response_format.as_ref().map(|f| match f {
+        ResponseFormat::Text => wire::ResponseFormat::Text,
+        ResponseFormat::JsonObject => wire::ResponseFormat::JsonObject,
+        ResponseFormat::JsonSchema { name, schema, strict } => wire::ResponseFormat::JsonSchema {
+            json_schema: wire::JsonSchemaFormat {
+                name: name.clone(),
+                schema: schema.clone(),
+                strict: *strict,
+            },
+        },
+    });
+    let reasoning_effort = req.reasoning.as_ref().and_then(|r| {
+        r.effort.clone().or_else(|| r.disabled.then(|| "none".to_owned())).or_else(|| {
+            r.budget_tokens.map(|b| effort_for_budget(b).to_owned())
+        })
+    });
+    let (max_tokens, max_completion_tokens) = if opts.max_completion_tokens {
+        (None, req.max_tokens)
+    } else {
+        (req.max_tokens, None)
+    };
+    ChatCompletionRequest {
+        model: model.to_owned(),
+        messages,
+        stream: Some(req.stream),
+        stream_options: req
+            .stream
+            .then(|| StreamOptions { include_usage: true, extra: Map::new() }),
+        tools,
+        tool_choice,
+        parallel_tool_calls: req.parallel_tool_calls,
+        temperature: req.sampling.temperature,
+        top_p: req.sampling.top_p,
+        n: req.sampling.n,
+        stop: match req.stop.len() {
+            0 => None,
+            1 => Some(Stop::One(req.stop[0].clone())),
+            _ => Some(Stop::Many(req.stop.clone())),
+        },
+        max_tokens,
+        max_completion_tokens,
+        presence_penalty: req.sampling.presence_penalty,
+        frequency_penalty: req.sampling.frequency_penalty,
+        seed: req.sampling.seed,
+        response_format,
+        reasoning_effort,
+        user: req.user.clone(),
+        metadata: (!req.metadata.is_empty()).then(|| req.metadata.clone()),
+        extra: req.extra_for(PROTOCOL).cloned().unwrap_or_default(),
+    }
+}
+
+/// Maps a thinking budget onto the nearest effort level.
+pub fn effort_for_budget(budget: u64) -> &'static str {
+    match budget {
+        0 => "none",
+        1..=2048 => "low",
+        2049..=12288 => "medium",
+        _ => "high",
+    }
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::System => "system",
+        Role::Developer => "developer",
+        Role::User => "user",
+        Role::Assistant => "assistant",
+        Role::Tool => "tool",
+    }
+}
+
+fn message_from_model(m: &Message, opts: EncodeOptions, out: &mut Vec<ChatMessage>) {
+    let mut parts = Vec::new();
+    let mut reasoning: Vec<&ReasoningBlock> = Vec::new();
+    let mut tool_calls = Vec::new();
+    for part in &m.content {
+        match part {
+            Part::Text(t) => {
+                parts.push(ContentPart::Text { text: t.text.clone(), cache_control: None })
+            }
+            Part::Image(img) => parts.push(ContentPart::ImageUrl {
+                image_url: ImageUrl { url: img.source.to_url(), detail: img.detail.clone() },
+            }),
+            Part::Audio(a) => parts.push(ContentPart::InputAudio {
+                input_audio: InputAudio { data: a.data.clone(), format: a.format.clone() },
+            }),
+            Part::Reasoning(b) => reasoning.push(b),
+            Part::ToolCall(c) => tool_calls.push(wire::ToolCall {
+                id: c.id.clone(),
+                kind: "function".to_owned(),
+                function: FunctionCall { name: c.name.clone(), arguments: c.arguments.clone() },
+                extra_content: c.provider_data.clone(),
+            }),
+            Part::ToolResult(r) => out.push(ChatMessage {
+                role: "tool".to_owned(),
+                content: Some(MessageContent::Text(tool_result_text(r))),
+                tool_call_id: Some(r.call_id.clone()),
+                ..ChatMessage::default()
+            }),
+        }
+    }
+    if m.role == Role::Tool && parts.is_empty() && tool_calls.is_empty() {
+        return; // only tool results, already emitted
+    }
+    let (reasoning_content, reasoning_details) =
+        if m.role == Role::Assistant && opts.reasoning_in_history {
+            reasoning_fields(&reasoning)
+        } else {
+            (None, None)
+        };
+    let content = simplify_content(parts, m.role == Role::Assistant && !tool_calls.is_empty());
+    out.push(ChatMessage {
+        role: role_name(m.role).to_owned(),
+        content,
+        name: m.name.clone(),
+        tool_calls: (!tool_calls.is_empty()).then_some(tool_calls),
+        reasoning_content,
+        reasoning_details,
+        ..ChatMessage::default()
+    });
+}
+
+fn tool_result_text(r: &llm_proxy_api::model::ToolResult) -> String {
+    let text = r.joined_text();
+    if r.is_error && !text.starts_with("Error") {
+        format!("Error: {text}")
+    } else {
+        text
+    }
+}
+
+/// One text part becomes a plain string (what most servers expect); no parts and tool calls
+/// becomes `null`.
+fn simplify_content(mut parts: Vec<ContentPart>, has_tool_calls: bool) -> Option<MessageContent> {
+    if parts.is_empty() {
+        return if has_tool_calls { None } else { Some(MessageContent::Text(String::new())) };
+    }
+    if parts.iter().all(|p| matches!(p, ContentPart::Text { .. })) {
+        let mut text = String::new();
+        for p in parts.drain(..) {
+            if let ContentPart::Text { text: t, .. } = p {
+                text.push_str(&t);
+            }
+        }
+        return Some(MessageContent::Text(text));
+    }
+    Some(MessageContent::Parts(parts))
+}
+
+/// `reasoning_content` (joined text) plus `reasoning_details` when a block carries anything
+/// beyond text (signature, encrypted payload, provider data) that must survive a round trip.
+pub(crate) fn reasoning_fields(
+    blocks: &[&ReasoningBlock],
+) -> (Option<String>, Option<Vec<ReasoningDetail>>) {
+    if blocks.is_empty() {
+        return (None, None);
+    }
+    let text: String = blocks.iter().map(|b| b.text.as_str()).collect();
+    let needs_details = blocks
+        .iter()
+        .any(|b| b.signature.is_some() || b.redacted.is_some() || b.provider_data.is_some());
+    let details = needs_details.then(|| {
+        blocks
+            .iter()
+            .enumerate()
+            .map(|(i, b)| reasoning_detail(b, i as u32))
+            .collect()
+    });
+    ((!text.is_empty()).then_some(text), details)
+}
+
+pub(crate) fn reasoning_detail(b: &ReasoningBlock, index: u32) -> ReasoningDetail {
+    ReasoningDetail {
+        kind: if b.redacted.is_some() { "reasoning.encrypted" } else { "reasoning.text" }
+            .to_owned(),
+        text: (!b.text.is_empty()).then(|| b.text.clone()),
+        summary: None,
+        signature: b.signature.clone(),
+        data: b.redacted.clone(),
+        provider_data: b.provider_data.clone(),
+        index: Some(index),
+        extra: Map::new(),
+    }
+}
+
+/// OpenAI spelling of a finish reason.
+pub fn finish_reason_name(r: &FinishReason) -> &str {
+    match r {
+        FinishReason::Stop => "stop",
+        FinishReason::Length => "length",
+        FinishReason::ToolCalls => "tool_calls",
+        FinishReason::ContentFilter => "content_filter",
+        FinishReason::Other(s) => s,
+    }
+}
+
+/// Usage in OpenAI shape.
+pub fn usage_from_model(u: &Usage) -> wire::WireUsage {
+    wire::WireUsage {
+        prompt_tokens: u.input_tokens,
+        completion_tokens: u.output_tokens,
+        total_tokens: u.total(),
+        prompt_tokens_details: (u.cache_read_tokens.is_some() || u.cache_write_tokens.is_some())
+            .then_some(wire::PromptTokensDetails {
+                cached_tokens: u.cache_read_tokens,
+                cache_write_tokens: u.cache_write_tokens,
+            }),
+        completion_tokens_details: u
+            .reasoning_tokens
+            .map(|r| wire::CompletionTokensDetails { reasoning_tokens: Some(r) }),
+    }
+}
+
+/// Builds the client-facing non-streamed response.
+pub fn response_from_model(resp: &ChatResponse) -> ChatCompletionResponse {
+    let mut text = String::new();
+    let mut reasoning = Vec::new();
+    let mut tool_calls = Vec::new();
+    for part in &resp.content {
+        match part {
+            Part::Text(t) => text.push_str(&t.text),
+            Part::Reasoning(b) => reasoning.push(b),
+            Part::ToolCall(c) => tool_calls.push(wire::ToolCall {
+                id: c.id.clone(),
+                kind: "function".to_owned(),
+                function: FunctionCall { name: c.name.clone(), arguments: c.arguments.clone() },
+                extra_content: c.provider_data.clone(),
+            }),
+            Part::Image(_) | Part::Audio(_) | Part::ToolResult(_) => {}
+        }
+    }
+    let (reasoning_content, reasoning_details) = reasoning_fields(&reasoning);
+    let content = if text.is_empty() && !tool_calls.is_empty() {
+        None
+    } else {
+        Some(MessageContent::Text(text))
+    };
+    ChatCompletionResponse {
+        id: resp.id.clone(),
+        object: "chat.completion".to_owned(),
+        created: resp.created,
+        model: resp.model.clone(),
+        choices: vec![Choice {
+            index: 0,
+            message: ChatMessage {
+                role: "assistant".to_owned(),
+                content,
+                tool_calls: (!tool_calls.is_empty()).then_some(tool_calls),
+                reasoning_content,
+                reasoning_details,
+                ..ChatMessage::default()
+            },
+            finish_reason: Some(
+                finish_reason_name(resp.finish_reason.as_ref().unwrap_or(&FinishReason::Stop))
+                    .to_owned(),
+            ),
+        }],
+        usage: resp.usage.as_ref().map(usage_from_model),
+        system_fingerprint: None,
+    }
+}
+
+/// Serializes to JSON bytes (infallible for these types; an error yields `{}`).
+pub fn to_json_bytes<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap_or_else(|_| b"{}".to_vec())
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::openai_chat::to_model::{request_to_model, response_to_model};
+    use llm_proxy_api::model::{TextPart, ToolCall, ToolResult};
+    use serde_json::Value;
+
+    #[test]
+    fn request_round_trips_through_the_model() {
+        let original = json!({
+            "model": "gpt-4o",
+            "messages": [
+                {"role": "system", "content": "sys"},
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "tool_calls": [
+                    {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+                ]},
+                {"role": "tool", "tool_call_id": "c1", "content": "42"}
+            ],
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+            "tool_choice": "required",
+            "temperature": 0.5,
+            "stream": false,
+            "logprobs": true
+        });
+        let wire: ChatCompletionRequest = serde_json::from_value(original.clone()).unwrap();
+        let model = request_to_model(wire).unwrap();
+        let back = request_from_model(&model, "gpt-4o", EncodeOptions::default());
+        let back = serde_json::to_value(&back).unwrap();
+        assert_eq!(back, original);
+    }
+
+    #[test]
+    fn tool_results_and_errors_become_tool_messages() {
+        let req = ChatRequest {
+            messages: vec![Message {
+                role: Role::User,
+                content: vec![
+                    Part::ToolResult(ToolResult {
+                        call_id: "c9".into(),
+                        name: None,
+                        content: vec![Part::Text(TextPart::new("disk full"))],
+                        is_error: true,
+                    }),
+                    Part::Text(TextPart::new("now?")),
+                ],
+                name: None,
+            }],
+            ..ChatRequest::default()
+        };
+        let out = request_from_model(&req, "m", EncodeOptions::default());
+        let v = serde_json::to_value(&out.messages).unwrap();
+        assert_eq!(
+            v,
+            json!([
+                {"role": "tool", "tool_call_id": "c9", "content": "Error: disk full"},
+                {"role": "user", "content": "now?"}
+            ])
+        );
+    }
+
+    #[test]
+    fn response_keeps_signed_reasoning_and_provider_data() {
+        let resp = ChatResponse {
+            id: "r".into(),
+            model: "m".into(),
+            created: 1,
+            content: vec![
+                Part::Reasoning(ReasoningBlock {
+                    text: "t".into(),
+                    signature: Some("sig".into()),
+                    ..Default::default()
+                }),
+                Part::ToolCall(ToolCall {
+                    id: "c".into(),
+                    name: "f".into(),
+                    arguments: "{}".into(),
+                    provider_data: Some(json!({"thoughtSignature": "g"})),
+                }),
+            ],
+            finish_reason: Some(FinishReason::ToolCalls),
+            usage: Some(Usage { input_tokens: 3, output_tokens: 4, ..Usage::default() }),
+        };
+        let wire = response_from_model(&resp);
+        let v = serde_json::to_value(&wire).unwrap();
+        assert_eq!(v["choices"][0]["message"]["content"], Value::Null);
+        assert_eq!(v["choices"][0]["message"]["reasoning_content"], "t");
+        assert_eq!(v["choices"][0]["message"]["reasoning_details"][0]["signature"], "sig");
+        assert_eq!(
+            v["choices"][0]["message"]["tool_calls"][0]["extra_content"]["thoughtSignature"],
+            "g"
+        );
+        assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
+        assert_eq!(v["usage"]["total_tokens"], 7);
+        // and back: the client echoes the message in the next turn
+        let back = response_to_model(serde_json::from_value(v).unwrap(), "m");
+        assert_eq!(back.content, resp.content);
+    }
+}

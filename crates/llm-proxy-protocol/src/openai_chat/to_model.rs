@@ -1,0 +1,345 @@
+//! OpenAI Chat wire -> canonical model (client requests; upstream responses).
+
+use llm_proxy_api::model::{
+    AudioPart, ChatRequest, ChatResponse, FinishReason, ImagePart, MediaSource, Message, Part,
+    ReasoningBlock, ResponseFormat, Role, Sampling, TextPart, ToolCall, ToolChoice,
+    ToolDefinition, ToolResult, Usage,
+};
+use serde_json::Value;
+
+use super::types::{
+    self as wire, ChatCompletionRequest, ChatCompletionResponse, ContentPart, MessageContent,
+    ReasoningDetail, Stop,
+};
+use crate::FieldError;
+
+/// Protocol name used in `ChatRequest::extra_protocol`.
+pub const PROTOCOL: &str = "openai_chat";
+
+/// Converts a client request to the canonical model.
+pub fn request_to_model(req: ChatCompletionRequest) -> Result<ChatRequest, FieldError> {
+    let mut messages = Vec::with_capacity(req.messages.len());
+    for (i, m) in req.messages.into_iter().enumerate() {
+        messages.push(message_to_model(m, i)?);
+    }
+    let tools = req
+        .tools
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| {
+            if t.kind != "function" {
+                return Err(FieldError::new(
+                    format!("unsupported tool type '{}'", t.kind),
+                    format!("tools[{i}].type"),
+                ));
+            }
+            Ok(ToolDefinition {
+                name: t.function.name,
+                description: t.function.description,
+                parameters: t
+                    .function
+                    .parameters
+                    .unwrap_or_else(|| serde_json::json!({"type": "object", "properties": {}})),
+                strict: t.function.strict,
+                cache_control: None,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let tool_choice = req.tool_choice.as_ref().map(tool_choice_to_model).transpose()?;
+    let stop = match req.stop {
+        None => Vec::new(),
+        Some(Stop::One(s)) => vec![s],
+        Some(Stop::Many(v)) => v,
+    };
+    let response_format = req.response_format.map(|f| match f {
+        wire::ResponseFormat::Text => ResponseFormat::Text,
+        wire::ResponseFormat::JsonObject => ResponseFormat::JsonObject,
+        wire::ResponseFormat::JsonSchema { json_schema } => ResponseFormat::JsonSchema {
+            name: json_schema.name,
+            schema: json_schema.schema,
+            strict: json_schema.strict,
+        },
+    });
+    let reasoning = req.reasoning_effort.map(|effort| llm_proxy_api::model::ReasoningConfig {
+        disabled: effort == "none",
+        effort: Some(effort),
+        ..Default::default()
+    });
+    Ok(ChatRequest {
+        model: req.model,
+        messages,
+        stream: req.stream.unwrap_or(false),
+        tools,
+        tool_choice,
+        parallel_tool_calls: req.parallel_tool_calls,
+        sampling: Sampling {
+            temperature: req.temperature,
+            top_p: req.top_p,
+            top_k: None,
+            presence_penalty: req.presence_penalty,
+            frequency_penalty: req.frequency_penalty,
+            seed: req.seed,
+            n: req.n,
+        },
+        max_tokens: req.max_completion_tokens.or(req.max_tokens),
+        stop,
+        response_format,
+        reasoning,
+        metadata: req.metadata.unwrap_or_default(),
+        user: req.user,
+        extra_protocol: (!req.extra.is_empty()).then(|| PROTOCOL.to_owned()),
+        extra: req.extra,
+    })
+}
+
+fn tool_choice_to_model(v: &Value) -> Result<ToolChoice, FieldError> {
+    let bad = || FieldError::new("invalid tool_choice", "tool_choice");
+    match v {
+        Value::String(s) => match s.as_str() {
+            "auto" => Ok(ToolChoice::Auto),
+            "none" => Ok(ToolChoice::None),
+            "required" => Ok(ToolChoice::Required),
+            _ => Err(bad()),
+        },
+        Value::Object(o) => o
+            .get("function")
+            .and_then(|f| f.get("name"))
+            .and_then(Value::as_str)
+            .map(|n| ToolChoice::Function(n.to_owned()))
+            .ok_or_else(bad),
+        _ => Err(bad()),
+    }
+}
+
+fn role_to_model(role: &str, i: usize) -> Result<Role, FieldError> {
+    Ok(match role {
+        "system" => Role::System,
+        "developer" => Role::Developer,
+        "user" => Role::User,
+        "assistant" => Role::Assistant,
+        "tool" | "function" => Role::Tool,
+        other => {
+            return Err(FieldError::new(
+                format!("unknown message role '{other}'"),
+                format!("messages[{i}].role"),
+            ));
+        }
+    })
+}
+
+fn content_to_parts(content: Option<MessageContent>) -> Vec<Part> {
+    match content {
+        None => Vec::new(),
+        Some(MessageContent::Text(t)) => vec![Part::Text(TextPart::new(t))],
+        Some(MessageContent::Parts(parts)) => parts
+            .into_iter()
+            .map(|p| match p {
+                ContentPart::Text { text, cache_control } => {
+                    Part::Text(TextPart { text, cache_control })
+                }
+                ContentPart::ImageUrl { image_url } => Part::Image(ImagePart {
+                    source: MediaSource::from_url(&image_url.url),
+                    detail: image_url.detail,
+                }),
+                ContentPart::InputAudio { input_audio } => Part::Audio(AudioPart {
+                    data: input_audio.data,
+                    format: input_audio.format,
+                }),
+                ContentPart::Refusal { refusal } => Part::Text(TextPart::new(refusal)),
+            })
+            .collect(),
+    }
+}
+
+/// Reasoning blocks from `reasoning_details` (preferred, keeps signatures) or
+/// `reasoning_content`.
+pub(crate) fn reasoning_to_model(
+    details: Option<Vec<ReasoningDetail>>,
+    text: Option<String>,
+) -> Vec<Part> {
+    if let Some(details) = details.filter(|d| !d.is_empty()) {
+        return details
+            .into_iter()
+            .map(|d| {
+                Part::Reasoning(ReasoningBlock {
+                    text: d.text.or(d.summary).unwrap_or_default(),
+                    signature: d.signature,
+                    redacted: d.data,
+                    provider_data: d.provider_data,
+                })
+            })
+            .collect();
+    }
+    match text {
+        Some(t) if !t.is_empty() => {
+            vec![Part::Reasoning(ReasoningBlock { text: t, ..ReasoningBlock::default() })]
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn message_to_model(m: wire::ChatMessage, i: usize) -> Result<Message, FieldError> {
+    let role = role_to_model(&m.role, i)?;
+    if role == Role::Tool {
+        let call_id = m.tool_call_id.ok_or_else(|| {
+            FieldError::new(
+                "tool messages need a 'tool_call_id'",
+                format!("messages[{i}].tool_call_id"),
+            )
+        })?;
+        return Ok(Message {
+            role,
+            content: vec![Part::ToolResult(ToolResult {
+                call_id,
+                name: m.name,
+                content: content_to_parts(m.content),
+                is_error: false,
+            })],
+            name: None,
+        });
+    }
+    let mut content = Vec::new();
+    if role == Role::Assistant {
+        content.extend(reasoning_to_model(m.reasoning_details, m.reasoning_content));
+    }
+    content.extend(content_to_parts(m.content));
+    if let Some(r) = m.refusal.filter(|r| !r.is_empty()) {
+        content.push(Part::Text(TextPart::new(r)));
+    }
+    for call in m.tool_calls.unwrap_or_default() {
+        content.push(Part::ToolCall(ToolCall {
+            id: call.id,
+            name: call.function.name,
+            arguments: call.function.arguments,
+            provider_data: call.extra_content,
+        }));
+    }
+    Ok(Message { role, content, name: m.name })
+}
+
+/// Finish reason from its OpenAI spelling.
+pub fn finish_reason_to_model(s: &str) -> FinishReason {
+    match s {
+        "stop" => FinishReason::Stop,
+        "length" => FinishReason::Length,
+        "tool_calls" | "function_call" => FinishReason::ToolCalls,
+        "content_filter" => FinishReason::ContentFilter,
+        other => FinishReason::Other(other.to_owned()),
+    }
+}
+
+/// Usage from its OpenAI shape.
+pub fn usage_to_model(u: &wire::WireUsage) -> Usage {
+    Usage {
+        input_tokens: u.prompt_tokens,
+        output_tokens: u.completion_tokens,
+        reasoning_tokens: u.completion_tokens_details.and_then(|d| d.reasoning_tokens),
+        cache_read_tokens: u.prompt_tokens_details.and_then(|d| d.cached_tokens),
+        cache_write_tokens: u.prompt_tokens_details.and_then(|d| d.cache_write_tokens),
+    }
+}
+
+/// Converts an upstream non-streamed response.
+pub fn response_to_model(resp: ChatCompletionResponse, fallback_model: &str) -> ChatResponse {
+    let mut content = Vec::new();
+    let mut finish_reason = None;
+    if let Some(choice) = resp.choices.into_iter().next() {
+        let m = choice.message;
+        content.extend(reasoning_to_model(m.reasoning_details, m.reasoning_content));
+        content.extend(content_to_parts(m.content));
+        for call in m.tool_calls.unwrap_or_default() {
+            content.push(Part::ToolCall(ToolCall {
+                id: call.id,
+                name: call.function.name,
+                arguments: call.function.arguments,
+                provider_data: call.extra_content,
+            }));
+        }
+        finish_reason = choice.finish_reason.as_deref().map(finish_reason_to_model);
+    }
+    ChatResponse {
+        id: if resp.id.is_empty() { llm_proxy_api::ids::response_id() } else { resp.id },
+        model: if resp.model.is_empty() { fallback_model.to_owned() } else { resp.model },
+        created: if resp.created == 0 { llm_proxy_api::ids::unix_now() } else { resp.created },
+        content,
+        finish_reason,
+        usage: resp.usage.as_ref().map(usage_to_model),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(v: Value) -> ChatCompletionRequest {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn request_maps_every_field_group() {
+        let req = parse(json!({
+            "model": "gpt-4o",
+            "stream": true,
+            "messages": [
+                {"role": "system", "content": "be brief"},
+                {"role": "user", "content": [
+                    {"type": "text", "text": "what is this?"},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,QUJD", "detail": "low"}}
+                ]},
+                {"role": "assistant", "content": null, "reasoning_content": "hmm",
+                 "tool_calls": [{"id": "c1", "type": "function",
+                   "function": {"name": "look", "arguments": "{\"q\":1}"},
+                   "extra_content": {"google": {"thought_signature": "sig"}}}]},
+                {"role": "tool", "tool_call_id": "c1", "content": "a cat"}
+            ],
+            "tools": [{"type": "function", "function": {"name": "look", "parameters": {"type": "object"}}}],
+            "tool_choice": {"type": "function", "function": {"name": "look"}},
+            "temperature": 0.2, "max_tokens": 10, "max_completion_tokens": 20,
+            "stop": "END", "seed": 7, "reasoning_effort": "high",
+            "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}, "strict": true}},
+            "logprobs": true, "extra_body": {"session_id": "s"}
+        }));
+        let m = request_to_model(req).unwrap();
+        assert!(m.stream);
+        assert_eq!(m.messages.len(), 4);
+        assert_eq!(m.messages[0].role, Role::System);
+        assert!(matches!(&m.messages[1].content[1], Part::Image(ImagePart { source: MediaSource::Base64 { media_type, .. }, detail: Some(d) }) if media_type == "image/png" && d == "low"));
+        let asst = &m.messages[2];
+        assert!(matches!(&asst.content[0], Part::Reasoning(b) if b.text == "hmm"));
+        let call = asst.tool_calls().next().unwrap();
+        assert_eq!(call.arguments, "{\"q\":1}");
+        assert_eq!(call.provider_data, Some(json!({"google": {"thought_signature": "sig"}})));
+        assert!(matches!(&m.messages[3].content[0], Part::ToolResult(r) if r.call_id == "c1" && r.joined_text() == "a cat"));
+        assert_eq!(m.tool_choice, Some(ToolChoice::Function("look".into())));
+        assert_eq!(m.max_tokens, Some(20), "max_completion_tokens wins");
+        assert_eq!(m.stop, vec!["END".to_owned()]);
+        assert_eq!(m.reasoning.as_ref().unwrap().effort.as_deref(), Some("high"));
+        assert!(matches!(m.response_format, Some(ResponseFormat::JsonSchema { strict: Some(true), .. })));
+        assert_eq!(m.extra.get("logprobs"), Some(&json!(true)));
+        assert!(m.extra_for(PROTOCOL).is_some());
+    }
+
+    #[test]
+    fn bad_roles_and_tool_messages_name_the_param() {
+        let err = request_to_model(parse(json!({"model": "m", "messages": [{"role": "wizard", "content": "x"}]}))).unwrap_err();
+        assert_eq!(err.param.as_deref(), Some("messages[0].role"));
+        let err = request_to_model(parse(json!({"model": "m", "messages": [{"role": "tool", "content": "x"}]}))).unwrap_err();
+        assert_eq!(err.param.as_deref(), Some("messages[0].tool_call_id"));
+    }
+
+    #[test]
+    fn reasoning_details_keep_signatures() {
+        let parts = reasoning_to_model(
+            Some(vec![
+                ReasoningDetail { kind: "reasoning.text".into(), text: Some("a".into()), signature: Some("s".into()), ..Default::default() },
+                ReasoningDetail { kind: "reasoning.encrypted".into(), data: Some("enc".into()), ..Default::default() },
+            ]),
+            Some("ignored".into()),
+        );
+        assert_eq!(parts.len(), 2);
+        assert!(matches!(&parts[0], Part::Reasoning(b) if b.signature.as_deref() == Some("s")));
+        assert!(matches!(&parts[1], Part::Reasoning(b) if b.redacted.as_deref() == Some("enc")));
+    }
+}
