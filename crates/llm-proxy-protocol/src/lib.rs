@@ -3,6 +3,8 @@
 
 use serde::de::DeserializeOwned;
 
+pub mod anthropic;
+pub mod gemini;
 pub mod openai_chat;
 pub mod sse;
 

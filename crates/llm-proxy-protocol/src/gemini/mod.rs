@@ -1,0 +1,1 @@
+//! Gemini generateContent wire format (work in progress).

@@ -1,0 +1,1 @@
+//! Anthropic golden fixtures.

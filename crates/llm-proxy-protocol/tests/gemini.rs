@@ -1,0 +1,1 @@
+//! Gemini golden fixtures.

@@ -1,0 +1,4 @@
+//! Golden-fixture tests of every wire format, compared as JSON values.
+
+mod anthropic;
+mod gemini;
