@@ -43,7 +43,7 @@ pub use plugin::{
     BackendPluginProvider, FactoryArgs, PluginCompatibility, PluginPostBuildHook,
     ServiceProvider,
 };
-pub use stream::{Collector, EventStream, StreamEvent, collect};
+pub use stream::{Collector, EventStream, StreamEvent, collect, response_events};
 pub use translation::{StreamDecoder, TranslationService, WireCodec};
 
 /// Version of the running core, compared against [`PluginCompatibility`].

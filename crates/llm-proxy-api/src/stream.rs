@@ -208,6 +208,56 @@ impl Collector {
     }
 }
 
+/// The events that stream `response`: how a backend whose upstream answered in one piece
+/// feeds the same event path as a streaming one.
+pub fn response_events(response: ChatResponse) -> Vec<StreamEvent> {
+    let mut events = Vec::with_capacity(response.content.len() + 3);
+    events.push(StreamEvent::Start { id: Some(response.id), model: Some(response.model) });
+    let mut tool_index = 0u32;
+    for part in response.content {
+        match part {
+            Part::Text(t) => events.push(StreamEvent::TextDelta { text: t.text }),
+            Part::Reasoning(b) => {
+                if let Some(data) = b.redacted {
+                    events.push(StreamEvent::ReasoningRedacted { data });
+                    continue;
+                }
+                if !b.text.is_empty() {
+                    events.push(StreamEvent::ReasoningDelta { text: b.text });
+                }
+                if let Some(data) = b.provider_data {
+                    events.push(StreamEvent::ReasoningProviderData { data });
+                }
+                if let Some(signature) = b.signature {
+                    events.push(StreamEvent::ReasoningSignature { signature });
+                }
+            }
+            Part::ToolCall(c) => {
+                let index = tool_index;
+                tool_index += 1;
+                events.push(StreamEvent::ToolCallStart {
+                    index,
+                    id: c.id,
+                    name: c.name,
+                    provider_data: c.provider_data,
+                });
+                if !c.arguments.is_empty() {
+                    events.push(StreamEvent::ToolCallDelta { index, arguments: c.arguments });
+                }
+                events.push(StreamEvent::ToolCallEnd { index });
+            }
+            Part::Image(_) | Part::Audio(_) | Part::ToolResult(_) => {}
+        }
+    }
+    if let Some(u) = response.usage {
+        events.push(StreamEvent::Usage(u));
+    }
+    if let Some(reason) = response.finish_reason {
+        events.push(StreamEvent::Finish { reason });
+    }
+    events
+}
+
 /// Drains a stream into a `ChatResponse`; the first error ends collection.
 pub async fn collect(
     mut stream: EventStream,
@@ -300,6 +350,18 @@ mod tests {
         let s: EventStream = Box::pin(stream::iter(items));
         let err = collect(s, "m").await.unwrap_err();
         assert!(err.message.contains("boom"));
+    }
+
+    #[tokio::test]
+    async fn response_events_collect_back_to_the_same_response() {
+        let s: EventStream = Box::pin(stream::iter(events().into_iter().map(Ok)));
+        let first = collect(s, "fallback").await.unwrap();
+        let replay = response_events(first.clone());
+        let s: EventStream = Box::pin(stream::iter(replay.into_iter().map(Ok)));
+        let second = collect(s, "fallback").await.unwrap();
+        assert_eq!(first.content, second.content);
+        assert_eq!(first.usage, second.usage);
+        assert_eq!(first.finish_reason, second.finish_reason);
     }
 
     #[test]

@@ -1,0 +1,296 @@
+//! The OpenAI Chat Completions connector and the family of OpenAI-compatible providers that
+//! share it (OpenRouter, NVIDIA, Z.ai, MiniMax, ZenMux, Kimi Code, Ollama, any compatible
+//! server), each with its default base URL and environment variable prefix.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use http::{HeaderMap, HeaderName, HeaderValue, header};
+use llm_proxy_api::config::{BackendInstanceConfig, Secret, Timeouts};
+use llm_proxy_api::error::BackendError;
+use llm_proxy_api::http::{CaptureAwareClient, ConnectorRequestContext, PluginHttpCaptureContext};
+use llm_proxy_api::plugin::{BackendPluginDefinition, FactoryArgs, PluginCompatibility};
+use llm_proxy_api::stream::{EventStream, response_events};
+use llm_proxy_api::{Backend, CallContext, ChatRequest, ModelInfo};
+use llm_proxy_protocol::openai_chat::from_model::EncodeOptions;
+use llm_proxy_protocol::openai_chat::types::ChatCompletionResponse;
+use llm_proxy_protocol::openai_chat::{self, ChunkDecoder};
+use serde::Deserialize;
+
+use crate::upstream;
+
+/// Static description of one OpenAI-compatible provider.
+#[derive(Debug, Clone, Copy)]
+pub struct Provider {
+    /// Backend type (registry key).
+    pub name: &'static str,
+    /// Environment prefix: `<PREFIX>_API_KEY`, `<PREFIX>_API_BASE_URL`, `<PREFIX>_API_KEY_<N>`.
+    pub env_prefix: &'static str,
+    /// Default base URL; `None` means `api_url` is required.
+    pub default_url: Option<&'static str>,
+    /// Whether calls need an API key.
+    pub key_required: bool,
+    /// Extra headers the provider expects (client fingerprints for coding plans).
+    pub headers: &'static [(&'static str, &'static str)],
+    /// Send earlier reasoning back in the conversation.
+    pub reasoning_in_history: bool,
+    /// Use `max_completion_tokens` rather than `max_tokens`.
+    pub max_completion_tokens: bool,
+}
+
+const KILO_CODE: &[(&str, &str)] = &[
+    ("user-agent", "Kilo-Code/4.0.0"),
+    ("http-referer", "https://kilocode.ai"),
+    ("referer", "https://kilocode.ai"),
+    ("origin", "https://kilocode.ai"),
+    ("x-title", "Kilo Code"),
+];
+
+const fn provider(name: &'static str, env_prefix: &'static str, url: &'static str) -> Provider {
+    Provider {
+        name,
+        env_prefix,
+        default_url: Some(url),
+        key_required: true,
+        headers: &[],
+        reasoning_in_history: true,
+        max_completion_tokens: false,
+    }
+}
+
+/// Every OpenAI-compatible provider built in.
+pub const PROVIDERS: &[Provider] = &[
+    Provider {
+        reasoning_in_history: false,
+        max_completion_tokens: true,
+        ..provider("openai", "OPENAI", "https://api.openai.com/v1")
+    },
+    provider("openrouter", "OPENROUTER", "https://openrouter.ai/api/v1"),
+    provider("nvidia", "NVIDIA", "https://integrate.api.nvidia.com/v1"),
+    provider("zai", "ZAI", "https://open.bigmodel.cn/api/paas/v4"),
+    Provider {
+        headers: KILO_CODE,
+        ..provider("zai-coding-plan", "ZAI_CODING_PLAN", "https://api.z.ai/api/coding/paas/v4")
+    },
+    provider("minimax", "MINIMAX", "https://api.minimax.io/v1"),
+    provider("zenmux", "ZENMUX", "https://zenmux.ai/api/v1"),
+    Provider { headers: KILO_CODE, ..provider("kimi-code", "KIMI", "https://api.kimi.com/coding/v1") },
+    Provider { key_required: false, ..provider("ollama", "OLLAMA", "http://localhost:11434/v1") },
+    Provider {
+        default_url: None,
+        key_required: false,
+        ..provider("openai-compatible", "OPENAI_COMPATIBLE", "")
+    },
+];
+
+/// The provider description for a backend type.
+pub fn provider_for(name: &str) -> Option<&'static Provider> {
+    PROVIDERS.iter().find(|p| p.name == name)
+}
+
+/// Connector-specific settings under `backends.<name>.extra`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Extra {
+    /// Additional headers sent on every call.
+    #[serde(default)]
+    headers: std::collections::BTreeMap<String, String>,
+    /// Override: send earlier reasoning back (`reasoning_content`).
+    #[serde(default)]
+    reasoning_in_history: Option<bool>,
+    /// Override: use `max_completion_tokens`.
+    #[serde(default)]
+    max_completion_tokens: Option<bool>,
+}
+
+/// A configured OpenAI-compatible backend instance.
+pub struct OpenAiCompatible {
+    instance: String,
+    client: CaptureAwareClient,
+    chat_url: reqwest::Url,
+    models_url: reqwest::Url,
+    headers: HeaderMap,
+    key_name: Option<String>,
+    timeouts: Timeouts,
+    models: Vec<String>,
+    options: EncodeOptions,
+}
+
+impl std::fmt::Debug for OpenAiCompatible {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenAiCompatible")
+            .field("instance", &self.instance)
+            .field("chat_url", &self.chat_url.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a per-instance HTTP client sharing the capture sink, with the instance's connect
+/// timeout and a keep-alive pool.
+pub fn instance_client(
+    shared: &CaptureAwareClient,
+    timeouts: &Timeouts,
+) -> Result<CaptureAwareClient, BackendError> {
+    let inner = reqwest::Client::builder()
+        .connect_timeout(timeouts.connect)
+        .tcp_nodelay(true)
+        .pool_idle_timeout(std::time::Duration::from_secs(90))
+        .build()
+        .map_err(|e| BackendError::config(format!("cannot build HTTP client: {e}")))?;
+    Ok(shared.with_inner(inner))
+}
+
+/// Joins a base URL and a path segment (`https://x/v1` + `chat/completions`).
+pub fn join_url(base: &str, path: &str) -> Result<reqwest::Url, BackendError> {
+    let base = base.trim_end_matches('/');
+    reqwest::Url::parse(&format!("{base}/{path}"))
+        .map_err(|e| BackendError::config(format!("invalid api_url '{base}': {e}")))
+}
+
+fn bearer(key: &Secret) -> Result<HeaderValue, BackendError> {
+    let mut v = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
+        .map_err(|_| BackendError::config("API key contains characters not allowed in a header"))?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
+impl OpenAiCompatible {
+    /// Builds an instance; no network I/O.
+    pub fn new(args: &FactoryArgs, provider: &Provider) -> Result<Self, BackendError> {
+        let cfg: &BackendInstanceConfig = &args.instance;
+        let extra: Extra = serde_json::from_value(serde_json::Value::Object(cfg.extra.clone()))
+            .map_err(|e| {
+                BackendError::config(format!("backends.{}.extra: {e}", cfg.instance))
+            })?;
+        let base = cfg.api_url.as_deref().or(provider.default_url).ok_or_else(|| {
+            BackendError::config(format!(
+                "backends.{}.api_url is required for backend type '{}'",
+                cfg.instance, provider.name
+            ))
+        })?;
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        for (k, v) in provider.headers {
+            headers.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
+        }
+        for (k, v) in &extra.headers {
+            let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| {
+                BackendError::config(format!("backends.{}.extra.headers: bad name '{k}'", cfg.instance))
+            })?;
+            let value = HeaderValue::from_str(v).map_err(|_| {
+                BackendError::config(format!("backends.{}.extra.headers.{k}: bad value", cfg.instance))
+            })?;
+            headers.insert(name, value);
+        }
+        if let Some(key) = &cfg.api_key {
+            headers.insert(header::AUTHORIZATION, bearer(key)?);
+        }
+        Ok(Self {
+            instance: cfg.instance.clone(),
+            client: instance_client(&args.http_client, &cfg.timeouts)?,
+            chat_url: join_url(base, "chat/completions")?,
+            models_url: join_url(base, "models")?,
+            headers,
+            key_name: cfg.key_name.clone(),
+            timeouts: cfg.timeouts,
+            models: cfg.models.clone(),
+            options: EncodeOptions {
+                reasoning_in_history: extra
+                    .reasoning_in_history
+                    .unwrap_or(provider.reasoning_in_history),
+                max_completion_tokens: extra
+                    .max_completion_tokens
+                    .unwrap_or(provider.max_completion_tokens),
+            },
+        })
+    }
+
+    fn capture_context(&self, ctx: &CallContext) -> PluginHttpCaptureContext {
+        PluginHttpCaptureContext {
+            backend: self.instance.clone(),
+            model: ctx.model.clone(),
+            key_name: self.key_name.clone(),
+            context: Some(ConnectorRequestContext {
+                request_id: ctx.request_id.clone(),
+                session_id: ctx.session_id.clone(),
+            }),
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for OpenAiCompatible {
+    async fn stream(&self, ctx: &CallContext, req: ChatRequest) -> Result<EventStream, BackendError> {
+        let deadline = upstream::call_deadline(ctx, &self.timeouts);
+        let wire = openai_chat::request_from_model(&req, &ctx.model, self.options);
+        let body = serde_json::to_vec(&wire)
+            .map_err(|e| BackendError::internal(format!("cannot encode request: {e}")))?;
+        let mut request = reqwest::Request::new(reqwest::Method::POST, self.chat_url.clone());
+        *request.headers_mut() = self.headers.clone();
+        *request.body_mut() = Some(body.into());
+        let capture = self.client.sink().is_some().then(|| self.capture_context(ctx));
+        let response = upstream::send(
+            &self.client,
+            request,
+            capture.as_ref(),
+            &self.timeouts,
+            deadline,
+            openai_chat::decode_error,
+        )
+        .await?;
+        if req.stream {
+            return Ok(upstream::event_stream(response, Box::new(ChunkDecoder::new()), deadline));
+        }
+        let body = upstream::read_body(response, deadline).await?;
+        let parsed: ChatCompletionResponse = serde_json::from_slice(&body).map_err(|e| {
+            BackendError::transport(format!("upstream sent an invalid response body: {e}"))
+        })?;
+        let response = openai_chat::response_to_model(parsed, &ctx.model);
+        Ok(Box::pin(futures::stream::iter(response_events(response).into_iter().map(Ok))))
+    }
+
+    async fn models(&self) -> Result<Vec<ModelInfo>, BackendError> {
+        if !self.models.is_empty() {
+            return Ok(self.models.iter().map(ModelInfo::new).collect());
+        }
+        #[derive(Deserialize)]
+        struct List {
+            data: Vec<Item>,
+        }
+        #[derive(Deserialize)]
+        struct Item {
+            id: String,
+            #[serde(default)]
+            owned_by: Option<String>,
+        }
+        let mut request = reqwest::Request::new(reqwest::Method::GET, self.models_url.clone());
+        *request.headers_mut() = self.headers.clone();
+        let deadline = std::time::Instant::now() + self.timeouts.first_byte.min(std::time::Duration::from_secs(15));
+        let response = upstream::send(
+            &self.client,
+            request,
+            None,
+            &self.timeouts,
+            deadline,
+            openai_chat::decode_error,
+        )
+        .await?;
+        let body = upstream::read_body(response, deadline).await?;
+        let list: List = serde_json::from_slice(&body)
+            .map_err(|e| BackendError::transport(format!("invalid model list: {e}")))?;
+        Ok(list.data.into_iter().map(|i| ModelInfo { id: i.id, owned_by: i.owned_by }).collect())
+    }
+}
+
+/// The plugin definition for one provider of the family.
+pub fn definition(provider: &'static Provider) -> BackendPluginDefinition {
+    BackendPluginDefinition::new(
+        provider.name,
+        env!("CARGO_PKG_NAME"),
+        PluginCompatibility::new(llm_proxy_api::CORE_VERSION),
+        move |args: FactoryArgs| {
+            let backend: Arc<dyn Backend> = Arc::new(OpenAiCompatible::new(&args, provider)?);
+            Ok(backend)
+        },
+    )
+}

@@ -1,0 +1,139 @@
+//! One upstream HTTP exchange, shared by the HTTP connectors: send with the backend's
+//! timeouts, turn error statuses into `BackendError`s, and decode the body into events.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use llm_proxy_api::error::{BackendError, parse_retry_after};
+use llm_proxy_api::http::{BodyStream, CaptureAwareClient, HttpResponse, PluginHttpCaptureContext};
+use llm_proxy_api::stream::{EventStream, StreamEvent};
+use llm_proxy_api::translation::StreamDecoder;
+use llm_proxy_api::{CallContext, config::Timeouts};
+
+/// Turns an error body into a `BackendError` (per protocol).
+pub type ErrorDecoder = fn(u16, &[u8]) -> BackendError;
+
+/// When the call must be over: the earlier of the context deadline and the backend's total
+/// timeout.
+pub fn call_deadline(ctx: &CallContext, timeouts: &Timeouts) -> Instant {
+    let own = Instant::now() + timeouts.total;
+    ctx.deadline.map_or(own, |d| d.min(own))
+}
+
+/// Maps a transport error without leaking the URL (which may carry a key in its query).
+pub fn transport_error(e: reqwest::Error) -> BackendError {
+    let timeout = e.is_timeout();
+    let connect = e.is_connect();
+    let e = e.without_url();
+    if timeout {
+        BackendError::timeout(format!("upstream timed out: {e}"))
+    } else if connect {
+        BackendError::transport(format!("cannot connect to upstream: {}", source_chain(&e)))
+    } else {
+        BackendError::transport(format!("upstream request failed: {}", source_chain(&e)))
+    }
+}
+
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}
+
+/// Sends `request`, waiting at most `first_byte` for the response head. Non-success statuses
+/// become errors carrying the upstream's message, status and `Retry-After`.
+pub async fn send(
+    client: &CaptureAwareClient,
+    request: reqwest::Request,
+    capture: Option<&PluginHttpCaptureContext>,
+    timeouts: &Timeouts,
+    deadline: Instant,
+    decode_error: ErrorDecoder,
+) -> Result<HttpResponse, BackendError> {
+    let head_deadline = deadline.min(Instant::now() + timeouts.first_byte);
+    let response = tokio::time::timeout_at(head_deadline.into(), client.send(request, capture))
+        .await
+        .map_err(|_| {
+            BackendError::timeout(format!(
+                "upstream sent no response within {:.1} s",
+                timeouts.first_byte.min(deadline.saturating_duration_since(Instant::now()))
+                    .as_secs_f64()
+            ))
+        })?
+        .map_err(transport_error)?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let retry_after = response
+        .headers()
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after);
+    let remaining = deadline.saturating_duration_since(Instant::now()).min(Duration::from_secs(30));
+    let body = response.bytes(Some(remaining)).await.unwrap_or_default();
+    Err(decode_error(status.as_u16(), &body).with_retry_after(retry_after))
+}
+
+/// Reads a whole (non-streamed) body before `deadline`.
+pub async fn read_body(response: HttpResponse, deadline: Instant) -> Result<bytes::Bytes, BackendError> {
+    response.bytes(Some(deadline.saturating_duration_since(Instant::now()))).await
+}
+
+struct Decoding {
+    body: BodyStream,
+    decoder: Box<dyn StreamDecoder>,
+    pending: VecDeque<Result<StreamEvent, BackendError>>,
+    scratch: Vec<StreamEvent>,
+    deadline: Instant,
+    finished: bool,
+}
+
+/// Decodes a streamed body into events as bytes arrive; each upstream chunk is forwarded as
+/// soon as it is decoded. The stream ends with an error if the deadline passes.
+pub fn event_stream(
+    response: HttpResponse,
+    decoder: Box<dyn StreamDecoder>,
+    deadline: Instant,
+) -> EventStream {
+    let state = Decoding {
+        body: response.bytes_stream(),
+        decoder,
+        pending: VecDeque::new(),
+        scratch: Vec::new(),
+        deadline,
+        finished: false,
+    };
+    Box::pin(futures::stream::unfold(state, |mut st| async move {
+        loop {
+            if let Some(item) = st.pending.pop_front() {
+                return Some((item, st));
+            }
+            if st.finished {
+                return None;
+            }
+            let next = tokio::time::timeout_at(st.deadline.into(), st.body.next()).await;
+            let result = match next {
+                Err(_) => Err(BackendError::timeout("upstream stream exceeded the total timeout")),
+                Ok(Some(Ok(chunk))) => st.decoder.feed(&chunk, &mut st.scratch),
+                Ok(Some(Err(e))) => Err(e),
+                Ok(None) => {
+                    st.finished = true;
+                    st.decoder.finish(&mut st.scratch)
+                }
+            };
+            // Events decoded before an error are delivered first, then the error ends the stream.
+            st.pending.extend(st.scratch.drain(..).map(Ok));
+            if let Err(e) = result {
+                st.finished = true;
+                st.pending.push_back(Err(e));
+            }
+        }
+    }))
+}

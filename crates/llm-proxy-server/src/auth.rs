@@ -1,0 +1,57 @@
+//! Client authentication: when `auth.api_keys` is set, every request but `/health` must carry
+//! one of them (`Authorization: Bearer`, `x-api-key`, `x-goog-api-key`, `?key=` or
+//! `?api_key=`). Compared in constant time; never logged.
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use crate::error::{ProxyError, WireFormat};
+use crate::state::AppState;
+
+fn presented_key(req: &Request) -> Option<String> {
+    let h = req.headers();
+    if let Some(v) = h.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+        && let Some(k) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer "))
+    {
+        return Some(k.trim().to_owned());
+    }
+    for name in ["x-api-key", "x-goog-api-key"] {
+        if let Some(v) = h.get(name).and_then(|v| v.to_str().ok()) {
+            return Some(v.trim().to_owned());
+        }
+    }
+    let query = req.uri().query()?;
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        matches!(k, "key" | "api_key").then(|| v.to_owned())
+    })
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The client protocol a path belongs to (for error envelopes).
+pub fn format_for_path(_path: &str) -> WireFormat {
+    WireFormat::OpenAi
+}
+
+/// Middleware enforcing client keys.
+pub async fn require_key(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let keys = &state.config().auth.api_keys;
+    if keys.is_empty() || req.uri().path() == "/health" {
+        return next.run(req).await;
+    }
+    let ok = presented_key(&req).is_some_and(|k| {
+        keys.iter().fold(false, |found, key| found | constant_time_eq(k.as_bytes(), key.expose().as_bytes()))
+    });
+    if ok {
+        next.run(req).await
+    } else {
+        ProxyError::Unauthorized.into_response_for(format_for_path(req.uri().path()))
+    }
+}

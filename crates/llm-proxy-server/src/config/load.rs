@@ -1,0 +1,511 @@
+//! Loading and validation: file -> env -> CLI onto the raw structs, then raw -> `AppConfig`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use llm_proxy_api::config::{
+    AppConfig, AuthConfig, BackendInstanceConfig, BackendsConfig, LoggingConfig, Secret, Timeouts,
+};
+use llm_proxy_connectors::openai_compat::PROVIDERS;
+use serde_json::{Value, json};
+
+use super::raw::{RawBackend, RawConfig};
+
+/// A configuration problem, located by its dotted path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ConfigError {
+    /// Dotted path (`backends.openai.timeout`), or the source (`--port`, `OPENAI_TIMEOUT`).
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { path: path.into(), message: message.into() }
+    }
+}
+
+/// Settings given on the command line (highest precedence).
+#[derive(Debug, Clone, Default)]
+pub struct CliOverrides {
+    /// `--config`.
+    pub config: Option<PathBuf>,
+    /// `--host`.
+    pub host: Option<String>,
+    /// `--port`.
+    pub port: Option<u16>,
+    /// `--anthropic-port`.
+    pub anthropic_port: Option<u16>,
+    /// `--default-backend` (any selector).
+    pub default_backend: Option<String>,
+    /// `--static-route`.
+    pub static_route: Option<String>,
+    /// `--log-level`.
+    pub log_level: Option<String>,
+    /// `--capture-file`.
+    pub capture_file: Option<String>,
+    /// `--command-prefix`.
+    pub command_prefix: Option<String>,
+    /// `--timeout` (proxy_timeout, seconds).
+    pub proxy_timeout: Option<f64>,
+    /// `--disable-auth`.
+    pub disable_auth: bool,
+}
+
+/// Environment variables (a snapshot, so tests can pass their own).
+#[derive(Debug, Clone, Default)]
+pub struct Env(pub BTreeMap<String, String>);
+
+impl Env {
+    /// The process environment.
+    pub fn from_process() -> Self {
+        Self(std::env::vars().collect())
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str).filter(|v| !v.trim().is_empty())
+    }
+}
+
+/// Env prefixes of backends configurable from the environment (`<PREFIX>_API_KEY`, ...).
+fn env_backends() -> impl Iterator<Item = (&'static str, &'static str)> {
+    PROVIDERS
+        .iter()
+        .map(|p| (p.name, p.env_prefix))
+        .chain([("anthropic", "ANTHROPIC"), ("gemini", "GEMINI")])
+}
+
+/// Loads the configuration from the file named by `cli.config` / `CONFIG_FILE`, the
+/// environment and the CLI.
+pub fn load(cli: &CliOverrides, env: &Env) -> Result<AppConfig, ConfigError> {
+    let path = cli.config.clone().or_else(|| env.get("CONFIG_FILE").map(PathBuf::from));
+    let text = match &path {
+        Some(p) => std::fs::read_to_string(p).map_err(|e| {
+            ConfigError::new("--config", format!("cannot read '{}': {e}", p.display()))
+        })?,
+        None => String::new(),
+    };
+    load_from_str(&text, cli, env)
+}
+
+/// Like [`load`] with the file's text given.
+pub fn load_from_str(text: &str, cli: &CliOverrides, env: &Env) -> Result<AppConfig, ConfigError> {
+    let (mut raw, raw_value) = parse_file(text)?;
+    let mut key_names = BTreeMap::new();
+    for (name, entry) in &raw.backends.instances {
+        if entry.api_key.is_some() {
+            key_names.insert(name.clone(), format!("backends.{name}.api_key"));
+        }
+    }
+    apply_env(&mut raw, env, &mut key_names)?;
+    apply_cli(&mut raw, cli);
+    validate(raw, raw_value, &key_names)
+}
+
+fn parse_file(text: &str) -> Result<(RawConfig, Value), ConfigError> {
+    if text.trim().is_empty() {
+        return Ok((RawConfig::default(), json!({})));
+    }
+    let de = serde_yaml::Deserializer::from_str(text);
+    let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { "config".to_owned() } else { path };
+        ConfigError::new(path, e.into_inner().to_string())
+    })?;
+    let value: Value = serde_yaml::from_str(text)
+        .map_err(|e| ConfigError::new("config", e.to_string()))?;
+    Ok((raw, if value.is_null() { json!({}) } else { value }))
+}
+
+fn env_f64(env: &Env, key: &str) -> Result<Option<f64>, ConfigError> {
+    env.get(key)
+        .map(|v| v.trim().parse::<f64>().map_err(|_| ConfigError::new(key, "expected a number of seconds")))
+        .transpose()
+}
+
+fn env_bool(env: &Env, key: &str) -> Result<Option<bool>, ConfigError> {
+    env.get(key)
+        .map(|v| match v.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(true),
+            "0" | "false" | "no" | "off" => Ok(false),
+            _ => Err(ConfigError::new(key, "expected true or false")),
+        })
+        .transpose()
+}
+
+fn apply_env(
+    raw: &mut RawConfig,
+    env: &Env,
+    key_names: &mut BTreeMap<String, String>,
+) -> Result<(), ConfigError> {
+    if let Some(v) = env.get("LLM_PROXY_HOST") {
+        raw.host = Some(v.to_owned());
+    }
+    if let Some(v) = env.get("LLM_PROXY_PORT") {
+        raw.port = Some(v.trim().parse().map_err(|_| ConfigError::new("LLM_PROXY_PORT", "expected a port number"))?);
+    }
+    if let Some(v) = env.get("ANTHROPIC_PORT") {
+        raw.anthropic_port = Some(v.trim().parse().map_err(|_| ConfigError::new("ANTHROPIC_PORT", "expected a port number"))?);
+    }
+    if let Some(v) = env_f64(env, "PROXY_TIMEOUT")? {
+        raw.proxy_timeout = Some(v);
+    }
+    if let Some(v) = env.get("LLM_BACKEND") {
+        raw.backends.default_backend = Some(v.to_owned());
+    }
+    if let Some(v) = env.get("STATIC_ROUTE") {
+        raw.backends.static_route = Some(v.to_owned());
+    }
+    if let Some(v) = env.get("COMMAND_PREFIX") {
+        raw.command_prefix = Some(v.to_owned());
+    }
+    if let Some(v) = env.get("API_KEYS") {
+        raw.auth.api_keys = v.split(',').map(str::trim).filter(|k| !k.is_empty()).map(str::to_owned).collect();
+    }
+    if let Some(v) = env_bool(env, "DISABLE_AUTH")? {
+        raw.auth.disable_auth = Some(v);
+    }
+    if let Some(v) = env.get("CAPTURE_FILE") {
+        raw.logging.capture_file = Some(v.to_owned());
+    }
+    if let Some(v) = env.get("LOG_LEVEL") {
+        raw.logging.level = Some(v.to_owned());
+    }
+    if let Some(v) = env_f64(env, "FAILURE_HANDLING_KEEPALIVE_INTERVAL")? {
+        raw.failure_handling.keepalive_interval = Some(v);
+    }
+    for (backend, prefix) in env_backends() {
+        let key_var = format!("{prefix}_API_KEY");
+        let url_var = format!("{prefix}_API_BASE_URL");
+        let timeout_var = format!("{prefix}_TIMEOUT");
+        let key = env.get(&key_var);
+        let url = env.get(&url_var);
+        let timeout = env_f64(env, &timeout_var)?;
+        if key.is_some() || url.is_some() || timeout.is_some() {
+            let entry = raw.backends.instances.entry(backend.to_owned()).or_default();
+            if let Some(k) = key {
+                entry.api_key = Some(k.to_owned());
+                key_names.insert(backend.to_owned(), key_var.clone());
+            }
+            if let Some(u) = url {
+                entry.api_url = Some(u.to_owned());
+            }
+            if timeout.is_some() {
+                entry.timeout = timeout;
+            }
+        }
+        for n in 1..=99 {
+            let numbered = format!("{key_var}_{n}");
+            if let Some(k) = env.get(&numbered) {
+                let name = format!("{backend}.{n}");
+                let base_url = raw.backends.instances.get(backend).and_then(|b| b.api_url.clone());
+                let entry = raw.backends.instances.entry(name.clone()).or_default();
+                entry.api_key = Some(k.to_owned());
+                if entry.api_url.is_none() {
+                    entry.api_url = base_url;
+                }
+                key_names.insert(name, numbered);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn apply_cli(raw: &mut RawConfig, cli: &CliOverrides) {
+    if let Some(v) = &cli.host {
+        raw.host = Some(v.clone());
+    }
+    if let Some(v) = cli.port {
+        raw.port = Some(v);
+    }
+    if let Some(v) = cli.anthropic_port {
+        raw.anthropic_port = Some(v);
+    }
+    if let Some(v) = &cli.default_backend {
+        raw.backends.default_backend = Some(v.clone());
+    }
+    if let Some(v) = &cli.static_route {
+        raw.backends.static_route = Some(v.clone());
+    }
+    if let Some(v) = &cli.log_level {
+        raw.logging.level = Some(v.clone());
+    }
+    if let Some(v) = &cli.capture_file {
+        raw.logging.capture_file = Some(v.clone());
+    }
+    if let Some(v) = &cli.command_prefix {
+        raw.command_prefix = Some(v.clone());
+    }
+    if let Some(v) = cli.proxy_timeout {
+        raw.proxy_timeout = Some(v);
+    }
+    if cli.disable_auth {
+        raw.auth.disable_auth = Some(true);
+    }
+}
+
+fn seconds(path: &str, v: Option<f64>, default: Duration) -> Result<Duration, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(s) if s.is_finite() && s > 0.0 && s < 1e9 => Ok(Duration::from_secs_f64(s)),
+        Some(_) => Err(ConfigError::new(path, "expected a positive number of seconds")),
+    }
+}
+
+/// Command prefix rules: 2–10 printable characters, no whitespace, and a two-character prefix
+/// may not repeat one character.
+fn validate_command_prefix(p: &str) -> Result<(), ConfigError> {
+    let n = p.chars().count();
+    let bad = |m: &str| Err(ConfigError::new("command_prefix", m));
+    if !(2..=10).contains(&n) {
+        return bad("must be 2 to 10 characters long");
+    }
+    if p.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return bad("must not contain whitespace or control characters");
+    }
+    let mut chars = p.chars();
+    if n == 2 && chars.next() == chars.next() {
+        return bad("a two-character prefix may not repeat one character");
+    }
+    Ok(())
+}
+
+fn split_instance(key: &str) -> (&str, Option<&str>) {
+    match key.split_once('.') {
+        Some((t, i)) => (t, Some(i)),
+        None => (key, None),
+    }
+}
+
+fn instance_config(
+    name: &str,
+    raw: RawBackend,
+    key_name: Option<&String>,
+    default_total: Duration,
+) -> Result<BackendInstanceConfig, ConfigError> {
+    let path = format!("backends.{name}");
+    let (family, instance) = split_instance(name);
+    if family.is_empty() || instance.is_some_and(str::is_empty) {
+        return Err(ConfigError::new(&path, "backend keys are '<type>' or '<type>.<instance>'"));
+    }
+    let backend_type = raw.connector.clone().unwrap_or_else(|| family.to_owned());
+    if let Some(url) = &raw.api_url {
+        let parsed = reqwest_url_ok(url);
+        if !parsed {
+            return Err(ConfigError::new(format!("{path}.api_url"), format!("'{url}' is not an http(s) URL")));
+        }
+    }
+    let defaults = Timeouts { total: default_total, ..Timeouts::default() };
+    let timeouts = Timeouts {
+        connect: seconds(&format!("{path}.connect_timeout"), raw.connect_timeout, defaults.connect)?,
+        first_byte: seconds(
+            &format!("{path}.first_byte_timeout"),
+            raw.first_byte_timeout,
+            raw.timeout.map_or(defaults.first_byte, Duration::from_secs_f64).min(default_total),
+        )?,
+        total: seconds(&format!("{path}.timeout"), raw.timeout, defaults.total)?,
+    };
+    Ok(BackendInstanceConfig {
+        instance: name.to_owned(),
+        backend_type,
+        api_url: raw.api_url,
+        api_key: raw.api_key.map(Secret::new),
+        key_name: key_name.cloned(),
+        timeouts,
+        models: raw.models,
+        extra: raw.extra,
+    })
+}
+
+fn reqwest_url_ok(url: &str) -> bool {
+    match url.split_once("://") {
+        Some((scheme, rest)) => matches!(scheme, "http" | "https") && !rest.is_empty(),
+        None => false,
+    }
+}
+
+fn validate(
+    raw: RawConfig,
+    raw_value: Value,
+    key_names: &BTreeMap<String, String>,
+) -> Result<AppConfig, ConfigError> {
+    let defaults = AppConfig::default();
+    let host = raw.host.unwrap_or(defaults.host);
+    if host.trim().is_empty() {
+        return Err(ConfigError::new("host", "must not be empty"));
+    }
+    let proxy_timeout = seconds("proxy_timeout", raw.proxy_timeout, defaults.proxy_timeout)?;
+    let command_prefix = raw.command_prefix.unwrap_or(defaults.command_prefix);
+    validate_command_prefix(&command_prefix)?;
+    let max_body_bytes = raw.max_request_body_bytes.unwrap_or(defaults.max_body_bytes);
+    if max_body_bytes == 0 {
+        return Err(ConfigError::new("max_request_body_bytes", "must be positive"));
+    }
+    let keepalive_interval = seconds(
+        "failure_handling.keepalive_interval",
+        raw.failure_handling.keepalive_interval,
+        defaults.keepalive_interval,
+    )?;
+    let mut instances = BTreeMap::new();
+    for (name, entry) in raw.backends.instances {
+        let cfg = instance_config(&name, entry, key_names.get(&name), proxy_timeout)?;
+        instances.insert(name, cfg);
+    }
+    let check_selector = |path: &str, v: &Option<String>| match v {
+        Some(s) if s.trim().is_empty() => Err(ConfigError::new(path, "must not be empty")),
+        _ => Ok(()),
+    };
+    check_selector("backends.default_backend", &raw.backends.default_backend)?;
+    check_selector("backends.static_route", &raw.backends.static_route)?;
+    let disable_auth = raw.auth.disable_auth.unwrap_or(false);
+    let api_keys = if disable_auth {
+        Vec::new()
+    } else {
+        raw.auth.api_keys.into_iter().map(Secret::new).collect()
+    };
+    Ok(AppConfig {
+        host,
+        port: raw.port.unwrap_or(defaults.port),
+        anthropic_port: raw.anthropic_port,
+        proxy_timeout,
+        max_body_bytes,
+        command_prefix,
+        keepalive_interval,
+        backends: BackendsConfig {
+            default_backend: raw.backends.default_backend,
+            static_route: raw.backends.static_route,
+            instances,
+        },
+        auth: AuthConfig { api_keys },
+        logging: LoggingConfig {
+            level: raw.logging.level.unwrap_or(defaults.logging.level),
+            capture_file: raw.logging.capture_file,
+        },
+        raw: raw_value,
+    })
+}
+
+/// The effective configuration as a JSON tree with every secret masked (for `check-config`).
+pub fn effective_config(cfg: &AppConfig) -> Value {
+    let backends: serde_json::Map<String, Value> = cfg
+        .backends
+        .instances
+        .iter()
+        .map(|(name, b)| {
+            (
+                name.clone(),
+                json!({
+                    "type": b.backend_type,
+                    "api_url": b.api_url,
+                    "api_key": b.api_key.as_ref().map(Secret::masked),
+                    "key_source": b.key_name,
+                    "timeout": b.timeouts.total.as_secs_f64(),
+                    "connect_timeout": b.timeouts.connect.as_secs_f64(),
+                    "first_byte_timeout": b.timeouts.first_byte.as_secs_f64(),
+                    "models": b.models,
+                    "extra": b.extra,
+                }),
+            )
+        })
+        .collect();
+    json!({
+        "host": cfg.host,
+        "port": cfg.port,
+        "anthropic_port": cfg.anthropic_port,
+        "proxy_timeout": cfg.proxy_timeout.as_secs_f64(),
+        "max_request_body_bytes": cfg.max_body_bytes,
+        "command_prefix": cfg.command_prefix,
+        "failure_handling": { "keepalive_interval": cfg.keepalive_interval.as_secs_f64() },
+        "backends": {
+            "default_backend": cfg.backends.default_backend,
+            "static_route": cfg.backends.static_route,
+            "instances": backends,
+        },
+        "auth": { "api_keys": cfg.auth.api_keys.iter().map(Secret::masked).collect::<Vec<_>>() },
+        "logging": { "level": cfg.logging.level, "capture_file": cfg.logging.capture_file },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        Env(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect())
+    }
+
+    #[test]
+    fn precedence_defaults_file_env_cli() {
+        let file = "port: 9000\nhost: 127.0.0.1\nbackends:\n  default_backend: mock\n";
+        let cfg = load_from_str(file, &CliOverrides::default(), &Env::default()).unwrap();
+        assert_eq!(cfg.port, 9000);
+        assert_eq!(cfg.proxy_timeout, Duration::from_secs(600), "default kept");
+        let e = env(&[("LLM_PROXY_PORT", "9100"), ("LLM_BACKEND", "openai")]);
+        let cfg = load_from_str(file, &CliOverrides::default(), &e).unwrap();
+        assert_eq!(cfg.port, 9100);
+        assert_eq!(cfg.backends.default_backend.as_deref(), Some("openai"));
+        let cli = CliOverrides { port: Some(9200), default_backend: Some("a:m|b:m".into()), ..Default::default() };
+        let cfg = load_from_str(file, &cli, &e).unwrap();
+        assert_eq!(cfg.port, 9200);
+        assert_eq!(cfg.backends.default_backend.as_deref(), Some("a:m|b:m"));
+    }
+
+    #[test]
+    fn unknown_keys_name_path_and_line() {
+        let file = "host: 127.0.0.1\nbackends:\n  openai:\n    api_url: http://x\n    timeot: 5\n";
+        let err = load_from_str(file, &CliOverrides::default(), &Env::default()).unwrap_err();
+        assert_eq!(err.path, "backends.openai");
+        assert!(err.message.contains("unknown field `timeot`"), "{err}");
+        assert!(err.message.contains("line 5"), "{err}");
+        let err = load_from_str("bogus: 1\n", &CliOverrides::default(), &Env::default()).unwrap_err();
+        assert!(err.message.contains("unknown field `bogus`"), "{err}");
+        let err = load_from_str("backends:\n  openai:\n    timeout: soon\n", &CliOverrides::default(), &Env::default()).unwrap_err();
+        assert_eq!(err.path, "backends.openai.timeout");
+    }
+
+    #[test]
+    fn values_are_validated_with_their_path() {
+        let err = load_from_str("backends:\n  openai:\n    timeout: -1\n", &CliOverrides::default(), &Env::default()).unwrap_err();
+        assert_eq!(err.path, "backends.openai.timeout");
+        assert!(err.message.contains("positive"));
+        let err = load_from_str("backends:\n  openai:\n    api_url: ftp://x\n", &CliOverrides::default(), &Env::default()).unwrap_err();
+        assert_eq!(err.path, "backends.openai.api_url");
+        let err = load_from_str("command_prefix: '!!'\n", &CliOverrides::default(), &Env::default()).unwrap_err();
+        assert_eq!(err.path, "command_prefix");
+        let err = load_from_str("", &CliOverrides::default(), &env(&[("OPENAI_TIMEOUT", "abc")])).unwrap_err();
+        assert_eq!(err.path, "OPENAI_TIMEOUT");
+    }
+
+    #[test]
+    fn env_keys_urls_and_numbered_instances() {
+        let e = env(&[
+            ("OPENAI_API_KEY", "sk-main-0000000000"),
+            ("OPENAI_API_BASE_URL", "http://127.0.0.1:1/v1"),
+            ("OPENAI_API_KEY_2", "sk-second-00000000"),
+            ("OPENROUTER_API_KEY", "sk-or-000000000000"),
+        ]);
+        let cfg = load_from_str("", &CliOverrides::default(), &e).unwrap();
+        let main = &cfg.backends.instances["openai"];
+        assert_eq!(main.api_key.as_ref().unwrap().expose(), "sk-main-0000000000");
+        assert_eq!(main.key_name.as_deref(), Some("OPENAI_API_KEY"));
+        assert_eq!(main.api_url.as_deref(), Some("http://127.0.0.1:1/v1"));
+        let second = &cfg.backends.instances["openai.2"];
+        assert_eq!(second.backend_type, "openai");
+        assert_eq!(second.key_name.as_deref(), Some("OPENAI_API_KEY_2"));
+        assert_eq!(second.api_url.as_deref(), Some("http://127.0.0.1:1/v1"), "inherits the family URL");
+        assert!(cfg.backends.instances.contains_key("openrouter"));
+    }
+
+    #[test]
+    fn effective_config_masks_secrets() {
+        let e = env(&[("OPENAI_API_KEY", "sk-supersecretvalue123"), ("API_KEYS", "client-secret-key-1")]);
+        let cfg = load_from_str("", &CliOverrides::default(), &e).unwrap();
+        let shown = effective_config(&cfg).to_string();
+        assert!(!shown.contains("supersecret"), "{shown}");
+        assert!(!shown.contains("client-secret"), "{shown}");
+        assert!(shown.contains("OPENAI_API_KEY"));
+    }
+}

@@ -1,0 +1,119 @@
+//! The configuration file as written: serde structs that reject unknown keys. Every field is
+//! optional here; defaults are applied when validating into `AppConfig`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+
+/// Top level of the YAML file.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub anthropic_port: Option<u16>,
+    /// Overall request timeout, seconds.
+    pub proxy_timeout: Option<f64>,
+    /// Largest accepted request body, bytes.
+    pub max_request_body_bytes: Option<usize>,
+    pub command_prefix: Option<String>,
+    #[serde(default)]
+    pub backends: RawBackends,
+    #[serde(default)]
+    pub auth: RawAuth,
+    #[serde(default)]
+    pub logging: RawLogging,
+    #[serde(default)]
+    pub failure_handling: RawFailureHandling,
+}
+
+/// `backends:`: `default_backend`, `static_route`, and any number of backend entries keyed
+/// `<type>` or `<type>.<instance>`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RawBackends {
+    pub default_backend: Option<String>,
+    pub static_route: Option<String>,
+    #[serde(flatten)]
+    pub instances: BTreeMap<String, RawBackend>,
+}
+
+/// One backend entry.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackend {
+    pub api_url: Option<String>,
+    pub api_key: Option<String>,
+    /// Total call timeout, seconds.
+    pub timeout: Option<f64>,
+    /// Connect timeout, seconds.
+    pub connect_timeout: Option<f64>,
+    /// Time to the response head, seconds.
+    pub first_byte_timeout: Option<f64>,
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// Backend type when the key is not `<type>` / `<type>.<instance>`.
+    pub connector: Option<String>,
+    /// Connector-specific settings.
+    #[serde(default)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    #[serde(default)]
+    pub api_keys: Vec<String>,
+    pub disable_auth: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogging {
+    pub level: Option<String>,
+    pub capture_file: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFailureHandling {
+    /// SSE keep-alive interval, seconds.
+    pub keepalive_interval: Option<f64>,
+}
+
+impl<'de> Deserialize<'de> for RawBackends {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawBackends;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map of backend entries")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<RawBackends, E> {
+                Ok(RawBackends::default())
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawBackends, A::Error> {
+                let mut out = RawBackends::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "default_backend" => out.default_backend = map.next_value()?,
+                        "static_route" => out.static_route = map.next_value()?,
+                        _ => {
+                            let entry: Option<RawBackend> = map.next_value()?;
+                            if out.instances.insert(key.clone(), entry.unwrap_or_default()).is_some()
+                            {
+                                return Err(de::Error::custom(format!(
+                                    "duplicate backend entry '{key}'"
+                                )));
+                            }
+                        }
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}

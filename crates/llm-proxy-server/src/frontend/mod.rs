@@ -1,0 +1,136 @@
+//! Client-facing protocols. Each submodule is one wire format: parse -> model -> dispatch ->
+//! render. The shared part (streaming with keep-alives, collecting, overhead headers) is here.
+
+pub mod models;
+pub mod openai_chat;
+pub mod sse;
+
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::rejection::BytesRejection;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use llm_proxy_api::stream::collect;
+use llm_proxy_api::{ChatRequest, ChatResponse};
+
+use crate::error::{ProxyError, WireFormat};
+use crate::pipeline::{dispatch, millis};
+use crate::state::AppState;
+use crate::timing::WaitClock;
+use sse::{PendingCall, SseBody, StreamRenderer};
+
+/// Per-request bookkeeping shared by the handlers.
+#[derive(Debug, Clone)]
+pub struct RequestMeta {
+    /// Proxy request id (`x-request-id`).
+    pub request_id: String,
+    /// When the request arrived.
+    pub started: Instant,
+    /// Time spent waiting on the upstream.
+    pub clock: WaitClock,
+    /// Client protocol.
+    pub format: WireFormat,
+}
+
+impl RequestMeta {
+    /// Starts the clock for a request in `format`.
+    pub fn new(format: WireFormat) -> Self {
+        Self {
+            request_id: llm_proxy_api::ids::request_id(),
+            started: Instant::now(),
+            clock: WaitClock::new(),
+            format,
+        }
+    }
+
+    /// Proxy overhead so far: elapsed time not spent waiting on the upstream.
+    pub fn overhead_ms(&self) -> f64 {
+        millis(self.started.elapsed().saturating_sub(self.clock.waited()))
+    }
+
+    /// Adds `x-request-id` and `x-llm-proxy-overhead-ms`.
+    pub fn stamp(&self, headers: &mut HeaderMap) {
+        if let Ok(v) = HeaderValue::from_str(&self.request_id) {
+            headers.insert("x-request-id", v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&format!("{:.3}", self.overhead_ms())) {
+            headers.insert("x-llm-proxy-overhead-ms", v);
+        }
+    }
+
+    /// An error response in this request's format.
+    pub fn error(&self, e: ProxyError) -> Response {
+        tracing::info!(request_id = %self.request_id, status = e.status().as_u16(), label = e.label(), "request failed: {e}");
+        let mut resp = e.into_response_for(self.format);
+        self.stamp(resp.headers_mut());
+        resp
+    }
+}
+
+/// The request body, or the right error for an oversized or unreadable one.
+pub fn body_bytes(body: Result<Bytes, BytesRejection>, state: &AppState) -> Result<Bytes, ProxyError> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ProxyError::PayloadTooLarge { limit: state.config().max_body_bytes }
+        } else {
+            ProxyError::invalid(format!("cannot read request body: {rejection}"), None, None)
+        }
+    })
+}
+
+/// Streams the answer to `req` as SSE. Errors before the first event become HTTP statuses; if
+/// the upstream is silent for a keep-alive interval the headers go out and keep-alives follow.
+pub async fn stream_response<R: StreamRenderer>(
+    state: &AppState,
+    req: ChatRequest,
+    renderer: R,
+    meta: &RequestMeta,
+) -> Response {
+    let interval = state.config().keepalive_interval;
+    let (st, rid, clock) = (state.clone(), meta.request_id.clone(), meta.clock.clone());
+    let mut call: PendingCall = Box::pin(async move {
+        let d = dispatch(&st, req, &rid, &clock).await?;
+        let mut stream = d.stream;
+        let first = stream.next().await.transpose().map_err(ProxyError::Backend)?;
+        Ok((stream, first))
+    });
+    let body = match tokio::time::timeout(interval, &mut call).await {
+        Ok(Err(e)) => return meta.error(e),
+        Ok(Ok((stream, first))) => SseBody::streaming(stream, first, renderer, interval),
+        Err(_) => SseBody::waiting(call, renderer, interval),
+    };
+    let rid = meta.request_id.clone();
+    let body = body.on_end(move |outcome| {
+        if outcome.client_disconnected {
+            tracing::info!(request_id = %rid, "client disconnected; upstream call cancelled");
+        }
+    });
+    let mut resp = Response::new(Body::from_stream(body));
+    let headers = resp.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    meta.stamp(headers);
+    resp
+}
+
+/// Runs `req` to completion and returns the collected answer.
+pub async fn collected(
+    state: &AppState,
+    req: ChatRequest,
+    meta: &RequestMeta,
+) -> Result<ChatResponse, ProxyError> {
+    let d = dispatch(state, req, &meta.request_id, &meta.clock).await?;
+    Ok(collect(d.stream, &d.route.model).await?)
+}
+
+/// A JSON response with the request's headers.
+pub fn json_response(body: Vec<u8>, meta: &RequestMeta) -> Response {
+    let mut resp = (StatusCode::OK, body).into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    meta.stamp(resp.headers_mut());
+    resp
+}

@@ -1,0 +1,65 @@
+//! `POST /v1/chat/completions`: OpenAI Chat Completions clients.
+
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::response::Response;
+use bytes::Bytes;
+use llm_proxy_api::stream::StreamEvent;
+use llm_proxy_protocol::openai_chat::{self, ChatCompletionRequest, ChunkRenderer};
+use llm_proxy_protocol::parse_body;
+
+use super::sse::StreamRenderer;
+use super::{RequestMeta, body_bytes, collected, json_response, stream_response};
+use crate::error::{ProxyError, WireFormat};
+use crate::state::AppState;
+
+impl StreamRenderer for ChunkRenderer {
+    fn render(&mut self, event: &StreamEvent, out: &mut Vec<Bytes>) {
+        ChunkRenderer::render(self, event, out);
+    }
+
+    fn finish(&mut self, out: &mut Vec<Bytes>) {
+        ChunkRenderer::finish(self, out);
+    }
+
+    fn error(&mut self, error: &ProxyError, out: &mut Vec<Bytes>) {
+        ChunkRenderer::error(self, error.stream_error_object(), out);
+    }
+}
+
+/// The handler.
+pub async fn chat_completions(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let meta = RequestMeta::new(WireFormat::OpenAi);
+    match handle(&state, body, &meta).await {
+        Ok(resp) => resp,
+        Err(e) => meta.error(e),
+    }
+}
+
+async fn handle(
+    state: &AppState,
+    body: Result<Bytes, BytesRejection>,
+    meta: &RequestMeta,
+) -> Result<Response, ProxyError> {
+    let body = body_bytes(body, state)?;
+    let wire: ChatCompletionRequest = parse_body(&body)?;
+    let include_usage = wire.stream_options.as_ref().is_some_and(|o| o.include_usage);
+    let req = openai_chat::request_to_model(wire)?;
+    if req.stream {
+        let renderer = ChunkRenderer::new(
+            format!("chatcmpl-{}", meta.request_id.trim_start_matches("req_")),
+            req.model.clone(),
+            llm_proxy_api::ids::unix_now(),
+            include_usage,
+        );
+        return Ok(stream_response(state, req, renderer, meta).await);
+    }
+    let response = collected(state, req, meta).await?;
+    let wire = openai_chat::response_from_model(&response);
+    let body = serde_json::to_vec(&wire)
+        .map_err(|e| ProxyError::Backend(llm_proxy_api::BackendError::internal(e.to_string())))?;
+    Ok(json_response(body, meta))
+}

@@ -1,0 +1,194 @@
+//! Streams events to a client as server-sent events: forwards each event as it arrives
+//! (never buffers the stream), sends keep-alive comments while the upstream is silent, and
+//! turns an error after the first byte into an in-stream error in the client's protocol.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::Stream;
+use llm_proxy_api::stream::{EventStream, StreamEvent};
+use tokio::time::{Instant, Sleep};
+
+use crate::error::ProxyError;
+
+/// Renders events in one client protocol.
+pub trait StreamRenderer: Send + Unpin + 'static {
+    /// Frames for one event.
+    fn render(&mut self, event: &StreamEvent, out: &mut Vec<Bytes>);
+    /// Frames closing a successful stream.
+    fn finish(&mut self, out: &mut Vec<Bytes>);
+    /// Frames reporting an error after streaming began.
+    fn error(&mut self, error: &ProxyError, out: &mut Vec<Bytes>);
+    /// A keep-alive frame.
+    fn keepalive(&self) -> Bytes {
+        Bytes::from_static(llm_proxy_protocol::sse::KEEPALIVE)
+    }
+}
+
+/// The call as seen by the body: still starting, or streaming.
+pub type PendingCall = Pin<
+    Box<dyn Future<Output = Result<(EventStream, Option<StreamEvent>), ProxyError>> + Send>,
+>;
+
+enum Phase {
+    Waiting(PendingCall),
+    Streaming(EventStream),
+    Done,
+}
+
+/// What happened, reported once when the body ends or is dropped.
+#[derive(Debug, Clone, Default)]
+pub struct StreamOutcome {
+    /// Whether the client received the whole stream.
+    pub completed: bool,
+    /// Error label if the stream ended in an error.
+    pub error: Option<&'static str>,
+    /// Whether the client went away first.
+    pub client_disconnected: bool,
+}
+
+/// The SSE response body.
+pub struct SseBody<R: StreamRenderer> {
+    phase: Phase,
+    renderer: R,
+    frames: Vec<Bytes>,
+    out: VecDeque<Bytes>,
+    keepalive: Pin<Box<Sleep>>,
+    interval: Duration,
+    outcome: StreamOutcome,
+    on_end: Option<Box<dyn FnOnce(StreamOutcome) + Send>>,
+}
+
+impl<R: StreamRenderer> SseBody<R> {
+    /// A body that starts with `first` (already received) and continues with `stream`.
+    pub fn streaming(stream: EventStream, first: Option<StreamEvent>, renderer: R, interval: Duration) -> Self {
+        let mut body = Self::new(Phase::Streaming(stream), renderer, interval);
+        if let Some(event) = first {
+            body.push_event(&event);
+        }
+        body
+    }
+
+    /// A body that is still waiting for the upstream: sends keep-alives until it answers.
+    pub fn waiting(call: PendingCall, renderer: R, interval: Duration) -> Self {
+        let mut body = Self::new(Phase::Waiting(call), renderer, interval);
+        // The client waited one interval already to get the headers.
+        body.out.push_back(body.renderer.keepalive());
+        body
+    }
+
+    fn new(phase: Phase, renderer: R, interval: Duration) -> Self {
+        Self {
+            phase,
+            renderer,
+            frames: Vec::with_capacity(4),
+            out: VecDeque::new(),
+            keepalive: Box::pin(tokio::time::sleep(interval)),
+            interval,
+            outcome: StreamOutcome::default(),
+            on_end: None,
+        }
+    }
+
+    /// Runs `f` once with the outcome when the body ends or is dropped.
+    #[must_use]
+    pub fn on_end(mut self, f: impl FnOnce(StreamOutcome) + Send + 'static) -> Self {
+        self.on_end = Some(Box::new(f));
+        self
+    }
+
+    fn push_event(&mut self, event: &StreamEvent) {
+        self.renderer.render(event, &mut self.frames);
+        self.out.extend(self.frames.drain(..));
+    }
+
+    fn push_error(&mut self, error: &ProxyError) {
+        tracing::warn!(error = %error, label = error.label(), "stream failed after the first byte");
+        self.outcome.error = Some(error.label());
+        self.renderer.error(error, &mut self.frames);
+        self.out.extend(self.frames.drain(..));
+        self.phase = Phase::Done;
+    }
+
+    fn reset_keepalive(&mut self) {
+        let next = Instant::now() + self.interval;
+        self.keepalive.as_mut().reset(next);
+    }
+}
+
+impl<R: StreamRenderer> Stream for SseBody<R> {
+    type Item = Result<Bytes, std::convert::Infallible>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(frame) = this.out.pop_front() {
+                return Poll::Ready(Some(Ok(frame)));
+            }
+            let progressed = match &mut this.phase {
+                Phase::Done => {
+                    if let Some(f) = this.on_end.take() {
+                        f(this.outcome.clone());
+                    }
+                    return Poll::Ready(None);
+                }
+                Phase::Waiting(call) => match call.as_mut().poll(cx) {
+                    Poll::Ready(Ok((stream, first))) => {
+                        this.phase = Phase::Streaming(stream);
+                        if let Some(event) = first {
+                            this.push_event(&event);
+                        }
+                        true
+                    }
+                    Poll::Ready(Err(e)) => {
+                        this.push_error(&e);
+                        true
+                    }
+                    Poll::Pending => false,
+                },
+                Phase::Streaming(stream) => match stream.as_mut().poll_next(cx) {
+                    Poll::Ready(Some(Ok(event))) => {
+                        this.push_event(&event);
+                        true
+                    }
+                    Poll::Ready(Some(Err(e))) => {
+                        this.push_error(&ProxyError::Backend(e));
+                        true
+                    }
+                    Poll::Ready(None) => {
+                        this.renderer.finish(&mut this.frames);
+                        this.out.extend(this.frames.drain(..));
+                        this.outcome.completed = true;
+                        this.phase = Phase::Done;
+                        true
+                    }
+                    Poll::Pending => false,
+                },
+            };
+            if progressed {
+                this.reset_keepalive();
+                continue;
+            }
+            if this.keepalive.as_mut().poll(cx).is_ready() {
+                this.reset_keepalive();
+                return Poll::Ready(Some(Ok(this.renderer.keepalive())));
+            }
+            return Poll::Pending;
+        }
+    }
+}
+
+impl<R: StreamRenderer> Drop for SseBody<R> {
+    fn drop(&mut self) {
+        if let Some(f) = self.on_end.take() {
+            // Dropped before the end: the client went away. Dropping `phase` closes the
+            // upstream connection.
+            self.outcome.client_disconnected = true;
+            f(self.outcome.clone());
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! The one data path shared by every frontend: canonical request -> route -> backend call ->
+//! event stream.
+
+use std::time::{Duration, Instant};
+
+use llm_proxy_api::stream::EventStream;
+use llm_proxy_api::{CallContext, ChatRequest};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::ProxyError;
+use crate::routing::{self, Route};
+use crate::state::AppState;
+use crate::timing::WaitClock;
+
+/// A call in flight: its event stream and where it went.
+pub struct Dispatched {
+    /// Events from the backend, already wrapped for wait accounting.
+    pub stream: EventStream,
+    /// The route taken.
+    pub route: Route,
+}
+
+/// Routes `req` and starts the backend call. Returns once the upstream accepted it.
+pub async fn dispatch(
+    state: &AppState,
+    req: ChatRequest,
+    request_id: &str,
+    clock: &WaitClock,
+) -> Result<Dispatched, ProxyError> {
+    let route = routing::resolve(state, &req.model)?;
+    let slot = state
+        .backends()
+        .get(&route.instance)
+        .ok_or_else(|| ProxyError::Backend(llm_proxy_api::BackendError::internal("route to a missing instance")))?;
+    let backend = slot.backend.as_ref().map_err(|why| {
+        ProxyError::Backend(llm_proxy_api::BackendError::config(format!(
+            "backend '{}' is unavailable: {why}",
+            slot.instance
+        )))
+    })?;
+    let ctx = CallContext {
+        request_id: request_id.to_owned(),
+        session_id: None,
+        model: route.model.clone(),
+        deadline: Some(Instant::now() + state.config().proxy_timeout),
+        cancel: CancellationToken::new(),
+    };
+    tracing::debug!(instance = %route.instance, model = %route.model, "dispatching");
+    let stream = clock.future(backend.stream(&ctx, req)).await?;
+    Ok(Dispatched { stream: Box::pin(clock.stream(stream)), route })
+}
+
+/// Milliseconds of `d` as a float.
+pub fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}

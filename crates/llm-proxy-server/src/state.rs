@@ -1,0 +1,204 @@
+//! `AppState`: the configuration and the backend instances built from it, shared by every
+//! handler.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use llm_proxy_api::config::{AppConfig, BackendInstanceConfig};
+use llm_proxy_api::http::CaptureAwareClient;
+use llm_proxy_api::plugin::FactoryArgs;
+use llm_proxy_api::translation::TranslationService;
+use llm_proxy_api::{Backend, ModelInfo};
+use tokio::sync::Mutex;
+
+use crate::plugins::Registry;
+
+/// A configured backend instance.
+pub struct BackendSlot {
+    /// Instance id (`openai`, `openai.1`).
+    pub instance: String,
+    /// Backend type.
+    pub backend_type: String,
+    /// The backend, or why it could not be built.
+    pub backend: Result<Arc<dyn Backend>, String>,
+    /// Static model allowlist.
+    pub models: Vec<String>,
+}
+
+impl std::fmt::Debug for BackendSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackendSlot")
+            .field("instance", &self.instance)
+            .field("backend_type", &self.backend_type)
+            .field("available", &self.backend.is_ok())
+            .finish()
+    }
+}
+
+/// Startup failure.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartupError(pub String);
+
+/// Shared state of the gateway.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Arc<AppConfig>,
+    backends: BTreeMap<String, BackendSlot>,
+    registry: Registry,
+    translation: Arc<TranslationService>,
+    models_cache: Mutex<BTreeMap<String, (Instant, Vec<ModelInfo>)>>,
+}
+
+/// How long a backend's model list is cached.
+const MODELS_TTL: Duration = Duration::from_secs(300);
+
+/// The protocol codecs every backend factory receives.
+pub fn translation_service() -> TranslationService {
+    let mut t = TranslationService::new();
+    t.register(Arc::new(llm_proxy_protocol::openai_chat::OpenAiChatCodec));
+    t
+}
+
+impl AppState {
+    /// Builds every configured backend instance. With nothing configured, the offline `mock`
+    /// backend is the default. Fails when no configured backend can be built or a selector
+    /// names an unknown backend.
+    pub fn build(
+        mut config: AppConfig,
+        registry: Registry,
+        http: CaptureAwareClient,
+    ) -> Result<Self, StartupError> {
+        if config.backends.instances.is_empty() {
+            config
+                .backends
+                .instances
+                .insert("mock".into(), BackendInstanceConfig::new("mock", "mock"));
+            config.backends.default_backend.get_or_insert_with(|| "mock".into());
+        }
+        if config.backends.default_backend.is_none() {
+            let first = if config.backends.instances.contains_key("openai") {
+                "openai".to_owned()
+            } else {
+                config.backends.instances.keys().next().cloned().unwrap_or_default()
+            };
+            config.backends.default_backend = Some(first);
+        }
+        let config = Arc::new(config);
+        let translation = Arc::new(translation_service());
+        let mut backends = BTreeMap::new();
+        for (name, instance) in &config.backends.instances {
+            let backend = match registry.get(&instance.backend_type) {
+                None => Err(format!(
+                    "unknown backend type '{}' for backends.{name}; available types: {}",
+                    instance.backend_type,
+                    registry.names().join(", ")
+                )),
+                Some(def) => (def.factory)(FactoryArgs {
+                    http_client: http.clone(),
+                    app_config: config.clone(),
+                    translation_service: translation.clone(),
+                    instance: instance.clone(),
+                })
+                .map_err(|e| e.message),
+            };
+            if let Err(why) = &backend {
+                tracing::error!(instance = %name, "backend unavailable: {why}");
+            }
+            backends.insert(
+                name.clone(),
+                BackendSlot {
+                    instance: name.clone(),
+                    backend_type: instance.backend_type.clone(),
+                    backend,
+                    models: instance.models.clone(),
+                },
+            );
+        }
+        if !backends.values().any(|b| b.backend.is_ok()) {
+            let reasons: Vec<String> = backends
+                .values()
+                .filter_map(|b| b.backend.as_ref().err().map(|e| format!("{}: {e}", b.instance)))
+                .collect();
+            return Err(StartupError(format!(
+                "no configured backend is usable: {}",
+                reasons.join("; ")
+            )));
+        }
+        let state = Self {
+            inner: Arc::new(Inner {
+                config,
+                backends,
+                registry,
+                translation,
+                models_cache: Mutex::new(BTreeMap::new()),
+            }),
+        };
+        for (path, selector) in [
+            ("backends.default_backend", state.config().backends.default_backend.clone()),
+            ("backends.static_route", state.config().backends.static_route.clone()),
+        ] {
+            if let Some(sel) = selector {
+                crate::routing::validate_selector(&state, &sel)
+                    .map_err(|e| StartupError(format!("{path}: {e}")))?;
+            }
+        }
+        Ok(state)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Arc<AppConfig> {
+        &self.inner.config
+    }
+
+    /// Backend instances by id.
+    pub fn backends(&self) -> &BTreeMap<String, BackendSlot> {
+        &self.inner.backends
+    }
+
+    /// The backend registry.
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// Protocol codecs.
+    pub fn translation(&self) -> &Arc<TranslationService> {
+        &self.inner.translation
+    }
+
+    /// Models of one instance, cached for a few minutes; the static list when configured.
+    pub async fn instance_models(&self, slot: &BackendSlot) -> Vec<ModelInfo> {
+        if !slot.models.is_empty() {
+            return slot.models.iter().map(ModelInfo::new).collect();
+        }
+        let Ok(backend) = &slot.backend else { return Vec::new() };
+        if let Some((at, cached)) = self.inner.models_cache.lock().await.get(&slot.instance)
+            && at.elapsed() < MODELS_TTL
+        {
+            return cached.clone();
+        }
+        match tokio::time::timeout(Duration::from_secs(10), backend.models()).await {
+            Ok(Ok(models)) => {
+                self.inner
+                    .models_cache
+                    .lock()
+                    .await
+                    .insert(slot.instance.clone(), (Instant::now(), models.clone()));
+                models
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(instance = %slot.instance, "listing models failed: {e}");
+                Vec::new()
+            }
+            Err(_) => {
+                tracing::warn!(instance = %slot.instance, "listing models timed out");
+                Vec::new()
+            }
+        }
+    }
+}
