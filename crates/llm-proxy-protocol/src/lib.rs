@@ -51,7 +51,18 @@ pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, FieldError> {
                     malformed_json: true,
                 });
             }
-            let param = (path != "." && !path.is_empty()).then_some(path);
+            let mut param = (path != "." && !path.is_empty()).then_some(path);
+            let text = inner.to_string();
+            if let Some(field) = text
+                .strip_prefix("missing field `")
+                .and_then(|rest| rest.split_once('`'))
+                .map(|(field, _)| field)
+            {
+                param = Some(match param {
+                    Some(p) => format!("{p}.{field}"),
+                    None => field.to_owned(),
+                });
+            }
             let message = match &param {
                 Some(p) => format!("invalid request field '{p}': {inner}"),
                 None => format!("invalid request body: {inner}"),
@@ -93,7 +104,9 @@ mod tests {
         let e = parse_body::<Body>(br#"{"model": "m", "messages": [{"role": 1}]}"#).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages[0].role"));
         let e = parse_body::<Body>(br#"{"messages": []}"#).unwrap_err();
-        assert!(e.message.contains("model"), "{}", e.message);
+        assert_eq!(e.param.as_deref(), Some("model"), "{}", e.message);
+        let e = parse_body::<Body>(br#"{"model": "m", "messages": [{}]}"#).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages[0].role"), "{}", e.message);
         assert!(parse_body::<Body>(br#"{"model": "m", "messages": []} x"#).unwrap_err().malformed_json);
     }
 }

@@ -200,6 +200,10 @@ impl StreamDecoder for ChunkDecoder {
         self.end(out);
         Ok(())
     }
+
+    fn is_finished(&self) -> bool {
+        self.done
+    }
 }
 
 impl ChunkDecoder {

@@ -1,0 +1,732 @@
+//! Anthropic Messages wire -> canonical model (client requests; upstream responses).
+
+use llm_proxy_api::model::{
+    ChatRequest, ChatResponse, FinishReason, ImagePart, MediaSource, Message, Part, ReasoningBlock,
+    ReasoningConfig, Role, Sampling, TextPart, ToolCall, ToolChoice, ToolDefinition, ToolResult,
+    Usage, opaque_signature,
+};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use super::PROTOCOL;
+use super::types::{
+    AnthropicRequest, AnthropicResponse, ContentBlock, ImageBlock, ImageSource, InputMessage,
+    MessageContent, RedactedThinkingBlock, SystemPrompt, TextBlock, ThinkingBlock, Tool,
+    ToolResultBlock, ToolResultContent, ToolUseBlock, WireUsage,
+};
+use crate::FieldError;
+
+/// Key in `ChatRequest::extra` holding Anthropic-defined and server tools (which the canonical
+/// tool model cannot express), sent back verbatim to Anthropic upstreams.
+pub(crate) const EXTRA_TOOLS: &str = "tools";
+/// Key in `ChatRequest::extra` holding a `thinking` object of a mode we do not model.
+pub(crate) const EXTRA_THINKING: &str = "thinking";
+
+/// Converts a client request to the canonical model.
+pub fn request_to_model(req: AnthropicRequest) -> Result<ChatRequest, FieldError> {
+    let mut extra = req.extra;
+    let mut messages = Vec::with_capacity(req.messages.len() + 1);
+    if let Some(system) = req.system.and_then(system_to_model) {
+        messages.push(system);
+    }
+    for (i, m) in req.messages.into_iter().enumerate() {
+        message_to_model(m, i, &mut messages)?;
+    }
+
+    let mut tools = Vec::new();
+    let mut kept_tools = Vec::new();
+    for (i, t) in req.tools.unwrap_or_default().into_iter().enumerate() {
+        if !t.is_custom() {
+            kept_tools.push(serde_json::to_value(&t).map_err(|e| {
+                FieldError::new(format!("invalid tool: {e}"), format!("tools[{i}]"))
+            })?);
+            continue;
+        }
+        tools.push(tool_to_model(t, i)?);
+    }
+    if !kept_tools.is_empty() {
+        extra.insert(EXTRA_TOOLS.to_owned(), Value::Array(kept_tools));
+    }
+
+    let (tool_choice, parallel_tool_calls) = match req.tool_choice {
+        None => (None, None),
+        Some(c) => {
+            let choice = match c.kind.as_str() {
+                "auto" => ToolChoice::Auto,
+                "any" => ToolChoice::Required,
+                "none" => ToolChoice::None,
+                "tool" => ToolChoice::Function(c.name.ok_or_else(|| {
+                    FieldError::new(
+                        "tool_choice of type 'tool' needs a 'name'",
+                        "tool_choice.name",
+                    )
+                })?),
+                other => {
+                    return Err(FieldError::new(
+                        format!("unknown tool_choice type '{other}'"),
+                        "tool_choice.type",
+                    ));
+                }
+            };
+            (
+                Some(choice),
+                c.disable_parallel_tool_use.map(|disabled| !disabled),
+            )
+        }
+    };
+
+    let reasoning = match req.thinking {
+        None => None,
+        Some(t) => match t.kind.as_str() {
+            "enabled" => {
+                let budget = t.budget_tokens.ok_or_else(|| {
+                    FieldError::new(
+                        "thinking.budget_tokens is required when thinking is enabled",
+                        "thinking.budget_tokens",
+                    )
+                })?;
+                Some(ReasoningConfig {
+                    budget_tokens: Some(budget),
+                    include_thoughts: Some(true),
+                    ..ReasoningConfig::default()
+                })
+            }
+            "disabled" => Some(ReasoningConfig {
+                disabled: true,
+                ..ReasoningConfig::default()
+            }),
+            _ => {
+                let config = ReasoningConfig {
+                    budget_tokens: t.budget_tokens,
+                    include_thoughts: Some(true),
+                    ..ReasoningConfig::default()
+                };
+                let raw = serde_json::to_value(&t)
+                    .map_err(|e| FieldError::new(format!("invalid thinking: {e}"), "thinking"))?;
+                extra.insert(EXTRA_THINKING.to_owned(), raw);
+                Some(config)
+            }
+        },
+    };
+
+    let mut metadata = req.metadata.unwrap_or_default();
+    let user = match metadata.remove("user_id") {
+        Some(Value::String(s)) => Some(s),
+        Some(other) => {
+            metadata.insert("user_id".to_owned(), other);
+            None
+        }
+        None => None,
+    };
+
+    Ok(ChatRequest {
+        model: req.model,
+        messages,
+        stream: req.stream.unwrap_or(false),
+        tools,
+        tool_choice,
+        parallel_tool_calls,
+        sampling: Sampling {
+            temperature: req.temperature,
+            top_p: req.top_p,
+            top_k: req.top_k,
+            ..Sampling::default()
+        },
+        max_tokens: req.max_tokens,
+        stop: req.stop_sequences.unwrap_or_default(),
+        response_format: None,
+        reasoning,
+        metadata,
+        user,
+        extra_protocol: (!extra.is_empty()).then(|| PROTOCOL.to_owned()),
+        extra,
+    })
+}
+
+fn system_to_model(system: SystemPrompt) -> Option<Message> {
+    let content: Vec<Part> = match system {
+        SystemPrompt::Text(t) if t.is_empty() => return None,
+        SystemPrompt::Text(t) => vec![Part::Text(TextPart::new(t))],
+        SystemPrompt::Blocks(blocks) => blocks
+            .into_iter()
+            .map(|b| {
+                Part::Text(TextPart {
+                    text: b.text,
+                    cache_control: b.cache_control,
+                })
+            })
+            .collect(),
+    };
+    (!content.is_empty()).then_some(Message {
+        role: Role::System,
+        content,
+        name: None,
+    })
+}
+
+fn tool_to_model(t: Tool, i: usize) -> Result<ToolDefinition, FieldError> {
+    let parameters = t.input_schema.ok_or_else(|| {
+        FieldError::new(
+            format!("tool '{}' needs an 'input_schema'", t.name),
+            format!("tools[{i}].input_schema"),
+        )
+    })?;
+    Ok(ToolDefinition {
+        name: t.name,
+        description: t.description,
+        parameters,
+        strict: t.extra.get("strict").and_then(Value::as_bool),
+        cache_control: t.cache_control,
+    })
+}
+
+/// Appends the canonical messages of one Anthropic message: a user message's `tool_result`
+/// blocks become `Role::Tool` messages (in order), followed by the rest of its content.
+fn message_to_model(m: InputMessage, i: usize, out: &mut Vec<Message>) -> Result<(), FieldError> {
+    let role = match m.role.as_str() {
+        "user" => Role::User,
+        "assistant" => Role::Assistant,
+        other => {
+            return Err(FieldError::new(
+                format!("unknown message role '{other}' (expected 'user' or 'assistant')"),
+                format!("messages[{i}].role"),
+            ));
+        }
+    };
+    let blocks = match m.content {
+        MessageContent::Text(t) => vec![ContentBlock::Text(TextBlock::new(t))],
+        MessageContent::Blocks(b) => b,
+    };
+    let converted = blocks_to_parts(blocks, Some(i))?;
+    if !converted.tool_results.is_empty() && role != Role::User {
+        return Err(FieldError::new(
+            "tool_result blocks belong in user messages",
+            format!("messages[{i}].content"),
+        ));
+    }
+    for result in converted.tool_results {
+        out.push(Message {
+            role: Role::Tool,
+            content: vec![Part::ToolResult(result)],
+            name: None,
+        });
+    }
+    if !converted.parts.is_empty() {
+        out.push(Message {
+            role,
+            content: converted.parts,
+            name: None,
+        });
+    }
+    Ok(())
+}
+
+struct Converted {
+    parts: Vec<Part>,
+    tool_results: Vec<ToolResult>,
+}
+
+/// Converts content blocks. `message` is the request message index; `None` means an upstream
+/// response, where blocks we cannot express are skipped instead of rejected.
+fn blocks_to_parts(
+    blocks: Vec<ContentBlock>,
+    message: Option<usize>,
+) -> Result<Converted, FieldError> {
+    let mut out = Converted {
+        parts: Vec::with_capacity(blocks.len()),
+        tool_results: Vec::new(),
+    };
+    // Provider data carried by an opaque-signed empty thinking block, for the next tool_use.
+    let mut call_data: Option<Value> = None;
+    let mut blocks = blocks.into_iter().enumerate().peekable();
+    while let Some((j, block)) = blocks.next() {
+        let param = || match message {
+            Some(i) => format!("messages[{i}].content[{j}]"),
+            None => format!("content[{j}]"),
+        };
+        match block {
+            ContentBlock::Text(t) => out.parts.push(Part::Text(TextPart {
+                text: t.text,
+                cache_control: t.cache_control,
+            })),
+            ContentBlock::Image(img) => match image_to_model(img) {
+                Ok(p) => out.parts.push(p),
+                Err(reason) if message.is_some() => return Err(FieldError::new(reason, param())),
+                Err(_) => {}
+            },
+            ContentBlock::Document(doc) => match document_to_model(&doc) {
+                Ok(p) => out.parts.push(p),
+                Err(reason) if message.is_some() => return Err(FieldError::new(reason, param())),
+                Err(_) => {}
+            },
+            ContentBlock::ToolUse(u) => out
+                .parts
+                .push(Part::ToolCall(tool_use_to_model(u, call_data.take()))),
+            ContentBlock::ToolResult(r) => {
+                out.tool_results
+                    .push(tool_result_to_model(r, message.is_some(), &param)?)
+            }
+            ContentBlock::Thinking(t) => {
+                let next_is_tool_use = matches!(blocks.peek(), Some((_, ContentBlock::ToolUse(_))));
+                match thinking_to_model(t, next_is_tool_use) {
+                    ThinkingOut::Reasoning(b) => out.parts.push(Part::Reasoning(b)),
+                    ThinkingOut::CallData(v) => call_data = Some(v),
+                }
+            }
+            ContentBlock::RedactedThinking(RedactedThinkingBlock { data }) => {
+                out.parts.push(Part::Reasoning(ReasoningBlock {
+                    redacted: Some(data),
+                    ..ReasoningBlock::default()
+                }))
+            }
+            ContentBlock::Other(v) if message.is_some() => {
+                return Err(FieldError::new(unsupported_block_reason(&v), param()));
+            }
+            ContentBlock::Other(_) => {}
+        }
+    }
+    Ok(out)
+}
+
+enum ThinkingOut {
+    Reasoning(ReasoningBlock),
+    /// Provider data for the tool call that follows.
+    CallData(Value),
+}
+
+/// A thinking block whose signature is one of ours (`opaque_signature`) carries provider data,
+/// not a provider signature: with no text and a tool_use right after, it is that call's data.
+fn thinking_to_model(t: ThinkingBlock, next_is_tool_use: bool) -> ThinkingOut {
+    let signature = t.signature.filter(|s| !s.is_empty());
+    match signature.as_deref().and_then(opaque_signature::decode) {
+        Some(data) if t.thinking.is_empty() && next_is_tool_use => ThinkingOut::CallData(data),
+        Some(data) => ThinkingOut::Reasoning(ReasoningBlock {
+            text: t.thinking,
+            provider_data: Some(data),
+            ..ReasoningBlock::default()
+        }),
+        None => ThinkingOut::Reasoning(ReasoningBlock {
+            text: t.thinking,
+            signature,
+            ..ReasoningBlock::default()
+        }),
+    }
+}
+
+fn image_to_model(img: ImageBlock) -> Result<Part, String> {
+    let source = match img.source {
+        ImageSource::Base64 { media_type, data } => MediaSource::Base64 { media_type, data },
+        ImageSource::Url { url } => MediaSource::Url { url },
+        ImageSource::Other(v) => {
+            let kind = v.get("type").and_then(Value::as_str).unwrap_or("unknown");
+            return Err(format!(
+                "image source type '{kind}' is not supported by the proxy"
+            ));
+        }
+    };
+    Ok(Part::Image(ImagePart {
+        source,
+        detail: None,
+    }))
+}
+
+/// Plain-text documents become text; base64 documents (PDF) become inline media, which
+/// `from_model` turns back into a document block.
+fn document_to_model(doc: &Map<String, Value>) -> Result<Part, String> {
+    let source = doc.get("source");
+    let field = |name: &str| source.and_then(|s| s.get(name)).and_then(Value::as_str);
+    match (field("type"), field("media_type"), field("data")) {
+        (Some("text"), _, Some(data)) => Ok(Part::Text(TextPart::new(data))),
+        (Some("base64"), Some(media_type), Some(data)) => Ok(Part::Image(ImagePart {
+            source: MediaSource::Base64 {
+                media_type: media_type.to_owned(),
+                data: data.to_owned(),
+            },
+            detail: None,
+        })),
+        (kind, ..) => Err(format!(
+            "document source type '{}' is not supported by the proxy",
+            kind.unwrap_or("unknown")
+        )),
+    }
+}
+
+fn tool_use_to_model(u: ToolUseBlock, provider_data: Option<Value>) -> ToolCall {
+    let arguments = match u.input {
+        Value::Null => "{}".to_owned(),
+        input => input.to_string(),
+    };
+    ToolCall {
+        id: u.id,
+        name: u.name,
+        arguments,
+        provider_data,
+    }
+}
+
+fn tool_result_to_model(
+    r: ToolResultBlock,
+    strict: bool,
+    param: &dyn Fn() -> String,
+) -> Result<ToolResult, FieldError> {
+    let mut content = match r.content {
+        None => Vec::new(),
+        Some(ToolResultContent::Text(t)) if t.is_empty() => Vec::new(),
+        Some(ToolResultContent::Text(t)) => vec![Part::Text(TextPart::new(t))],
+        Some(ToolResultContent::Blocks(blocks)) => {
+            let mut parts = Vec::with_capacity(blocks.len());
+            for block in blocks {
+                let part = match block {
+                    ContentBlock::Text(t) => Ok(Part::Text(TextPart {
+                        text: t.text,
+                        cache_control: t.cache_control,
+                    })),
+                    ContentBlock::Image(img) => image_to_model(img),
+                    ContentBlock::Document(doc) => document_to_model(&doc),
+                    ContentBlock::Other(v) => Err(unsupported_block_reason(&v)),
+                    _ => Err(
+                        "tool_result content may only hold text, image and document blocks"
+                            .to_owned(),
+                    ),
+                };
+                match part {
+                    Ok(p) => parts.push(p),
+                    Err(reason) if strict => {
+                        return Err(FieldError::new(reason, format!("{}.content", param())));
+                    }
+                    Err(_) => {}
+                }
+            }
+            parts
+        }
+    };
+    // The canonical result has no cache marker of its own: keep the breakpoint on its last text.
+    if let Some(mark) = r.cache_control
+        && let Some(Part::Text(t)) = content
+            .iter_mut()
+            .rev()
+            .find(|p| matches!(p, Part::Text(_)))
+    {
+        t.cache_control.get_or_insert(mark);
+    }
+    Ok(ToolResult {
+        call_id: r.tool_use_id,
+        name: None,
+        content,
+        is_error: r.is_error.unwrap_or(false),
+    })
+}
+
+/// Why a block kept as raw JSON cannot be converted: a known type with bad fields gets serde's
+/// message, an unknown type says so.
+fn unsupported_block_reason(v: &Value) -> String {
+    fn probe<T: DeserializeOwned>(kind: &str, v: &Value) -> String {
+        match T::deserialize(v) {
+            Err(e) => format!("invalid '{kind}' block: {e}"),
+            Ok(_) => format!("invalid '{kind}' block"),
+        }
+    }
+    match v.get("type").and_then(Value::as_str) {
+        None => "content block without a 'type'".to_owned(),
+        Some(kind @ "text") => probe::<TextBlock>(kind, v),
+        Some(kind @ "image") => probe::<ImageBlock>(kind, v),
+        Some(kind @ "tool_use") => probe::<ToolUseBlock>(kind, v),
+        Some(kind @ "tool_result") => probe::<ToolResultBlock>(kind, v),
+        Some(kind @ "thinking") => probe::<ThinkingBlock>(kind, v),
+        Some(kind @ "redacted_thinking") => probe::<RedactedThinkingBlock>(kind, v),
+        Some(kind) => format!("content block type '{kind}' is not supported by the proxy"),
+    }
+}
+
+/// Finish reason from an Anthropic `stop_reason`.
+pub fn stop_reason_to_model(s: &str) -> FinishReason {
+    match s {
+        "end_turn" | "stop_sequence" => FinishReason::Stop,
+        "max_tokens" => FinishReason::Length,
+        "tool_use" => FinishReason::ToolCalls,
+        "refusal" => FinishReason::ContentFilter,
+        other => FinishReason::Other(other.to_owned()),
+    }
+}
+
+/// Canonical usage: input tokens include cache reads and writes (Anthropic counts them apart).
+pub fn usage_to_model(u: &WireUsage) -> Usage {
+    let read = u.cache_read_input_tokens.unwrap_or(0);
+    let write = u.cache_creation_input_tokens.unwrap_or(0);
+    Usage {
+        input_tokens: u.input_tokens.saturating_add(read).saturating_add(write),
+        output_tokens: u.output_tokens,
+        reasoning_tokens: None,
+        cache_read_tokens: u.cache_read_input_tokens,
+        cache_write_tokens: u.cache_creation_input_tokens,
+    }
+}
+
+/// Converts an upstream non-streamed response. Blocks the model cannot express (server tool
+/// blocks) are skipped.
+pub fn response_to_model(resp: AnthropicResponse, fallback_model: &str) -> ChatResponse {
+    let content = match blocks_to_parts(resp.content, None) {
+        Ok(c) => c.parts,
+        // Unreachable: lenient conversion skips instead of failing.
+        Err(_) => Vec::new(),
+    };
+    ChatResponse {
+        id: if resp.id.is_empty() {
+            llm_proxy_api::ids::response_id()
+        } else {
+            resp.id
+        },
+        model: if resp.model.is_empty() {
+            fallback_model.to_owned()
+        } else {
+            resp.model
+        },
+        created: llm_proxy_api::ids::unix_now(),
+        content,
+        finish_reason: resp.stop_reason.as_deref().map(stop_reason_to_model),
+        usage: Some(usage_to_model(&resp.usage)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(v: Value) -> AnthropicRequest {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn convert(v: Value) -> ChatRequest {
+        request_to_model(parse(v)).unwrap()
+    }
+
+    #[test]
+    fn request_maps_every_field_group() {
+        let m = convert(json!({
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 2048,
+            "stream": true,
+            "system": "be brief",
+            "messages": [{"role": "user", "content": "hi"}],
+            "temperature": 0.3, "top_p": 0.9, "top_k": 40,
+            "stop_sequences": ["END"],
+            "metadata": {"user_id": "u-1"},
+            "tools": [{"name": "get", "input_schema": {"type": "object"}, "cache_control": {"type": "ephemeral"}}],
+            "tool_choice": {"type": "any", "disable_parallel_tool_use": true},
+            "thinking": {"type": "enabled", "budget_tokens": 1024},
+            "service_tier": "auto"
+        }));
+        assert!(m.stream);
+        assert_eq!(m.max_tokens, Some(2048));
+        assert_eq!(m.messages[0], Message::text(Role::System, "be brief"));
+        assert_eq!(m.messages[1], Message::text(Role::User, "hi"));
+        assert_eq!(m.sampling.top_k, Some(40));
+        assert_eq!(m.stop, vec!["END".to_owned()]);
+        assert_eq!(m.user.as_deref(), Some("u-1"));
+        assert!(m.metadata.is_empty());
+        assert_eq!(m.tools[0].cache_control, Some(json!({"type": "ephemeral"})));
+        assert_eq!(m.tool_choice, Some(ToolChoice::Required));
+        assert_eq!(m.parallel_tool_calls, Some(false));
+        let r = m.reasoning.as_ref().unwrap();
+        assert_eq!((r.budget_tokens, r.disabled), (Some(1024), false));
+        assert_eq!(
+            m.extra_for(PROTOCOL).unwrap().get("service_tier"),
+            Some(&json!("auto"))
+        );
+    }
+
+    #[test]
+    fn tool_results_become_tool_messages_before_the_remaining_user_content() {
+        let m = convert(json!({
+            "model": "m",
+            "messages": [{"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "a", "content": "one"},
+                {"type": "tool_result", "tool_use_id": "b", "is_error": true, "cache_control": {"type": "ephemeral"},
+                 "content": [{"type": "text", "text": "boom"}, {"type": "image", "source": {"type": "url", "url": "https://x.test/i.png"}}]},
+                {"type": "text", "text": "go on"}
+            ]}]
+        }));
+        assert_eq!(m.messages.len(), 3);
+        let results: Vec<&ToolResult> = m.messages[..2]
+            .iter()
+            .map(|msg| {
+                assert_eq!(msg.role, Role::Tool);
+                match &msg.content[..] {
+                    [Part::ToolResult(r)] => r,
+                    other => panic!("expected one tool result, got {other:?}"),
+                }
+            })
+            .collect();
+        assert_eq!(
+            (results[0].call_id.as_str(), results[0].is_error),
+            ("a", false)
+        );
+        assert_eq!(
+            (results[1].call_id.as_str(), results[1].is_error),
+            ("b", true)
+        );
+        assert!(matches!(&results[1].content[1], Part::Image(_)));
+        assert!(
+            matches!(&results[1].content[0], Part::Text(t) if t.cache_control.is_some()),
+            "the result's cache breakpoint moves onto its text"
+        );
+        assert_eq!(m.messages[2], Message::text(Role::User, "go on"));
+    }
+
+    #[test]
+    fn opaque_signatures_are_provider_data_not_signatures() {
+        let data = json!({"google": {"thought_signature": "abc"}});
+        let sig = opaque_signature::encode(&data);
+        let m = convert(json!({
+            "model": "m",
+            "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": [
+                {"type": "thinking", "thinking": "real", "signature": "EqQBCkYIBxgC"},
+                {"type": "thinking", "thinking": "gemini thought", "signature": sig},
+                {"type": "thinking", "thinking": "", "signature": sig},
+                {"type": "tool_use", "id": "t1", "name": "f", "input": {"x": 1}},
+                {"type": "tool_use", "id": "t2", "name": "g", "input": {}}
+            ]}]
+        }));
+        let parts = &m.messages[1].content;
+        assert_eq!(parts.len(), 4, "{parts:?}");
+        assert!(
+            matches!(&parts[0], Part::Reasoning(b) if b.signature.as_deref() == Some("EqQBCkYIBxgC") && b.provider_data.is_none())
+        );
+        assert!(
+            matches!(&parts[1], Part::Reasoning(b) if b.signature.is_none() && b.provider_data == Some(data.clone()) && b.text == "gemini thought")
+        );
+        assert!(
+            matches!(&parts[2], Part::ToolCall(c) if c.provider_data == Some(data.clone()) && c.arguments == "{\"x\":1}")
+        );
+        assert!(matches!(&parts[3], Part::ToolCall(c) if c.provider_data.is_none()));
+    }
+
+    #[test]
+    fn opaque_empty_thinking_not_followed_by_tool_use_stays_reasoning() {
+        let data = json!({"k": 1});
+        let m = convert(json!({
+            "model": "m",
+            "messages": [{"role": "assistant", "content": [
+                {"type": "thinking", "thinking": "", "signature": opaque_signature::encode(&data)},
+                {"type": "text", "text": "hi"}
+            ]}]
+        }));
+        assert!(
+            matches!(&m.messages[0].content[0], Part::Reasoning(b) if b.provider_data == Some(data.clone()))
+        );
+    }
+
+    #[test]
+    fn server_tools_and_unknown_thinking_modes_are_kept_in_extra() {
+        let m = convert(json!({
+            "model": "m",
+            "messages": [],
+            "tools": [{"type": "web_search_20250305", "name": "web_search", "max_uses": 2}],
+            "thinking": {"type": "adaptive"}
+        }));
+        assert!(m.tools.is_empty());
+        let extra = m.extra_for(PROTOCOL).unwrap();
+        assert_eq!(
+            extra[EXTRA_TOOLS],
+            json!([{"type": "web_search_20250305", "name": "web_search", "max_uses": 2}])
+        );
+        assert_eq!(extra[EXTRA_THINKING], json!({"type": "adaptive"}));
+        let disabled =
+            convert(json!({"model": "m", "messages": [], "thinking": {"type": "disabled"}}));
+        assert!(disabled.reasoning.unwrap().disabled);
+    }
+
+    #[test]
+    fn documents_become_text_or_inline_media() {
+        let m = convert(
+            json!({"model": "m", "messages": [{"role": "user", "content": [
+                {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "notes"}},
+                {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0="}}
+            ]}]}),
+        );
+        assert!(matches!(&m.messages[0].content[0], Part::Text(t) if t.text == "notes"));
+        assert!(
+            matches!(&m.messages[0].content[1], Part::Image(ImagePart { source: MediaSource::Base64 { media_type, .. }, .. }) if media_type == "application/pdf")
+        );
+    }
+
+    #[test]
+    fn unsupported_or_malformed_blocks_name_the_param() {
+        let err = request_to_model(parse(
+            json!({"model": "m", "messages": [{"role": "user", "content": [
+                {"type": "text", "text": "ok"}, {"type": "container_upload", "file_id": "f"}
+            ]}]}),
+        ))
+        .unwrap_err();
+        assert_eq!(err.param.as_deref(), Some("messages[0].content[1]"));
+        assert!(err.message.contains("container_upload"), "{}", err.message);
+        let err = request_to_model(parse(
+            json!({"model": "m", "messages": [{"role": "user", "content": [
+                {"type": "text", "text": 5}
+            ]}]}),
+        ))
+        .unwrap_err();
+        assert!(
+            err.message.starts_with("invalid 'text' block"),
+            "{}",
+            err.message
+        );
+        let err = request_to_model(parse(
+            json!({"model": "m", "messages": [{"role": "system", "content": "x"}]}),
+        ))
+        .unwrap_err();
+        assert_eq!(err.param.as_deref(), Some("messages[0].role"));
+        let err = request_to_model(parse(
+            json!({"model": "m", "messages": [], "tool_choice": {"type": "tool"}}),
+        ))
+        .unwrap_err();
+        assert_eq!(err.param.as_deref(), Some("tool_choice.name"));
+        let err = request_to_model(parse(
+            json!({"model": "m", "messages": [], "thinking": {"type": "enabled"}}),
+        ))
+        .unwrap_err();
+        assert_eq!(err.param.as_deref(), Some("thinking.budget_tokens"));
+        let err = request_to_model(parse(
+            json!({"model": "m", "messages": [], "tools": [{"name": "f"}]}),
+        ))
+        .unwrap_err();
+        assert_eq!(err.param.as_deref(), Some("tools[0].input_schema"));
+    }
+
+    #[test]
+    fn response_usage_counts_cache_tokens_as_input_and_skips_server_blocks() {
+        let resp: AnthropicResponse = serde_json::from_value(json!({
+            "id": "msg_1", "type": "message", "role": "assistant", "model": "claude",
+            "content": [
+                {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {}},
+                {"type": "text", "text": "hi"}
+            ],
+            "stop_reason": "max_tokens", "stop_sequence": null,
+            "usage": {"input_tokens": 10, "output_tokens": 5, "cache_creation_input_tokens": 100, "cache_read_input_tokens": 1000}
+        }))
+        .unwrap();
+        let r = response_to_model(resp, "fallback");
+        assert_eq!(r.joined_text(), "hi");
+        assert_eq!(r.content.len(), 1);
+        assert_eq!(r.finish_reason, Some(FinishReason::Length));
+        let u = r.usage.unwrap();
+        assert_eq!(u.input_tokens, 1110);
+        assert_eq!(
+            (u.cache_read_tokens, u.cache_write_tokens),
+            (Some(1000), Some(100))
+        );
+    }
+
+    #[test]
+    fn stop_reasons() {
+        assert_eq!(stop_reason_to_model("end_turn"), FinishReason::Stop);
+        assert_eq!(stop_reason_to_model("stop_sequence"), FinishReason::Stop);
+        assert_eq!(stop_reason_to_model("tool_use"), FinishReason::ToolCalls);
+        assert_eq!(stop_reason_to_model("refusal"), FinishReason::ContentFilter);
+        assert_eq!(
+            stop_reason_to_model("pause_turn"),
+            FinishReason::Other("pause_turn".into())
+        );
+    }
+}

@@ -1,0 +1,1008 @@
+//! Canonical model -> Gemini wire (upstream requests; client responses): contents and roles,
+//! function calls and responses, thought signatures back on the right part, tools with
+//! sanitised schemas, generation and thinking config.
+
+use std::collections::HashMap;
+
+use llm_proxy_api::model::opaque_signature;
+use llm_proxy_api::model::{
+    AudioPart, ChatRequest, ChatResponse, Extra, FinishReason, ImagePart, MediaSource, Message,
+    Part, ReasoningBlock, ReasoningConfig, ResponseFormat, Role, ToolCall, ToolChoice, ToolResult,
+    Usage,
+};
+use serde_json::{Value, json};
+
+use super::PROTOCOL;
+use super::schema::sanitize_schema;
+use super::to_model::thought_signature_of;
+use super::types::{
+    self as wire, Blob, Candidate, Content, FileData, FunctionCall, FunctionCallingConfig,
+    FunctionDeclaration, FunctionResponse, GenerateContentRequest, GenerateContentResponse,
+    GenerationConfig, ThinkingConfig, Tool, ToolConfig, UsageMetadata,
+};
+
+/// Builds the upstream request body (the model goes in the URL). What cannot be sent is
+/// described in `lossy`.
+pub fn request_from_model(req: &ChatRequest, lossy: &mut Vec<String>) -> GenerateContentRequest {
+    let mut system_parts = Vec::new();
+    let mut contents: Vec<Content> = Vec::with_capacity(req.messages.len());
+    // Call id -> function name, for results that do not carry the name.
+    let mut call_names: HashMap<&str, &str> = HashMap::new();
+    for m in &req.messages {
+        match m.role {
+            Role::System | Role::Developer => {
+                for part in &m.content {
+                    match part {
+                        Part::Text(t) => system_parts.push(wire::Part::text(t.text.clone())),
+                        _ => note(
+                            lossy,
+                            "non-text system content dropped (Gemini takes text only)",
+                        ),
+                    }
+                }
+            }
+            Role::User | Role::Tool | Role::Assistant => {
+                let role = if m.role == Role::Assistant {
+                    "model"
+                } else {
+                    "user"
+                };
+                let parts = message_parts(m, &mut call_names, lossy);
+                push_content(&mut contents, role, parts);
+            }
+        }
+    }
+
+    let tools = (!req.tools.is_empty()).then(|| {
+        vec![Tool {
+            function_declarations: Some(
+                req.tools
+                    .iter()
+                    .map(|t| FunctionDeclaration {
+                        name: t.name.clone(),
+                        description: t.description.clone(),
+                        parameters: parameters_schema(&t.parameters),
+                        parameters_json_schema: None,
+                        extra: Extra::new(),
+                    })
+                    .collect(),
+            ),
+            extra: Extra::new(),
+        }]
+    });
+    let tool_config = match (&tools, &req.tool_choice) {
+        (Some(_), Some(choice)) => Some(ToolConfig {
+            function_calling_config: Some(function_calling_config(choice)),
+            extra: Extra::new(),
+        }),
+        _ => None,
+    };
+
+    let mut out = GenerateContentRequest {
+        contents,
+        system_instruction: (!system_parts.is_empty()).then_some(Content {
+            role: None,
+            parts: system_parts,
+        }),
+        tools,
+        tool_config,
+        generation_config: None,
+        safety_settings: None,
+        cached_content: None,
+        extra: Extra::new(),
+    };
+    let mut gc = generation_config(req);
+    if let Some(extra) = req.extra_for(PROTOCOL) {
+        apply_passthrough(&mut out, &mut gc, extra);
+    }
+    out.generation_config = (!gc.is_empty()).then_some(gc);
+    out
+}
+
+/// Records a lossy conversion once.
+fn note(lossy: &mut Vec<String>, what: &str) {
+    if !lossy.iter().any(|l| l == what) {
+        lossy.push(what.to_owned());
+    }
+}
+
+/// Appends parts as a turn, merging into the previous turn of the same role (Gemini wants
+/// alternating turns; parallel function responses must share one turn).
+fn push_content(contents: &mut Vec<Content>, role: &str, parts: Vec<wire::Part>) {
+    if parts.is_empty() {
+        return;
+    }
+    match contents.last_mut() {
+        Some(last) if last.role.as_deref() == Some(role) => last.parts.extend(parts),
+        _ => contents.push(Content {
+            role: Some(role.to_owned()),
+            parts,
+        }),
+    }
+}
+
+/// Places thought signatures: one waiting for the next part gets the first part that has none;
+/// one left at the end becomes an empty text part (as Gemini itself sends it).
+#[derive(Default)]
+struct SignatureSlot(Option<String>);
+
+impl SignatureSlot {
+    fn push(&mut self, parts: &mut Vec<wire::Part>, mut part: wire::Part) {
+        if part.thought_signature.is_none() {
+            part.thought_signature = self.0.take();
+        }
+        parts.push(part);
+    }
+
+    fn wait(&mut self, signature: &str, parts: &mut Vec<wire::Part>) {
+        // Two signatures in a row: the first goes out on its own rather than being lost.
+        if let Some(previous) = self.0.replace(signature.to_owned()) {
+            parts.push(signature_only_part(previous));
+        }
+    }
+
+    fn close(&mut self, parts: &mut Vec<wire::Part>) {
+        if let Some(sig) = self.0.take() {
+            parts.push(signature_only_part(sig));
+        }
+    }
+}
+
+fn signature_only_part(signature: String) -> wire::Part {
+    wire::Part {
+        text: Some(String::new()),
+        thought_signature: Some(signature),
+        ..wire::Part::default()
+    }
+}
+
+fn message_parts<'a>(
+    m: &'a Message,
+    call_names: &mut HashMap<&'a str, &'a str>,
+    lossy: &mut Vec<String>,
+) -> Vec<wire::Part> {
+    let mut parts = Vec::with_capacity(m.content.len());
+    let mut slot = SignatureSlot::default();
+    for part in &m.content {
+        match part {
+            Part::Text(t) => {
+                if !t.text.is_empty() {
+                    slot.push(&mut parts, wire::Part::text(t.text.clone()));
+                }
+            }
+            Part::Image(img) => slot.push(&mut parts, image_part(img)),
+            Part::Audio(a) => slot.push(&mut parts, audio_part(a)),
+            Part::Reasoning(b) => match google_signature(b) {
+                Some(sig) if !b.text.is_empty() => {
+                    slot.push(&mut parts, thought_part(&b.text, Some(sig)));
+                }
+                Some(sig) => slot.wait(&sig, &mut parts),
+                None if b.redacted.is_some() => note(
+                    lossy,
+                    "redacted reasoning dropped (Gemini cannot take another provider's reasoning)",
+                ),
+                None if b.signature.is_some() => note(
+                    lossy,
+                    "signed reasoning dropped (Gemini cannot take another provider's reasoning)",
+                ),
+                None if !b.text.trim().is_empty() => {
+                    note(
+                        lossy,
+                        "reasoning text without a Gemini thought signature dropped",
+                    );
+                }
+                None => {}
+            },
+            Part::ToolCall(c) => {
+                call_names.insert(&c.id, &c.name);
+                slot.push(&mut parts, function_call_part(c, lossy));
+            }
+            Part::ToolResult(r) => {
+                let name = r
+                    .name
+                    .as_deref()
+                    .or_else(|| call_names.get(r.call_id.as_str()).copied())
+                    .unwrap_or_else(|| {
+                        note(
+                            lossy,
+                            "tool result without a matching call: function name unknown",
+                        );
+                        "unknown_function"
+                    });
+                slot.push(&mut parts, function_response_part(r, name));
+                // Images in a result follow the response in the same turn.
+                for media in &r.content {
+                    match media {
+                        Part::Image(img) => slot.push(&mut parts, image_part(img)),
+                        Part::Audio(a) => slot.push(&mut parts, audio_part(a)),
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    slot.close(&mut parts);
+    parts
+}
+
+/// The Gemini thought signature a reasoning block carries: in its provider data, or in an
+/// opaque signature another protocol's client echoed back.
+fn google_signature(b: &ReasoningBlock) -> Option<String> {
+    if let Some(sig) = b.provider_data.as_ref().and_then(thought_signature_of) {
+        return Some(sig.to_owned());
+    }
+    let data = opaque_signature::decode(b.signature.as_deref()?)?;
+    thought_signature_of(&data).map(str::to_owned)
+}
+
+fn thought_part(text: &str, signature: Option<String>) -> wire::Part {
+    wire::Part {
+        text: Some(text.to_owned()),
+        thought: Some(true),
+        thought_signature: signature,
+        ..wire::Part::default()
+    }
+}
+
+fn function_call_part(c: &ToolCall, lossy: &mut Vec<String>) -> wire::Part {
+    wire::Part {
+        function_call: Some(FunctionCall {
+            id: Some(c.id.clone()),
+            name: c.name.clone(),
+            args: Some(arguments_object(&c.arguments, lossy)),
+        }),
+        thought_signature: c
+            .provider_data
+            .as_ref()
+            .and_then(thought_signature_of)
+            .map(str::to_owned),
+        ..wire::Part::default()
+    }
+}
+
+/// Gemini's `args` is a JSON object.
+fn arguments_object(arguments: &str, lossy: &mut Vec<String>) -> Value {
+    if arguments.trim().is_empty() {
+        return json!({});
+    }
+    match serde_json::from_str::<Value>(arguments) {
+        Ok(v @ Value::Object(_)) => v,
+        Ok(other) => {
+            note(
+                lossy,
+                "non-object tool arguments wrapped as {\"value\": ...}",
+            );
+            json!({ "value": other })
+        }
+        Err(_) => {
+            note(lossy, "tool arguments that are not JSON replaced by {}");
+            json!({})
+        }
+    }
+}
+
+fn function_response_part(r: &ToolResult, name: &str) -> wire::Part {
+    let text = r.joined_text();
+    let response = match serde_json::from_str::<Value>(&text) {
+        Ok(v @ Value::Object(_)) => v,
+        _ if r.is_error => json!({ "error": text }),
+        _ => json!({ "result": text }),
+    };
+    wire::Part {
+        function_response: Some(FunctionResponse {
+            id: Some(r.call_id.clone()),
+            name: name.to_owned(),
+            response,
+            extra: Extra::new(),
+        }),
+        ..wire::Part::default()
+    }
+}
+
+fn image_part(img: &ImagePart) -> wire::Part {
+    match &img.source {
+        MediaSource::Base64 { media_type, data } => wire::Part {
+            inline_data: Some(Blob {
+                mime_type: media_type.clone(),
+                data: data.clone(),
+            }),
+            ..wire::Part::default()
+        },
+        MediaSource::Url { url } => wire::Part {
+            file_data: Some(FileData {
+                mime_type: guess_mime_type(url),
+                file_uri: url.clone(),
+            }),
+            ..wire::Part::default()
+        },
+    }
+}
+
+fn audio_part(a: &AudioPart) -> wire::Part {
+    wire::Part {
+        inline_data: Some(Blob {
+            mime_type: format!("audio/{}", a.format),
+            data: a.data.clone(),
+        }),
+        ..wire::Part::default()
+    }
+}
+
+/// MIME type of a file URI from its extension. Files API URIs need none (Gemini knows the
+/// file); other URIs default to JPEG, the most common image type.
+fn guess_mime_type(uri: &str) -> Option<String> {
+    let path = uri.split(['?', '#']).next().unwrap_or(uri);
+    let ext = path.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+    let mime = match ext.as_deref() {
+        Some("png") => "image/png",
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("gif") => "image/gif",
+        Some("webp") => "image/webp",
+        Some("heic") => "image/heic",
+        Some("heif") => "image/heif",
+        Some("pdf") => "application/pdf",
+        _ if uri.contains("generativelanguage.googleapis.com/") && uri.contains("/files/") => {
+            return None;
+        }
+        _ => "image/jpeg",
+    };
+    Some(mime.to_owned())
+}
+
+/// Function `parameters`: the sanitised schema, or nothing for an argument-less function
+/// (Gemini rejects an object schema without properties).
+fn parameters_schema(schema: &Value) -> Option<Value> {
+    let s = sanitize_schema(schema);
+    let obj = s.as_object()?;
+    let trivial = obj.is_empty()
+        || (obj.get("type").and_then(Value::as_str) == Some("object")
+            && !obj.contains_key("properties")
+            && !obj.contains_key("anyOf"));
+    (!trivial).then_some(s)
+}
+
+fn function_calling_config(choice: &ToolChoice) -> FunctionCallingConfig {
+    let (mode, names) = match choice {
+        ToolChoice::Auto => ("AUTO", None),
+        ToolChoice::None => ("NONE", None),
+        ToolChoice::Required => ("ANY", None),
+        ToolChoice::Function(name) => ("ANY", Some(vec![name.clone()])),
+    };
+    FunctionCallingConfig {
+        mode: Some(mode.to_owned()),
+        allowed_function_names: names,
+    }
+}
+
+fn generation_config(req: &ChatRequest) -> GenerationConfig {
+    let s = &req.sampling;
+    let (mime, schema) = match &req.response_format {
+        Some(ResponseFormat::JsonObject) => (Some("application/json".to_owned()), None),
+        Some(ResponseFormat::JsonSchema { schema, .. }) => {
+            (Some("application/json".to_owned()), Some(schema.clone()))
+        }
+        Some(ResponseFormat::Text) | None => (None, None),
+    };
+    GenerationConfig {
+        temperature: s.temperature,
+        top_p: s.top_p,
+        top_k: s.top_k.map(|k| k as f64),
+        candidate_count: s.n,
+        max_output_tokens: req.max_tokens,
+        stop_sequences: (!req.stop.is_empty()).then(|| req.stop.clone()),
+        presence_penalty: s.presence_penalty,
+        frequency_penalty: s.frequency_penalty,
+        seed: s.seed,
+        response_mime_type: mime,
+        response_schema: None,
+        response_json_schema: schema,
+        thinking_config: req.reasoning.as_ref().map(thinking_config),
+        extra: Extra::new(),
+    }
+}
+
+/// Thinking budget for an effort level. Budgets rather than Gemini 3's `thinkingLevel`,
+/// because every thinking Gemini model takes a budget; the values fit all of their ranges.
+pub fn effort_budget(effort: &str) -> Option<i64> {
+    match effort {
+        "none" => Some(0),
+        "minimal" => Some(512),
+        "low" => Some(1024),
+        "medium" => Some(8192),
+        "high" | "xhigh" | "max" => Some(24576),
+        _ => None,
+    }
+}
+
+fn thinking_config(r: &ReasoningConfig) -> ThinkingConfig {
+    let budget = if r.disabled {
+        Some(0)
+    } else {
+        r.budget_tokens
+            .map(|b| i64::try_from(b).unwrap_or(i64::MAX))
+            .or_else(|| r.effort.as_deref().and_then(effort_budget))
+    };
+    let thinking_off = budget == Some(0);
+    ThinkingConfig {
+        thinking_budget: budget,
+        include_thoughts: (!thinking_off).then(|| r.include_thoughts.unwrap_or(true)),
+        thinking_level: None,
+    }
+}
+
+/// Generation-config keys we model; pass-through must not repeat them (duplicate JSON keys).
+const MODELED_GENERATION_KEYS: [&str; 14] = [
+    "temperature",
+    "topP",
+    "topK",
+    "candidateCount",
+    "maxOutputTokens",
+    "stopSequences",
+    "presencePenalty",
+    "frequencyPenalty",
+    "seed",
+    "responseMimeType",
+    "responseSchema",
+    "responseJsonSchema",
+    "thinkingConfig",
+    "responseFormat",
+];
+
+/// Puts a Gemini client's unmodelled fields back where they came from (see
+/// `to_model::request_to_model`).
+fn apply_passthrough(out: &mut GenerateContentRequest, gc: &mut GenerationConfig, extra: &Extra) {
+    for (key, value) in extra {
+        match (key.as_str(), value) {
+            ("tools", Value::Array(items)) => {
+                let tools = out.tools.get_or_insert_with(Vec::new);
+                tools.extend(
+                    items
+                        .iter()
+                        .filter_map(|t| serde_json::from_value::<Tool>(t.clone()).ok()),
+                );
+            }
+            ("toolConfig", Value::Object(fields)) => {
+                let config = out.tool_config.get_or_insert_with(ToolConfig::default);
+                for (k, v) in fields {
+                    if k != "functionCallingConfig" {
+                        config.extra.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            ("generationConfig", Value::Object(fields)) => {
+                for (k, v) in fields {
+                    if !MODELED_GENERATION_KEYS.contains(&k.as_str()) {
+                        gc.extra.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            ("safetySettings", Value::Array(settings)) => {
+                out.safety_settings = Some(settings.clone())
+            }
+            ("cachedContent", Value::String(name)) => out.cached_content = Some(name.clone()),
+            (
+                "contents" | "systemInstruction" | "tools" | "toolConfig" | "generationConfig"
+                | "safetySettings" | "cachedContent",
+                _,
+            ) => {}
+            _ => {
+                out.extra.insert(key.clone(), value.clone());
+            }
+        }
+    }
+}
+
+/// Gemini spelling of a finish reason (tool calls end with `STOP` in Gemini).
+pub fn finish_reason_name(r: &FinishReason) -> &str {
+    match r {
+        FinishReason::Stop | FinishReason::ToolCalls => "STOP",
+        FinishReason::Length => "MAX_TOKENS",
+        FinishReason::ContentFilter => "SAFETY",
+        // Gemini's own reasons (MALFORMED_FUNCTION_CALL, ...) go back verbatim.
+        FinishReason::Other(s)
+            if !s.is_empty() && s.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') =>
+        {
+            s
+        }
+        FinishReason::Other(_) => "OTHER",
+    }
+}
+
+/// Usage in Gemini's shape (answer tokens exclude thoughts).
+pub fn usage_from_model(u: &Usage) -> UsageMetadata {
+    let thoughts = u.reasoning_tokens.unwrap_or(0);
+    UsageMetadata {
+        prompt_token_count: Some(u.input_tokens),
+        candidates_token_count: Some(u.output_tokens.saturating_sub(thoughts)),
+        total_token_count: Some(u.total()),
+        thoughts_token_count: u.reasoning_tokens,
+        cached_content_token_count: u.cache_read_tokens,
+        tool_use_prompt_token_count: None,
+        extra: Extra::new(),
+    }
+}
+
+/// The client-facing non-streamed response.
+pub fn response_from_model(resp: &ChatResponse) -> GenerateContentResponse {
+    let mut parts = Vec::with_capacity(resp.content.len());
+    let mut slot = SignatureSlot::default();
+    // A client response has nowhere to report lossiness; argument repairs are still applied.
+    let mut ignored = Vec::new();
+    for part in &resp.content {
+        match part {
+            Part::Text(t) => {
+                if !t.text.is_empty() {
+                    slot.push(&mut parts, wire::Part::text(t.text.clone()));
+                }
+            }
+            Part::Reasoning(b) => {
+                let sig = google_signature(b);
+                if !b.text.is_empty() {
+                    slot.push(&mut parts, thought_part(&b.text, sig));
+                } else if let Some(sig) = sig {
+                    slot.wait(&sig, &mut parts);
+                }
+            }
+            Part::ToolCall(c) => slot.push(&mut parts, function_call_part(c, &mut ignored)),
+            Part::Image(img) => slot.push(&mut parts, image_part(img)),
+            Part::Audio(a) => slot.push(&mut parts, audio_part(a)),
+            Part::ToolResult(_) => {}
+        }
+    }
+    slot.close(&mut parts);
+    GenerateContentResponse {
+        candidates: vec![Candidate {
+            content: Some(Content {
+                role: Some("model".to_owned()),
+                parts,
+            }),
+            finish_reason: Some(
+                finish_reason_name(resp.finish_reason.as_ref().unwrap_or(&FinishReason::Stop))
+                    .to_owned(),
+            ),
+            index: Some(0),
+            safety_ratings: None,
+            extra: Extra::new(),
+        }],
+        prompt_feedback: None,
+        usage_metadata: resp.usage.as_ref().map(usage_from_model),
+        model_version: Some(resp.model.clone()),
+        response_id: Some(resp.id.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gemini::to_model::{request_to_model, thought_signature_data};
+    use llm_proxy_api::model::{TextPart, ToolDefinition};
+
+    fn msg(role: Role, content: Vec<Part>) -> Message {
+        Message {
+            role,
+            content,
+            name: None,
+        }
+    }
+
+    fn encode(req: &ChatRequest) -> (Value, Vec<String>) {
+        let mut lossy = Vec::new();
+        let out = request_from_model(req, &mut lossy);
+        (serde_json::to_value(&out).unwrap(), lossy)
+    }
+
+    #[test]
+    fn roles_system_and_merging() {
+        let req = ChatRequest {
+            messages: vec![
+                Message::text(Role::System, "sys"),
+                Message::text(Role::Developer, "dev"),
+                Message::text(Role::User, "a"),
+                Message::text(Role::User, "b"),
+                Message::text(Role::Assistant, "c"),
+            ],
+            ..ChatRequest::default()
+        };
+        let (v, lossy) = encode(&req);
+        assert!(lossy.is_empty());
+        assert_eq!(
+            v,
+            json!({
+                "systemInstruction": {"parts": [{"text": "sys"}, {"text": "dev"}]},
+                "contents": [
+                    {"role": "user", "parts": [{"text": "a"}, {"text": "b"}]},
+                    {"role": "model", "parts": [{"text": "c"}]}
+                ]
+            })
+        );
+    }
+
+    #[test]
+    fn tool_results_find_names_merge_and_wrap_non_objects() {
+        let call = |id: &str, name: &str| {
+            Part::ToolCall(ToolCall {
+                id: id.into(),
+                name: name.into(),
+                arguments: "{\"x\":1}".into(),
+                provider_data: None,
+            })
+        };
+        let result = |id: &str, text: &str, is_error: bool| Message {
+            role: Role::Tool,
+            content: vec![Part::ToolResult(ToolResult {
+                call_id: id.into(),
+                name: None,
+                content: vec![Part::Text(TextPart::new(text))],
+                is_error,
+            })],
+            name: None,
+        };
+        let req = ChatRequest {
+            messages: vec![
+                Message::text(Role::User, "go"),
+                msg(
+                    Role::Assistant,
+                    vec![call("c1", "read"), call("c2", "write")],
+                ),
+                result("c1", "{\"ok\":true}", false),
+                result("c2", "disk full", true),
+                Message::text(Role::User, "next"),
+                result("zz", "42", false),
+            ],
+            ..ChatRequest::default()
+        };
+        let (v, lossy) = encode(&req);
+        assert_eq!(
+            v["contents"][2],
+            json!({"role": "user", "parts": [
+                {"functionResponse": {"id": "c1", "name": "read", "response": {"ok": true}}},
+                {"functionResponse": {"id": "c2", "name": "write", "response": {"error": "disk full"}}},
+                {"text": "next"},
+                {"functionResponse": {"id": "zz", "name": "unknown_function", "response": {"result": "42"}}}
+            ]})
+        );
+        assert_eq!(
+            v["contents"][1]["parts"][0],
+            json!({"functionCall": {"id": "c1", "name": "read", "args": {"x": 1}}})
+        );
+        assert_eq!(lossy.len(), 1, "{lossy:?}");
+    }
+
+    #[test]
+    fn thought_signatures_go_back_on_the_right_part() {
+        let sig = |s: &str| Some(thought_signature_data(s));
+        let req = ChatRequest {
+            messages: vec![
+                Message::text(Role::User, "q"),
+                msg(
+                    Role::Assistant,
+                    vec![
+                        Part::Reasoning(ReasoningBlock {
+                            text: "plan".into(),
+                            provider_data: sig("T1"),
+                            ..Default::default()
+                        }),
+                        Part::Reasoning(ReasoningBlock {
+                            provider_data: sig("T2"),
+                            ..Default::default()
+                        }),
+                        Part::Text(TextPart::new("calling")),
+                        Part::ToolCall(ToolCall {
+                            id: "a".into(),
+                            name: "f".into(),
+                            arguments: "{}".into(),
+                            provider_data: sig("F1"),
+                        }),
+                        Part::ToolCall(ToolCall {
+                            id: "b".into(),
+                            name: "f".into(),
+                            arguments: "{}".into(),
+                            provider_data: None,
+                        }),
+                        Part::Reasoning(ReasoningBlock {
+                            provider_data: sig("END"),
+                            ..Default::default()
+                        }),
+                    ],
+                ),
+            ],
+            ..ChatRequest::default()
+        };
+        let (v, lossy) = encode(&req);
+        assert!(lossy.is_empty(), "{lossy:?}");
+        assert_eq!(
+            v["contents"][1]["parts"],
+            json!([
+                {"text": "plan", "thought": true, "thoughtSignature": "T1"},
+                {"text": "calling", "thoughtSignature": "T2"},
+                {"functionCall": {"id": "a", "name": "f", "args": {}}, "thoughtSignature": "F1"},
+                {"functionCall": {"id": "b", "name": "f", "args": {}}},
+                {"text": "", "thoughtSignature": "END"}
+            ])
+        );
+    }
+
+    #[test]
+    fn foreign_reasoning_is_dropped_with_notes() {
+        let req = ChatRequest {
+            messages: vec![msg(
+                Role::Assistant,
+                vec![
+                    Part::Reasoning(ReasoningBlock {
+                        text: "t".into(),
+                        signature: Some("anthropic-sig".into()),
+                        ..Default::default()
+                    }),
+                    Part::Reasoning(ReasoningBlock {
+                        redacted: Some("enc".into()),
+                        ..Default::default()
+                    }),
+                    Part::Reasoning(ReasoningBlock {
+                        text: "plain".into(),
+                        ..Default::default()
+                    }),
+                    Part::Reasoning(ReasoningBlock::default()),
+                    Part::Text(TextPart::new("answer")),
+                ],
+            )],
+            ..ChatRequest::default()
+        };
+        let (v, lossy) = encode(&req);
+        assert_eq!(
+            v["contents"],
+            json!([{"role": "model", "parts": [{"text": "answer"}]}])
+        );
+        assert_eq!(lossy.len(), 3, "{lossy:?}");
+    }
+
+    #[test]
+    fn opaque_signatures_from_other_protocols_are_recognised() {
+        let block = ReasoningBlock {
+            signature: Some(opaque_signature::encode(&thought_signature_data("S"))),
+            ..Default::default()
+        };
+        assert_eq!(google_signature(&block).as_deref(), Some("S"));
+    }
+
+    #[test]
+    fn media_tools_choice_and_config() {
+        let req = ChatRequest {
+            messages: vec![msg(
+                Role::User,
+                vec![
+                    Part::Image(ImagePart {
+                        source: MediaSource::Base64 {
+                            media_type: "image/png".into(),
+                            data: "AA".into(),
+                        },
+                        detail: None,
+                    }),
+                    Part::Image(ImagePart {
+                        source: MediaSource::Url {
+                            url: "https://x.test/cat.webp?s=1".into(),
+                        },
+                        detail: None,
+                    }),
+                    Part::Image(ImagePart {
+                        source: MediaSource::Url {
+                            url: "https://x.test/cat".into(),
+                        },
+                        detail: None,
+                    }),
+                    Part::Image(ImagePart {
+                        source: MediaSource::Url {
+                            url: "https://generativelanguage.googleapis.com/v1beta/files/abc"
+                                .into(),
+                        },
+                        detail: None,
+                    }),
+                    Part::Audio(AudioPart {
+                        data: "UklG".into(),
+                        format: "wav".into(),
+                    }),
+                ],
+            )],
+            tools: vec![
+                ToolDefinition {
+                    name: "noargs".into(),
+                    description: None,
+                    parameters: json!({"type": "object", "properties": {}}),
+                    strict: None,
+                    cache_control: None,
+                },
+                ToolDefinition {
+                    name: "f".into(),
+                    description: Some("d".into()),
+                    parameters: json!({"type": "object", "properties": {"a": {"type": ["string", "null"]}}, "additionalProperties": false}),
+                    strict: Some(true),
+                    cache_control: None,
+                },
+            ],
+            tool_choice: Some(ToolChoice::Function("f".into())),
+            max_tokens: Some(100),
+            stop: vec!["X".into()],
+            response_format: Some(ResponseFormat::JsonSchema {
+                name: "r".into(),
+                schema: json!({"type": "object", "additionalProperties": false}),
+                strict: Some(true),
+            }),
+            reasoning: Some(ReasoningConfig {
+                effort: Some("medium".into()),
+                ..Default::default()
+            }),
+            ..ChatRequest::default()
+        };
+        let (v, _) = encode(&req);
+        assert_eq!(
+            v["contents"][0]["parts"],
+            json!([
+                {"inlineData": {"mimeType": "image/png", "data": "AA"}},
+                {"fileData": {"mimeType": "image/webp", "fileUri": "https://x.test/cat.webp?s=1"}},
+                {"fileData": {"mimeType": "image/jpeg", "fileUri": "https://x.test/cat"}},
+                {"fileData": {"fileUri": "https://generativelanguage.googleapis.com/v1beta/files/abc"}},
+                {"inlineData": {"mimeType": "audio/wav", "data": "UklG"}}
+            ])
+        );
+        assert_eq!(
+            v["tools"],
+            json!([{"functionDeclarations": [
+                {"name": "noargs"},
+                {"name": "f", "description": "d", "parameters": {"type": "object", "properties": {"a": {"type": "string", "nullable": true}}}}
+            ]}])
+        );
+        assert_eq!(
+            v["toolConfig"],
+            json!({"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["f"]}})
+        );
+        assert_eq!(
+            v["generationConfig"],
+            json!({
+                "maxOutputTokens": 100, "stopSequences": ["X"],
+                "responseMimeType": "application/json",
+                "responseJsonSchema": {"type": "object", "additionalProperties": false},
+                "thinkingConfig": {"thinkingBudget": 8192, "includeThoughts": true}
+            })
+        );
+    }
+
+    #[test]
+    fn tool_choice_modes() {
+        for (choice, mode) in [
+            (ToolChoice::Auto, "AUTO"),
+            (ToolChoice::None, "NONE"),
+            (ToolChoice::Required, "ANY"),
+        ] {
+            let c = function_calling_config(&choice);
+            assert_eq!(c.mode.as_deref(), Some(mode));
+            assert_eq!(c.allowed_function_names, None);
+        }
+    }
+
+    #[test]
+    fn thinking_disabled_and_budget() {
+        let off = thinking_config(&ReasoningConfig {
+            disabled: true,
+            include_thoughts: Some(true),
+            ..Default::default()
+        });
+        assert_eq!(
+            serde_json::to_value(&off).unwrap(),
+            json!({"thinkingBudget": 0})
+        );
+        let none = thinking_config(&ReasoningConfig {
+            effort: Some("none".into()),
+            ..Default::default()
+        });
+        assert_eq!(
+            serde_json::to_value(&none).unwrap(),
+            json!({"thinkingBudget": 0})
+        );
+        let b = thinking_config(&ReasoningConfig {
+            budget_tokens: Some(3000),
+            effort: Some("high".into()),
+            include_thoughts: Some(false),
+            ..Default::default()
+        });
+        assert_eq!(
+            serde_json::to_value(&b).unwrap(),
+            json!({"thinkingBudget": 3000, "includeThoughts": false})
+        );
+    }
+
+    #[test]
+    fn passthrough_only_for_gemini_extra() {
+        let gemini = json!({
+            "contents": [{"role": "user", "parts": [{"text": "hi"}]}],
+            "tools": [{"googleSearch": {}}],
+            "toolConfig": {"retrievalConfig": {"languageCode": "en"}},
+            "generationConfig": {"temperature": 0.3, "responseModalities": ["TEXT"]},
+            "safetySettings": [{"category": "HARM_CATEGORY_HATE_SPEECH", "threshold": "BLOCK_NONE"}],
+            "cachedContent": "cachedContents/x",
+            "labels": {"k": "v"}
+        });
+        let model = request_to_model(serde_json::from_value(gemini.clone()).unwrap(), "m").unwrap();
+        let (v, lossy) = encode(&model);
+        assert!(lossy.is_empty());
+        assert_eq!(v, gemini);
+        let mut foreign = model.clone();
+        foreign.extra_protocol = Some("openai_chat".into());
+        let (v, _) = encode(&foreign);
+        assert_eq!(
+            v,
+            json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}], "generationConfig": {"temperature": 0.3}})
+        );
+    }
+
+    #[test]
+    fn finish_reasons_and_usage() {
+        assert_eq!(finish_reason_name(&FinishReason::ToolCalls), "STOP");
+        assert_eq!(finish_reason_name(&FinishReason::Length), "MAX_TOKENS");
+        assert_eq!(finish_reason_name(&FinishReason::ContentFilter), "SAFETY");
+        assert_eq!(
+            finish_reason_name(&FinishReason::Other("MALFORMED_FUNCTION_CALL".into())),
+            "MALFORMED_FUNCTION_CALL"
+        );
+        assert_eq!(
+            finish_reason_name(&FinishReason::Other("error".into())),
+            "OTHER"
+        );
+        let u = usage_from_model(&Usage {
+            input_tokens: 10,
+            output_tokens: 12,
+            reasoning_tokens: Some(7),
+            cache_read_tokens: Some(4),
+            cache_write_tokens: None,
+        });
+        assert_eq!(
+            serde_json::to_value(&u).unwrap(),
+            json!({"promptTokenCount": 10, "candidatesTokenCount": 5, "totalTokenCount": 22, "thoughtsTokenCount": 7, "cachedContentTokenCount": 4})
+        );
+    }
+
+    #[test]
+    fn client_response_orders_parts_and_places_signatures() {
+        let resp = ChatResponse {
+            id: "r1".into(),
+            model: "gemini-2.5-pro".into(),
+            created: 0,
+            content: vec![
+                Part::Reasoning(ReasoningBlock {
+                    text: "think".into(),
+                    ..Default::default()
+                }),
+                Part::Reasoning(ReasoningBlock {
+                    provider_data: Some(thought_signature_data("S")),
+                    ..Default::default()
+                }),
+                Part::Text(TextPart::new("hi")),
+                Part::ToolCall(ToolCall {
+                    id: "c".into(),
+                    name: "f".into(),
+                    arguments: "{\"a\":1}".into(),
+                    provider_data: Some(thought_signature_data("F")),
+                }),
+                Part::Reasoning(ReasoningBlock {
+                    text: "x".into(),
+                    signature: Some("anthropic".into()),
+                    ..Default::default()
+                }),
+            ],
+            finish_reason: Some(FinishReason::ToolCalls),
+            usage: None,
+        };
+        let v = serde_json::to_value(response_from_model(&resp)).unwrap();
+        assert_eq!(
+            v,
+            json!({
+                "candidates": [{"content": {"role": "model", "parts": [
+                    {"text": "think", "thought": true},
+                    {"text": "hi", "thoughtSignature": "S"},
+                    {"functionCall": {"id": "c", "name": "f", "args": {"a": 1}}, "thoughtSignature": "F"},
+                    {"text": "x", "thought": true}
+                ]}, "finishReason": "STOP", "index": 0}],
+                "modelVersion": "gemini-2.5-pro",
+                "responseId": "r1"
+            })
+        );
+    }
+}
