@@ -17,6 +17,11 @@ pub trait StreamDecoder: Send {
     fn feed(&mut self, chunk: &[u8], out: &mut Vec<StreamEvent>) -> Result<(), BackendError>;
     /// The body ended; flushes what is pending.
     fn finish(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), BackendError>;
+    /// Whether the protocol's end marker (`[DONE]`, `message_stop`) was seen, so nothing
+    /// more is expected even if the upstream keeps the body open.
+    fn is_finished(&self) -> bool {
+        false
+    }
 }
 
 /// One protocol's conversions, as seen from a backend (upstream side).

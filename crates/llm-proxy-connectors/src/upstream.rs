@@ -86,6 +86,9 @@ pub async fn read_body(response: HttpResponse, deadline: Instant) -> Result<byte
     response.bytes(Some(deadline.saturating_duration_since(Instant::now()))).await
 }
 
+/// How long to wait for the body to end after the protocol's end marker.
+const END_GRACE: Duration = Duration::from_millis(100);
+
 struct Decoding {
     body: BodyStream,
     decoder: Box<dyn StreamDecoder>,
@@ -118,8 +121,19 @@ pub fn event_stream(
             if st.finished {
                 return None;
             }
-            let next = tokio::time::timeout_at(st.deadline.into(), st.body.next()).await;
+            // After the protocol's end marker, give the body a moment to end so the
+            // connection can be reused, but never wait on an upstream that keeps it open.
+            let deadline = if st.decoder.is_finished() {
+                st.deadline.min(Instant::now() + END_GRACE)
+            } else {
+                st.deadline
+            };
+            let next = tokio::time::timeout_at(deadline.into(), st.body.next()).await;
             let result = match next {
+                Err(_) if st.decoder.is_finished() => {
+                    st.finished = true;
+                    st.decoder.finish(&mut st.scratch)
+                }
                 Err(_) => Err(BackendError::timeout("upstream stream exceeded the total timeout")),
                 Ok(Some(Ok(chunk))) => st.decoder.feed(&chunk, &mut st.scratch),
                 Ok(Some(Err(e))) => Err(e),

@@ -1,1 +1,240 @@
-//! placeholder
+//! Mock upstream servers for tests: bound to 127.0.0.1 port 0, answering from a script of
+//! replies (JSON, SSE with pacing, holds, cuts mid-stream), recording every request, and
+//! reporting when a client hangs up mid-stream.
+
+pub mod openai;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::response::Response;
+use http::{HeaderMap, StatusCode};
+use serde_json::Value;
+use tokio::sync::{Notify, mpsc};
+
+/// How the mock answers one request.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// A JSON body with a status and extra headers.
+    Json {
+        /// HTTP status.
+        status: u16,
+        /// Body.
+        body: Value,
+        /// Extra headers (e.g. `retry-after`).
+        headers: Vec<(String, String)>,
+    },
+    /// A raw body with a status (non-JSON error pages).
+    Raw {
+        /// HTTP status.
+        status: u16,
+        /// Body text.
+        body: String,
+    },
+    /// A server-sent-event stream.
+    Sse(SseScript),
+}
+
+/// A scripted SSE response.
+#[derive(Debug, Clone, Default)]
+pub struct SseScript {
+    /// Raw frames, each sent as one chunk (include the trailing blank line).
+    pub frames: Vec<String>,
+    /// Pause before each frame after the first.
+    pub gap: Duration,
+    /// If set, nothing (not even headers) is sent until this is notified.
+    pub hold_before_head: Option<Arc<Notify>>,
+    /// If set, headers go out but the first frame waits until this is notified.
+    pub hold_before_first: Option<Arc<Notify>>,
+    /// Close the connection after the frames instead of ending cleanly.
+    pub cut: bool,
+}
+
+impl Reply {
+    /// 200 with a JSON body.
+    pub fn json(body: Value) -> Self {
+        Self::Json { status: 200, body, headers: Vec::new() }
+    }
+
+    /// An error status with a JSON body.
+    pub fn error(status: u16, body: Value) -> Self {
+        Self::Json { status, body, headers: Vec::new() }
+    }
+
+    /// An SSE stream of `frames`.
+    pub fn sse(frames: Vec<String>) -> Self {
+        Self::Sse(SseScript { frames, ..SseScript::default() })
+    }
+}
+
+/// A request the mock received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// Path and query.
+    pub uri: String,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body parsed as JSON (`Null` if it was not JSON).
+    pub body: Value,
+}
+
+#[derive(Default)]
+struct Shared {
+    script: Mutex<VecDeque<Reply>>,
+    fallback: Mutex<Option<Reply>>,
+    requests: Mutex<Vec<Recorded>>,
+    calls: AtomicUsize,
+    disconnects: AtomicUsize,
+    disconnected: Notify,
+}
+
+/// A running mock upstream.
+pub struct MockUpstream {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for MockUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl MockUpstream {
+    /// Starts a mock on 127.0.0.1:0.
+    pub async fn start() -> std::io::Result<Self> {
+        let shared = Arc::new(Shared::default());
+        let app = Router::new().fallback(handle).with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self { addr, shared, task })
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Queues a reply (used in order; the fallback answers when the queue is empty).
+    pub fn push(&self, reply: Reply) {
+        if let Ok(mut q) = self.shared.script.lock() {
+            q.push_back(reply);
+        }
+    }
+
+    /// Sets the reply used when the queue is empty.
+    pub fn set_fallback(&self, reply: Reply) {
+        if let Ok(mut f) = self.shared.fallback.lock() {
+            *f = Some(reply);
+        }
+    }
+
+    /// Requests received so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.shared.requests.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// Number of requests received.
+    pub fn calls(&self) -> usize {
+        self.shared.calls.load(Ordering::SeqCst)
+    }
+
+    /// Number of streamed responses whose client went away before the end.
+    pub fn disconnects(&self) -> usize {
+        self.shared.disconnects.load(Ordering::SeqCst)
+    }
+
+    /// Waits until a streaming client has hung up (bounded by `limit`).
+    pub async fn wait_for_disconnect(&self, limit: Duration) -> bool {
+        let wait = async {
+            loop {
+                let notified = self.shared.disconnected.notified();
+                if self.disconnects() > 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(limit, wait).await.is_ok()
+    }
+}
+
+async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    shared.calls.fetch_add(1, Ordering::SeqCst);
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let recorded = Recorded {
+        uri: parts.uri.to_string(),
+        headers: parts.headers,
+        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    };
+    if let Ok(mut r) = shared.requests.lock() {
+        r.push(recorded);
+    }
+    let reply = shared
+        .script
+        .lock()
+        .ok()
+        .and_then(|mut q| q.pop_front())
+        .or_else(|| shared.fallback.lock().ok().and_then(|f| f.clone()));
+    match reply {
+        None => respond(500, "application/json", Body::from("{\"error\":{\"message\":\"mock has no reply scripted\"}}"), &[]),
+        Some(Reply::Json { status, body, headers }) => {
+            let extra: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            respond(status, "application/json", Body::from(body.to_string()), &extra)
+        }
+        Some(Reply::Raw { status, body }) => respond(status, "text/html", Body::from(body), &[]),
+        Some(Reply::Sse(script)) => {
+            if let Some(hold) = &script.hold_before_head {
+                hold.notified().await;
+            }
+            let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+            tokio::spawn(stream_frames(script, tx, shared.clone()));
+            let body = Body::from_stream(futures::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|item| (item, rx))
+            }));
+            respond(200, "text/event-stream", body, &[])
+        }
+    }
+}
+
+async fn stream_frames(script: SseScript, tx: mpsc::Sender<Result<Bytes, std::io::Error>>, shared: Arc<Shared>) {
+    if let Some(hold) = &script.hold_before_first {
+        hold.notified().await;
+    }
+    for (i, frame) in script.frames.into_iter().enumerate() {
+        if i > 0 && !script.gap.is_zero() {
+            tokio::time::sleep(script.gap).await;
+        }
+        if tx.send(Ok(Bytes::from(frame))).await.is_err() {
+            shared.disconnects.fetch_add(1, Ordering::SeqCst);
+            shared.disconnected.notify_waiters();
+            return;
+        }
+    }
+    if script.cut {
+        let _ = tx.send(Err(std::io::Error::other("cut"))).await;
+        return;
+    }
+    // A clean end: dropping the sender ends the body.
+}
+
+fn respond(status: u16, content_type: &str, body: Body, extra: &[(&str, &str)]) -> Response {
+    let mut builder = Response::builder()
+        .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header("content-type", content_type);
+    for (k, v) in extra {
+        builder = builder.header(*k, *v);
+    }
+    builder.body(body).unwrap_or_else(|_| Response::new(Body::empty()))
+}

@@ -299,14 +299,15 @@ fn instance_config(
         }
     }
     let defaults = Timeouts { total: default_total, ..Timeouts::default() };
+    let total = seconds(&format!("{path}.timeout"), raw.timeout, defaults.total)?;
     let timeouts = Timeouts {
         connect: seconds(&format!("{path}.connect_timeout"), raw.connect_timeout, defaults.connect)?,
         first_byte: seconds(
             &format!("{path}.first_byte_timeout"),
             raw.first_byte_timeout,
-            raw.timeout.map_or(defaults.first_byte, Duration::from_secs_f64).min(default_total),
+            defaults.first_byte.min(total),
         )?,
-        total: seconds(&format!("{path}.timeout"), raw.timeout, defaults.total)?,
+        total,
     };
     Ok(BackendInstanceConfig {
         instance: name.to_owned(),
@@ -457,7 +458,7 @@ mod tests {
     fn unknown_keys_name_path_and_line() {
         let file = "host: 127.0.0.1\nbackends:\n  openai:\n    api_url: http://x\n    timeot: 5\n";
         let err = load_from_str(file, &CliOverrides::default(), &Env::default()).unwrap_err();
-        assert_eq!(err.path, "backends.openai");
+        assert_eq!(err.path, "backends.openai.timeot");
         assert!(err.message.contains("unknown field `timeot`"), "{err}");
         assert!(err.message.contains("line 5"), "{err}");
         let err = load_from_str("bogus: 1\n", &CliOverrides::default(), &Env::default()).unwrap_err();
