@@ -30,7 +30,7 @@ pub mod translation;
 #[doc(hidden)]
 pub use inventory;
 
-pub use backend::{Backend, CallContext, ModelInfo};
+pub use backend::{Backend, CallContext, LossyNotes, ModelInfo};
 pub use config::{AppConfig, BackendInstanceConfig, Secret};
 pub use error::{BackendError, ErrorKind, ErrorSource};
 pub use http::{

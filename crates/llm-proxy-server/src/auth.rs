@@ -36,8 +36,14 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The client protocol a path belongs to (for error envelopes).
-pub fn format_for_path(_path: &str) -> WireFormat {
-    WireFormat::OpenAi
+pub fn format_for_path(path: &str) -> WireFormat {
+    if path.starts_with("/anthropic/") || path.starts_with("/v1/messages") {
+        WireFormat::Anthropic
+    } else if path.starts_with("/v1beta/") {
+        WireFormat::Gemini
+    } else {
+        WireFormat::OpenAi
+    }
 }
 
 /// Middleware enforcing client keys.

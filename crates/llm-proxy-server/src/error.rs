@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use llm_proxy_api::error::{BackendError, ErrorKind};
 use llm_proxy_protocol::FieldError;
-use llm_proxy_protocol::openai_chat;
+use llm_proxy_protocol::{anthropic, gemini, openai_chat};
 
 /// A failure on the client-facing side.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -155,6 +155,10 @@ impl ProxyError {
             WireFormat::OpenAi => {
                 openai_chat::error::error_body(self.kind(), &message, self.param(), self.code())
             }
+            WireFormat::Anthropic => anthropic::error::error_body(self.kind(), &message),
+            WireFormat::Gemini => {
+                gemini::error::error_body(self.kind(), self.status().as_u16(), &message)
+            }
         }
     }
 
@@ -184,6 +188,21 @@ impl ProxyError {
 pub enum WireFormat {
     /// OpenAI `{error: {message, type, param, code}}`.
     OpenAi,
+    /// Anthropic `{type: "error", error: {type, message}}`.
+    Anthropic,
+    /// Gemini `{error: {code, message, status}}`.
+    Gemini,
+}
+
+impl WireFormat {
+    /// Low-cardinality label (metrics, logs).
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::OpenAi => "openai_chat",
+            Self::Anthropic => "anthropic",
+            Self::Gemini => "gemini",
+        }
+    }
 }
 
 impl IntoResponse for ProxyError {
@@ -220,5 +239,11 @@ mod tests {
         assert_eq!(body["error"]["code"], "context_length_exceeded");
         assert_eq!(body["error"]["type"], "invalid_request_error");
         assert_eq!(body["error"]["param"], "input");
+        let body = e.body(WireFormat::Anthropic);
+        assert_eq!(body["type"], "error");
+        assert_eq!(body["error"]["type"], "invalid_request_error");
+        let body = e.body(WireFormat::Gemini);
+        assert_eq!(body["error"]["code"], 400);
+        assert_eq!(body["error"]["status"], "INVALID_ARGUMENT");
     }
 }

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use llm_proxy_api::stream::EventStream;
-use llm_proxy_api::{CallContext, ChatRequest};
+use llm_proxy_api::{CallContext, ChatRequest, LossyNotes};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ProxyError;
@@ -26,6 +26,7 @@ pub async fn dispatch(
     req: ChatRequest,
     request_id: &str,
     clock: &WaitClock,
+    lossy: &LossyNotes,
 ) -> Result<Dispatched, ProxyError> {
     let route = routing::resolve(state, &req.model)?;
     let slot = state
@@ -44,6 +45,7 @@ pub async fn dispatch(
         model: route.model.clone(),
         deadline: Some(Instant::now() + state.config().proxy_timeout),
         cancel: CancellationToken::new(),
+        lossy: lossy.clone(),
     };
     tracing::debug!(instance = %route.instance, model = %route.model, "dispatching");
     let stream = clock.future(backend.stream(&ctx, req)).await?;

@@ -62,6 +62,8 @@ const MODELS_TTL: Duration = Duration::from_secs(300);
 pub fn translation_service() -> TranslationService {
     let mut t = TranslationService::new();
     t.register(Arc::new(llm_proxy_protocol::openai_chat::OpenAiChatCodec));
+    t.register(Arc::new(llm_proxy_protocol::anthropic::AnthropicCodec));
+    t.register(Arc::new(llm_proxy_protocol::gemini::GeminiCodec));
     t
 }
 

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use llm_proxy_api::stream::collect;
-use llm_proxy_api::{ChatRequest, ChatResponse};
+use llm_proxy_api::{ChatRequest, ChatResponse, LossyNotes};
 
 use crate::error::{ProxyError, WireFormat};
 use crate::pipeline::{dispatch, millis};
@@ -33,6 +33,8 @@ pub struct RequestMeta {
     pub clock: WaitClock,
     /// Client protocol.
     pub format: WireFormat,
+    /// What conversions had to drop.
+    pub lossy: LossyNotes,
 }
 
 impl RequestMeta {
@@ -43,6 +45,7 @@ impl RequestMeta {
             started: Instant::now(),
             clock: WaitClock::new(),
             format,
+            lossy: LossyNotes::new(),
         }
     }
 
@@ -51,8 +54,17 @@ impl RequestMeta {
         millis(self.started.elapsed().saturating_sub(self.clock.waited()))
     }
 
-    /// Adds `x-request-id` and `x-llm-proxy-overhead-ms`.
+    /// Adds `x-request-id`, `x-llm-proxy-overhead-ms` and, when a conversion dropped
+    /// something, `x-llm-proxy-lossy`.
     pub fn stamp(&self, headers: &mut HeaderMap) {
+        let lossy = self.lossy.snapshot();
+        if !lossy.is_empty() {
+            tracing::info!(request_id = %self.request_id, lossy = ?lossy, "conversion dropped information");
+            let text: String = lossy.join("; ").chars().filter(|c| c.is_ascii() && !c.is_ascii_control()).take(2000).collect();
+            if let Ok(v) = HeaderValue::from_str(&text) {
+                headers.insert("x-llm-proxy-lossy", v);
+            }
+        }
         if let Ok(v) = HeaderValue::from_str(&self.request_id) {
             headers.insert("x-request-id", v);
         }
@@ -90,9 +102,10 @@ pub async fn stream_response<R: StreamRenderer>(
     meta: &RequestMeta,
 ) -> Response {
     let interval = state.config().keepalive_interval;
-    let (st, rid, clock) = (state.clone(), meta.request_id.clone(), meta.clock.clone());
+    let (st, rid, clock, lossy) =
+        (state.clone(), meta.request_id.clone(), meta.clock.clone(), meta.lossy.clone());
     let mut call: PendingCall = Box::pin(async move {
-        let d = dispatch(&st, req, &rid, &clock).await?;
+        let d = dispatch(&st, req, &rid, &clock, &lossy).await?;
         let mut stream = d.stream;
         let first = stream.next().await.transpose().map_err(ProxyError::Backend)?;
         Ok((stream, first))
@@ -123,7 +136,7 @@ pub async fn collected(
     req: ChatRequest,
     meta: &RequestMeta,
 ) -> Result<ChatResponse, ProxyError> {
-    let d = dispatch(state, req, &meta.request_id, &meta.clock).await?;
+    let d = dispatch(state, req, &meta.request_id, &meta.clock, &meta.lossy).await?;
     Ok(collect(d.stream, &d.route.model).await?)
 }
 
