@@ -24,6 +24,9 @@ pub struct CallContext {
     pub deadline: Option<Instant>,
     /// Cancelled when the client goes away.
     pub cancel: CancellationToken,
+    /// The client's request headers, for connectors that forward a few of them (e.g.
+    /// `anthropic-beta`). Never forward credentials from here.
+    pub client_headers: Arc<http::HeaderMap>,
     /// Where conversions record what they had to drop (reported to the client in the
     /// `x-llm-proxy-lossy` header and logged).
     pub lossy: LossyNotes,
@@ -66,6 +69,7 @@ impl CallContext {
             model: model.into(),
             deadline: None,
             cancel: CancellationToken::new(),
+            client_headers: Arc::default(),
             lossy: LossyNotes::new(),
         }
     }

@@ -1,7 +1,10 @@
 //! The one data path shared by every frontend: canonical request -> route -> backend call ->
 //! event stream.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use http::HeaderMap;
 
 use llm_proxy_api::stream::EventStream;
 use llm_proxy_api::{CallContext, ChatRequest, LossyNotes};
@@ -11,6 +14,19 @@ use crate::error::ProxyError;
 use crate::routing::{self, Route};
 use crate::state::AppState;
 use crate::timing::WaitClock;
+
+/// Per-request data the pipeline needs from the frontend.
+#[derive(Debug, Clone)]
+pub struct CallMeta {
+    /// Proxy request id.
+    pub request_id: String,
+    /// Upstream wait accounting.
+    pub clock: WaitClock,
+    /// Lossy-conversion notes.
+    pub lossy: LossyNotes,
+    /// Client request headers.
+    pub headers: Arc<HeaderMap>,
+}
 
 /// A call in flight: its event stream and where it went.
 pub struct Dispatched {
@@ -24,9 +40,7 @@ pub struct Dispatched {
 pub async fn dispatch(
     state: &AppState,
     req: ChatRequest,
-    request_id: &str,
-    clock: &WaitClock,
-    lossy: &LossyNotes,
+    meta: &CallMeta,
 ) -> Result<Dispatched, ProxyError> {
     let route = routing::resolve(state, &req.model)?;
     let slot = state
@@ -40,16 +54,17 @@ pub async fn dispatch(
         )))
     })?;
     let ctx = CallContext {
-        request_id: request_id.to_owned(),
+        request_id: meta.request_id.clone(),
         session_id: None,
         model: route.model.clone(),
         deadline: Some(Instant::now() + state.config().proxy_timeout),
         cancel: CancellationToken::new(),
-        lossy: lossy.clone(),
+        client_headers: meta.headers.clone(),
+        lossy: meta.lossy.clone(),
     };
     tracing::debug!(instance = %route.instance, model = %route.model, "dispatching");
-    let stream = clock.future(backend.stream(&ctx, req)).await?;
-    Ok(Dispatched { stream: Box::pin(clock.stream(stream)), route })
+    let stream = meta.clock.future(backend.stream(&ctx, req)).await?;
+    Ok(Dispatched { stream: Box::pin(meta.clock.stream(stream)), route })
 }
 
 /// Milliseconds of `d` as a float.

@@ -5,6 +5,7 @@ pub mod models;
 pub mod openai_chat;
 pub mod sse;
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
@@ -17,7 +18,7 @@ use llm_proxy_api::stream::collect;
 use llm_proxy_api::{ChatRequest, ChatResponse, LossyNotes};
 
 use crate::error::{ProxyError, WireFormat};
-use crate::pipeline::{dispatch, millis};
+use crate::pipeline::{CallMeta, dispatch, millis};
 use crate::state::AppState;
 use crate::timing::WaitClock;
 use sse::{PendingCall, SseBody, StreamRenderer};
@@ -35,17 +36,30 @@ pub struct RequestMeta {
     pub format: WireFormat,
     /// What conversions had to drop.
     pub lossy: LossyNotes,
+    /// Client request headers.
+    pub headers: Arc<HeaderMap>,
 }
 
 impl RequestMeta {
     /// Starts the clock for a request in `format`.
-    pub fn new(format: WireFormat) -> Self {
+    pub fn new(format: WireFormat, headers: HeaderMap) -> Self {
         Self {
             request_id: llm_proxy_api::ids::request_id(),
             started: Instant::now(),
             clock: WaitClock::new(),
             format,
             lossy: LossyNotes::new(),
+            headers: Arc::new(headers),
+        }
+    }
+
+    /// What the pipeline needs of this request.
+    pub fn call_meta(&self) -> CallMeta {
+        CallMeta {
+            request_id: self.request_id.clone(),
+            clock: self.clock.clone(),
+            lossy: self.lossy.clone(),
+            headers: self.headers.clone(),
         }
     }
 
@@ -102,10 +116,9 @@ pub async fn stream_response<R: StreamRenderer>(
     meta: &RequestMeta,
 ) -> Response {
     let interval = state.config().keepalive_interval;
-    let (st, rid, clock, lossy) =
-        (state.clone(), meta.request_id.clone(), meta.clock.clone(), meta.lossy.clone());
+    let (st, call_meta) = (state.clone(), meta.call_meta());
     let mut call: PendingCall = Box::pin(async move {
-        let d = dispatch(&st, req, &rid, &clock, &lossy).await?;
+        let d = dispatch(&st, req, &call_meta).await?;
         let mut stream = d.stream;
         let first = stream.next().await.transpose().map_err(ProxyError::Backend)?;
         Ok((stream, first))
@@ -136,7 +149,7 @@ pub async fn collected(
     req: ChatRequest,
     meta: &RequestMeta,
 ) -> Result<ChatResponse, ProxyError> {
-    let d = dispatch(state, req, &meta.request_id, &meta.clock, &meta.lossy).await?;
+    let d = dispatch(state, req, &meta.call_meta()).await?;
     Ok(collect(d.stream, &d.route.model).await?)
 }
 

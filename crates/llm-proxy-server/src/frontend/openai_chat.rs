@@ -4,6 +4,7 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::response::Response;
 use bytes::Bytes;
+use http::HeaderMap;
 use llm_proxy_api::stream::StreamEvent;
 use llm_proxy_protocol::openai_chat::{self, ChatCompletionRequest, ChunkRenderer};
 use llm_proxy_protocol::parse_body;
@@ -30,9 +31,10 @@ impl StreamRenderer for ChunkRenderer {
 /// The handler.
 pub async fn chat_completions(
     State(state): State<AppState>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let meta = RequestMeta::new(WireFormat::OpenAi);
+    let meta = RequestMeta::new(WireFormat::OpenAi, headers);
     match handle(&state, body, &meta).await {
         Ok(resp) => resp,
         Err(e) => meta.error(e),
