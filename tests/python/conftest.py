@@ -1,0 +1,77 @@
+"""Fixtures: the built llm-proxy binary started on 127.0.0.1:0 with a YAML config, and a
+Python OpenAI-dialect mock upstream."""
+
+import os
+import pathlib
+import queue
+import subprocess
+import threading
+
+import pytest
+
+import mock_upstream
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _binary():
+    path = os.environ.get("LLM_PROXY_BIN") or str(ROOT / "target" / "debug" / "llm-proxy")
+    if not os.path.exists(path):
+        pytest.fail("llm-proxy binary not found at %s (run `cargo build --bins` or scripts/test)" % path)
+    return path
+
+
+class Proxy:
+    def __init__(self, url, process):
+        self.url = url
+        self.process = process
+
+
+@pytest.fixture
+def upstream():
+    url, state, server = mock_upstream.start()
+    yield url, state
+    server.shutdown()
+
+
+@pytest.fixture
+def start_proxy(tmp_path):
+    started = []
+
+    def start(config_yaml, *args):
+        cfg = tmp_path / ("config-%d.yaml" % len(started))
+        cfg.write_text(config_yaml)
+        env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+        proc = subprocess.Popen(
+            [_binary(), "--config", str(cfg), "--port", "0", "--log-level", "warn", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )
+        started.append(proc)
+        lines = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(l) for l in proc.stdout], daemon=True).start()
+        try:
+            line = lines.get(timeout=30)
+        except queue.Empty:
+            proc.kill()
+            pytest.fail("proxy did not start: " + proc.stderr.read())
+        prefix = "llm-proxy listening on "
+        assert line.startswith(prefix), line
+        return Proxy(line[len(prefix):].strip(), proc)
+
+    yield start
+    for proc in started:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def openai_backend_config(upstream_url):
+    return (
+        "backends:\n"
+        "  default_backend: openai\n"
+        "  openai:\n"
+        "    api_url: %s/v1\n"
+        "    api_key: sk-upstream-test-key-0000\n" % upstream_url
+    )
