@@ -127,6 +127,72 @@ pub struct LoggingConfig {
     pub capture_file: Option<String>,
 }
 
+/// Retry and failover policy (`failure_handling.*`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailureHandling {
+    /// Retry / failover at all.
+    pub enabled: bool,
+    /// Longest `Retry-After` waited out on the same instance (keep-alives flow meanwhile).
+    pub max_silent_wait: Duration,
+    /// Time budget for all attempts of one request.
+    pub total_timeout_budget: Duration,
+    /// Most attempts after the first.
+    pub max_failover_hops: u32,
+    /// Shortest wait before retrying the same instance.
+    pub min_retry_wait: Duration,
+    /// Retries of a stream that ended without meaningful output.
+    pub max_empty_stream_retries: u32,
+}
+
+impl Default for FailureHandling {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_silent_wait: Duration::from_secs(30),
+            total_timeout_budget: Duration::from_secs(90),
+            max_failover_hops: 5,
+            min_retry_wait: Duration::from_secs(1),
+            max_empty_stream_retries: 1,
+        }
+    }
+}
+
+/// Per-instance circuit breaker (`resilience.circuit_breaker.*`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CircuitBreakerConfig {
+    /// Whether breakers trip at all.
+    pub enabled: bool,
+    /// Consecutive failures that open the breaker.
+    pub failure_threshold: u32,
+    /// How long an open breaker rejects calls before a trial.
+    pub open_cooldown: Duration,
+    /// Successful trials that close a half-open breaker.
+    pub half_open_success_threshold: u32,
+    /// Concurrent trials allowed while half-open.
+    pub half_open_max_inflight: u32,
+}
+
+impl Default for CircuitBreakerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            failure_threshold: 3,
+            open_cooldown: Duration::from_secs(30),
+            half_open_success_threshold: 1,
+            half_open_max_inflight: 1,
+        }
+    }
+}
+
+/// A model alias: a start-anchored regex and the selector it becomes (`\1` capture groups).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelAlias {
+    /// Regular expression matched at the start of the requested model.
+    pub pattern: String,
+    /// Replacement selector.
+    pub replacement: String,
+}
+
 /// Client authentication.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AuthConfig {
@@ -153,6 +219,12 @@ pub struct AppConfig {
     pub keepalive_interval: Duration,
     /// Backends.
     pub backends: BackendsConfig,
+    /// Retry and failover.
+    pub failure_handling: FailureHandling,
+    /// Circuit breakers.
+    pub circuit_breaker: CircuitBreakerConfig,
+    /// Model aliases, first match wins.
+    pub model_aliases: Vec<ModelAlias>,
     /// Client auth.
     pub auth: AuthConfig,
     /// Logging.
@@ -172,6 +244,9 @@ impl Default for AppConfig {
             command_prefix: "!/".to_owned(),
             keepalive_interval: Duration::from_secs(8),
             backends: BackendsConfig::default(),
+            failure_handling: FailureHandling::default(),
+            circuit_breaker: CircuitBreakerConfig::default(),
+            model_aliases: Vec::new(),
             auth: AuthConfig::default(),
             logging: LoggingConfig { level: "info".to_owned(), capture_file: None },
             raw: Value::Object(Map::new()),

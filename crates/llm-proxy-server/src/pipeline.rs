@@ -1,19 +1,28 @@
-//! The one data path shared by every frontend: canonical request -> route -> backend call ->
-//! event stream.
+//! The one data path shared by every frontend: canonical request -> plan (routing) -> backend
+//! attempts with failover, retries and circuit breakers (or a parallel race) -> event stream.
+//! Nothing is retried once meaningful output exists: an attempt is only handed to the client
+//! after its first meaningful event.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::stream::{FuturesUnordered, StreamExt};
 use http::HeaderMap;
-
-use llm_proxy_api::stream::EventStream;
-use llm_proxy_api::{CallContext, ChatRequest, LossyNotes};
+use llm_proxy_api::error::{BackendError, ErrorKind};
+use llm_proxy_api::stream::{EventStream, StreamEvent};
+use llm_proxy_api::{CallContext, ChatRequest, LossyNotes, Message, Role};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ProxyError;
-use crate::routing::{self, Route};
-use crate::state::AppState;
+use crate::routing::breaker::Admission;
+use crate::routing::selector::{SelectorKind, pick_weighted};
+use crate::routing::{Leg, Plan, apply_params, instances_for};
+use crate::state::{AppState, BackendSlot};
 use crate::timing::WaitClock;
+
+/// Prompt appended when retrying a stream that ended without meaningful output.
+pub const EMPTY_STREAM_RECOVERY_PROMPT: &str = "The previous response was empty, please try again.";
 
 /// Per-request data the pipeline needs from the frontend.
 #[derive(Debug, Clone)]
@@ -28,43 +37,255 @@ pub struct CallMeta {
     pub headers: Arc<HeaderMap>,
 }
 
-/// A call in flight: its event stream and where it went.
+/// Where a call went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Backend instance id.
+    pub instance: String,
+    /// Upstream model.
+    pub model: String,
+}
+
+/// A call in flight: its event stream (starting with buffered events up to the first
+/// meaningful one) and where it went.
 pub struct Dispatched {
-    /// Events from the backend, already wrapped for wait accounting.
+    /// Events from the backend.
     pub stream: EventStream,
-    /// The route taken.
+    /// The route that won.
     pub route: Route,
 }
 
-/// Routes `req` and starts the backend call. Returns once the upstream accepted it.
-pub async fn dispatch(
-    state: &AppState,
-    req: ChatRequest,
-    meta: &CallMeta,
-) -> Result<Dispatched, ProxyError> {
-    let route = routing::resolve(state, &req.model)?;
-    let slot = state
-        .backends()
-        .get(&route.instance)
-        .ok_or_else(|| ProxyError::Backend(llm_proxy_api::BackendError::internal("route to a missing instance")))?;
-    let backend = slot.backend.as_ref().map_err(|why| {
-        ProxyError::Backend(llm_proxy_api::BackendError::config(format!(
-            "backend '{}' is unavailable: {why}",
-            slot.instance
-        )))
-    })?;
+enum Outcome {
+    /// Meaningful output started; the stream replays it.
+    Streaming(EventStream),
+    /// The stream ended with nothing meaningful; these are its events.
+    Empty(Vec<StreamEvent>),
+    /// The attempt failed before any meaningful output.
+    Failed(BackendError),
+}
+
+/// Whether a failure says something about the instance's health.
+fn counts_against_instance(e: &BackendError) -> bool {
+    matches!(
+        e.kind,
+        ErrorKind::Unavailable
+            | ErrorKind::Timeout
+            | ErrorKind::RateLimited
+            | ErrorKind::Authentication
+            | ErrorKind::PermissionDenied
+    )
+}
+
+/// Routes `req` and starts the call. Returns once meaningful output exists (or the stream
+/// ended), so every failure before that point can still be retried or failed over.
+pub async fn dispatch(state: &AppState, req: ChatRequest, meta: &CallMeta) -> Result<Dispatched, ProxyError> {
+    let plan = state.router().plan(state, &req)?;
+    match plan.kind {
+        SelectorKind::Parallel => race(state, &plan, &req, meta).await,
+        _ => sequential(state, &plan, req, meta).await,
+    }
+}
+
+/// Chooses the next leg: in order for failover, by weight (excluding failed legs) for
+/// weighted selectors.
+fn next_leg(plan: &Plan, failed: &[usize]) -> Option<usize> {
+    match plan.kind {
+        SelectorKind::Weighted => {
+            let leaves: Vec<crate::routing::selector::Leaf> = plan
+                .legs
+                .iter()
+                .map(|l| crate::routing::selector::Leaf {
+                    backend: None,
+                    model: l.model.clone(),
+                    params: Vec::new(),
+                    annotations: l.annotations.clone(),
+                })
+                .collect();
+            pick_weighted(&leaves, failed, fastrand::f64())
+        }
+        _ => (0..plan.legs.len()).find(|i| !failed.contains(i)),
+    }
+}
+
+async fn sequential(state: &AppState, plan: &Plan, mut req: ChatRequest, meta: &CallMeta) -> Result<Dispatched, ProxyError> {
+    let fh = &state.config().failure_handling;
+    let budget_end = Instant::now() + fh.total_timeout_budget;
+    let breakers = state.router().breakers();
+    let mut failed_legs = Vec::new();
+    let mut hops = 0u32;
+    let mut empty_retries = 0u32;
+    let mut last_error: Option<BackendError> = None;
+    while let Some(li) = next_leg(plan, &failed_legs) {
+        let leg = &plan.legs[li];
+        for slot in instances_for(state, &leg.target) {
+            loop {
+                let admission = breakers.admit(&slot.instance);
+                if admission == Admission::Rejected {
+                    last_error.get_or_insert_with(|| {
+                        BackendError::transport(format!(
+                            "backend '{}' is temporarily disabled after repeated failures (circuit open)",
+                            slot.instance
+                        ))
+                    });
+                    break;
+                }
+                let outcome = attempt(state, slot, leg, req.clone(), meta).await;
+                let route = Route { instance: slot.instance.clone(), model: leg.model.clone() };
+                match outcome {
+                    Outcome::Streaming(stream) => {
+                        breakers.record(&slot.instance, admission, true);
+                        return Ok(Dispatched { stream, route });
+                    }
+                    Outcome::Empty(events) => {
+                        breakers.record(&slot.instance, admission, true);
+                        if fh.enabled && empty_retries < fh.max_empty_stream_retries && Instant::now() < budget_end {
+                            empty_retries += 1;
+                            tracing::warn!(instance = %slot.instance, "empty response; retrying once with a recovery prompt");
+                            req.messages.push(Message::text(Role::User, EMPTY_STREAM_RECOVERY_PROMPT));
+                            continue;
+                        }
+                        let stream: EventStream = Box::pin(futures::stream::iter(events.into_iter().map(Ok)));
+                        return Ok(Dispatched { stream, route });
+                    }
+                    Outcome::Failed(e) => {
+                        breakers.record(&slot.instance, admission, !counts_against_instance(&e));
+                        tracing::warn!(instance = %slot.instance, kind = e.kind.label(), retryable = e.retryable, "attempt failed: {e}");
+                        if !fh.enabled || !e.retryable {
+                            return Err(e.into());
+                        }
+                        hops += 1;
+                        let now = Instant::now();
+                        if hops > fh.max_failover_hops || now >= budget_end {
+                            return Err(e.into());
+                        }
+                        // A short Retry-After is waited out on the same instance (keep-alives
+                        // keep streaming clients patient meanwhile).
+                        if let Some(after) = e.retry_after
+                            && after <= fh.max_silent_wait
+                            && now + after < budget_end
+                        {
+                            let wait = after.max(fh.min_retry_wait);
+                            tracing::info!(instance = %slot.instance, "waiting {:.1}s (Retry-After) before retrying", wait.as_secs_f64());
+                            tokio::time::sleep(wait).await;
+                            last_error = Some(e);
+                            continue;
+                        }
+                        last_error = Some(e);
+                        break;
+                    }
+                }
+            }
+        }
+        failed_legs.push(li);
+        if plan.kind == SelectorKind::Single {
+            break;
+        }
+    }
+    Err(last_error
+        .map(ProxyError::from)
+        .unwrap_or_else(|| ProxyError::invalid("no backend could serve the request", Some("model"), Some("routing_exhausted"))))
+}
+
+/// Runs the legs of a `!` selector concurrently. Legs start by handicap (the highest at once,
+/// the others `max - own` seconds later, or as soon as a started leg fails); the first leg with
+/// meaningful output wins and every other leg is dropped, which closes its upstream connection.
+async fn race(state: &AppState, plan: &Plan, req: &ChatRequest, meta: &CallMeta) -> Result<Dispatched, ProxyError> {
+    let max_handicap = plan.legs.iter().filter_map(|l| l.annotations.handicap).fold(0.0, f64::max);
+    let leg_failed = Notify::new();
+    let mut legs = FuturesUnordered::new();
+    for leg in &plan.legs {
+        let delay = Duration::from_secs_f64((max_handicap - leg.annotations.handicap.unwrap_or(0.0)).max(0.0));
+        let leg_failed = &leg_failed;
+        legs.push(async move {
+            if !delay.is_zero() {
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = leg_failed.notified() => {}
+                }
+            }
+            let Some(slot) = instances_for(state, &leg.target).into_iter().find(|s| state.router().breakers().is_available(&s.instance)) else {
+                return (leg, None, Outcome::Failed(BackendError::transport(format!("backend '{}' is unavailable (circuit open)", leg.target))));
+            };
+            let run = attempt(state, slot, leg, req.clone(), meta);
+            let outcome = match leg.annotations.ttft_timeout {
+                Some(t) => tokio::time::timeout(Duration::from_secs_f64(t), run).await.unwrap_or_else(|_| {
+                    Outcome::Failed(BackendError::timeout(format!("no output within ttft_timeout={t}s")))
+                }),
+                None => run.await,
+            };
+            (leg, Some(slot), outcome)
+        });
+    }
+    let mut last_error = None;
+    let mut fallback_empty = None;
+    while let Some((leg, slot, outcome)) = legs.next().await {
+        let instance = slot.map_or_else(|| leg.target.clone(), |s| s.instance.clone());
+        let route = Route { instance: instance.clone(), model: leg.model.clone() };
+        match outcome {
+            Outcome::Streaming(stream) => {
+                state.router().breakers().record(&instance, Admission::Allowed, true);
+                tracing::debug!(winner = %instance, "parallel race won");
+                return Ok(Dispatched { stream, route });
+            }
+            Outcome::Empty(events) => {
+                fallback_empty.get_or_insert((events, route));
+                leg_failed.notify_waiters();
+            }
+            Outcome::Failed(e) => {
+                if slot.is_some() {
+                    state.router().breakers().record(&instance, Admission::Allowed, !counts_against_instance(&e));
+                }
+                tracing::warn!(instance = %instance, "race leg failed: {e}");
+                last_error = Some(e);
+                leg_failed.notify_waiters();
+            }
+        }
+    }
+    if let Some((events, route)) = fallback_empty {
+        return Ok(Dispatched { stream: Box::pin(futures::stream::iter(events.into_iter().map(Ok))), route });
+    }
+    Err(last_error.map(ProxyError::from).unwrap_or_else(|| ProxyError::invalid("no race leg could run", Some("model"), Some("routing_exhausted"))))
+}
+
+/// One call to one instance, read up to its first meaningful event.
+async fn attempt(state: &AppState, slot: &BackendSlot, leg: &Leg, mut req: ChatRequest, meta: &CallMeta) -> Outcome {
+    let backend = match &slot.backend {
+        Ok(b) => b,
+        Err(why) => {
+            return Outcome::Failed(BackendError::config(format!("backend '{}' is unavailable: {why}", slot.instance)));
+        }
+    };
+    apply_params(&mut req, &leg.params);
     let ctx = CallContext {
         request_id: meta.request_id.clone(),
         session_id: None,
-        model: route.model.clone(),
+        model: leg.model.clone(),
         deadline: Some(Instant::now() + state.config().proxy_timeout),
         cancel: CancellationToken::new(),
         client_headers: meta.headers.clone(),
         lossy: meta.lossy.clone(),
     };
-    tracing::debug!(instance = %route.instance, model = %route.model, "dispatching");
-    let stream = meta.clock.future(backend.stream(&ctx, req)).await?;
-    Ok(Dispatched { stream: Box::pin(meta.clock.stream(stream)), route })
+    tracing::debug!(instance = %slot.instance, model = %leg.model, "calling backend");
+    let stream = match meta.clock.future(backend.stream(&ctx, req)).await {
+        Ok(s) => s,
+        Err(e) => return Outcome::Failed(e),
+    };
+    let mut stream = meta.clock.stream(stream);
+    let mut head = Vec::new();
+    loop {
+        match stream.next().await {
+            Some(Ok(event)) => {
+                let meaningful = event.is_meaningful();
+                head.push(event);
+                if meaningful {
+                    let replay = futures::stream::iter(head.into_iter().map(Ok));
+                    return Outcome::Streaming(Box::pin(replay.chain(stream)));
+                }
+            }
+            Some(Err(e)) => return Outcome::Failed(e),
+            None => return Outcome::Empty(head),
+        }
+    }
 }
 
 /// Milliseconds of `d` as a float.

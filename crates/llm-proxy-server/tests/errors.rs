@@ -97,7 +97,8 @@ async fn upstream_4xx_passes_through_with_its_message() {
     up.push(Reply::error(404, json!({"error": {"message": "The model `gpt-9` does not exist", "type": "invalid_request_error", "code": "model_not_found"}})));
     up.push(Reply::error(401, json!({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error", "code": "invalid_api_key"}})));
     up.push(Reply::Json { status: 429, body: json!({"error": {"message": "Rate limit reached", "type": "requests"}}), headers: vec![("retry-after".into(), "7".into())] });
-    let proxy = proxy_for(&up.base_url(), "").await;
+    // A Retry-After longer than max_silent_wait is not waited out: the 429 reaches the client.
+    let proxy = proxy_for(&up.base_url(), "failure_handling:\n  max_silent_wait: 1\n").await;
     let body = chat_body(false).to_string();
     let (status, _, v) = post(&proxy.url, body.clone()).await;
     assert_eq!(status, 404);

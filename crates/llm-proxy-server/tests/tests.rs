@@ -3,4 +3,5 @@
 mod common;
 mod errors;
 mod openai_chat;
+mod routing;
 mod streaming;

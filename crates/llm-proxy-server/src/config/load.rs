@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use llm_proxy_api::config::{
-    AppConfig, AuthConfig, BackendInstanceConfig, BackendsConfig, LoggingConfig, Secret, Timeouts,
+    AppConfig, AuthConfig, BackendInstanceConfig, BackendsConfig, CircuitBreakerConfig,
+    FailureHandling, LoggingConfig, ModelAlias, Secret, Timeouts,
 };
 use llm_proxy_connectors::openai_compat::PROVIDERS;
 use serde_json::{Value, json};
@@ -53,6 +54,18 @@ pub struct CliOverrides {
     pub proxy_timeout: Option<f64>,
     /// `--disable-auth`.
     pub disable_auth: bool,
+    /// `--disable-failure-handling`.
+    pub disable_failure_handling: bool,
+    /// `--max-silent-wait`.
+    pub max_silent_wait: Option<f64>,
+    /// `--total-timeout-budget`.
+    pub total_timeout_budget: Option<f64>,
+    /// `--max-failover-hops`.
+    pub max_failover_hops: Option<u32>,
+    /// `--keepalive-interval`.
+    pub keepalive_interval: Option<f64>,
+    /// `--model-alias PATTERN=REPLACEMENT` (repeatable; replaces lower sources).
+    pub model_aliases: Vec<String>,
 }
 
 /// Environment variables (a snapshot, so tests can pass their own).
@@ -102,6 +115,9 @@ pub fn load_from_str(text: &str, cli: &CliOverrides, env: &Env) -> Result<AppCon
     }
     apply_env(&mut raw, env, &mut key_names)?;
     apply_cli(&mut raw, cli);
+    if let Some(aliases) = cli_aliases(&cli.model_aliases)? {
+        raw.model_aliases = Some(aliases);
+    }
     validate(raw, raw_value, &key_names)
 }
 
@@ -174,8 +190,32 @@ fn apply_env(
     if let Some(v) = env.get("LOG_LEVEL") {
         raw.logging.level = Some(v.to_owned());
     }
+    let fh = &mut raw.failure_handling;
     if let Some(v) = env_f64(env, "FAILURE_HANDLING_KEEPALIVE_INTERVAL")? {
-        raw.failure_handling.keepalive_interval = Some(v);
+        fh.keepalive_interval = Some(v);
+    }
+    if let Some(v) = env_f64(env, "FAILURE_HANDLING_MAX_SILENT_WAIT")? {
+        fh.max_silent_wait = Some(v);
+    }
+    if let Some(v) = env_f64(env, "FAILURE_HANDLING_TOTAL_TIMEOUT_BUDGET")? {
+        fh.total_timeout_budget = Some(v);
+    }
+    if let Some(v) = env_f64(env, "FAILURE_HANDLING_MIN_RETRY_WAIT")? {
+        fh.min_retry_wait = Some(v);
+    }
+    if let Some(v) = env.get("FAILURE_HANDLING_MAX_FAILOVER_HOPS") {
+        fh.max_failover_hops = Some(v.trim().parse().map_err(|_| {
+            ConfigError::new("FAILURE_HANDLING_MAX_FAILOVER_HOPS", "expected a whole number")
+        })?);
+    }
+    if env_bool(env, "DISABLE_FAILURE_HANDLING")? == Some(true) {
+        fh.enabled = Some(false);
+    }
+    if let Some(v) = env.get("MODEL_ALIASES") {
+        let aliases: Vec<super::raw::RawAlias> = serde_json::from_str(v).map_err(|e| {
+            ConfigError::new("MODEL_ALIASES", format!("expected a JSON list of {{pattern, replacement}}: {e}"))
+        })?;
+        raw.model_aliases = Some(aliases);
     }
     for (backend, prefix) in env_backends() {
         let key_var = format!("{prefix}_API_KEY");
@@ -244,6 +284,46 @@ fn apply_cli(raw: &mut RawConfig, cli: &CliOverrides) {
     }
     if cli.disable_auth {
         raw.auth.disable_auth = Some(true);
+    }
+    let fh = &mut raw.failure_handling;
+    if cli.disable_failure_handling {
+        fh.enabled = Some(false);
+    }
+    if let Some(v) = cli.max_silent_wait {
+        fh.max_silent_wait = Some(v);
+    }
+    if let Some(v) = cli.total_timeout_budget {
+        fh.total_timeout_budget = Some(v);
+    }
+    if let Some(v) = cli.max_failover_hops {
+        fh.max_failover_hops = Some(v);
+    }
+    if let Some(v) = cli.keepalive_interval {
+        fh.keepalive_interval = Some(v);
+    }
+}
+
+/// `--model-alias PATTERN=REPLACEMENT` values, split at the first `=`.
+fn cli_aliases(values: &[String]) -> Result<Option<Vec<super::raw::RawAlias>>, ConfigError> {
+    if values.is_empty() {
+        return Ok(None);
+    }
+    values
+        .iter()
+        .map(|v| {
+            let (pattern, replacement) = v.split_once('=').ok_or_else(|| {
+                ConfigError::new("--model-alias", format!("'{v}' is not PATTERN=REPLACEMENT"))
+            })?;
+            Ok(super::raw::RawAlias { pattern: pattern.to_owned(), replacement: replacement.to_owned() })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+fn non_negative(path: &str, v: Option<f64>, default: Duration) -> Result<Duration, ConfigError> {
+    match v {
+        Some(s) if s == 0.0 => Ok(Duration::ZERO),
+        other => seconds(path, other, default),
     }
 }
 
@@ -350,6 +430,46 @@ fn validate(
         raw.failure_handling.keepalive_interval,
         defaults.keepalive_interval,
     )?;
+    let fh = &raw.failure_handling;
+    let fd = FailureHandling::default();
+    let failure_handling = FailureHandling {
+        enabled: fh.enabled.unwrap_or(fd.enabled),
+        max_silent_wait: non_negative("failure_handling.max_silent_wait", fh.max_silent_wait, fd.max_silent_wait)?,
+        total_timeout_budget: seconds("failure_handling.total_timeout_budget", fh.total_timeout_budget, fd.total_timeout_budget)?,
+        max_failover_hops: fh.max_failover_hops.unwrap_or(fd.max_failover_hops),
+        min_retry_wait: non_negative("failure_handling.min_retry_wait", fh.min_retry_wait, fd.min_retry_wait)?,
+        max_empty_stream_retries: fh.max_empty_stream_retries.unwrap_or(fd.max_empty_stream_retries),
+    };
+    let cb = &raw.resilience.circuit_breaker;
+    let cd = CircuitBreakerConfig::default();
+    let positive = |path: &str, v: Option<u32>, d: u32| match v {
+        Some(0) => Err(ConfigError::new(path, "must be at least 1")),
+        Some(n) => Ok(n),
+        None => Ok(d),
+    };
+    let circuit_breaker = CircuitBreakerConfig {
+        enabled: cb.enabled.unwrap_or(cd.enabled),
+        failure_threshold: positive("resilience.circuit_breaker.failure_threshold", cb.failure_threshold, cd.failure_threshold)?,
+        open_cooldown: seconds("resilience.circuit_breaker.open_cooldown_seconds", cb.open_cooldown_seconds, cd.open_cooldown)?,
+        half_open_success_threshold: positive("resilience.circuit_breaker.half_open_success_threshold", cb.half_open_success_threshold, cd.half_open_success_threshold)?,
+        half_open_max_inflight: positive("resilience.circuit_breaker.half_open_max_inflight", cb.half_open_max_inflight, cd.half_open_max_inflight)?,
+    };
+    let model_aliases = raw
+        .model_aliases
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .map(|(i, a)| {
+            if a.pattern.is_empty() {
+                return Err(ConfigError::new(format!("model_aliases[{i}].pattern"), "must not be empty"));
+            }
+            if a.replacement.trim().is_empty() {
+                return Err(ConfigError::new(format!("model_aliases[{i}].replacement"), "must not be empty"));
+            }
+            Ok(ModelAlias { pattern: a.pattern, replacement: a.replacement })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let mut instances = BTreeMap::new();
     for (name, entry) in raw.backends.instances {
         let cfg = instance_config(&name, entry, key_names.get(&name), proxy_timeout)?;
@@ -380,6 +500,9 @@ fn validate(
             static_route: raw.backends.static_route,
             instances,
         },
+        failure_handling,
+        circuit_breaker,
+        model_aliases,
         auth: AuthConfig { api_keys },
         logging: LoggingConfig {
             level: raw.logging.level.unwrap_or(defaults.logging.level),
@@ -419,7 +542,23 @@ pub fn effective_config(cfg: &AppConfig) -> Value {
         "proxy_timeout": cfg.proxy_timeout.as_secs_f64(),
         "max_request_body_bytes": cfg.max_body_bytes,
         "command_prefix": cfg.command_prefix,
-        "failure_handling": { "keepalive_interval": cfg.keepalive_interval.as_secs_f64() },
+        "failure_handling": {
+            "enabled": cfg.failure_handling.enabled,
+            "keepalive_interval": cfg.keepalive_interval.as_secs_f64(),
+            "max_silent_wait": cfg.failure_handling.max_silent_wait.as_secs_f64(),
+            "total_timeout_budget": cfg.failure_handling.total_timeout_budget.as_secs_f64(),
+            "max_failover_hops": cfg.failure_handling.max_failover_hops,
+            "min_retry_wait": cfg.failure_handling.min_retry_wait.as_secs_f64(),
+            "max_empty_stream_retries": cfg.failure_handling.max_empty_stream_retries,
+        },
+        "resilience": { "circuit_breaker": {
+            "enabled": cfg.circuit_breaker.enabled,
+            "failure_threshold": cfg.circuit_breaker.failure_threshold,
+            "open_cooldown_seconds": cfg.circuit_breaker.open_cooldown.as_secs_f64(),
+            "half_open_success_threshold": cfg.circuit_breaker.half_open_success_threshold,
+            "half_open_max_inflight": cfg.circuit_breaker.half_open_max_inflight,
+        }},
+        "model_aliases": cfg.model_aliases.iter().map(|a| json!({"pattern": a.pattern, "replacement": a.replacement})).collect::<Vec<_>>(),
         "backends": {
             "default_backend": cfg.backends.default_backend,
             "static_route": cfg.backends.static_route,
@@ -498,6 +637,35 @@ mod tests {
         assert_eq!(second.key_name.as_deref(), Some("OPENAI_API_KEY_2"));
         assert_eq!(second.api_url.as_deref(), Some("http://127.0.0.1:1/v1"), "inherits the family URL");
         assert!(cfg.backends.instances.contains_key("openrouter"));
+    }
+
+    #[test]
+    fn aliases_cli_beats_env_beats_yaml() {
+        let file = "model_aliases:\n  - pattern: 'fast'\n    replacement: 'mock:yaml'\n";
+        let cfg = load_from_str(file, &CliOverrides::default(), &Env::default()).unwrap();
+        assert_eq!(cfg.model_aliases[0].replacement, "mock:yaml");
+        let e = env(&[("MODEL_ALIASES", r#"[{"pattern": "fast", "replacement": "mock:env"}]"#)]);
+        let cfg = load_from_str(file, &CliOverrides::default(), &e).unwrap();
+        assert_eq!(cfg.model_aliases.len(), 1);
+        assert_eq!(cfg.model_aliases[0].replacement, "mock:env");
+        let cli = CliOverrides { model_aliases: vec!["^gpt-(.*)=openai:gpt-\\1".into()], ..Default::default() };
+        let cfg = load_from_str(file, &cli, &e).unwrap();
+        assert_eq!(cfg.model_aliases[0].pattern, "^gpt-(.*)");
+        let err = load_from_str("", &CliOverrides::default(), &env(&[("MODEL_ALIASES", "nope")])).unwrap_err();
+        assert_eq!(err.path, "MODEL_ALIASES");
+    }
+
+    #[test]
+    fn failure_handling_and_breaker_settings() {
+        let file = "failure_handling:\n  max_failover_hops: 2\n  max_silent_wait: 0\nresilience:\n  circuit_breaker:\n    failure_threshold: 0\n";
+        let err = load_from_str(file, &CliOverrides::default(), &Env::default()).unwrap_err();
+        assert_eq!(err.path, "resilience.circuit_breaker.failure_threshold");
+        let file = "failure_handling:\n  max_failover_hops: 2\n  max_silent_wait: 0\n";
+        let cli = CliOverrides { disable_failure_handling: true, ..Default::default() };
+        let cfg = load_from_str(file, &cli, &Env::default()).unwrap();
+        assert!(!cfg.failure_handling.enabled);
+        assert_eq!(cfg.failure_handling.max_failover_hops, 2);
+        assert_eq!(cfg.failure_handling.max_silent_wait, Duration::ZERO);
     }
 
     #[test]

@@ -28,6 +28,34 @@ pub struct RawConfig {
     pub logging: RawLogging,
     #[serde(default)]
     pub failure_handling: RawFailureHandling,
+    #[serde(default)]
+    pub resilience: RawResilience,
+    /// Regex rewrites of requested models, first match wins.
+    pub model_aliases: Option<Vec<RawAlias>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlias {
+    pub pattern: String,
+    pub replacement: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawResilience {
+    #[serde(default)]
+    pub circuit_breaker: RawCircuitBreaker,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCircuitBreaker {
+    pub enabled: Option<bool>,
+    pub failure_threshold: Option<u32>,
+    pub open_cooldown_seconds: Option<f64>,
+    pub half_open_success_threshold: Option<u32>,
+    pub half_open_max_inflight: Option<u32>,
 }
 
 /// `backends:`: `default_backend`, `static_route`, and any number of backend entries keyed
@@ -79,8 +107,14 @@ pub struct RawLogging {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawFailureHandling {
+    pub enabled: Option<bool>,
     /// SSE keep-alive interval, seconds.
     pub keepalive_interval: Option<f64>,
+    pub max_silent_wait: Option<f64>,
+    pub total_timeout_budget: Option<f64>,
+    pub max_failover_hops: Option<u32>,
+    pub min_retry_wait: Option<f64>,
+    pub max_empty_stream_retries: Option<u32>,
 }
 
 impl<'de> Deserialize<'de> for RawBackends {

@@ -1,133 +1,240 @@
-//! Routing: from the model string a client sent (a selector) to a backend instance and the
-//! upstream model name.
+//! Routing: from the model string a client sent (a selector, after aliases and the static
+//! route) to a plan of legs (backend target + upstream model + URI params), with the circuit
+//! breakers that keep failing instances out of the way.
+
+pub mod breaker;
+pub mod selector;
+
+use llm_proxy_api::config::AppConfig;
+use llm_proxy_api::model::{ChatRequest, Part};
+use regex::Regex;
 
 use crate::error::ProxyError;
 use crate::state::{AppState, BackendSlot};
+use breaker::Breakers;
+use selector::{Annotations, Leaf, Selector, SelectorKind};
 
-/// Where one call goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Route {
-    /// Backend instance id.
-    pub instance: String,
+/// One way to serve the request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Leg {
+    /// Instance id (`openai.1`) or backend family (`openai`).
+    pub target: String,
     /// Upstream model name.
     pub model: String,
+    /// `?k=v` parameters to apply to the request.
+    pub params: Vec<(String, String)>,
+    /// `[k=v]` annotations.
+    pub annotations: Annotations,
 }
 
-/// A parsed `backend:model` / `model` leaf.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Leaf<'a> {
-    backend: Option<&'a str>,
-    model: &'a str,
+/// What to do with a request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Single, failover, weighted or parallel.
+    pub kind: SelectorKind,
+    /// The legs, in selector order.
+    pub legs: Vec<Leg>,
 }
 
-/// Explicit backend iff the first `:` precedes the first `/` (before any `?`).
-fn parse_leaf(selector: &str) -> Leaf<'_> {
-    let s = selector.trim();
-    let head = s.split_once('?').map_or(s, |(h, _)| h);
-    let colon = head.find(':');
-    let slash = head.find('/');
-    match colon {
-        Some(c) if slash.is_none_or(|sl| c < sl) => {
-            let (backend, model) = (&head[..c], &head[c + 1..]);
-            if matches!(backend, "alias" | "auto") {
-                Leaf { backend: None, model: head }
-            } else {
-                Leaf { backend: Some(backend), model }
-            }
-        }
-        _ => Leaf { backend: None, model: head },
-    }
+/// Routing tables built once at startup.
+#[derive(Debug)]
+pub struct Router {
+    aliases: Vec<(Regex, String)>,
+    default: Option<Selector>,
+    static_route: Option<Selector>,
+    breakers: Breakers,
 }
 
-fn find_instance<'s>(state: &'s AppState, backend: &str) -> Option<&'s BackendSlot> {
-    let backends = state.backends();
-    if let Some(slot) = backends.get(backend) {
-        return Some(slot);
-    }
-    // A family name reaches any of its instances; prefer a usable one.
-    let mut family = backends.values().filter(|s| {
-        s.instance.split_once('.').map_or(s.instance.as_str(), |(t, _)| t) == backend
-            || s.backend_type == backend
-    });
-    let first = family.next()?;
-    if first.backend.is_ok() {
-        return Some(first);
-    }
-    family.find(|s| s.backend.is_ok()).or(Some(first))
-}
-
-fn available_backends(state: &AppState) -> String {
-    state.backends().keys().cloned().collect::<Vec<_>>().join(", ")
-}
-
-fn unsupported_composite(selector: &str) -> Option<ProxyError> {
-    selector.contains(['|', '^', '!']).then(|| {
-        ProxyError::invalid(
-            format!("selector '{selector}': composite selectors (|, ^, !) are not supported yet"),
-            Some("model"),
-            Some("unsupported_construct"),
-        )
+fn parse_selector(text: &str) -> Result<Selector, ProxyError> {
+    selector::parse(text).map_err(|e| {
+        ProxyError::invalid(format!("invalid selector '{text}': {e}"), Some("model"), Some(e.code.as_str()))
     })
 }
 
-/// Checks a configured selector at startup.
-pub fn validate_selector(state: &AppState, selector: &str) -> Result<(), String> {
-    if let Some(e) = unsupported_composite(selector) {
-        return Err(e.to_string());
+/// Converts `\1` style group references to the regex crate's `${1}`.
+fn replacement_template(replacement: &str) -> String {
+    let mut out = String::with_capacity(replacement.len());
+    let mut chars = replacement.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek().is_some_and(char::is_ascii_digit) => {
+                let mut n = String::new();
+                while let Some(d) = chars.peek().copied().filter(char::is_ascii_digit) {
+                    n.push(d);
+                    chars.next();
+                }
+                out.push_str(&format!("${{{n}}}"));
+            }
+            '$' => out.push_str("$$"),
+            c => out.push(c),
+        }
     }
-    let leaf = parse_leaf(selector);
-    let backend = leaf.backend.unwrap_or(leaf.model);
-    match find_instance(state, backend) {
-        Some(_) => Ok(()),
-        None => Err(format!(
-            "unknown backend '{backend}'; configured backends: {}",
-            available_backends(state)
-        )),
+    out
+}
+
+impl Router {
+    /// Compiles aliases and parses the configured selectors. Errors name the config path.
+    pub fn new(config: &AppConfig) -> Result<Self, String> {
+        let mut aliases = Vec::new();
+        for (i, alias) in config.model_aliases.iter().enumerate() {
+            let re = Regex::new(&format!("^(?:{})", alias.pattern))
+                .map_err(|e| format!("model_aliases[{i}].pattern: invalid regex: {e}"))?;
+            aliases.push((re, replacement_template(&alias.replacement)));
+        }
+        let parse = |path: &str, v: &Option<String>| {
+            v.as_deref()
+                .map(|s| selector::parse(s).map_err(|e| format!("{path}: invalid selector '{s}': {e}")))
+                .transpose()
+        };
+        Ok(Self {
+            aliases,
+            default: parse("backends.default_backend", &config.backends.default_backend)?,
+            static_route: parse("backends.static_route", &config.backends.static_route)?,
+            breakers: Breakers::new(
+                config.circuit_breaker.clone(),
+                config.backends.instances.keys().cloned(),
+            ),
+        })
+    }
+
+    /// The circuit breakers.
+    pub fn breakers(&self) -> &Breakers {
+        &self.breakers
+    }
+
+    /// Rewrites `model` with the first matching alias.
+    pub fn apply_aliases(&self, model: &str) -> Option<String> {
+        self.aliases.iter().find_map(|(re, template)| {
+            let caps = re.captures(model)?;
+            let mut out = String::new();
+            caps.expand(template, &mut out);
+            Some(out)
+        })
+    }
+
+    /// Checks at startup that alias replacements name known backends.
+    pub fn validate_aliases(&self, state: &AppState, config: &AppConfig) -> Result<(), String> {
+        for (i, alias) in config.model_aliases.iter().enumerate() {
+            // A replacement with group references can only be checked once expanded.
+            if alias.replacement.contains('\\') {
+                continue;
+            }
+            let sel = selector::parse(&alias.replacement)
+                .map_err(|e| format!("model_aliases[{i}].replacement: {e}"))?;
+            for leaf in sel.leaves().iter().filter(|l| l.backend.is_some()) {
+                let name = leaf_backend_name(leaf);
+                if find_instance(state, &name).is_none() {
+                    return Err(format!(
+                        "model_aliases[{i}].replacement: unknown backend '{name}'; configured backends: {}",
+                        available_backends(state)
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Plans `req`: static route, else aliases, then the selector; model-only leaves go to the
+    /// default backend; legs too small for the request (`max_context`) are dropped.
+    pub fn plan(&self, state: &AppState, req: &ChatRequest) -> Result<Plan, ProxyError> {
+        let selector = match &self.static_route {
+            Some(sel) => sel.clone(),
+            None => match self.apply_aliases(&req.model) {
+                Some(rewritten) => {
+                    tracing::debug!(from = %req.model, to = %rewritten, "model alias applied");
+                    parse_selector(&rewritten)?
+                }
+                None => parse_selector(&req.model)?,
+            },
+        };
+        let (kind, legs) = self.legs(state, &selector)?;
+        if kind == SelectorKind::Parallel && !req.stream {
+            return Err(ProxyError::invalid(
+                "parallel race selectors (!) need a streaming request (stream: true)",
+                Some("model"),
+                Some("unsupported_construct"),
+            ));
+        }
+        let legs = filter_by_context(legs, req)?;
+        Ok(Plan { kind, legs })
+    }
+
+    fn legs(&self, state: &AppState, selector: &Selector) -> Result<(SelectorKind, Vec<Leg>), ProxyError> {
+        // A bare model on its own follows a composite default selector entirely.
+        if let (Selector::Single(leaf), Some(default)) = (selector, &self.default)
+            && leaf.backend.is_none()
+            && !is_backend_name(state, &leaf.model)
+            && default.kind() != SelectorKind::Single
+        {
+            return self.resolve_all(state, default.kind(), default.leaves(), None);
+        }
+        self.resolve_all(state, selector.kind(), selector.leaves(), self.default.as_ref())
+    }
+
+    fn resolve_all(
+        &self,
+        state: &AppState,
+        kind: SelectorKind,
+        leaves: &[Leaf],
+        default: Option<&Selector>,
+    ) -> Result<(SelectorKind, Vec<Leg>), ProxyError> {
+        let legs = leaves
+            .iter()
+            .map(|leaf| resolve_leaf(state, leaf, default))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((kind, legs))
     }
 }
 
-/// Resolves the client's model string.
-pub fn resolve(state: &AppState, requested: &str) -> Result<Route, ProxyError> {
-    let cfg = &state.config().backends;
-    let selector = cfg.static_route.as_deref().unwrap_or(requested);
-    if let Some(e) = unsupported_composite(selector) {
-        return Err(e);
+/// Checks a configured selector (default backend, static route) at startup: it parses and
+/// every leaf names a configured backend.
+pub fn validate_selector(state: &AppState, text: &str) -> Result<(), String> {
+    let sel = selector::parse(text).map_err(|e| format!("invalid selector '{text}': {e}"))?;
+    for leaf in sel.leaves() {
+        let name = leaf_backend_name(leaf);
+        if find_instance(state, &name).is_none() {
+            return Err(format!(
+                "unknown backend '{name}'; configured backends: {}",
+                available_backends(state)
+            ));
+        }
     }
-    let leaf = parse_leaf(selector);
-    let (backend, model) = match leaf.backend {
-        Some(b) => (b, leaf.model),
+    Ok(())
+}
+
+fn leaf_backend_name(leaf: &Leaf) -> String {
+    match &leaf.backend {
+        Some(b) => b.id(),
+        None => leaf.model.clone(),
+    }
+}
+
+fn is_backend_name(state: &AppState, name: &str) -> bool {
+    find_instance(state, name).is_some()
+}
+
+fn resolve_leaf(state: &AppState, leaf: &Leaf, default: Option<&Selector>) -> Result<Leg, ProxyError> {
+    let (target, model) = match &leaf.backend {
+        Some(b) => (b.id(), leaf.model.clone()),
         None => {
-            let default = cfg.default_backend.as_deref().unwrap_or("mock");
-            let d = parse_leaf(default);
-            match d.backend {
-                // `backend:model` default: its backend, the client's model when given.
-                Some(b) => (b, if leaf.model.is_empty() { d.model } else { leaf.model }),
-                None => (d.model, leaf.model),
+            let default_leaf = default.and_then(|d| d.leaves().first());
+            match default_leaf {
+                // `default_backend: openai:gpt-4o` — its backend, the client's model.
+                Some(d) if d.backend.is_some() => (leaf_backend_name(d), leaf.model.clone()),
+                // `default_backend: openai` — a backend name parsed as a model-only leaf.
+                Some(d) => (d.model.clone(), leaf.model.clone()),
+                None => ("mock".to_owned(), leaf.model.clone()),
             }
         }
     };
-    if backend.is_empty() {
+    let Some(slot) = find_instance(state, &target) else {
         return Err(ProxyError::invalid(
-            format!("selector '{selector}' names no backend"),
-            Some("model"),
-            Some("invalid_leaf"),
-        ));
-    }
-    let Some(slot) = find_instance(state, backend) else {
-        return Err(ProxyError::invalid(
-            format!("Unknown backend '{backend}'. Available backends: {}", available_backends(state)),
+            format!("Unknown backend '{target}'. Available backends: {}", available_backends(state)),
             Some("model"),
             Some("model_not_found"),
         ));
     };
-    if model.is_empty() {
-        return Err(ProxyError::invalid(
-            "the 'model' field must name a model (or backend:model)",
-            Some("model"),
-            Some("model_not_found"),
-        ));
-    }
-    if !slot.models.is_empty() && !slot.models.iter().any(|m| m == model) {
+    if !slot.models.is_empty() && !slot.models.iter().any(|m| *m == model) {
         return Err(ProxyError::invalid(
             format!(
                 "Model '{model}' is not available on backend '{}'. Available models: {}",
@@ -138,7 +245,116 @@ pub fn resolve(state: &AppState, requested: &str) -> Result<Route, ProxyError> {
             Some("model_not_found"),
         ));
     }
-    Ok(Route { instance: slot.instance.clone(), model: model.to_owned() })
+    Ok(Leg { target, model, params: leaf.params.clone(), annotations: leaf.annotations.clone() })
+}
+
+/// Rough prompt size in tokens (4 characters per token), or the client's own count from
+/// `extra_body.request_context_tokens`.
+pub fn estimate_tokens(req: &ChatRequest) -> u64 {
+    if let Some(n) = req
+        .extra
+        .get("extra_body")
+        .and_then(|e| e.get("request_context_tokens"))
+        .and_then(serde_json::Value::as_u64)
+    {
+        return n;
+    }
+    let mut chars = 0usize;
+    for m in &req.messages {
+        for p in &m.content {
+            chars += match p {
+                Part::Text(t) => t.text.len(),
+                Part::Reasoning(b) => b.text.len(),
+                Part::ToolCall(c) => c.arguments.len() + c.name.len(),
+                Part::ToolResult(r) => r.joined_text().len(),
+                Part::Image(_) | Part::Audio(_) => 1000,
+            };
+        }
+    }
+    for t in &req.tools {
+        chars += t.name.len() + t.description.as_ref().map_or(0, String::len) + t.parameters.to_string().len();
+    }
+    (chars as u64).div_ceil(4)
+}
+
+fn filter_by_context(legs: Vec<Leg>, req: &ChatRequest) -> Result<Vec<Leg>, ProxyError> {
+    if legs.iter().all(|l| l.annotations.max_context.is_none()) {
+        return Ok(legs);
+    }
+    let tokens = estimate_tokens(req);
+    let kept: Vec<Leg> = legs
+        .into_iter()
+        .filter(|l| l.annotations.max_context.is_none_or(|max| tokens <= max))
+        .collect();
+    if kept.is_empty() {
+        return Err(ProxyError::invalid(
+            format!("no route accepts a request of about {tokens} tokens (every branch has a smaller max_context)"),
+            Some("model"),
+            Some("routing_exhausted"),
+        ));
+    }
+    Ok(kept)
+}
+
+/// The instance a target names, or for a family the first usable instance of it.
+pub fn find_instance<'s>(state: &'s AppState, target: &str) -> Option<&'s BackendSlot> {
+    instances_for(state, target).into_iter().next()
+}
+
+/// Every instance a target may use, usable ones first: the instance itself, or the
+/// instances of a backend family.
+pub fn instances_for<'s>(state: &'s AppState, target: &str) -> Vec<&'s BackendSlot> {
+    let backends = state.backends();
+    if let Some(slot) = backends.get(target) {
+        return vec![slot];
+    }
+    let mut family: Vec<&BackendSlot> = backends
+        .values()
+        .filter(|s| {
+            s.instance.split_once('.').map_or(s.instance.as_str(), |(t, _)| t) == target
+                || s.backend_type == target
+        })
+        .collect();
+    family.sort_by_key(|s| s.backend.is_err());
+    family
+}
+
+fn available_backends(state: &AppState) -> String {
+    state.backends().keys().cloned().collect::<Vec<_>>().join(", ")
+}
+
+/// Applies `?k=v` selector parameters to the request. They override body fields; bad values
+/// and unknown keys are logged and ignored.
+pub fn apply_params(req: &mut ChatRequest, params: &[(String, String)]) {
+    for (key, value) in params {
+        let float = || value.parse::<f64>().ok().filter(|v| v.is_finite());
+        let int = || value.parse::<u64>().ok();
+        let applied = match key.as_str() {
+            "temperature" => float().filter(|t| (0.0..=2.0).contains(t)).map(|v| req.sampling.temperature = Some(v)),
+            "top_p" => float().filter(|t| (0.0..=1.0).contains(t)).map(|v| req.sampling.top_p = Some(v)),
+            "top_k" => int().map(|v| req.sampling.top_k = Some(v)),
+            "seed" => value.parse::<i64>().ok().map(|v| req.sampling.seed = Some(v)),
+            "presence_penalty" => float().map(|v| req.sampling.presence_penalty = Some(v)),
+            "frequency_penalty" => float().map(|v| req.sampling.frequency_penalty = Some(v)),
+            "max_tokens" | "max_completion_tokens" | "max_output_tokens" => int().map(|v| req.max_tokens = Some(v)),
+            "reasoning_effort" | "reasoning" => {
+                matches!(value.as_str(), "none" | "minimal" | "low" | "medium" | "high" | "xhigh").then(|| {
+                    let r = req.reasoning.get_or_insert_with(Default::default);
+                    r.effort = Some(value.clone());
+                    r.disabled = value == "none";
+                })
+            }
+            "thinking_budget" | "budget_tokens" => int().map(|v| {
+                let r = req.reasoning.get_or_insert_with(Default::default);
+                r.budget_tokens = Some(v);
+                r.disabled = v == 0;
+            }),
+            _ => None,
+        };
+        if applied.is_none() {
+            tracing::warn!(param = %key, value = %value, "ignoring selector parameter (unknown or invalid)");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -146,15 +362,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn leaf_rule_first_colon_before_first_slash() {
-        assert_eq!(parse_leaf("openai:gpt-4o"), Leaf { backend: Some("openai"), model: "gpt-4o" });
-        assert_eq!(
-            parse_leaf("openrouter:anthropic/claude-3-haiku:beta"),
-            Leaf { backend: Some("openrouter"), model: "anthropic/claude-3-haiku:beta" }
-        );
-        assert_eq!(parse_leaf("vendor/model:variant"), Leaf { backend: None, model: "vendor/model:variant" });
-        assert_eq!(parse_leaf("gpt-4o"), Leaf { backend: None, model: "gpt-4o" });
-        assert_eq!(parse_leaf("openai.1:gpt-4o?temperature=1"), Leaf { backend: Some("openai.1"), model: "gpt-4o" });
-        assert_eq!(parse_leaf("alias:fast"), Leaf { backend: None, model: "alias:fast" });
+    fn alias_templates_expand_groups() {
+        assert_eq!(replacement_template("openai:gpt-\\1"), "openai:gpt-${1}");
+        assert_eq!(replacement_template("a$b"), "a$$b");
+        let re = Regex::new("^(?:claude-(.*))").unwrap();
+        let caps = re.captures("claude-sonnet-4").unwrap();
+        let mut out = String::new();
+        caps.expand(&replacement_template("anthropic:claude-\\1|openrouter:anthropic/claude-\\1"), &mut out);
+        assert_eq!(out, "anthropic:claude-sonnet-4|openrouter:anthropic/claude-sonnet-4");
+    }
+
+    #[test]
+    fn params_override_and_bad_values_are_ignored() {
+        let mut req = ChatRequest { sampling: llm_proxy_api::model::Sampling { temperature: Some(0.1), ..Default::default() }, ..ChatRequest::default() };
+        apply_params(&mut req, &[
+            ("temperature".into(), "0.7".into()),
+            ("top_p".into(), "7".into()),
+            ("reasoning_effort".into(), "high".into()),
+            ("bogus".into(), "1".into()),
+        ]);
+        assert_eq!(req.sampling.temperature, Some(0.7));
+        assert_eq!(req.sampling.top_p, None);
+        assert_eq!(req.reasoning.unwrap().effort.as_deref(), Some("high"));
+    }
+
+    #[test]
+    fn token_estimate_prefers_the_client_count() {
+        let mut req = ChatRequest { messages: vec![llm_proxy_api::Message::text(llm_proxy_api::Role::User, "x".repeat(400))], ..ChatRequest::default() };
+        assert_eq!(estimate_tokens(&req), 100);
+        req.extra.insert("extra_body".into(), serde_json::json!({"request_context_tokens": 5}));
+        assert_eq!(estimate_tokens(&req), 5);
     }
 }

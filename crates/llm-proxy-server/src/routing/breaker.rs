@@ -1,0 +1,217 @@
+//! Circuit breakers, one per backend instance: closed until `failure_threshold` consecutive
+//! failures, then open (calls skipped) for `open_cooldown`, then half-open (a limited number of
+//! trial calls) until enough trials succeed or one fails.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use llm_proxy_api::config::CircuitBreakerConfig;
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum State {
+    Closed { failures: u32 },
+    Open { until: Instant },
+    HalfOpen { inflight: u32, successes: u32 },
+}
+
+/// The breakers of every configured instance.
+#[derive(Debug)]
+pub struct Breakers {
+    config: CircuitBreakerConfig,
+    states: BTreeMap<String, Mutex<State>>,
+}
+
+/// Permission to call an instance; report the outcome with [`Breakers::record`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Normal call.
+    Allowed,
+    /// A half-open trial call.
+    Trial,
+    /// The breaker is open.
+    Rejected,
+}
+
+impl Breakers {
+    /// Breakers for `instances`, all closed.
+    pub fn new(config: CircuitBreakerConfig, instances: impl IntoIterator<Item = String>) -> Self {
+        let states = instances.into_iter().map(|i| (i, Mutex::new(State::Closed { failures: 0 }))).collect();
+        Self { config, states }
+    }
+
+    /// Whether `instance` may be called now.
+    pub fn admit(&self, instance: &str) -> Admission {
+        if !self.config.enabled {
+            return Admission::Allowed;
+        }
+        let Some(cell) = self.states.get(instance) else { return Admission::Allowed };
+        let Ok(mut state) = cell.lock() else { return Admission::Allowed };
+        match *state {
+            State::Closed { .. } => Admission::Allowed,
+            State::Open { until } if Instant::now() < until => Admission::Rejected,
+            State::Open { .. } => {
+                *state = State::HalfOpen { inflight: 1, successes: 0 };
+                Admission::Trial
+            }
+            State::HalfOpen { inflight, successes } => {
+                if inflight < self.config.half_open_max_inflight {
+                    *state = State::HalfOpen { inflight: inflight + 1, successes };
+                    Admission::Trial
+                } else {
+                    Admission::Rejected
+                }
+            }
+        }
+    }
+
+    /// Whether `instance` would be admitted now, without taking a trial slot.
+    pub fn is_available(&self, instance: &str) -> bool {
+        if !self.config.enabled {
+            return true;
+        }
+        let Some(Ok(state)) = self.states.get(instance).map(Mutex::lock) else { return true };
+        match *state {
+            State::Closed { .. } => true,
+            State::Open { until } => Instant::now() >= until,
+            State::HalfOpen { inflight, .. } => inflight < self.config.half_open_max_inflight,
+        }
+    }
+
+    /// Records the outcome of an admitted call. Only failures that say something about the
+    /// instance's health (5xx, 429, timeouts, connection errors) should be reported as failures.
+    pub fn record(&self, instance: &str, admission: Admission, success: bool) {
+        if !self.config.enabled || admission == Admission::Rejected {
+            return;
+        }
+        let Some(Ok(mut state)) = self.states.get(instance).map(Mutex::lock) else { return };
+        let open = State::Open { until: Instant::now() + self.config.open_cooldown };
+        *state = match (*state, success) {
+            (State::Closed { .. }, true) => State::Closed { failures: 0 },
+            (State::Closed { failures }, false) => {
+                if failures + 1 >= self.config.failure_threshold {
+                    tracing::warn!(instance, "circuit breaker opened after {} failures", failures + 1);
+                    open
+                } else {
+                    State::Closed { failures: failures + 1 }
+                }
+            }
+            (State::HalfOpen { inflight, successes }, true) => {
+                if successes + 1 >= self.config.half_open_success_threshold {
+                    tracing::info!(instance, "circuit breaker closed");
+                    State::Closed { failures: 0 }
+                } else {
+                    State::HalfOpen { inflight: inflight.saturating_sub(1), successes: successes + 1 }
+                }
+            }
+            (State::HalfOpen { .. }, false) => {
+                tracing::warn!(instance, "circuit breaker re-opened after a failed trial");
+                open
+            }
+            // A call admitted before the breaker opened finished late: nothing to learn.
+            (s @ State::Open { .. }, _) => s,
+        };
+    }
+
+    /// Closes the breaker (manual reactivation). Returns false for unknown instances.
+    pub fn reset(&self, instance: &str) -> bool {
+        match self.states.get(instance).map(Mutex::lock) {
+            Some(Ok(mut s)) => {
+                *s = State::Closed { failures: 0 };
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// State of every breaker, for diagnostics.
+    pub fn snapshot(&self) -> Value {
+        let now = Instant::now();
+        let map: serde_json::Map<String, Value> = self
+            .states
+            .iter()
+            .map(|(name, cell)| {
+                let v = match cell.lock().map(|s| *s) {
+                    Ok(State::Closed { failures }) => json!({"state": "closed", "consecutive_failures": failures}),
+                    Ok(State::Open { until }) if until > now => json!({"state": "open", "retry_in_seconds": until.duration_since(now).as_secs_f64()}),
+                    Ok(State::Open { .. }) => json!({"state": "half_open", "trials_in_flight": 0}),
+                    Ok(State::HalfOpen { inflight, successes }) => json!({"state": "half_open", "trials_in_flight": inflight, "trial_successes": successes}),
+                    Err(_) => json!({"state": "unknown"}),
+                };
+                (name.clone(), v)
+            })
+            .collect();
+        Value::Object(map)
+    }
+
+    /// The configured cooldown (for messages).
+    pub fn cooldown(&self) -> Duration {
+        self.config.open_cooldown
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn breakers(cooldown: Duration) -> Breakers {
+        Breakers::new(
+            CircuitBreakerConfig { open_cooldown: cooldown, ..CircuitBreakerConfig::default() },
+            ["a".to_owned()],
+        )
+    }
+
+    #[test]
+    fn opens_after_threshold_then_half_opens_and_closes() {
+        let b = breakers(Duration::ZERO);
+        for _ in 0..2 {
+            let adm = b.admit("a");
+            assert_eq!(adm, Admission::Allowed);
+            b.record("a", adm, false);
+        }
+        assert_eq!(b.snapshot()["a"]["state"], "closed");
+        let adm = b.admit("a");
+        b.record("a", adm, false);
+        // cooldown zero: the next admission is a trial
+        let trial = b.admit("a");
+        assert_eq!(trial, Admission::Trial);
+        assert_eq!(b.admit("a"), Admission::Rejected, "one trial at a time");
+        b.record("a", trial, true);
+        assert_eq!(b.snapshot()["a"]["state"], "closed");
+        assert_eq!(b.admit("a"), Admission::Allowed);
+    }
+
+    #[test]
+    fn open_rejects_during_cooldown_and_failed_trial_reopens() {
+        let b = breakers(Duration::from_secs(3600));
+        for _ in 0..3 {
+            let adm = b.admit("a");
+            b.record("a", adm, false);
+        }
+        assert_eq!(b.admit("a"), Admission::Rejected);
+        assert!(!b.is_available("a"));
+        assert_eq!(b.snapshot()["a"]["state"], "open");
+        assert!(b.reset("a"));
+        assert_eq!(b.admit("a"), Admission::Allowed);
+
+        let b = breakers(Duration::ZERO);
+        for _ in 0..3 {
+            let adm = b.admit("a");
+            b.record("a", adm, false);
+        }
+        let trial = b.admit("a");
+        b.record("a", trial, false);
+        assert_eq!(b.snapshot()["a"]["state"], "half_open", "zero cooldown: open expires at once");
+    }
+
+    #[test]
+    fn success_resets_the_failure_count() {
+        let b = breakers(Duration::from_secs(3600));
+        for ok in [false, false, true, false, false] {
+            let adm = b.admit("a");
+            b.record("a", adm, ok);
+        }
+        assert_eq!(b.admit("a"), Admission::Allowed);
+    }
+}
