@@ -106,6 +106,12 @@ pub struct CaptureRecord {
 pub trait CaptureSink: Send + Sync {
     /// Takes one record.
     fn record(&self, record: CaptureRecord);
+
+    /// Records lost so far (queue full, sink closed, write failures), for diagnostics.
+    /// Sinks that never lose records keep the default.
+    fn dropped_records(&self) -> u64 {
+        0
+    }
 }
 
 const SECRET_HEADERS: [&str; 8] = [

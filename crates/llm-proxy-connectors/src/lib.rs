@@ -1,6 +1,8 @@
 //! Built-in backends. Each is written only against `llm-proxy-api` (plus the protocol crate)
 //! and registered through the same `backend_plugin!` entry points an external plugin uses.
 
+pub mod anthropic;
+pub mod gemini;
 pub mod mock;
 pub mod openai_compat;
 pub mod upstream;
@@ -50,6 +52,12 @@ mod providers {
     pub fn mock() -> BackendPluginDefinition {
         crate::mock::definition()
     }
+    pub fn anthropic() -> BackendPluginDefinition {
+        crate::anthropic::definition()
+    }
+    pub fn gemini() -> BackendPluginDefinition {
+        crate::gemini::definition()
+    }
 }
 
 llm_proxy_api::backend_plugin!("openai", providers::openai);
@@ -63,9 +71,35 @@ llm_proxy_api::backend_plugin!("kimi-code", providers::kimi_code);
 llm_proxy_api::backend_plugin!("ollama", providers::ollama);
 llm_proxy_api::backend_plugin!("openai-compatible", providers::openai_compatible);
 llm_proxy_api::backend_plugin!("mock", providers::mock);
+llm_proxy_api::backend_plugin!("anthropic", providers::anthropic);
+llm_proxy_api::backend_plugin!("gemini", providers::gemini);
 
 /// Forces the linker to keep this crate's entry points (call once from the binary).
 pub fn link() {}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Factory arguments for connector tests.
+    use std::sync::Arc;
+
+    use llm_proxy_api::config::{AppConfig, BackendInstanceConfig, Secret};
+    use llm_proxy_api::http::CaptureAwareClient;
+    use llm_proxy_api::plugin::FactoryArgs;
+    use llm_proxy_api::translation::TranslationService;
+
+    /// An instance of `backend_type` at `api_url` with `key`.
+    pub fn factory_args(backend_type: &str, api_url: &str, key: &str) -> FactoryArgs {
+        let mut instance = BackendInstanceConfig::new(backend_type, backend_type);
+        instance.api_url = Some(api_url.to_owned());
+        instance.api_key = Some(Secret::new(key));
+        FactoryArgs {
+            http_client: CaptureAwareClient::plain().unwrap(),
+            app_config: Arc::new(AppConfig::default()),
+            translation_service: Arc::new(TranslationService::new()),
+            instance,
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -77,6 +111,9 @@ mod tests {
             assert_eq!((entry.provider)().backend_name, p.name);
             assert_eq!(entry.distribution, "llm-proxy-connectors");
         }
-        assert!(entries.iter().any(|e| e.name == "mock"));
+        for name in ["mock", "anthropic", "gemini"] {
+            let entry = entries.iter().find(|e| e.name == name).expect("registered");
+            assert_eq!((entry.provider)().backend_name, name);
+        }
     }
 }

@@ -151,3 +151,61 @@ pub fn event_stream(
         }
     }))
 }
+
+/// Who a captured exchange belongs to: the instance, the call's model and request identity.
+pub fn capture_context(
+    instance: &str,
+    key_name: Option<&str>,
+    ctx: &CallContext,
+) -> PluginHttpCaptureContext {
+    PluginHttpCaptureContext {
+        backend: instance.to_owned(),
+        model: ctx.model.clone(),
+        key_name: key_name.map(str::to_owned),
+        context: Some(llm_proxy_api::http::ConnectorRequestContext {
+            request_id: ctx.request_id.clone(),
+            session_id: ctx.session_id.clone(),
+        }),
+    }
+}
+
+/// Configured extra headers (`backends.<instance>.extra.headers`) as a header map.
+pub fn configured_headers(
+    instance: &str,
+    headers: &std::collections::BTreeMap<String, String>,
+) -> Result<http::HeaderMap, BackendError> {
+    let mut out = http::HeaderMap::new();
+    for (k, v) in headers {
+        let name = http::HeaderName::from_bytes(k.as_bytes()).map_err(|_| {
+            BackendError::config(format!("backends.{instance}.extra.headers: bad name '{k}'"))
+        })?;
+        let value = http::HeaderValue::from_str(v).map_err(|_| {
+            BackendError::config(format!("backends.{instance}.extra.headers.{k}: bad value"))
+        })?;
+        out.insert(name, value);
+    }
+    Ok(out)
+}
+
+/// A credential as a header value marked sensitive (never logged or captured in clear).
+pub fn secret_header(value: &str) -> Result<http::HeaderValue, BackendError> {
+    let mut v = http::HeaderValue::from_str(value)
+        .map_err(|_| BackendError::config("API key contains characters not allowed in a header"))?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
+/// A bounded GET of a model list, decoded with the protocol's error decoder.
+pub async fn get_json(
+    client: &CaptureAwareClient,
+    url: reqwest::Url,
+    headers: http::HeaderMap,
+    timeouts: &Timeouts,
+    decode_error: ErrorDecoder,
+) -> Result<bytes::Bytes, BackendError> {
+    let mut request = reqwest::Request::new(reqwest::Method::GET, url);
+    *request.headers_mut() = headers;
+    let deadline = Instant::now() + timeouts.first_byte.min(Duration::from_secs(15));
+    let response = send(client, request, None, timeouts, deadline, decode_error).await?;
+    read_body(response, deadline).await
+}

@@ -46,8 +46,23 @@ pub fn format_for_path(path: &str) -> WireFormat {
     }
 }
 
-/// Middleware enforcing client keys.
+/// Middleware enforcing client keys; refusals use the envelope of the path's protocol.
 pub async fn require_key(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let format = format_for_path(req.uri().path());
+    enforce(&state, req, next, format).await
+}
+
+/// Middleware enforcing client keys on the dedicated Anthropic listener, where every
+/// refusal uses the Anthropic envelope (its `/v1/models` is Anthropic's too).
+pub async fn require_key_anthropic(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    enforce(&state, req, next, WireFormat::Anthropic).await
+}
+
+async fn enforce(state: &AppState, req: Request, next: Next, format: WireFormat) -> Response {
     let keys = &state.config().auth.api_keys;
     if keys.is_empty() || req.uri().path() == "/health" {
         return next.run(req).await;
@@ -58,6 +73,6 @@ pub async fn require_key(State(state): State<AppState>, req: Request, next: Next
     if ok {
         next.run(req).await
     } else {
-        ProxyError::Unauthorized.into_response_for(format_for_path(req.uri().path()))
+        ProxyError::Unauthorized.into_response_for(format)
     }
 }

@@ -2,6 +2,7 @@
 //! [`app`]. Handlers are thin; everything is testable without a socket.
 
 pub mod auth;
+pub mod capture;
 pub mod config;
 pub mod error;
 pub mod frontend;
@@ -28,10 +29,44 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/models", get(frontend::models::list_models))
         .route("/models", get(frontend::models::list_models))
         .route("/health", get(frontend::models::health))
+        .route("/v1/diagnostics", get(frontend::diagnostics::diagnostics))
+        .route("/v1/messages", post(frontend::anthropic::messages))
+        .route("/v1/messages/count_tokens", post(frontend::anthropic::count_tokens))
+        .route("/anthropic/v1/messages", post(frontend::anthropic::messages))
+        .route("/anthropic/v1/messages/count_tokens", post(frontend::anthropic::count_tokens))
+        .route("/anthropic/v1/models", get(frontend::anthropic::list_models))
+        .route("/anthropic/v1/health", get(frontend::anthropic::health))
+        .route("/v1beta/models", get(frontend::gemini::list_models))
+        // axum cannot route on the `:` of `{model}:{method}`; the handler splits it.
+        .route(
+            "/v1beta/models/{*rest}",
+            post(frontend::gemini::model_action).get(frontend::gemini::get_model),
+        )
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_key))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
+}
+
+/// The router of the dedicated Anthropic listener (`anthropic_port`), for clients that
+/// hard-code root paths: `/v1/messages`, `/v1/messages/count_tokens` and `/v1/models`, all in
+/// Anthropic's shapes and error envelope.
+pub fn anthropic_app(state: AppState) -> Router {
+    let limit = state.config().max_body_bytes;
+    Router::new()
+        .route("/v1/messages", post(frontend::anthropic::messages))
+        .route("/v1/messages/count_tokens", post(frontend::anthropic::count_tokens))
+        .route("/v1/models", get(frontend::anthropic::list_models))
+        .route("/health", get(frontend::models::health))
+        .fallback(anthropic_not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_key_anthropic))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+async fn anthropic_not_found(req: Request) -> Response {
+    ProxyError::NotFound(format!("{} {}", req.method(), req.uri().path()))
+        .into_response_for(WireFormat::Anthropic)
 }
 
 async fn not_found(req: Request) -> Response {

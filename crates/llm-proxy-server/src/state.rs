@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 
 use llm_proxy_api::config::{AppConfig, BackendInstanceConfig};
 use llm_proxy_api::http::CaptureAwareClient;
-use llm_proxy_api::plugin::FactoryArgs;
+use llm_proxy_api::plugin::{FactoryArgs, ServiceProvider};
 use llm_proxy_api::translation::TranslationService;
 use llm_proxy_api::{Backend, ModelInfo};
 use tokio::sync::Mutex;
 
-use crate::plugins::Registry;
+use crate::plugins::{BackendRegistry, Plugins, selector_backends};
 
 /// A configured backend instance.
 pub struct BackendSlot {
@@ -48,9 +48,11 @@ pub struct AppState {
 }
 
 struct Inner {
+    router: crate::routing::Router,
     config: Arc<AppConfig>,
     backends: BTreeMap<String, BackendSlot>,
-    registry: Registry,
+    plugins: Plugins,
+    http: CaptureAwareClient,
     translation: Arc<TranslationService>,
     models_cache: Mutex<BTreeMap<String, (Instant, Vec<ModelInfo>)>>,
 }
@@ -67,13 +69,28 @@ pub fn translation_service() -> TranslationService {
     t
 }
 
+/// Calls a factory; a panicking factory makes the instance unavailable instead of aborting
+/// startup (fail-open, like discovery).
+fn build_backend(
+    factory: &llm_proxy_api::BackendFactory,
+    args: FactoryArgs,
+) -> Result<Arc<dyn Backend>, String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| factory(args))) {
+        Ok(built) => built.map_err(|e| e.message),
+        Err(_) => Err("the backend factory panicked".to_owned()),
+    }
+}
+
 impl AppState {
-    /// Builds every configured backend instance. With nothing configured, the offline `mock`
-    /// backend is the default. Fails when no configured backend can be built or a selector
-    /// names an unknown backend.
+    /// Builds every configured backend instance from the discovered plugins, then runs the
+    /// plugins' post-build hooks (fail-open). With nothing configured, the offline `mock`
+    /// backend is the default. Fails when no configured backend can be built, when the
+    /// configuration only reaches plugin backends that are unavailable
+    /// (`missing_extracted_backends_no_viable_path`), or when a selector names an unknown
+    /// backend.
     pub fn build(
         mut config: AppConfig,
-        registry: Registry,
+        plugins: Plugins,
         http: CaptureAwareClient,
     ) -> Result<Self, StartupError> {
         if config.backends.instances.is_empty() {
@@ -91,23 +108,31 @@ impl AppState {
             };
             config.backends.default_backend = Some(first);
         }
+        match plugins.check_configured_references(&config) {
+            Ok(Some(warning)) => tracing::warn!("{warning}"),
+            Ok(None) => {}
+            Err(e) => return Err(StartupError(e.to_string())),
+        }
         let config = Arc::new(config);
         let translation = Arc::new(translation_service());
         let mut backends = BTreeMap::new();
         for (name, instance) in &config.backends.instances {
-            let backend = match registry.get(&instance.backend_type) {
-                None => Err(format!(
-                    "unknown backend type '{}' for backends.{name}; available types: {}",
-                    instance.backend_type,
-                    registry.names().join(", ")
+            let backend = match plugins.registry.factory(&instance.backend_type) {
+                None => Err(plugins.unavailable_backend_message(&instance.backend_type).unwrap_or_else(
+                    || {
+                        format!(
+                            "unknown backend type '{}' for backends.{name}; available types: {}",
+                            instance.backend_type,
+                            plugins.registry.names().join(", ")
+                        )
+                    },
                 )),
-                Some(def) => (def.factory)(FactoryArgs {
+                Some(factory) => build_backend(factory, FactoryArgs {
                     http_client: http.clone(),
                     app_config: config.clone(),
                     translation_service: translation.clone(),
                     instance: instance.clone(),
-                })
-                .map_err(|e| e.message),
+                }),
             };
             if let Err(why) = &backend {
                 tracing::error!(instance = %name, "backend unavailable: {why}");
@@ -132,11 +157,14 @@ impl AppState {
                 reasons.join("; ")
             )));
         }
+        let router = crate::routing::Router::new(&config).map_err(StartupError)?;
         let state = Self {
             inner: Arc::new(Inner {
+                router,
                 config,
                 backends,
-                registry,
+                plugins,
+                http,
                 translation,
                 models_cache: Mutex::new(BTreeMap::new()),
             }),
@@ -146,11 +174,37 @@ impl AppState {
             ("backends.static_route", state.config().backends.static_route.clone()),
         ] {
             if let Some(sel) = selector {
+                // A selector reaching an unavailable plugin backend was reported (warning or
+                // error) by the reference check above.
+                let plugin_unavailable = selector_backends(&sel, path == "backends.default_backend")
+                    .iter()
+                    .any(|b| state.plugins().unavailable_backend_message(b).is_some());
+                if plugin_unavailable {
+                    continue;
+                }
                 crate::routing::validate_selector(&state, &sel)
                     .map_err(|e| StartupError(format!("{path}: {e}")))?;
             }
         }
+        state
+            .router()
+            .validate_aliases(&state, state.config())
+            .map_err(StartupError)?;
+        let services = ServiceProvider {
+            config: state.config().clone(),
+            backend_names: state.registry().names(),
+        };
+        let hook_warnings = crate::plugins::discovery::run_post_build_hooks(
+            &state.plugins().report.hooks,
+            &services,
+        );
+        state.plugins().set_hook_warnings(hook_warnings);
         Ok(state)
+    }
+
+    /// Routing tables and circuit breakers.
+    pub fn router(&self) -> &crate::routing::Router {
+        &self.inner.router
     }
 
     /// The configuration.
@@ -164,8 +218,18 @@ impl AppState {
     }
 
     /// The backend registry.
-    pub fn registry(&self) -> &Registry {
-        &self.inner.registry
+    pub fn registry(&self) -> &BackendRegistry {
+        &self.inner.plugins.registry
+    }
+
+    /// The discovery result: registry, report (skipped plugins, blocked names), access mode.
+    pub fn plugins(&self) -> &Plugins {
+        &self.inner.plugins
+    }
+
+    /// The shared upstream HTTP client (and its capture sink).
+    pub fn http_client(&self) -> &CaptureAwareClient {
+        &self.inner.http
     }
 
     /// Protocol codecs.

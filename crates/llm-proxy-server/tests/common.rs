@@ -2,7 +2,7 @@
 
 use llm_proxy_api::http::CaptureAwareClient;
 use llm_proxy_server::config::{CliOverrides, Env, load_from_str};
-use llm_proxy_server::plugins::Registry;
+use llm_proxy_server::plugins::Plugins;
 use llm_proxy_server::{AppState, app};
 use serde_json::Value;
 
@@ -19,7 +19,7 @@ impl Drop for Proxy {
 
 pub async fn start_proxy(yaml: &str) -> Proxy {
     let cfg = load_from_str(yaml, &CliOverrides::default(), &Env::default()).expect("config");
-    let state = AppState::build(cfg, Registry::from_linked(), CaptureAwareClient::plain().unwrap())
+    let state = AppState::build(cfg, Plugins::from_linked(), CaptureAwareClient::plain().unwrap())
         .expect("state");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

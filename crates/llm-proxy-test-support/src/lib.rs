@@ -2,6 +2,8 @@
 //! replies (JSON, SSE with pacing, holds, cuts mid-stream), recording every request, and
 //! reporting when a client hangs up mid-stream.
 
+pub mod anthropic;
+pub mod gemini;
 pub mod openai;
 
 use std::collections::VecDeque;

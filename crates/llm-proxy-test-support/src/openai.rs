@@ -87,3 +87,60 @@ fn merge(mut a: Value, b: Value) -> Value {
     }
     a
 }
+
+/// A `chat.completion` calling the two tools of [`parallel_tool_stream`] at once.
+pub fn parallel_tool_completion() -> Value {
+    json!({
+        "id": "chatcmpl-mock",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": "mock-upstream-model",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": null,
+            "tool_calls": [
+                {"id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}},
+                {"id": "call_b", "type": "function", "function": {"name": "get_time", "arguments": "{\"tz\":\"CET\"}"}}
+            ]},
+            "finish_reason": "tool_calls"}],
+        "usage": {"prompt_tokens": 30, "completion_tokens": 12, "total_tokens": 42}
+    })
+}
+
+/// A `chat.completion` whose signed reasoning comes as `reasoning_content` plus
+/// `reasoning_details` (the OpenRouter convention), then `text`.
+pub fn reasoning_completion(reasoning: &str, signature: &str, text: &str) -> Value {
+    json!({
+        "id": "chatcmpl-mock",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": "mock-upstream-model",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text,
+            "reasoning_content": reasoning,
+            "reasoning_details": [{"type": "reasoning.text", "text": reasoning, "signature": signature, "index": 0}]},
+            "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18,
+            "completion_tokens_details": {"reasoning_tokens": 4}}
+    })
+}
+
+/// Frames streaming reasoning `pieces` (as `reasoning_details` deltas, the last one signed),
+/// then `text`, finish, usage and `[DONE]`.
+pub fn reasoning_stream(pieces: &[&str], signature: &str, text: &str) -> Vec<String> {
+    let mut frames = vec![frame(&delta_chunk(json!({"role": "assistant", "content": ""}), None))];
+    for (i, p) in pieces.iter().enumerate() {
+        let mut detail = json!({"type": "reasoning.text", "text": p, "index": 0});
+        if i + 1 == pieces.len() {
+            detail["signature"] = json!(signature);
+        }
+        frames.push(frame(&delta_chunk(json!({"reasoning_details": [detail]}), None)));
+    }
+    frames.push(frame(&delta_chunk(json!({"content": text}), None)));
+    frames.push(frame(&delta_chunk(json!({}), Some("stop"))));
+    frames.push(usage_frame(11, 7));
+    frames.push("data: [DONE]\n\n".to_owned());
+    frames
+}
+
+/// An OpenAI error body.
+pub fn error(message: &str, kind: &str, code: Option<&str>) -> Value {
+    json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
+}

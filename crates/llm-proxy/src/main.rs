@@ -157,11 +157,11 @@ async fn serve(cfg: llm_proxy_api::AppConfig) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    let router = app(state);
-    let mut ports = vec![port];
-    ports.extend(anthropic_port);
+    // The dedicated Anthropic listener serves root paths in Anthropic's shapes only.
+    let mut listeners = vec![(port, app(state.clone()))];
+    listeners.extend(anthropic_port.map(|p| (p, anthropic_app(state))));
     let mut servers = Vec::new();
-    for p in ports {
+    for (p, router) in listeners {
         let listener = match tokio::net::TcpListener::bind((host.as_str(), p)).await {
             Ok(l) => l,
             Err(e) => return fail(format!("cannot bind {host}:{p}: {e}")),
@@ -172,7 +172,7 @@ async fn serve(cfg: llm_proxy_api::AppConfig) -> ExitCode {
         };
         print_out(&format!("llm-proxy listening on http://{addr}"));
         tracing::info!(%addr, "listening");
-        let svc = router.clone();
+        let svc = router;
         servers.push(tokio::spawn(async move {
             axum::serve(listener, svc).with_graceful_shutdown(shutdown_signal()).await
         }));

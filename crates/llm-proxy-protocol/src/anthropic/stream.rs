@@ -298,6 +298,11 @@ impl StreamDecoder for SseDecoder {
         self.end(out);
         Ok(())
     }
+
+    /// `message_stop` was seen: nothing more is expected.
+    fn is_finished(&self) -> bool {
+        self.done
+    }
 }
 
 /// A keep-alive `ping` event, as Anthropic sends them.
@@ -909,6 +914,12 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(err.retryable && err.message.contains("ended"), "{err:?}");
+        let mut d = SseDecoder::new();
+        let mut out = Vec::new();
+        d.feed(sse(&[json!({"type": "message_start", "message": {"id": "m", "model": "x"}})]).as_bytes(), &mut out).unwrap();
+        assert!(!d.is_finished());
+        d.feed(sse(&[json!({"type": "message_stop"})]).as_bytes(), &mut out).unwrap();
+        assert!(d.is_finished(), "message_stop ends the stream");
         assert!(decode_all("data: {not json}\n\n").is_err());
     }
 

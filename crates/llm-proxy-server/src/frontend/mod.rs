@@ -1,9 +1,13 @@
 //! Client-facing protocols. Each submodule is one wire format: parse -> model -> dispatch ->
 //! render. The shared part (streaming with keep-alives, collecting, overhead headers) is here.
 
+pub mod anthropic;
+pub mod diagnostics;
+pub mod gemini;
 pub mod models;
 pub mod openai_chat;
 pub mod sse;
+pub mod token_estimate;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -1,0 +1,512 @@
+//! The JSON-lines capture file: `record()` only queues (bounded channel; when it is full the
+//! record is dropped and counted), a background thread masks secrets, serializes and appends
+//! one JSON object per line, flushing whenever the queue runs empty.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use llm_proxy_api::http::{CaptureRecord, CaptureSink};
+use memchr::memmem;
+use serde_json::{Map, Value};
+
+/// Records that may wait for the writer before new ones are dropped.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 4096;
+
+/// What replaces a secret found in a capture.
+const REDACTED: &str = "[REDACTED]";
+
+/// Shorter "secrets" are not searched for: they would mangle ordinary text and are no real
+/// credentials.
+const MIN_SECRET_LEN: usize = 4;
+
+/// Replaces every occurrence of known secret values (longest first) with `[REDACTED]`.
+#[derive(Debug, Default)]
+pub struct SecretMasker {
+    finders: Vec<memmem::Finder<'static>>,
+}
+
+impl SecretMasker {
+    /// A masker for `secrets` (blank and very short values are ignored, duplicates merged).
+    pub fn new<I, S>(secrets: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut values: Vec<String> = secrets
+            .into_iter()
+            .map(|s| s.as_ref().trim().to_owned())
+            .filter(|s| s.len() >= MIN_SECRET_LEN)
+            .collect();
+        values.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        values.dedup();
+        let finders =
+            values.iter().map(|v| memmem::Finder::new(v.as_bytes()).into_owned()).collect();
+        Self { finders }
+    }
+
+    /// `data` with every secret replaced (borrowed when there was none).
+    pub fn mask_bytes<'a>(&self, data: &'a [u8]) -> Cow<'a, [u8]> {
+        let mut current = Cow::Borrowed(data);
+        for finder in &self.finders {
+            let hits: Vec<usize> = finder.find_iter(&current).collect();
+            if hits.is_empty() {
+                continue;
+            }
+            let needle = finder.needle().len();
+            let mut out = Vec::with_capacity(current.len());
+            let mut last = 0;
+            for at in hits {
+                out.extend_from_slice(current.get(last..at).unwrap_or_default());
+                out.extend_from_slice(REDACTED.as_bytes());
+                last = at + needle;
+            }
+            out.extend_from_slice(current.get(last..).unwrap_or_default());
+            current = Cow::Owned(out);
+        }
+        current
+    }
+
+    /// `text` with every secret replaced.
+    pub fn mask_str(&self, text: &str) -> String {
+        String::from_utf8_lossy(&self.mask_bytes(text.as_bytes())).into_owned()
+    }
+}
+
+enum Message {
+    Record(Box<CaptureRecord>),
+    Flush(mpsc::Sender<()>),
+    Close,
+}
+
+/// A [`CaptureSink`] appending JSON lines to a file from a background thread.
+pub struct JsonlCaptureSink {
+    path: PathBuf,
+    sender: SyncSender<Message>,
+    dropped: Arc<AtomicU64>,
+    written: Arc<AtomicU64>,
+    closed: AtomicBool,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for JsonlCaptureSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsonlCaptureSink")
+            .field("path", &self.path)
+            .field("written", &self.written())
+            .field("dropped", &self.dropped())
+            .finish_non_exhaustive()
+    }
+}
+
+impl JsonlCaptureSink {
+    /// Opens (appends to, or creates) `path` and starts the writer. `secrets` are masked in
+    /// every record (see [`configured_secrets`](super::configured_secrets)).
+    pub fn open<S: AsRef<str>>(
+        path: impl AsRef<Path>,
+        secrets: impl IntoIterator<Item = S>,
+    ) -> std::io::Result<Arc<Self>> {
+        Self::start(path.as_ref(), SecretMasker::new(secrets), DEFAULT_QUEUE_CAPACITY, None)
+    }
+
+    /// Like [`open`](Self::open) with a chosen queue capacity.
+    pub fn open_with_capacity<S: AsRef<str>>(
+        path: impl AsRef<Path>,
+        secrets: impl IntoIterator<Item = S>,
+        capacity: usize,
+    ) -> std::io::Result<Arc<Self>> {
+        Self::start(path.as_ref(), SecretMasker::new(secrets), capacity, None)
+    }
+
+    /// `gate`: the writer waits for it before taking records (tests fill the queue with it).
+    fn start(
+        path: &Path,
+        masker: SecretMasker,
+        capacity: usize,
+        gate: Option<Receiver<()>>,
+    ) -> std::io::Result<Arc<Self>> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let (sender, receiver) = mpsc::sync_channel(capacity.max(1));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let written = Arc::new(AtomicU64::new(0));
+        let writer = Writer {
+            out: BufWriter::with_capacity(64 * 1024, file),
+            masker,
+            dropped: dropped.clone(),
+            written: written.clone(),
+            warned: false,
+        };
+        let handle = std::thread::Builder::new()
+            .name("capture-writer".to_owned())
+            .spawn(move || {
+                if let Some(gate) = gate {
+                    let _ = gate.recv();
+                }
+                writer.run(&receiver);
+            })?;
+        Ok(Arc::new(Self {
+            path: path.to_owned(),
+            sender,
+            dropped,
+            written,
+            closed: AtomicBool::new(false),
+            writer: Mutex::new(Some(handle)),
+        }))
+    }
+
+    /// The capture file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Records written so far.
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+
+    /// Records lost so far (queue full, sink closed, write errors).
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Waits (at most `limit`) until every record queued before this call is on disk.
+    /// Returns whether that happened.
+    pub fn flush(&self, limit: Duration) -> bool {
+        if self.closed.load(Ordering::Acquire) {
+            return true;
+        }
+        let (ack, acked) = mpsc::channel();
+        if self.sender.send(Message::Flush(ack)).is_err() {
+            return false;
+        }
+        acked.recv_timeout(limit).is_ok()
+    }
+
+    /// Writes what is queued, stops the writer and waits for it. Later records are dropped
+    /// (and counted). Idempotent.
+    pub fn close(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let _ = self.sender.send(Message::Close);
+        let handle = self.writer.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(handle) = handle
+            && handle.join().is_err()
+        {
+            tracing::warn!(path = %self.path.display(), "capture writer thread panicked");
+        }
+    }
+}
+
+impl CaptureSink for JsonlCaptureSink {
+    fn record(&self, record: CaptureRecord) {
+        if self.closed.load(Ordering::Acquire) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        match self.sender.try_send(Message::Record(Box::new(record))) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn dropped_records(&self) -> u64 {
+        self.dropped()
+    }
+}
+
+struct Writer {
+    out: BufWriter<File>,
+    masker: SecretMasker,
+    dropped: Arc<AtomicU64>,
+    written: Arc<AtomicU64>,
+    warned: bool,
+}
+
+impl Writer {
+    /// Takes messages until `Close` or until every sender is gone; flushes whenever the queue
+    /// runs empty so a reader sees records promptly.
+    fn run(mut self, receiver: &Receiver<Message>) {
+        while let Ok(first) = receiver.recv() {
+            let mut next = Some(first);
+            while let Some(message) = next.take() {
+                match message {
+                    Message::Record(record) => self.write(&record),
+                    Message::Flush(ack) => {
+                        self.flush();
+                        let _ = ack.send(());
+                    }
+                    Message::Close => {
+                        self.flush();
+                        return;
+                    }
+                }
+                next = receiver.try_recv().ok();
+            }
+            self.flush();
+        }
+        self.flush();
+    }
+
+    fn write(&mut self, record: &CaptureRecord) {
+        let mut line = match serde_json::to_vec(&record_json(record, &self.masker)) {
+            Ok(line) => line,
+            Err(e) => {
+                self.failed(&e);
+                return;
+            }
+        };
+        line.push(b'\n');
+        match self.out.write_all(&line) {
+            Ok(()) => {
+                self.written.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => self.failed(&e),
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Err(e) = self.out.flush() {
+            self.warn(&e);
+        }
+    }
+
+    fn failed(&mut self, error: &dyn std::error::Error) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        self.warn(error);
+    }
+
+    /// Capture is fail-open: the first I/O problem is logged, later ones only counted.
+    fn warn(&mut self, error: &dyn std::error::Error) {
+        if !self.warned {
+            self.warned = true;
+            tracing::warn!("writing the capture file failed (later failures are only counted): {error}");
+        }
+    }
+}
+
+/// One capture line: identity, HTTP metadata, masked headers and the body (UTF-8 text as
+/// `payload`, anything else as `payload_base64`), with every known secret masked.
+fn record_json(record: &CaptureRecord, masker: &SecretMasker) -> Value {
+    let (iso, unix) = timestamps(record.timestamp);
+    let mut headers: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in &record.headers {
+        let value = masker.mask_str(value);
+        headers
+            .entry(name.to_ascii_lowercase())
+            .and_modify(|v| {
+                v.push_str(", ");
+                v.push_str(&value);
+            })
+            .or_insert(value);
+    }
+    let content_type = headers.get("content-type").cloned();
+    let body = masker.mask_bytes(&record.body);
+    let mut out = Map::new();
+    out.insert("timestamp_iso".into(), iso.into());
+    out.insert("timestamp_unix".into(), unix.into());
+    out.insert("request_id".into(), record.request_id.clone().into());
+    out.insert("session_id".into(), record.session_id.clone().into());
+    out.insert("direction".into(), record.direction.label().into());
+    out.insert("backend".into(), record.backend.clone().into());
+    out.insert("model".into(), record.model.clone().into());
+    out.insert("key_name".into(), record.key_name.clone().into());
+    out.insert("method".into(), record.method.clone().into());
+    out.insert("url".into(), record.url.as_deref().map(|u| masker.mask_str(u)).into());
+    out.insert("status".into(), record.status.into());
+    out.insert("content_type".into(), content_type.into());
+    out.insert("headers".into(), serde_json::to_value(headers).unwrap_or_default());
+    out.insert("content_length".into(), record.body_len.into());
+    match std::str::from_utf8(&body) {
+        Ok(text) => out.insert("payload".into(), text.into()),
+        Err(_) => out.insert(
+            "payload_base64".into(),
+            base64::engine::general_purpose::STANDARD.encode(&body).into(),
+        ),
+    };
+    out.insert("truncated".into(), (record.body.len() < record.body_len).into());
+    Value::Object(out)
+}
+
+/// RFC 3339 UTC with milliseconds, and fractional Unix seconds.
+fn timestamps(at: SystemTime) -> (String, f64) {
+    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (year, month, day) = civil_from_days(secs / 86_400);
+    let rem = secs % 86_400;
+    let iso = format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        since.subsec_millis()
+    );
+    (iso, since.as_secs_f64())
+}
+
+/// Gregorian (year, month, day) of a day count since 1970-01-01 (days-from-civil inverse).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use llm_proxy_api::http::CaptureDirection;
+
+    use super::*;
+
+    fn record(body: &[u8]) -> CaptureRecord {
+        CaptureRecord {
+            request_id: "req_1".into(),
+            session_id: Some("s1".into()),
+            direction: CaptureDirection::OutboundRequest,
+            backend: "openai".into(),
+            model: "gpt-4o".into(),
+            key_name: Some("backends.openai.api_key".into()),
+            timestamp: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
+            method: Some("POST".into()),
+            url: Some("https://api.test/v1/chat?x=sk-live-secret-1".into()),
+            status: None,
+            headers: vec![
+                ("content-type".into(), "application/json".into()),
+                ("x-custom".into(), "Bearer sk-live-secret-1".into()),
+                ("x-custom".into(), "two".into()),
+            ],
+            body: Bytes::copy_from_slice(body),
+            body_len: body.len(),
+        }
+    }
+
+    fn lines(path: &Path) -> Vec<Value> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    fn temp_path(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("llm-proxy-capture-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        let _ = std::fs::remove_file(&path);
+        path
+    }
+
+    #[test]
+    fn records_become_masked_json_lines() {
+        let path = temp_path("lines.jsonl");
+        let sink = JsonlCaptureSink::open(&path, ["sk-live-secret-1", "ab"]).unwrap();
+        sink.record(record(br#"{"messages":[{"content":"my key is sk-live-secret-1"}]}"#));
+        let mut cut = record(&[0xff, 0x00, 0x10]);
+        cut.body_len = 10;
+        cut.direction = CaptureDirection::InboundResponse;
+        cut.status = Some(200);
+        sink.record(cut);
+        assert!(sink.flush(Duration::from_secs(5)));
+        let got = lines(&path);
+        assert_eq!(got.len(), 2);
+        let first = &got[0];
+        assert_eq!(first["timestamp_iso"], "2023-11-14T22:13:20.123Z");
+        assert_eq!(first["timestamp_unix"], 1_700_000_000.123);
+        assert_eq!(first["request_id"], "req_1");
+        assert_eq!(first["session_id"], "s1");
+        assert_eq!(first["direction"], "outbound_request");
+        assert_eq!(first["backend"], "openai");
+        assert_eq!(first["model"], "gpt-4o");
+        assert_eq!(first["key_name"], "backends.openai.api_key");
+        assert_eq!(first["method"], "POST");
+        assert_eq!(first["url"], "https://api.test/v1/chat?x=[REDACTED]");
+        assert_eq!(first["content_type"], "application/json");
+        assert_eq!(first["headers"]["x-custom"], "Bearer [REDACTED], two");
+        assert_eq!(first["payload"], r#"{"messages":[{"content":"my key is [REDACTED]"}]}"#);
+        assert_eq!(first["truncated"], false);
+        let second = &got[1];
+        assert_eq!(second["direction"], "inbound_response");
+        assert_eq!(second["status"], 200);
+        assert_eq!(second["payload_base64"], "/wAQ");
+        assert_eq!(second["content_length"], 10);
+        assert_eq!(second["truncated"], true);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("sk-live-secret-1"));
+        assert_eq!(sink.written(), 2);
+        assert_eq!(sink.dropped_records(), 0);
+        sink.close();
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_without_blocking() {
+        let path = temp_path("full.jsonl");
+        let (open_gate, gate) = mpsc::channel();
+        let sink = JsonlCaptureSink::start(&path, SecretMasker::default(), 2, Some(gate)).unwrap();
+        for _ in 0..5 {
+            sink.record(record(b"x"));
+        }
+        assert_eq!(sink.dropped(), 3);
+        open_gate.send(()).unwrap();
+        assert!(sink.flush(Duration::from_secs(5)));
+        assert_eq!(lines(&path).len(), 2);
+        assert_eq!(sink.written(), 2);
+        sink.close();
+    }
+
+    #[test]
+    fn close_writes_what_is_queued_and_counts_later_records() {
+        let path = temp_path("close.jsonl");
+        let sink = JsonlCaptureSink::open_with_capacity(&path, Vec::<String>::new(), 8).unwrap();
+        sink.record(record(b"one"));
+        sink.close();
+        sink.close();
+        assert_eq!(lines(&path).len(), 1);
+        sink.record(record(b"two"));
+        assert_eq!(sink.dropped(), 1);
+        assert!(sink.flush(Duration::from_millis(10)));
+    }
+
+    #[test]
+    fn the_file_is_appended_to() {
+        let path = temp_path("append.jsonl");
+        std::fs::write(&path, "{\"earlier\":true}\n").unwrap();
+        let sink = JsonlCaptureSink::open(&path, Vec::<String>::new()).unwrap();
+        sink.record(record(b"x"));
+        sink.close();
+        let got = lines(&path);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0]["earlier"], true);
+    }
+
+    #[test]
+    fn masker_replaces_longest_secrets_first_and_ignores_short_ones() {
+        let masker = SecretMasker::new(["secret", "secret-longer", "", "abc"]);
+        assert_eq!(masker.mask_str("a secret-longer and a secret; abc"), "a [REDACTED] and a [REDACTED]; abc");
+        assert!(matches!(masker.mask_bytes(b"nothing here"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
+        assert_eq!(timestamps(UNIX_EPOCH).0, "1970-01-01T00:00:00.000Z");
+    }
+}

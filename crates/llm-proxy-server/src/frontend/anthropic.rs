@@ -1,0 +1,132 @@
+//! Anthropic Messages clients (Claude Code, the `anthropic` SDKs): `POST /v1/messages`,
+//! `POST /v1/messages/count_tokens` and the model list in Anthropic's shape.
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::response::Response;
+use bytes::Bytes;
+use http::HeaderMap;
+use llm_proxy_api::model::Part;
+use llm_proxy_api::stream::StreamEvent;
+use llm_proxy_api::{BackendError, ChatResponse};
+use llm_proxy_protocol::anthropic::{self, AnthropicRequest, EventRenderer};
+use llm_proxy_protocol::parse_body;
+use serde_json::{Value, json};
+
+use super::models::listed_models;
+use super::sse::StreamRenderer;
+use super::token_estimate::estimate_tokens;
+use super::{RequestMeta, body_bytes, collected, json_response, stream_response};
+use crate::error::{ProxyError, WireFormat};
+use crate::state::AppState;
+
+impl StreamRenderer for EventRenderer {
+    fn render(&mut self, event: &StreamEvent, out: &mut Vec<Bytes>) {
+        EventRenderer::render(self, event, out);
+    }
+
+    fn finish(&mut self, out: &mut Vec<Bytes>) {
+        EventRenderer::finish(self, out);
+    }
+
+    fn error(&mut self, error: &ProxyError, out: &mut Vec<Bytes>) {
+        EventRenderer::error(self, error.kind(), &error.to_string(), out);
+    }
+
+    /// Anthropic clients expect `ping` events, not SSE comments.
+    fn keepalive(&self) -> Bytes {
+        anthropic::ping_frame()
+    }
+}
+
+/// `POST /v1/messages` (also under `/anthropic`).
+pub async fn messages(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let meta = RequestMeta::new(WireFormat::Anthropic, headers);
+    match handle(&state, body, &meta).await {
+        Ok(resp) => resp,
+        Err(e) => meta.error(e),
+    }
+}
+
+async fn handle(
+    state: &AppState,
+    body: Result<Bytes, BytesRejection>,
+    meta: &RequestMeta,
+) -> Result<Response, ProxyError> {
+    let body = body_bytes(body, state)?;
+    let wire: AnthropicRequest = parse_body(&body)?;
+    let req = anthropic::request_to_model(wire)?;
+    if req.stream {
+        let id = format!("msg_{}", meta.request_id.trim_start_matches("req_"));
+        let renderer = EventRenderer::new(id, req.model.clone());
+        return Ok(stream_response(state, req, renderer, meta).await);
+    }
+    let response = collected(state, req, meta).await?;
+    meta.lossy.add(dropped_from_response(&response));
+    let wire = anthropic::response_from_model(&response);
+    let body = serde_json::to_vec(&wire)
+        .map_err(|e| ProxyError::Backend(BackendError::internal(e.to_string())))?;
+    Ok(json_response(body, meta))
+}
+
+/// What an Anthropic response cannot show: media in the answer.
+fn dropped_from_response(response: &ChatResponse) -> Vec<String> {
+    let media = response.content.iter().any(|p| matches!(p, Part::Image(_) | Part::Audio(_)));
+    media
+        .then(|| "media in the answer dropped (Anthropic responses carry text only)".to_owned())
+        .into_iter()
+        .collect()
+}
+
+/// `POST /v1/messages/count_tokens`: an estimate (about four characters per token over the
+/// system prompt, messages and tools), as `{input_tokens}`.
+pub async fn count_tokens(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let meta = RequestMeta::new(WireFormat::Anthropic, headers);
+    let counted = body_bytes(body, &state).and_then(|body| {
+        // Validate the shape like a real call would, then estimate over the raw JSON.
+        parse_body::<AnthropicRequest>(&body)?;
+        let value: Value = parse_body(&body)?;
+        Ok(estimate_tokens(&[value.get("system"), value.get("messages"), value.get("tools")]))
+    });
+    match counted {
+        Ok(tokens) => {
+            let body = json!({ "input_tokens": tokens }).to_string().into_bytes();
+            json_response(body, &meta)
+        }
+        Err(e) => meta.error(e),
+    }
+}
+
+/// `GET /v1/models` in Anthropic's list shape: the same `instance:model` ids as the OpenAI
+/// list.
+pub async fn list_models(State(state): State<AppState>) -> Json<Value> {
+    let data: Vec<Value> = listed_models(&state)
+        .await
+        .into_iter()
+        .map(|m| {
+            json!({
+                "type": "model",
+                "id": m.id,
+                "display_name": m.id,
+                "created_at": "1970-01-01T00:00:00Z",
+            })
+        })
+        .collect();
+    let first = data.first().map(|m| m["id"].clone()).unwrap_or(Value::Null);
+    let last = data.last().map(|m| m["id"].clone()).unwrap_or(Value::Null);
+    Json(json!({ "data": data, "has_more": false, "first_id": first, "last_id": last }))
+}
+
+/// `GET /anthropic/v1/health`.
+pub async fn health() -> Json<Value> {
+    Json(json!({ "status": "ok", "service": "anthropic-proxy" }))
+}

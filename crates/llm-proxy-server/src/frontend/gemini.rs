@@ -1,0 +1,230 @@
+//! Gemini clients (Gemini CLI, `google-genai`): `POST /v1beta/models/{model}:generateContent`,
+//! `:streamGenerateContent` and `:countTokens`, and `GET /v1beta/models` listing the real
+//! models in Gemini's shape.
+
+use axum::Json;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::HeaderMap;
+use llm_proxy_api::model::{Part, opaque_signature};
+use llm_proxy_api::stream::StreamEvent;
+use llm_proxy_api::{BackendError, ChatResponse};
+use llm_proxy_protocol::gemini::to_model::thought_signature_of;
+use llm_proxy_protocol::gemini::{self, ChunkRenderer, GenerateContentRequest};
+use llm_proxy_protocol::parse_body;
+use serde_json::{Value, json};
+
+use super::models::{ListedModel, listed_models};
+use super::sse::StreamRenderer;
+use super::token_estimate::estimate_tokens;
+use super::{RequestMeta, body_bytes, collected, json_response, stream_response};
+use crate::error::{ProxyError, WireFormat};
+use crate::state::AppState;
+
+impl StreamRenderer for ChunkRenderer {
+    fn render(&mut self, event: &StreamEvent, out: &mut Vec<Bytes>) {
+        ChunkRenderer::render(self, event, out);
+    }
+
+    fn finish(&mut self, out: &mut Vec<Bytes>) {
+        ChunkRenderer::finish(self, out);
+    }
+
+    fn error(&mut self, error: &ProxyError, out: &mut Vec<Bytes>) {
+        ChunkRenderer::error(self, error.kind(), &error.to_string(), out);
+    }
+
+    /// A blank line: `google-genai` parses every non-empty line as JSON, so an SSE comment
+    /// would break it, while an empty line is skipped by it and by SSE parsers alike.
+    fn keepalive(&self) -> Bytes {
+        Bytes::from_static(b"\n")
+    }
+}
+
+/// What the client asked for in `models/{model}:{method}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Method {
+    Generate { stream: bool },
+    CountTokens,
+}
+
+/// Splits `{model}:{method}` at the last `:` (selectors may contain colons) and checks `alt`:
+/// `streamGenerateContent` takes it absent or `sse`; `alt=sse` also streams `generateContent`.
+fn parse_action<'a>(rest: &'a str, query: Option<&str>) -> Result<(&'a str, Method), ProxyError> {
+    let not_found = || ProxyError::NotFound(format!("POST /v1beta/models/{rest}"));
+    let (model, method) = rest.rsplit_once(':').ok_or_else(not_found)?;
+    let model = model.strip_prefix("models/").unwrap_or(model);
+    if model.is_empty() {
+        return Err(ProxyError::invalid("the model name in the URL is empty", Some("model"), None));
+    }
+    let alt = query
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find_map(|(k, v)| (k == "alt").then_some(v));
+    let method = match (method, alt) {
+        ("streamGenerateContent", None | Some("sse")) => Method::Generate { stream: true },
+        ("streamGenerateContent", Some(other)) => {
+            return Err(ProxyError::invalid(
+                format!("alt={other} is not supported for streaming; use alt=sse"),
+                Some("alt"),
+                None,
+            ));
+        }
+        ("generateContent", Some("sse")) => Method::Generate { stream: true },
+        ("generateContent", None | Some("json")) => Method::Generate { stream: false },
+        ("generateContent", Some(other)) => {
+            return Err(ProxyError::invalid(
+                format!("alt={other} is not supported; use alt=json or alt=sse"),
+                Some("alt"),
+                None,
+            ));
+        }
+        ("countTokens", _) => Method::CountTokens,
+        _ => return Err(not_found()),
+    };
+    Ok((model, method))
+}
+
+/// `POST /v1beta/models/{model}:{method}`.
+pub async fn model_action(
+    State(state): State<AppState>,
+    Path(rest): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let meta = RequestMeta::new(WireFormat::Gemini, headers);
+    match handle(&state, &rest, query.as_deref(), body, &meta).await {
+        Ok(resp) => resp,
+        Err(e) => meta.error(e),
+    }
+}
+
+async fn handle(
+    state: &AppState,
+    rest: &str,
+    query: Option<&str>,
+    body: Result<Bytes, BytesRejection>,
+    meta: &RequestMeta,
+) -> Result<Response, ProxyError> {
+    let (model, method) = parse_action(rest, query)?;
+    let body = body_bytes(body, state)?;
+    let stream = match method {
+        Method::CountTokens => return count_tokens(&body, meta),
+        Method::Generate { stream } => stream,
+    };
+    let wire: GenerateContentRequest = parse_body(&body)?;
+    let mut req = gemini::request_to_model(wire, model)?;
+    req.stream = stream;
+    if stream {
+        let renderer = ChunkRenderer::new(meta.request_id.clone(), req.model.clone());
+        return Ok(stream_response(state, req, renderer, meta).await);
+    }
+    let response = collected(state, req, meta).await?;
+    meta.lossy.add(dropped_from_response(&response));
+    let wire = gemini::response_from_model(&response);
+    let body = serde_json::to_vec(&wire)
+        .map_err(|e| ProxyError::Backend(BackendError::internal(e.to_string())))?;
+    Ok(json_response(body, meta))
+}
+
+/// What a Gemini response cannot carry: another provider's reasoning signatures and
+/// encrypted reasoning.
+fn dropped_from_response(response: &ChatResponse) -> Vec<String> {
+    let mut notes = Vec::new();
+    for part in &response.content {
+        let Part::Reasoning(b) = part else { continue };
+        let google = b.provider_data.as_ref().and_then(thought_signature_of).is_some()
+            || b.signature
+                .as_deref()
+                .and_then(opaque_signature::decode)
+                .is_some_and(|d| thought_signature_of(&d).is_some());
+        if b.redacted.is_some() {
+            notes.push("redacted reasoning dropped (Gemini responses cannot carry it)".to_owned());
+        } else if b.signature.is_some() && !google {
+            notes.push(
+                "reasoning signature dropped (Gemini responses carry only Gemini signatures)"
+                    .to_owned(),
+            );
+        }
+    }
+    notes
+}
+
+/// `:countTokens`: an estimate over the contents, system instruction and tools (either at the
+/// top level or inside `generateContentRequest`), as `{totalTokens}`.
+fn count_tokens(body: &[u8], meta: &RequestMeta) -> Result<Response, ProxyError> {
+    let value: Value = parse_body(body)?;
+    let req = value.get("generateContentRequest").unwrap_or(&value);
+    let system = req.get("systemInstruction").or_else(|| req.get("system_instruction"));
+    let tokens = estimate_tokens(&[req.get("contents"), system, req.get("tools")]);
+    Ok(json_response(json!({ "totalTokens": tokens }).to_string().into_bytes(), meta))
+}
+
+fn model_entry(m: &ListedModel) -> Value {
+    json!({
+        "name": format!("models/{}", m.id),
+        "version": "001",
+        "displayName": m.id,
+        "description": format!("{} via llm-proxy", m.owned_by),
+        "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "countTokens"],
+    })
+}
+
+/// `GET /v1beta/models`: every routable `instance:model`, in Gemini's list shape.
+pub async fn list_models(State(state): State<AppState>) -> Json<Value> {
+    let models: Vec<Value> = listed_models(&state).await.iter().map(model_entry).collect();
+    Json(json!({ "models": models }))
+}
+
+/// `GET /v1beta/models/{model}`: one entry of the list.
+pub async fn get_model(State(state): State<AppState>, Path(rest): Path<String>) -> Response {
+    let id = rest.strip_prefix("models/").unwrap_or(&rest);
+    match listed_models(&state).await.iter().find(|m| m.id == id) {
+        Some(m) => Json(model_entry(m)).into_response(),
+        None => ProxyError::NotFound(format!("model models/{id}"))
+            .into_response_for(WireFormat::Gemini),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_split_at_the_last_colon_and_check_alt() {
+        let gen_stream = Method::Generate { stream: true };
+        let gen_once = Method::Generate { stream: false };
+        assert_eq!(
+            parse_action("gemini-2.5-pro:generateContent", None).unwrap(),
+            ("gemini-2.5-pro", gen_once)
+        );
+        assert_eq!(
+            parse_action("openai:gpt-4o:streamGenerateContent", Some("alt=sse")).unwrap(),
+            ("openai:gpt-4o", gen_stream)
+        );
+        assert_eq!(
+            parse_action("m:streamGenerateContent", Some("key=abc")).unwrap(),
+            ("m", gen_stream)
+        );
+        assert_eq!(
+            parse_action("m:generateContent", Some("key=k&alt=sse")).unwrap(),
+            ("m", gen_stream)
+        );
+        assert_eq!(parse_action("m:countTokens", None).unwrap(), ("m", Method::CountTokens));
+        let bad_alt = parse_action("m:streamGenerateContent", Some("alt=json")).unwrap_err();
+        assert_eq!(bad_alt.status(), http::StatusCode::BAD_REQUEST);
+        assert_eq!(
+            parse_action("m:generateContent", Some("alt=proto")).unwrap_err().status(),
+            http::StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            parse_action("m:embedContent", None).unwrap_err().status(),
+            http::StatusCode::NOT_FOUND
+        );
+        assert_eq!(parse_action("no-method", None).unwrap_err().status(), http::StatusCode::NOT_FOUND);
+    }
+}

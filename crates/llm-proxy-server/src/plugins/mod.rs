@@ -1,0 +1,270 @@
+//! Backend plugins as the server sees them: the discovery result ([`Plugins`]: registry,
+//! report, access mode), which backends a configuration refers to, and the messages given when
+//! a referenced backend is unavailable (not linked, or blocked in multi-user mode).
+
+pub mod discovery;
+pub mod registry;
+
+use std::sync::OnceLock;
+
+use llm_proxy_api::AppConfig;
+use llm_proxy_api::plugin::{BackendPluginEntry, linked_entries};
+
+pub use discovery::{
+    ACCESS_MODE_ENV, AccessMode, CORE_DISTRIBUTION, DiscoveryReport, EXTRACTED_BACKENDS_ENV,
+    KNOWN_PLUGINS, KnownPlugin, MISSING_EXTRACTED_NO_VIABLE_PATH, PluginMetadata, SkipKind,
+    SkippedPlugin, install_guidance, multi_user_guidance, normalize_backend_name,
+};
+pub use registry::{BackendOrigin, BackendRegistry, Origin};
+
+/// The outcome of backend discovery, handed to [`AppState::build`](crate::AppState::build).
+#[derive(Debug, Clone)]
+pub struct Plugins {
+    /// Backend name -> factory.
+    pub registry: BackendRegistry,
+    /// What discovery did: registered, skipped (with reasons), blocked, warnings, hooks.
+    pub report: DiscoveryReport,
+    /// The access mode discovery ran with.
+    pub mode: AccessMode,
+    /// Warnings of post-build hooks, set once they ran.
+    hook_warnings: OnceLock<Vec<String>>,
+}
+
+impl Plugins {
+    /// Discovers every entry point linked into this binary, reading
+    /// [`EXTRACTED_BACKENDS_ENV`] from the process environment.
+    pub fn discover_linked(mode: AccessMode) -> Self {
+        let env_extracted = std::env::var(EXTRACTED_BACKENDS_ENV).ok();
+        Self::discover(
+            &linked_entries(),
+            mode,
+            llm_proxy_api::CORE_VERSION,
+            env_extracted.as_deref(),
+        )
+    }
+
+    /// Single-user discovery of the linked entry points (tests and tools).
+    pub fn from_linked() -> Self {
+        Self::discover_linked(AccessMode::SingleUser)
+    }
+
+    /// Discovers `entries` (injectable, so tests can link broken or incompatible plugins
+    /// without special builds).
+    pub fn discover(
+        entries: &[BackendPluginEntry],
+        mode: AccessMode,
+        core_version: &str,
+        env_extracted: Option<&str>,
+    ) -> Self {
+        let mut registry = BackendRegistry::new();
+        let report = discovery::discover(entries, mode, core_version, &mut registry, env_extracted);
+        Self { registry, report, mode, hook_warnings: OnceLock::new() }
+    }
+
+    /// Records the post-build hook warnings (first call wins).
+    pub(crate) fn set_hook_warnings(&self, warnings: Vec<String>) {
+        let _ = self.hook_warnings.set(warnings);
+    }
+
+    /// Warnings of failed post-build hooks (empty before they ran).
+    pub fn hook_warnings(&self) -> &[String] {
+        self.hook_warnings.get().map_or(&[], Vec::as_slice)
+    }
+
+    /// Why a backend a request or the configuration names cannot be used, when the reason is
+    /// a plugin matter: blocked in multi-user mode, or a plugin backend not linked into this
+    /// build (with the Cargo feature to add). `None` for registered backends and for names
+    /// nobody knows (the caller's plain "unknown backend" applies).
+    pub fn unavailable_backend_message(&self, backend: &str) -> Option<String> {
+        let name = normalize_backend_name(backend);
+        if name.is_empty() || self.registry.contains(&name) || self.registry.contains(backend) {
+            return None;
+        }
+        let extracted = &self.report.extracted;
+        if self.registry.is_blocked(&name)
+            || (self.mode == AccessMode::MultiUser && discovery::is_extracted(&name, extracted))
+        {
+            return Some(multi_user_guidance(&name));
+        }
+        discovery::is_optional_backend(&name, extracted).then(|| install_guidance(&name))
+    }
+
+    /// The startup check of §3.5: configured references to plugin backends that are not
+    /// registered. `Ok(Some(warning))` when other configured backends remain usable.
+    pub fn check_configured_references(
+        &self,
+        config: &AppConfig,
+    ) -> Result<Option<String>, discovery::StartupError> {
+        discovery::startup_check(
+            &configured_backend_references(config),
+            &self.registry,
+            &self.report.extracted,
+        )
+    }
+}
+
+/// The request-time message for a backend that routing cannot find; see
+/// [`Plugins::unavailable_backend_message`].
+pub fn unavailable_backend_message(backend: &str, plugins: &Plugins) -> Option<String> {
+    plugins.unavailable_backend_message(backend)
+}
+
+/// Backend names the configuration refers to: the backends of `default_backend` (a bare name
+/// there is a backend), the explicit backends of `static_route`, and the backend type of every
+/// configured instance.
+pub fn configured_backend_references(config: &AppConfig) -> Vec<String> {
+    let backends = &config.backends;
+    let mut refs = Vec::new();
+    if let Some(selector) = &backends.default_backend {
+        refs.extend(selector_backends(selector, true));
+    }
+    if let Some(selector) = &backends.static_route {
+        refs.extend(selector_backends(selector, false));
+    }
+    refs.extend(backends.instances.values().map(|i| i.backend_type.clone()));
+    refs
+}
+
+/// Backends named by the leaves of `selector` (failover `|`, weighted `^` and parallel `!`
+/// leaves, annotations `[..]` and `?params` removed). A leaf names a backend when its first `:`
+/// precedes its first `/`; with `bare_is_backend`, a leaf without one is itself a backend name.
+pub fn selector_backends(selector: &str, bare_is_backend: bool) -> Vec<String> {
+    selector
+        .split(['|', '^', '!'])
+        .filter_map(|leaf| {
+            let leaf = strip_annotations(leaf);
+            let head = leaf.split_once('?').map_or(leaf.as_str(), |(h, _)| h).trim();
+            let colon = head.find(':');
+            let slash = head.find('/');
+            let backend = match colon {
+                Some(c) if slash.is_none_or(|s| c < s) => head.get(..c),
+                _ if bare_is_backend && slash.is_none() => Some(head),
+                _ => None,
+            }?;
+            let backend = backend.trim();
+            (!backend.is_empty() && !matches!(backend, "alias" | "auto"))
+                .then(|| backend.to_owned())
+        })
+        .collect()
+}
+
+fn strip_annotations(leaf: &str) -> String {
+    let mut out = String::with_capacity(leaf.len());
+    let mut depth = 0usize;
+    for c in leaf.chars() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth = depth.saturating_sub(1),
+            _ if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use llm_proxy_api::config::BackendInstanceConfig;
+    use llm_proxy_api::plugin::BackendPluginDefinition;
+    use llm_proxy_api::{Backend, BackendError, FactoryArgs, PluginCompatibility};
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn fake(_args: FactoryArgs) -> Result<Arc<dyn Backend>, BackendError> {
+        Err(BackendError::internal("fake"))
+    }
+
+    fn openai() -> BackendPluginDefinition {
+        BackendPluginDefinition::new("openai", "core", PluginCompatibility::new("0.1.0"), fake)
+    }
+
+    fn qwen() -> BackendPluginDefinition {
+        BackendPluginDefinition::new("qwen-oauth", "oauth", PluginCompatibility::new("0.1.0"), fake)
+    }
+
+    fn entry(name: &'static str, provider: fn() -> BackendPluginDefinition) -> BackendPluginEntry {
+        BackendPluginEntry {
+            group: llm_proxy_api::BACKEND_PLUGIN_ENTRY_POINT_GROUP,
+            name,
+            provider,
+            distribution: if name == "openai" { CORE_DISTRIBUTION } else { "oauth-plugins" },
+            distribution_version: "0.1.0",
+        }
+    }
+
+    #[test]
+    fn selector_leaves_name_their_backends() {
+        assert_eq!(selector_backends("openai:gpt-4o", false), ["openai"]);
+        assert_eq!(selector_backends("openai", true), ["openai"]);
+        assert!(selector_backends("gpt-4o", false).is_empty());
+        assert!(selector_backends("vendor/model:variant", true).is_empty());
+        assert_eq!(
+            selector_backends("[weight=3]a.1:m?temperature=1^[weight=1]b:x/y", false),
+            ["a.1", "b"]
+        );
+        assert_eq!(selector_backends("a:m|ollama-native:llama3", false), ["a", "ollama-native"]);
+        assert!(selector_backends("alias:fast", true).is_empty());
+    }
+
+    #[test]
+    fn configured_references_cover_default_static_route_and_instances() {
+        let mut config = AppConfig::default();
+        config.backends.default_backend = Some("qwen-oauth".into());
+        config.backends.static_route = Some("gemini-oauth-plan:gemini-2.5-pro".into());
+        config
+            .backends
+            .instances
+            .insert("ollama-native.gpu".into(), BackendInstanceConfig::new("ollama-native.gpu", "ollama-native"));
+        assert_eq!(
+            configured_backend_references(&config),
+            ["qwen-oauth", "gemini-oauth-plan", "ollama-native"]
+        );
+    }
+
+    #[test]
+    fn unavailable_messages_distinguish_blocked_missing_and_unknown() {
+        let single = Plugins::discover(
+            &[entry("openai", openai), entry("qwen-oauth", qwen)],
+            AccessMode::SingleUser,
+            "0.1.0",
+            None,
+        );
+        assert_eq!(single.unavailable_backend_message("openai"), None);
+        assert_eq!(single.unavailable_backend_message("qwen-oauth.1"), None);
+        assert_eq!(single.unavailable_backend_message("no-such-backend"), None);
+        let missing = single.unavailable_backend_message("ollama-native");
+        assert!(
+            missing.as_deref().is_some_and(|m| m.contains("--features ollama-native")),
+            "{missing:?}"
+        );
+        let oauth = single.unavailable_backend_message("kiro-oauth");
+        assert!(oauth.as_deref().is_some_and(|m| m.contains("not linked")), "{oauth:?}");
+
+        let multi = Plugins::discover(
+            &[entry("openai", openai), entry("qwen-oauth", qwen)],
+            AccessMode::MultiUser,
+            "0.1.0",
+            None,
+        );
+        assert_eq!(multi.report.blocked, ["qwen-oauth"]);
+        for name in ["qwen-oauth", "Qwen_OAuth.work", "kiro-oauth"] {
+            let message = multi.unavailable_backend_message(name);
+            assert!(
+                message.as_deref().is_some_and(|m| m.contains("not available in Multi User Mode")),
+                "{name}: {message:?}"
+            );
+        }
+        assert_eq!(multi.unavailable_backend_message("openai"), None);
+        assert_eq!(unavailable_backend_message("openai", &multi), None);
+    }
+
+    #[test]
+    fn hook_warnings_are_set_once() {
+        let plugins = Plugins::discover(&[], AccessMode::SingleUser, "0.1.0", None);
+        assert!(plugins.hook_warnings().is_empty());
+        plugins.set_hook_warnings(vec!["a".into()]);
+        plugins.set_hook_warnings(vec!["b".into()]);
+        assert_eq!(plugins.hook_warnings(), ["a"]);
+    }
+}
