@@ -6,6 +6,7 @@ pub mod capture;
 pub mod config;
 pub mod error;
 pub mod frontend;
+pub mod metrics;
 pub mod pipeline;
 pub mod plugins;
 pub mod routing;
@@ -22,6 +23,7 @@ pub use state::{AppState, StartupError};
 
 /// The router serving every frontend.
 pub fn app(state: AppState) -> Router {
+    metrics::install();
     let limit = state.config().max_body_bytes;
     Router::new()
         .route("/v1/chat/completions", post(frontend::openai_chat::chat_completions))
@@ -29,6 +31,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/models", get(frontend::models::list_models))
         .route("/models", get(frontend::models::list_models))
         .route("/health", get(frontend::models::health))
+        .route("/metrics", get(metrics::render))
         .route("/v1/diagnostics", get(frontend::diagnostics::diagnostics))
         .route("/v1/messages", post(frontend::anthropic::messages))
         .route("/v1/messages/count_tokens", post(frontend::anthropic::count_tokens))
@@ -58,6 +61,7 @@ pub fn anthropic_app(state: AppState) -> Router {
         .route("/v1/messages/count_tokens", post(frontend::anthropic::count_tokens))
         .route("/v1/models", get(frontend::anthropic::list_models))
         .route("/health", get(frontend::models::health))
+        .route("/metrics", get(metrics::render))
         .fallback(anthropic_not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_key_anthropic))
         .layer(DefaultBodyLimit::max(limit))

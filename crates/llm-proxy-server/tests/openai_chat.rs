@@ -32,6 +32,23 @@ async fn text_round_trip_with_usage_and_overhead_header() {
 }
 
 #[tokio::test]
+async fn metrics_expose_overhead_upstream_and_ttft_histograms() {
+    let up = MockUpstream::start().await.unwrap();
+    up.set_fallback(Reply::sse(openai::text_stream(&["a", "b"])));
+    let proxy = proxy_for(&up.base_url(), "").await;
+    let text = client().post(format!("{}/v1/chat/completions", proxy.url)).json(&chat_body(true)).send().await.unwrap().text().await.unwrap();
+    assert!(text.contains("[DONE]"));
+    up.set_fallback(Reply::json(openai::completion("x")));
+    client().post(format!("{}/v1/chat/completions", proxy.url)).json(&chat_body(false)).send().await.unwrap();
+    let metrics = client().get(format!("{}/metrics", proxy.url)).send().await.unwrap().text().await.unwrap();
+    for name in ["llm_proxy_overhead_seconds_bucket", "llm_proxy_upstream_latency_seconds_bucket", "llm_proxy_time_to_first_token_seconds_bucket", "llm_proxy_requests_total"] {
+        assert!(metrics.contains(name), "{name} missing:\n{metrics}");
+    }
+    assert!(metrics.contains(r#"frontend="openai_chat",backend="openai",stream="true""#), "{metrics}");
+    assert!(metrics.contains(r#"stream="false""#), "{metrics}");
+}
+
+#[tokio::test]
 async fn explicit_backend_selector_strips_the_backend_prefix() {
     let up = MockUpstream::start().await.unwrap();
     up.push(Reply::json(openai::completion("ok")));

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use llm_proxy_api::http::CaptureAwareClient;
 use llm_proxy_server::config::{self, CliOverrides, Env};
 use llm_proxy_server::plugins::Registry;
-use llm_proxy_server::{AppState, app};
+use llm_proxy_server::{AppState, anthropic_app, app};
 use tracing_subscriber::EnvFilter;
 
 /// An LLM proxy: one endpoint speaking OpenAI, Anthropic and Gemini in front of any provider.
@@ -172,9 +172,8 @@ async fn serve(cfg: llm_proxy_api::AppConfig) -> ExitCode {
         };
         print_out(&format!("llm-proxy listening on http://{addr}"));
         tracing::info!(%addr, "listening");
-        let svc = router;
         servers.push(tokio::spawn(async move {
-            axum::serve(listener, svc).with_graceful_shutdown(shutdown_signal()).await
+            axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await
         }));
     }
     for s in servers {

@@ -9,8 +9,8 @@ pub mod openai_chat;
 pub mod sse;
 pub mod token_estimate;
 
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::rejection::BytesRejection;
@@ -42,6 +42,10 @@ pub struct RequestMeta {
     pub lossy: LossyNotes,
     /// Client request headers.
     pub headers: Arc<HeaderMap>,
+    /// Instance that served the request, once known.
+    pub backend: Arc<OnceLock<String>>,
+    /// Time to the first meaningful output, once known.
+    pub ttft: Arc<OnceLock<Duration>>,
 }
 
 impl RequestMeta {
@@ -54,7 +58,31 @@ impl RequestMeta {
             format,
             lossy: LossyNotes::new(),
             headers: Arc::new(headers),
+            backend: Arc::default(),
+            ttft: Arc::default(),
         }
+    }
+
+    /// Records the finished request in the metrics.
+    pub fn finish(&self, stream: bool, outcome: &str) {
+        let waited = self.clock.waited();
+        crate::metrics::record(&crate::metrics::RequestRecord {
+            frontend: self.format.label(),
+            backend: self.backend.get().map_or("none", String::as_str),
+            stream,
+            outcome,
+            overhead: self.started.elapsed().saturating_sub(waited),
+            upstream: waited,
+            ttft: self.ttft.get().copied(),
+        });
+    }
+
+    /// Routes and starts the call, noting the instance and time to first output.
+    pub async fn dispatch(&self, state: &AppState, req: ChatRequest) -> Result<crate::pipeline::Dispatched, ProxyError> {
+        let d = dispatch(state, req, &self.call_meta()).await?;
+        let _ = self.backend.set(d.route.instance.clone());
+        let _ = self.ttft.set(self.started.elapsed());
+        Ok(d)
     }
 
     /// What the pipeline needs of this request.
@@ -94,6 +122,7 @@ impl RequestMeta {
     /// An error response in this request's format.
     pub fn error(&self, e: ProxyError) -> Response {
         tracing::info!(request_id = %self.request_id, status = e.status().as_u16(), label = e.label(), "request failed: {e}");
+        self.finish(false, e.label());
         let mut resp = e.into_response_for(self.format);
         self.stamp(resp.headers_mut());
         resp
@@ -120,9 +149,9 @@ pub async fn stream_response<R: StreamRenderer>(
     meta: &RequestMeta,
 ) -> Response {
     let interval = state.config().keepalive_interval;
-    let (st, call_meta) = (state.clone(), meta.call_meta());
+    let (st, call_meta) = (state.clone(), meta.clone());
     let mut call: PendingCall = Box::pin(async move {
-        let d = dispatch(&st, req, &call_meta).await?;
+        let d = call_meta.dispatch(&st, req).await?;
         let mut stream = d.stream;
         let first = stream.next().await.transpose().map_err(ProxyError::Backend)?;
         Ok((stream, first))
@@ -132,11 +161,17 @@ pub async fn stream_response<R: StreamRenderer>(
         Ok(Ok((stream, first))) => SseBody::streaming(stream, first, renderer, interval),
         Err(_) => SseBody::waiting(call, renderer, interval),
     };
-    let rid = meta.request_id.clone();
+    let done = meta.clone();
     let body = body.on_end(move |outcome| {
         if outcome.client_disconnected {
-            tracing::info!(request_id = %rid, "client disconnected; upstream call cancelled");
+            tracing::info!(request_id = %done.request_id, "client disconnected; upstream call cancelled");
         }
+        let label = match (outcome.error, outcome.client_disconnected) {
+            (Some(e), _) => e,
+            (None, true) => "client_disconnected",
+            (None, false) => "ok",
+        };
+        done.finish(true, label);
     });
     let mut resp = Response::new(Body::from_stream(body));
     let headers = resp.headers_mut();
@@ -153,12 +188,13 @@ pub async fn collected(
     req: ChatRequest,
     meta: &RequestMeta,
 ) -> Result<ChatResponse, ProxyError> {
-    let d = dispatch(state, req, &meta.call_meta()).await?;
+    let d = meta.dispatch(state, req).await?;
     Ok(collect(d.stream, &d.route.model).await?)
 }
 
 /// A JSON response with the request's headers.
 pub fn json_response(body: Vec<u8>, meta: &RequestMeta) -> Response {
+    meta.finish(false, "ok");
     let mut resp = (StatusCode::OK, body).into_response();
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     meta.stamp(resp.headers_mut());

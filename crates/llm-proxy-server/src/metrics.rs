@@ -1,0 +1,90 @@
+//! Prometheus metrics: the proxy's own overhead, upstream latency and time to first token, as
+//! histograms labelled by frontend, backend instance and streaming (low cardinality), plus a
+//! request counter by outcome. Served at `GET /metrics`.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+const OVERHEAD: &str = "llm_proxy_overhead_seconds";
+const UPSTREAM: &str = "llm_proxy_upstream_latency_seconds";
+const TTFT: &str = "llm_proxy_time_to_first_token_seconds";
+const REQUESTS: &str = "llm_proxy_requests_total";
+
+/// Installs the process-wide recorder (once; later calls reuse it).
+pub fn install() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full(OVERHEAD.to_owned()),
+                    &[1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 5e-2],
+                )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(UPSTREAM.to_owned()),
+                        &[0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0],
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(TTFT.to_owned()),
+                        &[0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0],
+                    )
+                });
+            match builder.and_then(|b| b.install_recorder().map_err(Into::into)) {
+                Ok(handle) => Some(handle),
+                Err(e) => {
+                    tracing::warn!("metrics disabled: {e}");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+/// One finished request.
+#[derive(Debug, Clone)]
+pub struct RequestRecord<'a> {
+    /// Client protocol label.
+    pub frontend: &'static str,
+    /// Backend instance (or `none` when routing failed).
+    pub backend: &'a str,
+    /// Streaming request.
+    pub stream: bool,
+    /// `ok` or an error label.
+    pub outcome: &'a str,
+    /// Time in the proxy itself.
+    pub overhead: Duration,
+    /// Time waiting on the upstream.
+    pub upstream: Duration,
+    /// Time to the first meaningful output, when there was some.
+    pub ttft: Option<Duration>,
+}
+
+/// Records a finished request.
+pub fn record(r: &RequestRecord<'_>) {
+    let stream = if r.stream { "true" } else { "false" };
+    let labels = [("frontend", r.frontend.to_owned()), ("backend", r.backend.to_owned()), ("stream", stream.to_owned())];
+    metrics::histogram!(OVERHEAD, &labels).record(r.overhead.as_secs_f64());
+    if !r.upstream.is_zero() {
+        metrics::histogram!(UPSTREAM, &labels).record(r.upstream.as_secs_f64());
+    }
+    if let Some(t) = r.ttft {
+        metrics::histogram!(TTFT, &labels).record(t.as_secs_f64());
+    }
+    metrics::counter!(REQUESTS, "frontend" => r.frontend, "backend" => r.backend.to_owned(), "outcome" => r.outcome.to_owned()).increment(1);
+}
+
+/// `GET /metrics`.
+pub async fn render() -> Response {
+    let body = install().map(PrometheusHandle::render).unwrap_or_default();
+    let mut resp = body.into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    resp
+}
