@@ -436,7 +436,131 @@ impl Drop for BodyStream {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
+    use futures::StreamExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
     use super::*;
+
+    /// Keeps every record.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<CaptureRecord>>);
+
+    impl CaptureSink for Recorder {
+        fn record(&self, record: CaptureRecord) {
+            self.0.lock().unwrap().push(record);
+        }
+    }
+
+    impl Recorder {
+        fn directions(&self) -> Vec<(CaptureDirection, String)> {
+            self.0.lock().unwrap().iter().map(|r| (r.direction, r.backend.clone())).collect()
+        }
+    }
+
+    /// A one-shot HTTP server answering every connection with `body`.
+    async fn server(body: &'static str) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = socket.read(&mut buf).await;
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+            }
+        });
+        format!("http://{addr}/v1/x")
+    }
+
+    fn context(backend: &str, request_id: Option<&str>) -> PluginHttpCaptureContext {
+        PluginHttpCaptureContext {
+            backend: backend.into(),
+            model: "m".into(),
+            key_name: Some("MY_KEY".into()),
+            context: request_id.map(|id| ConnectorRequestContext {
+                request_id: id.into(),
+                session_id: None,
+            }),
+        }
+    }
+
+    fn client(sink: &Arc<Recorder>, default: Option<PluginHttpCaptureContext>) -> CaptureAwareClient {
+        let sink: Arc<dyn CaptureSink> = sink.clone();
+        build_capture_aware_client(reqwest::Client::builder(), Some(sink), default).unwrap()
+    }
+
+    fn get(url: &str) -> reqwest::Request {
+        reqwest::Request::new(reqwest::Method::GET, reqwest::Url::parse(url).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_per_request_context_overrides_the_default_and_bytes_captures_once() {
+        let url = server("hello").await;
+        let sink = Arc::new(Recorder::default());
+        let client = client(&sink, Some(context("default", Some("req_default"))));
+        let ctx = context("override", Some("req_1"));
+        let response = client.send(get(&url), Some(&ctx)).await.unwrap();
+        let capture = response.capture().cloned().unwrap();
+        assert!(!capture.is_completed());
+        assert_eq!(response.bytes(None).await.unwrap(), "hello");
+        assert!(capture.is_completed(), "the completed flag is set");
+        capture_http_response(&capture);
+        assert_eq!(
+            sink.directions(),
+            [
+                (CaptureDirection::OutboundRequest, "override".to_owned()),
+                (CaptureDirection::InboundResponse, "override".to_owned()),
+            ]
+        );
+        let records = sink.0.lock().unwrap();
+        assert_eq!(records[1].body, "hello");
+        assert_eq!(records[1].status, Some(200));
+        assert_eq!(records[1].key_name.as_deref(), Some("MY_KEY"));
+        assert_eq!(records[1].request_id, "req_1");
+    }
+
+    #[tokio::test]
+    async fn a_streamed_response_is_captured_once_after_its_body() {
+        let url = server("streamed body").await;
+        let sink = Arc::new(Recorder::default());
+        let client = client(&sink, Some(context("default", Some("req_2"))));
+        let response = client.send(get(&url), None).await.unwrap();
+        let capture = response.capture().cloned().unwrap();
+        let mut body = response.bytes_stream();
+        let mut seen = Vec::new();
+        while let Some(chunk) = body.next().await {
+            seen.extend_from_slice(&chunk.unwrap());
+        }
+        assert_eq!(seen, b"streamed body");
+        capture_http_response(&capture);
+        capture_http_response(&capture);
+        drop(body);
+        let inbound: Vec<_> = sink
+            .directions()
+            .into_iter()
+            .filter(|(d, _)| *d == CaptureDirection::InboundResponse)
+            .collect();
+        assert_eq!(inbound, [(CaptureDirection::InboundResponse, "default".to_owned())]);
+        assert_eq!(sink.0.lock().unwrap()[1].body, "streamed body");
+    }
+
+    #[tokio::test]
+    async fn nothing_is_captured_without_a_request_identity() {
+        let url = server("x").await;
+        let sink = Arc::new(Recorder::default());
+        let client = client(&sink, None);
+        let response = client.send(get(&url), Some(&context("b", None))).await.unwrap();
+        assert!(response.capture().is_none());
+        response.bytes(None).await.unwrap();
+        let response = client.send(get(&url), None).await.unwrap();
+        response.bytes(None).await.unwrap();
+        assert!(sink.directions().is_empty());
+    }
 
     #[test]
     fn secret_headers_and_query_keys_are_masked() {

@@ -99,7 +99,7 @@ impl MockBackend {
             let text = match (&self.reply, after_tool_result) {
                 (Some(r), _) => r.clone(),
                 (None, true) => {
-                    let result = req.messages.last().map(|m| tool_result_text(m)).unwrap_or_default();
+                    let result = req.messages.last().map(tool_result_text).unwrap_or_default();
                     format!("The tool returned: {result}")
                 }
                 (None, false) if last_user.is_empty() => "Hello from the llm-proxy mock backend.".into(),

@@ -57,6 +57,13 @@ pub async fn send(
     decode_error: ErrorDecoder,
 ) -> Result<HttpResponse, BackendError> {
     let head_deadline = deadline.min(Instant::now() + timeouts.first_byte);
+    // Kept (cheap refcounted clones) to scrub credentials an upstream echoes in its errors.
+    let credentials: Vec<http::HeaderValue> = request
+        .headers()
+        .iter()
+        .filter(|(_, v)| v.is_sensitive())
+        .map(|(_, v)| v.clone())
+        .collect();
     let response = tokio::time::timeout_at(head_deadline.into(), client.send(request, capture))
         .await
         .map_err(|_| {
@@ -78,7 +85,20 @@ pub async fn send(
         .and_then(parse_retry_after);
     let remaining = deadline.saturating_duration_since(Instant::now()).min(Duration::from_secs(30));
     let body = response.bytes(Some(remaining)).await.unwrap_or_default();
-    Err(decode_error(status.as_u16(), &body).with_retry_after(retry_after))
+    let mut err = decode_error(status.as_u16(), &body).with_retry_after(retry_after);
+    scrub_credentials(&mut err.message, &credentials);
+    Err(err)
+}
+
+/// Replaces any credential (the part after an auth scheme too) found in `message`.
+pub fn scrub_credentials(message: &mut String, credentials: &[http::HeaderValue]) {
+    for value in credentials {
+        let Ok(text) = value.to_str() else { continue };
+        let secret = text.rsplit(' ').next().unwrap_or(text);
+        if secret.len() >= 8 && message.contains(secret) {
+            *message = message.replace(secret, &llm_proxy_api::config::mask_secret(secret));
+        }
+    }
 }
 
 /// Reads a whole (non-streamed) body before `deadline`.
@@ -208,4 +228,19 @@ pub async fn get_json(
     let deadline = Instant::now() + timeouts.first_byte.min(Duration::from_secs(15));
     let response = send(client, request, None, timeouts, deadline, decode_error).await?;
     read_body(response, deadline).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn echoed_keys_are_scrubbed_from_error_messages() {
+        let mut v = http::HeaderValue::from_static("Bearer sk-live-abcdefghijklmnop");
+        v.set_sensitive(true);
+        let mut msg = "Incorrect API key provided: sk-live-abcdefghijklmnop.".to_owned();
+        scrub_credentials(&mut msg, &[v]);
+        assert!(!msg.contains("abcdefghijklmnop"), "{msg}");
+        assert!(msg.contains("sk-l"));
+    }
 }

@@ -39,11 +39,18 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 pub fn format_for_path(path: &str) -> WireFormat {
     if path.starts_with("/anthropic/") || path.starts_with("/v1/messages") {
         WireFormat::Anthropic
-    } else if path.starts_with("/v1beta/") {
+    } else if path.starts_with("/v1beta/") || is_gemini_method(path) {
         WireFormat::Gemini
     } else {
         WireFormat::OpenAi
     }
+}
+
+/// `.../models/{model}:{method}` with one of Gemini's methods (also served under `/v1`).
+fn is_gemini_method(path: &str) -> bool {
+    path.rsplit_once(':').is_some_and(|(_, method)| {
+        matches!(method, "generateContent" | "streamGenerateContent" | "countTokens")
+    })
 }
 
 /// Middleware enforcing client keys; refusals use the envelope of the path's protocol.

@@ -29,10 +29,19 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/chat/completions", post(frontend::openai_chat::chat_completions))
         .route("/chat/completions", post(frontend::openai_chat::chat_completions))
         .route("/v1/models", get(frontend::models::list_models))
+        // Gemini's `/v1` surface (newer `google-genai`) shares the prefix with OpenAI's.
+        .route(
+            "/v1/models/{*rest}",
+            post(frontend::gemini::model_action).get(frontend::models::get_model),
+        )
         .route("/models", get(frontend::models::list_models))
         .route("/health", get(frontend::models::health))
         .route("/metrics", get(metrics::render))
         .route("/v1/diagnostics", get(frontend::diagnostics::diagnostics))
+        .route(
+            "/v1/diagnostics/backends/{instance}/reactivate",
+            post(frontend::diagnostics::reactivate),
+        )
         .route("/v1/messages", post(frontend::anthropic::messages))
         .route("/v1/messages/count_tokens", post(frontend::anthropic::count_tokens))
         .route("/anthropic/v1/messages", post(frontend::anthropic::messages))

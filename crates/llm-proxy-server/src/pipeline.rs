@@ -252,7 +252,16 @@ async fn attempt(state: &AppState, slot: &BackendSlot, leg: &Leg, mut req: ChatR
     let backend = match &slot.backend {
         Ok(b) => b,
         Err(why) => {
-            return Outcome::Failed(BackendError::config(format!("backend '{}' is unavailable: {why}", slot.instance)));
+            // Not linked, blocked or misconfigured: a client-side 400 with the guidance, but
+            // another branch of the selector may still serve the request.
+            let mut e = BackendError::new(
+                ErrorKind::InvalidRequest,
+                llm_proxy_api::ErrorSource::Config,
+                format!("backend '{}' is unavailable: {why}", slot.instance),
+            )
+            .with_code("backend_unavailable");
+            e.retryable = true;
+            return Outcome::Failed(e);
         }
     };
     apply_params(&mut req, &leg.params);

@@ -75,9 +75,12 @@ fn build_backend(
     factory: &llm_proxy_api::BackendFactory,
     args: FactoryArgs,
 ) -> Result<Arc<dyn Backend>, String> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| factory(args))) {
+    match crate::plugins::discovery::call_isolated(|| factory(args)) {
         Ok(built) => built.map_err(|e| e.message),
-        Err(_) => Err("the backend factory panicked".to_owned()),
+        Err(payload) => Err(format!(
+            "the backend factory panicked: {}",
+            crate::plugins::discovery::panic_message(payload.as_ref())
+        )),
     }
 }
 

@@ -21,10 +21,17 @@ pub async fn start_proxy(yaml: &str) -> Proxy {
     let cfg = load_from_str(yaml, &CliOverrides::default(), &Env::default()).expect("config");
     let state = AppState::build(cfg, Plugins::from_linked(), CaptureAwareClient::plain().unwrap())
         .expect("state");
+    serve_state(state).await
+}
+
+/// Serves a built state on 127.0.0.1:0, with the peer address available to handlers (as the
+/// binary serves it).
+pub async fn serve_state(state: AppState) -> Proxy {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
+    let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let task = tokio::spawn(async move {
-        axum::serve(listener, app(state)).await.unwrap();
+        axum::serve(listener, service).await.unwrap();
     });
     Proxy { url, task }
 }

@@ -181,6 +181,34 @@ async fn circuit_breaker_opens_and_skips_the_instance() {
     assert_eq!(status, 200);
     assert_eq!(v["choices"][0]["message"]["content"], "b");
     assert_eq!(p.a.calls(), 3);
+    let diag: Value = client().get(format!("{}/v1/diagnostics", proxy.url)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(diag["circuit_breakers"]["openai.a"]["state"], "open", "{diag}");
+    assert_eq!(diag["circuit_breakers"]["openai.b"]["state"], "closed");
+    // Manual reactivation closes it: the next call reaches the upstream again.
+    let r = client().post(format!("{}/v1/diagnostics/backends/openai.a/reactivate", proxy.url)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = client().post(format!("{}/v1/diagnostics/backends/nosuch/reactivate", proxy.url)).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    p.a.set_fallback(Reply::json(openai::completion("a is back")));
+    let (status, v) = post(&proxy.url, &body("openai.a:m", false)).await;
+    assert_eq!(status, 200);
+    assert_eq!(v["choices"][0]["message"]["content"], "a is back");
+    assert_eq!(p.a.calls(), 4);
+}
+
+#[tokio::test]
+async fn half_open_trial_closes_the_breaker() {
+    let p = pair().await;
+    p.a.push(Reply::error(503, json!({"error": {"message": "down"}})));
+    p.a.set_fallback(Reply::json(openai::completion("recovered")));
+    // A negligible cooldown: after opening, the very next call is a half-open trial.
+    let proxy = start_proxy(&config(&p, "resilience:\n  circuit_breaker:\n    failure_threshold: 1\n    open_cooldown_seconds: 0.000001\n")).await;
+    let (status, _) = post(&proxy.url, &body("openai.a:m", false)).await;
+    assert_eq!(status, 502);
+    let (status, v) = post(&proxy.url, &body("openai.a:m", false)).await;
+    assert_eq!(status, 200, "{v}");
+    let diag: Value = client().get(format!("{}/v1/diagnostics", proxy.url)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(diag["circuit_breakers"]["openai.a"]["state"], "closed");
 }
 
 #[tokio::test]

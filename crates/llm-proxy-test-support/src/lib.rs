@@ -4,6 +4,7 @@
 
 pub mod anthropic;
 pub mod gemini;
+pub mod ollama;
 pub mod openai;
 
 use std::collections::VecDeque;
@@ -41,6 +42,9 @@ pub enum Reply {
     },
     /// A server-sent-event stream.
     Sse(SseScript),
+    /// A newline-delimited JSON stream (Ollama's native API); frames are lines with their
+    /// trailing `\n`.
+    Ndjson(SseScript),
 }
 
 /// A scripted SSE response.
@@ -72,6 +76,11 @@ impl Reply {
     /// An SSE stream of `frames`.
     pub fn sse(frames: Vec<String>) -> Self {
         Self::Sse(SseScript { frames, ..SseScript::default() })
+    }
+
+    /// An NDJSON stream of `lines` (each sent as one chunk).
+    pub fn ndjson(lines: Vec<String>) -> Self {
+        Self::Ndjson(SseScript { frames: lines, ..SseScript::default() })
     }
 }
 
@@ -196,18 +205,21 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             respond(status, "application/json", Body::from(body.to_string()), &extra)
         }
         Some(Reply::Raw { status, body }) => respond(status, "text/html", Body::from(body), &[]),
-        Some(Reply::Sse(script)) => {
-            if let Some(hold) = &script.hold_before_head {
-                hold.notified().await;
-            }
-            let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(1);
-            tokio::spawn(stream_frames(script, tx, shared.clone()));
-            let body = Body::from_stream(futures::stream::unfold(rx, |mut rx| async move {
-                rx.recv().await.map(|item| (item, rx))
-            }));
-            respond(200, "text/event-stream", body, &[])
-        }
+        Some(Reply::Sse(script)) => stream_reply(script, "text/event-stream", shared).await,
+        Some(Reply::Ndjson(script)) => stream_reply(script, "application/x-ndjson", shared).await,
     }
+}
+
+async fn stream_reply(script: SseScript, content_type: &str, shared: Arc<Shared>) -> Response {
+    if let Some(hold) = &script.hold_before_head {
+        hold.notified().await;
+    }
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+    tokio::spawn(stream_frames(script, tx, shared));
+    let body = Body::from_stream(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }));
+    respond(200, content_type, body, &[])
 }
 
 async fn stream_frames(script: SseScript, tx: mpsc::Sender<Result<Bytes, std::io::Error>>, shared: Arc<Shared>) {
@@ -224,11 +236,10 @@ async fn stream_frames(script: SseScript, tx: mpsc::Sender<Result<Bytes, std::io
             return;
         }
     }
+    // A clean end drops the sender, which ends the body; a cut ends it with an error.
     if script.cut {
         let _ = tx.send(Err(std::io::Error::other("cut"))).await;
-        return;
     }
-    // A clean end: dropping the sender ends the body.
 }
 
 fn respond(status: u16, content_type: &str, body: Body, extra: &[(&str, &str)]) -> Response {

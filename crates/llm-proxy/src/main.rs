@@ -4,11 +4,14 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use llm_proxy_api::http::CaptureAwareClient;
+use llm_proxy_api::http::{CaptureAwareClient, CaptureSink, build_capture_aware_client};
+use llm_proxy_server::capture::{JsonlCaptureSink, configured_secrets};
 use llm_proxy_server::config::{self, CliOverrides, Env};
-use llm_proxy_server::plugins::Registry;
+use llm_proxy_server::frontend::diagnostics;
+use llm_proxy_server::plugins::{ACCESS_MODE_ENV, AccessMode, Plugins};
 use llm_proxy_server::{AppState, anthropic_app, app};
 use tracing_subscriber::EnvFilter;
 
@@ -49,6 +52,31 @@ struct Cli {
     /// Accept requests without a client key even when `auth.api_keys` is set.
     #[arg(long, global = true)]
     disable_auth: bool,
+    /// Never retry or fail over.
+    #[arg(long, global = true)]
+    disable_failure_handling: bool,
+    /// Longest Retry-After (seconds) waited out on the same backend.
+    #[arg(long, global = true)]
+    max_silent_wait: Option<f64>,
+    /// Time budget (seconds) for all attempts of one request.
+    #[arg(long, global = true)]
+    total_timeout_budget: Option<f64>,
+    /// Most retries / failovers per request.
+    #[arg(long, global = true)]
+    max_failover_hops: Option<u32>,
+    /// Seconds of upstream silence before an SSE keep-alive.
+    #[arg(long, global = true)]
+    keepalive_interval: Option<f64>,
+    /// Model alias `PATTERN=REPLACEMENT` (repeatable; replaces MODEL_ALIASES and the file's list).
+    #[arg(long = "model-alias", global = true)]
+    model_aliases: Vec<String>,
+    /// Shared deployment: refuse personal-credential (OAuth, local CLI) backends. Also
+    /// `LLM_PROXY_ACCESS_MODE=multi_user`.
+    #[arg(long, global = true)]
+    multi_user_mode: bool,
+    /// One user on this machine (the default). Also `LLM_PROXY_ACCESS_MODE=single_user`.
+    #[arg(long, global = true)]
+    single_user_mode: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -59,6 +87,9 @@ enum Command {
     Serve,
     /// Validate the configuration and print it with secrets masked.
     CheckConfig,
+    /// List backend types with their origin (core or plugin), configured instances, and
+    /// plugins that were skipped, with reasons.
+    Plugins,
 }
 
 impl Cli {
@@ -75,6 +106,12 @@ impl Cli {
             command_prefix: self.command_prefix.clone(),
             proxy_timeout: self.proxy_timeout,
             disable_auth: self.disable_auth,
+            disable_failure_handling: self.disable_failure_handling,
+            max_silent_wait: self.max_silent_wait,
+            total_timeout_budget: self.total_timeout_budget,
+            max_failover_hops: self.max_failover_hops,
+            keepalive_interval: self.keepalive_interval,
+            model_aliases: self.model_aliases.clone(),
         }
     }
 }
@@ -92,7 +129,15 @@ fn print_out(text: &str) {
 
 fn main() -> ExitCode {
     llm_proxy_connectors::link();
+    #[cfg(feature = "ollama-native")]
+    llm_proxy_plugin_ollama_native::link();
     let cli = Cli::parse();
+    // Fixed before discovery: it decides which backends may register.
+    let env_mode = std::env::var(ACCESS_MODE_ENV).ok();
+    let mode = match AccessMode::resolve(cli.multi_user_mode, cli.single_user_mode, env_mode.as_deref()) {
+        Ok(m) => m,
+        Err(e) => return fail(e),
+    };
     let cfg = match config::load(&cli.overrides(), &Env::from_process()) {
         Ok(c) => c,
         Err(e) => return fail(format!("invalid configuration: {e}")),
@@ -101,13 +146,14 @@ fn main() -> ExitCode {
         return fail(e);
     }
     match cli.command {
-        Some(Command::CheckConfig) => check_config(cfg),
+        Some(Command::CheckConfig) => check_config(cfg, mode),
+        Some(Command::Plugins) => list_plugins(cfg, mode),
         Some(Command::Serve) | None => {
             let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => return fail(format!("cannot start runtime: {e}")),
             };
-            runtime.block_on(serve(cfg))
+            runtime.block_on(serve(cfg, mode))
         }
     }
 }
@@ -119,13 +165,13 @@ fn init_logging(level: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn check_config(cfg: llm_proxy_api::AppConfig) -> ExitCode {
+fn check_config(cfg: llm_proxy_api::AppConfig, mode: AccessMode) -> ExitCode {
     let shown = config::effective_config(&cfg);
     let client = match CaptureAwareClient::plain() {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    if let Err(e) = AppState::build(cfg, Registry::from_linked(), client) {
+    if let Err(e) = AppState::build(cfg, Plugins::discover_linked(mode), client) {
         return fail(format!("invalid configuration: {e}"));
     }
     match serde_yaml::to_string(&shown) {
@@ -137,11 +183,45 @@ fn check_config(cfg: llm_proxy_api::AppConfig) -> ExitCode {
     }
 }
 
+/// `llm-proxy plugins`: the diagnostics report as tables; discovery is shown even when the
+/// configuration cannot start.
+fn list_plugins(cfg: llm_proxy_api::AppConfig, mode: AccessMode) -> ExitCode {
+    let plugins = Plugins::discover_linked(mode);
+    let client = match CaptureAwareClient::plain() {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    match AppState::build(cfg, plugins.clone(), client) {
+        Ok(state) => {
+            let mut report = diagnostics::diagnostics_json(&state);
+            // This process captures nothing; the serving one reports capture health.
+            if let Some(map) = report.as_object_mut() {
+                map.remove("capture");
+            }
+            print_out(&diagnostics::render_tables(&report));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            print_out(&diagnostics::render_tables(&diagnostics::plugins_json(&plugins)));
+            fail(format!("the configuration cannot start: {e}"))
+        }
+    }
+}
+
+/// The capture file sink, when `--capture-file` / `logging.capture_file` / `CAPTURE_FILE` is set.
+fn open_capture(cfg: &llm_proxy_api::AppConfig) -> Result<Option<Arc<JsonlCaptureSink>>, String> {
+    let Some(path) = &cfg.logging.capture_file else { return Ok(None) };
+    let sink = JsonlCaptureSink::open(path, configured_secrets(cfg))
+        .map_err(|e| format!("cannot open capture file '{path}': {e}"))?;
+    tracing::info!(path = %path, "capturing upstream traffic (JSON lines)");
+    Ok(Some(sink))
+}
+
 fn is_loopback(host: &str) -> bool {
     matches!(host, "localhost" | "127.0.0.1" | "::1") || host.starts_with("127.")
 }
 
-async fn serve(cfg: llm_proxy_api::AppConfig) -> ExitCode {
+async fn serve(cfg: llm_proxy_api::AppConfig, mode: AccessMode) -> ExitCode {
     if !is_loopback(&cfg.host) && cfg.auth.api_keys.is_empty() {
         return fail(format!(
             "refusing to listen on {} without client authentication: set auth.api_keys (or API_KEYS), or bind 127.0.0.1",
@@ -149,11 +229,16 @@ async fn serve(cfg: llm_proxy_api::AppConfig) -> ExitCode {
         ));
     }
     let (host, port, anthropic_port) = (cfg.host.clone(), cfg.port, cfg.anthropic_port);
-    let client = match CaptureAwareClient::plain() {
+    let capture = match open_capture(&cfg) {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    let state = match AppState::build(cfg, Registry::from_linked(), client) {
+    let sink = capture.clone().map(|s| s as Arc<dyn CaptureSink>);
+    let client = match build_capture_aware_client(reqwest::Client::builder(), sink, None) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let state = match AppState::build(cfg, Plugins::discover_linked(mode), client) {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
@@ -173,18 +258,26 @@ async fn serve(cfg: llm_proxy_api::AppConfig) -> ExitCode {
         print_out(&format!("llm-proxy listening on http://{addr}"));
         tracing::info!(%addr, "listening");
         servers.push(tokio::spawn(async move {
-            axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await
+            // Peer addresses let /v1/diagnostics serve loopback clients only.
+            let service = router.into_make_service_with_connect_info::<SocketAddr>();
+            axum::serve(listener, service).with_graceful_shutdown(shutdown_signal()).await
         }));
     }
+    let mut outcome = ExitCode::SUCCESS;
     for s in servers {
         match s.await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return fail(format!("server error: {e}")),
-            Err(e) => return fail(format!("server task failed: {e}")),
+            Ok(Err(e)) => outcome = fail(format!("server error: {e}")),
+            Err(e) => outcome = fail(format!("server task failed: {e}")),
         }
     }
+    if let Some(sink) = capture {
+        // Writes what is still queued before the process exits.
+        sink.close();
+        tracing::info!(written = sink.written(), dropped = sink.dropped(), "capture file closed");
+    }
     tracing::info!("shut down");
-    ExitCode::SUCCESS
+    outcome
 }
 
 async fn shutdown_signal() {

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::PROTOCOL;
 use super::schema::sanitize_schema;
-use super::to_model::thought_signature_of;
+use super::to_model::{carry_reasoning, thought_signature_of};
 use super::types::{
     self as wire, Blob, Candidate, Content, FileData, FunctionCall, FunctionCallingConfig,
     FunctionDeclaration, FunctionResponse, GenerateContentRequest, GenerateContentResponse,
@@ -535,14 +535,16 @@ pub fn response_from_model(resp: &ChatResponse) -> GenerateContentResponse {
                     slot.push(&mut parts, wire::Part::text(t.text.clone()));
                 }
             }
-            Part::Reasoning(b) => {
-                let sig = google_signature(b);
-                if !b.text.is_empty() {
-                    slot.push(&mut parts, thought_part(&b.text, sig));
-                } else if let Some(sig) = sig {
-                    slot.wait(&sig, &mut parts);
+            Part::Reasoning(b) => match (google_signature(b), carry_reasoning(b)) {
+                (Some(sig), _) if b.text.is_empty() => slot.wait(&sig, &mut parts),
+                (Some(sig), _) => slot.push(&mut parts, thought_part(&b.text, Some(sig))),
+                // Another provider's signature rides in the slot so the client sends it back.
+                (None, carried @ Some(_)) => slot.push(&mut parts, thought_part(&b.text, carried)),
+                (None, None) if !b.text.is_empty() => {
+                    slot.push(&mut parts, thought_part(&b.text, None));
                 }
-            }
+                (None, None) => {}
+            },
             Part::ToolCall(c) => slot.push(&mut parts, function_call_part(c, &mut ignored)),
             Part::Image(img) => slot.push(&mut parts, image_part(img)),
             Part::Audio(a) => slot.push(&mut parts, audio_part(a)),
@@ -998,7 +1000,8 @@ mod tests {
                     {"text": "think", "thought": true},
                     {"text": "hi", "thoughtSignature": "S"},
                     {"functionCall": {"id": "c", "name": "f", "args": {"a": 1}}, "thoughtSignature": "F"},
-                    {"text": "x", "thought": true}
+                    {"text": "x", "thought": true,
+                     "thoughtSignature": opaque_signature::encode(&json!({"signature": "anthropic"}))}
                 ]}, "finishReason": "STOP", "index": 0}],
                 "modelVersion": "gemini-2.5-pro",
                 "responseId": "r1"

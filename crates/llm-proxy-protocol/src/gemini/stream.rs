@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use llm_proxy_api::error::{BackendError, ErrorKind, ErrorSource};
-use llm_proxy_api::model::{FinishReason, Usage};
+use llm_proxy_api::model::{FinishReason, ReasoningBlock, Usage};
 use llm_proxy_api::stream::StreamEvent;
 use llm_proxy_api::translation::StreamDecoder;
 use serde::Serialize;
@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::error::{error_body, error_from_value, google_http_code};
 use super::from_model::{finish_reason_name, usage_from_model};
-use super::to_model::{ResponseEvents, thought_signature_of};
+use super::to_model::{ResponseEvents, carry_reasoning, thought_signature_of};
 use super::types::{GenerateContentResponse, UsageMetadata};
 use crate::sse::{SseFrame, SseParser, data_frame};
 
@@ -269,8 +269,17 @@ impl ChunkRenderer {
                     out.push(self.frame(part, None, None));
                 }
             }
-            // Other providers' signatures and encrypted reasoning have no Gemini form.
-            StreamEvent::ReasoningSignature { .. } | StreamEvent::ReasoningRedacted { .. } => {}
+            // Other providers' signatures and encrypted reasoning ride in the signature slot
+            // of an empty thought part, so the client sends them back.
+            StreamEvent::ReasoningSignature { signature } => {
+                let block = ReasoningBlock { signature: Some(signature.clone()), ..ReasoningBlock::default() };
+                self.carried_frame(&block, out);
+            }
+            StreamEvent::ReasoningRedacted { data } => {
+                let block = ReasoningBlock { redacted: Some(data.clone()), ..ReasoningBlock::default() };
+                self.carried_frame(&block, out);
+                self.in_thought = false;
+            }
             StreamEvent::ToolCallStart {
                 index,
                 id,
@@ -306,6 +315,18 @@ impl ChunkRenderer {
                 None => self.usage = Some(*u),
             },
             StreamEvent::Finish { reason } => self.finish = Some(reason.clone()),
+        }
+    }
+
+    fn carried_frame(&self, block: &ReasoningBlock, out: &mut Vec<Bytes>) {
+        if let Some(sig) = carry_reasoning(block) {
+            let part = PartOut {
+                text: Some(""),
+                thought: Some(true),
+                thought_signature: Some(&sig),
+                ..PartOut::default()
+            };
+            out.push(self.frame(part, None, None));
         }
     }
 
@@ -362,6 +383,7 @@ impl ChunkRenderer {
 mod tests {
     use super::*;
     use crate::gemini::to_model::thought_signature_data;
+    use llm_proxy_api::model::opaque_signature;
     use serde_json::json;
 
     fn decode_all(body: &str, piece: usize) -> Result<Vec<StreamEvent>, BackendError> {
@@ -547,6 +569,8 @@ mod tests {
             vec![
                 json!({"text": "hmm", "thought": true}),
                 json!({"text": "", "thought": true, "thoughtSignature": "S"}),
+                json!({"text": "", "thought": true,
+                       "thoughtSignature": opaque_signature::encode(&json!({"signature": "anthropic"}))}),
                 json!({"text": "Hi"}),
                 json!({"functionCall": {"id": "c1", "name": "f", "args": {"a": 1}}, "thoughtSignature": "F"}),
                 json!({"functionCall": {"id": "c2", "name": "g", "args": {}}}),

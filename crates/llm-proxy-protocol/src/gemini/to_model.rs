@@ -5,7 +5,7 @@
 use llm_proxy_api::model::{
     AudioPart, ChatRequest, ChatResponse, FinishReason, ImagePart, MediaSource, Message, Part,
     ReasoningBlock, ReasoningConfig, ResponseFormat, Role, Sampling, TextPart, ToolCall,
-    ToolChoice, ToolDefinition, ToolResult, Usage,
+    ToolChoice, ToolDefinition, ToolResult, Usage, opaque_signature,
 };
 use llm_proxy_api::stream::{Collector, StreamEvent};
 use serde_json::{Map, Value, json};
@@ -33,6 +33,39 @@ pub fn thought_signature_of(data: &Value) -> Option<&str> {
         .or_else(|| google.get("thoughtSignature"))
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
+}
+
+/// Another provider's reasoning signature or encrypted reasoning, as carried through a Gemini
+/// client in the `thoughtSignature` slot: `opaque_signature` holding `{"signature": ..}` or
+/// `{"redacted": ..}`. A real Gemini signature never has that form.
+pub fn carried_reasoning(thought_signature: &str) -> Option<ReasoningBlock> {
+    let data = opaque_signature::decode(thought_signature)?;
+    let field = |k: &str| data.get(k).and_then(Value::as_str).map(str::to_owned);
+    match (field("signature"), field("redacted")) {
+        (Some(signature), _) => Some(ReasoningBlock {
+            signature: Some(signature),
+            ..ReasoningBlock::default()
+        }),
+        (None, Some(data)) => Some(ReasoningBlock {
+            redacted: Some(data),
+            ..ReasoningBlock::default()
+        }),
+        (None, None) => None,
+    }
+}
+
+/// The `thoughtSignature` carrying a block's non-Gemini signature or encrypted reasoning to a
+/// Gemini client, so it comes back on the next turn (see [`carried_reasoning`]).
+pub fn carry_reasoning(b: &ReasoningBlock) -> Option<String> {
+    if let Some(data) = &b.redacted {
+        return Some(opaque_signature::encode(&json!({ "redacted": data })));
+    }
+    let signature = b.signature.as_deref()?;
+    // Our own opaque signatures hold provider data (a Gemini signature), not a signature.
+    if opaque_signature::decode(signature).is_some() {
+        return None;
+    }
+    Some(opaque_signature::encode(&json!({ "signature": signature })))
 }
 
 /// Converts a client request to the canonical model. The model comes from the URL path
@@ -279,16 +312,23 @@ fn contents_to_messages(contents: Vec<Content>, out: &mut Vec<Message>) -> Resul
                 continue;
             }
             if part.thought == Some(true) {
-                current.push(Part::Reasoning(ReasoningBlock {
-                    text: part.text.unwrap_or_default(),
-                    provider_data: signature.map(thought_signature_data),
-                    ..ReasoningBlock::default()
-                }));
+                let text = part.text.unwrap_or_default();
+                if let Some(carried) = signature.and_then(carried_reasoning) {
+                    push_carried(&mut current, text, carried);
+                } else {
+                    current.push(Part::Reasoning(ReasoningBlock {
+                        text,
+                        provider_data: signature.map(thought_signature_data),
+                        ..ReasoningBlock::default()
+                    }));
+                }
                 continue;
             }
             // A signature on a non-thought part: a provider-data-only reasoning block just
             // before it, which `from_model` puts back on the next part.
-            if let Some(sig) = signature {
+            if let Some(carried) = signature.and_then(carried_reasoning) {
+                push_carried(&mut current, String::new(), carried);
+            } else if let Some(sig) = signature {
                 current.push(Part::Reasoning(ReasoningBlock {
                     provider_data: Some(thought_signature_data(sig)),
                     ..ReasoningBlock::default()
@@ -315,6 +355,25 @@ fn contents_to_messages(contents: Vec<Content>, out: &mut Vec<Message>) -> Resul
         flush(Role::Tool, &mut results, out);
     }
     Ok(())
+}
+
+/// A thought part whose signature carries another provider's reasoning. A streamed signature
+/// arrives as its own empty thought part after the text; a client that kept the two parts
+/// apart gets them joined again, so the text and its signature travel together.
+fn push_carried(current: &mut Vec<Part>, text: String, mut carried: ReasoningBlock) {
+    if text.is_empty()
+        && carried.signature.is_some()
+        && let Some(Part::Reasoning(last)) = current.last_mut()
+        && last.signature.is_none()
+        && last.redacted.is_none()
+        && last.provider_data.is_none()
+        && !last.text.is_empty()
+    {
+        last.signature = carried.signature;
+        return;
+    }
+    carried.text = text;
+    current.push(Part::Reasoning(carried));
 }
 
 fn flush(role: Role, parts: &mut Vec<Part>, out: &mut Vec<Message>) {
@@ -816,5 +875,45 @@ mod tests {
             thought_signature_of(&json!({"google": {"thought_signature": ""}})),
             None
         );
+    }
+
+    #[test]
+    fn carried_signatures_of_other_providers_come_back_as_signatures() {
+        let sig = |v: Value| opaque_signature::encode(&v);
+        let req = parse(json!({"contents": [
+            {"role": "user", "parts": [{"text": "q"}]},
+            {"role": "model", "parts": [
+                {"text": "thinking", "thought": true},
+                {"text": "", "thought": true, "thoughtSignature": sig(json!({"signature": "EqQB"}))},
+                {"text": "", "thought": true, "thoughtSignature": sig(json!({"redacted": "enc"}))},
+                {"text": "more", "thought": true, "thoughtSignature": sig(json!({"signature": "S2"}))},
+                {"text": "answer"}
+            ]},
+            {"role": "user", "parts": [{"text": "next"}]}
+        ]}));
+        let model = request_to_model(req, "m").unwrap();
+        let blocks: Vec<&ReasoningBlock> = model.messages[1]
+            .content
+            .iter()
+            .filter_map(|p| match p {
+                Part::Reasoning(b) => Some(b),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(blocks.len(), 3, "{blocks:?}");
+        assert_eq!((blocks[0].text.as_str(), blocks[0].signature.as_deref()), ("thinking", Some("EqQB")));
+        assert_eq!(blocks[1].redacted.as_deref(), Some("enc"));
+        assert_eq!((blocks[2].text.as_str(), blocks[2].signature.as_deref()), ("more", Some("S2")));
+        assert!(blocks.iter().all(|b| b.provider_data.is_none()));
+        assert_eq!(carry_reasoning(blocks[0]), Some(sig(json!({"signature": "EqQB"}))));
+        assert_eq!(
+            carry_reasoning(&ReasoningBlock {
+                signature: Some(sig(json!({"google": {"thought_signature": "g"}}))),
+                ..ReasoningBlock::default()
+            }),
+            None,
+            "provider data is not a foreign signature"
+        );
+        assert_eq!(carried_reasoning("a-real-gemini-signature"), None);
     }
 }

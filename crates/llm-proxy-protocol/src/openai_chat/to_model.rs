@@ -159,17 +159,24 @@ pub(crate) fn reasoning_to_model(
     text: Option<String>,
 ) -> Vec<Part> {
     if let Some(details) = details.filter(|d| !d.is_empty()) {
-        return details
+        let mut blocks: Vec<ReasoningBlock> = details
             .into_iter()
-            .map(|d| {
-                Part::Reasoning(ReasoningBlock {
-                    text: d.text.or(d.summary).unwrap_or_default(),
-                    signature: d.signature,
-                    redacted: d.data,
-                    provider_data: d.provider_data,
-                })
+            .map(|d| ReasoningBlock {
+                text: d.text.or(d.summary).unwrap_or_default(),
+                signature: d.signature,
+                redacted: d.data,
+                provider_data: d.provider_data,
             })
             .collect();
+        // A streamed answer, accumulated by the client, has its text in `reasoning_content`
+        // and only the signatures in `reasoning_details`: the text belongs to the signed block.
+        if let Some(t) = text.filter(|t| !t.is_empty())
+            && blocks.iter().all(|b| b.text.is_empty())
+            && let Some(first) = blocks.iter_mut().find(|b| b.redacted.is_none())
+        {
+            first.text = t;
+        }
+        return blocks.into_iter().map(Part::Reasoning).collect();
     }
     match text {
         Some(t) if !t.is_empty() => {
@@ -341,5 +348,22 @@ mod tests {
         assert_eq!(parts.len(), 2);
         assert!(matches!(&parts[0], Part::Reasoning(b) if b.signature.as_deref() == Some("s")));
         assert!(matches!(&parts[1], Part::Reasoning(b) if b.redacted.as_deref() == Some("enc")));
+    }
+
+    #[test]
+    fn streamed_reasoning_text_joins_its_signature_only_detail() {
+        let parts = reasoning_to_model(
+            Some(vec![ReasoningDetail {
+                kind: "reasoning.text".into(),
+                signature: Some("s".into()),
+                index: Some(0),
+                ..Default::default()
+            }]),
+            Some("thought".into()),
+        );
+        assert!(
+            matches!(&parts[..], [Part::Reasoning(b)] if b.text == "thought" && b.signature.as_deref() == Some("s")),
+            "{parts:?}"
+        );
     }
 }

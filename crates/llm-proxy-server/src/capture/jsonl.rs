@@ -48,8 +48,10 @@ impl SecretMasker {
             .collect();
         values.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         values.dedup();
-        let finders =
-            values.iter().map(|v| memmem::Finder::new(v.as_bytes()).into_owned()).collect();
+        let finders = values
+            .iter()
+            .map(|v| memmem::Finder::new(v.as_bytes()).into_owned())
+            .collect();
         Self { finders }
     }
 
@@ -114,7 +116,12 @@ impl JsonlCaptureSink {
         path: impl AsRef<Path>,
         secrets: impl IntoIterator<Item = S>,
     ) -> std::io::Result<Arc<Self>> {
-        Self::start(path.as_ref(), SecretMasker::new(secrets), DEFAULT_QUEUE_CAPACITY, None)
+        Self::start(
+            path.as_ref(),
+            SecretMasker::new(secrets),
+            DEFAULT_QUEUE_CAPACITY,
+            None,
+        )
     }
 
     /// Like [`open`](Self::open) with a chosen queue capacity.
@@ -197,7 +204,11 @@ impl JsonlCaptureSink {
             return;
         }
         let _ = self.sender.send(Message::Close);
-        let handle = self.writer.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let handle = self
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         if let Some(handle) = handle
             && handle.join().is_err()
         {
@@ -290,7 +301,9 @@ impl Writer {
     fn warn(&mut self, error: &dyn std::error::Error) {
         if !self.warned {
             self.warned = true;
-            tracing::warn!("writing the capture file failed (later failures are only counted): {error}");
+            tracing::warn!(
+                "writing the capture file failed (later failures are only counted): {error}"
+            );
         }
     }
 }
@@ -322,19 +335,30 @@ fn record_json(record: &CaptureRecord, masker: &SecretMasker) -> Value {
     out.insert("model".into(), record.model.clone().into());
     out.insert("key_name".into(), record.key_name.clone().into());
     out.insert("method".into(), record.method.clone().into());
-    out.insert("url".into(), record.url.as_deref().map(|u| masker.mask_str(u)).into());
+    out.insert(
+        "url".into(),
+        record.url.as_deref().map(|u| masker.mask_str(u)).into(),
+    );
     out.insert("status".into(), record.status.into());
     out.insert("content_type".into(), content_type.into());
-    out.insert("headers".into(), serde_json::to_value(headers).unwrap_or_default());
+    out.insert(
+        "headers".into(),
+        serde_json::to_value(headers).unwrap_or_default(),
+    );
     out.insert("content_length".into(), record.body_len.into());
     match std::str::from_utf8(&body) {
         Ok(text) => out.insert("payload".into(), text.into()),
         Err(_) => out.insert(
             "payload_base64".into(),
-            base64::engine::general_purpose::STANDARD.encode(&body).into(),
+            base64::engine::general_purpose::STANDARD
+                .encode(&body)
+                .into(),
         ),
     };
-    out.insert("truncated".into(), (record.body.len() < record.body_len).into());
+    out.insert(
+        "truncated".into(),
+        (record.body.len() < record.body_len).into(),
+    );
     Value::Object(out)
 }
 
@@ -417,7 +441,9 @@ mod tests {
     fn records_become_masked_json_lines() {
         let path = temp_path("lines.jsonl");
         let sink = JsonlCaptureSink::open(&path, ["sk-live-secret-1", "ab"]).unwrap();
-        sink.record(record(br#"{"messages":[{"content":"my key is sk-live-secret-1"}]}"#));
+        sink.record(record(
+            br#"{"messages":[{"content":"my key is sk-live-secret-1"}]}"#,
+        ));
         let mut cut = record(&[0xff, 0x00, 0x10]);
         cut.body_len = 10;
         cut.direction = CaptureDirection::InboundResponse;
@@ -439,7 +465,10 @@ mod tests {
         assert_eq!(first["url"], "https://api.test/v1/chat?x=[REDACTED]");
         assert_eq!(first["content_type"], "application/json");
         assert_eq!(first["headers"]["x-custom"], "Bearer [REDACTED], two");
-        assert_eq!(first["payload"], r#"{"messages":[{"content":"my key is [REDACTED]"}]}"#);
+        assert_eq!(
+            first["payload"],
+            r#"{"messages":[{"content":"my key is [REDACTED]"}]}"#
+        );
         assert_eq!(first["truncated"], false);
         let second = &got[1];
         assert_eq!(second["direction"], "inbound_response");
@@ -498,8 +527,14 @@ mod tests {
     #[test]
     fn masker_replaces_longest_secrets_first_and_ignores_short_ones() {
         let masker = SecretMasker::new(["secret", "secret-longer", "", "abc"]);
-        assert_eq!(masker.mask_str("a secret-longer and a secret; abc"), "a [REDACTED] and a [REDACTED]; abc");
-        assert!(matches!(masker.mask_bytes(b"nothing here"), Cow::Borrowed(_)));
+        assert_eq!(
+            masker.mask_str("a secret-longer and a secret; abc"),
+            "a [REDACTED] and a [REDACTED]; abc"
+        );
+        assert!(matches!(
+            masker.mask_bytes(b"nothing here"),
+            Cow::Borrowed(_)
+        ));
     }
 
     #[test]

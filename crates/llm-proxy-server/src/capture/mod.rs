@@ -12,7 +12,11 @@ pub use jsonl::{DEFAULT_QUEUE_CAPACITY, JsonlCaptureSink, SecretMasker};
 /// Every secret value the configuration holds (backend API keys and client keys), for the
 /// sink to mask in payloads, URLs and headers.
 pub fn configured_secrets(config: &AppConfig) -> Vec<String> {
-    let backend_keys = config.backends.instances.values().filter_map(|i| i.api_key.as_ref());
+    let backend_keys = config
+        .backends
+        .instances
+        .values()
+        .filter_map(|i| i.api_key.as_ref());
     backend_keys
         .chain(&config.auth.api_keys)
         .map(|secret| secret.expose().to_owned())
@@ -31,8 +35,14 @@ mod tests {
         let mut openai = BackendInstanceConfig::new("openai", "openai");
         openai.api_key = Some(Secret::new("sk-backend-key-123"));
         config.backends.instances.insert("openai".into(), openai);
-        config.backends.instances.insert("mock".into(), BackendInstanceConfig::new("mock", "mock"));
+        config
+            .backends
+            .instances
+            .insert("mock".into(), BackendInstanceConfig::new("mock", "mock"));
         config.auth.api_keys = vec![Secret::new("client-key-456")];
-        assert_eq!(configured_secrets(&config), ["sk-backend-key-123", "client-key-456"]);
+        assert_eq!(
+            configured_secrets(&config),
+            ["sk-backend-key-123", "client-key-456"]
+        );
     }
 }

@@ -322,7 +322,7 @@ fn cli_aliases(values: &[String]) -> Result<Option<Vec<super::raw::RawAlias>>, C
 
 fn non_negative(path: &str, v: Option<f64>, default: Duration) -> Result<Duration, ConfigError> {
     match v {
-        Some(s) if s == 0.0 => Ok(Duration::ZERO),
+        Some(0.0) => Ok(Duration::ZERO),
         other => seconds(path, other, default),
     }
 }

@@ -19,17 +19,47 @@ use crate::state::{AppState, BackendSlot};
 
 /// The handler: the report for loopback clients, 403 (OpenAI envelope) for anyone else.
 pub async fn diagnostics(State(state): State<AppState>, req: Request) -> Response {
-    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
-    if !peer.is_some_and(|addr| addr.ip().is_loopback()) {
-        let error = BackendError::new(
-            ErrorKind::PermissionDenied,
-            ErrorSource::Config,
-            "diagnostics are only served to clients on the proxy's own host (loopback)",
-        )
-        .with_code("forbidden");
-        return ProxyError::Backend(error).into_response_for(WireFormat::OpenAi);
+    if let Some(denied) = refuse_remote(&req) {
+        return denied;
     }
     Json(diagnostics_json(&state)).into_response()
+}
+
+/// `POST /v1/diagnostics/backends/{instance}/reactivate` (loopback only): closes the
+/// instance's circuit breaker so traffic reaches it again.
+pub async fn reactivate(
+    State(state): State<AppState>,
+    axum::extract::Path(instance): axum::extract::Path<String>,
+    req: Request,
+) -> Response {
+    if let Some(denied) = refuse_remote(&req) {
+        return denied;
+    }
+    let breakers = state.router().breakers();
+    if breakers.reset(&instance) {
+        tracing::info!(%instance, "backend reactivated");
+        let breaker = breakers.snapshot()[&instance].clone();
+        Json(json!({"instance": instance, "reactivated": true, "circuit_breaker": breaker}))
+            .into_response()
+    } else {
+        ProxyError::NotFound(format!("backend instance '{instance}'"))
+            .into_response_for(WireFormat::OpenAi)
+    }
+}
+
+/// A 403 for clients that are not on the proxy's own host.
+fn refuse_remote(req: &Request) -> Option<Response> {
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+    if peer.is_some_and(|addr| addr.ip().is_loopback()) {
+        return None;
+    }
+    let error = BackendError::new(
+        ErrorKind::PermissionDenied,
+        ErrorSource::Config,
+        "diagnostics are only served to clients on the proxy's own host (loopback)",
+    )
+    .with_code("forbidden");
+    Some(ProxyError::Backend(error).into_response_for(WireFormat::OpenAi))
 }
 
 /// The whole report of a running proxy. Sections are top-level keys so more can be added
@@ -38,6 +68,7 @@ pub fn diagnostics_json(state: &AppState) -> Value {
     let mut report = plugins_json(state.plugins());
     if let Value::Object(map) = &mut report {
         map.insert("instances".into(), instances_json(state.backends()));
+        map.insert("circuit_breakers".into(), state.router().breakers().snapshot());
         let sink = state.http_client().sink();
         map.insert(
             "capture".into(),
@@ -160,8 +191,11 @@ pub fn render_tables(report: &Value) -> String {
     let rows = list("backend_types")
         .iter()
         .map(|b| {
-            let distribution =
-                format!("{} {}", text(&b["distribution"]), text(&b["distribution_version"]));
+            let distribution = format!(
+                "{} {}",
+                text(&b["distribution"]),
+                text(&b["distribution_version"])
+            );
             vec![
                 text(&b["name"]),
                 text(&b["origin"]),
@@ -171,7 +205,12 @@ pub fn render_tables(report: &Value) -> String {
             ]
         })
         .collect();
-    section(&mut out, "Backend types", &["NAME", "ORIGIN", "PLUGIN", "CRATE", "SUPPORTS"], rows);
+    section(
+        &mut out,
+        "Backend types",
+        &["NAME", "ORIGIN", "PLUGIN", "CRATE", "SUPPORTS"],
+        rows,
+    );
 
     if let Some(instances) = report["instances"].as_array() {
         let rows = instances
@@ -185,7 +224,12 @@ pub fn render_tables(report: &Value) -> String {
                 vec![text(&i["instance"]), text(&i["backend_type"]), status]
             })
             .collect();
-        section(&mut out, "Configured instances", &["INSTANCE", "TYPE", "STATUS"], rows);
+        section(
+            &mut out,
+            "Configured instances",
+            &["INSTANCE", "TYPE", "STATUS"],
+            rows,
+        );
     }
 
     let rows = list("skipped_plugins")
@@ -200,22 +244,45 @@ pub fn render_tables(report: &Value) -> String {
             ]
         })
         .collect();
-    section(&mut out, "Skipped plugins", &["ENTRY", "PLUGIN", "CRATE", "KIND", "REASON"], rows);
+    section(
+        &mut out,
+        "Skipped plugins",
+        &["ENTRY", "PLUGIN", "CRATE", "KIND", "REASON"],
+        rows,
+    );
 
     let rows = list("known_plugins")
         .iter()
         .map(|k| {
-            let linked = if k["linked"] == Value::Bool(true) { "linked" } else { "not linked" };
-            vec![text(&k["backend"]), text(&k["package"]), text(&k["cargo_feature"]), linked.into()]
+            let linked = if k["linked"] == Value::Bool(true) {
+                "linked"
+            } else {
+                "not linked"
+            };
+            vec![
+                text(&k["backend"]),
+                text(&k["package"]),
+                text(&k["cargo_feature"]),
+                linked.into(),
+            ]
         })
         .collect();
-    section(&mut out, "Plugin crates", &["BACKEND", "CRATE", "CARGO FEATURE", "STATUS"], rows);
+    section(
+        &mut out,
+        "Plugin crates",
+        &["BACKEND", "CRATE", "CARGO FEATURE", "STATUS"],
+        rows,
+    );
 
     let blocked: Vec<String> = list("blocked").iter().map(text).collect();
     let _ = writeln!(
         out,
         "\nBlocked in Multi User Mode: {}",
-        if blocked.is_empty() { "none".to_owned() } else { blocked.join(", ") }
+        if blocked.is_empty() {
+            "none".to_owned()
+        } else {
+            blocked.join(", ")
+        }
     );
     if report["capture"].is_object() {
         let capture = &report["capture"];
@@ -280,7 +347,12 @@ mod tests {
     }
 
     fn core_openai() -> BackendPluginDefinition {
-        BackendPluginDefinition::new("openai", "llm-proxy-connectors", PluginCompatibility::new("0.1.0"), fake)
+        BackendPluginDefinition::new(
+            "openai",
+            "llm-proxy-connectors",
+            PluginCompatibility::new("0.1.0"),
+            fake,
+        )
     }
 
     fn bounded() -> BackendPluginDefinition {
@@ -293,7 +365,12 @@ mod tests {
     }
 
     fn too_new() -> BackendPluginDefinition {
-        BackendPluginDefinition::new("future", "future-plugin", PluginCompatibility::new("9.0"), fake)
+        BackendPluginDefinition::new(
+            "future",
+            "future-plugin",
+            PluginCompatibility::new("9.0"),
+            fake,
+        )
     }
 
     fn entries() -> Vec<BackendPluginEntry> {
@@ -305,7 +382,11 @@ mod tests {
             distribution_version: "0.1.0",
         };
         vec![
-            entry("openai", core_openai as fn() -> BackendPluginDefinition, CORE_DISTRIBUTION),
+            entry(
+                "openai",
+                core_openai as fn() -> BackendPluginDefinition,
+                CORE_DISTRIBUTION,
+            ),
             entry("ollama-native", bounded, "llm-proxy-plugin-ollama-native"),
             entry("future", too_new, "future-crate"),
         ]
@@ -330,7 +411,10 @@ mod tests {
         assert_eq!(skipped.len(), 1);
         assert_eq!(skipped[0]["entry_name"], "future");
         assert_eq!(skipped[0]["kind"], "incompatible");
-        assert_eq!(skipped[0]["reason"], "requires core>=9.0, running core is 0.1.0");
+        assert_eq!(
+            skipped[0]["reason"],
+            "requires core>=9.0, running core is 0.1.0"
+        );
         assert_eq!(report["known_plugins"][0]["linked"], true);
         assert_eq!(report["warnings"].as_array().unwrap().len(), 1);
     }
@@ -346,12 +430,24 @@ mod tests {
         report["capture"] = json!({"enabled": true, "dropped_records": 3});
         let text = render_tables(&report);
         assert!(text.contains("access mode multi_user"), "{text}");
-        assert!(text.contains("ollama-native  plugin  llm-proxy-plugin-ollama-native"), "{text}");
+        assert!(
+            text.contains("ollama-native  plugin  llm-proxy-plugin-ollama-native"),
+            "{text}"
+        );
         assert!(text.contains("core >=0.1.0, <=0.9"), "{text}");
-        assert!(text.contains("unavailable: unknown backend type 'nope'"), "{text}");
-        assert!(text.contains("future  future-plugin  future-crate  incompatible"), "{text}");
+        assert!(
+            text.contains("unavailable: unknown backend type 'nope'"),
+            "{text}"
+        );
+        assert!(
+            text.contains("future  future-plugin  future-crate  incompatible"),
+            "{text}"
+        );
         assert!(text.contains("Blocked in Multi User Mode: none"), "{text}");
         assert!(text.contains("Capture: on, 3 records dropped"), "{text}");
-        assert!(text.contains("Warnings:\n  - Skipping backend plugin 'future-plugin'"), "{text}");
+        assert!(
+            text.contains("Warnings:\n  - Skipping backend plugin 'future-plugin'"),
+            "{text}"
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! Gemini clients (Gemini CLI, `google-genai`): `POST /v1beta/models/{model}:generateContent`,
-//! `:streamGenerateContent` and `:countTokens`, and `GET /v1beta/models` listing the real
-//! models in Gemini's shape.
+//! `:streamGenerateContent` and `:countTokens` (also under `/v1`, which newer `google-genai`
+//! versions call), and `GET /v1beta/models` listing the real models in Gemini's shape.
 
 use axum::Json;
 use axum::extract::rejection::BytesRejection;
@@ -8,10 +8,8 @@ use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::HeaderMap;
-use llm_proxy_api::model::{Part, opaque_signature};
 use llm_proxy_api::stream::StreamEvent;
-use llm_proxy_api::{BackendError, ChatResponse};
-use llm_proxy_protocol::gemini::to_model::thought_signature_of;
+use llm_proxy_api::BackendError;
 use llm_proxy_protocol::gemini::{self, ChunkRenderer, GenerateContentRequest};
 use llm_proxy_protocol::parse_body;
 use serde_json::{Value, json};
@@ -53,7 +51,7 @@ enum Method {
 /// Splits `{model}:{method}` at the last `:` (selectors may contain colons) and checks `alt`:
 /// `streamGenerateContent` takes it absent or `sse`; `alt=sse` also streams `generateContent`.
 fn parse_action<'a>(rest: &'a str, query: Option<&str>) -> Result<(&'a str, Method), ProxyError> {
-    let not_found = || ProxyError::NotFound(format!("POST /v1beta/models/{rest}"));
+    let not_found = || ProxyError::NotFound(format!("POST models/{rest}"));
     let (model, method) = rest.rsplit_once(':').ok_or_else(not_found)?;
     let model = model.strip_prefix("models/").unwrap_or(model);
     if model.is_empty() {
@@ -124,34 +122,10 @@ async fn handle(
         return Ok(stream_response(state, req, renderer, meta).await);
     }
     let response = collected(state, req, meta).await?;
-    meta.lossy.add(dropped_from_response(&response));
     let wire = gemini::response_from_model(&response);
     let body = serde_json::to_vec(&wire)
         .map_err(|e| ProxyError::Backend(BackendError::internal(e.to_string())))?;
     Ok(json_response(body, meta))
-}
-
-/// What a Gemini response cannot carry: another provider's reasoning signatures and
-/// encrypted reasoning.
-fn dropped_from_response(response: &ChatResponse) -> Vec<String> {
-    let mut notes = Vec::new();
-    for part in &response.content {
-        let Part::Reasoning(b) = part else { continue };
-        let google = b.provider_data.as_ref().and_then(thought_signature_of).is_some()
-            || b.signature
-                .as_deref()
-                .and_then(opaque_signature::decode)
-                .is_some_and(|d| thought_signature_of(&d).is_some());
-        if b.redacted.is_some() {
-            notes.push("redacted reasoning dropped (Gemini responses cannot carry it)".to_owned());
-        } else if b.signature.is_some() && !google {
-            notes.push(
-                "reasoning signature dropped (Gemini responses carry only Gemini signatures)"
-                    .to_owned(),
-            );
-        }
-    }
-    notes
 }
 
 /// `:countTokens`: an estimate over the contents, system instruction and tools (either at the
@@ -162,6 +136,15 @@ fn count_tokens(body: &[u8], meta: &RequestMeta) -> Result<Response, ProxyError>
     let system = req.get("systemInstruction").or_else(|| req.get("system_instruction"));
     let tokens = estimate_tokens(&[req.get("contents"), system, req.get("tools")]);
     Ok(json_response(json!({ "totalTokens": tokens }).to_string().into_bytes(), meta))
+}
+
+/// Whether a request comes from a Google client (`google-genai`, Gemini CLI): they send
+/// `x-goog-api-client` or `x-goog-api-key`, or the key in `?key=`. `google-genai` calls the
+/// `/v1` paths that OpenAI clients also use, so `GET /v1/models` answers in the caller's shape.
+pub fn is_google_client(headers: &HeaderMap, query: Option<&str>) -> bool {
+    headers.contains_key("x-goog-api-client")
+        || headers.contains_key("x-goog-api-key")
+        || query.is_some_and(|q| q.split('&').any(|pair| pair.starts_with("key=")))
 }
 
 fn model_entry(m: &ListedModel) -> Value {
@@ -176,8 +159,13 @@ fn model_entry(m: &ListedModel) -> Value {
 
 /// `GET /v1beta/models`: every routable `instance:model`, in Gemini's list shape.
 pub async fn list_models(State(state): State<AppState>) -> Json<Value> {
-    let models: Vec<Value> = listed_models(&state).await.iter().map(model_entry).collect();
-    Json(json!({ "models": models }))
+    Json(model_list(&state).await)
+}
+
+/// The Gemini list body.
+pub async fn model_list(state: &AppState) -> Value {
+    let models: Vec<Value> = listed_models(state).await.iter().map(model_entry).collect();
+    json!({ "models": models })
 }
 
 /// `GET /v1beta/models/{model}`: one entry of the list.

@@ -3,8 +3,12 @@
 //! list), and `GET /health`.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, RawQuery, State};
+use axum::response::{IntoResponse, Response};
+use http::HeaderMap;
 use serde_json::{Value, json};
+
+use crate::error::{ProxyError, WireFormat};
 
 use crate::state::AppState;
 
@@ -34,14 +38,39 @@ pub async fn listed_models(state: &AppState) -> Vec<ListedModel> {
     out
 }
 
-/// `GET /v1/models` in OpenAI's list shape.
-pub async fn list_models(State(state): State<AppState>) -> Json<Value> {
-    let data: Vec<Value> = listed_models(&state)
-        .await
-        .into_iter()
-        .map(|m| json!({"id": m.id, "object": "model", "created": 0, "owned_by": m.owned_by}))
-        .collect();
+fn openai_entry(m: &ListedModel) -> Value {
+    json!({"id": m.id, "object": "model", "created": 0, "owned_by": m.owned_by})
+}
+
+/// `GET /v1/models` in OpenAI's list shape, or Gemini's for Google clients (which share the
+/// path).
+pub async fn list_models(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Json<Value> {
+    if super::gemini::is_google_client(&headers, query.as_deref()) {
+        return Json(super::gemini::model_list(&state).await);
+    }
+    let data: Vec<Value> = listed_models(&state).await.iter().map(openai_entry).collect();
     Json(json!({ "object": "list", "data": data }))
+}
+
+/// `GET /v1/models/{model}`: one model, in the caller's shape (OpenAI's, or Gemini's for Google
+/// clients).
+pub async fn get_model(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    if super::gemini::is_google_client(&headers, query.as_deref()) {
+        return super::gemini::get_model(State(state), Path(id)).await;
+    }
+    match listed_models(&state).await.iter().find(|m| m.id == id) {
+        Some(m) => Json(openai_entry(m)).into_response(),
+        None => ProxyError::NotFound(format!("model '{id}'")).into_response_for(WireFormat::OpenAi),
+    }
 }
 
 /// Liveness.

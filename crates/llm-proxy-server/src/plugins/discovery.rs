@@ -6,9 +6,11 @@
 //! processed before every other entry, so core wins name collisions.
 
 use std::any::Any;
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Once;
 
 use llm_proxy_api::plugin::BackendPluginEntry;
 use llm_proxy_api::{
@@ -68,7 +70,10 @@ pub fn install_command<S: AsRef<str>>(backends: &[S]) -> String {
     if features.is_empty() {
         return GENERIC_INSTALL_COMMAND.to_owned();
     }
-    format!("cargo build --release -p llm-proxy --features {}", features.join(","))
+    format!(
+        "cargo build --release -p llm-proxy --features {}",
+        features.join(",")
+    )
 }
 
 /// Install command when the plugin's feature is not known to core.
@@ -114,7 +119,7 @@ impl AccessMode {
         match (multi_user_flag, single_user_flag) {
             (true, true) => {
                 return Err(
-                    "--multi-user-mode and --single-user-mode cannot be used together".to_owned()
+                    "--multi-user-mode and --single-user-mode cannot be used together".to_owned(),
                 );
             }
             (true, false) => return Ok(Self::MultiUser),
@@ -491,7 +496,7 @@ impl DiscoveryRun<'_> {
             return;
         }
 
-        let def = match catch_unwind(entry.provider) {
+        let def = match call_isolated(entry.provider) {
             Ok(def) => def,
             Err(payload) => {
                 self.load_failed(entry, "panic", panic_message(payload.as_ref()));
@@ -709,7 +714,33 @@ fn validate_definition(def: &BackendPluginDefinition) -> Result<(), String> {
     Ok(())
 }
 
-fn panic_message(payload: &(dyn Any + Send)) -> String {
+thread_local! {
+    /// Set while plugin code runs under [`call_isolated`].
+    static IN_PLUGIN_CALL: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs plugin code (a provider, a factory, a hook) so that a panic becomes an `Err` carrying
+/// its payload instead of unwinding into core. The panic is reported by the caller's warning;
+/// the default panic output (message and backtrace on stderr) is suppressed for it, so a
+/// broken plugin produces one warning rather than what looks like a crash.
+pub fn call_isolated<R>(f: impl FnOnce() -> R) -> Result<R, Box<dyn Any + Send>> {
+    static QUIET_HOOK: Once = Once::new();
+    QUIET_HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_PLUGIN_CALL.with(Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    let was = IN_PLUGIN_CALL.with(|flag| flag.replace(true));
+    let result = catch_unwind(AssertUnwindSafe(f));
+    IN_PLUGIN_CALL.with(|flag| flag.set(was));
+    result
+}
+
+/// Text of a panic payload (`&str` and `String` payloads; others are named as such).
+pub fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(text) = payload.downcast_ref::<&str>() {
         (*text).to_owned()
     } else if let Some(text) = payload.downcast_ref::<String>() {
@@ -758,7 +789,7 @@ pub fn personal_credentials_summary(registry: &BackendRegistry) -> String {
 pub fn run_post_build_hooks(hooks: &PostBuildHooks, services: &ServiceProvider) -> Vec<String> {
     let mut warnings = Vec::new();
     for (name, hook) in &hooks.hooks {
-        let failure = match catch_unwind(AssertUnwindSafe(|| hook(services))) {
+        let failure = match call_isolated(|| hook(services)) {
             Ok(Ok(())) => None,
             Ok(Err(error)) => Some(error.to_string()),
             Err(payload) => Some(format!("panic: {}", panic_message(payload.as_ref()))),
@@ -816,9 +847,7 @@ pub fn missing_extracted_backends(
     let missing: BTreeSet<String> = configured_refs
         .iter()
         .map(|r| normalize_backend_name(r))
-        .filter(|r| {
-            !r.is_empty() && is_optional_backend(r, extracted) && !registered.contains(r)
-        })
+        .filter(|r| !r.is_empty() && is_optional_backend(r, extracted) && !registered.contains(r))
         .collect();
     missing.into_iter().collect()
 }
@@ -893,8 +922,10 @@ pub fn startup_check(
     if missing.is_empty() {
         return Ok(None);
     }
-    let (blocked, not_linked): (Vec<String>, Vec<String>) =
-        missing.iter().cloned().partition(|name| registry.is_blocked(name));
+    let (blocked, not_linked): (Vec<String>, Vec<String>) = missing
+        .iter()
+        .cloned()
+        .partition(|name| registry.is_blocked(name));
     let registered_normalized: HashSet<String> = registered
         .iter()
         .map(|n| normalize_backend_name(n))
@@ -1730,14 +1761,40 @@ mod tests {
     }
 
     #[test]
+    fn isolated_calls_turn_panics_into_errors() {
+        let error = call_isolated(|| -> u8 { panic!("boom") }).err();
+        assert_eq!(
+            error.map(|e| panic_message(e.as_ref())).as_deref(),
+            Some("boom")
+        );
+        assert_eq!(call_isolated(|| 7).ok(), Some(7));
+        assert!(!IN_PLUGIN_CALL.with(Cell::get), "the flag is reset");
+        let nested = call_isolated(|| call_isolated(|| -> u8 { panic!("inner") }).is_err());
+        assert_eq!(nested.ok(), Some(true));
+        assert!(!IN_PLUGIN_CALL.with(Cell::get));
+    }
+
+    #[test]
     fn access_mode_from_flags_and_environment() {
         let resolve = AccessMode::resolve;
         assert_eq!(resolve(false, false, None), Ok(AccessMode::SingleUser));
         assert_eq!(resolve(true, false, None), Ok(AccessMode::MultiUser));
-        assert_eq!(resolve(false, true, Some("multi_user")), Ok(AccessMode::SingleUser));
-        assert_eq!(resolve(false, false, Some("multi_user")), Ok(AccessMode::MultiUser));
-        assert_eq!(resolve(false, false, Some(" Multi-User ")), Ok(AccessMode::MultiUser));
-        assert_eq!(resolve(false, false, Some("single_user")), Ok(AccessMode::SingleUser));
+        assert_eq!(
+            resolve(false, true, Some("multi_user")),
+            Ok(AccessMode::SingleUser)
+        );
+        assert_eq!(
+            resolve(false, false, Some("multi_user")),
+            Ok(AccessMode::MultiUser)
+        );
+        assert_eq!(
+            resolve(false, false, Some(" Multi-User ")),
+            Ok(AccessMode::MultiUser)
+        );
+        assert_eq!(
+            resolve(false, false, Some("single_user")),
+            Ok(AccessMode::SingleUser)
+        );
         assert!(resolve(true, true, None).is_err_and(|e| e.contains("cannot be used together")));
         assert!(resolve(false, false, Some("shared")).is_err_and(|e| e.contains(ACCESS_MODE_ENV)));
         assert_eq!(AccessMode::MultiUser.label(), "multi_user");
@@ -2043,7 +2100,9 @@ mod tests {
         };
         assert_eq!(error.details.blocked_backends, ["qwen-oauth"]);
         assert!(
-            error.message.contains("blocked in Multi User Mode: qwen-oauth"),
+            error
+                .message
+                .contains("blocked in Multi User Mode: qwen-oauth"),
             "{}",
             error.message
         );

@@ -58,7 +58,12 @@ impl Plugins {
     ) -> Self {
         let mut registry = BackendRegistry::new();
         let report = discovery::discover(entries, mode, core_version, &mut registry, env_extracted);
-        Self { registry, report, mode, hook_warnings: OnceLock::new() }
+        Self {
+            registry,
+            report,
+            mode,
+            hook_warnings: OnceLock::new(),
+        }
     }
 
     /// Records the post-build hook warnings (first call wins).
@@ -133,7 +138,10 @@ pub fn selector_backends(selector: &str, bare_is_backend: bool) -> Vec<String> {
         .split(['|', '^', '!'])
         .filter_map(|leaf| {
             let leaf = strip_annotations(leaf);
-            let head = leaf.split_once('?').map_or(leaf.as_str(), |(h, _)| h).trim();
+            let head = leaf
+                .split_once('?')
+                .map_or(leaf.as_str(), |(h, _)| h)
+                .trim();
             let colon = head.find(':');
             let slash = head.find('/');
             let backend = match colon {
@@ -180,7 +188,12 @@ mod tests {
     }
 
     fn qwen() -> BackendPluginDefinition {
-        BackendPluginDefinition::new("qwen-oauth", "oauth", PluginCompatibility::new("0.1.0"), fake)
+        BackendPluginDefinition::new(
+            "qwen-oauth",
+            "oauth",
+            PluginCompatibility::new("0.1.0"),
+            fake,
+        )
     }
 
     fn entry(name: &'static str, provider: fn() -> BackendPluginDefinition) -> BackendPluginEntry {
@@ -188,7 +201,11 @@ mod tests {
             group: llm_proxy_api::BACKEND_PLUGIN_ENTRY_POINT_GROUP,
             name,
             provider,
-            distribution: if name == "openai" { CORE_DISTRIBUTION } else { "oauth-plugins" },
+            distribution: if name == "openai" {
+                CORE_DISTRIBUTION
+            } else {
+                "oauth-plugins"
+            },
             distribution_version: "0.1.0",
         }
     }
@@ -203,7 +220,10 @@ mod tests {
             selector_backends("[weight=3]a.1:m?temperature=1^[weight=1]b:x/y", false),
             ["a.1", "b"]
         );
-        assert_eq!(selector_backends("a:m|ollama-native:llama3", false), ["a", "ollama-native"]);
+        assert_eq!(
+            selector_backends("a:m|ollama-native:llama3", false),
+            ["a", "ollama-native"]
+        );
         assert!(selector_backends("alias:fast", true).is_empty());
     }
 
@@ -212,10 +232,10 @@ mod tests {
         let mut config = AppConfig::default();
         config.backends.default_backend = Some("qwen-oauth".into());
         config.backends.static_route = Some("gemini-oauth-plan:gemini-2.5-pro".into());
-        config
-            .backends
-            .instances
-            .insert("ollama-native.gpu".into(), BackendInstanceConfig::new("ollama-native.gpu", "ollama-native"));
+        config.backends.instances.insert(
+            "ollama-native.gpu".into(),
+            BackendInstanceConfig::new("ollama-native.gpu", "ollama-native"),
+        );
         assert_eq!(
             configured_backend_references(&config),
             ["qwen-oauth", "gemini-oauth-plan", "ollama-native"]
@@ -235,11 +255,16 @@ mod tests {
         assert_eq!(single.unavailable_backend_message("no-such-backend"), None);
         let missing = single.unavailable_backend_message("ollama-native");
         assert!(
-            missing.as_deref().is_some_and(|m| m.contains("--features ollama-native")),
+            missing
+                .as_deref()
+                .is_some_and(|m| m.contains("--features ollama-native")),
             "{missing:?}"
         );
         let oauth = single.unavailable_backend_message("kiro-oauth");
-        assert!(oauth.as_deref().is_some_and(|m| m.contains("not linked")), "{oauth:?}");
+        assert!(
+            oauth.as_deref().is_some_and(|m| m.contains("not linked")),
+            "{oauth:?}"
+        );
 
         let multi = Plugins::discover(
             &[entry("openai", openai), entry("qwen-oauth", qwen)],
@@ -251,7 +276,9 @@ mod tests {
         for name in ["qwen-oauth", "Qwen_OAuth.work", "kiro-oauth"] {
             let message = multi.unavailable_backend_message(name);
             assert!(
-                message.as_deref().is_some_and(|m| m.contains("not available in Multi User Mode")),
+                message
+                    .as_deref()
+                    .is_some_and(|m| m.contains("not available in Multi User Mode")),
                 "{name}: {message:?}"
             );
         }

@@ -124,6 +124,10 @@ impl Router {
             for leaf in sel.leaves().iter().filter(|l| l.backend.is_some()) {
                 let name = leaf_backend_name(leaf);
                 if find_instance(state, &name).is_none() {
+                    // A known plugin that is not linked is reported (with guidance) at startup.
+                    if crate::plugins::unavailable_backend_message(&name, state.plugins()).is_some() {
+                        continue;
+                    }
                     return Err(format!(
                         "model_aliases[{i}].replacement: unknown backend '{name}'; configured backends: {}",
                         available_backends(state)
@@ -193,10 +197,10 @@ pub fn validate_selector(state: &AppState, text: &str) -> Result<(), String> {
     for leaf in sel.leaves() {
         let name = leaf_backend_name(leaf);
         if find_instance(state, &name).is_none() {
-            return Err(format!(
-                "unknown backend '{name}'; configured backends: {}",
-                available_backends(state)
-            ));
+            return Err(crate::plugins::unavailable_backend_message(&name, state.plugins())
+                .unwrap_or_else(|| {
+                    format!("unknown backend '{name}'; configured backends: {}", available_backends(state))
+                }));
         }
     }
     Ok(())
@@ -228,13 +232,13 @@ fn resolve_leaf(state: &AppState, leaf: &Leaf, default: Option<&Selector>) -> Re
         }
     };
     let Some(slot) = find_instance(state, &target) else {
-        return Err(ProxyError::invalid(
-            format!("Unknown backend '{target}'. Available backends: {}", available_backends(state)),
-            Some("model"),
-            Some("model_not_found"),
-        ));
+        let message = crate::plugins::unavailable_backend_message(&target, state.plugins())
+            .unwrap_or_else(|| {
+                format!("Unknown backend '{target}'. Available backends: {}", available_backends(state))
+            });
+        return Err(ProxyError::invalid(message, Some("model"), Some("model_not_found")));
     };
-    if !slot.models.is_empty() && !slot.models.iter().any(|m| *m == model) {
+    if !slot.models.is_empty() && !slot.models.contains(&model) {
         return Err(ProxyError::invalid(
             format!(
                 "Model '{model}' is not available on backend '{}'. Available models: {}",
