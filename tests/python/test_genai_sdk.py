@@ -24,9 +24,7 @@ def make_client(proxy, key="unused", api_version=None):
 @pytest.fixture(params=["v1beta", None])
 def client(request, upstream, start_proxy):
     url, _ = upstream
-    c = make_client(start_proxy(openai_backend_config(url)), api_version=request.param)
-    yield c
-    c.close()
+    return make_client(start_proxy(openai_backend_config(url)), api_version=request.param)
 
 
 def test_generate(client, upstream):

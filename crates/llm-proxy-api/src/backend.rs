@@ -88,7 +88,10 @@ pub struct ModelInfo {
 impl ModelInfo {
     /// A model with only an id.
     pub fn new(id: impl Into<String>) -> Self {
-        Self { id: id.into(), owned_by: None }
+        Self {
+            id: id.into(),
+            owned_by: None,
+        }
     }
 }
 
@@ -99,7 +102,11 @@ pub trait Backend: Send + Sync {
     /// Starts a call. Returns once the upstream accepted the request (status known), so errors
     /// before the first byte are plain `Err`s that routing can fail over on; errors after that
     /// arrive inside the stream.
-    async fn stream(&self, ctx: &CallContext, req: ChatRequest) -> Result<EventStream, BackendError>;
+    async fn stream(
+        &self,
+        ctx: &CallContext,
+        req: ChatRequest,
+    ) -> Result<EventStream, BackendError>;
 
     /// Models this backend serves. Defaults to none (the configured `models` list is used).
     async fn models(&self) -> Result<Vec<ModelInfo>, BackendError> {

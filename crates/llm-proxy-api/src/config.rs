@@ -248,7 +248,10 @@ impl Default for AppConfig {
             circuit_breaker: CircuitBreakerConfig::default(),
             model_aliases: Vec::new(),
             auth: AuthConfig::default(),
-            logging: LoggingConfig { level: "info".to_owned(), capture_file: None },
+            logging: LoggingConfig {
+                level: "info".to_owned(),
+                capture_file: None,
+            },
             raw: Value::Object(Map::new()),
         }
     }

@@ -210,9 +210,15 @@ mod tests {
 
     #[test]
     fn upstream_statuses_classify() {
-        assert_eq!(BackendError::from_upstream_status(503, "x").kind, ErrorKind::Unavailable);
+        assert_eq!(
+            BackendError::from_upstream_status(503, "x").kind,
+            ErrorKind::Unavailable
+        );
         assert!(BackendError::from_upstream_status(503, "x").retryable);
-        assert_eq!(BackendError::from_upstream_status(429, "x").kind, ErrorKind::RateLimited);
+        assert_eq!(
+            BackendError::from_upstream_status(429, "x").kind,
+            ErrorKind::RateLimited
+        );
         let bad = BackendError::from_upstream_status(400, "bad field");
         assert_eq!(bad.kind, ErrorKind::InvalidRequest);
         assert!(!bad.retryable);
@@ -222,7 +228,10 @@ mod tests {
         );
         assert_eq!(ctx.kind, ErrorKind::ContextLengthExceeded);
         assert_eq!(ctx.code.as_deref(), Some("context_length_exceeded"));
-        assert_eq!(BackendError::from_upstream_status(504, "x").kind, ErrorKind::Timeout);
+        assert_eq!(
+            BackendError::from_upstream_status(504, "x").kind,
+            ErrorKind::Timeout
+        );
     }
 
     #[test]

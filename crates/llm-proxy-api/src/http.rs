@@ -179,7 +179,11 @@ pub fn build_capture_aware_client(
     let inner = builder
         .build()
         .map_err(|e| BackendError::config(format!("cannot build HTTP client: {e}")))?;
-    Ok(CaptureAwareClient { inner, sink, default_context: capture_context })
+    Ok(CaptureAwareClient {
+        inner,
+        sink,
+        default_context: capture_context,
+    })
 }
 
 /// An HTTP client that records its upstream traffic to the capture sink.
@@ -213,14 +217,22 @@ impl CaptureAwareClient {
     /// The same client (shared pool) with another connect-timeout-free default context.
     #[must_use]
     pub fn with_default_context(&self, context: Option<PluginHttpCaptureContext>) -> Self {
-        Self { inner: self.inner.clone(), sink: self.sink.clone(), default_context: context }
+        Self {
+            inner: self.inner.clone(),
+            sink: self.sink.clone(),
+            default_context: context,
+        }
     }
 
     /// The same client (shared pool and sink) with another underlying reqwest client, e.g.
     /// one built with a backend's own connect timeout.
     #[must_use]
     pub fn with_inner(&self, inner: reqwest::Client) -> Self {
-        Self { inner, sink: self.sink.clone(), default_context: self.default_context.clone() }
+        Self {
+            inner,
+            sink: self.sink.clone(),
+            default_context: self.default_context.clone(),
+        }
     }
 
     /// The capture sink, if capture is on.
@@ -245,7 +257,10 @@ impl CaptureAwareClient {
     ) -> Result<HttpResponse, reqwest::Error> {
         let target = self.resolve(capture_context);
         if let Some(t) = &target {
-            let body = request.body().and_then(|b| b.as_bytes()).map(Bytes::copy_from_slice);
+            let body = request
+                .body()
+                .and_then(|b| b.as_bytes())
+                .map(Bytes::copy_from_slice);
             let body = body.unwrap_or_default();
             t.sink.record(CaptureRecord {
                 request_id: t.request_id(),
@@ -274,7 +289,10 @@ impl CaptureAwareClient {
                 completed: AtomicBool::new(false),
             })
         });
-        Ok(HttpResponse { inner: response, capture })
+        Ok(HttpResponse {
+            inner: response,
+            capture,
+        })
     }
 }
 
@@ -285,7 +303,11 @@ struct CaptureTarget {
 
 impl CaptureTarget {
     fn request_id(&self) -> String {
-        self.ctx.context.as_ref().map(|c| c.request_id.clone()).unwrap_or_default()
+        self.ctx
+            .context
+            .as_ref()
+            .map(|c| c.request_id.clone())
+            .unwrap_or_default()
     }
     fn session_id(&self) -> Option<String> {
         self.ctx.context.as_ref().and_then(|c| c.session_id.clone())
@@ -326,7 +348,11 @@ pub fn capture_http_response(capture: &PendingCapture) {
     if capture.completed.swap(true, Ordering::AcqRel) {
         return;
     }
-    let body = capture.buffer.lock().map(|mut b| b.split().freeze()).unwrap_or_default();
+    let body = capture
+        .buffer
+        .lock()
+        .map(|mut b| b.split().freeze())
+        .unwrap_or_default();
     let t = &capture.target;
     t.sink.record(CaptureRecord {
         request_id: t.request_id(),
@@ -386,7 +412,10 @@ impl HttpResponse {
 
     /// The body as a byte stream. The response is captured when the stream ends or is dropped.
     pub fn bytes_stream(self) -> BodyStream {
-        BodyStream { inner: Box::pin(self.inner.bytes_stream()), capture: self.capture }
+        BodyStream {
+            inner: Box::pin(self.inner.bytes_stream()),
+            capture: self.capture,
+        }
     }
 }
 
@@ -455,7 +484,12 @@ mod tests {
 
     impl Recorder {
         fn directions(&self) -> Vec<(CaptureDirection, String)> {
-            self.0.lock().unwrap().iter().map(|r| (r.direction, r.backend.clone())).collect()
+            self.0
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|r| (r.direction, r.backend.clone()))
+                .collect()
         }
     }
 
@@ -489,7 +523,10 @@ mod tests {
         }
     }
 
-    fn client(sink: &Arc<Recorder>, default: Option<PluginHttpCaptureContext>) -> CaptureAwareClient {
+    fn client(
+        sink: &Arc<Recorder>,
+        default: Option<PluginHttpCaptureContext>,
+    ) -> CaptureAwareClient {
         let sink: Arc<dyn CaptureSink> = sink.clone();
         build_capture_aware_client(reqwest::Client::builder(), Some(sink), default).unwrap()
     }
@@ -545,7 +582,10 @@ mod tests {
             .into_iter()
             .filter(|(d, _)| *d == CaptureDirection::InboundResponse)
             .collect();
-        assert_eq!(inbound, [(CaptureDirection::InboundResponse, "default".to_owned())]);
+        assert_eq!(
+            inbound,
+            [(CaptureDirection::InboundResponse, "default".to_owned())]
+        );
         assert_eq!(sink.0.lock().unwrap()[1].body, "streamed body");
     }
 
@@ -554,7 +594,10 @@ mod tests {
         let url = server("x").await;
         let sink = Arc::new(Recorder::default());
         let client = client(&sink, None);
-        let response = client.send(get(&url), Some(&context("b", None))).await.unwrap();
+        let response = client
+            .send(get(&url), Some(&context("b", None)))
+            .await
+            .unwrap();
         assert!(response.capture().is_none());
         response.bytes(None).await.unwrap();
         let response = client.send(get(&url), None).await.unwrap();
@@ -565,8 +608,14 @@ mod tests {
     #[test]
     fn secret_headers_and_query_keys_are_masked() {
         let mut h = HeaderMap::new();
-        h.insert("authorization", HeaderValue::from_static("Bearer sk-secret-value-123456"));
-        h.insert("x-goog-api-key", HeaderValue::from_static("AIzaSECRETSECRETSECRET"));
+        h.insert(
+            "authorization",
+            HeaderValue::from_static("Bearer sk-secret-value-123456"),
+        );
+        h.insert(
+            "x-goog-api-key",
+            HeaderValue::from_static("AIzaSECRETSECRETSECRET"),
+        );
         h.insert("content-type", HeaderValue::from_static("application/json"));
         let m = masked_headers(&h);
         let joined = format!("{m:?}");

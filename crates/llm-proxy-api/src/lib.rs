@@ -40,8 +40,7 @@ pub use http::{
 pub use model::{ChatRequest, ChatResponse, Message, Part, Role, Usage};
 pub use plugin::{
     BACKEND_PLUGIN_ENTRY_POINT_GROUP, BackendFactory, BackendPluginDefinition,
-    BackendPluginProvider, FactoryArgs, PluginCompatibility, PluginPostBuildHook,
-    ServiceProvider,
+    BackendPluginProvider, FactoryArgs, PluginCompatibility, PluginPostBuildHook, ServiceProvider,
 };
 pub use stream::{Collector, EventStream, StreamEvent, collect, response_events};
 pub use translation::{StreamDecoder, TranslationService, WireCodec};

@@ -119,7 +119,11 @@ pub struct Message {
 impl Message {
     /// A message with a single text part.
     pub fn text(role: Role, text: impl Into<String>) -> Self {
-        Self { role, content: vec![Part::Text(TextPart::new(text))], name: None }
+        Self {
+            role,
+            content: vec![Part::Text(TextPart::new(text))],
+            name: None,
+        }
     }
 
     /// Concatenation of the message's text parts.
@@ -173,7 +177,10 @@ pub struct TextPart {
 impl TextPart {
     /// Text without cache marker.
     pub fn new(text: impl Into<String>) -> Self {
-        Self { text: text.into(), cache_control: None }
+        Self {
+            text: text.into(),
+            cache_control: None,
+        }
     }
 }
 
@@ -212,9 +219,14 @@ impl MediaSource {
             && let Some((meta, data)) = rest.split_once(',')
             && let Some(media_type) = meta.strip_suffix(";base64")
         {
-            return Self::Base64 { media_type: media_type.to_owned(), data: data.to_owned() };
+            return Self::Base64 {
+                media_type: media_type.to_owned(),
+                data: data.to_owned(),
+            };
         }
-        Self::Url { url: url.to_owned() }
+        Self::Url {
+            url: url.to_owned(),
+        }
     }
 
     /// The source as a URL (inline data becomes a `data:` URL).
@@ -459,17 +471,32 @@ mod tests {
         let src = MediaSource::from_url("data:image/png;base64,AAAA");
         assert_eq!(
             src,
-            MediaSource::Base64 { media_type: "image/png".into(), data: "AAAA".into() }
+            MediaSource::Base64 {
+                media_type: "image/png".into(),
+                data: "AAAA".into()
+            }
         );
         assert_eq!(src.to_url(), "data:image/png;base64,AAAA");
         let url = MediaSource::from_url("https://x.test/a.png");
-        assert_eq!(url, MediaSource::Url { url: "https://x.test/a.png".into() });
+        assert_eq!(
+            url,
+            MediaSource::Url {
+                url: "https://x.test/a.png".into()
+            }
+        );
     }
 
     #[test]
     fn usage_merge_keeps_earlier_fields_when_later_is_silent() {
-        let mut u = Usage { input_tokens: 10, cache_read_tokens: Some(4), ..Usage::default() };
-        u.merge(&Usage { output_tokens: 7, ..Usage::default() });
+        let mut u = Usage {
+            input_tokens: 10,
+            cache_read_tokens: Some(4),
+            ..Usage::default()
+        };
+        u.merge(&Usage {
+            output_tokens: 7,
+            ..Usage::default()
+        });
         assert_eq!(u.input_tokens, 10);
         assert_eq!(u.output_tokens, 7);
         assert_eq!(u.cache_read_tokens, Some(4));

@@ -28,7 +28,10 @@ pub struct PluginCompatibility {
 impl PluginCompatibility {
     /// Compatible with `min` and everything after.
     pub fn new(core_min_version: impl Into<String>) -> Self {
-        Self { core_min_version: core_min_version.into(), core_max_version: None }
+        Self {
+            core_min_version: core_min_version.into(),
+            core_max_version: None,
+        }
     }
 
     /// Adds an upper bound.
@@ -54,7 +57,9 @@ pub struct FactoryArgs {
 
 impl fmt::Debug for FactoryArgs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FactoryArgs").field("instance", &self.instance).finish_non_exhaustive()
+        f.debug_struct("FactoryArgs")
+            .field("instance", &self.instance)
+            .finish_non_exhaustive()
     }
 }
 
@@ -97,10 +102,7 @@ impl BackendPluginDefinition {
         backend_name: impl Into<String>,
         plugin_name: impl Into<String>,
         compatibility: PluginCompatibility,
-        factory: impl Fn(FactoryArgs) -> Result<Arc<dyn Backend>, BackendError>
-        + Send
-        + Sync
-        + 'static,
+        factory: impl Fn(FactoryArgs) -> Result<Arc<dyn Backend>, BackendError> + Send + Sync + 'static,
     ) -> Self {
         Self {
             backend_name: backend_name.into(),
@@ -137,7 +139,10 @@ impl fmt::Debug for BackendPluginDefinition {
             .field("plugin_name", &self.plugin_name)
             .field("compatibility", &self.compatibility)
             .field("has_post_build_hook", &self.post_build_hook.is_some())
-            .field("requires_personal_credentials", &self.requires_personal_credentials)
+            .field(
+                "requires_personal_credentials",
+                &self.requires_personal_credentials,
+            )
             .finish_non_exhaustive()
     }
 }
@@ -164,7 +169,10 @@ inventory::collect!(BackendPluginEntry);
 
 /// Every entry point linked into this binary, in link order.
 pub fn linked_entries() -> Vec<BackendPluginEntry> {
-    inventory::iter::<BackendPluginEntry>.into_iter().copied().collect()
+    inventory::iter::<BackendPluginEntry>
+        .into_iter()
+        .copied()
+        .collect()
 }
 
 /// Registers a backend plugin entry point at link time:

@@ -8,9 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::BackendError;
-use crate::model::{
-    ChatResponse, FinishReason, Part, ReasoningBlock, TextPart, ToolCall, Usage,
-};
+use crate::model::{ChatResponse, FinishReason, Part, ReasoningBlock, TextPart, ToolCall, Usage};
 
 /// One event of an assistant answer, in the order the provider produced it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -87,9 +85,7 @@ impl StreamEvent {
     /// or failing over is only allowed before the first meaningful event.
     pub fn is_meaningful(&self) -> bool {
         match self {
-            Self::TextDelta { text } | Self::ReasoningDelta { text } => {
-                !text.trim().is_empty()
-            }
+            Self::TextDelta { text } | Self::ReasoningDelta { text } => !text.trim().is_empty(),
             Self::ReasoningRedacted { .. } | Self::ToolCallStart { .. } => true,
             Self::ToolCallDelta { arguments, .. } => !arguments.is_empty(),
             _ => false,
@@ -133,15 +129,25 @@ impl Collector {
                 self.with_open_reasoning(|b| b.text.push_str(&text));
             }
             StreamEvent::ReasoningSignature { signature } => self.with_open_reasoning(|b| {
-                b.signature.get_or_insert_with(String::new).push_str(&signature);
+                b.signature
+                    .get_or_insert_with(String::new)
+                    .push_str(&signature);
             }),
-            StreamEvent::ReasoningRedacted { data } => self.content.push(Part::Reasoning(
-                ReasoningBlock { redacted: Some(data), ..ReasoningBlock::default() },
-            )),
+            StreamEvent::ReasoningRedacted { data } => {
+                self.content.push(Part::Reasoning(ReasoningBlock {
+                    redacted: Some(data),
+                    ..ReasoningBlock::default()
+                }))
+            }
             StreamEvent::ReasoningProviderData { data } => {
                 self.with_open_reasoning(|b| b.provider_data = Some(data));
             }
-            StreamEvent::ToolCallStart { index, id, name, provider_data } => {
+            StreamEvent::ToolCallStart {
+                index,
+                id,
+                name,
+                provider_data,
+            } => {
                 self.tool_slots.push((index, self.content.len()));
                 self.content.push(Part::ToolCall(ToolCall {
                     id,
@@ -212,7 +218,10 @@ impl Collector {
 /// feeds the same event path as a streaming one.
 pub fn response_events(response: ChatResponse) -> Vec<StreamEvent> {
     let mut events = Vec::with_capacity(response.content.len() + 3);
-    events.push(StreamEvent::Start { id: Some(response.id), model: Some(response.model) });
+    events.push(StreamEvent::Start {
+        id: Some(response.id),
+        model: Some(response.model),
+    });
     let mut tool_index = 0u32;
     for part in response.content {
         match part {
@@ -242,7 +251,10 @@ pub fn response_events(response: ChatResponse) -> Vec<StreamEvent> {
                     provider_data: c.provider_data,
                 });
                 if !c.arguments.is_empty() {
-                    events.push(StreamEvent::ToolCallDelta { index, arguments: c.arguments });
+                    events.push(StreamEvent::ToolCallDelta {
+                        index,
+                        arguments: c.arguments,
+                    });
                 }
                 events.push(StreamEvent::ToolCallEnd { index });
             }
@@ -277,11 +289,22 @@ mod tests {
 
     fn events() -> Vec<StreamEvent> {
         vec![
-            StreamEvent::Start { id: Some("r1".into()), model: Some("m".into()) },
-            StreamEvent::ReasoningDelta { text: "think ".into() },
-            StreamEvent::ReasoningDelta { text: "hard".into() },
-            StreamEvent::ReasoningSignature { signature: "sig".into() },
-            StreamEvent::ReasoningDelta { text: "again".into() },
+            StreamEvent::Start {
+                id: Some("r1".into()),
+                model: Some("m".into()),
+            },
+            StreamEvent::ReasoningDelta {
+                text: "think ".into(),
+            },
+            StreamEvent::ReasoningDelta {
+                text: "hard".into(),
+            },
+            StreamEvent::ReasoningSignature {
+                signature: "sig".into(),
+            },
+            StreamEvent::ReasoningDelta {
+                text: "again".into(),
+            },
             StreamEvent::TextDelta { text: "Hel".into() },
             StreamEvent::TextDelta { text: "lo".into() },
             StreamEvent::ToolCallStart {
@@ -296,13 +319,27 @@ mod tests {
                 name: "put".into(),
                 provider_data: Some(serde_json::json!({"thoughtSignature": "t"})),
             },
-            StreamEvent::ToolCallDelta { index: 0, arguments: "{\"a\":".into() },
-            StreamEvent::ToolCallDelta { index: 0, arguments: "1}".into() },
+            StreamEvent::ToolCallDelta {
+                index: 0,
+                arguments: "{\"a\":".into(),
+            },
+            StreamEvent::ToolCallDelta {
+                index: 0,
+                arguments: "1}".into(),
+            },
             StreamEvent::ToolCallEnd { index: 0 },
             StreamEvent::ToolCallEnd { index: 1 },
-            StreamEvent::Usage(Usage { input_tokens: 5, ..Usage::default() }),
-            StreamEvent::Usage(Usage { output_tokens: 3, ..Usage::default() }),
-            StreamEvent::Finish { reason: FinishReason::Stop },
+            StreamEvent::Usage(Usage {
+                input_tokens: 5,
+                ..Usage::default()
+            }),
+            StreamEvent::Usage(Usage {
+                output_tokens: 3,
+                ..Usage::default()
+            }),
+            StreamEvent::Finish {
+                reason: FinishReason::Stop,
+            },
         ]
     }
 
@@ -331,7 +368,10 @@ mod tests {
         match (&r.content[3], &r.content[4]) {
             (Part::ToolCall(a), Part::ToolCall(b)) => {
                 assert_eq!(a.arguments, "{\"a\":1}");
-                assert_eq!(b.arguments, "{}", "empty arguments normalised to an empty object");
+                assert_eq!(
+                    b.arguments, "{}",
+                    "empty arguments normalised to an empty object"
+                );
                 assert!(b.provider_data.is_some());
             }
             other => panic!("expected two tool calls, got {other:?}"),
@@ -369,6 +409,12 @@ mod tests {
         assert!(!StreamEvent::TextDelta { text: " \n".into() }.is_meaningful());
         assert!(StreamEvent::TextDelta { text: "a".into() }.is_meaningful());
         assert!(!StreamEvent::Usage(Usage::default()).is_meaningful());
-        assert!(!StreamEvent::Start { id: None, model: None }.is_meaningful());
+        assert!(
+            !StreamEvent::Start {
+                id: None,
+                model: None
+            }
+            .is_meaningful()
+        );
     }
 }

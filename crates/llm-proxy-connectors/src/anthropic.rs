@@ -68,7 +68,10 @@ impl AnthropicBackend {
             .map_err(|e| BackendError::config(format!("backends.{}.extra: {e}", cfg.instance)))?;
         let base = cfg.api_url.as_deref().unwrap_or(DEFAULT_BASE_URL);
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         headers.extend(upstream::configured_headers(&cfg.instance, &extra.headers)?);
         if let Some(key) = &cfg.api_key {
             headers.insert(KEY_HEADER, upstream::secret_header(key.expose())?);
@@ -105,7 +108,11 @@ impl AnthropicBackend {
 
 #[async_trait]
 impl Backend for AnthropicBackend {
-    async fn stream(&self, ctx: &CallContext, req: ChatRequest) -> Result<EventStream, BackendError> {
+    async fn stream(
+        &self,
+        ctx: &CallContext,
+        req: ChatRequest,
+    ) -> Result<EventStream, BackendError> {
         let deadline = upstream::call_deadline(ctx, &self.timeouts);
         let mut lossy = Vec::new();
         let mut wire = anthropic::request_from_model(&req, &ctx.model, &mut lossy);
@@ -131,11 +138,17 @@ impl Backend for AnthropicBackend {
         )
         .await?;
         if req.stream {
-            return Ok(upstream::event_stream(response, Box::new(SseDecoder::new()), deadline));
+            return Ok(upstream::event_stream(
+                response,
+                Box::new(SseDecoder::new()),
+                deadline,
+            ));
         }
         let body = upstream::read_body(response, deadline).await?;
         let response = AnthropicCodec.decode_response(&body, &ctx.model)?;
-        Ok(Box::pin(futures::stream::iter(response_events(response).into_iter().map(Ok))))
+        Ok(Box::pin(futures::stream::iter(
+            response_events(response).into_iter().map(Ok),
+        )))
     }
 
     async fn models(&self) -> Result<Vec<ModelInfo>, BackendError> {
@@ -165,7 +178,10 @@ impl Backend for AnthropicBackend {
         Ok(list
             .data
             .into_iter()
-            .map(|i| ModelInfo { id: i.id, owned_by: Some("anthropic".to_owned()) })
+            .map(|i| ModelInfo {
+                id: i.id,
+                owned_by: Some("anthropic".to_owned()),
+            })
             .collect())
     }
 }
@@ -196,14 +212,21 @@ mod tests {
     use crate::testing::factory_args;
 
     fn backend(up: &MockUpstream) -> AnthropicBackend {
-        let args = factory_args("anthropic", &format!("{}/v1", up.base_url()), "sk-ant-test-0123456789");
+        let args = factory_args(
+            "anthropic",
+            &format!("{}/v1", up.base_url()),
+            "sk-ant-test-0123456789",
+        );
         AnthropicBackend::new(&args).unwrap()
     }
 
     fn request(stream: bool) -> ChatRequest {
         ChatRequest {
             model: "claude".into(),
-            messages: vec![Message::text(Role::System, "be brief"), Message::text(Role::User, "weather?")],
+            messages: vec![
+                Message::text(Role::System, "be brief"),
+                Message::text(Role::User, "weather?"),
+            ],
             stream,
             tools: vec![ToolDefinition {
                 name: "get_weather".into(),
@@ -220,37 +243,64 @@ mod tests {
     async fn streams_thinking_and_fragmented_tool_input_with_headers_and_lossy_notes() {
         let up = MockUpstream::start().await.unwrap();
         up.push(Reply::sse(payloads::stream(
-            &[Block::thinking(&["hm"], "sig-1"), Block::tool_use("toolu_1", "get_weather", &["{\"ci", "ty\":\"Paris\"}"])],
+            &[
+                Block::thinking(&["hm"], "sig-1"),
+                Block::tool_use("toolu_1", "get_weather", &["{\"ci", "ty\":\"Paris\"}"]),
+            ],
             "tool_use",
             Tokens::new(20, 9),
         )));
         let mut ctx = CallContext::new("claude-sonnet-4-5");
         let mut client = HeaderMap::new();
-        client.insert("anthropic-beta", HeaderValue::from_static("interleaved-thinking-2025-05-14"));
-        client.insert("authorization", HeaderValue::from_static("Bearer client-secret"));
+        client.insert(
+            "anthropic-beta",
+            HeaderValue::from_static("interleaved-thinking-2025-05-14"),
+        );
+        client.insert(
+            "authorization",
+            HeaderValue::from_static("Bearer client-secret"),
+        );
         ctx.client_headers = Arc::new(client);
         let events = backend(&up).stream(&ctx, request(true)).await.unwrap();
         let answer = collect(events, "x").await.unwrap();
         match &answer.content[..] {
             [Part::Reasoning(r), Part::ToolCall(c)] => {
-                assert_eq!((r.text.as_str(), r.signature.as_deref()), ("hm", Some("sig-1")));
-                assert_eq!((c.id.as_str(), c.arguments.as_str()), ("toolu_1", "{\"city\":\"Paris\"}"));
+                assert_eq!(
+                    (r.text.as_str(), r.signature.as_deref()),
+                    ("hm", Some("sig-1"))
+                );
+                assert_eq!(
+                    (c.id.as_str(), c.arguments.as_str()),
+                    ("toolu_1", "{\"city\":\"Paris\"}")
+                );
             }
             other => panic!("unexpected content {other:?}"),
         }
         assert_eq!(answer.finish_reason, Some(FinishReason::ToolCalls));
-        assert_eq!(answer.usage.map(|u| (u.input_tokens, u.output_tokens)), Some((20, 9)));
+        assert_eq!(
+            answer.usage.map(|u| (u.input_tokens, u.output_tokens)),
+            Some((20, 9))
+        );
 
         let sent = &up.requests()[0];
         assert_eq!(sent.uri, "/v1/messages");
         assert_eq!(sent.headers["x-api-key"], "sk-ant-test-0123456789");
         assert_eq!(sent.headers["anthropic-version"], DEFAULT_VERSION);
-        assert_eq!(sent.headers["anthropic-beta"], "interleaved-thinking-2025-05-14");
-        assert!(sent.headers.get("authorization").is_none(), "client credentials never forwarded");
+        assert_eq!(
+            sent.headers["anthropic-beta"],
+            "interleaved-thinking-2025-05-14"
+        );
+        assert!(
+            sent.headers.get("authorization").is_none(),
+            "client credentials never forwarded"
+        );
         assert_eq!(sent.body["model"], "claude-sonnet-4-5");
         assert_eq!(sent.body["stream"], true);
         assert_eq!(sent.body["system"], "be brief");
-        assert_eq!(sent.body["messages"], json!([{"role": "user", "content": "weather?"}]));
+        assert_eq!(
+            sent.body["messages"],
+            json!([{"role": "user", "content": "weather?"}])
+        );
         assert!(
             ctx.lossy.snapshot().iter().any(|n| n.contains("strict")),
             "{:?}",
@@ -266,7 +316,12 @@ mod tests {
         let mut client = HeaderMap::new();
         client.insert("anthropic-version", HeaderValue::from_static("2099-01-01"));
         ctx.client_headers = Arc::new(client);
-        let answer = collect(backend(&up).stream(&ctx, request(false)).await.unwrap(), "x").await.unwrap();
+        let answer = collect(
+            backend(&up).stream(&ctx, request(false)).await.unwrap(),
+            "x",
+        )
+        .await
+        .unwrap();
         assert_eq!(answer.joined_text(), "Hi");
         assert_eq!(answer.finish_reason, Some(FinishReason::Stop));
         let sent = &up.requests()[0];
@@ -286,7 +341,10 @@ mod tests {
         let b = backend(&up);
         let ctx = CallContext::new("claude-x");
         let err = b.stream(&ctx, request(false)).await.err().unwrap();
-        assert_eq!((err.kind, err.upstream_status), (ErrorKind::RateLimited, Some(429)));
+        assert_eq!(
+            (err.kind, err.upstream_status),
+            (ErrorKind::RateLimited, Some(429))
+        );
         assert_eq!(err.retry_after, Some(std::time::Duration::from_secs(7)));
         assert!(err.message.contains("rate limit"), "{}", err.message);
         let err = b.stream(&ctx, request(true)).await.err().unwrap();
@@ -298,7 +356,9 @@ mod tests {
         let up = MockUpstream::start().await.unwrap();
         up.push(Reply::sse(payloads::overloaded_stream("partial")));
         let ctx = CallContext::new("claude-x");
-        let err = collect(backend(&up).stream(&ctx, request(true)).await.unwrap(), "x").await.unwrap_err();
+        let err = collect(backend(&up).stream(&ctx, request(true)).await.unwrap(), "x")
+            .await
+            .unwrap_err();
         assert_eq!(err.kind, ErrorKind::Unavailable);
         assert_eq!(err.message, "Overloaded");
     }
@@ -319,7 +379,11 @@ mod tests {
 
         let mut args = factory_args("anthropic", &up.base_url(), "k-0123456789");
         args.instance.models = vec!["fixed".into()];
-        let fixed = AnthropicBackend::new(&args).unwrap().models().await.unwrap();
+        let fixed = AnthropicBackend::new(&args)
+            .unwrap()
+            .models()
+            .await
+            .unwrap();
         assert_eq!(fixed, vec![ModelInfo::new("fixed")]);
         assert_eq!(up.calls(), 1, "configured models need no upstream call");
     }

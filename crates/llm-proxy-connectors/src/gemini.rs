@@ -65,7 +65,11 @@ fn api_root(base: &str) -> String {
         .strip_prefix('v')
         .and_then(|rest| rest.chars().next())
         .is_some_and(|c| c.is_ascii_digit());
-    if versioned { base.to_owned() } else { format!("{base}/v1beta") }
+    if versioned {
+        base.to_owned()
+    } else {
+        format!("{base}/v1beta")
+    }
 }
 
 impl GeminiBackend {
@@ -78,7 +82,10 @@ impl GeminiBackend {
         // Validate the base now so a bad api_url fails at startup, not on the first call.
         join_url(&api_root, "models")?;
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         headers.extend(upstream::configured_headers(&cfg.instance, &extra.headers)?);
         if let Some(key) = &cfg.api_key {
             headers.insert(KEY_HEADER, upstream::secret_header(key.expose())?);
@@ -108,7 +115,11 @@ impl GeminiBackend {
 
 #[async_trait]
 impl Backend for GeminiBackend {
-    async fn stream(&self, ctx: &CallContext, req: ChatRequest) -> Result<EventStream, BackendError> {
+    async fn stream(
+        &self,
+        ctx: &CallContext,
+        req: ChatRequest,
+    ) -> Result<EventStream, BackendError> {
         let deadline = upstream::call_deadline(ctx, &self.timeouts);
         let mut lossy = Vec::new();
         let wire = gemini::request_from_model(&req, &mut lossy);
@@ -140,11 +151,17 @@ impl Backend for GeminiBackend {
         )
         .await?;
         if req.stream {
-            return Ok(upstream::event_stream(response, Box::new(SseDecoder::new()), deadline));
+            return Ok(upstream::event_stream(
+                response,
+                Box::new(SseDecoder::new()),
+                deadline,
+            ));
         }
         let body = upstream::read_body(response, deadline).await?;
         let response = GeminiCodec.decode_response(&body, &ctx.model)?;
-        Ok(Box::pin(futures::stream::iter(response_events(response).into_iter().map(Ok))))
+        Ok(Box::pin(futures::stream::iter(
+            response_events(response).into_iter().map(Ok),
+        )))
     }
 
     async fn models(&self) -> Result<Vec<ModelInfo>, BackendError> {
@@ -218,13 +235,21 @@ mod tests {
     use crate::testing::factory_args;
 
     fn backend(up: &MockUpstream) -> GeminiBackend {
-        GeminiBackend::new(&factory_args("gemini", &up.base_url(), "AIza-test-0123456789")).unwrap()
+        GeminiBackend::new(&factory_args(
+            "gemini",
+            &up.base_url(),
+            "AIza-test-0123456789",
+        ))
+        .unwrap()
     }
 
     fn request(stream: bool) -> ChatRequest {
         ChatRequest {
             model: "g".into(),
-            messages: vec![Message::text(Role::System, "be brief"), Message::text(Role::User, "hi")],
+            messages: vec![
+                Message::text(Role::System, "be brief"),
+                Message::text(Role::User, "hi"),
+            ],
             stream,
             ..ChatRequest::default()
         }
@@ -234,17 +259,26 @@ mod tests {
     async fn streams_with_the_key_in_a_header_never_the_url() {
         let up = MockUpstream::start().await.unwrap();
         up.push(Reply::sse(payloads::stream(
-            &[vec![payloads::thought("hm", None)], payloads::parallel_call_parts("SIG")],
+            &[
+                vec![payloads::thought("hm", None)],
+                payloads::parallel_call_parts("SIG"),
+            ],
             "STOP",
             Tokens::new(10, 5),
         )));
         let ctx = CallContext::new("models/gemini-2.5-pro");
-        let answer = collect(backend(&up).stream(&ctx, request(true)).await.unwrap(), "x").await.unwrap();
+        let answer = collect(backend(&up).stream(&ctx, request(true)).await.unwrap(), "x")
+            .await
+            .unwrap();
         let calls: Vec<_> = answer
             .content
             .iter()
             .filter_map(|p| match p {
-                Part::ToolCall(c) => Some((c.name.as_str(), c.arguments.as_str(), c.provider_data.clone())),
+                Part::ToolCall(c) => Some((
+                    c.name.as_str(),
+                    c.arguments.as_str(),
+                    c.provider_data.clone(),
+                )),
                 _ => None,
             })
             .collect();
@@ -257,7 +291,10 @@ mod tests {
         );
         assert_eq!(answer.finish_reason, Some(FinishReason::ToolCalls));
         let sent = &up.requests()[0];
-        assert_eq!(sent.uri, "/v1beta/models/gemini-2.5-pro:streamGenerateContent?alt=sse");
+        assert_eq!(
+            sent.uri,
+            "/v1beta/models/gemini-2.5-pro:streamGenerateContent?alt=sse"
+        );
         assert!(!sent.uri.contains("key="));
         assert_eq!(sent.headers["x-goog-api-key"], "AIza-test-0123456789");
         assert_eq!(
@@ -275,12 +312,23 @@ mod tests {
         up.push(Reply::error(400, payloads::context_length_error()));
         let b = backend(&up);
         let ctx = CallContext::new("gemini-2.5-flash");
-        let answer = collect(b.stream(&ctx, request(false)).await.unwrap(), "x").await.unwrap();
+        let answer = collect(b.stream(&ctx, request(false)).await.unwrap(), "x")
+            .await
+            .unwrap();
         assert_eq!(answer.joined_text(), "Hello");
-        assert_eq!(answer.usage.map(|u| (u.input_tokens, u.output_tokens)), Some((11, 7)));
-        assert_eq!(up.requests()[0].uri, "/v1beta/models/gemini-2.5-flash:generateContent");
+        assert_eq!(
+            answer.usage.map(|u| (u.input_tokens, u.output_tokens)),
+            Some((11, 7))
+        );
+        assert_eq!(
+            up.requests()[0].uri,
+            "/v1beta/models/gemini-2.5-flash:generateContent"
+        );
         let err = b.stream(&ctx, request(false)).await.err().unwrap();
-        assert_eq!((err.kind, err.upstream_status), (ErrorKind::RateLimited, Some(429)));
+        assert_eq!(
+            (err.kind, err.upstream_status),
+            (ErrorKind::RateLimited, Some(429))
+        );
         let err = b.stream(&ctx, request(true)).await.err().unwrap();
         assert_eq!(err.kind, ErrorKind::ContextLengthExceeded);
     }
@@ -304,9 +352,14 @@ mod tests {
         });
         req.messages.push(Message::text(Role::User, "again"));
         let ctx = CallContext::new("gemini-2.5-flash");
-        collect(backend(&up).stream(&ctx, req).await.unwrap(), "x").await.unwrap();
+        collect(backend(&up).stream(&ctx, req).await.unwrap(), "x")
+            .await
+            .unwrap();
         let notes = ctx.lossy.snapshot();
-        assert!(notes.iter().any(|n| n.contains("signed reasoning dropped")), "{notes:?}");
+        assert!(
+            notes.iter().any(|n| n.contains("signed reasoning dropped")),
+            "{notes:?}"
+        );
     }
 
     #[tokio::test]
@@ -319,7 +372,10 @@ mod tests {
              "supportedGenerationMethods": ["embedContent"]}
         ]})));
         let models = backend(&up).models().await.unwrap();
-        assert_eq!(models.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), ["gemini-2.5-pro"]);
+        assert_eq!(
+            models.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+            ["gemini-2.5-pro"]
+        );
         let sent = &up.requests()[0];
         assert!(sent.uri.starts_with("/v1beta/models?"), "{}", sent.uri);
         assert_eq!(sent.headers["x-goog-api-key"], "AIza-test-0123456789");
@@ -331,7 +387,10 @@ mod tests {
             api_root("https://generativelanguage.googleapis.com"),
             "https://generativelanguage.googleapis.com/v1beta"
         );
-        assert_eq!(api_root("http://127.0.0.1:9/v1beta/"), "http://127.0.0.1:9/v1beta");
+        assert_eq!(
+            api_root("http://127.0.0.1:9/v1beta/"),
+            "http://127.0.0.1:9/v1beta"
+        );
         assert_eq!(api_root("http://127.0.0.1:9/v1"), "http://127.0.0.1:9/v1");
         assert_eq!(api_root("http://h/gemini"), "http://h/gemini/v1beta");
         assert_eq!(api_root("http://h/vertex"), "http://h/vertex/v1beta");

@@ -15,7 +15,10 @@ mod providers {
 
     fn family(name: &str) -> BackendPluginDefinition {
         // PROVIDERS holds every name registered below; the lookup cannot miss.
-        let provider = PROVIDERS.iter().find(|p| p.name == name).unwrap_or(&PROVIDERS[0]);
+        let provider = PROVIDERS
+            .iter()
+            .find(|p| p.name == name)
+            .unwrap_or(&PROVIDERS[0]);
         definition(provider)
     }
 
@@ -107,7 +110,10 @@ mod tests {
     fn every_family_provider_is_registered_under_its_own_name() {
         let entries = llm_proxy_api::plugin::linked_entries();
         for p in crate::openai_compat::PROVIDERS {
-            let entry = entries.iter().find(|e| e.name == p.name).expect("registered");
+            let entry = entries
+                .iter()
+                .find(|e| e.name == p.name)
+                .expect("registered");
             assert_eq!((entry.provider)().backend_name, p.name);
             assert_eq!(entry.distribution, "llm-proxy-connectors");
         }

@@ -38,8 +38,8 @@ pub struct MockBackend {
 impl MockBackend {
     /// Builds the backend from its config section.
     pub fn new(args: &FactoryArgs) -> Result<Self, BackendError> {
-        let extra: Extra =
-            serde_json::from_value(Value::Object(args.instance.extra.clone())).map_err(|e| {
+        let extra: Extra = serde_json::from_value(Value::Object(args.instance.extra.clone()))
+            .map_err(|e| {
                 BackendError::config(format!("backends.{}.extra: {e}", args.instance.instance))
             })?;
         Ok(Self {
@@ -66,8 +66,12 @@ impl MockBackend {
             model: Some(model.to_owned()),
         }];
         if req.reasoning.as_ref().is_some_and(|r| !r.disabled) {
-            events.push(StreamEvent::ReasoningDelta { text: "Considering the request.".into() });
-            events.push(StreamEvent::ReasoningSignature { signature: "mock-signature".into() });
+            events.push(StreamEvent::ReasoningDelta {
+                text: "Considering the request.".into(),
+            });
+            events.push(StreamEvent::ReasoningSignature {
+                signature: "mock-signature".into(),
+            });
         }
         let tool = match &req.tool_choice {
             Some(ToolChoice::None) => None,
@@ -86,10 +90,16 @@ impl MockBackend {
                 provider_data: None,
             });
             // Split the arguments like a real streaming upstream would.
-            let mid = args.char_indices().nth(args.chars().count() / 2).map_or(0, |(i, _)| i);
+            let mid = args
+                .char_indices()
+                .nth(args.chars().count() / 2)
+                .map_or(0, |(i, _)| i);
             for piece in [&args[..mid], &args[mid..]] {
                 if !piece.is_empty() {
-                    events.push(StreamEvent::ToolCallDelta { index: 0, arguments: piece.into() });
+                    events.push(StreamEvent::ToolCallDelta {
+                        index: 0,
+                        arguments: piece.into(),
+                    });
                 }
             }
             events.push(StreamEvent::ToolCallEnd { index: 0 });
@@ -99,15 +109,23 @@ impl MockBackend {
             let text = match (&self.reply, after_tool_result) {
                 (Some(r), _) => r.clone(),
                 (None, true) => {
-                    let result = req.messages.last().map(tool_result_text).unwrap_or_default();
+                    let result = req
+                        .messages
+                        .last()
+                        .map(tool_result_text)
+                        .unwrap_or_default();
                     format!("The tool returned: {result}")
                 }
-                (None, false) if last_user.is_empty() => "Hello from the llm-proxy mock backend.".into(),
+                (None, false) if last_user.is_empty() => {
+                    "Hello from the llm-proxy mock backend.".into()
+                }
                 (None, false) => format!("You said: {last_user}"),
             };
             for word in text.split_inclusive(' ') {
                 output_words += 1;
-                events.push(StreamEvent::TextDelta { text: word.to_owned() });
+                events.push(StreamEvent::TextDelta {
+                    text: word.to_owned(),
+                });
             }
             FinishReason::Stop
         };
@@ -146,7 +164,11 @@ fn arguments_for(schema: &Value, user_text: &str) -> Map<String, Value> {
             Some("boolean") => Value::Bool(true),
             Some("array") => Value::Array(Vec::new()),
             Some("object") => Value::Object(Map::new()),
-            _ => match prop.get("enum").and_then(Value::as_array).and_then(|e| e.first()) {
+            _ => match prop
+                .get("enum")
+                .and_then(Value::as_array)
+                .and_then(|e| e.first())
+            {
                 Some(first) => first.clone(),
                 None => Value::String(user_text.to_owned()),
             },
@@ -158,24 +180,34 @@ fn arguments_for(schema: &Value, user_text: &str) -> Map<String, Value> {
 
 #[async_trait]
 impl Backend for MockBackend {
-    async fn stream(&self, ctx: &CallContext, req: ChatRequest) -> Result<EventStream, BackendError> {
+    async fn stream(
+        &self,
+        ctx: &CallContext,
+        req: ChatRequest,
+    ) -> Result<EventStream, BackendError> {
         let events = self.answer(&ctx.model, &req);
         let delay = self.chunk_delay;
         if delay.is_zero() || !req.stream {
             return Ok(Box::pin(futures::stream::iter(events.into_iter().map(Ok))));
         }
-        Ok(Box::pin(futures::stream::unfold(events.into_iter(), move |mut it| async move {
-            let next = it.next()?;
-            if matches!(next, StreamEvent::TextDelta { .. }) {
-                tokio::time::sleep(delay).await;
-            }
-            Some((Ok(next), it))
-        })))
+        Ok(Box::pin(futures::stream::unfold(
+            events.into_iter(),
+            move |mut it| async move {
+                let next = it.next()?;
+                if matches!(next, StreamEvent::TextDelta { .. }) {
+                    tokio::time::sleep(delay).await;
+                }
+                Some((Ok(next), it))
+            },
+        )))
     }
 
     async fn models(&self) -> Result<Vec<ModelInfo>, BackendError> {
         if self.models.is_empty() {
-            return Ok(vec![ModelInfo { id: "mock-model".into(), owned_by: Some("llm-proxy".into()) }]);
+            return Ok(vec![ModelInfo {
+                id: "mock-model".into(),
+                owned_by: Some("llm-proxy".into()),
+            }]);
         }
         Ok(self.models.iter().map(ModelInfo::new).collect())
     }
@@ -197,11 +229,15 @@ pub fn definition() -> BackendPluginDefinition {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use llm_proxy_api::model::{Message, ToolDefinition, ToolResult, TextPart};
+    use llm_proxy_api::model::{Message, TextPart, ToolDefinition, ToolResult};
     use llm_proxy_api::stream::Collector;
 
     fn backend() -> MockBackend {
-        MockBackend { reply: None, chunk_delay: Duration::ZERO, models: vec![] }
+        MockBackend {
+            reply: None,
+            chunk_delay: Duration::ZERO,
+            models: vec![],
+        }
     }
 
     fn collect(events: Vec<StreamEvent>) -> llm_proxy_api::ChatResponse {
@@ -226,22 +262,47 @@ mod tests {
             ..ChatRequest::default()
         };
         let r = collect(backend().answer("m", &req));
-        let call = r.content.iter().find_map(|p| match p { Part::ToolCall(c) => Some(c.clone()), _ => None }).unwrap();
+        let call = r
+            .content
+            .iter()
+            .find_map(|p| match p {
+                Part::ToolCall(c) => Some(c.clone()),
+                _ => None,
+            })
+            .unwrap();
         assert_eq!(call.name, "get_weather");
-        assert_eq!(serde_json::from_str::<Value>(&call.arguments).unwrap(), serde_json::json!({"city": "weather in Paris"}));
+        assert_eq!(
+            serde_json::from_str::<Value>(&call.arguments).unwrap(),
+            serde_json::json!({"city": "weather in Paris"})
+        );
         assert_eq!(r.finish_reason, Some(FinishReason::ToolCalls));
-        req.messages.push(Message { role: Role::Tool, content: vec![Part::ToolResult(ToolResult { call_id: call.id, name: None, content: vec![Part::Text(TextPart::new("sunny"))], is_error: false })], name: None });
+        req.messages.push(Message {
+            role: Role::Tool,
+            content: vec![Part::ToolResult(ToolResult {
+                call_id: call.id,
+                name: None,
+                content: vec![Part::Text(TextPart::new("sunny"))],
+                is_error: false,
+            })],
+            name: None,
+        });
         let r = collect(backend().answer("m", &req));
         assert_eq!(r.joined_text(), "The tool returned: sunny");
         assert_eq!(r.finish_reason, Some(FinishReason::Stop));
         req.messages.push(Message::text(Role::User, "thanks"));
         let r = collect(backend().answer("m", &req));
-        assert!(r.content.iter().any(|p| matches!(p, Part::ToolCall(_))), "a new user turn may call tools again");
+        assert!(
+            r.content.iter().any(|p| matches!(p, Part::ToolCall(_))),
+            "a new user turn may call tools again"
+        );
     }
 
     #[test]
     fn plain_echo() {
-        let req = ChatRequest { messages: vec![Message::text(Role::User, "hi there")], ..ChatRequest::default() };
+        let req = ChatRequest {
+            messages: vec![Message::text(Role::User, "hi there")],
+            ..ChatRequest::default()
+        };
         let r = collect(backend().answer("m", &req));
         assert_eq!(r.joined_text(), "You said: hi there");
         assert!(r.usage.unwrap().output_tokens >= 3);

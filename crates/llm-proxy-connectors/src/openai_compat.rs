@@ -70,12 +70,22 @@ pub const PROVIDERS: &[Provider] = &[
     provider("zai", "ZAI", "https://open.bigmodel.cn/api/paas/v4"),
     Provider {
         headers: KILO_CODE,
-        ..provider("zai-coding-plan", "ZAI_CODING_PLAN", "https://api.z.ai/api/coding/paas/v4")
+        ..provider(
+            "zai-coding-plan",
+            "ZAI_CODING_PLAN",
+            "https://api.z.ai/api/coding/paas/v4",
+        )
     },
     provider("minimax", "MINIMAX", "https://api.minimax.io/v1"),
     provider("zenmux", "ZENMUX", "https://zenmux.ai/api/v1"),
-    Provider { headers: KILO_CODE, ..provider("kimi-code", "KIMI", "https://api.kimi.com/coding/v1") },
-    Provider { key_required: false, ..provider("ollama", "OLLAMA", "http://localhost:11434/v1") },
+    Provider {
+        headers: KILO_CODE,
+        ..provider("kimi-code", "KIMI", "https://api.kimi.com/coding/v1")
+    },
+    Provider {
+        key_required: false,
+        ..provider("ollama", "OLLAMA", "http://localhost:11434/v1")
+    },
     Provider {
         default_url: None,
         key_required: false,
@@ -159,26 +169,37 @@ impl OpenAiCompatible {
     pub fn new(args: &FactoryArgs, provider: &Provider) -> Result<Self, BackendError> {
         let cfg: &BackendInstanceConfig = &args.instance;
         let extra: Extra = serde_json::from_value(serde_json::Value::Object(cfg.extra.clone()))
-            .map_err(|e| {
-                BackendError::config(format!("backends.{}.extra: {e}", cfg.instance))
+            .map_err(|e| BackendError::config(format!("backends.{}.extra: {e}", cfg.instance)))?;
+        let base = cfg
+            .api_url
+            .as_deref()
+            .or(provider.default_url)
+            .ok_or_else(|| {
+                BackendError::config(format!(
+                    "backends.{}.api_url is required for backend type '{}'",
+                    cfg.instance, provider.name
+                ))
             })?;
-        let base = cfg.api_url.as_deref().or(provider.default_url).ok_or_else(|| {
-            BackendError::config(format!(
-                "backends.{}.api_url is required for backend type '{}'",
-                cfg.instance, provider.name
-            ))
-        })?;
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         for (k, v) in provider.headers {
             headers.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
         }
         for (k, v) in &extra.headers {
             let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| {
-                BackendError::config(format!("backends.{}.extra.headers: bad name '{k}'", cfg.instance))
+                BackendError::config(format!(
+                    "backends.{}.extra.headers: bad name '{k}'",
+                    cfg.instance
+                ))
             })?;
             let value = HeaderValue::from_str(v).map_err(|_| {
-                BackendError::config(format!("backends.{}.extra.headers.{k}: bad value", cfg.instance))
+                BackendError::config(format!(
+                    "backends.{}.extra.headers.{k}: bad value",
+                    cfg.instance
+                ))
             })?;
             headers.insert(name, value);
         }
@@ -220,7 +241,11 @@ impl OpenAiCompatible {
 
 #[async_trait]
 impl Backend for OpenAiCompatible {
-    async fn stream(&self, ctx: &CallContext, req: ChatRequest) -> Result<EventStream, BackendError> {
+    async fn stream(
+        &self,
+        ctx: &CallContext,
+        req: ChatRequest,
+    ) -> Result<EventStream, BackendError> {
         let deadline = upstream::call_deadline(ctx, &self.timeouts);
         let wire = openai_chat::request_from_model(&req, &ctx.model, self.options);
         let body = serde_json::to_vec(&wire)
@@ -228,7 +253,11 @@ impl Backend for OpenAiCompatible {
         let mut request = reqwest::Request::new(reqwest::Method::POST, self.chat_url.clone());
         *request.headers_mut() = self.headers.clone();
         *request.body_mut() = Some(body.into());
-        let capture = self.client.sink().is_some().then(|| self.capture_context(ctx));
+        let capture = self
+            .client
+            .sink()
+            .is_some()
+            .then(|| self.capture_context(ctx));
         let response = upstream::send(
             &self.client,
             request,
@@ -239,14 +268,20 @@ impl Backend for OpenAiCompatible {
         )
         .await?;
         if req.stream {
-            return Ok(upstream::event_stream(response, Box::new(ChunkDecoder::new()), deadline));
+            return Ok(upstream::event_stream(
+                response,
+                Box::new(ChunkDecoder::new()),
+                deadline,
+            ));
         }
         let body = upstream::read_body(response, deadline).await?;
         let parsed: ChatCompletionResponse = serde_json::from_slice(&body).map_err(|e| {
             BackendError::transport(format!("upstream sent an invalid response body: {e}"))
         })?;
         let response = openai_chat::response_to_model(parsed, &ctx.model);
-        Ok(Box::pin(futures::stream::iter(response_events(response).into_iter().map(Ok))))
+        Ok(Box::pin(futures::stream::iter(
+            response_events(response).into_iter().map(Ok),
+        )))
     }
 
     async fn models(&self) -> Result<Vec<ModelInfo>, BackendError> {
@@ -265,7 +300,11 @@ impl Backend for OpenAiCompatible {
         }
         let mut request = reqwest::Request::new(reqwest::Method::GET, self.models_url.clone());
         *request.headers_mut() = self.headers.clone();
-        let deadline = std::time::Instant::now() + self.timeouts.first_byte.min(std::time::Duration::from_secs(15));
+        let deadline = std::time::Instant::now()
+            + self
+                .timeouts
+                .first_byte
+                .min(std::time::Duration::from_secs(15));
         let response = upstream::send(
             &self.client,
             request,
@@ -278,7 +317,14 @@ impl Backend for OpenAiCompatible {
         let body = upstream::read_body(response, deadline).await?;
         let list: List = serde_json::from_slice(&body)
             .map_err(|e| BackendError::transport(format!("invalid model list: {e}")))?;
-        Ok(list.data.into_iter().map(|i| ModelInfo { id: i.id, owned_by: i.owned_by }).collect())
+        Ok(list
+            .data
+            .into_iter()
+            .map(|i| ModelInfo {
+                id: i.id,
+                owned_by: i.owned_by,
+            })
+            .collect())
     }
 }
 

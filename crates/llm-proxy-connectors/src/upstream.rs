@@ -69,7 +69,9 @@ pub async fn send(
         .map_err(|_| {
             BackendError::timeout(format!(
                 "upstream sent no response within {:.1} s",
-                timeouts.first_byte.min(deadline.saturating_duration_since(Instant::now()))
+                timeouts
+                    .first_byte
+                    .min(deadline.saturating_duration_since(Instant::now()))
                     .as_secs_f64()
             ))
         })?
@@ -83,7 +85,9 @@ pub async fn send(
         .get(http::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(parse_retry_after);
-    let remaining = deadline.saturating_duration_since(Instant::now()).min(Duration::from_secs(30));
+    let remaining = deadline
+        .saturating_duration_since(Instant::now())
+        .min(Duration::from_secs(30));
     let body = response.bytes(Some(remaining)).await.unwrap_or_default();
     let mut err = decode_error(status.as_u16(), &body).with_retry_after(retry_after);
     scrub_credentials(&mut err.message, &credentials);
@@ -102,8 +106,13 @@ pub fn scrub_credentials(message: &mut String, credentials: &[http::HeaderValue]
 }
 
 /// Reads a whole (non-streamed) body before `deadline`.
-pub async fn read_body(response: HttpResponse, deadline: Instant) -> Result<bytes::Bytes, BackendError> {
-    response.bytes(Some(deadline.saturating_duration_since(Instant::now()))).await
+pub async fn read_body(
+    response: HttpResponse,
+    deadline: Instant,
+) -> Result<bytes::Bytes, BackendError> {
+    response
+        .bytes(Some(deadline.saturating_duration_since(Instant::now())))
+        .await
 }
 
 /// How long to wait for the body to end after the protocol's end marker.
@@ -154,7 +163,9 @@ pub fn event_stream(
                     st.finished = true;
                     st.decoder.finish(&mut st.scratch)
                 }
-                Err(_) => Err(BackendError::timeout("upstream stream exceeded the total timeout")),
+                Err(_) => Err(BackendError::timeout(
+                    "upstream stream exceeded the total timeout",
+                )),
                 Ok(Some(Ok(chunk))) => st.decoder.feed(&chunk, &mut st.scratch),
                 Ok(Some(Err(e))) => Err(e),
                 Ok(None) => {

@@ -22,7 +22,11 @@ pub struct FieldError {
 impl FieldError {
     /// An error about one field.
     pub fn new(message: impl Into<String>, param: impl Into<String>) -> Self {
-        Self { message: message.into(), param: Some(param.into()), malformed_json: false }
+        Self {
+            message: message.into(),
+            param: Some(param.into()),
+            malformed_json: false,
+        }
     }
 }
 
@@ -67,7 +71,11 @@ pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, FieldError> {
                 Some(p) => format!("invalid request field '{p}': {inner}"),
                 None => format!("invalid request body: {inner}"),
             };
-            return Err(FieldError { message, param, malformed_json: false });
+            return Err(FieldError {
+                message,
+                param,
+                malformed_json: false,
+            });
         }
     };
     de.end().map_err(|e| FieldError {
@@ -106,7 +114,16 @@ mod tests {
         let e = parse_body::<Body>(br#"{"messages": []}"#).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("model"), "{}", e.message);
         let e = parse_body::<Body>(br#"{"model": "m", "messages": [{}]}"#).unwrap_err();
-        assert_eq!(e.param.as_deref(), Some("messages[0].role"), "{}", e.message);
-        assert!(parse_body::<Body>(br#"{"model": "m", "messages": []} x"#).unwrap_err().malformed_json);
+        assert_eq!(
+            e.param.as_deref(),
+            Some("messages[0].role"),
+            "{}",
+            e.message
+        );
+        assert!(
+            parse_body::<Body>(br#"{"model": "m", "messages": []} x"#)
+                .unwrap_err()
+                .malformed_json
+        );
     }
 }

@@ -84,7 +84,10 @@ impl SseParser {
 
     fn dispatch(&mut self, out: &mut Vec<SseFrame>) {
         if self.has_data {
-            out.push(SseFrame { event: self.event.take(), data: std::mem::take(&mut self.data) });
+            out.push(SseFrame {
+                event: self.event.take(),
+                data: std::mem::take(&mut self.data),
+            });
         }
         self.event = None;
         self.has_data = false;
@@ -130,9 +133,18 @@ mod tests {
             assert_eq!(
                 out,
                 vec![
-                    SseFrame { event: Some("a".into()), data: "{\"x\":1}".into() },
-                    SseFrame { event: None, data: "line1\nline2".into() },
-                    SseFrame { event: None, data: "[DONE]".into() },
+                    SseFrame {
+                        event: Some("a".into()),
+                        data: "{\"x\":1}".into()
+                    },
+                    SseFrame {
+                        event: None,
+                        data: "line1\nline2".into()
+                    },
+                    SseFrame {
+                        event: None,
+                        data: "[DONE]".into()
+                    },
                 ],
                 "split at {split}"
             );
@@ -142,6 +154,9 @@ mod tests {
     #[test]
     fn rendering() {
         assert_eq!(&data_frame(b"{}")[..], b"data: {}\n\n");
-        assert_eq!(&event_frame("ping", b"{}")[..], b"event: ping\ndata: {}\n\n");
+        assert_eq!(
+            &event_frame("ping", b"{}")[..],
+            b"event: ping\ndata: {}\n\n"
+        );
     }
 }

@@ -11,8 +11,12 @@ use crate::state::AppState;
 
 fn presented_key(req: &Request) -> Option<String> {
     let h = req.headers();
-    if let Some(v) = h.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok())
-        && let Some(k) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer "))
+    if let Some(v) = h
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        && let Some(k) = v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
     {
         return Some(k.trim().to_owned());
     }
@@ -49,7 +53,10 @@ pub fn format_for_path(path: &str) -> WireFormat {
 /// `.../models/{model}:{method}` with one of Gemini's methods (also served under `/v1`).
 fn is_gemini_method(path: &str) -> bool {
     path.rsplit_once(':').is_some_and(|(_, method)| {
-        matches!(method, "generateContent" | "streamGenerateContent" | "countTokens")
+        matches!(
+            method,
+            "generateContent" | "streamGenerateContent" | "countTokens"
+        )
     })
 }
 
@@ -75,7 +82,9 @@ async fn enforce(state: &AppState, req: Request, next: Next, format: WireFormat)
         return next.run(req).await;
     }
     let ok = presented_key(&req).is_some_and(|k| {
-        keys.iter().fold(false, |found, key| found | constant_time_eq(k.as_bytes(), key.expose().as_bytes()))
+        keys.iter().fold(false, |found, key| {
+            found | constant_time_eq(k.as_bytes(), key.expose().as_bytes())
+        })
     });
     if ok {
         next.run(req).await

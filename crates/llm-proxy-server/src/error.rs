@@ -48,15 +48,27 @@ impl From<FieldError> for ProxyError {
         if e.malformed_json {
             Self::MalformedJson(e.message)
         } else {
-            Self::InvalidRequest { message: e.message, param: e.param, code: None }
+            Self::InvalidRequest {
+                message: e.message,
+                param: e.param,
+                code: None,
+            }
         }
     }
 }
 
 impl ProxyError {
     /// A 400 about one field.
-    pub fn invalid(message: impl Into<String>, param: Option<&str>, code: Option<&'static str>) -> Self {
-        Self::InvalidRequest { message: message.into(), param: param.map(str::to_owned), code }
+    pub fn invalid(
+        message: impl Into<String>,
+        param: Option<&str>,
+        code: Option<&'static str>,
+    ) -> Self {
+        Self::InvalidRequest {
+            message: message.into(),
+            param: param.map(str::to_owned),
+            code,
+        }
     }
 
     /// The one place deciding the HTTP status.
@@ -172,8 +184,10 @@ impl ProxyError {
         let status = self.status();
         let body = Bytes::from(serde_json::to_vec(&self.body(format)).unwrap_or_default());
         let mut resp = (status, body).into_response();
-        resp.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         if let Some(after) = self.retry_after()
             && let Ok(v) = HeaderValue::from_str(&after.as_secs().max(1).to_string())
         {
@@ -217,7 +231,8 @@ mod tests {
 
     #[test]
     fn statuses() {
-        let upstream = |s: u16| ProxyError::Backend(BackendError::from_upstream_status(s, "m")).status();
+        let upstream =
+            |s: u16| ProxyError::Backend(BackendError::from_upstream_status(s, "m")).status();
         assert_eq!(upstream(400), StatusCode::BAD_REQUEST);
         assert_eq!(upstream(401), StatusCode::UNAUTHORIZED);
         assert_eq!(upstream(404), StatusCode::NOT_FOUND);
@@ -226,14 +241,26 @@ mod tests {
         assert_eq!(upstream(500), StatusCode::BAD_GATEWAY);
         assert_eq!(upstream(503), StatusCode::BAD_GATEWAY);
         assert_eq!(upstream(504), StatusCode::GATEWAY_TIMEOUT);
-        assert_eq!(ProxyError::Backend(BackendError::transport("refused")).status(), StatusCode::BAD_GATEWAY);
-        assert_eq!(ProxyError::Backend(BackendError::timeout("slow")).status(), StatusCode::GATEWAY_TIMEOUT);
-        assert_eq!(ProxyError::PayloadTooLarge { limit: 1 }.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            ProxyError::Backend(BackendError::transport("refused")).status(),
+            StatusCode::BAD_GATEWAY
+        );
+        assert_eq!(
+            ProxyError::Backend(BackendError::timeout("slow")).status(),
+            StatusCode::GATEWAY_TIMEOUT
+        );
+        assert_eq!(
+            ProxyError::PayloadTooLarge { limit: 1 }.status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
     }
 
     #[test]
     fn context_overflow_is_normalised() {
-        let e = ProxyError::Backend(BackendError::from_upstream_status(400, "prompt is too long: 300000 tokens > 200000 maximum"));
+        let e = ProxyError::Backend(BackendError::from_upstream_status(
+            400,
+            "prompt is too long: 300000 tokens > 200000 maximum",
+        ));
         assert_eq!(e.status(), StatusCode::BAD_REQUEST);
         let body = e.body(WireFormat::OpenAi);
         assert_eq!(body["error"]["code"], "context_length_exceeded");

@@ -26,8 +26,14 @@ pub fn app(state: AppState) -> Router {
     metrics::install();
     let limit = state.config().max_body_bytes;
     Router::new()
-        .route("/v1/chat/completions", post(frontend::openai_chat::chat_completions))
-        .route("/chat/completions", post(frontend::openai_chat::chat_completions))
+        .route(
+            "/v1/chat/completions",
+            post(frontend::openai_chat::chat_completions),
+        )
+        .route(
+            "/chat/completions",
+            post(frontend::openai_chat::chat_completions),
+        )
         .route("/v1/models", get(frontend::models::list_models))
         // Gemini's `/v1` surface (newer `google-genai`) shares the prefix with OpenAI's.
         .route(
@@ -43,10 +49,22 @@ pub fn app(state: AppState) -> Router {
             post(frontend::diagnostics::reactivate),
         )
         .route("/v1/messages", post(frontend::anthropic::messages))
-        .route("/v1/messages/count_tokens", post(frontend::anthropic::count_tokens))
-        .route("/anthropic/v1/messages", post(frontend::anthropic::messages))
-        .route("/anthropic/v1/messages/count_tokens", post(frontend::anthropic::count_tokens))
-        .route("/anthropic/v1/models", get(frontend::anthropic::list_models))
+        .route(
+            "/v1/messages/count_tokens",
+            post(frontend::anthropic::count_tokens),
+        )
+        .route(
+            "/anthropic/v1/messages",
+            post(frontend::anthropic::messages),
+        )
+        .route(
+            "/anthropic/v1/messages/count_tokens",
+            post(frontend::anthropic::count_tokens),
+        )
+        .route(
+            "/anthropic/v1/models",
+            get(frontend::anthropic::list_models),
+        )
         .route("/anthropic/v1/health", get(frontend::anthropic::health))
         .route("/v1beta/models", get(frontend::gemini::list_models))
         // axum cannot route on the `:` of `{model}:{method}`; the handler splits it.
@@ -55,7 +73,10 @@ pub fn app(state: AppState) -> Router {
             post(frontend::gemini::model_action).get(frontend::gemini::get_model),
         )
         .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_key))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_key,
+        ))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
@@ -67,12 +88,18 @@ pub fn anthropic_app(state: AppState) -> Router {
     let limit = state.config().max_body_bytes;
     Router::new()
         .route("/v1/messages", post(frontend::anthropic::messages))
-        .route("/v1/messages/count_tokens", post(frontend::anthropic::count_tokens))
+        .route(
+            "/v1/messages/count_tokens",
+            post(frontend::anthropic::count_tokens),
+        )
         .route("/v1/models", get(frontend::anthropic::list_models))
         .route("/health", get(frontend::models::health))
         .route("/metrics", get(metrics::render))
         .fallback(anthropic_not_found)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_key_anthropic))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_key_anthropic,
+        ))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }

@@ -23,18 +23,25 @@ pub fn install() -> Option<&'static PrometheusHandle> {
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(
                     Matcher::Full(OVERHEAD.to_owned()),
-                    &[1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 5e-2],
+                    &[
+                        1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 5e-2,
+                    ],
                 )
                 .and_then(|b| {
                     b.set_buckets_for_metric(
                         Matcher::Full(UPSTREAM.to_owned()),
-                        &[0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0],
+                        &[
+                            0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                            120.0,
+                        ],
                     )
                 })
                 .and_then(|b| {
                     b.set_buckets_for_metric(
                         Matcher::Full(TTFT.to_owned()),
-                        &[0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0],
+                        &[
+                            0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                        ],
                     )
                 });
             match builder.and_then(|b| b.install_recorder()) {
@@ -70,7 +77,11 @@ pub struct RequestRecord<'a> {
 /// Records a finished request.
 pub fn record(r: &RequestRecord<'_>) {
     let stream = if r.stream { "true" } else { "false" };
-    let labels = [("frontend", r.frontend.to_owned()), ("backend", r.backend.to_owned()), ("stream", stream.to_owned())];
+    let labels = [
+        ("frontend", r.frontend.to_owned()),
+        ("backend", r.backend.to_owned()),
+        ("stream", stream.to_owned()),
+    ];
     metrics::histogram!(OVERHEAD, &labels).record(r.overhead.as_secs_f64());
     if !r.upstream.is_zero() {
         metrics::histogram!(UPSTREAM, &labels).record(r.upstream.as_secs_f64());
@@ -85,6 +96,9 @@ pub fn record(r: &RequestRecord<'_>) {
 pub async fn render() -> Response {
     let body = install().map(PrometheusHandle::render).unwrap_or_default();
     let mut resp = body.into_response();
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
     resp
 }

@@ -78,7 +78,11 @@ fn counts_against_instance(e: &BackendError) -> bool {
 
 /// Routes `req` and starts the call. Returns once meaningful output exists (or the stream
 /// ended), so every failure before that point can still be retried or failed over.
-pub async fn dispatch(state: &AppState, req: ChatRequest, meta: &CallMeta) -> Result<Dispatched, ProxyError> {
+pub async fn dispatch(
+    state: &AppState,
+    req: ChatRequest,
+    meta: &CallMeta,
+) -> Result<Dispatched, ProxyError> {
     let plan = state.router().plan(state, &req)?;
     match plan.kind {
         SelectorKind::Parallel => race(state, &plan, &req, meta).await,
@@ -107,7 +111,12 @@ fn next_leg(plan: &Plan, failed: &[usize]) -> Option<usize> {
     }
 }
 
-async fn sequential(state: &AppState, plan: &Plan, mut req: ChatRequest, meta: &CallMeta) -> Result<Dispatched, ProxyError> {
+async fn sequential(
+    state: &AppState,
+    plan: &Plan,
+    mut req: ChatRequest,
+    meta: &CallMeta,
+) -> Result<Dispatched, ProxyError> {
     let fh = &state.config().failure_handling;
     let budget_end = Instant::now() + fh.total_timeout_budget;
     let breakers = state.router().breakers();
@@ -130,7 +139,10 @@ async fn sequential(state: &AppState, plan: &Plan, mut req: ChatRequest, meta: &
                     break;
                 }
                 let outcome = attempt(state, slot, leg, req.clone(), meta).await;
-                let route = Route { instance: slot.instance.clone(), model: leg.model.clone() };
+                let route = Route {
+                    instance: slot.instance.clone(),
+                    model: leg.model.clone(),
+                };
                 match outcome {
                     Outcome::Streaming(stream) => {
                         breakers.record(&slot.instance, admission, true);
@@ -138,13 +150,18 @@ async fn sequential(state: &AppState, plan: &Plan, mut req: ChatRequest, meta: &
                     }
                     Outcome::Empty(events) => {
                         breakers.record(&slot.instance, admission, true);
-                        if fh.enabled && empty_retries < fh.max_empty_stream_retries && Instant::now() < budget_end {
+                        if fh.enabled
+                            && empty_retries < fh.max_empty_stream_retries
+                            && Instant::now() < budget_end
+                        {
                             empty_retries += 1;
                             tracing::warn!(instance = %slot.instance, "empty response; retrying once with a recovery prompt");
-                            req.messages.push(Message::text(Role::User, EMPTY_STREAM_RECOVERY_PROMPT));
+                            req.messages
+                                .push(Message::text(Role::User, EMPTY_STREAM_RECOVERY_PROMPT));
                             continue;
                         }
-                        let stream: EventStream = Box::pin(futures::stream::iter(events.into_iter().map(Ok)));
+                        let stream: EventStream =
+                            Box::pin(futures::stream::iter(events.into_iter().map(Ok)));
                         return Ok(Dispatched { stream, route });
                     }
                     Outcome::Failed(e) => {
@@ -181,20 +198,35 @@ async fn sequential(state: &AppState, plan: &Plan, mut req: ChatRequest, meta: &
             break;
         }
     }
-    Err(last_error
-        .map(ProxyError::from)
-        .unwrap_or_else(|| ProxyError::invalid("no backend could serve the request", Some("model"), Some("routing_exhausted"))))
+    Err(last_error.map(ProxyError::from).unwrap_or_else(|| {
+        ProxyError::invalid(
+            "no backend could serve the request",
+            Some("model"),
+            Some("routing_exhausted"),
+        )
+    }))
 }
 
 /// Runs the legs of a `!` selector concurrently. Legs start by handicap (the highest at once,
 /// the others `max - own` seconds later, or as soon as a started leg fails); the first leg with
 /// meaningful output wins and every other leg is dropped, which closes its upstream connection.
-async fn race(state: &AppState, plan: &Plan, req: &ChatRequest, meta: &CallMeta) -> Result<Dispatched, ProxyError> {
-    let max_handicap = plan.legs.iter().filter_map(|l| l.annotations.handicap).fold(0.0, f64::max);
+async fn race(
+    state: &AppState,
+    plan: &Plan,
+    req: &ChatRequest,
+    meta: &CallMeta,
+) -> Result<Dispatched, ProxyError> {
+    let max_handicap = plan
+        .legs
+        .iter()
+        .filter_map(|l| l.annotations.handicap)
+        .fold(0.0, f64::max);
     let leg_failed = Notify::new();
     let mut legs = FuturesUnordered::new();
     for leg in &plan.legs {
-        let delay = Duration::from_secs_f64((max_handicap - leg.annotations.handicap.unwrap_or(0.0)).max(0.0));
+        let delay = Duration::from_secs_f64(
+            (max_handicap - leg.annotations.handicap.unwrap_or(0.0)).max(0.0),
+        );
         let leg_failed = &leg_failed;
         legs.push(async move {
             if !delay.is_zero() {
@@ -203,14 +235,28 @@ async fn race(state: &AppState, plan: &Plan, req: &ChatRequest, meta: &CallMeta)
                     () = leg_failed.notified() => {}
                 }
             }
-            let Some(slot) = instances_for(state, &leg.target).into_iter().find(|s| state.router().breakers().is_available(&s.instance)) else {
-                return (leg, None, Outcome::Failed(BackendError::transport(format!("backend '{}' is unavailable (circuit open)", leg.target))));
+            let Some(slot) = instances_for(state, &leg.target)
+                .into_iter()
+                .find(|s| state.router().breakers().is_available(&s.instance))
+            else {
+                return (
+                    leg,
+                    None,
+                    Outcome::Failed(BackendError::transport(format!(
+                        "backend '{}' is unavailable (circuit open)",
+                        leg.target
+                    ))),
+                );
             };
             let run = attempt(state, slot, leg, req.clone(), meta);
             let outcome = match leg.annotations.ttft_timeout {
-                Some(t) => tokio::time::timeout(Duration::from_secs_f64(t), run).await.unwrap_or_else(|_| {
-                    Outcome::Failed(BackendError::timeout(format!("no output within ttft_timeout={t}s")))
-                }),
+                Some(t) => tokio::time::timeout(Duration::from_secs_f64(t), run)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Outcome::Failed(BackendError::timeout(format!(
+                            "no output within ttft_timeout={t}s"
+                        )))
+                    }),
                 None => run.await,
             };
             (leg, Some(slot), outcome)
@@ -220,10 +266,16 @@ async fn race(state: &AppState, plan: &Plan, req: &ChatRequest, meta: &CallMeta)
     let mut fallback_empty = None;
     while let Some((leg, slot, outcome)) = legs.next().await {
         let instance = slot.map_or_else(|| leg.target.clone(), |s| s.instance.clone());
-        let route = Route { instance: instance.clone(), model: leg.model.clone() };
+        let route = Route {
+            instance: instance.clone(),
+            model: leg.model.clone(),
+        };
         match outcome {
             Outcome::Streaming(stream) => {
-                state.router().breakers().record(&instance, Admission::Allowed, true);
+                state
+                    .router()
+                    .breakers()
+                    .record(&instance, Admission::Allowed, true);
                 tracing::debug!(winner = %instance, "parallel race won");
                 return Ok(Dispatched { stream, route });
             }
@@ -233,7 +285,11 @@ async fn race(state: &AppState, plan: &Plan, req: &ChatRequest, meta: &CallMeta)
             }
             Outcome::Failed(e) => {
                 if slot.is_some() {
-                    state.router().breakers().record(&instance, Admission::Allowed, !counts_against_instance(&e));
+                    state.router().breakers().record(
+                        &instance,
+                        Admission::Allowed,
+                        !counts_against_instance(&e),
+                    );
                 }
                 tracing::warn!(instance = %instance, "race leg failed: {e}");
                 last_error = Some(e);
@@ -242,13 +298,28 @@ async fn race(state: &AppState, plan: &Plan, req: &ChatRequest, meta: &CallMeta)
         }
     }
     if let Some((events, route)) = fallback_empty {
-        return Ok(Dispatched { stream: Box::pin(futures::stream::iter(events.into_iter().map(Ok))), route });
+        return Ok(Dispatched {
+            stream: Box::pin(futures::stream::iter(events.into_iter().map(Ok))),
+            route,
+        });
     }
-    Err(last_error.map(ProxyError::from).unwrap_or_else(|| ProxyError::invalid("no race leg could run", Some("model"), Some("routing_exhausted"))))
+    Err(last_error.map(ProxyError::from).unwrap_or_else(|| {
+        ProxyError::invalid(
+            "no race leg could run",
+            Some("model"),
+            Some("routing_exhausted"),
+        )
+    }))
 }
 
 /// One call to one instance, read up to its first meaningful event.
-async fn attempt(state: &AppState, slot: &BackendSlot, leg: &Leg, mut req: ChatRequest, meta: &CallMeta) -> Outcome {
+async fn attempt(
+    state: &AppState,
+    slot: &BackendSlot,
+    leg: &Leg,
+    mut req: ChatRequest,
+    meta: &CallMeta,
+) -> Outcome {
     let backend = match &slot.backend {
         Ok(b) => b,
         Err(why) => {

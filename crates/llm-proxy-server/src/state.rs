@@ -101,13 +101,22 @@ impl AppState {
                 .backends
                 .instances
                 .insert("mock".into(), BackendInstanceConfig::new("mock", "mock"));
-            config.backends.default_backend.get_or_insert_with(|| "mock".into());
+            config
+                .backends
+                .default_backend
+                .get_or_insert_with(|| "mock".into());
         }
         if config.backends.default_backend.is_none() {
             let first = if config.backends.instances.contains_key("openai") {
                 "openai".to_owned()
             } else {
-                config.backends.instances.keys().next().cloned().unwrap_or_default()
+                config
+                    .backends
+                    .instances
+                    .keys()
+                    .next()
+                    .cloned()
+                    .unwrap_or_default()
             };
             config.backends.default_backend = Some(first);
         }
@@ -121,21 +130,24 @@ impl AppState {
         let mut backends = BTreeMap::new();
         for (name, instance) in &config.backends.instances {
             let backend = match plugins.registry.factory(&instance.backend_type) {
-                None => Err(plugins.unavailable_backend_message(&instance.backend_type).unwrap_or_else(
-                    || {
+                None => Err(plugins
+                    .unavailable_backend_message(&instance.backend_type)
+                    .unwrap_or_else(|| {
                         format!(
                             "unknown backend type '{}' for backends.{name}; available types: {}",
                             instance.backend_type,
                             plugins.registry.names().join(", ")
                         )
+                    })),
+                Some(factory) => build_backend(
+                    factory,
+                    FactoryArgs {
+                        http_client: http.clone(),
+                        app_config: config.clone(),
+                        translation_service: translation.clone(),
+                        instance: instance.clone(),
                     },
-                )),
-                Some(factory) => build_backend(factory, FactoryArgs {
-                    http_client: http.clone(),
-                    app_config: config.clone(),
-                    translation_service: translation.clone(),
-                    instance: instance.clone(),
-                }),
+                ),
             };
             if let Err(why) = &backend {
                 tracing::error!(instance = %name, "backend unavailable: {why}");
@@ -153,7 +165,12 @@ impl AppState {
         if !backends.values().any(|b| b.backend.is_ok()) {
             let reasons: Vec<String> = backends
                 .values()
-                .filter_map(|b| b.backend.as_ref().err().map(|e| format!("{}: {e}", b.instance)))
+                .filter_map(|b| {
+                    b.backend
+                        .as_ref()
+                        .err()
+                        .map(|e| format!("{}: {e}", b.instance))
+                })
                 .collect();
             return Err(StartupError(format!(
                 "no configured backend is usable: {}",
@@ -173,15 +190,22 @@ impl AppState {
             }),
         };
         for (path, selector) in [
-            ("backends.default_backend", state.config().backends.default_backend.clone()),
-            ("backends.static_route", state.config().backends.static_route.clone()),
+            (
+                "backends.default_backend",
+                state.config().backends.default_backend.clone(),
+            ),
+            (
+                "backends.static_route",
+                state.config().backends.static_route.clone(),
+            ),
         ] {
             if let Some(sel) = selector {
                 // A selector reaching an unavailable plugin backend was reported (warning or
                 // error) by the reference check above.
-                let plugin_unavailable = selector_backends(&sel, path == "backends.default_backend")
-                    .iter()
-                    .any(|b| state.plugins().unavailable_backend_message(b).is_some());
+                let plugin_unavailable =
+                    selector_backends(&sel, path == "backends.default_backend")
+                        .iter()
+                        .any(|b| state.plugins().unavailable_backend_message(b).is_some());
                 if plugin_unavailable {
                     continue;
                 }
@@ -245,7 +269,9 @@ impl AppState {
         if !slot.models.is_empty() {
             return slot.models.iter().map(ModelInfo::new).collect();
         }
-        let Ok(backend) = &slot.backend else { return Vec::new() };
+        let Ok(backend) = &slot.backend else {
+            return Vec::new();
+        };
         if let Some((at, cached)) = self.inner.models_cache.lock().await.get(&slot.instance)
             && at.elapsed() < MODELS_TTL
         {

@@ -31,12 +31,20 @@ impl WaitClock {
 
     /// Wraps a future.
     pub fn future<F: Future>(&self, inner: F) -> Timed<F> {
-        Timed { inner: Box::pin(inner), clock: self.clone(), pending_since: None }
+        Timed {
+            inner: Box::pin(inner),
+            clock: self.clone(),
+            pending_since: None,
+        }
     }
 
     /// Wraps a stream.
     pub fn stream<S: Stream + Unpin>(&self, inner: S) -> Timed<S> {
-        Timed { inner: Box::pin(inner), clock: self.clone(), pending_since: None }
+        Timed {
+            inner: Box::pin(inner),
+            clock: self.clone(),
+            pending_since: None,
+        }
     }
 }
 
@@ -103,8 +111,18 @@ mod tests {
     async fn counts_only_pending_time() {
         let clock = WaitClock::new();
         clock.future(async { 1 }).await;
-        assert_eq!(clock.waited(), Duration::ZERO, "ready futures wait for nothing");
-        clock.future(tokio::time::sleep(Duration::from_millis(20))).await;
-        assert!(clock.waited() >= Duration::from_millis(15), "{:?}", clock.waited());
+        assert_eq!(
+            clock.waited(),
+            Duration::ZERO,
+            "ready futures wait for nothing"
+        );
+        clock
+            .future(tokio::time::sleep(Duration::from_millis(20)))
+            .await;
+        assert!(
+            clock.waited() >= Duration::from_millis(15),
+            "{:?}",
+            clock.waited()
+        );
     }
 }

@@ -35,8 +35,12 @@ impl Drop for Listener {
 /// The dedicated Anthropic listener's router on 127.0.0.1:0.
 async fn start_anthropic_listener(yaml: &str) -> Listener {
     let cfg = load_from_str(yaml, &CliOverrides::default(), &Env::default()).expect("config");
-    let state = AppState::build(cfg, Plugins::from_linked(), CaptureAwareClient::plain().unwrap())
-        .expect("state");
+    let state = AppState::build(
+        cfg,
+        Plugins::from_linked(),
+        CaptureAwareClient::plain().unwrap(),
+    )
+    .expect("state");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let task = tokio::spawn(async move {
@@ -62,8 +66,16 @@ async fn count_tokens_estimates_without_calling_the_upstream() {
     let tools = json!([{"name": "f", "description": "d", "input_schema": {"type": "object"}}]);
     let body = json!({"model": "claude-x", "system": system, "messages": messages, "tools": tools});
     let chars = system.len() + messages.to_string().len() + tools.to_string().len();
-    for path in ["/v1/messages/count_tokens", "/anthropic/v1/messages/count_tokens"] {
-        let resp = client().post(format!("{}{path}", proxy.url)).json(&body).send().await.unwrap();
+    for path in [
+        "/v1/messages/count_tokens",
+        "/anthropic/v1/messages/count_tokens",
+    ] {
+        let resp = client()
+            .post(format!("{}{path}", proxy.url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 200);
         let v: Value = resp.json().await.unwrap();
         assert_eq!(v, json!({"input_tokens": chars.div_ceil(4)}));
@@ -102,9 +114,18 @@ async fn models_are_listed_in_anthropic_shape() {
             {"type": "model", "id": "openai:gpt-4o-mini", "display_name": "openai:gpt-4o-mini", "created_at": "1970-01-01T00:00:00Z"}
         ], "has_more": false, "first_id": "openai:gpt-4o", "last_id": "openai:gpt-4o-mini"})
     );
-    let health: Value =
-        client().get(format!("{}/anthropic/v1/health", proxy.url)).send().await.unwrap().json().await.unwrap();
-    assert_eq!(health, json!({"status": "ok", "service": "anthropic-proxy"}));
+    let health: Value = client()
+        .get(format!("{}/anthropic/v1/health", proxy.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        health,
+        json!({"status": "ok", "service": "anthropic-proxy"})
+    );
 }
 
 #[tokio::test]
@@ -149,7 +170,11 @@ async fn the_dedicated_listener_serves_root_paths_in_anthropic_shape_only() {
         .unwrap();
     assert_eq!(resp.status(), 200);
 
-    let unauthorized = client().get(format!("{}/v1/models", proxy.url)).send().await.unwrap();
+    let unauthorized = client()
+        .get(format!("{}/v1/models", proxy.url))
+        .send()
+        .await
+        .unwrap();
     let v = error_body(unauthorized, 401).await;
     assert_eq!(v["error"]["type"], "authentication_error");
     let other = client()
@@ -161,7 +186,11 @@ async fn the_dedicated_listener_serves_root_paths_in_anthropic_shape_only() {
         .unwrap();
     let v = error_body(other, 404).await;
     assert_eq!(v["error"]["type"], "not_found_error");
-    let health = client().get(format!("{}/health", proxy.url)).send().await.unwrap();
+    let health = client()
+        .get(format!("{}/health", proxy.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(health.status(), 200);
     assert_eq!(up.calls(), 1);
 }
@@ -190,7 +219,10 @@ async fn version_and_beta_headers_reach_an_anthropic_upstream_but_client_keys_do
     let sent = &up.requests()[0];
     assert_eq!(sent.headers["x-api-key"], "sk-ant-upstream-0123456789");
     assert_eq!(sent.headers["anthropic-version"], "2023-06-01");
-    assert_eq!(sent.headers["anthropic-beta"], "fine-grained-tool-streaming-2025-05-14");
+    assert_eq!(
+        sent.headers["anthropic-beta"],
+        "fine-grained-tool-streaming-2025-05-14"
+    );
     assert_eq!(sent.body["model"], "gpt-4o");
 }
 
@@ -203,7 +235,11 @@ async fn keepalives_are_ping_events() {
         hold_before_first: Some(release.clone()),
         ..SseScript::default()
     }));
-    let proxy = proxy_for(&up.base_url(), "failure_handling:\n  keepalive_interval: 0.05\n").await;
+    let proxy = proxy_for(
+        &up.base_url(),
+        "failure_handling:\n  keepalive_interval: 0.05\n",
+    )
+    .await;
     let resp = client()
         .post(format!("{}/v1/messages", proxy.url))
         .json(&message_body(true))
@@ -214,17 +250,30 @@ async fn keepalives_are_ping_events() {
     let mut body = resp.bytes_stream();
     let mut text = String::new();
     while !text.contains("event: ping") {
-        let chunk = tokio::time::timeout(Duration::from_secs(10), body.next()).await.unwrap().unwrap().unwrap();
+        let chunk = tokio::time::timeout(Duration::from_secs(10), body.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         text.push_str(std::str::from_utf8(&chunk).unwrap());
     }
-    assert!(!text.contains("message_start"), "nothing but pings before the upstream spoke");
+    assert!(
+        !text.contains("message_start"),
+        "nothing but pings before the upstream spoke"
+    );
     release.notify_one();
-    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(10), body.next()).await.unwrap() {
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(10), body.next())
+        .await
+        .unwrap()
+    {
         text.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
     }
     let events = sse_events(&text);
     assert!(events.iter().all(|(name, _)| !name.is_empty()));
-    assert!(!text.contains(": keep-alive"), "no SSE comments for Anthropic clients");
+    assert!(
+        !text.contains(": keep-alive"),
+        "no SSE comments for Anthropic clients"
+    );
     let text_out: String = events
         .iter()
         .filter(|(n, _)| n == "content_block_delta")
@@ -236,13 +285,25 @@ async fn keepalives_are_ping_events() {
 #[tokio::test]
 async fn invalid_bodies_get_anthropic_errors() {
     let proxy = start_proxy("").await;
-    let post = |body: &'static str| client().post(format!("{}/v1/messages", proxy.url)).body(body).send();
+    let post = |body: &'static str| {
+        client()
+            .post(format!("{}/v1/messages", proxy.url))
+            .body(body)
+            .send()
+    };
     let v = error_body(post("{\"model\": ").await.unwrap(), 400).await;
     assert_eq!(v["error"]["type"], "invalid_request_error");
     let v = error_body(post("{\"model\": \"m\"}").await.unwrap(), 400).await;
-    assert!(v["error"]["message"].as_str().unwrap().contains("messages"), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("messages"),
+        "{v}"
+    );
     let v = error_body(
-        client().get(format!("{}/anthropic/v1/nothing", proxy.url)).send().await.unwrap(),
+        client()
+            .get(format!("{}/anthropic/v1/nothing", proxy.url))
+            .send()
+            .await
+            .unwrap(),
         404,
     )
     .await;
@@ -272,11 +333,21 @@ async fn dropped_reasoning_is_reported_in_the_lossy_header() {
     for stream in [false, true] {
         let mut body = body.clone();
         body["stream"] = json!(stream);
-        let resp = client().post(format!("{}/v1/messages", proxy.url)).json(&body).send().await.unwrap();
+        let resp = client()
+            .post(format!("{}/v1/messages", proxy.url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 200);
-        let lossy = resp.headers().get("x-llm-proxy-lossy").map(|v| v.to_str().unwrap().to_owned());
+        let lossy = resp
+            .headers()
+            .get("x-llm-proxy-lossy")
+            .map(|v| v.to_str().unwrap().to_owned());
         assert!(
-            lossy.as_deref().is_some_and(|l| l.contains("signed reasoning dropped")),
+            lossy
+                .as_deref()
+                .is_some_and(|l| l.contains("signed reasoning dropped")),
             "{lossy:?}"
         );
     }

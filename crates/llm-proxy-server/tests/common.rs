@@ -19,8 +19,12 @@ impl Drop for Proxy {
 
 pub async fn start_proxy(yaml: &str) -> Proxy {
     let cfg = load_from_str(yaml, &CliOverrides::default(), &Env::default()).expect("config");
-    let state = AppState::build(cfg, Plugins::from_linked(), CaptureAwareClient::plain().unwrap())
-        .expect("state");
+    let state = AppState::build(
+        cfg,
+        Plugins::from_linked(),
+        CaptureAwareClient::plain().unwrap(),
+    )
+    .expect("state");
     serve_state(state).await
 }
 

@@ -43,15 +43,15 @@ pub fn upstream_path(dialect: Dialect, stream: bool) -> String {
     match dialect {
         Dialect::OpenAi => "/v1/chat/completions".to_owned(),
         Dialect::Anthropic => "/v1/messages".to_owned(),
-        Dialect::Gemini if stream => format!("/v1beta/models/{MODEL}:streamGenerateContent?alt=sse"),
+        Dialect::Gemini if stream => {
+            format!("/v1beta/models/{MODEL}:streamGenerateContent?alt=sse")
+        }
         Dialect::Gemini => format!("/v1beta/models/{MODEL}:generateContent"),
     }
 }
 
 fn tool_specs() -> [(&'static str, &'static str, Value); 2] {
-    let schema = |field: &str| {
-        json!({"type": "object", "properties": {field: {"type": "string"}}, "required": [field]})
-    };
+    let schema = |field: &str| json!({"type": "object", "properties": {field: {"type": "string"}}, "required": [field]});
     [
         ("get_weather", "Weather for a city", schema("city")),
         ("get_time", "Local time in a time zone", schema("tz")),
@@ -78,7 +78,12 @@ pub struct Conversation {
 
 impl Conversation {
     pub fn new(client: Dialect, tools: bool, reasoning: bool, first: &str) -> Self {
-        let mut c = Self { client, tools, reasoning, items: Vec::new() };
+        let mut c = Self {
+            client,
+            tools,
+            reasoning,
+            items: Vec::new(),
+        };
         c.push_user(first);
         c
     }
@@ -96,8 +101,13 @@ impl Conversation {
         match self.client {
             Dialect::OpenAi => {
                 for r in replies {
-                    let text = if r.is_error { format!("Error: {}", r.text) } else { r.text.clone() };
-                    self.items.push(json!({"role": "tool", "tool_call_id": r.id, "content": text}));
+                    let text = if r.is_error {
+                        format!("Error: {}", r.text)
+                    } else {
+                        r.text.clone()
+                    };
+                    self.items
+                        .push(json!({"role": "tool", "tool_call_id": r.id, "content": text}));
                 }
             }
             Dialect::Anthropic => {
@@ -168,8 +178,7 @@ impl Conversation {
                     b["tools"] = json!([{"functionDeclarations": decls}]);
                 }
                 if self.reasoning {
-                    b["generationConfig"] =
-                        json!({"thinkingConfig": {"includeThoughts": true, "thinkingBudget": 2048}});
+                    b["generationConfig"] = json!({"thinkingConfig": {"includeThoughts": true, "thinkingBudget": 2048}});
                 }
                 b
             }
@@ -182,12 +191,20 @@ impl Conversation {
 }
 
 /// Posts `body` to the endpoint of `client`.
-pub async fn send(client_dialect: Dialect, proxy: &Proxy, body: &Value, stream: bool) -> reqwest::Response {
+pub async fn send(
+    client_dialect: Dialect,
+    proxy: &Proxy,
+    body: &Value,
+    stream: bool,
+) -> reqwest::Response {
     let url = match client_dialect {
         Dialect::OpenAi => format!("{}/v1/chat/completions", proxy.url),
         Dialect::Anthropic => format!("{}/v1/messages", proxy.url),
         Dialect::Gemini if stream => {
-            format!("{}/v1beta/models/{MODEL}:streamGenerateContent?alt=sse", proxy.url)
+            format!(
+                "{}/v1beta/models/{MODEL}:streamGenerateContent?alt=sse",
+                proxy.url
+            )
         }
         Dialect::Gemini => format!("{}/v1beta/models/{MODEL}:generateContent", proxy.url),
     };
@@ -226,7 +243,10 @@ fn str_of(v: &Value) -> String {
 /// Reads a successful response of `client`, checking it is well-formed for that dialect.
 pub async fn read_answer(client_dialect: Dialect, resp: reqwest::Response, stream: bool) -> Answer {
     let status = resp.status();
-    let content_type = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned());
     let text = resp.text().await.unwrap();
     assert_eq!(status, 200, "{text}");
     if stream {
@@ -245,12 +265,19 @@ pub async fn read_answer(client_dialect: Dialect, resp: reqwest::Response, strea
 }
 
 fn parse_args(text: &str) -> Value {
-    let v: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("arguments {text:?} are not JSON: {e}"));
+    let v: Value = serde_json::from_str(text)
+        .unwrap_or_else(|e| panic!("arguments {text:?} are not JSON: {e}"));
     assert!(v.is_object(), "arguments {text:?} are not an object");
     v
 }
 
-fn neutral(text: String, reasoning: Vec<Value>, calls: Vec<Value>, finish: &str, usage: (u64, u64)) -> Value {
+fn neutral(
+    text: String,
+    reasoning: Vec<Value>,
+    calls: Vec<Value>,
+    finish: &str,
+    usage: (u64, u64),
+) -> Value {
     json!({"text": text, "reasoning": reasoning, "tool_calls": calls, "finish": finish,
            "usage": {"input": usage.0, "output": usage.1}})
 }
@@ -269,8 +296,15 @@ fn openai_message(body: &Value) -> Answer {
     let choice = &body["choices"][0];
     let msg = &choice["message"];
     assert_eq!(msg["role"], "assistant");
-    let answer = openai_neutral(msg, choice["finish_reason"].as_str().unwrap(), &body["usage"]);
-    Answer { neutral: answer, echo: msg.clone() }
+    let answer = openai_neutral(
+        msg,
+        choice["finish_reason"].as_str().unwrap(),
+        &body["usage"],
+    );
+    Answer {
+        neutral: answer,
+        echo: msg.clone(),
+    }
 }
 
 fn openai_neutral(msg: &Value, finish: &str, usage: &Value) -> Value {
@@ -285,8 +319,14 @@ fn openai_neutral(msg: &Value, finish: &str, usage: &Value) -> Value {
     let signed_details = msg
         .get("reasoning_details")
         .and_then(Value::as_array)
-        .is_some_and(|d| d.iter().any(|d| d.get("signature").is_some() || d.get("provider_data").is_some()));
-    let reasoning = match (reasoning.is_empty(), msg.get("reasoning_content").and_then(Value::as_str)) {
+        .is_some_and(|d| {
+            d.iter()
+                .any(|d| d.get("signature").is_some() || d.get("provider_data").is_some())
+        });
+    let reasoning = match (
+        reasoning.is_empty(),
+        msg.get("reasoning_content").and_then(Value::as_str),
+    ) {
         (true, Some(t)) if !t.is_empty() => vec![json!({"text": t, "signed": signed_details})],
         _ => reasoning,
     };
@@ -302,13 +342,20 @@ fn openai_neutral(msg: &Value, finish: &str, usage: &Value) -> Value {
                    "signed": c.get("extra_content").is_some_and(|e| !e.is_null())})
         })
         .collect();
-    let text = msg.get("content").and_then(Value::as_str).unwrap_or("").to_owned();
+    let text = msg
+        .get("content")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
     neutral(
         text,
         reasoning,
         calls,
         openai_finish(finish),
-        (usage["prompt_tokens"].as_u64().unwrap(), usage["completion_tokens"].as_u64().unwrap()),
+        (
+            usage["prompt_tokens"].as_u64().unwrap(),
+            usage["completion_tokens"].as_u64().unwrap(),
+        ),
     )
 }
 
@@ -323,11 +370,16 @@ fn openai_stream(text: &str) -> Answer {
     let mut usage = Value::Null;
     for chunk in &chunks {
         assert_eq!(chunk["object"], "chat.completion.chunk", "{chunk}");
-        assert!(chunk.get("error").is_none(), "unexpected error chunk {chunk}");
+        assert!(
+            chunk.get("error").is_none(),
+            "unexpected error chunk {chunk}"
+        );
         if let Some(u) = chunk.get("usage").filter(|u| !u.is_null()) {
             usage = u.clone();
         }
-        let Some(choice) = chunk["choices"].as_array().and_then(|c| c.first()) else { continue };
+        let Some(choice) = chunk["choices"].as_array().and_then(|c| c.first()) else {
+            continue;
+        };
         if let Some(f) = choice.get("finish_reason").and_then(Value::as_str) {
             assert!(finish.is_none(), "one finish_reason per stream");
             finish = Some(f.to_owned());
@@ -338,7 +390,10 @@ fn openai_stream(text: &str) -> Answer {
     }
     let msg = Value::Object(msg);
     let finish = finish.expect("a finish_reason");
-    Answer { neutral: openai_neutral(&msg, &finish, &usage), echo: msg }
+    Answer {
+        neutral: openai_neutral(&msg, &finish, &usage),
+        echo: msg,
+    }
 }
 
 fn merge_delta(into: &mut Map<String, Value>, delta: &Map<String, Value>) {
@@ -349,7 +404,10 @@ fn merge_delta(into: &mut Map<String, Value>, delta: &Map<String, Value>) {
             (Some(Value::Array(a)), Value::Array(items)) => {
                 for item in items {
                     let idx = item.get("index").cloned();
-                    match a.iter_mut().find(|x| idx.is_some() && x.get("index") == idx.as_ref()) {
+                    match a
+                        .iter_mut()
+                        .find(|x| idx.is_some() && x.get("index") == idx.as_ref())
+                    {
                         Some(Value::Object(existing)) => {
                             if let Value::Object(item) = item {
                                 merge_delta(existing, item);
@@ -387,7 +445,10 @@ fn anthropic_neutral(content: &[Value], stop_reason: &str, usage: &Value) -> Val
                 let before_call = content.get(i + 1).is_some_and(|b| b["type"] == "tool_use");
                 // An empty signed block before a call carries that call's provider data.
                 if block["thinking"] == "" && before_call {
-                    assert!(!signature.is_empty(), "empty thinking block without signature");
+                    assert!(
+                        !signature.is_empty(),
+                        "empty thinking block without signature"
+                    );
                     continue;
                 }
                 reasoning.push(json!({"text": block["thinking"], "signed": !signature.is_empty()}));
@@ -395,17 +456,29 @@ fn anthropic_neutral(content: &[Value], stop_reason: &str, usage: &Value) -> Val
             "redacted_thinking" => reasoning.push(json!({"text": "", "signed": true})),
             "tool_use" => {
                 assert!(block["input"].is_object(), "{block}");
-                let signed = i > 0 && content[i - 1]["type"] == "thinking" && content[i - 1]["thinking"] == "";
+                let signed = i > 0
+                    && content[i - 1]["type"] == "thinking"
+                    && content[i - 1]["thinking"] == "";
                 calls.push(json!({"id": block["id"], "name": block["name"], "arguments": block["input"], "signed": signed}));
             }
             other => panic!("unexpected block type {other}"),
         }
     }
-    let input = ["input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"]
-        .iter()
-        .filter_map(|k| usage.get(*k).and_then(Value::as_u64))
-        .sum();
-    neutral(text, reasoning, calls, anthropic_finish(stop_reason), (input, usage["output_tokens"].as_u64().unwrap()))
+    let input = [
+        "input_tokens",
+        "cache_read_input_tokens",
+        "cache_creation_input_tokens",
+    ]
+    .iter()
+    .filter_map(|k| usage.get(*k).and_then(Value::as_u64))
+    .sum();
+    neutral(
+        text,
+        reasoning,
+        calls,
+        anthropic_finish(stop_reason),
+        (input, usage["output_tokens"].as_u64().unwrap()),
+    )
 }
 
 fn anthropic_message(body: &Value) -> Answer {
@@ -413,8 +486,15 @@ fn anthropic_message(body: &Value) -> Answer {
     assert_eq!(body["role"], "assistant");
     assert!(body["id"].as_str().unwrap().starts_with("msg_"), "{body}");
     let content = body["content"].as_array().unwrap();
-    let answer = anthropic_neutral(content, body["stop_reason"].as_str().unwrap(), &body["usage"]);
-    Answer { neutral: answer, echo: json!({"role": "assistant", "content": content}) }
+    let answer = anthropic_neutral(
+        content,
+        body["stop_reason"].as_str().unwrap(),
+        &body["usage"],
+    );
+    Answer {
+        neutral: answer,
+        echo: json!({"role": "assistant", "content": content}),
+    }
 }
 
 /// `(event name, data)` of each SSE event.
@@ -460,7 +540,10 @@ fn anthropic_stream(text: &str) -> Answer {
             }
             "ping" => {}
             "content_block_start" => {
-                assert!(open.is_none(), "a block opened while another is open: {data}");
+                assert!(
+                    open.is_none(),
+                    "a block opened while another is open: {data}"
+                );
                 let index = data["index"].as_u64().unwrap() as usize;
                 assert_eq!(index, content.len(), "block indices are sequential");
                 let mut block = data["content_block"].clone();
@@ -482,20 +565,37 @@ fn anthropic_stream(text: &str) -> Answer {
                 assert_eq!(open, Some(index), "delta for the open block");
                 let block = &mut content[index];
                 let delta = &data["delta"];
-                match (block["type"].as_str().unwrap(), delta["type"].as_str().unwrap()) {
+                match (
+                    block["type"].as_str().unwrap(),
+                    delta["type"].as_str().unwrap(),
+                ) {
                     ("text", "text_delta") => {
-                        let t = format!("{}{}", block["text"].as_str().unwrap(), delta["text"].as_str().unwrap());
+                        let t = format!(
+                            "{}{}",
+                            block["text"].as_str().unwrap(),
+                            delta["text"].as_str().unwrap()
+                        );
                         block["text"] = json!(t);
                     }
                     ("thinking", "thinking_delta") => {
-                        let t = format!("{}{}", block["thinking"].as_str().unwrap(), delta["thinking"].as_str().unwrap());
+                        let t = format!(
+                            "{}{}",
+                            block["thinking"].as_str().unwrap(),
+                            delta["thinking"].as_str().unwrap()
+                        );
                         block["thinking"] = json!(t);
                     }
                     ("thinking", "signature_delta") => {
-                        let s = format!("{}{}", block["signature"].as_str().unwrap_or(""), delta["signature"].as_str().unwrap());
+                        let s = format!(
+                            "{}{}",
+                            block["signature"].as_str().unwrap_or(""),
+                            delta["signature"].as_str().unwrap()
+                        );
                         block["signature"] = json!(s);
                     }
-                    ("tool_use", "input_json_delta") => partial_json.push_str(delta["partial_json"].as_str().unwrap()),
+                    ("tool_use", "input_json_delta") => {
+                        partial_json.push_str(delta["partial_json"].as_str().unwrap())
+                    }
                     (b, d) => panic!("{d} inside a {b} block"),
                 }
             }
@@ -503,7 +603,11 @@ fn anthropic_stream(text: &str) -> Answer {
                 let index = data["index"].as_u64().unwrap() as usize;
                 assert_eq!(open, Some(index), "stop closes the open block");
                 if content[index]["type"] == "tool_use" {
-                    content[index]["input"] = if partial_json.is_empty() { json!({}) } else { parse_args(&partial_json) };
+                    content[index]["input"] = if partial_json.is_empty() {
+                        json!({})
+                    } else {
+                        parse_args(&partial_json)
+                    };
                 }
                 open = None;
             }
@@ -522,7 +626,10 @@ fn anthropic_stream(text: &str) -> Answer {
     assert!(stopped, "stream ends with message_stop");
     let stop_reason = stop_reason.expect("message_delta with a stop_reason");
     let answer = anthropic_neutral(&content, &stop_reason, &usage);
-    Answer { neutral: answer, echo: json!({"role": "assistant", "content": content}) }
+    Answer {
+        neutral: answer,
+        echo: json!({"role": "assistant", "content": content}),
+    }
 }
 
 fn gemini_neutral(parts: &[Value], finish: &str, usage: &Value) -> Value {
@@ -532,10 +639,13 @@ fn gemini_neutral(parts: &[Value], finish: &str, usage: &Value) -> Value {
     for p in parts {
         if let Some(fc) = p.get("functionCall") {
             assert!(fc["args"].is_object(), "{p}");
-            calls.push(json!({"id": fc.get("id").cloned().unwrap_or(Value::Null), "name": fc["name"],
-                "arguments": fc["args"], "signed": p.get("thoughtSignature").is_some()}));
+            calls.push(
+                json!({"id": fc.get("id").cloned().unwrap_or(Value::Null), "name": fc["name"],
+                "arguments": fc["args"], "signed": p.get("thoughtSignature").is_some()}),
+            );
         } else if p.get("thought") == Some(&json!(true)) {
-            reasoning.push(json!({"text": p["text"], "signed": p.get("thoughtSignature").is_some()}));
+            reasoning
+                .push(json!({"text": p["text"], "signed": p.get("thoughtSignature").is_some()}));
         } else if let Some(t) = p.get("text").and_then(Value::as_str) {
             text.push_str(t);
         }
@@ -545,8 +655,15 @@ fn gemini_neutral(parts: &[Value], finish: &str, usage: &Value) -> Value {
         "STOP" => "stop",
         other => panic!("unexpected finishReason {other}"),
     };
-    let output = usage["candidatesTokenCount"].as_u64().unwrap_or(0) + usage["thoughtsTokenCount"].as_u64().unwrap_or(0);
-    neutral(text, reasoning, calls, finish, (usage["promptTokenCount"].as_u64().unwrap(), output))
+    let output = usage["candidatesTokenCount"].as_u64().unwrap_or(0)
+        + usage["thoughtsTokenCount"].as_u64().unwrap_or(0);
+    neutral(
+        text,
+        reasoning,
+        calls,
+        finish,
+        (usage["promptTokenCount"].as_u64().unwrap(), output),
+    )
 }
 
 fn gemini_response(body: &Value) -> Answer {
@@ -555,8 +672,15 @@ fn gemini_response(body: &Value) -> Answer {
     let content = &candidates[0]["content"];
     assert_eq!(content["role"], "model");
     let parts = content["parts"].as_array().unwrap();
-    let answer = gemini_neutral(parts, candidates[0]["finishReason"].as_str().unwrap(), &body["usageMetadata"]);
-    Answer { neutral: answer, echo: content.clone() }
+    let answer = gemini_neutral(
+        parts,
+        candidates[0]["finishReason"].as_str().unwrap(),
+        &body["usageMetadata"],
+    );
+    Answer {
+        neutral: answer,
+        echo: content.clone(),
+    }
 }
 
 /// Concatenates the parts of every frame, merging adjacent plain text parts and adjacent thought
@@ -568,7 +692,10 @@ fn gemini_stream(text: &str) -> Answer {
     let mut finish = None;
     let mut usage = Value::Null;
     for (i, frame) in frames.iter().enumerate() {
-        assert!(frame.get("error").is_none(), "unexpected error frame {frame}");
+        assert!(
+            frame.get("error").is_none(),
+            "unexpected error frame {frame}"
+        );
         let candidate = &frame["candidates"][0];
         assert_eq!(candidate["content"]["role"], "model", "{frame}");
         if let Some(f) = candidate.get("finishReason").and_then(Value::as_str) {
@@ -577,18 +704,29 @@ fn gemini_stream(text: &str) -> Answer {
             usage = frame["usageMetadata"].clone();
         }
         for p in candidate["content"]["parts"].as_array().unwrap() {
-            let plain = |v: &Value| v.get("functionCall").is_none() && v.get("thoughtSignature").is_none();
+            let plain =
+                |v: &Value| v.get("functionCall").is_none() && v.get("thoughtSignature").is_none();
             let thought = |v: &Value| v.get("thought") == Some(&json!(true));
             match parts.last_mut() {
-                Some(last) if p.get("text") == Some(&json!("")) && p.get("thoughtSignature").is_some()
-                    && last.get("functionCall").is_none() && last.get("thoughtSignature").is_none() =>
+                Some(last)
+                    if p.get("text") == Some(&json!(""))
+                        && p.get("thoughtSignature").is_some()
+                        && last.get("functionCall").is_none()
+                        && last.get("thoughtSignature").is_none() =>
                 {
                     last["thoughtSignature"] = p["thoughtSignature"].clone();
                 }
-                Some(last) if p.get("text").is_some() && last.get("text").is_some() && plain(last)
-                    && thought(last) == thought(p) =>
+                Some(last)
+                    if p.get("text").is_some()
+                        && last.get("text").is_some()
+                        && plain(last)
+                        && thought(last) == thought(p) =>
                 {
-                    let t = format!("{}{}", last["text"].as_str().unwrap(), p["text"].as_str().unwrap());
+                    let t = format!(
+                        "{}{}",
+                        last["text"].as_str().unwrap(),
+                        p["text"].as_str().unwrap()
+                    );
                     last["text"] = json!(t);
                     if let Some(sig) = p.get("thoughtSignature") {
                         last["thoughtSignature"] = sig.clone();
@@ -601,7 +739,10 @@ fn gemini_stream(text: &str) -> Answer {
     }
     let finish = finish.expect("a frame with finishReason");
     let answer = gemini_neutral(&parts, &finish, &usage);
-    Answer { neutral: answer, echo: json!({"role": "model", "parts": parts}) }
+    Answer {
+        neutral: answer,
+        echo: json!({"role": "model", "parts": parts}),
+    }
 }
 
 /// What an upstream received, reduced to the dialect-neutral facts the matrix checks: the
@@ -618,12 +759,22 @@ pub fn upstream_view(dialect: Dialect, body: &Value) -> Value {
             for m in messages {
                 match m["role"].as_str().unwrap() {
                     "assistant" => {
-                        for c in m.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
+                        for c in m
+                            .get("tool_calls")
+                            .and_then(Value::as_array)
+                            .into_iter()
+                            .flatten()
+                        {
                             calls.push(json!({"id": c["id"], "name": c["function"]["name"],
                                 "arguments": parse_args(c["function"]["arguments"].as_str().unwrap()),
                                 "signature": c.get("extra_content").and_then(google_signature)}));
                         }
-                        for d in m.get("reasoning_details").and_then(Value::as_array).into_iter().flatten() {
+                        for d in m
+                            .get("reasoning_details")
+                            .and_then(Value::as_array)
+                            .into_iter()
+                            .flatten()
+                        {
                             reasoning.push(json!({"text": d.get("text").cloned().unwrap_or(json!("")),
                                 "signature": d.get("signature").cloned().or_else(|| d.get("provider_data").and_then(google_signature)).unwrap_or(Value::Null)}));
                         }
@@ -647,7 +798,9 @@ pub fn upstream_view(dialect: Dialect, body: &Value) -> Value {
             let mut results = Vec::new();
             let mut reasoning = Vec::new();
             for m in body["messages"].as_array().unwrap() {
-                let Some(blocks) = m["content"].as_array() else { continue };
+                let Some(blocks) = m["content"].as_array() else {
+                    continue;
+                };
                 for b in blocks {
                     match b["type"].as_str().unwrap() {
                         "tool_use" => calls.push(json!({"id": b["id"], "name": b["name"], "arguments": b["input"], "signature": null})),
@@ -704,5 +857,7 @@ pub fn upstream_view(dialect: Dialect, body: &Value) -> Value {
 
 fn google_signature(data: &Value) -> Option<Value> {
     let g = data.get("google").unwrap_or(data);
-    g.get("thought_signature").or_else(|| g.get("thoughtSignature")).cloned()
+    g.get("thought_signature")
+        .or_else(|| g.get("thoughtSignature"))
+        .cloned()
 }

@@ -8,7 +8,10 @@
 use llm_proxy_test_support::{MockUpstream, Reply, anthropic, gemini, openai};
 use serde_json::{Value, json};
 
-use crate::dialect::{Answer, Conversation, Dialect, SYSTEM, ToolReply, proxy_on, read_answer, upstream_path, upstream_view};
+use crate::dialect::{
+    Answer, Conversation, Dialect, SYSTEM, ToolReply, proxy_on, read_answer, upstream_path,
+    upstream_view,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Scenario {
@@ -32,7 +35,10 @@ const TOOL_SIGNATURE: &str = "SIG_GEMINI_TOOLS_EuYBCuMBAdHt";
 fn openai_text_stream(text: &str, usage: (u64, u64)) -> Vec<String> {
     let (first, rest) = text.split_at(text.len() / 2);
     vec![
-        openai::frame(&openai::delta_chunk(json!({"role": "assistant", "content": ""}), None)),
+        openai::frame(&openai::delta_chunk(
+            json!({"role": "assistant", "content": ""}),
+            None,
+        )),
         openai::frame(&openai::delta_chunk(json!({"content": first}), None)),
         openai::frame(&openai::delta_chunk(json!({"content": rest}), None)),
         openai::frame(&openai::delta_chunk(json!({}), Some("stop"))),
@@ -79,18 +85,24 @@ fn first_reply(up: Dialect, stream: bool, scenario: Scenario) -> Reply {
                 gemini::Tokens::new(30, 12),
             )),
             (Dialect::Gemini, true) => {
-                let frames: Vec<Vec<Value>> =
-                    gemini::parallel_call_parts(TOOL_SIGNATURE).into_iter().map(|p| vec![p]).collect();
+                let frames: Vec<Vec<Value>> = gemini::parallel_call_parts(TOOL_SIGNATURE)
+                    .into_iter()
+                    .map(|p| vec![p])
+                    .collect();
                 Reply::sse(gemini::stream(&frames, "STOP", gemini::Tokens::new(30, 12)))
             }
         },
         Scenario::Reasoning => match (up, stream) {
-            (Dialect::OpenAi, false) => {
-                Reply::json(openai::reasoning_completion("Let me think about this.", sig, "The answer is 4."))
-            }
-            (Dialect::OpenAi, true) => {
-                Reply::sse(openai::reasoning_stream(&["Let me think ", "about this."], sig, "The answer is 4."))
-            }
+            (Dialect::OpenAi, false) => Reply::json(openai::reasoning_completion(
+                "Let me think about this.",
+                sig,
+                "The answer is 4.",
+            )),
+            (Dialect::OpenAi, true) => Reply::sse(openai::reasoning_stream(
+                &["Let me think ", "about this."],
+                sig,
+                "The answer is 4.",
+            )),
             (Dialect::Anthropic, false) => Reply::json(anthropic::message(
                 &anthropic::thinking_blocks(sig),
                 "end_turn",
@@ -104,7 +116,11 @@ fn first_reply(up: Dialect, stream: bool, scenario: Scenario) -> Reply {
             (Dialect::Gemini, false) => Reply::json(gemini::response(
                 &gemini::thinking_parts(sig),
                 "STOP",
-                gemini::Tokens { prompt: 11, candidates: 3, thoughts: 4 },
+                gemini::Tokens {
+                    prompt: 11,
+                    candidates: 3,
+                    thoughts: 4,
+                },
             )),
             (Dialect::Gemini, true) => Reply::sse(gemini::stream(
                 &[
@@ -113,7 +129,11 @@ fn first_reply(up: Dialect, stream: bool, scenario: Scenario) -> Reply {
                     vec![gemini::text("The answer is 4.")],
                 ],
                 "STOP",
-                gemini::Tokens { prompt: 11, candidates: 3, thoughts: 4 },
+                gemini::Tokens {
+                    prompt: 11,
+                    candidates: 3,
+                    thoughts: 4,
+                },
             )),
         },
     }
@@ -135,12 +155,16 @@ fn expected_answer(up: Dialect, scenario: Scenario) -> Value {
             "finish": "stop", "usage": {"input": 11, "output": 7}}),
         Scenario::Tools => {
             let [a, b] = call_ids(up);
-            let text = if up == Dialect::OpenAi { "" } else { "Checking both." };
+            let text = if up == Dialect::OpenAi {
+                ""
+            } else {
+                "Checking both."
+            };
             json!({"text": text, "reasoning": [], "finish": "tool_calls", "usage": {"input": 30, "output": 12},
-                "tool_calls": [
-                    {"id": a, "name": "get_weather", "arguments": {"city": "Paris"}, "signed": up == Dialect::Gemini},
-                    {"id": b, "name": "get_time", "arguments": {"tz": "CET"}, "signed": false}
-                ]})
+            "tool_calls": [
+                {"id": a, "name": "get_weather", "arguments": {"city": "Paris"}, "signed": up == Dialect::Gemini},
+                {"id": b, "name": "get_time", "arguments": {"tz": "CET"}, "signed": false}
+            ]})
         }
         Scenario::Reasoning => json!({"text": "The answer is 4.",
             "reasoning": [{"text": "Let me think about this.", "signed": true}],
@@ -210,7 +234,12 @@ async fn run_cell(client: Dialect, up: Dialect, stream: bool, scenario: Scenario
     let proxy = proxy_on(up, &mock.base_url()).await;
 
     // Turn 1.
-    let mut conv = Conversation::new(client, scenario == Scenario::Tools, scenario == Scenario::Reasoning, "Weather and time in Paris?");
+    let mut conv = Conversation::new(
+        client,
+        scenario == Scenario::Tools,
+        scenario == Scenario::Reasoning,
+        "Weather and time in Paris?",
+    );
     let resp = conv.send(&proxy, stream).await;
     let answer: Answer = if stream {
         read_answer(client, resp, true).await
@@ -223,7 +252,11 @@ async fn run_cell(client: Dialect, up: Dialect, stream: bool, scenario: Scenario
         let echo = reqwest_like(body);
         read_answer(client, echo, false).await
     };
-    assert_eq!(answer.neutral, expected_answer(up, scenario), "client-visible answer");
+    assert_eq!(
+        answer.neutral,
+        expected_answer(up, scenario),
+        "client-visible answer"
+    );
 
     let first = &mock.requests()[0];
     assert_eq!(first.uri, upstream_path(up, stream));
@@ -231,7 +264,12 @@ async fn run_cell(client: Dialect, up: Dialect, stream: bool, scenario: Scenario
     assert_eq!(seen["system"], SYSTEM);
     let tools = (scenario == Scenario::Tools).then(|| json!(["get_weather", "get_time"]));
     assert_eq!(seen["tools"], tools.unwrap_or(Value::Null));
-    assert_eq!(seen["reasoning_requested"], scenario == Scenario::Reasoning, "{}", first.body);
+    assert_eq!(
+        seen["reasoning_requested"],
+        scenario == Scenario::Reasoning,
+        "{}",
+        first.body
+    );
 
     // Turn 2: the answer as the client echoes it, then tool results or a new question.
     conv.items.push(answer.echo.clone());
@@ -239,8 +277,18 @@ async fn run_cell(client: Dialect, up: Dialect, stream: bool, scenario: Scenario
         Scenario::Tools => {
             let calls = answer.calls();
             conv.push_tool_results(&[
-                ToolReply { id: calls[0].0.clone(), name: calls[0].1.clone(), text: "sunny, 21C".into(), is_error: false },
-                ToolReply { id: calls[1].0.clone(), name: calls[1].1.clone(), text: "unknown timezone".into(), is_error: true },
+                ToolReply {
+                    id: calls[0].0.clone(),
+                    name: calls[0].1.clone(),
+                    text: "sunny, 21C".into(),
+                    is_error: false,
+                },
+                ToolReply {
+                    id: calls[1].0.clone(),
+                    name: calls[1].1.clone(),
+                    text: "unknown timezone".into(),
+                    is_error: true,
+                },
             ]);
         }
         _ => conv.push_user("And 4+4?"),
@@ -257,7 +305,11 @@ async fn run_cell(client: Dialect, up: Dialect, stream: bool, scenario: Scenario
         }
         Scenario::Tools => {
             let [a, b] = call_ids(up);
-            let signature = if up == Dialect::Gemini { json!(TOOL_SIGNATURE) } else { Value::Null };
+            let signature = if up == Dialect::Gemini {
+                json!(TOOL_SIGNATURE)
+            } else {
+                Value::Null
+            };
             assert_eq!(
                 seen["calls"],
                 json!([
@@ -271,8 +323,19 @@ async fn run_cell(client: Dialect, up: Dialect, stream: bool, scenario: Scenario
             assert_eq!(results.len(), 2, "{}", sent.body);
             assert_eq!(results[0]["id"], a);
             assert_eq!(results[1]["id"], b);
-            assert!(results[0]["text"].as_str().unwrap().contains("sunny, 21C"), "{}", sent.body);
-            assert!(results[1]["text"].as_str().unwrap().contains("unknown timezone"), "{}", sent.body);
+            assert!(
+                results[0]["text"].as_str().unwrap().contains("sunny, 21C"),
+                "{}",
+                sent.body
+            );
+            assert!(
+                results[1]["text"]
+                    .as_str()
+                    .unwrap()
+                    .contains("unknown timezone"),
+                "{}",
+                sent.body
+            );
             assert_eq!(results[0]["error"], false);
             // An OpenAI client has no error flag; its "Error: ..." text is what travels.
             let flagged = client != Dialect::OpenAi || up == Dialect::OpenAi;
@@ -346,7 +409,12 @@ async fn interleaved_openai_fragments_reach_anthropic_clients_as_whole_tool_use_
     let mock = MockUpstream::start().await.unwrap();
     mock.push(Reply::sse(openai::parallel_tool_stream()));
     let proxy = proxy_on(Dialect::OpenAi, &mock.base_url()).await;
-    let conv = Conversation::new(Dialect::Anthropic, true, false, "Weather and time in Paris?");
+    let conv = Conversation::new(
+        Dialect::Anthropic,
+        true,
+        false,
+        "Weather and time in Paris?",
+    );
     let resp = conv.send(&proxy, true).await;
     assert_eq!(resp.status(), 200);
     let events: Vec<Value> = crate::dialect::sse_events(&resp.text().await.unwrap())
@@ -373,7 +441,11 @@ async fn interleaved_openai_fragments_reach_anthropic_clients_as_whole_tool_use_
 
 fn rate_limit_body(up: Dialect) -> Value {
     match up {
-        Dialect::OpenAi => openai::error("Rate limit reached for requests", "requests", Some("rate_limit_exceeded")),
+        Dialect::OpenAi => openai::error(
+            "Rate limit reached for requests",
+            "requests",
+            Some("rate_limit_exceeded"),
+        ),
         Dialect::Anthropic => anthropic::rate_limit_error(),
         Dialect::Gemini => gemini::rate_limit_error(),
     }
@@ -392,12 +464,20 @@ fn overflow_body(up: Dialect) -> Value {
 }
 
 /// Checks an error response: status and the client's own envelope for `kind`.
-async fn assert_error(client: Dialect, resp: reqwest::Response, status: u16, kind: &str, upstream_message: &str) {
+async fn assert_error(
+    client: Dialect,
+    resp: reqwest::Response,
+    status: u16,
+    kind: &str,
+    upstream_message: &str,
+) {
     assert_eq!(resp.status(), status);
     assert_eq!(resp.headers()["content-type"], "application/json");
     let body: Value = resp.json().await.unwrap();
     match (client, kind) {
-        (Dialect::OpenAi, "rate_limit") => assert_eq!(body["error"]["type"], "rate_limit_error", "{body}"),
+        (Dialect::OpenAi, "rate_limit") => {
+            assert_eq!(body["error"]["type"], "rate_limit_error", "{body}")
+        }
         (Dialect::OpenAi, _) => {
             assert_eq!(body["error"]["type"], "invalid_request_error", "{body}");
             assert_eq!(body["error"]["code"], "context_length_exceeded", "{body}");
@@ -421,7 +501,10 @@ async fn assert_error(client: Dialect, resp: reqwest::Response, status: u16, kin
         }
     }
     let message = body["error"]["message"].as_str().unwrap();
-    assert!(message.to_lowercase().contains(upstream_message), "the upstream's message is kept: {body}");
+    assert!(
+        message.to_lowercase().contains(upstream_message),
+        "the upstream's message is kept: {body}"
+    );
 }
 
 /// Upstream 429 and context overflow (400), before the first byte, streamed or not: each client
@@ -436,13 +519,35 @@ async fn upstream_errors_reach_every_client_in_its_envelope() {
                 mock.push(Reply::error(429, rate_limit_body(up)));
                 let conv = Conversation::new(client, false, false, "hi");
                 let message = rate_limit_body(up).to_string();
-                let snippet = if message.contains("exhausted") { "exhausted" } else { "rate limit" };
-                assert_error(client, conv.send(&proxy, stream).await, 429, "rate_limit", snippet).await;
+                let snippet = if message.contains("exhausted") {
+                    "exhausted"
+                } else {
+                    "rate limit"
+                };
+                assert_error(
+                    client,
+                    conv.send(&proxy, stream).await,
+                    429,
+                    "rate_limit",
+                    snippet,
+                )
+                .await;
                 mock.push(Reply::error(400, overflow_body(up)));
-                assert_error(client, conv.send(&proxy, stream).await, 400, "overflow", "tokens").await;
+                assert_error(
+                    client,
+                    conv.send(&proxy, stream).await,
+                    400,
+                    "overflow",
+                    "tokens",
+                )
+                .await;
             }
         }
-        assert_eq!(mock.calls(), 12, "errors are not retried on the same instance");
+        assert_eq!(
+            mock.calls(),
+            12,
+            "errors are not retried on the same instance"
+        );
     }
 }
 
@@ -465,7 +570,9 @@ async fn errors_after_the_first_byte_are_in_stream_errors_in_every_client_protoc
                     format!("data: {}\r\n\r\n", gemini::error(503, "UNAVAILABLE", "Overloaded")),
                 ],
             }));
-            let resp = Conversation::new(client, false, false, "hi").send(&proxy, true).await;
+            let resp = Conversation::new(client, false, false, "hi")
+                .send(&proxy, true)
+                .await;
             assert_eq!(resp.status(), 200);
             let text = resp.text().await.unwrap();
             assert!(text.contains("partial"), "{text}");

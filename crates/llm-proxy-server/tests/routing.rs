@@ -17,7 +17,10 @@ struct Pair {
 }
 
 async fn pair() -> Pair {
-    Pair { a: MockUpstream::start().await.unwrap(), b: MockUpstream::start().await.unwrap() }
+    Pair {
+        a: MockUpstream::start().await.unwrap(),
+        b: MockUpstream::start().await.unwrap(),
+    }
 }
 
 fn config(p: &Pair, extra: &str) -> String {
@@ -33,30 +36,50 @@ fn body(model: &str, stream: bool) -> Value {
 }
 
 async fn post(url: &str, body: &Value) -> (u16, Value) {
-    let r = client().post(format!("{url}/v1/chat/completions")).json(body).send().await.unwrap();
+    let r = client()
+        .post(format!("{url}/v1/chat/completions"))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
 async fn post_stream(url: &str, body: &Value) -> (u16, String) {
-    let r = client().post(format!("{url}/v1/chat/completions")).json(body).send().await.unwrap();
+    let r = client()
+        .post(format!("{url}/v1/chat/completions"))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
 fn streamed_text(text: &str) -> String {
-    sse_data(text).0.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect()
+    sse_data(text)
+        .0
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect()
 }
 
 #[tokio::test]
 async fn failover_before_first_byte_is_invisible() {
     let p = pair().await;
-    p.a.set_fallback(Reply::error(503, json!({"error": {"message": "a is down"}})));
+    p.a.set_fallback(Reply::error(
+        503,
+        json!({"error": {"message": "a is down"}}),
+    ));
     p.b.set_fallback(Reply::sse(openai::text_stream(&["from ", "b"])));
     let proxy = start_proxy(&config(&p, "")).await;
     let (status, text) = post_stream(&proxy.url, &body("openai.a:m|openai.b:m", true)).await;
     assert_eq!(status, 200);
     assert_eq!(streamed_text(&text), "from b");
-    assert!(!text.contains("a is down") && !text.contains("error"), "no trace of the failure: {text}");
+    assert!(
+        !text.contains("a is down") && !text.contains("error"),
+        "no trace of the failure: {text}"
+    );
     assert_eq!((p.a.calls(), p.b.calls()), (1, 1));
 
     p.b.set_fallback(Reply::json(openai::completion("b answers")));
@@ -85,7 +108,10 @@ async fn connection_refused_and_timeouts_fail_over_too() {
 #[tokio::test]
 async fn bad_requests_surface_without_failover() {
     let p = pair().await;
-    p.a.push(Reply::error(400, json!({"error": {"message": "bad tool schema"}})));
+    p.a.push(Reply::error(
+        400,
+        json!({"error": {"message": "bad tool schema"}}),
+    ));
     let proxy = start_proxy(&config(&p, "")).await;
     let (status, v) = post(&proxy.url, &body("openai.a:m|openai.b:m", false)).await;
     assert_eq!(status, 400);
@@ -98,21 +124,36 @@ async fn no_retry_after_meaningful_output() {
     let p = pair().await;
     let mut frames = openai::text_stream(&["partial"]);
     frames.truncate(2);
-    p.a.push(Reply::Sse(SseScript { frames, cut: true, ..SseScript::default() }));
+    p.a.push(Reply::Sse(SseScript {
+        frames,
+        cut: true,
+        ..SseScript::default()
+    }));
     p.b.set_fallback(Reply::sse(openai::text_stream(&["b"])));
     let proxy = start_proxy(&config(&p, "")).await;
     let (status, text) = post_stream(&proxy.url, &body("openai.a:m|openai.b:m", true)).await;
     assert_eq!(status, 200);
     let (chunks, _) = sse_data(&text);
     assert_eq!(streamed_text(&text), "partial");
-    assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "error");
-    assert_eq!(p.b.calls(), 0, "never fail over after output reached the client");
+    assert_eq!(
+        chunks.last().unwrap()["choices"][0]["finish_reason"],
+        "error"
+    );
+    assert_eq!(
+        p.b.calls(),
+        0,
+        "never fail over after output reached the client"
+    );
 }
 
 #[tokio::test]
 async fn short_retry_after_is_waited_out_on_the_same_instance() {
     let p = pair().await;
-    p.a.push(Reply::Json { status: 429, body: json!({"error": {"message": "slow down"}}), headers: vec![("retry-after".into(), "0".into())] });
+    p.a.push(Reply::Json {
+        status: 429,
+        body: json!({"error": {"message": "slow down"}}),
+        headers: vec![("retry-after".into(), "0".into())],
+    });
     p.a.push(Reply::json(openai::completion("a after waiting")));
     let proxy = start_proxy(&config(&p, "failure_handling:\n  min_retry_wait: 0\n")).await;
     let (status, v) = post(&proxy.url, &body("openai.a:m|openai.b:m", false)).await;
@@ -124,7 +165,11 @@ async fn short_retry_after_is_waited_out_on_the_same_instance() {
 #[tokio::test]
 async fn hops_are_bounded() {
     let p = pair().await;
-    p.a.set_fallback(Reply::Json { status: 429, body: json!({"error": {"message": "busy"}}), headers: vec![("retry-after".into(), "0".into())] });
+    p.a.set_fallback(Reply::Json {
+        status: 429,
+        body: json!({"error": {"message": "busy"}}),
+        headers: vec![("retry-after".into(), "0".into())],
+    });
     let proxy = start_proxy(&config(&p, "failure_handling:\n  min_retry_wait: 0\n  max_failover_hops: 2\nresilience:\n  circuit_breaker:\n    enabled: false\n")).await;
     let (status, _) = post(&proxy.url, &body("openai.a:m", false)).await;
     assert_eq!(status, 429);
@@ -153,9 +198,17 @@ async fn weighted_reroll_excludes_the_failed_leaf() {
     let p = pair().await;
     p.a.set_fallback(Reply::error(503, json!({"error": {"message": "down"}})));
     p.b.set_fallback(Reply::json(openai::completion("b")));
-    let proxy = start_proxy(&config(&p, "resilience:\n  circuit_breaker:\n    enabled: false\n")).await;
+    let proxy = start_proxy(&config(
+        &p,
+        "resilience:\n  circuit_breaker:\n    enabled: false\n",
+    ))
+    .await;
     for _ in 0..20 {
-        let (status, v) = post(&proxy.url, &body("[weight=100]openai.a:m^openai.b:m", false)).await;
+        let (status, v) = post(
+            &proxy.url,
+            &body("[weight=100]openai.a:m^openai.b:m", false),
+        )
+        .await;
         assert_eq!(status, 200);
         assert_eq!(v["choices"][0]["message"]["content"], "b");
     }
@@ -175,19 +228,49 @@ async fn circuit_breaker_opens_and_skips_the_instance() {
     assert_eq!(p.a.calls(), 3);
     let (status, v) = post(&proxy.url, &body("openai.a:m", false)).await;
     assert_eq!(status, 502);
-    assert!(v["error"]["message"].as_str().unwrap().contains("circuit open"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("circuit open"),
+        "{v}"
+    );
     assert_eq!(p.a.calls(), 3, "an open breaker keeps traffic away");
     let (status, v) = post(&proxy.url, &body("openai.a:m|openai.b:m", false)).await;
     assert_eq!(status, 200);
     assert_eq!(v["choices"][0]["message"]["content"], "b");
     assert_eq!(p.a.calls(), 3);
-    let diag: Value = client().get(format!("{}/v1/diagnostics", proxy.url)).send().await.unwrap().json().await.unwrap();
-    assert_eq!(diag["circuit_breakers"]["openai.a"]["state"], "open", "{diag}");
+    let diag: Value = client()
+        .get(format!("{}/v1/diagnostics", proxy.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        diag["circuit_breakers"]["openai.a"]["state"], "open",
+        "{diag}"
+    );
     assert_eq!(diag["circuit_breakers"]["openai.b"]["state"], "closed");
     // Manual reactivation closes it: the next call reaches the upstream again.
-    let r = client().post(format!("{}/v1/diagnostics/backends/openai.a/reactivate", proxy.url)).send().await.unwrap();
+    let r = client()
+        .post(format!(
+            "{}/v1/diagnostics/backends/openai.a/reactivate",
+            proxy.url
+        ))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    let r = client().post(format!("{}/v1/diagnostics/backends/nosuch/reactivate", proxy.url)).send().await.unwrap();
+    let r = client()
+        .post(format!(
+            "{}/v1/diagnostics/backends/nosuch/reactivate",
+            proxy.url
+        ))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     p.a.set_fallback(Reply::json(openai::completion("a is back")));
     let (status, v) = post(&proxy.url, &body("openai.a:m", false)).await;
@@ -207,7 +290,14 @@ async fn half_open_trial_closes_the_breaker() {
     assert_eq!(status, 502);
     let (status, v) = post(&proxy.url, &body("openai.a:m", false)).await;
     assert_eq!(status, 200, "{v}");
-    let diag: Value = client().get(format!("{}/v1/diagnostics", proxy.url)).send().await.unwrap().json().await.unwrap();
+    let diag: Value = client()
+        .get(format!("{}/v1/diagnostics", proxy.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(diag["circuit_breakers"]["openai.a"]["state"], "closed");
 }
 
@@ -215,13 +305,20 @@ async fn half_open_trial_closes_the_breaker() {
 async fn parallel_race_returns_the_faster_leg_and_closes_the_loser() {
     let p = pair().await;
     // a: headers and a role chunk at once, its text only after 300 ms.
-    p.a.push(Reply::Sse(SseScript { frames: openai::text_stream(&["slow", "er"]), gap: Duration::from_millis(300), ..SseScript::default() }));
+    p.a.push(Reply::Sse(SseScript {
+        frames: openai::text_stream(&["slow", "er"]),
+        gap: Duration::from_millis(300),
+        ..SseScript::default()
+    }));
     p.b.push(Reply::sse(openai::text_stream(&["fast"])));
     let proxy = start_proxy(&config(&p, "")).await;
     let (status, text) = post_stream(&proxy.url, &body("openai.a:m!openai.b:m", true)).await;
     assert_eq!(status, 200);
     assert_eq!(streamed_text(&text), "fast");
-    assert!(p.a.wait_for_disconnect(Duration::from_secs(10)).await, "the losing leg's upstream connection is closed");
+    assert!(
+        p.a.wait_for_disconnect(Duration::from_secs(10)).await,
+        "the losing leg's upstream connection is closed"
+    );
 }
 
 #[tokio::test]
@@ -231,7 +328,15 @@ async fn parallel_race_handicap_and_failed_leg() {
     p.b.push(Reply::sse(openai::text_stream(&["b won"])));
     let proxy = start_proxy(&config(&p, "")).await;
     // b would wait 30 s, but starts early because a failed.
-    let (status, text) = tokio::time::timeout(Duration::from_secs(10), post_stream(&proxy.url, &body("[handicap=30]openai.a:m![handicap=0]openai.b:m", true))).await.unwrap();
+    let (status, text) = tokio::time::timeout(
+        Duration::from_secs(10),
+        post_stream(
+            &proxy.url,
+            &body("[handicap=30]openai.a:m![handicap=0]openai.b:m", true),
+        ),
+    )
+    .await
+    .unwrap();
     assert_eq!(status, 200);
     assert_eq!(streamed_text(&text), "b won");
 }
@@ -247,7 +352,10 @@ async fn parallel_needs_streaming_and_bad_selectors_are_400_with_codes() {
         ("[weight=-1]openai.a:m^openai.b:m", "invalid_weight"),
         ("openai.a:m|openai.b:m^openai.a:m", "unsupported_construct"),
         ("[handicap=-1]openai.a:m!openai.b:m", "invalid_handicap"),
-        ("[ttft_timeout=0]openai.a:m!openai.b:m", "invalid_ttft_timeout"),
+        (
+            "[ttft_timeout=0]openai.a:m!openai.b:m",
+            "invalid_ttft_timeout",
+        ),
         ("[max_context=zero]openai.a:m", "invalid_max_context"),
         ("[weight=2", "syntax_error"),
         ("openai.a:", "invalid_leaf"),
@@ -275,7 +383,11 @@ async fn aliases_rewrite_with_capture_groups() {
 async fn static_route_forces_all_traffic() {
     let p = pair().await;
     p.b.set_fallback(Reply::json(openai::completion("b")));
-    let proxy = start_proxy(&config(&p, "").replace("default_backend: openai.a", "default_backend: openai.a\n  static_route: openai.b:pinned")).await;
+    let proxy = start_proxy(&config(&p, "").replace(
+        "default_backend: openai.a",
+        "default_backend: openai.a\n  static_route: openai.b:pinned",
+    ))
+    .await;
     let (status, _) = post(&proxy.url, &body("openai.a:whatever", false)).await;
     assert_eq!(status, 200);
     assert_eq!(p.b.requests()[0].body["model"], "pinned");
@@ -292,7 +404,10 @@ async fn empty_stream_is_retried_once_with_a_recovery_prompt() {
     assert_eq!(status, 200);
     assert_eq!(streamed_text(&text), "second try");
     let second = &p.a.requests()[1].body["messages"];
-    assert_eq!(second.as_array().unwrap().last().unwrap()["content"], llm_proxy_server::pipeline::EMPTY_STREAM_RECOVERY_PROMPT);
+    assert_eq!(
+        second.as_array().unwrap().last().unwrap()["content"],
+        llm_proxy_server::pipeline::EMPTY_STREAM_RECOVERY_PROMPT
+    );
 }
 
 #[tokio::test]
@@ -300,7 +415,10 @@ async fn max_context_skips_small_branches_and_params_apply() {
     let p = pair().await;
     p.b.set_fallback(Reply::json(openai::completion("b")));
     let proxy = start_proxy(&config(&p, "")).await;
-    let mut req = body("[max_context=10]openai.a:m|openai.b:m?temperature=0.3&top_k=5", false);
+    let mut req = body(
+        "[max_context=10]openai.a:m|openai.b:m?temperature=0.3&top_k=5",
+        false,
+    );
     req["messages"][0]["content"] = json!("x".repeat(400));
     let (status, _) = post(&proxy.url, &req).await;
     assert_eq!(status, 200);
@@ -318,14 +436,31 @@ async fn max_context_skips_small_branches_and_params_apply() {
 async fn startup_rejects_unknown_backends_and_bad_aliases() {
     let build = |yaml: &str| {
         let cfg = load_from_str(yaml, &CliOverrides::default(), &Env::default()).unwrap();
-        AppState::build(cfg, llm_proxy_server::plugins::Plugins::from_linked(), CaptureAwareClient::plain().unwrap()).map(|_| ()).map_err(|e| e.to_string())
+        AppState::build(
+            cfg,
+            llm_proxy_server::plugins::Plugins::from_linked(),
+            CaptureAwareClient::plain().unwrap(),
+        )
+        .map(|_| ())
+        .map_err(|e| e.to_string())
     };
     let err = build("backends:\n  default_backend: nosuch\n  mock: {}\n").unwrap_err();
-    assert!(err.contains("backends.default_backend") && err.contains("nosuch"), "{err}");
-    let err = build("backends:\n  mock: {}\nmodel_aliases:\n  - pattern: '('\n    replacement: mock:x\n").unwrap_err();
+    assert!(
+        err.contains("backends.default_backend") && err.contains("nosuch"),
+        "{err}"
+    );
+    let err =
+        build("backends:\n  mock: {}\nmodel_aliases:\n  - pattern: '('\n    replacement: mock:x\n")
+            .unwrap_err();
     assert!(err.contains("model_aliases[0].pattern"), "{err}");
-    let err = build("backends:\n  mock: {}\nmodel_aliases:\n  - pattern: 'x'\n    replacement: nosuch:x\n").unwrap_err();
-    assert!(err.contains("model_aliases[0].replacement") && err.contains("nosuch"), "{err}");
+    let err = build(
+        "backends:\n  mock: {}\nmodel_aliases:\n  - pattern: 'x'\n    replacement: nosuch:x\n",
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("model_aliases[0].replacement") && err.contains("nosuch"),
+        "{err}"
+    );
     let err = build("backends:\n  static_route: 'mock:a|'\n  mock: {}\n").unwrap_err();
     assert!(err.contains("backends.static_route"), "{err}");
 }

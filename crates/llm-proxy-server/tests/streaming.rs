@@ -19,24 +19,50 @@ async fn keepalives_flow_while_the_upstream_is_silent() {
         hold_before_first: Some(release.clone()),
         ..SseScript::default()
     }));
-    let proxy = proxy_for(&up.base_url(), "failure_handling:\n  keepalive_interval: 0.05\n").await;
-    let resp = client().post(format!("{}/v1/chat/completions", proxy.url)).json(&chat_body(true)).send().await.unwrap();
-    assert_eq!(resp.status(), 200, "headers go out once the keep-alive interval passes");
+    let proxy = proxy_for(
+        &up.base_url(),
+        "failure_handling:\n  keepalive_interval: 0.05\n",
+    )
+    .await;
+    let resp = client()
+        .post(format!("{}/v1/chat/completions", proxy.url))
+        .json(&chat_body(true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        200,
+        "headers go out once the keep-alive interval passes"
+    );
     let mut body = resp.bytes_stream();
     let mut text = String::new();
     // Read until a keep-alive comment arrived, then let the upstream talk.
     while !text.contains(": keep-alive") {
-        let chunk = tokio::time::timeout(Duration::from_secs(10), body.next()).await.unwrap().unwrap().unwrap();
+        let chunk = tokio::time::timeout(Duration::from_secs(10), body.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         text.push_str(std::str::from_utf8(&chunk).unwrap());
     }
     assert!(!text.contains("data:"), "no data before the upstream spoke");
     release.notify_one();
-    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(10), body.next()).await.unwrap() {
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(10), body.next())
+        .await
+        .unwrap()
+    {
         text.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
     }
     let (chunks, done) = sse_data(&text);
     assert!(done);
-    assert_eq!(chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect::<String>(), "late");
+    assert_eq!(
+        chunks
+            .iter()
+            .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+            .collect::<String>(),
+        "late"
+    );
 }
 
 #[tokio::test]
@@ -50,10 +76,22 @@ async fn client_disconnect_closes_the_upstream_connection() {
         ..SseScript::default()
     }));
     let proxy = proxy_for(&up.base_url(), "").await;
-    let resp = client().post(format!("{}/v1/chat/completions", proxy.url)).json(&chat_body(true)).send().await.unwrap();
+    let resp = client()
+        .post(format!("{}/v1/chat/completions", proxy.url))
+        .json(&chat_body(true))
+        .send()
+        .await
+        .unwrap();
     let mut body = resp.bytes_stream();
-    let first = tokio::time::timeout(Duration::from_secs(10), body.next()).await.unwrap().unwrap().unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(10), body.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert!(std::str::from_utf8(&first).unwrap().contains("data:"));
     drop(body);
-    assert!(up.wait_for_disconnect(Duration::from_secs(10)).await, "the mock saw its client hang up");
+    assert!(
+        up.wait_for_disconnect(Duration::from_secs(10)).await,
+        "the mock saw its client hang up"
+    );
 }

@@ -66,7 +66,11 @@ impl Block {
                 json!({"type": "thinking", "thinking": pieces.concat(), "signature": signature})
             }
             Self::Redacted(data) => json!({"type": "redacted_thinking", "data": data}),
-            Self::ToolUse { id, name, fragments } => {
+            Self::ToolUse {
+                id,
+                name,
+                fragments,
+            } => {
                 let input: Value = serde_json::from_str(&fragments.concat()).unwrap_or(json!({}));
                 json!({"type": "tool_use", "id": id, "name": name, "input": input})
             }
@@ -88,7 +92,11 @@ pub struct Tokens {
 impl Tokens {
     /// Uncached usage.
     pub const fn new(input: u64, output: u64) -> Self {
-        Self { input, output, cache_read: 0 }
+        Self {
+            input,
+            output,
+            cache_read: 0,
+        }
     }
 }
 
@@ -122,14 +130,20 @@ pub fn text_message(text: &str) -> Value {
 
 /// One SSE event: `event: <type>` and its JSON data.
 pub fn event(data: &Value) -> String {
-    let name = data.get("type").and_then(Value::as_str).unwrap_or("message");
+    let name = data
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("message");
     format!("event: {name}\ndata: {data}\n\n")
 }
 
 /// The SSE transcript streaming `blocks`: `message_start` (input usage), a `ping`, each block
 /// as start / deltas / stop, `message_delta` (stop reason, output usage), `message_stop`.
 pub fn stream(blocks: &[Block], stop_reason: &str, tokens: Tokens) -> Vec<String> {
-    let start_usage = Tokens { output: 1, ..tokens };
+    let start_usage = Tokens {
+        output: 1,
+        ..tokens
+    };
     let mut frames = vec![
         event(&json!({"type": "message_start", "message": {
             "id": MESSAGE_ID, "type": "message", "role": "assistant", "content": [], "model": MODEL,
@@ -137,7 +151,9 @@ pub fn stream(blocks: &[Block], stop_reason: &str, tokens: Tokens) -> Vec<String
         event(&json!({"type": "ping"})),
     ];
     for (index, block) in blocks.iter().enumerate() {
-        let delta = |delta: Value| event(&json!({"type": "content_block_delta", "index": index, "delta": delta}));
+        let delta = |delta: Value| {
+            event(&json!({"type": "content_block_delta", "index": index, "delta": delta}))
+        };
         let start = match block {
             Block::Text(_) => json!({"type": "text", "text": ""}),
             Block::Thinking { .. } => json!({"type": "thinking", "thinking": "", "signature": ""}),
@@ -146,20 +162,32 @@ pub fn stream(blocks: &[Block], stop_reason: &str, tokens: Tokens) -> Vec<String
                 json!({"type": "tool_use", "id": id, "name": name, "input": {}})
             }
         };
-        frames.push(event(&json!({"type": "content_block_start", "index": index, "content_block": start})));
+        frames.push(event(
+            &json!({"type": "content_block_start", "index": index, "content_block": start}),
+        ));
         match block {
             Block::Text(pieces) => {
-                frames.extend(pieces.iter().map(|p| delta(json!({"type": "text_delta", "text": p}))));
+                frames.extend(
+                    pieces
+                        .iter()
+                        .map(|p| delta(json!({"type": "text_delta", "text": p}))),
+                );
             }
             Block::Thinking { pieces, signature } => {
                 frames.extend(
-                    pieces.iter().map(|p| delta(json!({"type": "thinking_delta", "thinking": p}))),
+                    pieces
+                        .iter()
+                        .map(|p| delta(json!({"type": "thinking_delta", "thinking": p}))),
                 );
-                frames.push(delta(json!({"type": "signature_delta", "signature": signature})));
+                frames.push(delta(
+                    json!({"type": "signature_delta", "signature": signature}),
+                ));
             }
             Block::Redacted(_) => {}
             Block::ToolUse { fragments, .. } => {
-                frames.push(delta(json!({"type": "input_json_delta", "partial_json": ""})));
+                frames.push(delta(
+                    json!({"type": "input_json_delta", "partial_json": ""}),
+                ));
                 frames.extend(
                     fragments
                         .iter()
@@ -167,7 +195,9 @@ pub fn stream(blocks: &[Block], stop_reason: &str, tokens: Tokens) -> Vec<String
                 );
             }
         }
-        frames.push(event(&json!({"type": "content_block_stop", "index": index})));
+        frames.push(event(
+            &json!({"type": "content_block_stop", "index": index}),
+        ));
     }
     frames.push(event(&json!({"type": "message_delta",
         "delta": {"stop_reason": stop_reason, "stop_sequence": null},
@@ -205,12 +235,18 @@ pub fn error(kind: &str, message: &str) -> Value {
 
 /// 429 body.
 pub fn rate_limit_error() -> Value {
-    error("rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit")
+    error(
+        "rate_limit_error",
+        "Number of request tokens has exceeded your per-minute rate limit",
+    )
 }
 
 /// 400 body for a prompt over the context window.
 pub fn prompt_too_long_error() -> Value {
-    error("invalid_request_error", "prompt is too long: 208310 tokens > 200000 maximum")
+    error(
+        "invalid_request_error",
+        "prompt is too long: 208310 tokens > 200000 maximum",
+    )
 }
 
 /// A stream that starts, sends some text, then fails with `overloaded_error`.

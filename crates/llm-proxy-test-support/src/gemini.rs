@@ -56,7 +56,11 @@ pub struct Tokens {
 impl Tokens {
     /// Usage without thoughts.
     pub const fn new(prompt: u64, candidates: u64) -> Self {
-        Self { prompt, candidates, thoughts: 0 }
+        Self {
+            prompt,
+            candidates,
+            thoughts: 0,
+        }
     }
 }
 
@@ -124,14 +128,22 @@ pub fn text_stream(pieces: &[&str]) -> Vec<String> {
 pub fn parallel_call_parts(signature: &str) -> Vec<Value> {
     vec![
         text("Checking both."),
-        call(Some("call_g1"), "get_weather", json!({"city": "Paris"}), Some(signature)),
+        call(
+            Some("call_g1"),
+            "get_weather",
+            json!({"city": "Paris"}),
+            Some(signature),
+        ),
         call(Some("call_g2"), "get_time", json!({"tz": "CET"}), None),
     ]
 }
 
 /// A signed thought, then the answer.
 pub fn thinking_parts(signature: &str) -> Vec<Value> {
-    vec![thought("Let me think about this.", Some(signature)), text("The answer is 4.")]
+    vec![
+        thought("Let me think about this.", Some(signature)),
+        text("The answer is 4."),
+    ]
 }
 
 /// Google's error envelope.
@@ -141,7 +153,11 @@ pub fn error(code: u16, status: &str, message: &str) -> Value {
 
 /// 429 body.
 pub fn rate_limit_error() -> Value {
-    error(429, "RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota).")
+    error(
+        429,
+        "RESOURCE_EXHAUSTED",
+        "Resource has been exhausted (e.g. check quota).",
+    )
 }
 
 /// 400 body for a prompt over the context window.

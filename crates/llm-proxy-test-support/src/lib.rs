@@ -65,22 +65,36 @@ pub struct SseScript {
 impl Reply {
     /// 200 with a JSON body.
     pub fn json(body: Value) -> Self {
-        Self::Json { status: 200, body, headers: Vec::new() }
+        Self::Json {
+            status: 200,
+            body,
+            headers: Vec::new(),
+        }
     }
 
     /// An error status with a JSON body.
     pub fn error(status: u16, body: Value) -> Self {
-        Self::Json { status, body, headers: Vec::new() }
+        Self::Json {
+            status,
+            body,
+            headers: Vec::new(),
+        }
     }
 
     /// An SSE stream of `frames`.
     pub fn sse(frames: Vec<String>) -> Self {
-        Self::Sse(SseScript { frames, ..SseScript::default() })
+        Self::Sse(SseScript {
+            frames,
+            ..SseScript::default()
+        })
     }
 
     /// An NDJSON stream of `lines` (each sent as one chunk).
     pub fn ndjson(lines: Vec<String>) -> Self {
-        Self::Ndjson(SseScript { frames: lines, ..SseScript::default() })
+        Self::Ndjson(SseScript {
+            frames: lines,
+            ..SseScript::default()
+        })
     }
 }
 
@@ -152,7 +166,11 @@ impl MockUpstream {
 
     /// Requests received so far.
     pub fn requests(&self) -> Vec<Recorded> {
-        self.shared.requests.lock().map(|r| r.clone()).unwrap_or_default()
+        self.shared
+            .requests
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
     }
 
     /// Number of requests received.
@@ -183,7 +201,9 @@ impl MockUpstream {
 async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     shared.calls.fetch_add(1, Ordering::SeqCst);
     let (parts, body) = req.into_parts();
-    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
     let recorded = Recorded {
         uri: parts.uri.to_string(),
         headers: parts.headers,
@@ -199,10 +219,27 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         .and_then(|mut q| q.pop_front())
         .or_else(|| shared.fallback.lock().ok().and_then(|f| f.clone()));
     match reply {
-        None => respond(500, "application/json", Body::from("{\"error\":{\"message\":\"mock has no reply scripted\"}}"), &[]),
-        Some(Reply::Json { status, body, headers }) => {
-            let extra: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            respond(status, "application/json", Body::from(body.to_string()), &extra)
+        None => respond(
+            500,
+            "application/json",
+            Body::from("{\"error\":{\"message\":\"mock has no reply scripted\"}}"),
+            &[],
+        ),
+        Some(Reply::Json {
+            status,
+            body,
+            headers,
+        }) => {
+            let extra: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            respond(
+                status,
+                "application/json",
+                Body::from(body.to_string()),
+                &extra,
+            )
         }
         Some(Reply::Raw { status, body }) => respond(status, "text/html", Body::from(body), &[]),
         Some(Reply::Sse(script)) => stream_reply(script, "text/event-stream", shared).await,
@@ -222,7 +259,11 @@ async fn stream_reply(script: SseScript, content_type: &str, shared: Arc<Shared>
     respond(200, content_type, body, &[])
 }
 
-async fn stream_frames(script: SseScript, tx: mpsc::Sender<Result<Bytes, std::io::Error>>, shared: Arc<Shared>) {
+async fn stream_frames(
+    script: SseScript,
+    tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+    shared: Arc<Shared>,
+) {
     if let Some(hold) = &script.hold_before_first {
         hold.notified().await;
     }
@@ -249,5 +290,7 @@ fn respond(status: u16, content_type: &str, body: Body, extra: &[(&str, &str)]) 
     for (k, v) in extra {
         builder = builder.header(*k, *v);
     }
-    builder.body(body).unwrap_or_else(|_| Response::new(Body::empty()))
+    builder
+        .body(body)
+        .unwrap_or_else(|_| Response::new(Body::empty()))
 }

@@ -46,7 +46,10 @@ pub fn delta_chunk(delta: Value, finish_reason: Option<&str>) -> Value {
 
 /// Frames streaming `pieces` as text, then finish, usage and `[DONE]`.
 pub fn text_stream(pieces: &[&str]) -> Vec<String> {
-    let mut frames = vec![frame(&delta_chunk(json!({"role": "assistant", "content": ""}), None))];
+    let mut frames = vec![frame(&delta_chunk(
+        json!({"role": "assistant", "content": ""}),
+        None,
+    ))];
     for p in pieces {
         frames.push(frame(&delta_chunk(json!({"content": p}), None)));
     }
@@ -67,12 +70,26 @@ pub fn usage_frame(prompt: u64, completion: u64) -> String {
 
 /// Frames streaming two parallel tool calls whose arguments arrive in interleaved fragments.
 pub fn parallel_tool_stream() -> Vec<String> {
-    let tc = |index: u32, extra: Value| delta_chunk(json!({"tool_calls": [merge(json!({"index": index}), extra)]}), None);
+    let tc = |index: u32, extra: Value| {
+        delta_chunk(
+            json!({"tool_calls": [merge(json!({"index": index}), extra)]}),
+            None,
+        )
+    };
     vec![
-        frame(&delta_chunk(json!({"role": "assistant", "content": null}), None)),
-        frame(&tc(0, json!({"id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": ""}}))),
+        frame(&delta_chunk(
+            json!({"role": "assistant", "content": null}),
+            None,
+        )),
+        frame(&tc(
+            0,
+            json!({"id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": ""}}),
+        )),
         frame(&tc(0, json!({"function": {"arguments": "{\"city\":"}}))),
-        frame(&tc(1, json!({"id": "call_b", "type": "function", "function": {"name": "get_time", "arguments": "{\"tz\""}}))),
+        frame(&tc(
+            1,
+            json!({"id": "call_b", "type": "function", "function": {"name": "get_time", "arguments": "{\"tz\""}}),
+        )),
         frame(&tc(0, json!({"function": {"arguments": "\"Paris\"}"}}))),
         frame(&tc(1, json!({"function": {"arguments": ":\"CET\"}"}}))),
         frame(&delta_chunk(json!({}), Some("tool_calls"))),
@@ -125,13 +142,19 @@ pub fn reasoning_completion(reasoning: &str, signature: &str, text: &str) -> Val
 /// Frames streaming reasoning `pieces` (as `reasoning_details` deltas, the last one signed),
 /// then `text`, finish, usage and `[DONE]`.
 pub fn reasoning_stream(pieces: &[&str], signature: &str, text: &str) -> Vec<String> {
-    let mut frames = vec![frame(&delta_chunk(json!({"role": "assistant", "content": ""}), None))];
+    let mut frames = vec![frame(&delta_chunk(
+        json!({"role": "assistant", "content": ""}),
+        None,
+    ))];
     for (i, p) in pieces.iter().enumerate() {
         let mut detail = json!({"type": "reasoning.text", "text": p, "index": 0});
         if i + 1 == pieces.len() {
             detail["signature"] = json!(signature);
         }
-        frames.push(frame(&delta_chunk(json!({"reasoning_details": [detail]}), None)));
+        frames.push(frame(&delta_chunk(
+            json!({"reasoning_details": [detail]}),
+            None,
+        )));
     }
     frames.push(frame(&delta_chunk(json!({"content": text}), None)));
     frames.push(frame(&delta_chunk(json!({}), Some("stop"))));

@@ -116,7 +116,10 @@ impl Cli {
     }
 }
 
-#[expect(clippy::print_stderr, reason = "fatal errors go to the terminal before logging exists")]
+#[expect(
+    clippy::print_stderr,
+    reason = "fatal errors go to the terminal before logging exists"
+)]
 fn fail(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("llm-proxy: {message}");
     ExitCode::FAILURE
@@ -134,7 +137,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Fixed before discovery: it decides which backends may register.
     let env_mode = std::env::var(ACCESS_MODE_ENV).ok();
-    let mode = match AccessMode::resolve(cli.multi_user_mode, cli.single_user_mode, env_mode.as_deref()) {
+    let mode = match AccessMode::resolve(
+        cli.multi_user_mode,
+        cli.single_user_mode,
+        env_mode.as_deref(),
+    ) {
         Ok(m) => m,
         Err(e) => return fail(e),
     };
@@ -149,7 +156,10 @@ fn main() -> ExitCode {
         Some(Command::CheckConfig) => check_config(cfg, mode),
         Some(Command::Plugins) => list_plugins(cfg, mode),
         Some(Command::Serve) | None => {
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => return fail(format!("cannot start runtime: {e}")),
             };
@@ -161,7 +171,10 @@ fn main() -> ExitCode {
 fn init_logging(level: &str) -> Result<(), String> {
     let filter = EnvFilter::try_new(level)
         .map_err(|e| format!("invalid configuration: logging.level '{level}': {e}"))?;
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     Ok(())
 }
 
@@ -202,7 +215,9 @@ fn list_plugins(cfg: llm_proxy_api::AppConfig, mode: AccessMode) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            print_out(&diagnostics::render_tables(&diagnostics::plugins_json(&plugins)));
+            print_out(&diagnostics::render_tables(&diagnostics::plugins_json(
+                &plugins,
+            )));
             fail(format!("the configuration cannot start: {e}"))
         }
     }
@@ -210,7 +225,9 @@ fn list_plugins(cfg: llm_proxy_api::AppConfig, mode: AccessMode) -> ExitCode {
 
 /// The capture file sink, when `--capture-file` / `logging.capture_file` / `CAPTURE_FILE` is set.
 fn open_capture(cfg: &llm_proxy_api::AppConfig) -> Result<Option<Arc<JsonlCaptureSink>>, String> {
-    let Some(path) = &cfg.logging.capture_file else { return Ok(None) };
+    let Some(path) = &cfg.logging.capture_file else {
+        return Ok(None);
+    };
     let sink = JsonlCaptureSink::open(path, configured_secrets(cfg))
         .map_err(|e| format!("cannot open capture file '{path}': {e}"))?;
     tracing::info!(path = %path, "capturing upstream traffic (JSON lines)");
@@ -260,7 +277,9 @@ async fn serve(cfg: llm_proxy_api::AppConfig, mode: AccessMode) -> ExitCode {
         servers.push(tokio::spawn(async move {
             // Peer addresses let /v1/diagnostics serve loopback clients only.
             let service = router.into_make_service_with_connect_info::<SocketAddr>();
-            axum::serve(listener, service).with_graceful_shutdown(shutdown_signal()).await
+            axum::serve(listener, service)
+                .with_graceful_shutdown(shutdown_signal())
+                .await
         }));
     }
     let mut outcome = ExitCode::SUCCESS;
@@ -274,7 +293,11 @@ async fn serve(cfg: llm_proxy_api::AppConfig, mode: AccessMode) -> ExitCode {
     if let Some(sink) = capture {
         // Writes what is still queued before the process exits.
         sink.close();
-        tracing::info!(written = sink.written(), dropped = sink.dropped(), "capture file closed");
+        tracing::info!(
+            written = sink.written(),
+            dropped = sink.dropped(),
+            "capture file closed"
+        );
     }
     tracing::info!("shut down");
     outcome

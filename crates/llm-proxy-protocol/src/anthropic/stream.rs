@@ -916,9 +916,15 @@ mod tests {
         assert!(err.retryable && err.message.contains("ended"), "{err:?}");
         let mut d = SseDecoder::new();
         let mut out = Vec::new();
-        d.feed(sse(&[json!({"type": "message_start", "message": {"id": "m", "model": "x"}})]).as_bytes(), &mut out).unwrap();
+        d.feed(
+            sse(&[json!({"type": "message_start", "message": {"id": "m", "model": "x"}})])
+                .as_bytes(),
+            &mut out,
+        )
+        .unwrap();
         assert!(!d.is_finished());
-        d.feed(sse(&[json!({"type": "message_stop"})]).as_bytes(), &mut out).unwrap();
+        d.feed(sse(&[json!({"type": "message_stop"})]).as_bytes(), &mut out)
+            .unwrap();
         assert!(d.is_finished(), "message_stop ends the stream");
         assert!(decode_all("data: {not json}\n\n").is_err());
     }

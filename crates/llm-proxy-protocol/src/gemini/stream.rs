@@ -272,11 +272,17 @@ impl ChunkRenderer {
             // Other providers' signatures and encrypted reasoning ride in the signature slot
             // of an empty thought part, so the client sends them back.
             StreamEvent::ReasoningSignature { signature } => {
-                let block = ReasoningBlock { signature: Some(signature.clone()), ..ReasoningBlock::default() };
+                let block = ReasoningBlock {
+                    signature: Some(signature.clone()),
+                    ..ReasoningBlock::default()
+                };
                 self.carried_frame(&block, out);
             }
             StreamEvent::ReasoningRedacted { data } => {
-                let block = ReasoningBlock { redacted: Some(data.clone()), ..ReasoningBlock::default() };
+                let block = ReasoningBlock {
+                    redacted: Some(data.clone()),
+                    ..ReasoningBlock::default()
+                };
                 self.carried_frame(&block, out);
                 self.in_thought = false;
             }

@@ -901,11 +901,20 @@ mod tests {
             })
             .collect();
         assert_eq!(blocks.len(), 3, "{blocks:?}");
-        assert_eq!((blocks[0].text.as_str(), blocks[0].signature.as_deref()), ("thinking", Some("EqQB")));
+        assert_eq!(
+            (blocks[0].text.as_str(), blocks[0].signature.as_deref()),
+            ("thinking", Some("EqQB"))
+        );
         assert_eq!(blocks[1].redacted.as_deref(), Some("enc"));
-        assert_eq!((blocks[2].text.as_str(), blocks[2].signature.as_deref()), ("more", Some("S2")));
+        assert_eq!(
+            (blocks[2].text.as_str(), blocks[2].signature.as_deref()),
+            ("more", Some("S2"))
+        );
         assert!(blocks.iter().all(|b| b.provider_data.is_none()));
-        assert_eq!(carry_reasoning(blocks[0]), Some(sig(json!({"signature": "EqQB"}))));
+        assert_eq!(
+            carry_reasoning(blocks[0]),
+            Some(sig(json!({"signature": "EqQB"})))
+        );
         assert_eq!(
             carry_reasoning(&ReasoningBlock {
                 signature: Some(sig(json!({"google": {"thought_signature": "g"}}))),

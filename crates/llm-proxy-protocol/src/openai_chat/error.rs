@@ -20,7 +20,12 @@ pub fn error_type(kind: ErrorKind) -> &'static str {
 }
 
 /// The envelope's inner object.
-pub fn error_object(kind: ErrorKind, message: &str, param: Option<&str>, code: Option<&str>) -> Value {
+pub fn error_object(
+    kind: ErrorKind,
+    message: &str,
+    param: Option<&str>,
+    code: Option<&str>,
+) -> Value {
     json!({
         "message": message,
         "type": error_type(kind),
@@ -30,7 +35,12 @@ pub fn error_object(kind: ErrorKind, message: &str, param: Option<&str>, code: O
 }
 
 /// The full envelope.
-pub fn error_body(kind: ErrorKind, message: &str, param: Option<&str>, code: Option<&str>) -> Value {
+pub fn error_body(
+    kind: ErrorKind,
+    message: &str,
+    param: Option<&str>,
+    code: Option<&str>,
+) -> Value {
     json!({ "error": error_object(kind, message, param, code) })
 }
 
@@ -55,10 +65,17 @@ pub fn error_from_value(status: Option<u16>, v: &Value) -> BackendError {
         Value::Number(n) => Some(n.to_string()),
         _ => None,
     });
-    let param = inner.get("param").and_then(Value::as_str).map(str::to_owned);
+    let param = inner
+        .get("param")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     let err_type = inner.get("type").and_then(Value::as_str);
     let status = status
-        .or_else(|| code.as_deref().and_then(|c| c.parse::<u16>().ok()).filter(|c| (400..600).contains(c)))
+        .or_else(|| {
+            code.as_deref()
+                .and_then(|c| c.parse::<u16>().ok())
+                .filter(|c| (400..600).contains(c))
+        })
         .unwrap_or(502);
     let mut err = BackendError::from_upstream_status(status, message);
     if code.as_deref() == Some("context_length_exceeded") {
@@ -124,6 +141,9 @@ mod tests {
     #[test]
     fn envelope_shape() {
         let v = error_body(ErrorKind::InvalidRequest, "bad", Some("model"), None);
-        assert_eq!(v, json!({"error": {"message": "bad", "type": "invalid_request_error", "param": "model", "code": null}}));
+        assert_eq!(
+            v,
+            json!({"error": {"message": "bad", "type": "invalid_request_error", "param": "model", "code": null}})
+        );
     }
 }

@@ -8,9 +8,9 @@ use serde_json::{Map, json};
 
 use super::to_model::PROTOCOL;
 use super::types::{
-    self as wire, ChatCompletionRequest, ChatCompletionResponse, ChatMessage, Choice,
-    ContentPart, FunctionCall, FunctionDef, ImageUrl, InputAudio, MessageContent,
-    ReasoningDetail, Stop, StreamOptions, Tool,
+    self as wire, ChatCompletionRequest, ChatCompletionResponse, ChatMessage, Choice, ContentPart,
+    FunctionCall, FunctionDef, ImageUrl, InputAudio, MessageContent, ReasoningDetail, Stop,
+    StreamOptions, Tool,
 };
 
 /// How to encode a request for a particular upstream.
@@ -25,7 +25,10 @@ pub struct EncodeOptions {
 
 impl Default for EncodeOptions {
     fn default() -> Self {
-        Self { reasoning_in_history: true, max_completion_tokens: false }
+        Self {
+            reasoning_in_history: true,
+            max_completion_tokens: false,
+        }
     }
 }
 
@@ -62,7 +65,11 @@ pub fn request_from_model(
     let response_format = req.response_format.as_ref().map(|f| match f {
         ResponseFormat::Text => wire::ResponseFormat::Text,
         ResponseFormat::JsonObject => wire::ResponseFormat::JsonObject,
-        ResponseFormat::JsonSchema { name, schema, strict } => wire::ResponseFormat::JsonSchema {
+        ResponseFormat::JsonSchema {
+            name,
+            schema,
+            strict,
+        } => wire::ResponseFormat::JsonSchema {
             json_schema: wire::JsonSchemaFormat {
                 name: name.clone(),
                 schema: schema.clone(),
@@ -71,9 +78,10 @@ pub fn request_from_model(
         },
     });
     let reasoning_effort = req.reasoning.as_ref().and_then(|r| {
-        r.effort.clone().or_else(|| r.disabled.then(|| "none".to_owned())).or_else(|| {
-            r.budget_tokens.map(|b| effort_for_budget(b).to_owned())
-        })
+        r.effort
+            .clone()
+            .or_else(|| r.disabled.then(|| "none".to_owned()))
+            .or_else(|| r.budget_tokens.map(|b| effort_for_budget(b).to_owned()))
     });
     let (max_tokens, max_completion_tokens) = if opts.max_completion_tokens {
         (None, req.max_tokens)
@@ -84,9 +92,10 @@ pub fn request_from_model(
         model: model.to_owned(),
         messages,
         stream: Some(req.stream),
-        stream_options: req
-            .stream
-            .then(|| StreamOptions { include_usage: true, extra: Map::new() }),
+        stream_options: req.stream.then(|| StreamOptions {
+            include_usage: true,
+            extra: Map::new(),
+        }),
         tools,
         tool_choice,
         parallel_tool_calls: req.parallel_tool_calls,
@@ -137,20 +146,30 @@ fn message_from_model(m: &Message, opts: EncodeOptions, out: &mut Vec<ChatMessag
     let mut tool_calls = Vec::new();
     for part in &m.content {
         match part {
-            Part::Text(t) => {
-                parts.push(ContentPart::Text { text: t.text.clone(), cache_control: None })
-            }
+            Part::Text(t) => parts.push(ContentPart::Text {
+                text: t.text.clone(),
+                cache_control: None,
+            }),
             Part::Image(img) => parts.push(ContentPart::ImageUrl {
-                image_url: ImageUrl { url: img.source.to_url(), detail: img.detail.clone() },
+                image_url: ImageUrl {
+                    url: img.source.to_url(),
+                    detail: img.detail.clone(),
+                },
             }),
             Part::Audio(a) => parts.push(ContentPart::InputAudio {
-                input_audio: InputAudio { data: a.data.clone(), format: a.format.clone() },
+                input_audio: InputAudio {
+                    data: a.data.clone(),
+                    format: a.format.clone(),
+                },
             }),
             Part::Reasoning(b) => reasoning.push(b),
             Part::ToolCall(c) => tool_calls.push(wire::ToolCall {
                 id: c.id.clone(),
                 kind: "function".to_owned(),
-                function: FunctionCall { name: c.name.clone(), arguments: c.arguments.clone() },
+                function: FunctionCall {
+                    name: c.name.clone(),
+                    arguments: c.arguments.clone(),
+                },
                 extra_content: c.provider_data.clone(),
             }),
             Part::ToolResult(r) => out.push(ChatMessage {
@@ -195,7 +214,11 @@ fn tool_result_text(r: &llm_proxy_api::model::ToolResult) -> String {
 /// becomes `null`.
 fn simplify_content(mut parts: Vec<ContentPart>, has_tool_calls: bool) -> Option<MessageContent> {
     if parts.is_empty() {
-        return if has_tool_calls { None } else { Some(MessageContent::Text(String::new())) };
+        return if has_tool_calls {
+            None
+        } else {
+            Some(MessageContent::Text(String::new()))
+        };
     }
     if parts.iter().all(|p| matches!(p, ContentPart::Text { .. })) {
         let mut text = String::new();
@@ -233,8 +256,12 @@ pub(crate) fn reasoning_fields(
 
 pub(crate) fn reasoning_detail(b: &ReasoningBlock, index: u32) -> ReasoningDetail {
     ReasoningDetail {
-        kind: if b.redacted.is_some() { "reasoning.encrypted" } else { "reasoning.text" }
-            .to_owned(),
+        kind: if b.redacted.is_some() {
+            "reasoning.encrypted"
+        } else {
+            "reasoning.text"
+        }
+        .to_owned(),
         text: (!b.text.is_empty()).then(|| b.text.clone()),
         summary: None,
         signature: b.signature.clone(),
@@ -267,9 +294,9 @@ pub fn usage_from_model(u: &Usage) -> wire::WireUsage {
                 cached_tokens: u.cache_read_tokens,
                 cache_write_tokens: u.cache_write_tokens,
             }),
-        completion_tokens_details: u
-            .reasoning_tokens
-            .map(|r| wire::CompletionTokensDetails { reasoning_tokens: Some(r) }),
+        completion_tokens_details: u.reasoning_tokens.map(|r| wire::CompletionTokensDetails {
+            reasoning_tokens: Some(r),
+        }),
     }
 }
 
@@ -285,7 +312,10 @@ pub fn response_from_model(resp: &ChatResponse) -> ChatCompletionResponse {
             Part::ToolCall(c) => tool_calls.push(wire::ToolCall {
                 id: c.id.clone(),
                 kind: "function".to_owned(),
-                function: FunctionCall { name: c.name.clone(), arguments: c.arguments.clone() },
+                function: FunctionCall {
+                    name: c.name.clone(),
+                    arguments: c.arguments.clone(),
+                },
                 extra_content: c.provider_data.clone(),
             }),
             Part::Image(_) | Part::Audio(_) | Part::ToolResult(_) => {}
@@ -326,7 +356,6 @@ pub fn response_from_model(resp: &ChatResponse) -> ChatCompletionResponse {
 pub fn to_json_bytes<T: serde::Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).unwrap_or_else(|_| b"{}".to_vec())
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -409,13 +438,20 @@ mod tests {
                 }),
             ],
             finish_reason: Some(FinishReason::ToolCalls),
-            usage: Some(Usage { input_tokens: 3, output_tokens: 4, ..Usage::default() }),
+            usage: Some(Usage {
+                input_tokens: 3,
+                output_tokens: 4,
+                ..Usage::default()
+            }),
         };
         let wire = response_from_model(&resp);
         let v = serde_json::to_value(&wire).unwrap();
         assert_eq!(v["choices"][0]["message"]["content"], Value::Null);
         assert_eq!(v["choices"][0]["message"]["reasoning_content"], "t");
-        assert_eq!(v["choices"][0]["message"]["reasoning_details"][0]["signature"], "sig");
+        assert_eq!(
+            v["choices"][0]["message"]["reasoning_details"][0]["signature"],
+            "sig"
+        );
         assert_eq!(
             v["choices"][0]["message"]["tool_calls"][0]["extra_content"]["thoughtSignature"],
             "g"

@@ -53,7 +53,10 @@ impl ChunkDecoder {
         }
         if !self.started {
             self.started = true;
-            out.push(StreamEvent::Start { id: chunk.id.clone(), model: chunk.model.clone() });
+            out.push(StreamEvent::Start {
+                id: chunk.id.clone(),
+                model: chunk.model.clone(),
+            });
         }
         for choice in chunk.choices {
             if let Some(delta) = choice.delta {
@@ -122,7 +125,10 @@ impl ChunkDecoder {
             None => (None, String::new()),
         };
         // A new call when the slot is new, or when a provider reuses a slot with a new id.
-        let existing = self.calls.iter().rposition(|c| c.upstream_index == upstream_index);
+        let existing = self
+            .calls
+            .iter()
+            .rposition(|c| c.upstream_index == upstream_index);
         let slot = match (existing, &tc.id) {
             (Some(i), Some(id)) if !id.is_empty() && self.calls[i].id != *id => None,
             (found, _) => found,
@@ -135,7 +141,11 @@ impl ChunkDecoder {
                 self.calls.push(OpenCall {
                     upstream_index,
                     index,
-                    id: tc.id.clone().filter(|s| !s.is_empty()).unwrap_or_else(llm_proxy_api::ids::tool_call_id),
+                    id: tc
+                        .id
+                        .clone()
+                        .filter(|s| !s.is_empty())
+                        .unwrap_or_else(llm_proxy_api::ids::tool_call_id),
                     started: false,
                     name: String::new(),
                     pending_args: String::new(),
@@ -165,10 +175,16 @@ impl ChunkDecoder {
             });
             let pending = std::mem::take(&mut call.pending_args) + &args;
             if !pending.is_empty() {
-                out.push(StreamEvent::ToolCallDelta { index: call.index, arguments: pending });
+                out.push(StreamEvent::ToolCallDelta {
+                    index: call.index,
+                    arguments: pending,
+                });
             }
         } else if !args.is_empty() {
-            out.push(StreamEvent::ToolCallDelta { index: call.index, arguments: args });
+            out.push(StreamEvent::ToolCallDelta {
+                index: call.index,
+                arguments: args,
+            });
         }
     }
 
@@ -314,7 +330,11 @@ impl ChunkRenderer {
     }
 
     fn frame(&self, delta: DeltaOut<'_>, finish_reason: Option<&str>) -> Bytes {
-        let choices = [ChoiceOut { index: 0, delta, finish_reason }];
+        let choices = [ChoiceOut {
+            index: 0,
+            delta,
+            finish_reason,
+        }];
         let chunk = ChunkOut {
             id: &self.id,
             object: "chat.completion.chunk",
@@ -339,34 +359,66 @@ impl ChunkRenderer {
                     m.clone_into(&mut self.model);
                 }
                 let role = self.role();
-                out.push(self.frame(DeltaOut { role, content: Some(""), ..DeltaOut::default() }, None));
+                out.push(self.frame(
+                    DeltaOut {
+                        role,
+                        content: Some(""),
+                        ..DeltaOut::default()
+                    },
+                    None,
+                ));
             }
             StreamEvent::TextDelta { text } => {
                 let role = self.role();
-                out.push(self.frame(DeltaOut { role, content: Some(text), ..DeltaOut::default() }, None));
+                out.push(self.frame(
+                    DeltaOut {
+                        role,
+                        content: Some(text),
+                        ..DeltaOut::default()
+                    },
+                    None,
+                ));
             }
             StreamEvent::ReasoningDelta { text } => {
                 let role = self.role();
                 out.push(self.frame(
-                    DeltaOut { role, reasoning_content: Some(text), ..DeltaOut::default() },
+                    DeltaOut {
+                        role,
+                        reasoning_content: Some(text),
+                        ..DeltaOut::default()
+                    },
                     None,
                 ));
             }
             StreamEvent::ReasoningSignature { signature } => {
-                let block = ReasoningBlock { signature: Some(signature.clone()), ..Default::default() };
+                let block = ReasoningBlock {
+                    signature: Some(signature.clone()),
+                    ..Default::default()
+                };
                 self.reasoning_detail_frame(&block, out);
                 self.reasoning_index += 1;
             }
             StreamEvent::ReasoningRedacted { data } => {
-                let block = ReasoningBlock { redacted: Some(data.clone()), ..Default::default() };
+                let block = ReasoningBlock {
+                    redacted: Some(data.clone()),
+                    ..Default::default()
+                };
                 self.reasoning_detail_frame(&block, out);
                 self.reasoning_index += 1;
             }
             StreamEvent::ReasoningProviderData { data } => {
-                let block = ReasoningBlock { provider_data: Some(data.clone()), ..Default::default() };
+                let block = ReasoningBlock {
+                    provider_data: Some(data.clone()),
+                    ..Default::default()
+                };
                 self.reasoning_detail_frame(&block, out);
             }
-            StreamEvent::ToolCallStart { index, id, name, provider_data } => {
+            StreamEvent::ToolCallStart {
+                index,
+                id,
+                name,
+                provider_data,
+            } => {
                 let position = self.tool_positions.len() as u32;
                 self.tool_positions.push(*index);
                 let role = self.role();
@@ -374,10 +426,20 @@ impl ChunkRenderer {
                     index: position,
                     id: Some(id),
                     kind: Some("function"),
-                    function: FunctionOut { name: Some(name), arguments: "" },
+                    function: FunctionOut {
+                        name: Some(name),
+                        arguments: "",
+                    },
                     extra_content: provider_data.as_ref(),
                 };
-                out.push(self.frame(DeltaOut { role, tool_calls: Some([call]), ..DeltaOut::default() }, None));
+                out.push(self.frame(
+                    DeltaOut {
+                        role,
+                        tool_calls: Some([call]),
+                        ..DeltaOut::default()
+                    },
+                    None,
+                ));
             }
             StreamEvent::ToolCallDelta { index, arguments } => {
                 let position = self.position(*index);
@@ -385,10 +447,19 @@ impl ChunkRenderer {
                     index: position,
                     id: None,
                     kind: None,
-                    function: FunctionOut { name: None, arguments },
+                    function: FunctionOut {
+                        name: None,
+                        arguments,
+                    },
                     extra_content: None,
                 };
-                out.push(self.frame(DeltaOut { tool_calls: Some([call]), ..DeltaOut::default() }, None));
+                out.push(self.frame(
+                    DeltaOut {
+                        tool_calls: Some([call]),
+                        ..DeltaOut::default()
+                    },
+                    None,
+                ));
             }
             StreamEvent::ToolCallEnd { .. } => {}
             StreamEvent::Usage(u) => match &mut self.usage {
@@ -397,7 +468,9 @@ impl ChunkRenderer {
             },
             StreamEvent::Finish { reason } => {
                 let reason = match reason {
-                    FinishReason::Stop if !self.tool_positions.is_empty() => &FinishReason::ToolCalls,
+                    FinishReason::Stop if !self.tool_positions.is_empty() => {
+                        &FinishReason::ToolCalls
+                    }
                     r => r,
                 };
                 out.push(self.frame(DeltaOut::default(), Some(finish_reason_name(reason))));
@@ -409,13 +482,20 @@ impl ChunkRenderer {
         let role = self.role();
         let detail = reasoning_detail(block, self.reasoning_index);
         out.push(self.frame(
-            DeltaOut { role, reasoning_details: Some([detail]), ..DeltaOut::default() },
+            DeltaOut {
+                role,
+                reasoning_details: Some([detail]),
+                ..DeltaOut::default()
+            },
             None,
         ));
     }
 
     fn position(&self, index: u32) -> u32 {
-        self.tool_positions.iter().position(|i| *i == index).unwrap_or(0) as u32
+        self.tool_positions
+            .iter()
+            .position(|i| *i == index)
+            .unwrap_or(0) as u32
     }
 
     /// Frames that close a successful stream: the usage chunk (when asked for) and `[DONE]`.
@@ -438,7 +518,11 @@ impl ChunkRenderer {
     /// Frames reporting an error after streaming began: a chunk with `finish_reason: "error"`
     /// and an `error` object, then `[DONE]`.
     pub fn error(&mut self, error: Value, out: &mut Vec<Bytes>) {
-        let choices = [ChoiceOut { index: 0, delta: DeltaOut::default(), finish_reason: Some("error") }];
+        let choices = [ChoiceOut {
+            index: 0,
+            delta: DeltaOut::default(),
+            finish_reason: Some("error"),
+        }];
         let chunk = ChunkOut {
             id: &self.id,
             object: "chat.completion.chunk",
@@ -491,15 +575,35 @@ mod tests {
         assert_eq!(
             events,
             vec![
-                StreamEvent::Start { id: Some("x".into()), model: Some("m".into()) },
+                StreamEvent::Start {
+                    id: Some("x".into()),
+                    model: Some("m".into())
+                },
                 StreamEvent::ReasoningDelta { text: "hm".into() },
                 StreamEvent::TextDelta { text: "Hi".into() },
-                StreamEvent::ToolCallStart { index: 0, id: "c1".into(), name: "get".into(), provider_data: None },
-                StreamEvent::ToolCallDelta { index: 0, arguments: "{\"a\"".into() },
-                StreamEvent::ToolCallDelta { index: 0, arguments: ":1}".into() },
-                StreamEvent::Usage(Usage { input_tokens: 5, output_tokens: 2, ..Usage::default() }),
+                StreamEvent::ToolCallStart {
+                    index: 0,
+                    id: "c1".into(),
+                    name: "get".into(),
+                    provider_data: None
+                },
+                StreamEvent::ToolCallDelta {
+                    index: 0,
+                    arguments: "{\"a\"".into()
+                },
+                StreamEvent::ToolCallDelta {
+                    index: 0,
+                    arguments: ":1}".into()
+                },
+                StreamEvent::Usage(Usage {
+                    input_tokens: 5,
+                    output_tokens: 2,
+                    ..Usage::default()
+                }),
                 StreamEvent::ToolCallEnd { index: 0 },
-                StreamEvent::Finish { reason: FinishReason::ToolCalls },
+                StreamEvent::Finish {
+                    reason: FinishReason::ToolCalls
+                },
             ]
         );
     }
@@ -511,7 +615,13 @@ mod tests {
             "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"b\",\"function\":{\"name\":\"g\",\"arguments\":\"{}\"}}]}}]}\n\n",
         );
         let events = decode_all(body);
-        let starts: Vec<_> = events.iter().filter_map(|e| match e { StreamEvent::ToolCallStart { index, id, .. } => Some((*index, id.clone())), _ => None }).collect();
+        let starts: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                StreamEvent::ToolCallStart { index, id, .. } => Some((*index, id.clone())),
+                _ => None,
+            })
+            .collect();
         assert_eq!(starts, vec![(0, "a".to_owned()), (1, "b".to_owned())]);
     }
 
@@ -520,7 +630,10 @@ mod tests {
         let mut d = ChunkDecoder::new();
         let mut out = Vec::new();
         let err = d
-            .feed(b"data: {\"error\":{\"message\":\"overloaded\",\"code\":503}}\n\n", &mut out)
+            .feed(
+                b"data: {\"error\":{\"message\":\"overloaded\",\"code\":503}}\n\n",
+                &mut out,
+            )
             .unwrap_err();
         assert!(err.message.contains("overloaded"));
     }
@@ -530,12 +643,29 @@ mod tests {
         let mut r = ChunkRenderer::new("id1".into(), "m".into(), 9, true);
         let mut out = Vec::new();
         for e in [
-            StreamEvent::Start { id: None, model: None },
+            StreamEvent::Start {
+                id: None,
+                model: None,
+            },
             StreamEvent::TextDelta { text: "He".into() },
-            StreamEvent::ToolCallStart { index: 3, id: "c".into(), name: "f".into(), provider_data: None },
-            StreamEvent::ToolCallDelta { index: 3, arguments: "{}".into() },
-            StreamEvent::Usage(Usage { input_tokens: 1, output_tokens: 2, ..Usage::default() }),
-            StreamEvent::Finish { reason: FinishReason::Stop },
+            StreamEvent::ToolCallStart {
+                index: 3,
+                id: "c".into(),
+                name: "f".into(),
+                provider_data: None,
+            },
+            StreamEvent::ToolCallDelta {
+                index: 3,
+                arguments: "{}".into(),
+            },
+            StreamEvent::Usage(Usage {
+                input_tokens: 1,
+                output_tokens: 2,
+                ..Usage::default()
+            }),
+            StreamEvent::Finish {
+                reason: FinishReason::Stop,
+            },
         ] {
             r.render(&e, &mut out);
         }
@@ -546,17 +676,27 @@ mod tests {
             .filter(|s| !s.contains("[DONE]"))
             .map(|s| serde_json::from_str(s.trim().strip_prefix("data: ").unwrap()).unwrap())
             .collect();
-        assert_eq!(values[0]["choices"][0]["delta"], json!({"role": "assistant", "content": ""}));
+        assert_eq!(
+            values[0]["choices"][0]["delta"],
+            json!({"role": "assistant", "content": ""})
+        );
         assert_eq!(values[1]["choices"][0]["delta"], json!({"content": "He"}));
         assert_eq!(
             values[2]["choices"][0]["delta"]["tool_calls"][0],
             json!({"index": 0, "id": "c", "type": "function", "function": {"name": "f", "arguments": ""}})
         );
-        assert_eq!(values[3]["choices"][0]["delta"]["tool_calls"][0], json!({"index": 0, "function": {"arguments": "{}"}}));
+        assert_eq!(
+            values[3]["choices"][0]["delta"]["tool_calls"][0],
+            json!({"index": 0, "function": {"arguments": "{}"}})
+        );
         assert_eq!(values[4]["choices"][0]["finish_reason"], "tool_calls");
         assert_eq!(values[5]["choices"], json!([]));
         assert_eq!(values[5]["usage"]["total_tokens"], 3);
         assert_eq!(&out.last().unwrap()[..], b"data: [DONE]\n\n");
-        assert!(values.iter().all(|v| v["object"] == "chat.completion.chunk" && v["id"] == "id1"));
+        assert!(
+            values
+                .iter()
+                .all(|v| v["object"] == "chat.completion.chunk" && v["id"] == "id1")
+        );
     }
 }

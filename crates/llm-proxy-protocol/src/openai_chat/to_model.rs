@@ -2,8 +2,8 @@
 
 use llm_proxy_api::model::{
     AudioPart, ChatRequest, ChatResponse, FinishReason, ImagePart, MediaSource, Message, Part,
-    ReasoningBlock, ResponseFormat, Role, Sampling, TextPart, ToolCall, ToolChoice,
-    ToolDefinition, ToolResult, Usage,
+    ReasoningBlock, ResponseFormat, Role, Sampling, TextPart, ToolCall, ToolChoice, ToolDefinition,
+    ToolResult, Usage,
 };
 use serde_json::Value;
 
@@ -46,7 +46,11 @@ pub fn request_to_model(req: ChatCompletionRequest) -> Result<ChatRequest, Field
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let tool_choice = req.tool_choice.as_ref().map(tool_choice_to_model).transpose()?;
+    let tool_choice = req
+        .tool_choice
+        .as_ref()
+        .map(tool_choice_to_model)
+        .transpose()?;
     let stop = match req.stop {
         None => Vec::new(),
         Some(Stop::One(s)) => vec![s],
@@ -61,11 +65,13 @@ pub fn request_to_model(req: ChatCompletionRequest) -> Result<ChatRequest, Field
             strict: json_schema.strict,
         },
     });
-    let reasoning = req.reasoning_effort.map(|effort| llm_proxy_api::model::ReasoningConfig {
-        disabled: effort == "none",
-        effort: Some(effort),
-        ..Default::default()
-    });
+    let reasoning = req
+        .reasoning_effort
+        .map(|effort| llm_proxy_api::model::ReasoningConfig {
+            disabled: effort == "none",
+            effort: Some(effort),
+            ..Default::default()
+        });
     Ok(ChatRequest {
         model: req.model,
         messages,
@@ -135,9 +141,13 @@ fn content_to_parts(content: Option<MessageContent>) -> Vec<Part> {
         Some(MessageContent::Parts(parts)) => parts
             .into_iter()
             .map(|p| match p {
-                ContentPart::Text { text, cache_control } => {
-                    Part::Text(TextPart { text, cache_control })
-                }
+                ContentPart::Text {
+                    text,
+                    cache_control,
+                } => Part::Text(TextPart {
+                    text,
+                    cache_control,
+                }),
                 ContentPart::ImageUrl { image_url } => Part::Image(ImagePart {
                     source: MediaSource::from_url(&image_url.url),
                     detail: image_url.detail,
@@ -180,7 +190,10 @@ pub(crate) fn reasoning_to_model(
     }
     match text {
         Some(t) if !t.is_empty() => {
-            vec![Part::Reasoning(ReasoningBlock { text: t, ..ReasoningBlock::default() })]
+            vec![Part::Reasoning(ReasoningBlock {
+                text: t,
+                ..ReasoningBlock::default()
+            })]
         }
         _ => Vec::new(),
     }
@@ -222,7 +235,11 @@ fn message_to_model(m: wire::ChatMessage, i: usize) -> Result<Message, FieldErro
             provider_data: call.extra_content,
         }));
     }
-    Ok(Message { role, content, name: m.name })
+    Ok(Message {
+        role,
+        content,
+        name: m.name,
+    })
 }
 
 /// Finish reason from its OpenAI spelling.
@@ -266,9 +283,21 @@ pub fn response_to_model(resp: ChatCompletionResponse, fallback_model: &str) -> 
         finish_reason = choice.finish_reason.as_deref().map(finish_reason_to_model);
     }
     ChatResponse {
-        id: if resp.id.is_empty() { llm_proxy_api::ids::response_id() } else { resp.id },
-        model: if resp.model.is_empty() { fallback_model.to_owned() } else { resp.model },
-        created: if resp.created == 0 { llm_proxy_api::ids::unix_now() } else { resp.created },
+        id: if resp.id.is_empty() {
+            llm_proxy_api::ids::response_id()
+        } else {
+            resp.id
+        },
+        model: if resp.model.is_empty() {
+            fallback_model.to_owned()
+        } else {
+            resp.model
+        },
+        created: if resp.created == 0 {
+            llm_proxy_api::ids::unix_now()
+        } else {
+            resp.created
+        },
         content,
         finish_reason,
         usage: resp.usage.as_ref().map(usage_to_model),
@@ -312,27 +341,49 @@ mod tests {
         assert!(m.stream);
         assert_eq!(m.messages.len(), 4);
         assert_eq!(m.messages[0].role, Role::System);
-        assert!(matches!(&m.messages[1].content[1], Part::Image(ImagePart { source: MediaSource::Base64 { media_type, .. }, detail: Some(d) }) if media_type == "image/png" && d == "low"));
+        assert!(
+            matches!(&m.messages[1].content[1], Part::Image(ImagePart { source: MediaSource::Base64 { media_type, .. }, detail: Some(d) }) if media_type == "image/png" && d == "low")
+        );
         let asst = &m.messages[2];
         assert!(matches!(&asst.content[0], Part::Reasoning(b) if b.text == "hmm"));
         let call = asst.tool_calls().next().unwrap();
         assert_eq!(call.arguments, "{\"q\":1}");
-        assert_eq!(call.provider_data, Some(json!({"google": {"thought_signature": "sig"}})));
-        assert!(matches!(&m.messages[3].content[0], Part::ToolResult(r) if r.call_id == "c1" && r.joined_text() == "a cat"));
+        assert_eq!(
+            call.provider_data,
+            Some(json!({"google": {"thought_signature": "sig"}}))
+        );
+        assert!(
+            matches!(&m.messages[3].content[0], Part::ToolResult(r) if r.call_id == "c1" && r.joined_text() == "a cat")
+        );
         assert_eq!(m.tool_choice, Some(ToolChoice::Function("look".into())));
         assert_eq!(m.max_tokens, Some(20), "max_completion_tokens wins");
         assert_eq!(m.stop, vec!["END".to_owned()]);
-        assert_eq!(m.reasoning.as_ref().unwrap().effort.as_deref(), Some("high"));
-        assert!(matches!(m.response_format, Some(ResponseFormat::JsonSchema { strict: Some(true), .. })));
+        assert_eq!(
+            m.reasoning.as_ref().unwrap().effort.as_deref(),
+            Some("high")
+        );
+        assert!(matches!(
+            m.response_format,
+            Some(ResponseFormat::JsonSchema {
+                strict: Some(true),
+                ..
+            })
+        ));
         assert_eq!(m.extra.get("logprobs"), Some(&json!(true)));
         assert!(m.extra_for(PROTOCOL).is_some());
     }
 
     #[test]
     fn bad_roles_and_tool_messages_name_the_param() {
-        let err = request_to_model(parse(json!({"model": "m", "messages": [{"role": "wizard", "content": "x"}]}))).unwrap_err();
+        let err = request_to_model(parse(
+            json!({"model": "m", "messages": [{"role": "wizard", "content": "x"}]}),
+        ))
+        .unwrap_err();
         assert_eq!(err.param.as_deref(), Some("messages[0].role"));
-        let err = request_to_model(parse(json!({"model": "m", "messages": [{"role": "tool", "content": "x"}]}))).unwrap_err();
+        let err = request_to_model(parse(
+            json!({"model": "m", "messages": [{"role": "tool", "content": "x"}]}),
+        ))
+        .unwrap_err();
         assert_eq!(err.param.as_deref(), Some("messages[0].tool_call_id"));
     }
 
@@ -340,8 +391,17 @@ mod tests {
     fn reasoning_details_keep_signatures() {
         let parts = reasoning_to_model(
             Some(vec![
-                ReasoningDetail { kind: "reasoning.text".into(), text: Some("a".into()), signature: Some("s".into()), ..Default::default() },
-                ReasoningDetail { kind: "reasoning.encrypted".into(), data: Some("enc".into()), ..Default::default() },
+                ReasoningDetail {
+                    kind: "reasoning.text".into(),
+                    text: Some("a".into()),
+                    signature: Some("s".into()),
+                    ..Default::default()
+                },
+                ReasoningDetail {
+                    kind: "reasoning.encrypted".into(),
+                    data: Some("enc".into()),
+                    ..Default::default()
+                },
             ]),
             Some("ignored".into()),
         );

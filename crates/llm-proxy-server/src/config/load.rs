@@ -25,7 +25,10 @@ pub struct ConfigError {
 
 impl ConfigError {
     fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { path: path.into(), message: message.into() }
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -79,7 +82,10 @@ impl Env {
     }
 
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str).filter(|v| !v.trim().is_empty())
+        self.0
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.trim().is_empty())
     }
 }
 
@@ -94,7 +100,10 @@ fn env_backends() -> impl Iterator<Item = (&'static str, &'static str)> {
 /// Loads the configuration from the file named by `cli.config` / `CONFIG_FILE`, the
 /// environment and the CLI.
 pub fn load(cli: &CliOverrides, env: &Env) -> Result<AppConfig, ConfigError> {
-    let path = cli.config.clone().or_else(|| env.get("CONFIG_FILE").map(PathBuf::from));
+    let path = cli
+        .config
+        .clone()
+        .or_else(|| env.get("CONFIG_FILE").map(PathBuf::from));
     let text = match &path {
         Some(p) => std::fs::read_to_string(p).map_err(|e| {
             ConfigError::new("--config", format!("cannot read '{}': {e}", p.display()))
@@ -128,17 +137,25 @@ fn parse_file(text: &str) -> Result<(RawConfig, Value), ConfigError> {
     let de = serde_yaml::Deserializer::from_str(text);
     let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
-        let path = if path == "." { "config".to_owned() } else { path };
+        let path = if path == "." {
+            "config".to_owned()
+        } else {
+            path
+        };
         ConfigError::new(path, e.into_inner().to_string())
     })?;
-    let value: Value = serde_yaml::from_str(text)
-        .map_err(|e| ConfigError::new("config", e.to_string()))?;
+    let value: Value =
+        serde_yaml::from_str(text).map_err(|e| ConfigError::new("config", e.to_string()))?;
     Ok((raw, if value.is_null() { json!({}) } else { value }))
 }
 
 fn env_f64(env: &Env, key: &str) -> Result<Option<f64>, ConfigError> {
     env.get(key)
-        .map(|v| v.trim().parse::<f64>().map_err(|_| ConfigError::new(key, "expected a number of seconds")))
+        .map(|v| {
+            v.trim()
+                .parse::<f64>()
+                .map_err(|_| ConfigError::new(key, "expected a number of seconds"))
+        })
         .transpose()
 }
 
@@ -161,10 +178,18 @@ fn apply_env(
         raw.host = Some(v.to_owned());
     }
     if let Some(v) = env.get("LLM_PROXY_PORT") {
-        raw.port = Some(v.trim().parse().map_err(|_| ConfigError::new("LLM_PROXY_PORT", "expected a port number"))?);
+        raw.port = Some(
+            v.trim()
+                .parse()
+                .map_err(|_| ConfigError::new("LLM_PROXY_PORT", "expected a port number"))?,
+        );
     }
     if let Some(v) = env.get("ANTHROPIC_PORT") {
-        raw.anthropic_port = Some(v.trim().parse().map_err(|_| ConfigError::new("ANTHROPIC_PORT", "expected a port number"))?);
+        raw.anthropic_port = Some(
+            v.trim()
+                .parse()
+                .map_err(|_| ConfigError::new("ANTHROPIC_PORT", "expected a port number"))?,
+        );
     }
     if let Some(v) = env_f64(env, "PROXY_TIMEOUT")? {
         raw.proxy_timeout = Some(v);
@@ -179,7 +204,12 @@ fn apply_env(
         raw.command_prefix = Some(v.to_owned());
     }
     if let Some(v) = env.get("API_KEYS") {
-        raw.auth.api_keys = v.split(',').map(str::trim).filter(|k| !k.is_empty()).map(str::to_owned).collect();
+        raw.auth.api_keys = v
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(str::to_owned)
+            .collect();
     }
     if let Some(v) = env_bool(env, "DISABLE_AUTH")? {
         raw.auth.disable_auth = Some(v);
@@ -205,7 +235,10 @@ fn apply_env(
     }
     if let Some(v) = env.get("FAILURE_HANDLING_MAX_FAILOVER_HOPS") {
         fh.max_failover_hops = Some(v.trim().parse().map_err(|_| {
-            ConfigError::new("FAILURE_HANDLING_MAX_FAILOVER_HOPS", "expected a whole number")
+            ConfigError::new(
+                "FAILURE_HANDLING_MAX_FAILOVER_HOPS",
+                "expected a whole number",
+            )
         })?);
     }
     if env_bool(env, "DISABLE_FAILURE_HANDLING")? == Some(true) {
@@ -213,7 +246,10 @@ fn apply_env(
     }
     if let Some(v) = env.get("MODEL_ALIASES") {
         let aliases: Vec<super::raw::RawAlias> = serde_json::from_str(v).map_err(|e| {
-            ConfigError::new("MODEL_ALIASES", format!("expected a JSON list of {{pattern, replacement}}: {e}"))
+            ConfigError::new(
+                "MODEL_ALIASES",
+                format!("expected a JSON list of {{pattern, replacement}}: {e}"),
+            )
         })?;
         raw.model_aliases = Some(aliases);
     }
@@ -225,7 +261,11 @@ fn apply_env(
         let url = env.get(&url_var);
         let timeout = env_f64(env, &timeout_var)?;
         if key.is_some() || url.is_some() || timeout.is_some() {
-            let entry = raw.backends.instances.entry(backend.to_owned()).or_default();
+            let entry = raw
+                .backends
+                .instances
+                .entry(backend.to_owned())
+                .or_default();
             if let Some(k) = key {
                 entry.api_key = Some(k.to_owned());
                 key_names.insert(backend.to_owned(), key_var.clone());
@@ -241,7 +281,11 @@ fn apply_env(
             let numbered = format!("{key_var}_{n}");
             if let Some(k) = env.get(&numbered) {
                 let name = format!("{backend}.{n}");
-                let base_url = raw.backends.instances.get(backend).and_then(|b| b.api_url.clone());
+                let base_url = raw
+                    .backends
+                    .instances
+                    .get(backend)
+                    .and_then(|b| b.api_url.clone());
                 let entry = raw.backends.instances.entry(name.clone()).or_default();
                 entry.api_key = Some(k.to_owned());
                 if entry.api_url.is_none() {
@@ -314,7 +358,10 @@ fn cli_aliases(values: &[String]) -> Result<Option<Vec<super::raw::RawAlias>>, C
             let (pattern, replacement) = v.split_once('=').ok_or_else(|| {
                 ConfigError::new("--model-alias", format!("'{v}' is not PATTERN=REPLACEMENT"))
             })?;
-            Ok(super::raw::RawAlias { pattern: pattern.to_owned(), replacement: replacement.to_owned() })
+            Ok(super::raw::RawAlias {
+                pattern: pattern.to_owned(),
+                replacement: replacement.to_owned(),
+            })
         })
         .collect::<Result<Vec<_>, _>>()
         .map(Some)
@@ -331,7 +378,10 @@ fn seconds(path: &str, v: Option<f64>, default: Duration) -> Result<Duration, Co
     match v {
         None => Ok(default),
         Some(s) if s.is_finite() && s > 0.0 && s < 1e9 => Ok(Duration::from_secs_f64(s)),
-        Some(_) => Err(ConfigError::new(path, "expected a positive number of seconds")),
+        Some(_) => Err(ConfigError::new(
+            path,
+            "expected a positive number of seconds",
+        )),
     }
 }
 
@@ -369,19 +419,32 @@ fn instance_config(
     let path = format!("backends.{name}");
     let (family, instance) = split_instance(name);
     if family.is_empty() || instance.is_some_and(str::is_empty) {
-        return Err(ConfigError::new(&path, "backend keys are '<type>' or '<type>.<instance>'"));
+        return Err(ConfigError::new(
+            &path,
+            "backend keys are '<type>' or '<type>.<instance>'",
+        ));
     }
     let backend_type = raw.connector.clone().unwrap_or_else(|| family.to_owned());
     if let Some(url) = &raw.api_url {
         let parsed = reqwest_url_ok(url);
         if !parsed {
-            return Err(ConfigError::new(format!("{path}.api_url"), format!("'{url}' is not an http(s) URL")));
+            return Err(ConfigError::new(
+                format!("{path}.api_url"),
+                format!("'{url}' is not an http(s) URL"),
+            ));
         }
     }
-    let defaults = Timeouts { total: default_total, ..Timeouts::default() };
+    let defaults = Timeouts {
+        total: default_total,
+        ..Timeouts::default()
+    };
     let total = seconds(&format!("{path}.timeout"), raw.timeout, defaults.total)?;
     let timeouts = Timeouts {
-        connect: seconds(&format!("{path}.connect_timeout"), raw.connect_timeout, defaults.connect)?,
+        connect: seconds(
+            &format!("{path}.connect_timeout"),
+            raw.connect_timeout,
+            defaults.connect,
+        )?,
         first_byte: seconds(
             &format!("{path}.first_byte_timeout"),
             raw.first_byte_timeout,
@@ -421,9 +484,14 @@ fn validate(
     let proxy_timeout = seconds("proxy_timeout", raw.proxy_timeout, defaults.proxy_timeout)?;
     let command_prefix = raw.command_prefix.unwrap_or(defaults.command_prefix);
     validate_command_prefix(&command_prefix)?;
-    let max_body_bytes = raw.max_request_body_bytes.unwrap_or(defaults.max_body_bytes);
+    let max_body_bytes = raw
+        .max_request_body_bytes
+        .unwrap_or(defaults.max_body_bytes);
     if max_body_bytes == 0 {
-        return Err(ConfigError::new("max_request_body_bytes", "must be positive"));
+        return Err(ConfigError::new(
+            "max_request_body_bytes",
+            "must be positive",
+        ));
     }
     let keepalive_interval = seconds(
         "failure_handling.keepalive_interval",
@@ -434,11 +502,25 @@ fn validate(
     let fd = FailureHandling::default();
     let failure_handling = FailureHandling {
         enabled: fh.enabled.unwrap_or(fd.enabled),
-        max_silent_wait: non_negative("failure_handling.max_silent_wait", fh.max_silent_wait, fd.max_silent_wait)?,
-        total_timeout_budget: seconds("failure_handling.total_timeout_budget", fh.total_timeout_budget, fd.total_timeout_budget)?,
+        max_silent_wait: non_negative(
+            "failure_handling.max_silent_wait",
+            fh.max_silent_wait,
+            fd.max_silent_wait,
+        )?,
+        total_timeout_budget: seconds(
+            "failure_handling.total_timeout_budget",
+            fh.total_timeout_budget,
+            fd.total_timeout_budget,
+        )?,
         max_failover_hops: fh.max_failover_hops.unwrap_or(fd.max_failover_hops),
-        min_retry_wait: non_negative("failure_handling.min_retry_wait", fh.min_retry_wait, fd.min_retry_wait)?,
-        max_empty_stream_retries: fh.max_empty_stream_retries.unwrap_or(fd.max_empty_stream_retries),
+        min_retry_wait: non_negative(
+            "failure_handling.min_retry_wait",
+            fh.min_retry_wait,
+            fd.min_retry_wait,
+        )?,
+        max_empty_stream_retries: fh
+            .max_empty_stream_retries
+            .unwrap_or(fd.max_empty_stream_retries),
     };
     let cb = &raw.resilience.circuit_breaker;
     let cd = CircuitBreakerConfig::default();
@@ -449,10 +531,26 @@ fn validate(
     };
     let circuit_breaker = CircuitBreakerConfig {
         enabled: cb.enabled.unwrap_or(cd.enabled),
-        failure_threshold: positive("resilience.circuit_breaker.failure_threshold", cb.failure_threshold, cd.failure_threshold)?,
-        open_cooldown: seconds("resilience.circuit_breaker.open_cooldown_seconds", cb.open_cooldown_seconds, cd.open_cooldown)?,
-        half_open_success_threshold: positive("resilience.circuit_breaker.half_open_success_threshold", cb.half_open_success_threshold, cd.half_open_success_threshold)?,
-        half_open_max_inflight: positive("resilience.circuit_breaker.half_open_max_inflight", cb.half_open_max_inflight, cd.half_open_max_inflight)?,
+        failure_threshold: positive(
+            "resilience.circuit_breaker.failure_threshold",
+            cb.failure_threshold,
+            cd.failure_threshold,
+        )?,
+        open_cooldown: seconds(
+            "resilience.circuit_breaker.open_cooldown_seconds",
+            cb.open_cooldown_seconds,
+            cd.open_cooldown,
+        )?,
+        half_open_success_threshold: positive(
+            "resilience.circuit_breaker.half_open_success_threshold",
+            cb.half_open_success_threshold,
+            cd.half_open_success_threshold,
+        )?,
+        half_open_max_inflight: positive(
+            "resilience.circuit_breaker.half_open_max_inflight",
+            cb.half_open_max_inflight,
+            cd.half_open_max_inflight,
+        )?,
     };
     let model_aliases = raw
         .model_aliases
@@ -462,12 +560,21 @@ fn validate(
         .enumerate()
         .map(|(i, a)| {
             if a.pattern.is_empty() {
-                return Err(ConfigError::new(format!("model_aliases[{i}].pattern"), "must not be empty"));
+                return Err(ConfigError::new(
+                    format!("model_aliases[{i}].pattern"),
+                    "must not be empty",
+                ));
             }
             if a.replacement.trim().is_empty() {
-                return Err(ConfigError::new(format!("model_aliases[{i}].replacement"), "must not be empty"));
+                return Err(ConfigError::new(
+                    format!("model_aliases[{i}].replacement"),
+                    "must not be empty",
+                ));
             }
-            Ok(ModelAlias { pattern: a.pattern, replacement: a.replacement })
+            Ok(ModelAlias {
+                pattern: a.pattern,
+                replacement: a.replacement,
+            })
         })
         .collect::<Result<Vec<_>, _>>()?;
     let mut instances = BTreeMap::new();
@@ -574,7 +681,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Env {
-        Env(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect())
+        Env(pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect())
     }
 
     #[test]
@@ -587,7 +697,11 @@ mod tests {
         let cfg = load_from_str(file, &CliOverrides::default(), &e).unwrap();
         assert_eq!(cfg.port, 9100);
         assert_eq!(cfg.backends.default_backend.as_deref(), Some("openai"));
-        let cli = CliOverrides { port: Some(9200), default_backend: Some("a:m|b:m".into()), ..Default::default() };
+        let cli = CliOverrides {
+            port: Some(9200),
+            default_backend: Some("a:m|b:m".into()),
+            ..Default::default()
+        };
         let cfg = load_from_str(file, &cli, &e).unwrap();
         assert_eq!(cfg.port, 9200);
         assert_eq!(cfg.backends.default_backend.as_deref(), Some("a:m|b:m"));
@@ -600,22 +714,48 @@ mod tests {
         assert_eq!(err.path, "backends.openai.timeot");
         assert!(err.message.contains("unknown field `timeot`"), "{err}");
         assert!(err.message.contains("line 5"), "{err}");
-        let err = load_from_str("bogus: 1\n", &CliOverrides::default(), &Env::default()).unwrap_err();
+        let err =
+            load_from_str("bogus: 1\n", &CliOverrides::default(), &Env::default()).unwrap_err();
         assert!(err.message.contains("unknown field `bogus`"), "{err}");
-        let err = load_from_str("backends:\n  openai:\n    timeout: soon\n", &CliOverrides::default(), &Env::default()).unwrap_err();
+        let err = load_from_str(
+            "backends:\n  openai:\n    timeout: soon\n",
+            &CliOverrides::default(),
+            &Env::default(),
+        )
+        .unwrap_err();
         assert_eq!(err.path, "backends.openai.timeout");
     }
 
     #[test]
     fn values_are_validated_with_their_path() {
-        let err = load_from_str("backends:\n  openai:\n    timeout: -1\n", &CliOverrides::default(), &Env::default()).unwrap_err();
+        let err = load_from_str(
+            "backends:\n  openai:\n    timeout: -1\n",
+            &CliOverrides::default(),
+            &Env::default(),
+        )
+        .unwrap_err();
         assert_eq!(err.path, "backends.openai.timeout");
         assert!(err.message.contains("positive"));
-        let err = load_from_str("backends:\n  openai:\n    api_url: ftp://x\n", &CliOverrides::default(), &Env::default()).unwrap_err();
+        let err = load_from_str(
+            "backends:\n  openai:\n    api_url: ftp://x\n",
+            &CliOverrides::default(),
+            &Env::default(),
+        )
+        .unwrap_err();
         assert_eq!(err.path, "backends.openai.api_url");
-        let err = load_from_str("command_prefix: '!!'\n", &CliOverrides::default(), &Env::default()).unwrap_err();
+        let err = load_from_str(
+            "command_prefix: '!!'\n",
+            &CliOverrides::default(),
+            &Env::default(),
+        )
+        .unwrap_err();
         assert_eq!(err.path, "command_prefix");
-        let err = load_from_str("", &CliOverrides::default(), &env(&[("OPENAI_TIMEOUT", "abc")])).unwrap_err();
+        let err = load_from_str(
+            "",
+            &CliOverrides::default(),
+            &env(&[("OPENAI_TIMEOUT", "abc")]),
+        )
+        .unwrap_err();
         assert_eq!(err.path, "OPENAI_TIMEOUT");
     }
 
@@ -629,13 +769,20 @@ mod tests {
         ]);
         let cfg = load_from_str("", &CliOverrides::default(), &e).unwrap();
         let main = &cfg.backends.instances["openai"];
-        assert_eq!(main.api_key.as_ref().unwrap().expose(), "sk-main-0000000000");
+        assert_eq!(
+            main.api_key.as_ref().unwrap().expose(),
+            "sk-main-0000000000"
+        );
         assert_eq!(main.key_name.as_deref(), Some("OPENAI_API_KEY"));
         assert_eq!(main.api_url.as_deref(), Some("http://127.0.0.1:1/v1"));
         let second = &cfg.backends.instances["openai.2"];
         assert_eq!(second.backend_type, "openai");
         assert_eq!(second.key_name.as_deref(), Some("OPENAI_API_KEY_2"));
-        assert_eq!(second.api_url.as_deref(), Some("http://127.0.0.1:1/v1"), "inherits the family URL");
+        assert_eq!(
+            second.api_url.as_deref(),
+            Some("http://127.0.0.1:1/v1"),
+            "inherits the family URL"
+        );
         assert!(cfg.backends.instances.contains_key("openrouter"));
     }
 
@@ -644,14 +791,25 @@ mod tests {
         let file = "model_aliases:\n  - pattern: 'fast'\n    replacement: 'mock:yaml'\n";
         let cfg = load_from_str(file, &CliOverrides::default(), &Env::default()).unwrap();
         assert_eq!(cfg.model_aliases[0].replacement, "mock:yaml");
-        let e = env(&[("MODEL_ALIASES", r#"[{"pattern": "fast", "replacement": "mock:env"}]"#)]);
+        let e = env(&[(
+            "MODEL_ALIASES",
+            r#"[{"pattern": "fast", "replacement": "mock:env"}]"#,
+        )]);
         let cfg = load_from_str(file, &CliOverrides::default(), &e).unwrap();
         assert_eq!(cfg.model_aliases.len(), 1);
         assert_eq!(cfg.model_aliases[0].replacement, "mock:env");
-        let cli = CliOverrides { model_aliases: vec!["^gpt-(.*)=openai:gpt-\\1".into()], ..Default::default() };
+        let cli = CliOverrides {
+            model_aliases: vec!["^gpt-(.*)=openai:gpt-\\1".into()],
+            ..Default::default()
+        };
         let cfg = load_from_str(file, &cli, &e).unwrap();
         assert_eq!(cfg.model_aliases[0].pattern, "^gpt-(.*)");
-        let err = load_from_str("", &CliOverrides::default(), &env(&[("MODEL_ALIASES", "nope")])).unwrap_err();
+        let err = load_from_str(
+            "",
+            &CliOverrides::default(),
+            &env(&[("MODEL_ALIASES", "nope")]),
+        )
+        .unwrap_err();
         assert_eq!(err.path, "MODEL_ALIASES");
     }
 
@@ -661,7 +819,10 @@ mod tests {
         let err = load_from_str(file, &CliOverrides::default(), &Env::default()).unwrap_err();
         assert_eq!(err.path, "resilience.circuit_breaker.failure_threshold");
         let file = "failure_handling:\n  max_failover_hops: 2\n  max_silent_wait: 0\n";
-        let cli = CliOverrides { disable_failure_handling: true, ..Default::default() };
+        let cli = CliOverrides {
+            disable_failure_handling: true,
+            ..Default::default()
+        };
         let cfg = load_from_str(file, &cli, &Env::default()).unwrap();
         assert!(!cfg.failure_handling.enabled);
         assert_eq!(cfg.failure_handling.max_failover_hops, 2);
@@ -670,7 +831,10 @@ mod tests {
 
     #[test]
     fn effective_config_masks_secrets() {
-        let e = env(&[("OPENAI_API_KEY", "sk-supersecretvalue123"), ("API_KEYS", "client-secret-key-1")]);
+        let e = env(&[
+            ("OPENAI_API_KEY", "sk-supersecretvalue123"),
+            ("API_KEYS", "client-secret-key-1"),
+        ]);
         let cfg = load_from_str("", &CliOverrides::default(), &e).unwrap();
         let shown = effective_config(&cfg).to_string();
         assert!(!shown.contains("supersecret"), "{shown}");

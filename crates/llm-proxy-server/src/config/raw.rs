@@ -136,7 +136,10 @@ impl<'de> Deserialize<'de> for RawBackends {
                         "static_route" => out.static_route = map.next_value()?,
                         _ => {
                             let entry: Option<RawBackend> = map.next_value()?;
-                            if out.instances.insert(key.clone(), entry.unwrap_or_default()).is_some()
+                            if out
+                                .instances
+                                .insert(key.clone(), entry.unwrap_or_default())
+                                .is_some()
                             {
                                 return Err(de::Error::custom(format!(
                                     "duplicate backend entry '{key}'"

@@ -76,7 +76,10 @@ async fn handle(
 
 /// What an Anthropic response cannot show: media in the answer.
 fn dropped_from_response(response: &ChatResponse) -> Vec<String> {
-    let media = response.content.iter().any(|p| matches!(p, Part::Image(_) | Part::Audio(_)));
+    let media = response
+        .content
+        .iter()
+        .any(|p| matches!(p, Part::Image(_) | Part::Audio(_)));
     media
         .then(|| "media in the answer dropped (Anthropic responses carry text only)".to_owned())
         .into_iter()
@@ -95,7 +98,11 @@ pub async fn count_tokens(
         // Validate the shape like a real call would, then estimate over the raw JSON.
         parse_body::<AnthropicRequest>(&body)?;
         let value: Value = parse_body(&body)?;
-        Ok(estimate_tokens(&[value.get("system"), value.get("messages"), value.get("tools")]))
+        Ok(estimate_tokens(&[
+            value.get("system"),
+            value.get("messages"),
+            value.get("tools"),
+        ]))
     });
     match counted {
         Ok(tokens) => {
@@ -129,4 +136,30 @@ pub async fn list_models(State(state): State<AppState>) -> Json<Value> {
 /// `GET /anthropic/v1/health`.
 pub async fn health() -> Json<Value> {
     Json(json!({ "status": "ok", "service": "anthropic-proxy" }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use llm_proxy_api::model::{ImagePart, MediaSource, TextPart};
+
+    #[test]
+    fn media_in_an_answer_is_reported_as_dropped() {
+        let mut response = ChatResponse {
+            id: "r".into(),
+            model: "m".into(),
+            created: 0,
+            content: vec![Part::Text(TextPart::new("hi"))],
+            finish_reason: None,
+            usage: None,
+        };
+        assert!(dropped_from_response(&response).is_empty());
+        response.content.push(Part::Image(ImagePart {
+            source: MediaSource::Url {
+                url: "https://x.test/a.png".into(),
+            },
+            detail: None,
+        }));
+        assert_eq!(dropped_from_response(&response).len(), 1);
+    }
 }

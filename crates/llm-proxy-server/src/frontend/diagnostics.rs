@@ -49,7 +49,10 @@ pub async fn reactivate(
 
 /// A 403 for clients that are not on the proxy's own host.
 fn refuse_remote(req: &Request) -> Option<Response> {
-    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
     if peer.is_some_and(|addr| addr.ip().is_loopback()) {
         return None;
     }
@@ -68,7 +71,10 @@ pub fn diagnostics_json(state: &AppState) -> Value {
     let mut report = plugins_json(state.plugins());
     if let Value::Object(map) = &mut report {
         map.insert("instances".into(), instances_json(state.backends()));
-        map.insert("circuit_breakers".into(), state.router().breakers().snapshot());
+        map.insert(
+            "circuit_breakers".into(),
+            state.router().breakers().snapshot(),
+        );
         let sink = state.http_client().sink();
         map.insert(
             "capture".into(),

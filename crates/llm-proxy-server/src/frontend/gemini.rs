@@ -8,8 +8,8 @@ use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::HeaderMap;
-use llm_proxy_api::stream::StreamEvent;
 use llm_proxy_api::BackendError;
+use llm_proxy_api::stream::StreamEvent;
 use llm_proxy_protocol::gemini::{self, ChunkRenderer, GenerateContentRequest};
 use llm_proxy_protocol::parse_body;
 use serde_json::{Value, json};
@@ -55,7 +55,11 @@ fn parse_action<'a>(rest: &'a str, query: Option<&str>) -> Result<(&'a str, Meth
     let (model, method) = rest.rsplit_once(':').ok_or_else(not_found)?;
     let model = model.strip_prefix("models/").unwrap_or(model);
     if model.is_empty() {
-        return Err(ProxyError::invalid("the model name in the URL is empty", Some("model"), None));
+        return Err(ProxyError::invalid(
+            "the model name in the URL is empty",
+            Some("model"),
+            None,
+        ));
     }
     let alt = query
         .unwrap_or("")
@@ -133,9 +137,14 @@ async fn handle(
 fn count_tokens(body: &[u8], meta: &RequestMeta) -> Result<Response, ProxyError> {
     let value: Value = parse_body(body)?;
     let req = value.get("generateContentRequest").unwrap_or(&value);
-    let system = req.get("systemInstruction").or_else(|| req.get("system_instruction"));
+    let system = req
+        .get("systemInstruction")
+        .or_else(|| req.get("system_instruction"));
     let tokens = estimate_tokens(&[req.get("contents"), system, req.get("tools")]);
-    Ok(json_response(json!({ "totalTokens": tokens }).to_string().into_bytes(), meta))
+    Ok(json_response(
+        json!({ "totalTokens": tokens }).to_string().into_bytes(),
+        meta,
+    ))
 }
 
 /// Whether a request comes from a Google client (`google-genai`, Gemini CLI): they send
@@ -173,8 +182,9 @@ pub async fn get_model(State(state): State<AppState>, Path(rest): Path<String>) 
     let id = rest.strip_prefix("models/").unwrap_or(&rest);
     match listed_models(&state).await.iter().find(|m| m.id == id) {
         Some(m) => Json(model_entry(m)).into_response(),
-        None => ProxyError::NotFound(format!("model models/{id}"))
-            .into_response_for(WireFormat::Gemini),
+        None => {
+            ProxyError::NotFound(format!("model models/{id}")).into_response_for(WireFormat::Gemini)
+        }
     }
 }
 
@@ -202,17 +212,25 @@ mod tests {
             parse_action("m:generateContent", Some("key=k&alt=sse")).unwrap(),
             ("m", gen_stream)
         );
-        assert_eq!(parse_action("m:countTokens", None).unwrap(), ("m", Method::CountTokens));
+        assert_eq!(
+            parse_action("m:countTokens", None).unwrap(),
+            ("m", Method::CountTokens)
+        );
         let bad_alt = parse_action("m:streamGenerateContent", Some("alt=json")).unwrap_err();
         assert_eq!(bad_alt.status(), http::StatusCode::BAD_REQUEST);
         assert_eq!(
-            parse_action("m:generateContent", Some("alt=proto")).unwrap_err().status(),
+            parse_action("m:generateContent", Some("alt=proto"))
+                .unwrap_err()
+                .status(),
             http::StatusCode::BAD_REQUEST
         );
         assert_eq!(
             parse_action("m:embedContent", None).unwrap_err().status(),
             http::StatusCode::NOT_FOUND
         );
-        assert_eq!(parse_action("no-method", None).unwrap_err().status(), http::StatusCode::NOT_FOUND);
+        assert_eq!(
+            parse_action("no-method", None).unwrap_err().status(),
+            http::StatusCode::NOT_FOUND
+        );
     }
 }

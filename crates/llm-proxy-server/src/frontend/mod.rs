@@ -78,7 +78,11 @@ impl RequestMeta {
     }
 
     /// Routes and starts the call, noting the instance and time to first output.
-    pub async fn dispatch(&self, state: &AppState, req: ChatRequest) -> Result<crate::pipeline::Dispatched, ProxyError> {
+    pub async fn dispatch(
+        &self,
+        state: &AppState,
+        req: ChatRequest,
+    ) -> Result<crate::pipeline::Dispatched, ProxyError> {
         let d = dispatch(state, req, &self.call_meta()).await?;
         let _ = self.backend.set(d.route.instance.clone());
         let _ = self.ttft.set(self.started.elapsed());
@@ -106,7 +110,12 @@ impl RequestMeta {
         let lossy = self.lossy.snapshot();
         if !lossy.is_empty() {
             tracing::info!(request_id = %self.request_id, lossy = ?lossy, "conversion dropped information");
-            let text: String = lossy.join("; ").chars().filter(|c| c.is_ascii() && !c.is_ascii_control()).take(2000).collect();
+            let text: String = lossy
+                .join("; ")
+                .chars()
+                .filter(|c| c.is_ascii() && !c.is_ascii_control())
+                .take(2000)
+                .collect();
             if let Ok(v) = HeaderValue::from_str(&text) {
                 headers.insert("x-llm-proxy-lossy", v);
             }
@@ -130,10 +139,15 @@ impl RequestMeta {
 }
 
 /// The request body, or the right error for an oversized or unreadable one.
-pub fn body_bytes(body: Result<Bytes, BytesRejection>, state: &AppState) -> Result<Bytes, ProxyError> {
+pub fn body_bytes(
+    body: Result<Bytes, BytesRejection>,
+    state: &AppState,
+) -> Result<Bytes, ProxyError> {
     body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ProxyError::PayloadTooLarge { limit: state.config().max_body_bytes }
+            ProxyError::PayloadTooLarge {
+                limit: state.config().max_body_bytes,
+            }
         } else {
             ProxyError::invalid(format!("cannot read request body: {rejection}"), None, None)
         }
@@ -153,7 +167,11 @@ pub async fn stream_response<R: StreamRenderer>(
     let mut call: PendingCall = Box::pin(async move {
         let d = call_meta.dispatch(&st, req).await?;
         let mut stream = d.stream;
-        let first = stream.next().await.transpose().map_err(ProxyError::Backend)?;
+        let first = stream
+            .next()
+            .await
+            .transpose()
+            .map_err(ProxyError::Backend)?;
         Ok((stream, first))
     });
     let body = match tokio::time::timeout(interval, &mut call).await {
@@ -175,7 +193,10 @@ pub async fn stream_response<R: StreamRenderer>(
     });
     let mut resp = Response::new(Body::from_stream(body));
     let headers = resp.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     meta.stamp(headers);
@@ -196,7 +217,10 @@ pub async fn collected(
 pub fn json_response(body: Vec<u8>, meta: &RequestMeta) -> Response {
     meta.finish(false, "ok");
     let mut resp = (StatusCode::OK, body).into_response();
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     meta.stamp(resp.headers_mut());
     resp
 }

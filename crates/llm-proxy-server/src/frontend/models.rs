@@ -52,7 +52,11 @@ pub async fn list_models(
     if super::gemini::is_google_client(&headers, query.as_deref()) {
         return Json(super::gemini::model_list(&state).await);
     }
-    let data: Vec<Value> = listed_models(&state).await.iter().map(openai_entry).collect();
+    let data: Vec<Value> = listed_models(&state)
+        .await
+        .iter()
+        .map(openai_entry)
+        .collect();
     Json(json!({ "object": "list", "data": data }))
 }
 

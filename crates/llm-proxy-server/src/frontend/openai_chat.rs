@@ -48,7 +48,10 @@ async fn handle(
 ) -> Result<Response, ProxyError> {
     let body = body_bytes(body, state)?;
     let wire: ChatCompletionRequest = parse_body(&body)?;
-    let include_usage = wire.stream_options.as_ref().is_some_and(|o| o.include_usage);
+    let include_usage = wire
+        .stream_options
+        .as_ref()
+        .is_some_and(|o| o.include_usage);
     let req = openai_chat::request_to_model(wire)?;
     if req.stream {
         let renderer = ChunkRenderer::new(

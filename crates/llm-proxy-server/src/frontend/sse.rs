@@ -30,9 +30,8 @@ pub trait StreamRenderer: Send + Unpin + 'static {
 }
 
 /// The call as seen by the body: still starting, or streaming.
-pub type PendingCall = Pin<
-    Box<dyn Future<Output = Result<(EventStream, Option<StreamEvent>), ProxyError>> + Send>,
->;
+pub type PendingCall =
+    Pin<Box<dyn Future<Output = Result<(EventStream, Option<StreamEvent>), ProxyError>> + Send>>;
 
 enum Phase {
     Waiting(PendingCall),
@@ -65,7 +64,12 @@ pub struct SseBody<R: StreamRenderer> {
 
 impl<R: StreamRenderer> SseBody<R> {
     /// A body that starts with `first` (already received) and continues with `stream`.
-    pub fn streaming(stream: EventStream, first: Option<StreamEvent>, renderer: R, interval: Duration) -> Self {
+    pub fn streaming(
+        stream: EventStream,
+        first: Option<StreamEvent>,
+        renderer: R,
+        interval: Duration,
+    ) -> Self {
         let mut body = Self::new(Phase::Streaming(stream), renderer, interval);
         if let Some(event) = first {
             body.push_event(&event);

@@ -28,7 +28,10 @@ mod tests {
         assert_eq!(estimate_tokens(&[Some(&system), None]), 2);
         let messages = json!([{"role": "user", "content": "hi"}]);
         let n = messages.to_string().len() as u64;
-        assert_eq!(estimate_tokens(&[Some(&system), Some(&messages)]), (8 + n).div_ceil(4));
+        assert_eq!(
+            estimate_tokens(&[Some(&system), Some(&messages)]),
+            (8 + n).div_ceil(4)
+        );
         assert_eq!(estimate_tokens(&[]), 1);
     }
 }

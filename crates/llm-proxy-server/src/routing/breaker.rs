@@ -37,7 +37,10 @@ pub enum Admission {
 impl Breakers {
     /// Breakers for `instances`, all closed.
     pub fn new(config: CircuitBreakerConfig, instances: impl IntoIterator<Item = String>) -> Self {
-        let states = instances.into_iter().map(|i| (i, Mutex::new(State::Closed { failures: 0 }))).collect();
+        let states = instances
+            .into_iter()
+            .map(|i| (i, Mutex::new(State::Closed { failures: 0 })))
+            .collect();
         Self { config, states }
     }
 
@@ -46,18 +49,31 @@ impl Breakers {
         if !self.config.enabled {
             return Admission::Allowed;
         }
-        let Some(cell) = self.states.get(instance) else { return Admission::Allowed };
-        let Ok(mut state) = cell.lock() else { return Admission::Allowed };
+        let Some(cell) = self.states.get(instance) else {
+            return Admission::Allowed;
+        };
+        let Ok(mut state) = cell.lock() else {
+            return Admission::Allowed;
+        };
         match *state {
             State::Closed { .. } => Admission::Allowed,
             State::Open { until } if Instant::now() < until => Admission::Rejected,
             State::Open { .. } => {
-                *state = State::HalfOpen { inflight: 1, successes: 0 };
+                *state = State::HalfOpen {
+                    inflight: 1,
+                    successes: 0,
+                };
                 Admission::Trial
             }
-            State::HalfOpen { inflight, successes } => {
+            State::HalfOpen {
+                inflight,
+                successes,
+            } => {
                 if inflight < self.config.half_open_max_inflight {
-                    *state = State::HalfOpen { inflight: inflight + 1, successes };
+                    *state = State::HalfOpen {
+                        inflight: inflight + 1,
+                        successes,
+                    };
                     Admission::Trial
                 } else {
                     Admission::Rejected
@@ -71,7 +87,9 @@ impl Breakers {
         if !self.config.enabled {
             return true;
         }
-        let Some(Ok(state)) = self.states.get(instance).map(Mutex::lock) else { return true };
+        let Some(Ok(state)) = self.states.get(instance).map(Mutex::lock) else {
+            return true;
+        };
         match *state {
             State::Closed { .. } => true,
             State::Open { until } => Instant::now() >= until,
@@ -85,24 +103,43 @@ impl Breakers {
         if !self.config.enabled || admission == Admission::Rejected {
             return;
         }
-        let Some(Ok(mut state)) = self.states.get(instance).map(Mutex::lock) else { return };
-        let open = State::Open { until: Instant::now() + self.config.open_cooldown };
+        let Some(Ok(mut state)) = self.states.get(instance).map(Mutex::lock) else {
+            return;
+        };
+        let open = State::Open {
+            until: Instant::now() + self.config.open_cooldown,
+        };
         *state = match (*state, success) {
             (State::Closed { .. }, true) => State::Closed { failures: 0 },
             (State::Closed { failures }, false) => {
                 if failures + 1 >= self.config.failure_threshold {
-                    tracing::warn!(instance, "circuit breaker opened after {} failures", failures + 1);
+                    tracing::warn!(
+                        instance,
+                        "circuit breaker opened after {} failures",
+                        failures + 1
+                    );
                     open
                 } else {
-                    State::Closed { failures: failures + 1 }
+                    State::Closed {
+                        failures: failures + 1,
+                    }
                 }
             }
-            (State::HalfOpen { inflight, successes }, true) => {
+            (
+                State::HalfOpen {
+                    inflight,
+                    successes,
+                },
+                true,
+            ) => {
                 if successes + 1 >= self.config.half_open_success_threshold {
                     tracing::info!(instance, "circuit breaker closed");
                     State::Closed { failures: 0 }
                 } else {
-                    State::HalfOpen { inflight: inflight.saturating_sub(1), successes: successes + 1 }
+                    State::HalfOpen {
+                        inflight: inflight.saturating_sub(1),
+                        successes: successes + 1,
+                    }
                 }
             }
             (State::HalfOpen { .. }, false) => {
@@ -157,7 +194,10 @@ mod tests {
 
     fn breakers(cooldown: Duration) -> Breakers {
         Breakers::new(
-            CircuitBreakerConfig { open_cooldown: cooldown, ..CircuitBreakerConfig::default() },
+            CircuitBreakerConfig {
+                open_cooldown: cooldown,
+                ..CircuitBreakerConfig::default()
+            },
             ["a".to_owned()],
         )
     }
@@ -202,7 +242,11 @@ mod tests {
         }
         let trial = b.admit("a");
         b.record("a", trial, false);
-        assert_eq!(b.snapshot()["a"]["state"], "half_open", "zero cooldown: open expires at once");
+        assert_eq!(
+            b.snapshot()["a"]["state"],
+            "half_open",
+            "zero cooldown: open expires at once"
+        );
     }
 
     #[test]

@@ -47,7 +47,11 @@ pub struct Router {
 
 fn parse_selector(text: &str) -> Result<Selector, ProxyError> {
     selector::parse(text).map_err(|e| {
-        ProxyError::invalid(format!("invalid selector '{text}': {e}"), Some("model"), Some(e.code.as_str()))
+        ProxyError::invalid(
+            format!("invalid selector '{text}': {e}"),
+            Some("model"),
+            Some(e.code.as_str()),
+        )
     })
 }
 
@@ -83,7 +87,9 @@ impl Router {
         }
         let parse = |path: &str, v: &Option<String>| {
             v.as_deref()
-                .map(|s| selector::parse(s).map_err(|e| format!("{path}: invalid selector '{s}': {e}")))
+                .map(|s| {
+                    selector::parse(s).map_err(|e| format!("{path}: invalid selector '{s}': {e}"))
+                })
                 .transpose()
         };
         Ok(Self {
@@ -125,7 +131,8 @@ impl Router {
                 let name = leaf_backend_name(leaf);
                 if find_instance(state, &name).is_none() {
                     // A known plugin that is not linked is reported (with guidance) at startup.
-                    if crate::plugins::unavailable_backend_message(&name, state.plugins()).is_some() {
+                    if crate::plugins::unavailable_backend_message(&name, state.plugins()).is_some()
+                    {
                         continue;
                     }
                     return Err(format!(
@@ -163,7 +170,11 @@ impl Router {
         Ok(Plan { kind, legs })
     }
 
-    fn legs(&self, state: &AppState, selector: &Selector) -> Result<(SelectorKind, Vec<Leg>), ProxyError> {
+    fn legs(
+        &self,
+        state: &AppState,
+        selector: &Selector,
+    ) -> Result<(SelectorKind, Vec<Leg>), ProxyError> {
         // A bare model on its own follows a composite default selector entirely.
         if let (Selector::Single(leaf), Some(default)) = (selector, &self.default)
             && leaf.backend.is_none()
@@ -172,7 +183,12 @@ impl Router {
         {
             return self.resolve_all(state, default.kind(), default.leaves(), None);
         }
-        self.resolve_all(state, selector.kind(), selector.leaves(), self.default.as_ref())
+        self.resolve_all(
+            state,
+            selector.kind(),
+            selector.leaves(),
+            self.default.as_ref(),
+        )
     }
 
     fn resolve_all(
@@ -197,10 +213,16 @@ pub fn validate_selector(state: &AppState, text: &str) -> Result<(), String> {
     for leaf in sel.leaves() {
         let name = leaf_backend_name(leaf);
         if find_instance(state, &name).is_none() {
-            return Err(crate::plugins::unavailable_backend_message(&name, state.plugins())
-                .unwrap_or_else(|| {
-                    format!("unknown backend '{name}'; configured backends: {}", available_backends(state))
-                }));
+            return Err(
+                crate::plugins::unavailable_backend_message(&name, state.plugins()).unwrap_or_else(
+                    || {
+                        format!(
+                            "unknown backend '{name}'; configured backends: {}",
+                            available_backends(state)
+                        )
+                    },
+                ),
+            );
         }
     }
     Ok(())
@@ -217,7 +239,11 @@ fn is_backend_name(state: &AppState, name: &str) -> bool {
     find_instance(state, name).is_some()
 }
 
-fn resolve_leaf(state: &AppState, leaf: &Leaf, default: Option<&Selector>) -> Result<Leg, ProxyError> {
+fn resolve_leaf(
+    state: &AppState,
+    leaf: &Leaf,
+    default: Option<&Selector>,
+) -> Result<Leg, ProxyError> {
     let (target, model) = match &leaf.backend {
         Some(b) => (b.id(), leaf.model.clone()),
         None => {
@@ -234,9 +260,16 @@ fn resolve_leaf(state: &AppState, leaf: &Leaf, default: Option<&Selector>) -> Re
     let Some(slot) = find_instance(state, &target) else {
         let message = crate::plugins::unavailable_backend_message(&target, state.plugins())
             .unwrap_or_else(|| {
-                format!("Unknown backend '{target}'. Available backends: {}", available_backends(state))
+                format!(
+                    "Unknown backend '{target}'. Available backends: {}",
+                    available_backends(state)
+                )
             });
-        return Err(ProxyError::invalid(message, Some("model"), Some("model_not_found")));
+        return Err(ProxyError::invalid(
+            message,
+            Some("model"),
+            Some("model_not_found"),
+        ));
     };
     if !slot.models.is_empty() && !slot.models.contains(&model) {
         return Err(ProxyError::invalid(
@@ -249,7 +282,12 @@ fn resolve_leaf(state: &AppState, leaf: &Leaf, default: Option<&Selector>) -> Re
             Some("model_not_found"),
         ));
     }
-    Ok(Leg { target, model, params: leaf.params.clone(), annotations: leaf.annotations.clone() })
+    Ok(Leg {
+        target,
+        model,
+        params: leaf.params.clone(),
+        annotations: leaf.annotations.clone(),
+    })
 }
 
 /// Rough prompt size in tokens (4 characters per token), or the client's own count from
@@ -276,7 +314,9 @@ pub fn estimate_tokens(req: &ChatRequest) -> u64 {
         }
     }
     for t in &req.tools {
-        chars += t.name.len() + t.description.as_ref().map_or(0, String::len) + t.parameters.to_string().len();
+        chars += t.name.len()
+            + t.description.as_ref().map_or(0, String::len)
+            + t.parameters.to_string().len();
     }
     (chars as u64).div_ceil(4)
 }
@@ -292,7 +332,9 @@ fn filter_by_context(legs: Vec<Leg>, req: &ChatRequest) -> Result<Vec<Leg>, Prox
         .collect();
     if kept.is_empty() {
         return Err(ProxyError::invalid(
-            format!("no route accepts a request of about {tokens} tokens (every branch has a smaller max_context)"),
+            format!(
+                "no route accepts a request of about {tokens} tokens (every branch has a smaller max_context)"
+            ),
             Some("model"),
             Some("routing_exhausted"),
         ));
@@ -315,7 +357,10 @@ pub fn instances_for<'s>(state: &'s AppState, target: &str) -> Vec<&'s BackendSl
     let mut family: Vec<&BackendSlot> = backends
         .values()
         .filter(|s| {
-            s.instance.split_once('.').map_or(s.instance.as_str(), |(t, _)| t) == target
+            s.instance
+                .split_once('.')
+                .map_or(s.instance.as_str(), |(t, _)| t)
+                == target
                 || s.backend_type == target
         })
         .collect();
@@ -324,7 +369,12 @@ pub fn instances_for<'s>(state: &'s AppState, target: &str) -> Vec<&'s BackendSl
 }
 
 fn available_backends(state: &AppState) -> String {
-    state.backends().keys().cloned().collect::<Vec<_>>().join(", ")
+    state
+        .backends()
+        .keys()
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Applies `?k=v` selector parameters to the request. They override body fields; bad values
@@ -334,20 +384,31 @@ pub fn apply_params(req: &mut ChatRequest, params: &[(String, String)]) {
         let float = || value.parse::<f64>().ok().filter(|v| v.is_finite());
         let int = || value.parse::<u64>().ok();
         let applied = match key.as_str() {
-            "temperature" => float().filter(|t| (0.0..=2.0).contains(t)).map(|v| req.sampling.temperature = Some(v)),
-            "top_p" => float().filter(|t| (0.0..=1.0).contains(t)).map(|v| req.sampling.top_p = Some(v)),
+            "temperature" => float()
+                .filter(|t| (0.0..=2.0).contains(t))
+                .map(|v| req.sampling.temperature = Some(v)),
+            "top_p" => float()
+                .filter(|t| (0.0..=1.0).contains(t))
+                .map(|v| req.sampling.top_p = Some(v)),
             "top_k" => int().map(|v| req.sampling.top_k = Some(v)),
-            "seed" => value.parse::<i64>().ok().map(|v| req.sampling.seed = Some(v)),
+            "seed" => value
+                .parse::<i64>()
+                .ok()
+                .map(|v| req.sampling.seed = Some(v)),
             "presence_penalty" => float().map(|v| req.sampling.presence_penalty = Some(v)),
             "frequency_penalty" => float().map(|v| req.sampling.frequency_penalty = Some(v)),
-            "max_tokens" | "max_completion_tokens" | "max_output_tokens" => int().map(|v| req.max_tokens = Some(v)),
-            "reasoning_effort" | "reasoning" => {
-                matches!(value.as_str(), "none" | "minimal" | "low" | "medium" | "high" | "xhigh").then(|| {
-                    let r = req.reasoning.get_or_insert_with(Default::default);
-                    r.effort = Some(value.clone());
-                    r.disabled = value == "none";
-                })
+            "max_tokens" | "max_completion_tokens" | "max_output_tokens" => {
+                int().map(|v| req.max_tokens = Some(v))
             }
+            "reasoning_effort" | "reasoning" => matches!(
+                value.as_str(),
+                "none" | "minimal" | "low" | "medium" | "high" | "xhigh"
+            )
+            .then(|| {
+                let r = req.reasoning.get_or_insert_with(Default::default);
+                r.effort = Some(value.clone());
+                r.disabled = value == "none";
+            }),
             "thinking_budget" | "budget_tokens" => int().map(|v| {
                 let r = req.reasoning.get_or_insert_with(Default::default);
                 r.budget_tokens = Some(v);
@@ -372,19 +433,34 @@ mod tests {
         let re = Regex::new("^(?:claude-(.*))").unwrap();
         let caps = re.captures("claude-sonnet-4").unwrap();
         let mut out = String::new();
-        caps.expand(&replacement_template("anthropic:claude-\\1|openrouter:anthropic/claude-\\1"), &mut out);
-        assert_eq!(out, "anthropic:claude-sonnet-4|openrouter:anthropic/claude-sonnet-4");
+        caps.expand(
+            &replacement_template("anthropic:claude-\\1|openrouter:anthropic/claude-\\1"),
+            &mut out,
+        );
+        assert_eq!(
+            out,
+            "anthropic:claude-sonnet-4|openrouter:anthropic/claude-sonnet-4"
+        );
     }
 
     #[test]
     fn params_override_and_bad_values_are_ignored() {
-        let mut req = ChatRequest { sampling: llm_proxy_api::model::Sampling { temperature: Some(0.1), ..Default::default() }, ..ChatRequest::default() };
-        apply_params(&mut req, &[
-            ("temperature".into(), "0.7".into()),
-            ("top_p".into(), "7".into()),
-            ("reasoning_effort".into(), "high".into()),
-            ("bogus".into(), "1".into()),
-        ]);
+        let mut req = ChatRequest {
+            sampling: llm_proxy_api::model::Sampling {
+                temperature: Some(0.1),
+                ..Default::default()
+            },
+            ..ChatRequest::default()
+        };
+        apply_params(
+            &mut req,
+            &[
+                ("temperature".into(), "0.7".into()),
+                ("top_p".into(), "7".into()),
+                ("reasoning_effort".into(), "high".into()),
+                ("bogus".into(), "1".into()),
+            ],
+        );
         assert_eq!(req.sampling.temperature, Some(0.7));
         assert_eq!(req.sampling.top_p, None);
         assert_eq!(req.reasoning.unwrap().effort.as_deref(), Some("high"));
@@ -392,9 +468,18 @@ mod tests {
 
     #[test]
     fn token_estimate_prefers_the_client_count() {
-        let mut req = ChatRequest { messages: vec![llm_proxy_api::Message::text(llm_proxy_api::Role::User, "x".repeat(400))], ..ChatRequest::default() };
+        let mut req = ChatRequest {
+            messages: vec![llm_proxy_api::Message::text(
+                llm_proxy_api::Role::User,
+                "x".repeat(400),
+            )],
+            ..ChatRequest::default()
+        };
         assert_eq!(estimate_tokens(&req), 100);
-        req.extra.insert("extra_body".into(), serde_json::json!({"request_context_tokens": 5}));
+        req.extra.insert(
+            "extra_body".into(),
+            serde_json::json!({"request_context_tokens": 5}),
+        );
         assert_eq!(estimate_tokens(&req), 5);
     }
 }
