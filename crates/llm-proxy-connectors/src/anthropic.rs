@@ -10,10 +10,9 @@ use llm_proxy_api::config::{BackendInstanceConfig, Timeouts};
 use llm_proxy_api::error::BackendError;
 use llm_proxy_api::http::CaptureAwareClient;
 use llm_proxy_api::plugin::{BackendPluginDefinition, FactoryArgs, PluginCompatibility};
-use llm_proxy_api::stream::{EventStream, response_events};
-use llm_proxy_api::translation::WireCodec;
+use llm_proxy_api::stream::EventStream;
 use llm_proxy_api::{Backend, CallContext, ChatRequest, ModelInfo};
-use llm_proxy_protocol::anthropic::{self, AnthropicCodec, SseDecoder};
+use llm_proxy_protocol::anthropic::{self, AnthropicCodec};
 use serde::Deserialize;
 
 use crate::openai_compat::{instance_client, join_url};
@@ -120,35 +119,23 @@ impl Backend for AnthropicBackend {
         wire.stream = Some(req.stream);
         let body = serde_json::to_vec(&wire)
             .map_err(|e| BackendError::internal(format!("cannot encode request: {e}")))?;
-        let mut request = reqwest::Request::new(reqwest::Method::POST, self.messages_url.clone());
-        *request.headers_mut() = self.call_headers(&ctx.client_headers);
-        *request.body_mut() = Some(body.into());
         let capture = self
             .client
             .sink()
             .is_some()
             .then(|| upstream::capture_context(&self.instance, self.key_name.as_deref(), ctx));
-        let response = upstream::send(
-            &self.client,
-            request,
-            capture.as_ref(),
-            &self.timeouts,
+        let call = upstream::ChatCall {
+            client: &self.client,
+            url: self.messages_url.clone(),
+            headers: self.call_headers(&ctx.client_headers),
+            body,
+            capture,
+            timeouts: &self.timeouts,
             deadline,
-            anthropic::decode_error,
-        )
-        .await?;
-        if req.stream {
-            return Ok(upstream::event_stream(
-                response,
-                Box::new(SseDecoder::new()),
-                deadline,
-            ));
-        }
-        let body = upstream::read_body(response, deadline).await?;
-        let response = AnthropicCodec.decode_response(&body, &ctx.model)?;
-        Ok(Box::pin(futures::stream::iter(
-            response_events(response).into_iter().map(Ok),
-        )))
+            model: &ctx.model,
+            stream: req.stream,
+        };
+        upstream::post_chat(call, &AnthropicCodec).await
     }
 
     async fn models(&self) -> Result<Vec<ModelInfo>, BackendError> {

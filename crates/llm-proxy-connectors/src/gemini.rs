@@ -10,10 +10,9 @@ use llm_proxy_api::config::{BackendInstanceConfig, Timeouts};
 use llm_proxy_api::error::BackendError;
 use llm_proxy_api::http::CaptureAwareClient;
 use llm_proxy_api::plugin::{BackendPluginDefinition, FactoryArgs, PluginCompatibility};
-use llm_proxy_api::stream::{EventStream, response_events};
-use llm_proxy_api::translation::WireCodec;
+use llm_proxy_api::stream::EventStream;
 use llm_proxy_api::{Backend, CallContext, ChatRequest, ModelInfo};
-use llm_proxy_protocol::gemini::{self, GeminiCodec, SseDecoder};
+use llm_proxy_protocol::gemini::{self, GeminiCodec};
 use serde::Deserialize;
 
 use crate::openai_compat::{instance_client, join_url};
@@ -133,35 +132,23 @@ impl Backend for GeminiBackend {
         } else {
             self.method_url(&ctx.model, "generateContent")?
         };
-        let mut request = reqwest::Request::new(reqwest::Method::POST, url);
-        *request.headers_mut() = self.headers.clone();
-        *request.body_mut() = Some(body.into());
         let capture = self
             .client
             .sink()
             .is_some()
             .then(|| upstream::capture_context(&self.instance, self.key_name.as_deref(), ctx));
-        let response = upstream::send(
-            &self.client,
-            request,
-            capture.as_ref(),
-            &self.timeouts,
+        let call = upstream::ChatCall {
+            client: &self.client,
+            url,
+            headers: self.headers.clone(),
+            body,
+            capture,
+            timeouts: &self.timeouts,
             deadline,
-            gemini::decode_error,
-        )
-        .await?;
-        if req.stream {
-            return Ok(upstream::event_stream(
-                response,
-                Box::new(SseDecoder::new()),
-                deadline,
-            ));
-        }
-        let body = upstream::read_body(response, deadline).await?;
-        let response = GeminiCodec.decode_response(&body, &ctx.model)?;
-        Ok(Box::pin(futures::stream::iter(
-            response_events(response).into_iter().map(Ok),
-        )))
+            model: &ctx.model,
+            stream: req.stream,
+        };
+        upstream::post_chat(call, &GeminiCodec).await
     }
 
     async fn models(&self) -> Result<Vec<ModelInfo>, BackendError> {

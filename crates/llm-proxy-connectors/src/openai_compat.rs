@@ -10,11 +10,10 @@ use llm_proxy_api::config::{BackendInstanceConfig, Secret, Timeouts};
 use llm_proxy_api::error::BackendError;
 use llm_proxy_api::http::{CaptureAwareClient, ConnectorRequestContext, PluginHttpCaptureContext};
 use llm_proxy_api::plugin::{BackendPluginDefinition, FactoryArgs, PluginCompatibility};
-use llm_proxy_api::stream::{EventStream, response_events};
+use llm_proxy_api::stream::EventStream;
 use llm_proxy_api::{Backend, CallContext, ChatRequest, ModelInfo};
 use llm_proxy_protocol::openai_chat::from_model::EncodeOptions;
-use llm_proxy_protocol::openai_chat::types::ChatCompletionResponse;
-use llm_proxy_protocol::openai_chat::{self, ChunkDecoder};
+use llm_proxy_protocol::openai_chat::{self, OpenAiChatCodec};
 use serde::Deserialize;
 
 use crate::upstream;
@@ -250,38 +249,23 @@ impl Backend for OpenAiCompatible {
         let wire = openai_chat::request_from_model(&req, &ctx.model, self.options);
         let body = serde_json::to_vec(&wire)
             .map_err(|e| BackendError::internal(format!("cannot encode request: {e}")))?;
-        let mut request = reqwest::Request::new(reqwest::Method::POST, self.chat_url.clone());
-        *request.headers_mut() = self.headers.clone();
-        *request.body_mut() = Some(body.into());
         let capture = self
             .client
             .sink()
             .is_some()
             .then(|| self.capture_context(ctx));
-        let response = upstream::send(
-            &self.client,
-            request,
-            capture.as_ref(),
-            &self.timeouts,
+        let call = upstream::ChatCall {
+            client: &self.client,
+            url: self.chat_url.clone(),
+            headers: self.headers.clone(),
+            body,
+            capture,
+            timeouts: &self.timeouts,
             deadline,
-            openai_chat::decode_error,
-        )
-        .await?;
-        if req.stream {
-            return Ok(upstream::event_stream(
-                response,
-                Box::new(ChunkDecoder::new()),
-                deadline,
-            ));
-        }
-        let body = upstream::read_body(response, deadline).await?;
-        let parsed: ChatCompletionResponse = serde_json::from_slice(&body).map_err(|e| {
-            BackendError::transport(format!("upstream sent an invalid response body: {e}"))
-        })?;
-        let response = openai_chat::response_to_model(parsed, &ctx.model);
-        Ok(Box::pin(futures::stream::iter(
-            response_events(response).into_iter().map(Ok),
-        )))
+            model: &ctx.model,
+            stream: req.stream,
+        };
+        upstream::post_chat(call, &OpenAiChatCodec).await
     }
 
     async fn models(&self) -> Result<Vec<ModelInfo>, BackendError> {

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use llm_proxy_api::error::{BackendError, parse_retry_after};
 use llm_proxy_api::http::{BodyStream, CaptureAwareClient, HttpResponse, PluginHttpCaptureContext};
-use llm_proxy_api::stream::{EventStream, StreamEvent};
-use llm_proxy_api::translation::StreamDecoder;
+use llm_proxy_api::stream::{EventStream, StreamEvent, response_events};
+use llm_proxy_api::translation::{StreamDecoder, WireCodec};
 use llm_proxy_api::{CallContext, config::Timeouts};
 
 /// Turns an error body into a `BackendError` (per protocol).
@@ -55,6 +55,18 @@ pub async fn send(
     timeouts: &Timeouts,
     deadline: Instant,
     decode_error: ErrorDecoder,
+) -> Result<HttpResponse, BackendError> {
+    send_with(client, request, capture, timeouts, deadline, decode_error).await
+}
+
+/// [`send`] with any error decoder.
+pub async fn send_with(
+    client: &CaptureAwareClient,
+    request: reqwest::Request,
+    capture: Option<&PluginHttpCaptureContext>,
+    timeouts: &Timeouts,
+    deadline: Instant,
+    decode_error: impl Fn(u16, &[u8]) -> BackendError,
 ) -> Result<HttpResponse, BackendError> {
     let head_deadline = deadline.min(Instant::now() + timeouts.first_byte);
     // Kept (cheap refcounted clones) to scrub credentials an upstream echoes in its errors.
@@ -103,6 +115,60 @@ pub fn scrub_credentials(message: &mut String, credentials: &[http::HeaderValue]
             *message = message.replace(secret, &llm_proxy_api::config::mask_secret(secret));
         }
     }
+}
+
+/// One encoded chat request to POST upstream.
+pub struct ChatCall<'a> {
+    /// Client (with the capture sink).
+    pub client: &'a CaptureAwareClient,
+    /// Endpoint.
+    pub url: reqwest::Url,
+    /// Headers, credentials included (marked sensitive).
+    pub headers: http::HeaderMap,
+    /// Encoded body.
+    pub body: Vec<u8>,
+    /// Capture metadata, when capture is on.
+    pub capture: Option<PluginHttpCaptureContext>,
+    /// The instance's timeouts.
+    pub timeouts: &'a Timeouts,
+    /// When the whole call must be over.
+    pub deadline: Instant,
+    /// Model, for responses that do not name one.
+    pub model: &'a str,
+    /// Streamed request.
+    pub stream: bool,
+}
+
+/// POSTs a chat request and returns its events: decoded as they stream, or the whole response
+/// turned into events, both with the protocol's `codec`.
+pub async fn post_chat(
+    call: ChatCall<'_>,
+    codec: &dyn WireCodec,
+) -> Result<EventStream, BackendError> {
+    let mut request = reqwest::Request::new(reqwest::Method::POST, call.url);
+    *request.headers_mut() = call.headers;
+    *request.body_mut() = Some(call.body.into());
+    let response = send_with(
+        call.client,
+        request,
+        call.capture.as_ref(),
+        call.timeouts,
+        call.deadline,
+        |status, body| codec.decode_error(status, body),
+    )
+    .await?;
+    if call.stream {
+        return Ok(event_stream(
+            response,
+            codec.stream_decoder(),
+            call.deadline,
+        ));
+    }
+    let body = read_body(response, call.deadline).await?;
+    let response = codec.decode_response(&body, call.model)?;
+    Ok(Box::pin(futures::stream::iter(
+        response_events(response).into_iter().map(Ok),
+    )))
 }
 
 /// Reads a whole (non-streamed) body before `deadline`.
