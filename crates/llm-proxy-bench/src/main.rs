@@ -1,0 +1,111 @@
+//! `llm-proxy-bench`: measures what llm-proxy adds to latency, throughput and memory, against
+//! a fast in-process mock upstream, direct and through the proxy in one run.
+
+mod api;
+mod bench;
+mod client;
+mod error;
+mod load;
+mod mock;
+mod proxy_process;
+mod report;
+mod rss;
+mod settings;
+mod sse;
+mod stats;
+mod table;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser as _;
+
+use crate::bench::Endpoints;
+use crate::client::Target;
+use crate::error::BenchError;
+use crate::mock::StreamShape;
+use crate::settings::{Args, ProxySource, Settings};
+
+/// How long the proxy may take to print its listening line.
+const PROXY_STARTUP: Duration = Duration::from_secs(15);
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            bench::progress(&format!("error: {error}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<(), BenchError> {
+    let settings = Settings::from_args(args)?;
+    let mock = mock::start(
+        settings.mock_port,
+        StreamShape {
+            chunks: settings.chunks,
+            interval: settings.chunk_interval,
+        },
+    )?;
+    let direct = Target::new(mock.addr)?;
+    // Held until the end: dropping it kills the proxy, on the error paths too.
+    let (_proxy_process, endpoints) = match &settings.proxy {
+        ProxySource::Spawn(binary) => {
+            bench::progress(&format!("starting {}", binary.display()));
+            let process = proxy_process::spawn(binary, mock.addr, PROXY_STARTUP)?;
+            let endpoints = Endpoints {
+                proxy: Target::new(process.addr())?,
+                proxy_pid: Some(process.pid()),
+                proxy_label: format!("{} (pid {})", binary.display(), process.pid()),
+                direct,
+            };
+            (Some(process), endpoints)
+        }
+        ProxySource::Running(addr) => (
+            None,
+            Endpoints {
+                proxy: Target::new(*addr)?,
+                proxy_pid: None,
+                proxy_label: format!("already running at http://{addr}"),
+                direct,
+            },
+        ),
+        ProxySource::Mock => (
+            None,
+            Endpoints {
+                proxy: direct.clone(),
+                proxy_pid: None,
+                proxy_label: "the mock itself (sanity check: added ~ 0)".into(),
+                direct,
+            },
+        ),
+    };
+    bench::progress(&format!(
+        "mock upstream on http://{}, proxy on http://{}",
+        mock.addr,
+        endpoints.proxy.addr()
+    ));
+    // Two workers: the load generator shares the machine's cores with the proxy and the mock.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| BenchError::io("starting the load generator's runtime", e))?;
+    let report = runtime.block_on(bench::run(&settings, endpoints));
+    drop(runtime);
+    print_table(&table::render(&report));
+    let json = serde_json::to_vec_pretty(&report)?;
+    std::fs::write(&settings.out, json)
+        .map_err(|e| BenchError::io(format!("writing {}", settings.out.display()), e))?;
+    bench::progress(&format!("results written to {}", settings.out.display()));
+    Ok(())
+}
+
+#[expect(
+    clippy::print_stdout,
+    reason = "the results table is this CLI's output"
+)]
+fn print_table(table: &str) {
+    print!("{table}");
+}

@@ -1,0 +1,378 @@
+//! The results of a run: figures per lane, proxy-minus-direct differences, and the issue's
+//! targets checked against them. Serialized as the JSON output; `table` renders it for people.
+
+use serde::Serialize;
+
+use crate::api::ClientApi;
+use crate::load::{LoadRun, Samples, StreamSamples};
+use crate::rss::Memory;
+use crate::settings::Settings;
+use crate::stats::{Added, FloatSummary, Summary};
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub settings: Settings,
+    pub machine: Machine,
+    pub non_streaming_c1: RequestLanes,
+    pub throughput: Throughput,
+    pub streaming_c1: StreamLanes,
+    pub streaming_concurrent: StreamLanes,
+    pub memory: Option<MemoryReport>,
+    pub targets: Vec<TargetCheck>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Machine {
+    pub cores: usize,
+    /// What was measured as "proxy".
+    pub proxy: String,
+}
+
+/// One lane of non-streaming requests.
+#[derive(Debug, Serialize)]
+pub struct LatencyLane {
+    pub api: ClientApi,
+    pub latency: Option<Summary>,
+    /// The proxy's own `x-llm-proxy-overhead-ms` header, when present.
+    pub overhead_header_ms: Option<FloatSummary>,
+    pub errors: u64,
+    pub first_error: Option<String>,
+}
+
+impl LatencyLane {
+    pub fn new(api: ClientApi, mut samples: Samples) -> Self {
+        Self {
+            api,
+            latency: Summary::of(&mut samples.latencies_ns),
+            overhead_header_ms: FloatSummary::of(&mut samples.overhead_ms),
+            errors: samples.errors,
+            first_error: samples.first_error,
+        }
+    }
+}
+
+/// Concurrency 1, non-streaming: direct, same protocol through the proxy, and translated.
+#[derive(Debug, Serialize)]
+pub struct RequestLanes {
+    pub requests_per_lane: u64,
+    pub direct: LatencyLane,
+    pub proxy: LatencyLane,
+    pub translation: LatencyLane,
+    pub proxy_added: Option<Added>,
+    pub translation_added: Option<Added>,
+    /// Translated added p99 over same-protocol added p99.
+    pub translation_ratio_p99: Option<f64>,
+}
+
+impl RequestLanes {
+    pub fn new(
+        requests_per_lane: u64,
+        direct: LatencyLane,
+        proxy: LatencyLane,
+        translation: LatencyLane,
+    ) -> Self {
+        let proxy_added = added(proxy.latency.as_ref(), direct.latency.as_ref());
+        let translation_added = added(translation.latency.as_ref(), direct.latency.as_ref());
+        Self {
+            requests_per_lane,
+            translation_ratio_p99: ratio_of_added(translation_added, proxy_added),
+            proxy_added,
+            translation_added,
+            direct,
+            proxy,
+            translation,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct LoadLane {
+    pub ok: usize,
+    pub errors: u64,
+    pub first_error: Option<String>,
+    pub elapsed_secs: f64,
+    pub requests_per_second: f64,
+    pub latency: Option<Summary>,
+    pub overhead_header_ms: Option<FloatSummary>,
+}
+
+impl LoadLane {
+    pub fn new(mut run: LoadRun) -> Self {
+        Self {
+            ok: run.samples.latencies_ns.len(),
+            errors: run.samples.errors,
+            requests_per_second: run.per_second(),
+            elapsed_secs: run.elapsed.as_secs_f64(),
+            latency: Summary::of(&mut run.samples.latencies_ns),
+            overhead_header_ms: FloatSummary::of(&mut run.samples.overhead_ms),
+            first_error: run.samples.first_error,
+        }
+    }
+}
+
+/// Closed loop at fixed concurrency, direct then through the proxy.
+#[derive(Debug, Serialize)]
+pub struct Throughput {
+    pub concurrency: usize,
+    pub direct: LoadLane,
+    pub proxy: LoadLane,
+    /// Proxy requests per second over direct requests per second.
+    pub ratio: Option<f64>,
+}
+
+impl Throughput {
+    pub fn new(concurrency: usize, direct: LoadLane, proxy: LoadLane) -> Self {
+        let ratio = (direct.requests_per_second > 0.0)
+            .then(|| proxy.requests_per_second / direct.requests_per_second);
+        Self {
+            concurrency,
+            direct,
+            proxy,
+            ratio,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct StreamLane {
+    pub api: ClientApi,
+    pub streams_ok: usize,
+    pub errors: u64,
+    pub first_error: Option<String>,
+    /// Time to first token: request sent to first text event received.
+    pub first_text: Option<Summary>,
+    /// Time between consecutive text events.
+    pub gaps: Option<Summary>,
+    pub stalls: u64,
+    pub overhead_header_ms: Option<FloatSummary>,
+}
+
+impl StreamLane {
+    pub fn new(api: ClientApi, mut samples: StreamSamples) -> Self {
+        Self {
+            api,
+            streams_ok: samples.first_text_ns.len(),
+            errors: samples.errors,
+            first_text: Summary::of(&mut samples.first_text_ns),
+            gaps: Summary::of(&mut samples.gaps_ns),
+            stalls: samples.stalls,
+            overhead_header_ms: FloatSummary::of(&mut samples.overhead_ms),
+            first_error: samples.first_error,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct StreamLanes {
+    pub concurrency: usize,
+    pub chunks: u32,
+    pub chunk_interval_ms: f64,
+    pub stall_threshold_ms: f64,
+    pub direct: StreamLane,
+    pub proxy: StreamLane,
+    pub translation: Option<StreamLane>,
+    pub proxy_added_first_text: Option<Added>,
+    pub proxy_added_gap: Option<Added>,
+    pub translation_added_first_text: Option<Added>,
+    pub translation_added_gap: Option<Added>,
+    /// Translated added TTFT p99 over same-protocol added TTFT p99.
+    pub translation_ratio_first_text_p99: Option<f64>,
+}
+
+impl StreamLanes {
+    pub fn new(
+        settings: &Settings,
+        concurrency: usize,
+        direct: StreamLane,
+        proxy: StreamLane,
+        translation: Option<StreamLane>,
+    ) -> Self {
+        let proxy_added_first_text = added(proxy.first_text.as_ref(), direct.first_text.as_ref());
+        let translation_added_first_text = translation
+            .as_ref()
+            .and_then(|lane| added(lane.first_text.as_ref(), direct.first_text.as_ref()));
+        Self {
+            concurrency,
+            chunks: settings.chunks,
+            chunk_interval_ms: settings.chunk_interval.as_secs_f64() * 1e3,
+            stall_threshold_ms: settings.stall_threshold().as_secs_f64() * 1e3,
+            proxy_added_gap: added(proxy.gaps.as_ref(), direct.gaps.as_ref()),
+            translation_added_gap: translation
+                .as_ref()
+                .and_then(|lane| added(lane.gaps.as_ref(), direct.gaps.as_ref())),
+            translation_ratio_first_text_p99: ratio_of_added(
+                translation_added_first_text,
+                proxy_added_first_text,
+            ),
+            proxy_added_first_text,
+            translation_added_first_text,
+            direct,
+            proxy,
+            translation,
+        }
+    }
+}
+
+/// Resident memory of the proxy process, in MiB.
+#[derive(Debug, Serialize)]
+pub struct MemoryReport {
+    pub idle_mib: Option<f64>,
+    /// Highest `VmRSS` sampled every 100 ms during the full-concurrency phases.
+    pub peak_sampled_under_load_mib: Option<f64>,
+    /// The kernel's high-water mark (`VmHWM`) at the end of the run.
+    pub high_water_mib: Option<f64>,
+    pub after_warmup_mib: Option<f64>,
+    pub requests_at_warmup: u64,
+    pub after_total_mib: Option<f64>,
+    pub requests_at_total: u64,
+    /// `after_total - after_warmup`: anything well above noise is a leak.
+    pub growth_mib: Option<f64>,
+    pub soak: LoadLane,
+}
+
+pub struct MemoryReadings {
+    pub idle: Option<Memory>,
+    pub peak_sampled_kib: Option<u64>,
+    pub after_warmup: Option<Memory>,
+    pub requests_at_warmup: u64,
+    pub after_total: Option<Memory>,
+    pub requests_at_total: u64,
+}
+
+impl MemoryReport {
+    pub fn new(readings: MemoryReadings, soak: LoadLane) -> Self {
+        let rss = |memory: Option<Memory>| memory.map(|m| mib(m.rss_kib));
+        let after_warmup_mib = rss(readings.after_warmup);
+        let after_total_mib = rss(readings.after_total);
+        Self {
+            idle_mib: rss(readings.idle),
+            peak_sampled_under_load_mib: readings.peak_sampled_kib.map(mib),
+            high_water_mib: readings.after_total.map(|m| mib(m.high_water_kib)),
+            after_warmup_mib,
+            requests_at_warmup: readings.requests_at_warmup,
+            after_total_mib,
+            requests_at_total: readings.requests_at_total,
+            growth_mib: after_total_mib
+                .zip(after_warmup_mib)
+                .map(|(end, start)| end - start),
+            soak,
+        }
+    }
+}
+
+/// One target from the issue, and whether this run met it (`None`: not measured).
+#[derive(Debug, Serialize)]
+pub struct TargetCheck {
+    pub name: String,
+    pub value: Option<f64>,
+    pub unit: &'static str,
+    pub limit: f64,
+    /// `true` when the value must be at most the limit, `false` when at least.
+    pub at_most: bool,
+    pub pass: Option<bool>,
+}
+
+impl TargetCheck {
+    fn new(
+        name: String,
+        value: Option<f64>,
+        unit: &'static str,
+        limit: f64,
+        at_most: bool,
+    ) -> Self {
+        let pass = value.map(|v| if at_most { v <= limit } else { v >= limit });
+        Self {
+            name,
+            value,
+            unit,
+            limit,
+            at_most,
+            pass,
+        }
+    }
+}
+
+/// Growth below this is allocator noise, not a leak.
+const GROWTH_NOISE_MIB: f64 = 1.0;
+
+impl Report {
+    /// The issue's targets, read off the measured figures.
+    pub fn check_targets(&mut self) {
+        let c = self.throughput.concurrency;
+        let lanes = &self.non_streaming_c1;
+        let streaming = &self.streaming_c1;
+        let memory = self.memory.as_ref();
+        self.targets = vec![
+            TargetCheck::new(
+                "added p99, non-streaming, c=1".into(),
+                lanes.proxy_added.map(|a| a.p99_us),
+                "us",
+                100.0,
+                true,
+            ),
+            TargetCheck::new(
+                "added time-to-first-token p99, streaming, c=1".into(),
+                streaming.proxy_added_first_text.map(|a| a.p99_us),
+                "us",
+                300.0,
+                true,
+            ),
+            TargetCheck::new(
+                "translation / same-protocol added p99, non-streaming".into(),
+                lanes.translation_ratio_p99,
+                "x",
+                1.5,
+                true,
+            ),
+            TargetCheck::new(
+                "translation / same-protocol added TTFT p99".into(),
+                streaming.translation_ratio_first_text_p99,
+                "x",
+                1.5,
+                true,
+            ),
+            TargetCheck::new(
+                format!("throughput through proxy / direct, c={c}"),
+                self.throughput.ratio,
+                "x",
+                0.40,
+                false,
+            ),
+            TargetCheck::new(
+                "resident memory idle".into(),
+                memory.and_then(|m| m.idle_mib),
+                "MiB",
+                20.0,
+                true,
+            ),
+            TargetCheck::new(
+                format!("resident memory peak, c={c}"),
+                memory.and_then(|m| m.high_water_mib),
+                "MiB",
+                60.0,
+                true,
+            ),
+            TargetCheck::new(
+                "resident memory growth after warm-up".into(),
+                memory.and_then(|m| m.growth_mib),
+                "MiB",
+                GROWTH_NOISE_MIB,
+                true,
+            ),
+        ];
+    }
+}
+
+fn added(measured: Option<&Summary>, baseline: Option<&Summary>) -> Option<Added> {
+    Some(measured?.minus(baseline?))
+}
+
+/// Undefined when the same-protocol overhead is not positive (noise swamped it).
+fn ratio_of_added(translated: Option<Added>, same_protocol: Option<Added>) -> Option<f64> {
+    let (translated, same_protocol) = (translated?, same_protocol?);
+    (same_protocol.p99_us > 0.0).then(|| translated.p99_us / same_protocol.p99_us)
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
