@@ -140,13 +140,28 @@ pub fn instance_client(
     shared: &CaptureAwareClient,
     timeouts: &Timeouts,
 ) -> Result<CaptureAwareClient, BackendError> {
-    let inner = reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .connect_timeout(timeouts.connect)
         .tcp_nodelay(true)
-        .pool_idle_timeout(std::time::Duration::from_secs(90))
+        .pool_idle_timeout(std::time::Duration::from_secs(90));
+    // Proxy matching costs a URL parse per request; skip it unless a proxy is configured.
+    if !outbound_proxy_configured() {
+        builder = builder.no_proxy();
+    }
+    let inner = builder
         .build()
         .map_err(|e| BackendError::config(format!("cannot build HTTP client: {e}")))?;
     Ok(shared.with_inner(inner))
+}
+
+/// Whether the environment names an outbound HTTP proxy (`HTTPS_PROXY`, `HTTP_PROXY`,
+/// `ALL_PROXY`, any case), which reqwest then honours.
+pub fn outbound_proxy_configured() -> bool {
+    ["HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY"].iter().any(|k| {
+        [k.to_string(), k.to_ascii_lowercase()]
+            .iter()
+            .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))
+    })
 }
 
 /// Joins a base URL and a path segment (`https://x/v1` + `chat/completions`).

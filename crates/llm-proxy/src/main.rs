@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use axum::serve::ListenerExt;
 use clap::{Parser, Subcommand};
 use llm_proxy_api::http::{CaptureAwareClient, CaptureSink, build_capture_aware_client};
 use llm_proxy_server::capture::{JsonlCaptureSink, configured_secrets};
@@ -14,6 +15,11 @@ use llm_proxy_server::frontend::diagnostics;
 use llm_proxy_server::plugins::{ACCESS_MODE_ENV, AccessMode, Plugins};
 use llm_proxy_server::{AppState, anthropic_app, app};
 use tracing_subscriber::EnvFilter;
+
+// A proxy allocates many small, short-lived buffers per request; mimalloc serves them with far
+// less contention than the system allocator (measured with the overhead benchmark).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// An LLM proxy: one endpoint speaking OpenAI, Anthropic and Gemini in front of any provider.
 #[derive(Debug, Parser)]
@@ -277,6 +283,12 @@ async fn serve(cfg: llm_proxy_api::AppConfig, mode: AccessMode) -> ExitCode {
         servers.push(tokio::spawn(async move {
             // Peer addresses let /v1/diagnostics serve loopback clients only.
             let service = router.into_make_service_with_connect_info::<SocketAddr>();
+            // Streamed frames are small writes: never let Nagle hold them back.
+            let listener = listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!("cannot set TCP_NODELAY: {e}");
+                }
+            });
             axum::serve(listener, service)
                 .with_graceful_shutdown(shutdown_signal())
                 .await
