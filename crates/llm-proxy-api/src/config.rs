@@ -193,6 +193,33 @@ pub struct ModelAlias {
     pub replacement: String,
 }
 
+/// How a model-only selector picks among backends that list the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ModelOnlyPolicy {
+    /// Rotate between them.
+    #[default]
+    RoundRobin,
+    /// The lowest `routing.backend_costs` first.
+    Cost,
+    /// The highest `routing.backend_priorities` first.
+    Priority,
+}
+
+/// `routing.*`: cross-backend resolution of model-only selectors.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RoutingConfig {
+    /// Policy among instances whose `models` list names the requested model.
+    pub model_only_preference_policy: ModelOnlyPolicy,
+    /// Cost per instance id or backend type (lower wins).
+    pub backend_costs: BTreeMap<String, f64>,
+    /// Priority per instance id or backend type (higher wins).
+    pub backend_priorities: BTreeMap<String, i64>,
+    /// Cost of an instance with no entry.
+    pub model_only_missing_cost: f64,
+    /// Priority of an instance with no entry.
+    pub model_only_missing_priority: i64,
+}
+
 /// Client authentication.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AuthConfig {
@@ -225,6 +252,8 @@ pub struct AppConfig {
     pub circuit_breaker: CircuitBreakerConfig,
     /// Model aliases, first match wins.
     pub model_aliases: Vec<ModelAlias>,
+    /// Model-only routing policy.
+    pub routing: RoutingConfig,
     /// Client auth.
     pub auth: AuthConfig,
     /// Logging.
@@ -247,6 +276,10 @@ impl Default for AppConfig {
             failure_handling: FailureHandling::default(),
             circuit_breaker: CircuitBreakerConfig::default(),
             model_aliases: Vec::new(),
+            routing: RoutingConfig {
+                model_only_missing_cost: 1e6,
+                ..RoutingConfig::default()
+            },
             auth: AuthConfig::default(),
             logging: LoggingConfig {
                 level: "info".to_owned(),

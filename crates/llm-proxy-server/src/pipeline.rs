@@ -83,7 +83,8 @@ pub async fn dispatch(
     req: ChatRequest,
     meta: &CallMeta,
 ) -> Result<Dispatched, ProxyError> {
-    let plan = state.router().plan(state, &req)?;
+    let session = crate::routing::session_id(&req, &meta.headers);
+    let plan = state.router().plan(state, &req, session.as_deref())?;
     match plan.kind {
         SelectorKind::Parallel => race(state, &plan, &req, meta).await,
         _ => sequential(state, &plan, req, meta).await,
@@ -93,6 +94,12 @@ pub async fn dispatch(
 /// Chooses the next leg: in order for failover, by weight (excluding failed legs) for
 /// weighted selectors.
 fn next_leg(plan: &Plan, failed: &[usize]) -> Option<usize> {
+    // `[first]` decides the session's first pick only; re-rolls after a failure use weights.
+    if failed.is_empty()
+        && let Some(forced) = plan.forced_first
+    {
+        return Some(forced);
+    }
     match plan.kind {
         SelectorKind::Weighted => {
             let leaves: Vec<crate::routing::selector::Leaf> = plan

@@ -464,3 +464,123 @@ async fn startup_rejects_unknown_backends_and_bad_aliases() {
     let err = build("backends:\n  static_route: 'mock:a|'\n  mock: {}\n").unwrap_err();
     assert!(err.contains("backends.static_route"), "{err}");
 }
+
+fn listing_config(p: &Pair, routing: &str) -> String {
+    format!(
+        "backends:\n  default_backend: mock\n  mock: {{}}\n  openai.a:\n    api_url: {}/v1\n    models: [gpt-x]\n  openai.b:\n    api_url: {}/v1\n    models: [gpt-x, gpt-y]\n{routing}",
+        p.a.base_url(),
+        p.b.base_url()
+    )
+}
+
+#[tokio::test]
+async fn model_only_selectors_resolve_across_listing_backends() {
+    let p = pair().await;
+    p.a.set_fallback(Reply::json(openai::completion("a")));
+    p.b.set_fallback(Reply::json(openai::completion("b")));
+    // round robin (default) between the instances listing the model
+    let proxy = start_proxy(&listing_config(&p, "")).await;
+    for _ in 0..4 {
+        assert_eq!(post(&proxy.url, &body("gpt-x", false)).await.0, 200);
+    }
+    assert_eq!((p.a.calls(), p.b.calls()), (2, 2));
+    // only b lists gpt-y; nobody lists gpt-z, so the default backend (mock) answers
+    assert_eq!(post(&proxy.url, &body("gpt-y", false)).await.0, 200);
+    assert_eq!(p.b.calls(), 3);
+    let (status, v) = post(&proxy.url, &body("gpt-z", false)).await;
+    assert_eq!(status, 200);
+    assert_eq!(v["choices"][0]["message"]["content"], "You said: hello");
+    assert_eq!(p.a.calls() + p.b.calls(), 5);
+}
+
+#[tokio::test]
+async fn model_only_cost_and_priority_policies() {
+    let p = pair().await;
+    p.a.set_fallback(Reply::json(openai::completion("a")));
+    p.b.set_fallback(Reply::json(openai::completion("b")));
+    let proxy = start_proxy(&listing_config(
+        &p,
+        "routing:\n  model_only_preference_policy: cost\n  backend_costs:\n    openai.a: 5\n    openai.b: 1\n",
+    ))
+    .await;
+    for _ in 0..3 {
+        assert_eq!(
+            post(&proxy.url, &body("gpt-x", false)).await.1["choices"][0]["message"]["content"],
+            "b"
+        );
+    }
+    let proxy = start_proxy(&listing_config(
+        &p,
+        "routing:\n  model_only_preference_policy: priority\n  backend_priorities:\n    openai.a: 10\n",
+    ))
+    .await;
+    for _ in 0..3 {
+        assert_eq!(
+            post(&proxy.url, &body("gpt-x", false)).await.1["choices"][0]["message"]["content"],
+            "a"
+        );
+    }
+    let cfg = load_from_str(
+        "routing:\n  model_only_preference_policy: fastest\n",
+        &CliOverrides::default(),
+        &Env::default(),
+    );
+    assert_eq!(
+        cfg.unwrap_err().path,
+        "routing.model_only_preference_policy"
+    );
+}
+
+#[tokio::test]
+async fn first_branch_is_forced_once_per_session() {
+    let p = pair().await;
+    p.a.set_fallback(Reply::json(openai::completion("a")));
+    p.b.set_fallback(Reply::json(openai::completion("b")));
+    let proxy = start_proxy(&config(&p, "")).await;
+    let req = body(
+        "[first][weight=1]openai.a:m^[weight=100000]openai.b:m",
+        false,
+    );
+    let send = |session: Option<&'static str>| {
+        let mut r = client()
+            .post(format!("{}/v1/chat/completions", proxy.url))
+            .json(&req);
+        if let Some(s) = session {
+            r = r.header("x-session-id", s);
+        }
+        async move {
+            r.send().await.unwrap().json::<Value>().await.unwrap()["choices"][0]["message"]["content"].clone()
+        }
+    };
+    assert_eq!(
+        send(Some("s1")).await,
+        "a",
+        "a session's first request takes the [first] branch"
+    );
+    for _ in 0..5 {
+        assert_eq!(
+            send(Some("s1")).await,
+            "b",
+            "later requests follow the weights"
+        );
+    }
+    assert_eq!(
+        send(Some("s2")).await,
+        "a",
+        "every new session starts on [first]"
+    );
+    assert_eq!(
+        send(None).await,
+        "b",
+        "without a session id, weights decide"
+    );
+    let mut in_body = body(
+        "[first][weight=1]openai.a:m^[weight=100000]openai.b:m",
+        false,
+    );
+    in_body["extra_body"] = json!({"session_id": "s3"});
+    assert_eq!(
+        post(&proxy.url, &in_body).await.1["choices"][0]["message"]["content"],
+        "a"
+    );
+}

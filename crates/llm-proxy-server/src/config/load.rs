@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use llm_proxy_api::config::{
     AppConfig, AuthConfig, BackendInstanceConfig, BackendsConfig, CircuitBreakerConfig,
-    FailureHandling, LoggingConfig, ModelAlias, Secret, Timeouts,
+    FailureHandling, LoggingConfig, ModelAlias, ModelOnlyPolicy, RoutingConfig, Secret, Timeouts,
 };
 use llm_proxy_connectors::openai_compat::PROVIDERS;
 use serde_json::{Value, json};
@@ -552,6 +552,37 @@ fn validate(
             cd.half_open_max_inflight,
         )?,
     };
+    let rr = &raw.routing;
+    let policy = match rr.model_only_preference_policy.as_deref() {
+        None | Some("round_robin") => ModelOnlyPolicy::RoundRobin,
+        Some("cost") => ModelOnlyPolicy::Cost,
+        Some("priority") => ModelOnlyPolicy::Priority,
+        Some(other) => {
+            return Err(ConfigError::new(
+                "routing.model_only_preference_policy",
+                format!("'{other}' is not one of round_robin, cost, priority"),
+            ));
+        }
+    };
+    for (name, cost) in &rr.backend_costs {
+        if !cost.is_finite() || *cost < 0.0 {
+            return Err(ConfigError::new(
+                format!("routing.backend_costs.{name}"),
+                "expected a non-negative number",
+            ));
+        }
+    }
+    let routing = RoutingConfig {
+        model_only_preference_policy: policy,
+        backend_costs: rr.backend_costs.clone(),
+        backend_priorities: rr.backend_priorities.clone(),
+        model_only_missing_cost: rr
+            .model_only_missing_cost
+            .unwrap_or(defaults.routing.model_only_missing_cost),
+        model_only_missing_priority: rr
+            .model_only_missing_priority
+            .unwrap_or(defaults.routing.model_only_missing_priority),
+    };
     let model_aliases = raw
         .model_aliases
         .clone()
@@ -610,6 +641,7 @@ fn validate(
         failure_handling,
         circuit_breaker,
         model_aliases,
+        routing,
         auth: AuthConfig { api_keys },
         logging: LoggingConfig {
             level: raw.logging.level.unwrap_or(defaults.logging.level),
@@ -665,6 +697,17 @@ pub fn effective_config(cfg: &AppConfig) -> Value {
             "half_open_success_threshold": cfg.circuit_breaker.half_open_success_threshold,
             "half_open_max_inflight": cfg.circuit_breaker.half_open_max_inflight,
         }},
+        "routing": {
+            "model_only_preference_policy": match cfg.routing.model_only_preference_policy {
+                ModelOnlyPolicy::RoundRobin => "round_robin",
+                ModelOnlyPolicy::Cost => "cost",
+                ModelOnlyPolicy::Priority => "priority",
+            },
+            "backend_costs": cfg.routing.backend_costs,
+            "backend_priorities": cfg.routing.backend_priorities,
+            "model_only_missing_cost": cfg.routing.model_only_missing_cost,
+            "model_only_missing_priority": cfg.routing.model_only_missing_priority,
+        },
         "model_aliases": cfg.model_aliases.iter().map(|a| json!({"pattern": a.pattern, "replacement": a.replacement})).collect::<Vec<_>>(),
         "backends": {
             "default_backend": cfg.backends.default_backend,

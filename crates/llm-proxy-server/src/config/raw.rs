@@ -32,6 +32,21 @@ pub struct RawConfig {
     pub resilience: RawResilience,
     /// Regex rewrites of requested models, first match wins.
     pub model_aliases: Option<Vec<RawAlias>>,
+    #[serde(default)]
+    pub routing: RawRouting,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouting {
+    /// `round_robin` (default), `cost` or `priority`.
+    pub model_only_preference_policy: Option<String>,
+    #[serde(default)]
+    pub backend_costs: BTreeMap<String, f64>,
+    #[serde(default)]
+    pub backend_priorities: BTreeMap<String, i64>,
+    pub model_only_missing_cost: Option<f64>,
+    pub model_only_missing_priority: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

@@ -5,7 +5,9 @@
 pub mod breaker;
 pub mod selector;
 
-use llm_proxy_api::config::AppConfig;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use llm_proxy_api::config::{AppConfig, ModelOnlyPolicy};
 use llm_proxy_api::model::{ChatRequest, Part};
 use regex::Regex;
 
@@ -34,6 +36,31 @@ pub struct Plan {
     pub kind: SelectorKind,
     /// The legs, in selector order.
     pub legs: Vec<Leg>,
+    /// A weighted leg marked `[first]`, forced for the session's first request.
+    pub forced_first: Option<usize>,
+}
+
+/// Sessions remembered for `[first]` (oldest forgotten beyond this).
+const MAX_REMEMBERED_SESSIONS: usize = 100_000;
+
+/// The client's session id: `x-session-id` header, else body `session_id`,
+/// `extra_body.session_id` or `metadata.session_id`.
+pub fn session_id(req: &ChatRequest, headers: &http::HeaderMap) -> Option<String> {
+    if let Some(v) = headers.get("x-session-id").and_then(|v| v.to_str().ok()) {
+        return Some(v.trim().to_owned()).filter(|s| !s.is_empty());
+    }
+    let from =
+        |v: Option<&serde_json::Value>| v.and_then(serde_json::Value::as_str).map(str::to_owned);
+    from(req.extra.get("session_id"))
+        .or_else(|| {
+            from(
+                req.extra
+                    .get("extra_body")
+                    .and_then(|e| e.get("session_id")),
+            )
+        })
+        .or_else(|| from(req.metadata.get("session_id")))
+        .filter(|s| !s.is_empty())
 }
 
 /// Routing tables built once at startup.
@@ -43,6 +70,12 @@ pub struct Router {
     default: Option<Selector>,
     static_route: Option<Selector>,
     breakers: Breakers,
+    round_robin: AtomicUsize,
+    /// Sessions whose first request was already routed (for `[first]`), in arrival order.
+    first_seen: std::sync::Mutex<(
+        std::collections::HashSet<String>,
+        std::collections::VecDeque<String>,
+    )>,
 }
 
 fn parse_selector(text: &str) -> Result<Selector, ProxyError> {
@@ -96,6 +129,8 @@ impl Router {
             aliases,
             default: parse("backends.default_backend", &config.backends.default_backend)?,
             static_route: parse("backends.static_route", &config.backends.static_route)?,
+            round_robin: AtomicUsize::new(0),
+            first_seen: std::sync::Mutex::default(),
             breakers: Breakers::new(
                 config.circuit_breaker.clone(),
                 config.backends.instances.keys().cloned(),
@@ -147,7 +182,12 @@ impl Router {
 
     /// Plans `req`: static route, else aliases, then the selector; model-only leaves go to the
     /// default backend; legs too small for the request (`max_context`) are dropped.
-    pub fn plan(&self, state: &AppState, req: &ChatRequest) -> Result<Plan, ProxyError> {
+    pub fn plan(
+        &self,
+        state: &AppState,
+        req: &ChatRequest,
+        session: Option<&str>,
+    ) -> Result<Plan, ProxyError> {
         let selector = match &self.static_route {
             Some(sel) => sel.clone(),
             None => match self.apply_aliases(&req.model) {
@@ -167,7 +207,37 @@ impl Router {
             ));
         }
         let legs = filter_by_context(legs, req)?;
-        Ok(Plan { kind, legs })
+        let forced_first = match (kind, session) {
+            (SelectorKind::Weighted, Some(session)) => legs
+                .iter()
+                .position(|l| l.annotations.first)
+                .filter(|_| self.first_request_of(session)),
+            _ => None,
+        };
+        Ok(Plan {
+            kind,
+            legs,
+            forced_first,
+        })
+    }
+
+    /// Whether this is the session's first request (remembering it from now on).
+    fn first_request_of(&self, session: &str) -> bool {
+        let Ok(mut seen) = self.first_seen.lock() else {
+            return false;
+        };
+        let (set, order) = &mut *seen;
+        if set.contains(session) {
+            return false;
+        }
+        set.insert(session.to_owned());
+        order.push_back(session.to_owned());
+        if order.len() > MAX_REMEMBERED_SESSIONS
+            && let Some(old) = order.pop_front()
+        {
+            set.remove(&old);
+        }
+        true
     }
 
     fn legs(
@@ -200,7 +270,7 @@ impl Router {
     ) -> Result<(SelectorKind, Vec<Leg>), ProxyError> {
         let legs = leaves
             .iter()
-            .map(|leaf| resolve_leaf(state, leaf, default))
+            .map(|leaf| self.resolve_leaf(state, leaf, default))
             .collect::<Result<Vec<_>, _>>()?;
         Ok((kind, legs))
     }
@@ -239,24 +309,88 @@ fn is_backend_name(state: &AppState, name: &str) -> bool {
     find_instance(state, name).is_some()
 }
 
-fn resolve_leaf(
+impl Router {
+    /// A model-only leaf whose model appears in the `models` list of one or more instances is
+    /// served by one of them, chosen by `routing.model_only_preference_policy`.
+    fn listing_instance(&self, state: &AppState, model: &str) -> Option<String> {
+        let mut listing: Vec<&BackendSlot> = state
+            .backends()
+            .values()
+            .filter(|s| s.backend.is_ok() && s.models.iter().any(|m| m == model))
+            .filter(|s| self.breakers.is_available(&s.instance))
+            .collect();
+        if listing.is_empty() {
+            return None;
+        }
+        let cfg = &state.config().routing;
+        let chosen = match cfg.model_only_preference_policy {
+            ModelOnlyPolicy::RoundRobin => {
+                let n = self.round_robin.fetch_add(1, Ordering::Relaxed);
+                listing[n % listing.len()]
+            }
+            ModelOnlyPolicy::Cost => {
+                let cost = |s: &BackendSlot| {
+                    configured(&cfg.backend_costs, s).unwrap_or(cfg.model_only_missing_cost)
+                };
+                listing.sort_by(|a, b| cost(a).total_cmp(&cost(b)));
+                listing[0]
+            }
+            ModelOnlyPolicy::Priority => {
+                let priority = |s: &BackendSlot| {
+                    configured(&cfg.backend_priorities, s)
+                        .unwrap_or(cfg.model_only_missing_priority)
+                };
+                listing.sort_by_key(|s| std::cmp::Reverse(priority(s)));
+                listing[0]
+            }
+        };
+        Some(chosen.instance.clone())
+    }
+
+    fn resolve_leaf(
+        &self,
+        state: &AppState,
+        leaf: &Leaf,
+        default: Option<&Selector>,
+    ) -> Result<Leg, ProxyError> {
+        let (target, model) = match &leaf.backend {
+            Some(b) => (b.id(), leaf.model.clone()),
+            None => match self.listing_instance(state, &leaf.model) {
+                Some(instance) => (instance, leaf.model.clone()),
+                None => default_target(leaf, default),
+            },
+        };
+        resolve_target(state, leaf, target, model)
+    }
+}
+
+/// A per-backend setting: by instance id, else by backend type.
+fn configured<T: Copy>(
+    map: &std::collections::BTreeMap<String, T>,
+    slot: &BackendSlot,
+) -> Option<T> {
+    map.get(&slot.instance)
+        .or_else(|| map.get(&slot.backend_type))
+        .copied()
+}
+
+/// Where a model-only leaf goes without a listing instance: the default backend.
+fn default_target(leaf: &Leaf, default: Option<&Selector>) -> (String, String) {
+    match default.and_then(|d| d.leaves().first()) {
+        // `default_backend: openai:gpt-4o` — its backend, the client's model.
+        Some(d) if d.backend.is_some() => (leaf_backend_name(d), leaf.model.clone()),
+        // `default_backend: openai` — a backend name parsed as a model-only leaf.
+        Some(d) => (d.model.clone(), leaf.model.clone()),
+        None => ("mock".to_owned(), leaf.model.clone()),
+    }
+}
+
+fn resolve_target(
     state: &AppState,
     leaf: &Leaf,
-    default: Option<&Selector>,
+    target: String,
+    model: String,
 ) -> Result<Leg, ProxyError> {
-    let (target, model) = match &leaf.backend {
-        Some(b) => (b.id(), leaf.model.clone()),
-        None => {
-            let default_leaf = default.and_then(|d| d.leaves().first());
-            match default_leaf {
-                // `default_backend: openai:gpt-4o` — its backend, the client's model.
-                Some(d) if d.backend.is_some() => (leaf_backend_name(d), leaf.model.clone()),
-                // `default_backend: openai` — a backend name parsed as a model-only leaf.
-                Some(d) => (d.model.clone(), leaf.model.clone()),
-                None => ("mock".to_owned(), leaf.model.clone()),
-            }
-        }
-    };
     let Some(slot) = find_instance(state, &target) else {
         let message = crate::plugins::unavailable_backend_message(&target, state.plugins())
             .unwrap_or_else(|| {
