@@ -105,7 +105,7 @@ pub trait Backend: Send + Sync {
     async fn stream(
         &self,
         ctx: &CallContext,
-        req: ChatRequest,
+        req: &ChatRequest,
     ) -> Result<EventStream, BackendError>;
 
     /// Models this backend serves. Defaults to none (the configured `models` list is used).

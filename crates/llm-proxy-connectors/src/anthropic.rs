@@ -110,11 +110,11 @@ impl Backend for AnthropicBackend {
     async fn stream(
         &self,
         ctx: &CallContext,
-        req: ChatRequest,
+        req: &ChatRequest,
     ) -> Result<EventStream, BackendError> {
         let deadline = upstream::call_deadline(ctx, &self.timeouts);
         let mut lossy = Vec::new();
-        let mut wire = anthropic::request_from_model(&req, &ctx.model, &mut lossy);
+        let mut wire = anthropic::request_from_model(req, &ctx.model, &mut lossy);
         ctx.lossy.add(lossy);
         wire.stream = Some(req.stream);
         let body = serde_json::to_vec(&wire)
@@ -248,7 +248,7 @@ mod tests {
             HeaderValue::from_static("Bearer client-secret"),
         );
         ctx.client_headers = Arc::new(client);
-        let events = backend(&up).stream(&ctx, request(true)).await.unwrap();
+        let events = backend(&up).stream(&ctx, &request(true)).await.unwrap();
         let answer = collect(events, "x").await.unwrap();
         match &answer.content[..] {
             [Part::Reasoning(r), Part::ToolCall(c)] => {
@@ -304,7 +304,7 @@ mod tests {
         client.insert("anthropic-version", HeaderValue::from_static("2099-01-01"));
         ctx.client_headers = Arc::new(client);
         let answer = collect(
-            backend(&up).stream(&ctx, request(false)).await.unwrap(),
+            backend(&up).stream(&ctx, &request(false)).await.unwrap(),
             "x",
         )
         .await
@@ -327,14 +327,14 @@ mod tests {
         up.push(Reply::error(400, payloads::prompt_too_long_error()));
         let b = backend(&up);
         let ctx = CallContext::new("claude-x");
-        let err = b.stream(&ctx, request(false)).await.err().unwrap();
+        let err = b.stream(&ctx, &request(false)).await.err().unwrap();
         assert_eq!(
             (err.kind, err.upstream_status),
             (ErrorKind::RateLimited, Some(429))
         );
         assert_eq!(err.retry_after, Some(std::time::Duration::from_secs(7)));
         assert!(err.message.contains("rate limit"), "{}", err.message);
-        let err = b.stream(&ctx, request(true)).await.err().unwrap();
+        let err = b.stream(&ctx, &request(true)).await.err().unwrap();
         assert_eq!(err.kind, ErrorKind::ContextLengthExceeded);
     }
 
@@ -343,9 +343,12 @@ mod tests {
         let up = MockUpstream::start().await.unwrap();
         up.push(Reply::sse(payloads::overloaded_stream("partial")));
         let ctx = CallContext::new("claude-x");
-        let err = collect(backend(&up).stream(&ctx, request(true)).await.unwrap(), "x")
-            .await
-            .unwrap_err();
+        let err = collect(
+            backend(&up).stream(&ctx, &request(true)).await.unwrap(),
+            "x",
+        )
+        .await
+        .unwrap_err();
         assert_eq!(err.kind, ErrorKind::Unavailable);
         assert_eq!(err.message, "Overloaded");
     }

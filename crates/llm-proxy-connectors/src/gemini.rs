@@ -117,11 +117,11 @@ impl Backend for GeminiBackend {
     async fn stream(
         &self,
         ctx: &CallContext,
-        req: ChatRequest,
+        req: &ChatRequest,
     ) -> Result<EventStream, BackendError> {
         let deadline = upstream::call_deadline(ctx, &self.timeouts);
         let mut lossy = Vec::new();
-        let wire = gemini::request_from_model(&req, &mut lossy);
+        let wire = gemini::request_from_model(req, &mut lossy);
         ctx.lossy.add(lossy);
         let body = serde_json::to_vec(&wire)
             .map_err(|e| BackendError::internal(format!("cannot encode request: {e}")))?;
@@ -254,9 +254,12 @@ mod tests {
             Tokens::new(10, 5),
         )));
         let ctx = CallContext::new("models/gemini-2.5-pro");
-        let answer = collect(backend(&up).stream(&ctx, request(true)).await.unwrap(), "x")
-            .await
-            .unwrap();
+        let answer = collect(
+            backend(&up).stream(&ctx, &request(true)).await.unwrap(),
+            "x",
+        )
+        .await
+        .unwrap();
         let calls: Vec<_> = answer
             .content
             .iter()
@@ -299,7 +302,7 @@ mod tests {
         up.push(Reply::error(400, payloads::context_length_error()));
         let b = backend(&up);
         let ctx = CallContext::new("gemini-2.5-flash");
-        let answer = collect(b.stream(&ctx, request(false)).await.unwrap(), "x")
+        let answer = collect(b.stream(&ctx, &request(false)).await.unwrap(), "x")
             .await
             .unwrap();
         assert_eq!(answer.joined_text(), "Hello");
@@ -311,12 +314,12 @@ mod tests {
             up.requests()[0].uri,
             "/v1beta/models/gemini-2.5-flash:generateContent"
         );
-        let err = b.stream(&ctx, request(false)).await.err().unwrap();
+        let err = b.stream(&ctx, &request(false)).await.err().unwrap();
         assert_eq!(
             (err.kind, err.upstream_status),
             (ErrorKind::RateLimited, Some(429))
         );
-        let err = b.stream(&ctx, request(true)).await.err().unwrap();
+        let err = b.stream(&ctx, &request(true)).await.err().unwrap();
         assert_eq!(err.kind, ErrorKind::ContextLengthExceeded);
     }
 
@@ -339,7 +342,7 @@ mod tests {
         });
         req.messages.push(Message::text(Role::User, "again"));
         let ctx = CallContext::new("gemini-2.5-flash");
-        collect(backend(&up).stream(&ctx, req).await.unwrap(), "x")
+        collect(backend(&up).stream(&ctx, &req).await.unwrap(), "x")
             .await
             .unwrap();
         let notes = ctx.lossy.snapshot();

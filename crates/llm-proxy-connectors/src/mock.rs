@@ -183,9 +183,9 @@ impl Backend for MockBackend {
     async fn stream(
         &self,
         ctx: &CallContext,
-        req: ChatRequest,
+        req: &ChatRequest,
     ) -> Result<EventStream, BackendError> {
-        let events = self.answer(&ctx.model, &req);
+        let events = self.answer(&ctx.model, req);
         let delay = self.chunk_delay;
         if delay.is_zero() || !req.stream {
             return Ok(Box::pin(futures::stream::iter(events.into_iter().map(Ok))));

@@ -258,10 +258,10 @@ impl Backend for OpenAiCompatible {
     async fn stream(
         &self,
         ctx: &CallContext,
-        req: ChatRequest,
+        req: &ChatRequest,
     ) -> Result<EventStream, BackendError> {
         let deadline = upstream::call_deadline(ctx, &self.timeouts);
-        let wire = openai_chat::request_from_model(&req, &ctx.model, self.options);
+        let wire = openai_chat::request_from_model(req, &ctx.model, self.options);
         let body = serde_json::to_vec(&wire)
             .map_err(|e| BackendError::internal(format!("cannot encode request: {e}")))?;
         let capture = self

@@ -145,7 +145,7 @@ async fn sequential(
                     });
                     break;
                 }
-                let outcome = attempt(state, slot, leg, req.clone(), meta).await;
+                let outcome = attempt(state, slot, leg, &req, meta).await;
                 let route = Route {
                     instance: slot.instance.clone(),
                     model: leg.model.clone(),
@@ -255,7 +255,7 @@ async fn race(
                     ))),
                 );
             };
-            let run = attempt(state, slot, leg, req.clone(), meta);
+            let run = attempt(state, slot, leg, req, meta);
             let outcome = match leg.annotations.ttft_timeout {
                 Some(t) => tokio::time::timeout(Duration::from_secs_f64(t), run)
                     .await
@@ -324,7 +324,7 @@ async fn attempt(
     state: &AppState,
     slot: &BackendSlot,
     leg: &Leg,
-    mut req: ChatRequest,
+    req: &ChatRequest,
     meta: &CallMeta,
 ) -> Outcome {
     let backend = match &slot.backend {
@@ -342,7 +342,16 @@ async fn attempt(
             return Outcome::Failed(e);
         }
     };
-    apply_params(&mut req, &leg.params);
+    // Backends encode from a borrow; only selector parameters need a modified copy.
+    let with_params;
+    let req = if leg.params.is_empty() {
+        req
+    } else {
+        let mut copy = req.clone();
+        apply_params(&mut copy, &leg.params);
+        with_params = copy;
+        &with_params
+    };
     let ctx = CallContext {
         request_id: meta.request_id.clone(),
         session_id: None,

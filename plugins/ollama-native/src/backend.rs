@@ -170,11 +170,11 @@ impl Backend for OllamaNative {
     async fn stream(
         &self,
         ctx: &CallContext,
-        req: ChatRequest,
+        req: &ChatRequest,
     ) -> Result<EventStream, BackendError> {
         let own = Instant::now() + self.timeouts.total;
         let deadline = ctx.deadline.map_or(own, |d| d.min(own));
-        let (wire, notes) = request_from_model(&req, &ctx.model, &self.settings);
+        let (wire, notes) = request_from_model(req, &ctx.model, &self.settings);
         ctx.lossy.add(notes);
         let body = serde_json::to_vec(&wire).map_err(|e| {
             BackendError::internal(format!("cannot encode the Ollama request: {e}"))
