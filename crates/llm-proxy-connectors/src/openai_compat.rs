@@ -154,6 +154,16 @@ pub fn instance_client(
     Ok(shared.with_inner(inner))
 }
 
+/// Whether an assistant turn of the conversation carries reasoning.
+fn has_earlier_reasoning(req: &ChatRequest) -> bool {
+    req.messages.iter().any(|m| {
+        m.role == llm_proxy_api::Role::Assistant
+            && m.content
+                .iter()
+                .any(|p| matches!(p, llm_proxy_api::Part::Reasoning(_)))
+    })
+}
+
 /// Whether the environment names an outbound HTTP proxy (`HTTPS_PROXY`, `HTTP_PROXY`,
 /// `ALL_PROXY`, any case), which reqwest then honours.
 pub fn outbound_proxy_configured() -> bool {
@@ -261,6 +271,12 @@ impl Backend for OpenAiCompatible {
         req: &ChatRequest,
     ) -> Result<EventStream, BackendError> {
         let deadline = upstream::call_deadline(ctx, &self.timeouts);
+        if !self.options.reasoning_in_history && has_earlier_reasoning(req) {
+            ctx.lossy.add([format!(
+                "earlier reasoning not sent to '{}' (extra.reasoning_in_history is off)",
+                self.instance
+            )]);
+        }
         let wire = openai_chat::request_from_model(req, &ctx.model, self.options);
         let body = serde_json::to_vec(&wire)
             .map_err(|e| BackendError::internal(format!("cannot encode request: {e}")))?;

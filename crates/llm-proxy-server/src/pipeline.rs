@@ -35,6 +35,8 @@ pub struct CallMeta {
     pub lossy: LossyNotes,
     /// Client request headers.
     pub headers: Arc<HeaderMap>,
+    /// The client's session id, when it sent one.
+    pub session_id: Option<String>,
 }
 
 /// Where a call went.
@@ -85,6 +87,17 @@ pub async fn dispatch(
 ) -> Result<Dispatched, ProxyError> {
     let session = crate::routing::session_id(&req, &meta.headers);
     let plan = state.router().plan(state, &req, session.as_deref())?;
+    let with_session;
+    let meta = match session {
+        Some(id) => {
+            with_session = CallMeta {
+                session_id: Some(id),
+                ..meta.clone()
+            };
+            &with_session
+        }
+        None => meta,
+    };
     match plan.kind {
         SelectorKind::Parallel => race(state, &plan, &req, meta).await,
         _ => sequential(state, &plan, req, meta).await,
@@ -354,7 +367,7 @@ async fn attempt(
     };
     let ctx = CallContext {
         request_id: meta.request_id.clone(),
-        session_id: None,
+        session_id: meta.session_id.clone(),
         model: leg.model.clone(),
         deadline: Some(Instant::now() + state.config().proxy_timeout),
         cancel: CancellationToken::new(),

@@ -382,3 +382,33 @@ async fn client_keys_are_enforced_when_configured() {
         .unwrap();
     assert_eq!(r.status(), 200, "health needs no key");
 }
+
+#[tokio::test]
+async fn reasoning_dropped_for_strict_openai_upstreams_is_reported() {
+    let up = MockUpstream::start().await.unwrap();
+    up.set_fallback(Reply::json(openai::completion("ok")));
+    let proxy = proxy_for(&up.base_url(), "").await;
+    let mut body = chat_body(false);
+    body["messages"] = json!([
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": "a", "reasoning_content": "thought about it"},
+        {"role": "user", "content": "and?"}
+    ]);
+    let resp = client()
+        .post(format!("{}/v1/chat/completions", proxy.url))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let lossy = resp.headers()["x-llm-proxy-lossy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(lossy.contains("earlier reasoning not sent"), "{lossy}");
+    assert!(
+        up.requests()[0].body["messages"][1]
+            .get("reasoning_content")
+            .is_none()
+    );
+}

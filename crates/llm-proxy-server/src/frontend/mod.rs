@@ -96,6 +96,7 @@ impl RequestMeta {
             clock: self.clock.clone(),
             lossy: self.lossy.clone(),
             headers: self.headers.clone(),
+            session_id: None,
         }
     }
 
