@@ -2,14 +2,12 @@
 //! `anthropic-version` and the client's `anthropic-beta` flags, streamed or not, and the model
 //! list from `GET {base}/models`.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 use llm_proxy_api::config::{BackendInstanceConfig, Timeouts};
 use llm_proxy_api::error::BackendError;
 use llm_proxy_api::http::CaptureAwareClient;
-use llm_proxy_api::plugin::{BackendPluginDefinition, FactoryArgs, PluginCompatibility};
+use llm_proxy_api::plugin::{BackendPluginDefinition, FactoryArgs};
 use llm_proxy_api::stream::EventStream;
 use llm_proxy_api::{Backend, CallContext, ChatRequest, ModelInfo};
 use llm_proxy_protocol::anthropic::{self, AnthropicCodec};
@@ -175,15 +173,7 @@ impl Backend for AnthropicBackend {
 
 /// The plugin definition of the `anthropic` backend.
 pub fn definition() -> BackendPluginDefinition {
-    BackendPluginDefinition::new(
-        BACKEND_NAME,
-        env!("CARGO_PKG_NAME"),
-        PluginCompatibility::new(llm_proxy_api::CORE_VERSION),
-        |args: FactoryArgs| {
-            let backend: Arc<dyn Backend> = Arc::new(AnthropicBackend::new(&args)?);
-            Ok(backend)
-        },
-    )
+    crate::core_definition(BACKEND_NAME, AnthropicBackend::new)
 }
 
 #[cfg(test)]

@@ -2,14 +2,12 @@
 //! `:streamGenerateContent?alt=sse`) with the key in `x-goog-api-key`, never in the URL, and
 //! the model list from `GET {base}/v1beta/models`.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 use llm_proxy_api::config::{BackendInstanceConfig, Timeouts};
 use llm_proxy_api::error::BackendError;
 use llm_proxy_api::http::CaptureAwareClient;
-use llm_proxy_api::plugin::{BackendPluginDefinition, FactoryArgs, PluginCompatibility};
+use llm_proxy_api::plugin::{BackendPluginDefinition, FactoryArgs};
 use llm_proxy_api::stream::EventStream;
 use llm_proxy_api::{Backend, CallContext, ChatRequest, ModelInfo};
 use llm_proxy_protocol::gemini::{self, GeminiCodec};
@@ -198,15 +196,7 @@ impl Backend for GeminiBackend {
 
 /// The plugin definition of the `gemini` backend.
 pub fn definition() -> BackendPluginDefinition {
-    BackendPluginDefinition::new(
-        BACKEND_NAME,
-        env!("CARGO_PKG_NAME"),
-        PluginCompatibility::new(llm_proxy_api::CORE_VERSION),
-        |args: FactoryArgs| {
-            let backend: Arc<dyn Backend> = Arc::new(GeminiBackend::new(&args)?);
-            Ok(backend)
-        },
-    )
+    crate::core_definition(BACKEND_NAME, GeminiBackend::new)
 }
 
 #[cfg(test)]

@@ -77,6 +77,27 @@ llm_proxy_api::backend_plugin!("mock", providers::mock);
 llm_proxy_api::backend_plugin!("anthropic", providers::anthropic);
 llm_proxy_api::backend_plugin!("gemini", providers::gemini);
 
+/// The definition of a built-in backend: this crate, compatible from the running core on, built
+/// by `build` (which must not do network I/O).
+pub fn core_definition<B: llm_proxy_api::Backend + 'static>(
+    name: &str,
+    build: impl Fn(&llm_proxy_api::FactoryArgs) -> Result<B, llm_proxy_api::BackendError>
+    + Send
+    + Sync
+    + 'static,
+) -> llm_proxy_api::BackendPluginDefinition {
+    llm_proxy_api::BackendPluginDefinition::new(
+        name,
+        env!("CARGO_PKG_NAME"),
+        llm_proxy_api::PluginCompatibility::new(llm_proxy_api::CORE_VERSION),
+        move |args: llm_proxy_api::FactoryArgs| {
+            let backend: std::sync::Arc<dyn llm_proxy_api::Backend> =
+                std::sync::Arc::new(build(&args)?);
+            Ok(backend)
+        },
+    )
+}
+
 /// Forces the linker to keep this crate's entry points (call once from the binary).
 pub fn link() {}
 

@@ -3,13 +3,12 @@
 //! streams it word by word, calls the first offered tool until it sees a tool result, and
 //! thinks out loud (with a signature) when reasoning is requested.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use llm_proxy_api::error::BackendError;
 use llm_proxy_api::model::{FinishReason, Part, Role, ToolChoice, Usage};
-use llm_proxy_api::plugin::{BackendPluginDefinition, FactoryArgs, PluginCompatibility};
+use llm_proxy_api::plugin::{BackendPluginDefinition, FactoryArgs};
 use llm_proxy_api::stream::{EventStream, StreamEvent};
 use llm_proxy_api::{Backend, CallContext, ChatRequest, ModelInfo};
 use serde::Deserialize;
@@ -215,15 +214,7 @@ impl Backend for MockBackend {
 
 /// Plugin definition of the mock backend.
 pub fn definition() -> BackendPluginDefinition {
-    BackendPluginDefinition::new(
-        "mock",
-        env!("CARGO_PKG_NAME"),
-        PluginCompatibility::new(llm_proxy_api::CORE_VERSION),
-        |args: FactoryArgs| {
-            let backend: Arc<dyn Backend> = Arc::new(MockBackend::new(&args)?);
-            Ok(backend)
-        },
-    )
+    crate::core_definition("mock", MockBackend::new)
 }
 
 #[cfg(test)]

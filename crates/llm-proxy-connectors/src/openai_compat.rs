@@ -2,14 +2,12 @@
 //! share it (OpenRouter, NVIDIA, Z.ai, MiniMax, ZenMux, Kimi Code, Ollama, any compatible
 //! server), each with its default base URL and environment variable prefix.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 use llm_proxy_api::config::{BackendInstanceConfig, Secret, Timeouts};
 use llm_proxy_api::error::BackendError;
 use llm_proxy_api::http::{CaptureAwareClient, ConnectorRequestContext, PluginHttpCaptureContext};
-use llm_proxy_api::plugin::{BackendPluginDefinition, FactoryArgs, PluginCompatibility};
+use llm_proxy_api::plugin::{BackendPluginDefinition, FactoryArgs};
 use llm_proxy_api::stream::EventStream;
 use llm_proxy_api::{Backend, CallContext, ChatRequest, ModelInfo};
 use llm_proxy_protocol::openai_chat::from_model::EncodeOptions;
@@ -345,13 +343,7 @@ impl Backend for OpenAiCompatible {
 
 /// The plugin definition for one provider of the family.
 pub fn definition(provider: &'static Provider) -> BackendPluginDefinition {
-    BackendPluginDefinition::new(
-        provider.name,
-        env!("CARGO_PKG_NAME"),
-        PluginCompatibility::new(llm_proxy_api::CORE_VERSION),
-        move |args: FactoryArgs| {
-            let backend: Arc<dyn Backend> = Arc::new(OpenAiCompatible::new(&args, provider)?);
-            Ok(backend)
-        },
-    )
+    crate::core_definition(provider.name, move |args| {
+        OpenAiCompatible::new(args, provider)
+    })
 }
