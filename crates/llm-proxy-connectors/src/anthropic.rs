@@ -185,6 +185,7 @@ mod tests {
     use llm_proxy_test_support::anthropic::{self as payloads, Block, Tokens};
     use llm_proxy_test_support::{MockUpstream, Reply};
     use serde_json::json;
+    use std::sync::Arc;
 
     use crate::testing::factory_args;
 
