@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::Stream;
 use llm_proxy_api::stream::{EventStream, StreamEvent};
 use tokio::time::{Instant, Sleep};
@@ -129,12 +129,19 @@ impl<R: StreamRenderer> Stream for SseBody<R> {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
+        // Every frame that is ready now goes out in one write: upstream chunks often carry
+        // several events, and one syscall per event is the expensive part. Nothing waits.
+        let mut batch = Batch::default();
         loop {
-            if let Some(frame) = this.out.pop_front() {
-                return Poll::Ready(Some(Ok(frame)));
+            batch.extend(this.out.drain(..));
+            if batch.len() >= MAX_BATCH_BYTES {
+                return Poll::Ready(batch.take().map(Ok));
             }
             let progressed = match &mut this.phase {
                 Phase::Done => {
+                    if let Some(frames) = batch.take() {
+                        return Poll::Ready(Some(Ok(frames)));
+                    }
                     if let Some(f) = this.on_end.take() {
                         f(this.outcome.clone());
                     }
@@ -177,12 +184,53 @@ impl<R: StreamRenderer> Stream for SseBody<R> {
                 this.reset_keepalive();
                 continue;
             }
+            if let Some(frames) = batch.take() {
+                return Poll::Ready(Some(Ok(frames)));
+            }
             if this.keepalive.as_mut().poll(cx).is_ready() {
                 this.reset_keepalive();
                 return Poll::Ready(Some(Ok(this.renderer.keepalive())));
             }
             return Poll::Pending;
         }
+    }
+}
+
+/// Largest batch of frames written at once.
+const MAX_BATCH_BYTES: usize = 64 * 1024;
+
+/// Frames ready to go out together; a single frame is passed on without copying.
+#[derive(Default)]
+struct Batch {
+    first: Option<Bytes>,
+    joined: Option<BytesMut>,
+}
+
+impl Batch {
+    fn extend(&mut self, frames: impl Iterator<Item = Bytes>) {
+        for frame in frames {
+            match (&mut self.joined, self.first.take()) {
+                (Some(joined), _) => joined.extend_from_slice(&frame),
+                (None, None) => self.first = Some(frame),
+                (None, Some(first)) => {
+                    let mut joined = BytesMut::with_capacity(first.len() + frame.len() * 4);
+                    joined.extend_from_slice(&first);
+                    joined.extend_from_slice(&frame);
+                    self.joined = Some(joined);
+                }
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.joined.as_ref().map_or(0, BytesMut::len) + self.first.as_ref().map_or(0, Bytes::len)
+    }
+
+    fn take(&mut self) -> Option<Bytes> {
+        self.joined
+            .take()
+            .map(BytesMut::freeze)
+            .or_else(|| self.first.take())
     }
 }
 
@@ -194,5 +242,57 @@ impl<R: StreamRenderer> Drop for SseBody<R> {
             self.outcome.client_disconnected = true;
             f(self.outcome.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_join_ready_frames_and_pass_single_ones_through() {
+        let mut b = Batch::default();
+        assert_eq!(b.take(), None);
+        b.extend([Bytes::from_static(b"data: 1\n\n")].into_iter());
+        assert_eq!(b.len(), 9);
+        assert_eq!(b.take().as_deref(), Some(&b"data: 1\n\n"[..]));
+        b.extend(
+            [
+                Bytes::from_static(b"a"),
+                Bytes::from_static(b"b"),
+                Bytes::from_static(b"c"),
+            ]
+            .into_iter(),
+        );
+        assert_eq!(b.take().as_deref(), Some(&b"abc"[..]));
+        assert_eq!(b.take(), None);
+    }
+
+    struct Plain;
+    impl StreamRenderer for Plain {
+        fn render(&mut self, event: &StreamEvent, out: &mut Vec<Bytes>) {
+            if let StreamEvent::TextDelta { text } = event {
+                out.push(Bytes::from(text.clone()));
+            }
+        }
+        fn finish(&mut self, out: &mut Vec<Bytes>) {
+            out.push(Bytes::from_static(b"|end"));
+        }
+        fn error(&mut self, _: &ProxyError, out: &mut Vec<Bytes>) {
+            out.push(Bytes::from_static(b"|error"));
+        }
+    }
+
+    #[tokio::test]
+    async fn ready_events_leave_in_one_write_and_the_stream_still_ends() {
+        use futures::StreamExt;
+        let events: Vec<Result<StreamEvent, llm_proxy_api::BackendError>> = ["a", "b", "c"]
+            .iter()
+            .map(|t| Ok(StreamEvent::TextDelta { text: (*t).into() }))
+            .collect();
+        let stream: EventStream = Box::pin(futures::stream::iter(events));
+        let body = SseBody::streaming(stream, None, Plain, Duration::from_secs(60));
+        let writes: Vec<Bytes> = body.map(|r| r.unwrap()).collect().await;
+        assert_eq!(writes, vec![Bytes::from_static(b"abc|end")]);
     }
 }
