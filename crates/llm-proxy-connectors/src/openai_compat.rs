@@ -311,23 +311,14 @@ impl Backend for OpenAiCompatible {
             #[serde(default)]
             owned_by: Option<String>,
         }
-        let mut request = reqwest::Request::new(reqwest::Method::GET, self.models_url.clone());
-        *request.headers_mut() = self.headers.clone();
-        let deadline = std::time::Instant::now()
-            + self
-                .timeouts
-                .first_byte
-                .min(std::time::Duration::from_secs(15));
-        let response = upstream::send(
+        let body = upstream::get_json(
             &self.client,
-            request,
-            None,
+            self.models_url.clone(),
+            self.headers.clone(),
             &self.timeouts,
-            deadline,
             openai_chat::decode_error,
         )
         .await?;
-        let body = upstream::read_body(response, deadline).await?;
         let list: List = serde_json::from_slice(&body)
             .map_err(|e| BackendError::transport(format!("invalid model list: {e}")))?;
         Ok(list

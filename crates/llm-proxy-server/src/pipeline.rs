@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::ProxyError;
 use crate::routing::breaker::Admission;
-use crate::routing::selector::{SelectorKind, pick_weighted};
+use crate::routing::selector::{SelectorKind, pick_by_weight};
 use crate::routing::{Leg, Plan, apply_params, instances_for};
 use crate::state::{AppState, BackendSlot};
 use crate::timing::WaitClock;
@@ -114,19 +114,11 @@ fn next_leg(plan: &Plan, failed: &[usize]) -> Option<usize> {
         return Some(forced);
     }
     match plan.kind {
-        SelectorKind::Weighted => {
-            let leaves: Vec<crate::routing::selector::Leaf> = plan
-                .legs
-                .iter()
-                .map(|l| crate::routing::selector::Leaf {
-                    backend: None,
-                    model: l.model.clone(),
-                    params: Vec::new(),
-                    annotations: l.annotations.clone(),
-                })
-                .collect();
-            pick_weighted(&leaves, failed, fastrand::f64())
-        }
+        SelectorKind::Weighted => pick_by_weight(
+            plan.legs.iter().map(|l| l.annotations.weight),
+            failed,
+            fastrand::f64(),
+        ),
         _ => (0..plan.legs.len()).find(|i| !failed.contains(i)),
     }
 }

@@ -275,11 +275,24 @@ impl fmt::Display for Annotations {
 /// caller can re-roll after a failure. `roll` is a uniform sample from `[0, 1)`; values outside
 /// are clamped. Returns `None` when every leaf is excluded or no weight is usable.
 pub fn pick_weighted(leaves: &[Leaf], excluded: &[usize], roll: f64) -> Option<usize> {
-    let candidates: Vec<(usize, f64)> = leaves
-        .iter()
+    pick_by_weight(
+        leaves.iter().map(|leaf| leaf.annotations.weight),
+        excluded,
+        roll,
+    )
+}
+
+/// [`pick_weighted`] over the weights alone (absent = 1.0), for callers that hold the
+/// annotations elsewhere.
+pub fn pick_by_weight(
+    weights: impl Iterator<Item = Option<f64>>,
+    excluded: &[usize],
+    roll: f64,
+) -> Option<usize> {
+    let candidates: Vec<(usize, f64)> = weights
         .enumerate()
         .filter(|(index, _)| !excluded.contains(index))
-        .map(|(index, leaf)| (index, leaf.annotations.weight.unwrap_or(1.0)))
+        .map(|(index, weight)| (index, weight.unwrap_or(1.0)))
         .filter(|(_, weight)| weight.is_finite() && *weight > 0.0)
         .collect();
     // Dividing by the largest weight keeps the sum finite even for weights near f64::MAX.
