@@ -275,8 +275,7 @@ impl Backend for OpenAiCompatible {
                 self.instance
             )]);
         }
-        let wire = openai_chat::request_from_model(req, &ctx.model, self.options);
-        let body = serde_json::to_vec(&wire)
+        let body = openai_chat::request_body_from_model(req, &ctx.model, self.options)
             .map_err(|e| BackendError::internal(format!("cannot encode request: {e}")))?;
         let capture = self
             .client

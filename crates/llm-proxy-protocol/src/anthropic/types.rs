@@ -5,8 +5,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::extra_fields::deserialize_keeping_extra;
+
 /// `POST /v1/messages` body.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct AnthropicRequest {
     pub model: String,
     pub messages: Vec<InputMessage>,
@@ -47,7 +49,7 @@ pub enum SystemPrompt {
 }
 
 /// One block of a block-form system prompt (always `type: "text"`).
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SystemBlock {
     #[serde(rename = "type", default = "text_type")]
     pub kind: String,
@@ -94,7 +96,7 @@ pub enum ContentBlock {
     Other(Value),
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TextBlock {
     pub text: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -187,7 +189,7 @@ pub struct RedactedThinkingBlock {
 /// A tool definition. Custom tools have no `type` (or `"custom"`) and an `input_schema`;
 /// Anthropic-defined and server tools (`web_search_20250305`, `bash_20250124`, ...) carry a
 /// `type` and their own fields, kept in `extra`.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Tool {
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
@@ -222,7 +224,7 @@ pub struct ToolChoice {
 
 /// `thinking`: `{type: "enabled", budget_tokens}`, `{type: "disabled"}`, or a newer mode kept
 /// as is.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Thinking {
     #[serde(rename = "type")]
     pub kind: String,
@@ -468,3 +470,43 @@ mod tests {
         ));
     }
 }
+
+deserialize_keeping_extra!(AnthropicRequest "a messages request object" {
+    model: "model" => required,
+    messages: "messages" => required,
+    system: "system" => optional,
+    max_tokens: "max_tokens" => optional,
+    metadata: "metadata" => optional,
+    stop_sequences: "stop_sequences" => optional,
+    stream: "stream" => optional,
+    temperature: "temperature" => optional,
+    top_p: "top_p" => optional,
+    top_k: "top_k" => optional,
+    tools: "tools" => optional,
+    tool_choice: "tool_choice" => optional,
+    thinking: "thinking" => optional,
+});
+
+deserialize_keeping_extra!(SystemBlock "a system block object" {
+    kind: "type" => default(text_type),
+    text: "text" => required,
+    cache_control: "cache_control" => optional,
+});
+
+deserialize_keeping_extra!(TextBlock "a text block object" {
+    text: "text" => required,
+    cache_control: "cache_control" => optional,
+});
+
+deserialize_keeping_extra!(Tool "a tool object" {
+    kind: "type" => optional,
+    name: "name" => required,
+    description: "description" => optional,
+    input_schema: "input_schema" => optional,
+    cache_control: "cache_control" => optional,
+});
+
+deserialize_keeping_extra!(Thinking "a thinking object" {
+    kind: "type" => required,
+    budget_tokens: "budget_tokens" => optional,
+});

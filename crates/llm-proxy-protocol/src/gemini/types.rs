@@ -5,8 +5,10 @@
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value};
 
+use crate::extra_fields::deserialize_keeping_extra;
+
 /// `POST /v1beta/models/{model}:generateContent` body (the model is in the URL).
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GenerateContentRequest {
     #[serde(default)]
@@ -61,7 +63,7 @@ pub struct Content {
 
 /// One part of a turn. Gemini parts are a union of data kinds plus metadata (`thought`,
 /// `thoughtSignature`), so every field is optional.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Part {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -495,3 +497,25 @@ mod tests {
         assert!(r.is_blank());
     }
 }
+
+deserialize_keeping_extra!(GenerateContentRequest "a generateContent request object" {
+    contents: "contents" => optional,
+    system_instruction: "systemInstruction" | "system_instruction" => optional,
+    tools: "tools" => optional,
+    tool_config: "toolConfig" | "tool_config" => optional,
+    generation_config: "generationConfig" | "generation_config" => optional,
+    safety_settings: "safetySettings" | "safety_settings" => optional,
+    cached_content: "cachedContent" | "cached_content" => optional,
+});
+
+deserialize_keeping_extra!(Part "a part object" {
+    text: "text" => optional,
+    thought: "thought" => optional,
+    thought_signature: "thoughtSignature" | "thought_signature" => optional,
+    inline_data: "inlineData" | "inline_data" => optional,
+    file_data: "fileData" | "file_data" => optional,
+    function_call: "functionCall" | "function_call" => optional,
+    function_response: "functionResponse" | "function_response" => optional,
+    executable_code: "executableCode" | "executable_code" => optional,
+    code_execution_result: "codeExecutionResult" | "code_execution_result" => optional,
+});

@@ -32,7 +32,7 @@ impl Default for EncodeOptions {
     }
 }
 
-/// Builds the upstream request body for `model`.
+/// Builds the upstream request for `model`.
 pub fn request_from_model(
     req: &ChatRequest,
     model: &str,
@@ -42,6 +42,63 @@ pub fn request_from_model(
     for m in &req.messages {
         message_from_model(m, opts, &mut messages);
     }
+    ChatCompletionRequest {
+        messages,
+        ..request_head_from_model(req, model, opts)
+    }
+}
+
+/// The upstream request body for `model`, serialized. Same bytes as serializing
+/// [`request_from_model`], but the conversation is converted one message at a time as it is
+/// written, so a long history is never held twice (canonical and wire) on top of its bytes.
+pub fn request_body_from_model(
+    req: &ChatRequest,
+    model: &str,
+    opts: EncodeOptions,
+) -> Result<Vec<u8>, serde_json::Error> {
+    // `model` and `messages` are the first two fields: serialize the rest with both empty,
+    // then write them in front.
+    const EMPTY_HEAD: &[u8] = br#"{"model":"","messages":[]"#;
+    let head = serde_json::to_vec(&request_head_from_model(req, "", opts))?;
+    let Some(rest) = head.strip_prefix(EMPTY_HEAD) else {
+        return serde_json::to_vec(&request_from_model(req, model, opts));
+    };
+    let text_bytes: usize = req
+        .messages
+        .iter()
+        .flat_map(|m| &m.content)
+        .map(|p| match p {
+            Part::Text(t) => t.text.len() + 48,
+            _ => 256,
+        })
+        .sum();
+    let mut out = Vec::with_capacity(head.len() + model.len() + text_bytes);
+    out.extend_from_slice(br#"{"model":"#);
+    serde_json::to_writer(&mut out, model)?;
+    out.extend_from_slice(br#","messages":["#);
+    let mut wire_messages = Vec::new();
+    let mut first = true;
+    for m in &req.messages {
+        message_from_model(m, opts, &mut wire_messages);
+        for w in wire_messages.drain(..) {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            serde_json::to_writer(&mut out, &w)?;
+        }
+    }
+    out.push(b']');
+    out.extend_from_slice(rest);
+    Ok(out)
+}
+
+/// Everything of the upstream request but the conversation (`messages` is empty).
+fn request_head_from_model(
+    req: &ChatRequest,
+    model: &str,
+    opts: EncodeOptions,
+) -> ChatCompletionRequest {
     let tools = (!req.tools.is_empty()).then(|| {
         req.tools
             .iter()
@@ -90,7 +147,7 @@ pub fn request_from_model(
     };
     ChatCompletionRequest {
         model: model.to_owned(),
-        messages,
+        messages: Vec::new(),
         stream: Some(req.stream),
         stream_options: req.stream.then(|| StreamOptions {
             include_usage: true,
@@ -363,6 +420,41 @@ mod tests {
     use crate::openai_chat::to_model::{request_to_model, response_to_model};
     use llm_proxy_api::model::{TextPart, ToolCall, ToolResult};
     use serde_json::Value;
+
+    #[test]
+    fn streamed_body_is_the_same_bytes_as_the_struct() {
+        let original = json!({
+            "model": "client-model",
+            "messages": [
+                {"role": "system", "content": "sys \"quoted\""},
+                {"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]},
+                {"role": "assistant", "tool_calls": [
+                    {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+                ]},
+                {"role": "tool", "tool_call_id": "c1", "content": "42"}
+            ],
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+            "temperature": 0.5,
+            "stream": true,
+            "logprobs": true
+        });
+        let req = request_to_model(serde_json::from_value(original).unwrap()).unwrap();
+        for model in ["gpt-4o", "odd \"model\",\"messages\":[]"] {
+            let opts = EncodeOptions::default();
+            let whole = serde_json::to_vec(&request_from_model(&req, model, opts)).unwrap();
+            let streamed = request_body_from_model(&req, model, opts).unwrap();
+            assert_eq!(
+                String::from_utf8(streamed).unwrap(),
+                String::from_utf8(whole).unwrap()
+            );
+        }
+        let empty = ChatRequest::default();
+        let opts = EncodeOptions::default();
+        assert_eq!(
+            request_body_from_model(&empty, "m", opts).unwrap(),
+            serde_json::to_vec(&request_from_model(&empty, "m", opts)).unwrap()
+        );
+    }
 
     #[test]
     fn request_round_trips_through_the_model() {

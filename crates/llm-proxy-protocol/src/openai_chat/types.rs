@@ -4,8 +4,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::extra_fields::deserialize_keeping_extra;
+
 /// `POST /v1/chat/completions` body.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct ChatCompletionRequest {
     pub model: String,
     pub messages: Vec<ChatMessage>,
@@ -50,7 +52,7 @@ pub struct ChatCompletionRequest {
     pub extra: Map<String, Value>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct StreamOptions {
     #[serde(default)]
     pub include_usage: bool,
@@ -102,7 +104,7 @@ pub struct FunctionDef {
 }
 
 /// A message of any role.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct ChatMessage {
     pub role: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -188,7 +190,7 @@ pub struct FunctionCall {
 }
 
 /// One structured reasoning item (`reasoning.text`, `reasoning.encrypted`, `reasoning.summary`).
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct ReasoningDetail {
     #[serde(rename = "type")]
     pub kind: String,
@@ -328,3 +330,51 @@ pub struct FunctionDeltaIn {
     #[serde(default)]
     pub arguments: Option<String>,
 }
+
+deserialize_keeping_extra!(ChatCompletionRequest "a chat completion request object" {
+    model: "model" => required,
+    messages: "messages" => required,
+    stream: "stream" => optional,
+    stream_options: "stream_options" => optional,
+    tools: "tools" => optional,
+    tool_choice: "tool_choice" => optional,
+    parallel_tool_calls: "parallel_tool_calls" => optional,
+    temperature: "temperature" => optional,
+    top_p: "top_p" => optional,
+    n: "n" => optional,
+    stop: "stop" => optional,
+    max_tokens: "max_tokens" => optional,
+    max_completion_tokens: "max_completion_tokens" => optional,
+    presence_penalty: "presence_penalty" => optional,
+    frequency_penalty: "frequency_penalty" => optional,
+    seed: "seed" => optional,
+    response_format: "response_format" => optional,
+    reasoning_effort: "reasoning_effort" => optional,
+    user: "user" => optional,
+    metadata: "metadata" => optional,
+});
+
+deserialize_keeping_extra!(StreamOptions "a stream_options object" {
+    include_usage: "include_usage" => optional,
+});
+
+deserialize_keeping_extra!(ChatMessage "a message object" {
+    role: "role" => required,
+    content: "content" => optional,
+    name: "name" => optional,
+    tool_calls: "tool_calls" => optional,
+    tool_call_id: "tool_call_id" => optional,
+    reasoning_content: "reasoning_content" => optional,
+    reasoning_details: "reasoning_details" => optional,
+    refusal: "refusal" => optional,
+});
+
+deserialize_keeping_extra!(ReasoningDetail "a reasoning detail object" {
+    kind: "type" => required,
+    text: "text" => optional,
+    summary: "summary" => optional,
+    signature: "signature" => optional,
+    data: "data" => optional,
+    provider_data: "provider_data" => optional,
+    index: "index" => optional,
+});
