@@ -220,11 +220,40 @@ pub struct RoutingConfig {
     pub model_only_missing_priority: i64,
 }
 
-/// Client authentication.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// Client authentication, and what is kept away from upstreams.
+#[derive(Debug, Clone, PartialEq)]
 pub struct AuthConfig {
     /// Accepted client keys; empty means no authentication.
     pub api_keys: Vec<Secret>,
+    /// Replace configured provider keys found in prompts before forwarding them.
+    pub redact_api_keys_in_prompts: bool,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            api_keys: Vec::new(),
+            redact_api_keys_in_prompts: true,
+        }
+    }
+}
+
+/// Request limits (`limits.*`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Request body bytes being parsed at once, across all requests.
+    pub max_parsing_bytes: usize,
+    /// How long a request waits for room in that budget before a 503.
+    pub parsing_wait: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_parsing_bytes: 256 * 1024 * 1024,
+            parsing_wait: Duration::from_secs(2),
+        }
+    }
 }
 
 /// The whole validated configuration.
@@ -256,6 +285,8 @@ pub struct AppConfig {
     pub routing: RoutingConfig,
     /// Client auth.
     pub auth: AuthConfig,
+    /// Request limits.
+    pub limits: Limits,
     /// Logging.
     pub logging: LoggingConfig,
     /// The merged raw configuration tree; plugins deserialize their own sections from it.
@@ -281,6 +312,7 @@ impl Default for AppConfig {
                 ..RoutingConfig::default()
             },
             auth: AuthConfig::default(),
+            limits: Limits::default(),
             logging: LoggingConfig {
                 level: "info".to_owned(),
                 capture_file: None,

@@ -32,6 +32,12 @@ pub enum ProxyError {
         /// The limit in bytes.
         limit: usize,
     },
+    /// The proxy is shedding load (the request parsing budget stayed full).
+    #[error("the proxy is busy parsing other large requests; retry shortly")]
+    Overloaded {
+        /// What the client is told to wait (`Retry-After`).
+        retry_after: Duration,
+    },
     /// Missing or wrong client key.
     #[error("invalid or missing API key")]
     Unauthorized,
@@ -76,6 +82,7 @@ impl ProxyError {
         match self {
             Self::MalformedJson(_) | Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Backend(e) => match e.kind {
@@ -110,6 +117,7 @@ impl ProxyError {
             Self::MalformedJson(_) | Self::InvalidRequest { .. } | Self::PayloadTooLarge { .. } => {
                 ErrorKind::InvalidRequest
             }
+            Self::Overloaded { .. } => ErrorKind::Unavailable,
             Self::Unauthorized => ErrorKind::Authentication,
             Self::NotFound(_) => ErrorKind::NotFound,
             Self::Backend(e) => e.kind,
@@ -121,6 +129,7 @@ impl ProxyError {
         match self {
             Self::MalformedJson(_) => "malformed_json",
             Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::Overloaded { .. } => "overloaded",
             Self::InvalidRequest { .. } => "invalid_request",
             Self::Unauthorized => "unauthorized",
             Self::NotFound(_) => "not_found",
@@ -144,6 +153,7 @@ impl ProxyError {
             Self::MalformedJson(_) => Some("invalid_json"),
             Self::InvalidRequest { code, .. } => *code,
             Self::PayloadTooLarge { .. } => Some("request_too_large"),
+            Self::Overloaded { .. } => Some("overloaded"),
             Self::Unauthorized => Some("invalid_api_key"),
             Self::NotFound(_) => Some("not_found"),
             Self::Backend(e) if e.kind == ErrorKind::ContextLengthExceeded => {
@@ -156,6 +166,7 @@ impl ProxyError {
     fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::Backend(e) => e.retry_after,
+            Self::Overloaded { retry_after } => Some(*retry_after),
             _ => None,
         }
     }

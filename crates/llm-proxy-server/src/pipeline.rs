@@ -82,9 +82,10 @@ fn counts_against_instance(e: &BackendError) -> bool {
 /// ended), so every failure before that point can still be retried or failed over.
 pub async fn dispatch(
     state: &AppState,
-    req: ChatRequest,
+    mut req: ChatRequest,
     meta: &CallMeta,
 ) -> Result<Dispatched, ProxyError> {
+    crate::redaction::redact_prompt(state.redactor(), &mut req, &meta.request_id);
     let session = crate::routing::session_id(&req, &meta.headers);
     let plan = state.router().plan(state, &req, session.as_deref())?;
     let with_session;

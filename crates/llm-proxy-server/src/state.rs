@@ -55,6 +55,8 @@ struct Inner {
     http: CaptureAwareClient,
     translation: Arc<TranslationService>,
     models_cache: Mutex<BTreeMap<String, (Instant, Vec<ModelInfo>)>>,
+    redactor: Option<crate::redaction::KeyRedactor>,
+    parse_budget: crate::parse_budget::ParseBudget,
 }
 
 /// How long a backend's model list is cached.
@@ -178,6 +180,11 @@ impl AppState {
             )));
         }
         let router = crate::routing::Router::new(&config).map_err(StartupError)?;
+        let redactor = crate::redaction::KeyRedactor::from_config(&config);
+        let parse_budget = crate::parse_budget::ParseBudget::new(
+            config.limits.max_parsing_bytes,
+            config.limits.parsing_wait,
+        );
         let state = Self {
             inner: Arc::new(Inner {
                 router,
@@ -187,6 +194,8 @@ impl AppState {
                 http,
                 translation,
                 models_cache: Mutex::new(BTreeMap::new()),
+                redactor,
+                parse_budget,
             }),
         };
         for (path, selector) in [
@@ -227,6 +236,16 @@ impl AppState {
         );
         state.plugins().set_hook_warnings(hook_warnings);
         Ok(state)
+    }
+
+    /// The prompt key redactor, when redaction is on and keys are configured.
+    pub fn redactor(&self) -> Option<&crate::redaction::KeyRedactor> {
+        self.inner.redactor.as_ref()
+    }
+
+    /// The global budget of request bytes being parsed at once.
+    pub fn parse_budget(&self) -> &crate::parse_budget::ParseBudget {
+        &self.inner.parse_budget
     }
 
     /// Routing tables and circuit breakers.

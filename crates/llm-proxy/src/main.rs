@@ -58,6 +58,9 @@ struct Cli {
     /// Accept requests without a client key even when `auth.api_keys` is set.
     #[arg(long, global = true)]
     disable_auth: bool,
+    /// Forward configured provider API keys found in prompts instead of redacting them.
+    #[arg(long, global = true)]
+    disable_redact_api_keys_in_prompts: bool,
     /// Never retry or fail over.
     #[arg(long, global = true)]
     disable_failure_handling: bool,
@@ -112,6 +115,7 @@ impl Cli {
             command_prefix: self.command_prefix.clone(),
             proxy_timeout: self.proxy_timeout,
             disable_auth: self.disable_auth,
+            disable_redact_api_keys_in_prompts: self.disable_redact_api_keys_in_prompts,
             disable_failure_handling: self.disable_failure_handling,
             max_silent_wait: self.max_silent_wait,
             total_timeout_budget: self.total_timeout_budget,

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use llm_proxy_api::config::{
     AppConfig, AuthConfig, BackendInstanceConfig, BackendsConfig, CircuitBreakerConfig,
-    FailureHandling, LoggingConfig, ModelAlias, ModelOnlyPolicy, RoutingConfig, Secret, Timeouts,
+    FailureHandling, Limits, LoggingConfig, ModelAlias, ModelOnlyPolicy, RoutingConfig, Secret,
+    Timeouts,
 };
 use llm_proxy_connectors::openai_compat::PROVIDERS;
 use serde_json::{Value, json};
@@ -57,6 +58,8 @@ pub struct CliOverrides {
     pub proxy_timeout: Option<f64>,
     /// `--disable-auth`.
     pub disable_auth: bool,
+    /// `--disable-redact-api-keys-in-prompts`.
+    pub disable_redact_api_keys_in_prompts: bool,
     /// `--disable-failure-handling`.
     pub disable_failure_handling: bool,
     /// `--max-silent-wait`.
@@ -214,6 +217,9 @@ fn apply_env(
     if let Some(v) = env_bool(env, "DISABLE_AUTH")? {
         raw.auth.disable_auth = Some(v);
     }
+    if let Some(v) = env_bool(env, "REDACT_API_KEYS_IN_PROMPTS")? {
+        raw.auth.redact_api_keys_in_prompts = Some(v);
+    }
     if let Some(v) = env.get("CAPTURE_FILE") {
         raw.logging.capture_file = Some(v.to_owned());
     }
@@ -328,6 +334,9 @@ fn apply_cli(raw: &mut RawConfig, cli: &CliOverrides) {
     }
     if cli.disable_auth {
         raw.auth.disable_auth = Some(true);
+    }
+    if cli.disable_redact_api_keys_in_prompts {
+        raw.auth.redact_api_keys_in_prompts = Some(false);
     }
     let fh = &mut raw.failure_handling;
     if cli.disable_failure_handling {
@@ -619,6 +628,25 @@ fn validate(
     };
     check_selector("backends.default_backend", &raw.backends.default_backend)?;
     check_selector("backends.static_route", &raw.backends.static_route)?;
+    // Unset, the budget grows to fit the largest accepted body; set, it must.
+    let max_parsing_bytes = match raw.limits.max_parsing_bytes {
+        None => defaults.limits.max_parsing_bytes.max(max_body_bytes),
+        Some(n) if n < max_body_bytes => {
+            return Err(ConfigError::new(
+                "limits.max_parsing_bytes",
+                format!("must be at least max_request_body_bytes ({max_body_bytes})"),
+            ));
+        }
+        Some(n) => n,
+    };
+    let limits = Limits {
+        max_parsing_bytes,
+        parsing_wait: non_negative(
+            "limits.parsing_wait_seconds",
+            raw.limits.parsing_wait_seconds,
+            defaults.limits.parsing_wait,
+        )?,
+    };
     let disable_auth = raw.auth.disable_auth.unwrap_or(false);
     let api_keys = if disable_auth {
         Vec::new()
@@ -642,7 +670,14 @@ fn validate(
         circuit_breaker,
         model_aliases,
         routing,
-        auth: AuthConfig { api_keys },
+        auth: AuthConfig {
+            api_keys,
+            redact_api_keys_in_prompts: raw
+                .auth
+                .redact_api_keys_in_prompts
+                .unwrap_or(defaults.auth.redact_api_keys_in_prompts),
+        },
+        limits,
         logging: LoggingConfig {
             level: raw.logging.level.unwrap_or(defaults.logging.level),
             capture_file: raw.logging.capture_file,
@@ -714,7 +749,14 @@ pub fn effective_config(cfg: &AppConfig) -> Value {
             "static_route": cfg.backends.static_route,
             "instances": backends,
         },
-        "auth": { "api_keys": cfg.auth.api_keys.iter().map(Secret::masked).collect::<Vec<_>>() },
+        "auth": {
+            "api_keys": cfg.auth.api_keys.iter().map(Secret::masked).collect::<Vec<_>>(),
+            "redact_api_keys_in_prompts": cfg.auth.redact_api_keys_in_prompts,
+        },
+        "limits": {
+            "max_parsing_bytes": cfg.limits.max_parsing_bytes,
+            "parsing_wait_seconds": cfg.limits.parsing_wait.as_secs_f64(),
+        },
         "logging": { "level": cfg.logging.level, "capture_file": cfg.logging.capture_file },
     })
 }
@@ -883,5 +925,56 @@ mod tests {
         assert!(!shown.contains("supersecret"), "{shown}");
         assert!(!shown.contains("client-secret"), "{shown}");
         assert!(shown.contains("OPENAI_API_KEY"));
+    }
+
+    #[test]
+    fn prompt_redaction_is_on_by_default_and_switchable_everywhere() {
+        let none = CliOverrides::default();
+        let cfg = load_from_str("", &none, &Env::default()).unwrap();
+        assert!(cfg.auth.redact_api_keys_in_prompts);
+        let file = "auth:\n  redact_api_keys_in_prompts: false\n";
+        let cfg = load_from_str(file, &none, &Env::default()).unwrap();
+        assert!(!cfg.auth.redact_api_keys_in_prompts);
+        let e = env(&[("REDACT_API_KEYS_IN_PROMPTS", "true")]);
+        assert!(
+            load_from_str(file, &none, &e)
+                .unwrap()
+                .auth
+                .redact_api_keys_in_prompts
+        );
+        let cli = CliOverrides {
+            disable_redact_api_keys_in_prompts: true,
+            ..CliOverrides::default()
+        };
+        assert!(
+            !load_from_str("", &cli, &e)
+                .unwrap()
+                .auth
+                .redact_api_keys_in_prompts
+        );
+    }
+
+    #[test]
+    fn parsing_budget_defaults_and_must_hold_one_body() {
+        let none = CliOverrides::default();
+        let cfg = load_from_str("", &none, &Env::default()).unwrap();
+        assert_eq!(cfg.limits.max_parsing_bytes, 256 * 1024 * 1024);
+        let cfg = load_from_str(
+            "max_request_body_bytes: 1073741824\n",
+            &none,
+            &Env::default(),
+        )
+        .unwrap();
+        assert_eq!(cfg.limits.max_parsing_bytes, 1 << 30);
+        let err = load_from_str(
+            "max_request_body_bytes: 2000\nlimits:\n  max_parsing_bytes: 1000\n",
+            &none,
+            &Env::default(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("limits.max_parsing_bytes"),
+            "{err}"
+        );
     }
 }

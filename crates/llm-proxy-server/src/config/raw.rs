@@ -34,6 +34,17 @@ pub struct RawConfig {
     pub model_aliases: Option<Vec<RawAlias>>,
     #[serde(default)]
     pub routing: RawRouting,
+    #[serde(default)]
+    pub limits: RawLimits,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Request body bytes parsed at once across all requests.
+    pub max_parsing_bytes: Option<usize>,
+    /// Seconds a request waits for room in that budget before a 503.
+    pub parsing_wait_seconds: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -110,6 +121,8 @@ pub struct RawAuth {
     #[serde(default)]
     pub api_keys: Vec<String>,
     pub disable_auth: Option<bool>,
+    /// Replace configured provider keys found in prompts (default true).
+    pub redact_api_keys_in_prompts: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

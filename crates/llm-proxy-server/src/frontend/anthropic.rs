@@ -2,8 +2,8 @@
 //! `POST /v1/messages/count_tokens` and the model list in Anthropic's shape.
 
 use axum::Json;
+use axum::body::Body;
 use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
 use axum::response::Response;
 use bytes::Bytes;
 use http::HeaderMap;
@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use super::models::listed_models;
 use super::sse::StreamRenderer;
 use super::token_estimate::estimate_tokens;
-use super::{RequestMeta, body_bytes, collected, json_response, stream_response};
+use super::{RequestMeta, collected, json_response, read_body, stream_response};
 use crate::error::{ProxyError, WireFormat};
 use crate::state::AppState;
 
@@ -41,11 +41,7 @@ impl StreamRenderer for EventRenderer {
 }
 
 /// `POST /v1/messages` (also under `/anthropic`).
-pub async fn messages(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+pub async fn messages(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let meta = RequestMeta::new(WireFormat::Anthropic, headers);
     match handle(&state, body, &meta).await {
         Ok(resp) => resp,
@@ -53,14 +49,12 @@ pub async fn messages(
     }
 }
 
-async fn handle(
-    state: &AppState,
-    body: Result<Bytes, BytesRejection>,
-    meta: &RequestMeta,
-) -> Result<Response, ProxyError> {
-    let body = body_bytes(body, state)?;
+async fn handle(state: &AppState, body: Body, meta: &RequestMeta) -> Result<Response, ProxyError> {
+    let (body, permit) = read_body(state, &meta.headers, body).await?;
     let wire: AnthropicRequest = parse_body(&body)?;
+    drop(body);
     let req = anthropic::request_to_model(wire)?;
+    drop(permit);
     if req.stream {
         let id = format!("msg_{}", meta.request_id.trim_start_matches("req_"));
         let renderer = EventRenderer::new(id, req.model.clone());
@@ -91,19 +85,21 @@ fn dropped_from_response(response: &ChatResponse) -> Vec<String> {
 pub async fn count_tokens(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
     let meta = RequestMeta::new(WireFormat::Anthropic, headers);
-    let counted = body_bytes(body, &state).and_then(|body| {
-        // Validate the shape like a real call would, then estimate over the raw JSON.
-        parse_body::<AnthropicRequest>(&body)?;
-        let value: Value = parse_body(&body)?;
-        Ok(estimate_tokens(&[
-            value.get("system"),
-            value.get("messages"),
-            value.get("tools"),
-        ]))
-    });
+    let counted = read_body(&state, &meta.headers, body)
+        .await
+        .and_then(|(body, _permit)| {
+            // Validate the shape like a real call would, then estimate over the raw JSON.
+            parse_body::<AnthropicRequest>(&body)?;
+            let value: Value = parse_body(&body)?;
+            Ok(estimate_tokens(&[
+                value.get("system"),
+                value.get("messages"),
+                value.get("tools"),
+            ]))
+        });
     match counted {
         Ok(tokens) => {
             let body = json!({ "input_tokens": tokens }).to_string().into_bytes();

@@ -3,7 +3,7 @@
 //! versions call), and `GET /v1beta/models` listing the real models in Gemini's shape.
 
 use axum::Json;
-use axum::extract::rejection::BytesRejection;
+use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use super::models::{ListedModel, listed_models};
 use super::sse::StreamRenderer;
 use super::token_estimate::estimate_tokens;
-use super::{RequestMeta, body_bytes, collected, json_response, stream_response};
+use super::{RequestMeta, collected, json_response, read_body, stream_response};
 use crate::error::{ProxyError, WireFormat};
 use crate::state::AppState;
 
@@ -96,7 +96,7 @@ pub async fn model_action(
     Path(rest): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
     let meta = RequestMeta::new(WireFormat::Gemini, headers);
     match handle(&state, &rest, query.as_deref(), body, &meta).await {
@@ -109,17 +109,19 @@ async fn handle(
     state: &AppState,
     rest: &str,
     query: Option<&str>,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
     meta: &RequestMeta,
 ) -> Result<Response, ProxyError> {
     let (model, method) = parse_action(rest, query)?;
-    let body = body_bytes(body, state)?;
+    let (body, permit) = read_body(state, &meta.headers, body).await?;
     let stream = match method {
         Method::CountTokens => return count_tokens(&body, meta),
         Method::Generate { stream } => stream,
     };
     let wire: GenerateContentRequest = parse_body(&body)?;
+    drop(body);
     let mut req = gemini::request_to_model(wire, model)?;
+    drop(permit);
     req.stream = stream;
     if stream {
         let renderer = ChunkRenderer::new(meta.request_id.clone(), req.model.clone());

@@ -13,15 +13,16 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::rejection::BytesRejection;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::StreamExt;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http_body_util::BodyExt as _;
 use llm_proxy_api::stream::collect;
 use llm_proxy_api::{ChatRequest, ChatResponse, LossyNotes};
 
 use crate::error::{ProxyError, WireFormat};
+use crate::parse_budget::ParsePermit;
 use crate::pipeline::{CallMeta, dispatch, millis};
 use crate::state::AppState;
 use crate::timing::WaitClock;
@@ -139,20 +140,40 @@ impl RequestMeta {
     }
 }
 
-/// The request body, or the right error for an oversized or unreadable one.
-pub fn body_bytes(
-    body: Result<Bytes, BytesRejection>,
+/// Reads the request body inside the parsing budget: room for the body (its `Content-Length`,
+/// or the body limit when the length is not announced) is reserved before the first byte is
+/// read. Keep the permit until the body has become the canonical request, then drop it.
+/// Oversized bodies are 413; a budget that stays full is 503 with `Retry-After`.
+pub async fn read_body(
     state: &AppState,
-) -> Result<Bytes, ProxyError> {
-    body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ProxyError::PayloadTooLarge {
-                limit: state.config().max_body_bytes,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Bytes, ParsePermit), ProxyError> {
+    let limit = state.config().max_body_bytes;
+    let too_large = || ProxyError::PayloadTooLarge { limit };
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let reserve = match announced {
+        Some(n) if n > limit as u64 => return Err(too_large()),
+        Some(n) => usize::try_from(n).unwrap_or(limit),
+        None => limit,
+    };
+    let permit = state.parse_budget().reserve(reserve).await?;
+    let collected = http_body_util::Limited::new(body, limit)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                too_large()
+            } else {
+                ProxyError::invalid(format!("cannot read request body: {e}"), None, None)
             }
-        } else {
-            ProxyError::invalid(format!("cannot read request body: {rejection}"), None, None)
-        }
-    })
+        })?;
+    Ok((collected.to_bytes(), permit))
 }
 
 /// Streams the answer to `req` as SSE. Errors before the first event become HTTP statuses; if

@@ -1,7 +1,7 @@
 //! `POST /v1/chat/completions`: OpenAI Chat Completions clients.
 
+use axum::body::Body;
 use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
 use axum::response::Response;
 use bytes::Bytes;
 use http::HeaderMap;
@@ -10,7 +10,7 @@ use llm_proxy_protocol::openai_chat::{self, ChatCompletionRequest, ChunkRenderer
 use llm_proxy_protocol::parse_body;
 
 use super::sse::StreamRenderer;
-use super::{RequestMeta, body_bytes, collected, json_response, stream_response};
+use super::{RequestMeta, collected, json_response, read_body, stream_response};
 use crate::error::{ProxyError, WireFormat};
 use crate::state::AppState;
 
@@ -32,7 +32,7 @@ impl StreamRenderer for ChunkRenderer {
 pub async fn chat_completions(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
     let meta = RequestMeta::new(WireFormat::OpenAi, headers);
     match handle(&state, body, &meta).await {
@@ -41,18 +41,16 @@ pub async fn chat_completions(
     }
 }
 
-async fn handle(
-    state: &AppState,
-    body: Result<Bytes, BytesRejection>,
-    meta: &RequestMeta,
-) -> Result<Response, ProxyError> {
-    let body = body_bytes(body, state)?;
+async fn handle(state: &AppState, body: Body, meta: &RequestMeta) -> Result<Response, ProxyError> {
+    let (body, permit) = read_body(state, &meta.headers, body).await?;
     let wire: ChatCompletionRequest = parse_body(&body)?;
+    drop(body);
     let include_usage = wire
         .stream_options
         .as_ref()
         .is_some_and(|o| o.include_usage);
     let req = openai_chat::request_to_model(wire)?;
+    drop(permit);
     if req.stream {
         let renderer = ChunkRenderer::new(
             format!("chatcmpl-{}", meta.request_id.trim_start_matches("req_")),
