@@ -45,6 +45,10 @@ impl Target {
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
+
+    pub fn host_header(&self) -> HeaderValue {
+        self.host.clone()
+    }
 }
 
 /// One non-streaming request: time until the whole body was read.
@@ -209,7 +213,7 @@ impl Conn {
     }
 }
 
-async fn handshake(addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>, BenchError> {
+pub async fn handshake(addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>, BenchError> {
     let stream = TcpStream::connect(addr)
         .await
         .map_err(|e| BenchError::io(format!("connecting to {addr}"), e))?;
@@ -233,4 +237,30 @@ fn overhead_ms(response: &Response<Incoming>) -> Option<f64> {
         .trim()
         .parse()
         .ok()
+}
+
+/// One request on a fresh connection: its status and whole body. For the memory phases, whose
+/// bodies are built per request and whose answers are inspected, not timed.
+pub async fn post_once(
+    target: &Target,
+    api: ClientApi,
+    body: Bytes,
+    timeout: Duration,
+) -> Result<(StatusCode, Bytes), BenchError> {
+    let exchange = async {
+        let mut sender = handshake(target.addr).await?;
+        let mut request = Request::post(api.path())
+            .body(Full::new(body))
+            .map_err(|e| BenchError::Setting(format!("building a request: {e}")))?;
+        let headers = request.headers_mut();
+        headers.insert(HOST, target.host.clone());
+        api.add_headers(headers);
+        let response = sender.send_request(request).await?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok((status, body))
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .unwrap_or(Err(BenchError::Timeout(timeout)))
 }

@@ -3,6 +3,7 @@
 
 mod api;
 mod bench;
+mod big_bodies;
 mod client;
 mod error;
 mod load;
@@ -11,6 +12,7 @@ mod proxy_process;
 mod report;
 mod rss;
 mod settings;
+mod soak;
 mod sse;
 mod stats;
 mod table;
@@ -24,7 +26,7 @@ use crate::bench::Endpoints;
 use crate::client::Target;
 use crate::error::BenchError;
 use crate::mock::StreamShape;
-use crate::settings::{Args, ProxySource, Settings};
+use crate::settings::{Args, Mode, ProxySource, Settings};
 
 /// How long the proxy may take to print its listening line.
 const PROXY_STARTUP: Duration = Duration::from_secs(15);
@@ -48,6 +50,11 @@ fn run(args: Args) -> Result<(), BenchError> {
             interval: settings.chunk_interval,
         },
     )?;
+    match settings.mode {
+        Mode::BigBodies => return run_big_bodies(&settings, mock.addr),
+        Mode::Soak => return run_soak(&settings, mock.addr),
+        Mode::Overhead => {}
+    }
     let direct = Target::new(mock.addr)?;
     // Held until the end: dropping it kills the proxy, on the error paths too.
     let (_proxy_process, endpoints) = match &settings.proxy {
@@ -96,6 +103,76 @@ fn run(args: Args) -> Result<(), BenchError> {
     drop(runtime);
     print_table(&table::render(&report));
     let json = serde_json::to_vec_pretty(&report)?;
+    std::fs::write(&settings.out, json)
+        .map_err(|e| BenchError::io(format!("writing {}", settings.out.display()), e))?;
+    bench::progress(&format!("results written to {}", settings.out.display()));
+    Ok(())
+}
+
+/// Circuit breakers off: the soak's injected failures would otherwise open the one backend's
+/// breaker and fail the requests around them.
+const SOAK_CONFIG: &str = "resilience:\n  circuit_breaker:\n    enabled: false\n";
+
+fn run_soak(settings: &Settings, upstream: std::net::SocketAddr) -> Result<(), BenchError> {
+    let ProxySource::Spawn(binary) = &settings.proxy else {
+        return Err(BenchError::Setting(
+            "--mode soak reads the proxy's /proc entries: use --proxy-bin, not --proxy-url".into(),
+        ));
+    };
+    bench::progress(&format!("starting {}", binary.display()));
+    let process = proxy_process::spawn_with(binary, upstream, PROXY_STARTUP, SOAK_CONFIG)?;
+    let target = Target::new(process.addr())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| BenchError::io("starting the load generator's runtime", e))?;
+    let report = runtime.block_on(soak::run(
+        &target,
+        process.pid(),
+        settings.total_requests,
+        settings.concurrency,
+        settings.soak_max,
+    ));
+    drop(runtime);
+    drop(process);
+    print_table(&soak::render(&report));
+    let json = serde_json::to_vec_pretty(&serde_json::json!({
+        "mode": "soak",
+        "settings": settings,
+        "soak": report,
+    }))?;
+    std::fs::write(&settings.out, json)
+        .map_err(|e| BenchError::io(format!("writing {}", settings.out.display()), e))?;
+    bench::progress(&format!("results written to {}", settings.out.display()));
+    Ok(())
+}
+
+fn run_big_bodies(settings: &Settings, upstream: std::net::SocketAddr) -> Result<(), BenchError> {
+    let ProxySource::Spawn(binary) = &settings.proxy else {
+        return Err(BenchError::Setting(
+            "--mode big-bodies spawns the proxy: use --proxy-bin, not --proxy-url".into(),
+        ));
+    };
+    let binaries: Vec<_> = settings
+        .baseline_bin
+        .iter()
+        .chain(std::iter::once(binary))
+        .cloned()
+        .collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| BenchError::io("starting the load generator's runtime", e))?;
+    let reports = runtime.block_on(big_bodies::run(&binaries, upstream, &settings.big_bodies))?;
+    drop(runtime);
+    print_table(&big_bodies::render(&reports));
+    let json = serde_json::to_vec_pretty(&serde_json::json!({
+        "mode": "big-bodies",
+        "plan": settings.big_bodies,
+        "binaries": reports,
+    }))?;
     std::fs::write(&settings.out, json)
         .map_err(|e| BenchError::io(format!("writing {}", settings.out.display()), e))?;
     bench::progress(&format!("results written to {}", settings.out.display()));

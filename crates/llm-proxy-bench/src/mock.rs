@@ -99,6 +99,9 @@ enum Api {
 struct Wants {
     #[serde(default)]
     stream: bool,
+    /// `bench-fail` makes the mock answer 500 (the soak's injected upstream failures).
+    #[serde(default)]
+    model: Option<String>,
     #[serde(default)]
     stream_options: Option<StreamOptions>,
 }
@@ -124,6 +127,13 @@ async fn answer(
     let Ok(wants) = serde_json::from_slice::<Wants>(&body.to_bytes()) else {
         return Ok(status(StatusCode::BAD_REQUEST));
     };
+    if wants.model.as_deref() == Some(crate::soak::FAIL_MODEL) {
+        let mut response = json_response(Bytes::from_static(
+            br#"{"error":{"message":"injected failure","type":"server_error"}}"#,
+        ));
+        *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+        return Ok(response);
+    }
     let include_usage = wants.stream_options.is_some_and(|o| o.include_usage);
     Ok(match (api, wants.stream) {
         (Api::OpenAi, false) => json_response(canned.openai_json.clone()),

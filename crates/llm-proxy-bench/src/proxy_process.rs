@@ -56,9 +56,19 @@ pub fn spawn(
     upstream: SocketAddr,
     startup_timeout: Duration,
 ) -> Result<ProxyProcess, BenchError> {
+    spawn_with(binary, upstream, startup_timeout, "")
+}
+
+/// [`spawn`] with extra top-level YAML appended to the generated config.
+pub fn spawn_with(
+    binary: &Path,
+    upstream: SocketAddr,
+    startup_timeout: Duration,
+    extra_yaml: &str,
+) -> Result<ProxyProcess, BenchError> {
     let config_path =
         std::env::temp_dir().join(format!("llm-proxy-bench-{}.yaml", std::process::id()));
-    std::fs::write(&config_path, config_yaml(upstream))
+    std::fs::write(&config_path, config_yaml(upstream) + extra_yaml)
         .map_err(|e| BenchError::io(format!("writing {}", config_path.display()), e))?;
     let child = Command::new(binary)
         .arg("--config")

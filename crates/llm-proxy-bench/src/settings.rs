@@ -64,6 +64,35 @@ pub struct Args {
     /// Port for the in-process mock upstream (0 picks a free one).
     #[arg(long, default_value_t = 0)]
     pub mock_port: u16,
+    /// What to run: the overhead benchmark, the big-bodies memory measurement, or the soak.
+    #[arg(long, value_enum, default_value_t = Mode::Overhead)]
+    pub mode: Mode,
+    /// big-bodies: also measure this binary first (e.g. a build from before a change), in the
+    /// same run.
+    #[arg(long, value_name = "PATH")]
+    pub baseline_bin: Option<PathBuf>,
+    /// big-bodies: size of the single body, MiB.
+    #[arg(long, default_value_t = 10)]
+    pub single_mib: usize,
+    /// big-bodies: bodies sent at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrent_bodies: usize,
+    /// big-bodies: size of each body sent at once, MiB.
+    #[arg(long, default_value_t = 25)]
+    pub body_mib: usize,
+}
+
+/// Which measurement a run makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Added latency, throughput, streaming and memory against a direct baseline.
+    Overhead,
+    /// Resident memory while large many-message bodies are parsed, alone and concurrently.
+    BigBodies,
+    /// A long mixed run (streams, upstream failures, client disconnects) reporting resident
+    /// memory and open file descriptors at its start and end.
+    Soak,
 }
 
 /// Which proxy to measure.
@@ -98,6 +127,11 @@ pub struct Settings {
     #[serde(rename = "phase_max_secs", serialize_with = "as_secs")]
     pub phase_max: Duration,
     pub mock_port: u16,
+    pub mode: Mode,
+    #[serde(skip)]
+    pub baseline_bin: Option<PathBuf>,
+    #[serde(skip)]
+    pub big_bodies: crate::big_bodies::Plan,
     /// Timeout of one non-streaming request.
     #[serde(rename = "request_timeout_secs", serialize_with = "as_secs")]
     pub request_timeout: Duration,
@@ -137,10 +171,25 @@ impl Settings {
             )?,
             phase_max: seconds("--phase-max-secs", args.phase_max_secs)?,
             mock_port: args.mock_port,
+            mode: args.mode,
+            baseline_bin: args.baseline_bin,
+            big_bodies: crate::big_bodies::Plan {
+                single_mib: args.single_mib,
+                concurrent: args.concurrent_bodies,
+                concurrent_mib: args.body_mib,
+            },
             request_timeout: Duration::from_secs(10),
         };
         if !(1..=1024).contains(&settings.concurrency) {
             return Err(BenchError::Setting("--concurrency must be 1..=1024".into()));
+        }
+        if !(1..=64).contains(&settings.big_bodies.concurrent)
+            || !(1..=1024).contains(&settings.big_bodies.concurrent_mib)
+            || !(1..=1024).contains(&settings.big_bodies.single_mib)
+        {
+            return Err(BenchError::Setting(
+                "--concurrent-bodies must be 1..=64, --body-mib and --single-mib 1..=1024".into(),
+            ));
         }
         if settings.chunks < 2 {
             return Err(BenchError::Setting(
