@@ -275,6 +275,8 @@ impl Backend for OpenAiCompatible {
                 self.instance
             )]);
         }
+        ctx.lossy
+            .add(req.foreign_content_note(openai_chat::PROTOCOL));
         let wire = openai_chat::request_from_model(req, &ctx.model, self.options);
         let body = serde_json::to_vec(&wire)
             .map_err(|e| BackendError::internal(format!("cannot encode request: {e}")))?;

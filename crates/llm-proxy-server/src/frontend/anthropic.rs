@@ -95,8 +95,8 @@ pub async fn count_tokens(
 ) -> Response {
     let meta = RequestMeta::new(WireFormat::Anthropic, headers);
     let counted = body_bytes(body, &state).and_then(|body| {
-        // Validate the shape like a real call would, then estimate over the raw JSON.
-        parse_body::<AnthropicRequest>(&body)?;
+        // Validate like a real call would, then estimate over the raw JSON.
+        anthropic::request_to_model(parse_body::<AnthropicRequest>(&body)?)?;
         let value: Value = parse_body(&body)?;
         Ok(estimate_tokens(&[
             value.get("system"),
