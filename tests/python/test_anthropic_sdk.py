@@ -94,3 +94,40 @@ def test_errors_arrive_as_sdk_exceptions(upstream, start_proxy):
     with pytest.raises(anthropic.BadRequestError) as e:
         right.messages.create(model="nosuch:model", max_tokens=16, messages=[{"role": "user", "content": "x"}])
     assert e.value.body["type"] == "error"
+
+
+def test_claude_code_shaped_request_through_the_beta_client(client, upstream):
+    """What Claude Code sends via `client.beta.messages` (`?beta=true`): system messages inside
+    the conversation, adaptive thinking, output_config, context_management, cache_control."""
+    _, state = upstream
+    messages = [
+        {"role": "user", "content": [{"type": "text", "text": "hi there", "cache_control": {"type": "ephemeral"}}]},
+        {"role": "system", "content": "Prefer short answers."},
+        {"role": "assistant", "content": "Hello."},
+        {"role": "user", "content": "and now?"},
+        {"role": "system", "content": [{"type": "text", "text": "Reminder: be brief."}]},
+    ]
+    with client.beta.messages.stream(
+        model="claude-opus-4-8", max_tokens=64000,
+        system=[{"type": "text", "text": "You are a coding agent.", "cache_control": {"type": "ephemeral"}}],
+        messages=messages,
+        thinking={"type": "adaptive"},
+        betas=["context-management-2025-06-27"],
+        extra_body={"output_config": {"effort": "high"},
+                    "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]}},
+    ) as stream:
+        text = "".join(stream.text_stream)
+    assert text.strip() == "Hello from upstream: and now?"
+    assert state.requests[-1]["path"].endswith("/chat/completions")
+    sent = state.requests[-1]["body"]["messages"]
+    assert sent == [
+        {"role": "system", "content": "You are a coding agent."},
+        {"role": "user", "content": "hi there"},
+        {"role": "system", "content": "Prefer short answers."},
+        {"role": "assistant", "content": "Hello."},
+        {"role": "user", "content": "and now?"},
+        {"role": "system", "content": "Reminder: be brief."},
+    ]
+    counted = client.beta.messages.count_tokens(model="claude-opus-4-8", messages=messages,
+                                                thinking={"type": "adaptive"})
+    assert counted.input_tokens > 0

@@ -60,6 +60,33 @@ impl ChatRequest {
         (self.extra_protocol.as_deref() == Some(protocol) && !self.extra.is_empty())
             .then_some(&self.extra)
     }
+
+    /// The lossy note for an upstream speaking `protocol`: which opaque blocks of other
+    /// protocols its encoder leaves out (`None` when there are none).
+    pub fn foreign_content_note(&self, protocol: &str) -> Option<String> {
+        let mut kinds: Vec<&str> = Vec::new();
+        fn nested(part: &Part) -> &[Part] {
+            match part {
+                Part::ToolResult(r) => &r.content,
+                _ => &[],
+            }
+        }
+        let parts = self.messages.iter().flat_map(|m| &m.content);
+        for part in parts.clone().chain(parts.flat_map(nested)) {
+            if let Part::Opaque(o) = part
+                && o.protocol != protocol
+                && !kinds.contains(&o.kind())
+            {
+                kinds.push(o.kind());
+            }
+        }
+        (!kinds.is_empty()).then(|| {
+            format!(
+                "content blocks the upstream cannot express dropped: {}",
+                kinds.join(", ")
+            )
+        })
+    }
 }
 
 /// Sampling parameters shared by the formats.
@@ -162,6 +189,8 @@ pub enum Part {
     ToolCall(ToolCall),
     /// The result of a tool call.
     ToolResult(ToolResult),
+    /// Content only one wire protocol can express, kept verbatim for it.
+    Opaque(OpaquePart),
 }
 
 /// Text content.
@@ -245,6 +274,27 @@ pub struct AudioPart {
     pub data: String,
     /// Audio format (`wav`, `mp3`).
     pub format: String,
+}
+
+/// Content that only one wire protocol can express (Anthropic `server_tool_use`,
+/// `web_search_tool_result`, file-backed images, ...). Upstreams speaking `protocol` get it
+/// back verbatim; every other drops it and says so (see [`ChatRequest::foreign_content_note`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpaquePart {
+    /// Protocol whose wire format `value` is written in (`anthropic`, ...).
+    pub protocol: String,
+    /// The block exactly as the client sent it.
+    pub value: Value,
+}
+
+impl OpaquePart {
+    /// The block's own `type` field, for notes and logs.
+    pub fn kind(&self) -> &str {
+        self.value
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown")
+    }
 }
 
 /// A reasoning (thinking) block.
@@ -484,6 +534,45 @@ mod tests {
                 url: "https://x.test/a.png".into()
             }
         );
+    }
+
+    #[test]
+    fn foreign_content_note_names_other_protocols_blocks_once() {
+        let opaque = |kind: &str| {
+            Part::Opaque(OpaquePart {
+                protocol: "anthropic".into(),
+                value: serde_json::json!({"type": kind}),
+            })
+        };
+        let req = ChatRequest {
+            messages: vec![
+                Message {
+                    role: Role::Assistant,
+                    content: vec![opaque("server_tool_use"), opaque("web_search_tool_result")],
+                    name: None,
+                },
+                Message {
+                    role: Role::Tool,
+                    content: vec![Part::ToolResult(ToolResult {
+                        call_id: "c".into(),
+                        name: None,
+                        content: vec![opaque("search_result"), opaque("server_tool_use")],
+                        is_error: false,
+                    })],
+                    name: None,
+                },
+            ],
+            ..ChatRequest::default()
+        };
+        assert_eq!(req.foreign_content_note("anthropic"), None);
+        assert_eq!(
+            req.foreign_content_note("gemini").as_deref(),
+            Some(
+                "content blocks the upstream cannot express dropped: server_tool_use, \
+                 web_search_tool_result, search_result"
+            )
+        );
+        assert_eq!(ChatRequest::default().foreign_content_note("gemini"), None);
     }
 
     #[test]

@@ -258,7 +258,7 @@ pub fn response_events(response: ChatResponse) -> Vec<StreamEvent> {
                 }
                 events.push(StreamEvent::ToolCallEnd { index });
             }
-            Part::Image(_) | Part::Audio(_) | Part::ToolResult(_) => {}
+            Part::Image(_) | Part::Audio(_) | Part::ToolResult(_) | Part::Opaque(_) => {}
         }
     }
     if let Some(u) = response.usage {

@@ -275,6 +275,8 @@ impl Backend for OpenAiCompatible {
                 self.instance
             )]);
         }
+        ctx.lossy
+            .add(req.foreign_content_note(openai_chat::PROTOCOL));
         let body = openai_chat::request_body_from_model(req, &ctx.model, self.options)
             .map_err(|e| BackendError::internal(format!("cannot encode request: {e}")))?;
         let capture = self

@@ -667,3 +667,92 @@ fn error_envelopes_decode_and_render() {
         json_fixture("error_prompt_too_long.json")
     );
 }
+
+/// Compares `actual` with the golden file `name`; `LLM_PROXY_BLESS=1` rewrites the file.
+fn assert_golden(name: &str, actual: &Value) {
+    let path = format!(
+        "{}/tests/fixtures/anthropic/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    if std::env::var_os("LLM_PROXY_BLESS").is_some() {
+        std::fs::write(&path, serde_json::to_string_pretty(actual).unwrap() + "\n").unwrap();
+    }
+    assert_eq!(actual, &json_fixture(name), "golden file {name}");
+}
+
+/// What the three upstream dialects receive for a client request, with each one's lossy notes.
+fn to_every_upstream(name: &str) -> (Value, Value, Value, Value) {
+    let (original, model, anthropic_body, anthropic_lossy) = request_round_trip(name);
+    let openai = openai_chat::request_from_model(
+        &model,
+        "gpt-4o",
+        openai_chat::from_model::EncodeOptions::default(),
+    );
+    let mut gemini_lossy = Vec::new();
+    let gemini = llm_proxy_protocol::gemini::request_from_model(&model, &mut gemini_lossy);
+    let openai = serde_json::to_value(openai).unwrap();
+    let gemini = serde_json::to_value(gemini).unwrap();
+    (
+        original,
+        json!({"body": anthropic_body, "lossy": anthropic_lossy}),
+        json!({"messages": openai["messages"], "lossy": model.foreign_content_note("openai_chat")}),
+        json!({
+            "systemInstruction": gemini["systemInstruction"],
+            "contents": gemini["contents"],
+            "lossy": gemini_lossy,
+        }),
+    )
+}
+
+#[test]
+fn claude_code_first_request_reaches_anthropic_unchanged() {
+    // Captured from Claude Code 2.1.x (`claude -p`): three system blocks, a trailing system
+    // message, adaptive thinking, output_config, context_management, cache_control.
+    let (original, anthropic, _, gemini) = to_every_upstream("claude_code_first_request.json");
+    assert_eq!(anthropic["body"], original);
+    assert_eq!(anthropic["lossy"], json!([]));
+    // Gemini: the trailing system message is a note in the last user turn.
+    let contents = gemini["contents"].as_array().unwrap();
+    assert_eq!(contents.len(), 1);
+    let last = contents[0]["parts"].as_array().unwrap().last().unwrap();
+    assert!(
+        last["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("<system-note>\nAvailable agent types"),
+        "{last}"
+    );
+}
+
+#[test]
+fn claude_code_tool_turn_reaches_every_upstream() {
+    // Captured from Claude Code: user, system (mid), assistant tool_use, user tool_result,
+    // and all 24 of its tools.
+    let (mut original, anthropic, openai, gemini) =
+        to_every_upstream("claude_code_tool_turn_request.json");
+    assert_eq!(original["tools"].as_array().unwrap().len(), 24);
+    // The one normalisation: a tool_result's cache breakpoint rides on its (last) text.
+    let result = &mut original["messages"][3]["content"][0];
+    let text = result["content"].take();
+    let mark = result
+        .as_object_mut()
+        .unwrap()
+        .remove("cache_control")
+        .unwrap();
+    result["content"] = json!([{"type": "text", "text": text, "cache_control": mark}]);
+    assert_eq!(anthropic["body"], original);
+    assert_eq!(anthropic["lossy"], json!([]));
+    assert_golden("claude_code_tool_turn.to_openai.json", &openai);
+    assert_golden("claude_code_tool_turn.to_gemini.json", &gemini);
+}
+
+#[test]
+fn claude_code_rich_history_reaches_every_upstream() {
+    // Every block Claude Code can put in a history: signed and redacted thinking, parallel
+    // tool_use, tool results with nested text/document content and is_error, images, server
+    // tool blocks with citations, system messages mid-conversation and trailing.
+    let (_, anthropic, openai, gemini) = to_every_upstream("claude_code_rich_history_request.json");
+    assert_golden("claude_code_rich_history.to_anthropic.json", &anthropic);
+    assert_golden("claude_code_rich_history.to_openai.json", &openai);
+    assert_golden("claude_code_rich_history.to_gemini.json", &gemini);
+}

@@ -1,4 +1,5 @@
-//! Client authentication: when `auth.api_keys` is set, every request but `/health` must carry
+//! Client authentication: when `auth.api_keys` is set, every request but the liveness probes
+//! (`/health`, and `/` which Claude Code checks with `HEAD /` before its first call) must carry
 //! one of them (`Authorization: Bearer`, `x-api-key`, `x-goog-api-key`, `?key=` or
 //! `?api_key=`). Compared in constant time; never logged.
 
@@ -78,7 +79,7 @@ pub async fn require_key_anthropic(
 
 async fn enforce(state: &AppState, req: Request, next: Next, format: WireFormat) -> Response {
     let keys = &state.config().auth.api_keys;
-    if keys.is_empty() || req.uri().path() == "/health" {
+    if keys.is_empty() || matches!(req.uri().path(), "/health" | "/") {
         return next.run(req).await;
     }
     let ok = presented_key(&req).is_some_and(|k| {

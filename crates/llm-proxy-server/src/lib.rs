@@ -43,6 +43,7 @@ pub fn app(state: AppState) -> Router {
             post(frontend::gemini::model_action).get(frontend::models::get_model),
         )
         .route("/models", get(frontend::models::list_models))
+        .route("/", get(frontend::models::health))
         .route("/health", get(frontend::models::health))
         .route("/metrics", get(metrics::render))
         .route("/v1/diagnostics", get(frontend::diagnostics::diagnostics))
@@ -95,6 +96,7 @@ pub fn anthropic_app(state: AppState) -> Router {
             post(frontend::anthropic::count_tokens),
         )
         .route("/v1/models", get(frontend::anthropic::list_models))
+        .route("/", get(frontend::models::health))
         .route("/health", get(frontend::models::health))
         .route("/metrics", get(metrics::render))
         .fallback(anthropic_not_found)

@@ -81,10 +81,21 @@ impl KeyRedactor {
                 Part::Text(t) => self.redact_text(&mut t.text),
                 Part::ToolCall(c) => self.redact_text(&mut c.arguments),
                 Part::ToolResult(r) => self.redact_parts(&mut r.content),
+                Part::Opaque(o) => self.redact_value(&mut o.value),
                 // Reasoning is signed by its provider: rewriting it would invalidate it.
                 Part::Reasoning(_) | Part::Image(_) | Part::Audio(_) => 0,
             })
             .sum()
+    }
+
+    /// Replaces every key in the strings of an opaque (client-protocol) block.
+    fn redact_value(&self, value: &mut serde_json::Value) -> usize {
+        match value {
+            serde_json::Value::String(s) => self.redact_text(s),
+            serde_json::Value::Array(items) => items.iter_mut().map(|v| self.redact_value(v)).sum(),
+            serde_json::Value::Object(map) => map.values_mut().map(|v| self.redact_value(v)).sum(),
+            _ => 0,
+        }
     }
 
     /// Replaces every key in `text`; the string is only rebuilt when a key is found.

@@ -4,6 +4,7 @@
 
 mod anthropic;
 mod capture;
+mod claude_code;
 mod common;
 mod dialect;
 mod errors;

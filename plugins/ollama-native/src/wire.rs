@@ -136,7 +136,7 @@ pub fn request_from_model(
     model: &str,
     settings: &Settings,
 ) -> (OllamaChatRequest, Vec<String>) {
-    let mut notes = Vec::new();
+    let mut notes: Vec<String> = req.foreign_content_note("ollama").into_iter().collect();
     let messages = messages_from_model(&req.messages, &mut notes);
     let mut tools: Vec<OllamaTool> = req
         .tools
@@ -251,6 +251,8 @@ fn messages_from_model(messages: &[Message], notes: &mut Vec<String>) -> Vec<Oll
                 Part::Audio(_) => {
                     notes.push("ollama-native: audio input is not supported".to_owned())
                 }
+                // Reported once for the whole request by `foreign_content_note`.
+                Part::Opaque(_) => {}
                 Part::Reasoning(block) => {
                     if !block.text.is_empty() {
                         current

@@ -1,12 +1,15 @@
 //! Canonical model -> Anthropic Messages wire (upstream requests; client responses).
 //!
 //! Anthropic is strict about history shape: roles alternate starting with `user`, tool results
-//! live in user messages ahead of any text, thinking blocks must be its own signed ones. The
-//! request encoder reshapes the conversation to fit and records every loss in `lossy`.
+//! live in user messages ahead of any text, thinking blocks must be its own signed ones, and a
+//! `system` message inside the conversation must follow a user turn and precede an assistant
+//! turn (or end the conversation). The request encoder reshapes the conversation to fit and
+//! records every loss in `lossy`.
 
 use llm_proxy_api::model::{
-    ChatRequest, ChatResponse, FinishReason, MediaSource, Message, Part, ReasoningBlock,
-    ResponseFormat, Role, ToolChoice as ModelToolChoice, ToolResult, Usage, opaque_signature,
+    ChatRequest, ChatResponse, FinishReason, MediaSource, Message, OpaquePart, Part,
+    ReasoningBlock, ResponseFormat, Role, ToolChoice as ModelToolChoice, ToolResult, Usage,
+    opaque_signature,
 };
 use serde_json::{Map, Value};
 
@@ -70,6 +73,7 @@ pub fn request_from_model(
     lossy: &mut Vec<String>,
 ) -> AnthropicRequest {
     let passthrough = req.extra_for(PROTOCOL);
+    lossy.extend(req.foreign_content_note(PROTOCOL));
     let (system, mut messages) = conversation_from_model(&req.messages, lossy);
 
     let mut tools: Vec<Tool> = req
@@ -305,36 +309,44 @@ fn metadata_from_model(req: &ChatRequest, lossy: &mut Vec<String>) -> Option<Map
     (!out.is_empty()).then_some(out)
 }
 
-/// System prompt and alternating turns.
+type Turn = (&'static str, Vec<ContentBlock>);
+
+/// Appends blocks as a turn, merging into the previous turn of the same role.
+fn push_turn(turns: &mut Vec<Turn>, role: &'static str, blocks: Vec<ContentBlock>) {
+    if blocks.is_empty() {
+        return;
+    }
+    match turns.last_mut() {
+        Some((last, existing)) if *last == role => existing.extend(blocks),
+        _ => turns.push((role, blocks)),
+    }
+}
+
+/// System prompt and alternating turns. System messages ahead of the conversation make the
+/// system prompt; later ones stay in place where Anthropic allows them, else join the prompt.
 fn conversation_from_model(
     messages: &[Message],
     lossy: &mut Vec<String>,
 ) -> (Option<SystemPrompt>, Vec<InputMessage>) {
     let mut system: Vec<SystemBlock> = Vec::new();
-    let mut turns: Vec<(&'static str, Vec<ContentBlock>)> = Vec::new();
+    let mut turns: Vec<Turn> = Vec::new();
     for m in messages {
         let (role, blocks) = match m.role {
-            Role::System | Role::Developer => {
-                if !turns.is_empty() {
-                    note(
-                        lossy,
-                        "system message inside the conversation moved to the system prompt",
-                    );
-                }
+            Role::System | Role::Developer if turns.is_empty() => {
                 system_blocks(m, &mut system, lossy);
                 continue;
+            }
+            Role::System | Role::Developer => {
+                let mut blocks = Vec::new();
+                system_blocks(m, &mut blocks, lossy);
+                ("system", blocks.into_iter().map(system_to_text).collect())
             }
             Role::Assistant => ("assistant", assistant_blocks(m, lossy)),
             Role::User | Role::Tool => ("user", user_blocks(m, lossy)),
         };
-        if blocks.is_empty() {
-            continue;
-        }
-        match turns.last_mut() {
-            Some((last, existing)) if *last == role => existing.extend(blocks),
-            _ => turns.push((role, blocks)),
-        }
+        push_turn(&mut turns, role, blocks);
     }
+    let turns = place_system_turns(turns, &mut system, lossy);
     let messages = turns
         .into_iter()
         .map(|(role, mut blocks)| {
@@ -354,6 +366,64 @@ fn conversation_from_model(
         _ => Some(SystemPrompt::Blocks(system)),
     };
     (system, messages)
+}
+
+/// Keeps each mid-conversation system turn where Anthropic accepts one: after a user turn (or
+/// an assistant turn ending in a server tool call) and before an assistant turn or the end.
+/// Others move to the system prompt.
+fn place_system_turns(
+    turns: Vec<Turn>,
+    system: &mut Vec<SystemBlock>,
+    lossy: &mut Vec<String>,
+) -> Vec<Turn> {
+    let next_roles: Vec<Option<&'static str>> = (0..turns.len())
+        .map(|i| turns.get(i + 1).map(|t| t.0))
+        .collect();
+    let mut out: Vec<Turn> = Vec::with_capacity(turns.len());
+    for ((role, blocks), next) in turns.into_iter().zip(next_roles) {
+        if role == "system" {
+            let after_ok = out.last().is_some_and(|(r, b)| {
+                *r == "user" || (*r == "assistant" && ends_with_server_tool_use(b))
+            });
+            let before_ok = matches!(next, None | Some("assistant"));
+            if !(after_ok && before_ok) {
+                note(
+                    lossy,
+                    "system message inside the conversation moved to the system prompt",
+                );
+                system.extend(blocks.into_iter().filter_map(text_to_system));
+                continue;
+            }
+        }
+        // Removing a system turn can leave two turns of one role side by side.
+        push_turn(&mut out, role, blocks);
+    }
+    out
+}
+
+fn ends_with_server_tool_use(blocks: &[ContentBlock]) -> bool {
+    matches!(blocks.last(), Some(ContentBlock::Other(v))
+        if v.get("type").and_then(Value::as_str) == Some("server_tool_use"))
+}
+
+fn system_to_text(b: SystemBlock) -> ContentBlock {
+    ContentBlock::Text(TextBlock {
+        text: b.text,
+        cache_control: b.cache_control,
+        extra: b.extra,
+    })
+}
+
+fn text_to_system(b: ContentBlock) -> Option<SystemBlock> {
+    match b {
+        ContentBlock::Text(t) => Some(SystemBlock {
+            kind: "text".to_owned(),
+            text: t.text,
+            cache_control: t.cache_control,
+            extra: t.extra,
+        }),
+        _ => None,
+    }
 }
 
 /// A lone uncached text block is sent as a plain string.
@@ -432,6 +502,7 @@ fn user_blocks(m: &Message, lossy: &mut Vec<String>) -> Vec<ContentBlock> {
             Part::Reasoning(_) | Part::ToolCall(_) => {
                 note(lossy, "reasoning or tool calls in a user message dropped");
             }
+            Part::Opaque(o) => out.extend(opaque_block(o)),
         }
     }
     out
@@ -474,9 +545,16 @@ fn assistant_blocks(m: &Message, lossy: &mut Vec<String>) -> Vec<ContentBlock> {
                 );
             }
             Part::ToolResult(_) => note(lossy, "tool result in an assistant message dropped"),
+            Part::Opaque(o) => out.extend(opaque_block(o)),
         }
     }
     out
+}
+
+/// An opaque Anthropic block goes back as it came; other protocols' blocks are left out
+/// (reported once by `foreign_content_note`).
+fn opaque_block(o: &OpaquePart) -> Option<ContentBlock> {
+    (o.protocol == PROTOCOL).then(|| ContentBlock::Other(o.value.clone()))
 }
 
 /// Only Anthropic's own thinking can go back to Anthropic: signed or redacted.
@@ -500,6 +578,7 @@ fn tool_result_block(r: &ToolResult, lossy: &mut Vec<String>) -> ContentBlock {
             Part::Text(t) if t.text.is_empty() => {}
             Part::Text(t) => blocks.push(text_block(t)),
             Part::Image(img) => blocks.push(media_block(&img.source)),
+            Part::Opaque(o) => blocks.extend(opaque_block(o)),
             _ => note(
                 lossy,
                 "tool result content other than text and images dropped",
@@ -646,7 +725,7 @@ pub fn response_from_model(resp: &ChatResponse) -> AnthropicResponse {
                     cache_control: None,
                 }));
             }
-            Part::Image(_) | Part::Audio(_) | Part::ToolResult(_) => {}
+            Part::Image(_) | Part::Audio(_) | Part::ToolResult(_) | Part::Opaque(_) => {}
         }
     }
     AnthropicResponse {
@@ -1035,6 +1114,108 @@ mod tests {
         assert_eq!(
             v["usage"],
             json!({"input_tokens": 50, "output_tokens": 7, "cache_creation_input_tokens": 50, "cache_read_input_tokens": 900})
+        );
+    }
+
+    fn client(body: Value) -> ChatRequest {
+        request_to_model(serde_json::from_value(body).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn system_messages_stay_where_anthropic_allows_them() {
+        let model = client(json!({
+            "model": "m",
+            "system": "top",
+            "messages": [
+                {"role": "user", "content": "q"},
+                {"role": "system", "content": "after user, before assistant"},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "f", "input": {}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "r"}]},
+                {"role": "system", "content": [{"type": "text", "text": "trailing", "cache_control": {"type": "ephemeral"}}]}
+            ]
+        }));
+        let (v, lossy) = encode(&model);
+        assert_eq!(v["system"], "top");
+        assert_eq!(
+            v["messages"],
+            json!([
+                {"role": "user", "content": "q"},
+                {"role": "system", "content": "after user, before assistant"},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "f", "input": {}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "r"}]},
+                {"role": "system", "content": [{"type": "text", "text": "trailing", "cache_control": {"type": "ephemeral"}}]}
+            ])
+        );
+        assert!(lossy.is_empty(), "{lossy:?}");
+    }
+
+    #[test]
+    fn misplaced_system_messages_join_the_system_prompt_and_turns_re_merge() {
+        let req = ChatRequest {
+            messages: vec![
+                Message::text(Role::User, "q"),
+                Message::text(Role::Assistant, "a"),
+                Message::text(Role::System, "after assistant"),
+                Message::text(Role::User, "r"),
+                Message::text(Role::Developer, "before user"),
+                Message::text(Role::User, "s"),
+            ],
+            ..ChatRequest::default()
+        };
+        let (v, lossy) = encode(&req);
+        assert_eq!(
+            v["system"],
+            json!([{"type": "text", "text": "after assistant"}, {"type": "text", "text": "before user"}])
+        );
+        assert_eq!(
+            v["messages"],
+            json!([
+                {"role": "user", "content": "q"},
+                {"role": "assistant", "content": "a"},
+                {"role": "user", "content": [{"type": "text", "text": "r"}, {"type": "text", "text": "s"}]}
+            ])
+        );
+        assert_eq!(
+            lossy,
+            ["system message inside the conversation moved to the system prompt"]
+        );
+    }
+
+    #[test]
+    fn opaque_blocks_go_back_verbatim_to_anthropic_only() {
+        let server_use = json!({"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "q"}});
+        let server_result =
+            json!({"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": []});
+        let doc = json!({"type": "document", "source": {"type": "file", "file_id": "file_1"}});
+        let model = client(json!({"model": "m", "messages": [
+            {"role": "user", "content": "search"},
+            {"role": "assistant", "content": [server_use, server_result, {"type": "text", "text": "found"}]},
+            {"role": "user", "content": [doc, {"type": "text", "text": "and this"}]}
+        ]}));
+        let (v, lossy) = encode(&model);
+        assert_eq!(v["messages"][1]["content"][0], server_use);
+        assert_eq!(v["messages"][1]["content"][1], server_result);
+        assert_eq!(v["messages"][2]["content"][0], doc);
+        assert!(lossy.is_empty(), "{lossy:?}");
+
+        let mut foreign = model.clone();
+        for m in &mut foreign.messages {
+            for p in &mut m.content {
+                if let Part::Opaque(o) = p {
+                    o.protocol = "gemini".into();
+                }
+            }
+        }
+        let (v, lossy) = encode(&foreign);
+        assert_eq!(
+            v["messages"][1],
+            json!({"role": "assistant", "content": "found"})
+        );
+        assert_eq!(
+            lossy,
+            [
+                "content blocks the upstream cannot express dropped: server_tool_use, web_search_tool_result, document"
+            ]
         );
     }
 

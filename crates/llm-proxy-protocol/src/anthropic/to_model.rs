@@ -1,9 +1,9 @@
 //! Anthropic Messages wire -> canonical model (client requests; upstream responses).
 
 use llm_proxy_api::model::{
-    ChatRequest, ChatResponse, FinishReason, ImagePart, MediaSource, Message, Part, ReasoningBlock,
-    ReasoningConfig, Role, Sampling, TextPart, ToolCall, ToolChoice, ToolDefinition, ToolResult,
-    Usage, opaque_signature,
+    ChatRequest, ChatResponse, FinishReason, ImagePart, MediaSource, Message, OpaquePart, Part,
+    ReasoningBlock, ReasoningConfig, Role, Sampling, TextPart, ToolCall, ToolChoice,
+    ToolDefinition, ToolResult, Usage, opaque_signature,
 };
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -181,14 +181,18 @@ fn tool_to_model(t: Tool, i: usize) -> Result<ToolDefinition, FieldError> {
 }
 
 /// Appends the canonical messages of one Anthropic message: a user message's `tool_result`
-/// blocks become `Role::Tool` messages (in order), followed by the rest of its content.
+/// blocks become `Role::Tool` messages (in order), followed by the rest of its content. A
+/// mid-conversation `system` message stays a system message at its place.
 fn message_to_model(m: InputMessage, i: usize, out: &mut Vec<Message>) -> Result<(), FieldError> {
     let role = match m.role.as_str() {
         "user" => Role::User,
         "assistant" => Role::Assistant,
+        "system" => Role::System,
         other => {
             return Err(FieldError::new(
-                format!("unknown message role '{other}' (expected 'user' or 'assistant')"),
+                format!(
+                    "unknown message role '{other}' (expected 'user', 'assistant' or 'system')"
+                ),
                 format!("messages[{i}].role"),
             ));
         }
@@ -227,7 +231,9 @@ struct Converted {
 }
 
 /// Converts content blocks. `message` is the request message index; `None` means an upstream
-/// response, where blocks we cannot express are skipped instead of rejected.
+/// response, where blocks we cannot express are skipped instead of rejected. In a request,
+/// blocks the model cannot express (server tool blocks, file-backed media, newer block types)
+/// are kept as opaque Anthropic content; only malformed known blocks are rejected.
 fn blocks_to_parts(
     blocks: Vec<ContentBlock>,
     message: Option<usize>,
@@ -251,13 +257,13 @@ fn blocks_to_parts(
             })),
             ContentBlock::Image(img) => match image_to_model(img) {
                 Ok(p) => out.parts.push(p),
-                Err(reason) if message.is_some() => return Err(FieldError::new(reason, param())),
+                Err(img) if message.is_some() => out.parts.push(opaque(&ContentBlock::Image(img))),
                 Err(_) => {}
             },
             ContentBlock::Document(doc) => match document_to_model(&doc) {
-                Ok(p) => out.parts.push(p),
-                Err(reason) if message.is_some() => return Err(FieldError::new(reason, param())),
-                Err(_) => {}
+                Some(p) => out.parts.push(p),
+                None if message.is_some() => out.parts.push(opaque(&ContentBlock::Document(doc))),
+                None => {}
             },
             ContentBlock::ToolUse(u) => out
                 .parts
@@ -279,13 +285,26 @@ fn blocks_to_parts(
                     ..ReasoningBlock::default()
                 }))
             }
-            ContentBlock::Other(v) if message.is_some() => {
-                return Err(FieldError::new(unsupported_block_reason(&v), param()));
-            }
+            ContentBlock::Other(v) if message.is_some() => match malformed_block_reason(&v) {
+                Some(reason) => return Err(FieldError::new(reason, param())),
+                None => out.parts.push(Part::Opaque(OpaquePart {
+                    protocol: PROTOCOL.to_owned(),
+                    value: v,
+                })),
+            },
             ContentBlock::Other(_) => {}
         }
     }
     Ok(out)
+}
+
+/// A block the model cannot express, kept whole for Anthropic upstreams.
+fn opaque(block: &ContentBlock) -> Part {
+    Part::Opaque(OpaquePart {
+        protocol: PROTOCOL.to_owned(),
+        // Serializing our own wire types cannot fail; `Null` would only hide a serde bug.
+        value: serde_json::to_value(block).unwrap_or_default(),
+    })
 }
 
 enum ThinkingOut {
@@ -313,16 +332,12 @@ fn thinking_to_model(t: ThinkingBlock, next_is_tool_use: bool) -> ThinkingOut {
     }
 }
 
-fn image_to_model(img: ImageBlock) -> Result<Part, String> {
+/// An image by URL or inline data; other sources (`file`) give the block back.
+fn image_to_model(img: ImageBlock) -> Result<Part, ImageBlock> {
     let source = match img.source {
         ImageSource::Base64 { media_type, data } => MediaSource::Base64 { media_type, data },
         ImageSource::Url { url } => MediaSource::Url { url },
-        ImageSource::Other(v) => {
-            let kind = v.get("type").and_then(Value::as_str).unwrap_or("unknown");
-            return Err(format!(
-                "image source type '{kind}' is not supported by the proxy"
-            ));
-        }
+        ImageSource::Other(_) => return Err(img),
     };
     Ok(Part::Image(ImagePart {
         source,
@@ -331,23 +346,21 @@ fn image_to_model(img: ImageBlock) -> Result<Part, String> {
 }
 
 /// Plain-text documents become text; base64 documents (PDF) become inline media, which
-/// `from_model` turns back into a document block.
-fn document_to_model(doc: &Map<String, Value>) -> Result<Part, String> {
+/// `from_model` turns back into a document block. Other sources (`url`, `file`, `content`)
+/// are `None`.
+fn document_to_model(doc: &Map<String, Value>) -> Option<Part> {
     let source = doc.get("source");
     let field = |name: &str| source.and_then(|s| s.get(name)).and_then(Value::as_str);
     match (field("type"), field("media_type"), field("data")) {
-        (Some("text"), _, Some(data)) => Ok(Part::Text(TextPart::new(data))),
-        (Some("base64"), Some(media_type), Some(data)) => Ok(Part::Image(ImagePart {
+        (Some("text"), _, Some(data)) => Some(Part::Text(TextPart::new(data))),
+        (Some("base64"), Some(media_type), Some(data)) => Some(Part::Image(ImagePart {
             source: MediaSource::Base64 {
                 media_type: media_type.to_owned(),
                 data: data.to_owned(),
             },
             detail: None,
         })),
-        (kind, ..) => Err(format!(
-            "document source type '{}' is not supported by the proxy",
-            kind.unwrap_or("unknown")
-        )),
+        _ => None,
     }
 }
 
@@ -377,25 +390,33 @@ fn tool_result_to_model(
             let mut parts = Vec::with_capacity(blocks.len());
             for block in blocks {
                 let part = match block {
-                    ContentBlock::Text(t) => Ok(Part::Text(TextPart {
+                    ContentBlock::Text(t) => Part::Text(TextPart {
                         text: t.text,
                         cache_control: t.cache_control,
-                    })),
-                    ContentBlock::Image(img) => image_to_model(img),
-                    ContentBlock::Document(doc) => document_to_model(&doc),
-                    ContentBlock::Other(v) => Err(unsupported_block_reason(&v)),
-                    _ => Err(
-                        "tool_result content may only hold text, image and document blocks"
-                            .to_owned(),
-                    ),
+                    }),
+                    ContentBlock::Image(img) => match image_to_model(img) {
+                        Ok(p) => p,
+                        Err(img) => opaque(&ContentBlock::Image(img)),
+                    },
+                    ContentBlock::Document(doc) => match document_to_model(&doc) {
+                        Some(p) => p,
+                        None => opaque(&ContentBlock::Document(doc)),
+                    },
+                    ContentBlock::Other(v) => match malformed_block_reason(&v) {
+                        Some(reason) if strict => {
+                            return Err(FieldError::new(reason, format!("{}.content", param())));
+                        }
+                        Some(_) => continue,
+                        None => Part::Opaque(OpaquePart {
+                            protocol: PROTOCOL.to_owned(),
+                            value: v,
+                        }),
+                    },
+                    // Blocks Anthropic itself only allows in messages (`tool_use`, thinking)
+                    // travel as they came; only an Anthropic upstream can judge them.
+                    other => opaque(&other),
                 };
-                match part {
-                    Ok(p) => parts.push(p),
-                    Err(reason) if strict => {
-                        return Err(FieldError::new(reason, format!("{}.content", param())));
-                    }
-                    Err(_) => {}
-                }
+                parts.push(part);
             }
             parts
         }
@@ -417,24 +438,25 @@ fn tool_result_to_model(
     })
 }
 
-/// Why a block kept as raw JSON cannot be converted: a known type with bad fields gets serde's
-/// message, an unknown type says so.
-fn unsupported_block_reason(v: &Value) -> String {
-    fn probe<T: DeserializeOwned>(kind: &str, v: &Value) -> String {
-        match T::deserialize(v) {
+/// Why a block kept as raw JSON is malformed: a block without a `type`, or a type we model
+/// whose fields do not parse (serde's message). `None` for block types we do not model, which
+/// are kept opaque.
+fn malformed_block_reason(v: &Value) -> Option<String> {
+    fn probe<T: DeserializeOwned>(kind: &str, v: &Value) -> Option<String> {
+        Some(match T::deserialize(v) {
             Err(e) => format!("invalid '{kind}' block: {e}"),
             Ok(_) => format!("invalid '{kind}' block"),
-        }
+        })
     }
     match v.get("type").and_then(Value::as_str) {
-        None => "content block without a 'type'".to_owned(),
+        None => Some("content block without a 'type'".to_owned()),
         Some(kind @ "text") => probe::<TextBlock>(kind, v),
         Some(kind @ "image") => probe::<ImageBlock>(kind, v),
         Some(kind @ "tool_use") => probe::<ToolUseBlock>(kind, v),
         Some(kind @ "tool_result") => probe::<ToolResultBlock>(kind, v),
         Some(kind @ "thinking") => probe::<ThinkingBlock>(kind, v),
         Some(kind @ "redacted_thinking") => probe::<RedactedThinkingBlock>(kind, v),
-        Some(kind) => format!("content block type '{kind}' is not supported by the proxy"),
+        Some(_) => None,
     }
 }
 
@@ -651,16 +673,139 @@ mod tests {
         );
     }
 
+    fn opaque_kinds(parts: &[Part]) -> Vec<&str> {
+        parts
+            .iter()
+            .filter_map(|p| match p {
+                Part::Opaque(o) => {
+                    assert_eq!(o.protocol, PROTOCOL);
+                    Some(o.kind())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     #[test]
-    fn unsupported_or_malformed_blocks_name_the_param() {
+    fn system_messages_inside_the_conversation_stay_in_place() {
+        let m = convert(json!({
+            "model": "m",
+            "system": [{"type": "text", "text": "top"}],
+            "messages": [
+                {"role": "user", "content": "q"},
+                {"role": "system", "content": "mid"},
+                {"role": "assistant", "content": "a"},
+                {"role": "user", "content": "r"},
+                {"role": "system", "content": [
+                    {"type": "text", "text": "trailing", "cache_control": {"type": "ephemeral"}}
+                ]}
+            ]
+        }));
+        let roles: Vec<Role> = m.messages.iter().map(|m| m.role).collect();
+        assert_eq!(
+            roles,
+            [
+                Role::System,
+                Role::User,
+                Role::System,
+                Role::Assistant,
+                Role::User,
+                Role::System
+            ]
+        );
+        assert_eq!(m.messages[2], Message::text(Role::System, "mid"));
+        assert!(
+            matches!(&m.messages[5].content[..], [Part::Text(t)] if t.text == "trailing" && t.cache_control.is_some())
+        );
+    }
+
+    #[test]
+    fn blocks_the_model_cannot_express_are_kept_opaque_in_place() {
+        let m = convert(json!({"model": "m", "messages": [
+            {"role": "user", "content": "search"},
+            {"role": "assistant", "content": [
+                {"type": "text", "text": "looking"},
+                {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "q"}},
+                {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": [
+                    {"type": "web_search_result", "url": "https://x.test", "title": "t", "encrypted_content": "e"}
+                ]},
+                {"type": "text", "text": "found"}
+            ]},
+            {"role": "user", "content": [
+                {"type": "image", "source": {"type": "file", "file_id": "file_1"}},
+                {"type": "document", "source": {"type": "url", "url": "https://x.test/a.pdf"}, "cache_control": {"type": "ephemeral"}},
+                {"type": "container_upload", "file_id": "f"},
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": [
+                    {"type": "text", "text": "r"},
+                    {"type": "search_result", "source": "s", "title": "t", "content": [{"type": "text", "text": "c"}]},
+                    {"type": "tool_reference", "tool_name": "Read"}
+                ]}
+            ]}
+        ]}));
+        let assistant = &m.messages[1].content;
+        assert_eq!(
+            opaque_kinds(assistant),
+            ["server_tool_use", "web_search_tool_result"]
+        );
+        assert!(matches!(&assistant[0], Part::Text(t) if t.text == "looking"));
+        assert!(matches!(&assistant[3], Part::Text(t) if t.text == "found"));
+        let Part::Opaque(doc) = &m.messages[3].content[1] else {
+            panic!("{:?}", m.messages[3]);
+        };
+        assert_eq!(
+            doc.value,
+            json!({"type": "document", "source": {"type": "url", "url": "https://x.test/a.pdf"}, "cache_control": {"type": "ephemeral"}})
+        );
+        assert_eq!(
+            opaque_kinds(&m.messages[3].content),
+            ["image", "document", "container_upload"]
+        );
+        let Part::ToolResult(r) = &m.messages[2].content[0] else {
+            panic!("{:?}", m.messages[2]);
+        };
+        assert_eq!(
+            opaque_kinds(&r.content),
+            ["search_result", "tool_reference"]
+        );
+    }
+
+    #[test]
+    fn thinking_modes_enabled_adaptive_disabled() {
+        let enabled = convert(json!({"model": "m", "messages": [],
+            "thinking": {"type": "enabled", "budget_tokens": 2048}}));
+        assert_eq!(
+            enabled.reasoning.as_ref().unwrap().budget_tokens,
+            Some(2048)
+        );
+        assert!(enabled.extra_for(PROTOCOL).is_none());
+        let adaptive = convert(json!({"model": "m", "messages": [],
+            "thinking": {"type": "adaptive"}, "output_config": {"effort": "high"},
+            "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]}}));
+        let r = adaptive.reasoning.as_ref().unwrap();
+        assert_eq!((r.disabled, r.include_thoughts), (false, Some(true)));
+        let extra = adaptive.extra_for(PROTOCOL).unwrap();
+        assert_eq!(extra[EXTRA_THINKING], json!({"type": "adaptive"}));
+        assert_eq!(extra["output_config"], json!({"effort": "high"}));
+        assert!(extra.contains_key("context_management"));
+        let disabled =
+            convert(json!({"model": "m", "messages": [], "thinking": {"type": "disabled"}}));
+        assert!(disabled.reasoning.unwrap().disabled);
+    }
+
+    #[test]
+    fn malformed_blocks_and_bad_roles_name_the_param() {
         let err = request_to_model(parse(
             json!({"model": "m", "messages": [{"role": "user", "content": [
-                {"type": "text", "text": "ok"}, {"type": "container_upload", "file_id": "f"}
+                {"type": "text", "text": "ok"}, {"type": "image"}
             ]}]}),
         ))
         .unwrap_err();
         assert_eq!(err.param.as_deref(), Some("messages[0].content[1]"));
-        assert!(err.message.contains("container_upload"), "{}", err.message);
+        assert!(
+            err.message.starts_with("invalid 'image' block"),
+            "{}",
+            err.message
+        );
         let err = request_to_model(parse(
             json!({"model": "m", "messages": [{"role": "user", "content": [
                 {"type": "text", "text": 5}
@@ -673,7 +818,12 @@ mod tests {
             err.message
         );
         let err = request_to_model(parse(
-            json!({"model": "m", "messages": [{"role": "system", "content": "x"}]}),
+            json!({"model": "m", "messages": [{"role": "user", "content": [{"text": "no type"}]}]}),
+        ))
+        .unwrap_err();
+        assert!(err.message.contains("without a 'type'"), "{}", err.message);
+        let err = request_to_model(parse(
+            json!({"model": "m", "messages": [{"role": "tool", "content": "x"}]}),
         ))
         .unwrap_err();
         assert_eq!(err.param.as_deref(), Some("messages[0].role"));

@@ -28,8 +28,35 @@ pub fn request_from_model(req: &ChatRequest, lossy: &mut Vec<String>) -> Generat
     let mut contents: Vec<Content> = Vec::with_capacity(req.messages.len());
     // Call id -> function name, for results that do not carry the name.
     let mut call_names: HashMap<&str, &str> = HashMap::new();
+    lossy.extend(req.foreign_content_note(PROTOCOL));
+    // System notes held back until the function responses they would split from their calls.
+    let mut deferred: Vec<wire::Part> = Vec::new();
     for m in &req.messages {
         match m.role {
+            // Gemini has one system instruction, ahead of the conversation: a system message
+            // inside the conversation becomes a note in the user turn at its place.
+            Role::System | Role::Developer if !contents.is_empty() => {
+                let text = m.joined_text();
+                if m.content.iter().any(|p| !matches!(p, Part::Text(_))) {
+                    note(
+                        lossy,
+                        "non-text system content dropped (Gemini takes text only)",
+                    );
+                }
+                if !text.is_empty() {
+                    note(
+                        lossy,
+                        "system message inside the conversation sent as a user-turn note \
+                         (Gemini has no system role there)",
+                    );
+                    let part = system_note_part(&text);
+                    if awaits_function_responses(&contents) {
+                        deferred.push(part);
+                    } else {
+                        push_content(&mut contents, "user", vec![part]);
+                    }
+                }
+            }
             Role::System | Role::Developer => {
                 for part in &m.content {
                     match part {
@@ -42,6 +69,9 @@ pub fn request_from_model(req: &ChatRequest, lossy: &mut Vec<String>) -> Generat
                 }
             }
             Role::User | Role::Tool | Role::Assistant => {
+                if m.role != Role::Tool && !deferred.is_empty() {
+                    push_content(&mut contents, "user", std::mem::take(&mut deferred));
+                }
                 let role = if m.role == Role::Assistant {
                     "model"
                 } else {
@@ -52,6 +82,8 @@ pub fn request_from_model(req: &ChatRequest, lossy: &mut Vec<String>) -> Generat
             }
         }
     }
+
+    push_content(&mut contents, "user", deferred);
 
     let tools = (!req.tools.is_empty()).then(|| {
         vec![Tool {
@@ -97,6 +129,18 @@ pub fn request_from_model(req: &ChatRequest, lossy: &mut Vec<String>) -> Generat
     }
     out.generation_config = (!gc.is_empty()).then_some(gc);
     out
+}
+
+/// Whether the last turn is the model's function calls, whose responses must come next.
+fn awaits_function_responses(contents: &[Content]) -> bool {
+    contents.last().is_some_and(|c| {
+        c.role.as_deref() == Some("model") && c.parts.iter().any(|p| p.function_call.is_some())
+    })
+}
+
+/// The user-turn text standing in for a mid-conversation system message.
+fn system_note_part(text: &str) -> wire::Part {
+    wire::Part::text(format!("<system-note>\n{text}\n</system-note>"))
 }
 
 /// Records a lossy conversion once.
@@ -219,6 +263,8 @@ fn message_parts<'a>(
                     }
                 }
             }
+            // Reported once for the whole request by `foreign_content_note`.
+            Part::Opaque(_) => {}
         }
     }
     slot.close(&mut parts);
@@ -548,7 +594,7 @@ pub fn response_from_model(resp: &ChatResponse) -> GenerateContentResponse {
             Part::ToolCall(c) => slot.push(&mut parts, function_call_part(c, &mut ignored)),
             Part::Image(img) => slot.push(&mut parts, image_part(img)),
             Part::Audio(a) => slot.push(&mut parts, audio_part(a)),
-            Part::ToolResult(_) => {}
+            Part::ToolResult(_) | Part::Opaque(_) => {}
         }
     }
     slot.close(&mut parts);
@@ -591,6 +637,93 @@ mod tests {
         let mut lossy = Vec::new();
         let out = request_from_model(req, &mut lossy);
         (serde_json::to_value(&out).unwrap(), lossy)
+    }
+
+    fn call(id: &str) -> Part {
+        Part::ToolCall(ToolCall {
+            id: id.into(),
+            name: "read".into(),
+            arguments: "{}".into(),
+            provider_data: None,
+        })
+    }
+
+    fn result(id: &str) -> Part {
+        Part::ToolResult(ToolResult {
+            call_id: id.into(),
+            name: None,
+            content: vec![Part::Text(TextPart::new("r"))],
+            is_error: false,
+        })
+    }
+
+    #[test]
+    fn system_messages_inside_the_conversation_become_user_turn_notes() {
+        let req = ChatRequest {
+            messages: vec![
+                Message::text(Role::System, "top"),
+                Message::text(Role::User, "q"),
+                Message::text(Role::System, "mid"),
+                msg(Role::Assistant, vec![call("c1"), call("c2")]),
+                // Between the calls and their responses: held until the responses are in.
+                Message::text(Role::System, "between"),
+                msg(Role::Tool, vec![result("c1")]),
+                msg(Role::Tool, vec![result("c2")]),
+                Message::text(Role::Assistant, "done"),
+                Message::text(Role::Developer, "trailing"),
+            ],
+            ..ChatRequest::default()
+        };
+        let (v, lossy) = encode(&req);
+        assert_eq!(v["systemInstruction"], json!({"parts": [{"text": "top"}]}));
+        let note = |t: &str| json!({"text": format!("<system-note>\n{t}\n</system-note>")});
+        let response = |id: &str| json!({"functionResponse": {"id": id, "name": "read", "response": {"result": "r"}}});
+        assert_eq!(
+            v["contents"],
+            json!([
+                {"role": "user", "parts": [{"text": "q"}, note("mid")]},
+                {"role": "model", "parts": [
+                    {"functionCall": {"id": "c1", "name": "read", "args": {}}},
+                    {"functionCall": {"id": "c2", "name": "read", "args": {}}}
+                ]},
+                {"role": "user", "parts": [response("c1"), response("c2"), note("between")]},
+                {"role": "model", "parts": [{"text": "done"}]},
+                {"role": "user", "parts": [note("trailing")]}
+            ])
+        );
+        assert_eq!(
+            lossy,
+            [
+                "system message inside the conversation sent as a user-turn note (Gemini has no system role there)"
+            ]
+        );
+    }
+
+    #[test]
+    fn opaque_blocks_of_other_protocols_are_dropped_and_noted() {
+        let opaque = Part::Opaque(llm_proxy_api::model::OpaquePart {
+            protocol: "anthropic".into(),
+            value: json!({"type": "server_tool_use", "id": "s", "name": "web_search", "input": {}}),
+        });
+        let req = ChatRequest {
+            messages: vec![
+                Message::text(Role::User, "q"),
+                msg(
+                    Role::Assistant,
+                    vec![opaque, Part::Text(TextPart::new("a"))],
+                ),
+            ],
+            ..ChatRequest::default()
+        };
+        let (v, lossy) = encode(&req);
+        assert_eq!(
+            v["contents"][1],
+            json!({"role": "model", "parts": [{"text": "a"}]})
+        );
+        assert_eq!(
+            lossy,
+            ["content blocks the upstream cannot express dropped: server_tool_use"]
+        );
     }
 
     #[test]

@@ -198,6 +198,10 @@ fn role_name(role: Role) -> &'static str {
 }
 
 fn message_from_model(m: &Message, opts: EncodeOptions, out: &mut Vec<ChatMessage>) {
+    // A message of nothing but other protocols' blocks (reported by `foreign_content_note`).
+    if !m.content.is_empty() && m.content.iter().all(|p| matches!(p, Part::Opaque(_))) {
+        return;
+    }
     let mut parts = Vec::new();
     let mut reasoning: Vec<&ReasoningBlock> = Vec::new();
     let mut tool_calls = Vec::new();
@@ -235,6 +239,7 @@ fn message_from_model(m: &Message, opts: EncodeOptions, out: &mut Vec<ChatMessag
                 tool_call_id: Some(r.call_id.clone()),
                 ..ChatMessage::default()
             }),
+            Part::Opaque(_) => {}
         }
     }
     if m.role == Role::Tool && parts.is_empty() && tool_calls.is_empty() {
@@ -375,7 +380,7 @@ pub fn response_from_model(resp: &ChatResponse) -> ChatCompletionResponse {
                 },
                 extra_content: c.provider_data.clone(),
             }),
-            Part::Image(_) | Part::Audio(_) | Part::ToolResult(_) => {}
+            Part::Image(_) | Part::Audio(_) | Part::ToolResult(_) | Part::Opaque(_) => {}
         }
     }
     let (reasoning_content, reasoning_details) = reasoning_fields(&reasoning);
@@ -479,6 +484,38 @@ mod tests {
         let back = request_from_model(&model, "gpt-4o", EncodeOptions::default());
         let back = serde_json::to_value(&back).unwrap();
         assert_eq!(back, original);
+    }
+
+    #[test]
+    fn mid_conversation_system_stays_in_place_and_opaque_only_messages_are_skipped() {
+        let opaque = Part::Opaque(llm_proxy_api::model::OpaquePart {
+            protocol: "anthropic".into(),
+            value: json!({"type": "server_tool_use", "id": "s", "name": "web_search", "input": {}}),
+        });
+        let req = ChatRequest {
+            messages: vec![
+                Message::text(Role::User, "q"),
+                Message::text(Role::System, "mid"),
+                Message {
+                    role: Role::Assistant,
+                    content: vec![opaque],
+                    name: None,
+                },
+                Message::text(Role::Assistant, "a"),
+                Message::text(Role::System, "trailing"),
+            ],
+            ..ChatRequest::default()
+        };
+        let out = request_from_model(&req, "m", EncodeOptions::default());
+        assert_eq!(
+            serde_json::to_value(&out.messages).unwrap(),
+            json!([
+                {"role": "user", "content": "q"},
+                {"role": "system", "content": "mid"},
+                {"role": "assistant", "content": "a"},
+                {"role": "system", "content": "trailing"}
+            ])
+        );
     }
 
     #[test]

@@ -91,8 +91,8 @@ pub async fn count_tokens(
     let counted = read_body(&state, &meta.headers, body)
         .await
         .and_then(|(body, _permit)| {
-            // Validate the shape like a real call would, then estimate over the raw JSON.
-            parse_body::<AnthropicRequest>(&body)?;
+            // Validate like a real call would, then estimate over the raw JSON.
+            anthropic::request_to_model(parse_body::<AnthropicRequest>(&body)?)?;
             let value: Value = parse_body(&body)?;
             Ok(estimate_tokens(&[
                 value.get("system"),

@@ -77,7 +77,7 @@ pub async fn get_model(
     }
 }
 
-/// Liveness.
+/// Liveness (`GET`/`HEAD` on `/health` and `/`).
 pub async fn health() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }

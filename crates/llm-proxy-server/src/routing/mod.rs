@@ -444,6 +444,7 @@ pub fn estimate_tokens(req: &ChatRequest) -> u64 {
                 Part::ToolCall(c) => c.arguments.len() + c.name.len(),
                 Part::ToolResult(r) => r.joined_text().len(),
                 Part::Image(_) | Part::Audio(_) => 1000,
+                Part::Opaque(o) => o.value.to_string().len(),
             };
         }
     }
