@@ -25,8 +25,13 @@ pub fn call_deadline(ctx: &CallContext, timeouts: &Timeouts) -> Instant {
 pub fn transport_error(e: reqwest::Error) -> BackendError {
     let timeout = e.is_timeout();
     let connect = e.is_connect();
+    // A request reqwest refuses to build (e.g. a URI too long for `http::Uri`) says nothing
+    // about the upstream's health.
+    let builder = e.is_builder();
     let e = e.without_url();
-    if timeout {
+    if builder {
+        BackendError::unsendable_request(format!("cannot build the upstream request: {e}"))
+    } else if timeout {
         BackendError::timeout(format!("upstream timed out: {e}"))
     } else if connect {
         BackendError::transport(format!("cannot connect to upstream: {}", source_chain(&e)))

@@ -8,6 +8,7 @@ mod common;
 mod dialect;
 mod errors;
 mod gemini;
+mod hardening;
 mod matrix;
 mod openai_chat;
 mod plugins;
