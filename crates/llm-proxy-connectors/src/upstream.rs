@@ -317,6 +317,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn unbuildable_requests_never_count_against_the_backend() {
+        let e = reqwest::Client::new()
+            .get("http://exa mple/")
+            .build()
+            .unwrap_err();
+        assert!(e.is_builder());
+        let err = transport_error(e);
+        assert_eq!(err.kind, llm_proxy_api::ErrorKind::InvalidRequest);
+        assert!(!err.counts_against_backend && !err.retryable, "{err}");
+    }
+
+    #[test]
     fn echoed_keys_are_scrubbed_from_error_messages() {
         let mut v = http::HeaderValue::from_static("Bearer sk-live-abcdefghijklmnop");
         v.set_sensitive(true);

@@ -167,6 +167,32 @@ async fn client_chosen_ttft_timeouts_do_not_open_breakers() {
 }
 
 #[tokio::test]
+async fn operator_configured_ttft_timeouts_still_count() {
+    let a = MockUpstream::start().await.unwrap();
+    let b = MockUpstream::start().await.unwrap();
+    let never = Arc::new(Notify::new());
+    for up in [&a, &b] {
+        up.set_fallback(Reply::Sse(SseScript {
+            frames: openai::text_stream(&["late"]),
+            hold_before_head: Some(never.clone()),
+            ..SseScript::default()
+        }));
+    }
+    let config = pair_config(&a, &b, BREAKER).replace(
+        "default_backend: openai.a",
+        "default_backend: '[ttft_timeout=0.001]openai.a:m![ttft_timeout=0.001]openai.b:m'",
+    );
+    let proxy = start_proxy(&config).await;
+    for _ in 0..3 {
+        let (status, _) = post_chat(&proxy.url, &chat("any-model", true)).await;
+        assert_eq!(status, 504);
+    }
+    assert_eq!(breaker_state(&proxy.url, "openai.a").await, "open");
+    assert_eq!(breaker_state(&proxy.url, "openai.b").await, "open");
+    never.notify_waiters();
+}
+
+#[tokio::test]
 async fn out_of_range_handicaps_and_timeouts_are_400s_not_panics() {
     let a = MockUpstream::start().await.unwrap();
     let b = MockUpstream::start().await.unwrap();
