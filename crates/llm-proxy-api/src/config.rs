@@ -205,8 +205,8 @@ pub enum ModelOnlyPolicy {
     Priority,
 }
 
-/// `routing.*`: cross-backend resolution of model-only selectors.
-#[derive(Debug, Clone, PartialEq, Default)]
+/// `routing.*`: cross-backend resolution of model-only selectors, and how big a selector may be.
+#[derive(Debug, Clone, PartialEq)]
 pub struct RoutingConfig {
     /// Policy among instances whose `models` list names the requested model.
     pub model_only_preference_policy: ModelOnlyPolicy,
@@ -218,6 +218,24 @@ pub struct RoutingConfig {
     pub model_only_missing_cost: f64,
     /// Priority of an instance with no entry.
     pub model_only_missing_priority: i64,
+    /// Most legs a parallel race (`!`) may have; each leg is an upstream call.
+    pub max_race_legs: usize,
+    /// Most leaves any selector may have.
+    pub max_selector_leaves: usize,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        Self {
+            model_only_preference_policy: ModelOnlyPolicy::default(),
+            backend_costs: BTreeMap::new(),
+            backend_priorities: BTreeMap::new(),
+            model_only_missing_cost: 1e6,
+            model_only_missing_priority: 0,
+            max_race_legs: 8,
+            max_selector_leaves: 32,
+        }
+    }
 }
 
 /// Client authentication, and what is kept away from upstreams.
@@ -307,10 +325,7 @@ impl Default for AppConfig {
             failure_handling: FailureHandling::default(),
             circuit_breaker: CircuitBreakerConfig::default(),
             model_aliases: Vec::new(),
-            routing: RoutingConfig {
-                model_only_missing_cost: 1e6,
-                ..RoutingConfig::default()
-            },
+            routing: RoutingConfig::default(),
             auth: AuthConfig::default(),
             limits: Limits::default(),
             logging: LoggingConfig {

@@ -79,15 +79,24 @@ pub struct BackendError {
     pub code: Option<String>,
     /// Offending request parameter, if known.
     pub param: Option<String>,
+    /// Whether this failure says something about the backend's health, so that it may open
+    /// the backend's circuit breaker: connection failures, timeouts the operator configured,
+    /// upstream 5xx and 429. Failures the request itself caused (invalid input, client-chosen
+    /// timeouts, upstream 4xx, requests that could not be built) never count, or one client
+    /// could switch a backend off for everyone. Decided by the constructor.
+    pub counts_against_backend: bool,
 }
 
 impl BackendError {
-    /// A new error with retryability derived from the kind.
+    /// A new error with retryability derived from the kind; it counts against the backend's
+    /// health when the upstream or the connection to it was unavailable, slow or rate limited.
     pub fn new(kind: ErrorKind, origin: ErrorSource, message: impl Into<String>) -> Self {
         let retryable = matches!(
             kind,
             ErrorKind::RateLimited | ErrorKind::Timeout | ErrorKind::Unavailable
         );
+        let counts_against_backend =
+            retryable && matches!(origin, ErrorSource::Upstream | ErrorSource::Transport);
         Self {
             kind,
             origin,
@@ -97,6 +106,7 @@ impl BackendError {
             message: message.into(),
             code: None,
             param: None,
+            counts_against_backend,
         }
     }
 
@@ -120,9 +130,25 @@ impl BackendError {
         Self::new(ErrorKind::Unavailable, ErrorSource::Transport, message)
     }
 
-    /// The upstream did not answer in time.
+    /// The upstream did not answer within a timeout the operator configured.
     pub fn timeout(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Timeout, ErrorSource::Transport, message)
+    }
+
+    /// The upstream did not answer within a timeout the client chose (e.g. a selector's
+    /// `ttft_timeout`): another backend may be tried, but the backend's health is not judged
+    /// by a deadline the client picked.
+    pub fn client_timeout(message: impl Into<String>) -> Self {
+        Self {
+            counts_against_backend: false,
+            ..Self::new(ErrorKind::Timeout, ErrorSource::Transport, message)
+        }
+    }
+
+    /// The request could not even be built or sent (an invalid URL, a rejected header): a
+    /// problem of this request, never of the backend.
+    pub fn unsendable_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidRequest, ErrorSource::Internal, message)
     }
 
     /// Classifies an upstream HTTP error status. The message should be the upstream's own.
@@ -143,6 +169,12 @@ impl BackendError {
         };
         let mut err = Self::new(kind, ErrorSource::Upstream, message);
         err.upstream_status = Some(status);
+        // Only 5xx, 408 and 429 speak about the backend's health; 4xx (401/403 too) answer
+        // this request.
+        err.counts_against_backend = matches!(
+            kind,
+            ErrorKind::RateLimited | ErrorKind::Timeout | ErrorKind::Unavailable
+        );
         // Server errors and 401/403 make another backend worth trying; a bad request does not.
         err.retryable = matches!(
             kind,
@@ -201,7 +233,11 @@ pub fn looks_like_context_overflow(message: &str) -> bool {
 /// ignored).
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
     let secs: f64 = value.trim().parse().ok()?;
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)))
+    // `f64::min` would turn NaN into the cap, so non-finite values are refused first.
+    if !secs.is_finite() {
+        return None;
+    }
+    Duration::try_from_secs_f64(secs.min(86_400.0)).ok()
 }
 
 #[cfg(test)]
@@ -235,10 +271,44 @@ mod tests {
     }
 
     #[test]
+    fn only_health_signals_count_against_the_backend() {
+        for status in [500, 502, 503, 504, 408, 429] {
+            assert!(
+                BackendError::from_upstream_status(status, "x").counts_against_backend,
+                "{status}"
+            );
+        }
+        for status in [400, 401, 403, 404, 413, 422] {
+            assert!(
+                !BackendError::from_upstream_status(status, "x").counts_against_backend,
+                "{status}"
+            );
+        }
+        assert!(BackendError::transport("refused").counts_against_backend);
+        assert!(BackendError::timeout("slow").counts_against_backend);
+        let chosen = BackendError::client_timeout("ttft_timeout");
+        assert!(chosen.retryable && !chosen.counts_against_backend);
+        for local in [
+            BackendError::invalid_request("bad"),
+            BackendError::unsendable_request("bad url"),
+            BackendError::internal("bug"),
+            BackendError::config("bad"),
+        ] {
+            assert!(!local.counts_against_backend, "{local}");
+        }
+    }
+
+    #[test]
     fn retry_after_seconds() {
         assert_eq!(parse_retry_after("2"), Some(Duration::from_secs(2)));
         assert_eq!(parse_retry_after("0.5"), Some(Duration::from_millis(500)));
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
         assert_eq!(parse_retry_after("-1"), None);
+        assert_eq!(parse_retry_after("NaN"), None);
+        assert_eq!(parse_retry_after("inf"), None);
+        assert_eq!(
+            parse_retry_after("1e300"),
+            Some(Duration::from_secs(86_400))
+        );
     }
 }

@@ -23,6 +23,7 @@ pub mod error;
 pub mod http;
 pub mod ids;
 pub mod model;
+pub mod model_name;
 pub mod plugin;
 pub mod stream;
 pub mod translation;

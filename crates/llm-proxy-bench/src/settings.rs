@@ -229,10 +229,9 @@ fn as_secs<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S
 }
 
 fn seconds(flag: &str, value: f64) -> Result<Duration, BenchError> {
-    if value.is_finite() && value > 0.0 && value <= 3_600.0 {
-        Ok(Duration::from_secs_f64(value))
-    } else {
-        Err(BenchError::Setting(format!("{flag} must be in (0, 3600]")))
+    match Duration::try_from_secs_f64(value) {
+        Ok(d) if value > 0.0 && value <= 3_600.0 => Ok(d),
+        _ => Err(BenchError::Setting(format!("{flag} must be in (0, 3600]"))),
     }
 }
 

@@ -7,6 +7,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, header};
 use llm_proxy_api::config::{BackendInstanceConfig, Timeouts};
 use llm_proxy_api::error::BackendError;
 use llm_proxy_api::http::CaptureAwareClient;
+use llm_proxy_api::model_name::model_path_segment;
 use llm_proxy_api::plugin::{BackendPluginDefinition, FactoryArgs};
 use llm_proxy_api::stream::EventStream;
 use llm_proxy_api::{Backend, CallContext, ChatRequest, ModelInfo};
@@ -98,15 +99,12 @@ impl GeminiBackend {
         })
     }
 
-    /// `{root}/models/{model}:{method}`; a `models/` prefix on the model is accepted.
+    /// `{root}/models/{model}:{method}`; a `models/` prefix on the model is accepted. The model
+    /// becomes one escaped path segment, so no name can leave `{root}/models/`.
     fn method_url(&self, model: &str, method: &str) -> Result<reqwest::Url, BackendError> {
         let model = model.strip_prefix("models/").unwrap_or(model);
-        if model.is_empty() || model.contains(['?', '#']) {
-            return Err(BackendError::invalid_request(format!(
-                "'{model}' is not a valid Gemini model name"
-            )));
-        }
-        join_url(&self.api_root, &format!("models/{model}:{method}"))
+        let segment = model_path_segment(model)?;
+        join_url(&self.api_root, &format!("models/{segment}:{method}"))
     }
 }
 
@@ -359,6 +357,43 @@ mod tests {
         let sent = &up.requests()[0];
         assert!(sent.uri.starts_with("/v1beta/models?"), "{}", sent.uri);
         assert_eq!(sent.headers["x-goog-api-key"], "AIza-test-0123456789");
+    }
+
+    #[tokio::test]
+    async fn model_names_cannot_leave_the_models_path() {
+        let up = MockUpstream::start().await.unwrap();
+        up.set_fallback(Reply::json(payloads::text_response("leaked")));
+        let b = backend(&up);
+        for model in [
+            "a/../../../evil",
+            "x\\..\\..\\y",
+            "../../z",
+            "..%2F..%2Fz",
+            "models/..",
+            &"m".repeat(100_000),
+        ] {
+            let err = b
+                .stream(&CallContext::new(model), &request(false))
+                .await
+                .err()
+                .unwrap();
+            assert_eq!(err.kind, ErrorKind::InvalidRequest, "{model:.40}");
+            assert!(!err.counts_against_backend);
+        }
+        assert_eq!(up.calls(), 0, "nothing was sent upstream");
+        // Characters that are not separators are escaped inside the segment.
+        collect(
+            b.stream(&CallContext::new("a:b?c"), &request(false))
+                .await
+                .unwrap(),
+            "x",
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            up.requests()[0].uri,
+            "/v1beta/models/a%3Ab%3Fc:generateContent"
+        );
     }
 
     #[test]

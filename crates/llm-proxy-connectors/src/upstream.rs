@@ -25,8 +25,13 @@ pub fn call_deadline(ctx: &CallContext, timeouts: &Timeouts) -> Instant {
 pub fn transport_error(e: reqwest::Error) -> BackendError {
     let timeout = e.is_timeout();
     let connect = e.is_connect();
+    // A request reqwest refuses to build (e.g. a URI too long for `http::Uri`) says nothing
+    // about the upstream's health.
+    let builder = e.is_builder();
     let e = e.without_url();
-    if timeout {
+    if builder {
+        BackendError::unsendable_request(format!("cannot build the upstream request: {e}"))
+    } else if timeout {
         BackendError::timeout(format!("upstream timed out: {e}"))
     } else if connect {
         BackendError::transport(format!("cannot connect to upstream: {}", source_chain(&e)))
@@ -310,6 +315,18 @@ pub async fn get_json(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unbuildable_requests_never_count_against_the_backend() {
+        let e = reqwest::Client::new()
+            .get("http://exa mple/")
+            .build()
+            .unwrap_err();
+        assert!(e.is_builder());
+        let err = transport_error(e);
+        assert_eq!(err.kind, llm_proxy_api::ErrorKind::InvalidRequest);
+        assert!(!err.counts_against_backend && !err.retryable, "{err}");
+    }
 
     #[test]
     fn echoed_keys_are_scrubbed_from_error_messages() {

@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ProxyError;
-use crate::routing::breaker::Admission;
+use crate::routing::breaker::{Admission, Breakers};
 use crate::routing::selector::{SelectorKind, pick_by_weight};
 use crate::routing::{Leg, Plan, apply_params, instances_for};
 use crate::state::{AppState, BackendSlot};
@@ -66,16 +66,56 @@ enum Outcome {
     Failed(BackendError),
 }
 
-/// Whether a failure says something about the instance's health.
-fn counts_against_instance(e: &BackendError) -> bool {
-    matches!(
-        e.kind,
-        ErrorKind::Unavailable
-            | ErrorKind::Timeout
-            | ErrorKind::RateLimited
-            | ErrorKind::Authentication
-            | ErrorKind::PermissionDenied
-    )
+/// Reports a failed attempt to the instance's breaker: only failures that say something about
+/// the instance's health count (the error decided that when it was created), so no client can
+/// open a breaker with requests of its own making. An upstream that answered (a 4xx) is alive;
+/// a failure that never reached it (bad input, a client's deadline) just ends the admitted call.
+fn record_failure(breakers: &Breakers, instance: &str, admission: Admission, e: &BackendError) {
+    if e.counts_against_backend {
+        breakers.record(instance, admission, false);
+    } else if e.upstream_status.is_some() {
+        breakers.record(instance, admission, true);
+    } else {
+        breakers.release(instance, admission);
+    }
+}
+
+/// When each race leg starts (its delay after the first) and how long it may take to its first
+/// meaningful output. The selector parser bounds both; a value that still makes no `Duration`
+/// is refused here rather than panicking.
+fn race_timings(plan: &Plan) -> Result<Vec<(Duration, Option<Duration>)>, ProxyError> {
+    let max_handicap = plan
+        .legs
+        .iter()
+        .filter_map(|l| l.annotations.handicap)
+        .fold(0.0, f64::max);
+    plan.legs
+        .iter()
+        .map(|leg| {
+            let lead = (max_handicap - leg.annotations.handicap.unwrap_or(0.0)).max(0.0);
+            let delay = Duration::try_from_secs_f64(lead).map_err(|_| {
+                ProxyError::invalid(
+                    "handicap must be a number of seconds",
+                    Some("model"),
+                    Some("invalid_handicap"),
+                )
+            })?;
+            let ttft = leg
+                .annotations
+                .ttft_timeout
+                .map(|t| {
+                    Duration::try_from_secs_f64(t).map_err(|_| {
+                        ProxyError::invalid(
+                            "ttft_timeout must be a number of seconds",
+                            Some("model"),
+                            Some("invalid_ttft_timeout"),
+                        )
+                    })
+                })
+                .transpose()?;
+            Ok((delay, ttft))
+        })
+        .collect()
 }
 
 /// Routes `req` and starts the call. Returns once meaningful output exists (or the stream
@@ -178,7 +218,7 @@ async fn sequential(
                         return Ok(Dispatched { stream, route });
                     }
                     Outcome::Failed(e) => {
-                        breakers.record(&slot.instance, admission, !counts_against_instance(&e));
+                        record_failure(breakers, &slot.instance, admission, &e);
                         tracing::warn!(instance = %slot.instance, kind = e.kind.label(), retryable = e.retryable, "attempt failed: {e}");
                         if !fh.enabled || !e.retryable {
                             return Err(e.into());
@@ -229,17 +269,10 @@ async fn race(
     req: &ChatRequest,
     meta: &CallMeta,
 ) -> Result<Dispatched, ProxyError> {
-    let max_handicap = plan
-        .legs
-        .iter()
-        .filter_map(|l| l.annotations.handicap)
-        .fold(0.0, f64::max);
+    let timings = race_timings(plan)?;
     let leg_failed = Notify::new();
     let mut legs = FuturesUnordered::new();
-    for leg in &plan.legs {
-        let delay = Duration::from_secs_f64(
-            (max_handicap - leg.annotations.handicap.unwrap_or(0.0)).max(0.0),
-        );
+    for (leg, (delay, ttft)) in plan.legs.iter().zip(timings) {
         let leg_failed = &leg_failed;
         legs.push(async move {
             if !delay.is_zero() {
@@ -262,14 +295,16 @@ async fn race(
                 );
             };
             let run = attempt(state, slot, leg, req, meta);
-            let outcome = match leg.annotations.ttft_timeout {
-                Some(t) => tokio::time::timeout(Duration::from_secs_f64(t), run)
-                    .await
-                    .unwrap_or_else(|_| {
-                        Outcome::Failed(BackendError::timeout(format!(
-                            "no output within ttft_timeout={t}s"
-                        )))
-                    }),
+            let outcome = match ttft {
+                Some(t) => tokio::time::timeout(t, run).await.unwrap_or_else(|_| {
+                    let message = format!("no output within ttft_timeout={}s", t.as_secs_f64());
+                    // A deadline the client picked says nothing about the backend's health.
+                    Outcome::Failed(if plan.client_written {
+                        BackendError::client_timeout(message)
+                    } else {
+                        BackendError::timeout(message)
+                    })
+                }),
                 None => run.await,
             };
             (leg, Some(slot), outcome)
@@ -298,11 +333,7 @@ async fn race(
             }
             Outcome::Failed(e) => {
                 if slot.is_some() {
-                    state.router().breakers().record(
-                        &instance,
-                        Admission::Allowed,
-                        !counts_against_instance(&e),
-                    );
+                    record_failure(state.router().breakers(), &instance, Admission::Allowed, &e);
                 }
                 tracing::warn!(instance = %instance, "race leg failed: {e}");
                 last_error = Some(e);
@@ -367,6 +398,9 @@ async fn attempt(
         client_headers: meta.headers.clone(),
         lossy: meta.lossy.clone(),
     };
+    if let Err(e) = llm_proxy_api::model_name::check_model_name(&leg.model) {
+        return Outcome::Failed(e);
+    }
     tracing::debug!(instance = %slot.instance, model = %leg.model, "calling backend");
     let stream = match meta.clock.future(backend.stream(&ctx, req)).await {
         Ok(s) => s,

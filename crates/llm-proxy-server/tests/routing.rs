@@ -434,8 +434,10 @@ async fn max_context_skips_small_branches_and_params_apply() {
 
 #[tokio::test]
 async fn startup_rejects_unknown_backends_and_bad_aliases() {
+    // Syntax errors surface when the config loads, unknown names when the state is built.
     let build = |yaml: &str| {
-        let cfg = load_from_str(yaml, &CliOverrides::default(), &Env::default()).unwrap();
+        let cfg = load_from_str(yaml, &CliOverrides::default(), &Env::default())
+            .map_err(|e| e.to_string())?;
         AppState::build(
             cfg,
             llm_proxy_server::plugins::Plugins::from_linked(),

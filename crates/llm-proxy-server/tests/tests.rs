@@ -10,6 +10,7 @@ mod dialect;
 mod errors;
 mod gemini;
 mod hostile;
+mod hardening;
 mod matrix;
 mod openai_chat;
 mod plugins;

@@ -15,6 +15,7 @@ use llm_proxy_api::http::{
     BodyStream, CaptureAwareClient, ConnectorRequestContext, HttpResponse, PendingCapture,
     PluginHttpCaptureContext, capture_http_response,
 };
+use llm_proxy_api::model_name::check_model_name;
 use llm_proxy_api::plugin::FactoryArgs;
 use llm_proxy_api::stream::{EventStream, StreamEvent};
 use llm_proxy_api::translation::StreamDecoder;
@@ -172,6 +173,7 @@ impl Backend for OllamaNative {
         ctx: &CallContext,
         req: &ChatRequest,
     ) -> Result<EventStream, BackendError> {
+        check_model_name(&ctx.model)?;
         let own = Instant::now() + self.timeouts.total;
         let deadline = ctx.deadline.map_or(own, |d| d.min(own));
         let (wire, notes) = request_from_model(req, &ctx.model, &self.settings);
@@ -265,8 +267,11 @@ fn native_base(url: &str) -> String {
 fn transport_error(e: reqwest::Error) -> BackendError {
     let timeout = e.is_timeout();
     let connect = e.is_connect();
+    let builder = e.is_builder();
     let e = e.without_url();
-    if timeout {
+    if builder {
+        BackendError::unsendable_request(format!("cannot build the Ollama request: {e}"))
+    } else if timeout {
         BackendError::timeout(format!("Ollama timed out: {e}"))
     } else if connect {
         BackendError::transport(format!("cannot connect to Ollama: {e}"))

@@ -130,7 +130,10 @@ pub fn decode_error(status: u16, body: &[u8]) -> BackendError {
 /// Google's protobuf duration text (`"37s"`, `"0.5s"`).
 fn parse_duration(s: &str) -> Option<Duration> {
     let secs: f64 = s.strip_suffix('s')?.parse().ok()?;
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)))
+    if !secs.is_finite() {
+        return None;
+    }
+    Duration::try_from_secs_f64(secs.min(86_400.0)).ok()
 }
 
 #[cfg(test)]

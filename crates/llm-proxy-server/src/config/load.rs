@@ -376,6 +376,15 @@ fn cli_aliases(values: &[String]) -> Result<Option<Vec<super::raw::RawAlias>>, C
         .map(Some)
 }
 
+/// A selector size cap: at least 2 (a composite needs two leaves), at most 1024.
+fn selector_cap(path: &str, v: Option<usize>, default: usize) -> Result<usize, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(n) if (2..=1024).contains(&n) => Ok(n),
+        Some(_) => Err(ConfigError::new(path, "expected a number from 2 to 1024")),
+    }
+}
+
 fn non_negative(path: &str, v: Option<f64>, default: Duration) -> Result<Duration, ConfigError> {
     match v {
         Some(0.0) => Ok(Duration::ZERO),
@@ -386,7 +395,8 @@ fn non_negative(path: &str, v: Option<f64>, default: Duration) -> Result<Duratio
 fn seconds(path: &str, v: Option<f64>, default: Duration) -> Result<Duration, ConfigError> {
     match v {
         None => Ok(default),
-        Some(s) if s.is_finite() && s > 0.0 && s < 1e9 => Ok(Duration::from_secs_f64(s)),
+        Some(s) if s > 0.0 && s < 1e9 => Duration::try_from_secs_f64(s)
+            .map_err(|_| ConfigError::new(path, "expected a positive number of seconds")),
         Some(_) => Err(ConfigError::new(
             path,
             "expected a positive number of seconds",
@@ -591,7 +601,18 @@ fn validate(
         model_only_missing_priority: rr
             .model_only_missing_priority
             .unwrap_or(defaults.routing.model_only_missing_priority),
+        max_race_legs: selector_cap(
+            "routing.max_race_legs",
+            rr.max_race_legs,
+            defaults.routing.max_race_legs,
+        )?,
+        max_selector_leaves: selector_cap(
+            "routing.max_selector_leaves",
+            rr.max_selector_leaves,
+            defaults.routing.max_selector_leaves,
+        )?,
     };
+    let limits = crate::routing::selector_limits(&routing);
     let model_aliases = raw
         .model_aliases
         .clone()
@@ -624,7 +645,10 @@ fn validate(
     }
     let check_selector = |path: &str, v: &Option<String>| match v {
         Some(s) if s.trim().is_empty() => Err(ConfigError::new(path, "must not be empty")),
-        _ => Ok(()),
+        Some(s) => crate::routing::selector::parse_within(s, &limits)
+            .map(drop)
+            .map_err(|e| ConfigError::new(path, format!("invalid selector: {e}"))),
+        None => Ok(()),
     };
     check_selector("backends.default_backend", &raw.backends.default_backend)?;
     check_selector("backends.static_route", &raw.backends.static_route)?;
@@ -742,6 +766,8 @@ pub fn effective_config(cfg: &AppConfig) -> Value {
             "backend_priorities": cfg.routing.backend_priorities,
             "model_only_missing_cost": cfg.routing.model_only_missing_cost,
             "model_only_missing_priority": cfg.routing.model_only_missing_priority,
+            "max_race_legs": cfg.routing.max_race_legs,
+            "max_selector_leaves": cfg.routing.max_selector_leaves,
         },
         "model_aliases": cfg.model_aliases.iter().map(|a| json!({"pattern": a.pattern, "replacement": a.replacement})).collect::<Vec<_>>(),
         "backends": {

@@ -58,6 +58,10 @@ pub struct RawRouting {
     pub backend_priorities: BTreeMap<String, i64>,
     pub model_only_missing_cost: Option<f64>,
     pub model_only_missing_priority: Option<i64>,
+    /// Most legs in a parallel race selector (default 8).
+    pub max_race_legs: Option<usize>,
+    /// Most leaves in any selector (default 32).
+    pub max_selector_leaves: Option<usize>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

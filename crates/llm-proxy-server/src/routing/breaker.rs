@@ -151,6 +151,28 @@ impl Breakers {
         };
     }
 
+    /// Ends an admitted call whose failure says nothing about the instance's health (the
+    /// request's own fault): the failure count is left as it was, and a half-open trial slot
+    /// is given back without counting as a success.
+    pub fn release(&self, instance: &str, admission: Admission) {
+        if !self.config.enabled || admission != Admission::Trial {
+            return;
+        }
+        let Some(Ok(mut state)) = self.states.get(instance).map(Mutex::lock) else {
+            return;
+        };
+        if let State::HalfOpen {
+            inflight,
+            successes,
+        } = *state
+        {
+            *state = State::HalfOpen {
+                inflight: inflight.saturating_sub(1),
+                successes,
+            };
+        }
+    }
+
     /// Closes the breaker (manual reactivation). Returns false for unknown instances.
     pub fn reset(&self, instance: &str) -> bool {
         match self.states.get(instance).map(Mutex::lock) {
@@ -247,6 +269,25 @@ mod tests {
             "half_open",
             "zero cooldown: open expires at once"
         );
+    }
+
+    #[test]
+    fn released_calls_neither_count_nor_succeed() {
+        let b = breakers(Duration::ZERO);
+        for _ in 0..2 {
+            let adm = b.admit("a");
+            b.record("a", adm, false);
+        }
+        let adm = b.admit("a");
+        b.release("a", adm);
+        assert_eq!(b.snapshot()["a"]["consecutive_failures"], 2, "not reset");
+        let adm = b.admit("a");
+        b.record("a", adm, false);
+        let trial = b.admit("a");
+        assert_eq!(trial, Admission::Trial);
+        b.release("a", trial);
+        assert_eq!(b.snapshot()["a"]["state"], "half_open", "not closed by it");
+        assert_eq!(b.admit("a"), Admission::Trial, "the trial slot came back");
     }
 
     #[test]

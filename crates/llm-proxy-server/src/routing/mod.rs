@@ -7,14 +7,14 @@ pub mod selector;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use llm_proxy_api::config::{AppConfig, ModelOnlyPolicy};
+use llm_proxy_api::config::{AppConfig, ModelOnlyPolicy, RoutingConfig};
 use llm_proxy_api::model::{ChatRequest, Part};
 use regex::Regex;
 
 use crate::error::ProxyError;
 use crate::state::{AppState, BackendSlot};
 use breaker::Breakers;
-use selector::{Annotations, Leaf, Selector, SelectorKind};
+use selector::{Annotations, Leaf, Selector, SelectorKind, SelectorLimits};
 
 /// One way to serve the request.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +38,18 @@ pub struct Plan {
     pub legs: Vec<Leg>,
     /// A weighted leg marked `[first]`, forced for the session's first request.
     pub forced_first: Option<usize>,
+    /// The selector is the client's own model string (no static route, alias or composite
+    /// default took over), so its `ttft_timeout`s are the client's choice, not the operator's.
+    pub client_written: bool,
+}
+
+/// The selector size limits configured under `routing.*`.
+pub fn selector_limits(routing: &RoutingConfig) -> SelectorLimits {
+    SelectorLimits {
+        max_race_legs: routing.max_race_legs,
+        max_selector_leaves: routing.max_selector_leaves,
+        ..SelectorLimits::default()
+    }
 }
 
 /// Sessions remembered for `[first]` (oldest forgotten beyond this).
@@ -67,6 +79,7 @@ pub fn session_id(req: &ChatRequest, headers: &http::HeaderMap) -> Option<String
 #[derive(Debug)]
 pub struct Router {
     aliases: Vec<(Regex, String)>,
+    limits: SelectorLimits,
     default: Option<Selector>,
     static_route: Option<Selector>,
     breakers: Breakers,
@@ -78,10 +91,17 @@ pub struct Router {
     )>,
 }
 
-fn parse_selector(text: &str) -> Result<Selector, ProxyError> {
-    selector::parse(text).map_err(|e| {
+/// The longest selector text quoted back in an error message.
+const QUOTED_SELECTOR_CHARS: usize = 200;
+
+fn parse_selector(text: &str, limits: &SelectorLimits) -> Result<Selector, ProxyError> {
+    selector::parse_within(text, limits).map_err(|e| {
+        let quoted = match text.char_indices().nth(QUOTED_SELECTOR_CHARS) {
+            Some((cut, _)) => format!("{}…", &text[..cut]),
+            None => text.to_owned(),
+        };
         ProxyError::invalid(
-            format!("invalid selector '{text}': {e}"),
+            format!("invalid selector '{quoted}': {e}"),
             Some("model"),
             Some(e.code.as_str()),
         )
@@ -118,15 +138,18 @@ impl Router {
                 .map_err(|e| format!("model_aliases[{i}].pattern: invalid regex: {e}"))?;
             aliases.push((re, replacement_template(&alias.replacement)));
         }
+        let limits = selector_limits(&config.routing);
         let parse = |path: &str, v: &Option<String>| {
             v.as_deref()
                 .map(|s| {
-                    selector::parse(s).map_err(|e| format!("{path}: invalid selector '{s}': {e}"))
+                    selector::parse_within(s, &limits)
+                        .map_err(|e| format!("{path}: invalid selector '{s}': {e}"))
                 })
                 .transpose()
         };
         Ok(Self {
             aliases,
+            limits,
             default: parse("backends.default_backend", &config.backends.default_backend)?,
             static_route: parse("backends.static_route", &config.backends.static_route)?,
             round_robin: AtomicUsize::new(0),
@@ -160,7 +183,7 @@ impl Router {
             if alias.replacement.contains('\\') {
                 continue;
             }
-            let sel = selector::parse(&alias.replacement)
+            let sel = selector::parse_within(&alias.replacement, &self.limits)
                 .map_err(|e| format!("model_aliases[{i}].replacement: {e}"))?;
             for leaf in sel.leaves().iter().filter(|l| l.backend.is_some()) {
                 let name = leaf_backend_name(leaf);
@@ -188,16 +211,17 @@ impl Router {
         req: &ChatRequest,
         session: Option<&str>,
     ) -> Result<Plan, ProxyError> {
-        let selector = match &self.static_route {
-            Some(sel) => sel.clone(),
+        let (selector, from_client) = match &self.static_route {
+            Some(sel) => (sel.clone(), false),
             None => match self.apply_aliases(&req.model) {
                 Some(rewritten) => {
                     tracing::debug!(from = %req.model, to = %rewritten, "model alias applied");
-                    parse_selector(&rewritten)?
+                    (parse_selector(&rewritten, &self.limits)?, false)
                 }
-                None => parse_selector(&req.model)?,
+                None => (parse_selector(&req.model, &self.limits)?, true),
             },
         };
+        let client_written = from_client && self.composite_default_for(state, &selector).is_none();
         let (kind, legs) = self.legs(state, &selector)?;
         if kind == SelectorKind::Parallel && !req.stream {
             return Err(ProxyError::invalid(
@@ -218,6 +242,7 @@ impl Router {
             kind,
             legs,
             forced_first,
+            client_written,
         })
     }
 
@@ -245,12 +270,7 @@ impl Router {
         state: &AppState,
         selector: &Selector,
     ) -> Result<(SelectorKind, Vec<Leg>), ProxyError> {
-        // A bare model on its own follows a composite default selector entirely.
-        if let (Selector::Single(leaf), Some(default)) = (selector, &self.default)
-            && leaf.backend.is_none()
-            && !is_backend_name(state, &leaf.model)
-            && default.kind() != SelectorKind::Single
-        {
+        if let Some(default) = self.composite_default_for(state, selector) {
             return self.resolve_all(state, default.kind(), default.leaves(), None);
         }
         self.resolve_all(
@@ -259,6 +279,20 @@ impl Router {
             selector.leaves(),
             self.default.as_ref(),
         )
+    }
+
+    /// A bare model on its own follows a composite default selector entirely.
+    fn composite_default_for(&self, state: &AppState, selector: &Selector) -> Option<&Selector> {
+        match (selector, &self.default) {
+            (Selector::Single(leaf), Some(default))
+                if leaf.backend.is_none()
+                    && !is_backend_name(state, &leaf.model)
+                    && default.kind() != SelectorKind::Single =>
+            {
+                Some(default)
+            }
+            _ => None,
+        }
     }
 
     fn resolve_all(
@@ -279,7 +313,9 @@ impl Router {
 /// Checks a configured selector (default backend, static route) at startup: it parses and
 /// every leaf names a configured backend.
 pub fn validate_selector(state: &AppState, text: &str) -> Result<(), String> {
-    let sel = selector::parse(text).map_err(|e| format!("invalid selector '{text}': {e}"))?;
+    let limits = selector_limits(&state.config().routing);
+    let sel = selector::parse_within(text, &limits)
+        .map_err(|e| format!("invalid selector '{text}': {e}"))?;
     for leaf in sel.leaves() {
         let name = leaf_backend_name(leaf);
         if find_instance(state, &name).is_none() {

@@ -28,6 +28,9 @@ pub enum SelectorErrorCode {
     InvalidHandicap,
     InvalidTtftTimeout,
     InvalidLeaf,
+    SelectorTooLong,
+    TooManyLeaves,
+    TooManyRaceLegs,
 }
 
 impl SelectorErrorCode {
@@ -40,6 +43,9 @@ impl SelectorErrorCode {
             Self::InvalidHandicap => "invalid_handicap",
             Self::InvalidTtftTimeout => "invalid_ttft_timeout",
             Self::InvalidLeaf => "invalid_leaf",
+            Self::SelectorTooLong => "selector_too_long",
+            Self::TooManyLeaves => "too_many_leaves",
+            Self::TooManyRaceLegs => "too_many_race_legs",
         }
     }
 }
@@ -321,13 +327,59 @@ pub fn pick_by_weight(
     candidates.last().map(|(index, _)| *index)
 }
 
-/// Parses and validates a selector.
+/// The largest `handicap` or `ttft_timeout`, in seconds: an hour is longer than any request
+/// may run, and keeps every value a valid `Duration`.
+pub const MAX_SECONDS: f64 = 3600.0;
+
+/// How big a selector may be; a client writes selectors, so each is bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SelectorLimits {
+    /// Longest selector text, in bytes.
+    pub max_len: usize,
+    /// Most leaves in any selector.
+    pub max_selector_leaves: usize,
+    /// Most legs in a parallel race (`!`), each one an upstream call.
+    pub max_race_legs: usize,
+}
+
+impl Default for SelectorLimits {
+    fn default() -> Self {
+        Self {
+            max_len: 16 * 1024,
+            max_selector_leaves: 32,
+            max_race_legs: 8,
+        }
+    }
+}
+
+/// Parses and validates a selector within the default [`SelectorLimits`].
 ///
 /// # Errors
 ///
 /// Returns a [`SelectorError`] whose `code` says which rule the input broke.
 pub fn parse(input: &str) -> Result<Selector, SelectorError> {
-    Parser { input }.parse()
+    parse_within(input, &SelectorLimits::default())
+}
+
+/// Parses and validates a selector within `limits`; the length is checked before any parsing
+/// and the leaf count before any leaf is parsed.
+///
+/// # Errors
+///
+/// Returns a [`SelectorError`] whose `code` says which rule the input broke.
+pub fn parse_within(input: &str, limits: &SelectorLimits) -> Result<Selector, SelectorError> {
+    if input.len() > limits.max_len {
+        return Err(SelectorError {
+            code: SelectorErrorCode::SelectorTooLong,
+            message: format!(
+                "the selector is {} bytes long; at most {} are allowed",
+                input.len(),
+                limits.max_len
+            ),
+            position: None,
+        });
+    }
+    Parser { input, limits }.parse()
 }
 
 const OPERATORS: [char; 3] = ['|', '^', '!'];
@@ -389,6 +441,7 @@ struct AnnotationItem<'a> {
 
 struct Parser<'a> {
     input: &'a str,
+    limits: &'a SelectorLimits,
 }
 
 impl<'a> Parser<'a> {
@@ -402,6 +455,7 @@ impl<'a> Parser<'a> {
         }
         self.check_brackets()?;
         let (kind, branches) = self.split_branches()?;
+        self.check_counts(kind, branches.len())?;
         if kind == SelectorKind::Single {
             return Ok(Selector::Single(self.parse_branch(self.input, kind)?));
         }
@@ -417,6 +471,32 @@ impl<'a> Parser<'a> {
             SelectorKind::Weighted => Selector::Weighted(leaves),
             SelectorKind::Parallel => Selector::Parallel(leaves),
         })
+    }
+
+    fn check_counts(&self, kind: SelectorKind, leaves: usize) -> Result<(), SelectorError> {
+        let (code, limit, what) = if kind == SelectorKind::Parallel {
+            (
+                SelectorErrorCode::TooManyRaceLegs,
+                self.limits
+                    .max_race_legs
+                    .min(self.limits.max_selector_leaves),
+                "legs in a parallel race (routing.max_race_legs)",
+            )
+        } else {
+            (
+                SelectorErrorCode::TooManyLeaves,
+                self.limits.max_selector_leaves,
+                "leaves (routing.max_selector_leaves)",
+            )
+        };
+        if leaves > limit {
+            return Err(SelectorError {
+                code,
+                message: format!("{leaves} {what}; at most {limit} are allowed"),
+                position: None,
+            });
+        }
+        Ok(())
     }
 
     /// Brackets only delimit annotation blocks, so they must pair up and never nest.
@@ -615,7 +695,7 @@ impl<'a> Parser<'a> {
         match key {
             AnnotationKey::Weight => {
                 annotations.weight =
-                    Some(self.number(item, SelectorErrorCode::InvalidWeight, false)?);
+                    Some(self.number(item, SelectorErrorCode::InvalidWeight, false, f64::MAX)?);
             }
             AnnotationKey::MaxContext => {
                 let parsed = item
@@ -637,34 +717,45 @@ impl<'a> Parser<'a> {
             AnnotationKey::First => annotations.first = self.flag(item)?,
             AnnotationKey::Thinker => annotations.thinker = self.flag(item)?,
             AnnotationKey::Handicap => {
-                let handicap = self.number(item, SelectorErrorCode::InvalidHandicap, true)?;
+                let handicap =
+                    self.number(item, SelectorErrorCode::InvalidHandicap, true, MAX_SECONDS)?;
                 // `-0` is accepted as zero; store +0 so it prints back as `0`.
                 annotations.handicap = Some(if handicap == 0.0 { 0.0 } else { handicap });
             }
             AnnotationKey::TtftTimeout => {
-                annotations.ttft_timeout =
-                    Some(self.number(item, SelectorErrorCode::InvalidTtftTimeout, false)?);
+                annotations.ttft_timeout = Some(self.number(
+                    item,
+                    SelectorErrorCode::InvalidTtftTimeout,
+                    false,
+                    MAX_SECONDS,
+                )?);
             }
         }
         Ok(())
     }
 
-    /// A finite number, positive (or non-negative when `zero_allowed`).
+    /// A finite number up to `max`, positive (or non-negative when `zero_allowed`).
     fn number(
         &self,
         item: &AnnotationItem<'a>,
         code: SelectorErrorCode,
         zero_allowed: bool,
+        max: f64,
     ) -> Result<f64, SelectorError> {
         let parsed = item
             .value
             .and_then(|v| v.parse::<f64>().ok())
-            .filter(|v| v.is_finite() && (*v > 0.0 || (zero_allowed && *v == 0.0)));
+            .filter(|v| v.is_finite() && *v <= max && (*v > 0.0 || (zero_allowed && *v == 0.0)));
         parsed.ok_or_else(|| {
-            let expected = if zero_allowed {
+            let sign = if zero_allowed {
                 "a non-negative number"
             } else {
                 "a positive number"
+            };
+            let expected = if max < f64::MAX {
+                format!("{sign} of at most {}", format_number(max))
+            } else {
+                sign.to_owned()
             };
             self.error(
                 code,
@@ -1435,6 +1526,53 @@ mod tests {
     }
 
     #[test]
+    fn seconds_are_bounded_so_they_always_make_a_duration() {
+        // `1e20` seconds once panicked in `Duration::from_secs_f64` when a race started.
+        for value in ["1e20", "3600.001", "1e308"] {
+            assert_eq!(
+                code_of(&format!("[handicap={value}]a:m!b:m")),
+                InvalidHandicap
+            );
+            assert_eq!(
+                code_of(&format!("[ttft_timeout={value}]a:m!b:m")),
+                InvalidTtftTimeout
+            );
+        }
+        let at_max = ok("[handicap=3600,ttft_timeout=3600]a:m!b:m");
+        assert_eq!(at_max.leaves()[0].annotations.handicap, Some(MAX_SECONDS));
+    }
+
+    #[test]
+    fn size_is_limited() {
+        let limits = SelectorLimits {
+            max_len: 64,
+            max_selector_leaves: 4,
+            max_race_legs: 2,
+        };
+        let code = |input: &str| parse_within(input, &limits).err().map(|e| e.code);
+        assert_eq!(code(&"m".repeat(65)), Some(SelectorTooLong));
+        assert_eq!(code(&"m".repeat(64)), None);
+        assert_eq!(code("a:m!b:m"), None);
+        assert_eq!(code("a:m!b:m!c:m"), Some(TooManyRaceLegs));
+        assert_eq!(code("a:m|b:m|c:m|d:m"), None);
+        assert_eq!(code("a:m|b:m|c:m|d:m|e:m"), Some(TooManyLeaves));
+        assert_eq!(code("a^b^c^d^e"), Some(TooManyLeaves));
+        // The defaults: 8 race legs, 32 leaves, 16 KiB.
+        let race = ["a:m"; 9].join("!");
+        assert_eq!(code_of(&race), TooManyRaceLegs);
+        assert!(parse(&["a:m"; 8].join("!")).is_ok());
+        assert_eq!(code_of(&["a:m"; 33].join("|")), TooManyLeaves);
+        assert_eq!(code_of(&"m".repeat(100_000)), SelectorTooLong);
+        assert!(
+            parse(&vec!["a:m"; 2000].join("!"))
+                .unwrap_err()
+                .message
+                .len()
+                < 200
+        );
+    }
+
+    #[test]
     fn ttft_timeout_must_be_positive() {
         for value in ["0", "-2", "NaN", "soon"] {
             let input = format!("[ttft_timeout={value}]a:m!b:m");
@@ -1687,13 +1825,23 @@ mod tests {
         ]
     }
 
+    fn seconds() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            0.001f64..MAX_SECONDS,
+            Just(1.0),
+            Just(MAX_SECONDS),
+            Just(f64::MIN_POSITIVE),
+            Just(5e-324)
+        ]
+    }
+
     fn annotated(kind: SelectorKind) -> impl Strategy<Value = Leaf> {
         (
             leaf(),
             prop::option::of(positive()),
             prop::option::of(1u64..=u64::MAX),
-            prop::option::of(prop_oneof![Just(0.0), positive()]),
-            prop::option::of(positive()),
+            prop::option::of(prop_oneof![Just(0.0), seconds()]),
+            prop::option::of(seconds()),
         )
             .prop_map(move |(mut leaf, weight, max_context, handicap, ttft)| {
                 let allowed = |key: AnnotationKey| key.allowed_in().contains(&kind);
