@@ -22,19 +22,20 @@ impl Secret {
         &self.0
     }
 
-    /// A masked rendering safe for logs and diagnostics: a short prefix and the length.
+    /// A masked rendering safe for logs and diagnostics (see [`mask_secret`]).
     pub fn masked(&self) -> String {
         mask_secret(&self.0)
     }
 }
 
-/// Masks a secret keeping at most a 4-character prefix (`sk-a…(51 chars)`).
+/// Masks a secret: a 4-character prefix followed by `…` for secrets longer than 20
+/// characters (`sk-p…`), `****` for shorter ones. The length is never shown.
 pub fn mask_secret(secret: &str) -> String {
-    let prefix: String = secret.chars().take(4).collect();
-    if secret.chars().count() <= 8 {
+    if secret.chars().count() <= 20 {
         return "****".to_owned();
     }
-    format!("{prefix}…({} chars)", secret.chars().count())
+    let prefix: String = secret.chars().take(4).collect();
+    format!("{prefix}…")
 }
 
 impl fmt::Debug for Secret {
@@ -304,8 +305,14 @@ mod tests {
     #[test]
     fn secrets_never_print() {
         let s = Secret::new("sk-abcdefghijklmnopqrstuvwxyz");
-        assert_eq!(format!("{s:?}"), "sk-a…(29 chars)");
+        assert_eq!(format!("{s:?}"), "sk-a…");
         assert!(!format!("{s}").contains("efgh"));
         assert_eq!(mask_secret("short"), "****");
+        assert_eq!(
+            mask_secret("sk-exactly-twenty-ch"),
+            "****",
+            "20 chars: no prefix"
+        );
+        assert_eq!(mask_secret("sk-twenty-one-chars-x"), "sk-t…");
     }
 }

@@ -24,6 +24,7 @@ pub mod http;
 pub mod ids;
 pub mod model;
 pub mod plugin;
+pub mod scrub;
 pub mod stream;
 pub mod translation;
 
@@ -42,6 +43,7 @@ pub use plugin::{
     BACKEND_PLUGIN_ENTRY_POINT_GROUP, BackendFactory, BackendPluginDefinition,
     BackendPluginProvider, FactoryArgs, PluginCompatibility, PluginPostBuildHook, ServiceProvider,
 };
+pub use scrub::Scrubber;
 pub use stream::{Collector, EventStream, StreamEvent, collect, response_events};
 pub use translation::{StreamDecoder, TranslationService, WireCodec};
 

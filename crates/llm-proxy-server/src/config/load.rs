@@ -7,7 +7,9 @@ use std::time::Duration;
 use llm_proxy_api::config::{
     AppConfig, AuthConfig, BackendInstanceConfig, BackendsConfig, CircuitBreakerConfig,
     FailureHandling, LoggingConfig, ModelAlias, ModelOnlyPolicy, RoutingConfig, Secret, Timeouts,
+    mask_secret,
 };
+use llm_proxy_api::scrub::{is_secret_extra_setting, mask_url_credentials};
 use llm_proxy_connectors::openai_compat::PROVIDERS;
 use serde_json::{Value, json};
 
@@ -662,14 +664,14 @@ pub fn effective_config(cfg: &AppConfig) -> Value {
                 name.clone(),
                 json!({
                     "type": b.backend_type,
-                    "api_url": b.api_url,
+                    "api_url": b.api_url.as_deref().map(mask_url_credentials),
                     "api_key": b.api_key.as_ref().map(Secret::masked),
                     "key_source": b.key_name,
                     "timeout": b.timeouts.total.as_secs_f64(),
                     "connect_timeout": b.timeouts.connect.as_secs_f64(),
                     "first_byte_timeout": b.timeouts.first_byte.as_secs_f64(),
                     "models": b.models,
-                    "extra": b.extra,
+                    "extra": masked_extra(&b.extra),
                 }),
             )
         })
@@ -717,6 +719,34 @@ pub fn effective_config(cfg: &AppConfig) -> Value {
         "auth": { "api_keys": cfg.auth.api_keys.iter().map(Secret::masked).collect::<Vec<_>>() },
         "logging": { "level": cfg.logging.level, "capture_file": cfg.logging.capture_file },
     })
+}
+
+/// `extra` with every header value and every credential-named setting masked (the values the
+/// scrubber treats as secrets).
+fn masked_extra(extra: &serde_json::Map<String, Value>) -> Value {
+    fn mask_all(value: &Value) -> Value {
+        match value {
+            Value::String(s) => Value::String(mask_secret(s)),
+            Value::Array(items) => Value::Array(items.iter().map(mask_all).collect()),
+            Value::Object(map) => {
+                Value::Object(map.iter().map(|(k, v)| (k.clone(), mask_all(v))).collect())
+            }
+            other => other.clone(),
+        }
+    }
+    Value::Object(
+        extra
+            .iter()
+            .map(|(k, v)| {
+                let shown = if is_secret_extra_setting(k) {
+                    mask_all(v)
+                } else {
+                    v.clone()
+                };
+                (k.clone(), shown)
+            })
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -883,5 +913,23 @@ mod tests {
         assert!(!shown.contains("supersecret"), "{shown}");
         assert!(!shown.contains("client-secret"), "{shown}");
         assert!(shown.contains("OPENAI_API_KEY"));
+    }
+
+    #[test]
+    fn effective_config_masks_header_values_and_url_credentials() {
+        let file = "backends:\n  openai-compatible:\n    api_url: https://bob:url-password-1@h.test/v1?key=url-query-key-1&alt=sse\n    extra:\n      headers:\n        X-Custom-Auth: header-secret-value-1\n      refresh_token: plugin-token-value-1\n      keep_alive: 5m\n";
+        let cfg = load_from_str(file, &CliOverrides::default(), &Env::default()).unwrap();
+        let shown = effective_config(&cfg).to_string();
+        for leaked in [
+            "url-password-1",
+            "url-query-key-1",
+            "header-secret-value-1",
+            "plugin-token-value-1",
+        ] {
+            assert!(!shown.contains(leaked), "{leaked} in {shown}");
+        }
+        assert!(shown.contains("X-Custom-Auth"), "{shown}");
+        assert!(shown.contains("alt=sse"), "{shown}");
+        assert!(shown.contains("5m"), "{shown}");
     }
 }
