@@ -12,4 +12,5 @@ mod matrix;
 mod openai_chat;
 mod plugins;
 mod routing;
+mod secrets;
 mod streaming;
