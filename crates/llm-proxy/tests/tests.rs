@@ -1,0 +1,5 @@
+//! Tests of the `llm-proxy` binary as a user runs it: a child process on 127.0.0.1:0.
+// Helpers outside `#[test]` functions unwrap too; clippy's in-test allowance does not reach them.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod secrets;
