@@ -199,6 +199,34 @@ pub fn is_secret_extra_setting(name: &str) -> bool {
             .any(|w| n.contains(w))
 }
 
+/// `extra` with every header value and every credential-named setting masked (the values the
+/// scrubber treats as secrets), for showing a configuration.
+pub fn masked_extra(extra: &serde_json::Map<String, Value>) -> Value {
+    fn mask_all(value: &Value) -> Value {
+        match value {
+            Value::String(s) => Value::String(mask_secret(s)),
+            Value::Array(items) => Value::Array(items.iter().map(mask_all).collect()),
+            Value::Object(map) => {
+                Value::Object(map.iter().map(|(k, v)| (k.clone(), mask_all(v))).collect())
+            }
+            other => other.clone(),
+        }
+    }
+    Value::Object(
+        extra
+            .iter()
+            .map(|(k, v)| {
+                let shown = if is_secret_extra_setting(k) {
+                    mask_all(v)
+                } else {
+                    v.clone()
+                };
+                (k.clone(), shown)
+            })
+            .collect(),
+    )
+}
+
 fn collect_strings(value: &Value, out: &mut Vec<String>) {
     match value {
         Value::String(s) => out.push(s.clone()),

@@ -245,6 +245,11 @@ impl AppState {
             &state.plugins().report.hooks,
             &services,
         );
+        // Plugin text, shown by diagnostics: it passes the scrubber like backend errors.
+        let hook_warnings = hook_warnings
+            .iter()
+            .map(|w| state.scrubber().scrub(w).into_owned())
+            .collect();
         state.plugins().set_hook_warnings(hook_warnings);
         Ok(state)
     }

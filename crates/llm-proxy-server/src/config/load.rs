@@ -7,9 +7,8 @@ use std::time::Duration;
 use llm_proxy_api::config::{
     AppConfig, AuthConfig, BackendInstanceConfig, BackendsConfig, CircuitBreakerConfig,
     FailureHandling, LoggingConfig, ModelAlias, ModelOnlyPolicy, RoutingConfig, Secret, Timeouts,
-    mask_secret,
 };
-use llm_proxy_api::scrub::{is_secret_extra_setting, mask_url_credentials};
+use llm_proxy_api::scrub::{mask_url_credentials, masked_extra};
 use llm_proxy_connectors::openai_compat::PROVIDERS;
 use serde_json::{Value, json};
 
@@ -719,34 +718,6 @@ pub fn effective_config(cfg: &AppConfig) -> Value {
         "auth": { "api_keys": cfg.auth.api_keys.iter().map(Secret::masked).collect::<Vec<_>>() },
         "logging": { "level": cfg.logging.level, "capture_file": cfg.logging.capture_file },
     })
-}
-
-/// `extra` with every header value and every credential-named setting masked (the values the
-/// scrubber treats as secrets).
-fn masked_extra(extra: &serde_json::Map<String, Value>) -> Value {
-    fn mask_all(value: &Value) -> Value {
-        match value {
-            Value::String(s) => Value::String(mask_secret(s)),
-            Value::Array(items) => Value::Array(items.iter().map(mask_all).collect()),
-            Value::Object(map) => {
-                Value::Object(map.iter().map(|(k, v)| (k.clone(), mask_all(v))).collect())
-            }
-            other => other.clone(),
-        }
-    }
-    Value::Object(
-        extra
-            .iter()
-            .map(|(k, v)| {
-                let shown = if is_secret_extra_setting(k) {
-                    mask_all(v)
-                } else {
-                    v.clone()
-                };
-                (k.clone(), shown)
-            })
-            .collect(),
-    )
 }
 
 #[cfg(test)]
