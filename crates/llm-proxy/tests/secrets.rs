@@ -145,7 +145,6 @@ fn error_body() -> Reply {
     }
 }
 
-#[cfg(unix)]
 #[tokio::test(flavor = "multi_thread")]
 async fn planted_keys_never_reach_responses_logs_captures_or_check_config() {
     let up = MockUpstream::start().await.unwrap();

@@ -2,4 +2,6 @@
 // Helpers outside `#[test]` functions unwrap too; clippy's in-test allowance does not reach them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+// Stops the proxy with SIGTERM (graceful shutdown flushes the capture file).
+#[cfg(unix)]
 mod secrets;
