@@ -69,8 +69,30 @@ pub async fn send_with(
     deadline: Instant,
     decode_error: impl Fn(u16, &[u8]) -> BackendError,
 ) -> Result<HttpResponse, BackendError> {
-    let head_deadline = deadline.min(Instant::now() + timeouts.first_byte);
     let echo = EchoScrubber::for_request(client, request.headers());
+    send_scrubbed(
+        client,
+        request,
+        capture,
+        timeouts,
+        deadline,
+        decode_error,
+        &echo,
+    )
+    .await
+}
+
+/// [`send_with`], scrubbing error messages with `echo`.
+async fn send_scrubbed(
+    client: &CaptureAwareClient,
+    request: reqwest::Request,
+    capture: Option<&PluginHttpCaptureContext>,
+    timeouts: &Timeouts,
+    deadline: Instant,
+    decode_error: impl Fn(u16, &[u8]) -> BackendError,
+    echo: &EchoScrubber,
+) -> Result<HttpResponse, BackendError> {
+    let head_deadline = deadline.min(Instant::now() + timeouts.first_byte);
     let response = tokio::time::timeout_at(head_deadline.into(), client.send(request, capture))
         .await
         .map_err(|_| {
@@ -183,13 +205,14 @@ pub async fn post_chat(
     let mut request = reqwest::Request::new(reqwest::Method::POST, call.url);
     *request.headers_mut() = call.headers;
     *request.body_mut() = Some(call.body.into());
-    let response = send_with(
+    let response = send_scrubbed(
         call.client,
         request,
         call.capture.as_ref(),
         call.timeouts,
         call.deadline,
         |status, body| codec.decode_error(status, body),
+        &echo,
     )
     .await?;
     if call.stream {
