@@ -22,19 +22,20 @@ impl Secret {
         &self.0
     }
 
-    /// A masked rendering safe for logs and diagnostics: a short prefix and the length.
+    /// A masked rendering safe for logs and diagnostics (see [`mask_secret`]).
     pub fn masked(&self) -> String {
         mask_secret(&self.0)
     }
 }
 
-/// Masks a secret keeping at most a 4-character prefix (`sk-a…(51 chars)`).
+/// Masks a secret: a 4-character prefix followed by `…` for secrets longer than 20
+/// characters (`sk-p…`), `****` for shorter ones. The length is never shown.
 pub fn mask_secret(secret: &str) -> String {
-    let prefix: String = secret.chars().take(4).collect();
-    if secret.chars().count() <= 8 {
+    if secret.chars().count() <= 20 {
         return "****".to_owned();
     }
-    format!("{prefix}…({} chars)", secret.chars().count())
+    let prefix: String = secret.chars().take(4).collect();
+    format!("{prefix}…")
 }
 
 impl fmt::Debug for Secret {
@@ -70,8 +71,9 @@ impl Default for Timeouts {
     }
 }
 
-/// One configured backend instance (`backends.<type>` or `backends.<type>.<name>`).
-#[derive(Debug, Clone, PartialEq)]
+/// One configured backend instance (`backends.<type>` or `backends.<type>.<name>`). `Debug`
+/// masks the key, URL credentials and secret `extra` settings.
+#[derive(Clone, PartialEq)]
 pub struct BackendInstanceConfig {
     /// Instance id used in selectors: `openai` or `openai.1`.
     pub instance: String,
@@ -89,6 +91,27 @@ pub struct BackendInstanceConfig {
     pub models: Vec<String>,
     /// Connector-specific settings.
     pub extra: Map<String, Value>,
+}
+
+impl fmt::Debug for BackendInstanceConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BackendInstanceConfig")
+            .field("instance", &self.instance)
+            .field("backend_type", &self.backend_type)
+            .field(
+                "api_url",
+                &self
+                    .api_url
+                    .as_deref()
+                    .map(crate::scrub::mask_url_credentials),
+            )
+            .field("api_key", &self.api_key)
+            .field("key_name", &self.key_name)
+            .field("timeouts", &self.timeouts)
+            .field("models", &self.models)
+            .field("extra", &crate::scrub::masked_extra(&self.extra))
+            .finish()
+    }
 }
 
 impl BackendInstanceConfig {
@@ -274,8 +297,9 @@ impl Default for Limits {
     }
 }
 
-/// The whole validated configuration.
-#[derive(Debug, Clone, PartialEq)]
+/// The whole validated configuration. `Debug` leaves out the raw tree (it holds secrets as
+/// written) and masks the rest.
+#[derive(Clone, PartialEq)]
 pub struct AppConfig {
     /// Bind address.
     pub host: String,
@@ -337,6 +361,27 @@ impl Default for AppConfig {
     }
 }
 
+impl fmt::Debug for AppConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("anthropic_port", &self.anthropic_port)
+            .field("proxy_timeout", &self.proxy_timeout)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("command_prefix", &self.command_prefix)
+            .field("keepalive_interval", &self.keepalive_interval)
+            .field("backends", &self.backends)
+            .field("failure_handling", &self.failure_handling)
+            .field("circuit_breaker", &self.circuit_breaker)
+            .field("model_aliases", &self.model_aliases)
+            .field("routing", &self.routing)
+            .field("auth", &self.auth)
+            .field("logging", &self.logging)
+            .finish_non_exhaustive()
+    }
+}
+
 impl AppConfig {
     /// The raw `backends.<name>` section, for a plugin to deserialize itself.
     pub fn backend_section(&self, name: &str) -> Option<&Value> {
@@ -351,8 +396,41 @@ mod tests {
     #[test]
     fn secrets_never_print() {
         let s = Secret::new("sk-abcdefghijklmnopqrstuvwxyz");
-        assert_eq!(format!("{s:?}"), "sk-a…(29 chars)");
+        assert_eq!(format!("{s:?}"), "sk-a…");
         assert!(!format!("{s}").contains("efgh"));
         assert_eq!(mask_secret("short"), "****");
+        assert_eq!(
+            mask_secret("sk-exactly-twenty-ch"),
+            "****",
+            "20 chars: no prefix"
+        );
+        assert_eq!(mask_secret("sk-twenty-one-chars-x"), "sk-t…");
+    }
+
+    #[test]
+    fn debug_output_of_the_configuration_masks_every_secret() {
+        let mut config = AppConfig::default();
+        let mut b = BackendInstanceConfig::new("openai", "openai");
+        b.api_key = Some(Secret::new("instance-api-key-0001"));
+        b.api_url = Some("https://bob:url-password-0001@h.test/v1?key=url-query-0001".into());
+        b.extra = serde_json::json!({"headers": {"X-Auth": "header-value-0001"}})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        config.backends.instances.insert("openai".into(), b);
+        config.auth.api_keys = vec![Secret::new("client-key-0001")];
+        config.raw = serde_json::json!({"backends": {"openai": {"api_key": "raw-api-key-0001"}}});
+        let shown = format!("{config:?}");
+        for leaked in [
+            "instance-api-key-0001",
+            "url-password-0001",
+            "url-query-0001",
+            "header-value-0001",
+            "client-key-0001",
+            "raw-api-key-0001",
+        ] {
+            assert!(!shown.contains(leaked), "{leaked} in {shown}");
+        }
+        assert!(shown.contains("X-Auth"), "{shown}");
     }
 }

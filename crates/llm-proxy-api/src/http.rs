@@ -13,6 +13,7 @@ use futures::Stream;
 use http::{HeaderMap, HeaderValue, StatusCode};
 
 use crate::error::BackendError;
+use crate::scrub::Scrubber;
 
 /// Name of the per-request extension carrying a [`PluginHttpCaptureContext`] (kept for parity
 /// with the seed; in Rust the context is passed to [`CaptureAwareClient::send`]).
@@ -125,12 +126,13 @@ const SECRET_HEADERS: [&str; 8] = [
     "x-auth-token",
 ];
 
-/// Header list with secret values masked.
+/// Header list with secret values masked: credential headers by name, and every value
+/// marked sensitive (configured extra headers, keys).
 pub fn masked_headers(headers: &HeaderMap) -> Vec<(String, String)> {
     headers
         .iter()
         .map(|(name, value)| {
-            let shown = if SECRET_HEADERS.contains(&name.as_str()) {
+            let shown = if value.is_sensitive() || SECRET_HEADERS.contains(&name.as_str()) {
                 mask_header_value(value)
             } else {
                 String::from_utf8_lossy(value.as_bytes()).into_owned()
@@ -148,25 +150,13 @@ fn mask_header_value(value: &HeaderValue) -> String {
     }
 }
 
-/// URL with the values of `key`, `api_key` and `token` query parameters masked.
+/// URL with user info and the values of secret query parameters (`key`, `api_key`, `token`,
+/// ...) masked.
 pub fn masked_url(url: &reqwest::Url) -> String {
-    if url.query().is_none() {
+    if url.query().is_none() && url.username().is_empty() && url.password().is_none() {
         return url.to_string();
     }
-    let mut out = url.clone();
-    let pairs: Vec<(String, String)> = url
-        .query_pairs()
-        .map(|(k, v)| {
-            let v = if matches!(k.as_ref(), "key" | "api_key" | "token" | "access_token") {
-                "****".to_owned()
-            } else {
-                v.into_owned()
-            };
-            (k.into_owned(), v)
-        })
-        .collect();
-    out.query_pairs_mut().clear().extend_pairs(pairs);
-    out.to_string()
+    crate::scrub::mask_url_credentials(url.as_str())
 }
 
 /// Builds a [`CaptureAwareClient`]: a pooled rustls client whose exchanges go to `sink`
@@ -183,6 +173,7 @@ pub fn build_capture_aware_client(
         inner,
         sink,
         default_context: capture_context,
+        scrubber: Scrubber::default(),
     })
 }
 
@@ -192,6 +183,7 @@ pub struct CaptureAwareClient {
     inner: reqwest::Client,
     sink: Option<Arc<dyn CaptureSink>>,
     default_context: Option<PluginHttpCaptureContext>,
+    scrubber: Scrubber,
 }
 
 impl std::fmt::Debug for CaptureAwareClient {
@@ -221,6 +213,7 @@ impl CaptureAwareClient {
             inner: self.inner.clone(),
             sink: self.sink.clone(),
             default_context: context,
+            scrubber: self.scrubber.clone(),
         }
     }
 
@@ -232,7 +225,26 @@ impl CaptureAwareClient {
             inner,
             sink: self.sink.clone(),
             default_context: self.default_context.clone(),
+            scrubber: self.scrubber.clone(),
         }
+    }
+
+    /// The same client with the process's [`Scrubber`] (every configured secret), which
+    /// backends use to mask what an upstream echoes back.
+    #[must_use]
+    pub fn with_scrubber(&self, scrubber: Scrubber) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            sink: self.sink.clone(),
+            default_context: self.default_context.clone(),
+            scrubber,
+        }
+    }
+
+    /// Masks configured secrets and key shapes in upstream text (error messages, events)
+    /// before it reaches a client, a log or a capture.
+    pub fn scrubber(&self) -> &Scrubber {
+        &self.scrubber
     }
 
     /// The capture sink, if capture is on.
@@ -617,14 +629,22 @@ mod tests {
             HeaderValue::from_static("AIzaSECRETSECRETSECRET"),
         );
         h.insert("content-type", HeaderValue::from_static("application/json"));
+        let mut custom = HeaderValue::from_static("custom-credential-value");
+        custom.set_sensitive(true);
+        h.insert("x-custom-auth", custom);
         let m = masked_headers(&h);
         let joined = format!("{m:?}");
         assert!(!joined.contains("secret-value"), "{joined}");
         assert!(!joined.contains("SECRETSECRET"), "{joined}");
+        assert!(!joined.contains("custom-credential"), "{joined}");
         assert!(joined.contains("application/json"));
         let url = reqwest::Url::parse("https://g.test/v1?key=AIzaSECRET&alt=sse").unwrap();
         let shown = masked_url(&url);
         assert!(!shown.contains("AIzaSECRET"), "{shown}");
         assert!(shown.contains("alt=sse"));
+        let url = reqwest::Url::parse("https://bob:hunter2-pass@g.test/v1").unwrap();
+        let shown = masked_url(&url);
+        assert!(!shown.contains("hunter2-pass"), "{shown}");
+        assert!(shown.contains("g.test/v1"), "{shown}");
     }
 }

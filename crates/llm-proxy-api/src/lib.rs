@@ -25,6 +25,7 @@ pub mod ids;
 pub mod model;
 pub mod model_name;
 pub mod plugin;
+pub mod scrub;
 pub mod stream;
 pub mod translation;
 
@@ -43,6 +44,7 @@ pub use plugin::{
     BACKEND_PLUGIN_ENTRY_POINT_GROUP, BackendFactory, BackendPluginDefinition,
     BackendPluginProvider, FactoryArgs, PluginCompatibility, PluginPostBuildHook, ServiceProvider,
 };
+pub use scrub::Scrubber;
 pub use stream::{Collector, EventStream, StreamEvent, collect, response_events};
 pub use translation::{StreamDecoder, TranslationService, WireCodec};
 

@@ -175,8 +175,12 @@ pub fn outbound_proxy_configured() -> bool {
 /// Joins a base URL and a path segment (`https://x/v1` + `chat/completions`).
 pub fn join_url(base: &str, path: &str) -> Result<reqwest::Url, BackendError> {
     let base = base.trim_end_matches('/');
-    reqwest::Url::parse(&format!("{base}/{path}"))
-        .map_err(|e| BackendError::config(format!("invalid api_url '{base}': {e}")))
+    reqwest::Url::parse(&format!("{base}/{path}")).map_err(|e| {
+        BackendError::config(format!(
+            "invalid api_url '{}': {e}",
+            llm_proxy_api::scrub::mask_url_credentials(base)
+        ))
+    })
 }
 
 fn bearer(key: &Secret) -> Result<HeaderValue, BackendError> {

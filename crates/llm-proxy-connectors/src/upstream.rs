@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use llm_proxy_api::error::{BackendError, parse_retry_after};
 use llm_proxy_api::http::{BodyStream, CaptureAwareClient, HttpResponse, PluginHttpCaptureContext};
+use llm_proxy_api::scrub::{MIN_SECRET_LEN, Scrubber};
 use llm_proxy_api::stream::{EventStream, StreamEvent, response_events};
 use llm_proxy_api::translation::{StreamDecoder, WireCodec};
 use llm_proxy_api::{CallContext, config::Timeouts};
@@ -73,14 +74,30 @@ pub async fn send_with(
     deadline: Instant,
     decode_error: impl Fn(u16, &[u8]) -> BackendError,
 ) -> Result<HttpResponse, BackendError> {
+    let echo = EchoScrubber::for_request(client, request.headers());
+    send_scrubbed(
+        client,
+        request,
+        capture,
+        timeouts,
+        deadline,
+        decode_error,
+        &echo,
+    )
+    .await
+}
+
+/// [`send_with`], scrubbing error messages with `echo`.
+async fn send_scrubbed(
+    client: &CaptureAwareClient,
+    request: reqwest::Request,
+    capture: Option<&PluginHttpCaptureContext>,
+    timeouts: &Timeouts,
+    deadline: Instant,
+    decode_error: impl Fn(u16, &[u8]) -> BackendError,
+    echo: &EchoScrubber,
+) -> Result<HttpResponse, BackendError> {
     let head_deadline = deadline.min(Instant::now() + timeouts.first_byte);
-    // Kept (cheap refcounted clones) to scrub credentials an upstream echoes in its errors.
-    let credentials: Vec<http::HeaderValue> = request
-        .headers()
-        .iter()
-        .filter(|(_, v)| v.is_sensitive())
-        .map(|(_, v)| v.clone())
-        .collect();
     let response = tokio::time::timeout_at(head_deadline.into(), client.send(request, capture))
         .await
         .map_err(|_| {
@@ -106,9 +123,48 @@ pub async fn send_with(
         .saturating_duration_since(Instant::now())
         .min(Duration::from_secs(30));
     let body = response.bytes(Some(remaining)).await.unwrap_or_default();
-    let mut err = decode_error(status.as_u16(), &body).with_retry_after(retry_after);
-    scrub_credentials(&mut err.message, &credentials);
-    Err(err)
+    Err(echo.error(decode_error(status.as_u16(), &body).with_retry_after(retry_after)))
+}
+
+/// What an upstream may echo back in its errors: every configured secret (the client's
+/// [`Scrubber`]) and this request's own credentials, which need not be configured (tokens
+/// obtained at runtime).
+#[derive(Clone, Default)]
+pub struct EchoScrubber {
+    scrubber: Scrubber,
+    // Cheap refcounted clones of the request's sensitive header values.
+    credentials: Vec<http::HeaderValue>,
+}
+
+impl EchoScrubber {
+    /// For a request to be sent with `headers` by `client`.
+    pub fn for_request(client: &CaptureAwareClient, headers: &http::HeaderMap) -> Self {
+        Self {
+            scrubber: client.scrubber().clone(),
+            credentials: headers
+                .iter()
+                .filter(|(_, v)| v.is_sensitive())
+                .map(|(_, v)| v.clone())
+                .collect(),
+        }
+    }
+
+    /// `error` with every secret masked in its message, code and parameter.
+    #[must_use]
+    pub fn error(&self, error: BackendError) -> BackendError {
+        let mut error = self.scrubber.scrub_error(error);
+        for text in [
+            Some(&mut error.message),
+            error.code.as_mut(),
+            error.param.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            scrub_credentials(text, &self.credentials);
+        }
+        error
+    }
 }
 
 /// Replaces any credential (the part after an auth scheme too) found in `message`.
@@ -116,7 +172,7 @@ pub fn scrub_credentials(message: &mut String, credentials: &[http::HeaderValue]
     for value in credentials {
         let Ok(text) = value.to_str() else { continue };
         let secret = text.rsplit(' ').next().unwrap_or(text);
-        if secret.len() >= 8 && message.contains(secret) {
+        if secret.len() >= MIN_SECRET_LEN && message.contains(secret) {
             *message = message.replace(secret, &llm_proxy_api::config::mask_secret(secret));
         }
     }
@@ -150,16 +206,18 @@ pub async fn post_chat(
     call: ChatCall<'_>,
     codec: &dyn WireCodec,
 ) -> Result<EventStream, BackendError> {
+    let echo = EchoScrubber::for_request(call.client, &call.headers);
     let mut request = reqwest::Request::new(reqwest::Method::POST, call.url);
     *request.headers_mut() = call.headers;
     *request.body_mut() = Some(call.body.into());
-    let response = send_with(
+    let response = send_scrubbed(
         call.client,
         request,
         call.capture.as_ref(),
         call.timeouts,
         call.deadline,
         |status, body| codec.decode_error(status, body),
+        &echo,
     )
     .await?;
     if call.stream {
@@ -167,10 +225,15 @@ pub async fn post_chat(
             response,
             codec.stream_decoder(),
             call.deadline,
+            echo,
         ));
     }
-    let body = read_body(response, call.deadline).await?;
-    let response = codec.decode_response(&body, call.model)?;
+    let body = read_body(response, call.deadline)
+        .await
+        .map_err(|e| echo.error(e))?;
+    let response = codec
+        .decode_response(&body, call.model)
+        .map_err(|e| echo.error(e))?;
     Ok(Box::pin(futures::stream::iter(
         response_events(response).into_iter().map(Ok),
     )))
@@ -196,14 +259,17 @@ struct Decoding {
     scratch: Vec<StreamEvent>,
     deadline: Instant,
     finished: bool,
+    echo: EchoScrubber,
 }
 
 /// Decodes a streamed body into events as bytes arrive; each upstream chunk is forwarded as
-/// soon as it is decoded. The stream ends with an error if the deadline passes.
+/// soon as it is decoded. The stream ends with an error if the deadline passes. In-stream
+/// errors (an upstream's error event) are scrubbed with `echo`.
 pub fn event_stream(
     response: HttpResponse,
     decoder: Box<dyn StreamDecoder>,
     deadline: Instant,
+    echo: EchoScrubber,
 ) -> EventStream {
     let state = Decoding {
         body: response.bytes_stream(),
@@ -212,6 +278,7 @@ pub fn event_stream(
         scratch: Vec::new(),
         deadline,
         finished: false,
+        echo,
     };
     Box::pin(futures::stream::unfold(state, |mut st| async move {
         loop {
@@ -248,7 +315,7 @@ pub fn event_stream(
             st.pending.extend(st.scratch.drain(..).map(Ok));
             if let Err(e) = result {
                 st.finished = true;
-                st.pending.push_back(Err(e));
+                st.pending.push_back(Err(st.echo.error(e)));
             }
         }
     }))
@@ -271,7 +338,8 @@ pub fn capture_context(
     }
 }
 
-/// Configured extra headers (`backends.<instance>.extra.headers`) as a header map.
+/// Configured extra headers (`backends.<instance>.extra.headers`) as a header map, every
+/// value marked sensitive.
 pub fn configured_headers(
     instance: &str,
     headers: &std::collections::BTreeMap<String, String>,
@@ -281,9 +349,12 @@ pub fn configured_headers(
         let name = http::HeaderName::from_bytes(k.as_bytes()).map_err(|_| {
             BackendError::config(format!("backends.{instance}.extra.headers: bad name '{k}'"))
         })?;
-        let value = http::HeaderValue::from_str(v).map_err(|_| {
+        let mut value = http::HeaderValue::from_str(v).map_err(|_| {
             BackendError::config(format!("backends.{instance}.extra.headers.{k}: bad value"))
         })?;
+        // Configured header values are treated as credentials: masked in captures, scrubbed
+        // from echoed errors.
+        value.set_sensitive(true);
         out.insert(name, value);
     }
     Ok(out)
@@ -336,5 +407,28 @@ mod tests {
         scrub_credentials(&mut msg, &[v]);
         assert!(!msg.contains("abcdefghijklmnop"), "{msg}");
         assert!(msg.contains("sk-l"));
+    }
+
+    #[test]
+    fn echoed_errors_lose_configured_secrets_and_request_credentials() {
+        let client = CaptureAwareClient::plain()
+            .unwrap()
+            .with_scrubber(Scrubber::new(["configured-header-value-1"]).unwrap());
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            "authorization",
+            secret_header("Bearer runtime-token-0001").unwrap(),
+        );
+        let echo = EchoScrubber::for_request(&client, &headers);
+        let err = echo.error(
+            BackendError::from_upstream_status(
+                500,
+                "saw runtime-token-0001 and configured-header-value-1",
+            )
+            .with_code("runtime-token-0001"),
+        );
+        let all = format!("{} {:?}", err.message, err.code);
+        assert!(!all.contains("runtime-token-0001"), "{all}");
+        assert!(!all.contains("configured-header-value-1"), "{all}");
     }
 }

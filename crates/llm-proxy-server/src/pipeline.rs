@@ -402,11 +402,17 @@ async fn attempt(
         return Outcome::Failed(e);
     }
     tracing::debug!(instance = %slot.instance, model = %leg.model, "calling backend");
+    // Every backend error (built-in or plugin, before or after the first byte) is scrubbed
+    // here, before failover logs it or a frontend renders it.
+    let scrubber = state.scrubber();
     let stream = match meta.clock.future(backend.stream(&ctx, req)).await {
         Ok(s) => s,
-        Err(e) => return Outcome::Failed(e),
+        Err(e) => return Outcome::Failed(scrubber.scrub_error(e)),
     };
-    let mut stream = meta.clock.stream(stream);
+    let scrubber = scrubber.clone();
+    let mut stream = meta
+        .clock
+        .stream(stream.map(move |item| item.map_err(|e| scrubber.scrub_error(e))));
     let mut head = Vec::new();
     loop {
         match stream.next().await {

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use llm_proxy_api::config::{AppConfig, BackendInstanceConfig};
 use llm_proxy_api::http::CaptureAwareClient;
 use llm_proxy_api::plugin::{FactoryArgs, ServiceProvider};
+use llm_proxy_api::scrub::Scrubber;
 use llm_proxy_api::translation::TranslationService;
 use llm_proxy_api::{Backend, ModelInfo};
 use tokio::sync::Mutex;
@@ -53,6 +54,7 @@ struct Inner {
     backends: BTreeMap<String, BackendSlot>,
     plugins: Plugins,
     http: CaptureAwareClient,
+    scrubber: Scrubber,
     translation: Arc<TranslationService>,
     models_cache: Mutex<BTreeMap<String, (Instant, Vec<ModelInfo>)>>,
     redactor: Option<crate::redaction::KeyRedactor>,
@@ -94,10 +96,25 @@ impl AppState {
     /// (`missing_extracted_backends_no_viable_path`), or when a selector names an unknown
     /// backend.
     pub fn build(
-        mut config: AppConfig,
+        config: AppConfig,
         plugins: Plugins,
         http: CaptureAwareClient,
     ) -> Result<Self, StartupError> {
+        let scrubber = Scrubber::from_config(&config).map_err(|e| StartupError(e.message))?;
+        Self::build_with_scrubber(config, plugins, http, scrubber)
+    }
+
+    /// [`build`](Self::build) with the process's scrubber (built once at startup from the same
+    /// configuration, see [`Scrubber::from_config`]). The HTTP client handed to backend
+    /// factories carries it, and every backend error passes it before reaching a client or
+    /// a log.
+    pub fn build_with_scrubber(
+        mut config: AppConfig,
+        plugins: Plugins,
+        http: CaptureAwareClient,
+        scrubber: Scrubber,
+    ) -> Result<Self, StartupError> {
+        let http = http.with_scrubber(scrubber.clone());
         if config.backends.instances.is_empty() {
             config
                 .backends
@@ -151,6 +168,8 @@ impl AppState {
                     },
                 ),
             };
+            // Factory messages may quote settings (a URL with credentials, say).
+            let backend = backend.map_err(|why| scrubber.scrub(&why).into_owned());
             if let Err(why) = &backend {
                 tracing::error!(instance = %name, "backend unavailable: {why}");
             }
@@ -192,6 +211,7 @@ impl AppState {
                 backends,
                 plugins,
                 http,
+                scrubber,
                 translation,
                 models_cache: Mutex::new(BTreeMap::new()),
                 redactor,
@@ -234,6 +254,11 @@ impl AppState {
             &state.plugins().report.hooks,
             &services,
         );
+        // Plugin text, shown by diagnostics: it passes the scrubber like backend errors.
+        let hook_warnings = hook_warnings
+            .iter()
+            .map(|w| state.scrubber().scrub(w).into_owned())
+            .collect();
         state.plugins().set_hook_warnings(hook_warnings);
         Ok(state)
     }
@@ -278,6 +303,12 @@ impl AppState {
         &self.inner.http
     }
 
+    /// Masks every configured secret and key-shaped string; applied to everything that came
+    /// from a backend before it reaches a client or a log.
+    pub fn scrubber(&self) -> &Scrubber {
+        &self.inner.scrubber
+    }
+
     /// Protocol codecs.
     pub fn translation(&self) -> &Arc<TranslationService> {
         &self.inner.translation
@@ -306,6 +337,7 @@ impl AppState {
                 models
             }
             Ok(Err(e)) => {
+                let e = self.scrubber().scrub_error(e);
                 tracing::warn!(instance = %slot.instance, "listing models failed: {e}");
                 Vec::new()
             }

@@ -4,9 +4,10 @@
 
 use std::time::Duration;
 
+use llm_proxy_api::Scrubber;
 use llm_proxy_api::http::build_capture_aware_client;
 use llm_proxy_server::AppState;
-use llm_proxy_server::capture::{JsonlCaptureSink, configured_secrets};
+use llm_proxy_server::capture::JsonlCaptureSink;
 use llm_proxy_server::config::{CliOverrides, Env, load_from_str};
 use llm_proxy_server::plugins::Plugins;
 use llm_proxy_test_support::{MockUpstream, Reply, openai};
@@ -34,7 +35,7 @@ async fn openai_calls_are_captured_with_the_key_name_only() {
     let cfg = load_from_str(&yaml, &CliOverrides::default(), &Env::default()).unwrap();
     let sink = JsonlCaptureSink::open(
         cfg.logging.capture_file.as_deref().unwrap(),
-        configured_secrets(&cfg),
+        Scrubber::from_config(&cfg).unwrap(),
     )
     .unwrap();
     let http =

@@ -8,9 +8,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
+use llm_proxy_api::Scrubber;
 use llm_proxy_api::http::{CaptureAwareClient, build_capture_aware_client};
 use llm_proxy_api::plugin::linked_entries;
-use llm_proxy_server::capture::{JsonlCaptureSink, configured_secrets};
+use llm_proxy_server::capture::JsonlCaptureSink;
 use llm_proxy_server::config::{CliOverrides, Env, load_from_str};
 use llm_proxy_server::plugins::{AccessMode, Origin, Plugins, SkipKind};
 use llm_proxy_server::{AppState, app};
@@ -139,7 +140,7 @@ async fn ollama_native_serves_every_frontend_and_its_traffic_is_captured() {
     let up = MockUpstream::start().await.unwrap();
     let cfg = config(&ollama_config(&up.base_url()));
     let path = capture_path("ollama.jsonl");
-    let sink = JsonlCaptureSink::open(&path, configured_secrets(&cfg)).unwrap();
+    let sink = JsonlCaptureSink::open(&path, Scrubber::from_config(&cfg).unwrap()).unwrap();
     let http =
         build_capture_aware_client(reqwest::Client::builder(), Some(sink.clone()), None).unwrap();
     let state = AppState::build(cfg, Plugins::from_linked(), http).expect("state");

@@ -16,4 +16,5 @@ mod openai_chat;
 mod plugins;
 mod redaction;
 mod routing;
+mod secrets;
 mod streaming;

@@ -1,6 +1,7 @@
 //! Mock upstream servers for tests: bound to 127.0.0.1 port 0, answering from a script of
 //! replies (JSON, SSE with pacing, holds, cuts mid-stream), recording every request, and
-//! reporting when a client hangs up mid-stream.
+//! reporting when a client hangs up mid-stream. Replies can echo what the mock received
+//! ([`ECHO_CREDENTIAL`], [`ECHO_HEADERS`]), as a careless upstream does in its errors.
 
 pub mod anthropic;
 pub mod gemini;
@@ -20,6 +21,14 @@ use axum::response::Response;
 use http::{HeaderMap, StatusCode};
 use serde_json::Value;
 use tokio::sync::{Notify, mpsc};
+
+/// Placeholder, anywhere in a reply (body, frames, header values), replaced by the credential
+/// the request carried: the `authorization` value without its scheme, the `x-api-key` or
+/// `x-goog-api-key` value, or the `key` query parameter.
+pub const ECHO_CREDENTIAL: &str = "{{credential}}";
+
+/// Placeholder replaced by every request header as `name: value` pairs joined with `; `.
+pub const ECHO_HEADERS: &str = "{{headers}}";
 
 /// How the mock answers one request.
 #[derive(Debug, Clone)]
@@ -60,6 +69,8 @@ pub struct SseScript {
     pub hold_before_first: Option<Arc<Notify>>,
     /// Close the connection after the frames instead of ending cleanly.
     pub cut: bool,
+    /// Extra response headers.
+    pub headers: Vec<(String, String)>,
 }
 
 impl Reply {
@@ -204,6 +215,7 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let bytes = axum::body::to_bytes(body, usize::MAX)
         .await
         .unwrap_or_default();
+    let echo = Echo::of(&parts.uri, &parts.headers);
     let recorded = Recorded {
         uri: parts.uri.to_string(),
         headers: parts.headers,
@@ -217,7 +229,8 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         .lock()
         .ok()
         .and_then(|mut q| q.pop_front())
-        .or_else(|| shared.fallback.lock().ok().and_then(|f| f.clone()));
+        .or_else(|| shared.fallback.lock().ok().and_then(|f| f.clone()))
+        .map(|r| echo.fill_reply(r));
     match reply {
         None => respond(
             500,
@@ -251,12 +264,17 @@ async fn stream_reply(script: SseScript, content_type: &str, shared: Arc<Shared>
     if let Some(hold) = &script.hold_before_head {
         hold.notified().await;
     }
+    let headers = script.headers.clone();
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(1);
     tokio::spawn(stream_frames(script, tx, shared));
     let body = Body::from_stream(futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     }));
-    respond(200, content_type, body, &[])
+    let extra: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    respond(200, content_type, body, &extra)
 }
 
 async fn stream_frames(
@@ -280,6 +298,93 @@ async fn stream_frames(
     // A clean end drops the sender, which ends the body; a cut ends it with an error.
     if script.cut {
         let _ = tx.send(Err(std::io::Error::other("cut"))).await;
+    }
+}
+
+/// What a reply may echo: the request's credential and headers, JSON-escaped for bodies and
+/// frames (both carry JSON), as they are for header values.
+struct Echo {
+    credential: String,
+    headers: String,
+}
+
+impl Echo {
+    fn of(uri: &http::Uri, headers: &HeaderMap) -> Self {
+        let credential = ["authorization", "x-api-key", "x-goog-api-key"]
+            .iter()
+            .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))
+            .map(|v| v.rsplit(' ').next().unwrap_or(v).to_owned())
+            .or_else(|| {
+                uri.query()?
+                    .split('&')
+                    .find_map(|p| p.strip_prefix("key="))
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default();
+        let headers = headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {}", String::from_utf8_lossy(v.as_bytes())))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Self {
+            credential,
+            headers,
+        }
+    }
+
+    fn fill(&self, text: &str, json: bool) -> String {
+        if !text.contains("{{") {
+            return text.to_owned();
+        }
+        let escape = |s: &str| {
+            if json {
+                let quoted = Value::String(s.to_owned()).to_string();
+                quoted[1..quoted.len() - 1].to_owned()
+            } else {
+                s.to_owned()
+            }
+        };
+        text.replace(ECHO_CREDENTIAL, &escape(&self.credential))
+            .replace(ECHO_HEADERS, &escape(&self.headers))
+    }
+
+    fn fill_headers(&self, headers: Vec<(String, String)>) -> Vec<(String, String)> {
+        headers
+            .into_iter()
+            .map(|(k, v)| {
+                let v = self.fill(&v, false);
+                (k, v)
+            })
+            .collect()
+    }
+
+    fn fill_script(&self, mut script: SseScript) -> SseScript {
+        script.frames = script.frames.iter().map(|f| self.fill(f, true)).collect();
+        script.headers = self.fill_headers(script.headers);
+        script
+    }
+
+    fn fill_reply(&self, reply: Reply) -> Reply {
+        match reply {
+            Reply::Json {
+                status,
+                body,
+                headers,
+            } => {
+                let text = self.fill(&body.to_string(), true);
+                Reply::Json {
+                    status,
+                    body: serde_json::from_str(&text).unwrap_or(body),
+                    headers: self.fill_headers(headers),
+                }
+            }
+            Reply::Raw { status, body } => Reply::Raw {
+                status,
+                body: self.fill(&body, false),
+            },
+            Reply::Sse(script) => Reply::Sse(self.fill_script(script)),
+            Reply::Ndjson(script) => Reply::Ndjson(self.fill_script(script)),
+        }
     }
 }
 

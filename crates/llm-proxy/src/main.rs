@@ -8,8 +8,11 @@ use std::sync::Arc;
 
 use axum::serve::ListenerExt;
 use clap::{Parser, Subcommand};
+mod scrubbed_log;
+
+use llm_proxy_api::Scrubber;
 use llm_proxy_api::http::{CaptureAwareClient, CaptureSink, build_capture_aware_client};
-use llm_proxy_server::capture::{JsonlCaptureSink, configured_secrets};
+use llm_proxy_server::capture::JsonlCaptureSink;
 use llm_proxy_server::config::{self, CliOverrides, Env};
 use llm_proxy_server::frontend::diagnostics;
 use llm_proxy_server::plugins::{ACCESS_MODE_ENV, AccessMode, Plugins};
@@ -131,7 +134,9 @@ impl Cli {
     reason = "fatal errors go to the terminal before logging exists"
 )]
 fn fail(message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("llm-proxy: {message}");
+    // Before the configured scrubber exists (bad configuration) key shapes are still masked.
+    let message = message.to_string();
+    eprintln!("llm-proxy: {}", Scrubber::default().scrub(&message));
     ExitCode::FAILURE
 }
 
@@ -159,12 +164,17 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(format!("invalid configuration: {e}")),
     };
-    if let Err(e) = init_logging(&cfg.logging.level) {
+    // Built once: logs, captures, backends and the pipeline share it.
+    let scrubber = match Scrubber::from_config(&cfg) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    if let Err(e) = init_logging(&cfg.logging.level, scrubber.clone()) {
         return fail(e);
     }
     match cli.command {
-        Some(Command::CheckConfig) => check_config(cfg, mode),
-        Some(Command::Plugins) => list_plugins(cfg, mode),
+        Some(Command::CheckConfig) => check_config(cfg, mode, scrubber),
+        Some(Command::Plugins) => list_plugins(cfg, mode, scrubber),
         Some(Command::Serve) | None => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -173,33 +183,45 @@ fn main() -> ExitCode {
                 Ok(rt) => rt,
                 Err(e) => return fail(format!("cannot start runtime: {e}")),
             };
-            runtime.block_on(serve(cfg, mode))
+            runtime.block_on(serve(cfg, mode, scrubber))
         }
     }
 }
 
-fn init_logging(level: &str) -> Result<(), String> {
+/// Logs go to stderr through the scrubber: whatever a log line quotes, no configured secret
+/// or key-shaped string is written.
+fn init_logging(level: &str, scrubber: Scrubber) -> Result<(), String> {
     let filter = EnvFilter::try_new(level)
         .map_err(|e| format!("invalid configuration: logging.level '{level}': {e}"))?;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(scrubbed_log::ScrubbingMakeWriter::new(
+            scrubber,
+            std::io::stderr,
+        ))
         .init();
     Ok(())
 }
 
-fn check_config(cfg: llm_proxy_api::AppConfig, mode: AccessMode) -> ExitCode {
+fn check_config(cfg: llm_proxy_api::AppConfig, mode: AccessMode, scrubber: Scrubber) -> ExitCode {
     let shown = config::effective_config(&cfg);
     let client = match CaptureAwareClient::plain() {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    if let Err(e) = AppState::build(cfg, Plugins::discover_linked(mode), client) {
+    if let Err(e) = AppState::build_with_scrubber(
+        cfg,
+        Plugins::discover_linked(mode),
+        client,
+        scrubber.clone(),
+    ) {
         return fail(format!("invalid configuration: {e}"));
     }
     match serde_yaml::to_string(&shown) {
         Ok(text) => {
-            print_out(&text);
+            // The effective configuration masks secrets field by field; this catches any
+            // configured value that surfaces elsewhere (a selector, a plugin setting).
+            print_out(&scrubber.scrub(&text));
             ExitCode::SUCCESS
         }
         Err(e) => fail(e),
@@ -208,20 +230,20 @@ fn check_config(cfg: llm_proxy_api::AppConfig, mode: AccessMode) -> ExitCode {
 
 /// `llm-proxy plugins`: the diagnostics report as tables; discovery is shown even when the
 /// configuration cannot start.
-fn list_plugins(cfg: llm_proxy_api::AppConfig, mode: AccessMode) -> ExitCode {
+fn list_plugins(cfg: llm_proxy_api::AppConfig, mode: AccessMode, scrubber: Scrubber) -> ExitCode {
     let plugins = Plugins::discover_linked(mode);
     let client = match CaptureAwareClient::plain() {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    match AppState::build(cfg, plugins.clone(), client) {
+    match AppState::build_with_scrubber(cfg, plugins.clone(), client, scrubber.clone()) {
         Ok(state) => {
             let mut report = diagnostics::diagnostics_json(&state);
             // This process captures nothing; the serving one reports capture health.
             if let Some(map) = report.as_object_mut() {
                 map.remove("capture");
             }
-            print_out(&diagnostics::render_tables(&report));
+            print_out(&scrubber.scrub(&diagnostics::render_tables(&report)));
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -234,11 +256,14 @@ fn list_plugins(cfg: llm_proxy_api::AppConfig, mode: AccessMode) -> ExitCode {
 }
 
 /// The capture file sink, when `--capture-file` / `logging.capture_file` / `CAPTURE_FILE` is set.
-fn open_capture(cfg: &llm_proxy_api::AppConfig) -> Result<Option<Arc<JsonlCaptureSink>>, String> {
+fn open_capture(
+    cfg: &llm_proxy_api::AppConfig,
+    scrubber: Scrubber,
+) -> Result<Option<Arc<JsonlCaptureSink>>, String> {
     let Some(path) = &cfg.logging.capture_file else {
         return Ok(None);
     };
-    let sink = JsonlCaptureSink::open(path, configured_secrets(cfg))
+    let sink = JsonlCaptureSink::open(path, scrubber)
         .map_err(|e| format!("cannot open capture file '{path}': {e}"))?;
     tracing::info!(path = %path, "capturing upstream traffic (JSON lines)");
     Ok(Some(sink))
@@ -248,7 +273,7 @@ fn is_loopback(host: &str) -> bool {
     matches!(host, "localhost" | "127.0.0.1" | "::1") || host.starts_with("127.")
 }
 
-async fn serve(cfg: llm_proxy_api::AppConfig, mode: AccessMode) -> ExitCode {
+async fn serve(cfg: llm_proxy_api::AppConfig, mode: AccessMode, scrubber: Scrubber) -> ExitCode {
     if !is_loopback(&cfg.host) && cfg.auth.api_keys.is_empty() {
         return fail(format!(
             "refusing to listen on {} without client authentication: set auth.api_keys (or API_KEYS), or bind 127.0.0.1",
@@ -256,7 +281,7 @@ async fn serve(cfg: llm_proxy_api::AppConfig, mode: AccessMode) -> ExitCode {
         ));
     }
     let (host, port, anthropic_port) = (cfg.host.clone(), cfg.port, cfg.anthropic_port);
-    let capture = match open_capture(&cfg) {
+    let capture = match open_capture(&cfg, scrubber.clone()) {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
@@ -265,7 +290,12 @@ async fn serve(cfg: llm_proxy_api::AppConfig, mode: AccessMode) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    let state = match AppState::build(cfg, Plugins::discover_linked(mode), client) {
+    let state = match AppState::build_with_scrubber(
+        cfg,
+        Plugins::discover_linked(mode),
+        client,
+        scrubber,
+    ) {
         Ok(s) => s,
         Err(e) => return fail(e),
     };

@@ -1,8 +1,8 @@
 //! The JSON-lines capture file: `record()` only queues (bounded channel; when it is full the
-//! record is dropped and counted), a background thread masks secrets, serializes and appends
-//! one JSON object per line, flushing whenever the queue runs empty.
+//! record is dropped and counted), a background thread masks secrets (the process's
+//! [`Scrubber`]), serializes and appends one JSON object per line, flushing whenever the queue
+//! runs empty. The file is created readable by its owner only.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -15,73 +15,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use llm_proxy_api::http::{CaptureRecord, CaptureSink};
-use memchr::memmem;
+use llm_proxy_api::scrub::Scrubber;
 use serde_json::{Map, Value};
 
 /// Records that may wait for the writer before new ones are dropped.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 4096;
-
-/// What replaces a secret found in a capture.
-const REDACTED: &str = "[REDACTED]";
-
-/// Shorter "secrets" are not searched for: they would mangle ordinary text and are no real
-/// credentials.
-const MIN_SECRET_LEN: usize = 4;
-
-/// Replaces every occurrence of known secret values (longest first) with `[REDACTED]`.
-#[derive(Debug, Default)]
-pub struct SecretMasker {
-    finders: Vec<memmem::Finder<'static>>,
-}
-
-impl SecretMasker {
-    /// A masker for `secrets` (blank and very short values are ignored, duplicates merged).
-    pub fn new<I, S>(secrets: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        let mut values: Vec<String> = secrets
-            .into_iter()
-            .map(|s| s.as_ref().trim().to_owned())
-            .filter(|s| s.len() >= MIN_SECRET_LEN)
-            .collect();
-        values.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
-        values.dedup();
-        let finders = values
-            .iter()
-            .map(|v| memmem::Finder::new(v.as_bytes()).into_owned())
-            .collect();
-        Self { finders }
-    }
-
-    /// `data` with every secret replaced (borrowed when there was none).
-    pub fn mask_bytes<'a>(&self, data: &'a [u8]) -> Cow<'a, [u8]> {
-        let mut current = Cow::Borrowed(data);
-        for finder in &self.finders {
-            let hits: Vec<usize> = finder.find_iter(&current).collect();
-            if hits.is_empty() {
-                continue;
-            }
-            let needle = finder.needle().len();
-            let mut out = Vec::with_capacity(current.len());
-            let mut last = 0;
-            for at in hits {
-                out.extend_from_slice(current.get(last..at).unwrap_or_default());
-                out.extend_from_slice(REDACTED.as_bytes());
-                last = at + needle;
-            }
-            out.extend_from_slice(current.get(last..).unwrap_or_default());
-            current = Cow::Owned(out);
-        }
-        current
-    }
-
-    /// `text` with every secret replaced.
-    pub fn mask_str(&self, text: &str) -> String {
-        String::from_utf8_lossy(&self.mask_bytes(text.as_bytes())).into_owned()
-    }
-}
 
 enum Message {
     Record(Box<CaptureRecord>),
@@ -110,37 +48,35 @@ impl std::fmt::Debug for JsonlCaptureSink {
 }
 
 impl JsonlCaptureSink {
-    /// Opens (appends to, or creates) `path` and starts the writer. `secrets` are masked in
-    /// every record (see [`configured_secrets`](super::configured_secrets)).
-    pub fn open<S: AsRef<str>>(
-        path: impl AsRef<Path>,
-        secrets: impl IntoIterator<Item = S>,
-    ) -> std::io::Result<Arc<Self>> {
-        Self::start(
-            path.as_ref(),
-            SecretMasker::new(secrets),
-            DEFAULT_QUEUE_CAPACITY,
-            None,
-        )
+    /// Opens (appends to, or creates with mode 0600) `path` and starts the writer.
+    /// `scrubber` masks every configured secret and key shape in every record (see
+    /// [`Scrubber::from_config`]).
+    pub fn open(path: impl AsRef<Path>, scrubber: Scrubber) -> std::io::Result<Arc<Self>> {
+        Self::start(path.as_ref(), scrubber, DEFAULT_QUEUE_CAPACITY, None)
     }
 
     /// Like [`open`](Self::open) with a chosen queue capacity.
-    pub fn open_with_capacity<S: AsRef<str>>(
+    pub fn open_with_capacity(
         path: impl AsRef<Path>,
-        secrets: impl IntoIterator<Item = S>,
+        scrubber: Scrubber,
         capacity: usize,
     ) -> std::io::Result<Arc<Self>> {
-        Self::start(path.as_ref(), SecretMasker::new(secrets), capacity, None)
+        Self::start(path.as_ref(), scrubber, capacity, None)
     }
 
     /// `gate`: the writer waits for it before taking records (tests fill the queue with it).
     fn start(
         path: &Path,
-        masker: SecretMasker,
+        masker: Scrubber,
         capacity: usize,
         gate: Option<Receiver<()>>,
     ) -> std::io::Result<Arc<Self>> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let mut options = OpenOptions::new();
+        options.create(true).append(true);
+        // Captures hold prompts and answers: nobody but the owner reads them.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(path)?;
         let (sender, receiver) = mpsc::sync_channel(capacity.max(1));
         let dropped = Arc::new(AtomicU64::new(0));
         let written = Arc::new(AtomicU64::new(0));
@@ -238,7 +174,7 @@ impl CaptureSink for JsonlCaptureSink {
 
 struct Writer {
     out: BufWriter<File>,
-    masker: SecretMasker,
+    masker: Scrubber,
     dropped: Arc<AtomicU64>,
     written: Arc<AtomicU64>,
     warned: bool,
@@ -310,11 +246,11 @@ impl Writer {
 
 /// One capture line: identity, HTTP metadata, masked headers and the body (UTF-8 text as
 /// `payload`, anything else as `payload_base64`), with every known secret masked.
-fn record_json(record: &CaptureRecord, masker: &SecretMasker) -> Value {
+fn record_json(record: &CaptureRecord, masker: &Scrubber) -> Value {
     let (iso, unix) = timestamps(record.timestamp);
     let mut headers: BTreeMap<String, String> = BTreeMap::new();
     for (name, value) in &record.headers {
-        let value = masker.mask_str(value);
+        let value = masker.scrub(value).into_owned();
         headers
             .entry(name.to_ascii_lowercase())
             .and_modify(|v| {
@@ -324,7 +260,7 @@ fn record_json(record: &CaptureRecord, masker: &SecretMasker) -> Value {
             .or_insert(value);
     }
     let content_type = headers.get("content-type").cloned();
-    let body = masker.mask_bytes(&record.body);
+    let body = masker.scrub_bytes(&record.body);
     let mut out = Map::new();
     out.insert("timestamp_iso".into(), iso.into());
     out.insert("timestamp_unix".into(), unix.into());
@@ -337,7 +273,11 @@ fn record_json(record: &CaptureRecord, masker: &SecretMasker) -> Value {
     out.insert("method".into(), record.method.clone().into());
     out.insert(
         "url".into(),
-        record.url.as_deref().map(|u| masker.mask_str(u)).into(),
+        record
+            .url
+            .as_deref()
+            .map(|u| masker.scrub(u).into_owned())
+            .into(),
     );
     out.insert("status".into(), record.status.into());
     out.insert("content_type".into(), content_type.into());
@@ -440,7 +380,8 @@ mod tests {
     #[test]
     fn records_become_masked_json_lines() {
         let path = temp_path("lines.jsonl");
-        let sink = JsonlCaptureSink::open(&path, ["sk-live-secret-1", "ab"]).unwrap();
+        let scrubber = Scrubber::new(["sk-live-secret-1", "ab"]).unwrap();
+        let sink = JsonlCaptureSink::open(&path, scrubber).unwrap();
         sink.record(record(
             br#"{"messages":[{"content":"my key is sk-live-secret-1"}]}"#,
         ));
@@ -462,12 +403,12 @@ mod tests {
         assert_eq!(first["model"], "gpt-4o");
         assert_eq!(first["key_name"], "backends.openai.api_key");
         assert_eq!(first["method"], "POST");
-        assert_eq!(first["url"], "https://api.test/v1/chat?x=[REDACTED]");
+        assert_eq!(first["url"], "https://api.test/v1/chat?x=****");
         assert_eq!(first["content_type"], "application/json");
-        assert_eq!(first["headers"]["x-custom"], "Bearer [REDACTED], two");
+        assert_eq!(first["headers"]["x-custom"], "Bearer ****, two");
         assert_eq!(
             first["payload"],
-            r#"{"messages":[{"content":"my key is [REDACTED]"}]}"#
+            r#"{"messages":[{"content":"my key is ****"}]}"#
         );
         assert_eq!(first["truncated"], false);
         let second = &got[1];
@@ -487,7 +428,7 @@ mod tests {
     fn a_full_queue_drops_and_counts_without_blocking() {
         let path = temp_path("full.jsonl");
         let (open_gate, gate) = mpsc::channel();
-        let sink = JsonlCaptureSink::start(&path, SecretMasker::default(), 2, Some(gate)).unwrap();
+        let sink = JsonlCaptureSink::start(&path, Scrubber::default(), 2, Some(gate)).unwrap();
         for _ in 0..5 {
             sink.record(record(b"x"));
         }
@@ -502,7 +443,7 @@ mod tests {
     #[test]
     fn close_writes_what_is_queued_and_counts_later_records() {
         let path = temp_path("close.jsonl");
-        let sink = JsonlCaptureSink::open_with_capacity(&path, Vec::<String>::new(), 8).unwrap();
+        let sink = JsonlCaptureSink::open_with_capacity(&path, Scrubber::default(), 8).unwrap();
         sink.record(record(b"one"));
         sink.close();
         sink.close();
@@ -516,7 +457,7 @@ mod tests {
     fn the_file_is_appended_to() {
         let path = temp_path("append.jsonl");
         std::fs::write(&path, "{\"earlier\":true}\n").unwrap();
-        let sink = JsonlCaptureSink::open(&path, Vec::<String>::new()).unwrap();
+        let sink = JsonlCaptureSink::open(&path, Scrubber::default()).unwrap();
         sink.record(record(b"x"));
         sink.close();
         let got = lines(&path);
@@ -525,16 +466,28 @@ mod tests {
     }
 
     #[test]
-    fn masker_replaces_longest_secrets_first_and_ignores_short_ones() {
-        let masker = SecretMasker::new(["secret", "secret-longer", "", "abc"]);
-        assert_eq!(
-            masker.mask_str("a secret-longer and a secret; abc"),
-            "a [REDACTED] and a [REDACTED]; abc"
-        );
-        assert!(matches!(
-            masker.mask_bytes(b"nothing here"),
-            Cow::Borrowed(_)
-        ));
+    fn key_shapes_and_url_credentials_are_masked_too() {
+        let path = temp_path("shapes.jsonl");
+        let sink = JsonlCaptureSink::open(&path, Scrubber::default()).unwrap();
+        let mut r = record(br#"{"error":"bad key sk-unconfigured-0123456789abcdef"}"#);
+        r.url = Some("https://bob:hunter2-pass@api.test/v1?key=AIza-query-secret".into());
+        sink.record(r);
+        sink.close();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for leaked in ["0123456789abcdef", "hunter2-pass", "AIza-query-secret"] {
+            assert!(!text.contains(leaked), "{leaked} in {text}");
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_new_capture_file_is_private_to_its_owner() {
+        use std::os::unix::fs::PermissionsExt;
+        let path = temp_path("mode.jsonl");
+        let sink = JsonlCaptureSink::open(&path, Scrubber::default()).unwrap();
+        sink.close();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use llm_proxy_api::config::{
     FailureHandling, Limits, LoggingConfig, ModelAlias, ModelOnlyPolicy, RoutingConfig, Secret,
     Timeouts,
 };
+use llm_proxy_api::scrub::{mask_url_credentials, masked_extra};
 use llm_proxy_connectors::openai_compat::PROVIDERS;
 use serde_json::{Value, json};
 
@@ -721,14 +722,14 @@ pub fn effective_config(cfg: &AppConfig) -> Value {
                 name.clone(),
                 json!({
                     "type": b.backend_type,
-                    "api_url": b.api_url,
+                    "api_url": b.api_url.as_deref().map(mask_url_credentials),
                     "api_key": b.api_key.as_ref().map(Secret::masked),
                     "key_source": b.key_name,
                     "timeout": b.timeouts.total.as_secs_f64(),
                     "connect_timeout": b.timeouts.connect.as_secs_f64(),
                     "first_byte_timeout": b.timeouts.first_byte.as_secs_f64(),
                     "models": b.models,
-                    "extra": b.extra,
+                    "extra": masked_extra(&b.extra),
                 }),
             )
         })
@@ -1002,5 +1003,23 @@ mod tests {
             err.to_string().contains("limits.max_parsing_bytes"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn effective_config_masks_header_values_and_url_credentials() {
+        let file = "backends:\n  openai-compatible:\n    api_url: https://bob:url-password-1@h.test/v1?key=url-query-key-1&alt=sse\n    extra:\n      headers:\n        X-Custom-Auth: header-secret-value-1\n      refresh_token: plugin-token-value-1\n      keep_alive: 5m\n";
+        let cfg = load_from_str(file, &CliOverrides::default(), &Env::default()).unwrap();
+        let shown = effective_config(&cfg).to_string();
+        for leaked in [
+            "url-password-1",
+            "url-query-key-1",
+            "header-secret-value-1",
+            "plugin-token-value-1",
+        ] {
+            assert!(!shown.contains(leaked), "{leaked} in {shown}");
+        }
+        assert!(shown.contains("X-Custom-Auth"), "{shown}");
+        assert!(shown.contains("alt=sse"), "{shown}");
+        assert!(shown.contains("5m"), "{shown}");
     }
 }

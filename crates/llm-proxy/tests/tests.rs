@@ -1,0 +1,7 @@
+//! Tests of the `llm-proxy` binary as a user runs it: a child process on 127.0.0.1:0.
+// Helpers outside `#[test]` functions unwrap too; clippy's in-test allowance does not reach them.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+// Stops the proxy with SIGTERM (graceful shutdown flushes the capture file).
+#[cfg(unix)]
+mod secrets;
