@@ -6,6 +6,7 @@ use serde::de::DeserializeOwned;
 pub mod anthropic;
 pub mod gemini;
 pub mod openai_chat;
+pub mod openai_responses;
 pub mod sse;
 
 /// A request body that could not be turned into the canonical model.

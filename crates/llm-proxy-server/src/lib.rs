@@ -34,6 +34,8 @@ pub fn app(state: AppState) -> Router {
             "/chat/completions",
             post(frontend::openai_chat::chat_completions),
         )
+        .route("/v1/responses", post(frontend::responses::create))
+        .route("/responses", post(frontend::responses::create))
         .route("/v1/models", get(frontend::models::list_models))
         // Gemini's `/v1` surface (newer `google-genai`) shares the prefix with OpenAI's.
         .route(

@@ -35,7 +35,8 @@ pub struct CallMeta {
     pub lossy: LossyNotes,
     /// Client request headers.
     pub headers: Arc<HeaderMap>,
-    /// The client's session id, when it sent one.
+    /// The client's session id, when it sent one: set by the frontend from its own protocol
+    /// (used when the request names none the common way), then the resolved id.
     pub session_id: Option<String>,
 }
 
@@ -85,7 +86,8 @@ pub async fn dispatch(
     req: ChatRequest,
     meta: &CallMeta,
 ) -> Result<Dispatched, ProxyError> {
-    let session = crate::routing::session_id(&req, &meta.headers);
+    let session =
+        crate::routing::session_id(&req, &meta.headers).or_else(|| meta.session_id.clone());
     let plan = state.router().plan(state, &req, session.as_deref())?;
     let with_session;
     let meta = match session {
