@@ -17,7 +17,7 @@ use super::opaque::ReasoningState;
 use super::types::{
     ContentPart, CustomTool, CustomToolCallItem, FunctionCallItem, FunctionTool, Input,
     MessageContent, MessageItem, NamespaceTool, ReasoningItem, ResponsesRequest, TextFormat,
-    ToolOutput, ToolOutputItem,
+    ToolOutputItem,
 };
 use crate::FieldError;
 
@@ -93,15 +93,20 @@ fn note(lossy: &mut Vec<String>, message: String) {
 fn typed<T: DeserializeOwned>(value: Value, param: &str) -> Result<T, FieldError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        let param = if path == "." || path.is_empty() {
+        let inner = e.into_inner();
+        let mut param = if path == "." || path.is_empty() {
             param.to_owned()
         } else {
             format!("{param}.{path}")
         };
-        FieldError::new(
-            format!("invalid request field '{param}': {}", e.into_inner()),
-            param,
-        )
+        let text = inner.to_string();
+        if let Some((field, _)) = text
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split_once('`'))
+        {
+            param = format!("{param}.{field}");
+        }
+        FieldError::new(format!("invalid request field '{param}': {text}"), param)
     })
 }
 
@@ -534,12 +539,7 @@ fn input_to_model(items: Vec<Value>, out: &mut Vec<Message>) -> Result<(), Field
             "function_call_output" | "custom_tool_call_output" => {
                 let o: ToolOutputItem = typed(item, &param)?;
                 flush(&mut assistant, out);
-                let content = match o.output {
-                    ToolOutput::Text(t) => vec![Part::Text(TextPart::new(t))],
-                    ToolOutput::Parts(parts) => {
-                        content_to_parts(MessageContent::Parts(parts), &format!("{param}.output"))?
-                    }
-                };
+                let content = content_to_parts(o.output, &format!("{param}.output"))?;
                 out.push(Message {
                     role: Role::Tool,
                     content: vec![Part::ToolResult(ToolResult {

@@ -113,12 +113,47 @@ pub struct MessageItem {
     pub status: Option<String>,
 }
 
-/// Message content: a string or typed parts.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// Message content (and a tool's output): a string or typed parts.
+#[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 pub enum MessageContent {
     Text(String),
     Parts(Vec<ContentPart>),
+}
+
+/// By hand rather than `untagged`, so a bad part is reported at its own path
+/// (`input[0].content[1]`) with serde's reason instead of "did not match any variant".
+impl<'de> Deserialize<'de> for MessageContent {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = MessageContent;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string or a list of content parts")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(MessageContent::Text(v.to_owned()))
+            }
+
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(MessageContent::Text(v))
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut parts = Vec::with_capacity(seq.size_hint().unwrap_or(1));
+                while let Some(part) = seq.next_element::<ContentPart>()? {
+                    parts.push(part);
+                }
+                Ok(MessageContent::Parts(parts))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 /// One content part of a message or of a tool output.
@@ -191,12 +226,7 @@ pub struct ToolOutputItem {
 }
 
 /// A tool's output: text or content parts.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(untagged)]
-pub enum ToolOutput {
-    Text(String),
-    Parts(Vec<ContentPart>),
-}
+pub type ToolOutput = MessageContent;
 
 /// A `reasoning` item from an earlier answer.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
