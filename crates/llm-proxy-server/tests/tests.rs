@@ -11,5 +11,6 @@ mod gemini;
 mod matrix;
 mod openai_chat;
 mod plugins;
+mod responses;
 mod routing;
 mod streaming;
