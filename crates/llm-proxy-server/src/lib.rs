@@ -9,6 +9,7 @@ pub mod frontend;
 pub mod metrics;
 pub mod pipeline;
 pub mod plugins;
+pub mod responses_store;
 pub mod routing;
 pub mod state;
 pub mod timing;
@@ -36,6 +37,14 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/responses", post(frontend::responses::create))
         .route("/responses", post(frontend::responses::create))
+        .route(
+            "/v1/responses/{id}",
+            get(frontend::responses::get).delete(frontend::responses::delete),
+        )
+        .route(
+            "/responses/{id}",
+            get(frontend::responses::get).delete(frontend::responses::delete),
+        )
         .route("/v1/models", get(frontend::models::list_models))
         // Gemini's `/v1` surface (newer `google-genai`) shares the prefix with OpenAI's.
         .route(

@@ -55,6 +55,7 @@ struct Inner {
     http: CaptureAwareClient,
     translation: Arc<TranslationService>,
     models_cache: Mutex<BTreeMap<String, (Instant, Vec<ModelInfo>)>>,
+    responses: Arc<dyn crate::responses_store::ResponseStore>,
 }
 
 /// How long a backend's model list is cached.
@@ -187,6 +188,9 @@ impl AppState {
                 http,
                 translation,
                 models_cache: Mutex::new(BTreeMap::new()),
+                responses: Arc::new(crate::responses_store::MemoryResponseStore::new(
+                    crate::responses_store::DEFAULT_CAPACITY,
+                )),
             }),
         };
         for (path, selector) in [
@@ -227,6 +231,11 @@ impl AppState {
         );
         state.plugins().set_hook_warnings(hook_warnings);
         Ok(state)
+    }
+
+    /// Stored Responses answers (`previous_response_id`).
+    pub fn responses(&self) -> &Arc<dyn crate::responses_store::ResponseStore> {
+        &self.inner.responses
     }
 
     /// Routing tables and circuit breakers.

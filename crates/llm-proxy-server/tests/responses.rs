@@ -410,3 +410,93 @@ async fn prompt_cache_key_is_the_session_id() {
         "another session starts on [first]"
     );
 }
+
+/// `previous_response_id` continues a stored answer (streamed or not): the upstream sees the
+/// whole conversation; `GET` returns the stored object, `DELETE` forgets it, and an answer made
+/// with `store: false` cannot be continued.
+#[tokio::test]
+async fn previous_response_id_continues_stored_answers() {
+    let mock = MockUpstream::start().await.unwrap();
+    let proxy = proxy_on(Dialect::OpenAi, &mock.base_url()).await;
+    for stream in [false, true] {
+        mock.push(first_reply(Dialect::OpenAi, stream, Scenario::Tools));
+        mock.push(text_reply(Dialect::OpenAi, stream, "It is sunny."));
+        let mut first_body = body(
+            &[json!({"role": "user", "content": "Weather and time in Paris?"})],
+            stream,
+            Scenario::Tools,
+        );
+        first_body["store"] = json!(true);
+        let first = final_response(post(&proxy.url, &first_body).await, stream).await;
+        let id = first["id"].as_str().unwrap().to_owned();
+
+        let stored: Value = client()
+            .get(format!("{}/v1/responses/{id}", proxy.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let mut expected = first.clone();
+        expected.as_object_mut().unwrap().remove("output_text");
+        assert_eq!(stored, expected, "GET returns the answer as it was sent");
+
+        let next = json!({"model": MODEL, "previous_response_id": id, "stream": stream, "tools": tools(),
+        "input": [
+            {"type": "function_call_output", "call_id": "call_a", "output": "sunny, 21C"},
+            {"type": "function_call_output", "call_id": "call_b", "output": "unknown timezone"}
+        ]});
+        let second = final_response(post(&proxy.url, &next).await, stream).await;
+        assert_eq!(output_text(&second), "It is sunny.");
+        assert_eq!(second["previous_response_id"], json!(id));
+        let sent = mock.requests().last().unwrap().body.clone();
+        let seen = upstream_view(Dialect::OpenAi, &sent);
+        assert_eq!(seen["calls"].as_array().unwrap().len(), 2, "{sent}");
+        assert_eq!(seen["results"].as_array().unwrap().len(), 2, "{sent}");
+        assert_eq!(
+            sent["messages"][0]["content"], "Weather and time in Paris?",
+            "{sent}"
+        );
+
+        let deleted = client()
+            .delete(format!("{}/v1/responses/{id}", proxy.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(deleted.status(), 200);
+        let gone = client()
+            .get(format!("{}/responses/{id}", proxy.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(gone.status(), 404);
+        let resp = post(&proxy.url, &next).await;
+        assert_eq!(resp.status(), 400);
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "previous_response_not_found");
+        assert_eq!(v["error"]["param"], "previous_response_id");
+    }
+
+    // `store: false` (as `body` sends it) keeps nothing.
+    mock.push(text_reply(Dialect::OpenAi, false, "Hi."));
+    let unstored = final_response(
+        post(
+            &proxy.url,
+            &body(
+                &[json!({"role": "user", "content": "hi"})],
+                false,
+                Scenario::Text,
+            ),
+        )
+        .await,
+        false,
+    )
+    .await;
+    let resp = post(
+        &proxy.url,
+        &json!({"model": MODEL, "previous_response_id": unstored["id"], "input": "again"}),
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+}
