@@ -106,3 +106,19 @@ def test_bad_request_is_a_400_naming_the_field(client, upstream):
         client.responses.create(model="gpt-4o", input="hi", previous_response_id="resp_unknown")
     assert err.value.body["code"] == "previous_response_not_found"
     assert len(state.requests) == before
+
+
+def test_previous_response_id_and_retrieve(client, upstream):
+    _, state = upstream
+    first = client.responses.create(model="gpt-4o", input="weather in Paris?", tools=TOOLS)
+    call = [item for item in first.output if item.type == "function_call"][0]
+    second = client.responses.create(
+        model="gpt-4o", previous_response_id=first.id, tools=TOOLS,
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "rainy"}],
+    )
+    assert second.output_text.strip() == "The tool said: rainy"
+    assert state.requests[-1]["body"]["messages"][0] == {"role": "user", "content": "weather in Paris?"}
+    assert client.responses.retrieve(first.id).id == first.id
+    client.responses.delete(first.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(first.id)
