@@ -7,6 +7,7 @@ pub mod anthropic;
 mod extra_fields;
 pub mod gemini;
 pub mod openai_chat;
+pub mod openai_responses;
 pub mod sse;
 
 /// A request body that could not be turned into the canonical model.

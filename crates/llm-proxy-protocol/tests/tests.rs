@@ -2,3 +2,4 @@
 
 mod anthropic;
 mod gemini;
+mod openai_responses;

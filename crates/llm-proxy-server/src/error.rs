@@ -148,7 +148,8 @@ impl ProxyError {
         }
     }
 
-    fn code(&self) -> Option<&str> {
+    /// Machine-readable error code, when there is one.
+    pub fn code(&self) -> Option<&str> {
         match self {
             Self::MalformedJson(_) => Some("invalid_json"),
             Self::InvalidRequest { code, .. } => *code,
@@ -175,7 +176,7 @@ impl ProxyError {
     pub fn body(&self, format: WireFormat) -> serde_json::Value {
         let message = self.to_string();
         match format {
-            WireFormat::OpenAi => {
+            WireFormat::OpenAi | WireFormat::OpenAiResponses => {
                 openai_chat::error::error_body(self.kind(), &message, self.param(), self.code())
             }
             WireFormat::Anthropic => anthropic::error::error_body(self.kind(), &message),
@@ -213,6 +214,8 @@ impl ProxyError {
 pub enum WireFormat {
     /// OpenAI `{error: {message, type, param, code}}`.
     OpenAi,
+    /// OpenAI Responses: the OpenAI envelope; `response.failed` after streaming began.
+    OpenAiResponses,
     /// Anthropic `{type: "error", error: {type, message}}`.
     Anthropic,
     /// Gemini `{error: {code, message, status}}`.
@@ -224,6 +227,7 @@ impl WireFormat {
     pub fn label(self) -> &'static str {
         match self {
             Self::OpenAi => "openai_chat",
+            Self::OpenAiResponses => "openai_responses",
             Self::Anthropic => "anthropic",
             Self::Gemini => "gemini",
         }

@@ -11,6 +11,7 @@ pub mod parse_budget;
 pub mod pipeline;
 pub mod plugins;
 pub mod redaction;
+pub mod responses_store;
 pub mod routing;
 pub mod state;
 pub mod timing;
@@ -35,6 +36,16 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/chat/completions",
             post(frontend::openai_chat::chat_completions),
+        )
+        .route("/v1/responses", post(frontend::responses::create))
+        .route("/responses", post(frontend::responses::create))
+        .route(
+            "/v1/responses/{id}",
+            get(frontend::responses::get).delete(frontend::responses::delete),
+        )
+        .route(
+            "/responses/{id}",
+            get(frontend::responses::get).delete(frontend::responses::delete),
         )
         .route("/v1/models", get(frontend::models::list_models))
         // Gemini's `/v1` surface (newer `google-genai`) shares the prefix with OpenAI's.

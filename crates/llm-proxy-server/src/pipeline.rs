@@ -35,7 +35,8 @@ pub struct CallMeta {
     pub lossy: LossyNotes,
     /// Client request headers.
     pub headers: Arc<HeaderMap>,
-    /// The client's session id, when it sent one.
+    /// The client's session id, when it sent one: set by the frontend from its own protocol
+    /// (used when the request names none the common way), then the resolved id.
     pub session_id: Option<String>,
 }
 
@@ -126,7 +127,8 @@ pub async fn dispatch(
     meta: &CallMeta,
 ) -> Result<Dispatched, ProxyError> {
     crate::redaction::redact_prompt(state.redactor(), &mut req, &meta.request_id);
-    let session = crate::routing::session_id(&req, &meta.headers);
+    let session =
+        crate::routing::session_id(&req, &meta.headers).or_else(|| meta.session_id.clone());
     let plan = state.router().plan(state, &req, session.as_deref())?;
     let with_session;
     let meta = match session {

@@ -59,6 +59,7 @@ struct Inner {
     models_cache: Mutex<BTreeMap<String, (Instant, Vec<ModelInfo>)>>,
     redactor: Option<crate::redaction::KeyRedactor>,
     parse_budget: crate::parse_budget::ParseBudget,
+    responses: Arc<dyn crate::responses_store::ResponseStore>,
 }
 
 /// How long a backend's model list is cached.
@@ -216,6 +217,9 @@ impl AppState {
                 models_cache: Mutex::new(BTreeMap::new()),
                 redactor,
                 parse_budget,
+                responses: Arc::new(crate::responses_store::MemoryResponseStore::new(
+                    crate::responses_store::DEFAULT_CAPACITY,
+                )),
             }),
         };
         for (path, selector) in [
@@ -271,6 +275,11 @@ impl AppState {
     /// The global budget of request bytes being parsed at once.
     pub fn parse_budget(&self) -> &crate::parse_budget::ParseBudget {
         &self.inner.parse_budget
+    }
+
+    /// Stored Responses answers (`previous_response_id`).
+    pub fn responses(&self) -> &Arc<dyn crate::responses_store::ResponseStore> {
+        &self.inner.responses
     }
 
     /// Routing tables and circuit breakers.

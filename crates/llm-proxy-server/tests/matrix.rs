@@ -14,14 +14,14 @@ use crate::dialect::{
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Scenario {
+pub enum Scenario {
     Text,
     Tools,
     Reasoning,
 }
 
 /// Signatures each upstream dialect issues for its reasoning.
-fn reasoning_signature(up: Dialect) -> &'static str {
+pub fn reasoning_signature(up: Dialect) -> &'static str {
     match up {
         Dialect::OpenAi => "SIG_OPENAI_reasoning",
         Dialect::Anthropic => "SIG_ANTHROPIC_EqQBCkYIBxgCKkA",
@@ -30,7 +30,7 @@ fn reasoning_signature(up: Dialect) -> &'static str {
 }
 
 /// The Gemini signature on the first function call of the tools answer.
-const TOOL_SIGNATURE: &str = "SIG_GEMINI_TOOLS_EuYBCuMBAdHt";
+pub const TOOL_SIGNATURE: &str = "SIG_GEMINI_TOOLS_EuYBCuMBAdHt";
 
 fn openai_text_stream(text: &str, usage: (u64, u64)) -> Vec<String> {
     let (first, rest) = text.split_at(text.len() / 2);
@@ -48,7 +48,7 @@ fn openai_text_stream(text: &str, usage: (u64, u64)) -> Vec<String> {
 }
 
 /// A plain text answer in `up`'s dialect.
-fn text_reply(up: Dialect, stream: bool, text: &str) -> Reply {
+pub fn text_reply(up: Dialect, stream: bool, text: &str) -> Reply {
     let (first, rest) = text.split_at(text.len() / 2);
     match (up, stream) {
         (Dialect::OpenAi, false) => Reply::json(openai::completion(text)),
@@ -61,7 +61,7 @@ fn text_reply(up: Dialect, stream: bool, text: &str) -> Reply {
 }
 
 /// The first answer of `scenario` in `up`'s dialect.
-fn first_reply(up: Dialect, stream: bool, scenario: Scenario) -> Reply {
+pub fn first_reply(up: Dialect, stream: bool, scenario: Scenario) -> Reply {
     let sig = reasoning_signature(up);
     match scenario {
         Scenario::Text => text_reply(up, stream, "Hello world"),
@@ -140,7 +140,7 @@ fn first_reply(up: Dialect, stream: bool, scenario: Scenario) -> Reply {
 }
 
 /// Call ids each upstream dialect issues for the two parallel calls.
-fn call_ids(up: Dialect) -> [&'static str; 2] {
+pub fn call_ids(up: Dialect) -> [&'static str; 2] {
     match up {
         Dialect::OpenAi => ["call_a", "call_b"],
         Dialect::Anthropic => ["toolu_01A", "toolu_01B"],
@@ -149,7 +149,7 @@ fn call_ids(up: Dialect) -> [&'static str; 2] {
 }
 
 /// The answer every client should see, dialect-neutral.
-fn expected_answer(up: Dialect, scenario: Scenario) -> Value {
+pub fn expected_answer(up: Dialect, scenario: Scenario) -> Value {
     match scenario {
         Scenario::Text => json!({"text": "Hello world", "reasoning": [], "tool_calls": [],
             "finish": "stop", "usage": {"input": 11, "output": 7}}),
@@ -439,7 +439,7 @@ async fn interleaved_openai_fragments_reach_anthropic_clients_as_whole_tool_use_
     );
 }
 
-fn rate_limit_body(up: Dialect) -> Value {
+pub fn rate_limit_body(up: Dialect) -> Value {
     match up {
         Dialect::OpenAi => openai::error(
             "Rate limit reached for requests",

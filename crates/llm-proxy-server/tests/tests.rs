@@ -15,6 +15,7 @@ mod matrix;
 mod openai_chat;
 mod plugins;
 mod redaction;
+mod responses;
 mod routing;
 mod secrets;
 mod streaming;

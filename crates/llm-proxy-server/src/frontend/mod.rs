@@ -6,6 +6,7 @@ pub mod diagnostics;
 pub mod gemini;
 pub mod models;
 pub mod openai_chat;
+pub mod responses;
 pub mod sse;
 pub mod token_estimate;
 
@@ -47,6 +48,9 @@ pub struct RequestMeta {
     pub backend: Arc<OnceLock<String>>,
     /// Time to the first meaningful output, once known.
     pub ttft: Arc<OnceLock<Duration>>,
+    /// A session id the frontend found in its own protocol (e.g. Responses
+    /// `prompt_cache_key`), used when the client names no session the common way.
+    pub session_id: Option<String>,
 }
 
 impl RequestMeta {
@@ -61,6 +65,7 @@ impl RequestMeta {
             headers: Arc::new(headers),
             backend: Arc::default(),
             ttft: Arc::default(),
+            session_id: None,
         }
     }
 
@@ -97,7 +102,7 @@ impl RequestMeta {
             clock: self.clock.clone(),
             lossy: self.lossy.clone(),
             headers: self.headers.clone(),
-            session_id: None,
+            session_id: self.session_id.clone(),
         }
     }
 

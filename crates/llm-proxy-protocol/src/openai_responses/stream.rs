@@ -1,0 +1,691 @@
+//! Renders canonical events as OpenAI Responses stream events (`response.created` ...
+//! `response.completed`), each with its `sequence_number`, while building the response object
+//! the final event carries. With frames off the same state machine builds a non-streamed
+//! response, so both shapes come from one code path.
+
+use bytes::Bytes;
+use llm_proxy_api::model::{FinishReason, Usage};
+use llm_proxy_api::stream::StreamEvent;
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use super::from_model::usage_from_model;
+use super::opaque::ReasoningState;
+use super::to_model::ToolKinds;
+use crate::sse::event_frame;
+
+/// What a response object says about itself beyond its output.
+#[derive(Debug, Clone, Default)]
+pub struct ResponseContext {
+    /// `resp_...` id.
+    pub id: String,
+    /// Model that answers (the upstream's name replaces it once known).
+    pub model: String,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Kinds of the offered tools (custom, namespaced).
+    pub tools: ToolKinds,
+    /// Request fields the response repeats.
+    pub echo: Map<String, Value>,
+}
+
+#[derive(Debug)]
+enum Item {
+    Message {
+        id: String,
+        text: String,
+    },
+    Reasoning {
+        id: String,
+        text: String,
+        state: ReasoningState,
+        /// Whether the summary part was announced (first text seen).
+        summary_started: bool,
+    },
+    Call {
+        id: String,
+        call_id: String,
+        name: String,
+        arguments: String,
+        custom: bool,
+        done: bool,
+    },
+}
+
+#[derive(Serialize)]
+struct DeltaOut<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    sequence_number: u64,
+    item_id: &'a str,
+    output_index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content_index: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    summary_index: Option<u32>,
+    delta: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logprobs: Option<[(); 0]>,
+}
+
+/// Renders events as Responses SSE frames and keeps the response they build.
+#[derive(Debug)]
+pub struct EventRenderer {
+    ctx: ResponseContext,
+    frames: bool,
+    seq: u64,
+    started: bool,
+    finished: bool,
+    items: Vec<Item>,
+    /// Index of the message or reasoning item still taking deltas.
+    open: Option<usize>,
+    /// Stream index of each tool call -> item index.
+    calls: Vec<(u32, usize)>,
+    usage: Option<Usage>,
+    finish: Option<FinishReason>,
+    status: &'static str,
+    error: Option<Value>,
+}
+
+impl EventRenderer {
+    /// A renderer that writes frames.
+    pub fn new(ctx: ResponseContext) -> Self {
+        Self {
+            ctx,
+            frames: true,
+            seq: 0,
+            started: false,
+            finished: false,
+            items: Vec::new(),
+            open: None,
+            calls: Vec::new(),
+            usage: None,
+            finish: None,
+            status: "in_progress",
+            error: None,
+        }
+    }
+
+    /// A renderer that only builds the response object (non-streamed answers).
+    pub fn collecting(ctx: ResponseContext) -> Self {
+        Self {
+            frames: false,
+            ..Self::new(ctx)
+        }
+    }
+
+    /// Renders one event.
+    pub fn render(&mut self, event: &StreamEvent, out: &mut Vec<Bytes>) {
+        if self.finished {
+            return;
+        }
+        self.ensure_started(out);
+        match event {
+            StreamEvent::Start { model, .. } => {
+                if let Some(m) = model.as_deref().filter(|m| !m.is_empty()) {
+                    m.clone_into(&mut self.ctx.model);
+                }
+            }
+            StreamEvent::TextDelta { text } => {
+                if text.is_empty() {
+                    return;
+                }
+                let i = self.open_message(out);
+                if let Some(Item::Message { text: t, .. }) = self.items.get_mut(i) {
+                    t.push_str(text);
+                }
+                self.delta("response.output_text.delta", i, Some(0), None, text, out);
+            }
+            StreamEvent::ReasoningDelta { text } => {
+                if text.is_empty() {
+                    return;
+                }
+                let i = self.open_reasoning(out);
+                let announce = match self.items.get_mut(i) {
+                    Some(Item::Reasoning {
+                        text: t,
+                        summary_started,
+                        ..
+                    }) => {
+                        t.push_str(text);
+                        !std::mem::replace(summary_started, true)
+                    }
+                    _ => false,
+                };
+                if announce {
+                    let id = self.item_id(i).to_owned();
+                    self.emit(
+                        "response.reasoning_summary_part.added",
+                        json!({"item_id": id, "output_index": i, "summary_index": 0,
+                               "part": {"type": "summary_text", "text": ""}}),
+                        out,
+                    );
+                }
+                self.delta(
+                    "response.reasoning_summary_text.delta",
+                    i,
+                    None,
+                    Some(0),
+                    text,
+                    out,
+                );
+            }
+            StreamEvent::ReasoningSignature { signature } => {
+                let i = self.open_reasoning(out);
+                if let Some(Item::Reasoning { state, .. }) = self.items.get_mut(i) {
+                    state
+                        .signature
+                        .get_or_insert_with(String::new)
+                        .push_str(signature);
+                }
+                self.close_open(out);
+            }
+            StreamEvent::ReasoningProviderData { data } => {
+                let i = self.open_reasoning(out);
+                if let Some(Item::Reasoning { state, .. }) = self.items.get_mut(i) {
+                    state.provider_data = Some(data.clone());
+                }
+            }
+            StreamEvent::ReasoningRedacted { data } => {
+                self.close_open(out);
+                let state = ReasoningState {
+                    redacted: Some(data.clone()),
+                    ..ReasoningState::default()
+                };
+                self.whole_reasoning(state, out);
+            }
+            StreamEvent::ToolCallStart {
+                index,
+                id,
+                name,
+                provider_data,
+            } => {
+                self.close_open(out);
+                if let Some(data) = provider_data {
+                    let state = ReasoningState {
+                        call_provider_data: Some(data.clone()),
+                        ..ReasoningState::default()
+                    };
+                    self.whole_reasoning(state, out);
+                }
+                let i = self.items.len();
+                let custom = self.ctx.tools.is_custom(name);
+                let prefix = if custom { "ctc" } else { "fc" };
+                self.items.push(Item::Call {
+                    id: self.new_item_id(prefix),
+                    call_id: id.clone(),
+                    name: name.clone(),
+                    arguments: String::new(),
+                    custom,
+                    done: false,
+                });
+                self.calls.push((*index, i));
+                let item = self.item_json(i, "in_progress");
+                self.emit(
+                    "response.output_item.added",
+                    json!({"output_index": i, "item": item}),
+                    out,
+                );
+            }
+            StreamEvent::ToolCallDelta { index, arguments } => {
+                let Some(i) = self.call_item(*index) else {
+                    return;
+                };
+                let custom = match self.items.get_mut(i) {
+                    Some(Item::Call {
+                        arguments: a,
+                        custom,
+                        done: false,
+                        ..
+                    }) => {
+                        a.push_str(arguments);
+                        *custom
+                    }
+                    _ => return,
+                };
+                // A custom tool's input is the `input` string inside the JSON arguments: it is
+                // sent whole when the call ends.
+                if !custom && !arguments.is_empty() {
+                    self.delta(
+                        "response.function_call_arguments.delta",
+                        i,
+                        None,
+                        None,
+                        arguments,
+                        out,
+                    );
+                }
+            }
+            StreamEvent::ToolCallEnd { index } => {
+                if let Some(i) = self.call_item(*index) {
+                    self.close_call(i, out);
+                }
+            }
+            StreamEvent::Usage(u) => match &mut self.usage {
+                Some(existing) => existing.merge(u),
+                None => self.usage = Some(*u),
+            },
+            StreamEvent::Finish { reason } => self.finish = Some(reason.clone()),
+        }
+    }
+
+    /// Closes every item and sends `response.completed` (or `response.incomplete`).
+    pub fn finish(&mut self, out: &mut Vec<Bytes>) {
+        if self.finished {
+            return;
+        }
+        self.ensure_started(out);
+        self.close_open(out);
+        for i in 0..self.items.len() {
+            self.close_call(i, out);
+        }
+        self.finished = true;
+        let (status, event) = match self.finish {
+            Some(FinishReason::Length | FinishReason::ContentFilter) => {
+                ("incomplete", "response.incomplete")
+            }
+            _ => ("completed", "response.completed"),
+        };
+        self.status = status;
+        let response = self.response_object();
+        self.emit(event, json!({ "response": response }), out);
+    }
+
+    /// Reports a failure after streaming began: an `error` event, then `response.failed`
+    /// carrying the error. Nothing follows.
+    pub fn error(&mut self, code: &str, message: &str, out: &mut Vec<Bytes>) {
+        if self.finished {
+            return;
+        }
+        self.ensure_started(out);
+        self.finished = true;
+        self.status = "failed";
+        self.error = Some(json!({ "code": code, "message": message }));
+        self.emit(
+            "error",
+            json!({"code": code, "message": message, "param": null}),
+            out,
+        );
+        let response = self.response_object();
+        self.emit("response.failed", json!({ "response": response }), out);
+    }
+
+    /// The response object in its current state (complete after `finish`).
+    pub fn response_object(&self) -> Value {
+        let incomplete_details = match (self.status, &self.finish) {
+            ("incomplete", Some(FinishReason::ContentFilter)) => {
+                json!({"reason": "content_filter"})
+            }
+            ("incomplete", _) => json!({"reason": "max_output_tokens"}),
+            _ => Value::Null,
+        };
+        let output: Vec<Value> = if self.status == "in_progress" {
+            Vec::new()
+        } else {
+            (0..self.items.len())
+                .map(|i| self.item_json(i, "completed"))
+                .collect()
+        };
+        let usage = match (self.status, self.usage) {
+            ("in_progress", _) => Value::Null,
+            (_, u) => serde_json::to_value(usage_from_model(&u.unwrap_or_default()))
+                .unwrap_or(Value::Null),
+        };
+        let mut obj = self.ctx.echo.clone();
+        obj.insert("id".into(), Value::from(self.ctx.id.clone()));
+        obj.insert("object".into(), Value::from("response"));
+        obj.insert("created_at".into(), Value::from(self.ctx.created_at));
+        obj.insert("status".into(), Value::from(self.status));
+        obj.insert("error".into(), self.error.clone().unwrap_or(Value::Null));
+        obj.insert("incomplete_details".into(), incomplete_details);
+        obj.insert("model".into(), Value::from(self.ctx.model.clone()));
+        obj.insert("output".into(), Value::Array(output));
+        obj.insert("usage".into(), usage);
+        Value::Object(obj)
+    }
+
+    /// Concatenated text of the message items (the SDKs' `output_text`).
+    pub fn output_text(&self) -> String {
+        let mut out = String::new();
+        for item in &self.items {
+            if let Item::Message { text, .. } = item {
+                out.push_str(text);
+            }
+        }
+        out
+    }
+
+    fn ensure_started(&mut self, out: &mut Vec<Bytes>) {
+        if std::mem::replace(&mut self.started, true) {
+            return;
+        }
+        let response = self.response_object();
+        self.emit(
+            "response.created",
+            json!({ "response": response.clone() }),
+            out,
+        );
+        self.emit("response.in_progress", json!({ "response": response }), out);
+    }
+
+    fn new_item_id(&self, prefix: &str) -> String {
+        let suffix = self.ctx.id.strip_prefix("resp_").unwrap_or(&self.ctx.id);
+        format!("{prefix}_{suffix}_{}", self.items.len())
+    }
+
+    fn item_id(&self, i: usize) -> &str {
+        match self.items.get(i) {
+            Some(Item::Message { id, .. } | Item::Reasoning { id, .. } | Item::Call { id, .. }) => {
+                id
+            }
+            None => "",
+        }
+    }
+
+    fn call_item(&self, index: u32) -> Option<usize> {
+        self.calls
+            .iter()
+            .rev()
+            .find(|(stream_index, _)| *stream_index == index)
+            .map(|(_, i)| *i)
+    }
+
+    /// The open message item, opening one (and closing open reasoning) if needed.
+    fn open_message(&mut self, out: &mut Vec<Bytes>) -> usize {
+        if let Some(i) = self.open
+            && matches!(self.items.get(i), Some(Item::Message { .. }))
+        {
+            return i;
+        }
+        self.close_open(out);
+        let i = self.items.len();
+        self.items.push(Item::Message {
+            id: self.new_item_id("msg"),
+            text: String::new(),
+        });
+        self.open = Some(i);
+        let item = self.item_json(i, "in_progress");
+        self.emit(
+            "response.output_item.added",
+            json!({"output_index": i, "item": item}),
+            out,
+        );
+        let id = self.item_id(i).to_owned();
+        self.emit(
+            "response.content_part.added",
+            json!({"item_id": id, "output_index": i, "content_index": 0,
+                   "part": {"type": "output_text", "text": "", "annotations": [], "logprobs": []}}),
+            out,
+        );
+        i
+    }
+
+    /// The open reasoning item still taking text (unsigned, not redacted), opening one if needed.
+    fn open_reasoning(&mut self, out: &mut Vec<Bytes>) -> usize {
+        if let Some(i) = self.open
+            && let Some(Item::Reasoning { state, .. }) = self.items.get(i)
+            && state.signature.is_none()
+            && state.redacted.is_none()
+        {
+            return i;
+        }
+        self.close_open(out);
+        let i = self.items.len();
+        self.items.push(Item::Reasoning {
+            id: self.new_item_id("rs"),
+            text: String::new(),
+            state: ReasoningState::default(),
+            summary_started: false,
+        });
+        self.open = Some(i);
+        let item = self.item_json(i, "in_progress");
+        self.emit(
+            "response.output_item.added",
+            json!({"output_index": i, "item": item}),
+            out,
+        );
+        i
+    }
+
+    /// A reasoning item that is complete at once (redacted reasoning, a call's provider data).
+    fn whole_reasoning(&mut self, state: ReasoningState, out: &mut Vec<Bytes>) {
+        let i = self.items.len();
+        self.items.push(Item::Reasoning {
+            id: self.new_item_id("rs"),
+            text: String::new(),
+            state,
+            summary_started: false,
+        });
+        let added = self.item_json(i, "in_progress");
+        self.emit(
+            "response.output_item.added",
+            json!({"output_index": i, "item": added}),
+            out,
+        );
+        let done = self.item_json(i, "completed");
+        self.emit(
+            "response.output_item.done",
+            json!({"output_index": i, "item": done}),
+            out,
+        );
+    }
+
+    fn close_open(&mut self, out: &mut Vec<Bytes>) {
+        let Some(i) = self.open.take() else {
+            return;
+        };
+        let id = self.item_id(i).to_owned();
+        match self.items.get(i) {
+            Some(Item::Message { text, .. }) => {
+                let text = text.clone();
+                self.emit(
+                    "response.output_text.done",
+                    json!({"item_id": id, "output_index": i, "content_index": 0, "text": text, "logprobs": []}),
+                    out,
+                );
+                self.emit(
+                    "response.content_part.done",
+                    json!({"item_id": id, "output_index": i, "content_index": 0,
+                           "part": {"type": "output_text", "text": text, "annotations": [], "logprobs": []}}),
+                    out,
+                );
+            }
+            Some(Item::Reasoning {
+                text,
+                summary_started: true,
+                ..
+            }) => {
+                let text = text.clone();
+                self.emit(
+                    "response.reasoning_summary_text.done",
+                    json!({"item_id": id, "output_index": i, "summary_index": 0, "text": text}),
+                    out,
+                );
+                self.emit(
+                    "response.reasoning_summary_part.done",
+                    json!({"item_id": id, "output_index": i, "summary_index": 0,
+                           "part": {"type": "summary_text", "text": text}}),
+                    out,
+                );
+            }
+            _ => {}
+        }
+        let item = self.item_json(i, "completed");
+        self.emit(
+            "response.output_item.done",
+            json!({"output_index": i, "item": item}),
+            out,
+        );
+    }
+
+    fn close_call(&mut self, i: usize, out: &mut Vec<Bytes>) {
+        let (custom, arguments) = match self.items.get_mut(i) {
+            Some(Item::Call {
+                done: done @ false,
+                custom,
+                arguments,
+                ..
+            }) => {
+                *done = true;
+                if arguments.trim().is_empty() {
+                    "{}".clone_into(arguments);
+                }
+                (*custom, arguments.clone())
+            }
+            _ => return,
+        };
+        let id = self.item_id(i).to_owned();
+        if custom {
+            let input = custom_input(&arguments);
+            if !input.is_empty() {
+                self.delta(
+                    "response.custom_tool_call_input.delta",
+                    i,
+                    None,
+                    None,
+                    &input,
+                    out,
+                );
+            }
+            self.emit(
+                "response.custom_tool_call_input.done",
+                json!({"item_id": id, "output_index": i, "input": input}),
+                out,
+            );
+        } else {
+            self.emit(
+                "response.function_call_arguments.done",
+                json!({"item_id": id, "output_index": i, "arguments": arguments}),
+                out,
+            );
+        }
+        let item = self.item_json(i, "completed");
+        self.emit(
+            "response.output_item.done",
+            json!({"output_index": i, "item": item}),
+            out,
+        );
+    }
+
+    /// Item `i` as the wire shows it.
+    fn item_json(&self, i: usize, status: &str) -> Value {
+        match self.items.get(i) {
+            Some(Item::Message { id, text }) => {
+                let content = if status == "in_progress" {
+                    json!([])
+                } else {
+                    json!([{"type": "output_text", "text": text, "annotations": [], "logprobs": []}])
+                };
+                json!({"id": id, "type": "message", "status": status, "role": "assistant", "content": content})
+            }
+            Some(Item::Reasoning {
+                id, text, state, ..
+            }) => {
+                let summary = if text.is_empty() || status == "in_progress" {
+                    json!([])
+                } else {
+                    json!([{"type": "summary_text", "text": text}])
+                };
+                let mut item = json!({"id": id, "type": "reasoning", "summary": summary});
+                if status != "in_progress"
+                    && let Some(encrypted) = state.encode()
+                {
+                    item["encrypted_content"] = Value::from(encrypted);
+                }
+                item
+            }
+            Some(Item::Call {
+                id,
+                call_id,
+                name,
+                arguments,
+                custom,
+                ..
+            }) => {
+                let (namespace, tool) = self.ctx.tools.split(name);
+                let final_text = status != "in_progress";
+                let mut item = if *custom {
+                    let input = if final_text {
+                        custom_input(arguments)
+                    } else {
+                        String::new()
+                    };
+                    json!({"id": id, "type": "custom_tool_call", "status": status,
+                           "call_id": call_id, "name": tool, "input": input})
+                } else {
+                    let args = if final_text { arguments.as_str() } else { "" };
+                    json!({"id": id, "type": "function_call", "status": status,
+                           "call_id": call_id, "name": tool, "arguments": args})
+                };
+                if let Some(ns) = namespace {
+                    item["namespace"] = Value::from(ns);
+                }
+                item
+            }
+            None => Value::Null,
+        }
+    }
+
+    fn delta(
+        &mut self,
+        kind: &'static str,
+        i: usize,
+        content_index: Option<u32>,
+        summary_index: Option<u32>,
+        delta: &str,
+        out: &mut Vec<Bytes>,
+    ) {
+        if !self.frames {
+            return;
+        }
+        let sequence_number = self.next_seq();
+        let frame = DeltaOut {
+            kind,
+            sequence_number,
+            item_id: self.item_id(i),
+            output_index: i,
+            content_index,
+            summary_index,
+            delta,
+            logprobs: (kind == "response.output_text.delta").then_some([]),
+        };
+        out.push(event_frame(
+            kind,
+            &serde_json::to_vec(&frame).unwrap_or_default(),
+        ));
+    }
+
+    fn emit(&mut self, kind: &'static str, mut body: Value, out: &mut Vec<Bytes>) {
+        if !self.frames {
+            return;
+        }
+        let sequence_number = self.next_seq();
+        if let Value::Object(map) = &mut body {
+            map.insert("type".into(), Value::from(kind));
+            map.insert("sequence_number".into(), Value::from(sequence_number));
+        }
+        out.push(event_frame(
+            kind,
+            &serde_json::to_vec(&body).unwrap_or_default(),
+        ));
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        let n = self.seq;
+        self.seq += 1;
+        n
+    }
+}
+
+/// A custom tool's raw input from the canonical JSON arguments (`{"input": "..."}`); arguments
+/// of another shape are passed as they are.
+pub fn custom_input(arguments: &str) -> String {
+    match serde_json::from_str::<Value>(arguments) {
+        Ok(Value::Object(map)) => match map.get("input") {
+            Some(Value::String(s)) => s.clone(),
+            _ if map.is_empty() => String::new(),
+            _ => arguments.to_owned(),
+        },
+        _ => arguments.to_owned(),
+    }
+}

@@ -1,0 +1,286 @@
+//! OpenAI Responses golden fixtures: a Codex-shaped request through the canonical model, a
+//! canonical answer rendered as a response object and as an event transcript (compared as JSON
+//! values), and the answer's output items carried back as the next turn's input.
+// Marks the helpers as test code for clippy's test allowances (unwrap, panic).
+#![cfg(test)]
+
+use llm_proxy_api::model::{ChatResponse, Part, Role};
+use llm_proxy_api::stream::{StreamEvent, response_events};
+use llm_proxy_protocol::openai_responses::{
+    self, Converted, EventRenderer, ResponseContext, ResponsesRequest,
+};
+use serde_json::{Value, json};
+
+fn path(name: &str) -> String {
+    format!(
+        "{}/tests/fixtures/openai_responses/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+fn json_fixture(name: &str) -> Value {
+    let p = path(name);
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{p}: {e}"));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Compares with a golden file; `UPDATE_GOLDEN=1` rewrites it instead (review the diff).
+fn check_golden(name: &str, actual: &Value) {
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(
+            path(name),
+            serde_json::to_string_pretty(actual).unwrap() + "\n",
+        )
+        .unwrap();
+        return;
+    }
+    assert_eq!(actual, &json_fixture(name), "differs from golden {name}");
+}
+
+fn convert(body: &Value) -> Converted {
+    let wire: ResponsesRequest =
+        llm_proxy_protocol::parse_body(body.to_string().as_bytes()).unwrap();
+    openai_responses::request_to_model(wire).unwrap()
+}
+
+fn context(converted: &Converted) -> ResponseContext {
+    ResponseContext {
+        id: "resp_test1".into(),
+        model: "gpt-5-codex".into(),
+        created_at: 1_700_000_000,
+        tools: converted.tools.clone(),
+        echo: converted.echo.clone(),
+    }
+}
+
+fn answer() -> ChatResponse {
+    serde_json::from_value(json_fixture("answer.canonical.json")).unwrap()
+}
+
+/// `{event, data}` of each rendered frame.
+fn frames(out: &[bytes::Bytes]) -> Vec<Value> {
+    out.iter()
+        .map(|b| {
+            let s = std::str::from_utf8(b).unwrap();
+            let (event, data) = s.strip_suffix("\n\n").unwrap().split_once('\n').unwrap();
+            json!({
+                "event": event.strip_prefix("event: ").unwrap(),
+                "data": serde_json::from_str::<Value>(data.strip_prefix("data: ").unwrap()).unwrap(),
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn codex_request_becomes_the_canonical_request() {
+    let converted = convert(&json_fixture("codex_request.json"));
+    check_golden(
+        "codex_request.canonical.json",
+        &serde_json::to_value(&converted.request).unwrap(),
+    );
+    assert_eq!(
+        converted.lossy,
+        vec![
+            "custom tool 'apply_patch': its grammar is described to the model, not enforced",
+            "hosted tool 'web_search' dropped (backends cannot run OpenAI-hosted tools)",
+            "text.verbosity 'low' has no equivalent upstream; dropped",
+        ]
+    );
+    assert_eq!(converted.prompt_cache_key.as_deref(), Some("conv-123"));
+    assert!(!converted.store);
+    assert_eq!(converted.echo["store"], false);
+    assert_eq!(converted.echo["tools"].as_array().unwrap().len(), 4);
+    assert_eq!(
+        converted.echo["reasoning"],
+        json!({"effort": "high", "summary": "auto"})
+    );
+}
+
+#[test]
+fn answer_renders_as_a_response_object() {
+    let converted = convert(&json_fixture("codex_request.json"));
+    let object = openai_responses::response_from_model(answer(), context(&converted));
+    check_golden("answer.response.json", &object);
+}
+
+#[test]
+fn answer_streams_as_the_official_events_and_ends_with_the_same_object() {
+    let converted = convert(&json_fixture("codex_request.json"));
+    let mut renderer = EventRenderer::new(context(&converted));
+    let mut out = Vec::new();
+    for event in response_events(answer()) {
+        renderer.render(&event, &mut out);
+    }
+    renderer.finish(&mut out);
+    let frames = frames(&out);
+    check_golden("answer.events.json", &Value::Array(frames.clone()));
+
+    for (n, f) in frames.iter().enumerate() {
+        assert_eq!(f["data"]["type"], f["event"], "type matches the event name");
+        assert_eq!(f["data"]["sequence_number"], n, "sequence numbers count up");
+    }
+    let last = frames.last().unwrap();
+    assert_eq!(last["event"], "response.completed");
+    let mut collected = openai_responses::response_from_model(answer(), context(&converted));
+    collected.as_object_mut().unwrap().remove("output_text");
+    assert_eq!(
+        last["data"]["response"], collected,
+        "streamed and non-streamed answers agree"
+    );
+}
+
+/// The output items, sent back as input, give the canonical answer again: signatures, a Gemini
+/// call's provider data, namespaced and custom calls all survive the round trip.
+#[test]
+fn output_items_carry_reasoning_state_back_on_the_next_turn() {
+    let request = json_fixture("codex_request.json");
+    let converted = convert(&request);
+    let original = answer();
+    let object = openai_responses::response_from_model(original.clone(), context(&converted));
+    let mut input = vec![json!({"role": "user", "content": "go"})];
+    input.extend(object["output"].as_array().unwrap().iter().cloned());
+    let mut next = request.clone();
+    next["input"] = Value::Array(input);
+    let again = convert(&next);
+    let assistant = again
+        .request
+        .messages
+        .iter()
+        .find(|m| m.role == Role::Assistant)
+        .unwrap();
+    assert_eq!(assistant.content, original.content);
+}
+
+#[test]
+fn failure_after_output_is_an_error_event_and_a_failed_response() {
+    let mut renderer = EventRenderer::new(ResponseContext {
+        id: "resp_f".into(),
+        model: "m".into(),
+        ..ResponseContext::default()
+    });
+    let mut out = Vec::new();
+    renderer.render(
+        &StreamEvent::TextDelta {
+            text: "partial".into(),
+        },
+        &mut out,
+    );
+    renderer.error("server_error", "Overloaded", &mut out);
+    renderer.finish(&mut out);
+    let frames = frames(&out);
+    let names: Vec<&str> = frames
+        .iter()
+        .map(|f| f["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.output_text.delta",
+            "error",
+            "response.failed",
+        ]
+    );
+    let failed = &frames[6]["data"]["response"];
+    assert_eq!(failed["status"], "failed");
+    assert_eq!(
+        failed["error"],
+        json!({"code": "server_error", "message": "Overloaded"})
+    );
+    assert_eq!(failed["output"][0]["content"][0]["text"], "partial");
+}
+
+#[test]
+fn length_stop_is_an_incomplete_response() {
+    let mut response = answer();
+    response.content.truncate(2);
+    response.finish_reason = Some(llm_proxy_api::model::FinishReason::Length);
+    let object = openai_responses::response_from_model(
+        response,
+        ResponseContext {
+            id: "resp_l".into(),
+            ..ResponseContext::default()
+        },
+    );
+    assert_eq!(object["status"], "incomplete");
+    assert_eq!(
+        object["incomplete_details"],
+        json!({"reason": "max_output_tokens"})
+    );
+    assert_eq!(object["output_text"], "I will patch it.");
+}
+
+#[test]
+fn unsupported_input_is_a_field_error() {
+    let cases = [
+        (
+            json!({"model": "m", "input": [{"type": "item_reference", "id": "msg_1"}]}),
+            "input[0].type",
+        ),
+        (
+            json!({"model": "m", "input": [{"type": "computer_call_output", "call_id": "c"}]}),
+            "input[0].type",
+        ),
+        (
+            json!({"model": "m", "input": [{"role": "user", "content": [{"type": "input_audio"}]}]}),
+            "input[0].content[0].type",
+        ),
+        (
+            json!({"model": "m", "input": [{"role": "critic", "content": "x"}]}),
+            "input[0].role",
+        ),
+        (
+            json!({"model": "m", "input": [{"type": "function_call", "name": "f"}]}),
+            "input[0].call_id",
+        ),
+        (
+            json!({"model": "m", "input": "x", "tool_choice": {"type": "web_search_preview"}}),
+            "tool_choice",
+        ),
+        (
+            json!({"model": "m", "input": "x", "tools": [{"type": "function"}]}),
+            "tools[0].name",
+        ),
+        (
+            json!({"model": "m", "input": [{"role": "user", "content": [{"type": "input_image", "file_id": "file_1"}]}]}),
+            "input[0].content[0]",
+        ),
+    ];
+    for (body, param) in cases {
+        let wire: ResponsesRequest =
+            llm_proxy_protocol::parse_body(body.to_string().as_bytes()).unwrap();
+        let err = openai_responses::request_to_model(wire).unwrap_err();
+        assert_eq!(err.param.as_deref(), Some(param), "{body}: {}", err.message);
+        assert!(!err.malformed_json);
+    }
+}
+
+#[test]
+fn string_input_and_tool_outputs_with_images() {
+    let converted = convert(&json!({"model": "m", "input": "hello"}));
+    assert_eq!(converted.request.messages.len(), 1);
+    assert_eq!(converted.request.messages[0].joined_text(), "hello");
+    let converted = convert(&json!({"model": "m", "input": [
+        {"type": "function_call", "call_id": "c1", "name": "shot", "arguments": ""},
+        {"type": "function_call_output", "call_id": "c1", "output": [
+            {"type": "input_text", "text": "here"},
+            {"type": "input_image", "image_url": "https://x.test/a.png"}
+        ]}
+    ]}));
+    let msgs = &converted.request.messages;
+    assert_eq!(msgs[0].role, Role::Assistant);
+    match &msgs[0].content[0] {
+        Part::ToolCall(c) => assert_eq!(c.arguments, "{}"),
+        other => panic!("{other:?}"),
+    }
+    match &msgs[1].content[0] {
+        Part::ToolResult(r) => {
+            assert_eq!(r.name.as_deref(), Some("shot"));
+            assert_eq!(r.content.len(), 2);
+        }
+        other => panic!("{other:?}"),
+    }
+}

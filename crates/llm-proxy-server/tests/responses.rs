@@ -1,0 +1,502 @@
+//! The OpenAI Responses frontend (`POST /v1/responses`) on every upstream dialect, streamed and
+//! not: text, parallel tool calls answered with `function_call_output` on the next turn, and
+//! signed reasoning carried back in `encrypted_content`; errors before and after the first
+//! byte; the session id taken from `prompt_cache_key`.
+
+use llm_proxy_test_support::{MockUpstream, Reply, anthropic, gemini, openai};
+use serde_json::{Map, Value, json};
+
+use crate::common::{client, start_proxy};
+use crate::dialect::{Dialect, MODEL, SYSTEM, proxy_on, sse_events, upstream_view};
+use crate::matrix::{
+    Scenario, TOOL_SIGNATURE, call_ids, expected_answer, first_reply, rate_limit_body,
+    reasoning_signature, text_reply,
+};
+
+fn tools() -> Value {
+    let schema = |field: &str| json!({"type": "object", "properties": {field: {"type": "string"}}, "required": [field]});
+    json!([
+        {"type": "function", "name": "get_weather", "description": "Weather for a city", "parameters": schema("city")},
+        {"type": "function", "name": "get_time", "description": "Local time in a time zone", "parameters": schema("tz")},
+        {"type": "web_search"}
+    ])
+}
+
+fn body(input: &[Value], stream: bool, scenario: Scenario) -> Value {
+    let mut b = json!({"model": MODEL, "instructions": SYSTEM, "input": input, "stream": stream,
+                       "store": false, "include": ["reasoning.encrypted_content"]});
+    if scenario == Scenario::Tools {
+        b["tools"] = tools();
+    }
+    if scenario == Scenario::Reasoning {
+        b["reasoning"] = json!({"effort": "medium", "summary": "auto"});
+    }
+    b
+}
+
+async fn post(url: &str, body: &Value) -> reqwest::Response {
+    client()
+        .post(format!("{url}/v1/responses"))
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The final response object: the body, or the `response.completed` event of a stream after
+/// checking the transcript (event names, sequence numbers, deltas adding up to the items).
+async fn final_response(resp: reqwest::Response, stream: bool) -> Value {
+    let status = resp.status();
+    let content_type = resp.headers()["content-type"].to_str().unwrap().to_owned();
+    let text = resp.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    if !stream {
+        assert_eq!(content_type, "application/json");
+        return serde_json::from_str(&text).unwrap();
+    }
+    assert_eq!(content_type, "text/event-stream");
+    let events = sse_events(&text);
+    let mut text_deltas = String::new();
+    let mut arg_deltas: Map<String, Value> = Map::new();
+    for (n, (name, data)) in events.iter().enumerate() {
+        assert_eq!(&data["type"], name, "{text}");
+        assert_eq!(data["sequence_number"], n, "{text}");
+        match name.as_str() {
+            "response.output_text.delta" => text_deltas.push_str(data["delta"].as_str().unwrap()),
+            "response.function_call_arguments.delta" => {
+                let id = data["item_id"].as_str().unwrap().to_owned();
+                let slot = arg_deltas.entry(id).or_insert_with(|| json!(""));
+                *slot = json!(format!(
+                    "{}{}",
+                    slot.as_str().unwrap(),
+                    data["delta"].as_str().unwrap()
+                ));
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(events[0].0, "response.created");
+    assert_eq!(events[1].0, "response.in_progress");
+    let (last, data) = events.last().unwrap();
+    assert_eq!(last, "response.completed", "{text}");
+    let response = data["response"].clone();
+    assert_eq!(text_deltas, output_text(&response), "text deltas add up");
+    for item in response["output"].as_array().unwrap() {
+        if item["type"] == "function_call" {
+            assert_eq!(
+                arg_deltas[item["id"].as_str().unwrap()],
+                item["arguments"],
+                "{text}"
+            );
+        }
+    }
+    response
+}
+
+fn output_text(response: &Value) -> String {
+    let mut out = String::new();
+    for item in response["output"].as_array().unwrap() {
+        if item["type"] == "message" {
+            for part in item["content"].as_array().unwrap() {
+                out.push_str(part["text"].as_str().unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// The answer in the matrix's dialect-neutral shape.
+fn neutral(response: &Value) -> Value {
+    assert_eq!(response["object"], "response");
+    assert_eq!(response["status"], "completed", "{response}");
+    let output = response["output"].as_array().unwrap();
+    let mut reasoning = Vec::new();
+    let mut calls = Vec::new();
+    for (i, item) in output.iter().enumerate() {
+        match item["type"].as_str().unwrap() {
+            "reasoning" if !item["summary"].as_array().unwrap().is_empty() => {
+                let text: Vec<&str> = item["summary"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| p["text"].as_str().unwrap())
+                    .collect();
+                reasoning.push(json!({"text": text.join(""), "signed": item.get("encrypted_content").is_some()}));
+            }
+            "function_call" => {
+                let signed = i > 0
+                    && output[i - 1]["type"] == "reasoning"
+                    && output[i - 1]["summary"] == json!([])
+                    && output[i - 1].get("encrypted_content").is_some();
+                let args: Value =
+                    serde_json::from_str(item["arguments"].as_str().unwrap()).unwrap();
+                calls.push(json!({"id": item["call_id"], "name": item["name"], "arguments": args, "signed": signed}));
+            }
+            _ => {}
+        }
+    }
+    let finish = if calls.is_empty() {
+        "stop"
+    } else {
+        "tool_calls"
+    };
+    json!({"text": output_text(response), "reasoning": reasoning, "tool_calls": calls, "finish": finish,
+           "usage": {"input": response["usage"]["input_tokens"], "output": response["usage"]["output_tokens"]}})
+}
+
+async fn run(up: Dialect, stream: bool, scenario: Scenario) {
+    let mock = MockUpstream::start().await.unwrap();
+    mock.push(first_reply(up, stream, scenario));
+    let follow_up = match scenario {
+        Scenario::Tools => "It is sunny.",
+        _ => "Eight.",
+    };
+    mock.push(text_reply(up, stream, follow_up));
+    let proxy = proxy_on(up, &mock.base_url()).await;
+
+    let mut input = vec![json!({"role": "user", "content": "Weather and time in Paris?"})];
+    let resp = post(&proxy.url, &body(&input, stream, scenario)).await;
+    if scenario == Scenario::Tools {
+        let lossy = resp.headers()["x-llm-proxy-lossy"].to_str().unwrap();
+        assert!(
+            lossy.contains("hosted tool 'web_search' dropped"),
+            "{lossy}"
+        );
+    }
+    let response = final_response(resp, stream).await;
+    assert_eq!(neutral(&response), expected_answer(up, scenario));
+
+    let first = &mock.requests()[0];
+    let seen = upstream_view(up, &first.body);
+    assert_eq!(seen["system"], SYSTEM);
+    let offered = (scenario == Scenario::Tools).then(|| json!(["get_weather", "get_time"]));
+    assert_eq!(seen["tools"], offered.unwrap_or(Value::Null));
+    assert_eq!(
+        seen["reasoning_requested"],
+        scenario == Scenario::Reasoning,
+        "{}",
+        first.body
+    );
+
+    // Turn 2: the output items as they came, then tool outputs or a new question.
+    input.extend(response["output"].as_array().unwrap().iter().cloned());
+    match scenario {
+        Scenario::Tools => {
+            for (call, text) in neutral(&response)["tool_calls"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .zip(["sunny, 21C", "unknown timezone"])
+            {
+                input.push(
+                    json!({"type": "function_call_output", "call_id": call["id"], "output": text}),
+                );
+            }
+        }
+        _ => input.push(json!({"role": "user", "content": "And 4+4?"})),
+    }
+    let second = final_response(
+        post(&proxy.url, &body(&input, stream, scenario)).await,
+        stream,
+    )
+    .await;
+    assert_eq!(output_text(&second), follow_up);
+
+    let sent = &mock.requests()[1];
+    let seen = upstream_view(up, &sent.body);
+    match scenario {
+        Scenario::Text => assert_eq!(seen["calls"], json!([])),
+        Scenario::Tools => {
+            let [a, b] = call_ids(up);
+            let signature = if up == Dialect::Gemini {
+                json!(TOOL_SIGNATURE)
+            } else {
+                Value::Null
+            };
+            assert_eq!(
+                seen["calls"],
+                json!([
+                    {"id": a, "name": "get_weather", "arguments": {"city": "Paris"}, "signature": signature},
+                    {"id": b, "name": "get_time", "arguments": {"tz": "CET"}, "signature": null}
+                ]),
+                "the tool calls go back as the upstream issued them: {}",
+                sent.body
+            );
+            let results = seen["results"].as_array().unwrap();
+            assert_eq!(results.len(), 2, "{}", sent.body);
+            assert_eq!(
+                (&results[0]["id"], &results[1]["id"]),
+                (&json!(a), &json!(b))
+            );
+            assert!(results[0]["text"].as_str().unwrap().contains("sunny, 21C"));
+            assert!(
+                results[1]["text"]
+                    .as_str()
+                    .unwrap()
+                    .contains("unknown timezone")
+            );
+            if up == Dialect::Gemini {
+                assert_eq!(results[0]["name"], "get_weather");
+            }
+        }
+        Scenario::Reasoning => assert_eq!(
+            seen["reasoning"],
+            json!([{"text": "Let me think about this.", "signature": reasoning_signature(up)}]),
+            "the upstream gets its own signed reasoning back: {}",
+            sent.body
+        ),
+    }
+}
+
+macro_rules! cells {
+    ($($name:ident: $up:ident;)*) => {
+        $(
+            mod $name {
+                use super::*;
+
+                #[tokio::test]
+                async fn text() { run(Dialect::$up, false, Scenario::Text).await }
+                #[tokio::test]
+                async fn text_stream() { run(Dialect::$up, true, Scenario::Text).await }
+                #[tokio::test]
+                async fn tools() { run(Dialect::$up, false, Scenario::Tools).await }
+                #[tokio::test]
+                async fn tools_stream() { run(Dialect::$up, true, Scenario::Tools).await }
+                #[tokio::test]
+                async fn reasoning() { run(Dialect::$up, false, Scenario::Reasoning).await }
+                #[tokio::test]
+                async fn reasoning_stream() { run(Dialect::$up, true, Scenario::Reasoning).await }
+            }
+        )*
+    };
+}
+
+cells! {
+    on_openai: OpenAi;
+    on_anthropic: Anthropic;
+    on_gemini: Gemini;
+}
+
+/// Upstream 429 before the first byte: an HTTP 429 in the OpenAI envelope, streamed or not.
+#[tokio::test]
+async fn errors_before_the_first_byte_are_http_statuses() {
+    for up in Dialect::ALL {
+        let mock = MockUpstream::start().await.unwrap();
+        let proxy = proxy_on(up, &mock.base_url()).await;
+        for stream in [false, true] {
+            mock.push(Reply::error(429, rate_limit_body(up)));
+            let input = [json!({"role": "user", "content": "hi"})];
+            let resp = post(&proxy.url, &body(&input, stream, Scenario::Text)).await;
+            assert_eq!(resp.status(), 429);
+            assert_eq!(resp.headers()["content-type"], "application/json");
+            let v: Value = resp.json().await.unwrap();
+            assert_eq!(v["error"]["type"], "rate_limit_error", "{v}");
+        }
+    }
+}
+
+/// A stream that fails after text: the client gets the text, an `error` event and
+/// `response.failed` carrying the error, and no `response.completed`.
+#[tokio::test]
+async fn errors_after_the_first_byte_are_failed_responses() {
+    for up in Dialect::ALL {
+        let mock = MockUpstream::start().await.unwrap();
+        let proxy = proxy_on(up, &mock.base_url()).await;
+        mock.push(Reply::sse(match up {
+            Dialect::OpenAi => vec![
+                openai::frame(&openai::delta_chunk(json!({"role": "assistant", "content": "partial"}), None)),
+                openai::frame(&json!({"error": {"message": "Overloaded", "type": "server_error", "code": 503}})),
+            ],
+            Dialect::Anthropic => anthropic::overloaded_stream("partial"),
+            Dialect::Gemini => vec![
+                format!("data: {}\r\n\r\n", json!({"candidates": [{"content": {"role": "model", "parts": [gemini::text("partial")]}, "index": 0}]})),
+                format!("data: {}\r\n\r\n", gemini::error(503, "UNAVAILABLE", "Overloaded")),
+            ],
+        }));
+        let input = [json!({"role": "user", "content": "hi"})];
+        let resp = post(&proxy.url, &body(&input, true, Scenario::Text)).await;
+        assert_eq!(resp.status(), 200);
+        let text = resp.text().await.unwrap();
+        let events = sse_events(&text);
+        let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+        assert!(names.contains(&"response.output_text.delta"), "{text}");
+        assert!(!names.contains(&"response.completed"), "{text}");
+        let (error_name, error) = &events[events.len() - 2];
+        assert_eq!(error_name, "error", "{text}");
+        assert_eq!(error["message"], "Overloaded", "{text}");
+        let (last, data) = events.last().unwrap();
+        assert_eq!(last, "response.failed", "{text}");
+        assert_eq!(data["response"]["status"], "failed");
+        assert_eq!(data["response"]["error"]["message"], "Overloaded");
+        assert_eq!(
+            data["response"]["output"][0]["content"][0]["text"],
+            "partial"
+        );
+    }
+}
+
+#[tokio::test]
+async fn bad_requests_are_400s_naming_the_field_and_never_reach_the_upstream() {
+    let mock = MockUpstream::start().await.unwrap();
+    let proxy = proxy_on(Dialect::OpenAi, &mock.base_url()).await;
+    for (body, param, code) in [
+        (
+            json!({"model": "m", "input": [{"type": "item_reference", "id": "msg_1"}]}),
+            "input[0].type",
+            Value::Null,
+        ),
+        (
+            json!({"model": "m", "input": [{"type": "mcp_approval_response"}]}),
+            "input[0].type",
+            Value::Null,
+        ),
+        (
+            json!({"model": "m", "input": "hi", "previous_response_id": "resp_x"}),
+            "previous_response_id",
+            json!("previous_response_not_found"),
+        ),
+        (
+            json!({"model": "m", "input": "hi", "text": {"format": {"type": "grammar"}}}),
+            "text.format.type",
+            Value::Null,
+        ),
+    ] {
+        let resp = post(&proxy.url, &body).await;
+        assert_eq!(resp.status(), 400);
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
+        assert_eq!(v["error"]["param"], param, "{v}");
+        assert_eq!(v["error"]["code"], code, "{v}");
+    }
+    let resp = client()
+        .post(format!("{}/responses", proxy.url))
+        .body("{\"model\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "invalid_json");
+    assert_eq!(mock.calls(), 0);
+}
+
+/// `prompt_cache_key` names the session when nothing else does: the `[first]` branch takes the
+/// session's first request only.
+#[tokio::test]
+async fn prompt_cache_key_is_the_session_id() {
+    let (a, b) = (
+        MockUpstream::start().await.unwrap(),
+        MockUpstream::start().await.unwrap(),
+    );
+    a.set_fallback(Reply::json(openai::completion("a")));
+    b.set_fallback(Reply::json(openai::completion("b")));
+    let proxy = start_proxy(&format!(
+        "backends:\n  default_backend: openai.a\n  openai.a:\n    api_url: {}/v1\n  openai.b:\n    api_url: {}/v1\n",
+        a.base_url(),
+        b.base_url()
+    ))
+    .await;
+    let send = |key: &'static str| {
+        let body = json!({"model": "[first][weight=1]openai.a:m^[weight=100000]openai.b:m",
+                          "input": "hello", "prompt_cache_key": key});
+        let url = proxy.url.clone();
+        async move { output_text(&post(&url, &body).await.json::<Value>().await.unwrap()) }
+    };
+    assert_eq!(send("conv-1").await, "a", "the session's first request");
+    assert_eq!(send("conv-1").await, "b", "later requests of the session");
+    assert_eq!(
+        send("conv-2").await,
+        "a",
+        "another session starts on [first]"
+    );
+}
+
+/// `previous_response_id` continues a stored answer (streamed or not): the upstream sees the
+/// whole conversation; `GET` returns the stored object, `DELETE` forgets it, and an answer made
+/// with `store: false` cannot be continued.
+#[tokio::test]
+async fn previous_response_id_continues_stored_answers() {
+    let mock = MockUpstream::start().await.unwrap();
+    let proxy = proxy_on(Dialect::OpenAi, &mock.base_url()).await;
+    for stream in [false, true] {
+        mock.push(first_reply(Dialect::OpenAi, stream, Scenario::Tools));
+        mock.push(text_reply(Dialect::OpenAi, stream, "It is sunny."));
+        let mut first_body = body(
+            &[json!({"role": "user", "content": "Weather and time in Paris?"})],
+            stream,
+            Scenario::Tools,
+        );
+        first_body["store"] = json!(true);
+        let first = final_response(post(&proxy.url, &first_body).await, stream).await;
+        let id = first["id"].as_str().unwrap().to_owned();
+
+        let stored: Value = client()
+            .get(format!("{}/v1/responses/{id}", proxy.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let mut expected = first.clone();
+        expected.as_object_mut().unwrap().remove("output_text");
+        assert_eq!(stored, expected, "GET returns the answer as it was sent");
+
+        let next = json!({"model": MODEL, "previous_response_id": id, "stream": stream, "tools": tools(),
+        "input": [
+            {"type": "function_call_output", "call_id": "call_a", "output": "sunny, 21C"},
+            {"type": "function_call_output", "call_id": "call_b", "output": "unknown timezone"}
+        ]});
+        let second = final_response(post(&proxy.url, &next).await, stream).await;
+        assert_eq!(output_text(&second), "It is sunny.");
+        assert_eq!(second["previous_response_id"], json!(id));
+        let sent = mock.requests().last().unwrap().body.clone();
+        let seen = upstream_view(Dialect::OpenAi, &sent);
+        assert_eq!(seen["calls"].as_array().unwrap().len(), 2, "{sent}");
+        assert_eq!(seen["results"].as_array().unwrap().len(), 2, "{sent}");
+        assert_eq!(
+            sent["messages"][0]["content"], "Weather and time in Paris?",
+            "{sent}"
+        );
+
+        let deleted = client()
+            .delete(format!("{}/v1/responses/{id}", proxy.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(deleted.status(), 200);
+        let gone = client()
+            .get(format!("{}/responses/{id}", proxy.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(gone.status(), 404);
+        let resp = post(&proxy.url, &next).await;
+        assert_eq!(resp.status(), 400);
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "previous_response_not_found");
+        assert_eq!(v["error"]["param"], "previous_response_id");
+    }
+
+    // `store: false` (as `body` sends it) keeps nothing.
+    mock.push(text_reply(Dialect::OpenAi, false, "Hi."));
+    let unstored = final_response(
+        post(
+            &proxy.url,
+            &body(
+                &[json!({"role": "user", "content": "hi"})],
+                false,
+                Scenario::Text,
+            ),
+        )
+        .await,
+        false,
+    )
+    .await;
+    let resp = post(
+        &proxy.url,
+        &json!({"model": MODEL, "previous_response_id": unstored["id"], "input": "again"}),
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+}
