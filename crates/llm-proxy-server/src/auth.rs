@@ -6,6 +6,8 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 
+use llm_proxy_api::config::Secret;
+
 use crate::error::{ProxyError, WireFormat};
 use crate::state::AppState;
 
@@ -18,17 +20,36 @@ fn presented_key(req: &Request) -> Option<String> {
             .strip_prefix("Bearer ")
             .or_else(|| v.strip_prefix("bearer "))
     {
-        return Some(k.trim().to_owned());
+        return non_empty(k);
     }
     for name in ["x-api-key", "x-goog-api-key"] {
         if let Some(v) = h.get(name).and_then(|v| v.to_str().ok()) {
-            return Some(v.trim().to_owned());
+            return non_empty(v);
         }
     }
     let query = req.uri().query()?;
     query.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=')?;
-        matches!(k, "key" | "api_key").then(|| v.to_owned())
+        if matches!(k, "key" | "api_key") {
+            non_empty(v)
+        } else {
+            None
+        }
+    })
+}
+
+/// A presented key; an empty one is no key at all.
+fn non_empty(key: &str) -> Option<String> {
+    let key = key.trim();
+    (!key.is_empty()).then(|| key.to_owned())
+}
+
+/// Whether `presented` is one of `keys`, compared in constant time per key.
+fn key_accepted(keys: &[Secret], presented: Option<&str>) -> bool {
+    presented.filter(|k| !k.is_empty()).is_some_and(|k| {
+        keys.iter().fold(false, |found, key| {
+            found | constant_time_eq(k.as_bytes(), key.expose().as_bytes())
+        })
     })
 }
 
@@ -81,14 +102,43 @@ async fn enforce(state: &AppState, req: Request, next: Next, format: WireFormat)
     if keys.is_empty() || req.uri().path() == "/health" {
         return next.run(req).await;
     }
-    let ok = presented_key(&req).is_some_and(|k| {
-        keys.iter().fold(false, |found, key| {
-            found | constant_time_eq(k.as_bytes(), key.expose().as_bytes())
-        })
-    });
-    if ok {
+    if key_accepted(keys, presented_key(&req).as_deref()) {
         next.run(req).await
     } else {
         ProxyError::Unauthorized.into_response_for(format)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(list: &[&str]) -> Vec<Secret> {
+        list.iter().map(|k| Secret::new(*k)).collect()
+    }
+
+    #[test]
+    fn an_empty_presented_key_never_authenticates() {
+        assert!(!key_accepted(&keys(&[""]), Some("")));
+        assert!(!key_accepted(&keys(&["", "real-key-1"]), Some("")));
+        assert!(!key_accepted(&keys(&["real-key-1"]), Some("")));
+        assert!(!key_accepted(&keys(&["real-key-1"]), None));
+        assert!(key_accepted(&keys(&["real-key-1"]), Some("real-key-1")));
+        assert!(!key_accepted(&keys(&["real-key-1"]), Some("real-key-2")));
+    }
+
+    #[test]
+    fn an_empty_query_key_is_no_key() {
+        let req = Request::builder()
+            .uri("/v1/models?key=")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        assert_eq!(presented_key(&req), None);
+        let req = Request::builder()
+            .uri("/v1/models")
+            .header("authorization", "Bearer   ")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        assert_eq!(presented_key(&req), None);
     }
 }

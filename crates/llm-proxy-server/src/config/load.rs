@@ -207,9 +207,18 @@ fn apply_env(
         raw.auth.api_keys = v
             .split(',')
             .map(str::trim)
-            .filter(|k| !k.is_empty())
-            .map(str::to_owned)
-            .collect();
+            .enumerate()
+            .map(|(i, k)| {
+                if k.is_empty() {
+                    Err(ConfigError::new(
+                        format!("API_KEYS[{i}]"),
+                        "an empty client key would let anyone in",
+                    ))
+                } else {
+                    Ok(k.to_owned())
+                }
+            })
+            .collect::<Result<_, _>>()?;
     }
     if let Some(v) = env_bool(env, "DISABLE_AUTH")? {
         raw.auth.disable_auth = Some(v);
@@ -619,6 +628,12 @@ fn validate(
     };
     check_selector("backends.default_backend", &raw.backends.default_backend)?;
     check_selector("backends.static_route", &raw.backends.static_route)?;
+    if let Some(i) = raw.auth.api_keys.iter().position(|k| k.trim().is_empty()) {
+        return Err(ConfigError::new(
+            format!("auth.api_keys[{i}]"),
+            "an empty client key would let anyone in",
+        ));
+    }
     let disable_auth = raw.auth.disable_auth.unwrap_or(false);
     let api_keys = if disable_auth {
         Vec::new()
@@ -870,6 +885,22 @@ mod tests {
         assert!(!cfg.failure_handling.enabled);
         assert_eq!(cfg.failure_handling.max_failover_hops, 2);
         assert_eq!(cfg.failure_handling.max_silent_wait, Duration::ZERO);
+    }
+
+    #[test]
+    fn empty_client_keys_are_refused() {
+        let load = |file: &str, e: &Env| load_from_str(file, &CliOverrides::default(), e);
+        let err = load("auth:\n  api_keys: ['']\n", &Env::default()).unwrap_err();
+        assert_eq!(err.path, "auth.api_keys[0]");
+        let err = load("auth:\n  api_keys: [good-key-123, '  ']\n", &Env::default()).unwrap_err();
+        assert_eq!(err.path, "auth.api_keys[1]");
+        let err = load("", &env(&[("API_KEYS", "good-key-123,,other")])).unwrap_err();
+        assert_eq!(err.path, "API_KEYS[1]");
+        let err = load("", &env(&[("API_KEYS", " , ")])).unwrap_err();
+        assert_eq!(err.path, "API_KEYS[0]");
+        let cfg = load("", &env(&[("API_KEYS", "a-key-1, b-key-2")])).unwrap();
+        assert_eq!(cfg.auth.api_keys.len(), 2);
+        assert_eq!(cfg.auth.api_keys[1].expose(), "b-key-2");
     }
 
     #[test]
