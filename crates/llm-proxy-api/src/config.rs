@@ -225,6 +225,68 @@ pub struct RoutingConfig {
 pub struct AuthConfig {
     /// Accepted client keys; empty means no authentication.
     pub api_keys: Vec<Secret>,
+    /// Blocking of client addresses that keep failing authentication.
+    pub brute_force: BruteForceConfig,
+}
+
+/// Brute-force protection (`auth.brute_force_protection.*`): `max_failed_attempts` failures
+/// from one client address within `ttl` block it for `initial_block`, multiplied by
+/// `block_multiplier` per repeat up to `max_block`; a success resets it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BruteForceConfig {
+    /// Track and block at all.
+    pub enabled: bool,
+    /// Failures within `ttl` that trigger a block.
+    pub max_failed_attempts: u32,
+    /// How long a failure counts.
+    pub ttl: Duration,
+    /// First block.
+    pub initial_block: Duration,
+    /// Factor applied to the block for each repeat.
+    pub block_multiplier: f64,
+    /// Longest block.
+    pub max_block: Duration,
+}
+
+impl Default for BruteForceConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_failed_attempts: 5,
+            ttl: Duration::from_secs(900),
+            initial_block: Duration::from_secs(30),
+            block_multiplier: 2.0,
+            max_block: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Client connections of the listeners (`server.*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Longest time a client may take to send a request's headers, from its first byte (or
+    /// from connecting, for the first request).
+    pub header_read_timeout: Duration,
+    /// Longest time a client may take to send a request's body, once its headers are in.
+    pub body_read_timeout: Duration,
+    /// How long a keep-alive connection may sit idle between requests.
+    pub idle_timeout: Duration,
+    /// Most client connections open at once; further ones wait to be accepted.
+    pub max_connections: usize,
+    /// On shutdown, how long in-flight requests and streams may still run.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(120),
+            max_connections: 4096,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
 }
 
 /// The whole validated configuration.
@@ -256,6 +318,8 @@ pub struct AppConfig {
     pub routing: RoutingConfig,
     /// Client auth.
     pub auth: AuthConfig,
+    /// Client connections.
+    pub server: ServerConfig,
     /// Logging.
     pub logging: LoggingConfig,
     /// The merged raw configuration tree; plugins deserialize their own sections from it.
@@ -281,6 +345,7 @@ impl Default for AppConfig {
                 ..RoutingConfig::default()
             },
             auth: AuthConfig::default(),
+            server: ServerConfig::default(),
             logging: LoggingConfig {
                 level: "info".to_owned(),
                 capture_file: None,
