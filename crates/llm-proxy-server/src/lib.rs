@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod plugins;
 pub mod routing;
+pub mod serve;
 pub mod state;
 pub mod timing;
 

@@ -13,6 +13,7 @@ use llm_proxy_api::{Backend, ModelInfo};
 use tokio::sync::Mutex;
 
 use crate::plugins::{BackendRegistry, Plugins, selector_backends};
+use crate::serve::Shutdown;
 
 /// A configured backend instance.
 pub struct BackendSlot {
@@ -55,6 +56,7 @@ struct Inner {
     http: CaptureAwareClient,
     translation: Arc<TranslationService>,
     models_cache: Mutex<BTreeMap<String, (Instant, Vec<ModelInfo>)>>,
+    shutdown: Shutdown,
 }
 
 /// How long a backend's model list is cached.
@@ -187,6 +189,7 @@ impl AppState {
                 http,
                 translation,
                 models_cache: Mutex::new(BTreeMap::new()),
+                shutdown: Shutdown::new(),
             }),
         };
         for (path, selector) in [
@@ -257,6 +260,11 @@ impl AppState {
     /// The shared upstream HTTP client (and its capture sink).
     pub fn http_client(&self) -> &CaptureAwareClient {
         &self.inner.http
+    }
+
+    /// The listeners' shutdown: streams end when its grace is over.
+    pub fn shutdown(&self) -> &Shutdown {
+        &self.inner.shutdown
     }
 
     /// Protocol codecs.

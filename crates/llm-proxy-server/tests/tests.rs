@@ -5,6 +5,7 @@
 mod anthropic;
 mod capture;
 mod common;
+mod connections;
 mod dialect;
 mod errors;
 mod gemini;
