@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod capture;
 pub mod config;
+pub mod edge;
 pub mod error;
 pub mod frontend;
 pub mod metrics;
@@ -79,6 +80,13 @@ pub fn app(state: AppState) -> Router {
             auth::require_key,
         ))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            edge::Edge {
+                format_of: auth::format_for_path,
+                max_body_bytes: limit,
+            },
+            edge::guard,
+        ))
         .with_state(state)
 }
 
@@ -102,6 +110,13 @@ pub fn anthropic_app(state: AppState) -> Router {
             auth::require_key_anthropic,
         ))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            edge::Edge {
+                format_of: |_| WireFormat::Anthropic,
+                max_body_bytes: limit,
+            },
+            edge::guard,
+        ))
         .with_state(state)
 }
 

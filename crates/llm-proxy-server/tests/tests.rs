@@ -7,6 +7,7 @@ mod capture;
 mod common;
 mod connections;
 mod dialect;
+mod edge;
 mod errors;
 mod gemini;
 mod matrix;
