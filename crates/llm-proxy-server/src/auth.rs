@@ -1,8 +1,12 @@
 //! Client authentication: when `auth.api_keys` is set, every request but `/health` must carry
 //! one of them (`Authorization: Bearer`, `x-api-key`, `x-goog-api-key`, `?key=` or
-//! `?api_key=`). Compared in constant time; never logged.
+//! `?api_key=`). Compared in constant time; never logged. Addresses that keep failing are
+//! blocked for a while ([`crate::brute_force`]).
 
-use axum::extract::{Request, State};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 
@@ -102,9 +106,29 @@ async fn enforce(state: &AppState, req: Request, next: Next, format: WireFormat)
     if keys.is_empty() || req.uri().path() == "/health" {
         return next.run(req).await;
     }
+    let client = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let guard = state.brute_force();
+    if let Some(ip) = client
+        && let Some(left) = guard.blocked_for(ip)
+    {
+        // Whole seconds, rounded up, so a client retrying on time is no longer blocked.
+        let retry_after = Duration::from_secs(left.as_secs() + u64::from(left.subsec_nanos() > 0));
+        return ProxyError::AuthBlocked { retry_after }.into_response_for(format);
+    }
     if key_accepted(keys, presented_key(&req).as_deref()) {
+        if let Some(ip) = client {
+            guard.record_success(ip);
+        }
         next.run(req).await
     } else {
+        if let Some(ip) = client
+            && let Some(block) = guard.record_failure(ip)
+        {
+            tracing::warn!(client = %ip, seconds = block.as_secs_f64(), "blocking a client after repeated failed authentication");
+        }
         ProxyError::Unauthorized.into_response_for(format)
     }
 }

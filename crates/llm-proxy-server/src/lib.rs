@@ -2,6 +2,7 @@
 //! [`app`]. Handlers are thin; everything is testable without a socket.
 
 pub mod auth;
+pub mod brute_force;
 pub mod capture;
 pub mod config;
 pub mod edge;

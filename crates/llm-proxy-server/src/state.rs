@@ -12,6 +12,7 @@ use llm_proxy_api::translation::TranslationService;
 use llm_proxy_api::{Backend, ModelInfo};
 use tokio::sync::Mutex;
 
+use crate::brute_force::BruteForceGuard;
 use crate::plugins::{BackendRegistry, Plugins, selector_backends};
 use crate::serve::Shutdown;
 
@@ -57,6 +58,7 @@ struct Inner {
     translation: Arc<TranslationService>,
     models_cache: Mutex<BTreeMap<String, (Instant, Vec<ModelInfo>)>>,
     shutdown: Shutdown,
+    brute_force: BruteForceGuard,
 }
 
 /// How long a backend's model list is cached.
@@ -180,6 +182,7 @@ impl AppState {
             )));
         }
         let router = crate::routing::Router::new(&config).map_err(StartupError)?;
+        let brute_force = BruteForceGuard::new(config.auth.brute_force.clone());
         let state = Self {
             inner: Arc::new(Inner {
                 router,
@@ -190,6 +193,7 @@ impl AppState {
                 translation,
                 models_cache: Mutex::new(BTreeMap::new()),
                 shutdown: Shutdown::new(),
+                brute_force,
             }),
         };
         for (path, selector) in [
@@ -260,6 +264,11 @@ impl AppState {
     /// The shared upstream HTTP client (and its capture sink).
     pub fn http_client(&self) -> &CaptureAwareClient {
         &self.inner.http
+    }
+
+    /// Failed-authentication tracking per client address.
+    pub fn brute_force(&self) -> &BruteForceGuard {
+        &self.inner.brute_force
     }
 
     /// The listeners' shutdown: streams end when its grace is over.
