@@ -310,6 +310,7 @@ async fn serve(cfg: llm_proxy_api::AppConfig, mode: AccessMode) -> ExitCode {
         Err(e) => return fail(e),
     };
     let shutdown = state.shutdown().clone();
+    let signalled = shutdown_signal();
     // The dedicated Anthropic listener serves root paths in Anthropic's shapes only.
     let mut listeners = vec![(port, app(state.clone()))];
     listeners.extend(anthropic_port.map(|p| (p, anthropic_app(state))));
@@ -334,7 +335,7 @@ async fn serve(cfg: llm_proxy_api::AppConfig, mode: AccessMode) -> ExitCode {
     }
     let signal = shutdown.clone();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        signalled.await;
         tracing::info!("shutting down");
         signal.begin();
     });
@@ -357,25 +358,30 @@ async fn serve(cfg: llm_proxy_api::AppConfig, mode: AccessMode) -> ExitCode {
     outcome
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Resolves on SIGTERM or ctrl-c. The handlers are installed when this is called, not when
+/// the future is first polled: a signal arriving right after the listeners are announced must
+/// start a graceful shutdown, not kill the process.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let terminate = signal(SignalKind::terminate());
+        let interrupt = signal(SignalKind::interrupt());
+        async move {
+            let (Ok(mut terminate), Ok(mut interrupt)) = (terminate, interrupt) else {
+                tracing::warn!("cannot install signal handlers; stop the proxy by killing it");
+                return std::future::pending().await;
+            };
+            tokio::select! {
+                _ = terminate.recv() => {},
+                _ = interrupt.recv() => {},
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
     }
 }
