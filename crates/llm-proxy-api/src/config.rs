@@ -268,6 +268,68 @@ pub struct AuthConfig {
     pub api_keys: Vec<Secret>,
     /// Replace configured provider keys found in prompts before forwarding them.
     pub redact_api_keys_in_prompts: bool,
+    /// Blocking of client addresses that keep failing authentication.
+    pub brute_force: BruteForceConfig,
+}
+
+/// Brute-force protection (`auth.brute_force_protection.*`): `max_failed_attempts` failures
+/// from one client address within `ttl` block it for `initial_block`, multiplied by
+/// `block_multiplier` per repeat up to `max_block`; a success resets it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BruteForceConfig {
+    /// Track and block at all.
+    pub enabled: bool,
+    /// Failures within `ttl` that trigger a block.
+    pub max_failed_attempts: u32,
+    /// How long a failure counts.
+    pub ttl: Duration,
+    /// First block.
+    pub initial_block: Duration,
+    /// Factor applied to the block for each repeat.
+    pub block_multiplier: f64,
+    /// Longest block.
+    pub max_block: Duration,
+}
+
+impl Default for BruteForceConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_failed_attempts: 5,
+            ttl: Duration::from_secs(900),
+            initial_block: Duration::from_secs(30),
+            block_multiplier: 2.0,
+            max_block: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Client connections of the listeners (`server.*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Longest time a client may take to send a request's headers, from its first byte (or
+    /// from connecting, for the first request).
+    pub header_read_timeout: Duration,
+    /// Longest time a client may take to send a request's body, once its headers are in.
+    pub body_read_timeout: Duration,
+    /// How long a keep-alive connection may sit idle between requests.
+    pub idle_timeout: Duration,
+    /// Most client connections open at once; further ones wait to be accepted.
+    pub max_connections: usize,
+    /// On shutdown, how long in-flight requests and streams may still run.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(120),
+            max_connections: 4096,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
 }
 
 impl Default for AuthConfig {
@@ -275,6 +337,7 @@ impl Default for AuthConfig {
         Self {
             api_keys: Vec::new(),
             redact_api_keys_in_prompts: true,
+            brute_force: BruteForceConfig::default(),
         }
     }
 }
@@ -329,6 +392,8 @@ pub struct AppConfig {
     pub auth: AuthConfig,
     /// Request limits.
     pub limits: Limits,
+    /// Client connections.
+    pub server: ServerConfig,
     /// Logging.
     pub logging: LoggingConfig,
     /// The merged raw configuration tree; plugins deserialize their own sections from it.
@@ -352,6 +417,7 @@ impl Default for AppConfig {
             routing: RoutingConfig::default(),
             auth: AuthConfig::default(),
             limits: Limits::default(),
+            server: ServerConfig::default(),
             logging: LoggingConfig {
                 level: "info".to_owned(),
                 capture_file: None,

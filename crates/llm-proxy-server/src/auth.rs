@@ -1,11 +1,17 @@
 //! Client authentication: when `auth.api_keys` is set, every request but the liveness probes
 //! (`/health`, and `/` which Claude Code checks with `HEAD /` before its first call) must carry
 //! one of them (`Authorization: Bearer`, `x-api-key`, `x-goog-api-key`, `?key=` or
-//! `?api_key=`). Compared in constant time; never logged.
+//! `?api_key=`). Compared in constant time; never logged. Addresses that keep failing are
+//! blocked for a while ([`crate::brute_force`]).
 
-use axum::extract::{Request, State};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
+
+use llm_proxy_api::config::Secret;
 
 use crate::error::{ProxyError, WireFormat};
 use crate::state::AppState;
@@ -19,17 +25,36 @@ fn presented_key(req: &Request) -> Option<String> {
             .strip_prefix("Bearer ")
             .or_else(|| v.strip_prefix("bearer "))
     {
-        return Some(k.trim().to_owned());
+        return non_empty(k);
     }
     for name in ["x-api-key", "x-goog-api-key"] {
         if let Some(v) = h.get(name).and_then(|v| v.to_str().ok()) {
-            return Some(v.trim().to_owned());
+            return non_empty(v);
         }
     }
     let query = req.uri().query()?;
     query.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=')?;
-        matches!(k, "key" | "api_key").then(|| v.to_owned())
+        if matches!(k, "key" | "api_key") {
+            non_empty(v)
+        } else {
+            None
+        }
+    })
+}
+
+/// A presented key; an empty one is no key at all.
+fn non_empty(key: &str) -> Option<String> {
+    let key = key.trim();
+    (!key.is_empty()).then(|| key.to_owned())
+}
+
+/// Whether `presented` is one of `keys`, compared in constant time per key.
+fn key_accepted(keys: &[Secret], presented: Option<&str>) -> bool {
+    presented.filter(|k| !k.is_empty()).is_some_and(|k| {
+        keys.iter().fold(false, |found, key| {
+            found | constant_time_eq(k.as_bytes(), key.expose().as_bytes())
+        })
     })
 }
 
@@ -82,14 +107,63 @@ async fn enforce(state: &AppState, req: Request, next: Next, format: WireFormat)
     if keys.is_empty() || matches!(req.uri().path(), "/health" | "/") {
         return next.run(req).await;
     }
-    let ok = presented_key(&req).is_some_and(|k| {
-        keys.iter().fold(false, |found, key| {
-            found | constant_time_eq(k.as_bytes(), key.expose().as_bytes())
-        })
-    });
-    if ok {
+    let client = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let guard = state.brute_force();
+    if let Some(ip) = client
+        && let Some(left) = guard.blocked_for(ip)
+    {
+        // Whole seconds, rounded up, so a client retrying on time is no longer blocked.
+        let retry_after = Duration::from_secs(left.as_secs() + u64::from(left.subsec_nanos() > 0));
+        return ProxyError::AuthBlocked { retry_after }.into_response_for(format);
+    }
+    if key_accepted(keys, presented_key(&req).as_deref()) {
+        if let Some(ip) = client {
+            guard.record_success(ip);
+        }
         next.run(req).await
     } else {
+        if let Some(ip) = client
+            && let Some(block) = guard.record_failure(ip)
+        {
+            tracing::warn!(client = %ip, seconds = block.as_secs_f64(), "blocking a client after repeated failed authentication");
+        }
         ProxyError::Unauthorized.into_response_for(format)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(list: &[&str]) -> Vec<Secret> {
+        list.iter().map(|k| Secret::new(*k)).collect()
+    }
+
+    #[test]
+    fn an_empty_presented_key_never_authenticates() {
+        assert!(!key_accepted(&keys(&[""]), Some("")));
+        assert!(!key_accepted(&keys(&["", "real-key-1"]), Some("")));
+        assert!(!key_accepted(&keys(&["real-key-1"]), Some("")));
+        assert!(!key_accepted(&keys(&["real-key-1"]), None));
+        assert!(key_accepted(&keys(&["real-key-1"]), Some("real-key-1")));
+        assert!(!key_accepted(&keys(&["real-key-1"]), Some("real-key-2")));
+    }
+
+    #[test]
+    fn an_empty_query_key_is_no_key() {
+        let req = Request::builder()
+            .uri("/v1/models?key=")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        assert_eq!(presented_key(&req), None);
+        let req = Request::builder()
+            .uri("/v1/models")
+            .header("authorization", "Bearer   ")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        assert_eq!(presented_key(&req), None);
     }
 }

@@ -44,6 +44,27 @@ pub enum ProxyError {
     /// No such route.
     #[error("no route for {0}")]
     NotFound(String),
+    /// The framework refused the request before a handler ran (wrong method, unreadable path
+    /// parameter, ...); `status` is the one it chose.
+    #[error("{message}")]
+    Rejected {
+        /// The status the framework chose.
+        status: StatusCode,
+        /// Why.
+        message: String,
+    },
+    /// The request body did not arrive within `server.body_read_timeout`.
+    #[error("the request body did not arrive within {} seconds", .0.as_secs_f64())]
+    BodyReadTimeout(Duration),
+    /// This client address failed authentication too often and is blocked for a while.
+    #[error("too many failed authentication attempts; retry in {} seconds", .retry_after.as_secs().max(1))]
+    AuthBlocked {
+        /// How long the block still lasts.
+        retry_after: Duration,
+    },
+    /// The proxy is shutting down and its grace for in-flight requests is over.
+    #[error("the proxy is shutting down; retry the request")]
+    ShuttingDown,
     /// A backend failed.
     #[error("{0}")]
     Backend(#[from] BackendError),
@@ -85,6 +106,10 @@ impl ProxyError {
             Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Rejected { status, .. } => *status,
+            Self::BodyReadTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::AuthBlocked { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             Self::Backend(e) => match e.kind {
                 ErrorKind::ContextLengthExceeded => StatusCode::BAD_REQUEST,
                 // Upstream 4xx are passed through as they came.
@@ -120,6 +145,17 @@ impl ProxyError {
             Self::Overloaded { .. } => ErrorKind::Unavailable,
             Self::Unauthorized => ErrorKind::Authentication,
             Self::NotFound(_) => ErrorKind::NotFound,
+            Self::Rejected { status, .. } => match status.as_u16() {
+                401 => ErrorKind::Authentication,
+                403 => ErrorKind::PermissionDenied,
+                404 => ErrorKind::NotFound,
+                429 => ErrorKind::RateLimited,
+                500.. => ErrorKind::Internal,
+                _ => ErrorKind::InvalidRequest,
+            },
+            Self::BodyReadTimeout(_) => ErrorKind::InvalidRequest,
+            Self::AuthBlocked { .. } => ErrorKind::RateLimited,
+            Self::ShuttingDown => ErrorKind::Unavailable,
             Self::Backend(e) => e.kind,
         }
     }
@@ -133,6 +169,10 @@ impl ProxyError {
             Self::InvalidRequest { .. } => "invalid_request",
             Self::Unauthorized => "unauthorized",
             Self::NotFound(_) => "not_found",
+            Self::Rejected { .. } => "rejected",
+            Self::BodyReadTimeout(_) => "body_read_timeout",
+            Self::AuthBlocked { .. } => "auth_blocked",
+            Self::ShuttingDown => "shutting_down",
             Self::Backend(e) => e.kind.label(),
         }
     }
@@ -157,6 +197,13 @@ impl ProxyError {
             Self::Overloaded { .. } => Some("overloaded"),
             Self::Unauthorized => Some("invalid_api_key"),
             Self::NotFound(_) => Some("not_found"),
+            Self::Rejected { status, .. } if *status == StatusCode::METHOD_NOT_ALLOWED => {
+                Some("method_not_allowed")
+            }
+            Self::Rejected { .. } => None,
+            Self::BodyReadTimeout(_) => Some("request_timeout"),
+            Self::AuthBlocked { .. } => Some("too_many_failed_attempts"),
+            Self::ShuttingDown => Some("shutting_down"),
             Self::Backend(e) if e.kind == ErrorKind::ContextLengthExceeded => {
                 Some("context_length_exceeded")
             }
@@ -168,6 +215,7 @@ impl ProxyError {
         match self {
             Self::Backend(e) => e.retry_after,
             Self::Overloaded { retry_after } => Some(*retry_after),
+            Self::AuthBlocked { retry_after } => Some(*retry_after),
             _ => None,
         }
     }

@@ -2,8 +2,10 @@
 //! [`app`]. Handlers are thin; everything is testable without a socket.
 
 pub mod auth;
+pub mod brute_force;
 pub mod capture;
 pub mod config;
+pub mod edge;
 pub mod error;
 pub mod frontend;
 pub mod metrics;
@@ -13,6 +15,7 @@ pub mod plugins;
 pub mod redaction;
 pub mod responses_store;
 pub mod routing;
+pub mod serve;
 pub mod state;
 pub mod timing;
 
@@ -92,6 +95,13 @@ pub fn app(state: AppState) -> Router {
             auth::require_key,
         ))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            edge::Edge {
+                format_of: auth::format_for_path,
+                max_body_bytes: limit,
+            },
+            edge::guard,
+        ))
         .with_state(state)
 }
 
@@ -116,6 +126,13 @@ pub fn anthropic_app(state: AppState) -> Router {
             auth::require_key_anthropic,
         ))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            edge::Edge {
+                format_of: |_| WireFormat::Anthropic,
+                max_body_bytes: limit,
+            },
+            edge::guard,
+        ))
         .with_state(state)
 }
 

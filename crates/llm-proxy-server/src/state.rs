@@ -13,7 +13,9 @@ use llm_proxy_api::translation::TranslationService;
 use llm_proxy_api::{Backend, ModelInfo};
 use tokio::sync::Mutex;
 
+use crate::brute_force::BruteForceGuard;
 use crate::plugins::{BackendRegistry, Plugins, selector_backends};
+use crate::serve::Shutdown;
 
 /// A configured backend instance.
 pub struct BackendSlot {
@@ -60,6 +62,8 @@ struct Inner {
     redactor: Option<crate::redaction::KeyRedactor>,
     parse_budget: crate::parse_budget::ParseBudget,
     responses: Arc<dyn crate::responses_store::ResponseStore>,
+    shutdown: Shutdown,
+    brute_force: BruteForceGuard,
 }
 
 /// How long a backend's model list is cached.
@@ -205,6 +209,7 @@ impl AppState {
             config.limits.max_parsing_bytes,
             config.limits.parsing_wait,
         );
+        let brute_force = BruteForceGuard::new(config.auth.brute_force.clone());
         let state = Self {
             inner: Arc::new(Inner {
                 router,
@@ -220,6 +225,8 @@ impl AppState {
                 responses: Arc::new(crate::responses_store::MemoryResponseStore::new(
                     crate::responses_store::DEFAULT_CAPACITY,
                 )),
+                shutdown: Shutdown::new(),
+                brute_force,
             }),
         };
         for (path, selector) in [
@@ -316,6 +323,16 @@ impl AppState {
     /// from a backend before it reaches a client or a log.
     pub fn scrubber(&self) -> &Scrubber {
         &self.inner.scrubber
+    }
+
+    /// Failed-authentication tracking per client address.
+    pub fn brute_force(&self) -> &BruteForceGuard {
+        &self.inner.brute_force
+    }
+
+    /// The listeners' shutdown: streams end when its grace is over.
+    pub fn shutdown(&self) -> &Shutdown {
+        &self.inner.shutdown
     }
 
     /// Protocol codecs.

@@ -13,7 +13,7 @@ use llm_proxy_test_support::{MockUpstream, Reply, SseScript, anthropic, gemini, 
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
-use crate::common::{client, proxy_for, start_proxy};
+use crate::common::{Proxy, client, proxy_for, serve_router, start_proxy};
 use crate::dialect::sse_events;
 
 fn message_body(stream: bool) -> Value {
@@ -21,19 +21,8 @@ fn message_body(stream: bool) -> Value {
            "messages": [{"role": "user", "content": "hello"}]})
 }
 
-struct Listener {
-    url: String,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 /// The dedicated Anthropic listener's router on 127.0.0.1:0.
-async fn start_anthropic_listener(yaml: &str) -> Listener {
+async fn start_anthropic_listener(yaml: &str) -> Proxy {
     let cfg = load_from_str(yaml, &CliOverrides::default(), &Env::default()).expect("config");
     let state = AppState::build(
         cfg,
@@ -41,12 +30,7 @@ async fn start_anthropic_listener(yaml: &str) -> Listener {
         CaptureAwareClient::plain().unwrap(),
     )
     .expect("state");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let task = tokio::spawn(async move {
-        axum::serve(listener, anthropic_app(state)).await.unwrap();
-    });
-    Listener { url, task }
+    serve_router(anthropic_app(state.clone()), &state).await
 }
 
 async fn error_body(resp: reqwest::Response, status: u16) -> Value {

@@ -3,11 +3,14 @@
 use llm_proxy_api::http::CaptureAwareClient;
 use llm_proxy_server::config::{CliOverrides, Env, load_from_str};
 use llm_proxy_server::plugins::Plugins;
+use llm_proxy_server::serve::{Shutdown, serve};
 use llm_proxy_server::{AppState, app};
 use serde_json::Value;
 
 pub struct Proxy {
     pub url: String,
+    /// Begins the proxy's graceful shutdown.
+    pub shutdown: Shutdown,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -28,16 +31,41 @@ pub async fn start_proxy(yaml: &str) -> Proxy {
     serve_state(state).await
 }
 
-/// Serves a built state on 127.0.0.1:0, with the peer address available to handlers (as the
-/// binary serves it).
+/// Serves a built state on 127.0.0.1:0 with the binary's serve loop and the configured
+/// `server.*` limits.
 pub async fn serve_state(state: AppState) -> Proxy {
+    serve_router(app(state.clone()), &state).await
+}
+
+/// Serves `router` (built on `state`) on 127.0.0.1:0 as the binary does.
+pub async fn serve_router(router: axum::Router, state: &AppState) -> Proxy {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let task = tokio::spawn(async move {
-        axum::serve(listener, service).await.unwrap();
-    });
-    Proxy { url, task }
+    let shutdown = state.shutdown().clone();
+    let task = tokio::spawn(serve(
+        listener,
+        router,
+        state.config().server.clone(),
+        shutdown.clone(),
+    ));
+    Proxy {
+        url,
+        shutdown,
+        task,
+    }
+}
+
+impl Proxy {
+    /// Begins the graceful shutdown and waits until the serve loop has returned.
+    pub async fn shut_down(mut self) {
+        self.shutdown.begin();
+        (&mut self.task).await.unwrap();
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.url.trim_start_matches("http://").parse().unwrap()
+    }
 }
 
 /// A proxy whose `openai` backend points at `upstream` (extra YAML lines appended at top level).

@@ -3,10 +3,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod anthropic;
+mod brute_force;
 mod capture;
 mod claude_code;
 mod common;
+mod connections;
 mod dialect;
+mod edge;
 mod errors;
 mod gemini;
 mod hostile;

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use axum::serve::ListenerExt;
 use clap::{Parser, Subcommand};
 mod scrubbed_log;
 
@@ -64,6 +63,39 @@ struct Cli {
     /// Forward configured provider API keys found in prompts instead of redacting them.
     #[arg(long, global = true)]
     disable_redact_api_keys_in_prompts: bool,
+    /// Failed authentications from one address (within the TTL) that block it.
+    #[arg(long, global = true)]
+    auth_max_failed_attempts: Option<u32>,
+    /// Seconds a failed authentication counts towards a block.
+    #[arg(long, global = true)]
+    auth_brute_force_ttl: Option<f64>,
+    /// Seconds of the first block.
+    #[arg(long, global = true)]
+    auth_initial_block: Option<f64>,
+    /// Factor applied to the block for each repeat.
+    #[arg(long, global = true)]
+    auth_block_multiplier: Option<f64>,
+    /// Longest block in seconds.
+    #[arg(long, global = true)]
+    auth_max_block: Option<f64>,
+    /// Never block addresses that keep failing authentication.
+    #[arg(long, global = true)]
+    disable_brute_force_protection: bool,
+    /// Seconds a client may take to send a request's headers.
+    #[arg(long, global = true)]
+    header_read_timeout: Option<f64>,
+    /// Seconds a client may take to send a request's body.
+    #[arg(long, global = true)]
+    body_read_timeout: Option<f64>,
+    /// Seconds a keep-alive connection may sit idle between requests.
+    #[arg(long, global = true)]
+    idle_timeout: Option<f64>,
+    /// Most client connections open at once; more wait to be accepted.
+    #[arg(long, global = true)]
+    max_connections: Option<usize>,
+    /// Seconds in-flight requests and streams may still run after SIGTERM / ctrl-c.
+    #[arg(long, global = true)]
+    shutdown_grace: Option<f64>,
     /// Never retry or fail over.
     #[arg(long, global = true)]
     disable_failure_handling: bool,
@@ -125,6 +157,17 @@ impl Cli {
             max_failover_hops: self.max_failover_hops,
             keepalive_interval: self.keepalive_interval,
             model_aliases: self.model_aliases.clone(),
+            header_read_timeout: self.header_read_timeout,
+            body_read_timeout: self.body_read_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connections: self.max_connections,
+            shutdown_grace: self.shutdown_grace,
+            auth_max_failed_attempts: self.auth_max_failed_attempts,
+            auth_brute_force_ttl: self.auth_brute_force_ttl,
+            auth_initial_block: self.auth_initial_block,
+            auth_block_multiplier: self.auth_block_multiplier,
+            auth_max_block: self.auth_max_block,
+            disable_brute_force_protection: self.disable_brute_force_protection,
         }
     }
 }
@@ -281,6 +324,7 @@ async fn serve(cfg: llm_proxy_api::AppConfig, mode: AccessMode, scrubber: Scrubb
         ));
     }
     let (host, port, anthropic_port) = (cfg.host.clone(), cfg.port, cfg.anthropic_port);
+    let limits = cfg.server.clone();
     let capture = match open_capture(&cfg, scrubber.clone()) {
         Ok(c) => c,
         Err(e) => return fail(e),
@@ -299,6 +343,8 @@ async fn serve(cfg: llm_proxy_api::AppConfig, mode: AccessMode, scrubber: Scrubb
         Ok(s) => s,
         Err(e) => return fail(e),
     };
+    let shutdown = state.shutdown().clone();
+    let signalled = shutdown_signal();
     // The dedicated Anthropic listener serves root paths in Anthropic's shapes only.
     let mut listeners = vec![(port, app(state.clone()))];
     listeners.extend(anthropic_port.map(|p| (p, anthropic_app(state))));
@@ -314,26 +360,23 @@ async fn serve(cfg: llm_proxy_api::AppConfig, mode: AccessMode, scrubber: Scrubb
         };
         print_out(&format!("llm-proxy listening on http://{addr}"));
         tracing::info!(%addr, "listening");
-        servers.push(tokio::spawn(async move {
-            // Peer addresses let /v1/diagnostics serve loopback clients only.
-            let service = router.into_make_service_with_connect_info::<SocketAddr>();
-            // Streamed frames are small writes: never let Nagle hold them back.
-            let listener = listener.tap_io(|tcp| {
-                if let Err(e) = tcp.set_nodelay(true) {
-                    tracing::debug!("cannot set TCP_NODELAY: {e}");
-                }
-            });
-            axum::serve(listener, service)
-                .with_graceful_shutdown(shutdown_signal())
-                .await
-        }));
+        servers.push(tokio::spawn(llm_proxy_server::serve::serve(
+            listener,
+            router,
+            limits.clone(),
+            shutdown.clone(),
+        )));
     }
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        signalled.await;
+        tracing::info!("shutting down");
+        signal.begin();
+    });
     let mut outcome = ExitCode::SUCCESS;
     for s in servers {
-        match s.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => outcome = fail(format!("server error: {e}")),
-            Err(e) => outcome = fail(format!("server task failed: {e}")),
+        if let Err(e) = s.await {
+            outcome = fail(format!("server task failed: {e}"));
         }
     }
     if let Some(sink) = capture {
@@ -349,25 +392,30 @@ async fn serve(cfg: llm_proxy_api::AppConfig, mode: AccessMode, scrubber: Scrubb
     outcome
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Resolves on SIGTERM or ctrl-c. The handlers are installed when this is called, not when
+/// the future is first polled: a signal arriving right after the listeners are announced must
+/// start a graceful shutdown, not kill the process.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let terminate = signal(SignalKind::terminate());
+        let interrupt = signal(SignalKind::interrupt());
+        async move {
+            let (Ok(mut terminate), Ok(mut interrupt)) = (terminate, interrupt) else {
+                tracing::warn!("cannot install signal handlers; stop the proxy by killing it");
+                return std::future::pending().await;
+            };
+            tokio::select! {
+                _ = terminate.recv() => {},
+                _ = interrupt.recv() => {},
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
     }
 }

@@ -5,3 +5,6 @@
 // Stops the proxy with SIGTERM (graceful shutdown flushes the capture file).
 #[cfg(unix)]
 mod secrets;
+// SIGTERM ends the process promptly even with a half-sent request and an idle connection open.
+#[cfg(unix)]
+mod shutdown;

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use llm_proxy_api::config::{
-    AppConfig, AuthConfig, BackendInstanceConfig, BackendsConfig, CircuitBreakerConfig,
-    FailureHandling, Limits, LoggingConfig, ModelAlias, ModelOnlyPolicy, RoutingConfig, Secret,
-    Timeouts,
+    AppConfig, AuthConfig, BackendInstanceConfig, BackendsConfig, BruteForceConfig,
+    CircuitBreakerConfig, FailureHandling, Limits, LoggingConfig, ModelAlias, ModelOnlyPolicy,
+    RoutingConfig, Secret, ServerConfig, Timeouts,
 };
 use llm_proxy_api::scrub::{mask_url_credentials, masked_extra};
 use llm_proxy_connectors::openai_compat::PROVIDERS;
@@ -73,6 +73,28 @@ pub struct CliOverrides {
     pub keepalive_interval: Option<f64>,
     /// `--model-alias PATTERN=REPLACEMENT` (repeatable; replaces lower sources).
     pub model_aliases: Vec<String>,
+    /// `--header-read-timeout` (server.header_read_timeout, seconds).
+    pub header_read_timeout: Option<f64>,
+    /// `--body-read-timeout` (server.body_read_timeout, seconds).
+    pub body_read_timeout: Option<f64>,
+    /// `--idle-timeout` (server.idle_timeout, seconds).
+    pub idle_timeout: Option<f64>,
+    /// `--max-connections` (server.max_connections).
+    pub max_connections: Option<usize>,
+    /// `--shutdown-grace` (server.shutdown_grace, seconds).
+    pub shutdown_grace: Option<f64>,
+    /// `--auth-max-failed-attempts`.
+    pub auth_max_failed_attempts: Option<u32>,
+    /// `--auth-brute-force-ttl` (seconds).
+    pub auth_brute_force_ttl: Option<f64>,
+    /// `--auth-initial-block` (seconds).
+    pub auth_initial_block: Option<f64>,
+    /// `--auth-block-multiplier`.
+    pub auth_block_multiplier: Option<f64>,
+    /// `--auth-max-block` (seconds).
+    pub auth_max_block: Option<f64>,
+    /// `--disable-brute-force-protection`.
+    pub disable_brute_force_protection: bool,
 }
 
 /// Environment variables (a snapshot, so tests can pass their own).
@@ -211,9 +233,18 @@ fn apply_env(
         raw.auth.api_keys = v
             .split(',')
             .map(str::trim)
-            .filter(|k| !k.is_empty())
-            .map(str::to_owned)
-            .collect();
+            .enumerate()
+            .map(|(i, k)| {
+                if k.is_empty() {
+                    Err(ConfigError::new(
+                        format!("API_KEYS[{i}]"),
+                        "an empty client key would let anyone in",
+                    ))
+                } else {
+                    Ok(k.to_owned())
+                }
+            })
+            .collect::<Result<_, _>>()?;
     }
     if let Some(v) = env_bool(env, "DISABLE_AUTH")? {
         raw.auth.disable_auth = Some(v);
@@ -221,6 +252,20 @@ fn apply_env(
     if let Some(v) = env_bool(env, "REDACT_API_KEYS_IN_PROMPTS")? {
         raw.auth.redact_api_keys_in_prompts = Some(v);
     }
+    let bf = &mut raw.auth.brute_force_protection;
+    if let Some(v) = env_bool(env, "BRUTE_FORCE_PROTECTION_ENABLED")? {
+        bf.enabled = Some(v);
+    }
+    if let Some(v) = env.get("BRUTE_FORCE_MAX_FAILED_ATTEMPTS") {
+        bf.max_failed_attempts = Some(v.trim().parse().map_err(|_| {
+            ConfigError::new("BRUTE_FORCE_MAX_FAILED_ATTEMPTS", "expected a whole number")
+        })?);
+    }
+    bf.ttl_seconds = env_f64(env, "BRUTE_FORCE_TTL_SECONDS")?.or(bf.ttl_seconds);
+    bf.initial_block_seconds =
+        env_f64(env, "BRUTE_FORCE_INITIAL_BLOCK_SECONDS")?.or(bf.initial_block_seconds);
+    bf.block_multiplier = env_f64(env, "BRUTE_FORCE_BLOCK_MULTIPLIER")?.or(bf.block_multiplier);
+    bf.max_block_seconds = env_f64(env, "BRUTE_FORCE_MAX_BLOCK_SECONDS")?.or(bf.max_block_seconds);
     if let Some(v) = env.get("CAPTURE_FILE") {
         raw.logging.capture_file = Some(v.to_owned());
     }
@@ -339,6 +384,21 @@ fn apply_cli(raw: &mut RawConfig, cli: &CliOverrides) {
     if cli.disable_redact_api_keys_in_prompts {
         raw.auth.redact_api_keys_in_prompts = Some(false);
     }
+    let bf = &mut raw.auth.brute_force_protection;
+    if cli.disable_brute_force_protection {
+        bf.enabled = Some(false);
+    }
+    bf.max_failed_attempts = cli.auth_max_failed_attempts.or(bf.max_failed_attempts);
+    bf.ttl_seconds = cli.auth_brute_force_ttl.or(bf.ttl_seconds);
+    bf.initial_block_seconds = cli.auth_initial_block.or(bf.initial_block_seconds);
+    bf.block_multiplier = cli.auth_block_multiplier.or(bf.block_multiplier);
+    bf.max_block_seconds = cli.auth_max_block.or(bf.max_block_seconds);
+    let sv = &mut raw.server;
+    sv.header_read_timeout = cli.header_read_timeout.or(sv.header_read_timeout);
+    sv.body_read_timeout = cli.body_read_timeout.or(sv.body_read_timeout);
+    sv.idle_timeout = cli.idle_timeout.or(sv.idle_timeout);
+    sv.max_connections = cli.max_connections.or(sv.max_connections);
+    sv.shutdown_grace = cli.shutdown_grace.or(sv.shutdown_grace);
     let fh = &mut raw.failure_handling;
     if cli.disable_failure_handling {
         fh.enabled = Some(false);
@@ -672,12 +732,20 @@ fn validate(
             defaults.limits.parsing_wait,
         )?,
     };
+    if let Some(i) = raw.auth.api_keys.iter().position(|k| k.trim().is_empty()) {
+        return Err(ConfigError::new(
+            format!("auth.api_keys[{i}]"),
+            "an empty client key would let anyone in",
+        ));
+    }
     let disable_auth = raw.auth.disable_auth.unwrap_or(false);
     let api_keys = if disable_auth {
         Vec::new()
     } else {
         raw.auth.api_keys.into_iter().map(Secret::new).collect()
     };
+    let server = server_config(&raw.server)?;
+    let brute_force = brute_force_config(&raw.auth.brute_force_protection)?;
     Ok(AppConfig {
         host,
         port: raw.port.unwrap_or(defaults.port),
@@ -701,13 +769,89 @@ fn validate(
                 .auth
                 .redact_api_keys_in_prompts
                 .unwrap_or(defaults.auth.redact_api_keys_in_prompts),
+            brute_force,
         },
         limits,
+        server,
         logging: LoggingConfig {
             level: raw.logging.level.unwrap_or(defaults.logging.level),
             capture_file: raw.logging.capture_file,
         },
         raw: raw_value,
+    })
+}
+
+fn server_config(raw: &super::raw::RawServer) -> Result<ServerConfig, ConfigError> {
+    let d = ServerConfig::default();
+    let max_connections = raw.max_connections.unwrap_or(d.max_connections);
+    if max_connections == 0 {
+        return Err(ConfigError::new(
+            "server.max_connections",
+            "must be at least 1",
+        ));
+    }
+    Ok(ServerConfig {
+        header_read_timeout: seconds(
+            "server.header_read_timeout",
+            raw.header_read_timeout,
+            d.header_read_timeout,
+        )?,
+        body_read_timeout: seconds(
+            "server.body_read_timeout",
+            raw.body_read_timeout,
+            d.body_read_timeout,
+        )?,
+        idle_timeout: seconds("server.idle_timeout", raw.idle_timeout, d.idle_timeout)?,
+        max_connections,
+        // Zero ends streams as soon as shutdown begins.
+        shutdown_grace: non_negative(
+            "server.shutdown_grace",
+            raw.shutdown_grace,
+            d.shutdown_grace,
+        )?,
+    })
+}
+
+fn brute_force_config(raw: &super::raw::RawBruteForce) -> Result<BruteForceConfig, ConfigError> {
+    let d = BruteForceConfig::default();
+    let path = |key: &str| format!("auth.brute_force_protection.{key}");
+    let max_failed_attempts = raw.max_failed_attempts.unwrap_or(d.max_failed_attempts);
+    if max_failed_attempts == 0 {
+        return Err(ConfigError::new(
+            path("max_failed_attempts"),
+            "must be at least 1",
+        ));
+    }
+    let block_multiplier = raw.block_multiplier.unwrap_or(d.block_multiplier);
+    if !block_multiplier.is_finite() || !(1.0..=1000.0).contains(&block_multiplier) {
+        return Err(ConfigError::new(
+            path("block_multiplier"),
+            "expected a number from 1 to 1000",
+        ));
+    }
+    let initial_block = seconds(
+        &path("initial_block_seconds"),
+        raw.initial_block_seconds,
+        d.initial_block,
+    )?;
+    let max_block = seconds(
+        &path("max_block_seconds"),
+        raw.max_block_seconds,
+        d.max_block.max(initial_block),
+    )?;
+    if max_block < initial_block {
+        return Err(ConfigError::new(
+            path("max_block_seconds"),
+            "must not be shorter than initial_block_seconds",
+        ));
+    }
+    Ok(BruteForceConfig {
+        enabled: raw.enabled.unwrap_or(d.enabled),
+        max_failed_attempts,
+        ttl: seconds(&path("ttl_seconds"), raw.ttl_seconds, d.ttl)?,
+        initial_block,
+        block_multiplier,
+        max_block,
     })
 }
 
@@ -779,10 +923,25 @@ pub fn effective_config(cfg: &AppConfig) -> Value {
         "auth": {
             "api_keys": cfg.auth.api_keys.iter().map(Secret::masked).collect::<Vec<_>>(),
             "redact_api_keys_in_prompts": cfg.auth.redact_api_keys_in_prompts,
+            "brute_force_protection": {
+                "enabled": cfg.auth.brute_force.enabled,
+                "max_failed_attempts": cfg.auth.brute_force.max_failed_attempts,
+                "ttl_seconds": cfg.auth.brute_force.ttl.as_secs_f64(),
+                "initial_block_seconds": cfg.auth.brute_force.initial_block.as_secs_f64(),
+                "block_multiplier": cfg.auth.brute_force.block_multiplier,
+                "max_block_seconds": cfg.auth.brute_force.max_block.as_secs_f64(),
+            },
         },
         "limits": {
             "max_parsing_bytes": cfg.limits.max_parsing_bytes,
             "parsing_wait_seconds": cfg.limits.parsing_wait.as_secs_f64(),
+        },
+        "server": {
+            "header_read_timeout": cfg.server.header_read_timeout.as_secs_f64(),
+            "body_read_timeout": cfg.server.body_read_timeout.as_secs_f64(),
+            "idle_timeout": cfg.server.idle_timeout.as_secs_f64(),
+            "max_connections": cfg.server.max_connections,
+            "shutdown_grace": cfg.server.shutdown_grace.as_secs_f64(),
         },
         "logging": { "level": cfg.logging.level, "capture_file": cfg.logging.capture_file },
     })
@@ -939,6 +1098,81 @@ mod tests {
         assert!(!cfg.failure_handling.enabled);
         assert_eq!(cfg.failure_handling.max_failover_hops, 2);
         assert_eq!(cfg.failure_handling.max_silent_wait, Duration::ZERO);
+    }
+
+    #[test]
+    fn server_and_brute_force_settings() {
+        let load = |file: &str, cli: &CliOverrides| load_from_str(file, cli, &Env::default());
+        let cfg = load("", &CliOverrides::default()).unwrap();
+        assert_eq!(cfg.server, ServerConfig::default());
+        assert_eq!(cfg.server.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(cfg.auth.brute_force, BruteForceConfig::default());
+        let file = "server:\n  header_read_timeout: 2\n  idle_timeout: 5\n  max_connections: 7\n  shutdown_grace: 0\nauth:\n  brute_force_protection:\n    max_failed_attempts: 3\n    block_multiplier: 1.5\n";
+        let cli = CliOverrides {
+            idle_timeout: Some(9.0),
+            auth_initial_block: Some(4.0),
+            disable_brute_force_protection: true,
+            ..Default::default()
+        };
+        let cfg = load(file, &cli).unwrap();
+        assert_eq!(cfg.server.header_read_timeout, Duration::from_secs(2));
+        assert_eq!(cfg.server.idle_timeout, Duration::from_secs(9));
+        assert_eq!(cfg.server.max_connections, 7);
+        assert_eq!(cfg.server.shutdown_grace, Duration::ZERO);
+        assert_eq!(cfg.server.body_read_timeout, Duration::from_secs(60));
+        let bf = &cfg.auth.brute_force;
+        assert!(!bf.enabled);
+        assert_eq!(bf.max_failed_attempts, 3);
+        assert_eq!(bf.initial_block, Duration::from_secs(4));
+        assert!((bf.block_multiplier - 1.5).abs() < f64::EPSILON);
+        for (file, path) in [
+            ("server:\n  max_connections: 0\n", "server.max_connections"),
+            (
+                "server:\n  header_read_timeout: 0\n",
+                "server.header_read_timeout",
+            ),
+            ("server:\n  idle_timeout: -1\n", "server.idle_timeout"),
+            ("server:\n  shutdown_grace: -1\n", "server.shutdown_grace"),
+            ("server:\n  bogus: 1\n", "server.bogus"),
+            (
+                "auth:\n  brute_force_protection:\n    max_failed_attempts: 0\n",
+                "auth.brute_force_protection.max_failed_attempts",
+            ),
+            (
+                "auth:\n  brute_force_protection:\n    block_multiplier: 0.5\n",
+                "auth.brute_force_protection.block_multiplier",
+            ),
+            (
+                "auth:\n  brute_force_protection:\n    initial_block_seconds: 60\n    max_block_seconds: 10\n",
+                "auth.brute_force_protection.max_block_seconds",
+            ),
+        ] {
+            let err = load(file, &CliOverrides::default()).unwrap_err();
+            assert_eq!(err.path, path, "{file}");
+        }
+        let err = load_from_str(
+            "",
+            &CliOverrides::default(),
+            &env(&[("BRUTE_FORCE_MAX_FAILED_ATTEMPTS", "many")]),
+        )
+        .unwrap_err();
+        assert_eq!(err.path, "BRUTE_FORCE_MAX_FAILED_ATTEMPTS");
+    }
+
+    #[test]
+    fn empty_client_keys_are_refused() {
+        let load = |file: &str, e: &Env| load_from_str(file, &CliOverrides::default(), e);
+        let err = load("auth:\n  api_keys: ['']\n", &Env::default()).unwrap_err();
+        assert_eq!(err.path, "auth.api_keys[0]");
+        let err = load("auth:\n  api_keys: [good-key-123, '  ']\n", &Env::default()).unwrap_err();
+        assert_eq!(err.path, "auth.api_keys[1]");
+        let err = load("", &env(&[("API_KEYS", "good-key-123,,other")])).unwrap_err();
+        assert_eq!(err.path, "API_KEYS[1]");
+        let err = load("", &env(&[("API_KEYS", " , ")])).unwrap_err();
+        assert_eq!(err.path, "API_KEYS[0]");
+        let cfg = load("", &env(&[("API_KEYS", "a-key-1, b-key-2")])).unwrap();
+        assert_eq!(cfg.auth.api_keys.len(), 2);
+        assert_eq!(cfg.auth.api_keys[1].expose(), "b-key-2");
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub auth: RawAuth,
     #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
     pub logging: RawLogging,
     #[serde(default)]
     pub failure_handling: RawFailureHandling,
@@ -127,6 +129,30 @@ pub struct RawAuth {
     pub disable_auth: Option<bool>,
     /// Replace configured provider keys found in prompts (default true).
     pub redact_api_keys_in_prompts: Option<bool>,
+    #[serde(default)]
+    pub brute_force_protection: RawBruteForce,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBruteForce {
+    pub enabled: Option<bool>,
+    pub max_failed_attempts: Option<u32>,
+    pub ttl_seconds: Option<f64>,
+    pub initial_block_seconds: Option<f64>,
+    pub block_multiplier: Option<f64>,
+    pub max_block_seconds: Option<f64>,
+}
+
+/// `server:`: client connection limits and shutdown (seconds unless named otherwise).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub header_read_timeout: Option<f64>,
+    pub body_read_timeout: Option<f64>,
+    pub idle_timeout: Option<f64>,
+    pub max_connections: Option<usize>,
+    pub shutdown_grace: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

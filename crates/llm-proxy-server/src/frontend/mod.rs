@@ -174,6 +174,8 @@ pub async fn read_body(
                 .is_some()
             {
                 too_large()
+            } else if crate::serve::is_body_read_timeout(e.as_ref()) {
+                ProxyError::BodyReadTimeout(state.config().server.body_read_timeout)
             } else {
                 ProxyError::invalid(format!("cannot read request body: {e}"), None, None)
             }
@@ -201,11 +203,16 @@ pub async fn stream_response<R: StreamRenderer>(
             .map_err(ProxyError::Backend)?;
         Ok((stream, first))
     });
-    let body = match tokio::time::timeout(interval, &mut call).await {
+    let first = tokio::select! {
+        first = tokio::time::timeout(interval, &mut call) => first,
+        () = state.shutdown().expired() => return meta.error(ProxyError::ShuttingDown),
+    };
+    let body = match first {
         Ok(Err(e)) => return meta.error(e),
         Ok(Ok((stream, first))) => SseBody::streaming(stream, first, renderer, interval),
         Err(_) => SseBody::waiting(call, renderer, interval),
     };
+    let body = body.ends_on(state.shutdown().expired_token());
     let done = meta.clone();
     let body = body.on_end(move |outcome| {
         if outcome.client_disconnected {
@@ -236,8 +243,14 @@ pub async fn collected(
     req: ChatRequest,
     meta: &RequestMeta,
 ) -> Result<ChatResponse, ProxyError> {
-    let d = meta.dispatch(state, req).await?;
-    Ok(collect(d.stream, &d.route.model).await?)
+    let answer = async {
+        let d = meta.dispatch(state, req).await?;
+        Ok(collect(d.stream, &d.route.model).await?)
+    };
+    tokio::select! {
+        answer = answer => answer,
+        () = state.shutdown().expired() => Err(ProxyError::ShuttingDown),
+    }
 }
 
 /// A JSON response with the request's headers.

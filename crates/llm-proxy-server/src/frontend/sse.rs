@@ -12,6 +12,7 @@ use bytes::{Bytes, BytesMut};
 use futures::Stream;
 use llm_proxy_api::stream::{EventStream, StreamEvent};
 use tokio::time::{Instant, Sleep};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::error::ProxyError;
 
@@ -60,6 +61,8 @@ pub struct SseBody<R: StreamRenderer> {
     interval: Duration,
     outcome: StreamOutcome,
     on_end: Option<Box<dyn FnOnce(StreamOutcome) + Send>>,
+    /// Fires when the proxy's shutdown grace is over: the stream then ends with an error.
+    shutdown: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
 }
 
 impl<R: StreamRenderer> SseBody<R> {
@@ -95,7 +98,15 @@ impl<R: StreamRenderer> SseBody<R> {
             interval,
             outcome: StreamOutcome::default(),
             on_end: None,
+            shutdown: None,
         }
+    }
+
+    /// Ends the stream with an in-stream "shutting down" error once `token` is cancelled.
+    #[must_use]
+    pub fn ends_on(mut self, token: CancellationToken) -> Self {
+        self.shutdown = Some(Box::pin(token.cancelled_owned()));
+        self
     }
 
     /// Runs `f` once with the outcome when the body ends or is dropped.
@@ -132,6 +143,13 @@ impl<R: StreamRenderer> Stream for SseBody<R> {
         // Every frame that is ready now goes out in one write: upstream chunks often carry
         // several events, and one syscall per event is the expensive part. Nothing waits.
         let mut batch = Batch::default();
+        if !matches!(this.phase, Phase::Done)
+            && let Some(shutdown) = &mut this.shutdown
+            && shutdown.as_mut().poll(cx).is_ready()
+        {
+            this.shutdown = None;
+            this.push_error(&ProxyError::ShuttingDown);
+        }
         loop {
             batch.extend(this.out.drain(..));
             if batch.len() >= MAX_BATCH_BYTES {
@@ -281,6 +299,27 @@ mod tests {
         fn error(&mut self, _: &ProxyError, out: &mut Vec<Bytes>) {
             out.push(Bytes::from_static(b"|error"));
         }
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_shutdown_ends_a_silent_stream_with_an_error() {
+        use futures::StreamExt;
+        let stream: EventStream = Box::pin(futures::stream::pending());
+        let token = CancellationToken::new();
+        let mut body = SseBody::streaming(
+            stream,
+            Some(StreamEvent::TextDelta { text: "a".into() }),
+            Plain,
+            Duration::from_secs(3600),
+        )
+        .ends_on(token.clone());
+        assert_eq!(
+            body.next().await.unwrap().unwrap(),
+            Bytes::from_static(b"a")
+        );
+        token.cancel();
+        let rest: Vec<Bytes> = body.map(|r| r.unwrap()).collect().await;
+        assert_eq!(rest, vec![Bytes::from_static(b"|error")]);
     }
 
     #[tokio::test]

@@ -1,0 +1,495 @@
+//! The listener loop: accepts client connections and serves a router over HTTP/1.1 with
+//! connection limits (header, body and idle timeouts, a cap on open connections) and a bounded
+//! graceful shutdown.
+//!
+//! Per connection, one clock runs at a time: while no request is in flight, the connection
+//! waits for a request head (from connecting, or from the first byte of the next request:
+//! `header_read_timeout`, which a byte-at-a-time trickle does not reset) or sits idle between
+//! requests (`idle_timeout`). While a request is in flight its body must arrive within
+//! `body_read_timeout`; the response itself is not timed here.
+//!
+//! Beyond `max_connections`, new connections wait in the listen backlog until one closes.
+//! On shutdown the listener closes, connections without a request in flight are dropped at
+//! once, in-flight requests get `shutdown_grace`, and then [`Shutdown::expired`] tells streams
+//! to end with an in-stream error; connections still open a moment later are dropped.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use bytes::Bytes;
+use http::{Request, Response};
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use llm_proxy_api::config::ServerConfig;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+/// How long connections may still flush their last bytes after the grace ended.
+const FINAL_FLUSH: Duration = Duration::from_secs(1);
+
+/// Shutdown of the listeners, shared with the handlers: [`begin`](Self::begin) stops accepting
+/// and starts the grace; [`expired`](Self::expired) fires when the grace is over.
+#[derive(Debug, Clone, Default)]
+pub struct Shutdown {
+    begun: CancellationToken,
+    expired: CancellationToken,
+}
+
+impl Shutdown {
+    /// A shutdown that has not begun.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Begins the graceful shutdown (idempotent).
+    pub fn begin(&self) {
+        self.begun.cancel();
+    }
+
+    /// Resolves once the shutdown has begun.
+    pub async fn begun(&self) {
+        self.begun.cancelled().await;
+    }
+
+    /// Ends the grace: streams and waiting requests end now (idempotent).
+    pub fn expire(&self) {
+        self.begin();
+        self.expired.cancel();
+    }
+
+    /// Resolves once the grace is over.
+    pub async fn expired(&self) {
+        self.expired.cancelled().await;
+    }
+
+    /// The token cancelled when the grace is over, for bodies that outlive a handler.
+    pub fn expired_token(&self) -> CancellationToken {
+        self.expired.clone()
+    }
+}
+
+/// The request body took longer than `server.body_read_timeout` to arrive.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the request body did not arrive within {0:?}")]
+pub struct BodyReadTimeout(pub Duration);
+
+/// Serves `router` on `listener` until `shutdown` has begun and the connections have drained
+/// (or the grace has run out). Handlers see the peer address as `ConnectInfo<SocketAddr>`.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    settings: ServerConfig,
+    shutdown: Shutdown,
+) {
+    let settings = Arc::new(settings);
+    let slots = Arc::new(Semaphore::new(settings.max_connections));
+    let mut connections = JoinSet::new();
+    loop {
+        while connections.try_join_next().is_some() {}
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = shutdown.begun() => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    if !is_connection_error(&e) {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::error!("accept failed: {e}");
+                        tokio::select! {
+                            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            () = shutdown.begun() => break,
+                        }
+                    }
+                    continue;
+                }
+            },
+            () = shutdown.begun() => break,
+        };
+        // Streamed frames are small writes: never let Nagle hold them back.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {e}");
+        }
+        connections.spawn(serve_connection(
+            stream,
+            peer,
+            router.clone(),
+            settings.clone(),
+            shutdown.clone(),
+            permit,
+        ));
+    }
+    // New connections are refused from here on.
+    drop(listener);
+    let open = connections.len();
+    if open > 0 {
+        tracing::info!(open, grace = ?settings.shutdown_grace, "draining connections");
+    }
+    if tokio::time::timeout(settings.shutdown_grace, drain(&mut connections))
+        .await
+        .is_err()
+    {
+        tracing::info!(
+            open = connections.len(),
+            "shutdown grace over; ending streams"
+        );
+        shutdown.expire();
+        if tokio::time::timeout(FINAL_FLUSH, drain(&mut connections))
+            .await
+            .is_err()
+        {
+            connections.abort_all();
+            drain(&mut connections).await;
+        }
+    }
+}
+
+async fn drain(connections: &mut JoinSet<()>) {
+    while connections.join_next().await.is_some() {}
+}
+
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    router: Router,
+    settings: Arc<ServerConfig>,
+    shutdown: Shutdown,
+    _slot: OwnedSemaphorePermit,
+) {
+    let state = Arc::new(ConnState::new(settings.header_read_timeout));
+    let io = TokioIo::new(WatchedIo {
+        inner: stream,
+        state: state.clone(),
+        header_timeout: settings.header_read_timeout,
+    });
+    let service = ConnService {
+        router,
+        peer,
+        state: state.clone(),
+        body_timeout: settings.body_read_timeout,
+    };
+    let mut builder = http1::Builder::new();
+    // Head timing is ours (hyper's would also cut idle keep-alive connections).
+    builder.keep_alive(true).header_read_timeout(None);
+    let conn = builder.serve_connection(io, service);
+    tokio::pin!(conn);
+    let timer = tokio::time::sleep(settings.header_read_timeout);
+    tokio::pin!(timer);
+    let mut draining = false;
+    loop {
+        let deadline = state.deadline(settings.idle_timeout);
+        if let Some(at) = deadline {
+            timer.as_mut().reset(at);
+        }
+        tokio::select! {
+            done = conn.as_mut() => {
+                if let Err(e) = done {
+                    tracing::debug!(%peer, "connection ended: {e}");
+                }
+                return;
+            }
+            () = state.changed.notified() => {}
+            () = &mut timer, if deadline.is_some() => {
+                if state.deadline(settings.idle_timeout).is_some_and(|at| at <= Instant::now()) {
+                    tracing::debug!(%peer, "closing a connection that sent no complete request in time");
+                    return;
+                }
+            }
+            () = shutdown.begun(), if !draining => {
+                draining = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+        // Idle or half-sent requests do not hold the shutdown up.
+        if draining && state.in_flight() == 0 {
+            return;
+        }
+    }
+}
+
+/// What one connection is doing, shared by its I/O, its service and its task.
+struct ConnState {
+    timers: Mutex<Timers>,
+    changed: Notify,
+}
+
+struct Timers {
+    in_flight: usize,
+    /// When the head of the request being received must be complete.
+    head_deadline: Option<Instant>,
+    /// When the connection last finished a request.
+    idle_since: Instant,
+}
+
+impl ConnState {
+    fn new(header_timeout: Duration) -> Self {
+        let now = Instant::now();
+        Self {
+            timers: Mutex::new(Timers {
+                in_flight: 0,
+                head_deadline: Some(now + header_timeout),
+                idle_since: now,
+            }),
+            changed: Notify::new(),
+        }
+    }
+
+    fn timers(&self) -> std::sync::MutexGuard<'_, Timers> {
+        self.timers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn in_flight(&self) -> usize {
+        self.timers().in_flight
+    }
+
+    /// When the connection is to be closed unless something happens first.
+    fn deadline(&self, idle_timeout: Duration) -> Option<Instant> {
+        let t = self.timers();
+        if t.in_flight > 0 {
+            None
+        } else {
+            Some(t.head_deadline.unwrap_or(t.idle_since + idle_timeout))
+        }
+    }
+
+    /// Bytes arrived: between requests they start the next head's clock.
+    fn on_read(&self, header_timeout: Duration) {
+        let mut t = self.timers();
+        if t.in_flight == 0 && t.head_deadline.is_none() {
+            t.head_deadline = Some(Instant::now() + header_timeout);
+            drop(t);
+            self.changed.notify_one();
+        }
+    }
+}
+
+/// A request in flight on a connection, from its complete head until its response body ends.
+struct InFlight(Arc<ConnState>);
+
+impl InFlight {
+    fn start(state: Arc<ConnState>) -> Self {
+        {
+            let mut t = state.timers();
+            t.in_flight += 1;
+            t.head_deadline = None;
+        }
+        state.changed.notify_one();
+        Self(state)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        {
+            let mut t = self.0.timers();
+            t.in_flight = t.in_flight.saturating_sub(1);
+            if t.in_flight == 0 {
+                t.idle_since = Instant::now();
+            }
+        }
+        self.0.changed.notify_one();
+    }
+}
+
+/// The socket, noting when bytes arrive.
+struct WatchedIo {
+    inner: TcpStream,
+    state: Arc<ConnState>,
+    header_timeout: Duration,
+}
+
+impl AsyncRead for WatchedIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            this.state.on_read(this.header_timeout);
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for WatchedIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// The router as one connection's hyper service.
+#[derive(Clone)]
+struct ConnService {
+    router: Router,
+    peer: SocketAddr,
+    state: Arc<ConnState>,
+    body_timeout: Duration,
+}
+
+type ServiceFuture =
+    Pin<Box<dyn Future<Output = Result<Response<GuardedBody>, Infallible>> + Send>>;
+
+impl hyper::service::Service<Request<Incoming>> for ConnService {
+    type Response = Response<GuardedBody>;
+    type Error = Infallible;
+    type Future = ServiceFuture;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let guard = InFlight::start(self.state.clone());
+        let timeout = self.body_timeout;
+        let mut req = req.map(|body| Body::new(TimedBody::new(body, timeout)));
+        req.extensions_mut().insert(ConnectInfo(self.peer));
+        let call = self.router.clone().oneshot(req);
+        Box::pin(async move {
+            let response = call.await?;
+            Ok(response.map(|body| GuardedBody {
+                inner: body,
+                _in_flight: guard,
+            }))
+        })
+    }
+}
+
+/// A response body that keeps its request counted as in flight until it ends.
+struct GuardedBody {
+    inner: Body,
+    _in_flight: InFlight,
+}
+
+impl hyper::body::Body for GuardedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A request body that fails with [`BodyReadTimeout`] unless it has arrived in time.
+struct TimedBody {
+    inner: Incoming,
+    deadline: Instant,
+    timeout: Duration,
+    /// Created on the first wait, so bodies that arrive at once cost no timer.
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl TimedBody {
+    fn new(inner: Incoming, timeout: Duration) -> Self {
+        Self {
+            inner,
+            deadline: Instant::now() + timeout,
+            timeout,
+            timer: None,
+        }
+    }
+}
+
+impl hyper::body::Body for TimedBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        let deadline = this.deadline;
+        let timer = this
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Some(Err(Box::new(BodyReadTimeout(this.timeout)))));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Whether `error` (or one of its sources) is a [`BodyReadTimeout`].
+pub fn is_body_read_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if e.is::<BodyReadTimeout>() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}

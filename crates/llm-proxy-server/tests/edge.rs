@@ -1,0 +1,147 @@
+//! The HTTP edge: a declared oversized body is refused before it is read, and responses the
+//! framework makes on its own (405, unreadable path parameters) come in the path protocol's
+//! error envelope.
+
+use std::time::Duration;
+
+use llm_proxy_api::http::CaptureAwareClient;
+use llm_proxy_server::AppState;
+use llm_proxy_server::anthropic_app;
+use llm_proxy_server::config::{CliOverrides, Env, load_from_str};
+use llm_proxy_server::plugins::Plugins;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::common::{client, serve_router, start_proxy};
+
+/// The envelope of each protocol, checked by shape.
+fn assert_openai(v: &Value) {
+    assert!(v["error"]["message"].is_string(), "OpenAI envelope: {v}");
+    assert!(v["error"]["type"].is_string(), "OpenAI envelope: {v}");
+}
+
+fn assert_anthropic(v: &Value) {
+    assert_eq!(v["type"], "error", "Anthropic envelope: {v}");
+    assert!(v["error"]["message"].is_string(), "Anthropic envelope: {v}");
+}
+
+fn assert_gemini(v: &Value, status: u16) {
+    assert_eq!(v["error"]["code"], status, "Gemini envelope: {v}");
+    assert!(v["error"]["status"].is_string(), "Gemini envelope: {v}");
+}
+
+async fn send(req: reqwest::RequestBuilder) -> (u16, reqwest::header::HeaderMap, Value) {
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    assert_eq!(
+        headers.get("content-type").and_then(|v| v.to_str().ok()),
+        Some("application/json"),
+        "status {status}"
+    );
+    let text = r.text().await.unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text:?}"));
+    (status, headers, v)
+}
+
+/// Sends only a head declaring `length` body bytes and returns the raw response.
+async fn declare_body(addr: std::net::SocketAddr, path: &str, length: usize) -> String {
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    conn.write_all(
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+            let text = String::from_utf8_lossy(&seen);
+            if let Some((_, body)) = text.split_once("\r\n\r\n")
+                && serde_json::from_str::<Value>(body).is_ok()
+            {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the proxy waited for the body");
+    String::from_utf8(seen).unwrap()
+}
+
+#[tokio::test]
+async fn a_declared_oversized_body_is_413_before_it_is_read() {
+    let proxy = start_proxy("max_request_body_bytes: 1000\n").await;
+    for (path, check) in [
+        ("/v1/chat/completions", assert_openai as fn(&Value)),
+        ("/v1/messages", assert_anthropic),
+    ] {
+        let response = declare_body(proxy.addr(), path, 1_000_000).await;
+        assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+        let body: Value = serde_json::from_str(response.split_once("\r\n\r\n").unwrap().1).unwrap();
+        check(&body);
+    }
+    let response = declare_body(proxy.addr(), "/v1beta/models/m:generateContent", 1_000_000).await;
+    let body: Value = serde_json::from_str(response.split_once("\r\n\r\n").unwrap().1).unwrap();
+    assert_gemini(&body, 413);
+}
+
+#[tokio::test]
+async fn method_not_allowed_is_enveloped_and_names_the_allowed_methods() {
+    let proxy = start_proxy("").await;
+    let (status, headers, v) =
+        send(client().get(format!("{}/v1/chat/completions", proxy.url))).await;
+    assert_eq!(status, 405);
+    assert_openai(&v);
+    assert_eq!(v["error"]["code"], "method_not_allowed");
+    assert!(
+        headers["allow"].to_str().unwrap().contains("POST"),
+        "{headers:?}"
+    );
+    let (status, _, v) = send(client().get(format!("{}/v1/messages", proxy.url))).await;
+    assert_eq!(status, 405);
+    assert_anthropic(&v);
+    let (status, _, v) = send(client().delete(format!("{}/v1beta/models", proxy.url))).await;
+    assert_eq!(status, 405);
+    assert_gemini(&v, 405);
+}
+
+#[tokio::test]
+async fn invalid_utf8_in_a_path_parameter_is_400_in_the_envelope() {
+    let proxy = start_proxy("").await;
+    let (status, _, v) = send(client().get(format!("{}/v1/models/%FF%FE", proxy.url))).await;
+    assert_eq!(status, 400);
+    assert_openai(&v);
+    let (status, _, v) = send(
+        client()
+            .post(format!("{}/v1beta/models/%FF:generateContent", proxy.url))
+            .header("content-type", "application/json")
+            .body("{}"),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_gemini(&v, 400);
+}
+
+#[tokio::test]
+async fn the_anthropic_listener_envelopes_framework_errors_as_anthropic() {
+    let cfg = load_from_str("", &CliOverrides::default(), &Env::default()).unwrap();
+    let state = AppState::build(
+        cfg,
+        Plugins::from_linked(),
+        CaptureAwareClient::plain().unwrap(),
+    )
+    .unwrap();
+    let listener = serve_router(anthropic_app(state.clone()), &state).await;
+    let (status, _, v) = send(client().get(format!("{}/v1/messages", listener.url))).await;
+    assert_eq!(status, 405);
+    assert_anthropic(&v);
+}
