@@ -1,7 +1,6 @@
 //! The real binary under a burst of big request bodies: resident memory stays bounded while
 //! they are parsed and is not held on to afterwards (VmHWM / VmRSS from /proc; loose bounds,
 //! no timing). Linux only: elsewhere there is no /proc to read.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};

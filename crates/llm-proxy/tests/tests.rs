@@ -8,3 +8,6 @@ mod secrets;
 // SIGTERM ends the process promptly even with a half-sent request and an idle connection open.
 #[cfg(unix)]
 mod shutdown;
+// Resident memory stays bounded under a burst of big bodies (reads /proc).
+#[cfg(target_os = "linux")]
+mod memory;
