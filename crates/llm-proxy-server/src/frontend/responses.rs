@@ -80,11 +80,7 @@ impl StreamRenderer for ResponsesRenderer {
 }
 
 /// The handler.
-pub async fn create(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let meta = RequestMeta::new(WireFormat::OpenAiResponses, headers);
     match handle(&state, body, meta.clone()).await {
         Ok(resp) => resp,
