@@ -54,7 +54,7 @@ async fn handle(state: &AppState, body: Body, meta: &RequestMeta) -> Result<Resp
     let wire: AnthropicRequest = parse_body(&body)?;
     drop(body);
     let req = anthropic::request_to_model(wire)?;
-    drop(permit);
+    meta.hold_parse_permit(permit);
     if req.stream {
         let id = format!("msg_{}", meta.request_id.trim_start_matches("req_"));
         let renderer = EventRenderer::new(id, req.model.clone());

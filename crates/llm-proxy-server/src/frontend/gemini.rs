@@ -121,7 +121,7 @@ async fn handle(
     let wire: GenerateContentRequest = parse_body(&body)?;
     drop(body);
     let mut req = gemini::request_to_model(wire, model)?;
-    drop(permit);
+    meta.hold_parse_permit(permit);
     req.stream = stream;
     if stream {
         let renderer = ChunkRenderer::new(meta.request_id.clone(), req.model.clone());

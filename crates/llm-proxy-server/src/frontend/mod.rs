@@ -51,6 +51,8 @@ pub struct RequestMeta {
     /// A session id the frontend found in its own protocol (e.g. Responses
     /// `prompt_cache_key`), used when the client names no session the common way.
     pub session_id: Option<String>,
+    /// Room in the parsing budget, held until the call has started.
+    parse_permit: Arc<std::sync::Mutex<Option<ParsePermit>>>,
 }
 
 impl RequestMeta {
@@ -66,6 +68,21 @@ impl RequestMeta {
             backend: Arc::default(),
             ttft: Arc::default(),
             session_id: None,
+            parse_permit: Arc::default(),
+        }
+    }
+
+    /// Keeps the request's room in the parsing budget until the call has started: the canonical
+    /// request lives until then (a retry may still need it).
+    pub fn hold_parse_permit(&self, permit: ParsePermit) {
+        if let Ok(mut slot) = self.parse_permit.lock() {
+            *slot = Some(permit);
+        }
+    }
+
+    fn release_parse_permit(&self) {
+        if let Ok(mut slot) = self.parse_permit.lock() {
+            slot.take();
         }
     }
 
@@ -89,7 +106,10 @@ impl RequestMeta {
         state: &AppState,
         req: ChatRequest,
     ) -> Result<crate::pipeline::Dispatched, ProxyError> {
-        let d = dispatch(state, req, &self.call_meta()).await?;
+        let d = dispatch(state, req, &self.call_meta()).await;
+        // The canonical request is gone now (dispatch consumed it).
+        self.release_parse_permit();
+        let d = d?;
         let _ = self.backend.set(d.route.instance.clone());
         let _ = self.ttft.set(self.started.elapsed());
         Ok(d)
@@ -147,7 +167,9 @@ impl RequestMeta {
 
 /// Reads the request body inside the parsing budget: room for the body (its `Content-Length`,
 /// or the body limit when the length is not announced) is reserved before the first byte is
-/// read. Keep the permit until the body has become the canonical request, then drop it.
+/// read, then exchanged for the size the parsed request will take ([`parsed_size_estimate`]).
+/// Hand the permit to [`RequestMeta::hold_parse_permit`]: it is released once the call has
+/// started and the canonical request is gone.
 /// Oversized bodies are 413; a budget that stays full is 503 with `Retry-After`.
 pub async fn read_body(
     state: &AppState,
@@ -166,21 +188,48 @@ pub async fn read_body(
         None => limit,
     };
     let permit = state.parse_budget().reserve(reserve).await?;
-    let collected = http_body_util::Limited::new(body, limit)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                too_large()
-            } else if crate::serve::is_body_read_timeout(e.as_ref()) {
+    // Frames go straight into one buffer of the announced size: collecting them first and
+    // joining afterwards would hold the body twice.
+    let announced = announced.map_or(0, |n| usize::try_from(n).unwrap_or(limit));
+    let mut buf = bytes::BytesMut::with_capacity(announced.min(limit));
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            let e = e.into_inner();
+            if crate::serve::is_body_read_timeout(e.as_ref()) {
                 ProxyError::BodyReadTimeout(state.config().server.body_read_timeout)
             } else {
                 ProxyError::invalid(format!("cannot read request body: {e}"), None, None)
             }
         })?;
-    Ok((collected.to_bytes(), permit))
+        if let Ok(data) = frame.into_data() {
+            if buf.len().saturating_add(data.len()) > limit {
+                return Err(too_large());
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    let body = buf.freeze();
+    // Reading needed the body's size; parsing needs what the parsed request will take. Give the
+    // first back before asking for the second, so two requests never hold part of the budget
+    // while each waits for the rest.
+    drop(permit);
+    let permit = state
+        .parse_budget()
+        .reserve(parsed_size_estimate(&body))
+        .await?;
+    Ok((body, permit))
+}
+
+/// Memory a parsed request is expected to take, from its JSON: the bytes themselves plus a
+/// per-object cost (wire struct, canonical struct and allocator slack: about 640 bytes per
+/// JSON object, measured with 40-byte messages, the worst case). A conversation of many tiny
+/// messages costs ten to twenty times its size; one of long texts, little more than its size.
+pub fn parsed_size_estimate(body: &[u8]) -> usize {
+    const PER_OBJECT: usize = 640;
+    let objects = body.iter().filter(|&&b| b == b'{').count();
+    body.len()
+        .saturating_add(objects.saturating_mul(PER_OBJECT))
 }
 
 /// Streams the answer to `req` as SSE. Errors before the first event become HTTP statuses; if
@@ -263,4 +312,23 @@ pub fn json_response(body: Vec<u8>, meta: &RequestMeta) -> Response {
     );
     meta.stamp(resp.headers_mut());
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parsed_size_estimate;
+
+    #[test]
+    fn many_small_objects_cost_far_more_than_their_bytes() {
+        let tiny: String = (0..1000)
+            .map(|_| r#"{"role":"user","content":"hi"}"#)
+            .collect::<Vec<_>>()
+            .join(",");
+        let long = format!(
+            r#"{{"role":"user","content":"{}"}}"#,
+            "x".repeat(tiny.len())
+        );
+        assert!(parsed_size_estimate(tiny.as_bytes()) > 10 * tiny.len());
+        assert!(parsed_size_estimate(long.as_bytes()) < 2 * long.len());
+    }
 }

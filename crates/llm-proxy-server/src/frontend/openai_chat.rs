@@ -50,7 +50,7 @@ async fn handle(state: &AppState, body: Body, meta: &RequestMeta) -> Result<Resp
         .as_ref()
         .is_some_and(|o| o.include_usage);
     let req = openai_chat::request_to_model(wire)?;
-    drop(permit);
+    meta.hold_parse_permit(permit);
     if req.stream {
         let renderer = ChunkRenderer::new(
             format!("chatcmpl-{}", meta.request_id.trim_start_matches("req_")),

@@ -122,7 +122,7 @@ async fn handle(
         },
     });
     let converted = openai_responses::request_to_model(wire)?;
-    drop(permit);
+    meta.hold_parse_permit(permit);
     meta.lossy.add(converted.lossy);
     // Codex names its conversation in `prompt_cache_key` and the `session_id` header.
     meta.session_id = converted.prompt_cache_key.or_else(|| {
