@@ -9,6 +9,7 @@ pub mod to_model;
 pub mod types;
 
 pub use from_model::{dropped_from_response, response_from_model, usage_from_model};
+pub use opaque::{SEALED_PREFIX, Sealer};
 pub use stream::{EventRenderer, ResponseContext};
 pub use to_model::{Converted, ToolKinds, request_to_model};
 pub use types::ResponsesRequest;
