@@ -1,5 +1,6 @@
 //! OpenAI Responses (`POST /v1/responses`): wire types, conversions, stream events and errors.
 //! Clients only for now: no backend speaks Responses upstream, so there is no `WireCodec`.
+//! Reasoning state the proxy hands to clients is sealed by a caller-supplied [`Sealer`].
 
 pub mod error;
 pub mod from_model;

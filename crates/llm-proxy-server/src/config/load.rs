@@ -1231,6 +1231,53 @@ mod tests {
     }
 
     #[test]
+    fn data_dir_and_response_store_settings() {
+        let none = CliOverrides::default();
+        let cfg = load_from_str("", &none, &Env::default()).unwrap();
+        assert_eq!(cfg.responses_store.max_responses, 10_000);
+        assert_eq!(cfg.responses_store.ttl, Duration::from_secs(30 * 24 * 3600));
+        assert!(
+            cfg.data_dir
+                .as_ref()
+                .is_none_or(|d| d.ends_with("llm-proxy")),
+            "{:?}",
+            cfg.data_dir
+        );
+        let file = "data_dir: /from/file\nresponses_api:\n  store:\n    max_responses: 5\n    max_bytes: 1000\n    ttl_seconds: 60\n";
+        let cfg = load_from_str(file, &none, &Env::default()).unwrap();
+        assert_eq!(cfg.data_dir, Some(PathBuf::from("/from/file")));
+        assert_eq!(cfg.responses_store.max_responses, 5);
+        assert_eq!(cfg.responses_store.max_bytes, 1000);
+        assert_eq!(cfg.responses_store.ttl, Duration::from_secs(60));
+        let shown = effective_config(&cfg);
+        assert_eq!(shown["data_dir"], "/from/file");
+        assert_eq!(shown["responses_api"]["store"]["max_responses"], 5);
+        let e = env(&[("LLM_PROXY_DATA_DIR", "/from/env")]);
+        let cfg = load_from_str(file, &none, &e).unwrap();
+        assert_eq!(cfg.data_dir, Some(PathBuf::from("/from/env")));
+        let cli = CliOverrides {
+            data_dir: Some(PathBuf::from("/from/cli")),
+            ..CliOverrides::default()
+        };
+        let cfg = load_from_str(file, &cli, &e).unwrap();
+        assert_eq!(cfg.data_dir, Some(PathBuf::from("/from/cli")));
+        for (bad, path) in [
+            (
+                "responses_api:\n  store:\n    max_responses: 0\n",
+                "responses_api.store.max_responses",
+            ),
+            (
+                "responses_api:\n  store:\n    ttl_seconds: -1\n",
+                "responses_api.store.ttl_seconds",
+            ),
+            ("data_dir: ''\n", "data_dir"),
+        ] {
+            let err = load_from_str(bad, &none, &Env::default()).unwrap_err();
+            assert_eq!(err.path, path, "{bad}");
+        }
+    }
+
+    #[test]
     fn effective_config_masks_secrets() {
         let e = env(&[
             ("OPENAI_API_KEY", "sk-supersecretvalue123"),
