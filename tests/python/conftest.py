@@ -42,6 +42,8 @@ def start_proxy(tmp_path):
         cfg = tmp_path / ("config-%d.yaml" % len(started))
         cfg.write_text(config_yaml)
         env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+        # Stores go under the test's temporary directory, never the user's data directory.
+        env["LLM_PROXY_DATA_DIR"] = str(tmp_path / "data")
         proc = subprocess.Popen(
             [_binary(), "--config", str(cfg), "--port", "0", "--log-level", "warn", *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,

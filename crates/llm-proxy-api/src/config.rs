@@ -304,6 +304,27 @@ impl Default for BruteForceConfig {
     }
 }
 
+/// Bounds of the stored Responses answers (`responses_api.store.*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseStoreConfig {
+    /// Most answers kept; the oldest go first.
+    pub max_responses: usize,
+    /// Most bytes of stored answers; the oldest go first.
+    pub max_bytes: u64,
+    /// How long an answer is kept.
+    pub ttl: Duration,
+}
+
+impl Default for ResponseStoreConfig {
+    fn default() -> Self {
+        Self {
+            max_responses: 10_000,
+            max_bytes: 1024 * 1024 * 1024,
+            ttl: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
 /// Client connections of the listeners (`server.*`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerConfig {
@@ -396,6 +417,11 @@ pub struct AppConfig {
     pub server: ServerConfig,
     /// Logging.
     pub logging: LoggingConfig,
+    /// Where embedded stores live (`--data-dir`); `None` when no user data directory is known
+    /// and none was given.
+    pub data_dir: Option<std::path::PathBuf>,
+    /// The Responses answer store (`responses_api.store.*`).
+    pub responses_store: ResponseStoreConfig,
     /// The merged raw configuration tree; plugins deserialize their own sections from it.
     pub raw: Value,
 }
@@ -422,6 +448,8 @@ impl Default for AppConfig {
                 level: "info".to_owned(),
                 capture_file: None,
             },
+            data_dir: None,
+            responses_store: ResponseStoreConfig::default(),
             raw: Value::Object(Map::new()),
         }
     }

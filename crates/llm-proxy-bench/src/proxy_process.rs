@@ -33,6 +33,7 @@ impl Drop for ProxyProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.config_path);
+        let _ = std::fs::remove_dir_all(self.config_path.with_extension("data"));
     }
 }
 
@@ -70,9 +71,13 @@ pub fn spawn_with(
         std::env::temp_dir().join(format!("llm-proxy-bench-{}.yaml", std::process::id()));
     std::fs::write(&config_path, config_yaml(upstream) + extra_yaml)
         .map_err(|e| BenchError::io(format!("writing {}", config_path.display()), e))?;
+    // The proxy's stores go to a scratch directory, not the user's data directory.
+    let data_dir = config_path.with_extension("data");
     let child = Command::new(binary)
         .arg("--config")
         .arg(&config_path)
+        .arg("--data-dir")
+        .arg(&data_dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

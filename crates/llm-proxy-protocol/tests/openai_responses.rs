@@ -6,10 +6,31 @@
 
 use llm_proxy_api::model::{ChatResponse, Part, Role};
 use llm_proxy_api::stream::{StreamEvent, response_events};
+use std::sync::Arc;
+
 use llm_proxy_protocol::openai_responses::{
-    self, Converted, EventRenderer, ResponseContext, ResponsesRequest,
+    self, Converted, EventRenderer, ResponseContext, ResponsesRequest, Sealer,
 };
 use serde_json::{Value, json};
+
+/// Seals by not sealing, so goldens stay readable and stable; the real AEAD sealer is the
+/// server's, with its own tests.
+#[derive(Debug)]
+struct VisibleSealer;
+
+impl Sealer for VisibleSealer {
+    fn seal(&self, plaintext: &[u8]) -> Option<Vec<u8>> {
+        Some(plaintext.to_vec())
+    }
+
+    fn open(&self, sealed: &[u8]) -> Option<Vec<u8>> {
+        Some(sealed.to_vec())
+    }
+}
+
+fn sealer() -> Arc<dyn Sealer> {
+    Arc::new(VisibleSealer)
+}
 
 fn path(name: &str) -> String {
     format!(
@@ -40,7 +61,7 @@ fn check_golden(name: &str, actual: &Value) {
 fn convert(body: &Value) -> Converted {
     let wire: ResponsesRequest =
         llm_proxy_protocol::parse_body(body.to_string().as_bytes()).unwrap();
-    openai_responses::request_to_model(wire).unwrap()
+    openai_responses::request_to_model(wire, &VisibleSealer).unwrap()
 }
 
 fn context(converted: &Converted) -> ResponseContext {
@@ -99,14 +120,14 @@ fn codex_request_becomes_the_canonical_request() {
 #[test]
 fn answer_renders_as_a_response_object() {
     let converted = convert(&json_fixture("codex_request.json"));
-    let object = openai_responses::response_from_model(answer(), context(&converted));
+    let object = openai_responses::response_from_model(answer(), context(&converted), sealer());
     check_golden("answer.response.json", &object);
 }
 
 #[test]
 fn answer_streams_as_the_official_events_and_ends_with_the_same_object() {
     let converted = convert(&json_fixture("codex_request.json"));
-    let mut renderer = EventRenderer::new(context(&converted));
+    let mut renderer = EventRenderer::new(context(&converted), sealer());
     let mut out = Vec::new();
     for event in response_events(answer()) {
         renderer.render(&event, &mut out);
@@ -121,7 +142,8 @@ fn answer_streams_as_the_official_events_and_ends_with_the_same_object() {
     }
     let last = frames.last().unwrap();
     assert_eq!(last["event"], "response.completed");
-    let mut collected = openai_responses::response_from_model(answer(), context(&converted));
+    let mut collected =
+        openai_responses::response_from_model(answer(), context(&converted), sealer());
     collected.as_object_mut().unwrap().remove("output_text");
     assert_eq!(
         last["data"]["response"], collected,
@@ -136,7 +158,8 @@ fn output_items_carry_reasoning_state_back_on_the_next_turn() {
     let request = json_fixture("codex_request.json");
     let converted = convert(&request);
     let original = answer();
-    let object = openai_responses::response_from_model(original.clone(), context(&converted));
+    let object =
+        openai_responses::response_from_model(original.clone(), context(&converted), sealer());
     let mut input = vec![json!({"role": "user", "content": "go"})];
     input.extend(object["output"].as_array().unwrap().iter().cloned());
     let mut next = request.clone();
@@ -153,11 +176,14 @@ fn output_items_carry_reasoning_state_back_on_the_next_turn() {
 
 #[test]
 fn failure_after_output_is_an_error_event_and_a_failed_response() {
-    let mut renderer = EventRenderer::new(ResponseContext {
-        id: "resp_f".into(),
-        model: "m".into(),
-        ..ResponseContext::default()
-    });
+    let mut renderer = EventRenderer::new(
+        ResponseContext {
+            id: "resp_f".into(),
+            model: "m".into(),
+            ..ResponseContext::default()
+        },
+        sealer(),
+    );
     let mut out = Vec::new();
     renderer.render(
         &StreamEvent::TextDelta {
@@ -204,6 +230,7 @@ fn length_stop_is_an_incomplete_response() {
             id: "resp_l".into(),
             ..ResponseContext::default()
         },
+        sealer(),
     );
     assert_eq!(object["status"], "incomplete");
     assert_eq!(
@@ -252,7 +279,7 @@ fn unsupported_input_is_a_field_error() {
     for (body, param) in cases {
         let wire: ResponsesRequest =
             llm_proxy_protocol::parse_body(body.to_string().as_bytes()).unwrap();
-        let err = openai_responses::request_to_model(wire).unwrap_err();
+        let err = openai_responses::request_to_model(wire, &VisibleSealer).unwrap_err();
         assert_eq!(err.param.as_deref(), Some(param), "{body}: {}", err.message);
         assert!(!err.malformed_json);
     }

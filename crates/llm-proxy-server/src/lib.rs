@@ -5,6 +5,7 @@ pub mod auth;
 pub mod brute_force;
 pub mod capture;
 pub mod config;
+pub mod data_dir;
 pub mod edge;
 pub mod error;
 pub mod frontend;
@@ -15,6 +16,7 @@ pub mod plugins;
 pub mod redaction;
 pub mod responses_store;
 pub mod routing;
+pub mod sealing;
 pub mod serve;
 pub mod state;
 pub mod timing;
@@ -24,6 +26,7 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
+pub use data_dir::Stores;
 pub use error::{ProxyError, WireFormat};
 pub use state::{AppState, StartupError};
 

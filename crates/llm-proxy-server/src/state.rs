@@ -61,7 +61,7 @@ struct Inner {
     models_cache: Mutex<BTreeMap<String, (Instant, Vec<ModelInfo>)>>,
     redactor: Option<crate::redaction::KeyRedactor>,
     parse_budget: crate::parse_budget::ParseBudget,
-    responses: Arc<dyn crate::responses_store::ResponseStore>,
+    stores: crate::data_dir::Stores,
     shutdown: Shutdown,
     brute_force: BruteForceGuard,
 }
@@ -114,10 +114,24 @@ impl AppState {
     /// factories carries it, and every backend error passes it before reaching a client or
     /// a log.
     pub fn build_with_scrubber(
+        config: AppConfig,
+        plugins: Plugins,
+        http: CaptureAwareClient,
+        scrubber: Scrubber,
+    ) -> Result<Self, StartupError> {
+        let stores = crate::data_dir::Stores::in_memory()?;
+        Self::build_with_stores(config, plugins, http, scrubber, stores)
+    }
+
+    /// [`build_with_scrubber`](Self::build_with_scrubber) with the embedded stores opened by
+    /// the caller ([`Stores::open`](crate::data_dir::Stores::open) in the binary); the other
+    /// constructors keep everything in memory.
+    pub fn build_with_stores(
         mut config: AppConfig,
         plugins: Plugins,
         http: CaptureAwareClient,
         scrubber: Scrubber,
+        stores: crate::data_dir::Stores,
     ) -> Result<Self, StartupError> {
         let http = http.with_scrubber(scrubber.clone());
         if config.backends.instances.is_empty() {
@@ -222,9 +236,7 @@ impl AppState {
                 models_cache: Mutex::new(BTreeMap::new()),
                 redactor,
                 parse_budget,
-                responses: Arc::new(crate::responses_store::MemoryResponseStore::new(
-                    crate::responses_store::DEFAULT_CAPACITY,
-                )),
+                stores,
                 shutdown: Shutdown::new(),
                 brute_force,
             }),
@@ -286,7 +298,12 @@ impl AppState {
 
     /// Stored Responses answers (`previous_response_id`).
     pub fn responses(&self) -> &Arc<dyn crate::responses_store::ResponseStore> {
-        &self.inner.responses
+        &self.inner.stores.responses
+    }
+
+    /// Seals the reasoning state handed to Responses clients.
+    pub fn sealer(&self) -> &Arc<dyn llm_proxy_protocol::openai_responses::Sealer> {
+        &self.inner.stores.sealer
     }
 
     /// Routing tables and circuit breakers.

@@ -20,5 +20,6 @@ mod plugins;
 mod redaction;
 mod responses;
 mod routing;
+mod sealed_reasoning;
 mod secrets;
 mod streaming;

@@ -15,7 +15,7 @@ use llm_proxy_server::capture::JsonlCaptureSink;
 use llm_proxy_server::config::{self, CliOverrides, Env};
 use llm_proxy_server::frontend::diagnostics;
 use llm_proxy_server::plugins::{ACCESS_MODE_ENV, AccessMode, Plugins};
-use llm_proxy_server::{AppState, anthropic_app, app};
+use llm_proxy_server::{AppState, Stores, anthropic_app, app};
 use tracing_subscriber::EnvFilter;
 
 // A proxy allocates many small, short-lived buffers per request; mimalloc serves them with far
@@ -96,6 +96,10 @@ struct Cli {
     /// Seconds in-flight requests and streams may still run after SIGTERM / ctrl-c.
     #[arg(long, global = true)]
     shutdown_grace: Option<f64>,
+    /// Directory of the embedded stores (default: the user data directory, e.g.
+    /// `~/.local/share/llm-proxy`). Also `LLM_PROXY_DATA_DIR`, `data_dir`.
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
     /// Never retry or fail over.
     #[arg(long, global = true)]
     disable_failure_handling: bool,
@@ -168,6 +172,7 @@ impl Cli {
             auth_block_multiplier: self.auth_block_multiplier,
             auth_max_block: self.auth_max_block,
             disable_brute_force_protection: self.disable_brute_force_protection,
+            data_dir: self.data_dir.clone(),
         }
     }
 }
@@ -334,11 +339,20 @@ async fn serve(cfg: llm_proxy_api::AppConfig, mode: AccessMode, scrubber: Scrubb
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    let state = match AppState::build_with_scrubber(
+    // Blocking file I/O, once, before anything is served.
+    let stores = match Stores::open(&cfg) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    if let Some(dir) = &cfg.data_dir {
+        tracing::info!(path = %dir.display(), "data directory");
+    }
+    let state = match AppState::build_with_stores(
         cfg,
         Plugins::discover_linked(mode),
         client,
         scrubber,
+        stores,
     ) {
         Ok(s) => s,
         Err(e) => return fail(e),

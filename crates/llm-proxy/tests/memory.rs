@@ -60,6 +60,8 @@ async fn a_burst_of_big_bodies_leaves_memory_bounded() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_llm-proxy"))
         .arg("--config")
         .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -80,6 +80,8 @@ fn command(config: &Path, upstream: &str) -> Command {
         .env("OPENAI_API_BASE_URL", format!("{upstream}/v1"))
         .arg("--config")
         .arg(config)
+        .arg("--data-dir")
+        .arg(config.with_file_name("data"))
         .args(["--log-level", "trace"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

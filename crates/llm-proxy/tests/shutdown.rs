@@ -13,7 +13,10 @@ const HANG: Duration = Duration::from_secs(20);
 #[cfg(unix)]
 #[test]
 fn sigterm_is_not_held_up_by_half_sent_or_idle_connections() {
+    let data = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_llm-proxy"))
+        .arg("--data-dir")
+        .arg(data.path())
         .args([
             "--port",
             "0",

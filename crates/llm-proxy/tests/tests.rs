@@ -11,3 +11,6 @@ mod shutdown;
 // Resident memory stays bounded under a burst of big bodies (reads /proc).
 #[cfg(target_os = "linux")]
 mod memory;
+// Responses answers survive a restart on the same data directory (stops with SIGTERM).
+#[cfg(unix)]
+mod restart;

@@ -6,6 +6,9 @@ use llm_proxy_api::model::{ChatResponse, Part, Usage};
 use llm_proxy_api::stream::response_events;
 use serde_json::Value;
 
+use std::sync::Arc;
+
+use super::opaque::Sealer;
 use super::stream::{EventRenderer, ResponseContext};
 use super::types::{InputTokensDetails, OutputTokensDetails, WireUsage};
 
@@ -26,9 +29,13 @@ pub fn usage_from_model(u: &Usage) -> WireUsage {
 
 /// The response object for a collected answer, with `output_text` (the concatenated message
 /// text SDKs expose) added. `ctx.created_at` is taken from the answer.
-pub fn response_from_model(response: ChatResponse, mut ctx: ResponseContext) -> Value {
+pub fn response_from_model(
+    response: ChatResponse,
+    mut ctx: ResponseContext,
+    sealer: Arc<dyn Sealer>,
+) -> Value {
     ctx.created_at = response.created;
-    let mut renderer = EventRenderer::collecting(ctx);
+    let mut renderer = EventRenderer::collecting(ctx, sealer);
     let mut sink = Vec::new();
     for event in response_events(response) {
         renderer.render(&event, &mut sink);

@@ -1,5 +1,6 @@
 //! OpenAI Responses (`POST /v1/responses`): wire types, conversions, stream events and errors.
 //! Clients only for now: no backend speaks Responses upstream, so there is no `WireCodec`.
+//! Reasoning state the proxy hands to clients is sealed by a caller-supplied [`Sealer`].
 
 pub mod error;
 pub mod from_model;
@@ -9,6 +10,7 @@ pub mod to_model;
 pub mod types;
 
 pub use from_model::{dropped_from_response, response_from_model, usage_from_model};
+pub use opaque::{SEALED_PREFIX, Sealer};
 pub use stream::{EventRenderer, ResponseContext};
 pub use to_model::{Converted, ToolKinds, request_to_model};
 pub use types::ResponsesRequest;

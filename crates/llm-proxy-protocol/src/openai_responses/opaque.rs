@@ -1,11 +1,31 @@
 //! What the proxy puts in a reasoning item's `encrypted_content`: the canonical reasoning state
 //! a client must hand back on the next turn (Anthropic thinking signatures and redacted
-//! thinking, Gemini thought signatures, a tool call's provider data), as `llmproxy:` + JSON.
-//! Not sealed yet: a later step encrypts it with an AEAD key so clients cannot forge it.
+//! thinking, Gemini thought signatures, a tool call's provider data), sealed by a [`Sealer`] so
+//! a client can neither read nor forge it: `llmproxy.v1.` + base64url(sealed JSON).
+//! Content without that prefix is a provider's own encrypted reasoning and passes untouched.
 
-use llm_proxy_api::model::{ReasoningBlock, opaque_signature};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use llm_proxy_api::model::ReasoningBlock;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+/// Prefix of the `encrypted_content` the proxy seals.
+pub const SEALED_PREFIX: &str = "llmproxy.v1.";
+
+/// Prefix of the unsealed form earlier versions wrote; no longer trusted.
+const LEGACY_PREFIX: &str = "llmproxy:";
+
+/// Authenticated encryption of the reasoning state, keyed by the process (the key lives
+/// outside this crate, which does no I/O).
+pub trait Sealer: Send + Sync + std::fmt::Debug {
+    /// Seals `plaintext`; the result carries everything [`open`](Self::open) needs (nonce and
+    /// tag). `None` when sealing is impossible (no randomness).
+    fn seal(&self, plaintext: &[u8]) -> Option<Vec<u8>>;
+    /// Opens what [`seal`](Self::seal) produced with the same key; `None` for anything else
+    /// (tampered, sealed with another key, truncated).
+    fn open(&self, sealed: &[u8]) -> Option<Vec<u8>>;
+}
 
 /// The reasoning state carried by one reasoning item.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -22,6 +42,18 @@ pub struct ReasoningState {
     /// Provider data of the tool call that follows this item.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub call_provider_data: Option<Value>,
+}
+
+/// What an incoming `encrypted_content` turned out to be.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decoded {
+    /// Sealed by this proxy: the state it carries.
+    Ours(ReasoningState),
+    /// A provider's own encrypted reasoning (no proxy prefix), kept as redacted reasoning.
+    Foreign(ReasoningState),
+    /// Carries the proxy's prefix but cannot be opened (tampered, another key, the old
+    /// unsealed form): dropped.
+    Unreadable,
 }
 
 impl ReasoningState {
@@ -43,26 +75,54 @@ impl ReasoningState {
             && self.call_provider_data.is_none()
     }
 
-    /// `encrypted_content` for this state, or `None` when there is nothing to carry.
-    pub fn encode(&self) -> Option<String> {
+    /// Sealed `encrypted_content` for this state, or `None` when there is nothing to carry
+    /// (or sealing failed).
+    pub fn encode(&self, sealer: &dyn Sealer) -> Option<String> {
         if self.is_empty() {
             return None;
         }
-        serde_json::to_value(self)
-            .ok()
-            .map(|v| opaque_signature::encode(&v))
+        let json = serde_json::to_vec(self).ok()?;
+        let sealed = sealer.seal(&json)?;
+        Some(format!("{SEALED_PREFIX}{}", URL_SAFE_NO_PAD.encode(sealed)))
     }
 
-    /// Reads `encrypted_content`: ours decodes to its state; anything else is a provider's own
-    /// encrypted reasoning, kept as redacted reasoning.
-    pub fn decode(encrypted: &str) -> Self {
-        match opaque_signature::decode(encrypted).and_then(|v| serde_json::from_value(v).ok()) {
-            Some(state) => state,
-            None => Self {
-                redacted: Some(encrypted.to_owned()),
-                ..Self::default()
-            },
+    /// Reads `encrypted_content`.
+    pub fn decode(encrypted: &str, sealer: &dyn Sealer) -> Decoded {
+        if let Some(body) = encrypted.strip_prefix(SEALED_PREFIX) {
+            return URL_SAFE_NO_PAD
+                .decode(body)
+                .ok()
+                .and_then(|sealed| sealer.open(&sealed))
+                .and_then(|json| serde_json::from_slice(&json).ok())
+                .map_or(Decoded::Unreadable, Decoded::Ours);
         }
+        if encrypted.starts_with(LEGACY_PREFIX) {
+            return Decoded::Unreadable;
+        }
+        Decoded::Foreign(Self {
+            redacted: Some(encrypted.to_owned()),
+            ..Self::default()
+        })
+    }
+}
+
+/// A [`Sealer`] for tests: reversible, not secret. It refuses what another instance sealed
+/// (a one-byte key tag), so "wrong key" paths can be exercised.
+#[cfg(test)]
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TestSealer(pub u8);
+
+#[cfg(test)]
+impl Sealer for TestSealer {
+    fn seal(&self, plaintext: &[u8]) -> Option<Vec<u8>> {
+        let mut out = vec![self.0];
+        out.extend(plaintext.iter().map(|b| b ^ self.0));
+        Some(out)
+    }
+
+    fn open(&self, sealed: &[u8]) -> Option<Vec<u8>> {
+        let (tag, body) = sealed.split_first()?;
+        (*tag == self.0).then(|| body.iter().map(|b| b ^ self.0).collect())
     }
 }
 
@@ -72,21 +132,49 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn round_trips_and_foreign_content_is_redacted() {
+    fn round_trips_sealed_and_foreign_content_is_redacted() {
+        let sealer = TestSealer(7);
         let state = ReasoningState {
             signature: Some("sig".into()),
             provider_data: Some(json!({"google": {"thought_signature": "t"}})),
             ..ReasoningState::default()
         };
-        let encoded = state.encode().unwrap();
-        assert!(encoded.starts_with("llmproxy:"), "{encoded}");
-        assert_eq!(ReasoningState::decode(&encoded), state);
-        assert_eq!(ReasoningState::default().encode(), None);
+        let encoded = state.encode(&sealer).unwrap();
+        assert!(encoded.starts_with(SEALED_PREFIX), "{encoded}");
+        assert!(!encoded.contains("sig"), "{encoded}");
         assert_eq!(
-            ReasoningState::decode("gAAAAB-openai-blob")
-                .redacted
-                .as_deref(),
-            Some("gAAAAB-openai-blob")
+            ReasoningState::decode(&encoded, &sealer),
+            Decoded::Ours(state)
+        );
+        assert_eq!(ReasoningState::default().encode(&sealer), None);
+        assert_eq!(
+            ReasoningState::decode("gAAAAB-openai-blob", &sealer),
+            Decoded::Foreign(ReasoningState {
+                redacted: Some("gAAAAB-openai-blob".into()),
+                ..ReasoningState::default()
+            })
+        );
+    }
+
+    #[test]
+    fn unopenable_proxy_content_is_unreadable() {
+        let state = ReasoningState {
+            signature: Some("sig".into()),
+            ..ReasoningState::default()
+        };
+        let encoded = state.encode(&TestSealer(1)).unwrap();
+        let sealer = TestSealer(2);
+        assert_eq!(
+            ReasoningState::decode(&encoded, &sealer),
+            Decoded::Unreadable
+        );
+        assert_eq!(
+            ReasoningState::decode("llmproxy.v1.!!not base64", &sealer),
+            Decoded::Unreadable
+        );
+        assert_eq!(
+            ReasoningState::decode(r#"llmproxy:{"signature":"forged"}"#, &sealer),
+            Decoded::Unreadable
         );
     }
 }

@@ -10,7 +10,9 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::from_model::usage_from_model;
-use super::opaque::ReasoningState;
+use std::sync::Arc;
+
+use super::opaque::{ReasoningState, Sealer};
 use super::to_model::ToolKinds;
 use crate::sse::event_frame;
 
@@ -72,6 +74,7 @@ struct DeltaOut<'a> {
 #[derive(Debug)]
 pub struct EventRenderer {
     ctx: ResponseContext,
+    sealer: Arc<dyn Sealer>,
     frames: bool,
     seq: u64,
     started: bool,
@@ -88,10 +91,11 @@ pub struct EventRenderer {
 }
 
 impl EventRenderer {
-    /// A renderer that writes frames.
-    pub fn new(ctx: ResponseContext) -> Self {
+    /// A renderer that writes frames; `sealer` seals reasoning state into `encrypted_content`.
+    pub fn new(ctx: ResponseContext, sealer: Arc<dyn Sealer>) -> Self {
         Self {
             ctx,
+            sealer,
             frames: true,
             seq: 0,
             started: false,
@@ -107,10 +111,10 @@ impl EventRenderer {
     }
 
     /// A renderer that only builds the response object (non-streamed answers).
-    pub fn collecting(ctx: ResponseContext) -> Self {
+    pub fn collecting(ctx: ResponseContext, sealer: Arc<dyn Sealer>) -> Self {
         Self {
             frames: false,
-            ..Self::new(ctx)
+            ..Self::new(ctx, sealer)
         }
     }
 
@@ -588,7 +592,7 @@ impl EventRenderer {
                 };
                 let mut item = json!({"id": id, "type": "reasoning", "summary": summary});
                 if status != "in_progress"
-                    && let Some(encrypted) = state.encode()
+                    && let Some(encrypted) = state.encode(self.sealer.as_ref())
                 {
                     item["encrypted_content"] = Value::from(encrypted);
                 }

@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
 use super::PROTOCOL;
-use super::opaque::ReasoningState;
+use super::opaque::{Decoded, ReasoningState, Sealer};
 use super::types::{
     ContentPart, CustomTool, CustomToolCallItem, FunctionCallItem, FunctionTool, Input,
     MessageContent, MessageItem, NamespaceTool, ReasoningItem, ResponsesRequest, TextFormat,
@@ -183,8 +183,12 @@ fn echo_of(req: &ResponsesRequest) -> Map<String, Value> {
     echo
 }
 
-/// Converts a client request to the canonical model.
-pub fn request_to_model(req: ResponsesRequest) -> Result<Converted, FieldError> {
+/// Converts a client request to the canonical model. `sealer` opens the reasoning state the
+/// proxy sealed into earlier answers' `encrypted_content`.
+pub fn request_to_model(
+    req: ResponsesRequest,
+    sealer: &dyn Sealer,
+) -> Result<Converted, FieldError> {
     let echo = echo_of(&req);
     let mut lossy = Vec::new();
     let mut kinds = ToolKinds::default();
@@ -208,7 +212,7 @@ pub fn request_to_model(req: ResponsesRequest) -> Result<Converted, FieldError> 
     match req.input {
         None => {}
         Some(Input::Text(text)) => messages.push(Message::text(Role::User, text)),
-        Some(Input::Items(items)) => input_to_model(items, &mut messages)?,
+        Some(Input::Items(items)) => input_to_model(items, sealer, &mut messages, &mut lossy)?,
     }
 
     let tool_choice = req
@@ -430,7 +434,12 @@ fn tool_choice_to_model(v: &Value, lossy: &mut Vec<String>) -> Result<ToolChoice
 /// Builds the conversation from input items. Items the model produced (reasoning, assistant
 /// messages, tool calls) that follow each other form one assistant message, the shape every
 /// upstream expects; each tool output is a tool message.
-fn input_to_model(items: Vec<Value>, out: &mut Vec<Message>) -> Result<(), FieldError> {
+fn input_to_model(
+    items: Vec<Value>,
+    sealer: &dyn Sealer,
+    out: &mut Vec<Message>,
+    lossy: &mut Vec<String>,
+) -> Result<(), FieldError> {
     let mut assistant: Vec<Part> = Vec::new();
     let mut call_names: HashMap<String, String> = HashMap::new();
     let mut call_data: Option<Value> = None;
@@ -484,12 +493,21 @@ fn input_to_model(items: Vec<Value>, out: &mut Vec<Message>) -> Result<(), Field
             }
             "reasoning" => {
                 let r: ReasoningItem = typed(item, &param)?;
-                let state = r
-                    .encrypted_content
-                    .as_deref()
-                    .filter(|s| !s.is_empty())
-                    .map(ReasoningState::decode)
-                    .unwrap_or_default();
+                let state = match r.encrypted_content.as_deref().filter(|s| !s.is_empty()) {
+                    None => ReasoningState::default(),
+                    Some(encrypted) => match ReasoningState::decode(encrypted, sealer) {
+                        Decoded::Ours(state) | Decoded::Foreign(state) => state,
+                        Decoded::Unreadable => {
+                            note(
+                                lossy,
+                                "reasoning encrypted_content not sealed by this proxy (tampered, \
+                                 another key, or an old format); its reasoning state dropped"
+                                    .to_owned(),
+                            );
+                            ReasoningState::default()
+                        }
+                    },
+                };
                 let text = reasoning_text(&r);
                 if let Some(data) = state.call_provider_data.clone() {
                     call_data = Some(data);

@@ -7,7 +7,7 @@ use std::time::Duration;
 use llm_proxy_api::config::{
     AppConfig, AuthConfig, BackendInstanceConfig, BackendsConfig, BruteForceConfig,
     CircuitBreakerConfig, FailureHandling, Limits, LoggingConfig, ModelAlias, ModelOnlyPolicy,
-    RoutingConfig, Secret, ServerConfig, Timeouts,
+    ResponseStoreConfig, RoutingConfig, Secret, ServerConfig, Timeouts,
 };
 use llm_proxy_api::scrub::{mask_url_credentials, masked_extra};
 use llm_proxy_connectors::openai_compat::PROVIDERS;
@@ -95,6 +95,8 @@ pub struct CliOverrides {
     pub auth_max_block: Option<f64>,
     /// `--disable-brute-force-protection`.
     pub disable_brute_force_protection: bool,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
 }
 
 /// Environment variables (a snapshot, so tests can pass their own).
@@ -266,6 +268,9 @@ fn apply_env(
         env_f64(env, "BRUTE_FORCE_INITIAL_BLOCK_SECONDS")?.or(bf.initial_block_seconds);
     bf.block_multiplier = env_f64(env, "BRUTE_FORCE_BLOCK_MULTIPLIER")?.or(bf.block_multiplier);
     bf.max_block_seconds = env_f64(env, "BRUTE_FORCE_MAX_BLOCK_SECONDS")?.or(bf.max_block_seconds);
+    if let Some(v) = env.get("LLM_PROXY_DATA_DIR") {
+        raw.data_dir = Some(v.to_owned());
+    }
     if let Some(v) = env.get("CAPTURE_FILE") {
         raw.logging.capture_file = Some(v.to_owned());
     }
@@ -351,6 +356,9 @@ fn apply_env(
 }
 
 fn apply_cli(raw: &mut RawConfig, cli: &CliOverrides) {
+    if let Some(v) = &cli.data_dir {
+        raw.data_dir = Some(v.display().to_string());
+    }
     if let Some(v) = &cli.host {
         raw.host = Some(v.clone());
     }
@@ -745,6 +753,14 @@ fn validate(
         raw.auth.api_keys.into_iter().map(Secret::new).collect()
     };
     let server = server_config(&raw.server)?;
+    let responses_store = response_store_config(&raw.responses_api.store)?;
+    let data_dir = match raw.data_dir {
+        Some(d) if d.trim().is_empty() => {
+            return Err(ConfigError::new("data_dir", "must not be empty"));
+        }
+        Some(d) => Some(PathBuf::from(d)),
+        None => default_data_dir(),
+    };
     let brute_force = brute_force_config(&raw.auth.brute_force_protection)?;
     Ok(AppConfig {
         host,
@@ -777,7 +793,40 @@ fn validate(
             level: raw.logging.level.unwrap_or(defaults.logging.level),
             capture_file: raw.logging.capture_file,
         },
+        data_dir,
+        responses_store,
         raw: raw_value,
+    })
+}
+
+/// The platform's user data directory for the proxy (`$XDG_DATA_HOME/llm-proxy`,
+/// `~/.local/share/llm-proxy`, `~/Library/Application Support/llm-proxy`, `%APPDATA%\\llm-proxy`).
+fn default_data_dir() -> Option<PathBuf> {
+    dirs::data_dir().map(|d| d.join("llm-proxy"))
+}
+
+fn response_store_config(
+    raw: &super::raw::RawResponseStore,
+) -> Result<ResponseStoreConfig, ConfigError> {
+    let d = ResponseStoreConfig::default();
+    let max_responses = raw.max_responses.unwrap_or(d.max_responses);
+    if max_responses == 0 {
+        return Err(ConfigError::new(
+            "responses_api.store.max_responses",
+            "must be at least 1",
+        ));
+    }
+    let max_bytes = raw.max_bytes.unwrap_or(d.max_bytes);
+    if max_bytes == 0 {
+        return Err(ConfigError::new(
+            "responses_api.store.max_bytes",
+            "must be at least 1",
+        ));
+    }
+    Ok(ResponseStoreConfig {
+        max_responses,
+        max_bytes,
+        ttl: seconds("responses_api.store.ttl_seconds", raw.ttl_seconds, d.ttl)?,
     })
 }
 
@@ -932,6 +981,12 @@ pub fn effective_config(cfg: &AppConfig) -> Value {
                 "max_block_seconds": cfg.auth.brute_force.max_block.as_secs_f64(),
             },
         },
+        "data_dir": cfg.data_dir.as_ref().map(|d| d.display().to_string()),
+        "responses_api": { "store": {
+            "max_responses": cfg.responses_store.max_responses,
+            "max_bytes": cfg.responses_store.max_bytes,
+            "ttl_seconds": cfg.responses_store.ttl.as_secs_f64(),
+        }},
         "limits": {
             "max_parsing_bytes": cfg.limits.max_parsing_bytes,
             "parsing_wait_seconds": cfg.limits.parsing_wait.as_secs_f64(),
@@ -1173,6 +1228,53 @@ mod tests {
         let cfg = load("", &env(&[("API_KEYS", "a-key-1, b-key-2")])).unwrap();
         assert_eq!(cfg.auth.api_keys.len(), 2);
         assert_eq!(cfg.auth.api_keys[1].expose(), "b-key-2");
+    }
+
+    #[test]
+    fn data_dir_and_response_store_settings() {
+        let none = CliOverrides::default();
+        let cfg = load_from_str("", &none, &Env::default()).unwrap();
+        assert_eq!(cfg.responses_store.max_responses, 10_000);
+        assert_eq!(cfg.responses_store.ttl, Duration::from_secs(30 * 24 * 3600));
+        assert!(
+            cfg.data_dir
+                .as_ref()
+                .is_none_or(|d| d.ends_with("llm-proxy")),
+            "{:?}",
+            cfg.data_dir
+        );
+        let file = "data_dir: /from/file\nresponses_api:\n  store:\n    max_responses: 5\n    max_bytes: 1000\n    ttl_seconds: 60\n";
+        let cfg = load_from_str(file, &none, &Env::default()).unwrap();
+        assert_eq!(cfg.data_dir, Some(PathBuf::from("/from/file")));
+        assert_eq!(cfg.responses_store.max_responses, 5);
+        assert_eq!(cfg.responses_store.max_bytes, 1000);
+        assert_eq!(cfg.responses_store.ttl, Duration::from_secs(60));
+        let shown = effective_config(&cfg);
+        assert_eq!(shown["data_dir"], "/from/file");
+        assert_eq!(shown["responses_api"]["store"]["max_responses"], 5);
+        let e = env(&[("LLM_PROXY_DATA_DIR", "/from/env")]);
+        let cfg = load_from_str(file, &none, &e).unwrap();
+        assert_eq!(cfg.data_dir, Some(PathBuf::from("/from/env")));
+        let cli = CliOverrides {
+            data_dir: Some(PathBuf::from("/from/cli")),
+            ..CliOverrides::default()
+        };
+        let cfg = load_from_str(file, &cli, &e).unwrap();
+        assert_eq!(cfg.data_dir, Some(PathBuf::from("/from/cli")));
+        for (bad, path) in [
+            (
+                "responses_api:\n  store:\n    max_responses: 0\n",
+                "responses_api.store.max_responses",
+            ),
+            (
+                "responses_api:\n  store:\n    ttl_seconds: -1\n",
+                "responses_api.store.ttl_seconds",
+            ),
+            ("data_dir: ''\n", "data_dir"),
+        ] {
+            let err = load_from_str(bad, &none, &Env::default()).unwrap_err();
+            assert_eq!(err.path, path, "{bad}");
+        }
     }
 
     #[test]

@@ -38,6 +38,25 @@ pub struct RawConfig {
     pub routing: RawRouting,
     #[serde(default)]
     pub limits: RawLimits,
+    /// Where embedded stores live.
+    pub data_dir: Option<String>,
+    #[serde(default)]
+    pub responses_api: RawResponsesApi,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawResponsesApi {
+    #[serde(default)]
+    pub store: RawResponseStore,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawResponseStore {
+    pub max_responses: Option<usize>,
+    pub max_bytes: Option<u64>,
+    pub ttl_seconds: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

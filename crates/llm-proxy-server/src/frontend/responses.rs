@@ -104,6 +104,7 @@ async fn handle(
         let previous = state
             .responses()
             .get(id)
+            .await
             .ok_or_else(|| previous_response_not_found(id))?;
         let mut items: Vec<Value> = previous.items.as_ref().clone();
         match wire.input.take() {
@@ -121,7 +122,7 @@ async fn handle(
             None => Vec::new(),
         },
     });
-    let converted = openai_responses::request_to_model(wire)?;
+    let converted = openai_responses::request_to_model(wire, state.sealer().as_ref())?;
     meta.hold_parse_permit(permit);
     meta.lossy.add(converted.lossy);
     // Codex names its conversation in `prompt_cache_key` and the `session_id` header.
@@ -141,7 +142,7 @@ async fn handle(
     };
     if req.stream {
         let renderer = ResponsesRenderer {
-            events: EventRenderer::new(ctx),
+            events: EventRenderer::new(ctx, state.sealer().clone()),
             save,
         };
         return Ok(stream_response(state, req, renderer, &meta).await);
@@ -149,7 +150,7 @@ async fn handle(
     let response = collected(state, req, &meta).await?;
     meta.lossy
         .add(openai_responses::dropped_from_response(&response));
-    let object = openai_responses::response_from_model(response, ctx);
+    let object = openai_responses::response_from_model(response, ctx, state.sealer().clone());
     if let Some(save) = save {
         save.store(&object);
     }
@@ -160,7 +161,7 @@ async fn handle(
 
 /// `GET /v1/responses/{id}`: a stored answer.
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    match state.responses().get(&id) {
+    match state.responses().get(&id).await {
         Some(stored) => Json(stored.object.as_ref().clone()).into_response(),
         None => response_not_found(&id),
     }
@@ -168,7 +169,7 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Respo
 
 /// `DELETE /v1/responses/{id}`.
 pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    if state.responses().delete(&id) {
+    if state.responses().delete(&id).await {
         Json(json!({"id": id, "object": "response", "deleted": true})).into_response()
     } else {
         response_not_found(&id)

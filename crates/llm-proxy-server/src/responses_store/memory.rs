@@ -1,31 +1,10 @@
-//! Stored Responses answers for `previous_response_id` and `GET/DELETE /v1/responses/{id}`:
-//! a trait (so a shared store such as Redis can replace it) and the bounded in-memory store used
-//! by default. A stored answer keeps the conversation as Responses items (the request's input
-//! followed by the answer's output), so a follow-up turn is the stored items plus its own input.
+//! The bounded in-memory answer store: the oldest answers are forgotten beyond a capacity.
+//! Used by in-process servers and tests; the binary keeps answers in SQLite.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
-use serde_json::Value;
-
-/// One stored answer.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredResponse {
-    /// The whole conversation up to and including this answer, as input items.
-    pub items: Arc<Vec<Value>>,
-    /// The response object as the client received it.
-    pub object: Arc<Value>,
-}
-
-/// Where answers are kept.
-pub trait ResponseStore: Send + Sync + std::fmt::Debug {
-    /// The answer stored under `id`.
-    fn get(&self, id: &str) -> Option<StoredResponse>;
-    /// Stores an answer (the oldest may be forgotten to stay bounded).
-    fn put(&self, id: String, response: StoredResponse);
-    /// Forgets `id`; whether it was there.
-    fn delete(&self, id: &str) -> bool;
-}
+use super::{ResponseStore, StoredResponse};
 
 /// Answers kept in memory, the oldest forgotten beyond `capacity`.
 #[derive(Debug)]
@@ -47,8 +26,9 @@ impl MemoryResponseStore {
 /// Answers the default store keeps.
 pub const DEFAULT_CAPACITY: usize = 1024;
 
+#[async_trait::async_trait]
 impl ResponseStore for MemoryResponseStore {
-    fn get(&self, id: &str) -> Option<StoredResponse> {
+    async fn get(&self, id: &str) -> Option<StoredResponse> {
         self.inner.lock().ok()?.0.get(id).cloned()
     }
 
@@ -70,7 +50,7 @@ impl ResponseStore for MemoryResponseStore {
         }
     }
 
-    fn delete(&self, id: &str) -> bool {
+    async fn delete(&self, id: &str) -> bool {
         let Ok(mut guard) = self.inner.lock() else {
             return false;
         };
@@ -85,6 +65,8 @@ impl ResponseStore for MemoryResponseStore {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use serde_json::json;
 
@@ -95,17 +77,21 @@ mod tests {
         }
     }
 
-    #[test]
-    fn keeps_the_newest_within_capacity_and_deletes() {
+    #[tokio::test]
+    async fn keeps_the_newest_within_capacity_and_deletes() {
         let store = MemoryResponseStore::new(2);
         store.put("a".into(), stored(1));
         store.put("b".into(), stored(2));
         store.put("c".into(), stored(3));
-        assert_eq!(store.get("a"), None, "the oldest is forgotten");
-        assert_eq!(store.get("c"), Some(stored(3)));
-        assert!(store.delete("b"));
-        assert!(!store.delete("b"));
+        assert_eq!(store.get("a").await, None, "the oldest is forgotten");
+        assert_eq!(store.get("c").await, Some(stored(3)));
+        assert!(store.delete("b").await);
+        assert!(!store.delete("b").await);
         store.put("d".into(), stored(4));
-        assert_eq!(store.get("c"), Some(stored(3)), "deleting freed a slot");
+        assert_eq!(
+            store.get("c").await,
+            Some(stored(3)),
+            "deleting freed a slot"
+        );
     }
 }

@@ -1,0 +1,112 @@
+//! The real binary keeps Responses answers in its data directory: an answer created before a
+//! restart is continued with `previous_response_id` after it.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use llm_proxy_test_support::{MockUpstream, Reply, openai};
+use serde_json::{Value, json};
+
+/// Kills the child if a test fails before stopping it.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(config: &Path, data_dir: &Path) -> (Running, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_llm-proxy"))
+        .env_clear()
+        .arg("--config")
+        .arg(config)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--port", "0", "--log-level", "warn"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .split_once("listening on ")
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .1
+        .to_owned();
+    (Running(child), url)
+}
+
+/// SIGTERM, then waits: a graceful stop, as a service manager restarts the proxy.
+fn stop(mut proxy: Running) {
+    let status = Command::new("kill")
+        .arg(proxy.0.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    proxy.0.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn answers_survive_a_restart_on_the_same_data_dir() {
+    let mock = MockUpstream::start().await.unwrap();
+    mock.push(Reply::json(openai::completion("Four.")));
+    mock.push(Reply::json(openai::completion("Eight.")));
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "backends:\n  default_backend: openai-compatible\n  openai-compatible:\n    api_url: {}/v1\n    api_key: sk-upstream-0123456789\n",
+            mock.base_url()
+        ),
+    )
+    .unwrap();
+    let data_dir = tmp.path().join("data");
+    let client = reqwest::Client::new();
+
+    let (proxy, url) = start(&config, &data_dir);
+    let first: Value = client
+        .post(format!("{url}/v1/responses"))
+        .json(&json!({"model": "m", "input": "What is 2+2?"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = first["id"].as_str().unwrap().to_owned();
+    stop(proxy);
+    assert!(data_dir.join("responses.sqlite3").exists());
+    assert!(data_dir.join("responses.key").exists());
+
+    let (_proxy, url) = start(&config, &data_dir);
+    let resp = client
+        .post(format!("{url}/v1/responses"))
+        .json(&json!({"model": "m", "previous_response_id": id, "input": "And 4+4?"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let second: Value = resp.json().await.unwrap();
+    assert_eq!(second["output_text"], "Eight.");
+    let sent = mock.requests()[1].body.clone();
+    let contents: Vec<&Value> = sent["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| &m["content"])
+        .collect();
+    assert_eq!(
+        contents,
+        [&json!("What is 2+2?"), &json!("Four."), &json!("And 4+4?")],
+        "{sent}"
+    );
+}
