@@ -82,8 +82,8 @@ fn codex_request_becomes_the_canonical_request() {
         converted.lossy,
         vec![
             "custom tool 'apply_patch': its grammar is described to the model, not enforced",
-            "hosted tool 'web_search' dropped (backends cannot run OpenAI-hosted tools)",
-            "text.verbosity 'low' has no equivalent upstream; dropped",
+            "hosted tool 'web_search' dropped unless the upstream speaks OpenAI Responses",
+            "text.verbosity 'low' dropped unless the upstream speaks OpenAI Responses",
         ]
     );
     assert_eq!(converted.prompt_cache_key.as_deref(), Some("conv-123"));
@@ -216,14 +216,6 @@ fn length_stop_is_an_incomplete_response() {
 #[test]
 fn unsupported_input_is_a_field_error() {
     let cases = [
-        (
-            json!({"model": "m", "input": [{"type": "item_reference", "id": "msg_1"}]}),
-            "input[0].type",
-        ),
-        (
-            json!({"model": "m", "input": [{"type": "computer_call_output", "call_id": "c"}]}),
-            "input[0].type",
-        ),
         (
             json!({"model": "m", "input": [{"role": "user", "content": [{"type": "input_audio"}]}]}),
             "input[0].content[0].type",

@@ -2,6 +2,9 @@
 //! renderer in `stream`), the non-streamed response object, and error bodies. Reasoning items
 //! become reasoning blocks whose provider data carries the upstream's id and
 //! `encrypted_content` unchanged; item types the model does not express are skipped.
+//!
+//! A reasoning item's summary is held until the item is done, then sent whole and followed by
+//! its provider data (which closes the block, as a signature does), once per item.
 
 use llm_proxy_api::error::{BackendError, ErrorKind, ErrorSource};
 use llm_proxy_api::model::{ChatResponse, FinishReason, Usage};
@@ -151,6 +154,8 @@ pub struct ResponsesStreamDecoder {
     streamed: Vec<String>,
     /// Reasoning item and summary index of the last reasoning delta.
     last_summary: Option<(String, u64)>,
+    /// Summary text of the reasoning item in progress.
+    reasoning: String,
 }
 
 fn invalid_stream(e: &serde_json::Error) -> BackendError {
@@ -258,15 +263,11 @@ impl ResponsesStreamDecoder {
                     && last.0 == key.0
                     && last.1 != key.1
                 {
-                    out.push(StreamEvent::ReasoningDelta {
-                        text: "\n\n".to_owned(),
-                    });
+                    self.reasoning.push_str("\n\n");
                 }
                 self.last_summary = Some(key);
                 self.mark_streamed(&item_id);
-                out.push(StreamEvent::ReasoningDelta {
-                    text: delta.to_owned(),
-                });
+                self.reasoning.push_str(delta);
             }
             "response.function_call_arguments.delta" => {
                 let delta = str_field(v, "delta").to_owned();
@@ -334,11 +335,7 @@ impl ResponsesStreamDecoder {
 
     fn item_added(&mut self, item: &Value, output_index: Option<u64>, out: &mut Vec<StreamEvent>) {
         match str_field(item, "type") {
-            "reasoning" => {
-                if let Some(data) = reasoning_data(item) {
-                    out.push(StreamEvent::ReasoningProviderData { data });
-                }
-            }
+            "reasoning" => self.reasoning.clear(),
             kind @ ("function_call" | "custom_tool_call") => {
                 let index = u32::try_from(self.calls.len()).unwrap_or(u32::MAX);
                 self.calls.push(Call {
@@ -372,11 +369,14 @@ impl ResponsesStreamDecoder {
                 }
             }
             "reasoning" => {
-                if !self.was_streamed(item) {
-                    let text = reasoning_text(item);
-                    if !text.is_empty() {
-                        out.push(StreamEvent::ReasoningDelta { text });
-                    }
+                let streamed = std::mem::take(&mut self.reasoning);
+                let text = if self.was_streamed(item) {
+                    streamed
+                } else {
+                    reasoning_text(item)
+                };
+                if !text.is_empty() {
+                    out.push(StreamEvent::ReasoningDelta { text });
                 }
                 if let Some(data) = reasoning_data(item) {
                     out.push(StreamEvent::ReasoningProviderData { data });

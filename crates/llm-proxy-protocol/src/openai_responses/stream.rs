@@ -486,15 +486,17 @@ impl EventRenderer {
                 i
             }
         };
-        let frames = self.frames;
         if let Some(Item::Reasoning { id, state, .. }) = self.items.get_mut(i) {
             let known = state.upstream().unwrap_or_default();
             let merged = UpstreamReasoning {
                 id: upstream.id.or(known.id),
                 encrypted_content: upstream.encrypted_content.or(known.encrypted_content),
             };
-            // A collected answer announces nothing, so the item can take the upstream's id.
-            if !frames && let Some(upstream_id) = &merged.id {
+            // The item takes the upstream's id, which the client hands back. Canonical streams
+            // give provider data after the reasoning text (it closes the block), so deltas
+            // already sent named the proxy's id; `output_item.done` and the response carry the
+            // upstream's.
+            if let Some(upstream_id) = &merged.id {
                 upstream_id.clone_into(id);
             }
             state.provider_data = Some(merged.to_provider_data());
