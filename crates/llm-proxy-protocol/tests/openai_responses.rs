@@ -385,6 +385,9 @@ fn non_streamed_upstream_response_decodes_like_the_stream() {
         .unwrap_err();
     assert_eq!(e.kind, llm_proxy_api::error::ErrorKind::RateLimited);
     assert!(e.message.contains("slow down"));
-    let e = codec.decode_error(401, br#"{"error": {"message": "bad key", "type": "invalid_request_error"}}"#);
+    let e = codec.decode_error(
+        401,
+        br#"{"error": {"message": "bad key", "type": "invalid_request_error"}}"#,
+    );
     assert_eq!(e.kind, llm_proxy_api::error::ErrorKind::Authentication);
 }

@@ -129,7 +129,8 @@ async fn chat_anthropic_and_gemini_clients_reach_a_responses_upstream() {
             assert_eq!(calls.len(), 1, "{case}: {sent}");
             assert_eq!(calls[0]["call_id"], "call_weather_1", "{case}");
             assert_eq!(calls[0]["name"], "get_weather", "{case}");
-            let args: Value = serde_json::from_str(calls[0]["arguments"].as_str().unwrap()).unwrap();
+            let args: Value =
+                serde_json::from_str(calls[0]["arguments"].as_str().unwrap()).unwrap();
             assert_eq!(args, json!({"city": "Paris"}), "{case}");
             let outputs = items_of(sent, "function_call_output");
             assert_eq!(outputs.len(), 1, "{case}: {sent}");
@@ -156,7 +157,10 @@ async fn chat_anthropic_and_gemini_clients_reach_a_responses_upstream() {
 async fn plain_text_answers_stream_and_collect() {
     for stream in [false, true] {
         let mock = MockUpstream::start().await.unwrap();
-        mock.push(reply(&[OutputItem::message("msg_1", "Hello there!")], stream));
+        mock.push(reply(
+            &[OutputItem::message("msg_1", "Hello there!")],
+            stream,
+        ));
         let proxy = proxy_on_responses(&mock.base_url()).await;
         let conv = Conversation::new(Dialect::OpenAi, false, false, "Hi");
         let answer = read_answer(Dialect::OpenAi, conv.send(&proxy, stream).await, stream).await;
@@ -289,12 +293,18 @@ async fn responses_client_round_trips_upstream_reasoning_byte_identical() {
         second["input"] = Value::Array(input);
         let (status, text) = post_responses(&proxy, &second).await;
         assert_eq!(status, 200, "{text}");
-        assert_eq!(final_object(&text, stream, false)["output"][0]["content"][0]["text"], "Eight.");
+        assert_eq!(
+            final_object(&text, stream, false)["output"][0]["content"][0]["text"],
+            "Eight."
+        );
 
         let sent = &mock.requests()[1].body;
         let reasoning = items_of(sent, "reasoning");
         assert_eq!(reasoning.len(), 1, "{sent}");
-        assert_eq!(reasoning[0]["encrypted_content"], ENCRYPTED, "byte-identical: {sent}");
+        assert_eq!(
+            reasoning[0]["encrypted_content"], ENCRYPTED,
+            "byte-identical: {sent}"
+        );
         assert_eq!(reasoning[0]["id"], REASONING_ID);
         assert_eq!(items_of(sent, "web_search_call"), vec![&search], "{sent}");
         let kinds: Vec<&str> = sent["input"]
@@ -305,7 +315,13 @@ async fn responses_client_round_trips_upstream_reasoning_byte_identical() {
             .collect();
         assert_eq!(
             kinds,
-            ["message", "reasoning", "message", "web_search_call", "message"],
+            [
+                "message",
+                "reasoning",
+                "message",
+                "web_search_call",
+                "message"
+            ],
             "{sent}"
         );
     }

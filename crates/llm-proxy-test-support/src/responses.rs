@@ -78,8 +78,10 @@ impl OutputItem {
                 json!({"id": id, "type": "reasoning", "summary": [{"type": "summary_text", "text": summary}],
                        "encrypted_content": encrypted})
             }
-            Self::Message { id, text } => json!({"id": id, "type": "message", "status": "completed",
-                "role": "assistant", "content": [{"type": "output_text", "text": text, "annotations": []}]}),
+            Self::Message { id, text } => {
+                json!({"id": id, "type": "message", "status": "completed",
+                "role": "assistant", "content": [{"type": "output_text", "text": text, "annotations": []}]})
+            }
             Self::Call {
                 id,
                 call_id,
@@ -137,51 +139,98 @@ pub fn stream(items: &[OutputItem]) -> Vec<String> {
         json!({"response": in_progress}),
     );
     let halves = |s: &str| {
-        let mid = s.char_indices().nth(s.chars().count() / 2).map_or(s.len(), |(i, _)| i);
+        let mid = s
+            .char_indices()
+            .nth(s.chars().count() / 2)
+            .map_or(s.len(), |(i, _)| i);
         (s[..mid].to_owned(), s[mid..].to_owned())
     };
     for (i, item) in items.iter().enumerate() {
         match item {
             OutputItem::Reasoning { id, summary, .. } => {
-                push(&mut frames, "response.output_item.added",
-                     json!({"output_index": i, "item": {"id": id, "type": "reasoning", "summary": []}}));
-                push(&mut frames, "response.reasoning_summary_part.added",
-                     json!({"item_id": id, "output_index": i, "summary_index": 0, "part": {"type": "summary_text", "text": ""}}));
+                push(
+                    &mut frames,
+                    "response.output_item.added",
+                    json!({"output_index": i, "item": {"id": id, "type": "reasoning", "summary": []}}),
+                );
+                push(
+                    &mut frames,
+                    "response.reasoning_summary_part.added",
+                    json!({"item_id": id, "output_index": i, "summary_index": 0, "part": {"type": "summary_text", "text": ""}}),
+                );
                 let (a, b) = halves(summary);
                 for d in [a, b] {
-                    push(&mut frames, "response.reasoning_summary_text.delta",
-                         json!({"item_id": id, "output_index": i, "summary_index": 0, "delta": d}));
+                    push(
+                        &mut frames,
+                        "response.reasoning_summary_text.delta",
+                        json!({"item_id": id, "output_index": i, "summary_index": 0, "delta": d}),
+                    );
                 }
-                push(&mut frames, "response.reasoning_summary_text.done",
-                     json!({"item_id": id, "output_index": i, "summary_index": 0, "text": summary}));
-                push(&mut frames, "response.reasoning_summary_part.done",
-                     json!({"item_id": id, "output_index": i, "summary_index": 0, "part": {"type": "summary_text", "text": summary}}));
+                push(
+                    &mut frames,
+                    "response.reasoning_summary_text.done",
+                    json!({"item_id": id, "output_index": i, "summary_index": 0, "text": summary}),
+                );
+                push(
+                    &mut frames,
+                    "response.reasoning_summary_part.done",
+                    json!({"item_id": id, "output_index": i, "summary_index": 0, "part": {"type": "summary_text", "text": summary}}),
+                );
             }
             OutputItem::Message { id, text } => {
-                push(&mut frames, "response.output_item.added",
-                     json!({"output_index": i, "item": {"id": id, "type": "message", "status": "in_progress", "role": "assistant", "content": []}}));
-                push(&mut frames, "response.content_part.added",
-                     json!({"item_id": id, "output_index": i, "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": []}}));
+                push(
+                    &mut frames,
+                    "response.output_item.added",
+                    json!({"output_index": i, "item": {"id": id, "type": "message", "status": "in_progress", "role": "assistant", "content": []}}),
+                );
+                push(
+                    &mut frames,
+                    "response.content_part.added",
+                    json!({"item_id": id, "output_index": i, "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": []}}),
+                );
                 let (a, b) = halves(text);
                 for d in [a, b] {
-                    push(&mut frames, "response.output_text.delta",
-                         json!({"item_id": id, "output_index": i, "content_index": 0, "delta": d, "logprobs": []}));
+                    push(
+                        &mut frames,
+                        "response.output_text.delta",
+                        json!({"item_id": id, "output_index": i, "content_index": 0, "delta": d, "logprobs": []}),
+                    );
                 }
-                push(&mut frames, "response.output_text.done",
-                     json!({"item_id": id, "output_index": i, "content_index": 0, "text": text, "logprobs": []}));
-                push(&mut frames, "response.content_part.done",
-                     json!({"item_id": id, "output_index": i, "content_index": 0, "part": {"type": "output_text", "text": text, "annotations": []}}));
+                push(
+                    &mut frames,
+                    "response.output_text.done",
+                    json!({"item_id": id, "output_index": i, "content_index": 0, "text": text, "logprobs": []}),
+                );
+                push(
+                    &mut frames,
+                    "response.content_part.done",
+                    json!({"item_id": id, "output_index": i, "content_index": 0, "part": {"type": "output_text", "text": text, "annotations": []}}),
+                );
             }
-            OutputItem::Call { id, call_id, name, arguments } => {
-                push(&mut frames, "response.output_item.added",
-                     json!({"output_index": i, "item": {"id": id, "type": "function_call", "status": "in_progress", "call_id": call_id, "name": name, "arguments": ""}}));
+            OutputItem::Call {
+                id,
+                call_id,
+                name,
+                arguments,
+            } => {
+                push(
+                    &mut frames,
+                    "response.output_item.added",
+                    json!({"output_index": i, "item": {"id": id, "type": "function_call", "status": "in_progress", "call_id": call_id, "name": name, "arguments": ""}}),
+                );
                 let (a, b) = halves(arguments);
                 for d in [a, b] {
-                    push(&mut frames, "response.function_call_arguments.delta",
-                         json!({"item_id": id, "output_index": i, "delta": d}));
+                    push(
+                        &mut frames,
+                        "response.function_call_arguments.delta",
+                        json!({"item_id": id, "output_index": i, "delta": d}),
+                    );
                 }
-                push(&mut frames, "response.function_call_arguments.done",
-                     json!({"item_id": id, "output_index": i, "arguments": arguments}));
+                push(
+                    &mut frames,
+                    "response.function_call_arguments.done",
+                    json!({"item_id": id, "output_index": i, "arguments": arguments}),
+                );
             }
         }
         push(

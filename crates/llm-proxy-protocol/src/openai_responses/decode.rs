@@ -360,12 +360,10 @@ impl ResponsesStreamDecoder {
 
     fn item_done(&mut self, item: &Value, output_index: Option<u64>, out: &mut Vec<StreamEvent>) {
         match str_field(item, "type") {
-            "message" => {
-                if !self.was_streamed(item) {
-                    let text = message_text(item);
-                    if !text.is_empty() {
-                        out.push(StreamEvent::TextDelta { text });
-                    }
+            "message" if !self.was_streamed(item) => {
+                let text = message_text(item);
+                if !text.is_empty() {
+                    out.push(StreamEvent::TextDelta { text });
                 }
             }
             "reasoning" => {
@@ -383,7 +381,8 @@ impl ResponsesStreamDecoder {
                 }
             }
             "function_call" | "custom_tool_call" => {
-                let lookup = json!({"item_id": str_field(item, "id"), "output_index": output_index});
+                let lookup =
+                    json!({"item_id": str_field(item, "id"), "output_index": output_index});
                 if self.call_of(&lookup).is_none() {
                     self.item_added(item, output_index, out);
                 }

@@ -35,7 +35,10 @@ impl UpstreamReasoning {
 
     /// The item carried by tagged provider data (`None` for other providers' data).
     pub fn of_provider_data(data: &Value) -> Option<Self> {
-        let inner = data.as_object().filter(|m| m.len() == 1)?.get(UPSTREAM_KEY)?;
+        let inner = data
+            .as_object()
+            .filter(|m| m.len() == 1)?
+            .get(UPSTREAM_KEY)?;
         serde_json::from_value(inner.clone()).ok()
     }
 }
@@ -136,7 +139,10 @@ mod tests {
         let foreign = ReasoningState::decode("gAAAAB-openai-blob");
         assert_eq!(foreign.redacted, None);
         assert_eq!(
-            foreign.upstream().and_then(|u| u.encrypted_content).as_deref(),
+            foreign
+                .upstream()
+                .and_then(|u| u.encrypted_content)
+                .as_deref(),
             Some("gAAAAB-openai-blob")
         );
         assert_eq!(

@@ -46,7 +46,10 @@ pub fn request_from_model(req: &ChatRequest, model: &str) -> EncodedRequest {
         .filter(|t| !t.is_empty())
         .collect();
     if !instructions.is_empty() {
-        body.insert("instructions".into(), Value::from(instructions.join("\n\n")));
+        body.insert(
+            "instructions".into(),
+            Value::from(instructions.join("\n\n")),
+        );
     }
     let mut input = Vec::new();
     for m in &req.messages[leading..] {
@@ -60,7 +63,8 @@ pub fn request_from_model(req: &ChatRequest, model: &str) -> EncodedRequest {
             .tools
             .iter()
             .map(|t| {
-                let mut tool = json!({"type": "function", "name": t.name, "parameters": t.parameters});
+                let mut tool =
+                    json!({"type": "function", "name": t.name, "parameters": t.parameters});
                 if let Some(d) = &t.description {
                     tool["description"] = Value::from(d.clone());
                 }
@@ -225,7 +229,10 @@ fn input_part(part: &Part, lossy: &mut Vec<String>) -> Option<Value> {
         Part::Text(t) => Some(json!({"type": "input_text", "text": t.text})),
         Part::Image(img) => Some(image_part(img)),
         Part::Audio(_) => {
-            note(lossy, "audio input is not supported by OpenAI Responses; dropped");
+            note(
+                lossy,
+                "audio input is not supported by OpenAI Responses; dropped",
+            );
             None
         }
         Part::Reasoning(_) | Part::ToolCall(_) | Part::ToolResult(_) | Part::Opaque(_) => None,
@@ -290,8 +297,10 @@ fn assistant_items(m: &Message, out: &mut Vec<Value>, lossy: &mut Vec<String>) {
             }
             Part::ToolCall(c) => {
                 flush(&mut text, out);
-                out.push(json!({"type": "function_call", "call_id": c.id, "name": c.name,
-                                "arguments": c.arguments}));
+                out.push(
+                    json!({"type": "function_call", "call_id": c.id, "name": c.name,
+                                "arguments": c.arguments}),
+                );
             }
             Part::ToolResult(r) => {
                 flush(&mut text, out);

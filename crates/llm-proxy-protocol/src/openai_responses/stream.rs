@@ -456,11 +456,11 @@ impl EventRenderer {
     fn upstream_reasoning(&mut self, upstream: UpstreamReasoning, out: &mut Vec<Bytes>) {
         let open = self.open.filter(|&i| {
             matches!(self.items.get(i), Some(Item::Reasoning { state, .. })
-                if state.signature.is_none() && state.redacted.is_none()
-                    && match (state.upstream().and_then(|u| u.id), &upstream.id) {
-                        (Some(a), Some(b)) => a == *b,
-                        _ => true,
-                    })
+            if state.signature.is_none() && state.redacted.is_none()
+                && match (state.upstream().and_then(|u| u.id), &upstream.id) {
+                    (Some(a), Some(b)) => a == *b,
+                    _ => true,
+                })
         });
         let i = match open {
             Some(i) => i,

@@ -8,8 +8,9 @@
 use std::collections::{HashMap, HashSet};
 
 use llm_proxy_api::model::{
-    ChatRequest, ImagePart, MediaSource, Message, OpaquePart, Part, ReasoningBlock, ReasoningConfig,
-    ResponseFormat, Role, Sampling, TextPart, ToolCall, ToolChoice, ToolDefinition, ToolResult,
+    ChatRequest, ImagePart, MediaSource, Message, OpaquePart, Part, ReasoningBlock,
+    ReasoningConfig, ResponseFormat, Role, Sampling, TextPart, ToolCall, ToolChoice,
+    ToolDefinition, ToolResult,
 };
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
@@ -233,7 +234,11 @@ pub fn request_to_model(req: ResponsesRequest) -> Result<Converted, FieldError> 
     if let Some(store) = req.store {
         extra.insert("store".into(), Value::Bool(store));
     }
-    if let Some(raw) = req.reasoning.as_ref().and_then(|r| serde_json::to_value(r).ok()) {
+    if let Some(raw) = req
+        .reasoning
+        .as_ref()
+        .and_then(|r| serde_json::to_value(r).ok())
+    {
         extra.insert("reasoning".into(), raw);
     }
     if let Some(raw) = req
@@ -246,7 +251,10 @@ pub fn request_to_model(req: ResponsesRequest) -> Result<Converted, FieldError> 
     let response_format = match req.text {
         None => None,
         Some(text) => {
-            if let Some(raw) = serde_json::to_value(&text).ok().filter(|_| text.verbosity.is_some()) {
+            if let Some(raw) = serde_json::to_value(&text)
+                .ok()
+                .filter(|_| text.verbosity.is_some())
+            {
                 extra.insert("text".into(), raw);
             }
             if let Some(verbosity) = text.verbosity {
