@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """A scripted LLM upstream for the coding-agent end-to-end runs (scripts/agents-e2e).
 
-Speaks OpenAI chat (`/v1/chat/completions`), Anthropic (`/v1/messages`) and Gemini
-(`/v1beta/models/{model}:generateContent` / `:streamGenerateContent`) on 127.0.0.1:0, streamed
-or not. The script, whatever the dialect:
+Speaks OpenAI chat (`/v1/chat/completions`), OpenAI Responses (`/v1/responses`), Anthropic
+(`/v1/messages`) and Gemini (`/v1beta/models/{model}:generateContent` /
+`:streamGenerateContent`) on 127.0.0.1:0, streamed or not. The script, whatever the dialect:
   * once a request carries the marker file's content, answer with the final phrase;
   * else, when a file-reading tool is offered, call it on the marker file's absolute path;
   * else (titles, quota probes, ...), answer a short text.
@@ -117,6 +117,41 @@ def openai_reply(handler, body, kind, value):
     handler.send_sse(["data: %s\n\n" % json.dumps(f) for f in frames] + ["data: [DONE]\n\n"])
 
 
+# ---- OpenAI Responses ----------------------------------------------------------------------
+
+def responses_tools(body):
+    return [(t.get("name", ""), t.get("parameters")) for t in body.get("tools") or []
+            if t.get("type") == "function"]
+
+
+def responses_reply(handler, body, kind, value):
+    model = body.get("model", "mock")
+    if kind == "tool":
+        name, args = value
+        item = {"id": "fc_e2e_1", "type": "function_call", "status": "completed",
+                "call_id": "call_e2e_1", "name": name, "arguments": json.dumps(args)}
+    else:
+        item = {"id": "msg_e2e_1", "type": "message", "status": "completed", "role": "assistant",
+                "content": [{"type": "output_text", "text": value, "annotations": []}]}
+    usage = {"input_tokens": 50, "input_tokens_details": {"cached_tokens": 0},
+             "output_tokens": 10, "output_tokens_details": {"reasoning_tokens": 0},
+             "total_tokens": 60}
+    response = {"id": "resp_e2e", "object": "response", "created_at": 1, "status": "completed",
+                "model": model, "output": [item], "usage": usage}
+    if not body.get("stream"):
+        handler.send_json(200, response)
+        return
+    events = [("response.created", {"response": dict(response, status="in_progress", output=[], usage=None)}),
+              ("response.output_item.added", {"output_index": 0, "item": item}),
+              ("response.output_item.done", {"output_index": 0, "item": item}),
+              ("response.completed", {"response": response})]
+    frames = []
+    for n, (name, data) in enumerate(events):
+        data = dict(data, type=name, sequence_number=n)
+        frames.append("event: %s\ndata: %s\n\n" % (name, json.dumps(data)))
+    handler.send_sse(frames)
+
+
 # ---- Anthropic -----------------------------------------------------------------------------
 
 def anthropic_tools(body):
@@ -219,6 +254,9 @@ class Handler(BaseHTTPRequestHandler):
         if path.endswith("/chat/completions"):
             kind, value = s.decide(marker, openai_tools(body))
             openai_reply(self, body, kind, value)
+        elif path.endswith("/responses"):
+            kind, value = s.decide(marker, responses_tools(body))
+            responses_reply(self, body, kind, value)
         elif path.endswith("/messages/count_tokens"):
             self.send_json(200, {"input_tokens": 100})
         elif path.endswith("/messages"):

@@ -25,6 +25,9 @@ mod providers {
     pub fn openai() -> BackendPluginDefinition {
         family("openai")
     }
+    pub fn openai_responses() -> BackendPluginDefinition {
+        family("openai-responses")
+    }
     pub fn openrouter() -> BackendPluginDefinition {
         family("openrouter")
     }
@@ -64,6 +67,7 @@ mod providers {
 }
 
 llm_proxy_api::backend_plugin!("openai", providers::openai);
+llm_proxy_api::backend_plugin!("openai-responses", providers::openai_responses);
 llm_proxy_api::backend_plugin!("openrouter", providers::openrouter);
 llm_proxy_api::backend_plugin!("nvidia", providers::nvidia);
 llm_proxy_api::backend_plugin!("zai", providers::zai);

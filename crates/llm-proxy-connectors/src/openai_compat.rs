@@ -1,6 +1,7 @@
 //! The OpenAI Chat Completions connector and the family of OpenAI-compatible providers that
 //! share it (OpenRouter, NVIDIA, Z.ai, MiniMax, ZenMux, Kimi Code, Ollama, any compatible
-//! server), each with its default base URL and environment variable prefix.
+//! server), each with its default base URL and environment variable prefix; `openai-responses`
+//! is the same connector speaking the Responses API (`POST {api_url}/responses`).
 
 use async_trait::async_trait;
 use http::{HeaderMap, HeaderName, HeaderValue, header};
@@ -12,6 +13,7 @@ use llm_proxy_api::stream::EventStream;
 use llm_proxy_api::{Backend, CallContext, ChatRequest, ModelInfo};
 use llm_proxy_protocol::openai_chat::from_model::EncodeOptions;
 use llm_proxy_protocol::openai_chat::{self, OpenAiChatCodec};
+use llm_proxy_protocol::openai_responses::{self, OpenAiResponsesCodec};
 use serde::Deserialize;
 
 use crate::upstream;
@@ -33,6 +35,8 @@ pub struct Provider {
     pub reasoning_in_history: bool,
     /// Use `max_completion_tokens` rather than `max_tokens`.
     pub max_completion_tokens: bool,
+    /// Speak the Responses API (`/responses`) rather than Chat Completions.
+    pub responses: bool,
 }
 
 const KILO_CODE: &[(&str, &str)] = &[
@@ -52,6 +56,7 @@ const fn provider(name: &'static str, env_prefix: &'static str, url: &'static st
         headers: &[],
         reasoning_in_history: true,
         max_completion_tokens: false,
+        responses: false,
     }
 }
 
@@ -61,6 +66,14 @@ pub const PROVIDERS: &[Provider] = &[
         reasoning_in_history: false,
         max_completion_tokens: true,
         ..provider("openai", "OPENAI", "https://api.openai.com/v1")
+    },
+    Provider {
+        responses: true,
+        ..provider(
+            "openai-responses",
+            "OPENAI_RESPONSES",
+            "https://api.openai.com/v1",
+        )
     },
     provider("openrouter", "OPENROUTER", "https://openrouter.ai/api/v1"),
     provider("nvidia", "NVIDIA", "https://integrate.api.nvidia.com/v1"),
@@ -121,6 +134,7 @@ pub struct OpenAiCompatible {
     timeouts: Timeouts,
     models: Vec<String>,
     options: EncodeOptions,
+    responses: bool,
 }
 
 impl std::fmt::Debug for OpenAiCompatible {
@@ -235,7 +249,14 @@ impl OpenAiCompatible {
         Ok(Self {
             instance: cfg.instance.clone(),
             client: instance_client(&args.http_client, &cfg.timeouts)?,
-            chat_url: join_url(base, "chat/completions")?,
+            chat_url: join_url(
+                base,
+                if provider.responses {
+                    "responses"
+                } else {
+                    "chat/completions"
+                },
+            )?,
             models_url: join_url(base, "models")?,
             headers,
             key_name: cfg.key_name.clone(),
@@ -249,6 +270,7 @@ impl OpenAiCompatible {
                     .max_completion_tokens
                     .unwrap_or(provider.max_completion_tokens),
             },
+            responses: provider.responses,
         })
     }
 
@@ -265,6 +287,40 @@ impl OpenAiCompatible {
     }
 }
 
+impl OpenAiCompatible {
+    /// One call to a Responses upstream.
+    async fn stream_responses(
+        &self,
+        ctx: &CallContext,
+        req: &ChatRequest,
+        deadline: std::time::Instant,
+    ) -> Result<EventStream, BackendError> {
+        ctx.lossy
+            .add(req.foreign_content_note(openai_responses::PROTOCOL));
+        let encoded = openai_responses::request_from_model(req, &ctx.model);
+        ctx.lossy.add(encoded.lossy);
+        let body = serde_json::to_vec(&encoded.body)
+            .map_err(|e| BackendError::internal(format!("cannot encode request: {e}")))?;
+        let capture = self
+            .client
+            .sink()
+            .is_some()
+            .then(|| self.capture_context(ctx));
+        let call = upstream::ChatCall {
+            client: &self.client,
+            url: self.chat_url.clone(),
+            headers: self.headers.clone(),
+            body,
+            capture,
+            timeouts: &self.timeouts,
+            deadline,
+            model: &ctx.model,
+            stream: req.stream,
+        };
+        upstream::post_chat(call, &OpenAiResponsesCodec).await
+    }
+}
+
 #[async_trait]
 impl Backend for OpenAiCompatible {
     async fn stream(
@@ -273,6 +329,9 @@ impl Backend for OpenAiCompatible {
         req: &ChatRequest,
     ) -> Result<EventStream, BackendError> {
         let deadline = upstream::call_deadline(ctx, &self.timeouts);
+        if self.responses {
+            return self.stream_responses(ctx, req, deadline).await;
+        }
         if !self.options.reasoning_in_history && has_earlier_reasoning(req) {
             ctx.lossy.add([format!(
                 "earlier reasoning not sent to '{}' (extra.reasoning_in_history is off)",

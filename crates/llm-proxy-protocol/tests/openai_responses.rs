@@ -103,8 +103,8 @@ fn codex_request_becomes_the_canonical_request() {
         converted.lossy,
         vec![
             "custom tool 'apply_patch': its grammar is described to the model, not enforced",
-            "hosted tool 'web_search' dropped (backends cannot run OpenAI-hosted tools)",
-            "text.verbosity 'low' has no equivalent upstream; dropped",
+            "hosted tool 'web_search' dropped unless the upstream speaks OpenAI Responses",
+            "text.verbosity 'low' dropped unless the upstream speaks OpenAI Responses",
         ]
     );
     assert_eq!(converted.prompt_cache_key.as_deref(), Some("conv-123"));
@@ -244,14 +244,6 @@ fn length_stop_is_an_incomplete_response() {
 fn unsupported_input_is_a_field_error() {
     let cases = [
         (
-            json!({"model": "m", "input": [{"type": "item_reference", "id": "msg_1"}]}),
-            "input[0].type",
-        ),
-        (
-            json!({"model": "m", "input": [{"type": "computer_call_output", "call_id": "c"}]}),
-            "input[0].type",
-        ),
-        (
             json!({"model": "m", "input": [{"role": "user", "content": [{"type": "input_audio"}]}]}),
             "input[0].content[0].type",
         ),
@@ -310,4 +302,122 @@ fn string_input_and_tool_outputs_with_images() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+// --- Upstream side: canonical -> Responses request, Responses stream -> canonical events ---
+
+fn decode_chunked(body: &[u8], chunk: usize) -> Vec<StreamEvent> {
+    use llm_proxy_api::translation::StreamDecoder;
+    let mut decoder = openai_responses::ResponsesStreamDecoder::new();
+    let mut events = Vec::new();
+    for piece in body.chunks(chunk) {
+        decoder.feed(piece, &mut events).unwrap();
+    }
+    decoder.finish(&mut events).unwrap();
+    assert!(decoder.is_finished());
+    events
+}
+
+#[test]
+fn codex_request_is_sent_to_a_responses_upstream_as_it_came() {
+    let original = json_fixture("codex_request.json");
+    let converted = convert(&original);
+    let encoded = openai_responses::request_from_model(&converted.request, "gpt-5-codex");
+    check_golden("codex_request.upstream.json", &encoded.body);
+    // What a Responses client asked for reaches a Responses upstream.
+    for key in ["include", "store", "reasoning", "text"] {
+        assert_eq!(encoded.body[key], original[key], "{key}");
+    }
+    let hosted: Vec<&Value> = encoded.body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["type"] == "web_search")
+        .collect();
+    assert_eq!(hosted.len(), 1);
+}
+
+#[test]
+fn upstream_stream_decodes_to_canonical_events_across_chunk_boundaries() {
+    let body = std::fs::read(path("upstream_stream.sse")).unwrap();
+    let whole = decode_chunked(&body, body.len());
+    check_golden(
+        "upstream_stream.events.json",
+        &serde_json::to_value(&whole).unwrap(),
+    );
+    // Any split of the bytes (inside lines, inside UTF-8, inside the `\n\n`) decodes the same.
+    for chunk in [1, 2, 3, 7, 64] {
+        assert_eq!(decode_chunked(&body, chunk), whole, "chunks of {chunk}");
+    }
+}
+
+#[test]
+fn upstream_reasoning_renders_for_a_responses_client_unchanged() {
+    let body = std::fs::read(path("upstream_stream.sse")).unwrap();
+    let events = decode_chunked(&body, 5);
+    let mut renderer = EventRenderer::collecting(
+        ResponseContext {
+            id: "resp_proxy".into(),
+            model: "gpt-5".into(),
+            ..ResponseContext::default()
+        },
+        sealer(),
+    );
+    let mut sink = Vec::new();
+    for e in &events {
+        renderer.render(e, &mut sink);
+    }
+    renderer.finish(&mut sink);
+    let object = renderer.response_object();
+    assert_eq!(
+        object["output"][0],
+        json!({"id": "rs_up_1", "type": "reasoning", "encrypted_content": "gAAAAB-opaque==",
+               "summary": [{"type": "summary_text", "text": "Check the weather.\n\nThen answer."}]})
+    );
+    // The client hands the item back: the upstream gets it unchanged.
+    let next = convert(&json!({"model": "m", "input": [object["output"][0].clone()]}));
+    let encoded = openai_responses::request_from_model(&next.request, "gpt-5");
+    assert_eq!(encoded.body["input"][0], object["output"][0]);
+}
+
+#[test]
+fn non_streamed_upstream_response_decodes_like_the_stream() {
+    use llm_proxy_api::translation::WireCodec;
+    let codec = openai_responses::OpenAiResponsesCodec;
+    let object = json!({"id": "resp_up_1", "object": "response", "created_at": 1_700_000_000,
+        "status": "completed", "model": "gpt-5", "output": [
+            {"id": "rs_up_1", "type": "reasoning", "summary": [{"type": "summary_text", "text": "Think."}],
+             "encrypted_content": "gAAAAB-opaque=="},
+            {"id": "fc_up_1", "type": "function_call", "call_id": "call_1", "name": "get_weather",
+             "arguments": "{\"city\":\"Paris\"}"}
+        ],
+        "usage": {"input_tokens": 4, "output_tokens": 2, "total_tokens": 6}});
+    let r = codec
+        .decode_response(object.to_string().as_bytes(), "fallback")
+        .unwrap();
+    assert_eq!(r.id, "resp_up_1");
+    assert_eq!(r.model, "gpt-5");
+    assert_eq!(
+        serde_json::to_value(&r.content).unwrap(),
+        json!([
+            {"type": "reasoning", "text": "Think.",
+             "provider_data": {"openai_responses": {"id": "rs_up_1", "encrypted_content": "gAAAAB-opaque=="}}},
+            {"type": "tool_call", "id": "call_1", "name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}
+        ])
+    );
+    assert_eq!(
+        r.finish_reason,
+        Some(llm_proxy_api::model::FinishReason::ToolCalls)
+    );
+    let failed = json!({"status": "failed", "output": [], "error": {"code": "rate_limit_exceeded", "message": "slow down"}});
+    let e = codec
+        .decode_response(failed.to_string().as_bytes(), "m")
+        .unwrap_err();
+    assert_eq!(e.kind, llm_proxy_api::error::ErrorKind::RateLimited);
+    assert!(e.message.contains("slow down"));
+    let e = codec.decode_error(
+        401,
+        br#"{"error": {"message": "bad key", "type": "invalid_request_error"}}"#,
+    );
+    assert_eq!(e.kind, llm_proxy_api::error::ErrorKind::Authentication);
 }

@@ -75,6 +75,9 @@ pub fn translation_service() -> TranslationService {
     t.register(Arc::new(llm_proxy_protocol::openai_chat::OpenAiChatCodec));
     t.register(Arc::new(llm_proxy_protocol::anthropic::AnthropicCodec));
     t.register(Arc::new(llm_proxy_protocol::gemini::GeminiCodec));
+    t.register(Arc::new(
+        llm_proxy_protocol::openai_responses::OpenAiResponsesCodec,
+    ));
     t
 }
 

@@ -19,6 +19,7 @@ mod openai_chat;
 mod plugins;
 mod redaction;
 mod responses;
+mod responses_upstream;
 mod routing;
 mod sealed_reasoning;
 mod secrets;

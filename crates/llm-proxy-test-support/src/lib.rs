@@ -7,6 +7,7 @@ pub mod anthropic;
 pub mod gemini;
 pub mod ollama;
 pub mod openai;
+pub mod responses;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

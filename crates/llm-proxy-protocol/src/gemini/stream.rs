@@ -267,6 +267,13 @@ impl ChunkRenderer {
                         ..PartOut::default()
                     };
                     out.push(self.frame(part, None, None));
+                } else {
+                    // Another provider's reasoning state (an OpenAI Responses upstream's).
+                    let block = ReasoningBlock {
+                        provider_data: Some(data.clone()),
+                        ..ReasoningBlock::default()
+                    };
+                    self.carried_frame(&block, out);
                 }
             }
             // Other providers' signatures and encrypted reasoning ride in the signature slot

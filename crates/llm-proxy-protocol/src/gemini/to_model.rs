@@ -36,8 +36,9 @@ pub fn thought_signature_of(data: &Value) -> Option<&str> {
 }
 
 /// Another provider's reasoning signature or encrypted reasoning, as carried through a Gemini
-/// client in the `thoughtSignature` slot: `opaque_signature` holding `{"signature": ..}` or
-/// `{"redacted": ..}`. A real Gemini signature never has that form.
+/// client in the `thoughtSignature` slot: `opaque_signature` holding `{"signature": ..}`,
+/// `{"redacted": ..}` or `{"provider_data": ..}` (an OpenAI Responses upstream's reasoning).
+/// A real Gemini signature never has that form.
 pub fn carried_reasoning(thought_signature: &str) -> Option<ReasoningBlock> {
     let data = opaque_signature::decode(thought_signature)?;
     let field = |k: &str| data.get(k).and_then(Value::as_str).map(str::to_owned);
@@ -50,7 +51,10 @@ pub fn carried_reasoning(thought_signature: &str) -> Option<ReasoningBlock> {
             redacted: Some(data),
             ..ReasoningBlock::default()
         }),
-        (None, None) => None,
+        (None, None) => data.get("provider_data").map(|d| ReasoningBlock {
+            provider_data: Some(d.clone()),
+            ..ReasoningBlock::default()
+        }),
     }
 }
 
@@ -59,6 +63,14 @@ pub fn carried_reasoning(thought_signature: &str) -> Option<ReasoningBlock> {
 pub fn carry_reasoning(b: &ReasoningBlock) -> Option<String> {
     if let Some(data) = &b.redacted {
         return Some(opaque_signature::encode(&json!({ "redacted": data })));
+    }
+    if b.signature.is_none()
+        && let Some(data) = b
+            .provider_data
+            .as_ref()
+            .filter(|d| thought_signature_of(d).is_none())
+    {
+        return Some(opaque_signature::encode(&json!({ "provider_data": data })));
     }
     let signature = b.signature.as_deref()?;
     // Our own opaque signatures hold provider data (a Gemini signature), not a signature.

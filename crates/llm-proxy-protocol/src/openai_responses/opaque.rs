@@ -2,7 +2,9 @@
 //! a client must hand back on the next turn (Anthropic thinking signatures and redacted
 //! thinking, Gemini thought signatures, a tool call's provider data), sealed by a [`Sealer`] so
 //! a client can neither read nor forge it: `llmproxy.v1.` + base64url(sealed JSON).
-//! Content without that prefix is a provider's own encrypted reasoning and passes untouched.
+//! Content without that prefix is an OpenAI Responses upstream's own encrypted reasoning: it is
+//! tagged with its provenance ([`UPSTREAM_KEY`]) and travels as the upstream wrote it (its own
+//! `encrypted_content` and id), back to that upstream only.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -27,6 +29,40 @@ pub trait Sealer: Send + Sync + std::fmt::Debug {
     fn open(&self, sealed: &[u8]) -> Option<Vec<u8>>;
 }
 
+/// Key of the reasoning provider data that came from an OpenAI Responses upstream:
+/// `{"openai_responses": {"id": "rs_...", "encrypted_content": "..."}}`.
+pub const UPSTREAM_KEY: &str = "openai_responses";
+
+/// A reasoning item of an OpenAI Responses upstream, as carried in canonical provider data.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamReasoning {
+    /// The upstream's item id (`rs_...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The upstream's `encrypted_content`, byte for byte.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypted_content: Option<String>,
+}
+
+impl UpstreamReasoning {
+    /// The tagged provider data carrying this item.
+    pub fn to_provider_data(&self) -> Value {
+        let inner = serde_json::to_value(self).unwrap_or(Value::Null);
+        let mut map = serde_json::Map::with_capacity(1);
+        map.insert(UPSTREAM_KEY.to_owned(), inner);
+        Value::Object(map)
+    }
+
+    /// The item carried by tagged provider data (`None` for other providers' data).
+    pub fn of_provider_data(data: &Value) -> Option<Self> {
+        let inner = data
+            .as_object()
+            .filter(|m| m.len() == 1)?
+            .get(UPSTREAM_KEY)?;
+        serde_json::from_value(inner.clone()).ok()
+    }
+}
+
 /// The reasoning state carried by one reasoning item.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ReasoningState {
@@ -49,7 +85,7 @@ pub struct ReasoningState {
 pub enum Decoded {
     /// Sealed by this proxy: the state it carries.
     Ours(ReasoningState),
-    /// A provider's own encrypted reasoning (no proxy prefix), kept as redacted reasoning.
+    /// A provider's own encrypted reasoning (no proxy prefix), tagged as upstream reasoning.
     Foreign(ReasoningState),
     /// Carries the proxy's prefix but cannot be opened (tampered, another key, the old
     /// unsealed form): dropped.
@@ -100,9 +136,26 @@ impl ReasoningState {
             return Decoded::Unreadable;
         }
         Decoded::Foreign(Self {
-            redacted: Some(encrypted.to_owned()),
+            provider_data: Some(
+                UpstreamReasoning {
+                    id: None,
+                    encrypted_content: Some(encrypted.to_owned()),
+                }
+                .to_provider_data(),
+            ),
             ..Self::default()
         })
+    }
+
+    /// The upstream reasoning item this state is, when it is nothing else.
+    pub fn upstream(&self) -> Option<UpstreamReasoning> {
+        if self.signature.is_some() || self.redacted.is_some() || self.call_provider_data.is_some()
+        {
+            return None;
+        }
+        self.provider_data
+            .as_ref()
+            .and_then(UpstreamReasoning::of_provider_data)
     }
 }
 
@@ -132,7 +185,7 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn round_trips_sealed_and_foreign_content_is_redacted() {
+    fn round_trips_sealed_and_foreign_content_is_tagged_upstream_reasoning() {
         let sealer = TestSealer(7);
         let state = ReasoningState {
             signature: Some("sig".into()),
@@ -147,12 +200,21 @@ mod tests {
             Decoded::Ours(state)
         );
         assert_eq!(ReasoningState::default().encode(&sealer), None);
+        let Decoded::Foreign(foreign) = ReasoningState::decode("gAAAAB-openai-blob", &sealer)
+        else {
+            panic!("foreign content is the upstream's");
+        };
+        assert_eq!(foreign.redacted, None);
         assert_eq!(
-            ReasoningState::decode("gAAAAB-openai-blob", &sealer),
-            Decoded::Foreign(ReasoningState {
-                redacted: Some("gAAAAB-openai-blob".into()),
-                ..ReasoningState::default()
-            })
+            foreign
+                .upstream()
+                .and_then(|u| u.encrypted_content)
+                .as_deref(),
+            Some("gAAAAB-openai-blob")
+        );
+        assert_eq!(
+            foreign.provider_data,
+            Some(json!({"openai_responses": {"encrypted_content": "gAAAAB-openai-blob"}}))
         );
     }
 

@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 use super::from_model::usage_from_model;
 use std::sync::Arc;
 
-use super::opaque::{ReasoningState, Sealer};
+use super::opaque::{ReasoningState, Sealer, UpstreamReasoning};
 use super::to_model::ToolKinds;
 use crate::sse::event_frame;
 
@@ -185,6 +185,10 @@ impl EventRenderer {
                 self.close_open(out);
             }
             StreamEvent::ReasoningProviderData { data } => {
+                if let Some(upstream) = UpstreamReasoning::of_provider_data(data) {
+                    self.upstream_reasoning(upstream, out);
+                    return;
+                }
                 let i = self.open_reasoning(out);
                 if let Some(Item::Reasoning { state, .. }) = self.items.get_mut(i) {
                     state.provider_data = Some(data.clone());
@@ -451,6 +455,58 @@ impl EventRenderer {
         i
     }
 
+    /// Reasoning of an OpenAI Responses upstream: it keeps the upstream's item id and
+    /// `encrypted_content`. Data for another upstream item than the open one starts a new item.
+    fn upstream_reasoning(&mut self, upstream: UpstreamReasoning, out: &mut Vec<Bytes>) {
+        let open = self.open.filter(|&i| {
+            matches!(self.items.get(i), Some(Item::Reasoning { state, .. })
+            if state.signature.is_none() && state.redacted.is_none()
+                && match (state.upstream().and_then(|u| u.id), &upstream.id) {
+                    (Some(a), Some(b)) => a == *b,
+                    _ => true,
+                })
+        });
+        let i = match open {
+            Some(i) => i,
+            None => {
+                self.close_open(out);
+                let i = self.items.len();
+                self.items.push(Item::Reasoning {
+                    id: upstream
+                        .id
+                        .clone()
+                        .unwrap_or_else(|| self.new_item_id("rs")),
+                    text: String::new(),
+                    state: ReasoningState::default(),
+                    summary_started: false,
+                });
+                self.open = Some(i);
+                let item = self.item_json(i, "in_progress");
+                self.emit(
+                    "response.output_item.added",
+                    json!({"output_index": i, "item": item}),
+                    out,
+                );
+                i
+            }
+        };
+        if let Some(Item::Reasoning { id, state, .. }) = self.items.get_mut(i) {
+            let known = state.upstream().unwrap_or_default();
+            let merged = UpstreamReasoning {
+                id: upstream.id.or(known.id),
+                encrypted_content: upstream.encrypted_content.or(known.encrypted_content),
+            };
+            // The item takes the upstream's id, which the client hands back. Canonical streams
+            // give provider data after the reasoning text (it closes the block), so deltas
+            // already sent named the proxy's id; `output_item.done` and the response carry the
+            // upstream's.
+            if let Some(upstream_id) = &merged.id {
+                upstream_id.clone_into(id);
+            }
+            state.provider_data = Some(merged.to_provider_data());
+        }
+    }
+
     /// A reasoning item that is complete at once (redacted reasoning, a call's provider data).
     fn whole_reasoning(&mut self, state: ReasoningState, out: &mut Vec<Bytes>) {
         let i = self.items.len();
@@ -591,8 +647,13 @@ impl EventRenderer {
                     json!([{"type": "summary_text", "text": text}])
                 };
                 let mut item = json!({"id": id, "type": "reasoning", "summary": summary});
+                let encrypted = match state.upstream() {
+                    // The upstream's own reasoning goes back to the client as it came.
+                    Some(upstream) => upstream.encrypted_content,
+                    None => state.encode(self.sealer.as_ref()),
+                };
                 if status != "in_progress"
-                    && let Some(encrypted) = state.encode(self.sealer.as_ref())
+                    && let Some(encrypted) = encrypted
                 {
                     item["encrypted_content"] = Value::from(encrypted);
                 }

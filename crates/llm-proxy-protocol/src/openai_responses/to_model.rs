@@ -1,19 +1,22 @@
 //! OpenAI Responses wire -> canonical model (client requests). Input items become messages
 //! (consecutive model-side items join one assistant message), custom and namespaced tools
-//! become plain functions whose kind is remembered for rendering the answer, and hosted tools
-//! are dropped with a note.
+//! become plain functions whose kind is remembered for rendering the answer. What the canonical
+//! model does not express (hosted tools, other item types, `include`, `store`, the raw
+//! `reasoning` and `text` settings) is kept in the request's pass-through fields and opaque
+//! parts, so an OpenAI Responses upstream gets it back unchanged and other upstreams drop it.
 
 use std::collections::{HashMap, HashSet};
 
 use llm_proxy_api::model::{
-    ChatRequest, ImagePart, MediaSource, Message, Part, ReasoningBlock, ReasoningConfig,
-    ResponseFormat, Role, Sampling, TextPart, ToolCall, ToolChoice, ToolDefinition, ToolResult,
+    ChatRequest, ImagePart, MediaSource, Message, OpaquePart, Part, ReasoningBlock,
+    ReasoningConfig, ResponseFormat, Role, Sampling, TextPart, ToolCall, ToolChoice,
+    ToolDefinition, ToolResult,
 };
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
 use super::PROTOCOL;
-use super::opaque::{Decoded, ReasoningState, Sealer};
+use super::opaque::{Decoded, ReasoningState, Sealer, UpstreamReasoning};
 use super::types::{
     ContentPart, CustomTool, CustomToolCallItem, FunctionCallItem, FunctionTool, Input,
     MessageContent, MessageItem, NamespaceTool, ReasoningItem, ResponsesRequest, TextFormat,
@@ -194,15 +197,18 @@ pub fn request_to_model(
     let mut kinds = ToolKinds::default();
 
     let mut tools = Vec::new();
+    let mut hosted = Vec::new();
     for (i, raw) in req.tools.unwrap_or_default().into_iter().enumerate() {
-        tool_to_model(
+        if let Some(raw) = tool_to_model(
             raw,
             &format!("tools[{i}]"),
             None,
             &mut kinds,
             &mut tools,
             &mut lossy,
-        )?;
+        )? {
+            hosted.push(raw);
+        }
     }
 
     let mut messages = Vec::new();
@@ -222,13 +228,45 @@ pub fn request_to_model(
         .transpose()?;
 
     let mut extra = req.extra;
+    // Kept verbatim for an OpenAI Responses upstream (see `request_from_model`).
+    if !hosted.is_empty() {
+        extra.insert("tools".into(), Value::Array(hosted));
+    }
+    if let Some(include) = &req.include {
+        extra.insert("include".into(), json!(include));
+    }
+    if let Some(store) = req.store {
+        extra.insert("store".into(), Value::Bool(store));
+    }
+    if let Some(raw) = req
+        .reasoning
+        .as_ref()
+        .and_then(|r| serde_json::to_value(r).ok())
+    {
+        extra.insert("reasoning".into(), raw);
+    }
+    if let Some(raw) = req
+        .tool_choice
+        .as_ref()
+        .filter(|c| c.get("type").and_then(Value::as_str) == Some("allowed_tools"))
+    {
+        extra.insert("tool_choice".into(), raw.clone());
+    }
     let response_format = match req.text {
         None => None,
         Some(text) => {
+            if let Some(raw) = serde_json::to_value(&text)
+                .ok()
+                .filter(|_| text.verbosity.is_some())
+            {
+                extra.insert("text".into(), raw);
+            }
             if let Some(verbosity) = text.verbosity {
                 note(
                     &mut lossy,
-                    format!("text.verbosity '{verbosity}' has no equivalent upstream; dropped"),
+                    format!(
+                        "text.verbosity '{verbosity}' dropped unless the upstream speaks OpenAI Responses"
+                    ),
                 );
             }
             text.format.map(|f| match f {
@@ -265,8 +303,6 @@ pub fn request_to_model(
         );
         extra.insert("service_tier".into(), Value::from(tier));
     }
-    // `include` asks for optional output; reasoning state is always included.
-    let _ = req.include;
 
     let request = ChatRequest {
         model: req.model,
@@ -310,6 +346,7 @@ fn custom_tool_parameters() -> Value {
     })
 }
 
+/// Adds a tool; a hosted tool is given back (raw) for the pass-through fields.
 fn tool_to_model(
     raw: Value,
     param: &str,
@@ -317,7 +354,7 @@ fn tool_to_model(
     kinds: &mut ToolKinds,
     out: &mut Vec<ToolDefinition>,
     lossy: &mut Vec<String>,
-) -> Result<(), FieldError> {
+) -> Result<Option<Value>, FieldError> {
     let kind = raw
         .get("type")
         .and_then(Value::as_str)
@@ -366,7 +403,8 @@ fn tool_to_model(
         "namespace" if namespace.is_none() => {
             let group: NamespaceTool = typed(raw, param)?;
             for (j, inner) in group.tools.into_iter().enumerate() {
-                tool_to_model(
+                // Hosted tools do not nest in namespaces.
+                let _ = tool_to_model(
                     inner,
                     &format!("{param}.tools[{j}]"),
                     Some(&group.name),
@@ -382,12 +420,17 @@ fn tool_to_model(
                 format!("{param}.type"),
             ));
         }
-        hosted => note(
-            lossy,
-            format!("hosted tool '{hosted}' dropped (backends cannot run OpenAI-hosted tools)"),
-        ),
+        hosted => {
+            note(
+                lossy,
+                format!(
+                    "hosted tool '{hosted}' dropped unless the upstream speaks OpenAI Responses"
+                ),
+            );
+            return Ok(Some(raw));
+        }
     }
-    Ok(())
+    Ok(None)
 }
 
 fn tool_choice_to_model(v: &Value, lossy: &mut Vec<String>) -> Result<ToolChoice, FieldError> {
@@ -509,6 +552,17 @@ fn input_to_model(
                     },
                 };
                 let text = reasoning_text(&r);
+                // The upstream's own reasoning keeps its item id too.
+                let provider_data = match state.upstream() {
+                    Some(upstream) => Some(
+                        UpstreamReasoning {
+                            id: r.id.clone(),
+                            ..upstream
+                        }
+                        .to_provider_data(),
+                    ),
+                    None => state.provider_data,
+                };
                 if let Some(data) = state.call_provider_data.clone() {
                     call_data = Some(data);
                 }
@@ -516,7 +570,7 @@ fn input_to_model(
                     text,
                     signature: state.signature,
                     redacted: state.redacted,
-                    provider_data: state.provider_data,
+                    provider_data,
                 };
                 if block != ReasoningBlock::default() {
                     assistant.push(Part::Reasoning(block));
@@ -569,18 +623,12 @@ fn input_to_model(
                     name: None,
                 });
             }
-            "item_reference" => {
-                return Err(FieldError::new(
-                    "item references are not supported: send the referenced item itself",
-                    format!("{param}.type"),
-                ));
-            }
-            other => {
-                return Err(FieldError::new(
-                    format!("input item type '{other}' is not supported by the proxy"),
-                    format!("{param}.type"),
-                ));
-            }
+            // Hosted tool calls, item references, ...: kept verbatim for an OpenAI Responses
+            // upstream, in conversation order.
+            _ => assistant.push(Part::Opaque(OpaquePart {
+                protocol: PROTOCOL.to_owned(),
+                value: item,
+            })),
         }
     }
     flush(&mut assistant, out);
