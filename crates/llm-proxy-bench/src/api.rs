@@ -1,4 +1,4 @@
-//! The two client wire formats the bench speaks: path, headers and canned request bodies, and
+//! The three client wire formats the bench speaks: path, headers and canned request bodies, and
 //! which streamed events carry generated text.
 
 use bytes::Bytes;
@@ -12,6 +12,8 @@ pub enum ClientApi {
     OpenAi,
     /// `POST /v1/messages`, which the proxy translates to the OpenAI-compatible upstream.
     Anthropic,
+    /// `POST /v1/responses`, which the proxy translates to the OpenAI-compatible upstream.
+    Responses,
 }
 
 impl ClientApi {
@@ -19,6 +21,7 @@ impl ClientApi {
         match self {
             Self::OpenAi => "/v1/chat/completions",
             Self::Anthropic => "/v1/messages",
+            Self::Responses => "/v1/responses",
         }
     }
 
@@ -26,6 +29,7 @@ impl ClientApi {
         match self {
             Self::OpenAi => "OpenAI",
             Self::Anthropic => "Anthropic->OpenAI",
+            Self::Responses => "Responses->OpenAI",
         }
     }
 
@@ -44,13 +48,19 @@ impl ClientApi {
             (Self::Anthropic, true) => {
                 br#"{"model":"gpt-bench","max_tokens":16,"messages":[{"role":"user","content":"Say hello."}],"stream":true}"#
             }
+            (Self::Responses, false) => {
+                br#"{"model":"gpt-bench","input":"Say hello.","max_output_tokens":16}"#
+            }
+            (Self::Responses, true) => {
+                br#"{"model":"gpt-bench","input":"Say hello.","max_output_tokens":16,"stream":true}"#
+            }
         })
     }
 
     pub fn add_headers(self, headers: &mut HeaderMap) {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         match self {
-            Self::OpenAi => {
+            Self::OpenAi | Self::Responses => {
                 headers.insert(AUTHORIZATION, HeaderValue::from_static("Bearer bench-key"));
             }
             Self::Anthropic => {
@@ -85,6 +95,10 @@ impl ClientApi {
                         .delta
                         .and_then(|delta| delta.text)
                         .is_some_and(|text| !text.is_empty())
+            }),
+            Self::Responses => serde_json::from_slice::<ResponsesEvent>(data).is_ok_and(|event| {
+                event.kind == "response.output_text.delta"
+                    && event.delta.is_some_and(|text| !text.is_empty())
             }),
         }
     }
@@ -122,6 +136,15 @@ struct AnthropicDelta {
     text: Option<String>,
 }
 
+/// One Responses stream event; only text deltas carry a string `delta`.
+#[derive(Deserialize)]
+struct ResponsesEvent {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    delta: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,8 +172,49 @@ mod tests {
     }
 
     #[test]
+    fn responses_text_deltas_count_and_lifecycle_events_do_not() {
+        let api = ClientApi::Responses;
+        assert!(api.carries_text(
+            br#"{"type":"response.output_text.delta","sequence_number":4,"item_id":"msg_1","output_index":0,"content_index":0,"delta":"hi"}"#
+        ));
+        assert!(!api.carries_text(
+            br#"{"type":"response.output_text.delta","sequence_number":4,"item_id":"msg_1","output_index":0,"content_index":0,"delta":""}"#
+        ));
+        for lifecycle in [
+            br#"{"type":"response.created","sequence_number":0,"response":{"id":"resp_1","status":"in_progress"}}"#.as_slice(),
+            br#"{"type":"response.in_progress","sequence_number":1,"response":{"id":"resp_1"}}"#,
+            br#"{"type":"response.output_item.added","sequence_number":2,"output_index":0,"item":{"type":"message","content":[]}}"#,
+            br#"{"type":"response.content_part.added","sequence_number":3,"part":{"type":"output_text","text":""}}"#,
+            br#"{"type":"response.output_text.done","sequence_number":5,"text":"hi"}"#,
+            br#"{"type":"response.function_call_arguments.delta","sequence_number":6,"delta":"{\"a\""}"#,
+            br#"{"type":"response.completed","sequence_number":7,"response":{"id":"resp_1","status":"completed"}}"#,
+        ] {
+            assert!(!api.carries_text(lifecycle), "{}", String::from_utf8_lossy(lifecycle));
+        }
+        // The other protocols' text events are not Responses text.
+        assert!(!api.carries_text(br#"{"choices":[{"index":0,"delta":{"content":"hi"}}]}"#));
+    }
+
+    #[test]
+    fn responses_speaks_its_own_path_and_bearer_auth() {
+        let api = ClientApi::Responses;
+        assert_eq!(api.path(), "/v1/responses");
+        let mut headers = HeaderMap::new();
+        api.add_headers(&mut headers);
+        assert_eq!(headers[AUTHORIZATION], "Bearer bench-key");
+        assert_eq!(headers[CONTENT_TYPE], "application/json");
+        let body: serde_json::Value = serde_json::from_slice(&api.body(false)).unwrap();
+        assert_eq!(body["input"], "Say hello.");
+        assert_eq!(body["max_output_tokens"], 16);
+    }
+
+    #[test]
     fn bodies_are_json() {
-        for api in [ClientApi::OpenAi, ClientApi::Anthropic] {
+        for api in [
+            ClientApi::OpenAi,
+            ClientApi::Anthropic,
+            ClientApi::Responses,
+        ] {
             for stream in [false, true] {
                 let value: serde_json::Value = serde_json::from_slice(&api.body(stream)).unwrap();
                 assert_eq!(value["model"], "gpt-bench");

@@ -60,6 +60,7 @@ pub async fn run(settings: &Settings, endpoints: Endpoints) -> Report {
         Lane::new(direct.clone(), ClientApi::OpenAi),
         Lane::new(proxy.clone(), ClientApi::OpenAi),
         Lane::new(proxy.clone(), ClientApi::Anthropic),
+        Lane::new(proxy.clone(), ClientApi::Responses),
     ];
     progress(&format!("warm-up: {} requests per lane", settings.warmup));
     crate::load::interleaved_requests(
@@ -85,16 +86,13 @@ pub async fn run(settings: &Settings, endpoints: Endpoints) -> Report {
         settings.request_timeout,
     )
     .await;
-    let [direct_c1, proxy_c1, translated_c1] = lanes
+    let samples = lanes
         .each_mut()
-        .map(|lane| std::mem::take(&mut lane.requests));
-    proxied += proxy_c1.attempts() + translated_c1.attempts();
-    let non_streaming_c1 = RequestLanes::new(
-        rounds,
-        LatencyLane::new(ClientApi::OpenAi, direct_c1),
-        LatencyLane::new(ClientApi::OpenAi, proxy_c1),
-        LatencyLane::new(ClientApi::Anthropic, translated_c1),
-    );
+        .map(|lane| (lane.api, std::mem::take(&mut lane.requests)));
+    proxied += samples[1..].iter().map(|(_, s)| s.attempts()).sum::<u64>();
+    let [direct_c1, proxy_c1, translated_c1 @ ..] =
+        samples.map(|(api, samples)| LatencyLane::new(api, samples));
+    let non_streaming_c1 = RequestLanes::new(rounds, direct_c1, proxy_c1, translated_c1.into());
 
     let closed_loop = |target: &Target, apis: Vec<ClientApi>, duration, max_requests| ClosedLoop {
         target: target.clone(),
@@ -142,17 +140,13 @@ pub async fn run(settings: &Settings, endpoints: Endpoints) -> Report {
     ));
     let lanes_max = settings.paced_phase_max(settings.streams * lanes.len() as u64);
     crate::load::interleaved_streams(&mut lanes, settings.streams, lanes_max, plan).await;
-    let [direct_s1, proxy_s1, translated_s1] = lanes
+    let samples = lanes
         .each_mut()
-        .map(|lane| std::mem::take(&mut lane.streams));
-    proxied += proxy_s1.attempts() + translated_s1.attempts();
-    let streaming_c1 = StreamLanes::new(
-        settings,
-        1,
-        StreamLane::new(ClientApi::OpenAi, direct_s1),
-        StreamLane::new(ClientApi::OpenAi, proxy_s1),
-        Some(StreamLane::new(ClientApi::Anthropic, translated_s1)),
-    );
+        .map(|lane| (lane.api, std::mem::take(&mut lane.streams)));
+    proxied += samples[1..].iter().map(|(_, s)| s.attempts()).sum::<u64>();
+    let [direct_s1, proxy_s1, translated_s1 @ ..] =
+        samples.map(|(api, samples)| StreamLane::new(api, samples));
+    let streaming_c1 = StreamLanes::new(settings, 1, direct_s1, proxy_s1, translated_s1.into());
 
     progress(&format!(
         "streaming, concurrency {}: {} round(s), direct then through the proxy",
@@ -187,7 +181,7 @@ pub async fn run(settings: &Settings, endpoints: Endpoints) -> Report {
         settings.concurrency,
         StreamLane::new(ClientApi::OpenAi, direct_sc),
         StreamLane::new(ClientApi::OpenAi, proxy_sc),
-        None,
+        Vec::new(),
     );
 
     let memory = match proxy_pid {

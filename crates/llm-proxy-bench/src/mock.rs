@@ -1,5 +1,6 @@
-//! The fast mock upstream: canned OpenAI Chat answers (and Anthropic Messages, so the bench can
-//! be pointed at the mock itself as a sanity check), streaming paced by the clock.
+//! The fast mock upstream: canned OpenAI Chat answers (and Anthropic Messages and OpenAI
+//! Responses, so the bench can be pointed at the mock itself as a sanity check), streaming paced
+//! by the clock.
 
 use std::convert::Infallible;
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
@@ -92,6 +93,7 @@ type MockBody = UnsyncBoxBody<Bytes, Infallible>;
 enum Api {
     OpenAi,
     Anthropic,
+    Responses,
 }
 
 /// The fields of a request that decide the answer; the rest is ignored.
@@ -119,6 +121,7 @@ async fn answer(
     let api = match (req.method(), req.uri().path()) {
         (&Method::POST, "/v1/chat/completions") => Api::OpenAi,
         (&Method::POST, "/v1/messages") => Api::Anthropic,
+        (&Method::POST, "/v1/responses") => Api::Responses,
         _ => return Ok(status(StatusCode::NOT_FOUND)),
     };
     let Ok(body) = req.into_body().collect().await else {
@@ -138,6 +141,7 @@ async fn answer(
     Ok(match (api, wants.stream) {
         (Api::OpenAi, false) => json_response(canned.openai_json.clone()),
         (Api::Anthropic, false) => json_response(canned.anthropic_json.clone()),
+        (Api::Responses, false) => json_response(canned.responses_json.clone()),
         (api, true) => sse_response(canned.schedule(api, include_usage)),
     })
 }
@@ -184,6 +188,10 @@ struct Canned {
     anthropic_head: Vec<Bytes>,
     anthropic_deltas: Vec<Bytes>,
     anthropic_tail: Vec<Bytes>,
+    responses_json: Bytes,
+    responses_head: Vec<Bytes>,
+    responses_deltas: Vec<Bytes>,
+    responses_tail: Vec<Bytes>,
 }
 
 const CREATED: u64 = 1_700_000_000;
@@ -250,6 +258,7 @@ impl Canned {
             )?,
             named_event("message_stop", &json!({"type": "message_stop"}))?,
         ];
+        let responses = Responses::new(shape.chunks)?;
         Ok(Self {
             shape,
             openai_json: Bytes::from(serde_json::to_vec(&openai_json)?),
@@ -260,6 +269,10 @@ impl Canned {
             anthropic_head,
             anthropic_deltas,
             anthropic_tail,
+            responses_json: responses.json,
+            responses_head: responses.head,
+            responses_deltas: responses.deltas,
+            responses_tail: responses.tail,
         })
     }
 
@@ -293,7 +306,112 @@ impl Canned {
                 events.extend(self.anthropic_tail.iter().map(|event| (end, event.clone())));
                 events
             }
+            Api::Responses => {
+                let mut events: Vec<_> = self
+                    .responses_head
+                    .iter()
+                    .map(|event| (Duration::ZERO, event.clone()))
+                    .collect();
+                events.extend(paced(&self.responses_deltas));
+                events.extend(self.responses_tail.iter().map(|event| (end, event.clone())));
+                events
+            }
         }
+    }
+}
+
+/// The canned OpenAI Responses answer, whole and as a stream of named, numbered events.
+struct Responses {
+    json: Bytes,
+    head: Vec<Bytes>,
+    deltas: Vec<Bytes>,
+    tail: Vec<Bytes>,
+}
+
+impl Responses {
+    fn new(chunks: u32) -> Result<Self, BenchError> {
+        let text = "Hello from the benchmark mock.";
+        let message = |status: &str, text: &str| {
+            json!({"type": "message", "id": "msg_bench", "status": status, "role": "assistant",
+                   "content": [{"type": "output_text", "text": text, "annotations": []}]})
+        };
+        let response = |status: &str, output: serde_json::Value, usage: serde_json::Value| {
+            json!({"id": "resp_bench", "object": "response", "created_at": CREATED, "status": status,
+                   "model": "gpt-bench", "output": output, "usage": usage})
+        };
+        let json = response(
+            "completed",
+            json!([message("completed", text)]),
+            json!({"input_tokens": 12, "output_tokens": 7, "total_tokens": 19}),
+        );
+        let streamed: String = (0..chunks).map(|i| format!("tok{i} ")).collect();
+        let mut sequence = 0u32;
+        let mut event = |name: &str, mut value: serde_json::Value| {
+            value["type"] = json!(name);
+            value["sequence_number"] = json!(sequence);
+            sequence += 1;
+            named_event(name, &value)
+        };
+        let part = |text: &str| json!({"type": "output_text", "text": text, "annotations": []});
+        let place = json!({"item_id": "msg_bench", "output_index": 0, "content_index": 0});
+        let with_place = |mut value: serde_json::Value| {
+            if let (Some(fields), Some(place)) = (value.as_object_mut(), place.as_object()) {
+                fields.extend(place.clone());
+            }
+            value
+        };
+        let head = vec![
+            event(
+                "response.created",
+                json!({"response": response("in_progress", json!([]), json!(null))}),
+            )?,
+            event(
+                "response.in_progress",
+                json!({"response": response("in_progress", json!([]), json!(null))}),
+            )?,
+            event(
+                "response.output_item.added",
+                json!({"output_index": 0, "item": {"type": "message", "id": "msg_bench", "status": "in_progress", "role": "assistant", "content": []}}),
+            )?,
+            event(
+                "response.content_part.added",
+                with_place(json!({"part": part("")})),
+            )?,
+        ];
+        let deltas = (0..chunks)
+            .map(|i| {
+                event(
+                    "response.output_text.delta",
+                    with_place(json!({"delta": format!("tok{i} ")})),
+                )
+            })
+            .collect::<Result<_, _>>()?;
+        let usage =
+            json!({"input_tokens": 12, "output_tokens": chunks, "total_tokens": 12 + chunks});
+        let tail = vec![
+            event(
+                "response.output_text.done",
+                with_place(json!({"text": streamed})),
+            )?,
+            event(
+                "response.content_part.done",
+                with_place(json!({"part": part(&streamed)})),
+            )?,
+            event(
+                "response.output_item.done",
+                json!({"output_index": 0, "item": message("completed", &streamed)}),
+            )?,
+            event(
+                "response.completed",
+                json!({"response": response("completed", json!([message("completed", &streamed)]), usage)}),
+            )?,
+        ];
+        Ok(Self {
+            json: Bytes::from(serde_json::to_vec(&json)?),
+            head,
+            deltas,
+            tail,
+        })
     }
 }
 

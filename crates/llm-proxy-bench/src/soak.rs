@@ -114,6 +114,7 @@ pub struct SoakReport {
 struct Bodies {
     openai: [Bytes; 3],
     anthropic: [Bytes; 3],
+    responses: [Bytes; 3],
 }
 
 impl Bodies {
@@ -128,6 +129,11 @@ impl Bodies {
                 r#"{{"model":"{model}","max_tokens":16,"messages":[{{"role":"user","content":"Say hello."}}],"stream":{stream}}}"#
             ))
         };
+        let responses = |model: &str, stream: bool| {
+            Bytes::from(format!(
+                r#"{{"model":"{model}","input":"Say hello.","max_output_tokens":16,"stream":{stream}}}"#
+            ))
+        };
         Self {
             openai: [
                 openai("gpt-bench", false),
@@ -139,6 +145,11 @@ impl Bodies {
                 anthropic("gpt-bench", true),
                 anthropic(FAIL_MODEL, false),
             ],
+            responses: [
+                responses("gpt-bench", false),
+                responses("gpt-bench", true),
+                responses(FAIL_MODEL, false),
+            ],
         }
     }
 
@@ -146,6 +157,7 @@ impl Bodies {
         let set = match api {
             ClientApi::OpenAi => &self.openai,
             ClientApi::Anthropic => &self.anthropic,
+            ClientApi::Responses => &self.responses,
         };
         match kind {
             Kind::Plain => set[0].clone(),
@@ -326,6 +338,7 @@ async fn one(
                 (Kind::Plain, _) => !bytes.is_empty(),
                 (_, ClientApi::OpenAi) => bytes.windows(6).any(|w| w == b"[DONE]"),
                 (_, ClientApi::Anthropic) => bytes.windows(12).any(|w| w == b"message_stop"),
+                (_, ClientApi::Responses) => bytes.windows(18).any(|w| w == b"response.completed"),
             };
             *sender = Some(conn);
             if complete {

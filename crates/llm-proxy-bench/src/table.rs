@@ -60,30 +60,38 @@ fn non_streaming(out: &mut String, report: &Report) {
         &lanes.proxy,
         lanes.proxy_added,
     );
-    lane(
-        format!("proxy  {}", lanes.translation.api.label()),
-        &lanes.translation,
-        lanes.translation_added,
-    );
+    for t in &lanes.translated {
+        lane(format!("proxy  {}", t.lane.api.label()), &t.lane, t.added);
+    }
     let _ = writeln!(
         out,
         "\nNon-streaming, concurrency 1: latency in us ({} requests per lane, lanes interleaved)",
         lanes.requests_per_lane
     );
     table.render(out);
-    let _ = writeln!(
+    for t in &lanes.translated {
+        let _ = writeln!(
+            out,
+            "{} / same-protocol added p99: {}",
+            t.lane.api.label(),
+            ratio(t.ratio_p99)
+        );
+    }
+    let _ = write!(
         out,
-        "translation / same-protocol added p99: {}",
-        ratio(lanes.translation_ratio_p99)
-    );
-    let _ = writeln!(
-        out,
-        "x-llm-proxy-overhead-ms: {} {}; {} {}",
+        "x-llm-proxy-overhead-ms: {} {}",
         lanes.proxy.api.label(),
         header(lanes.proxy.overhead_header_ms),
-        lanes.translation.api.label(),
-        header(lanes.translation.overhead_header_ms),
     );
+    for t in &lanes.translated {
+        let _ = write!(
+            out,
+            "; {} {}",
+            t.lane.api.label(),
+            header(t.lane.overhead_header_ms)
+        );
+    }
+    out.push('\n');
 }
 
 fn throughput(out: &mut String, report: &Report) {
@@ -150,20 +158,16 @@ fn streaming(out: &mut String, lanes: &StreamLanes) {
         lanes.proxy_added_first_text,
         lanes.proxy_added_gap,
     );
-    if let Some(translation) = &lanes.translation {
-        lane(
-            translation,
-            "proxy ",
-            lanes.translation_added_first_text,
-            lanes.translation_added_gap,
-        );
+    for t in &lanes.translated {
+        lane(&t.lane, "proxy ", t.added_first_text, t.added_gap);
     }
     table.render(out);
-    if lanes.translation.is_some() {
+    for t in &lanes.translated {
         let _ = writeln!(
             out,
-            "translation / same-protocol added TTFT p99: {}",
-            ratio(lanes.translation_ratio_first_text_p99)
+            "{} / same-protocol added TTFT p99: {}",
+            t.lane.api.label(),
+            ratio(t.ratio_first_text_p99)
         );
     }
 }
@@ -241,27 +245,29 @@ fn errors(out: &mut String, report: &Report) {
             format!("c=1 proxy {}", n.proxy.api.label()),
             &n.proxy.first_error,
         ),
-        (
-            format!("c=1 proxy {}", n.translation.api.label()),
-            &n.translation.first_error,
-        ),
-        (
-            "throughput direct".into(),
-            &report.throughput.direct.first_error,
-        ),
-        (
-            "throughput proxy".into(),
-            &report.throughput.proxy.first_error,
-        ),
     ];
+    for t in &n.translated {
+        firsts.push((
+            format!("c=1 proxy {}", t.lane.api.label()),
+            &t.lane.first_error,
+        ));
+    }
+    firsts.push((
+        "throughput direct".into(),
+        &report.throughput.direct.first_error,
+    ));
+    firsts.push((
+        "throughput proxy".into(),
+        &report.throughput.proxy.first_error,
+    ));
     for lanes in [&report.streaming_c1, &report.streaming_concurrent] {
         let c = lanes.concurrency;
         firsts.push((format!("streams c={c} direct"), &lanes.direct.first_error));
         firsts.push((format!("streams c={c} proxy"), &lanes.proxy.first_error));
-        if let Some(t) = &lanes.translation {
+        for t in &lanes.translated {
             firsts.push((
-                format!("streams c={c} proxy {}", t.api.label()),
-                &t.first_error,
+                format!("streams c={c} proxy {}", t.lane.api.label()),
+                &t.lane.first_error,
             ));
         }
     }

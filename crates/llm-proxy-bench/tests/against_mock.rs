@@ -39,11 +39,20 @@ fn quick_run_against_the_mock_reports_every_lane() {
 
     let c1 = &report["non_streaming_c1"];
     assert_eq!(c1["requests_per_lane"], 40);
-    for lane in ["direct", "proxy", "translation"] {
-        assert_eq!(c1[lane]["errors"], 0, "{lane}: {}", c1[lane]["first_error"]);
-        assert_eq!(c1[lane]["latency"]["count"], 40);
+    let translated = c1["translated"].as_array().unwrap();
+    for lane in [&c1["direct"], &c1["proxy"]].into_iter().chain(translated) {
+        assert_eq!(
+            lane["errors"], 0,
+            "{}: {}",
+            lane["api"], lane["first_error"]
+        );
+        assert_eq!(lane["latency"]["count"], 40);
     }
-    assert_eq!(c1["translation"]["api"], "anthropic");
+    let apis: Vec<_> = translated.iter().map(|lane| lane["api"].clone()).collect();
+    assert_eq!(apis, ["anthropic", "responses"]);
+    for lane in translated {
+        assert!(lane["added"]["p99_us"].is_number(), "{lane}");
+    }
 
     let throughput = &report["throughput"];
     assert_eq!(throughput["concurrency"], 8);
@@ -53,21 +62,29 @@ fn quick_run_against_the_mock_reports_every_lane() {
     }
 
     let streams = &report["streaming_c1"];
-    for lane in ["direct", "proxy", "translation"] {
+    let translated = streams["translated"].as_array().unwrap();
+    let apis: Vec<_> = translated.iter().map(|lane| lane["api"].clone()).collect();
+    assert_eq!(apis, ["anthropic", "responses"]);
+    for lane in [&streams["direct"], &streams["proxy"]]
+        .into_iter()
+        .chain(translated)
+    {
         assert_eq!(
-            streams[lane]["errors"], 0,
-            "{lane}: {}",
-            streams[lane]["first_error"]
+            lane["errors"], 0,
+            "{}: {}",
+            lane["api"], lane["first_error"]
         );
-        assert_eq!(streams[lane]["streams_ok"], 2);
-        // Four chunks make three gaps per stream.
-        assert_eq!(streams[lane]["gaps"]["count"], 6);
+        assert_eq!(lane["streams_ok"], 2);
+        // Four chunks make three gaps per stream: only text events count.
+        assert_eq!(lane["gaps"]["count"], 6);
     }
     let concurrent = &report["streaming_concurrent"];
     assert_eq!(concurrent["proxy"]["streams_ok"], 8);
-    assert!(concurrent["translation"].is_null());
+    assert_eq!(concurrent["translated"], serde_json::json!([]));
 
     // The mock is no child process of the bench: nothing to read memory from.
     assert!(report["memory"].is_null());
-    assert_eq!(report["targets"].as_array().unwrap().len(), 8);
+    // Two latency targets, a ratio per translated lane for requests and for TTFT, throughput and
+    // three memory targets.
+    assert_eq!(report["targets"].as_array().unwrap().len(), 10);
 }
