@@ -100,8 +100,11 @@ def test_bad_request_is_a_400_naming_the_field(client, upstream):
     _, state = upstream
     before = len(state.requests)
     with pytest.raises(openai.BadRequestError) as err:
-        client.responses.create(model="gpt-4o", input=[{"type": "item_reference", "id": "msg_1"}])
-    assert err.value.body["param"] == "input[0].type"
+        client.responses.create(
+            model="gpt-4o",
+            input=[{"type": "function_call", "name": "get_weather", "arguments": "{}"}],
+        )
+    assert err.value.body["param"] == "input[0].call_id"
     with pytest.raises(openai.BadRequestError) as err:
         client.responses.create(model="gpt-4o", input="hi", previous_response_id="resp_unknown")
     assert err.value.body["code"] == "previous_response_not_found"
