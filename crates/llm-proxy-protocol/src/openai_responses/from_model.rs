@@ -1,6 +1,6 @@
 //! Canonical model -> OpenAI Responses wire (answers to clients): the response object, built by
-//! replaying the collected answer through the stream renderer so streamed and non-streamed
-//! answers have the same output items.
+//! replaying the collected answer through the stream renderer (with frames off, so no event is
+//! built) so streamed and non-streamed answers have the same output items.
 
 use llm_proxy_api::model::{ChatResponse, Part, Usage};
 use llm_proxy_api::stream::response_events;
@@ -41,8 +41,10 @@ pub fn response_from_model(
         renderer.render(&event, &mut sink);
     }
     renderer.finish(&mut sink);
-    let mut object = renderer.response_object();
-    object["output_text"] = Value::from(renderer.output_text());
+    let mut object = renderer.take_response_object();
+    if let Value::Object(map) = &mut object {
+        map.insert("output_text".into(), Value::from(renderer.output_text()));
+    }
     object
 }
 

@@ -88,6 +88,9 @@ pub struct EventRenderer {
     finish: Option<FinishReason>,
     status: &'static str,
     error: Option<Value>,
+    /// The response object `finish` or `error` built for its final frame, kept for
+    /// [`EventRenderer::take_response_object`].
+    last_object: Option<Value>,
 }
 
 impl EventRenderer {
@@ -107,6 +110,7 @@ impl EventRenderer {
             finish: None,
             status: "in_progress",
             error: None,
+            last_object: None,
         }
     }
 
@@ -156,7 +160,7 @@ impl EventRenderer {
                     }
                     _ => false,
                 };
-                if announce {
+                if announce && self.frames {
                     let id = self.item_id(i).to_owned();
                     self.emit(
                         "response.reasoning_summary_part.added",
@@ -228,12 +232,7 @@ impl EventRenderer {
                     done: false,
                 });
                 self.calls.push((*index, i));
-                let item = self.item_json(i, "in_progress");
-                self.emit(
-                    "response.output_item.added",
-                    json!({"output_index": i, "item": item}),
-                    out,
-                );
+                self.emit_item("response.output_item.added", i, "in_progress", out);
             }
             StreamEvent::ToolCallDelta { index, arguments } => {
                 let Some(i) = self.call_item(*index) else {
@@ -295,8 +294,11 @@ impl EventRenderer {
             _ => ("completed", "response.completed"),
         };
         self.status = status;
-        let response = self.response_object();
-        self.emit(event, json!({ "response": response }), out);
+        if self.frames {
+            let response = self.response_object();
+            self.emit_response(event, &response, out);
+            self.last_object = Some(response);
+        }
     }
 
     /// Reports a failure after streaming began: an `error` event, then `response.failed`
@@ -314,12 +316,32 @@ impl EventRenderer {
             json!({"code": code, "message": message, "param": null}),
             out,
         );
-        let response = self.response_object();
-        self.emit("response.failed", json!({ "response": response }), out);
+        if self.frames {
+            let response = self.response_object();
+            self.emit_response("response.failed", &response, out);
+            self.last_object = Some(response);
+        }
     }
 
     /// The response object in its current state (complete after `finish`).
     pub fn response_object(&self) -> Value {
+        self.build_object(self.ctx.echo.clone())
+    }
+
+    /// The response object after `finish` (or `error`), without copying it: the one the final
+    /// frame carried, or built once when no frames were written. The renderer gives out its
+    /// echoed request fields, so later calls of [`EventRenderer::response_object`] lack them.
+    pub fn take_response_object(&mut self) -> Value {
+        match self.last_object.take() {
+            Some(object) => object,
+            None => {
+                let echo = std::mem::take(&mut self.ctx.echo);
+                self.build_object(echo)
+            }
+        }
+    }
+
+    fn build_object(&self, echo: Map<String, Value>) -> Value {
         let incomplete_details = match (self.status, &self.finish) {
             ("incomplete", Some(FinishReason::ContentFilter)) => {
                 json!({"reason": "content_filter"})
@@ -339,7 +361,7 @@ impl EventRenderer {
             (_, u) => serde_json::to_value(usage_from_model(&u.unwrap_or_default()))
                 .unwrap_or(Value::Null),
         };
-        let mut obj = self.ctx.echo.clone();
+        let mut obj = echo;
         obj.insert("id".into(), Value::from(self.ctx.id.clone()));
         obj.insert("object".into(), Value::from("response"));
         obj.insert("created_at".into(), Value::from(self.ctx.created_at));
@@ -364,16 +386,12 @@ impl EventRenderer {
     }
 
     fn ensure_started(&mut self, out: &mut Vec<Bytes>) {
-        if std::mem::replace(&mut self.started, true) {
+        if std::mem::replace(&mut self.started, true) || !self.frames {
             return;
         }
         let response = self.response_object();
-        self.emit(
-            "response.created",
-            json!({ "response": response.clone() }),
-            out,
-        );
-        self.emit("response.in_progress", json!({ "response": response }), out);
+        self.emit_response("response.created", &response, out);
+        self.emit_response("response.in_progress", &response, out);
     }
 
     fn new_item_id(&self, prefix: &str) -> String {
@@ -412,12 +430,10 @@ impl EventRenderer {
             text: String::new(),
         });
         self.open = Some(i);
-        let item = self.item_json(i, "in_progress");
-        self.emit(
-            "response.output_item.added",
-            json!({"output_index": i, "item": item}),
-            out,
-        );
+        self.emit_item("response.output_item.added", i, "in_progress", out);
+        if !self.frames {
+            return i;
+        }
         let id = self.item_id(i).to_owned();
         self.emit(
             "response.content_part.added",
@@ -446,12 +462,7 @@ impl EventRenderer {
             summary_started: false,
         });
         self.open = Some(i);
-        let item = self.item_json(i, "in_progress");
-        self.emit(
-            "response.output_item.added",
-            json!({"output_index": i, "item": item}),
-            out,
-        );
+        self.emit_item("response.output_item.added", i, "in_progress", out);
         i
     }
 
@@ -481,12 +492,7 @@ impl EventRenderer {
                     summary_started: false,
                 });
                 self.open = Some(i);
-                let item = self.item_json(i, "in_progress");
-                self.emit(
-                    "response.output_item.added",
-                    json!({"output_index": i, "item": item}),
-                    out,
-                );
+                self.emit_item("response.output_item.added", i, "in_progress", out);
                 i
             }
         };
@@ -516,24 +522,17 @@ impl EventRenderer {
             state,
             summary_started: false,
         });
-        let added = self.item_json(i, "in_progress");
-        self.emit(
-            "response.output_item.added",
-            json!({"output_index": i, "item": added}),
-            out,
-        );
-        let done = self.item_json(i, "completed");
-        self.emit(
-            "response.output_item.done",
-            json!({"output_index": i, "item": done}),
-            out,
-        );
+        self.emit_item("response.output_item.added", i, "in_progress", out);
+        self.emit_item("response.output_item.done", i, "completed", out);
     }
 
     fn close_open(&mut self, out: &mut Vec<Bytes>) {
         let Some(i) = self.open.take() else {
             return;
         };
+        if !self.frames {
+            return;
+        }
         let id = self.item_id(i).to_owned();
         match self.items.get(i) {
             Some(Item::Message { text, .. }) => {
@@ -570,12 +569,7 @@ impl EventRenderer {
             }
             _ => {}
         }
-        let item = self.item_json(i, "completed");
-        self.emit(
-            "response.output_item.done",
-            json!({"output_index": i, "item": item}),
-            out,
-        );
+        self.emit_item("response.output_item.done", i, "completed", out);
     }
 
     fn close_call(&mut self, i: usize, out: &mut Vec<Bytes>) {
@@ -594,6 +588,9 @@ impl EventRenderer {
             }
             _ => return,
         };
+        if !self.frames {
+            return;
+        }
         let id = self.item_id(i).to_owned();
         if custom {
             let input = custom_input(&arguments);
@@ -619,12 +616,7 @@ impl EventRenderer {
                 out,
             );
         }
-        let item = self.item_json(i, "completed");
-        self.emit(
-            "response.output_item.done",
-            json!({"output_index": i, "item": item}),
-            out,
-        );
+        self.emit_item("response.output_item.done", i, "completed", out);
     }
 
     /// Item `i` as the wire shows it.
@@ -713,6 +705,39 @@ impl EventRenderer {
             summary_index,
             delta,
             logprobs: (kind == "response.output_text.delta").then_some([]),
+        };
+        out.push(event_frame(
+            kind,
+            &serde_json::to_vec(&frame).unwrap_or_default(),
+        ));
+    }
+
+    /// `output_item.added`/`done` for item `i`, built only when frames are written.
+    fn emit_item(&mut self, kind: &'static str, i: usize, status: &str, out: &mut Vec<Bytes>) {
+        if !self.frames {
+            return;
+        }
+        let item = self.item_json(i, status);
+        self.emit(kind, json!({"output_index": i, "item": item}), out);
+    }
+
+    /// An event carrying the response object, serialized from a borrow (fields in the order
+    /// `emit` gives a `Value` body: sorted).
+    fn emit_response(&mut self, kind: &'static str, response: &Value, out: &mut Vec<Bytes>) {
+        #[derive(Serialize)]
+        struct ResponseOut<'a> {
+            response: &'a Value,
+            sequence_number: u64,
+            #[serde(rename = "type")]
+            kind: &'static str,
+        }
+        if !self.frames {
+            return;
+        }
+        let frame = ResponseOut {
+            response,
+            sequence_number: self.next_seq(),
+            kind,
         };
         out.push(event_frame(
             kind,

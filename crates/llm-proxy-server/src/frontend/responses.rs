@@ -32,21 +32,23 @@ struct Save {
 }
 
 impl Save {
-    /// Stores `object` under its id with the conversation extended by its output.
-    fn store(self, object: &Value) {
-        let Some(id) = object["id"].as_str() else {
+    /// Stores `object` (taken, not copied; its `output_text` dropped) under its id with the
+    /// conversation extended by its output. A store doing I/O serializes it off the request
+    /// path.
+    fn store(self, mut object: Value) {
+        let Some(map) = object.as_object_mut() else {
             return;
         };
+        let Some(Value::String(id)) = map.get("id").cloned() else {
+            return;
+        };
+        map.remove("output_text");
         let mut items = self.items;
-        if let Some(output) = object["output"].as_array() {
+        if let Some(Value::Array(output)) = map.get("output") {
             items.extend(output.iter().cloned());
         }
-        let mut object = object.clone();
-        if let Some(map) = object.as_object_mut() {
-            map.remove("output_text");
-        }
         self.store.put(
-            id.to_owned(),
+            id,
             StoredResponse {
                 items: Arc::new(items),
                 object: Arc::new(object),
@@ -69,7 +71,7 @@ impl StreamRenderer for ResponsesRenderer {
     fn finish(&mut self, out: &mut Vec<Bytes>) {
         self.events.finish(out);
         if let Some(save) = self.save.take() {
-            save.store(&self.events.response_object());
+            save.store(self.events.take_response_object());
         }
     }
 
@@ -151,11 +153,11 @@ async fn handle(
     meta.lossy
         .add(openai_responses::dropped_from_response(&response));
     let object = openai_responses::response_from_model(response, ctx, state.sealer().clone());
-    if let Some(save) = save {
-        save.store(&object);
-    }
     let body = serde_json::to_vec(&object)
         .map_err(|e| ProxyError::Backend(BackendError::internal(e.to_string())))?;
+    if let Some(save) = save {
+        save.store(object);
+    }
     Ok(json_response(body, &meta))
 }
 
