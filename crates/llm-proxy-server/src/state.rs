@@ -62,6 +62,8 @@ struct Inner {
     redactor: Option<crate::redaction::KeyRedactor>,
     parse_budget: crate::parse_budget::ParseBudget,
     responses: Arc<dyn crate::responses_store::ResponseStore>,
+    /// One permit per open Responses WebSocket connection.
+    websocket_slots: Arc<tokio::sync::Semaphore>,
     shutdown: Shutdown,
     brute_force: BruteForceGuard,
 }
@@ -210,6 +212,9 @@ impl AppState {
             config.limits.parsing_wait,
         );
         let brute_force = BruteForceGuard::new(config.auth.brute_force.clone());
+        let websocket_slots = Arc::new(tokio::sync::Semaphore::new(
+            config.responses_api.websocket.max_connections,
+        ));
         let state = Self {
             inner: Arc::new(Inner {
                 router,
@@ -225,6 +230,7 @@ impl AppState {
                 responses: Arc::new(crate::responses_store::MemoryResponseStore::new(
                     crate::responses_store::DEFAULT_CAPACITY,
                 )),
+                websocket_slots,
                 shutdown: Shutdown::new(),
                 brute_force,
             }),
@@ -287,6 +293,11 @@ impl AppState {
     /// Stored Responses answers (`previous_response_id`).
     pub fn responses(&self) -> &Arc<dyn crate::responses_store::ResponseStore> {
         &self.inner.responses
+    }
+
+    /// Permits for Responses WebSocket connections (`responses_api.websocket.max_connections`).
+    pub fn websocket_slots(&self) -> &Arc<tokio::sync::Semaphore> {
+        &self.inner.websocket_slots
     }
 
     /// Routing tables and circuit breakers.

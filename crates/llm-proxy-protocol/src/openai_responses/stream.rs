@@ -68,11 +68,14 @@ struct DeltaOut<'a> {
     logprobs: Option<[(); 0]>,
 }
 
-/// Renders events as Responses SSE frames and keeps the response they build.
+/// Renders events as Responses SSE frames (or, for WebSocket mode, as bare JSON objects)
+/// and keeps the response they build.
 #[derive(Debug)]
 pub struct EventRenderer {
     ctx: ResponseContext,
     frames: bool,
+    /// Frames are `event:`/`data:` SSE frames; otherwise each is one event's JSON object.
+    sse: bool,
     seq: u64,
     started: bool,
     finished: bool,
@@ -93,6 +96,7 @@ impl EventRenderer {
         Self {
             ctx,
             frames: true,
+            sse: true,
             seq: 0,
             started: false,
             finished: false,
@@ -103,6 +107,15 @@ impl EventRenderer {
             finish: None,
             status: "in_progress",
             error: None,
+        }
+    }
+
+    /// A renderer whose frames are each one event's JSON object, without SSE framing
+    /// (WebSocket mode sends each as one text message).
+    pub fn json(ctx: ResponseContext) -> Self {
+        Self {
+            sse: false,
+            ..Self::new(ctx)
         }
     }
 
@@ -649,10 +662,8 @@ impl EventRenderer {
             delta,
             logprobs: (kind == "response.output_text.delta").then_some([]),
         };
-        out.push(event_frame(
-            kind,
-            &serde_json::to_vec(&frame).unwrap_or_default(),
-        ));
+        let payload = serde_json::to_vec(&frame).unwrap_or_default();
+        out.push(self.frame(kind, payload));
     }
 
     fn emit(&mut self, kind: &'static str, mut body: Value, out: &mut Vec<Bytes>) {
@@ -664,10 +675,16 @@ impl EventRenderer {
             map.insert("type".into(), Value::from(kind));
             map.insert("sequence_number".into(), Value::from(sequence_number));
         }
-        out.push(event_frame(
-            kind,
-            &serde_json::to_vec(&body).unwrap_or_default(),
-        ));
+        let payload = serde_json::to_vec(&body).unwrap_or_default();
+        out.push(self.frame(kind, payload));
+    }
+
+    fn frame(&self, kind: &str, payload: Vec<u8>) -> Bytes {
+        if self.sse {
+            event_frame(kind, &payload)
+        } else {
+            Bytes::from(payload)
+        }
     }
 
     fn next_seq(&mut self) -> u64 {
@@ -687,5 +704,42 @@ pub fn custom_input(arguments: &str) -> String {
             _ => arguments.to_owned(),
         },
         _ => arguments.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transcript(mut renderer: EventRenderer) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        renderer.render(&StreamEvent::TextDelta { text: "hi".into() }, &mut out);
+        renderer.finish(&mut out);
+        out
+    }
+
+    #[test]
+    fn json_frames_are_the_sse_frames_data() {
+        let ctx = || ResponseContext {
+            id: "resp_1".into(),
+            model: "m".into(),
+            ..ResponseContext::default()
+        };
+        let sse = transcript(EventRenderer::new(ctx()));
+        let json = transcript(EventRenderer::json(ctx()));
+        assert_eq!(sse.len(), json.len());
+        for (sse, json) in sse.iter().zip(&json) {
+            let value: Value = serde_json::from_slice(json).unwrap();
+            let kind = value["type"].as_str().unwrap();
+            let text = std::str::from_utf8(sse).unwrap();
+            let expected = format!(
+                "event: {kind}\ndata: {}\n\n",
+                std::str::from_utf8(json).unwrap()
+            );
+            assert_eq!(text, expected);
+        }
+        let last: Value = serde_json::from_slice(json.last().unwrap()).unwrap();
+        assert_eq!(last["type"], "response.completed");
+        assert_eq!(last["response"]["output"][0]["content"][0]["text"], "hi");
     }
 }

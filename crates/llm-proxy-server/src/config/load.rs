@@ -7,7 +7,7 @@ use std::time::Duration;
 use llm_proxy_api::config::{
     AppConfig, AuthConfig, BackendInstanceConfig, BackendsConfig, BruteForceConfig,
     CircuitBreakerConfig, FailureHandling, Limits, LoggingConfig, ModelAlias, ModelOnlyPolicy,
-    RoutingConfig, Secret, ServerConfig, Timeouts,
+    ResponsesApiConfig, ResponsesWebSocketConfig, RoutingConfig, Secret, ServerConfig, Timeouts,
 };
 use llm_proxy_api::scrub::{mask_url_credentials, masked_extra};
 use llm_proxy_connectors::openai_compat::PROVIDERS;
@@ -745,6 +745,7 @@ fn validate(
         raw.auth.api_keys.into_iter().map(Secret::new).collect()
     };
     let server = server_config(&raw.server)?;
+    let responses_api = responses_api_config(&raw.responses_api)?;
     let brute_force = brute_force_config(&raw.auth.brute_force_protection)?;
     Ok(AppConfig {
         host,
@@ -773,6 +774,7 @@ fn validate(
         },
         limits,
         server,
+        responses_api,
         logging: LoggingConfig {
             level: raw.logging.level.unwrap_or(defaults.logging.level),
             capture_file: raw.logging.capture_file,
@@ -809,6 +811,31 @@ fn server_config(raw: &super::raw::RawServer) -> Result<ServerConfig, ConfigErro
             raw.shutdown_grace,
             d.shutdown_grace,
         )?,
+    })
+}
+
+fn responses_api_config(
+    raw: &super::raw::RawResponsesApi,
+) -> Result<ResponsesApiConfig, ConfigError> {
+    let d = ResponsesWebSocketConfig::default();
+    let ws = &raw.websocket;
+    let max_connections = ws.max_connections.unwrap_or(d.max_connections);
+    if max_connections == 0 {
+        return Err(ConfigError::new(
+            "responses_api.websocket.max_connections",
+            "must be at least 1 (set enabled: false to turn WebSocket mode off)",
+        ));
+    }
+    Ok(ResponsesApiConfig {
+        websocket: ResponsesWebSocketConfig {
+            enabled: ws.enabled.unwrap_or(d.enabled),
+            max_connections,
+            idle_timeout: seconds(
+                "responses_api.websocket.idle_timeout_seconds",
+                ws.idle_timeout_seconds,
+                d.idle_timeout,
+            )?,
+        },
     })
 }
 
@@ -943,6 +970,11 @@ pub fn effective_config(cfg: &AppConfig) -> Value {
             "max_connections": cfg.server.max_connections,
             "shutdown_grace": cfg.server.shutdown_grace.as_secs_f64(),
         },
+        "responses_api": { "websocket": {
+            "enabled": cfg.responses_api.websocket.enabled,
+            "max_connections": cfg.responses_api.websocket.max_connections,
+            "idle_timeout_seconds": cfg.responses_api.websocket.idle_timeout.as_secs_f64(),
+        }},
         "logging": { "level": cfg.logging.level, "capture_file": cfg.logging.capture_file },
     })
 }
@@ -1098,6 +1130,34 @@ mod tests {
         assert!(!cfg.failure_handling.enabled);
         assert_eq!(cfg.failure_handling.max_failover_hops, 2);
         assert_eq!(cfg.failure_handling.max_silent_wait, Duration::ZERO);
+    }
+
+    #[test]
+    fn responses_websocket_settings() {
+        let load = |file: &str| load_from_str(file, &CliOverrides::default(), &Env::default());
+        let ws = load("").unwrap().responses_api.websocket;
+        assert!(ws.enabled);
+        assert_eq!(ws.max_connections, 100);
+        assert_eq!(ws.idle_timeout, Duration::from_secs(3600));
+        let file = "responses_api:\n  websocket:\n    enabled: false\n    max_connections: 3\n    idle_timeout_seconds: 1.5\n";
+        let ws = load(file).unwrap().responses_api.websocket;
+        assert!(!ws.enabled);
+        assert_eq!(ws.max_connections, 3);
+        assert_eq!(ws.idle_timeout, Duration::from_millis(1500));
+        for (file, path) in [
+            (
+                "responses_api:\n  websocket:\n    max_connections: 0\n",
+                "responses_api.websocket.max_connections",
+            ),
+            (
+                "responses_api:\n  websocket:\n    idle_timeout_seconds: 0\n",
+                "responses_api.websocket.idle_timeout_seconds",
+            ),
+        ] {
+            assert_eq!(load(file).unwrap_err().path, path);
+        }
+        let err = load("responses_api:\n  websocket:\n    nope: 1\n").unwrap_err();
+        assert!(err.to_string().contains("nope"), "{err}");
     }
 
     #[test]

@@ -38,6 +38,25 @@ pub struct RawConfig {
     pub routing: RawRouting,
     #[serde(default)]
     pub limits: RawLimits,
+    #[serde(default)]
+    pub responses_api: RawResponsesApi,
+}
+
+/// `responses_api:`: the Responses frontend.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawResponsesApi {
+    #[serde(default)]
+    pub websocket: RawResponsesWebSocket,
+}
+
+/// `responses_api.websocket:`: WebSocket mode on `GET /v1/responses`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawResponsesWebSocket {
+    pub enabled: Option<bool>,
+    pub max_connections: Option<usize>,
+    pub idle_timeout_seconds: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
