@@ -19,6 +19,7 @@ mod openai_chat;
 mod plugins;
 mod redaction;
 mod responses;
+mod responses_ws;
 mod routing;
 mod secrets;
 mod streaming;
