@@ -101,6 +101,7 @@ struct Connection {
 
 impl Connection {
     async fn run(mut self) {
+        tracing::info!("Responses WebSocket connection opened");
         let idle = self.state.config().responses_api.websocket.idle_timeout;
         let shutdown = self.state.shutdown().clone();
         loop {
@@ -205,6 +206,7 @@ impl Connection {
             self.last = Some(kept);
         }
         meta.finish(true, label);
+        tracing::info!(request_id = %meta.request_id, outcome = label, "Responses WebSocket turn done");
         outcome.map(|_| ())
     }
 
