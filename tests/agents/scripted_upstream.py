@@ -5,7 +5,9 @@ Speaks OpenAI chat (`/v1/chat/completions`), OpenAI Responses (`/v1/responses`),
 (`/v1/messages`) and Gemini (`/v1beta/models/{model}:generateContent` /
 `:streamGenerateContent`) on 127.0.0.1:0, streamed or not. The script, whatever the dialect:
   * once a request carries the marker file's content, answer with the final phrase;
-  * else, when a file-reading tool is offered, call it on the marker file's absolute path;
+  * else, when a file-reading tool is offered, call it on the marker file's absolute path, or
+    when only a shell tool is (Codex's `shell` / `shell_command` / `exec_command`), run
+    `cat <marker file>` with it;
   * else (titles, quota probes, ...), answer a short text.
 Every request body is written to --dump-dir; GET /_state reports whether the marker arrived.
 Stdlib only. Prints `listening on http://127.0.0.1:PORT` once ready.
@@ -14,11 +16,13 @@ Stdlib only. Prints `listening on http://127.0.0.1:PORT` once ready.
 import argparse
 import json
 import os
+import shlex
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 READ_TOOL_NAMES = ("read", "read_file", "readfile", "view", "read_many_files")
+SHELL_TOOL_NAMES = ("shell", "shell_command", "exec_command", "container.exec")
 
 
 class Script:
@@ -48,12 +52,17 @@ class Script:
         if marker_in_request:
             return "text", "Done. %s" % self.phrase
         tool = pick_read_tool(tools)
-        if tool is None:
-            return "text", "ok"
-        name, path_param = tool
+        if tool is not None:
+            name, path_param = tool
+            args = {path_param: self.marker_path}
+        else:
+            tool = pick_shell_tool(tools, self.marker_path)
+            if tool is None:
+                return "text", "ok"
+            name, args = tool
         with self.lock:
             self.tool_calls += 1
-        return "tool", (name, {path_param: self.marker_path})
+        return "tool", (name, args)
 
 
 def pick_read_tool(tools):
@@ -68,6 +77,23 @@ def pick_read_tool(tools):
         for key in props:
             if "path" in key.lower():
                 return name, key
+    return None
+
+
+def pick_shell_tool(tools, path):
+    """(name, arguments) running `cat path` with the first shell tool, by its schema: an argv
+    array or a command string in `command`, or a string in `cmd`."""
+    argv = ["cat", path]
+    line = "cat " + shlex.quote(path)
+    for name, schema in tools:
+        if name.lower() not in SHELL_TOOL_NAMES:
+            continue
+        props = (schema or {}).get("properties") or {}
+        command = props.get("command")
+        if command is not None:
+            return name, {"command": argv if command.get("type") == "array" else line}
+        if "cmd" in props:
+            return name, {"cmd": line}
     return None
 
 

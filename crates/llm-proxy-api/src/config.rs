@@ -353,6 +353,34 @@ impl Default for ServerConfig {
     }
 }
 
+/// The Responses frontend (`responses_api.*`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResponsesApiConfig {
+    /// WebSocket mode on `GET /v1/responses`.
+    pub websocket: ResponsesWebSocketConfig,
+}
+
+/// WebSocket mode of the Responses frontend (`responses_api.websocket.*`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResponsesWebSocketConfig {
+    /// Whether `GET /v1/responses` upgrades to a WebSocket (refused with 426 otherwise).
+    pub enabled: bool,
+    /// Most WebSocket connections open at once; further upgrades are refused with 503.
+    pub max_connections: usize,
+    /// How long a connection may sit without a client message between turns.
+    pub idle_timeout: Duration,
+}
+
+impl Default for ResponsesWebSocketConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_connections: 100,
+            idle_timeout: Duration::from_secs(3600),
+        }
+    }
+}
+
 impl Default for AuthConfig {
     fn default() -> Self {
         Self {
@@ -415,6 +443,8 @@ pub struct AppConfig {
     pub limits: Limits,
     /// Client connections.
     pub server: ServerConfig,
+    /// The Responses frontend.
+    pub responses_api: ResponsesApiConfig,
     /// Logging.
     pub logging: LoggingConfig,
     /// Where embedded stores live (`--data-dir`); `None` when no user data directory is known
@@ -444,6 +474,7 @@ impl Default for AppConfig {
             auth: AuthConfig::default(),
             limits: Limits::default(),
             server: ServerConfig::default(),
+            responses_api: ResponsesApiConfig::default(),
             logging: LoggingConfig {
                 level: "info".to_owned(),
                 capture_file: None,
@@ -471,6 +502,7 @@ impl fmt::Debug for AppConfig {
             .field("model_aliases", &self.model_aliases)
             .field("routing", &self.routing)
             .field("auth", &self.auth)
+            .field("responses_api", &self.responses_api)
             .field("logging", &self.logging)
             .finish_non_exhaustive()
     }

@@ -65,6 +65,18 @@ pub enum ProxyError {
     /// The proxy is shutting down and its grace for in-flight requests is over.
     #[error("the proxy is shutting down; retry the request")]
     ShuttingDown,
+    /// A WebSocket upgrade of `/v1/responses` while `responses_api.websocket.enabled` is off
+    /// (426: Codex then falls back to HTTP at once).
+    #[error("WebSocket mode is disabled on this proxy; use POST /v1/responses")]
+    WebSocketDisabled,
+    /// `responses_api.websocket.max_connections` WebSocket connections are already open.
+    #[error(
+        "too many WebSocket connections are open (at most {max}); retry later or use POST /v1/responses"
+    )]
+    WebSocketLimit {
+        /// The configured cap.
+        max: usize,
+    },
     /// A backend failed.
     #[error("{0}")]
     Backend(#[from] BackendError),
@@ -109,7 +121,8 @@ impl ProxyError {
             Self::Rejected { status, .. } => *status,
             Self::BodyReadTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::AuthBlocked { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ShuttingDown | Self::WebSocketLimit { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::WebSocketDisabled => StatusCode::UPGRADE_REQUIRED,
             Self::Backend(e) => match e.kind {
                 ErrorKind::ContextLengthExceeded => StatusCode::BAD_REQUEST,
                 // Upstream 4xx are passed through as they came.
@@ -155,7 +168,8 @@ impl ProxyError {
             },
             Self::BodyReadTimeout(_) => ErrorKind::InvalidRequest,
             Self::AuthBlocked { .. } => ErrorKind::RateLimited,
-            Self::ShuttingDown => ErrorKind::Unavailable,
+            Self::ShuttingDown | Self::WebSocketLimit { .. } => ErrorKind::Unavailable,
+            Self::WebSocketDisabled => ErrorKind::InvalidRequest,
             Self::Backend(e) => e.kind,
         }
     }
@@ -173,6 +187,8 @@ impl ProxyError {
             Self::BodyReadTimeout(_) => "body_read_timeout",
             Self::AuthBlocked { .. } => "auth_blocked",
             Self::ShuttingDown => "shutting_down",
+            Self::WebSocketDisabled => "websocket_disabled",
+            Self::WebSocketLimit { .. } => "websocket_limit",
             Self::Backend(e) => e.kind.label(),
         }
     }
@@ -204,6 +220,8 @@ impl ProxyError {
             Self::BodyReadTimeout(_) => Some("request_timeout"),
             Self::AuthBlocked { .. } => Some("too_many_failed_attempts"),
             Self::ShuttingDown => Some("shutting_down"),
+            Self::WebSocketDisabled => Some("websocket_disabled"),
+            Self::WebSocketLimit { .. } => Some("websocket_connection_limit"),
             Self::Backend(e) if e.kind == ErrorKind::ContextLengthExceeded => {
                 Some("context_length_exceeded")
             }

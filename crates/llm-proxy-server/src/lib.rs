@@ -43,8 +43,14 @@ pub fn app(state: AppState) -> Router {
             "/chat/completions",
             post(frontend::openai_chat::chat_completions),
         )
-        .route("/v1/responses", post(frontend::responses::create))
-        .route("/responses", post(frontend::responses::create))
+        .route(
+            "/v1/responses",
+            post(frontend::responses::create).get(frontend::responses_ws::upgrade),
+        )
+        .route(
+            "/responses",
+            post(frontend::responses::create).get(frontend::responses_ws::upgrade),
+        )
         .route(
             "/v1/responses/{id}",
             get(frontend::responses::get).delete(frontend::responses::delete),

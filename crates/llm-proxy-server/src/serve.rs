@@ -199,7 +199,9 @@ async fn serve_connection(
     let mut builder = http1::Builder::new();
     // Head timing is ours (hyper's would also cut idle keep-alive connections).
     builder.keep_alive(true).header_read_timeout(None);
-    let conn = builder.serve_connection(io, service);
+    // Upgrades (Responses WebSocket mode) leave this loop: the connection task ends and the
+    // upgraded socket lives on in its handler, under its own cap and timeouts.
+    let conn = builder.serve_connection(io, service).with_upgrades();
     tokio::pin!(conn);
     let timer = tokio::time::sleep(settings.header_read_timeout);
     tokio::pin!(timer);

@@ -62,6 +62,8 @@ struct Inner {
     redactor: Option<crate::redaction::KeyRedactor>,
     parse_budget: crate::parse_budget::ParseBudget,
     stores: crate::data_dir::Stores,
+    /// One permit per open Responses WebSocket connection.
+    websocket_slots: Arc<tokio::sync::Semaphore>,
     shutdown: Shutdown,
     brute_force: BruteForceGuard,
 }
@@ -227,6 +229,9 @@ impl AppState {
             config.limits.parsing_wait,
         );
         let brute_force = BruteForceGuard::new(config.auth.brute_force.clone());
+        let websocket_slots = Arc::new(tokio::sync::Semaphore::new(
+            config.responses_api.websocket.max_connections,
+        ));
         let state = Self {
             inner: Arc::new(Inner {
                 router,
@@ -240,6 +245,7 @@ impl AppState {
                 redactor,
                 parse_budget,
                 stores,
+                websocket_slots,
                 shutdown: Shutdown::new(),
                 brute_force,
             }),
@@ -307,6 +313,11 @@ impl AppState {
     /// Seals the reasoning state handed to Responses clients.
     pub fn sealer(&self) -> &Arc<dyn llm_proxy_protocol::openai_responses::Sealer> {
         &self.inner.stores.sealer
+    }
+
+    /// Permits for Responses WebSocket connections (`responses_api.websocket.max_connections`).
+    pub fn websocket_slots(&self) -> &Arc<tokio::sync::Semaphore> {
+        &self.inner.websocket_slots
     }
 
     /// Routing tables and circuit breakers.

@@ -13,7 +13,7 @@ use crate::matrix::{
     reasoning_signature, text_reply,
 };
 
-fn tools() -> Value {
+pub fn tools() -> Value {
     let schema = |field: &str| json!({"type": "object", "properties": {field: {"type": "string"}}, "required": [field]});
     json!([
         {"type": "function", "name": "get_weather", "description": "Weather for a city", "parameters": schema("city")},
@@ -93,7 +93,7 @@ async fn final_response(resp: reqwest::Response, stream: bool) -> Value {
     response
 }
 
-fn output_text(response: &Value) -> String {
+pub fn output_text(response: &Value) -> String {
     let mut out = String::new();
     for item in response["output"].as_array().unwrap() {
         if item["type"] == "message" {
@@ -106,7 +106,7 @@ fn output_text(response: &Value) -> String {
 }
 
 /// The answer in the matrix's dialect-neutral shape.
-fn neutral(response: &Value) -> Value {
+pub fn neutral(response: &Value) -> Value {
     assert_eq!(response["object"], "response");
     assert_eq!(response["status"], "completed", "{response}");
     let output = response["output"].as_array().unwrap();

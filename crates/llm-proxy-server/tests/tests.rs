@@ -20,6 +20,7 @@ mod plugins;
 mod redaction;
 mod responses;
 mod responses_upstream;
+mod responses_ws;
 mod routing;
 mod sealed_reasoning;
 mod secrets;

@@ -70,12 +70,15 @@ struct DeltaOut<'a> {
     logprobs: Option<[(); 0]>,
 }
 
-/// Renders events as Responses SSE frames and keeps the response they build.
+/// Renders events as Responses SSE frames (or, for WebSocket mode, as bare JSON objects)
+/// and keeps the response they build.
 #[derive(Debug)]
 pub struct EventRenderer {
     ctx: ResponseContext,
     sealer: Arc<dyn Sealer>,
     frames: bool,
+    /// Frames are `event:`/`data:` SSE frames; otherwise each is one event's JSON object.
+    sse: bool,
     seq: u64,
     started: bool,
     finished: bool,
@@ -100,6 +103,7 @@ impl EventRenderer {
             ctx,
             sealer,
             frames: true,
+            sse: true,
             seq: 0,
             started: false,
             finished: false,
@@ -111,6 +115,15 @@ impl EventRenderer {
             status: "in_progress",
             error: None,
             last_object: None,
+        }
+    }
+
+    /// A renderer whose frames are each one event's JSON object, without SSE framing
+    /// (WebSocket mode sends each as one text message).
+    pub fn json(ctx: ResponseContext, sealer: Arc<dyn Sealer>) -> Self {
+        Self {
+            sse: false,
+            ..Self::new(ctx, sealer)
         }
     }
 
@@ -706,10 +719,8 @@ impl EventRenderer {
             delta,
             logprobs: (kind == "response.output_text.delta").then_some([]),
         };
-        out.push(event_frame(
-            kind,
-            &serde_json::to_vec(&frame).unwrap_or_default(),
-        ));
+        let payload = serde_json::to_vec(&frame).unwrap_or_default();
+        out.push(self.frame(kind, payload));
     }
 
     /// `output_item.added`/`done` for item `i`, built only when frames are written.
@@ -754,10 +765,16 @@ impl EventRenderer {
             map.insert("type".into(), Value::from(kind));
             map.insert("sequence_number".into(), Value::from(sequence_number));
         }
-        out.push(event_frame(
-            kind,
-            &serde_json::to_vec(&body).unwrap_or_default(),
-        ));
+        let payload = serde_json::to_vec(&body).unwrap_or_default();
+        out.push(self.frame(kind, payload));
+    }
+
+    fn frame(&self, kind: &str, payload: Vec<u8>) -> Bytes {
+        if self.sse {
+            event_frame(kind, &payload)
+        } else {
+            Bytes::from(payload)
+        }
     }
 
     fn next_seq(&mut self) -> u64 {
@@ -777,5 +794,44 @@ pub fn custom_input(arguments: &str) -> String {
             _ => arguments.to_owned(),
         },
         _ => arguments.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transcript(mut renderer: EventRenderer) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        renderer.render(&StreamEvent::TextDelta { text: "hi".into() }, &mut out);
+        renderer.finish(&mut out);
+        out
+    }
+
+    #[test]
+    fn json_frames_are_the_sse_frames_data() {
+        let ctx = || ResponseContext {
+            id: "resp_1".into(),
+            model: "m".into(),
+            ..ResponseContext::default()
+        };
+        let sealer =
+            || -> Arc<dyn Sealer> { Arc::new(crate::openai_responses::opaque::TestSealer(1)) };
+        let sse = transcript(EventRenderer::new(ctx(), sealer()));
+        let json = transcript(EventRenderer::json(ctx(), sealer()));
+        assert_eq!(sse.len(), json.len());
+        for (sse, json) in sse.iter().zip(&json) {
+            let value: Value = serde_json::from_slice(json).unwrap();
+            let kind = value["type"].as_str().unwrap();
+            let text = std::str::from_utf8(sse).unwrap();
+            let expected = format!(
+                "event: {kind}\ndata: {}\n\n",
+                std::str::from_utf8(json).unwrap()
+            );
+            assert_eq!(text, expected);
+        }
+        let last: Value = serde_json::from_slice(json.last().unwrap()).unwrap();
+        assert_eq!(last["type"], "response.completed");
+        assert_eq!(last["response"]["output"][0]["content"][0]["text"], "hi");
     }
 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 use llm_proxy_api::config::{
     AppConfig, AuthConfig, BackendInstanceConfig, BackendsConfig, BruteForceConfig,
     CircuitBreakerConfig, FailureHandling, Limits, LoggingConfig, ModelAlias, ModelOnlyPolicy,
-    ResponseStoreConfig, RoutingConfig, Secret, ServerConfig, Timeouts,
+    ResponseStoreConfig, ResponsesApiConfig, ResponsesWebSocketConfig, RoutingConfig, Secret,
+    ServerConfig, Timeouts,
 };
 use llm_proxy_api::scrub::{mask_url_credentials, masked_extra};
 use llm_proxy_connectors::openai_compat::PROVIDERS;
@@ -761,6 +762,7 @@ fn validate(
         Some(d) => Some(PathBuf::from(d)),
         None => default_data_dir(),
     };
+    let responses_api = responses_api_config(&raw.responses_api)?;
     let brute_force = brute_force_config(&raw.auth.brute_force_protection)?;
     Ok(AppConfig {
         host,
@@ -789,6 +791,7 @@ fn validate(
         },
         limits,
         server,
+        responses_api,
         logging: LoggingConfig {
             level: raw.logging.level.unwrap_or(defaults.logging.level),
             capture_file: raw.logging.capture_file,
@@ -858,6 +861,31 @@ fn server_config(raw: &super::raw::RawServer) -> Result<ServerConfig, ConfigErro
             raw.shutdown_grace,
             d.shutdown_grace,
         )?,
+    })
+}
+
+fn responses_api_config(
+    raw: &super::raw::RawResponsesApi,
+) -> Result<ResponsesApiConfig, ConfigError> {
+    let d = ResponsesWebSocketConfig::default();
+    let ws = &raw.websocket;
+    let max_connections = ws.max_connections.unwrap_or(d.max_connections);
+    if max_connections == 0 {
+        return Err(ConfigError::new(
+            "responses_api.websocket.max_connections",
+            "must be at least 1 (set enabled: false to turn WebSocket mode off)",
+        ));
+    }
+    Ok(ResponsesApiConfig {
+        websocket: ResponsesWebSocketConfig {
+            enabled: ws.enabled.unwrap_or(d.enabled),
+            max_connections,
+            idle_timeout: seconds(
+                "responses_api.websocket.idle_timeout_seconds",
+                ws.idle_timeout_seconds,
+                d.idle_timeout,
+            )?,
+        },
     })
 }
 
@@ -982,11 +1010,6 @@ pub fn effective_config(cfg: &AppConfig) -> Value {
             },
         },
         "data_dir": cfg.data_dir.as_ref().map(|d| d.display().to_string()),
-        "responses_api": { "store": {
-            "max_responses": cfg.responses_store.max_responses,
-            "max_bytes": cfg.responses_store.max_bytes,
-            "ttl_seconds": cfg.responses_store.ttl.as_secs_f64(),
-        }},
         "limits": {
             "max_parsing_bytes": cfg.limits.max_parsing_bytes,
             "parsing_wait_seconds": cfg.limits.parsing_wait.as_secs_f64(),
@@ -997,6 +1020,18 @@ pub fn effective_config(cfg: &AppConfig) -> Value {
             "idle_timeout": cfg.server.idle_timeout.as_secs_f64(),
             "max_connections": cfg.server.max_connections,
             "shutdown_grace": cfg.server.shutdown_grace.as_secs_f64(),
+        },
+        "responses_api": {
+            "store": {
+                "max_responses": cfg.responses_store.max_responses,
+                "max_bytes": cfg.responses_store.max_bytes,
+                "ttl_seconds": cfg.responses_store.ttl.as_secs_f64(),
+            },
+            "websocket": {
+            "enabled": cfg.responses_api.websocket.enabled,
+            "max_connections": cfg.responses_api.websocket.max_connections,
+            "idle_timeout_seconds": cfg.responses_api.websocket.idle_timeout.as_secs_f64(),
+            },
         },
         "logging": { "level": cfg.logging.level, "capture_file": cfg.logging.capture_file },
     })
@@ -1153,6 +1188,34 @@ mod tests {
         assert!(!cfg.failure_handling.enabled);
         assert_eq!(cfg.failure_handling.max_failover_hops, 2);
         assert_eq!(cfg.failure_handling.max_silent_wait, Duration::ZERO);
+    }
+
+    #[test]
+    fn responses_websocket_settings() {
+        let load = |file: &str| load_from_str(file, &CliOverrides::default(), &Env::default());
+        let ws = load("").unwrap().responses_api.websocket;
+        assert!(ws.enabled);
+        assert_eq!(ws.max_connections, 100);
+        assert_eq!(ws.idle_timeout, Duration::from_secs(3600));
+        let file = "responses_api:\n  websocket:\n    enabled: false\n    max_connections: 3\n    idle_timeout_seconds: 1.5\n";
+        let ws = load(file).unwrap().responses_api.websocket;
+        assert!(!ws.enabled);
+        assert_eq!(ws.max_connections, 3);
+        assert_eq!(ws.idle_timeout, Duration::from_millis(1500));
+        for (file, path) in [
+            (
+                "responses_api:\n  websocket:\n    max_connections: 0\n",
+                "responses_api.websocket.max_connections",
+            ),
+            (
+                "responses_api:\n  websocket:\n    idle_timeout_seconds: 0\n",
+                "responses_api.websocket.idle_timeout_seconds",
+            ),
+        ] {
+            assert_eq!(load(file).unwrap_err().path, path);
+        }
+        let err = load("responses_api:\n  websocket:\n    nope: 1\n").unwrap_err();
+        assert!(err.to_string().contains("nope"), "{err}");
     }
 
     #[test]

@@ -44,19 +44,32 @@ pub struct RawConfig {
     pub responses_api: RawResponsesApi,
 }
 
+/// `responses_api:`: the Responses frontend.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawResponsesApi {
     #[serde(default)]
     pub store: RawResponseStore,
+    #[serde(default)]
+    pub websocket: RawResponsesWebSocket,
 }
 
+/// `responses_api.store:`: bounds of the stored answers.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawResponseStore {
     pub max_responses: Option<usize>,
     pub max_bytes: Option<u64>,
     pub ttl_seconds: Option<f64>,
+}
+
+/// `responses_api.websocket:`: WebSocket mode on `GET /v1/responses`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawResponsesWebSocket {
+    pub enabled: Option<bool>,
+    pub max_connections: Option<usize>,
+    pub idle_timeout_seconds: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

@@ -7,6 +7,7 @@ pub mod gemini;
 pub mod models;
 pub mod openai_chat;
 pub mod responses;
+pub mod responses_ws;
 pub mod sse;
 pub mod token_estimate;
 

@@ -1,5 +1,7 @@
 //! `POST /v1/responses`: OpenAI Responses clients (Codex CLI, the `openai` SDKs'
-//! `client.responses`), plus `GET`/`DELETE /v1/responses/{id}` for stored answers.
+//! `client.responses`), plus `GET`/`DELETE /v1/responses/{id}` for stored answers. The
+//! request-to-call step ([`prepare`]) and the event renderer are shared with WebSocket mode
+//! ([`super::responses_ws`]).
 
 use std::sync::Arc;
 
@@ -9,12 +11,12 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::HeaderMap;
-use llm_proxy_api::BackendError;
 use llm_proxy_api::error::{ErrorKind, ErrorSource};
 use llm_proxy_api::stream::StreamEvent;
+use llm_proxy_api::{BackendError, ChatRequest};
 use llm_proxy_protocol::openai_responses::types::Input;
 use llm_proxy_protocol::openai_responses::{
-    self, EventRenderer, ResponseContext, ResponsesRequest, error::failed_code,
+    self, EventRenderer, ResponseContext, ResponsesRequest, Sealer, error::failed_code,
 };
 use llm_proxy_protocol::parse_body;
 use serde_json::{Value, json};
@@ -25,42 +27,68 @@ use crate::error::{ProxyError, WireFormat};
 use crate::responses_store::{ResponseStore, StoredResponse};
 use crate::state::AppState;
 
-/// Where a finished answer is stored, with the conversation that led to it.
-struct Save {
-    store: Arc<dyn ResponseStore>,
+/// A stored answer under its id: what [`Save::keep`] kept, and what a WebSocket connection
+/// remembers of its last turn.
+pub(crate) type Kept = (String, StoredResponse);
+
+/// Where a finished answer is kept, with the conversation that led to it.
+pub(crate) struct Save {
+    /// The shared store, unless the request said `store: false`.
+    store: Option<Arc<dyn ResponseStore>>,
     items: Vec<Value>,
 }
 
 impl Save {
-    /// Stores `object` (taken, not copied; its `output_text` dropped) under its id with the
-    /// conversation extended by its output. A store doing I/O serializes it off the request
-    /// path.
-    fn store(self, mut object: Value) {
-        let Some(map) = object.as_object_mut() else {
-            return;
-        };
+    /// The conversation extended by `object`'s output, under `object`'s id; also put in the
+    /// shared store unless the request said `store: false`. `object` is taken, not copied (its
+    /// `output_text` dropped); a store doing I/O serializes it off the request path.
+    fn keep(self, mut object: Value) -> Option<Kept> {
+        let map = object.as_object_mut()?;
         let Some(Value::String(id)) = map.get("id").cloned() else {
-            return;
+            return None;
         };
         map.remove("output_text");
         let mut items = self.items;
         if let Some(Value::Array(output)) = map.get("output") {
             items.extend(output.iter().cloned());
         }
-        self.store.put(
-            id,
-            StoredResponse {
-                items: Arc::new(items),
-                object: Arc::new(object),
-            },
-        );
+        let stored = StoredResponse {
+            items: Arc::new(items),
+            object: Arc::new(object),
+        };
+        if let Some(store) = self.store {
+            store.put(id.clone(), stored.clone());
+        }
+        Some((id, stored))
     }
 }
 
-/// The stream renderer: Responses events, and the answer stored once it completes.
-struct ResponsesRenderer {
+/// The stream renderer: Responses events, and the answer kept once it completes.
+pub(crate) struct ResponsesRenderer {
     events: EventRenderer,
     save: Option<Save>,
+    /// The answer, once completed.
+    pub(crate) kept: Option<Kept>,
+}
+
+impl ResponsesRenderer {
+    /// SSE frames for the HTTP stream.
+    fn sse(ctx: ResponseContext, save: Save, sealer: Arc<dyn Sealer>) -> Self {
+        Self {
+            events: EventRenderer::new(ctx, sealer),
+            save: Some(save),
+            kept: None,
+        }
+    }
+
+    /// One JSON object per event, for WebSocket mode.
+    pub(crate) fn json(ctx: ResponseContext, save: Save, sealer: Arc<dyn Sealer>) -> Self {
+        Self {
+            events: EventRenderer::json(ctx, sealer),
+            save: Some(save),
+            kept: None,
+        }
+    }
 }
 
 impl StreamRenderer for ResponsesRenderer {
@@ -71,7 +99,7 @@ impl StreamRenderer for ResponsesRenderer {
     fn finish(&mut self, out: &mut Vec<Bytes>) {
         self.events.finish(out);
         if let Some(save) = self.save.take() {
-            save.store(self.events.take_response_object());
+            self.kept = save.keep(self.events.take_response_object());
         }
     }
 
@@ -79,6 +107,72 @@ impl StreamRenderer for ResponsesRenderer {
         let code = failed_code(error.kind(), error.code());
         self.events.error(&code, &error.to_string(), out);
     }
+}
+
+/// A Responses request turned into a canonical call: what to send, what the answer says
+/// about itself, and where to keep it.
+pub(crate) struct Turn {
+    pub(crate) req: ChatRequest,
+    pub(crate) ctx: ResponseContext,
+    pub(crate) save: Save,
+}
+
+/// The one place a Responses request (HTTP body or WebSocket `response.create`) becomes a
+/// canonical call: the `previous_response_id` conversation prepended (from `local`, a
+/// WebSocket connection's last answer, or the shared store), the conversion, the session id.
+pub(crate) async fn prepare(
+    state: &AppState,
+    mut wire: ResponsesRequest,
+    meta: &mut RequestMeta,
+    local: Option<&Kept>,
+) -> Result<Turn, ProxyError> {
+    if let Some(id) = wire
+        .previous_response_id
+        .as_deref()
+        .filter(|id| !id.is_empty())
+    {
+        let previous = match local {
+            Some((local_id, stored)) if local_id == id => stored.clone(),
+            _ => state
+                .responses()
+                .get(id)
+                .await
+                .ok_or_else(|| previous_response_not_found(id))?,
+        };
+        let mut items: Vec<Value> = previous.items.as_ref().clone();
+        match wire.input.take() {
+            Some(Input::Text(text)) => items.push(json!({"role": "user", "content": text})),
+            Some(Input::Items(more)) => items.extend(more),
+            None => {}
+        }
+        wire.input = Some(Input::Items(items));
+    }
+    let save = Save {
+        store: (wire.store != Some(false)).then(|| state.responses().clone()),
+        items: match &wire.input {
+            Some(Input::Text(text)) => vec![json!({"role": "user", "content": text})],
+            Some(Input::Items(items)) => items.clone(),
+            None => Vec::new(),
+        },
+    };
+    let converted = openai_responses::request_to_model(wire, state.sealer().as_ref())?;
+    meta.lossy.add(converted.lossy);
+    // Codex names its conversation in `prompt_cache_key` and the `session_id` header.
+    meta.session_id = converted.prompt_cache_key.or_else(|| {
+        meta.headers
+            .get("session_id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    });
+    let req = converted.request;
+    let ctx = ResponseContext {
+        id: format!("resp_{}", meta.request_id.trim_start_matches("req_")),
+        model: req.model.clone(),
+        created_at: llm_proxy_api::ids::unix_now(),
+        tools: converted.tools,
+        echo: converted.echo,
+    };
+    Ok(Turn { req, ctx, save })
 }
 
 /// The handler.
@@ -96,57 +190,12 @@ async fn handle(
     mut meta: RequestMeta,
 ) -> Result<Response, ProxyError> {
     let (body, permit) = read_body(state, &meta.headers, body).await?;
-    let mut wire: ResponsesRequest = parse_body(&body)?;
+    let wire: ResponsesRequest = parse_body(&body)?;
     drop(body);
-    if let Some(id) = wire
-        .previous_response_id
-        .as_deref()
-        .filter(|id| !id.is_empty())
-    {
-        let previous = state
-            .responses()
-            .get(id)
-            .await
-            .ok_or_else(|| previous_response_not_found(id))?;
-        let mut items: Vec<Value> = previous.items.as_ref().clone();
-        match wire.input.take() {
-            Some(Input::Text(text)) => items.push(json!({"role": "user", "content": text})),
-            Some(Input::Items(more)) => items.extend(more),
-            None => {}
-        }
-        wire.input = Some(Input::Items(items));
-    }
-    let save = (wire.store != Some(false)).then(|| Save {
-        store: state.responses().clone(),
-        items: match &wire.input {
-            Some(Input::Text(text)) => vec![json!({"role": "user", "content": text})],
-            Some(Input::Items(items)) => items.clone(),
-            None => Vec::new(),
-        },
-    });
-    let converted = openai_responses::request_to_model(wire, state.sealer().as_ref())?;
+    let Turn { req, ctx, save } = prepare(state, wire, &mut meta, None).await?;
     meta.hold_parse_permit(permit);
-    meta.lossy.add(converted.lossy);
-    // Codex names its conversation in `prompt_cache_key` and the `session_id` header.
-    meta.session_id = converted.prompt_cache_key.or_else(|| {
-        meta.headers
-            .get("session_id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    });
-    let req = converted.request;
-    let ctx = ResponseContext {
-        id: format!("resp_{}", meta.request_id.trim_start_matches("req_")),
-        model: req.model.clone(),
-        created_at: llm_proxy_api::ids::unix_now(),
-        tools: converted.tools,
-        echo: converted.echo,
-    };
     if req.stream {
-        let renderer = ResponsesRenderer {
-            events: EventRenderer::new(ctx, state.sealer().clone()),
-            save,
-        };
+        let renderer = ResponsesRenderer::sse(ctx, save, state.sealer().clone());
         return Ok(stream_response(state, req, renderer, &meta).await);
     }
     let response = collected(state, req, &meta).await?;
@@ -155,9 +204,7 @@ async fn handle(
     let object = openai_responses::response_from_model(response, ctx, state.sealer().clone());
     let body = serde_json::to_vec(&object)
         .map_err(|e| ProxyError::Backend(BackendError::internal(e.to_string())))?;
-    if let Some(save) = save {
-        save.store(object);
-    }
+    save.keep(object);
     Ok(json_response(body, &meta))
 }
 
