@@ -750,10 +750,8 @@ impl EventRenderer {
             sequence_number: self.next_seq(),
             kind,
         };
-        out.push(event_frame(
-            kind,
-            &serde_json::to_vec(&frame).unwrap_or_default(),
-        ));
+        let payload = serde_json::to_vec(&frame).unwrap_or_default();
+        out.push(self.frame(kind, payload));
     }
 
     fn emit(&mut self, kind: &'static str, mut body: Value, out: &mut Vec<Bytes>) {
