@@ -283,9 +283,14 @@ fn simplify_content(mut parts: Vec<ContentPart>, has_tool_calls: bool) -> Option
         };
     }
     if parts.iter().all(|p| matches!(p, ContentPart::Text { .. })) {
+        // Separate blocks stay separate paragraphs: joined without a break, Claude Code's
+        // billing line would run into its system prompt.
         let mut text = String::new();
         for p in parts.drain(..) {
             if let ContentPart::Text { text: t, .. } = p {
+                if !text.is_empty() && !t.is_empty() && !text.ends_with('\n') {
+                    text.push_str("\n\n");
+                }
                 text.push_str(&t);
             }
         }
