@@ -77,3 +77,13 @@ def openai_backend_config(upstream_url):
         "    api_url: %s/v1\n"
         "    api_key: sk-upstream-test-key-0000\n" % upstream_url
     )
+
+
+def openai_responses_backend_config(upstream_url):
+    return (
+        "backends:\n"
+        "  default_backend: openai-responses\n"
+        "  openai-responses:\n"
+        "    api_url: %s/v1\n"
+        "    api_key: sk-upstream-test-key-0000\n" % upstream_url
+    )
