@@ -22,9 +22,17 @@ def _binary():
 
 
 class Proxy:
-    def __init__(self, url, process):
+    def __init__(self, url, process, config_yaml, args):
         self.url = url
         self.process = process
+        # How it was started, for `restart_proxy`.
+        self.config_yaml = config_yaml
+        self.args = args
+
+    def stop(self, timeout=30):
+        """SIGTERM, as a service manager stops it; waits for the exit and returns its code."""
+        self.process.terminate()
+        return self.process.wait(timeout=timeout)
 
 
 @pytest.fixture
@@ -58,7 +66,7 @@ def start_proxy(tmp_path):
             pytest.fail("proxy did not start: " + proc.stderr.read())
         prefix = "llm-proxy listening on "
         assert line.startswith(prefix), line
-        return Proxy(line[len(prefix):].strip(), proc)
+        return Proxy(line[len(prefix):].strip(), proc, config_yaml, args)
 
     yield start
     for proc in started:
@@ -69,11 +77,34 @@ def start_proxy(tmp_path):
             proc.kill()
 
 
+@pytest.fixture
+def restart_proxy(start_proxy):
+    """Stops a proxy with SIGTERM (asserting a clean exit) and starts the binary again with the
+    same config and arguments (so the same data directory); returns the new proxy."""
+
+    def restart(proxy):
+        code = proxy.stop()
+        assert code == 0, "proxy exited with %s: %s" % (code, proxy.process.stderr.read())
+        return start_proxy(proxy.config_yaml, *proxy.args)
+
+    return restart
+
+
 def openai_backend_config(upstream_url):
     return (
         "backends:\n"
         "  default_backend: openai\n"
         "  openai:\n"
+        "    api_url: %s/v1\n"
+        "    api_key: sk-upstream-test-key-0000\n" % upstream_url
+    )
+
+
+def openai_responses_backend_config(upstream_url):
+    return (
+        "backends:\n"
+        "  default_backend: openai-responses\n"
+        "  openai-responses:\n"
         "    api_url: %s/v1\n"
         "    api_key: sk-upstream-test-key-0000\n" % upstream_url
     )

@@ -1,13 +1,25 @@
 """A small OpenAI-compatible upstream for the SDK tests (127.0.0.1, port 0, stdlib only).
 
-Behaviour: when tools are offered and the conversation does not end with a tool result, it
-calls the first tool (arguments streamed in fragments); otherwise it answers with text that
-echoes the last user message. Every request body is recorded for assertions.
+Chat dialect (`/chat/completions`): when tools are offered and the conversation does not end
+with a tool result, it calls the first tool (arguments streamed in fragments); otherwise it
+answers with text that echoes the last user message.
+
+Responses dialect (`/responses`): a request whose input holds no reasoning item is answered
+with a reasoning item (`REASONING_ID`, opaque `ENCRYPTED` content) and a message; a request
+whose input holds reasoning items is answered with a message echoing their
+`encrypted_content` (`ECHO_PREFIX` + JSON list). Streamed answers use the official event names
+with `sequence_number`s. Every request body is recorded for assertions.
 """
 
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+# Opaque like OpenAI's, with characters a careless re-encoding would change.
+ENCRYPTED = "gAAAAABo+Xy/Z9_r-EnC==\u00e9\U0001f600\\n\"x\"\u2028"
+REASONING_ID = "rs_mock_0123"
+ECHO_PREFIX = "received encrypted_content: "
 
 
 class MockState:
@@ -66,6 +78,13 @@ class Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(length) or b"{}")
         with self.server.state.lock:
             self.server.state.requests.append({"path": self.path, "body": body, "headers": {k.lower(): v for k, v in self.headers.items()}})
+        if self.path.endswith("/responses"):
+            items = _responses_answer(body)
+            if body.get("stream"):
+                self._sse(_responses_stream(items))
+            else:
+                self._json(200, _response_object(items))
+            return
         if not self.path.endswith("/chat/completions"):
             self._json(404, {"error": {"message": "not found"}})
             return
@@ -116,6 +135,15 @@ class Handler(BaseHTTPRequestHandler):
         self._chunked(b"data: [DONE]\n\n")
         self._chunked(b"")
 
+    def _sse(self, frames):
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        for f in frames:
+            self._chunked(f.encode())
+        self._chunked(b"")
+
     def _chunked(self, data):
         self.wfile.write(("%x\r\n" % len(data)).encode() + data + b"\r\n")
         self.wfile.flush()
@@ -127,6 +155,75 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("content-length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+
+def _responses_answer(body):
+    """The output items answering a Responses request."""
+    items = body.get("input")
+    if not isinstance(items, list):
+        items = []
+    received = [i.get("encrypted_content") for i in items if isinstance(i, dict) and i.get("type") == "reasoning"]
+    if received:
+        return [_message_item("msg_mock_echo", ECHO_PREFIX + json.dumps(received))]
+    return [
+        {"id": REASONING_ID, "type": "reasoning",
+         "summary": [{"type": "summary_text", "text": "The user greets me."}],
+         "encrypted_content": ENCRYPTED},
+        _message_item("msg_mock_0", "Hello from the Responses upstream."),
+    ]
+
+
+def _message_item(item_id, text):
+    return {"id": item_id, "type": "message", "status": "completed", "role": "assistant",
+            "content": [{"type": "output_text", "text": text, "annotations": []}]}
+
+
+def _response_object(items, status="completed"):
+    return {
+        "id": "resp_mock_upstream", "object": "response", "created_at": 1700000000,
+        "status": status, "error": None, "incomplete_details": None, "model": "mock-responses",
+        "output": items,
+        "usage": None if status != "completed" else {
+            "input_tokens": 11, "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": 7, "output_tokens_details": {"reasoning_tokens": 3}, "total_tokens": 18},
+    }
+
+
+def _responses_stream(items):
+    """SSE frames (`event:` + `data:`) streaming `items` with the official event names."""
+    frames = []
+
+    def push(kind, body):
+        body = dict(body, type=kind, sequence_number=len(frames))
+        frames.append("event: %s\ndata: %s\n\n" % (kind, json.dumps(body)))
+
+    def halves(text):
+        mid = len(text) // 2
+        return [text[:mid], text[mid:]]
+
+    push("response.created", {"response": _response_object([], "in_progress")})
+    push("response.in_progress", {"response": _response_object([], "in_progress")})
+    for i, item in enumerate(items):
+        at = {"item_id": item["id"], "output_index": i}
+        if item["type"] == "reasoning":
+            summary = item["summary"][0]["text"]
+            push("response.output_item.added", {"output_index": i, "item": {"id": item["id"], "type": "reasoning", "summary": []}})
+            push("response.reasoning_summary_part.added", dict(at, summary_index=0, part={"type": "summary_text", "text": ""}))
+            for d in halves(summary):
+                push("response.reasoning_summary_text.delta", dict(at, summary_index=0, delta=d))
+            push("response.reasoning_summary_text.done", dict(at, summary_index=0, text=summary))
+            push("response.reasoning_summary_part.done", dict(at, summary_index=0, part={"type": "summary_text", "text": summary}))
+        else:
+            text = item["content"][0]["text"]
+            push("response.output_item.added", {"output_index": i, "item": dict(item, status="in_progress", content=[])})
+            push("response.content_part.added", dict(at, content_index=0, part={"type": "output_text", "text": "", "annotations": []}))
+            for d in halves(text):
+                push("response.output_text.delta", dict(at, content_index=0, delta=d, logprobs=[]))
+            push("response.output_text.done", dict(at, content_index=0, text=text, logprobs=[]))
+            push("response.content_part.done", dict(at, content_index=0, part=item["content"][0]))
+        push("response.output_item.done", {"output_index": i, "item": item})
+    push("response.completed", {"response": _response_object(items)})
+    return frames
 
 
 def start():

@@ -125,3 +125,29 @@ def test_previous_response_id_and_retrieve(client, upstream):
     client.responses.delete(first.id)
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve(first.id)
+
+
+def test_input_items_list(client):
+    first = client.responses.create(model="gpt-4o", instructions="Be brief.", input="weather in Paris?")
+    second = client.responses.create(model="gpt-4o", previous_response_id=first.id, input="and tomorrow?")
+
+    page = client.responses.input_items.list(second.id)
+    items = page.data
+    # Newest first: this turn's input, the first answer, the first turn's input.
+    assert [item.type for item in items] == ["message", "message", "message"]
+    assert [item.role for item in items] == ["user", "assistant", "user"]
+    assert items[0].content[0].text == "and tomorrow?"
+    assert items[1].id == first.output[0].id
+    assert items[2].content[0].text == "weather in Paris?"
+    assert not page.has_more
+    assert all(item.id for item in items)
+
+    # Ascending, one at a time: the SDK follows the `after` cursor.
+    ascending = list(client.responses.input_items.list(second.id, order="asc", limit=1))
+    assert [item.id for item in ascending] == [item.id for item in reversed(items)]
+
+    with pytest.raises(openai.NotFoundError):
+        client.responses.input_items.list("resp_unknown")
+    with pytest.raises(openai.BadRequestError) as err:
+        client.responses.input_items.list(second.id, limit=500)
+    assert err.value.body["param"] == "limit"

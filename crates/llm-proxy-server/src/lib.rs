@@ -59,6 +59,14 @@ pub fn app(state: AppState) -> Router {
             "/responses/{id}",
             get(frontend::responses::get).delete(frontend::responses::delete),
         )
+        .route(
+            "/v1/responses/{id}/input_items",
+            get(frontend::responses::input_items),
+        )
+        .route(
+            "/responses/{id}/input_items",
+            get(frontend::responses::input_items),
+        )
         .route("/v1/models", get(frontend::models::list_models))
         // Gemini's `/v1` surface (newer `google-genai`) shares the prefix with OpenAI's.
         .route(

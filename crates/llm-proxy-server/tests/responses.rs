@@ -492,3 +492,124 @@ async fn previous_response_id_continues_stored_answers() {
     .await;
     assert_eq!(resp.status(), 400);
 }
+
+/// `GET /v1/responses/{id}/input_items` lists the conversation that led to a stored answer
+/// (the previous turns and this request's input, not its output) as the official cursor list:
+/// newest first by default, `order`, `limit` and the `after` cursor; items sent without an id
+/// get a stable one. Unknown responses are 404s, bad parameters 400s naming the parameter.
+#[tokio::test]
+async fn input_items_list_the_conversation_before_the_answer() {
+    let mock = MockUpstream::start().await.unwrap();
+    let proxy = proxy_on(Dialect::OpenAi, &mock.base_url()).await;
+    mock.push(text_reply(Dialect::OpenAi, false, "Hello."));
+    mock.push(text_reply(Dialect::OpenAi, false, "Goodbye."));
+    let first = final_response(
+        post(
+            &proxy.url,
+            &json!({"model": MODEL, "input": [
+                {"role": "developer", "content": "Be brief."},
+                {"type": "message", "id": "msg_client", "role": "user",
+                 "content": [{"type": "input_text", "text": "hi"}]}
+            ]}),
+        )
+        .await,
+        false,
+    )
+    .await;
+    let first_id = first["id"].as_str().unwrap();
+    let first_output_id = first["output"][0]["id"].clone();
+    let second = final_response(
+        post(
+            &proxy.url,
+            &json!({"model": MODEL, "previous_response_id": first_id, "input": "bye"}),
+        )
+        .await,
+        false,
+    )
+    .await;
+    let id = second["id"].as_str().unwrap();
+
+    let base = proxy.url.as_str();
+    let list = |path: String| async move {
+        let resp = client().get(format!("{base}{path}")).send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json::<Value>().await.unwrap())
+    };
+    let ids = |v: &Value| -> Vec<Value> {
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].clone())
+            .collect()
+    };
+
+    let (status, all) = list(format!("/v1/responses/{id}/input_items")).await;
+    assert_eq!(status, 200, "{all}");
+    assert_eq!(all["object"], "list");
+    assert_eq!(all["has_more"], false);
+    // Newest first: this turn's input, the first answer's output, the first turn's input.
+    assert_eq!(
+        ids(&all),
+        vec![
+            json!(format!("{id}_in_3")),
+            first_output_id.clone(),
+            json!("msg_client"),
+            json!(format!("{id}_in_0")),
+        ],
+        "{all}"
+    );
+    assert_eq!(all["first_id"], json!(format!("{id}_in_3")));
+    assert_eq!(all["last_id"], json!(format!("{id}_in_0")));
+    assert_eq!(
+        all["data"][0],
+        json!({"id": format!("{id}_in_3"), "type": "message", "role": "user",
+               "content": [{"type": "input_text", "text": "bye"}]})
+    );
+    assert_eq!(all["data"][1]["role"], "assistant", "{all}");
+    assert!(
+        !all.to_string().contains("Goodbye."),
+        "the answer's own output is not an input item: {all}"
+    );
+    let (_, again) = list(format!("/responses/{id}/input_items")).await;
+    assert_eq!(again, all, "ids are stable and both paths serve the list");
+
+    // Ascending, two at a time, following the cursor.
+    let (status, page1) = list(format!("/v1/responses/{id}/input_items?order=asc&limit=2")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        ids(&page1),
+        vec![json!(format!("{id}_in_0")), json!("msg_client")]
+    );
+    assert_eq!(page1["has_more"], true);
+    let (_, page2) = list(format!(
+        "/v1/responses/{id}/input_items?order=asc&limit=2&after=msg_client"
+    ))
+    .await;
+    assert_eq!(
+        ids(&page2),
+        vec![first_output_id, json!(format!("{id}_in_3"))]
+    );
+    assert_eq!(page2["has_more"], false);
+
+    let (status, missing) = list("/v1/responses/resp_unknown/input_items".to_owned()).await;
+    assert_eq!(status, 404);
+    assert!(
+        missing["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("resp_unknown"),
+        "{missing}"
+    );
+    for (query, param) in [
+        ("limit=0", "limit"),
+        ("limit=101", "limit"),
+        ("limit=ten", "limit"),
+        ("order=newest", "order"),
+        ("after=item_unknown", "after"),
+    ] {
+        let (status, bad) = list(format!("/v1/responses/{id}/input_items?{query}")).await;
+        assert_eq!(status, 400, "{query}: {bad}");
+        assert_eq!(bad["error"]["param"], param, "{query}: {bad}");
+    }
+}

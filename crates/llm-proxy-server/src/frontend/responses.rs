@@ -1,5 +1,6 @@
 //! `POST /v1/responses`: OpenAI Responses clients (Codex CLI, the `openai` SDKs'
-//! `client.responses`), plus `GET`/`DELETE /v1/responses/{id}` for stored answers. The
+//! `client.responses`), plus `GET`/`DELETE /v1/responses/{id}` and
+//! `GET /v1/responses/{id}/input_items` for stored answers. The
 //! request-to-call step ([`prepare`]) and the event renderer are shared with WebSocket mode
 //! ([`super::responses_ws`]).
 
@@ -7,7 +8,8 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::HeaderMap;
@@ -223,6 +225,167 @@ pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Re
     } else {
         response_not_found(&id)
     }
+}
+
+/// The most items one `input_items` page holds, and the default.
+const MAX_PAGE: usize = 100;
+const DEFAULT_PAGE: usize = 20;
+
+/// `GET /v1/responses/{id}/input_items`: the conversation that led to a stored answer (not
+/// its output) as the official cursor list, newest first unless `order=asc`, `limit` items
+/// (1..=100, default 20) after the item `after`. Items the client sent without an `id` get a
+/// stable one, `{response_id}_in_{index}`.
+pub async fn input_items(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Response {
+    let page = match query
+        .map_err(|e| ProxyError::invalid(e.body_text(), None, None))
+        .and_then(|Query(pairs)| PageQuery::parse(&pairs))
+    {
+        Ok(page) => page,
+        Err(e) => return e.into_response_for(WireFormat::OpenAiResponses),
+    };
+    let Some(stored) = state.responses().get(&id).await else {
+        return response_not_found(&id);
+    };
+    match list_input_items(&id, &stored, &page) {
+        Ok(list) => Json(list).into_response(),
+        Err(e) => e.into_response_for(WireFormat::OpenAiResponses),
+    }
+}
+
+/// The query of an `input_items` request.
+struct PageQuery {
+    descending: bool,
+    limit: usize,
+    after: Option<String>,
+}
+
+impl PageQuery {
+    fn parse(pairs: &[(String, String)]) -> Result<Self, ProxyError> {
+        let mut page = Self {
+            descending: true,
+            limit: DEFAULT_PAGE,
+            after: None,
+        };
+        for (key, value) in pairs {
+            match key.as_str() {
+                "order" => {
+                    page.descending = match value.as_str() {
+                        "desc" => true,
+                        "asc" => false,
+                        _ => {
+                            return Err(ProxyError::invalid(
+                                format!(
+                                    "Invalid 'order': expected 'asc' or 'desc', got '{value}'."
+                                ),
+                                Some("order"),
+                                Some("invalid_value"),
+                            ));
+                        }
+                    }
+                }
+                "limit" => {
+                    page.limit = value
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| (1..=MAX_PAGE).contains(n))
+                        .ok_or_else(|| {
+                            ProxyError::invalid(
+                                format!(
+                                    "Invalid 'limit': expected an integer from 1 to {MAX_PAGE}, got '{value}'."
+                                ),
+                                Some("limit"),
+                                Some("invalid_value"),
+                            )
+                        })?;
+                }
+                "after" if !value.is_empty() => page.after = Some(value.clone()),
+                // `include` and anything else only shape what the official API adds.
+                _ => {}
+            }
+        }
+        Ok(page)
+    }
+}
+
+/// One page of a stored answer's input items.
+fn list_input_items(
+    response_id: &str,
+    stored: &StoredResponse,
+    page: &PageQuery,
+) -> Result<Value, ProxyError> {
+    let output_len = stored
+        .object
+        .get("output")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    let inputs = &stored.items[..stored.items.len().saturating_sub(output_len)];
+    let mut ordered: Vec<(usize, &Value)> = inputs.iter().enumerate().collect();
+    if page.descending {
+        ordered.reverse();
+    }
+    let item_id = |index: usize, item: &Value| -> String {
+        item.get("id")
+            .and_then(Value::as_str)
+            .map_or_else(|| format!("{response_id}_in_{index}"), str::to_owned)
+    };
+    let start = match &page.after {
+        None => 0,
+        Some(after) => {
+            ordered
+                .iter()
+                .position(|(index, item)| item_id(*index, item) == *after)
+                .ok_or_else(|| {
+                    ProxyError::invalid(
+                        format!("No input item with id '{after}' in response '{response_id}'."),
+                        Some("after"),
+                        Some("invalid_value"),
+                    )
+                })?
+                + 1
+        }
+    };
+    let rest = &ordered[start..];
+    let data: Vec<Value> = rest
+        .iter()
+        .take(page.limit)
+        .map(|(index, item)| listed_item(item_id(*index, item), item))
+        .collect();
+    let id_of = |item: Option<&Value>| item.and_then(|v| v.get("id")).cloned();
+    Ok(json!({
+        "object": "list",
+        "first_id": id_of(data.first()),
+        "last_id": id_of(data.last()),
+        "has_more": rest.len() > page.limit,
+        "data": data,
+    }))
+}
+
+/// An input item as the official list shows it: with its id and `type`, a message's text
+/// content as a content part.
+fn listed_item(id: String, item: &Value) -> Value {
+    let mut item = item.clone();
+    let Some(map) = item.as_object_mut() else {
+        return item;
+    };
+    map.insert("id".to_owned(), Value::String(id));
+    if !map.contains_key("type") && map.contains_key("role") {
+        map.insert("type".to_owned(), json!("message"));
+    }
+    if map.get("type").and_then(Value::as_str) == Some("message")
+        && let Some(Value::String(text)) = map.get("content")
+    {
+        let part = if map.get("role").and_then(Value::as_str) == Some("assistant") {
+            json!([{"type": "output_text", "text": text, "annotations": []}])
+        } else {
+            json!([{"type": "input_text", "text": text}])
+        };
+        map.insert("content".to_owned(), part);
+    }
+    item
 }
 
 fn response_not_found(id: &str) -> Response {

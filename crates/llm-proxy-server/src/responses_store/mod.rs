@@ -1,8 +1,9 @@
-//! Stored Responses answers for `previous_response_id` and `GET/DELETE /v1/responses/{id}`:
-//! the trait (so a shared store such as Redis can replace the embedded ones), the SQLite store
-//! the binary keeps in the data directory, and a bounded in-memory store for tests. A stored
-//! answer keeps the conversation as Responses items (the request's input followed by the
-//! answer's output), so a follow-up turn is the stored items plus its own input.
+//! Stored Responses answers for `previous_response_id`, `GET/DELETE /v1/responses/{id}` and
+//! `GET /v1/responses/{id}/input_items`: the trait (so a shared store such as Redis can replace
+//! the embedded ones), the SQLite store the binary keeps in the data directory, and a bounded
+//! in-memory store for tests. A stored answer keeps the conversation as Responses items (the
+//! request's input followed by the answer's output), so a follow-up turn is the stored items
+//! plus its own input, and the input items are the stored items before the answer's output.
 
 mod memory;
 mod sqlite;
