@@ -19,7 +19,8 @@ def client(upstream, start_proxy):
     return openai.OpenAI(base_url=proxy.url + "/v1", api_key="unused", max_retries=0)
 
 
-def _create(client, stream, input_items):
+def _create(client, stream, input_items, reasoning=True):
+    """One turn; `reasoning`: the upstream answers with a reasoning item (whose summary streams)."""
     kwargs = dict(model="gpt-5", input=input_items, store=False,
                   include=["reasoning.encrypted_content"], reasoning={"effort": "low", "summary": "auto"})
     if not stream:
@@ -29,21 +30,11 @@ def _create(client, stream, input_items):
         final = s.get_final_response()
     assert types[0] == "response.created"
     assert types[-1] == "response.completed"
-    assert "response.reasoning_summary_text.delta" in types
+    assert ("response.reasoning_summary_text.delta" in types) == reasoning
     return final
 
 
-# Streamed, the proxy announces the upstream's reasoning item under its own id
-# (`response.output_item.added`, `rs_<response>_0`: the Responses decoder holds the item until
-# `output_item.done`, where the upstream id first reaches the renderer) and completes it under the
-# upstream's (`rs_mock_0123`); openai>=3.57's stream accumulator rejects that with "Completed
-# output item identity changed". Strict, so the mark must go when the ids agree.
-STREAMED_ID_CHANGES = pytest.mark.xfail(
-    raises=RuntimeError, strict=True,
-    reason="streamed reasoning item: output_item.added id differs from output_item.done id")
-
-
-@pytest.mark.parametrize("stream", [False, pytest.param(True, marks=STREAMED_ID_CHANGES)])
+@pytest.mark.parametrize("stream", [False, True])
 def test_encrypted_content_round_trips_byte_for_byte(client, upstream, stream):
     _, state = upstream
     items = [{"role": "user", "content": "hello"}]
@@ -59,7 +50,7 @@ def test_encrypted_content_round_trips_byte_for_byte(client, upstream, stream):
     # Next turn: the client sends the output back as it came, then its own message.
     items += [item.model_dump(exclude_none=True) for item in first.output]
     items.append({"role": "user", "content": "and again"})
-    second = _create(client, stream, items)
+    second = _create(client, stream, items, reasoning=False)
 
     sent = state.requests[-1]["body"]
     received = [i for i in sent["input"] if i.get("type") == "reasoning"]
@@ -72,7 +63,7 @@ def test_encrypted_content_round_trips_byte_for_byte(client, upstream, stream):
 
 
 def test_streamed_reasoning_round_trips_over_raw_events(client, upstream):
-    """The streamed round trip without the SDK's stream accumulator (see STREAMED_ID_CHANGES):
+    """The streamed round trip without the SDK's stream accumulator:
     the raw events' final response carries the upstream's reasoning item, and sent back it
     reaches the upstream unchanged."""
     _, state = upstream

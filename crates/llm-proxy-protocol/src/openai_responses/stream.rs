@@ -2,6 +2,8 @@
 //! `response.completed`), each with its `sequence_number`, while building the response object
 //! the final event carries. With frames off the same state machine builds a non-streamed
 //! response, so both shapes come from one code path.
+//! A reasoning item is sent whole when its block ends, so its id never changes between
+//! `output_item.added` and `output_item.done` (an OpenAI Responses upstream's id is known only then).
 
 use bytes::Bytes;
 use llm_proxy_api::model::{FinishReason, Usage};
@@ -41,8 +43,6 @@ enum Item {
         id: String,
         text: String,
         state: ReasoningState,
-        /// Whether the summary part was announced (first text seen).
-        summary_started: bool,
     },
     Call {
         id: String,
@@ -162,34 +162,9 @@ impl EventRenderer {
                     return;
                 }
                 let i = self.open_reasoning(out);
-                let announce = match self.items.get_mut(i) {
-                    Some(Item::Reasoning {
-                        text: t,
-                        summary_started,
-                        ..
-                    }) => {
-                        t.push_str(text);
-                        !std::mem::replace(summary_started, true)
-                    }
-                    _ => false,
-                };
-                if announce && self.frames {
-                    let id = self.item_id(i).to_owned();
-                    self.emit(
-                        "response.reasoning_summary_part.added",
-                        json!({"item_id": id, "output_index": i, "summary_index": 0,
-                               "part": {"type": "summary_text", "text": ""}}),
-                        out,
-                    );
+                if let Some(Item::Reasoning { text: t, .. }) = self.items.get_mut(i) {
+                    t.push_str(text);
                 }
-                self.delta(
-                    "response.reasoning_summary_text.delta",
-                    i,
-                    None,
-                    Some(0),
-                    text,
-                    out,
-                );
             }
             StreamEvent::ReasoningSignature { signature } => {
                 let i = self.open_reasoning(out);
@@ -458,6 +433,11 @@ impl EventRenderer {
     }
 
     /// The open reasoning item still taking text (unsigned, not redacted), opening one if needed.
+    /// A reasoning item is held back whole (`output_item.added`, its summary, `output_item.done`
+    /// all come when the block closes): only its end says whether it is an OpenAI Responses
+    /// upstream's item, whose id it must carry from `output_item.added` on. The renderer cannot
+    /// tell upstreams apart earlier, so streamed thinking of other upstreams also arrives when
+    /// its block ends.
     fn open_reasoning(&mut self, out: &mut Vec<Bytes>) -> usize {
         if let Some(i) = self.open
             && let Some(Item::Reasoning { state, .. }) = self.items.get(i)
@@ -472,10 +452,8 @@ impl EventRenderer {
             id: self.new_item_id("rs"),
             text: String::new(),
             state: ReasoningState::default(),
-            summary_started: false,
         });
         self.open = Some(i);
-        self.emit_item("response.output_item.added", i, "in_progress", out);
         i
     }
 
@@ -502,10 +480,8 @@ impl EventRenderer {
                         .unwrap_or_else(|| self.new_item_id("rs")),
                     text: String::new(),
                     state: ReasoningState::default(),
-                    summary_started: false,
                 });
                 self.open = Some(i);
-                self.emit_item("response.output_item.added", i, "in_progress", out);
                 i
             }
         };
@@ -516,9 +492,8 @@ impl EventRenderer {
                 encrypted_content: upstream.encrypted_content.or(known.encrypted_content),
             };
             // The item takes the upstream's id, which the client hands back. Canonical streams
-            // give provider data after the reasoning text (it closes the block), so deltas
-            // already sent named the proxy's id; `output_item.done` and the response carry the
-            // upstream's.
+            // give provider data after the reasoning text (it closes the block); nothing of the
+            // item was sent yet, so every event of it names the upstream's id.
             if let Some(upstream_id) = &merged.id {
                 upstream_id.clone_into(id);
             }
@@ -533,7 +508,6 @@ impl EventRenderer {
             id: self.new_item_id("rs"),
             text: String::new(),
             state,
-            summary_started: false,
         });
         self.emit_item("response.output_item.added", i, "in_progress", out);
         self.emit_item("response.output_item.done", i, "completed", out);
@@ -562,12 +536,28 @@ impl EventRenderer {
                     out,
                 );
             }
-            Some(Item::Reasoning {
-                text,
-                summary_started: true,
-                ..
-            }) => {
+            Some(Item::Reasoning { text, .. }) => {
+                // Held back until now (see `open_reasoning`): announced with its final id.
                 let text = text.clone();
+                self.emit_item("response.output_item.added", i, "in_progress", out);
+                if text.is_empty() {
+                    self.emit_item("response.output_item.done", i, "completed", out);
+                    return;
+                }
+                self.emit(
+                    "response.reasoning_summary_part.added",
+                    json!({"item_id": id, "output_index": i, "summary_index": 0,
+                           "part": {"type": "summary_text", "text": ""}}),
+                    out,
+                );
+                self.delta(
+                    "response.reasoning_summary_text.delta",
+                    i,
+                    None,
+                    Some(0),
+                    &text,
+                    out,
+                );
                 self.emit(
                     "response.reasoning_summary_text.done",
                     json!({"item_id": id, "output_index": i, "summary_index": 0, "text": text}),
@@ -831,5 +821,78 @@ mod tests {
         let last: Value = serde_json::from_slice(json.last().unwrap()).unwrap();
         assert_eq!(last["type"], "response.completed");
         assert_eq!(last["response"]["output"][0]["content"][0]["text"], "hi");
+    }
+
+    fn events(frames: &[Bytes]) -> Vec<Value> {
+        frames
+            .iter()
+            .map(|f| serde_json::from_slice(f).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn upstream_reasoning_item_keeps_one_id_from_added_to_completed() {
+        let ctx = ResponseContext {
+            id: "resp_1".into(),
+            model: "m".into(),
+            ..ResponseContext::default()
+        };
+        let sealer: Arc<dyn Sealer> = Arc::new(crate::openai_responses::opaque::TestSealer(1));
+        let mut renderer = EventRenderer::json(ctx, sealer);
+        let mut out = Vec::new();
+        let upstream = UpstreamReasoning {
+            id: Some("rs_up_7".into()),
+            encrypted_content: Some("gAAAA-opaque".into()),
+        };
+        for event in [
+            StreamEvent::ReasoningDelta {
+                text: "Think".into(),
+            },
+            StreamEvent::ReasoningDelta {
+                text: "ing.".into(),
+            },
+            StreamEvent::ReasoningProviderData {
+                data: upstream.to_provider_data(),
+            },
+            StreamEvent::TextDelta { text: "hi".into() },
+        ] {
+            renderer.render(&event, &mut out);
+        }
+        renderer.finish(&mut out);
+        let events = events(&out);
+        let seqs: Vec<u64> = events
+            .iter()
+            .map(|e| e["sequence_number"].as_u64().unwrap())
+            .collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+        let of_item_0: Vec<&Value> = events.iter().filter(|e| e["output_index"] == 0).collect();
+        let ids: Vec<&str> = of_item_0
+            .iter()
+            .map(|e| {
+                e.get("item_id")
+                    .or_else(|| e["item"].get("id"))
+                    .and_then(Value::as_str)
+                    .unwrap()
+            })
+            .collect();
+        assert!(!ids.is_empty());
+        assert!(ids.iter().all(|&id| id == "rs_up_7"), "{ids:?}");
+        let kinds: Vec<&str> = of_item_0
+            .iter()
+            .map(|e| e["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds.first(), Some(&"response.output_item.added"));
+        assert_eq!(kinds.last(), Some(&"response.output_item.done"));
+        let deltas: String = of_item_0
+            .iter()
+            .filter(|e| e["type"] == "response.reasoning_summary_text.delta")
+            .map(|e| e["delta"].as_str().unwrap())
+            .collect();
+        assert_eq!(deltas, "Thinking.");
+        let done = of_item_0.last().unwrap();
+        assert_eq!(done["item"]["encrypted_content"], "gAAAA-opaque");
+        let completed = events.last().unwrap();
+        assert_eq!(completed["type"], "response.completed");
+        assert_eq!(completed["response"]["output"][0]["id"], "rs_up_7");
     }
 }
