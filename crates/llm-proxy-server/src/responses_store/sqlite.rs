@@ -199,11 +199,10 @@ impl Worker {
     fn get(&self, id: &str) -> rusqlite::Result<Option<StoredResponse>> {
         let row: Option<(String, String)> = self
             .conn
-            .query_row(
+            .prepare_cached(
                 "SELECT items, object FROM responses WHERE id = ?1 AND created_at >= ?2",
-                params![id, self.cutoff()],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            )?
+            .query_row(params![id, self.cutoff()], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         Ok(row.and_then(|(items, object)| {
             let items: Vec<Value> = serde_json::from_str(&items).ok()?;
@@ -232,11 +231,37 @@ impl Worker {
             tracing::warn!(%id, size, "answer larger than responses_api.store.max_bytes; not stored");
             return Ok(());
         }
+        // One transaction (one WAL commit) for the replace and the evictions it causes; the
+        // counters go back with a rollback.
+        let counters = (self.count, self.bytes);
+        self.conn.prepare_cached("BEGIN")?.execute([])?;
+        let written = self.replace(id, created_at, size, &items, &object);
+        let finished = match written {
+            Ok(()) => self.conn.prepare_cached("COMMIT")?.execute([]).map(drop),
+            Err(e) => Err(e),
+        };
+        if finished.is_err() {
+            (self.count, self.bytes) = counters;
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        finished
+    }
+
+    /// Inside [`Worker::put`]'s transaction: the row for `id` replaced, then the bounds applied.
+    fn replace(
+        &mut self,
+        id: &str,
+        created_at: u64,
+        size: u64,
+        items: &str,
+        object: &str,
+    ) -> rusqlite::Result<()> {
         self.delete(id)?;
-        self.conn.execute(
-            "INSERT INTO responses (id, created_at, size, items, object) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![id, to_i64(created_at), to_i64(size), items, object],
-        )?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO responses (id, created_at, size, items, object) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![id, to_i64(created_at), to_i64(size), items, object])?;
         self.count += 1;
         self.bytes += size;
         self.evict()
@@ -245,11 +270,8 @@ impl Worker {
     fn delete(&mut self, id: &str) -> rusqlite::Result<bool> {
         let size: Option<i64> = self
             .conn
-            .query_row(
-                "DELETE FROM responses WHERE id = ?1 RETURNING size",
-                params![id],
-                |r| r.get(0),
-            )
+            .prepare_cached("DELETE FROM responses WHERE id = ?1 RETURNING size")?
+            .query_row(params![id], |r| r.get(0))
             .optional()?;
         if let Some(size) = size {
             self.count = self.count.saturating_sub(1);
@@ -263,11 +285,10 @@ impl Worker {
         while self.count > self.limits.max_responses as u64 || self.bytes > self.limits.max_bytes {
             let size: Option<i64> = self
                 .conn
-                .query_row(
+                .prepare_cached(
                     "DELETE FROM responses WHERE rowid = (SELECT rowid FROM responses ORDER BY created_at, rowid LIMIT 1) RETURNING size",
-                    [],
-                    |r| r.get(0),
-                )
+                )?
+                .query_row([], |r| r.get(0))
                 .optional()?;
             let Some(size) = size else {
                 self.count = 0;
