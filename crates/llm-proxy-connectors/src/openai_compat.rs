@@ -10,6 +10,7 @@ use llm_proxy_api::error::BackendError;
 use llm_proxy_api::http::{CaptureAwareClient, ConnectorRequestContext, PluginHttpCaptureContext};
 use llm_proxy_api::plugin::{BackendPluginDefinition, FactoryArgs};
 use llm_proxy_api::stream::EventStream;
+use llm_proxy_api::translation::WireCodec;
 use llm_proxy_api::{Backend, CallContext, ChatRequest, ModelInfo};
 use llm_proxy_protocol::openai_chat::from_model::EncodeOptions;
 use llm_proxy_protocol::openai_chat::{self, OpenAiChatCodec};
@@ -288,36 +289,28 @@ impl OpenAiCompatible {
 }
 
 impl OpenAiCompatible {
-    /// One call to a Responses upstream.
-    async fn stream_responses(
-        &self,
-        ctx: &CallContext,
-        req: &ChatRequest,
-        deadline: std::time::Instant,
-    ) -> Result<EventStream, BackendError> {
+    /// The request body for a Responses upstream.
+    fn responses_body(ctx: &CallContext, req: &ChatRequest) -> Result<Vec<u8>, BackendError> {
         ctx.lossy
             .add(req.foreign_content_note(openai_responses::PROTOCOL));
         let encoded = openai_responses::request_from_model(req, &ctx.model);
         ctx.lossy.add(encoded.lossy);
-        let body = serde_json::to_vec(&encoded.body)
-            .map_err(|e| BackendError::internal(format!("cannot encode request: {e}")))?;
-        let capture = self
-            .client
-            .sink()
-            .is_some()
-            .then(|| self.capture_context(ctx));
-        let call = upstream::ChatCall {
-            client: &self.client,
-            url: self.chat_url.clone(),
-            headers: self.headers.clone(),
-            body,
-            capture,
-            timeouts: &self.timeouts,
-            deadline,
-            model: &ctx.model,
-            stream: req.stream,
-        };
-        upstream::post_chat(call, &OpenAiResponsesCodec).await
+        serde_json::to_vec(&encoded.body)
+            .map_err(|e| BackendError::internal(format!("cannot encode request: {e}")))
+    }
+
+    /// The request body for an OpenAI-chat upstream.
+    fn chat_body(&self, ctx: &CallContext, req: &ChatRequest) -> Result<Vec<u8>, BackendError> {
+        if !self.options.reasoning_in_history && has_earlier_reasoning(req) {
+            ctx.lossy.add([format!(
+                "earlier reasoning not sent to '{}' (extra.reasoning_in_history is off)",
+                self.instance
+            )]);
+        }
+        ctx.lossy
+            .add(req.foreign_content_note(openai_chat::PROTOCOL));
+        openai_chat::request_body_from_model(req, &ctx.model, self.options)
+            .map_err(|e| BackendError::internal(format!("cannot encode request: {e}")))
     }
 }
 
@@ -329,19 +322,11 @@ impl Backend for OpenAiCompatible {
         req: &ChatRequest,
     ) -> Result<EventStream, BackendError> {
         let deadline = upstream::call_deadline(ctx, &self.timeouts);
-        if self.responses {
-            return self.stream_responses(ctx, req, deadline).await;
-        }
-        if !self.options.reasoning_in_history && has_earlier_reasoning(req) {
-            ctx.lossy.add([format!(
-                "earlier reasoning not sent to '{}' (extra.reasoning_in_history is off)",
-                self.instance
-            )]);
-        }
-        ctx.lossy
-            .add(req.foreign_content_note(openai_chat::PROTOCOL));
-        let body = openai_chat::request_body_from_model(req, &ctx.model, self.options)
-            .map_err(|e| BackendError::internal(format!("cannot encode request: {e}")))?;
+        let (body, codec): (_, &dyn WireCodec) = if self.responses {
+            (Self::responses_body(ctx, req)?, &OpenAiResponsesCodec)
+        } else {
+            (self.chat_body(ctx, req)?, &OpenAiChatCodec)
+        };
         let capture = self
             .client
             .sink()
@@ -358,7 +343,7 @@ impl Backend for OpenAiCompatible {
             model: &ctx.model,
             stream: req.stream,
         };
-        upstream::post_chat(call, &OpenAiChatCodec).await
+        upstream::post_chat(call, codec).await
     }
 
     async fn models(&self) -> Result<Vec<ModelInfo>, BackendError> {
