@@ -18,6 +18,7 @@ pub mod responses_store;
 pub mod routing;
 pub mod sealing;
 pub mod serve;
+pub mod session;
 pub mod state;
 pub mod timing;
 

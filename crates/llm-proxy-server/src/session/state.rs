@@ -1,0 +1,60 @@
+//! Per-session state: the overrides and toggles a conversation set with in-chat commands.
+//! Plain data (serde), so a shared store can keep it as JSON.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A session-scoped named failover route (`!/create-failover-route(name=…, policy=…)`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FailoverRoute {
+    /// Policy letters as given (`k`, `m`, `km`, `mk`): validated, kept for display.
+    pub policy: String,
+    /// Elements in order, each a `backend:model` selector.
+    pub elements: Vec<String>,
+}
+
+/// What one session has set. `None` everywhere means "as configured"; every field is an
+/// override the user typed, so unsetting a key puts back the configured behaviour.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SessionState {
+    /// Backend override (`!/set(backend=…)`, `!/backend(…)`): an instance or family name.
+    pub backend: Option<String>,
+    /// Model override (`!/set(model=…)`, `!/model(…)`): a model, `backend:model` or any
+    /// selector; wins over the model the client asked for.
+    pub model: Option<String>,
+    /// A route for the next request only (`!/oneoff(backend:model)`), cleared once used.
+    pub oneoff: Option<String>,
+    /// Sampling temperature override.
+    pub temperature: Option<f64>,
+    /// Reasoning effort override (`low`, `medium`, `high`, ... or `none`).
+    pub reasoning_effort: Option<String>,
+    /// Thinking budget in tokens (Anthropic `budget_tokens`, Gemini `thinkingBudget`).
+    pub thinking_budget: Option<u64>,
+    /// Reasoning disabled (`!/no-think`).
+    pub thinking_disabled: bool,
+    /// The reasoning preset last applied (`max`, `medium`, `low`, `no-think`, or a named mode).
+    pub reasoning_mode: Option<String>,
+    /// Gemini `generationConfig` fields merged into Gemini requests (a JSON object).
+    pub gemini_generation_config: Option<Value>,
+    /// Project name.
+    pub project: Option<String>,
+    /// Project directory (an existing absolute path).
+    pub project_dir: Option<String>,
+    /// Command prefix override for this session.
+    pub command_prefix: Option<String>,
+    /// Interactive mode (answers and banners from the proxy) override.
+    pub interactive_mode: Option<bool>,
+    /// Redaction of provider keys in prompts, overriding `auth.redact_api_keys_in_prompts`.
+    pub redact_api_keys: Option<bool>,
+    /// Loop detection override.
+    pub loop_detection: Option<bool>,
+    /// Session-scoped named failover routes.
+    pub failover_routes: BTreeMap<String, FailoverRoute>,
+    /// Requests this session has sent through the proxy.
+    pub requests: u64,
+    /// In-chat commands this session has run.
+    pub commands_run: u64,
+}
