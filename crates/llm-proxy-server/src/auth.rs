@@ -13,6 +13,7 @@ use axum::response::Response;
 
 use llm_proxy_api::config::Secret;
 
+use crate::context::ClientIdentity;
 use crate::error::{ProxyError, WireFormat};
 use crate::state::AppState;
 
@@ -50,11 +51,20 @@ fn non_empty(key: &str) -> Option<String> {
 }
 
 /// Whether `presented` is one of `keys`, compared in constant time per key.
+#[cfg(test)]
 fn key_accepted(keys: &[Secret], presented: Option<&str>) -> bool {
-    presented.filter(|k| !k.is_empty()).is_some_and(|k| {
-        keys.iter().fold(false, |found, key| {
-            found | constant_time_eq(k.as_bytes(), key.expose().as_bytes())
-        })
+    accepted_key(keys, presented).is_some()
+}
+
+/// Which of `keys` `presented` is (every key is compared, in constant time each).
+fn accepted_key(keys: &[Secret], presented: Option<&str>) -> Option<usize> {
+    let k = presented.filter(|k| !k.is_empty())?;
+    keys.iter().enumerate().fold(None, |found, (i, key)| {
+        if constant_time_eq(k.as_bytes(), key.expose().as_bytes()) {
+            found.or(Some(i))
+        } else {
+            found
+        }
     })
 }
 
@@ -102,7 +112,7 @@ pub async fn require_key_anthropic(
     enforce(&state, req, next, WireFormat::Anthropic).await
 }
 
-async fn enforce(state: &AppState, req: Request, next: Next, format: WireFormat) -> Response {
+async fn enforce(state: &AppState, mut req: Request, next: Next, format: WireFormat) -> Response {
     let keys = &state.config().auth.api_keys;
     if keys.is_empty() || matches!(req.uri().path(), "/health" | "/") {
         return next.run(req).await;
@@ -119,10 +129,12 @@ async fn enforce(state: &AppState, req: Request, next: Next, format: WireFormat)
         let retry_after = Duration::from_secs(left.as_secs() + u64::from(left.subsec_nanos() > 0));
         return ProxyError::AuthBlocked { retry_after }.into_response_for(format);
     }
-    if key_accepted(keys, presented_key(&req).as_deref()) {
+    if let Some(index) = accepted_key(keys, presented_key(&req).as_deref()) {
         if let Some(ip) = client {
             guard.record_success(ip);
         }
+        // Which key: part of the session identity, so clients never share a session.
+        req.extensions_mut().insert(ClientIdentity(index));
         next.run(req).await
     } else {
         if let Some(ip) = client

@@ -1,43 +1,101 @@
-//! The one data path shared by every frontend: canonical request -> plan (routing) -> backend
-//! attempts with failover, retries and circuit breakers (or a parallel race) -> event stream.
-//! Nothing is retried once meaningful output exists: an attempt is only handed to the client
-//! after its first meaningful event.
+//! The one data path shared by every frontend, and what runs on it. [`Pipeline`] is chosen
+//! at startup from the configuration: the request stages ([`crate::stages`]), the event
+//! processors ([`crate::processors`]) and the finish hooks ([`crate::finish`]).
+//! [`dispatch`] runs one request through it: stages (which may answer locally) → route
+//! (plan of legs) → backend attempts with failover, retries and circuit breakers (or a
+//! parallel race) → event stream. Nothing is retried once meaningful output exists: an
+//! attempt is only handed to the client after its first meaningful event.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use http::HeaderMap;
 use llm_proxy_api::error::{BackendError, ErrorKind};
+use llm_proxy_api::model::FinishReason;
 use llm_proxy_api::stream::{EventStream, StreamEvent};
-use llm_proxy_api::{CallContext, ChatRequest, LossyNotes, Message, Role};
+use llm_proxy_api::{AppConfig, ChatRequest, Message, Role, Usage};
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
+use crate::context::RequestContext;
 use crate::error::ProxyError;
+use crate::finish::{FinishHook, FinishHooks};
+use crate::processors::{Position, Processors};
 use crate::routing::breaker::{Admission, Breakers};
 use crate::routing::selector::{SelectorKind, pick_by_weight};
 use crate::routing::{Leg, Plan, apply_params, instances_for};
+use crate::stages::{Flow, RequestStage, StageCall, Stages};
 use crate::state::{AppState, BackendSlot};
-use crate::timing::WaitClock;
 
 /// Prompt appended when retrying a stream that ended without meaningful output.
 pub const EMPTY_STREAM_RECOVERY_PROMPT: &str = "The previous response was empty, please try again.";
 
-/// Per-request data the pipeline needs from the frontend.
-#[derive(Debug, Clone)]
-pub struct CallMeta {
-    /// Proxy request id.
-    pub request_id: String,
-    /// Upstream wait accounting.
-    pub clock: WaitClock,
-    /// Lossy-conversion notes.
-    pub lossy: LossyNotes,
-    /// Client request headers.
-    pub headers: Arc<HeaderMap>,
-    /// The client's session id, when it sent one: set by the frontend from its own protocol
-    /// (used when the request names none the common way), then the resolved id.
-    pub session_id: Option<String>,
+/// The instance name reported for answers the proxy gives itself (in-chat commands).
+pub const LOCAL_INSTANCE: &str = "llm-proxy";
+
+/// What runs on the data path, chosen once at startup.
+#[derive(Debug, Clone, Default)]
+pub struct Pipeline {
+    stages: Stages,
+    before_output: Processors,
+    after_output: Processors,
+    finish: FinishHooks,
+}
+
+impl Pipeline {
+    /// The stages, processors and hooks the configuration asks for.
+    pub fn from_config(config: &AppConfig) -> Self {
+        let mut stages: Vec<Arc<dyn RequestStage>> = Vec::new();
+        if let Some(stage) = crate::stages::redaction::RedactKeys::new(
+            crate::redaction::KeyRedactor::for_provider_keys(config),
+            config.auth.redact_api_keys_in_prompts,
+        ) {
+            stages.push(Arc::new(stage));
+        }
+        let hooks: Vec<Arc<dyn FinishHook>> = vec![Arc::new(crate::finish::Metrics)];
+        Self {
+            stages: Stages::new(stages),
+            before_output: Processors::default(),
+            after_output: Processors::default(),
+            finish: FinishHooks::new(hooks),
+        }
+    }
+
+    /// A pipeline from parts (tests and embedders adding their own processors or hooks).
+    pub fn new(
+        stages: Stages,
+        processors: Vec<Arc<dyn crate::processors::EventProcessor>>,
+        finish: FinishHooks,
+    ) -> Self {
+        let (before, after): (Vec<_>, Vec<_>) = processors
+            .into_iter()
+            .partition(|p| p.position() == Position::BeforeFirstOutput);
+        Self {
+            stages,
+            before_output: Processors::new(before),
+            after_output: Processors::new(after),
+            finish,
+        }
+    }
+
+    /// The request stages, in order.
+    pub fn stages(&self) -> &Stages {
+        &self.stages
+    }
+
+    /// The finish hooks every request context runs.
+    pub fn finish_hooks(&self) -> &FinishHooks {
+        &self.finish
+    }
+
+    /// Names of everything that runs, for `/v1/diagnostics`.
+    pub fn describe(&self) -> serde_json::Value {
+        serde_json::json!({
+            "stages": self.stages.names(),
+            "processors_before_first_output": self.before_output.names(),
+            "processors_after_first_output": self.after_output.names(),
+            "finish_hooks": self.finish.names(),
+        })
+    }
 }
 
 /// Where a call went.
@@ -119,31 +177,60 @@ fn race_timings(plan: &Plan) -> Result<Vec<(Duration, Option<Duration>)>, ProxyE
         .collect()
 }
 
-/// Routes `req` and starts the call. Returns once meaningful output exists (or the stream
-/// ended), so every failure before that point can still be retried or failed over.
+/// Runs `req` through the request stages, routes it and starts the call. Returns once
+/// meaningful output exists (or the stream ended), so every failure before that point can
+/// still be retried or failed over. A stage that answers locally (an in-chat command) gets
+/// a short synthetic stream, rendered by the frontend like any backend's.
 pub async fn dispatch(
     state: &AppState,
     mut req: ChatRequest,
-    meta: &CallMeta,
+    ctx: &RequestContext,
 ) -> Result<Dispatched, ProxyError> {
-    crate::redaction::redact_prompt(state.redactor(), &mut req, &meta.request_id);
-    let session =
-        crate::routing::session_id(&req, &meta.headers).or_else(|| meta.session_id.clone());
-    let plan = state.router().plan(state, &req, session.as_deref())?;
-    let with_session;
-    let meta = match session {
-        Some(id) => {
-            with_session = CallMeta {
-                session_id: Some(id),
-                ..meta.clone()
-            };
-            &with_session
-        }
-        None => meta,
+    let pipeline = state.pipeline();
+    let mut call = StageCall {
+        ctx,
+        req: &mut req,
+        session: None,
     };
-    match plan.kind {
-        SelectorKind::Parallel => race(state, &plan, &req, meta).await,
-        _ => sequential(state, &plan, req, meta).await,
+    let flow = pipeline.stages.run(state, &mut call).await;
+    let _session = call.session.take();
+    if let Flow::Answer(text) = flow? {
+        return Ok(local_answer(&req.model, text));
+    }
+    if ctx.session_id().is_none()
+        && let Some(id) =
+            crate::routing::session_id(&req, &ctx.headers).or_else(|| ctx.session_hint.clone())
+    {
+        ctx.set_session_id(id);
+    }
+    let plan = state.router().plan(state, &req, ctx.session_id())?;
+    let mut d = match plan.kind {
+        SelectorKind::Parallel => race(state, &plan, &req, ctx).await,
+        _ => sequential(state, &plan, req, ctx).await,
+    }?;
+    d.stream = pipeline.after_output.apply(ctx, d.stream);
+    Ok(d)
+}
+
+/// The proxy's own answer (a command's result) as the events of a one-message answer.
+fn local_answer(model: &str, text: String) -> Dispatched {
+    let events = [
+        StreamEvent::Start {
+            id: None,
+            model: Some(model.to_owned()),
+        },
+        StreamEvent::TextDelta { text },
+        StreamEvent::Usage(Usage::default()),
+        StreamEvent::Finish {
+            reason: FinishReason::Stop,
+        },
+    ];
+    Dispatched {
+        stream: Box::pin(futures::stream::iter(events.into_iter().map(Ok))),
+        route: Route {
+            instance: LOCAL_INSTANCE.to_owned(),
+            model: model.to_owned(),
+        },
     }
 }
 
@@ -170,7 +257,7 @@ async fn sequential(
     state: &AppState,
     plan: &Plan,
     mut req: ChatRequest,
-    meta: &CallMeta,
+    ctx: &RequestContext,
 ) -> Result<Dispatched, ProxyError> {
     let fh = &state.config().failure_handling;
     let budget_end = Instant::now() + fh.total_timeout_budget;
@@ -193,7 +280,7 @@ async fn sequential(
                     });
                     break;
                 }
-                let outcome = attempt(state, slot, leg, &req, meta).await;
+                let outcome = attempt(state, slot, leg, &req, ctx).await;
                 let route = Route {
                     instance: slot.instance.clone(),
                     model: leg.model.clone(),
@@ -269,7 +356,7 @@ async fn race(
     state: &AppState,
     plan: &Plan,
     req: &ChatRequest,
-    meta: &CallMeta,
+    ctx: &RequestContext,
 ) -> Result<Dispatched, ProxyError> {
     let timings = race_timings(plan)?;
     let leg_failed = Notify::new();
@@ -296,7 +383,7 @@ async fn race(
                     ))),
                 );
             };
-            let run = attempt(state, slot, leg, req, meta);
+            let run = attempt(state, slot, leg, req, ctx);
             let outcome = match ttft {
                 Some(t) => tokio::time::timeout(t, run).await.unwrap_or_else(|_| {
                     let message = format!("no output within ttft_timeout={}s", t.as_secs_f64());
@@ -364,7 +451,7 @@ async fn attempt(
     slot: &BackendSlot,
     leg: &Leg,
     req: &ChatRequest,
-    meta: &CallMeta,
+    ctx: &RequestContext,
 ) -> Outcome {
     let backend = match &slot.backend {
         Ok(b) => b,
@@ -391,15 +478,10 @@ async fn attempt(
         with_params = copy;
         &with_params
     };
-    let ctx = CallContext {
-        request_id: meta.request_id.clone(),
-        session_id: meta.session_id.clone(),
-        model: leg.model.clone(),
-        deadline: Some(Instant::now() + state.config().proxy_timeout),
-        cancel: CancellationToken::new(),
-        client_headers: meta.headers.clone(),
-        lossy: meta.lossy.clone(),
-    };
+    let call = ctx.call_context(
+        leg.model.clone(),
+        Some(Instant::now() + state.config().proxy_timeout),
+    );
     if let Err(e) = llm_proxy_api::model_name::check_model_name(&leg.model) {
         return Outcome::Failed(e);
     }
@@ -407,14 +489,15 @@ async fn attempt(
     // Every backend error (built-in or plugin, before or after the first byte) is scrubbed
     // here, before failover logs it or a frontend renders it.
     let scrubber = state.scrubber();
-    let stream = match meta.clock.future(backend.stream(&ctx, req)).await {
+    let stream = match ctx.clock.future(backend.stream(&call, req)).await {
         Ok(s) => s,
         Err(e) => return Outcome::Failed(scrubber.scrub_error(e)),
     };
     let scrubber = scrubber.clone();
-    let mut stream = meta
+    let stream = ctx
         .clock
         .stream(stream.map(move |item| item.map_err(|e| scrubber.scrub_error(e))));
+    let mut stream = state.pipeline().before_output.apply(ctx, Box::pin(stream));
     let mut head = Vec::new();
     loop {
         match stream.next().await {

@@ -57,6 +57,12 @@ impl KeyRedactor {
         if !config.auth.redact_api_keys_in_prompts {
             return None;
         }
+        Self::for_provider_keys(config)
+    }
+
+    /// A redactor over every configured provider key whether or not redaction is on by
+    /// default (a session may turn it on), or `None` when there is no key.
+    pub fn for_provider_keys(config: &AppConfig) -> Option<Self> {
         Self::new(
             config
                 .backends

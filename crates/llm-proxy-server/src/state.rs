@@ -59,13 +59,13 @@ struct Inner {
     scrubber: Scrubber,
     translation: Arc<TranslationService>,
     models_cache: Mutex<BTreeMap<String, (Instant, Vec<ModelInfo>)>>,
-    redactor: Option<crate::redaction::KeyRedactor>,
     parse_budget: crate::parse_budget::ParseBudget,
     stores: crate::data_dir::Stores,
     /// One permit per open Responses WebSocket connection.
     websocket_slots: Arc<tokio::sync::Semaphore>,
     shutdown: Shutdown,
     brute_force: BruteForceGuard,
+    pipeline: crate::pipeline::Pipeline,
 }
 
 /// How long a backend's model list is cached.
@@ -223,7 +223,7 @@ impl AppState {
             )));
         }
         let router = crate::routing::Router::new(&config).map_err(StartupError)?;
-        let redactor = crate::redaction::KeyRedactor::from_config(&config);
+        let pipeline = crate::pipeline::Pipeline::from_config(&config);
         let parse_budget = crate::parse_budget::ParseBudget::new(
             config.limits.max_parsing_bytes,
             config.limits.parsing_wait,
@@ -242,12 +242,12 @@ impl AppState {
                 scrubber,
                 translation,
                 models_cache: Mutex::new(BTreeMap::new()),
-                redactor,
                 parse_budget,
                 stores,
                 websocket_slots,
                 shutdown: Shutdown::new(),
                 brute_force,
+                pipeline,
             }),
         };
         for (path, selector) in [
@@ -295,9 +295,9 @@ impl AppState {
         Ok(state)
     }
 
-    /// The prompt key redactor, when redaction is on and keys are configured.
-    pub fn redactor(&self) -> Option<&crate::redaction::KeyRedactor> {
-        self.inner.redactor.as_ref()
+    /// What runs on the data path: request stages, event processors, finish hooks.
+    pub fn pipeline(&self) -> &crate::pipeline::Pipeline {
+        &self.inner.pipeline
     }
 
     /// The global budget of request bytes being parsed at once.

@@ -95,3 +95,55 @@ async fn client_disconnect_closes_the_upstream_connection() {
         "the mock saw its client hang up"
     );
 }
+
+/// Waits until `hang-fixture` has seen `n` cancellations in total.
+async fn hang_cancellations_reach(n: usize) -> bool {
+    use llm_proxy_plugin_test_fixtures::{HANG_CANCEL_SIGNAL, HANG_CANCELLED};
+    use std::sync::atomic::Ordering;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let signal = HANG_CANCEL_SIGNAL.notified();
+            if HANG_CANCELLED.load(Ordering::SeqCst) >= n {
+                return;
+            }
+            signal.await;
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// A backend's `CallContext::cancel` fires when the client goes away, streaming or not, so a
+/// plugin holding resources (a subprocess, a socket of its own) can let them go.
+#[tokio::test]
+async fn a_client_leaving_cancels_the_backends_call_token() {
+    use llm_proxy_plugin_test_fixtures::HANG_CANCELLED;
+    use std::sync::atomic::Ordering;
+    llm_proxy_plugin_test_fixtures::link();
+    let proxy = crate::common::start_proxy(
+        "backends:\n  default_backend: hang-fixture\n  hang-fixture: {}\nfailure_handling:\n  keepalive_interval: 0.05\n",
+    )
+    .await;
+    for stream in [false, true] {
+        let before = HANG_CANCELLED.load(Ordering::SeqCst);
+        let mut body = chat_body(stream);
+        body["model"] = "hang-fixture:m".into();
+        let call = client()
+            .post(format!("{}/v1/chat/completions", proxy.url))
+            .json(&body)
+            .send();
+        if stream {
+            // Headers go out with the first keep-alive; then the client leaves.
+            let resp = call.await.unwrap();
+            assert_eq!(resp.status(), 200);
+            drop(resp);
+        } else {
+            // The client gives up while the proxy is still waiting on the backend.
+            let _ = tokio::time::timeout(Duration::from_millis(300), call).await;
+        }
+        assert!(
+            hang_cancellations_reach(before + 1).await,
+            "stream={stream}: the backend's cancellation token fired"
+        );
+    }
+}

@@ -1,6 +1,7 @@
 //! Anthropic Messages clients (Claude Code, the `anthropic` SDKs): `POST /v1/messages`,
 //! `POST /v1/messages/count_tokens` and the model list in Anthropic's shape.
 
+use axum::Extension;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
@@ -17,7 +18,8 @@ use serde_json::{Value, json};
 use super::models::listed_models;
 use super::sse::StreamRenderer;
 use super::token_estimate::estimate_tokens;
-use super::{RequestMeta, collected, json_response, read_body, stream_response};
+use super::{RequestContext, collected, json_response, read_body, stream_response};
+use crate::context::ClientIdentity;
 use crate::error::{ProxyError, WireFormat};
 use crate::state::AppState;
 
@@ -41,31 +43,41 @@ impl StreamRenderer for EventRenderer {
 }
 
 /// `POST /v1/messages` (also under `/anthropic`).
-pub async fn messages(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    let meta = RequestMeta::new(WireFormat::Anthropic, headers);
-    match handle(&state, body, &meta).await {
+pub async fn messages(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    client: Option<Extension<ClientIdentity>>,
+    body: Body,
+) -> Response {
+    let ctx = RequestContext::new(&state, WireFormat::Anthropic, headers)
+        .with_client(client.map(|c| c.0));
+    match handle(&state, body, &ctx).await {
         Ok(resp) => resp,
-        Err(e) => meta.error(e),
+        Err(e) => ctx.error(e),
     }
 }
 
-async fn handle(state: &AppState, body: Body, meta: &RequestMeta) -> Result<Response, ProxyError> {
-    let (body, permit) = read_body(state, &meta.headers, body).await?;
+async fn handle(
+    state: &AppState,
+    body: Body,
+    ctx: &RequestContext,
+) -> Result<Response, ProxyError> {
+    let (body, permit) = read_body(state, &ctx.headers, body).await?;
     let wire: AnthropicRequest = parse_body(&body)?;
     drop(body);
     let req = anthropic::request_to_model(wire)?;
-    meta.hold_parse_permit(permit);
+    ctx.hold_parse_permit(permit);
     if req.stream {
-        let id = format!("msg_{}", meta.request_id.trim_start_matches("req_"));
+        let id = format!("msg_{}", ctx.request_id.trim_start_matches("req_"));
         let renderer = EventRenderer::new(id, req.model.clone());
-        return Ok(stream_response(state, req, renderer, meta).await);
+        return Ok(stream_response(state, req, renderer, ctx).await);
     }
-    let response = collected(state, req, meta).await?;
-    meta.lossy.add(dropped_from_response(&response));
+    let response = collected(state, req, ctx).await?;
+    ctx.lossy.add(dropped_from_response(&response));
     let wire = anthropic::response_from_model(&response);
     let body = serde_json::to_vec(&wire)
         .map_err(|e| ProxyError::Backend(BackendError::internal(e.to_string())))?;
-    Ok(json_response(body, meta))
+    Ok(json_response(body, ctx))
 }
 
 /// What an Anthropic response cannot show: media in the answer.
@@ -85,10 +97,12 @@ fn dropped_from_response(response: &ChatResponse) -> Vec<String> {
 pub async fn count_tokens(
     State(state): State<AppState>,
     headers: HeaderMap,
+    client: Option<Extension<ClientIdentity>>,
     body: Body,
 ) -> Response {
-    let meta = RequestMeta::new(WireFormat::Anthropic, headers);
-    let counted = read_body(&state, &meta.headers, body)
+    let ctx = RequestContext::new(&state, WireFormat::Anthropic, headers)
+        .with_client(client.map(|c| c.0));
+    let counted = read_body(&state, &ctx.headers, body)
         .await
         .and_then(|(body, _permit)| {
             // Validate like a real call would, then estimate over the raw JSON.
@@ -103,9 +117,9 @@ pub async fn count_tokens(
     match counted {
         Ok(tokens) => {
             let body = json!({ "input_tokens": tokens }).to_string().into_bytes();
-            json_response(body, &meta)
+            json_response(body, &ctx)
         }
-        Err(e) => meta.error(e),
+        Err(e) => ctx.error(e),
     }
 }
 

@@ -75,6 +75,7 @@ pub fn diagnostics_json(state: &AppState) -> Value {
             "circuit_breakers".into(),
             state.router().breakers().snapshot(),
         );
+        map.insert("pipeline".into(), state.pipeline().describe());
         let sink = state.http_client().sink();
         map.insert(
             "capture".into(),

@@ -2,10 +2,10 @@
 //! `:streamGenerateContent` and `:countTokens` (also under `/v1`, which newer `google-genai`
 //! versions call), and `GET /v1beta/models` listing the real models in Gemini's shape.
 
-use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use bytes::Bytes;
 use http::HeaderMap;
 use llm_proxy_api::BackendError;
@@ -17,7 +17,8 @@ use serde_json::{Value, json};
 use super::models::{ListedModel, listed_models};
 use super::sse::StreamRenderer;
 use super::token_estimate::estimate_tokens;
-use super::{RequestMeta, collected, json_response, read_body, stream_response};
+use super::{RequestContext, collected, json_response, read_body, stream_response};
+use crate::context::ClientIdentity;
 use crate::error::{ProxyError, WireFormat};
 use crate::state::AppState;
 
@@ -96,12 +97,14 @@ pub async fn model_action(
     Path(rest): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
+    client: Option<Extension<ClientIdentity>>,
     body: Body,
 ) -> Response {
-    let meta = RequestMeta::new(WireFormat::Gemini, headers);
-    match handle(&state, &rest, query.as_deref(), body, &meta).await {
+    let ctx =
+        RequestContext::new(&state, WireFormat::Gemini, headers).with_client(client.map(|c| c.0));
+    match handle(&state, &rest, query.as_deref(), body, &ctx).await {
         Ok(resp) => resp,
-        Err(e) => meta.error(e),
+        Err(e) => ctx.error(e),
     }
 }
 
@@ -110,33 +113,33 @@ async fn handle(
     rest: &str,
     query: Option<&str>,
     body: Body,
-    meta: &RequestMeta,
+    ctx: &RequestContext,
 ) -> Result<Response, ProxyError> {
     let (model, method) = parse_action(rest, query)?;
-    let (body, permit) = read_body(state, &meta.headers, body).await?;
+    let (body, permit) = read_body(state, &ctx.headers, body).await?;
     let stream = match method {
-        Method::CountTokens => return count_tokens(&body, meta),
+        Method::CountTokens => return count_tokens(&body, ctx),
         Method::Generate { stream } => stream,
     };
     let wire: GenerateContentRequest = parse_body(&body)?;
     drop(body);
     let mut req = gemini::request_to_model(wire, model)?;
-    meta.hold_parse_permit(permit);
+    ctx.hold_parse_permit(permit);
     req.stream = stream;
     if stream {
-        let renderer = ChunkRenderer::new(meta.request_id.clone(), req.model.clone());
-        return Ok(stream_response(state, req, renderer, meta).await);
+        let renderer = ChunkRenderer::new(ctx.request_id.clone(), req.model.clone());
+        return Ok(stream_response(state, req, renderer, ctx).await);
     }
-    let response = collected(state, req, meta).await?;
+    let response = collected(state, req, ctx).await?;
     let wire = gemini::response_from_model(&response);
     let body = serde_json::to_vec(&wire)
         .map_err(|e| ProxyError::Backend(BackendError::internal(e.to_string())))?;
-    Ok(json_response(body, meta))
+    Ok(json_response(body, ctx))
 }
 
 /// `:countTokens`: an estimate over the contents, system instruction and tools (either at the
 /// top level or inside `generateContentRequest`), as `{totalTokens}`.
-fn count_tokens(body: &[u8], meta: &RequestMeta) -> Result<Response, ProxyError> {
+fn count_tokens(body: &[u8], ctx: &RequestContext) -> Result<Response, ProxyError> {
     let value: Value = parse_body(body)?;
     let req = value.get("generateContentRequest").unwrap_or(&value);
     let system = req
@@ -145,7 +148,7 @@ fn count_tokens(body: &[u8], meta: &RequestMeta) -> Result<Response, ProxyError>
     let tokens = estimate_tokens(&[req.get("contents"), system, req.get("tools")]);
     Ok(json_response(
         json!({ "totalTokens": tokens }).to_string().into_bytes(),
-        meta,
+        ctx,
     ))
 }
 

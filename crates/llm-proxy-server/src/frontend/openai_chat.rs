@@ -1,5 +1,6 @@
 //! `POST /v1/chat/completions`: OpenAI Chat Completions clients.
 
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
@@ -10,7 +11,8 @@ use llm_proxy_protocol::openai_chat::{self, ChatCompletionRequest, ChunkRenderer
 use llm_proxy_protocol::parse_body;
 
 use super::sse::StreamRenderer;
-use super::{RequestMeta, collected, json_response, read_body, stream_response};
+use super::{RequestContext, collected, json_response, read_body, stream_response};
+use crate::context::ClientIdentity;
 use crate::error::{ProxyError, WireFormat};
 use crate::state::AppState;
 
@@ -32,17 +34,23 @@ impl StreamRenderer for ChunkRenderer {
 pub async fn chat_completions(
     State(state): State<AppState>,
     headers: HeaderMap,
+    client: Option<Extension<ClientIdentity>>,
     body: Body,
 ) -> Response {
-    let meta = RequestMeta::new(WireFormat::OpenAi, headers);
-    match handle(&state, body, &meta).await {
+    let ctx =
+        RequestContext::new(&state, WireFormat::OpenAi, headers).with_client(client.map(|c| c.0));
+    match handle(&state, body, &ctx).await {
         Ok(resp) => resp,
-        Err(e) => meta.error(e),
+        Err(e) => ctx.error(e),
     }
 }
 
-async fn handle(state: &AppState, body: Body, meta: &RequestMeta) -> Result<Response, ProxyError> {
-    let (body, permit) = read_body(state, &meta.headers, body).await?;
+async fn handle(
+    state: &AppState,
+    body: Body,
+    ctx: &RequestContext,
+) -> Result<Response, ProxyError> {
+    let (body, permit) = read_body(state, &ctx.headers, body).await?;
     let wire: ChatCompletionRequest = parse_body(&body)?;
     drop(body);
     let include_usage = wire
@@ -50,19 +58,19 @@ async fn handle(state: &AppState, body: Body, meta: &RequestMeta) -> Result<Resp
         .as_ref()
         .is_some_and(|o| o.include_usage);
     let req = openai_chat::request_to_model(wire)?;
-    meta.hold_parse_permit(permit);
+    ctx.hold_parse_permit(permit);
     if req.stream {
         let renderer = ChunkRenderer::new(
-            format!("chatcmpl-{}", meta.request_id.trim_start_matches("req_")),
+            format!("chatcmpl-{}", ctx.request_id.trim_start_matches("req_")),
             req.model.clone(),
             llm_proxy_api::ids::unix_now(),
             include_usage,
         );
-        return Ok(stream_response(state, req, renderer, meta).await);
+        return Ok(stream_response(state, req, renderer, ctx).await);
     }
-    let response = collected(state, req, meta).await?;
+    let response = collected(state, req, ctx).await?;
     let wire = openai_chat::response_from_model(&response);
     let body = serde_json::to_vec(&wire)
         .map_err(|e| ProxyError::Backend(llm_proxy_api::BackendError::internal(e.to_string())))?;
-    Ok(json_response(body, meta))
+    Ok(json_response(body, ctx))
 }

@@ -6,11 +6,11 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use bytes::Bytes;
 use http::HeaderMap;
 use llm_proxy_api::error::{ErrorKind, ErrorSource};
@@ -24,7 +24,8 @@ use llm_proxy_protocol::parse_body;
 use serde_json::{Value, json};
 
 use super::sse::StreamRenderer;
-use super::{RequestMeta, collected, json_response, read_body, stream_response};
+use super::{RequestContext, collected, json_response, read_body, stream_response};
+use crate::context::ClientIdentity;
 use crate::error::{ProxyError, WireFormat};
 use crate::responses_store::{ResponseStore, StoredResponse};
 use crate::state::AppState;
@@ -125,7 +126,7 @@ pub(crate) struct Turn {
 pub(crate) async fn prepare(
     state: &AppState,
     mut wire: ResponsesRequest,
-    meta: &mut RequestMeta,
+    meta: &mut RequestContext,
     local: Option<&Kept>,
 ) -> Result<Turn, ProxyError> {
     if let Some(id) = wire
@@ -160,7 +161,7 @@ pub(crate) async fn prepare(
     let converted = openai_responses::request_to_model(wire, state.sealer().as_ref())?;
     meta.lossy.add(converted.lossy);
     // Codex names its conversation in `prompt_cache_key` and the `session_id` header.
-    meta.session_id = converted.prompt_cache_key.or_else(|| {
+    meta.session_hint = converted.prompt_cache_key.or_else(|| {
         meta.headers
             .get("session_id")
             .and_then(|v| v.to_str().ok())
@@ -178,8 +179,14 @@ pub(crate) async fn prepare(
 }
 
 /// The handler.
-pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    let meta = RequestMeta::new(WireFormat::OpenAiResponses, headers);
+pub async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    client: Option<Extension<ClientIdentity>>,
+    body: Body,
+) -> Response {
+    let meta = RequestContext::new(&state, WireFormat::OpenAiResponses, headers)
+        .with_client(client.map(|c| c.0));
     match handle(&state, body, meta.clone()).await {
         Ok(resp) => resp,
         Err(e) => meta.error(e),
@@ -189,7 +196,7 @@ pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bod
 async fn handle(
     state: &AppState,
     body: Body,
-    mut meta: RequestMeta,
+    mut meta: RequestContext,
 ) -> Result<Response, ProxyError> {
     let (body, permit) = read_body(state, &meta.headers, body).await?;
     let wire: ResponsesRequest = parse_body(&body)?;

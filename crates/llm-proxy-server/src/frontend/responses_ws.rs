@@ -33,9 +33,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::RequestMeta;
+use super::RequestContext;
 use super::responses::{Kept, ResponsesRenderer, Turn, prepare};
 use super::sse::StreamRenderer;
+use crate::context::ClientIdentity;
 use crate::error::{ProxyError, WireFormat};
 use crate::state::AppState;
 
@@ -47,6 +48,7 @@ const MAX_QUEUED: usize = 8;
 pub async fn upgrade(
     State(state): State<AppState>,
     headers: HeaderMap,
+    client: Option<axum::Extension<ClientIdentity>>,
     ws: Result<WebSocketUpgrade, rejection::WebSocketUpgradeRejection>,
 ) -> Response {
     let settings = &state.config().responses_api.websocket;
@@ -74,6 +76,7 @@ pub async fn upgrade(
             Connection {
                 state,
                 headers,
+                client: client.map(|c| c.0),
                 socket,
                 last: None,
                 queued: VecDeque::new(),
@@ -91,6 +94,8 @@ struct Connection {
     state: AppState,
     /// The upgrade request's headers: every turn's request headers (session id, ...).
     headers: HeaderMap,
+    /// The client key that opened the connection (multi-user mode).
+    client: Option<ClientIdentity>,
     socket: WebSocket,
     /// The last completed answer, for a `previous_response_id` naming it.
     last: Option<Kept>,
@@ -177,7 +182,12 @@ impl Connection {
     }
 
     async fn on_text(&mut self, text: Utf8Bytes) -> Result<(), Gone> {
-        let mut meta = RequestMeta::new(WireFormat::OpenAiResponses, self.headers.clone());
+        let mut meta = RequestContext::new(
+            &self.state,
+            WireFormat::OpenAiResponses,
+            self.headers.clone(),
+        )
+        .with_client(self.client);
         let (wire, generate) = match parse(&self.state, text.as_bytes()).await {
             Ok(Some(parsed)) => parsed,
             Ok(None) => return Ok(()),
@@ -211,7 +221,7 @@ impl Connection {
     }
 
     /// Reports a failure before the first event.
-    async fn fail(&mut self, meta: &RequestMeta, e: &ProxyError) -> Result<(), Gone> {
+    async fn fail(&mut self, meta: &RequestContext, e: &ProxyError) -> Result<(), Gone> {
         tracing::info!(request_id = %meta.request_id, status = e.status().as_u16(), label = e.label(), "Responses WebSocket turn failed: {e}");
         meta.finish(true, e.label());
         self.send_error(e).await
@@ -220,7 +230,7 @@ impl Connection {
     /// Runs the call and sends its events; the outcome label for the metrics.
     async fn stream(
         &mut self,
-        meta: &RequestMeta,
+        meta: &RequestContext,
         req: llm_proxy_api::ChatRequest,
         renderer: &mut ResponsesRenderer,
         frames: &mut Vec<Bytes>,

@@ -1,0 +1,255 @@
+//! `RequestContext`: the one per-request context. A frontend creates it when a request
+//! arrives; the request stages, the attempts, the event processors and the finish hooks all
+//! read it. Backends see only its small, stable part, [`CallContext`], built per attempt.
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::response::{IntoResponse as _, Response};
+use http::{HeaderMap, HeaderValue};
+use llm_proxy_api::{CallContext, LossyNotes};
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use crate::error::{ProxyError, WireFormat};
+use crate::finish::{FinishHooks, Finished};
+use crate::parse_budget::ParsePermit;
+use crate::state::AppState;
+use crate::timing::WaitClock;
+
+/// Which configured client key authenticated the request (its position in `auth.api_keys`),
+/// set by the auth middleware as a request extension. Part of the session identity in
+/// multi-user mode, so two clients never share a session by naming the same id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientIdentity(pub usize);
+
+impl ClientIdentity {
+    /// A stable label (`client-<n>`); never the key itself.
+    pub fn label(self) -> String {
+        format!("client-{}", self.0)
+    }
+}
+
+/// Everything one request carries. Cheap to clone (shared parts are behind `Arc`s): the
+/// streaming body and the WebSocket turn hold clones.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// Proxy request id (`x-request-id`).
+    pub request_id: String,
+    /// When the request arrived.
+    pub started: Instant,
+    /// Time spent waiting on the upstream.
+    pub clock: WaitClock,
+    /// Client protocol.
+    pub format: WireFormat,
+    /// What conversions had to drop.
+    pub lossy: LossyNotes,
+    /// Client request headers.
+    pub headers: Arc<HeaderMap>,
+    /// The authenticated client key, in multi-user mode.
+    pub client: Option<ClientIdentity>,
+    /// A session id the frontend found in its own protocol (e.g. Responses
+    /// `prompt_cache_key`), used when the client names no session the common way.
+    pub session_hint: Option<String>,
+    /// Cancelled when the client goes away (the handler or the streaming body is dropped)
+    /// or the request has finished; every attempt's [`CallContext::cancel`] is a child.
+    pub cancel: CancellationToken,
+    /// The resolved session id, once the session stage ran.
+    session: Arc<OnceLock<String>>,
+    /// Instance that served the request, once known.
+    backend: Arc<OnceLock<String>>,
+    /// Time to the first meaningful output, once known.
+    ttft: Arc<OnceLock<Duration>>,
+    /// Room in the parsing budget, held until the call has started.
+    parse_permit: Arc<Mutex<Option<ParsePermit>>>,
+    /// What runs once the request has finished (metrics, ...), chosen at startup.
+    hooks: FinishHooks,
+}
+
+impl RequestContext {
+    /// Starts the clock for a request in `format`.
+    pub fn new(state: &AppState, format: WireFormat, headers: HeaderMap) -> Self {
+        Self {
+            request_id: llm_proxy_api::ids::request_id(),
+            started: Instant::now(),
+            clock: WaitClock::new(),
+            format,
+            lossy: LossyNotes::new(),
+            headers: Arc::new(headers),
+            client: None,
+            session_hint: None,
+            cancel: CancellationToken::new(),
+            session: Arc::default(),
+            backend: Arc::default(),
+            ttft: Arc::default(),
+            parse_permit: Arc::default(),
+            hooks: state.pipeline().finish_hooks().clone(),
+        }
+    }
+
+    /// Names the authenticated client key (from the auth middleware's extension).
+    #[must_use]
+    pub fn with_client(mut self, client: Option<ClientIdentity>) -> Self {
+        self.client = client;
+        self
+    }
+
+    /// A guard that cancels [`cancel`](Self::cancel) when dropped: held by whatever lives as
+    /// long as the client is there (the handler's future, the streaming body).
+    pub fn cancel_on_drop(&self) -> DropGuard {
+        self.cancel.clone().drop_guard()
+    }
+
+    /// The context one backend attempt sees.
+    pub fn call_context(&self, model: String, deadline: Option<Instant>) -> CallContext {
+        CallContext {
+            request_id: self.request_id.clone(),
+            session_id: self.session_id().map(str::to_owned),
+            model,
+            deadline,
+            cancel: self.cancel.child_token(),
+            client_headers: self.headers.clone(),
+            lossy: self.lossy.clone(),
+        }
+    }
+
+    /// The resolved session id, once known.
+    pub fn session_id(&self) -> Option<&str> {
+        self.session.get().map(String::as_str)
+    }
+
+    /// Records the resolved session id (the first call wins).
+    pub fn set_session_id(&self, id: String) {
+        let _ = self.session.set(id);
+    }
+
+    /// The instance that served the request, once known.
+    pub fn backend(&self) -> Option<&str> {
+        self.backend.get().map(String::as_str)
+    }
+
+    /// Time to the first meaningful output, once known.
+    pub fn ttft(&self) -> Option<Duration> {
+        self.ttft.get().copied()
+    }
+
+    /// Notes where the call went and when its first output arrived.
+    pub(crate) fn started_output(&self, instance: &str) {
+        let _ = self.backend.set(instance.to_owned());
+        let _ = self.ttft.set(self.started.elapsed());
+    }
+
+    /// Keeps the request's room in the parsing budget until the call has started: the canonical
+    /// request lives until then (a retry may still need it).
+    pub fn hold_parse_permit(&self, permit: ParsePermit) {
+        if let Ok(mut slot) = self.parse_permit.lock() {
+            *slot = Some(permit);
+        }
+    }
+
+    pub(crate) fn release_parse_permit(&self) {
+        if let Ok(mut slot) = self.parse_permit.lock() {
+            slot.take();
+        }
+    }
+
+    /// Runs the finish hooks (metrics, ...) once the request is over.
+    pub fn finish(&self, stream: bool, outcome: &str) {
+        self.hooks.run(
+            self,
+            &Finished {
+                stream,
+                outcome,
+                overhead: self.started.elapsed().saturating_sub(self.clock.waited()),
+                upstream: self.clock.waited(),
+            },
+        );
+    }
+
+    /// Proxy overhead so far: elapsed time not spent waiting on the upstream.
+    pub fn overhead_ms(&self) -> f64 {
+        crate::pipeline::millis(self.started.elapsed().saturating_sub(self.clock.waited()))
+    }
+
+    /// Adds `x-request-id`, `x-llm-proxy-overhead-ms` and, when a conversion dropped
+    /// something, `x-llm-proxy-lossy`.
+    pub fn stamp(&self, headers: &mut HeaderMap) {
+        let lossy = self.lossy.snapshot();
+        if !lossy.is_empty() {
+            tracing::info!(request_id = %self.request_id, lossy = ?lossy, "conversion dropped information");
+            let text: String = lossy
+                .join("; ")
+                .chars()
+                .filter(|c| c.is_ascii() && !c.is_ascii_control())
+                .take(2000)
+                .collect();
+            if let Ok(v) = HeaderValue::from_str(&text) {
+                headers.insert("x-llm-proxy-lossy", v);
+            }
+        }
+        if let Ok(v) = HeaderValue::from_str(&self.request_id) {
+            headers.insert("x-request-id", v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&format!("{:.3}", self.overhead_ms())) {
+            headers.insert("x-llm-proxy-overhead-ms", v);
+        }
+    }
+
+    /// An error response in this request's format.
+    pub fn error(&self, e: ProxyError) -> Response {
+        tracing::info!(request_id = %self.request_id, status = e.status().as_u16(), label = e.label(), "request failed: {e}");
+        self.finish(false, e.label());
+        let mut resp = e.into_response_for(self.format).into_response();
+        self.stamp(resp.headers_mut());
+        resp
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A context with no application state behind it (no finish hooks).
+    pub(crate) fn bare_context() -> RequestContext {
+        RequestContext {
+            request_id: "req_test".into(),
+            started: Instant::now(),
+            clock: WaitClock::new(),
+            format: WireFormat::OpenAi,
+            lossy: LossyNotes::new(),
+            headers: Arc::default(),
+            client: None,
+            session_hint: None,
+            cancel: CancellationToken::new(),
+            session: Arc::default(),
+            backend: Arc::default(),
+            ttft: Arc::default(),
+            parse_permit: Arc::default(),
+            hooks: FinishHooks::default(),
+        }
+    }
+
+    #[test]
+    fn attempts_are_cancelled_when_the_request_goes_away() {
+        let ctx = bare_context();
+        let guard = ctx.cancel_on_drop();
+        let first = ctx.call_context("m".into(), None);
+        let second = ctx.clone().call_context("m".into(), None);
+        assert!(!first.cancel.is_cancelled());
+        drop(guard);
+        assert!(first.cancel.is_cancelled());
+        assert!(second.cancel.is_cancelled());
+    }
+
+    #[test]
+    fn the_first_resolved_session_id_sticks() {
+        let ctx = bare_context();
+        assert_eq!(ctx.call_context("m".into(), None).session_id, None);
+        ctx.set_session_id("s1".into());
+        ctx.clone().set_session_id("s2".into());
+        assert_eq!(ctx.session_id(), Some("s1"));
+        assert_eq!(
+            ctx.call_context("m".into(), None).session_id.as_deref(),
+            Some("s1")
+        );
+    }
+}
