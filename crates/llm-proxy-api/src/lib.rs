@@ -33,7 +33,7 @@ pub mod translation;
 pub use inventory;
 
 pub use backend::{Backend, CallContext, LossyNotes, ModelInfo};
-pub use config::{AppConfig, BackendInstanceConfig, Secret};
+pub use config::{BackendInstanceConfig, Secret, SharedConfig};
 pub use error::{BackendError, ErrorKind, ErrorSource};
 pub use http::{
     CaptureAwareClient, PLUGIN_HTTP_CAPTURE_CONTEXT_EXTENSION, PLUGIN_HTTP_CAPTURED_EXTENSION,

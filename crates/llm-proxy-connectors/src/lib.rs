@@ -110,7 +110,7 @@ pub(crate) mod testing {
     //! Factory arguments for connector tests.
     use std::sync::Arc;
 
-    use llm_proxy_api::config::{AppConfig, BackendInstanceConfig, Secret};
+    use llm_proxy_api::config::{BackendInstanceConfig, Secret, SharedConfig};
     use llm_proxy_api::http::CaptureAwareClient;
     use llm_proxy_api::plugin::FactoryArgs;
     use llm_proxy_api::translation::TranslationService;
@@ -122,9 +122,10 @@ pub(crate) mod testing {
         instance.api_key = Some(Secret::new(key));
         FactoryArgs {
             http_client: CaptureAwareClient::plain().unwrap(),
-            app_config: Arc::new(AppConfig::default()),
+            shared: Arc::new(SharedConfig::default()),
             translation_service: Arc::new(TranslationService::new()),
             instance,
+            raw_section: None,
         }
     }
 }

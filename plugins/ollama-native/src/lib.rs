@@ -90,7 +90,7 @@ mod tests {
         let definition = provider();
         let args = |extra: serde_json::Value| FactoryArgs {
             http_client: llm_proxy_api::CaptureAwareClient::plain().unwrap(),
-            app_config: Arc::new(llm_proxy_api::AppConfig::default()),
+            shared: Arc::new(llm_proxy_api::SharedConfig::default()),
             translation_service: Arc::new(llm_proxy_api::TranslationService::new()),
             instance: {
                 let mut i =
@@ -98,6 +98,7 @@ mod tests {
                 i.extra = extra.as_object().cloned().unwrap_or_default();
                 i
             },
+            raw_section: None,
         };
         assert!((definition.factory)(args(serde_json::json!({"keep_alive": "5m"}))).is_ok());
         let Err(error) =
