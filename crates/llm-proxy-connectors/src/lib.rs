@@ -1,11 +1,12 @@
 //! Built-in backends. Each is written only against `llm-proxy-api` (plus the protocol crate)
-//! and registered through the same `backend_plugin!` entry points an external plugin uses.
+//! and registered through the same `backend_plugin!` entry points an external plugin uses; the
+//! HTTP ones go through the API's shared exchange (`llm_proxy_api::upstream`) with the protocol
+//! crate's codecs.
 
 pub mod anthropic;
 pub mod gemini;
 pub mod mock;
 pub mod openai_compat;
-pub mod upstream;
 
 mod providers {
     //! Entry-point providers of the built-in backends.

@@ -13,9 +13,12 @@
 //!   `llm_proxy_backends` group at link time.
 //! * The factory only parses configuration (`backends.<instance>.extra`, see [`Settings`]);
 //!   it does no network I/O.
-//! * Every upstream call goes through the capture-aware client with a per-call capture
-//!   context, and a streamed response is captured with `capture_http_response` once its body
-//!   has been consumed.
+//! * Every upstream call goes through the plugin API's shared HTTP exchange
+//!   (`llm_proxy_api::upstream`, the code the built-in backends use): the capture-aware client
+//!   with a per-call capture context, the instance's timeouts, error statuses mapped to
+//!   `BackendError`s with `Retry-After`, echoed credentials scrubbed. The plugin brings only
+//!   what is Ollama's: the request conversion ([`request_from_model`]) and the NDJSON decoding
+//!   ([`OllamaResponseDecoder`]).
 //!
 //! Linked into the `llm-proxy` binary by its `ollama-native` Cargo feature (on by default).
 
@@ -30,7 +33,7 @@ use llm_proxy_api::plugin::{BackendPluginDefinition, FactoryArgs, PluginCompatib
 use llm_proxy_api::{Backend, BackendError};
 
 pub use backend::OllamaNative;
-pub use decode::NdjsonChatDecoder;
+pub use decode::{NdjsonChatDecoder, OllamaResponseDecoder, error_from_status};
 pub use settings::Settings;
 pub use wire::{ChatChunk, OllamaChatRequest, request_from_model};
 
