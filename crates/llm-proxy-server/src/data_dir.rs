@@ -6,9 +6,9 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-use llm_proxy_api::AppConfig;
 use llm_proxy_protocol::openai_responses::Sealer;
 
+use crate::config::GatewayConfig;
 use crate::responses_store::{
     DEFAULT_CAPACITY, MemoryResponseStore, ResponseStore, SqliteResponseStore,
 };
@@ -40,7 +40,7 @@ impl Stores {
 
     /// Opens the stores in the configured data directory, creating it (mode 0700) and the key
     /// (mode 0600) on first start. Blocking: call before serving. Errors name the path.
-    pub fn open(config: &AppConfig) -> Result<Self, StartupError> {
+    pub fn open(config: &GatewayConfig) -> Result<Self, StartupError> {
         let dir = config.data_dir.as_deref().ok_or_else(|| {
             StartupError(
                 "no data directory: the platform has no user data directory; set --data-dir (or LLM_PROXY_DATA_DIR, data_dir)"
@@ -128,10 +128,10 @@ fn load_existing(path: &Path) -> Result<[u8; KEY_LEN], StartupError> {
 mod tests {
     use super::*;
 
-    fn config(dir: &Path) -> AppConfig {
-        AppConfig {
+    fn config(dir: &Path) -> GatewayConfig {
+        GatewayConfig {
             data_dir: Some(dir.to_path_buf()),
-            ..AppConfig::default()
+            ..GatewayConfig::default()
         }
     }
 
@@ -179,7 +179,7 @@ mod tests {
         let err = Stores::open(&config(&dir)).unwrap_err().0;
         assert!(err.contains(RESPONSES_DB), "{err}");
 
-        let none = AppConfig::default();
+        let none = GatewayConfig::default();
         assert!(Stores::open(&none).unwrap_err().0.contains("--data-dir"));
     }
 }

@@ -13,9 +13,10 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use llm_proxy_api::error::{BackendError, ErrorKind};
 use llm_proxy_api::model::FinishReason;
 use llm_proxy_api::stream::{EventStream, StreamEvent};
-use llm_proxy_api::{AppConfig, ChatRequest, Message, Role, Usage};
+use llm_proxy_api::{ChatRequest, Message, Role, Usage};
 use tokio::sync::Notify;
 
+use crate::config::GatewayConfig;
 use crate::context::RequestContext;
 use crate::error::ProxyError;
 use crate::finish::{FinishHook, FinishHooks};
@@ -43,7 +44,7 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// The stages, processors and hooks the configuration asks for.
-    pub fn from_config(config: &AppConfig) -> Self {
+    pub fn from_config(config: &GatewayConfig) -> Self {
         let mut stages: Vec<Arc<dyn RequestStage>> = Vec::new();
         if let Some(stage) = crate::stages::redaction::RedactKeys::new(
             crate::redaction::KeyRedactor::for_provider_keys(config),

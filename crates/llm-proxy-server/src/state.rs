@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use llm_proxy_api::config::{AppConfig, BackendInstanceConfig};
+use llm_proxy_api::config::BackendInstanceConfig;
 use llm_proxy_api::http::CaptureAwareClient;
 use llm_proxy_api::plugin::{FactoryArgs, ServiceProvider};
 use llm_proxy_api::scrub::Scrubber;
@@ -14,6 +14,7 @@ use llm_proxy_api::{Backend, ModelInfo};
 use tokio::sync::Mutex;
 
 use crate::brute_force::BruteForceGuard;
+use crate::config::GatewayConfig;
 use crate::plugins::{BackendRegistry, Plugins, selector_backends};
 use crate::serve::Shutdown;
 
@@ -52,7 +53,7 @@ pub struct AppState {
 
 struct Inner {
     router: crate::routing::Router,
-    config: Arc<AppConfig>,
+    config: Arc<GatewayConfig>,
     backends: BTreeMap<String, BackendSlot>,
     plugins: Plugins,
     http: CaptureAwareClient,
@@ -106,20 +107,20 @@ impl AppState {
     /// (`missing_extracted_backends_no_viable_path`), or when a selector names an unknown
     /// backend.
     pub fn build(
-        config: AppConfig,
+        config: GatewayConfig,
         plugins: Plugins,
         http: CaptureAwareClient,
     ) -> Result<Self, StartupError> {
-        let scrubber = Scrubber::from_config(&config).map_err(|e| StartupError(e.message))?;
+        let scrubber = config.scrubber().map_err(|e| StartupError(e.message))?;
         Self::build_with_scrubber(config, plugins, http, scrubber)
     }
 
     /// [`build`](Self::build) with the process's scrubber (built once at startup from the same
-    /// configuration, see [`Scrubber::from_config`]). The HTTP client handed to backend
+    /// configuration, see [`GatewayConfig::scrubber`]). The HTTP client handed to backend
     /// factories carries it, and every backend error passes it before reaching a client or
     /// a log.
     pub fn build_with_scrubber(
-        config: AppConfig,
+        config: GatewayConfig,
         plugins: Plugins,
         http: CaptureAwareClient,
         scrubber: Scrubber,
@@ -132,7 +133,7 @@ impl AppState {
     /// the caller ([`Stores::open`](crate::data_dir::Stores::open) in the binary); the other
     /// constructors keep everything in memory.
     pub fn build_with_stores(
-        mut config: AppConfig,
+        mut config: GatewayConfig,
         plugins: Plugins,
         http: CaptureAwareClient,
         scrubber: Scrubber,
@@ -169,6 +170,7 @@ impl AppState {
             Err(e) => return Err(StartupError(e.to_string())),
         }
         let config = Arc::new(config);
+        let shared = Arc::new(config.shared());
         let translation = Arc::new(translation_service());
         let mut backends = BTreeMap::new();
         for (name, instance) in &config.backends.instances {
@@ -186,9 +188,10 @@ impl AppState {
                     factory,
                     FactoryArgs {
                         http_client: http.clone(),
-                        app_config: config.clone(),
+                        shared: shared.clone(),
                         translation_service: translation.clone(),
                         instance: instance.clone(),
+                        raw_section: config.backend_section(&instance.backend_type).cloned(),
                     },
                 ),
             };
@@ -279,7 +282,7 @@ impl AppState {
             .validate_aliases(&state, state.config())
             .map_err(StartupError)?;
         let services = ServiceProvider {
-            config: state.config().clone(),
+            config: shared,
             backend_names: state.registry().names(),
         };
         let hook_warnings = crate::plugins::discovery::run_post_build_hooks(
@@ -326,7 +329,7 @@ impl AppState {
     }
 
     /// The configuration.
-    pub fn config(&self) -> &Arc<AppConfig> {
+    pub fn config(&self) -> &Arc<GatewayConfig> {
         &self.inner.config
     }
 

@@ -1,20 +1,20 @@
-//! Loading and validation: file -> env -> CLI onto the raw structs, then raw -> `AppConfig`.
+//! Loading and validation: file -> env -> CLI onto the raw structs, then raw -> `GatewayConfig`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use llm_proxy_api::config::{
-    AppConfig, AuthConfig, BackendInstanceConfig, BackendsConfig, BruteForceConfig,
-    CircuitBreakerConfig, FailureHandling, Limits, LoggingConfig, ModelAlias, ModelOnlyPolicy,
-    ResponseStoreConfig, ResponsesApiConfig, ResponsesWebSocketConfig, RoutingConfig, Secret,
-    ServerConfig, Timeouts,
-};
+use llm_proxy_api::config::{BackendInstanceConfig, Secret, Timeouts};
 use llm_proxy_api::scrub::{mask_url_credentials, masked_extra};
 use llm_proxy_connectors::openai_compat::PROVIDERS;
 use serde_json::{Value, json};
 
 use super::raw::{RawBackend, RawConfig};
+use super::runtime::{
+    AuthConfig, BackendsConfig, BruteForceConfig, CircuitBreakerConfig, FailureHandling,
+    GatewayConfig, Limits, LoggingConfig, ModelAlias, ModelOnlyPolicy, ResponseStoreConfig,
+    ResponsesApiConfig, ResponsesWebSocketConfig, RoutingConfig, ServerConfig,
+};
 
 /// A configuration problem, located by its dotted path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -128,7 +128,7 @@ fn env_backends() -> impl Iterator<Item = (&'static str, &'static str)> {
 
 /// Loads the configuration from the file named by `cli.config` / `CONFIG_FILE`, the
 /// environment and the CLI.
-pub fn load(cli: &CliOverrides, env: &Env) -> Result<AppConfig, ConfigError> {
+pub fn load(cli: &CliOverrides, env: &Env) -> Result<GatewayConfig, ConfigError> {
     let path = cli
         .config
         .clone()
@@ -143,7 +143,11 @@ pub fn load(cli: &CliOverrides, env: &Env) -> Result<AppConfig, ConfigError> {
 }
 
 /// Like [`load`] with the file's text given.
-pub fn load_from_str(text: &str, cli: &CliOverrides, env: &Env) -> Result<AppConfig, ConfigError> {
+pub fn load_from_str(
+    text: &str,
+    cli: &CliOverrides,
+    env: &Env,
+) -> Result<GatewayConfig, ConfigError> {
     let (mut raw, raw_value) = parse_file(text)?;
     let mut key_names = BTreeMap::new();
     for (name, entry) in &raw.backends.instances {
@@ -564,8 +568,8 @@ fn validate(
     raw: RawConfig,
     raw_value: Value,
     key_names: &BTreeMap<String, String>,
-) -> Result<AppConfig, ConfigError> {
-    let defaults = AppConfig::default();
+) -> Result<GatewayConfig, ConfigError> {
+    let defaults = GatewayConfig::default();
     let host = raw.host.unwrap_or(defaults.host);
     if host.trim().is_empty() {
         return Err(ConfigError::new("host", "must not be empty"));
@@ -764,7 +768,7 @@ fn validate(
     };
     let responses_api = responses_api_config(&raw.responses_api)?;
     let brute_force = brute_force_config(&raw.auth.brute_force_protection)?;
-    Ok(AppConfig {
+    Ok(GatewayConfig {
         host,
         port: raw.port.unwrap_or(defaults.port),
         anthropic_port: raw.anthropic_port,
@@ -933,7 +937,7 @@ fn brute_force_config(raw: &super::raw::RawBruteForce) -> Result<BruteForceConfi
 }
 
 /// The effective configuration as a JSON tree with every secret masked (for `check-config`).
-pub fn effective_config(cfg: &AppConfig) -> Value {
+pub fn effective_config(cfg: &GatewayConfig) -> Value {
     let backends: serde_json::Map<String, Value> = cfg
         .backends
         .instances

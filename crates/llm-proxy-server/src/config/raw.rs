@@ -1,5 +1,5 @@
 //! The configuration file as written: serde structs that reject unknown keys. Every field is
-//! optional here; defaults are applied when validating into `AppConfig`.
+//! optional here; defaults are applied when validating into `GatewayConfig`.
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -980,7 +980,7 @@ mod tests {
     use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
     use llm_proxy_api::plugin::BackendPluginProvider;
-    use llm_proxy_api::{AppConfig, Backend, BackendError, BackendFactory, FactoryArgs};
+    use llm_proxy_api::{Backend, BackendError, BackendFactory, FactoryArgs, SharedConfig};
 
     use super::*;
 
@@ -1027,7 +1027,7 @@ mod tests {
 
     fn services() -> ServiceProvider {
         ServiceProvider {
-            config: Arc::new(AppConfig::default()),
+            config: Arc::new(SharedConfig::default()),
             backend_names: Vec::new(),
         }
     }

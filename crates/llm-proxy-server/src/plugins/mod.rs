@@ -7,8 +7,9 @@ pub mod registry;
 
 use std::sync::OnceLock;
 
-use llm_proxy_api::AppConfig;
 use llm_proxy_api::plugin::{BackendPluginEntry, linked_entries};
+
+use crate::config::GatewayConfig;
 
 pub use discovery::{
     ACCESS_MODE_ENV, AccessMode, CORE_DISTRIBUTION, DiscoveryReport, EXTRACTED_BACKENDS_ENV,
@@ -98,7 +99,7 @@ impl Plugins {
     /// registered. `Ok(Some(warning))` when other configured backends remain usable.
     pub fn check_configured_references(
         &self,
-        config: &AppConfig,
+        config: &GatewayConfig,
     ) -> Result<Option<String>, discovery::StartupError> {
         discovery::startup_check(
             &configured_backend_references(config),
@@ -117,7 +118,7 @@ pub fn unavailable_backend_message(backend: &str, plugins: &Plugins) -> Option<S
 /// Backend names the configuration refers to: the backends of `default_backend` (a bare name
 /// there is a backend), the explicit backends of `static_route`, and the backend type of every
 /// configured instance.
-pub fn configured_backend_references(config: &AppConfig) -> Vec<String> {
+pub fn configured_backend_references(config: &GatewayConfig) -> Vec<String> {
     let backends = &config.backends;
     let mut refs = Vec::new();
     if let Some(selector) = &backends.default_backend {
@@ -229,7 +230,7 @@ mod tests {
 
     #[test]
     fn configured_references_cover_default_static_route_and_instances() {
-        let mut config = AppConfig::default();
+        let mut config = GatewayConfig::default();
         config.backends.default_backend = Some("qwen-oauth".into());
         config.backends.static_route = Some("gemini-oauth-plan:gemini-2.5-pro".into());
         config.backends.instances.insert(

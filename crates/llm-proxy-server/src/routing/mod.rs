@@ -7,7 +7,7 @@ pub mod selector;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use llm_proxy_api::config::{AppConfig, ModelOnlyPolicy, RoutingConfig};
+use crate::config::{GatewayConfig, ModelOnlyPolicy, RoutingConfig};
 use llm_proxy_api::model::{ChatRequest, Part};
 use regex::Regex;
 
@@ -131,7 +131,7 @@ fn replacement_template(replacement: &str) -> String {
 
 impl Router {
     /// Compiles aliases and parses the configured selectors. Errors name the config path.
-    pub fn new(config: &AppConfig) -> Result<Self, String> {
+    pub fn new(config: &GatewayConfig) -> Result<Self, String> {
         let mut aliases = Vec::new();
         for (i, alias) in config.model_aliases.iter().enumerate() {
             let re = Regex::new(&format!("^(?:{})", alias.pattern))
@@ -177,7 +177,7 @@ impl Router {
     }
 
     /// Checks at startup that alias replacements name known backends.
-    pub fn validate_aliases(&self, state: &AppState, config: &AppConfig) -> Result<(), String> {
+    pub fn validate_aliases(&self, state: &AppState, config: &GatewayConfig) -> Result<(), String> {
         for (i, alias) in config.model_aliases.iter().enumerate() {
             // A replacement with group references can only be checked once expanded.
             if alias.replacement.contains('\\') {
