@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use llm_proxy_api::config::{
     AppConfig, AuthConfig, BackendInstanceConfig, BackendsConfig, BruteForceConfig,
-    CircuitBreakerConfig, FailureHandling, Limits, LoggingConfig, ModelAlias, ModelOnlyPolicy,
-    ResponseStoreConfig, ResponsesApiConfig, ResponsesWebSocketConfig, RoutingConfig, Secret,
-    ServerConfig, Timeouts,
+    CircuitBreakerConfig, CommandsConfig, FailureHandling, Limits, LoggingConfig, ModelAlias,
+    ModelOnlyPolicy, ReasoningAliasRule, ReasoningModeSettings, ResponseStoreConfig,
+    ResponsesApiConfig, ResponsesWebSocketConfig, RoutingConfig, Secret, ServerConfig, Timeouts,
 };
 use llm_proxy_api::scrub::{mask_url_credentials, masked_extra};
 use llm_proxy_connectors::openai_compat::PROVIDERS;
@@ -56,6 +56,10 @@ pub struct CliOverrides {
     pub capture_file: Option<String>,
     /// `--command-prefix`.
     pub command_prefix: Option<String>,
+    /// `--disable-interactive-commands` (session.disable_interactive_commands).
+    pub disable_interactive_commands: bool,
+    /// `--strict-command-detection`.
+    pub strict_command_detection: bool,
     /// `--timeout` (proxy_timeout, seconds).
     pub proxy_timeout: Option<f64>,
     /// `--disable-auth`.
@@ -232,6 +236,9 @@ fn apply_env(
     if let Some(v) = env.get("COMMAND_PREFIX") {
         raw.command_prefix = Some(v.to_owned());
     }
+    if let Some(v) = env_bool(env, "STRICT_COMMAND_DETECTION")? {
+        raw.strict_command_detection = Some(v);
+    }
     if let Some(v) = env.get("API_KEYS") {
         raw.auth.api_keys = v
             .split(',')
@@ -384,6 +391,12 @@ fn apply_cli(raw: &mut RawConfig, cli: &CliOverrides) {
     if let Some(v) = &cli.command_prefix {
         raw.command_prefix = Some(v.clone());
     }
+    if cli.disable_interactive_commands {
+        raw.session.disable_interactive_commands = Some(true);
+    }
+    if cli.strict_command_detection {
+        raw.strict_command_detection = Some(true);
+    }
     if let Some(v) = cli.proxy_timeout {
         raw.proxy_timeout = Some(v);
     }
@@ -474,22 +487,66 @@ fn seconds(path: &str, v: Option<f64>, default: Duration) -> Result<Duration, Co
     }
 }
 
-/// Command prefix rules: 2–10 printable characters, no whitespace, and a two-character prefix
-/// may not repeat one character.
+/// Command prefix rules (see [`crate::commands::parse::validate_prefix`]).
 fn validate_command_prefix(p: &str) -> Result<(), ConfigError> {
-    let n = p.chars().count();
-    let bad = |m: &str| Err(ConfigError::new("command_prefix", m));
-    if !(2..=10).contains(&n) {
-        return bad("must be 2 to 10 characters long");
+    crate::commands::parse::validate_prefix(p).map_err(|m| ConfigError::new("command_prefix", m))
+}
+
+/// `session.disable_interactive_commands`, `strict_command_detection` and the
+/// `reasoning_aliases` table, checked.
+fn commands_config(raw: &RawConfig) -> Result<CommandsConfig, ConfigError> {
+    let mut reasoning_aliases = Vec::new();
+    if let Some(table) = &raw.reasoning_aliases {
+        for (i, rule) in table.reasoning_alias_settings.iter().enumerate() {
+            let path = format!("reasoning_aliases.reasoning_alias_settings[{i}]");
+            if rule.model.trim().is_empty() {
+                return Err(ConfigError::new(
+                    format!("{path}.model"),
+                    "must not be empty",
+                ));
+            }
+            let mut modes = BTreeMap::new();
+            for (name, m) in &rule.modes {
+                let mode_path = format!("{path}.modes.{name}");
+                if let Some(t) = m.temperature
+                    && !(0.0..=2.0).contains(&t)
+                {
+                    return Err(ConfigError::new(
+                        format!("{mode_path}.temperature"),
+                        "must be between 0 and 2",
+                    ));
+                }
+                if let Some(p) = m.top_p
+                    && !(0.0..=1.0).contains(&p)
+                {
+                    return Err(ConfigError::new(
+                        format!("{mode_path}.top_p"),
+                        "must be between 0 and 1",
+                    ));
+                }
+                modes.insert(
+                    name.to_ascii_lowercase(),
+                    ReasoningModeSettings {
+                        reasoning_effort: m.reasoning_effort.clone(),
+                        max_reasoning_tokens: m.max_reasoning_tokens,
+                        temperature: m.temperature,
+                        top_p: m.top_p,
+                        user_prompt_prefix: m.user_prompt_prefix.clone(),
+                        user_prompt_suffix: m.user_prompt_suffix.clone(),
+                    },
+                );
+            }
+            reasoning_aliases.push(ReasoningAliasRule {
+                model: rule.model.clone(),
+                modes,
+            });
+        }
     }
-    if p.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return bad("must not contain whitespace or control characters");
-    }
-    let mut chars = p.chars();
-    if n == 2 && chars.next() == chars.next() {
-        return bad("a two-character prefix may not repeat one character");
-    }
-    Ok(())
+    Ok(CommandsConfig {
+        disabled: raw.session.disable_interactive_commands.unwrap_or(false),
+        strict_detection: raw.strict_command_detection.unwrap_or(false),
+        reasoning_aliases,
+    })
 }
 
 fn split_instance(key: &str) -> (&str, Option<&str>) {
@@ -566,6 +623,7 @@ fn validate(
     key_names: &BTreeMap<String, String>,
 ) -> Result<AppConfig, ConfigError> {
     let defaults = AppConfig::default();
+    let commands = commands_config(&raw)?;
     let host = raw.host.unwrap_or(defaults.host);
     if host.trim().is_empty() {
         return Err(ConfigError::new("host", "must not be empty"));
@@ -771,6 +829,7 @@ fn validate(
         proxy_timeout,
         max_body_bytes,
         command_prefix,
+        commands,
         keepalive_interval,
         backends: BackendsConfig {
             default_backend: raw.backends.default_backend,
@@ -962,6 +1021,19 @@ pub fn effective_config(cfg: &AppConfig) -> Value {
         "proxy_timeout": cfg.proxy_timeout.as_secs_f64(),
         "max_request_body_bytes": cfg.max_body_bytes,
         "command_prefix": cfg.command_prefix,
+        "strict_command_detection": cfg.commands.strict_detection,
+        "session": { "disable_interactive_commands": cfg.commands.disabled },
+        "reasoning_aliases": { "reasoning_alias_settings": cfg.commands.reasoning_aliases.iter().map(|r| json!({
+            "model": r.model,
+            "modes": r.modes.iter().map(|(name, m)| (name.clone(), json!({
+                "reasoning_effort": m.reasoning_effort,
+                "max_reasoning_tokens": m.max_reasoning_tokens,
+                "temperature": m.temperature,
+                "top_p": m.top_p,
+                "user_prompt_prefix": m.user_prompt_prefix,
+                "user_prompt_suffix": m.user_prompt_suffix,
+            }))).collect::<serde_json::Map<_, _>>(),
+        })).collect::<Vec<_>>() },
         "failure_handling": {
             "enabled": cfg.failure_handling.enabled,
             "keepalive_interval": cfg.keepalive_interval.as_secs_f64(),
