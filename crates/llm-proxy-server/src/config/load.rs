@@ -1193,6 +1193,64 @@ mod tests {
     }
 
     #[test]
+    fn command_settings_from_yaml_env_and_cli() {
+        let cfg = load_from_str("", &CliOverrides::default(), &Env::default()).unwrap();
+        assert!(!cfg.commands.disabled);
+        assert!(!cfg.commands.strict_detection);
+        assert!(cfg.commands.reasoning_aliases.is_empty());
+        let yaml = "strict_command_detection: true\n\
+                    session:\n  disable_interactive_commands: true\n\
+                    reasoning_aliases:\n  reasoning_alias_settings:\n\
+                    \x20   - model: 'claude-*'\n      modes:\n        High:\n\
+                    \x20         reasoning_effort: high\n          max_reasoning_tokens: 40000\n\
+                    \x20         user_prompt_prefix: Think.\n";
+        let cfg = load_from_str(yaml, &CliOverrides::default(), &Env::default()).unwrap();
+        assert!(cfg.commands.disabled);
+        assert!(cfg.commands.strict_detection);
+        let rule = &cfg.commands.reasoning_aliases[0];
+        assert_eq!(rule.model, "claude-*");
+        assert_eq!(rule.modes["high"].max_reasoning_tokens, Some(40_000));
+        assert_eq!(
+            rule.modes["high"].user_prompt_prefix.as_deref(),
+            Some("Think.")
+        );
+        let cfg = load_from_str(
+            "",
+            &CliOverrides {
+                disable_interactive_commands: true,
+                strict_command_detection: true,
+                command_prefix: Some("#/".to_owned()),
+                ..CliOverrides::default()
+            },
+            &Env::default(),
+        )
+        .unwrap();
+        assert!(cfg.commands.disabled && cfg.commands.strict_detection);
+        assert_eq!(cfg.command_prefix, "#/");
+        let cfg = load_from_str(
+            "",
+            &CliOverrides::default(),
+            &env(&[
+                ("STRICT_COMMAND_DETECTION", "true"),
+                ("COMMAND_PREFIX", "@/"),
+            ]),
+        )
+        .unwrap();
+        assert!(cfg.commands.strict_detection);
+        assert_eq!(cfg.command_prefix, "@/");
+        let err = load_from_str(
+            "reasoning_aliases:\n  reasoning_alias_settings:\n    - model: x\n      modes:\n        high: {temperature: 5}\n",
+            &CliOverrides::default(),
+            &Env::default(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.path,
+            "reasoning_aliases.reasoning_alias_settings[0].modes.high.temperature"
+        );
+    }
+
+    #[test]
     fn env_keys_urls_and_numbered_instances() {
         let e = env(&[
             ("OPENAI_API_KEY", "sk-main-0000000000"),
