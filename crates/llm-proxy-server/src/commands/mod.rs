@@ -184,12 +184,15 @@ pub fn run(req: &mut ChatRequest, session: &mut SessionState, env: &CommandEnv) 
         })
     });
     let history_end = latest.unwrap_or(req.messages.len());
-    let Some(found) = found else {
-        strip_history(&mut req.messages, history_end, prefix, env.strict);
-        return CommandOutcome::NotFound;
+    let outcome = match found {
+        Some(found) => run_found(req, session, env, prefix, &found),
+        None => CommandOutcome::NotFound,
     };
-    let outcome = run_found(req, session, env, prefix, &found);
     strip_history(&mut req.messages, history_end, prefix, env.strict);
+    // Lines typed before the session changed its prefix.
+    if prefix != env.prefix {
+        strip_history(&mut req.messages, history_end, &env.prefix, env.strict);
+    }
     outcome
 }
 

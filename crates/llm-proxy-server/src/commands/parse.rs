@@ -66,6 +66,12 @@ pub fn last_non_blank_line(text: &str) -> Option<(usize, &str)> {
     }
 }
 
+/// How far from the end of a line a command run may start, in bytes, and how many prefix
+/// positions are tried: bounds the work on a hostile line full of prefixes to
+/// `MAX_CANDIDATES * MAX_RUN_BYTES` steps.
+const MAX_RUN_BYTES: usize = 8 * 1024;
+const MAX_CANDIDATES: usize = 32;
+
 /// Finds the run of commands that ends `line`: one or more `prefix name(args)` separated by
 /// whitespace, reaching the end of the line (trailing whitespace allowed). A prefix must start
 /// the line or follow whitespace. With `strict`, the run must also start the line (leading
@@ -74,13 +80,23 @@ pub fn trailing_commands(line: &str, prefix: &str, strict: bool) -> Option<Trail
     if prefix.is_empty() || !line.contains(prefix) {
         return None;
     }
-    // The earliest prefix from which the rest of the line is commands only.
-    for (start, _) in line.match_indices(prefix) {
-        let before = &line[..start];
-        if !before.is_empty() && !before.ends_with(char::is_whitespace) {
-            continue;
-        }
-        if strict && !before.trim().is_empty() {
+    let mut window = line.len().saturating_sub(MAX_RUN_BYTES);
+    while !line.is_char_boundary(window) {
+        window += 1;
+    }
+    // Prefix positions that may start a run, latest last; only the last few are tried.
+    let candidates: Vec<usize> = line[window..]
+        .match_indices(prefix)
+        .map(|(i, _)| window + i)
+        .filter(|&start| {
+            let before = &line[..start];
+            before.is_empty() || before.ends_with(char::is_whitespace)
+        })
+        .collect();
+    let tried = &candidates[candidates.len().saturating_sub(MAX_CANDIDATES)..];
+    // The earliest position from which the rest of the line is commands only.
+    for &start in tried {
+        if strict && !line[..start].trim().is_empty() {
             return None;
         }
         if let Some(commands) = parse_run(&line[start..], prefix) {
@@ -386,6 +402,23 @@ mod tests {
         assert_eq!(start, 6);
         assert!(last_non_blank_line(" \n\n").is_none());
         assert_eq!(last_non_blank_line("x").unwrap(), (0, "x"));
+    }
+
+    #[test]
+    fn a_line_full_of_prefixes_is_bounded_work() {
+        let line = "!/a( ".repeat(200_000) + "!/max";
+        let found = trailing_commands(&line, "!/", false).unwrap();
+        assert_eq!(found.commands[0].name, "max");
+        assert!(trailing_commands(&"!/a( ".repeat(200_000), "!/", false).is_none());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(line in "[ a-z!/()=,'\"{}\\\\\\[\\]é]{0,64}") {
+            let _ = trailing_commands(&line, "!/", false);
+            let _ = trailing_commands(&line, "!/", true);
+            let _ = last_non_blank_line(&line);
+        }
     }
 
     #[test]

@@ -210,6 +210,31 @@ fn session_prefix_override_is_used() {
 }
 
 #[test]
+fn history_typed_with_the_configured_prefix_is_cleaned_after_a_prefix_change() {
+    let env = CommandEnv::for_tests();
+    let mut session = SessionState {
+        command_prefix: Some("#/".to_owned()),
+        ..SessionState::default()
+    };
+    let mut req = request(vec![
+        user("!/set(command-prefix=#/)"),
+        assistant("Settings updated: command-prefix=#/."),
+        user("Hi.\n#/low"),
+        assistant("Hello."),
+        user("Next."),
+    ]);
+    assert_eq!(run(&mut req, &mut session, &env), CommandOutcome::NotFound);
+    assert_eq!(
+        texts(&req),
+        [
+            (Role::User, "Hi.".to_owned()),
+            (Role::Assistant, "Hello.".to_owned()),
+            (Role::User, "Next.".to_owned()),
+        ]
+    );
+}
+
+#[test]
 fn configured_prefix_is_used() {
     let cfg = AppConfig {
         command_prefix: "@@/".to_owned(),
