@@ -1,6 +1,8 @@
 //! The commands stage end to end on canonical requests, including ones shaped like real agents'.
 
-use llm_proxy_api::model::{ChatRequest, ImagePart, MediaSource, Message, Part, Role, TextPart};
+use llm_proxy_api::model::{
+    ChatRequest, FinishReason, ImagePart, MediaSource, Message, Part, Role, TextPart,
+};
 use llm_proxy_protocol::anthropic::{self, AnthropicRequest};
 use serde_json::Value;
 
@@ -436,4 +438,16 @@ fn from_config_reads_the_command_settings() {
     assert!(!env.knows_backend("gemini"));
     assert!(env.refuse_under_static_route().is_err());
     assert_eq!(env.prefix(), "!/");
+}
+
+#[test]
+fn answer_events_collect_into_the_answer_text() {
+    let mut collector = llm_proxy_api::stream::Collector::new();
+    for event in answer_events("Settings updated: model=x.", "gpt-4o") {
+        collector.push(event);
+    }
+    let response = collector.finish("fallback");
+    assert_eq!(response.joined_text(), "Settings updated: model=x.");
+    assert_eq!(response.model, "gpt-4o");
+    assert_eq!(response.finish_reason, Some(FinishReason::Stop));
 }
