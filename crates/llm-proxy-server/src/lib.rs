@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod brute_force;
 pub mod capture;
+pub mod commands;
 pub mod config;
 pub mod context;
 pub mod data_dir;

@@ -54,6 +54,12 @@ struct Cli {
     /// In-chat command prefix (default `!/`).
     #[arg(long, global = true)]
     command_prefix: Option<String>,
+    /// Remove in-chat commands from messages without running them.
+    #[arg(long, global = true)]
+    disable_interactive_commands: bool,
+    /// Only a command alone on its line is a command (not one after text on that line).
+    #[arg(long, global = true)]
+    strict_command_detection: bool,
     /// Overall request timeout in seconds.
     #[arg(long = "timeout", global = true)]
     proxy_timeout: Option<f64>,
@@ -152,6 +158,8 @@ impl Cli {
             log_level: self.log_level.clone(),
             capture_file: self.capture_file.clone(),
             command_prefix: self.command_prefix.clone(),
+            disable_interactive_commands: self.disable_interactive_commands,
+            strict_command_detection: self.strict_command_detection,
             proxy_timeout: self.proxy_timeout,
             disable_auth: self.disable_auth,
             disable_redact_api_keys_in_prompts: self.disable_redact_api_keys_in_prompts,

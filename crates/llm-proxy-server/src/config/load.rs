@@ -11,9 +11,10 @@ use serde_json::{Value, json};
 
 use super::raw::{RawBackend, RawConfig};
 use super::runtime::{
-    AuthConfig, BackendsConfig, BruteForceConfig, CircuitBreakerConfig, FailureHandling,
-    GatewayConfig, Limits, LoggingConfig, ModelAlias, ModelOnlyPolicy, ResponseStoreConfig,
-    ResponsesApiConfig, ResponsesWebSocketConfig, RoutingConfig, ServerConfig,
+    AuthConfig, BackendsConfig, BruteForceConfig, CircuitBreakerConfig, CommandsConfig,
+    FailureHandling, GatewayConfig, Limits, LoggingConfig, ModelAlias, ModelOnlyPolicy,
+    ReasoningAliasRule, ReasoningModeSettings, ResponseStoreConfig, ResponsesApiConfig,
+    ResponsesWebSocketConfig, RoutingConfig, ServerConfig,
 };
 
 /// A configuration problem, located by its dotted path.
@@ -56,6 +57,10 @@ pub struct CliOverrides {
     pub capture_file: Option<String>,
     /// `--command-prefix`.
     pub command_prefix: Option<String>,
+    /// `--disable-interactive-commands` (session.disable_interactive_commands).
+    pub disable_interactive_commands: bool,
+    /// `--strict-command-detection`.
+    pub strict_command_detection: bool,
     /// `--timeout` (proxy_timeout, seconds).
     pub proxy_timeout: Option<f64>,
     /// `--disable-auth`.
@@ -236,6 +241,9 @@ fn apply_env(
     if let Some(v) = env.get("COMMAND_PREFIX") {
         raw.command_prefix = Some(v.to_owned());
     }
+    if let Some(v) = env_bool(env, "STRICT_COMMAND_DETECTION")? {
+        raw.strict_command_detection = Some(v);
+    }
     if let Some(v) = env.get("API_KEYS") {
         raw.auth.api_keys = v
             .split(',')
@@ -388,6 +396,12 @@ fn apply_cli(raw: &mut RawConfig, cli: &CliOverrides) {
     if let Some(v) = &cli.command_prefix {
         raw.command_prefix = Some(v.clone());
     }
+    if cli.disable_interactive_commands {
+        raw.session.disable_interactive_commands = Some(true);
+    }
+    if cli.strict_command_detection {
+        raw.strict_command_detection = Some(true);
+    }
     if let Some(v) = cli.proxy_timeout {
         raw.proxy_timeout = Some(v);
     }
@@ -478,22 +492,66 @@ fn seconds(path: &str, v: Option<f64>, default: Duration) -> Result<Duration, Co
     }
 }
 
-/// Command prefix rules: 2–10 printable characters, no whitespace, and a two-character prefix
-/// may not repeat one character.
+/// Command prefix rules (see [`crate::commands::parse::validate_prefix`]).
 fn validate_command_prefix(p: &str) -> Result<(), ConfigError> {
-    let n = p.chars().count();
-    let bad = |m: &str| Err(ConfigError::new("command_prefix", m));
-    if !(2..=10).contains(&n) {
-        return bad("must be 2 to 10 characters long");
+    crate::commands::parse::validate_prefix(p).map_err(|m| ConfigError::new("command_prefix", m))
+}
+
+/// `session.disable_interactive_commands`, `strict_command_detection` and the
+/// `reasoning_aliases` table, checked.
+fn commands_config(raw: &RawConfig) -> Result<CommandsConfig, ConfigError> {
+    let mut reasoning_aliases = Vec::new();
+    if let Some(table) = &raw.reasoning_aliases {
+        for (i, rule) in table.reasoning_alias_settings.iter().enumerate() {
+            let path = format!("reasoning_aliases.reasoning_alias_settings[{i}]");
+            if rule.model.trim().is_empty() {
+                return Err(ConfigError::new(
+                    format!("{path}.model"),
+                    "must not be empty",
+                ));
+            }
+            let mut modes = BTreeMap::new();
+            for (name, m) in &rule.modes {
+                let mode_path = format!("{path}.modes.{name}");
+                if let Some(t) = m.temperature
+                    && !(0.0..=2.0).contains(&t)
+                {
+                    return Err(ConfigError::new(
+                        format!("{mode_path}.temperature"),
+                        "must be between 0 and 2",
+                    ));
+                }
+                if let Some(p) = m.top_p
+                    && !(0.0..=1.0).contains(&p)
+                {
+                    return Err(ConfigError::new(
+                        format!("{mode_path}.top_p"),
+                        "must be between 0 and 1",
+                    ));
+                }
+                modes.insert(
+                    name.to_ascii_lowercase(),
+                    ReasoningModeSettings {
+                        reasoning_effort: m.reasoning_effort.clone(),
+                        max_reasoning_tokens: m.max_reasoning_tokens,
+                        temperature: m.temperature,
+                        top_p: m.top_p,
+                        user_prompt_prefix: m.user_prompt_prefix.clone(),
+                        user_prompt_suffix: m.user_prompt_suffix.clone(),
+                    },
+                );
+            }
+            reasoning_aliases.push(ReasoningAliasRule {
+                model: rule.model.clone(),
+                modes,
+            });
+        }
     }
-    if p.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return bad("must not contain whitespace or control characters");
-    }
-    let mut chars = p.chars();
-    if n == 2 && chars.next() == chars.next() {
-        return bad("a two-character prefix may not repeat one character");
-    }
-    Ok(())
+    Ok(CommandsConfig {
+        disabled: raw.session.disable_interactive_commands.unwrap_or(false),
+        strict_detection: raw.strict_command_detection.unwrap_or(false),
+        reasoning_aliases,
+    })
 }
 
 fn split_instance(key: &str) -> (&str, Option<&str>) {
@@ -570,6 +628,7 @@ fn validate(
     key_names: &BTreeMap<String, String>,
 ) -> Result<GatewayConfig, ConfigError> {
     let defaults = GatewayConfig::default();
+    let commands = commands_config(&raw)?;
     let host = raw.host.unwrap_or(defaults.host);
     if host.trim().is_empty() {
         return Err(ConfigError::new("host", "must not be empty"));
@@ -775,6 +834,7 @@ fn validate(
         proxy_timeout,
         max_body_bytes,
         command_prefix,
+        commands,
         keepalive_interval,
         backends: BackendsConfig {
             default_backend: raw.backends.default_backend,
@@ -966,6 +1026,19 @@ pub fn effective_config(cfg: &GatewayConfig) -> Value {
         "proxy_timeout": cfg.proxy_timeout.as_secs_f64(),
         "max_request_body_bytes": cfg.max_body_bytes,
         "command_prefix": cfg.command_prefix,
+        "strict_command_detection": cfg.commands.strict_detection,
+        "session": { "disable_interactive_commands": cfg.commands.disabled },
+        "reasoning_aliases": { "reasoning_alias_settings": cfg.commands.reasoning_aliases.iter().map(|r| json!({
+            "model": r.model,
+            "modes": r.modes.iter().map(|(name, m)| (name.clone(), json!({
+                "reasoning_effort": m.reasoning_effort,
+                "max_reasoning_tokens": m.max_reasoning_tokens,
+                "temperature": m.temperature,
+                "top_p": m.top_p,
+                "user_prompt_prefix": m.user_prompt_prefix,
+                "user_prompt_suffix": m.user_prompt_suffix,
+            }))).collect::<serde_json::Map<_, _>>(),
+        })).collect::<Vec<_>>() },
         "failure_handling": {
             "enabled": cfg.failure_handling.enabled,
             "keepalive_interval": cfg.keepalive_interval.as_secs_f64(),
@@ -1122,6 +1195,64 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.path, "OPENAI_TIMEOUT");
+    }
+
+    #[test]
+    fn command_settings_from_yaml_env_and_cli() {
+        let cfg = load_from_str("", &CliOverrides::default(), &Env::default()).unwrap();
+        assert!(!cfg.commands.disabled);
+        assert!(!cfg.commands.strict_detection);
+        assert!(cfg.commands.reasoning_aliases.is_empty());
+        let yaml = "strict_command_detection: true\n\
+                    session:\n  disable_interactive_commands: true\n\
+                    reasoning_aliases:\n  reasoning_alias_settings:\n\
+                    \x20   - model: 'claude-*'\n      modes:\n        High:\n\
+                    \x20         reasoning_effort: high\n          max_reasoning_tokens: 40000\n\
+                    \x20         user_prompt_prefix: Think.\n";
+        let cfg = load_from_str(yaml, &CliOverrides::default(), &Env::default()).unwrap();
+        assert!(cfg.commands.disabled);
+        assert!(cfg.commands.strict_detection);
+        let rule = &cfg.commands.reasoning_aliases[0];
+        assert_eq!(rule.model, "claude-*");
+        assert_eq!(rule.modes["high"].max_reasoning_tokens, Some(40_000));
+        assert_eq!(
+            rule.modes["high"].user_prompt_prefix.as_deref(),
+            Some("Think.")
+        );
+        let cfg = load_from_str(
+            "",
+            &CliOverrides {
+                disable_interactive_commands: true,
+                strict_command_detection: true,
+                command_prefix: Some("#/".to_owned()),
+                ..CliOverrides::default()
+            },
+            &Env::default(),
+        )
+        .unwrap();
+        assert!(cfg.commands.disabled && cfg.commands.strict_detection);
+        assert_eq!(cfg.command_prefix, "#/");
+        let cfg = load_from_str(
+            "",
+            &CliOverrides::default(),
+            &env(&[
+                ("STRICT_COMMAND_DETECTION", "true"),
+                ("COMMAND_PREFIX", "@/"),
+            ]),
+        )
+        .unwrap();
+        assert!(cfg.commands.strict_detection);
+        assert_eq!(cfg.command_prefix, "@/");
+        let err = load_from_str(
+            "reasoning_aliases:\n  reasoning_alias_settings:\n    - model: x\n      modes:\n        high: {temperature: 5}\n",
+            &CliOverrides::default(),
+            &Env::default(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.path,
+            "reasoning_aliases.reasoning_alias_settings[0].modes.high.temperature"
+        );
     }
 
     #[test]

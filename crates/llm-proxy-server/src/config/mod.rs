@@ -8,7 +8,8 @@ mod runtime;
 
 pub use load::{CliOverrides, ConfigError, Env, effective_config, load, load_from_str};
 pub use runtime::{
-    AuthConfig, BackendsConfig, BruteForceConfig, CircuitBreakerConfig, FailureHandling,
-    GatewayConfig, Limits, LoggingConfig, ModelAlias, ModelOnlyPolicy, ResponseStoreConfig,
-    ResponsesApiConfig, ResponsesWebSocketConfig, RoutingConfig, ServerConfig,
+    AuthConfig, BackendsConfig, BruteForceConfig, CircuitBreakerConfig, CommandsConfig,
+    FailureHandling, GatewayConfig, Limits, LoggingConfig, ModelAlias, ModelOnlyPolicy,
+    ReasoningAliasRule, ReasoningModeSettings, ResponseStoreConfig, ResponsesApiConfig,
+    ResponsesWebSocketConfig, RoutingConfig, ServerConfig,
 };

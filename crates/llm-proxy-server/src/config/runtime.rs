@@ -12,6 +12,45 @@ use llm_proxy_api::error::BackendError;
 use llm_proxy_api::scrub::{Scrubber, instance_secrets};
 use serde_json::{Map, Value};
 
+/// In-chat command settings (`session.disable_interactive_commands`,
+/// `strict_command_detection`, `reasoning_aliases`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CommandsConfig {
+    /// Commands are removed from messages but not run.
+    pub disabled: bool,
+    /// A command must be alone on its line (no text before it on that line).
+    pub strict_detection: bool,
+    /// `reasoning_aliases.reasoning_alias_settings`: first rule whose `model` pattern matches
+    /// wins.
+    pub reasoning_aliases: Vec<ReasoningAliasRule>,
+}
+
+/// One `reasoning_aliases.reasoning_alias_settings[]` entry: the modes of matching models.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReasoningAliasRule {
+    /// Wildcard pattern (`*`, `?`, case-insensitive) matched against the model.
+    pub model: String,
+    /// Modes by name (`high`, `medium`, `low`, `none` back `!/max` .. `!/no-think`).
+    pub modes: BTreeMap<String, ReasoningModeSettings>,
+}
+
+/// What one reasoning mode sets.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReasoningModeSettings {
+    /// Reasoning effort (`low`, `medium`, `high`, `none`, ...).
+    pub reasoning_effort: Option<String>,
+    /// Thinking budget in tokens.
+    pub max_reasoning_tokens: Option<u64>,
+    /// Sampling temperature.
+    pub temperature: Option<f64>,
+    /// Nucleus sampling.
+    pub top_p: Option<f64>,
+    /// Text put before the user's message.
+    pub user_prompt_prefix: Option<String>,
+    /// Text put after the user's message.
+    pub user_prompt_suffix: Option<String>,
+}
+
 /// Which backends exist and where traffic goes by default.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BackendsConfig {
@@ -307,6 +346,8 @@ pub struct GatewayConfig {
     pub max_body_bytes: usize,
     /// In-chat command prefix.
     pub command_prefix: String,
+    /// In-chat commands: switches and the reasoning-mode table.
+    pub commands: CommandsConfig,
     /// SSE keep-alive interval while waiting on the upstream.
     pub keepalive_interval: Duration,
     /// Backends.
@@ -347,6 +388,7 @@ impl Default for GatewayConfig {
             proxy_timeout: Duration::from_secs(600),
             max_body_bytes: 32 * 1024 * 1024,
             command_prefix: "!/".to_owned(),
+            commands: CommandsConfig::default(),
             keepalive_interval: Duration::from_secs(8),
             backends: BackendsConfig::default(),
             failure_handling: FailureHandling::default(),
@@ -377,6 +419,7 @@ impl fmt::Debug for GatewayConfig {
             .field("proxy_timeout", &self.proxy_timeout)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("command_prefix", &self.command_prefix)
+            .field("commands", &self.commands)
             .field("keepalive_interval", &self.keepalive_interval)
             .field("backends", &self.backends)
             .field("failure_handling", &self.failure_handling)
