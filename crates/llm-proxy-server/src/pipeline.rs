@@ -213,11 +213,12 @@ pub async fn dispatch(
     Ok(d)
 }
 
-/// The proxy's own answer (a command's result) as the events of a one-message answer.
-fn local_answer(model: &str, text: String) -> Dispatched {
-    let events = [
+/// A local answer as the events of an upstream answer (start, the text, zero usage, stop), so
+/// a frontend renders it in the client's protocol, streamed or collected, like any answer.
+pub fn local_answer_events(text: String, model: &str) -> [StreamEvent; 4] {
+    [
         StreamEvent::Start {
-            id: None,
+            id: Some(llm_proxy_api::ids::response_id()),
             model: Some(model.to_owned()),
         },
         StreamEvent::TextDelta { text },
@@ -225,7 +226,12 @@ fn local_answer(model: &str, text: String) -> Dispatched {
         StreamEvent::Finish {
             reason: FinishReason::Stop,
         },
-    ];
+    ]
+}
+
+/// The proxy's own answer (a command's result): no backend, the instance is [`LOCAL_INSTANCE`].
+fn local_answer(model: &str, text: String) -> Dispatched {
+    let events = local_answer_events(text, model);
     Dispatched {
         stream: Box::pin(futures::stream::iter(events.into_iter().map(Ok))),
         route: Route {

@@ -25,8 +25,7 @@ pub mod registry;
 use std::collections::BTreeSet;
 
 use crate::config::{GatewayConfig, ReasoningAliasRule};
-use llm_proxy_api::model::{ChatRequest, FinishReason, Message, Part, Role, Usage};
-use llm_proxy_api::stream::StreamEvent;
+use llm_proxy_api::model::{ChatRequest, Message, Part, Role};
 
 use crate::routing::selector::SelectorLimits;
 use crate::session::SessionState;
@@ -159,24 +158,6 @@ pub enum CommandOutcome {
         /// One entry per command.
         results: Vec<CommandResult>,
     },
-}
-
-/// A local answer as the events of an upstream answer (start, the text, zero usage, stop), so
-/// a frontend renders it in the client's protocol, streamed or collected, like any answer.
-pub fn answer_events(text: &str, model: &str) -> Vec<StreamEvent> {
-    vec![
-        StreamEvent::Start {
-            id: Some(llm_proxy_api::ids::response_id()),
-            model: Some(model.to_owned()),
-        },
-        StreamEvent::TextDelta {
-            text: text.to_owned(),
-        },
-        StreamEvent::Usage(Usage::default()),
-        StreamEvent::Finish {
-            reason: FinishReason::Stop,
-        },
-    ]
 }
 
 /// Where the commands sit in the request.

@@ -10,6 +10,7 @@
 //! client's frontend renders like any backend's, so local answers reach every protocol,
 //! streamed or not.
 
+pub mod commands;
 pub mod redaction;
 
 use std::sync::Arc;
