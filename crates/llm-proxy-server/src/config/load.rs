@@ -14,7 +14,8 @@ use llm_proxy_api::scrub::{mask_url_credentials, masked_extra};
 use llm_proxy_connectors::openai_compat::PROVIDERS;
 use serde_json::{Value, json};
 
-use super::raw::{RawBackend, RawConfig};
+use super::raw::{RawBackend, RawConfig, RawSession};
+use crate::session::SessionConfig;
 
 /// A configuration problem, located by its dotted path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -763,6 +764,8 @@ fn validate(
         None => default_data_dir(),
     };
     let responses_api = responses_api_config(&raw.responses_api)?;
+    // Checked here so a bad value stops startup; the server reads it with `session_config`.
+    session_from_raw(&raw.session)?;
     let brute_force = brute_force_config(&raw.auth.brute_force_protection)?;
     Ok(AppConfig {
         host,
@@ -830,6 +833,60 @@ fn response_store_config(
         max_responses,
         max_bytes,
         ttl: seconds("responses_api.store.ttl_seconds", raw.ttl_seconds, d.ttl)?,
+    })
+}
+
+/// The validated `session.*` settings of a loaded configuration.
+pub fn session_config(cfg: &AppConfig) -> Result<SessionConfig, ConfigError> {
+    let raw: RawSession = match cfg.raw.get("session") {
+        None | Some(Value::Null) => RawSession::default(),
+        Some(section) => serde_json::from_value(section.clone())
+            .map_err(|e| ConfigError::new("session", e.to_string()))?,
+    };
+    session_from_raw(&raw)
+}
+
+/// Longest `session.max_age`: a year.
+const MAX_SESSION_AGE_SECONDS: f64 = 365.0 * 86_400.0;
+/// Longest `session.cleanup_interval`: a day.
+const MAX_SESSION_CLEANUP_SECONDS: f64 = 86_400.0;
+/// Most `session.max_sessions`.
+const MAX_SESSIONS: usize = 10_000_000;
+
+fn session_from_raw(raw: &RawSession) -> Result<SessionConfig, ConfigError> {
+    let d = SessionConfig::default();
+    let bounded_seconds = |path: &str, v: Option<f64>, default: Duration, max: f64| match v {
+        None => Ok(default),
+        Some(s) if (1.0..=max).contains(&s) => Ok(Duration::from_secs_f64(s)),
+        Some(_) => Err(ConfigError::new(
+            path,
+            format!("expected seconds from 1 to {max}"),
+        )),
+    };
+    let max_sessions = match raw.max_sessions {
+        None => d.max_sessions,
+        Some(n) if (1..=MAX_SESSIONS).contains(&n) => n,
+        Some(_) => {
+            return Err(ConfigError::new(
+                "session.max_sessions",
+                format!("expected a number from 1 to {MAX_SESSIONS}"),
+            ));
+        }
+    };
+    Ok(SessionConfig {
+        max_age: bounded_seconds(
+            "session.max_age",
+            raw.max_age,
+            d.max_age,
+            MAX_SESSION_AGE_SECONDS,
+        )?,
+        cleanup_interval: bounded_seconds(
+            "session.cleanup_interval",
+            raw.cleanup_interval,
+            d.cleanup_interval,
+            MAX_SESSION_CLEANUP_SECONDS,
+        )?,
+        max_sessions,
     })
 }
 
@@ -934,6 +991,7 @@ fn brute_force_config(raw: &super::raw::RawBruteForce) -> Result<BruteForceConfi
 
 /// The effective configuration as a JSON tree with every secret masked (for `check-config`).
 pub fn effective_config(cfg: &AppConfig) -> Value {
+    let session = session_config(cfg).unwrap_or_default();
     let backends: serde_json::Map<String, Value> = cfg
         .backends
         .instances
@@ -1034,6 +1092,11 @@ pub fn effective_config(cfg: &AppConfig) -> Value {
             },
         },
         "logging": { "level": cfg.logging.level, "capture_file": cfg.logging.capture_file },
+        "session": {
+            "max_age": session.max_age.as_secs_f64(),
+            "cleanup_interval": session.cleanup_interval.as_secs_f64(),
+            "max_sessions": session.max_sessions,
+        },
     })
 }
 
@@ -1337,6 +1400,47 @@ mod tests {
         ] {
             let err = load_from_str(bad, &none, &Env::default()).unwrap_err();
             assert_eq!(err.path, path, "{bad}");
+        }
+    }
+
+    #[test]
+    fn session_settings_default_validate_and_show() {
+        let none = CliOverrides::default();
+        let cfg = load_from_str("", &none, &Env::default()).unwrap();
+        assert_eq!(session_config(&cfg).unwrap(), SessionConfig::default());
+        assert_eq!(
+            SessionConfig::default().max_age,
+            Duration::from_secs(86_400)
+        );
+        assert_eq!(
+            SessionConfig::default().cleanup_interval,
+            Duration::from_secs(3_600)
+        );
+        let file = "session:\n  max_age: 600\n  cleanup_interval: 60\n  max_sessions: 5\n";
+        let cfg = load_from_str(file, &none, &Env::default()).unwrap();
+        let session = session_config(&cfg).unwrap();
+        assert_eq!(session.max_age, Duration::from_secs(600));
+        assert_eq!(session.cleanup_interval, Duration::from_secs(60));
+        assert_eq!(session.max_sessions, 5);
+        assert_eq!(effective_config(&cfg)["session"]["max_sessions"], 5);
+        for (bad, path) in [
+            ("session:\n  max_age: 0\n", "session.max_age"),
+            ("session:\n  max_age: -5\n", "session.max_age"),
+            ("session:\n  max_age: 1e12\n", "session.max_age"),
+            (
+                "session:\n  cleanup_interval: 0.5\n",
+                "session.cleanup_interval",
+            ),
+            (
+                "session:\n  cleanup_interval: 604800\n",
+                "session.cleanup_interval",
+            ),
+            ("session:\n  max_sessions: 0\n", "session.max_sessions"),
+            ("session:\n  max_session: 3\n", "session.max_session"),
+            ("session:\n  max_age: soon\n", "session.max_age"),
+        ] {
+            let err = load_from_str(bad, &none, &Env::default()).unwrap_err();
+            assert_eq!(err.path, path, "{bad}: {err}");
         }
     }
 

@@ -5,4 +5,6 @@
 mod load;
 pub mod raw;
 
-pub use load::{CliOverrides, ConfigError, Env, effective_config, load, load_from_str};
+pub use load::{
+    CliOverrides, ConfigError, Env, effective_config, load, load_from_str, session_config,
+};

@@ -42,6 +42,20 @@ pub struct RawConfig {
     pub data_dir: Option<String>,
     #[serde(default)]
     pub responses_api: RawResponsesApi,
+    #[serde(default)]
+    pub session: RawSession,
+}
+
+/// `session:`: how long sessions live and how many the in-process store keeps.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSession {
+    /// Seconds a session lives after its last use.
+    pub max_age: Option<f64>,
+    /// Seconds between sweeps of expired sessions.
+    pub cleanup_interval: Option<f64>,
+    /// Most sessions kept in process.
+    pub max_sessions: Option<usize>,
 }
 
 /// `responses_api:`: the Responses frontend.

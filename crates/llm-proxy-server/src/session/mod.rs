@@ -4,7 +4,11 @@
 //! the state to a request (parameters, route override).
 
 pub mod id;
+pub mod memory;
 pub mod state;
+pub mod store;
 
 pub use id::{ClientIdentity, SessionId, SessionSource};
+pub use memory::MemoryStore;
 pub use state::{FailoverRoute, SessionState};
+pub use store::{SessionConfig, SessionStore, SessionStoreError};
