@@ -3,11 +3,13 @@
 //! `store.rs` is the store trait (`memory.rs` its in-process store), and `apply.rs` applies
 //! the state to a request (parameters, route override).
 
+pub mod apply;
 pub mod id;
 pub mod memory;
 pub mod state;
 pub mod store;
 
+pub use apply::{apply_to_request, route_for};
 pub use id::{ClientIdentity, SessionId, SessionSource};
 pub use memory::MemoryStore;
 pub use state::{FailoverRoute, SessionState};
