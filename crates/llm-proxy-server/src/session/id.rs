@@ -2,9 +2,11 @@
 //! (headers, body fields, Claude Code's `metadata.user_id`, Codex's headers, a frontend's own
 //! field) or, failing that, a fingerprint of who sent it and how the conversation began.
 //!
-//! Gemini CLI names no session on the Gemini API (its Code Assist `request.session_id` arrives
-//! as a body `session_id`); it sends a per-install `x-gemini-api-privileged-user-id`, which is
-//! not a conversation but keeps two installs apart in the fingerprint.
+//! Gemini CLI (checked in `@google/gemini-cli-core` 0.61) names no session on the Gemini API
+//! (only its Code Assist endpoint gets a `session_id`); it sends a per-install
+//! `x-gemini-api-privileged-user-id` (with usage statistics on), which is not a conversation
+//! but keeps two installs apart in the fingerprint, and any header set in
+//! `GEMINI_CLI_CUSTOM_HEADERS` (so `x-session-id` works).
 
 use std::fmt::Write as _;
 
