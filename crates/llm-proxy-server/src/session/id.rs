@@ -407,6 +407,15 @@ mod tests {
     }
 
     #[test]
+    fn a_client_identity_is_a_stable_hash_never_the_key() {
+        let a = ClientIdentity::of_key("sk-secret-key-a");
+        assert_eq!(a, ClientIdentity::of_key("sk-secret-key-a"));
+        assert_ne!(a, ClientIdentity::of_key("sk-secret-key-b"));
+        assert_eq!(a.as_str().len(), HASH_HEX);
+        assert!(!a.as_str().contains("secret") && !format!("{a:?}").contains("secret"));
+    }
+
+    #[test]
     fn gemini_cli_installs_get_different_fingerprints() {
         let req = conversation(&[(Role::User, "hello")]);
         let one = headers(&[
