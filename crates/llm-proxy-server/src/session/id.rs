@@ -193,26 +193,48 @@ fn fingerprint(
 ) -> Option<String> {
     let first = req.messages.iter().find(|m| m.role == Role::User)?;
     let mut ctx = Context::new(&SHA256);
-    let mut field = |bytes: &[u8]| {
+    let field = |ctx: &mut Context, bytes: &[u8]| {
         ctx.update(&(bytes.len() as u64).to_le_bytes());
         ctx.update(bytes);
     };
-    field(b"llm-proxy session fingerprint");
-    field(client.map_or("", ClientIdentity::as_str).as_bytes());
-    field(user_agent_product(headers).as_bytes());
+    field(&mut ctx, b"llm-proxy session fingerprint");
     field(
+        &mut ctx,
+        client.map_or("", ClientIdentity::as_str).as_bytes(),
+    );
+    field(&mut ctx, user_agent_product(headers).as_bytes());
+    field(
+        &mut ctx,
         headers
             .get("x-gemini-api-privileged-user-id")
             .map_or(&[][..], |v| v.as_bytes()),
     );
     for part in &first.content {
         match part {
-            Part::Text(t) => field(t.text.as_bytes()),
-            // Not text: its serialized form, which is as stable across turns as the text.
-            other => field(&serde_json::to_vec(other).unwrap_or_default()),
+            Part::Text(t) => field(&mut ctx, t.text.as_bytes()),
+            // Not text: its serialized form (self-delimiting JSON), as stable across turns as
+            // text, streamed into the hash so an inline image is not copied.
+            other => {
+                field(&mut ctx, b"part");
+                let _ = serde_json::to_writer(DigestWriter(&mut ctx), other);
+            }
         }
     }
     Some(format!("fp:{}", hex(ctx.finish().as_ref())))
+}
+
+/// Feeds what is written into a digest.
+struct DigestWriter<'a>(&'a mut Context);
+
+impl std::io::Write for DigestWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The user agent's first product name (`claude-cli` of `claude-cli/2.0.1 (external)`):
@@ -458,6 +480,31 @@ mod tests {
         assert_eq!(
             resolved(&headers(&[("x-session-id", &exact)]), &req).id,
             exact
+        );
+    }
+
+    #[test]
+    fn a_message_without_text_is_fingerprinted_by_its_content() {
+        use llm_proxy_api::model::{ImagePart, MediaSource};
+        let image = |data: &str| ChatRequest {
+            messages: vec![Message {
+                role: Role::User,
+                content: vec![Part::Image(ImagePart {
+                    source: MediaSource::Base64 {
+                        media_type: "image/png".into(),
+                        data: data.into(),
+                    },
+                    detail: None,
+                })],
+                name: None,
+            }],
+            ..ChatRequest::default()
+        };
+        let h = HeaderMap::new();
+        assert_eq!(resolved(&h, &image("AAAA")), resolved(&h, &image("AAAA")));
+        assert_ne!(
+            resolved(&h, &image("AAAA")).id,
+            resolved(&h, &image("BBBB")).id
         );
     }
 
