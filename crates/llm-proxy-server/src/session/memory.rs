@@ -414,6 +414,19 @@ mod tests {
         task.await.unwrap();
     }
 
+    /// Time is paused: the runtime jumps to the next timer when every task waits, so the
+    /// hour-long interval passes at once.
+    #[tokio::test(start_paused = true)]
+    async fn the_sweeping_task_sweeps_every_cleanup_interval() {
+        let clock = Manual::new();
+        let (store, _task) = MemoryStore::spawn_with_clock(config(10), clock.clock());
+        store.save("a", &with_model("m")).await.unwrap();
+        clock.advance(2 * HOUR);
+        assert_eq!(store.len(), 1, "expired, not swept yet");
+        tokio::time::sleep(HOUR + Duration::from_secs(1)).await;
+        assert!(store.is_empty(), "the task swept it");
+    }
+
     #[test]
     fn without_a_runtime_there_is_no_task_and_expiry_still_holds() {
         let (store, task) = MemoryStore::spawn_with_clock(config(10), Manual::new().clock());
