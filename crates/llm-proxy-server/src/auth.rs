@@ -2,8 +2,7 @@
 //! (`/health`, and `/` which Claude Code checks with `HEAD /` before its first call) must carry
 //! one of them (`Authorization: Bearer`, `x-api-key`, `x-goog-api-key`, `?key=` or
 //! `?api_key=`). Compared in constant time; never logged. Addresses that keep failing are
-//! blocked for a while ([`crate::brute_force`]). An accepted key's hash travels on as a
-//! request extension ([`ClientIdentity`]).
+//! blocked for a while ([`crate::brute_force`]).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -15,7 +14,6 @@ use axum::response::Response;
 use llm_proxy_api::config::Secret;
 
 use crate::error::{ProxyError, WireFormat};
-use crate::session::ClientIdentity;
 use crate::state::AppState;
 
 fn presented_key(req: &Request) -> Option<String> {
@@ -104,7 +102,7 @@ pub async fn require_key_anthropic(
     enforce(&state, req, next, WireFormat::Anthropic).await
 }
 
-async fn enforce(state: &AppState, mut req: Request, next: Next, format: WireFormat) -> Response {
+async fn enforce(state: &AppState, req: Request, next: Next, format: WireFormat) -> Response {
     let keys = &state.config().auth.api_keys;
     if keys.is_empty() || matches!(req.uri().path(), "/health" | "/") {
         return next.run(req).await;
@@ -121,14 +119,10 @@ async fn enforce(state: &AppState, mut req: Request, next: Next, format: WireFor
         let retry_after = Duration::from_secs(left.as_secs() + u64::from(left.subsec_nanos() > 0));
         return ProxyError::AuthBlocked { retry_after }.into_response_for(format);
     }
-    let presented = presented_key(&req);
-    if let Some(key) = presented.as_deref().filter(|k| key_accepted(keys, Some(k))) {
+    if key_accepted(keys, presented_key(&req).as_deref()) {
         if let Some(ip) = client {
             guard.record_success(ip);
         }
-        // Handlers know the client by the key's hash (sessions are namespaced by it).
-        let identity = ClientIdentity::of_key(key);
-        req.extensions_mut().insert(identity);
         next.run(req).await
     } else {
         if let Some(ip) = client

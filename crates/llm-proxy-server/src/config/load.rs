@@ -14,8 +14,7 @@ use llm_proxy_api::scrub::{mask_url_credentials, masked_extra};
 use llm_proxy_connectors::openai_compat::PROVIDERS;
 use serde_json::{Value, json};
 
-use super::raw::{RawBackend, RawConfig, RawSession};
-use crate::session::SessionConfig;
+use super::raw::{RawBackend, RawConfig};
 
 /// A configuration problem, located by its dotted path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -836,10 +835,11 @@ fn response_store_config(
     })
 }
 
-/// The validated `session.*` settings of a loaded configuration.
-pub fn session_config(cfg: &AppConfig) -> Result<SessionConfig, ConfigError> {
-    let raw: RawSession = match cfg.raw.get("session") {
-        None | Some(Value::Null) => RawSession::default(),
+/// The validated `session.*` settings of a loaded configuration, from its raw tree
+/// (`config.raw`; checked by [`load`] already).
+pub fn session_config(raw_tree: &Value) -> Result<crate::session::SessionConfig, ConfigError> {
+    let raw: super::raw::RawSession = match raw_tree.get("session") {
+        None | Some(Value::Null) => super::raw::RawSession::default(),
         Some(section) => serde_json::from_value(section.clone())
             .map_err(|e| ConfigError::new("session", e.to_string()))?,
     };
@@ -853,8 +853,10 @@ const MAX_SESSION_CLEANUP_SECONDS: f64 = 86_400.0;
 /// Most `session.max_sessions`.
 const MAX_SESSIONS: usize = 10_000_000;
 
-fn session_from_raw(raw: &RawSession) -> Result<SessionConfig, ConfigError> {
-    let d = SessionConfig::default();
+fn session_from_raw(
+    raw: &super::raw::RawSession,
+) -> Result<crate::session::SessionConfig, ConfigError> {
+    let d = crate::session::SessionConfig::default();
     let bounded_seconds = |path: &str, v: Option<f64>, default: Duration, max: f64| match v {
         None => Ok(default),
         Some(s) if (1.0..=max).contains(&s) => Ok(Duration::from_secs_f64(s)),
@@ -873,7 +875,7 @@ fn session_from_raw(raw: &RawSession) -> Result<SessionConfig, ConfigError> {
             ));
         }
     };
-    Ok(SessionConfig {
+    Ok(crate::session::SessionConfig {
         max_age: bounded_seconds(
             "session.max_age",
             raw.max_age,
@@ -991,7 +993,6 @@ fn brute_force_config(raw: &super::raw::RawBruteForce) -> Result<BruteForceConfi
 
 /// The effective configuration as a JSON tree with every secret masked (for `check-config`).
 pub fn effective_config(cfg: &AppConfig) -> Value {
-    let session = session_config(cfg).unwrap_or_default();
     let backends: serde_json::Map<String, Value> = cfg
         .backends
         .instances
@@ -1092,11 +1093,16 @@ pub fn effective_config(cfg: &AppConfig) -> Value {
             },
         },
         "logging": { "level": cfg.logging.level, "capture_file": cfg.logging.capture_file },
-        "session": {
-            "max_age": session.max_age.as_secs_f64(),
-            "cleanup_interval": session.cleanup_interval.as_secs_f64(),
-            "max_sessions": session.max_sessions,
-        },
+        "session": session_json(&cfg.raw),
+    })
+}
+
+fn session_json(raw_tree: &Value) -> Value {
+    let session = session_config(raw_tree).unwrap_or_default();
+    json!({
+        "max_age": session.max_age.as_secs_f64(),
+        "cleanup_interval": session.cleanup_interval.as_secs_f64(),
+        "max_sessions": session.max_sessions,
     })
 }
 
@@ -1405,9 +1411,10 @@ mod tests {
 
     #[test]
     fn session_settings_default_validate_and_show() {
+        use crate::session::SessionConfig;
         let none = CliOverrides::default();
         let cfg = load_from_str("", &none, &Env::default()).unwrap();
-        assert_eq!(session_config(&cfg).unwrap(), SessionConfig::default());
+        assert_eq!(session_config(&cfg.raw).unwrap(), SessionConfig::default());
         assert_eq!(
             SessionConfig::default().max_age,
             Duration::from_secs(86_400)
@@ -1418,7 +1425,7 @@ mod tests {
         );
         let file = "session:\n  max_age: 600\n  cleanup_interval: 60\n  max_sessions: 5\n";
         let cfg = load_from_str(file, &none, &Env::default()).unwrap();
-        let session = session_config(&cfg).unwrap();
+        let session = session_config(&cfg.raw).unwrap();
         assert_eq!(session.max_age, Duration::from_secs(600));
         assert_eq!(session.cleanup_interval, Duration::from_secs(60));
         assert_eq!(session.max_sessions, 5);

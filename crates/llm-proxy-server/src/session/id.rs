@@ -66,32 +66,25 @@ pub struct SessionId {
     pub source: SessionSource,
 }
 
-/// Who presented which client key, as a hash: the key itself is never kept.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ClientIdentity(String);
-
-impl ClientIdentity {
-    /// The identity of an authenticated client key.
-    pub fn of_key(key: &str) -> Self {
-        Self(hash_hex(&[b"llm-proxy client key", key.as_bytes()]))
-    }
-
-    /// The hash, for namespacing and logs.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+/// A stable label for an authenticated client key, derived from the key (a hash; the key
+/// itself is never kept). Unlike the key's position in `auth.api_keys`, it stays with the
+/// key when the list is edited, so a session kept across restarts (a shared store) never
+/// moves to another client.
+pub fn client_label_of_key(key: &str) -> String {
+    hash_hex(&[b"llm-proxy client key", key.as_bytes()])
 }
 
 /// The session a request belongs to; first match wins: `x-session-id` header; body
 /// `session_id`, `extra_body.session_id`, `metadata.session_id`; Claude Code's
 /// `metadata.user_id`; Codex's `session_id` / `conversation_id` headers; the frontend's
-/// `hint`; else a fingerprint. `None` only when there is nothing to fingerprint (no user
-/// message).
+/// `hint`; else a fingerprint. `client` is a stable label of the authenticated client key
+/// (multi-user mode; see [`client_label_of_key`]): the store key is namespaced by its hash,
+/// never by the key. `None` only when there is nothing to fingerprint (no user message).
 pub fn resolve(
     headers: &HeaderMap,
     req: &ChatRequest,
     hint: Option<&str>,
-    client: Option<&ClientIdentity>,
+    client: Option<&str>,
 ) -> Option<SessionId> {
     let (id, source) = match named(headers, req) {
         Some(found) => found,
@@ -104,7 +97,7 @@ pub fn resolve(
         },
     };
     let key = match client {
-        Some(c) => format!("k:{}/{id}", c.as_str()),
+        Some(c) => format!("k:{}/{id}", hash_hex(&[b"llm-proxy client", c.as_bytes()])),
         None => id.clone(),
     };
     Some(SessionId { key, id, source })
@@ -186,11 +179,7 @@ fn bounded(raw: &str) -> Option<String> {
 /// A hash of the client key, the user agent's product name, Gemini CLI's install id and
 /// the first user message: stable across the turns of one conversation (history only grows
 /// after it) and different for another client.
-fn fingerprint(
-    headers: &HeaderMap,
-    req: &ChatRequest,
-    client: Option<&ClientIdentity>,
-) -> Option<String> {
+fn fingerprint(headers: &HeaderMap, req: &ChatRequest, client: Option<&str>) -> Option<String> {
     let first = req.messages.iter().find(|m| m.role == Role::User)?;
     let mut ctx = Context::new(&SHA256);
     let field = |ctx: &mut Context, bytes: &[u8]| {
@@ -198,10 +187,7 @@ fn fingerprint(
         ctx.update(bytes);
     };
     field(&mut ctx, b"llm-proxy session fingerprint");
-    field(
-        &mut ctx,
-        client.map_or("", ClientIdentity::as_str).as_bytes(),
-    );
+    field(&mut ctx, client.unwrap_or("").as_bytes());
     field(&mut ctx, user_agent_product(headers).as_bytes());
     field(
         &mut ctx,
@@ -409,32 +395,38 @@ mod tests {
     #[test]
     fn client_keys_keep_sessions_apart() {
         let req = conversation(&[(Role::User, "fix the bug")]);
-        let (a, b) = (
-            ClientIdentity::of_key("key-a"),
-            ClientIdentity::of_key("key-b"),
-        );
+        let (a, b) = (client_label_of_key("key-a"), client_label_of_key("key-b"));
         let h = HeaderMap::new();
         let sa = resolve(&h, &req, None, Some(&a)).unwrap();
         let sb = resolve(&h, &req, None, Some(&b)).unwrap();
-        assert_ne!(sa.id, sb.id, "the fingerprint includes the client key");
+        assert_ne!(sa.id, sb.id, "the fingerprint includes the client");
         assert_ne!(sa.key, sb.key);
-        // A named id is namespaced too, by the key's hash, never the key.
+        // A named id is namespaced too, by a hash of the client's label.
         let named = headers(&[("x-session-id", "s1")]);
         let na = resolve(&named, &req, None, Some(&a)).unwrap();
         let nb = resolve(&named, &req, None, Some(&b)).unwrap();
         assert_eq!(na.id, "s1");
         assert_ne!(na.key, nb.key);
-        assert!(!na.key.contains("key-a"));
-        assert_eq!(na.key, format!("k:{}/s1", a.as_str()));
+        assert!(
+            na.key.starts_with("k:") && na.key.ends_with("/s1"),
+            "{}",
+            na.key
+        );
+        assert!(!na.key.contains(&a));
+        assert_eq!(resolve(&named, &req, None, None).unwrap().key, "s1");
+        // Any stable label works (e.g. `client-0`).
+        let n0 = resolve(&named, &req, None, Some("client-0")).unwrap();
+        let n1 = resolve(&named, &req, None, Some("client-1")).unwrap();
+        assert_ne!(n0.key, n1.key);
     }
 
     #[test]
-    fn a_client_identity_is_a_stable_hash_never_the_key() {
-        let a = ClientIdentity::of_key("sk-secret-key-a");
-        assert_eq!(a, ClientIdentity::of_key("sk-secret-key-a"));
-        assert_ne!(a, ClientIdentity::of_key("sk-secret-key-b"));
-        assert_eq!(a.as_str().len(), HASH_HEX);
-        assert!(!a.as_str().contains("secret") && !format!("{a:?}").contains("secret"));
+    fn a_client_label_is_a_stable_hash_never_the_key() {
+        let a = client_label_of_key("sk-secret-key-a");
+        assert_eq!(a, client_label_of_key("sk-secret-key-a"));
+        assert_ne!(a, client_label_of_key("sk-secret-key-b"));
+        assert_eq!(a.len(), HASH_HEX);
+        assert!(!a.contains("secret"));
     }
 
     #[test]

@@ -10,7 +10,7 @@ pub mod state;
 pub mod store;
 
 pub use apply::{apply_to_request, route_for};
-pub use id::{ClientIdentity, SessionId, SessionSource};
+pub use id::{SessionId, SessionSource, client_label_of_key};
 pub use memory::MemoryStore;
 pub use state::{FailoverRoute, SessionState};
 pub use store::{SessionConfig, SessionStore, SessionStoreError};
