@@ -21,6 +21,8 @@ pub struct RawConfig {
     pub max_request_body_bytes: Option<usize>,
     pub command_prefix: Option<String>,
     #[serde(default)]
+    pub session: RawSession,
+    #[serde(default)]
     pub backends: RawBackends,
     #[serde(default)]
     pub auth: RawAuth,
@@ -42,8 +44,6 @@ pub struct RawConfig {
     pub data_dir: Option<String>,
     #[serde(default)]
     pub responses_api: RawResponsesApi,
-    #[serde(default)]
-    pub session: RawSession,
 }
 
 /// `session:`: how long sessions live and how many the in-process store keeps.
