@@ -443,7 +443,8 @@ fn from_config_reads_the_command_settings() {
 #[test]
 fn answer_events_collect_into_the_answer_text() {
     let mut collector = llm_proxy_api::stream::Collector::new();
-    for event in crate::pipeline::local_answer_events("Settings updated: model=x.".into(), "gpt-4o") {
+    for event in crate::pipeline::local_answer_events("Settings updated: model=x.".into(), "gpt-4o")
+    {
         collector.push(event);
     }
     let response = collector.finish("fallback");

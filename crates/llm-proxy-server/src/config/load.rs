@@ -826,6 +826,8 @@ fn validate(
         None => default_data_dir(),
     };
     let responses_api = responses_api_config(&raw.responses_api)?;
+    // Checked here so a bad value stops startup; the server reads it with `session_config`.
+    session_from_raw(&raw.session)?;
     let brute_force = brute_force_config(&raw.auth.brute_force_protection)?;
     Ok(GatewayConfig {
         host,
@@ -894,6 +896,63 @@ fn response_store_config(
         max_responses,
         max_bytes,
         ttl: seconds("responses_api.store.ttl_seconds", raw.ttl_seconds, d.ttl)?,
+    })
+}
+
+/// The validated `session.*` settings of a loaded configuration, from its raw tree
+/// (`config.raw`; checked by [`load`] already).
+pub fn session_config(raw_tree: &Value) -> Result<crate::session::SessionConfig, ConfigError> {
+    let raw: super::raw::RawSession = match raw_tree.get("session") {
+        None | Some(Value::Null) => super::raw::RawSession::default(),
+        Some(section) => serde_json::from_value(section.clone())
+            .map_err(|e| ConfigError::new("session", e.to_string()))?,
+    };
+    session_from_raw(&raw)
+}
+
+/// Longest `session.max_age`: a year.
+const MAX_SESSION_AGE_SECONDS: f64 = 365.0 * 86_400.0;
+/// Longest `session.cleanup_interval`: a day.
+const MAX_SESSION_CLEANUP_SECONDS: f64 = 86_400.0;
+/// Most `session.max_sessions`.
+const MAX_SESSIONS: usize = 10_000_000;
+
+fn session_from_raw(
+    raw: &super::raw::RawSession,
+) -> Result<crate::session::SessionConfig, ConfigError> {
+    let d = crate::session::SessionConfig::default();
+    let bounded_seconds = |path: &str, v: Option<f64>, default: Duration, max: f64| match v {
+        None => Ok(default),
+        Some(s) if (1.0..=max).contains(&s) => Ok(Duration::from_secs_f64(s)),
+        Some(_) => Err(ConfigError::new(
+            path,
+            format!("expected seconds from 1 to {max}"),
+        )),
+    };
+    let max_sessions = match raw.max_sessions {
+        None => d.max_sessions,
+        Some(n) if (1..=MAX_SESSIONS).contains(&n) => n,
+        Some(_) => {
+            return Err(ConfigError::new(
+                "session.max_sessions",
+                format!("expected a number from 1 to {MAX_SESSIONS}"),
+            ));
+        }
+    };
+    Ok(crate::session::SessionConfig {
+        max_age: bounded_seconds(
+            "session.max_age",
+            raw.max_age,
+            d.max_age,
+            MAX_SESSION_AGE_SECONDS,
+        )?,
+        cleanup_interval: bounded_seconds(
+            "session.cleanup_interval",
+            raw.cleanup_interval,
+            d.cleanup_interval,
+            MAX_SESSION_CLEANUP_SECONDS,
+        )?,
+        max_sessions,
     })
 }
 
@@ -1111,6 +1170,16 @@ pub fn effective_config(cfg: &GatewayConfig) -> Value {
             },
         },
         "logging": { "level": cfg.logging.level, "capture_file": cfg.logging.capture_file },
+        "session": session_json(&cfg.raw),
+    })
+}
+
+fn session_json(raw_tree: &Value) -> Value {
+    let session = session_config(raw_tree).unwrap_or_default();
+    json!({
+        "max_age": session.max_age.as_secs_f64(),
+        "cleanup_interval": session.cleanup_interval.as_secs_f64(),
+        "max_sessions": session.max_sessions,
     })
 }
 
@@ -1472,6 +1541,48 @@ mod tests {
         ] {
             let err = load_from_str(bad, &none, &Env::default()).unwrap_err();
             assert_eq!(err.path, path, "{bad}");
+        }
+    }
+
+    #[test]
+    fn session_settings_default_validate_and_show() {
+        use crate::session::SessionConfig;
+        let none = CliOverrides::default();
+        let cfg = load_from_str("", &none, &Env::default()).unwrap();
+        assert_eq!(session_config(&cfg.raw).unwrap(), SessionConfig::default());
+        assert_eq!(
+            SessionConfig::default().max_age,
+            Duration::from_secs(86_400)
+        );
+        assert_eq!(
+            SessionConfig::default().cleanup_interval,
+            Duration::from_secs(3_600)
+        );
+        let file = "session:\n  max_age: 600\n  cleanup_interval: 60\n  max_sessions: 5\n";
+        let cfg = load_from_str(file, &none, &Env::default()).unwrap();
+        let session = session_config(&cfg.raw).unwrap();
+        assert_eq!(session.max_age, Duration::from_secs(600));
+        assert_eq!(session.cleanup_interval, Duration::from_secs(60));
+        assert_eq!(session.max_sessions, 5);
+        assert_eq!(effective_config(&cfg)["session"]["max_sessions"], 5);
+        for (bad, path) in [
+            ("session:\n  max_age: 0\n", "session.max_age"),
+            ("session:\n  max_age: -5\n", "session.max_age"),
+            ("session:\n  max_age: 1e12\n", "session.max_age"),
+            (
+                "session:\n  cleanup_interval: 0.5\n",
+                "session.cleanup_interval",
+            ),
+            (
+                "session:\n  cleanup_interval: 604800\n",
+                "session.cleanup_interval",
+            ),
+            ("session:\n  max_sessions: 0\n", "session.max_sessions"),
+            ("session:\n  max_session: 3\n", "session.max_session"),
+            ("session:\n  max_age: soon\n", "session.max_age"),
+        ] {
+            let err = load_from_str(bad, &none, &Env::default()).unwrap_err();
+            assert_eq!(err.path, path, "{bad}: {err}");
         }
     }
 

@@ -6,7 +6,9 @@ mod load;
 pub mod raw;
 mod runtime;
 
-pub use load::{CliOverrides, ConfigError, Env, effective_config, load, load_from_str};
+pub use load::{
+    CliOverrides, ConfigError, Env, effective_config, load, load_from_str, session_config,
+};
 pub use runtime::{
     AuthConfig, BackendsConfig, BruteForceConfig, CircuitBreakerConfig, CommandsConfig,
     FailureHandling, GatewayConfig, Limits, LoggingConfig, ModelAlias, ModelOnlyPolicy,

@@ -50,12 +50,19 @@ pub struct RawConfig {
     pub responses_api: RawResponsesApi,
 }
 
-/// `session:`: per-conversation behaviour.
+/// `session:`: per-conversation behaviour, how long sessions live and how many the
+/// in-process store keeps.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSession {
     /// In-chat commands are removed from messages but not run.
     pub disable_interactive_commands: Option<bool>,
+    /// Seconds a session lives after its last use.
+    pub max_age: Option<f64>,
+    /// Seconds between sweeps of expired sessions.
+    pub cleanup_interval: Option<f64>,
+    /// Most sessions kept in process.
+    pub max_sessions: Option<usize>,
 }
 
 /// `reasoning_aliases:`.

@@ -55,24 +55,10 @@ pub fn selector_limits(routing: &RoutingConfig) -> SelectorLimits {
 /// Sessions remembered for `[first]` (oldest forgotten beyond this).
 const MAX_REMEMBERED_SESSIONS: usize = 100_000;
 
-/// The client's session id: `x-session-id` header, else body `session_id`,
-/// `extra_body.session_id` or `metadata.session_id`.
+/// The session id the client named (see [`crate::session::id::named`]: headers, body
+/// fields, Claude Code's `metadata.user_id`, Codex's headers), as it named it.
 pub fn session_id(req: &ChatRequest, headers: &http::HeaderMap) -> Option<String> {
-    if let Some(v) = headers.get("x-session-id").and_then(|v| v.to_str().ok()) {
-        return Some(v.trim().to_owned()).filter(|s| !s.is_empty());
-    }
-    let from =
-        |v: Option<&serde_json::Value>| v.and_then(serde_json::Value::as_str).map(str::to_owned);
-    from(req.extra.get("session_id"))
-        .or_else(|| {
-            from(
-                req.extra
-                    .get("extra_body")
-                    .and_then(|e| e.get("session_id")),
-            )
-        })
-        .or_else(|| from(req.metadata.get("session_id")))
-        .filter(|s| !s.is_empty())
+    crate::session::id::named(headers, req).map(|(id, _)| id)
 }
 
 /// Routing tables built once at startup.
