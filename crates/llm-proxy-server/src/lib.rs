@@ -19,6 +19,7 @@ pub mod routing;
 pub mod sealing;
 pub mod serve;
 pub mod session;
+pub mod startup_error;
 pub mod state;
 pub mod timing;
 
@@ -29,7 +30,8 @@ use axum::routing::{get, post};
 
 pub use data_dir::Stores;
 pub use error::{ProxyError, WireFormat};
-pub use state::{AppState, StartupError};
+pub use startup_error::StartupError;
+pub use state::AppState;
 
 /// The router serving every frontend.
 pub fn app(state: AppState) -> Router {

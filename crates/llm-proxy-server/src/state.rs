@@ -16,6 +16,7 @@ use tokio::sync::Mutex;
 use crate::brute_force::BruteForceGuard;
 use crate::plugins::{BackendRegistry, Plugins, selector_backends};
 use crate::serve::Shutdown;
+use crate::startup_error::StartupError;
 
 /// A configured backend instance.
 pub struct BackendSlot {
@@ -38,11 +39,6 @@ impl std::fmt::Debug for BackendSlot {
             .finish()
     }
 }
-
-/// Startup failure.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct StartupError(pub String);
 
 /// Shared state of the gateway.
 #[derive(Clone)]
@@ -89,11 +85,11 @@ fn build_backend(
     factory: &llm_proxy_api::BackendFactory,
     args: FactoryArgs,
 ) -> Result<Arc<dyn Backend>, String> {
-    match crate::plugins::discovery::call_isolated(|| factory(args)) {
+    match crate::plugins::isolation::call_isolated(|| factory(args)) {
         Ok(built) => built.map_err(|e| e.message),
         Err(payload) => Err(format!(
             "the backend factory panicked: {}",
-            crate::plugins::discovery::panic_message(payload.as_ref())
+            crate::plugins::isolation::panic_message(payload.as_ref())
         )),
     }
 }
@@ -110,7 +106,7 @@ impl AppState {
         plugins: Plugins,
         http: CaptureAwareClient,
     ) -> Result<Self, StartupError> {
-        let scrubber = Scrubber::from_config(&config).map_err(|e| StartupError(e.message))?;
+        let scrubber = Scrubber::from_config(&config).map_err(|e| StartupError::new(e.message))?;
         Self::build_with_scrubber(config, plugins, http, scrubber)
     }
 
@@ -166,7 +162,7 @@ impl AppState {
         match plugins.check_configured_references(&config) {
             Ok(Some(warning)) => tracing::warn!("{warning}"),
             Ok(None) => {}
-            Err(e) => return Err(StartupError(e.to_string())),
+            Err(e) => return Err(e),
         }
         let config = Arc::new(config);
         let translation = Arc::new(translation_service());
@@ -217,12 +213,12 @@ impl AppState {
                         .map(|e| format!("{}: {e}", b.instance))
                 })
                 .collect();
-            return Err(StartupError(format!(
+            return Err(StartupError::new(format!(
                 "no configured backend is usable: {}",
                 reasons.join("; ")
             )));
         }
-        let router = crate::routing::Router::new(&config).map_err(StartupError)?;
+        let router = crate::routing::Router::new(&config).map_err(StartupError::new)?;
         let redactor = crate::redaction::KeyRedactor::from_config(&config);
         let parse_budget = crate::parse_budget::ParseBudget::new(
             config.limits.max_parsing_bytes,
@@ -271,21 +267,19 @@ impl AppState {
                     continue;
                 }
                 crate::routing::validate_selector(&state, &sel)
-                    .map_err(|e| StartupError(format!("{path}: {e}")))?;
+                    .map_err(|e| StartupError::new(format!("{path}: {e}")))?;
             }
         }
         state
             .router()
             .validate_aliases(&state, state.config())
-            .map_err(StartupError)?;
+            .map_err(StartupError::new)?;
         let services = ServiceProvider {
             config: state.config().clone(),
             backend_names: state.registry().names(),
         };
-        let hook_warnings = crate::plugins::discovery::run_post_build_hooks(
-            &state.plugins().report.hooks,
-            &services,
-        );
+        let hook_warnings =
+            crate::plugins::hooks::run_post_build_hooks(&state.plugins().report.hooks, &services);
         // Plugin text, shown by diagnostics: it passes the scrubber like backend errors.
         let hook_warnings = hook_warnings
             .iter()

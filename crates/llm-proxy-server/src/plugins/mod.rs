@@ -2,19 +2,29 @@
 //! report, access mode), which backends a configuration refers to, and the messages given when
 //! a referenced backend is unavailable (not linked, or blocked in multi-user mode).
 
+pub mod access_mode;
+pub mod compat;
 pub mod discovery;
+#[cfg(test)]
+mod fixtures;
+pub mod guidance;
+pub mod hooks;
+pub mod isolation;
+pub mod names;
 pub mod registry;
+pub mod startup_report;
 
 use std::sync::OnceLock;
 
 use llm_proxy_api::AppConfig;
 use llm_proxy_api::plugin::{BackendPluginEntry, linked_entries};
 
-pub use discovery::{
-    ACCESS_MODE_ENV, AccessMode, CORE_DISTRIBUTION, DiscoveryReport, EXTRACTED_BACKENDS_ENV,
-    KNOWN_PLUGINS, KnownPlugin, MISSING_EXTRACTED_NO_VIABLE_PATH, PluginMetadata, SkipKind,
-    SkippedPlugin, install_guidance, multi_user_guidance, normalize_backend_name,
-};
+use crate::startup_error::StartupError;
+
+pub use access_mode::{ACCESS_MODE_ENV, AccessMode};
+pub use discovery::{CORE_DISTRIBUTION, DiscoveryReport, PluginMetadata, SkipKind, SkippedPlugin};
+pub use guidance::{install_guidance, multi_user_guidance};
+pub use names::{EXTRACTED_BACKENDS_ENV, KNOWN_PLUGINS, KnownPlugin, normalize_backend_name};
 pub use registry::{BackendOrigin, BackendRegistry, Origin};
 
 /// The outcome of backend discovery, handed to [`AppState::build`](crate::AppState::build).
@@ -87,11 +97,11 @@ impl Plugins {
         }
         let extracted = &self.report.extracted;
         if self.registry.is_blocked(&name)
-            || (self.mode == AccessMode::MultiUser && discovery::is_extracted(&name, extracted))
+            || (self.mode == AccessMode::MultiUser && names::is_extracted(&name, extracted))
         {
             return Some(multi_user_guidance(&name));
         }
-        discovery::is_optional_backend(&name, extracted).then(|| install_guidance(&name))
+        names::is_optional_backend(&name, extracted).then(|| install_guidance(&name))
     }
 
     /// The startup check of §3.5: configured references to plugin backends that are not
@@ -99,8 +109,8 @@ impl Plugins {
     pub fn check_configured_references(
         &self,
         config: &AppConfig,
-    ) -> Result<Option<String>, discovery::StartupError> {
-        discovery::startup_check(
+    ) -> Result<Option<String>, StartupError> {
+        startup_report::startup_check(
             &configured_backend_references(config),
             &self.registry,
             &self.report.extracted,
