@@ -259,8 +259,9 @@ impl AppState {
             if let Some(sel) = selector {
                 // A selector reaching an unavailable plugin backend was reported (warning or
                 // error) by the reference check above.
+                let limits = crate::routing::selector_limits(&state.config().routing);
                 let plugin_unavailable =
-                    selector_backends(&sel, path == "backends.default_backend")
+                    selector_backends(&sel, path == "backends.default_backend", &limits)
                         .iter()
                         .any(|b| state.plugins().unavailable_backend_message(b).is_some());
                 if plugin_unavailable {

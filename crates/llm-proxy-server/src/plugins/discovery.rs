@@ -1047,20 +1047,40 @@ mod tests {
     fn warnings_are_emitted_through_tracing() {
         let events = Arc::new(Mutex::new(Vec::new()));
         let subscriber = capture::Capture(events.clone());
-        let report = tracing::subscriber::with_default(subscriber, || {
-            run(
-                &[
-                    plugin_entry("oauth-a", broken),
-                    plugin_entry("oauth-b", broken),
-                ],
-                AccessMode::SingleUser,
-            )
-            .0
+        let heard = |events: &[(tracing::Level, String)]| {
+            events
+                .iter()
+                .any(|(level, _)| *level == tracing::Level::INFO)
+        };
+        let (report, events) = tracing::subscriber::with_default(subscriber, || {
+            // tracing caches per callsite whether any subscriber listens. A parallel test
+            // registering a callsite without one while this test installs its subscriber can
+            // leave a stale "nobody listens" behind; recompute and run again (bounded).
+            for _ in 0..100 {
+                tracing::callsite::rebuild_interest_cache();
+                events
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clear();
+                let report = run(
+                    &[
+                        plugin_entry("oauth-a", broken),
+                        plugin_entry("oauth-b", broken),
+                    ],
+                    AccessMode::SingleUser,
+                )
+                .0;
+                let seen = events
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone();
+                if heard(&seen) {
+                    return (report, seen);
+                }
+                std::thread::yield_now();
+            }
+            panic!("no INFO event was recorded in 100 runs");
         });
-        let events = events
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
         let warned: Vec<&String> = events
             .iter()
             .filter(|(level, _)| *level == tracing::Level::WARN)

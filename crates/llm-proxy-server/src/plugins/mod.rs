@@ -19,6 +19,8 @@ use std::sync::OnceLock;
 use llm_proxy_api::AppConfig;
 use llm_proxy_api::plugin::{BackendPluginEntry, linked_entries};
 
+use crate::routing::selector::{SelectorLimits, parse_within};
+use crate::routing::selector_limits;
 use crate::startup_error::StartupError;
 
 pub use access_mode::{ACCESS_MODE_ENV, AccessMode};
@@ -129,55 +131,39 @@ pub fn unavailable_backend_message(backend: &str, plugins: &Plugins) -> Option<S
 /// configured instance.
 pub fn configured_backend_references(config: &AppConfig) -> Vec<String> {
     let backends = &config.backends;
+    let limits = selector_limits(&config.routing);
     let mut refs = Vec::new();
     if let Some(selector) = &backends.default_backend {
-        refs.extend(selector_backends(selector, true));
+        refs.extend(selector_backends(selector, true, &limits));
     }
     if let Some(selector) = &backends.static_route {
-        refs.extend(selector_backends(selector, false));
+        refs.extend(selector_backends(selector, false, &limits));
     }
     refs.extend(backends.instances.values().map(|i| i.backend_type.clone()));
     refs
 }
 
-/// Backends named by the leaves of `selector` (failover `|`, weighted `^` and parallel `!`
-/// leaves, annotations `[..]` and `?params` removed). A leaf names a backend when its first `:`
-/// precedes its first `/`; with `bare_is_backend`, a leaf without one is itself a backend name.
-pub fn selector_backends(selector: &str, bare_is_backend: bool) -> Vec<String> {
-    selector
-        .split(['|', '^', '!'])
-        .filter_map(|leaf| {
-            let leaf = strip_annotations(leaf);
-            let head = leaf
-                .split_once('?')
-                .map_or(leaf.as_str(), |(h, _)| h)
-                .trim();
-            let colon = head.find(':');
-            let slash = head.find('/');
-            let backend = match colon {
-                Some(c) if slash.is_none_or(|s| c < s) => head.get(..c),
-                _ if bare_is_backend && slash.is_none() => Some(head),
-                _ => None,
-            }?;
-            let backend = backend.trim();
-            (!backend.is_empty() && !matches!(backend, "alias" | "auto"))
-                .then(|| backend.to_owned())
+/// Backends named by the leaves of `selector`, as the routing grammar reads them: a leaf's
+/// explicit backend (`openai.1:gpt-4o`); with `bare_is_backend`, also a model-only leaf that
+/// is a plain name (`openai`, not `vendor/model` or `alias:fast`). A selector that does not
+/// parse names nothing here; routing reports it.
+pub fn selector_backends(
+    selector: &str,
+    bare_is_backend: bool,
+    limits: &SelectorLimits,
+) -> Vec<String> {
+    let Ok(parsed) = parse_within(selector, limits) else {
+        return Vec::new();
+    };
+    parsed
+        .leaves()
+        .iter()
+        .filter_map(|leaf| match &leaf.backend {
+            Some(backend) => Some(backend.id()),
+            None if bare_is_backend && !leaf.model.contains(['/', ':']) => Some(leaf.model.clone()),
+            None => None,
         })
         .collect()
-}
-
-fn strip_annotations(leaf: &str) -> String {
-    let mut out = String::with_capacity(leaf.len());
-    let mut depth = 0usize;
-    for c in leaf.chars() {
-        match c {
-            '[' => depth += 1,
-            ']' => depth = depth.saturating_sub(1),
-            _ if depth == 0 => out.push(c),
-            _ => {}
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -220,6 +206,10 @@ mod tests {
         }
     }
 
+    fn selector_backends(selector: &str, bare_is_backend: bool) -> Vec<String> {
+        super::selector_backends(selector, bare_is_backend, &SelectorLimits::default())
+    }
+
     #[test]
     fn selector_leaves_name_their_backends() {
         assert_eq!(selector_backends("openai:gpt-4o", false), ["openai"]);
@@ -235,6 +225,8 @@ mod tests {
             ["a", "ollama-native"]
         );
         assert!(selector_backends("alias:fast", true).is_empty());
+        assert_eq!(selector_backends("openai.1:m?x=a%7Cb", false), ["openai.1"]);
+        assert!(selector_backends("a:m|", false).is_empty(), "unparsable");
     }
 
     #[test]
