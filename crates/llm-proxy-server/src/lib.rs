@@ -22,6 +22,7 @@ pub mod session;
 pub mod startup_error;
 pub mod state;
 pub mod timing;
+pub mod token_estimate;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};

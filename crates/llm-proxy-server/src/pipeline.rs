@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 use crate::error::ProxyError;
 use crate::routing::breaker::{Admission, Breakers};
 use crate::routing::selector::{SelectorKind, pick_by_weight};
-use crate::routing::{Leg, Plan, apply_params, instances_for};
-use crate::state::{AppState, BackendSlot};
+use crate::routing::{BackendSlot, Leg, Plan, apply_params, instances_for};
+use crate::state::AppState;
 use crate::timing::WaitClock;
 
 /// Prompt appended when retrying a stream that ended without meaningful output.

@@ -15,30 +15,9 @@ use tokio::sync::Mutex;
 
 use crate::brute_force::BruteForceGuard;
 use crate::plugins::{BackendRegistry, Plugins, selector_backends};
+use crate::routing::{BackendSlot, InstanceLookup};
 use crate::serve::Shutdown;
 use crate::startup_error::StartupError;
-
-/// A configured backend instance.
-pub struct BackendSlot {
-    /// Instance id (`openai`, `openai.1`).
-    pub instance: String,
-    /// Backend type.
-    pub backend_type: String,
-    /// The backend, or why it could not be built.
-    pub backend: Result<Arc<dyn Backend>, String>,
-    /// Static model allowlist.
-    pub models: Vec<String>,
-}
-
-impl std::fmt::Debug for BackendSlot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BackendSlot")
-            .field("instance", &self.instance)
-            .field("backend_type", &self.backend_type)
-            .field("available", &self.backend.is_ok())
-            .finish()
-    }
-}
 
 /// Shared state of the gateway.
 #[derive(Clone)]
@@ -267,7 +246,9 @@ impl AppState {
                 if plugin_unavailable {
                     continue;
                 }
-                crate::routing::validate_selector(&state, &sel)
+                state
+                    .router()
+                    .validate_selector(&state, &sel)
                     .map_err(|e| StartupError::new(format!("{path}: {e}")))?;
             }
         }
@@ -398,5 +379,15 @@ impl AppState {
                 Vec::new()
             }
         }
+    }
+}
+
+impl InstanceLookup for AppState {
+    fn backends(&self) -> &BTreeMap<String, BackendSlot> {
+        &self.inner.backends
+    }
+
+    fn unavailable_backend_message(&self, backend: &str) -> Option<String> {
+        self.inner.plugins.unavailable_backend_message(backend)
     }
 }
