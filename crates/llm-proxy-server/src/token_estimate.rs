@@ -6,8 +6,7 @@
 use llm_proxy_api::model::{ChatRequest, Part};
 
 /// Rough prompt size in tokens (four bytes of what the model reads per token), or the client's
-/// own count from
-/// `extra_body.request_context_tokens`.
+/// own count from `extra_body.request_context_tokens`.
 pub fn estimate_tokens(req: &ChatRequest) -> u64 {
     if let Some(n) = req
         .extra
