@@ -120,12 +120,6 @@ impl Plugins {
     }
 }
 
-/// The request-time message for a backend that routing cannot find; see
-/// [`Plugins::unavailable_backend_message`].
-pub fn unavailable_backend_message(backend: &str, plugins: &Plugins) -> Option<String> {
-    plugins.unavailable_backend_message(backend)
-}
-
 /// Backend names the configuration refers to: the backends of `default_backend` (a bare name
 /// there is a backend), the explicit backends of `static_route`, and the backend type of every
 /// configured instance.
@@ -285,7 +279,6 @@ mod tests {
             );
         }
         assert_eq!(multi.unavailable_backend_message("openai"), None);
-        assert_eq!(unavailable_backend_message("openai", &multi), None);
     }
 
     #[test]
