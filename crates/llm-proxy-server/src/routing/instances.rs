@@ -77,3 +77,71 @@ pub(super) fn available_backends(instances: &dyn InstanceLookup) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+#[cfg(test)]
+mod tests {
+    use llm_proxy_api::AppConfig;
+
+    use super::*;
+    use crate::routing::Router;
+
+    /// Routing needs no `AppState`: a map of slots and a plugin message will do.
+    struct Fake(BTreeMap<String, BackendSlot>);
+
+    impl InstanceLookup for Fake {
+        fn backends(&self) -> &BTreeMap<String, BackendSlot> {
+            &self.0
+        }
+
+        fn unavailable_backend_message(&self, backend: &str) -> Option<String> {
+            (backend == "ollama-native").then(|| "link the ollama-native plugin".to_owned())
+        }
+    }
+
+    fn fake(slots: &[(&str, &str)]) -> Fake {
+        let slot = |(instance, backend_type): &(&str, &str)| BackendSlot {
+            instance: (*instance).to_owned(),
+            backend_type: (*backend_type).to_owned(),
+            backend: Err("not built in this test".to_owned()),
+            models: Vec::new(),
+        };
+        Fake(slots.iter().map(|s| (s.0.to_owned(), slot(s))).collect())
+    }
+
+    fn ids(slots: Vec<&BackendSlot>) -> Vec<&str> {
+        slots.iter().map(|s| s.instance.as_str()).collect()
+    }
+
+    #[test]
+    fn targets_name_an_instance_or_a_family() {
+        let fake = fake(&[
+            ("openai", "openai"),
+            ("openai.2", "openai"),
+            ("fast", "groq"),
+        ]);
+        assert_eq!(ids(instances_for(&fake, "openai.2")), ["openai.2"]);
+        assert_eq!(ids(instances_for(&fake, "openai")), ["openai"]);
+        assert_eq!(ids(instances_for(&fake, "groq")), ["fast"]);
+        assert!(find_instance(&fake, "mistral").is_none());
+        assert_eq!(available_backends(&fake), "fast, openai, openai.2");
+    }
+
+    #[test]
+    fn startup_selector_checks_use_the_lookup() {
+        let router = Router::new(&AppConfig::default()).unwrap();
+        let fake = fake(&[("openai", "openai")]);
+        assert_eq!(router.validate_selector(&fake, "openai:gpt-4o"), Ok(()));
+        assert_eq!(
+            router.validate_selector(&fake, "ollama-native:llama3"),
+            Err("link the ollama-native plugin".to_owned())
+        );
+        let unknown = router.validate_selector(&fake, "mistral:large");
+        assert!(
+            unknown
+                .as_ref()
+                .is_err_and(|e| e.contains("unknown backend 'mistral'")
+                    && e.contains("configured backends: openai")),
+            "{unknown:?}"
+        );
+    }
+}
