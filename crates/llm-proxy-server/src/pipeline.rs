@@ -23,9 +23,9 @@ use crate::finish::{FinishHook, FinishHooks};
 use crate::processors::{Position, Processors};
 use crate::routing::breaker::{Admission, Breakers};
 use crate::routing::selector::{SelectorKind, pick_by_weight};
-use crate::routing::{Leg, Plan, apply_params, instances_for};
+use crate::routing::{BackendSlot, Leg, Plan, apply_params, instances_for};
 use crate::stages::{Flow, RequestStage, StageCall, Stages};
-use crate::state::{AppState, BackendSlot};
+use crate::state::AppState;
 
 /// Prompt appended when retrying a stream that ended without meaningful output.
 pub const EMPTY_STREAM_RECOVERY_PROMPT: &str = "The previous response was empty, please try again.";

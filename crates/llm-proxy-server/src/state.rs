@@ -16,34 +16,9 @@ use tokio::sync::Mutex;
 use crate::brute_force::BruteForceGuard;
 use crate::config::GatewayConfig;
 use crate::plugins::{BackendRegistry, Plugins, selector_backends};
+use crate::routing::{BackendSlot, InstanceLookup};
 use crate::serve::Shutdown;
-
-/// A configured backend instance.
-pub struct BackendSlot {
-    /// Instance id (`openai`, `openai.1`).
-    pub instance: String,
-    /// Backend type.
-    pub backend_type: String,
-    /// The backend, or why it could not be built.
-    pub backend: Result<Arc<dyn Backend>, String>,
-    /// Static model allowlist.
-    pub models: Vec<String>,
-}
-
-impl std::fmt::Debug for BackendSlot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BackendSlot")
-            .field("instance", &self.instance)
-            .field("backend_type", &self.backend_type)
-            .field("available", &self.backend.is_ok())
-            .finish()
-    }
-}
-
-/// Startup failure.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct StartupError(pub String);
+use crate::startup_error::StartupError;
 
 /// Shared state of the gateway.
 #[derive(Clone)]
@@ -90,11 +65,11 @@ fn build_backend(
     factory: &llm_proxy_api::BackendFactory,
     args: FactoryArgs,
 ) -> Result<Arc<dyn Backend>, String> {
-    match crate::plugins::discovery::call_isolated(|| factory(args)) {
+    match crate::plugins::isolation::call_isolated(|| factory(args)) {
         Ok(built) => built.map_err(|e| e.message),
         Err(payload) => Err(format!(
             "the backend factory panicked: {}",
-            crate::plugins::discovery::panic_message(payload.as_ref())
+            crate::plugins::isolation::panic_message(payload.as_ref())
         )),
     }
 }
@@ -111,7 +86,9 @@ impl AppState {
         plugins: Plugins,
         http: CaptureAwareClient,
     ) -> Result<Self, StartupError> {
-        let scrubber = config.scrubber().map_err(|e| StartupError(e.message))?;
+        let scrubber = config
+            .scrubber()
+            .map_err(|e| StartupError::new(e.message))?;
         Self::build_with_scrubber(config, plugins, http, scrubber)
     }
 
@@ -167,7 +144,7 @@ impl AppState {
         match plugins.check_configured_references(&config) {
             Ok(Some(warning)) => tracing::warn!("{warning}"),
             Ok(None) => {}
-            Err(e) => return Err(StartupError(e.to_string())),
+            Err(e) => return Err(e),
         }
         let config = Arc::new(config);
         let shared = Arc::new(config.shared());
@@ -220,12 +197,12 @@ impl AppState {
                         .map(|e| format!("{}: {e}", b.instance))
                 })
                 .collect();
-            return Err(StartupError(format!(
+            return Err(StartupError::new(format!(
                 "no configured backend is usable: {}",
                 reasons.join("; ")
             )));
         }
-        let router = crate::routing::Router::new(&config).map_err(StartupError)?;
+        let router = crate::routing::Router::new(&config).map_err(StartupError::new)?;
         let pipeline = crate::pipeline::Pipeline::from_config(&config);
         let parse_budget = crate::parse_budget::ParseBudget::new(
             config.limits.max_parsing_bytes,
@@ -266,29 +243,30 @@ impl AppState {
             if let Some(sel) = selector {
                 // A selector reaching an unavailable plugin backend was reported (warning or
                 // error) by the reference check above.
+                let limits = crate::routing::selector_limits(&state.config().routing);
                 let plugin_unavailable =
-                    selector_backends(&sel, path == "backends.default_backend")
+                    selector_backends(&sel, path == "backends.default_backend", &limits)
                         .iter()
                         .any(|b| state.plugins().unavailable_backend_message(b).is_some());
                 if plugin_unavailable {
                     continue;
                 }
-                crate::routing::validate_selector(&state, &sel)
-                    .map_err(|e| StartupError(format!("{path}: {e}")))?;
+                state
+                    .router()
+                    .validate_selector(&state, &sel)
+                    .map_err(|e| StartupError::new(format!("{path}: {e}")))?;
             }
         }
         state
             .router()
             .validate_aliases(&state, state.config())
-            .map_err(StartupError)?;
+            .map_err(StartupError::new)?;
         let services = ServiceProvider {
             config: shared,
             backend_names: state.registry().names(),
         };
-        let hook_warnings = crate::plugins::discovery::run_post_build_hooks(
-            &state.plugins().report.hooks,
-            &services,
-        );
+        let hook_warnings =
+            crate::plugins::hooks::run_post_build_hooks(&state.plugins().report.hooks, &services);
         // Plugin text, shown by diagnostics: it passes the scrubber like backend errors.
         let hook_warnings = hook_warnings
             .iter()
@@ -406,5 +384,15 @@ impl AppState {
                 Vec::new()
             }
         }
+    }
+}
+
+impl InstanceLookup for AppState {
+    fn backends(&self) -> &BTreeMap<String, BackendSlot> {
+        &self.inner.backends
+    }
+
+    fn unavailable_backend_message(&self, backend: &str) -> Option<String> {
+        self.inner.plugins.unavailable_backend_message(backend)
     }
 }
