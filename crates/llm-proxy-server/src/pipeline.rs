@@ -43,15 +43,27 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// The stages, processors and hooks the configuration asks for.
-    pub fn from_config(config: &GatewayConfig) -> Self {
-        let mut stages: Vec<Arc<dyn RequestStage>> = Vec::new();
-        if let Some(stage) = crate::stages::redaction::RedactKeys::new(
+    /// The stages, processors and hooks the configuration asks for. `backend_ids` are the
+    /// configured instances (`openai`, `openai.1`, ...), which commands check names against.
+    pub fn from_config<I>(config: &GatewayConfig, backend_ids: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        use crate::stages::{commands, redaction, session, session_params};
+        let mut stages: Vec<Arc<dyn RequestStage>> = vec![
+            Arc::new(session::ResolveSession),
+            Arc::new(commands::Commands::new(
+                crate::commands::CommandEnv::from_config(config, backend_ids),
+            )),
+        ];
+        if let Some(stage) = redaction::RedactKeys::new(
             crate::redaction::KeyRedactor::for_provider_keys(config),
             config.auth.redact_api_keys_in_prompts,
         ) {
             stages.push(Arc::new(stage));
         }
+        stages.push(Arc::new(session_params::SessionParams));
         let hooks: Vec<Arc<dyn FinishHook>> = vec![Arc::new(crate::finish::Metrics)];
         Self {
             stages: Stages::new(stages),
@@ -194,15 +206,14 @@ pub async fn dispatch(
         session: None,
     };
     let flow = pipeline.stages.run(state, &mut call).await;
-    let _session = call.session.take();
+    if let Some(session) = call.session.take().filter(|s| s.dirty)
+        && let Err(e) = state.sessions().save(&session.key, &session.state).await
+    {
+        // The answer still goes out; only the session's new settings may be lost.
+        tracing::warn!(request_id = %ctx.request_id, error = e.label(), "cannot save the session: {e}");
+    }
     if let Flow::Answer(text) = flow? {
         return Ok(local_answer(&req.model, text));
-    }
-    if ctx.session_id().is_none()
-        && let Some(id) =
-            crate::routing::session_id(&req, &ctx.headers).or_else(|| ctx.session_hint.clone())
-    {
-        ctx.set_session_id(id);
     }
     let plan = state.router().plan(state, &req, ctx.session_id())?;
     let mut d = match plan.kind {

@@ -42,6 +42,7 @@ struct Inner {
     shutdown: Shutdown,
     brute_force: BruteForceGuard,
     pipeline: crate::pipeline::Pipeline,
+    sessions: Arc<dyn crate::session::SessionStore>,
 }
 
 /// How long a backend's model list is cached.
@@ -203,7 +204,8 @@ impl AppState {
             )));
         }
         let router = crate::routing::Router::new(&config).map_err(StartupError::new)?;
-        let pipeline = crate::pipeline::Pipeline::from_config(&config);
+        let sessions: Arc<dyn crate::session::SessionStore> =
+            crate::session::MemoryStore::spawn(config.session);
         let parse_budget = crate::parse_budget::ParseBudget::new(
             config.limits.max_parsing_bytes,
             config.limits.parsing_wait,
@@ -212,6 +214,7 @@ impl AppState {
         let websocket_slots = Arc::new(tokio::sync::Semaphore::new(
             config.responses_api.websocket.max_connections,
         ));
+        let pipeline = crate::pipeline::Pipeline::from_config(&config, backends.keys());
         let state = Self {
             inner: Arc::new(Inner {
                 router,
@@ -228,6 +231,7 @@ impl AppState {
                 shutdown: Shutdown::new(),
                 brute_force,
                 pipeline,
+                sessions,
             }),
         };
         for (path, selector) in [
@@ -279,6 +283,11 @@ impl AppState {
     /// What runs on the data path: request stages, event processors, finish hooks.
     pub fn pipeline(&self) -> &crate::pipeline::Pipeline {
         &self.inner.pipeline
+    }
+
+    /// Where sessions live.
+    pub fn sessions(&self) -> &Arc<dyn crate::session::SessionStore> {
+        &self.inner.sessions
     }
 
     /// The global budget of request bytes being parsed at once.

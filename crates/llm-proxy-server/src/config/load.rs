@@ -826,10 +826,10 @@ fn validate(
         None => default_data_dir(),
     };
     let responses_api = responses_api_config(&raw.responses_api)?;
-    // Checked here so a bad value stops startup; the server reads it with `session_config`.
-    session_from_raw(&raw.session)?;
+    let session = session_from_raw(&raw.session)?;
     let brute_force = brute_force_config(&raw.auth.brute_force_protection)?;
     Ok(GatewayConfig {
+        session,
         host,
         port: raw.port.unwrap_or(defaults.port),
         anthropic_port: raw.anthropic_port,

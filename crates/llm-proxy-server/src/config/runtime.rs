@@ -348,6 +348,8 @@ pub struct GatewayConfig {
     pub command_prefix: String,
     /// In-chat commands: switches and the reasoning-mode table.
     pub commands: CommandsConfig,
+    /// Session lifetime and the in-process store's bound (`session.*`).
+    pub session: crate::session::SessionConfig,
     /// SSE keep-alive interval while waiting on the upstream.
     pub keepalive_interval: Duration,
     /// Backends.
@@ -389,6 +391,7 @@ impl Default for GatewayConfig {
             max_body_bytes: 32 * 1024 * 1024,
             command_prefix: "!/".to_owned(),
             commands: CommandsConfig::default(),
+            session: crate::session::SessionConfig::default(),
             keepalive_interval: Duration::from_secs(8),
             backends: BackendsConfig::default(),
             failure_handling: FailureHandling::default(),
@@ -420,6 +423,7 @@ impl fmt::Debug for GatewayConfig {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("command_prefix", &self.command_prefix)
             .field("commands", &self.commands)
+            .field("session", &self.session)
             .field("keepalive_interval", &self.keepalive_interval)
             .field("backends", &self.backends)
             .field("failure_handling", &self.failure_handling)

@@ -2,7 +2,7 @@
 //! Gemini generation config) and the route it asks for, which wins over the model the client
 //! requested.
 
-use llm_proxy_api::model::{ChatRequest, ReasoningConfig};
+use llm_proxy_api::model::{ChatRequest, Part, ReasoningConfig, Role};
 use llm_proxy_protocol::gemini;
 use serde_json::{Map, Value};
 
@@ -17,6 +17,16 @@ use super::state::SessionState;
 pub fn apply_to_request(state: &SessionState, req: &mut ChatRequest) {
     if let Some(t) = state.temperature {
         req.sampling.temperature = Some(t);
+    }
+    if let Some(p) = state.top_p {
+        req.sampling.top_p = Some(p);
+    }
+    if state.prompt_prefix.is_some() || state.prompt_suffix.is_some() {
+        wrap_latest_user_text(
+            req,
+            state.prompt_prefix.as_deref(),
+            state.prompt_suffix.as_deref(),
+        );
     }
     if state.thinking_disabled {
         req.reasoning = Some(ReasoningConfig {
@@ -38,6 +48,31 @@ pub fn apply_to_request(state: &SessionState, req: &mut ChatRequest) {
                 "generationConfig".to_owned(),
                 Value::Object(gemini_field_names(config)),
             );
+    }
+}
+
+/// A reasoning mode's prompt prefix and suffix around the text of the latest user message
+/// (before its first text part, after its last); a message without text is left alone.
+fn wrap_latest_user_text(req: &mut ChatRequest, prefix: Option<&str>, suffix: Option<&str>) {
+    let Some(message) = req.messages.iter_mut().rev().find(|m| m.role == Role::User) else {
+        return;
+    };
+    let texts = || {
+        message
+            .content
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| matches!(p, Part::Text(_)))
+            .map(|(i, _)| i)
+    };
+    let (Some(first), Some(last)) = (texts().next(), texts().next_back()) else {
+        return;
+    };
+    if let (Some(prefix), Part::Text(t)) = (prefix, &mut message.content[first]) {
+        t.text.insert_str(0, prefix);
+    }
+    if let (Some(suffix), Part::Text(t)) = (suffix, &mut message.content[last]) {
+        t.text.push_str(suffix);
     }
 }
 
@@ -131,6 +166,30 @@ fn expand_route(state: &SessionState, name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reasoning_modes_top_p_and_prompt_wrapping_apply_to_the_latest_user_text() {
+        let mut req = request();
+        req.messages = vec![
+            Message::text(Role::User, "first"),
+            Message::text(Role::Assistant, "answer"),
+            Message::text(Role::User, "second"),
+        ];
+        let state = SessionState {
+            top_p: Some(0.9),
+            prompt_prefix: Some("Think hard. ".into()),
+            prompt_suffix: Some(" (be brief)".into()),
+            ..SessionState::default()
+        };
+        apply_to_request(&state, &mut req);
+        assert_eq!(req.sampling.top_p, Some(0.9));
+        let text = |m: &Message| match &m.content[0] {
+            Part::Text(t) => t.text.clone(),
+            _ => String::new(),
+        };
+        assert_eq!(text(&req.messages[0]), "first");
+        assert_eq!(text(&req.messages[2]), "Think hard. second (be brief)");
+    }
     use crate::session::state::FailoverRoute;
     use llm_proxy_api::model::{Message, Role, Sampling};
     use llm_proxy_protocol::{anthropic, openai_chat};

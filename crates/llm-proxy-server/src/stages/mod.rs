@@ -12,6 +12,8 @@
 
 pub mod commands;
 pub mod redaction;
+pub mod session;
+pub mod session_params;
 
 use std::sync::Arc;
 
