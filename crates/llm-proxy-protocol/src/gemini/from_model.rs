@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 
-use llm_proxy_api::model::opaque_signature;
 use llm_proxy_api::model::{
     AudioPart, ChatRequest, ChatResponse, Extra, FinishReason, ImagePart, MediaSource, Message,
     Part, ReasoningBlock, ReasoningConfig, ResponseFormat, Role, ToolCall, ToolChoice, ToolResult,
@@ -14,12 +13,13 @@ use serde_json::{Value, json};
 
 use super::PROTOCOL;
 use super::schema::sanitize_schema;
-use super::to_model::{carry_reasoning, thought_signature_of};
+use super::to_model::{call_signature, carry_reasoning, thought_signature_of};
 use super::types::{
     self as wire, Blob, Candidate, Content, FileData, FunctionCall, FunctionCallingConfig,
     FunctionDeclaration, FunctionResponse, GenerateContentRequest, GenerateContentResponse,
     GenerationConfig, ThinkingConfig, Tool, ToolConfig, UsageMetadata,
 };
+use crate::openai_responses::Sealer;
 
 /// Builds the upstream request body (the model goes in the URL). What cannot be sent is
 /// described in `lossy`.
@@ -271,14 +271,13 @@ fn message_parts<'a>(
     parts
 }
 
-/// The Gemini thought signature a reasoning block carries: in its provider data, or in an
-/// opaque signature another protocol's client echoed back.
+/// The Gemini thought signature a reasoning block carries in its provider data (another
+/// protocol's client hands it back sealed; its frontend opened it into provider data).
 fn google_signature(b: &ReasoningBlock) -> Option<String> {
-    if let Some(sig) = b.provider_data.as_ref().and_then(thought_signature_of) {
-        return Some(sig.to_owned());
-    }
-    let data = opaque_signature::decode(b.signature.as_deref()?)?;
-    thought_signature_of(&data).map(str::to_owned)
+    b.provider_data
+        .as_ref()
+        .and_then(thought_signature_of)
+        .map(str::to_owned)
 }
 
 fn thought_part(text: &str, signature: Option<String>) -> wire::Part {
@@ -568,8 +567,10 @@ pub fn usage_from_model(u: &Usage) -> UsageMetadata {
     }
 }
 
-/// The client-facing non-streamed response.
-pub fn response_from_model(resp: &ChatResponse) -> GenerateContentResponse {
+/// The client-facing non-streamed response; `sealer` seals other providers' reasoning state
+/// into `thoughtSignature`s.
+pub fn response_from_model(resp: &ChatResponse, sealer: &dyn Sealer) -> GenerateContentResponse {
+    let model = Some(resp.model.as_str());
     let mut parts = Vec::with_capacity(resp.content.len());
     let mut slot = SignatureSlot::default();
     // A client response has nowhere to report lossiness; argument repairs are still applied.
@@ -581,7 +582,7 @@ pub fn response_from_model(resp: &ChatResponse) -> GenerateContentResponse {
                     slot.push(&mut parts, wire::Part::text(t.text.clone()));
                 }
             }
-            Part::Reasoning(b) => match (google_signature(b), carry_reasoning(b)) {
+            Part::Reasoning(b) => match (google_signature(b), carry_reasoning(b, model, sealer)) {
                 (Some(sig), _) if b.text.is_empty() => slot.wait(&sig, &mut parts),
                 (Some(sig), _) => slot.push(&mut parts, thought_part(&b.text, Some(sig))),
                 // Another provider's signature rides in the slot so the client sends it back.
@@ -591,7 +592,14 @@ pub fn response_from_model(resp: &ChatResponse) -> GenerateContentResponse {
                 }
                 (None, None) => {}
             },
-            Part::ToolCall(c) => slot.push(&mut parts, function_call_part(c, &mut ignored)),
+            Part::ToolCall(c) => {
+                let mut part = function_call_part(c, &mut ignored);
+                part.thought_signature = c
+                    .provider_data
+                    .as_ref()
+                    .and_then(|d| call_signature(d, model, sealer));
+                slot.push(&mut parts, part);
+            }
             Part::Image(img) => slot.push(&mut parts, image_part(img)),
             Part::Audio(a) => slot.push(&mut parts, audio_part(a)),
             Part::ToolResult(_) | Part::Opaque(_) => {}
@@ -623,6 +631,7 @@ pub fn response_from_model(resp: &ChatResponse) -> GenerateContentResponse {
 mod tests {
     use super::*;
     use crate::gemini::to_model::{request_to_model, thought_signature_data};
+    use crate::openai_responses::opaque::TestSealer;
     use llm_proxy_api::model::{TextPart, ToolDefinition};
 
     fn msg(role: Role, content: Vec<Part>) -> Message {
@@ -891,15 +900,6 @@ mod tests {
     }
 
     #[test]
-    fn opaque_signatures_from_other_protocols_are_recognised() {
-        let block = ReasoningBlock {
-            signature: Some(opaque_signature::encode(&thought_signature_data("S"))),
-            ..Default::default()
-        };
-        assert_eq!(google_signature(&block).as_deref(), Some("S"));
-    }
-
-    #[test]
     fn media_tools_choice_and_config() {
         let req = ChatRequest {
             messages: vec![msg(
@@ -1055,7 +1055,13 @@ mod tests {
             "cachedContent": "cachedContents/x",
             "labels": {"k": "v"}
         });
-        let model = request_to_model(serde_json::from_value(gemini.clone()).unwrap(), "m").unwrap();
+        let model = request_to_model(
+            serde_json::from_value(gemini.clone()).unwrap(),
+            "m",
+            &TestSealer(0),
+            &mut Vec::new(),
+        )
+        .unwrap();
         let (v, lossy) = encode(&model);
         assert!(lossy.is_empty());
         assert_eq!(v, gemini);
@@ -1125,7 +1131,17 @@ mod tests {
             finish_reason: Some(FinishReason::ToolCalls),
             usage: None,
         };
-        let v = serde_json::to_value(response_from_model(&resp)).unwrap();
+        let sealer = TestSealer(3);
+        let v = serde_json::to_value(response_from_model(&resp, &sealer)).unwrap();
+        let carried = carry_reasoning(
+            &ReasoningBlock {
+                signature: Some("anthropic".into()),
+                ..Default::default()
+            },
+            Some("gemini-2.5-pro"),
+            &sealer,
+        )
+        .unwrap();
         assert_eq!(
             v,
             json!({
@@ -1134,7 +1150,7 @@ mod tests {
                     {"text": "hi", "thoughtSignature": "S"},
                     {"functionCall": {"id": "c", "name": "f", "args": {"a": 1}}, "thoughtSignature": "F"},
                     {"text": "x", "thought": true,
-                     "thoughtSignature": opaque_signature::encode(&json!({"signature": "anthropic"}))}
+                     "thoughtSignature": carried}
                 ]}, "finishReason": "STOP", "index": 0}],
                 "modelVersion": "gemini-2.5-pro",
                 "responseId": "r1"

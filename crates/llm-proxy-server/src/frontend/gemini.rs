@@ -123,15 +123,21 @@ async fn handle(
     };
     let wire: GenerateContentRequest = parse_body(&body)?;
     drop(body);
-    let mut req = gemini::request_to_model(wire, model)?;
+    let mut lossy = Vec::new();
+    let mut req = gemini::request_to_model(wire, model, state.sealer().as_ref(), &mut lossy)?;
+    ctx.lossy.add(lossy);
     ctx.hold_parse_permit(permit);
     req.stream = stream;
     if stream {
-        let renderer = ChunkRenderer::new(ctx.request_id.clone(), req.model.clone());
+        let renderer = ChunkRenderer::new(
+            ctx.request_id.clone(),
+            req.model.clone(),
+            state.sealer().clone(),
+        );
         return Ok(stream_response(state, req, renderer, ctx).await);
     }
     let response = collected(state, req, ctx).await?;
-    let wire = gemini::response_from_model(&response);
+    let wire = gemini::response_from_model(&response, state.sealer().as_ref());
     let body = serde_json::to_vec(&wire)
         .map_err(|e| ProxyError::Backend(BackendError::internal(e.to_string())))?;
     Ok(json_response(body, ctx))
