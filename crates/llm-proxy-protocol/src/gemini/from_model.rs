@@ -84,6 +84,7 @@ pub fn request_from_model(req: &ChatRequest, lossy: &mut Vec<String>) -> Generat
     }
 
     push_content(&mut contents, "user", deferred);
+    mark_unsigned_calls(&mut contents, lossy);
 
     let tools = (!req.tools.is_empty()).then(|| {
         vec![Tool {
@@ -129,6 +130,38 @@ pub fn request_from_model(req: &ChatRequest, lossy: &mut Vec<String>) -> Generat
     }
     out.generation_config = (!gc.is_empty()).then_some(gc);
     out
+}
+
+/// Gemini's documented marker for function calls it did not sign (another model's history).
+pub const SKIP_SIGNATURE_VALIDATOR: &str = "skip_thought_signature_validator";
+
+/// Gemini 3 rejects a request whose current turn (since the last user turn that is not just
+/// function responses) has a step of function calls without a thought signature: calls
+/// another provider made carry none. The first call of such a step gets Gemini's marker
+/// for calls it did not sign.
+fn mark_unsigned_calls(contents: &mut [Content], lossy: &mut Vec<String>) {
+    let turn_start = contents
+        .iter()
+        .rposition(|c| {
+            c.role.as_deref() == Some("user")
+                && c.parts.iter().any(|p| p.function_response.is_none())
+        })
+        .map_or(0, |i| i + 1);
+    for content in &mut contents[turn_start..] {
+        if content.role.as_deref() != Some("model")
+            || content.parts.iter().any(|p| p.thought_signature.is_some())
+        {
+            continue;
+        }
+        if let Some(first) = content.parts.iter_mut().find(|p| p.function_call.is_some()) {
+            first.thought_signature = Some(SKIP_SIGNATURE_VALIDATOR.to_owned());
+            note(
+                lossy,
+                "tool calls without a Gemini thought signature (made by another provider) sent \
+                 with Gemini's skip_thought_signature_validator marker",
+            );
+        }
+    }
 }
 
 /// Whether the last turn is the model's function calls, whose responses must come next.
@@ -864,6 +897,65 @@ mod tests {
                 {"text": "", "thoughtSignature": "END"}
             ])
         );
+    }
+
+    #[test]
+    fn unsigned_calls_of_the_current_turn_get_the_validator_marker() {
+        let call = |id: &str, sig: Option<&str>| {
+            Part::ToolCall(ToolCall {
+                id: id.into(),
+                name: "f".into(),
+                arguments: "{}".into(),
+                provider_data: sig.map(thought_signature_data),
+            })
+        };
+        let answer = |id: &str| {
+            msg(
+                Role::Tool,
+                vec![Part::ToolResult(ToolResult {
+                    call_id: id.into(),
+                    name: Some("f".into()),
+                    content: vec![Part::Text(TextPart::new("ok"))],
+                    is_error: false,
+                })],
+            )
+        };
+        let req = ChatRequest {
+            messages: vec![
+                Message::text(Role::User, "earlier question"),
+                msg(Role::Assistant, vec![call("old", None)]),
+                answer("old"),
+                Message::text(Role::User, "q"),
+                // Another provider's step: two calls, no signature.
+                msg(Role::Assistant, vec![call("a", None), call("b", None)]),
+                answer("a"),
+                answer("b"),
+                // Gemini's own step keeps its signature.
+                msg(Role::Assistant, vec![call("c", Some("G"))]),
+                answer("c"),
+            ],
+            ..ChatRequest::default()
+        };
+        let (v, lossy) = encode(&req);
+        let signatures: Vec<Value> = v["contents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|c| c["parts"].as_array().unwrap())
+            .filter(|p| p.get("functionCall").is_some())
+            .map(|p| p.get("thoughtSignature").cloned().unwrap_or(Value::Null))
+            .collect();
+        assert_eq!(
+            signatures,
+            vec![
+                Value::Null,
+                json!(SKIP_SIGNATURE_VALIDATOR),
+                Value::Null,
+                json!("G")
+            ],
+            "only the first call of an unsigned step in the current turn: {v}"
+        );
+        assert_eq!(lossy.len(), 1, "{lossy:?}");
     }
 
     #[test]
