@@ -18,6 +18,10 @@ use crate::openai_responses::opaque::{SEALED_PREFIX, Sealer, UPSTREAM_KEY};
 /// The unsealed JSON form earlier versions wrote (`llmproxy:{...}`): forgeable, never trusted.
 const LEGACY_PREFIX: &str = "llmproxy:";
 
+/// The base64 of [`SEALED_PREFIX`]: 12 bytes make 16 characters without padding, the same in
+/// both alphabets, so a prefix check skips real Gemini signatures without decoding them.
+const SEALED_PREFIX_BASE64: &str = "bGxtcHJveHkudjEu";
+
 /// Where reasoning state was produced: the provider family that can take it back, and the
 /// model that wrote it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -180,10 +184,7 @@ impl Carried {
         if slot.starts_with(LEGACY_PREFIX) {
             return Opened::Unreadable;
         }
-        let marked = STANDARD.encode(SEALED_PREFIX);
-        // The mark is 12 bytes: its base64 is 16 characters without padding, the same in both
-        // alphabets, so a quick prefix check skips real signatures without decoding them.
-        if !slot.starts_with(&marked[..16]) {
+        if !slot.starts_with(SEALED_PREFIX_BASE64) {
             return Opened::Native;
         }
         let normalized: String = slot
@@ -284,6 +285,15 @@ mod tests {
         assert_eq!(
             Carried::open_base64(r#"llmproxy:{"signature":"x"}"#, &sealer),
             Opened::Unreadable
+        );
+    }
+
+    #[test]
+    fn the_base64_mark_is_the_sealed_prefix() {
+        assert_eq!(STANDARD.encode(SEALED_PREFIX), SEALED_PREFIX_BASE64);
+        assert_eq!(
+            base64::engine::general_purpose::URL_SAFE.encode(SEALED_PREFIX),
+            SEALED_PREFIX_BASE64
         );
     }
 

@@ -618,6 +618,31 @@ mod tests {
     }
 
     #[test]
+    fn another_providers_call_data_rides_sealed_on_the_function_call() {
+        let data = json!({"openai_responses": {"id": "fc_1"}});
+        let mut r = ChunkRenderer::new("r".into(), "m".into(), Arc::new(TestSealer(1)));
+        let mut out = Vec::new();
+        for e in [
+            StreamEvent::ToolCallStart {
+                index: 0,
+                id: "c1".into(),
+                name: "f".into(),
+                provider_data: Some(data.clone()),
+            },
+            StreamEvent::ToolCallEnd { index: 0 },
+        ] {
+            r.render(&e, &mut out);
+        }
+        let part = frames(&out)[0]["candidates"][0]["content"]["parts"][0].clone();
+        let sig = part["thoughtSignature"].as_str().unwrap();
+        assert_eq!(
+            Some(sig.to_owned()),
+            call_signature(&data, Some("m"), &TestSealer(1))
+        );
+        assert!(!sig.contains("fc_1"));
+    }
+
+    #[test]
     fn error_frame_is_the_google_envelope() {
         let mut r = ChunkRenderer::new("r".into(), "m".into(), Arc::new(TestSealer(1)));
         let mut out = Vec::new();
