@@ -2,10 +2,10 @@
 //! rendering events as Anthropic content blocks for clients (blocks never interleave, so
 //! parallel tool calls streamed side by side are serialized one block at a time).
 
-use bytes::Bytes;
-use llm_proxy_api::error::{BackendError, ErrorKind, ErrorSource};
 use std::sync::Arc;
 
+use bytes::Bytes;
+use llm_proxy_api::error::{BackendError, ErrorKind, ErrorSource};
 use llm_proxy_api::model::{FinishReason, ReasoningBlock, Usage};
 use llm_proxy_api::stream::StreamEvent;
 use llm_proxy_api::translation::StreamDecoder;
