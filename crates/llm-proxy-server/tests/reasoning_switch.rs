@@ -6,7 +6,7 @@
 
 use llm_proxy_test_support::anthropic::{Block, Tokens as AnthropicTokens};
 use llm_proxy_test_support::gemini::Tokens as GeminiTokens;
-use llm_proxy_test_support::{MockUpstream, Reply, anthropic, gemini};
+use llm_proxy_test_support::{MockUpstream, Reply, anthropic, gemini, openai};
 use serde_json::{Value, json};
 
 use crate::common::{Proxy, start_proxy};
@@ -279,6 +279,129 @@ async fn reasoning_switching_anthropic_gemini_anthropic_sends_each_upstream_only
         strings(&sent, &mut seen);
         assert!(
             !seen.iter().any(|s| s.contains(SIG_A1) || is_sealed(s)),
+            "{sent}"
+        );
+    }
+}
+
+/// An OpenRouter-style answer whose reasoning is another family's: `format` tags the
+/// encrypted item as Gemini's.
+fn openrouter_gemini_answer(stream: bool) -> Reply {
+    let text = json!({"type": "reasoning.text", "text": "Adding up.", "format": "google-gemini-v1", "index": 0});
+    let encrypted = json!({"type": "reasoning.encrypted", "data": GEMINI_ENCRYPTED, "format": "google-gemini-v1", "index": 1});
+    if !stream {
+        return Reply::json(json!({
+            "id": "gen-1", "object": "chat.completion", "created": 1_700_000_000,
+            "model": "google/gemini-2.5-pro",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Four.",
+                "reasoning": "Adding up.", "reasoning_details": [text, encrypted]},
+                "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
+        }));
+    }
+    Reply::sse(vec![
+        openai::frame(&openai::delta_chunk(
+            json!({"role": "assistant", "content": "", "reasoning_details": [text]}),
+            None,
+        )),
+        openai::frame(&openai::delta_chunk(
+            json!({"reasoning_details": [encrypted]}),
+            None,
+        )),
+        openai::frame(&openai::delta_chunk(json!({"content": "Four."}), None)),
+        openai::frame(&openai::delta_chunk(json!({}), Some("stop"))),
+        "data: [DONE]\n\n".to_owned(),
+    ])
+}
+
+const GEMINI_ENCRYPTED: &str = "CiQBgeminiEncryptedViaOpenRouter";
+
+#[tokio::test]
+async fn reasoning_details_of_another_family_go_back_only_to_the_openai_compatible_upstream() {
+    for stream in [false, true] {
+        let router_mock = MockUpstream::start().await.unwrap();
+        let anthropic_mock = MockUpstream::start().await.unwrap();
+        let proxy = start_proxy(&format!(
+            "backends:\n  default_backend: anthropic\n  anthropic:\n    api_url: {}/v1\n    api_key: sk-ant-upstream-0123456789\n  openai-compatible:\n    api_url: {}/v1\n    api_key: sk-router-0123456789\n",
+            anthropic_mock.base_url(),
+            router_mock.base_url()
+        ))
+        .await;
+        let mut conv = Conversation::new(Dialect::Anthropic, false, true, "What is 2+2?");
+
+        // Turn 1 through the OpenAI-compatible router: Gemini's encrypted reasoning.
+        router_mock.push(openrouter_gemini_answer(stream));
+        let mut body = conv.body(stream);
+        body["model"] = json!("openai-compatible:google/gemini-2.5-pro");
+        let first = read_answer(
+            Dialect::Anthropic,
+            send(Dialect::Anthropic, &proxy, &body, stream).await,
+            stream,
+        )
+        .await;
+        let content = first.echo["content"].as_array().unwrap().clone();
+        assert!(
+            content.iter().all(|b| b["type"] != "redacted_thinking"),
+            "Gemini's data is not Anthropic redacted thinking: {content:?}"
+        );
+        let mut seen = Vec::new();
+        strings(&first.echo, &mut seen);
+        assert!(
+            !seen.iter().any(|s| s.contains(GEMINI_ENCRYPTED)),
+            "{content:?}"
+        );
+        conv.items.push(first.echo.clone());
+        conv.push_user("And 4+4?");
+
+        // Turn 2 to Anthropic: it must not get Gemini's data (it would reject it).
+        anthropic_mock.push(anthropic_reply(
+            stream,
+            &[Block::text(&["Eight."])],
+            "end_turn",
+        ));
+        let mut body = conv.body(stream);
+        body["model"] = json!(ANTHROPIC_MODEL);
+        let resp = send(Dialect::Anthropic, &proxy, &body, stream).await;
+        let note = lossy(&resp);
+        let second = read_answer(Dialect::Anthropic, resp, stream).await;
+        let sent = anthropic_mock.requests()[0].body.clone();
+        let mut seen = Vec::new();
+        strings(&sent, &mut seen);
+        assert!(
+            !seen
+                .iter()
+                .any(|s| s.contains(GEMINI_ENCRYPTED) || is_sealed(s)),
+            "{sent}"
+        );
+        assert_eq!(anthropic_signatures(&sent), Vec::<String>::new());
+        assert!(!sent.to_string().contains("redacted_thinking"), "{sent}");
+        assert!(note.contains("reasoning"), "{note:?}");
+        conv.items.push(second.echo.clone());
+        conv.push_user("And 8+8?");
+
+        // Turn 3 back through the router: the item goes back as it came.
+        router_mock.push(if stream {
+            Reply::sse(openai::text_stream(&["Sixteen."]))
+        } else {
+            Reply::json(openai::completion("Sixteen."))
+        });
+        let mut body = conv.body(stream);
+        body["model"] = json!("openai-compatible:google/gemini-2.5-pro");
+        let resp = send(Dialect::Anthropic, &proxy, &body, stream).await;
+        read_answer(Dialect::Anthropic, resp, stream).await;
+        let sent = router_mock.requests()[1].body.clone();
+        let details: Vec<Value> = sent["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["reasoning_details"].as_array())
+            .flatten()
+            .cloned()
+            .collect();
+        assert!(
+            details.iter().any(|d| d["type"] == "reasoning.encrypted"
+                && d["data"] == GEMINI_ENCRYPTED
+                && d["format"] == "google-gemini-v1"),
             "{sent}"
         );
     }
