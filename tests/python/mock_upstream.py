@@ -8,7 +8,15 @@ Responses dialect (`/responses`): a request whose input holds no reasoning item 
 with a reasoning item (`REASONING_ID`, opaque `ENCRYPTED` content) and a message; a request
 whose input holds reasoning items is answered with a message echoing their
 `encrypted_content` (`ECHO_PREFIX` + JSON list). Streamed answers use the official event names
-with `sequence_number`s. Every request body is recorded for assertions.
+with `sequence_number`s.
+
+Anthropic dialect (`/v1/messages`): a request whose history holds no thinking block is
+answered with signed thinking (`ANTHROPIC_SIGNATURE`) and a text; one that holds thinking
+blocks is answered with a text. Gemini dialect (`models/{m}:generateContent`,
+`:streamGenerateContent?alt=sse`): with tools and no function response yet it thinks (an
+unsigned thought part) and calls the first tool, signing the `functionCall` part
+(`GEMINI_SIGNATURE`), as Gemini does when a turn ends in a tool call; otherwise it answers
+with a text. Every request body is recorded for assertions.
 """
 
 import json
@@ -20,6 +28,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 ENCRYPTED = "gAAAAABo+Xy/Z9_r-EnC==\u00e9\U0001f600\\n\"x\"\u2028"
 REASONING_ID = "rs_mock_0123"
 ECHO_PREFIX = "received encrypted_content: "
+# Opaque, base64 like the real ones.
+ANTHROPIC_SIGNATURE = "EqQBCkYIBxgCKkDmock+anthropic/signature=="
+GEMINI_SIGNATURE = "CiQB0e2Kb6sH0ZP1mockGeminiSignature+/w=="
 
 
 class MockState:
@@ -78,6 +89,21 @@ class Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(length) or b"{}")
         with self.server.state.lock:
             self.server.state.requests.append({"path": self.path, "body": body, "headers": {k.lower(): v for k, v in self.headers.items()}})
+        if self.path.endswith("/messages"):
+            blocks = _anthropic_answer(body)
+            if body.get("stream"):
+                self._sse(_anthropic_stream(blocks))
+            else:
+                self._json(200, _anthropic_message(blocks))
+            return
+        if ":generateContent" in self.path or ":streamGenerateContent" in self.path:
+            parts = _gemini_answer(body)
+            if ":streamGenerateContent" in self.path:
+                frames = [_gemini_response([p], None) for p in parts] + [_gemini_response([{"text": ""}], "STOP")]
+                self._sse(["data: %s\n\n" % json.dumps(f) for f in frames])
+            else:
+                self._json(200, _gemini_response(parts, "STOP"))
+            return
         if self.path.endswith("/responses"):
             items = _responses_answer(body)
             if body.get("stream"):
@@ -224,6 +250,67 @@ def _responses_stream(items):
         push("response.output_item.done", {"output_index": i, "item": item})
     push("response.completed", {"response": _response_object(items)})
     return frames
+
+
+def _anthropic_answer(body):
+    """Content blocks answering an Anthropic Messages request."""
+    seen = any(isinstance(m.get("content"), list) and any(b.get("type") == "thinking" for b in m["content"])
+               for m in body.get("messages", []) if m.get("role") == "assistant")
+    if seen:
+        return [{"type": "text", "text": "Eight."}]
+    return [{"type": "thinking", "thinking": "The user asks for a sum.", "signature": ANTHROPIC_SIGNATURE},
+            {"type": "text", "text": "Four."}]
+
+
+def _anthropic_message(blocks):
+    return {"id": "msg_mock_0", "type": "message", "role": "assistant", "model": "claude-mock",
+            "content": blocks, "stop_reason": "end_turn", "stop_sequence": None,
+            "usage": {"input_tokens": 11, "output_tokens": 7}}
+
+
+def _anthropic_stream(blocks):
+    """The SSE transcript of `blocks` (`event:` + `data:`), as Anthropic streams it."""
+    frames = []
+
+    def push(kind, body):
+        frames.append("event: %s\ndata: %s\n\n" % (kind, json.dumps(dict(body, type=kind))))
+
+    start = _anthropic_message([])
+    start.update(stop_reason=None, usage={"input_tokens": 11, "output_tokens": 0})
+    push("message_start", {"message": start})
+    for i, b in enumerate(blocks):
+        if b["type"] == "thinking":
+            push("content_block_start", {"index": i, "content_block": {"type": "thinking", "thinking": "", "signature": ""}})
+            push("content_block_delta", {"index": i, "delta": {"type": "thinking_delta", "thinking": b["thinking"]}})
+            push("content_block_delta", {"index": i, "delta": {"type": "signature_delta", "signature": b["signature"]}})
+        else:
+            push("content_block_start", {"index": i, "content_block": {"type": "text", "text": ""}})
+            push("content_block_delta", {"index": i, "delta": {"type": "text_delta", "text": b["text"]}})
+        push("content_block_stop", {"index": i})
+    push("message_delta", {"delta": {"stop_reason": "end_turn", "stop_sequence": None}, "usage": {"output_tokens": 7}})
+    push("message_stop", {})
+    return frames
+
+
+def _gemini_answer(body):
+    """Parts answering a Gemini `generateContent` request."""
+    parts = [p for c in body.get("contents", []) for p in c.get("parts", [])]
+    decls = [d for t in body.get("tools") or [] for d in t.get("functionDeclarations") or []]
+    if any("functionResponse" in p for p in parts):
+        return [{"text": "The tool answered."}]
+    if decls:
+        return [{"text": "I need the tool for this.", "thought": True},
+                {"functionCall": {"name": decls[0]["name"], "args": {"city": "Paris"}},
+                 "thoughtSignature": GEMINI_SIGNATURE}]
+    return [{"text": "Hello from Gemini."}]
+
+
+def _gemini_response(parts, finish):
+    candidate = {"content": {"role": "model", "parts": parts}, "index": 0}
+    if finish:
+        candidate["finishReason"] = finish
+    return {"candidates": [candidate], "modelVersion": "gemini-mock", "responseId": "gemini-mock-0",
+            "usageMetadata": {"promptTokenCount": 11, "candidatesTokenCount": 7, "totalTokenCount": 18}}
 
 
 def start():

@@ -626,32 +626,3 @@ mod tests {
         assert_eq!(u.total(), 17);
     }
 }
-
-/// Carrying provider-opaque reasoning data through formats that only have a string slot for it
-/// (Anthropic `thinking.signature`): `llmproxy:` followed by the JSON of the data. A signature
-/// without the prefix is a real provider signature.
-pub mod opaque_signature {
-    use serde_json::Value;
-
-    const PREFIX: &str = "llmproxy:";
-
-    /// Encodes provider data as a signature string.
-    pub fn encode(data: &Value) -> String {
-        format!("{PREFIX}{data}")
-    }
-
-    /// Decodes a signature produced by [`encode`]; `None` for real provider signatures.
-    pub fn decode(signature: &str) -> Option<Value> {
-        serde_json::from_str(signature.strip_prefix(PREFIX)?).ok()
-    }
-
-    #[cfg(test)]
-    mod tests {
-        #[test]
-        fn round_trip() {
-            let v = serde_json::json!({"google": {"thought_signature": "abc"}});
-            assert_eq!(super::decode(&super::encode(&v)), Some(v));
-            assert_eq!(super::decode("EqQBCkYIBxgCKkA"), None);
-        }
-    }
-}

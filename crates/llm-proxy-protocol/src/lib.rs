@@ -4,6 +4,7 @@
 use serde::de::DeserializeOwned;
 
 pub mod anthropic;
+pub mod carried;
 mod extra_fields;
 pub mod gemini;
 pub mod openai_chat;

@@ -6,7 +6,7 @@
 use llm_proxy_api::error::ErrorKind;
 use llm_proxy_api::model::{
     ChatRequest, ChatResponse, FinishReason, ImagePart, MediaSource, Part, ReasoningBlock, Role,
-    TextPart, ToolCall, ToolChoice, Usage, opaque_signature,
+    TextPart, ToolCall, ToolChoice, Usage,
 };
 use llm_proxy_api::stream::{Collector, StreamEvent};
 use llm_proxy_api::translation::{StreamDecoder, WireCodec};
@@ -33,7 +33,7 @@ fn request_round_trip(name: &str) -> (Value, ChatRequest, Value, Vec<String>) {
     let original = json_fixture(name);
     let wire: AnthropicRequest =
         llm_proxy_protocol::parse_body(original.to_string().as_bytes()).unwrap();
-    let model = anthropic::request_to_model(wire).unwrap();
+    let model = anthropic::request_to_model(wire, &*crate::xor_sealer(), &mut Vec::new()).unwrap();
     let mut lossy = Vec::new();
     let back =
         anthropic::request_from_model(&model, original["model"].as_str().unwrap(), &mut lossy);
@@ -45,7 +45,11 @@ fn response_round_trip(name: &str) -> (Value, ChatResponse, Value) {
     let original = json_fixture(name);
     let wire: AnthropicResponse = serde_json::from_value(original.clone()).unwrap();
     let model = anthropic::response_to_model(wire, "fallback");
-    let back = serde_json::to_value(anthropic::response_from_model(&model)).unwrap();
+    let back = serde_json::to_value(anthropic::response_from_model(
+        &model,
+        &*crate::xor_sealer(),
+    ))
+    .unwrap();
     (original, model, back)
 }
 
@@ -60,7 +64,8 @@ fn decode_sse(body: &str, chunk: usize) -> Result<Vec<StreamEvent>, llm_proxy_ap
 }
 
 fn render(events: &[StreamEvent]) -> Vec<bytes::Bytes> {
-    let mut renderer = EventRenderer::new("proxy1", "claude-sonnet-4-5-20250929");
+    let mut renderer =
+        EventRenderer::new("proxy1", "claude-sonnet-4-5-20250929", crate::xor_sealer());
     let mut out = Vec::new();
     for e in events {
         renderer.render(e, &mut out);
@@ -396,10 +401,14 @@ fn opaque_provider_data_survives_a_round_trip_through_an_anthropic_client() {
         finish_reason: Some(FinishReason::ToolCalls),
         usage: None,
     };
-    let client_view = serde_json::to_value(anthropic::response_from_model(&gemini_answer)).unwrap();
+    let client_view = serde_json::to_value(anthropic::response_from_model(
+        &gemini_answer,
+        &*crate::xor_sealer(),
+    ))
+    .unwrap();
     assert_eq!(
         client_view["content"][2],
-        json!({"type": "thinking", "thinking": "", "signature": opaque_signature::encode(&call_data)})
+        json!({"type": "thinking", "thinking": "", "signature": client_view["content"][2]["signature"].clone()})
     );
 
     let next_turn = json!({
@@ -411,7 +420,12 @@ fn opaque_provider_data_survives_a_round_trip_through_an_anthropic_client() {
             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_1", "content": "fn main() {}"}]}
         ]
     });
-    let model = anthropic::request_to_model(serde_json::from_value(next_turn).unwrap()).unwrap();
+    let model = anthropic::request_to_model(
+        serde_json::from_value(next_turn).unwrap(),
+        &*crate::xor_sealer(),
+        &mut Vec::new(),
+    )
+    .unwrap();
     assert_eq!(model.messages[1].content, content);
 
     // Streamed: render for the client, then read what the client saw back.
@@ -443,8 +457,25 @@ fn opaque_provider_data_survives_a_round_trip_through_an_anthropic_client() {
         },
     ];
     let rendered: Vec<u8> = render(&events).concat();
+    // What the client accumulated (the sealed signatures read as plain strings), echoed back.
     let seen = collect(decode_sse(std::str::from_utf8(&rendered).unwrap(), 13).unwrap());
-    assert_eq!(seen.content, content);
+    let client_view =
+        serde_json::to_value(anthropic::response_from_model(&seen, &*crate::xor_sealer())).unwrap();
+    let next_turn = json!({
+        "model": "gemini-2.5-pro",
+        "max_tokens": 1024,
+        "messages": [
+            {"role": "user", "content": "Show me main.rs"},
+            {"role": "assistant", "content": client_view["content"]}
+        ]
+    });
+    let model = anthropic::request_to_model(
+        serde_json::from_value(next_turn).unwrap(),
+        &*crate::xor_sealer(),
+        &mut Vec::new(),
+    )
+    .unwrap();
+    assert_eq!(model.messages[1].content, content);
 }
 
 #[test]
@@ -462,7 +493,11 @@ fn streamed_transcript_decodes_to_golden_events_at_any_chunking() {
     // Collected, it is the non-streamed answer.
     let collected = collect(decode_sse(&body, 64).unwrap());
     assert_eq!(
-        serde_json::to_value(anthropic::response_from_model(&collected)).unwrap(),
+        serde_json::to_value(anthropic::response_from_model(
+            &collected,
+            &*crate::xor_sealer()
+        ))
+        .unwrap(),
         json_fixture("stream_thinking_tool.collected.json")
     );
 }

@@ -101,6 +101,8 @@ fn text_request_maps_to_the_model_and_back_unchanged() {
     let m = gemini::request_to_model(
         gemini_request("text_request.json"),
         "models/gemini-2.5-flash",
+        &*crate::xor_sealer(),
+        &mut Vec::new(),
     )
     .unwrap();
     assert_eq!(m.model, "gemini-2.5-flash");
@@ -160,7 +162,8 @@ fn text_response_maps_to_the_model_and_renders_for_clients() {
             ..Usage::default()
         })
     );
-    let client = serde_json::to_value(gemini::response_from_model(&r)).unwrap();
+    let client =
+        serde_json::to_value(gemini::response_from_model(&r, &*crate::xor_sealer())).unwrap();
     assert_eq!(client, fixture("text_response.client.json"));
 }
 
@@ -169,6 +172,8 @@ fn images_and_audio_round_trip() {
     let m = gemini::request_to_model(
         gemini_request("multimodal_request.json"),
         "gemini-2.5-flash",
+        &*crate::xor_sealer(),
+        &mut Vec::new(),
     )
     .unwrap();
     let parts = &m.messages[0].content;
@@ -260,6 +265,8 @@ fn gemini_client_function_calls_round_trip_with_ids_names_and_signatures() {
     let m = gemini::request_to_model(
         gemini_request("function_calls_gemini_request.json"),
         "gemini-2.5-pro",
+        &*crate::xor_sealer(),
+        &mut Vec::new(),
     )
     .unwrap();
     // Calls without ids get deterministic ids; responses find them by name.
@@ -346,7 +353,11 @@ fn streamed_transcript_decodes_to_golden_events_in_any_chunking() {
 fn streamed_events_render_as_golden_client_frames() {
     let events = decode_sse(&fixture_bytes("stream_thoughts_tools.sse"), 64);
     let ids = tool_call_ids(&events);
-    let mut renderer = ChunkRenderer::new("2r1WaNnKLbGNz7IPm6WrqQ0".into(), "unknown".into());
+    let mut renderer = ChunkRenderer::new(
+        "2r1WaNnKLbGNz7IPm6WrqQ0".into(),
+        "unknown".into(),
+        crate::xor_sealer(),
+    );
     let mut out = Vec::new();
     for e in &events {
         renderer.render(e, &mut out);
@@ -379,7 +390,11 @@ fn collected_stream_renders_as_golden_non_streamed_response() {
     let ids = tool_call_ids(&events);
     let response = collect(&events);
     assert_eq!(response.finish_reason, Some(FinishReason::ToolCalls));
-    let client = serde_json::to_value(gemini::response_from_model(&response)).unwrap();
+    let client = serde_json::to_value(gemini::response_from_model(
+        &response,
+        &*crate::xor_sealer(),
+    ))
+    .unwrap();
     assert_eq!(
         normalise_ids(&client, &ids, "GENERATED_"),
         fixture("stream_thoughts_tools.collected.json")
@@ -478,7 +493,11 @@ fn finish_reasons_map_both_ways() {
             "{wire}"
         );
         let response = collect(&events);
-        let client = serde_json::to_value(gemini::response_from_model(&response)).unwrap();
+        let client = serde_json::to_value(gemini::response_from_model(
+            &response,
+            &*crate::xor_sealer(),
+        ))
+        .unwrap();
         assert_eq!(client["candidates"][0]["finishReason"], back, "{wire}");
     }
     // STOP after a function call is a tool-call finish, and goes back to clients as STOP.
@@ -490,7 +509,11 @@ fn finish_reasons_map_both_ways() {
             reason: FinishReason::ToolCalls
         })
     );
-    let client = serde_json::to_value(gemini::response_from_model(&collect(&events))).unwrap();
+    let client = serde_json::to_value(gemini::response_from_model(
+        &collect(&events),
+        &*crate::xor_sealer(),
+    ))
+    .unwrap();
     assert_eq!(client["candidates"][0]["finishReason"], "STOP");
 }
 
@@ -535,7 +558,7 @@ fn error_bodies_decode_and_envelopes_render() {
         ),
         json!({"error": {"code": 400, "message": "Invalid JSON payload received.", "status": "INVALID_ARGUMENT"}})
     );
-    let mut renderer = ChunkRenderer::new("r".into(), "m".into());
+    let mut renderer = ChunkRenderer::new("r".into(), "m".into(), crate::xor_sealer());
     let mut frames = Vec::new();
     renderer.error(ErrorKind::Unavailable, "upstream went away", &mut frames);
     assert_eq!(

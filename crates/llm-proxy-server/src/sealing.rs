@@ -1,4 +1,5 @@
-//! The AEAD sealer behind the Responses `encrypted_content` the proxy produces:
+//! The AEAD sealer behind the reasoning state the proxy hands to clients (Responses
+//! `encrypted_content`, other providers' state in Anthropic and Gemini signature slots):
 //! ChaCha20-Poly1305 with a random 96-bit nonce per blob, keyed by the 32-byte key kept in the
 //! data directory (`responses.key`). Sealed blobs are `nonce || ciphertext || tag`.
 

@@ -199,7 +199,28 @@ fn mask_volatile(client: Dialect, mut body: Value) -> Value {
         Dialect::Anthropic => body["id"] = json!("<id>"),
         Dialect::Gemini => body["responseId"] = json!("<id>"),
     }
+    mask_sealed(&mut body);
     body
+}
+
+/// Sealed reasoning state (a fresh nonce every time) becomes `<sealed>`: the Anthropic form
+/// (`llmproxy.v1.`...) and the Gemini form (its standard base64).
+pub fn mask_sealed(value: &mut Value) {
+    match value {
+        Value::String(s) if is_sealed(s) => *s = "<sealed>".to_owned(),
+        Value::Array(items) => items.iter_mut().for_each(mask_sealed),
+        Value::Object(map) => map.values_mut().for_each(mask_sealed),
+        _ => {}
+    }
+}
+
+/// Whether a signature slot holds state the proxy sealed (either slot form).
+pub fn is_sealed(s: &str) -> bool {
+    use base64::Engine;
+    s.starts_with("llmproxy.v1.")
+        || base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .is_ok_and(|b| b.starts_with(b"llmproxy.v1."))
 }
 
 /// Compares a non-streamed client response with its golden file

@@ -9,7 +9,6 @@
 use llm_proxy_api::model::{
     ChatRequest, ChatResponse, FinishReason, MediaSource, Message, OpaquePart, Part,
     ReasoningBlock, ResponseFormat, Role, ToolChoice as ModelToolChoice, ToolResult, Usage,
-    opaque_signature,
 };
 use serde_json::{Map, Value};
 
@@ -21,6 +20,8 @@ use super::types::{
     ThinkingBlock, Tool, ToolChoice, ToolResultBlock, ToolResultContent, ToolUseBlock, WireUsage,
     empty_object,
 };
+use crate::carried::Carried;
+use crate::openai_responses::Sealer;
 
 /// `max_tokens` when the client gave none (Anthropic requires it).
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
@@ -679,15 +680,22 @@ pub fn message_id(id: &str) -> String {
     }
 }
 
-/// The thinking block a client sees for a reasoning block. Provider data without a signature
-/// travels in an opaque signature so the client hands it back on the next turn.
-pub(crate) fn reasoning_block_for_client(b: &ReasoningBlock) -> ContentBlock {
+/// The thinking block a client sees for a reasoning block: Anthropic's own state as it came;
+/// another provider's state (Gemini thought signatures, a Responses upstream's reasoning)
+/// tagged with its origin and sealed in the signature, so the client hands it back unread.
+pub(crate) fn reasoning_block_for_client(
+    b: &ReasoningBlock,
+    model: Option<&str>,
+    sealer: &dyn Sealer,
+) -> ContentBlock {
     if let Some(data) = &b.redacted {
         return ContentBlock::RedactedThinking(RedactedThinkingBlock { data: data.clone() });
     }
     let signature = match (&b.signature, &b.provider_data) {
-        (Some(s), _) => s.clone(),
-        (None, Some(data)) => opaque_signature::encode(data),
+        (Some(s), None) => s.clone(),
+        (_, Some(_)) => Carried::of_block(b, model)
+            .seal_text(sealer)
+            .unwrap_or_default(),
         (None, None) => String::new(),
     };
     ContentBlock::Thinking(ThinkingBlock {
@@ -696,27 +704,43 @@ pub(crate) fn reasoning_block_for_client(b: &ReasoningBlock) -> ContentBlock {
     })
 }
 
-/// The empty thinking block that carries a tool call's provider data ahead of its tool_use.
-pub(crate) fn call_data_block(data: &Value) -> ContentBlock {
-    ContentBlock::Thinking(ThinkingBlock {
-        thinking: String::new(),
-        signature: Some(opaque_signature::encode(data)),
-    })
+/// A tool call's provider data (Gemini signs the `functionCall` part of a turn that ends in a
+/// tool call), sealed for a thinking signature. It goes on the thinking block just before
+/// the call when that block has no signature of its own, else on an empty thinking block
+/// ahead of the tool_use; either way the client echoes it and the next request puts it back
+/// on the call.
+pub(crate) fn sealed_call_data(data: &Value, model: Option<&str>, sealer: &dyn Sealer) -> String {
+    Carried::of_call(data, model)
+        .seal_text(sealer)
+        .unwrap_or_default()
 }
 
-/// Builds the client-facing non-streamed response.
-pub fn response_from_model(resp: &ChatResponse) -> AnthropicResponse {
-    let mut content = Vec::with_capacity(resp.content.len());
+/// Builds the client-facing non-streamed response; `sealer` seals other providers' reasoning
+/// state.
+pub fn response_from_model(resp: &ChatResponse, sealer: &dyn Sealer) -> AnthropicResponse {
+    let model = Some(resp.model.as_str());
+    let mut content: Vec<ContentBlock> = Vec::with_capacity(resp.content.len());
     let mut has_tool_calls = false;
     for part in &resp.content {
         match part {
             Part::Text(t) if t.text.is_empty() => {}
             Part::Text(t) => content.push(text_block(t)),
-            Part::Reasoning(b) => content.push(reasoning_block_for_client(b)),
+            Part::Reasoning(b) => content.push(reasoning_block_for_client(b, model, sealer)),
             Part::ToolCall(c) => {
                 has_tool_calls = true;
                 if let Some(data) = &c.provider_data {
-                    content.push(call_data_block(data));
+                    let sealed = sealed_call_data(data, model, sealer);
+                    match content.last_mut() {
+                        Some(ContentBlock::Thinking(t))
+                            if t.signature.as_deref().is_none_or(str::is_empty) =>
+                        {
+                            t.signature = Some(sealed);
+                        }
+                        _ => content.push(ContentBlock::Thinking(ThinkingBlock {
+                            thinking: String::new(),
+                            signature: Some(sealed),
+                        })),
+                    }
                 }
                 content.push(ContentBlock::ToolUse(ToolUseBlock {
                     id: c.id.clone(),
@@ -748,6 +772,7 @@ pub fn response_from_model(resp: &ChatResponse) -> AnthropicResponse {
 mod tests {
     use super::*;
     use crate::anthropic::to_model::request_to_model;
+    use crate::openai_responses::opaque::TestSealer;
     use llm_proxy_api::model::{AudioPart, ImagePart, ReasoningConfig, TextPart, ToolCall};
     use serde_json::json;
 
@@ -1035,7 +1060,12 @@ mod tests {
             "thinking": {"type": "adaptive"},
             "service_tier": "auto"
         });
-        let model = request_to_model(serde_json::from_value(client.clone()).unwrap()).unwrap();
+        let model = request_to_model(
+            serde_json::from_value(client.clone()).unwrap(),
+            &TestSealer(0),
+            &mut Vec::new(),
+        )
+        .unwrap();
         let (v, lossy) = encode(&model);
         assert_eq!(
             v,
@@ -1097,19 +1127,39 @@ mod tests {
                 reasoning_tokens: None,
             }),
         };
-        let v = serde_json::to_value(response_from_model(&resp)).unwrap();
+        let sealer = TestSealer(4);
+        let v = serde_json::to_value(response_from_model(&resp, &sealer)).unwrap();
         assert_eq!(v["id"], "msg_abc");
+        let sealed = |i: usize| v["content"][i]["signature"].as_str().unwrap().to_owned();
         assert_eq!(
             v["content"],
             json!([
-                {"type": "thinking", "thinking": "t", "signature": opaque_signature::encode(&json!(1))},
+                {"type": "thinking", "thinking": "t", "signature": sealed(0)},
                 {"type": "thinking", "thinking": "s", "signature": "sig"},
                 {"type": "redacted_thinking", "data": "enc"},
                 {"type": "text", "text": "hi"},
-                {"type": "thinking", "thinking": "", "signature": opaque_signature::encode(&data)},
+                {"type": "thinking", "thinking": "", "signature": sealed(4)},
                 {"type": "tool_use", "id": "c", "name": "f", "input": {"a": 1}}
             ])
         );
+        for i in [0, 4] {
+            assert!(sealed(i).starts_with("llmproxy.v1."), "{}", sealed(i));
+            assert!(!sealed(i).contains("thought_signature"));
+        }
+        // The client echoes the content: the canonical history is what the upstream produced.
+        let mut lossy = Vec::new();
+        let echoed = request_to_model(
+            serde_json::from_value(json!({"model": "m", "messages": [
+                {"role": "user", "content": "q"},
+                {"role": "assistant", "content": v["content"].clone()}
+            ]}))
+            .unwrap(),
+            &sealer,
+            &mut lossy,
+        )
+        .unwrap();
+        assert!(lossy.is_empty(), "{lossy:?}");
+        assert_eq!(echoed.messages[1].content, resp.content);
         assert_eq!(v["stop_reason"], "tool_use");
         assert_eq!(
             v["usage"],
@@ -1117,8 +1167,61 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_call_signature_goes_on_the_unsigned_thinking_block_before_it() {
+        let data = json!({"google": {"thought_signature": "SIG"}});
+        let resp = ChatResponse {
+            id: "abc".into(),
+            model: "gemini-2.5-pro".into(),
+            created: 0,
+            content: vec![
+                Part::Reasoning(ReasoningBlock {
+                    text: "I should look it up.".into(),
+                    ..Default::default()
+                }),
+                Part::ToolCall(ToolCall {
+                    id: "c1".into(),
+                    name: "f".into(),
+                    arguments: "{}".into(),
+                    provider_data: Some(data.clone()),
+                }),
+            ],
+            finish_reason: Some(FinishReason::ToolCalls),
+            usage: None,
+        };
+        let sealer = TestSealer(4);
+        let v = serde_json::to_value(response_from_model(&resp, &sealer)).unwrap();
+        let content = v["content"].as_array().unwrap();
+        assert_eq!(content.len(), 2, "{v}");
+        assert_eq!(content[0]["thinking"], "I should look it up.");
+        let sig = content[0]["signature"].as_str().unwrap();
+        assert!(sig.starts_with("llmproxy.v1."), "{v}");
+        let echoed = client_with(
+            json!({"model": "m", "messages": [
+                {"role": "user", "content": "q"},
+                {"role": "assistant", "content": content}
+            ]}),
+            &sealer,
+        );
+        assert_eq!(echoed.messages[1].content, resp.content);
+    }
+
+    fn client_with(body: Value, sealer: &dyn Sealer) -> ChatRequest {
+        request_to_model(
+            serde_json::from_value(body).unwrap(),
+            sealer,
+            &mut Vec::new(),
+        )
+        .unwrap()
+    }
+
     fn client(body: Value) -> ChatRequest {
-        request_to_model(serde_json::from_value(body).unwrap()).unwrap()
+        request_to_model(
+            serde_json::from_value(body).unwrap(),
+            &TestSealer(0),
+            &mut Vec::new(),
+        )
+        .unwrap()
     }
 
     #[test]

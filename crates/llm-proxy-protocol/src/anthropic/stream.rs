@@ -2,18 +2,22 @@
 //! rendering events as Anthropic content blocks for clients (blocks never interleave, so
 //! parallel tool calls streamed side by side are serialized one block at a time).
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use llm_proxy_api::error::{BackendError, ErrorKind, ErrorSource};
-use llm_proxy_api::model::{FinishReason, Usage, opaque_signature};
+use llm_proxy_api::model::{FinishReason, ReasoningBlock, Usage};
 use llm_proxy_api::stream::StreamEvent;
 use llm_proxy_api::translation::StreamDecoder;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::error::{error_from_value, error_type};
-use super::from_model::{message_id, stop_reason_name, usage_from_model};
+use super::from_model::{message_id, sealed_call_data, stop_reason_name, usage_from_model};
 use super::to_model::{stop_reason_to_model, usage_to_model};
 use super::types::{DeltaIn, StreamEventIn, UsageIn, WireUsage};
+use crate::carried::Carried;
+use crate::openai_responses::Sealer;
 use crate::sse::{SseFrame, SseParser, event_frame};
 
 /// Decodes an upstream Anthropic SSE body into events.
@@ -31,8 +35,6 @@ pub struct SseDecoder {
     /// `message_delta` seen: the answer is complete even if `message_stop` never comes.
     ended: bool,
     done: bool,
-    /// Provider data of an opaque-signed empty thinking block, for the tool call that follows.
-    call_data: Option<Value>,
 }
 
 #[derive(Debug)]
@@ -40,7 +42,6 @@ enum OpenBlockIn {
     Text,
     Thinking {
         signature: String,
-        has_text: bool,
     },
     Tool {
         index: u32,
@@ -97,12 +98,6 @@ impl SseDecoder {
         out.push(StreamEvent::Usage(usage_to_model(w)));
     }
 
-    fn flush_call_data(&mut self, out: &mut Vec<StreamEvent>) {
-        if let Some(data) = self.call_data.take() {
-            out.push(StreamEvent::ReasoningProviderData { data });
-        }
-    }
-
     fn event(
         &mut self,
         event: StreamEventIn,
@@ -141,11 +136,9 @@ impl SseDecoder {
                     (OpenBlockIn::Text, DeltaIn::TextDelta { text }) if !text.is_empty() => {
                         out.push(StreamEvent::TextDelta { text });
                     }
-                    (
-                        OpenBlockIn::Thinking { has_text, .. },
-                        DeltaIn::ThinkingDelta { thinking },
-                    ) if !thinking.is_empty() => {
-                        *has_text = true;
+                    (OpenBlockIn::Thinking { .. }, DeltaIn::ThinkingDelta { thinking })
+                        if !thinking.is_empty() =>
+                    {
                         out.push(StreamEvent::ReasoningDelta { text: thinking });
                     }
                     (
@@ -190,9 +183,6 @@ impl SseDecoder {
     fn block_start(&mut self, index: u32, block: &Value, out: &mut Vec<StreamEvent>) {
         let kind = block.get("type").and_then(Value::as_str).unwrap_or("");
         let text_field = |name: &str| block.get(name).and_then(Value::as_str).unwrap_or("");
-        if kind != "tool_use" {
-            self.flush_call_data(out);
-        }
         let open = match kind {
             "text" => {
                 let text = text_field("text");
@@ -212,7 +202,6 @@ impl SseDecoder {
                 }
                 OpenBlockIn::Thinking {
                     signature: text_field("signature").to_owned(),
-                    has_text: !text.is_empty(),
                 }
             }
             "redacted_thinking" => {
@@ -228,7 +217,7 @@ impl SseDecoder {
                     index: tool_index,
                     id: text_field("id").to_owned(),
                     name: text_field("name").to_owned(),
-                    provider_data: self.call_data.take(),
+                    provider_data: None,
                 });
                 // Compatible servers sometimes send the whole input up front.
                 if let Some(input) = block
@@ -249,14 +238,9 @@ impl SseDecoder {
 
     fn block_stop(&mut self, block: OpenBlockIn, out: &mut Vec<StreamEvent>) {
         match block {
-            OpenBlockIn::Thinking {
-                signature,
-                has_text,
-            } if !signature.is_empty() => match opaque_signature::decode(&signature) {
-                Some(data) if !has_text => self.call_data = Some(data),
-                Some(data) => out.push(StreamEvent::ReasoningProviderData { data }),
-                None => out.push(StreamEvent::ReasoningSignature { signature }),
-            },
+            OpenBlockIn::Thinking { signature } if !signature.is_empty() => {
+                out.push(StreamEvent::ReasoningSignature { signature })
+            }
             OpenBlockIn::Tool { index } => out.push(StreamEvent::ToolCallEnd { index }),
             OpenBlockIn::Text | OpenBlockIn::Thinking { .. } | OpenBlockIn::Other => {}
         }
@@ -272,7 +256,6 @@ impl SseDecoder {
         for (_, block) in std::mem::take(&mut self.blocks) {
             self.block_stop(block, out);
         }
-        self.flush_call_data(out);
         if let Some(reason) = self.finish.take() {
             out.push(StreamEvent::Finish { reason });
         }
@@ -427,6 +410,8 @@ pub struct EventRenderer {
     block_index: u32,
     tools: Vec<ToolSlot>,
     finished: bool,
+    /// Seals other providers' reasoning state into thinking signatures.
+    sealer: Arc<dyn Sealer>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -456,8 +441,9 @@ enum ToolState {
 }
 
 impl EventRenderer {
-    /// A renderer for one response; `id` gets the `msg_` prefix if it lacks it.
-    pub fn new(id: impl AsRef<str>, model: impl Into<String>) -> Self {
+    /// A renderer for one response; `id` gets the `msg_` prefix if it lacks it. `sealer` seals
+    /// other providers' reasoning state (see [`crate::carried`]).
+    pub fn new(id: impl AsRef<str>, model: impl Into<String>, sealer: Arc<dyn Sealer>) -> Self {
         Self {
             id: message_id(id.as_ref()),
             model: model.into(),
@@ -468,6 +454,7 @@ impl EventRenderer {
             block_index: 0,
             tools: Vec::new(),
             finished: false,
+            sealer,
         }
     }
 
@@ -504,7 +491,14 @@ impl EventRenderer {
             }
             StreamEvent::ReasoningSignature { signature } => self.sign_thinking(signature, out),
             StreamEvent::ReasoningProviderData { data } => {
-                self.sign_thinking(&opaque_signature::encode(data), out);
+                let block = ReasoningBlock {
+                    provider_data: Some(data.clone()),
+                    ..ReasoningBlock::default()
+                };
+                let sealed = Carried::of_block(&block, Some(&self.model))
+                    .seal_text(self.sealer.as_ref())
+                    .unwrap_or_default();
+                self.sign_thinking(&sealed, out);
             }
             StreamEvent::ReasoningRedacted { data } => {
                 self.before_content(out);
@@ -523,11 +517,20 @@ impl EventRenderer {
                 provider_data,
             } => {
                 self.ensure_started(out);
+                let mut provider_data = provider_data.clone();
+                // The thinking just before the call has no signature of its own: it carries
+                // the call's (Gemini signs the functionCall part, not the thought).
+                if self.open == Some(OpenBlockOut::Thinking)
+                    && let Some(data) = provider_data.take()
+                {
+                    let sealed = sealed_call_data(&data, Some(&self.model), self.sealer.as_ref());
+                    self.sign_thinking(&sealed, out);
+                }
                 self.tools.push(ToolSlot {
                     index: *index,
                     id: id.clone(),
                     name: name.clone(),
-                    provider_data: provider_data.clone(),
+                    provider_data,
                     buffered: String::new(),
                     state: ToolState::Waiting { ended: false },
                 });
@@ -749,7 +752,7 @@ impl EventRenderer {
                 signature: "",
             };
             self.open_block(start, OpenBlockOut::Thinking, out);
-            let signature = opaque_signature::encode(&data);
+            let signature = sealed_call_data(&data, Some(&self.model), self.sealer.as_ref());
             self.delta(
                 DeltaOut::SignatureDelta {
                     signature: &signature,
@@ -791,7 +794,12 @@ impl EventRenderer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::openai_responses::opaque::TestSealer;
     use serde_json::json;
+
+    fn sealer() -> Arc<dyn Sealer> {
+        Arc::new(TestSealer(2))
+    }
 
     fn decode_all(body: &str) -> Result<Vec<StreamEvent>, BackendError> {
         let mut d = SseDecoder::new();
@@ -871,12 +879,12 @@ mod tests {
     }
 
     #[test]
-    fn opaque_thinking_before_tool_use_becomes_call_provider_data() {
-        let data = json!({"g": "sig"});
+    fn upstream_signatures_are_the_upstreams_own_even_with_the_proxys_prefix() {
+        // A chained proxy's sealed state is that upstream's business: passed on unchanged.
         let body = sse(&[
             json!({"type": "message_start", "message": {"id": "m", "model": "x"}}),
             json!({"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": ""}}),
-            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": opaque_signature::encode(&data)}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "llmproxy.v1.abc"}}),
             json!({"type": "content_block_stop", "index": 0}),
             json!({"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "t", "name": "f", "input": {}}}),
             json!({"type": "content_block_stop", "index": 1}),
@@ -884,16 +892,15 @@ mod tests {
             json!({"type": "message_stop"}),
         ]);
         let events = decode_all(&body).unwrap();
+        assert!(events.contains(&StreamEvent::ReasoningSignature {
+            signature: "llmproxy.v1.abc".into()
+        }));
         assert!(events.contains(&StreamEvent::ToolCallStart {
             index: 0,
             id: "t".into(),
             name: "f".into(),
-            provider_data: Some(data)
+            provider_data: None
         }));
-        assert!(!events.iter().any(|e| matches!(
-            e,
-            StreamEvent::ReasoningSignature { .. } | StreamEvent::ReasoningProviderData { .. }
-        )));
     }
 
     #[test]
@@ -931,7 +938,7 @@ mod tests {
 
     #[test]
     fn renders_text_with_late_usage_in_message_delta() {
-        let mut r = EventRenderer::new("abc", "m");
+        let mut r = EventRenderer::new("abc", "m", sealer());
         let mut out = Vec::new();
         for e in [
             StreamEvent::Start {
@@ -984,7 +991,7 @@ mod tests {
 
     #[test]
     fn renders_thinking_signature_redacted_and_tool_provider_data() {
-        let mut r = EventRenderer::new("msg_1", "m");
+        let mut r = EventRenderer::new("msg_1", "m", sealer());
         let mut out = Vec::new();
         let data = json!({"g": 1});
         for e in [
@@ -1030,7 +1037,7 @@ mod tests {
             json!({"type": "content_block_start", "index": 1, "content_block": {"type": "redacted_thinking", "data": "enc"}}),
             json!({"type": "content_block_stop", "index": 1}),
             json!({"type": "content_block_start", "index": 2, "content_block": {"type": "thinking", "thinking": "", "signature": ""}}),
-            json!({"type": "content_block_delta", "index": 2, "delta": {"type": "signature_delta", "signature": opaque_signature::encode(&data)}}),
+            json!({"type": "content_block_delta", "index": 2, "delta": {"type": "signature_delta", "signature": sealed_call_data(&data, Some("m"), &TestSealer(2))}}),
             json!({"type": "content_block_stop", "index": 2}),
             json!({"type": "content_block_start", "index": 3, "content_block": {"type": "tool_use", "id": "c", "name": "f", "input": {}}}),
             json!({"type": "content_block_delta", "index": 3, "delta": {"type": "input_json_delta", "partial_json": "{}"}}),
@@ -1042,8 +1049,43 @@ mod tests {
     }
 
     #[test]
+    fn a_call_signature_closes_the_unsigned_thinking_block_before_it() {
+        let mut r = EventRenderer::new("m", "gemini-2.5-pro", sealer());
+        let mut out = Vec::new();
+        let data = json!({"google": {"thought_signature": "SIG"}});
+        for e in [
+            StreamEvent::ReasoningDelta {
+                text: "I should look it up.".into(),
+            },
+            StreamEvent::ToolCallStart {
+                index: 0,
+                id: "c".into(),
+                name: "f".into(),
+                provider_data: Some(data.clone()),
+            },
+            StreamEvent::ToolCallDelta {
+                index: 0,
+                arguments: "{}".into(),
+            },
+            StreamEvent::ToolCallEnd { index: 0 },
+        ] {
+            r.render(&e, &mut out);
+        }
+        r.finish(&mut out);
+        let f: Vec<Value> = frames(&out).into_iter().map(|(_, v)| v).collect();
+        let expected = [
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": "", "signature": ""}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "I should look it up."}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": sealed_call_data(&data, Some("gemini-2.5-pro"), &TestSealer(2))}}),
+            json!({"type": "content_block_stop", "index": 0}),
+            json!({"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "c", "name": "f", "input": {}}}),
+        ];
+        assert_eq!(f[1..6], expected[..]);
+    }
+
+    #[test]
     fn interleaved_tool_calls_are_serialized_into_whole_blocks() {
-        let mut r = EventRenderer::new("m", "m");
+        let mut r = EventRenderer::new("m", "m", sealer());
         let mut out = Vec::new();
         for e in [
             StreamEvent::ToolCallStart {
@@ -1112,7 +1154,7 @@ mod tests {
 
     #[test]
     fn text_after_open_tool_calls_closes_them_first_and_errors_render_the_envelope() {
-        let mut r = EventRenderer::new("m", "m");
+        let mut r = EventRenderer::new("m", "m", sealer());
         let mut out = Vec::new();
         for e in [
             StreamEvent::ToolCallStart {

@@ -3,7 +3,7 @@
 use llm_proxy_api::model::{
     ChatRequest, ChatResponse, FinishReason, ImagePart, MediaSource, Message, OpaquePart, Part,
     ReasoningBlock, ReasoningConfig, Role, Sampling, TextPart, ToolCall, ToolChoice,
-    ToolDefinition, ToolResult, Usage, opaque_signature,
+    ToolDefinition, ToolResult, Usage,
 };
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -15,6 +15,8 @@ use super::types::{
     ToolResultBlock, ToolResultContent, ToolUseBlock, WireUsage,
 };
 use crate::FieldError;
+use crate::carried::{Carried, Opened, UNREADABLE_NOTE};
+use crate::openai_responses::Sealer;
 
 /// Key in `ChatRequest::extra` holding Anthropic-defined and server tools (which the canonical
 /// tool model cannot express), sent back verbatim to Anthropic upstreams.
@@ -22,15 +24,22 @@ pub(crate) const EXTRA_TOOLS: &str = "tools";
 /// Key in `ChatRequest::extra` holding a `thinking` object of a mode we do not model.
 pub(crate) const EXTRA_THINKING: &str = "thinking";
 
-/// Converts a client request to the canonical model.
-pub fn request_to_model(req: AnthropicRequest) -> Result<ChatRequest, FieldError> {
+/// Converts a client request to the canonical model. Thinking signatures the proxy sealed
+/// (other providers' reasoning state, see [`crate::carried`]) are opened with `sealer`; what
+/// does not open is dropped and noted in `lossy`.
+pub fn request_to_model(
+    req: AnthropicRequest,
+    sealer: &dyn Sealer,
+    lossy: &mut Vec<String>,
+) -> Result<ChatRequest, FieldError> {
     let mut extra = req.extra;
     let mut messages = Vec::with_capacity(req.messages.len() + 1);
     if let Some(system) = req.system.and_then(system_to_model) {
         messages.push(system);
     }
+    let mut opener = Opener { sealer, lossy };
     for (i, m) in req.messages.into_iter().enumerate() {
-        message_to_model(m, i, &mut messages)?;
+        message_to_model(m, i, &mut opener, &mut messages)?;
     }
 
     let mut tools = Vec::new();
@@ -184,7 +193,18 @@ fn tool_to_model(t: Tool, i: usize) -> Result<ToolDefinition, FieldError> {
 /// Appends the canonical messages of one Anthropic message: a user message's `tool_result`
 /// blocks become `Role::Tool` messages (in order), followed by the rest of its content. A
 /// mid-conversation `system` message stays a system message at its place.
-fn message_to_model(m: InputMessage, i: usize, out: &mut Vec<Message>) -> Result<(), FieldError> {
+/// Opens the sealed signatures of a client request.
+struct Opener<'a> {
+    sealer: &'a dyn Sealer,
+    lossy: &'a mut Vec<String>,
+}
+
+fn message_to_model(
+    m: InputMessage,
+    i: usize,
+    opener: &mut Opener<'_>,
+    out: &mut Vec<Message>,
+) -> Result<(), FieldError> {
     let role = match m.role.as_str() {
         "user" => Role::User,
         "assistant" => Role::Assistant,
@@ -202,7 +222,7 @@ fn message_to_model(m: InputMessage, i: usize, out: &mut Vec<Message>) -> Result
         MessageContent::Text(t) => vec![ContentBlock::Text(TextBlock::new(t))],
         MessageContent::Blocks(b) => b,
     };
-    let converted = blocks_to_parts(blocks, Some(i))?;
+    let converted = blocks_to_parts(blocks, Some(i), Some(opener))?;
     if !converted.tool_results.is_empty() && role != Role::User {
         return Err(FieldError::new(
             "tool_result blocks belong in user messages",
@@ -238,15 +258,15 @@ struct Converted {
 fn blocks_to_parts(
     blocks: Vec<ContentBlock>,
     message: Option<usize>,
+    mut opener: Option<&mut Opener<'_>>,
 ) -> Result<Converted, FieldError> {
     let mut out = Converted {
         parts: Vec::with_capacity(blocks.len()),
         tool_results: Vec::new(),
     };
-    // Provider data carried by an opaque-signed empty thinking block, for the next tool_use.
+    // Provider data carried by a sealed thinking signature, for the next tool_use.
     let mut call_data: Option<Value> = None;
-    let mut blocks = blocks.into_iter().enumerate().peekable();
-    while let Some((j, block)) = blocks.next() {
+    for (j, block) in blocks.into_iter().enumerate() {
         let param = || match message {
             Some(i) => format!("messages[{i}].content[{j}]"),
             None => format!("content[{j}]"),
@@ -274,10 +294,10 @@ fn blocks_to_parts(
                     .push(tool_result_to_model(r, message.is_some(), &param)?)
             }
             ContentBlock::Thinking(t) => {
-                let next_is_tool_use = matches!(blocks.peek(), Some((_, ContentBlock::ToolUse(_))));
-                match thinking_to_model(t, next_is_tool_use) {
-                    ThinkingOut::Reasoning(b) => out.parts.push(Part::Reasoning(b)),
-                    ThinkingOut::CallData(v) => call_data = Some(v),
+                let (block, data) = thinking_to_model(t, opener.as_deref_mut());
+                out.parts.extend(block.map(Part::Reasoning));
+                if data.is_some() {
+                    call_data = data;
                 }
             }
             ContentBlock::RedactedThinking(RedactedThinkingBlock { data }) => {
@@ -308,28 +328,48 @@ fn opaque(block: &ContentBlock) -> Part {
     })
 }
 
-enum ThinkingOut {
-    Reasoning(ReasoningBlock),
-    /// Provider data for the tool call that follows.
-    CallData(Value),
+/// A thinking block as a reasoning block, plus the provider data it carries for the next
+/// tool call. In a client request (`opener` given) a signature the proxy sealed holds another
+/// provider's state, not an Anthropic signature; one that does not open is dropped.
+fn thinking_to_model(
+    t: ThinkingBlock,
+    opener: Option<&mut Opener<'_>>,
+) -> (Option<ReasoningBlock>, Option<Value>) {
+    let signature = t.signature.filter(|s| !s.is_empty());
+    let opened = match (&signature, opener) {
+        (Some(sig), Some(o)) => match Carried::open_text(sig, o.sealer) {
+            Opened::Unreadable => {
+                note_once(o.lossy, UNREADABLE_NOTE);
+                let text = t.thinking;
+                return ((!text.is_empty()).then(|| plain_reasoning(text)), None);
+            }
+            opened => opened,
+        },
+        _ => Opened::Native,
+    };
+    match opened {
+        Opened::Ours(c) => (c.block(t.thinking), c.call_provider_data),
+        _ => (
+            Some(ReasoningBlock {
+                text: t.thinking,
+                signature,
+                ..ReasoningBlock::default()
+            }),
+            None,
+        ),
+    }
 }
 
-/// A thinking block whose signature is one of ours (`opaque_signature`) carries provider data,
-/// not a provider signature: with no text and a tool_use right after, it is that call's data.
-fn thinking_to_model(t: ThinkingBlock, next_is_tool_use: bool) -> ThinkingOut {
-    let signature = t.signature.filter(|s| !s.is_empty());
-    match signature.as_deref().and_then(opaque_signature::decode) {
-        Some(data) if t.thinking.is_empty() && next_is_tool_use => ThinkingOut::CallData(data),
-        Some(data) => ThinkingOut::Reasoning(ReasoningBlock {
-            text: t.thinking,
-            provider_data: Some(data),
-            ..ReasoningBlock::default()
-        }),
-        None => ThinkingOut::Reasoning(ReasoningBlock {
-            text: t.thinking,
-            signature,
-            ..ReasoningBlock::default()
-        }),
+fn plain_reasoning(text: String) -> ReasoningBlock {
+    ReasoningBlock {
+        text,
+        ..ReasoningBlock::default()
+    }
+}
+
+fn note_once(lossy: &mut Vec<String>, note: &str) {
+    if !lossy.iter().any(|n| n == note) {
+        lossy.push(note.to_owned());
     }
 }
 
@@ -488,7 +528,7 @@ pub fn usage_to_model(u: &WireUsage) -> Usage {
 /// Converts an upstream non-streamed response. Blocks the model cannot express (server tool
 /// blocks) are skipped.
 pub fn response_to_model(resp: AnthropicResponse, fallback_model: &str) -> ChatResponse {
-    let content = match blocks_to_parts(resp.content, None) {
+    let content = match blocks_to_parts(resp.content, None, None) {
         Ok(c) => c.parts,
         // Unreachable: lenient conversion skips instead of failing.
         Err(_) => Vec::new(),
@@ -514,14 +554,19 @@ pub fn response_to_model(resp: AnthropicResponse, fallback_model: &str) -> ChatR
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::openai_responses::opaque::TestSealer;
     use serde_json::json;
 
     fn parse(v: Value) -> AnthropicRequest {
         serde_json::from_value(v).unwrap()
     }
 
+    fn to_model(req: AnthropicRequest) -> Result<ChatRequest, FieldError> {
+        request_to_model(req, &TestSealer(0), &mut Vec::new())
+    }
+
     fn convert(v: Value) -> ChatRequest {
-        request_to_model(parse(v)).unwrap()
+        to_model(parse(v)).unwrap()
     }
 
     #[test]
@@ -598,21 +643,32 @@ mod tests {
     }
 
     #[test]
-    fn opaque_signatures_are_provider_data_not_signatures() {
+    fn sealed_signatures_are_provider_data_not_signatures() {
+        let sealer = TestSealer(5);
         let data = json!({"google": {"thought_signature": "abc"}});
-        let sig = opaque_signature::encode(&data);
-        let m = convert(json!({
+        let thought = Carried {
+            provider_data: Some(data.clone()),
+            ..Carried::default()
+        }
+        .seal_text(&sealer)
+        .unwrap();
+        let call = Carried::of_call(&data, None).seal_text(&sealer).unwrap();
+        let body = json!({
             "model": "m",
             "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": [
                 {"type": "thinking", "thinking": "real", "signature": "EqQBCkYIBxgC"},
-                {"type": "thinking", "thinking": "gemini thought", "signature": sig},
-                {"type": "thinking", "thinking": "", "signature": sig},
+                {"type": "thinking", "thinking": "gemini thought", "signature": thought},
+                {"type": "thinking", "thinking": "thinking before the call", "signature": call},
+                {"type": "text", "text": "Checking."},
                 {"type": "tool_use", "id": "t1", "name": "f", "input": {"x": 1}},
                 {"type": "tool_use", "id": "t2", "name": "g", "input": {}}
             ]}]
-        }));
+        });
+        let mut lossy = Vec::new();
+        let m = request_to_model(parse(body.clone()), &sealer, &mut lossy).unwrap();
+        assert!(lossy.is_empty(), "{lossy:?}");
         let parts = &m.messages[1].content;
-        assert_eq!(parts.len(), 4, "{parts:?}");
+        assert_eq!(parts.len(), 6, "{parts:?}");
         assert!(
             matches!(&parts[0], Part::Reasoning(b) if b.signature.as_deref() == Some("EqQBCkYIBxgC") && b.provider_data.is_none())
         );
@@ -620,24 +676,44 @@ mod tests {
             matches!(&parts[1], Part::Reasoning(b) if b.signature.is_none() && b.provider_data == Some(data.clone()) && b.text == "gemini thought")
         );
         assert!(
-            matches!(&parts[2], Part::ToolCall(c) if c.provider_data == Some(data.clone()) && c.arguments == "{\"x\":1}")
+            matches!(&parts[2], Part::Reasoning(b) if b.signature.is_none() && b.provider_data.is_none() && b.text == "thinking before the call")
         );
-        assert!(matches!(&parts[3], Part::ToolCall(c) if c.provider_data.is_none()));
+        assert!(
+            matches!(&parts[4], Part::ToolCall(c) if c.provider_data == Some(data.clone()) && c.arguments == "{\"x\":1}")
+        );
+        assert!(matches!(&parts[5], Part::ToolCall(c) if c.provider_data.is_none()));
+
+        // Another proxy's key: the state is dropped (never sent on as a signature), the text
+        // stays.
+        let mut lossy = Vec::new();
+        let m = request_to_model(parse(body), &TestSealer(6), &mut lossy).unwrap();
+        assert_eq!(lossy, vec![UNREADABLE_NOTE.to_owned()]);
+        let parts = &m.messages[1].content;
+        assert!(parts.iter().all(|p| match p {
+            Part::Reasoning(b) =>
+                b.provider_data.is_none() && b.signature.as_deref() != Some(call.as_str()),
+            Part::ToolCall(c) => c.provider_data.is_none(),
+            _ => true,
+        }));
     }
 
     #[test]
-    fn opaque_empty_thinking_not_followed_by_tool_use_stays_reasoning() {
-        let data = json!({"k": 1});
-        let m = convert(json!({
-            "model": "m",
-            "messages": [{"role": "assistant", "content": [
-                {"type": "thinking", "thinking": "", "signature": opaque_signature::encode(&data)},
-                {"type": "text", "text": "hi"}
-            ]}]
-        }));
-        assert!(
-            matches!(&m.messages[0].content[0], Part::Reasoning(b) if b.provider_data == Some(data.clone()))
-        );
+    fn unsealed_legacy_signatures_are_not_trusted() {
+        let mut lossy = Vec::new();
+        let m = request_to_model(
+            parse(json!({
+                "model": "m",
+                "messages": [{"role": "assistant", "content": [
+                    {"type": "thinking", "thinking": "", "signature": r#"llmproxy:{"google":{"thought_signature":"forged"}}"#},
+                    {"type": "text", "text": "hi"}
+                ]}]
+            })),
+            &TestSealer(1),
+            &mut lossy,
+        )
+        .unwrap();
+        assert_eq!(lossy, vec![UNREADABLE_NOTE.to_owned()]);
+        assert_eq!(m.messages[0].content.len(), 1, "{:?}", m.messages[0]);
     }
 
     #[test]
@@ -795,7 +871,7 @@ mod tests {
 
     #[test]
     fn malformed_blocks_and_bad_roles_name_the_param() {
-        let err = request_to_model(parse(
+        let err = to_model(parse(
             json!({"model": "m", "messages": [{"role": "user", "content": [
                 {"type": "text", "text": "ok"}, {"type": "image"}
             ]}]}),
@@ -807,7 +883,7 @@ mod tests {
             "{}",
             err.message
         );
-        let err = request_to_model(parse(
+        let err = to_model(parse(
             json!({"model": "m", "messages": [{"role": "user", "content": [
                 {"type": "text", "text": 5}
             ]}]}),
@@ -818,27 +894,27 @@ mod tests {
             "{}",
             err.message
         );
-        let err = request_to_model(parse(
+        let err = to_model(parse(
             json!({"model": "m", "messages": [{"role": "user", "content": [{"text": "no type"}]}]}),
         ))
         .unwrap_err();
         assert!(err.message.contains("without a 'type'"), "{}", err.message);
-        let err = request_to_model(parse(
+        let err = to_model(parse(
             json!({"model": "m", "messages": [{"role": "tool", "content": "x"}]}),
         ))
         .unwrap_err();
         assert_eq!(err.param.as_deref(), Some("messages[0].role"));
-        let err = request_to_model(parse(
+        let err = to_model(parse(
             json!({"model": "m", "messages": [], "tool_choice": {"type": "tool"}}),
         ))
         .unwrap_err();
         assert_eq!(err.param.as_deref(), Some("tool_choice.name"));
-        let err = request_to_model(parse(
+        let err = to_model(parse(
             json!({"model": "m", "messages": [], "thinking": {"type": "enabled"}}),
         ))
         .unwrap_err();
         assert_eq!(err.param.as_deref(), Some("thinking.budget_tokens"));
-        let err = request_to_model(parse(
+        let err = to_model(parse(
             json!({"model": "m", "messages": [], "tools": [{"name": "f"}]}),
         ))
         .unwrap_err();

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 
-use llm_proxy_api::model::opaque_signature;
 use llm_proxy_api::model::{
     AudioPart, ChatRequest, ChatResponse, Extra, FinishReason, ImagePart, MediaSource, Message,
     Part, ReasoningBlock, ReasoningConfig, ResponseFormat, Role, ToolCall, ToolChoice, ToolResult,
@@ -14,12 +13,13 @@ use serde_json::{Value, json};
 
 use super::PROTOCOL;
 use super::schema::sanitize_schema;
-use super::to_model::{carry_reasoning, thought_signature_of};
+use super::to_model::{call_signature, carry_reasoning, thought_signature_of};
 use super::types::{
     self as wire, Blob, Candidate, Content, FileData, FunctionCall, FunctionCallingConfig,
     FunctionDeclaration, FunctionResponse, GenerateContentRequest, GenerateContentResponse,
     GenerationConfig, ThinkingConfig, Tool, ToolConfig, UsageMetadata,
 };
+use crate::openai_responses::Sealer;
 
 /// Builds the upstream request body (the model goes in the URL). What cannot be sent is
 /// described in `lossy`.
@@ -84,6 +84,7 @@ pub fn request_from_model(req: &ChatRequest, lossy: &mut Vec<String>) -> Generat
     }
 
     push_content(&mut contents, "user", deferred);
+    mark_unsigned_calls(&mut contents, lossy);
 
     let tools = (!req.tools.is_empty()).then(|| {
         vec![Tool {
@@ -170,6 +171,38 @@ fn merge_patch_field(target: &mut Value, key: &str, patch: &Value) {
         }
         other => {
             target.insert(key.to_owned(), other.clone());
+        }
+    }
+}
+
+/// Gemini's documented marker for function calls it did not sign (another model's history).
+pub const SKIP_SIGNATURE_VALIDATOR: &str = "skip_thought_signature_validator";
+
+/// Gemini 3 rejects a request whose current turn (since the last user turn that is not just
+/// function responses) has a step of function calls without a thought signature: calls
+/// another provider made carry none. The first call of such a step gets Gemini's marker
+/// for calls it did not sign.
+fn mark_unsigned_calls(contents: &mut [Content], lossy: &mut Vec<String>) {
+    let turn_start = contents
+        .iter()
+        .rposition(|c| {
+            c.role.as_deref() == Some("user")
+                && c.parts.iter().any(|p| p.function_response.is_none())
+        })
+        .map_or(0, |i| i + 1);
+    for content in &mut contents[turn_start..] {
+        if content.role.as_deref() != Some("model")
+            || content.parts.iter().any(|p| p.thought_signature.is_some())
+        {
+            continue;
+        }
+        if let Some(first) = content.parts.iter_mut().find(|p| p.function_call.is_some()) {
+            first.thought_signature = Some(SKIP_SIGNATURE_VALIDATOR.to_owned());
+            note(
+                lossy,
+                "tool calls without a Gemini thought signature (made by another provider) sent \
+                 with Gemini's skip_thought_signature_validator marker",
+            );
         }
     }
 }
@@ -314,14 +347,13 @@ fn message_parts<'a>(
     parts
 }
 
-/// The Gemini thought signature a reasoning block carries: in its provider data, or in an
-/// opaque signature another protocol's client echoed back.
+/// The Gemini thought signature a reasoning block carries in its provider data (another
+/// protocol's client hands it back sealed; its frontend opened it into provider data).
 fn google_signature(b: &ReasoningBlock) -> Option<String> {
-    if let Some(sig) = b.provider_data.as_ref().and_then(thought_signature_of) {
-        return Some(sig.to_owned());
-    }
-    let data = opaque_signature::decode(b.signature.as_deref()?)?;
-    thought_signature_of(&data).map(str::to_owned)
+    b.provider_data
+        .as_ref()
+        .and_then(thought_signature_of)
+        .map(str::to_owned)
 }
 
 fn thought_part(text: &str, signature: Option<String>) -> wire::Part {
@@ -611,8 +643,10 @@ pub fn usage_from_model(u: &Usage) -> UsageMetadata {
     }
 }
 
-/// The client-facing non-streamed response.
-pub fn response_from_model(resp: &ChatResponse) -> GenerateContentResponse {
+/// The client-facing non-streamed response; `sealer` seals other providers' reasoning state
+/// into `thoughtSignature`s.
+pub fn response_from_model(resp: &ChatResponse, sealer: &dyn Sealer) -> GenerateContentResponse {
+    let model = Some(resp.model.as_str());
     let mut parts = Vec::with_capacity(resp.content.len());
     let mut slot = SignatureSlot::default();
     // A client response has nowhere to report lossiness; argument repairs are still applied.
@@ -624,7 +658,7 @@ pub fn response_from_model(resp: &ChatResponse) -> GenerateContentResponse {
                     slot.push(&mut parts, wire::Part::text(t.text.clone()));
                 }
             }
-            Part::Reasoning(b) => match (google_signature(b), carry_reasoning(b)) {
+            Part::Reasoning(b) => match (google_signature(b), carry_reasoning(b, model, sealer)) {
                 (Some(sig), _) if b.text.is_empty() => slot.wait(&sig, &mut parts),
                 (Some(sig), _) => slot.push(&mut parts, thought_part(&b.text, Some(sig))),
                 // Another provider's signature rides in the slot so the client sends it back.
@@ -634,7 +668,14 @@ pub fn response_from_model(resp: &ChatResponse) -> GenerateContentResponse {
                 }
                 (None, None) => {}
             },
-            Part::ToolCall(c) => slot.push(&mut parts, function_call_part(c, &mut ignored)),
+            Part::ToolCall(c) => {
+                let mut part = function_call_part(c, &mut ignored);
+                part.thought_signature = c
+                    .provider_data
+                    .as_ref()
+                    .and_then(|d| call_signature(d, model, sealer));
+                slot.push(&mut parts, part);
+            }
             Part::Image(img) => slot.push(&mut parts, image_part(img)),
             Part::Audio(a) => slot.push(&mut parts, audio_part(a)),
             Part::ToolResult(_) | Part::Opaque(_) => {}
@@ -666,6 +707,7 @@ pub fn response_from_model(resp: &ChatResponse) -> GenerateContentResponse {
 mod tests {
     use super::*;
     use crate::gemini::to_model::{request_to_model, thought_signature_data};
+    use crate::openai_responses::opaque::TestSealer;
     use llm_proxy_api::model::{Sampling, TextPart, ToolDefinition};
 
     fn patched(patch: Value) -> (Value, Vec<String>) {
@@ -954,6 +996,65 @@ mod tests {
     }
 
     #[test]
+    fn unsigned_calls_of_the_current_turn_get_the_validator_marker() {
+        let call = |id: &str, sig: Option<&str>| {
+            Part::ToolCall(ToolCall {
+                id: id.into(),
+                name: "f".into(),
+                arguments: "{}".into(),
+                provider_data: sig.map(thought_signature_data),
+            })
+        };
+        let answer = |id: &str| {
+            msg(
+                Role::Tool,
+                vec![Part::ToolResult(ToolResult {
+                    call_id: id.into(),
+                    name: Some("f".into()),
+                    content: vec![Part::Text(TextPart::new("ok"))],
+                    is_error: false,
+                })],
+            )
+        };
+        let req = ChatRequest {
+            messages: vec![
+                Message::text(Role::User, "earlier question"),
+                msg(Role::Assistant, vec![call("old", None)]),
+                answer("old"),
+                Message::text(Role::User, "q"),
+                // Another provider's step: two calls, no signature.
+                msg(Role::Assistant, vec![call("a", None), call("b", None)]),
+                answer("a"),
+                answer("b"),
+                // Gemini's own step keeps its signature.
+                msg(Role::Assistant, vec![call("c", Some("G"))]),
+                answer("c"),
+            ],
+            ..ChatRequest::default()
+        };
+        let (v, lossy) = encode(&req);
+        let signatures: Vec<Value> = v["contents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|c| c["parts"].as_array().unwrap())
+            .filter(|p| p.get("functionCall").is_some())
+            .map(|p| p.get("thoughtSignature").cloned().unwrap_or(Value::Null))
+            .collect();
+        assert_eq!(
+            signatures,
+            vec![
+                Value::Null,
+                json!(SKIP_SIGNATURE_VALIDATOR),
+                Value::Null,
+                json!("G")
+            ],
+            "only the first call of an unsigned step in the current turn: {v}"
+        );
+        assert_eq!(lossy.len(), 1, "{lossy:?}");
+    }
+
+    #[test]
     fn foreign_reasoning_is_dropped_with_notes() {
         let req = ChatRequest {
             messages: vec![msg(
@@ -984,15 +1085,6 @@ mod tests {
             json!([{"role": "model", "parts": [{"text": "answer"}]}])
         );
         assert_eq!(lossy.len(), 3, "{lossy:?}");
-    }
-
-    #[test]
-    fn opaque_signatures_from_other_protocols_are_recognised() {
-        let block = ReasoningBlock {
-            signature: Some(opaque_signature::encode(&thought_signature_data("S"))),
-            ..Default::default()
-        };
-        assert_eq!(google_signature(&block).as_deref(), Some("S"));
     }
 
     #[test]
@@ -1151,7 +1243,13 @@ mod tests {
             "cachedContent": "cachedContents/x",
             "labels": {"k": "v"}
         });
-        let model = request_to_model(serde_json::from_value(gemini.clone()).unwrap(), "m").unwrap();
+        let model = request_to_model(
+            serde_json::from_value(gemini.clone()).unwrap(),
+            "m",
+            &TestSealer(0),
+            &mut Vec::new(),
+        )
+        .unwrap();
         let (v, lossy) = encode(&model);
         assert!(lossy.is_empty());
         assert_eq!(v, gemini);
@@ -1221,7 +1319,17 @@ mod tests {
             finish_reason: Some(FinishReason::ToolCalls),
             usage: None,
         };
-        let v = serde_json::to_value(response_from_model(&resp)).unwrap();
+        let sealer = TestSealer(3);
+        let v = serde_json::to_value(response_from_model(&resp, &sealer)).unwrap();
+        let carried = carry_reasoning(
+            &ReasoningBlock {
+                signature: Some("anthropic".into()),
+                ..Default::default()
+            },
+            Some("gemini-2.5-pro"),
+            &sealer,
+        )
+        .unwrap();
         assert_eq!(
             v,
             json!({
@@ -1230,7 +1338,7 @@ mod tests {
                     {"text": "hi", "thoughtSignature": "S"},
                     {"functionCall": {"id": "c", "name": "f", "args": {"a": 1}}, "thoughtSignature": "F"},
                     {"text": "x", "thought": true,
-                     "thoughtSignature": opaque_signature::encode(&json!({"signature": "anthropic"}))}
+                     "thoughtSignature": carried}
                 ]}, "finishReason": "STOP", "index": 0}],
                 "modelVersion": "gemini-2.5-pro",
                 "responseId": "r1"

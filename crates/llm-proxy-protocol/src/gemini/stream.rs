@@ -2,6 +2,8 @@
 //! JSON array sent without it) into events, and rendering events as SSE
 //! `GenerateContentResponse` frames for clients.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use llm_proxy_api::error::{BackendError, ErrorKind, ErrorSource};
 use llm_proxy_api::model::{FinishReason, ReasoningBlock, Usage};
@@ -12,8 +14,9 @@ use serde_json::Value;
 
 use super::error::{error_body, error_from_value, google_http_code};
 use super::from_model::{finish_reason_name, usage_from_model};
-use super::to_model::{ResponseEvents, carry_reasoning, thought_signature_of};
+use super::to_model::{ResponseEvents, call_signature, carry_reasoning, thought_signature_of};
 use super::types::{GenerateContentResponse, UsageMetadata};
+use crate::openai_responses::Sealer;
 use crate::sse::{SseFrame, SseParser, data_frame};
 
 /// Decodes an upstream streamed body into events. Gemini frames carry whole parts; usage and
@@ -137,6 +140,8 @@ pub struct ChunkRenderer {
     saw_call: bool,
     /// Whether the last part sent was a thought (a signature then belongs to the thought).
     in_thought: bool,
+    /// Seals other providers' reasoning state into `thoughtSignature`s.
+    sealer: Arc<dyn Sealer>,
 }
 
 #[derive(Debug)]
@@ -194,8 +199,9 @@ struct FunctionCallOut<'a> {
 }
 
 impl ChunkRenderer {
-    /// A renderer for one response.
-    pub fn new(response_id: String, model: String) -> Self {
+    /// A renderer for one response; `sealer` seals other providers' reasoning state (see
+    /// [`crate::carried`]).
+    pub fn new(response_id: String, model: String, sealer: Arc<dyn Sealer>) -> Self {
         Self {
             response_id,
             model,
@@ -204,6 +210,7 @@ impl ChunkRenderer {
             calls: Vec::new(),
             saw_call: false,
             in_thought: false,
+            sealer,
         }
     }
 
@@ -308,8 +315,7 @@ impl ChunkRenderer {
                     arguments: String::new(),
                     signature: provider_data
                         .as_ref()
-                        .and_then(thought_signature_of)
-                        .map(str::to_owned),
+                        .and_then(|d| call_signature(d, Some(&self.model), self.sealer.as_ref())),
                 });
             }
             StreamEvent::ToolCallDelta { index, arguments } => {
@@ -332,7 +338,7 @@ impl ChunkRenderer {
     }
 
     fn carried_frame(&self, block: &ReasoningBlock, out: &mut Vec<Bytes>) {
-        if let Some(sig) = carry_reasoning(block) {
+        if let Some(sig) = carry_reasoning(block, Some(&self.model), self.sealer.as_ref()) {
             let part = PartOut {
                 text: Some(""),
                 thought: Some(true),
@@ -396,7 +402,7 @@ impl ChunkRenderer {
 mod tests {
     use super::*;
     use crate::gemini::to_model::thought_signature_data;
-    use llm_proxy_api::model::opaque_signature;
+    use crate::openai_responses::opaque::TestSealer;
     use serde_json::json;
 
     fn decode_all(body: &str, piece: usize) -> Result<Vec<StreamEvent>, BackendError> {
@@ -523,7 +529,7 @@ mod tests {
 
     #[test]
     fn renders_parts_whole_calls_and_final_frame() {
-        let mut r = ChunkRenderer::new("r1".into(), "m".into());
+        let mut r = ChunkRenderer::new("r1".into(), "m".into(), Arc::new(TestSealer(1)));
         let mut out = Vec::new();
         for e in [
             StreamEvent::Start {
@@ -583,7 +589,10 @@ mod tests {
                 json!({"text": "hmm", "thought": true}),
                 json!({"text": "", "thought": true, "thoughtSignature": "S"}),
                 json!({"text": "", "thought": true,
-                       "thoughtSignature": opaque_signature::encode(&json!({"signature": "anthropic"}))}),
+                       "thoughtSignature": carry_reasoning(&ReasoningBlock {
+                           signature: Some("anthropic".into()),
+                           ..ReasoningBlock::default()
+                       }, Some("gemini-x"), &TestSealer(1))}),
                 json!({"text": "Hi"}),
                 json!({"functionCall": {"id": "c1", "name": "f", "args": {"a": 1}}, "thoughtSignature": "F"}),
                 json!({"functionCall": {"id": "c2", "name": "g", "args": {}}}),
@@ -609,8 +618,33 @@ mod tests {
     }
 
     #[test]
+    fn another_providers_call_data_rides_sealed_on_the_function_call() {
+        let data = json!({"openai_responses": {"id": "fc_1"}});
+        let mut r = ChunkRenderer::new("r".into(), "m".into(), Arc::new(TestSealer(1)));
+        let mut out = Vec::new();
+        for e in [
+            StreamEvent::ToolCallStart {
+                index: 0,
+                id: "c1".into(),
+                name: "f".into(),
+                provider_data: Some(data.clone()),
+            },
+            StreamEvent::ToolCallEnd { index: 0 },
+        ] {
+            r.render(&e, &mut out);
+        }
+        let part = frames(&out)[0]["candidates"][0]["content"]["parts"][0].clone();
+        let sig = part["thoughtSignature"].as_str().unwrap();
+        assert_eq!(
+            Some(sig.to_owned()),
+            call_signature(&data, Some("m"), &TestSealer(1))
+        );
+        assert!(!sig.contains("fc_1"));
+    }
+
+    #[test]
     fn error_frame_is_the_google_envelope() {
-        let mut r = ChunkRenderer::new("r".into(), "m".into());
+        let mut r = ChunkRenderer::new("r".into(), "m".into(), Arc::new(TestSealer(1)));
         let mut out = Vec::new();
         r.error(ErrorKind::RateLimited, "quota", &mut out);
         assert_eq!(

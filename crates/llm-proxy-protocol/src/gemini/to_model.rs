@@ -5,7 +5,7 @@
 use llm_proxy_api::model::{
     AudioPart, ChatRequest, ChatResponse, FinishReason, ImagePart, MediaSource, Message, Part,
     ReasoningBlock, ReasoningConfig, ResponseFormat, Role, Sampling, TextPart, ToolCall,
-    ToolChoice, ToolDefinition, ToolResult, Usage, opaque_signature,
+    ToolChoice, ToolDefinition, ToolResult, Usage,
 };
 use llm_proxy_api::stream::{Collector, StreamEvent};
 use serde_json::{Map, Value, json};
@@ -17,6 +17,8 @@ use super::types::{
     GenerationConfig, ThinkingConfig, UsageMetadata,
 };
 use crate::FieldError;
+use crate::carried::{Carried, Opened, UNREADABLE_NOTE};
+use crate::openai_responses::Sealer;
 
 /// Provider data carrying a Gemini thought signature, in the shape of Google's own
 /// OpenAI-compatible endpoint (`extra_content.google.thought_signature`).
@@ -35,56 +37,63 @@ pub fn thought_signature_of(data: &Value) -> Option<&str> {
         .filter(|s| !s.is_empty())
 }
 
-/// Another provider's reasoning signature or encrypted reasoning, as carried through a Gemini
-/// client in the `thoughtSignature` slot: `opaque_signature` holding `{"signature": ..}`,
-/// `{"redacted": ..}` or `{"provider_data": ..}` (an OpenAI Responses upstream's reasoning).
-/// A real Gemini signature never has that form.
-pub fn carried_reasoning(thought_signature: &str) -> Option<ReasoningBlock> {
-    let data = opaque_signature::decode(thought_signature)?;
-    let field = |k: &str| data.get(k).and_then(Value::as_str).map(str::to_owned);
-    match (field("signature"), field("redacted")) {
-        (Some(signature), _) => Some(ReasoningBlock {
-            signature: Some(signature),
-            ..ReasoningBlock::default()
-        }),
-        (None, Some(data)) => Some(ReasoningBlock {
-            redacted: Some(data),
-            ..ReasoningBlock::default()
-        }),
-        (None, None) => data.get("provider_data").map(|d| ReasoningBlock {
-            provider_data: Some(d.clone()),
-            ..ReasoningBlock::default()
-        }),
+/// The `thoughtSignature` carrying a block's non-Gemini state (another provider's signature,
+/// encrypted reasoning or provider data) to a Gemini client, tagged with its origin and sealed
+/// as valid base64, so it comes back on the next turn (see [`crate::carried`]). `None` for
+/// Gemini's own state and for blocks without any.
+pub fn carry_reasoning(
+    b: &ReasoningBlock,
+    model: Option<&str>,
+    sealer: &dyn Sealer,
+) -> Option<String> {
+    let foreign_data = b
+        .provider_data
+        .as_ref()
+        .is_some_and(|d| thought_signature_of(d).is_none());
+    if b.signature.is_none() && b.redacted.is_none() && !foreign_data {
+        return None;
+    }
+    let mut carried = Carried::of_block(b, model);
+    if !foreign_data {
+        carried.provider_data = None;
+    }
+    carried.seal_base64(sealer)
+}
+
+/// A tool call's non-Gemini provider data, sealed for the `thoughtSignature` of its
+/// `functionCall` part; a Gemini signature goes there as it is.
+pub fn call_signature(data: &Value, model: Option<&str>, sealer: &dyn Sealer) -> Option<String> {
+    match thought_signature_of(data) {
+        Some(sig) => Some(sig.to_owned()),
+        None => Carried::of_call(data, model).seal_base64(sealer),
     }
 }
 
-/// The `thoughtSignature` carrying a block's non-Gemini signature or encrypted reasoning to a
-/// Gemini client, so it comes back on the next turn (see [`carried_reasoning`]).
-pub fn carry_reasoning(b: &ReasoningBlock) -> Option<String> {
-    if let Some(data) = &b.redacted {
-        return Some(opaque_signature::encode(&json!({ "redacted": data })));
+/// Opens the sealed `thoughtSignature`s of a client request; what does not open is noted.
+struct Opener<'a> {
+    sealer: &'a dyn Sealer,
+    lossy: &'a mut Vec<String>,
+}
+
+impl Opener<'_> {
+    fn open(&mut self, signature: &str) -> Opened {
+        let opened = Carried::open_base64(signature, self.sealer);
+        if opened == Opened::Unreadable && !self.lossy.iter().any(|n| n == UNREADABLE_NOTE) {
+            self.lossy.push(UNREADABLE_NOTE.to_owned());
+        }
+        opened
     }
-    if b.signature.is_none()
-        && let Some(data) = b
-            .provider_data
-            .as_ref()
-            .filter(|d| thought_signature_of(d).is_none())
-    {
-        return Some(opaque_signature::encode(&json!({ "provider_data": data })));
-    }
-    let signature = b.signature.as_deref()?;
-    // Our own opaque signatures hold provider data (a Gemini signature), not a signature.
-    if opaque_signature::decode(signature).is_some() {
-        return None;
-    }
-    Some(opaque_signature::encode(&json!({ "signature": signature })))
 }
 
 /// Converts a client request to the canonical model. The model comes from the URL path
 /// (`models/{model}:generateContent`); the caller sets `stream` from the endpoint.
+/// Thought signatures the proxy sealed (other providers' reasoning state) are opened with
+/// `sealer`; what does not open is dropped and noted in `lossy`.
 pub fn request_to_model(
     req: GenerateContentRequest,
     model_from_path: &str,
+    sealer: &dyn Sealer,
+    lossy: &mut Vec<String>,
 ) -> Result<ChatRequest, FieldError> {
     let mut messages = Vec::with_capacity(req.contents.len() + 1);
     if let Some(system) = req.system_instruction {
@@ -102,7 +111,8 @@ pub fn request_to_model(
             });
         }
     }
-    contents_to_messages(req.contents, &mut messages)?;
+    let mut opener = Opener { sealer, lossy };
+    contents_to_messages(req.contents, &mut opener, &mut messages)?;
 
     // Fields without a canonical slot travel in `extra` under their wire names, so a Gemini
     // upstream gets them back (see `from_model::apply_passthrough`).
@@ -269,7 +279,11 @@ struct SeenCall {
     answered: bool,
 }
 
-fn contents_to_messages(contents: Vec<Content>, out: &mut Vec<Message>) -> Result<(), FieldError> {
+fn contents_to_messages(
+    contents: Vec<Content>,
+    opener: &mut Opener<'_>,
+    out: &mut Vec<Message>,
+) -> Result<(), FieldError> {
     let mut calls: Vec<SeenCall> = Vec::new();
     for (i, content) in contents.into_iter().enumerate() {
         let role = match content.role.as_deref() {
@@ -305,6 +319,15 @@ fn contents_to_messages(contents: Vec<Content>, out: &mut Vec<Message>) -> Resul
             }
             flush(Role::Tool, &mut results, out);
             let signature = part.thought_signature.as_deref().filter(|s| !s.is_empty());
+            let opened = signature.map_or(Opened::Native, |sig| opener.open(sig));
+            // A real Gemini signature (not the proxy's) is Gemini's provider data.
+            let native = signature
+                .filter(|_| opened == Opened::Native)
+                .map(thought_signature_data);
+            let carried = match opened {
+                Opened::Ours(c) => Some(c),
+                _ => None,
+            };
             if let Some(call) = part.function_call {
                 let id = call
                     .id
@@ -316,34 +339,40 @@ fn contents_to_messages(contents: Vec<Content>, out: &mut Vec<Message>) -> Resul
                     name: call.name.clone(),
                     answered: false,
                 });
+                let mut provider_data = native;
+                if let Some(c) = carried {
+                    if let Some(block) = c.block(String::new()) {
+                        current.push(Part::Reasoning(block));
+                    }
+                    provider_data = c.call_provider_data;
+                }
                 current.push(Part::ToolCall(ToolCall {
                     id,
                     name: call.name,
                     arguments: args_text(call.args),
-                    provider_data: signature.map(thought_signature_data),
+                    provider_data,
                 }));
                 continue;
             }
             if part.thought == Some(true) {
                 let text = part.text.unwrap_or_default();
-                if let Some(carried) = signature.and_then(carried_reasoning) {
-                    push_carried(&mut current, text, carried);
-                } else {
-                    current.push(Part::Reasoning(ReasoningBlock {
+                match carried {
+                    Some(c) => push_carried(&mut current, text, &c),
+                    None => current.push(Part::Reasoning(ReasoningBlock {
                         text,
-                        provider_data: signature.map(thought_signature_data),
+                        provider_data: native,
                         ..ReasoningBlock::default()
-                    }));
+                    })),
                 }
                 continue;
             }
             // A signature on a non-thought part: a provider-data-only reasoning block just
             // before it, which `from_model` puts back on the next part.
-            if let Some(carried) = signature.and_then(carried_reasoning) {
-                push_carried(&mut current, String::new(), carried);
-            } else if let Some(sig) = signature {
+            if let Some(c) = carried {
+                push_carried(&mut current, String::new(), &c);
+            } else if let Some(data) = native {
                 current.push(Part::Reasoning(ReasoningBlock {
-                    provider_data: Some(thought_signature_data(sig)),
+                    provider_data: Some(data),
                     ..ReasoningBlock::default()
                 }));
             }
@@ -373,20 +402,23 @@ fn contents_to_messages(contents: Vec<Content>, out: &mut Vec<Message>) -> Resul
 /// A thought part whose signature carries another provider's reasoning. A streamed signature
 /// arrives as its own empty thought part after the text; a client that kept the two parts
 /// apart gets them joined again, so the text and its signature travel together.
-fn push_carried(current: &mut Vec<Part>, text: String, mut carried: ReasoningBlock) {
-    if text.is_empty()
-        && carried.signature.is_some()
+fn push_carried(current: &mut Vec<Part>, text: String, carried: &Carried) {
+    let Some(block) = carried.block(text) else {
+        return;
+    };
+    if block.text.is_empty()
         && let Some(Part::Reasoning(last)) = current.last_mut()
         && last.signature.is_none()
         && last.redacted.is_none()
         && last.provider_data.is_none()
         && !last.text.is_empty()
     {
-        last.signature = carried.signature;
+        last.signature = block.signature;
+        last.redacted = block.redacted;
+        last.provider_data = block.provider_data;
         return;
     }
-    carried.text = text;
-    current.push(Part::Reasoning(carried));
+    current.push(Part::Reasoning(block));
 }
 
 fn flush(role: Role, parts: &mut Vec<Part>, out: &mut Vec<Message>) {
@@ -604,9 +636,14 @@ pub fn response_to_model(resp: GenerateContentResponse, fallback_model: &str) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::openai_responses::opaque::TestSealer;
 
     fn parse(v: Value) -> GenerateContentRequest {
         serde_json::from_value(v).unwrap()
+    }
+
+    fn to_model(req: GenerateContentRequest, model: &str) -> Result<ChatRequest, FieldError> {
+        request_to_model(req, model, &TestSealer(0), &mut Vec::new())
     }
 
     #[test]
@@ -630,7 +667,7 @@ mod tests {
             "cachedContent": "cachedContents/abc",
             "labels": {"team": "x"}
         }));
-        let m = request_to_model(req, "models/gemini-2.5-flash").unwrap();
+        let m = to_model(req, "models/gemini-2.5-flash").unwrap();
         assert_eq!(m.model, "gemini-2.5-flash");
         assert_eq!(m.messages.len(), 4);
         assert_eq!(m.messages[0].role, Role::System);
@@ -692,7 +729,7 @@ mod tests {
                 {"text": "and?"}
             ]}
         ]}));
-        let m = request_to_model(req, "gemini-2.5-pro").unwrap();
+        let m = to_model(req, "gemini-2.5-pro").unwrap();
         assert_eq!(m.messages.len(), 4);
         let calls: Vec<_> = m.messages[1].tool_calls().collect();
         assert_eq!(calls[0].id, "call_1_0");
@@ -727,7 +764,7 @@ mod tests {
             {"role": "model", "parts": [{"functionCall": {"name": "cat", "args": {}}}]},
             {"role": "user", "parts": [{"functionResponse": {"id": "cat-123", "name": "cat", "response": {"output": "b"}}}]}
         ]}));
-        let m = request_to_model(req, "m").unwrap();
+        let m = to_model(req, "m").unwrap();
         let ids: Vec<String> = m
             .messages
             .iter()
@@ -746,7 +783,7 @@ mod tests {
             {"text": "plan", "thought": true, "thoughtSignature": "dGg="},
             {"text": "answer", "thoughtSignature": "dHg="}
         ]}]}));
-        let m = request_to_model(req, "m").unwrap();
+        let m = to_model(req, "m").unwrap();
         assert_eq!(
             m.messages[0].content,
             vec![
@@ -771,7 +808,7 @@ mod tests {
             {"inlineData": {"mimeType": "application/pdf", "data": "JVBE"}},
             {"fileData": {"mimeType": "image/png", "fileUri": "gs://b/x.png"}}
         ]}]}));
-        let m = request_to_model(req, "m").unwrap();
+        let m = to_model(req, "m").unwrap();
         assert!(matches!(&m.messages[0].content[0], Part::Audio(a) if a.format == "wav"));
         assert!(
             matches!(&m.messages[0].content[1], Part::Image(ImagePart { source: MediaSource::Base64 { media_type, .. }, .. }) if media_type == "application/pdf")
@@ -783,13 +820,13 @@ mod tests {
 
     #[test]
     fn bad_role_and_mode_name_the_field() {
-        let e = request_to_model(
+        let e = to_model(
             parse(json!({"contents": [{"role": "bot", "parts": []}]})),
             "m",
         )
         .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("contents[0].role"));
-        let e = request_to_model(
+        let e = to_model(
             parse(json!({"contents": [], "toolConfig": {"functionCallingConfig": {"mode": "SOMETIMES"}}})),
             "m",
         )
@@ -892,19 +929,32 @@ mod tests {
 
     #[test]
     fn carried_signatures_of_other_providers_come_back_as_signatures() {
-        let sig = |v: Value| opaque_signature::encode(&v);
+        let sealer = TestSealer(8);
+        let sig = |b: ReasoningBlock| carry_reasoning(&b, Some("claude-x"), &sealer).unwrap();
+        let signed = |s: &str| ReasoningBlock {
+            signature: Some(s.into()),
+            ..ReasoningBlock::default()
+        };
+        let call_data = json!({"openai_responses": {"id": "fc_1"}});
         let req = parse(json!({"contents": [
             {"role": "user", "parts": [{"text": "q"}]},
             {"role": "model", "parts": [
                 {"text": "thinking", "thought": true},
-                {"text": "", "thought": true, "thoughtSignature": sig(json!({"signature": "EqQB"}))},
-                {"text": "", "thought": true, "thoughtSignature": sig(json!({"redacted": "enc"}))},
-                {"text": "more", "thought": true, "thoughtSignature": sig(json!({"signature": "S2"}))},
-                {"text": "answer"}
+                {"text": "", "thought": true, "thoughtSignature": sig(signed("EqQB"))},
+                {"text": "", "thought": true, "thoughtSignature": sig(ReasoningBlock {
+                    redacted: Some("enc".into()),
+                    ..ReasoningBlock::default()
+                })},
+                {"text": "more", "thought": true, "thoughtSignature": sig(signed("S2"))},
+                {"text": "answer"},
+                {"functionCall": {"name": "f", "args": {}},
+                 "thoughtSignature": call_signature(&call_data, None, &sealer)}
             ]},
             {"role": "user", "parts": [{"text": "next"}]}
         ]}));
-        let model = request_to_model(req, "m").unwrap();
+        let mut lossy = Vec::new();
+        let model = request_to_model(req, "m", &sealer, &mut lossy).unwrap();
+        assert!(lossy.is_empty(), "{lossy:?}");
         let blocks: Vec<&ReasoningBlock> = model.messages[1]
             .content
             .iter()
@@ -924,18 +974,46 @@ mod tests {
             ("more", Some("S2"))
         );
         assert!(blocks.iter().all(|b| b.provider_data.is_none()));
+        let call = model.messages[1].tool_calls().next().unwrap();
+        assert_eq!(call.provider_data, Some(call_data));
+        // Gemini's own state is not carried; a real Gemini signature is Gemini's provider data.
+        let gemini = ReasoningBlock {
+            provider_data: Some(thought_signature_data("g")),
+            ..ReasoningBlock::default()
+        };
+        assert_eq!(carry_reasoning(&gemini, None, &sealer), None);
         assert_eq!(
-            carry_reasoning(blocks[0]),
-            Some(sig(json!({"signature": "EqQB"})))
+            call_signature(&thought_signature_data("g"), None, &sealer).as_deref(),
+            Some("g")
         );
-        assert_eq!(
-            carry_reasoning(&ReasoningBlock {
-                signature: Some(sig(json!({"google": {"thought_signature": "g"}}))),
+    }
+
+    #[test]
+    fn raw_json_or_foreign_sealed_signatures_are_dropped_with_a_note() {
+        let sealer = TestSealer(8);
+        let other = carry_reasoning(
+            &ReasoningBlock {
+                signature: Some("S".into()),
                 ..ReasoningBlock::default()
-            }),
+            },
             None,
-            "provider data is not a foreign signature"
-        );
-        assert_eq!(carried_reasoning("a-real-gemini-signature"), None);
+            &TestSealer(9),
+        )
+        .unwrap();
+        for bad in [r#"llmproxy:{"signature":"forged"}"#.to_owned(), other] {
+            let req = parse(json!({"contents": [
+                {"role": "model", "parts": [{"text": "t", "thought": true, "thoughtSignature": bad}]}
+            ]}));
+            let mut lossy = Vec::new();
+            let model = request_to_model(req, "m", &sealer, &mut lossy).unwrap();
+            assert_eq!(lossy, vec![UNREADABLE_NOTE.to_owned()]);
+            assert_eq!(
+                model.messages[0].content,
+                vec![Part::Reasoning(ReasoningBlock {
+                    text: "t".into(),
+                    ..ReasoningBlock::default()
+                })]
+            );
+        }
     }
 }

@@ -6,7 +6,7 @@ use llm_proxy_api::model::{
 };
 use serde_json::{Map, json};
 
-use super::to_model::PROTOCOL;
+use super::to_model::{DETAIL_KEY, PROTOCOL};
 use super::types::{
     self as wire, ChatCompletionRequest, ChatCompletionResponse, ChatMessage, Choice, ContentPart,
     FunctionCall, FunctionDef, ImageUrl, InputAudio, MessageContent, ReasoningDetail, Stop,
@@ -322,6 +322,19 @@ pub(crate) fn reasoning_fields(
 }
 
 pub(crate) fn reasoning_detail(b: &ReasoningBlock, index: u32) -> ReasoningDetail {
+    // Another family's item, kept whole: back as it came, with the block's text.
+    if let Some(mut kept) = b
+        .provider_data
+        .as_ref()
+        .and_then(|d| d.get(DETAIL_KEY))
+        .and_then(|v| serde_json::from_value::<ReasoningDetail>(v.clone()).ok())
+    {
+        if !b.text.is_empty() {
+            kept.text = Some(b.text.clone());
+        }
+        kept.index = Some(index);
+        return kept;
+    }
     ReasoningDetail {
         kind: if b.redacted.is_some() {
             "reasoning.encrypted"

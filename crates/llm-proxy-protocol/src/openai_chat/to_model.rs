@@ -163,6 +163,50 @@ fn content_to_parts(content: Option<MessageContent>) -> Vec<Part> {
     }
 }
 
+/// Key of the provider data holding a `reasoning_details` item another provider family signed
+/// or encrypted (its `format` names it), kept whole for OpenAI-compatible upstreams.
+pub const DETAIL_KEY: &str = "reasoning_detail";
+
+/// Whether a `reasoning_details` item's `format` (OpenRouter's provenance tag, e.g.
+/// `anthropic-claude-v1`, `google-gemini-v1`, `openai-responses-v1`) says its signature or
+/// encrypted data is Anthropic's. Items without a format are taken as Anthropic's, as before.
+fn is_anthropic_format(d: &ReasoningDetail) -> bool {
+    d.extra
+        .get("format")
+        .and_then(Value::as_str)
+        .is_none_or(|f| f.starts_with("anthropic"))
+}
+
+/// One `reasoning_details` item as a reasoning block. Anthropic's signatures and redacted
+/// thinking take the canonical slots, so an Anthropic upstream gets them back; another
+/// family's (tagged by `format`) stay whole in provider data, so only an OpenAI-compatible
+/// upstream gets them back and no other provider is sent state it would reject.
+fn detail_to_model(d: ReasoningDetail) -> ReasoningBlock {
+    let text = d.text.clone().or(d.summary.clone()).unwrap_or_default();
+    if (d.signature.is_some() || d.data.is_some()) && !is_anthropic_format(&d) {
+        let mut kept = d;
+        kept.text = None;
+        kept.summary = None;
+        kept.index = None;
+        let mut data = serde_json::Map::with_capacity(1);
+        data.insert(
+            DETAIL_KEY.to_owned(),
+            serde_json::to_value(&kept).unwrap_or_default(),
+        );
+        return ReasoningBlock {
+            text,
+            provider_data: Some(Value::Object(data)),
+            ..ReasoningBlock::default()
+        };
+    }
+    ReasoningBlock {
+        text,
+        signature: d.signature,
+        redacted: d.data,
+        provider_data: d.provider_data,
+    }
+}
+
 /// Reasoning blocks from `reasoning_details` (preferred, keeps signatures) or
 /// `reasoning_content`.
 pub(crate) fn reasoning_to_model(
@@ -170,15 +214,7 @@ pub(crate) fn reasoning_to_model(
     text: Option<String>,
 ) -> Vec<Part> {
     if let Some(details) = details.filter(|d| !d.is_empty()) {
-        let mut blocks: Vec<ReasoningBlock> = details
-            .into_iter()
-            .map(|d| ReasoningBlock {
-                text: d.text.or(d.summary).unwrap_or_default(),
-                signature: d.signature,
-                redacted: d.data,
-                provider_data: d.provider_data,
-            })
-            .collect();
+        let mut blocks: Vec<ReasoningBlock> = details.into_iter().map(detail_to_model).collect();
         // A streamed answer, accumulated by the client, has its text in `reasoning_content`
         // and only the signatures in `reasoning_details`: the text belongs to the signed block.
         if let Some(t) = text.filter(|t| !t.is_empty())
@@ -409,6 +445,41 @@ mod tests {
         assert_eq!(parts.len(), 2);
         assert!(matches!(&parts[0], Part::Reasoning(b) if b.signature.as_deref() == Some("s")));
         assert!(matches!(&parts[1], Part::Reasoning(b) if b.redacted.as_deref() == Some("enc")));
+    }
+
+    #[test]
+    fn other_families_details_stay_whole_in_provider_data() {
+        let gemini: ReasoningDetail = serde_json::from_value(serde_json::json!({
+            "type": "reasoning.encrypted", "data": "CiQBgemini", "format": "google-gemini-v1",
+            "index": 1
+        }))
+        .unwrap();
+        let claude: ReasoningDetail = serde_json::from_value(serde_json::json!({
+            "type": "reasoning.text", "text": "t", "signature": "EqQB",
+            "format": "anthropic-claude-v1", "index": 0
+        }))
+        .unwrap();
+        let parts = reasoning_to_model(Some(vec![claude, gemini]), None);
+        assert!(
+            matches!(&parts[0], Part::Reasoning(b) if b.signature.as_deref() == Some("EqQB") && b.provider_data.is_none())
+        );
+        let Part::Reasoning(b) = &parts[1] else {
+            panic!("{parts:?}")
+        };
+        assert_eq!((b.signature.as_ref(), b.redacted.as_ref()), (None, None));
+        assert_eq!(
+            b.provider_data,
+            Some(serde_json::json!({DETAIL_KEY: {
+                "type": "reasoning.encrypted", "data": "CiQBgemini", "format": "google-gemini-v1"
+            }}))
+        );
+        // Back to an OpenAI-compatible upstream (or client) as it came.
+        let detail = crate::openai_chat::from_model::reasoning_detail(b, 1);
+        assert_eq!(
+            serde_json::to_value(&detail).unwrap(),
+            serde_json::json!({"type": "reasoning.encrypted", "data": "CiQBgemini",
+                               "format": "google-gemini-v1", "index": 1})
+        );
     }
 
     #[test]

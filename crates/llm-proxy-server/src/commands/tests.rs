@@ -362,7 +362,12 @@ fn claude_code_command_is_found_among_system_reminders() {
         "text": "<system-reminder>\nThe user opened src/main.rs in the IDE.\n</system-reminder>"
     }));
     let wire: AnthropicRequest = serde_json::from_value(body).unwrap();
-    let mut req = anthropic::request_to_model(wire).unwrap();
+    let mut req = anthropic::request_to_model(
+        wire,
+        &crate::sealing::AeadSealer::ephemeral().unwrap(),
+        &mut Vec::new(),
+    )
+    .unwrap();
     let env = CommandEnv::for_tests();
     let mut session = SessionState::default();
     let outcome = run(&mut req, &mut session, &env);
@@ -377,7 +382,12 @@ fn claude_code_command_is_found_among_system_reminders() {
 fn claude_code_command_after_text_forwards_the_text() {
     let body = fixture("anthropic/claude_code_first_request.json");
     let wire: AnthropicRequest = serde_json::from_value(body).unwrap();
-    let mut req = anthropic::request_to_model(wire).unwrap();
+    let mut req = anthropic::request_to_model(
+        wire,
+        &crate::sealing::AeadSealer::ephemeral().unwrap(),
+        &mut Vec::new(),
+    )
+    .unwrap();
     // Claude Code's conversation ends with a system message after the user's turn.
     assert_eq!(req.messages.last().unwrap().role, Role::System);
     let last = req

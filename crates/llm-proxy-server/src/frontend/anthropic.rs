@@ -65,16 +65,18 @@ async fn handle(
     let (body, permit) = read_body(state, &ctx.headers, body).await?;
     let wire: AnthropicRequest = parse_body(&body)?;
     drop(body);
-    let req = anthropic::request_to_model(wire)?;
+    let mut lossy = Vec::new();
+    let req = anthropic::request_to_model(wire, state.sealer().as_ref(), &mut lossy)?;
+    ctx.lossy.add(lossy);
     ctx.hold_parse_permit(permit);
     if req.stream {
         let id = format!("msg_{}", ctx.request_id.trim_start_matches("req_"));
-        let renderer = EventRenderer::new(id, req.model.clone());
+        let renderer = EventRenderer::new(id, req.model.clone(), state.sealer().clone());
         return Ok(stream_response(state, req, renderer, ctx).await);
     }
     let response = collected(state, req, ctx).await?;
     ctx.lossy.add(dropped_from_response(&response));
-    let wire = anthropic::response_from_model(&response);
+    let wire = anthropic::response_from_model(&response, state.sealer().as_ref());
     let body = serde_json::to_vec(&wire)
         .map_err(|e| ProxyError::Backend(BackendError::internal(e.to_string())))?;
     Ok(json_response(body, ctx))
@@ -105,7 +107,11 @@ pub async fn count_tokens(
     let counted = read_body(&state, &ctx.headers, body)
         .await
         .and_then(|(body, _permit)| {
-            let req = anthropic::request_to_model(parse_body::<AnthropicRequest>(&body)?)?;
+            let req = anthropic::request_to_model(
+                parse_body::<AnthropicRequest>(&body)?,
+                state.sealer().as_ref(),
+                &mut Vec::new(),
+            )?;
             Ok(estimate_tokens(&req))
         });
     match counted {

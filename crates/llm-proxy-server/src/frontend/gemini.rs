@@ -118,20 +118,26 @@ async fn handle(
     let (model, method) = parse_action(rest, query)?;
     let (body, permit) = read_body(state, &ctx.headers, body).await?;
     let stream = match method {
-        Method::CountTokens => return count_tokens(&body, model, ctx),
+        Method::CountTokens => return count_tokens(state, &body, model, ctx),
         Method::Generate { stream } => stream,
     };
     let wire: GenerateContentRequest = parse_body(&body)?;
     drop(body);
-    let mut req = gemini::request_to_model(wire, model)?;
+    let mut lossy = Vec::new();
+    let mut req = gemini::request_to_model(wire, model, state.sealer().as_ref(), &mut lossy)?;
+    ctx.lossy.add(lossy);
     ctx.hold_parse_permit(permit);
     req.stream = stream;
     if stream {
-        let renderer = ChunkRenderer::new(ctx.request_id.clone(), req.model.clone());
+        let renderer = ChunkRenderer::new(
+            ctx.request_id.clone(),
+            req.model.clone(),
+            state.sealer().clone(),
+        );
         return Ok(stream_response(state, req, renderer, ctx).await);
     }
     let response = collected(state, req, ctx).await?;
-    let wire = gemini::response_from_model(&response);
+    let wire = gemini::response_from_model(&response, state.sealer().as_ref());
     let body = serde_json::to_vec(&wire)
         .map_err(|e| ProxyError::Backend(BackendError::internal(e.to_string())))?;
     Ok(json_response(body, ctx))
@@ -139,7 +145,12 @@ async fn handle(
 
 /// `:countTokens`: the [`estimate_tokens`] of the request (at the top level or inside
 /// `generateContentRequest`) as a real call would read it, as `{totalTokens}`.
-fn count_tokens(body: &[u8], model: &str, ctx: &RequestContext) -> Result<Response, ProxyError> {
+fn count_tokens(
+    state: &AppState,
+    body: &[u8],
+    model: &str,
+    ctx: &RequestContext,
+) -> Result<Response, ProxyError> {
     let mut value: Value = parse_body(body)?;
     let wire = match value.get_mut("generateContentRequest") {
         Some(inner) => inner.take(),
@@ -148,7 +159,12 @@ fn count_tokens(body: &[u8], model: &str, ctx: &RequestContext) -> Result<Respon
     let wire: GenerateContentRequest = serde_json::from_value(wire).map_err(|e| {
         ProxyError::invalid(format!("invalid countTokens request: {e}"), None, None)
     })?;
-    let tokens = estimate_tokens(&gemini::request_to_model(wire, model)?);
+    let tokens = estimate_tokens(&gemini::request_to_model(
+        wire,
+        model,
+        state.sealer().as_ref(),
+        &mut Vec::new(),
+    )?);
     Ok(json_response(
         json!({ "totalTokens": tokens }).to_string().into_bytes(),
         ctx,
