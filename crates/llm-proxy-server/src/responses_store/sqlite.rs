@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use bytes::Bytes;
 use llm_proxy_api::config::ResponseStoreConfig;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
@@ -205,11 +206,20 @@ impl Worker {
             .query_row(params![id, self.cutoff()], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         Ok(row.and_then(|(items, object)| {
-            let items: Vec<Value> = serde_json::from_str(&items).ok()?;
-            let object: Value = serde_json::from_str(&object).ok()?;
+            /// The output items of a stored response object.
+            #[derive(serde::Deserialize)]
+            struct Output {
+                #[serde(default)]
+                output: Vec<Value>,
+            }
+            let mut input: Vec<Value> = serde_json::from_str(&items).ok()?;
+            let output = serde_json::from_str::<Output>(&object).ok()?.output;
+            // The `items` column holds the whole conversation: the input, then the output.
+            input.truncate(input.len().saturating_sub(output.len()));
             Some(StoredResponse {
-                items: Arc::new(items),
-                object: Arc::new(object),
+                input: Arc::new(input),
+                output: Arc::new(output),
+                object: Bytes::from(object),
             })
         }))
     }
@@ -224,8 +234,8 @@ impl Worker {
         if now.saturating_sub(self.last_purge) >= PURGE_EVERY_SECS {
             self.purge()?;
         }
-        let items = serde_json::to_string(response.items.as_ref()).unwrap_or_default();
-        let object = serde_json::to_string(response.object.as_ref()).unwrap_or_default();
+        let items = serde_json::to_string(&Conversation(response)).unwrap_or_default();
+        let object = std::str::from_utf8(&response.object).unwrap_or_default();
         let size = (items.len() + object.len()) as u64;
         if size > self.limits.max_bytes {
             tracing::warn!(%id, size, "answer larger than responses_api.store.max_bytes; not stored");
@@ -235,7 +245,7 @@ impl Worker {
         // counters go back with a rollback.
         let counters = (self.count, self.bytes);
         self.conn.prepare_cached("BEGIN")?.execute([])?;
-        let written = self.replace(id, created_at, size, &items, &object);
+        let written = self.replace(id, created_at, size, &items, object);
         let finished = match written {
             Ok(()) => self.conn.prepare_cached("COMMIT")?.execute([]).map(drop),
             Err(e) => Err(e),
@@ -320,6 +330,15 @@ impl Worker {
     }
 }
 
+/// A stored answer's whole conversation as one JSON array (the `items` column).
+struct Conversation<'a>(&'a StoredResponse);
+
+impl serde::Serialize for Conversation<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.items())
+    }
+}
+
 fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
@@ -336,11 +355,15 @@ mod tests {
     use serde_json::json;
 
     fn stored(n: u64) -> StoredResponse {
+        let output = json!({"id": format!("msg_{n}"), "type": "message", "content": "hi"});
         StoredResponse {
-            items: Arc::new(vec![
+            input: Arc::new(vec![
                 json!({"role": "user", "content": format!("turn {n}")}),
             ]),
-            object: Arc::new(json!({"id": format!("resp_{n}"), "n": n})),
+            output: Arc::new(vec![output.clone()]),
+            object: Bytes::from(
+                json!({"id": format!("resp_{n}"), "n": n, "output": [output]}).to_string(),
+            ),
         }
     }
 
@@ -436,8 +459,7 @@ mod tests {
 
         let one = {
             let s = stored(0);
-            (serde_json::to_string(s.items.as_ref()).unwrap().len()
-                + serde_json::to_string(s.object.as_ref()).unwrap().len()) as u64
+            (serde_json::to_string(&Conversation(&s)).unwrap().len() + s.object.len()) as u64
         };
         let store = SqliteResponseStore::open_with_clock(
             &dir.path().join("b.sqlite3"),
