@@ -1,10 +1,10 @@
 //! The SQLite answer store (`responses.sqlite3` in the data directory): answers survive a
 //! restart, bounded by count, bytes and age. One dedicated thread owns the connection and
 //! serves reads and writes in order, so no tokio worker ever waits on SQLite: a `put` is queued,
-//! a `get` awaits its reply. Queued writes are gathered for a few milliseconds and written in
-//! one transaction (a read or delete, or shutdown, writes them at once), so an answer's request
-//! does not wake the thread nor pay for a commit of its own. Expired rows are invisible at once
-//! and deleted by that thread.
+//! a `get` awaits its reply. Queued writes are gathered for a few milliseconds (a handful at
+//! most) and written in one transaction (a read or delete, or shutdown, writes them at once), so
+//! an answer's request seldom wakes the thread and does not pay for a commit of its own.
+//! Expired rows are invisible at once and deleted by that thread.
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -30,6 +30,10 @@ const PURGE_EVERY_SECS: u64 = 60;
 /// How long queued writes wait for more to share their transaction.
 const GATHER_WRITES: Duration = Duration::from_millis(10);
 
+/// Writes gathered at most: more are written at once, so a burst of answers is written in
+/// short steps rather than one long one that holds a core.
+const MAX_GATHERED: usize = 4;
+
 /// Unix seconds; replaceable in tests.
 type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 
@@ -40,8 +44,8 @@ enum Command {
     Delete(String, oneshot::Sender<bool>),
 }
 
-/// Commands for the thread, in order. Writes do not wake it (except the first of a batch, when
-/// it sleeps with nothing queued); reads and deletes do.
+/// Commands for the thread, in order. A write wakes it only when it sleeps with nothing queued
+/// or when [`MAX_GATHERED`] writes are waiting; reads and deletes always do.
 #[derive(Default)]
 struct Queue {
     state: Mutex<QueueState>,
@@ -70,7 +74,9 @@ impl Queue {
         if state.closed {
             return false;
         }
-        let wake = state.idle || !matches!(command, Command::Put(..));
+        let wake = state.idle
+            || !matches!(command, Command::Put(..))
+            || state.commands.len() + 1 == MAX_GATHERED;
         state.commands.push_back(command);
         if wake {
             state.idle = false;
@@ -94,6 +100,7 @@ impl Queue {
         let mut gathering_since: Option<Instant> = None;
         loop {
             let urgent = state.closed
+                || state.commands.len() >= MAX_GATHERED
                 || state
                     .commands
                     .iter()
