@@ -156,6 +156,9 @@ fn response_bytes_print_like_their_values() {
     let converted = convert(&json_fixture("codex_request.json"));
     let renderer = openai_responses::collect_response(answer(), context(&converted), sealer());
     let bytes = renderer.response_json(true).unwrap();
+    let (client, stored) = renderer.response_json_with_and_without_text().unwrap();
+    assert_eq!(client, bytes);
+    assert_eq!(stored, renderer.response_json(false).unwrap());
     let value: Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(value, json_fixture("answer.response.json"));
     assert_eq!(

@@ -114,10 +114,45 @@ pub(crate) struct ObjectView<'a, O> {
     pub usage: Option<WireUsage>,
 }
 
-impl<O: Serialize> Serialize for ObjectView<'_, O> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+impl<O: Serialize> ObjectView<'_, O> {
+    /// The object twice from one serialization: with `output_text` (for the client) and
+    /// without (to store). Both print their keys in the same sorted order as the whole view.
+    pub(crate) fn to_vec_with_and_without(
+        &self,
+        output_text: &str,
+    ) -> Result<(Vec<u8>, Vec<u8>), serde_json::Error> {
+        let head = serde_json::to_vec(&Half {
+            view: self,
+            tail: false,
+        })?;
+        let tail = serde_json::to_vec(&Half {
+            view: self,
+            tail: true,
+        })?;
+        // Each half is `{...}` with at least one field: join their insides.
+        let inside = |half: &[u8]| half.get(1..half.len() - 1).unwrap_or_default().to_vec();
+        let (head, tail) = (inside(&head), inside(&tail));
+        let mut stored = Vec::with_capacity(head.len() + tail.len() + 3);
+        stored.push(b'{');
+        stored.extend_from_slice(&head);
+        stored.push(b',');
+        stored.extend_from_slice(&tail);
+        stored.push(b'}');
+        let text = serde_json::to_vec(output_text)?;
+        let mut client = Vec::with_capacity(stored.len() + text.len() + 16);
+        client.push(b'{');
+        client.extend_from_slice(&head);
+        client.extend_from_slice(b",\"output_text\":");
+        client.extend_from_slice(&text);
+        client.push(b',');
+        client.extend_from_slice(&tail);
+        client.push(b'}');
+        Ok((client, stored))
+    }
+
+    /// The fields that sort before `output_text`.
+    fn head<S: SerializeStruct>(&self, s: &mut S) -> Result<(), S::Error> {
         let e = self.echo;
-        let mut s = serializer.serialize_struct("Response", 26)?;
         s.serialize_field("created_at", &self.created_at)?;
         s.serialize_field("error", &self.error)?;
         s.serialize_field("id", self.id)?;
@@ -130,10 +165,12 @@ impl<O: Serialize> Serialize for ObjectView<'_, O> {
         s.serialize_field("metadata", &OrElse(e.metadata.as_ref(), EmptyObject))?;
         s.serialize_field("model", self.model)?;
         s.serialize_field("object", "response")?;
-        s.serialize_field("output", &self.output)?;
-        if let Some(text) = self.output_text {
-            s.serialize_field("output_text", text)?;
-        }
+        s.serialize_field("output", &self.output)
+    }
+
+    /// The fields that sort after `output_text`.
+    fn tail<S: SerializeStruct>(&self, s: &mut S) -> Result<(), S::Error> {
+        let e = self.echo;
         s.serialize_field("parallel_tool_calls", &e.parallel_tool_calls)?;
         s.serialize_field("previous_response_id", &e.previous_response_id)?;
         if let Some(key) = &e.prompt_cache_key {
@@ -158,7 +195,37 @@ impl<O: Serialize> Serialize for ObjectView<'_, O> {
         s.serialize_field("top_p", &e.top_p)?;
         s.serialize_field("truncation", &OrElse(e.truncation.as_ref(), "disabled"))?;
         s.serialize_field("usage", &self.usage)?;
-        s.serialize_field("user", &e.user)?;
+        s.serialize_field("user", &e.user)
+    }
+}
+
+impl<O: Serialize> Serialize for ObjectView<'_, O> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("Response", 26)?;
+        self.head(&mut s)?;
+        if let Some(text) = self.output_text {
+            s.serialize_field("output_text", text)?;
+        }
+        self.tail(&mut s)?;
+        s.end()
+    }
+}
+
+/// Half of an object's fields ([`ObjectView::head`] or, with `tail`, [`ObjectView::tail`]) as
+/// an object.
+struct Half<'v, 'a, O> {
+    view: &'v ObjectView<'a, O>,
+    tail: bool,
+}
+
+impl<O: Serialize> Serialize for Half<'_, '_, O> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("Response", 16)?;
+        if self.tail {
+            self.view.tail(&mut s)?;
+        } else {
+            self.view.head(&mut s)?;
+        }
         s.end()
     }
 }

@@ -330,6 +330,15 @@ impl EventRenderer {
         serde_json::to_vec(&self.object_view(text.as_deref()))
     }
 
+    /// The response object as JSON bytes with `output_text` (for the client) and without (to
+    /// store), from one serialization: the same bytes as [`EventRenderer::response_json`].
+    pub fn response_json_with_and_without_text(
+        &self,
+    ) -> Result<(Vec<u8>, Vec<u8>), serde_json::Error> {
+        self.object_view(None)
+            .to_vec_with_and_without(&self.output_text())
+    }
+
     /// The output items (complete after `finish`), as a client hands them back.
     pub fn output_items(&self) -> Vec<Value> {
         (0..self.items.len())

@@ -47,13 +47,17 @@ pub(crate) struct Save {
 impl Save {
     /// The finished `answer` (its object without `output_text`, its output items) with the
     /// conversation that led to it, under its id: put in the shared store unless the request
-    /// said `store: false`, and returned when the caller keeps it. Nothing is built when
-    /// neither wants it.
-    fn keep(self, answer: &EventRenderer) -> Option<Kept> {
+    /// said `store: false`, and returned when the caller keeps it. `object` gives the object's
+    /// bytes; nothing is built when neither wants the answer.
+    fn keep(
+        self,
+        answer: &EventRenderer,
+        object: impl FnOnce() -> Option<Vec<u8>>,
+    ) -> Option<Kept> {
         if self.store.is_none() && !self.local {
             return None;
         }
-        let object = answer.response_json(false).ok()?;
+        let object = object()?;
         let stored = StoredResponse {
             input: Arc::new(self.input),
             output: Arc::new(answer.output_items()),
@@ -103,7 +107,8 @@ impl StreamRenderer for ResponsesRenderer {
     fn finish(&mut self, out: &mut Vec<Bytes>) {
         self.events.finish(out);
         if let Some(save) = self.save.take() {
-            self.kept = save.keep(&self.events);
+            let events = &self.events;
+            self.kept = save.keep(events, || events.response_json(false).ok());
         }
     }
 
@@ -223,10 +228,10 @@ async fn handle(
     meta.lossy
         .add(openai_responses::dropped_from_response(&response));
     let answer = openai_responses::collect_response(response, ctx, state.sealer().clone());
-    let body = answer
-        .response_json(true)
+    let (body, stored) = answer
+        .response_json_with_and_without_text()
         .map_err(|e| ProxyError::Backend(BackendError::internal(e.to_string())))?;
-    save.keep(&answer);
+    save.keep(&answer, || Some(stored));
     Ok(json_response(body, &meta))
 }
 
