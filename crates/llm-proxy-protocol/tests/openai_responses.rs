@@ -109,12 +109,10 @@ fn codex_request_becomes_the_canonical_request() {
     );
     assert_eq!(converted.prompt_cache_key.as_deref(), Some("conv-123"));
     assert!(!converted.store);
-    assert_eq!(converted.echo["store"], false);
-    assert_eq!(converted.echo["tools"].as_array().unwrap().len(), 4);
-    assert_eq!(
-        converted.echo["reasoning"],
-        json!({"effort": "high", "summary": "auto"})
-    );
+    assert!(!converted.echo.store);
+    assert_eq!(converted.echo.tools.as_ref().unwrap().len(), 4);
+    assert_eq!(converted.echo.reasoning_effort.as_deref(), Some("high"));
+    assert_eq!(converted.echo.reasoning_summary.as_deref(), Some("auto"));
 }
 
 #[test]
@@ -149,6 +147,41 @@ fn answer_streams_as_the_official_events_and_ends_with_the_same_object() {
         last["data"]["response"], collected,
         "streamed and non-streamed answers agree"
     );
+}
+
+/// The typed response object, and the frames carrying it or an item, print exactly as the
+/// `Value` they parse to (keys sorted), so bytes are as stable as the goldens' values.
+#[test]
+fn response_bytes_print_like_their_values() {
+    let converted = convert(&json_fixture("codex_request.json"));
+    let renderer = openai_responses::collect_response(answer(), context(&converted), sealer());
+    let bytes = renderer.response_json(true).unwrap();
+    let (client, stored) = renderer.response_json_with_and_without_text().unwrap();
+    assert_eq!(client, bytes);
+    assert_eq!(stored, renderer.response_json(false).unwrap());
+    let value: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(value, json_fixture("answer.response.json"));
+    assert_eq!(
+        String::from_utf8(bytes).unwrap(),
+        serde_json::to_string(&value).unwrap()
+    );
+    let mut streaming = EventRenderer::json(context(&converted), sealer());
+    let mut out = Vec::new();
+    for event in response_events(answer()) {
+        streaming.render(&event, &mut out);
+    }
+    streaming.finish(&mut out);
+    // The frames carrying an item or the response object (deltas print in their own order).
+    for frame in &out {
+        let value: Value = serde_json::from_slice(frame).unwrap();
+        if value.get("item").is_none() && value.get("response").is_none() {
+            continue;
+        }
+        assert_eq!(
+            std::str::from_utf8(frame).unwrap(),
+            serde_json::to_string(&value).unwrap()
+        );
+    }
 }
 
 /// The output items, sent back as input, give the canonical answer again: signatures, a Gemini

@@ -27,13 +27,14 @@ pub fn usage_from_model(u: &Usage) -> WireUsage {
     }
 }
 
-/// The response object for a collected answer, with `output_text` (the concatenated message
-/// text SDKs expose) added. `ctx.created_at` is taken from the answer.
-pub fn response_from_model(
+/// A collected answer replayed through a collecting renderer, finished: its response object
+/// is [`EventRenderer::response_json`] (or `_object`), its output [`EventRenderer::output_items`].
+/// `ctx.created_at` is taken from the answer.
+pub fn collect_response(
     response: ChatResponse,
     mut ctx: ResponseContext,
     sealer: Arc<dyn Sealer>,
-) -> Value {
+) -> EventRenderer {
     ctx.created_at = response.created;
     let mut renderer = EventRenderer::collecting(ctx, sealer);
     let mut sink = Vec::new();
@@ -41,7 +42,18 @@ pub fn response_from_model(
         renderer.render(&event, &mut sink);
     }
     renderer.finish(&mut sink);
-    let mut object = renderer.take_response_object();
+    renderer
+}
+
+/// The response object for a collected answer as a `Value`, with `output_text` (the
+/// concatenated message text SDKs expose) added.
+pub fn response_from_model(
+    response: ChatResponse,
+    ctx: ResponseContext,
+    sealer: Arc<dyn Sealer>,
+) -> Value {
+    let renderer = collect_response(response, ctx, sealer);
+    let mut object = renderer.response_object();
     if let Value::Object(map) = &mut object {
         map.insert("output_text".into(), Value::from(renderer.output_text()));
     }

@@ -6,6 +6,7 @@
 pub mod decode;
 pub mod error;
 pub mod from_model;
+pub mod object;
 pub mod opaque;
 pub mod request;
 pub mod stream;
@@ -13,7 +14,10 @@ pub mod to_model;
 pub mod types;
 
 pub use decode::{ResponsesStreamDecoder, decode_error, response_to_model};
-pub use from_model::{dropped_from_response, response_from_model, usage_from_model};
+pub use from_model::{
+    collect_response, dropped_from_response, response_from_model, usage_from_model,
+};
+pub use object::Echo;
 pub use opaque::{SEALED_PREFIX, Sealer};
 pub use request::{EncodedRequest, request_from_model};
 pub use stream::{EventRenderer, ResponseContext};

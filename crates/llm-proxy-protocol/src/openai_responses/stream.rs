@@ -8,12 +8,14 @@
 use bytes::Bytes;
 use llm_proxy_api::model::{FinishReason, Usage};
 use llm_proxy_api::stream::StreamEvent;
-use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde::{Serialize, Serializer};
+use serde_json::{Value, json};
 
 use super::from_model::usage_from_model;
+use std::borrow::Cow;
 use std::sync::Arc;
 
+use super::object::{Echo, ObjectView, ResponseError};
 use super::opaque::{ReasoningState, Sealer, UpstreamReasoning};
 use super::to_model::ToolKinds;
 use crate::sse::event_frame;
@@ -30,7 +32,7 @@ pub struct ResponseContext {
     /// Kinds of the offered tools (custom, namespaced).
     pub tools: ToolKinds,
     /// Request fields the response repeats.
-    pub echo: Map<String, Value>,
+    pub echo: Echo,
 }
 
 #[derive(Debug)]
@@ -43,6 +45,8 @@ enum Item {
         id: String,
         text: String,
         state: ReasoningState,
+        /// `encrypted_content`, sealed once when the item is done (its state no longer changes).
+        sealed: Option<Option<String>>,
     },
     Call {
         id: String,
@@ -90,10 +94,7 @@ pub struct EventRenderer {
     usage: Option<Usage>,
     finish: Option<FinishReason>,
     status: &'static str,
-    error: Option<Value>,
-    /// The response object `finish` or `error` built for its final frame, kept for
-    /// [`EventRenderer::take_response_object`].
-    last_object: Option<Value>,
+    error: Option<ResponseError>,
 }
 
 impl EventRenderer {
@@ -114,7 +115,6 @@ impl EventRenderer {
             finish: None,
             status: "in_progress",
             error: None,
-            last_object: None,
         }
     }
 
@@ -283,9 +283,7 @@ impl EventRenderer {
         };
         self.status = status;
         if self.frames {
-            let response = self.response_object();
-            self.emit_response(event, &response, out);
-            self.last_object = Some(response);
+            self.emit_response(event, out);
         }
     }
 
@@ -298,88 +296,104 @@ impl EventRenderer {
         self.ensure_started(out);
         self.finished = true;
         self.status = "failed";
-        self.error = Some(json!({ "code": code, "message": message }));
+        for i in 0..self.items.len() {
+            self.seal(i);
+        }
+        self.error = Some(ResponseError {
+            code: code.to_owned(),
+            message: message.to_owned(),
+        });
         self.emit(
             "error",
             json!({"code": code, "message": message, "param": null}),
             out,
         );
         if self.frames {
-            let response = self.response_object();
-            self.emit_response("response.failed", &response, out);
-            self.last_object = Some(response);
+            self.emit_response("response.failed", out);
         }
     }
 
-    /// The response object in its current state (complete after `finish`).
+    /// The response object's id.
+    pub fn response_id(&self) -> &str {
+        &self.ctx.id
+    }
+
+    /// The response object in its current state (complete after `finish`), as a `Value`.
     pub fn response_object(&self) -> Value {
-        self.build_object(self.ctx.echo.clone())
+        serde_json::to_value(self.object_view(None)).unwrap_or(Value::Null)
     }
 
-    /// The response object after `finish` (or `error`), without copying it: the one the final
-    /// frame carried, or built once when no frames were written. The renderer gives out its
-    /// echoed request fields, so later calls of [`EventRenderer::response_object`] lack them.
-    pub fn take_response_object(&mut self) -> Value {
-        match self.last_object.take() {
-            Some(object) => object,
-            None => {
-                let echo = std::mem::take(&mut self.ctx.echo);
-                self.build_object(echo)
-            }
+    /// The response object in its current state as JSON bytes, with the SDKs' `output_text`
+    /// (the concatenated message text) when `with_output_text`.
+    pub fn response_json(&self, with_output_text: bool) -> Result<Vec<u8>, serde_json::Error> {
+        let text = with_output_text.then(|| self.output_text());
+        serde_json::to_vec(&self.object_view(text.as_deref()))
+    }
+
+    /// The response object as JSON bytes with `output_text` (for the client) and without (to
+    /// store), from one serialization: the same bytes as [`EventRenderer::response_json`].
+    pub fn response_json_with_and_without_text(
+        &self,
+    ) -> Result<(Vec<u8>, Vec<u8>), serde_json::Error> {
+        self.object_view(None)
+            .to_vec_with_and_without(&self.output_text())
+    }
+
+    /// The output items (complete after `finish`), as a client hands them back.
+    pub fn output_items(&self) -> Vec<Value> {
+        (0..self.items.len())
+            .filter_map(|i| serde_json::to_value(self.item_view(i, "completed")).ok())
+            .collect()
+    }
+
+    fn object_view<'a>(&'a self, output_text: Option<&'a str>) -> ObjectView<'a, OutputView<'a>> {
+        let done = self.status != "in_progress";
+        let incomplete = match (self.status, &self.finish) {
+            ("incomplete", Some(FinishReason::ContentFilter)) => Some("content_filter"),
+            ("incomplete", _) => Some("max_output_tokens"),
+            _ => None,
+        };
+        ObjectView {
+            id: &self.ctx.id,
+            created_at: self.ctx.created_at,
+            model: &self.ctx.model,
+            status: self.status,
+            error: self.error.as_ref(),
+            incomplete,
+            echo: &self.ctx.echo,
+            output: OutputView {
+                renderer: self,
+                items: if done { self.items.len() } else { 0 },
+            },
+            output_text,
+            usage: done.then(|| usage_from_model(&self.usage.unwrap_or_default())),
         }
     }
 
-    fn build_object(&self, echo: Map<String, Value>) -> Value {
-        let incomplete_details = match (self.status, &self.finish) {
-            ("incomplete", Some(FinishReason::ContentFilter)) => {
-                json!({"reason": "content_filter"})
-            }
-            ("incomplete", _) => json!({"reason": "max_output_tokens"}),
-            _ => Value::Null,
-        };
-        let output: Vec<Value> = if self.status == "in_progress" {
-            Vec::new()
-        } else {
-            (0..self.items.len())
-                .map(|i| self.item_json(i, "completed"))
-                .collect()
-        };
-        let usage = match (self.status, self.usage) {
-            ("in_progress", _) => Value::Null,
-            (_, u) => serde_json::to_value(usage_from_model(&u.unwrap_or_default()))
-                .unwrap_or(Value::Null),
-        };
-        let mut obj = echo;
-        obj.insert("id".into(), Value::from(self.ctx.id.clone()));
-        obj.insert("object".into(), Value::from("response"));
-        obj.insert("created_at".into(), Value::from(self.ctx.created_at));
-        obj.insert("status".into(), Value::from(self.status));
-        obj.insert("error".into(), self.error.clone().unwrap_or(Value::Null));
-        obj.insert("incomplete_details".into(), incomplete_details);
-        obj.insert("model".into(), Value::from(self.ctx.model.clone()));
-        obj.insert("output".into(), Value::Array(output));
-        obj.insert("usage".into(), usage);
-        Value::Object(obj)
-    }
-
-    /// Concatenated text of the message items (the SDKs' `output_text`).
-    pub fn output_text(&self) -> String {
-        let mut out = String::new();
-        for item in &self.items {
-            if let Item::Message { text, .. } = item {
-                out.push_str(text);
+    /// Concatenated text of the message items (the SDKs' `output_text`), borrowed when one
+    /// item holds it all.
+    pub fn output_text(&self) -> Cow<'_, str> {
+        let mut texts = self.items.iter().filter_map(|item| match item {
+            Item::Message { text, .. } => Some(text.as_str()),
+            _ => None,
+        });
+        let first = texts.next().unwrap_or_default();
+        match texts.next() {
+            None => Cow::Borrowed(first),
+            Some(second) => {
+                let mut all = format!("{first}{second}");
+                texts.for_each(|t| all.push_str(t));
+                Cow::Owned(all)
             }
         }
-        out
     }
 
     fn ensure_started(&mut self, out: &mut Vec<Bytes>) {
         if std::mem::replace(&mut self.started, true) || !self.frames {
             return;
         }
-        let response = self.response_object();
-        self.emit_response("response.created", &response, out);
-        self.emit_response("response.in_progress", &response, out);
+        self.emit_response("response.created", out);
+        self.emit_response("response.in_progress", out);
     }
 
     fn new_item_id(&self, prefix: &str) -> String {
@@ -452,6 +466,7 @@ impl EventRenderer {
             id: self.new_item_id("rs"),
             text: String::new(),
             state: ReasoningState::default(),
+            sealed: None,
         });
         self.open = Some(i);
         i
@@ -480,6 +495,7 @@ impl EventRenderer {
                         .unwrap_or_else(|| self.new_item_id("rs")),
                     text: String::new(),
                     state: ReasoningState::default(),
+                    sealed: None,
                 });
                 self.open = Some(i);
                 i
@@ -508,7 +524,9 @@ impl EventRenderer {
             id: self.new_item_id("rs"),
             text: String::new(),
             state,
+            sealed: None,
         });
+        self.seal(i);
         self.emit_item("response.output_item.added", i, "in_progress", out);
         self.emit_item("response.output_item.done", i, "completed", out);
     }
@@ -517,6 +535,7 @@ impl EventRenderer {
         let Some(i) = self.open.take() else {
             return;
         };
+        self.seal(i);
         if !self.frames {
             return;
         }
@@ -622,67 +641,29 @@ impl EventRenderer {
         self.emit_item("response.output_item.done", i, "completed", out);
     }
 
+    /// Seals reasoning item `i`'s state into its `encrypted_content`, once: the item is done.
+    fn seal(&mut self, i: usize) {
+        let sealer = self.sealer.clone();
+        if let Some(Item::Reasoning {
+            state,
+            sealed: sealed @ None,
+            ..
+        }) = self.items.get_mut(i)
+        {
+            *sealed = Some(match state.upstream() {
+                // The upstream's own reasoning goes back to the client as it came.
+                Some(upstream) => upstream.encrypted_content,
+                None => state.encode(sealer.as_ref()),
+            });
+        }
+    }
+
     /// Item `i` as the wire shows it.
-    fn item_json(&self, i: usize, status: &str) -> Value {
-        match self.items.get(i) {
-            Some(Item::Message { id, text }) => {
-                let content = if status == "in_progress" {
-                    json!([])
-                } else {
-                    json!([{"type": "output_text", "text": text, "annotations": [], "logprobs": []}])
-                };
-                json!({"id": id, "type": "message", "status": status, "role": "assistant", "content": content})
-            }
-            Some(Item::Reasoning {
-                id, text, state, ..
-            }) => {
-                let summary = if text.is_empty() || status == "in_progress" {
-                    json!([])
-                } else {
-                    json!([{"type": "summary_text", "text": text}])
-                };
-                let mut item = json!({"id": id, "type": "reasoning", "summary": summary});
-                let encrypted = match state.upstream() {
-                    // The upstream's own reasoning goes back to the client as it came.
-                    Some(upstream) => upstream.encrypted_content,
-                    None => state.encode(self.sealer.as_ref()),
-                };
-                if status != "in_progress"
-                    && let Some(encrypted) = encrypted
-                {
-                    item["encrypted_content"] = Value::from(encrypted);
-                }
-                item
-            }
-            Some(Item::Call {
-                id,
-                call_id,
-                name,
-                arguments,
-                custom,
-                ..
-            }) => {
-                let (namespace, tool) = self.ctx.tools.split(name);
-                let final_text = status != "in_progress";
-                let mut item = if *custom {
-                    let input = if final_text {
-                        custom_input(arguments)
-                    } else {
-                        String::new()
-                    };
-                    json!({"id": id, "type": "custom_tool_call", "status": status,
-                           "call_id": call_id, "name": tool, "input": input})
-                } else {
-                    let args = if final_text { arguments.as_str() } else { "" };
-                    json!({"id": id, "type": "function_call", "status": status,
-                           "call_id": call_id, "name": tool, "arguments": args})
-                };
-                if let Some(ns) = namespace {
-                    item["namespace"] = Value::from(ns);
-                }
-                item
-            }
-            None => Value::Null,
+    fn item_view(&self, i: usize, status: &'static str) -> ItemView<'_> {
+        ItemView {
+            renderer: self,
+            i,
+            status,
         }
     }
 
@@ -713,21 +694,19 @@ impl EventRenderer {
         out.push(self.frame(kind, payload));
     }
 
-    /// `output_item.added`/`done` for item `i`, built only when frames are written.
-    fn emit_item(&mut self, kind: &'static str, i: usize, status: &str, out: &mut Vec<Bytes>) {
-        if !self.frames {
-            return;
-        }
-        let item = self.item_json(i, status);
-        self.emit(kind, json!({"output_index": i, "item": item}), out);
-    }
-
-    /// An event carrying the response object, serialized from a borrow (fields in the order
-    /// `emit` gives a `Value` body: sorted).
-    fn emit_response(&mut self, kind: &'static str, response: &Value, out: &mut Vec<Bytes>) {
+    /// `output_item.added`/`done` for item `i`, built only when frames are written (fields in
+    /// the order `emit` gives a `Value` body: sorted).
+    fn emit_item(
+        &mut self,
+        kind: &'static str,
+        i: usize,
+        status: &'static str,
+        out: &mut Vec<Bytes>,
+    ) {
         #[derive(Serialize)]
-        struct ResponseOut<'a> {
-            response: &'a Value,
+        struct ItemOut<'a> {
+            item: ItemView<'a>,
+            output_index: usize,
             sequence_number: u64,
             #[serde(rename = "type")]
             kind: &'static str,
@@ -735,9 +714,33 @@ impl EventRenderer {
         if !self.frames {
             return;
         }
+        let sequence_number = self.next_seq();
+        let frame = ItemOut {
+            item: self.item_view(i, status),
+            output_index: i,
+            sequence_number,
+            kind,
+        };
+        let payload = serde_json::to_vec(&frame).unwrap_or_default();
+        out.push(self.frame(kind, payload));
+    }
+
+    /// An event carrying the response object in its current state (fields sorted, as above).
+    fn emit_response(&mut self, kind: &'static str, out: &mut Vec<Bytes>) {
+        #[derive(Serialize)]
+        struct ResponseOut<'a> {
+            response: ObjectView<'a, OutputView<'a>>,
+            sequence_number: u64,
+            #[serde(rename = "type")]
+            kind: &'static str,
+        }
+        if !self.frames {
+            return;
+        }
+        let sequence_number = self.next_seq();
         let frame = ResponseOut {
-            response,
-            sequence_number: self.next_seq(),
+            response: self.object_view(None),
+            sequence_number,
             kind,
         };
         let payload = serde_json::to_vec(&frame).unwrap_or_default();
@@ -769,6 +772,186 @@ impl EventRenderer {
         let n = self.seq;
         self.seq += 1;
         n
+    }
+}
+
+/// The first `items` output items of a renderer, all `completed`.
+pub(crate) struct OutputView<'a> {
+    renderer: &'a EventRenderer,
+    items: usize,
+}
+
+impl Serialize for OutputView<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq((0..self.items).map(|i| self.renderer.item_view(i, "completed")))
+    }
+}
+
+/// Output item `i` of a renderer at `status`, keys sorted.
+struct ItemView<'a> {
+    renderer: &'a EventRenderer,
+    i: usize,
+    status: &'static str,
+}
+
+#[derive(Serialize)]
+struct MessageOut<'a> {
+    content: &'a [OutputText<'a>],
+    id: &'a str,
+    role: &'static str,
+    status: &'static str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+#[derive(Serialize)]
+struct OutputText<'a> {
+    annotations: [(); 0],
+    logprobs: [(); 0],
+    text: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+#[derive(Serialize)]
+struct ReasoningOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    encrypted_content: Option<&'a str>,
+    id: &'a str,
+    summary: &'a [SummaryText<'a>],
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+#[derive(Serialize)]
+struct SummaryText<'a> {
+    text: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+#[derive(Serialize)]
+struct FunctionCallOut<'a> {
+    arguments: &'a str,
+    call_id: &'a str,
+    id: &'a str,
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    namespace: Option<&'a str>,
+    status: &'static str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+#[derive(Serialize)]
+struct CustomCallOut<'a> {
+    call_id: &'a str,
+    id: &'a str,
+    input: &'a str,
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    namespace: Option<&'a str>,
+    status: &'static str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+impl Serialize for ItemView<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let done = self.status != "in_progress";
+        match self.renderer.items.get(self.i) {
+            Some(Item::Message { id, text }) => {
+                let part = [OutputText {
+                    annotations: [],
+                    logprobs: [],
+                    text,
+                    kind: "output_text",
+                }];
+                MessageOut {
+                    content: if done { &part } else { &[] },
+                    id,
+                    role: "assistant",
+                    status: self.status,
+                    kind: "message",
+                }
+                .serialize(serializer)
+            }
+            Some(Item::Reasoning {
+                id,
+                text,
+                state,
+                sealed,
+            }) => {
+                let summary = [SummaryText {
+                    text,
+                    kind: "summary_text",
+                }];
+                // Sealed when the item was done; sealed here only for a view of an unfinished
+                // renderer (`response_object` before `finish`).
+                let unsealed;
+                let encrypted = match sealed {
+                    Some(sealed) => sealed.as_deref(),
+                    None if done => {
+                        unsealed = match state.upstream() {
+                            Some(upstream) => upstream.encrypted_content,
+                            None => state.encode(self.renderer.sealer.as_ref()),
+                        };
+                        unsealed.as_deref()
+                    }
+                    None => None,
+                };
+                ReasoningOut {
+                    encrypted_content: encrypted.filter(|_| done),
+                    id,
+                    summary: if done && !text.is_empty() {
+                        &summary
+                    } else {
+                        &[]
+                    },
+                    kind: "reasoning",
+                }
+                .serialize(serializer)
+            }
+            Some(Item::Call {
+                id,
+                call_id,
+                name,
+                arguments,
+                custom,
+                ..
+            }) => {
+                let (namespace, name) = self.renderer.ctx.tools.split(name);
+                if *custom {
+                    let input = if done {
+                        custom_input(arguments)
+                    } else {
+                        String::new()
+                    };
+                    CustomCallOut {
+                        call_id,
+                        id,
+                        input: &input,
+                        name,
+                        namespace,
+                        status: self.status,
+                        kind: "custom_tool_call",
+                    }
+                    .serialize(serializer)
+                } else {
+                    FunctionCallOut {
+                        arguments: if done { arguments } else { "" },
+                        call_id,
+                        id,
+                        name,
+                        namespace,
+                        status: self.status,
+                        kind: "function_call",
+                    }
+                    .serialize(serializer)
+                }
+            }
+            None => serializer.serialize_unit(),
+        }
     }
 }
 

@@ -13,9 +13,10 @@ use llm_proxy_api::model::{
     ToolDefinition, ToolResult,
 };
 use serde::de::DeserializeOwned;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::PROTOCOL;
+use super::object::Echo;
 use super::opaque::{Decoded, ReasoningState, Sealer, UpstreamReasoning};
 use super::types::{
     ContentPart, CustomTool, CustomToolCallItem, FunctionCallItem, FunctionTool, Input,
@@ -77,7 +78,7 @@ pub struct Converted {
     /// What the conversion dropped.
     pub lossy: Vec<String>,
     /// Request fields a response object repeats (`instructions`, `tools`, `tool_choice`, ...).
-    pub echo: Map<String, Value>,
+    pub echo: Echo,
     /// `prompt_cache_key`, a session id when the client gives no other.
     pub prompt_cache_key: Option<String>,
     /// `previous_response_id`.
@@ -113,86 +114,13 @@ fn typed<T: DeserializeOwned>(value: Value, param: &str) -> Result<T, FieldError
     })
 }
 
-/// The response-object fields that repeat the request.
-fn echo_of(req: &ResponsesRequest) -> Map<String, Value> {
-    let opt = |v: Option<Value>| v.unwrap_or(Value::Null);
-    let mut echo = Map::new();
-    echo.insert(
-        "instructions".into(),
-        opt(req.instructions.clone().map(Value::from)),
-    );
-    echo.insert(
-        "max_output_tokens".into(),
-        opt(req.max_output_tokens.map(Value::from)),
-    );
-    echo.insert(
-        "metadata".into(),
-        Value::Object(req.metadata.clone().unwrap_or_default()),
-    );
-    echo.insert(
-        "parallel_tool_calls".into(),
-        Value::Bool(req.parallel_tool_calls.unwrap_or(true)),
-    );
-    echo.insert(
-        "previous_response_id".into(),
-        opt(req.previous_response_id.clone().map(Value::from)),
-    );
-    let (effort, summary) = req.reasoning.as_ref().map_or((None, None), |r| {
-        (
-            r.effort.clone(),
-            r.summary.clone().or_else(|| r.generate_summary.clone()),
-        )
-    });
-    echo.insert(
-        "reasoning".into(),
-        json!({"effort": effort, "summary": summary}),
-    );
-    echo.insert("store".into(), Value::Bool(req.store.unwrap_or(true)));
-    echo.insert("temperature".into(), opt(req.temperature.map(Value::from)));
-    echo.insert("top_p".into(), opt(req.top_p.map(Value::from)));
-    let text = match &req.text {
-        Some(t) => {
-            let mut v = json!({"format": t.format.clone().map_or_else(|| json!({"type": "text"}), |f| serde_json::to_value(f).unwrap_or(Value::Null))});
-            if let Some(verbosity) = &t.verbosity {
-                v["verbosity"] = Value::from(verbosity.clone());
-            }
-            v
-        }
-        None => json!({"format": {"type": "text"}}),
-    };
-    echo.insert("text".into(), text);
-    echo.insert(
-        "tool_choice".into(),
-        req.tool_choice.clone().unwrap_or_else(|| json!("auto")),
-    );
-    echo.insert(
-        "tools".into(),
-        Value::Array(req.tools.clone().unwrap_or_default()),
-    );
-    echo.insert(
-        "truncation".into(),
-        req.extra
-            .get("truncation")
-            .cloned()
-            .unwrap_or_else(|| json!("disabled")),
-    );
-    echo.insert("user".into(), opt(req.user.clone().map(Value::from)));
-    if let Some(tier) = &req.service_tier {
-        echo.insert("service_tier".into(), Value::from(tier.clone()));
-    }
-    if let Some(key) = &req.prompt_cache_key {
-        echo.insert("prompt_cache_key".into(), Value::from(key.clone()));
-    }
-    echo
-}
-
 /// Converts a client request to the canonical model. `sealer` opens the reasoning state the
 /// proxy sealed into earlier answers' `encrypted_content`.
 pub fn request_to_model(
     req: ResponsesRequest,
     sealer: &dyn Sealer,
 ) -> Result<Converted, FieldError> {
-    let echo = echo_of(&req);
+    let echo = Echo::of(&req);
     let mut lossy = Vec::new();
     let mut kinds = ToolKinds::default();
 

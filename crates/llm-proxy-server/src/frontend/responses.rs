@@ -12,7 +12,8 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use bytes::Bytes;
-use http::HeaderMap;
+use http::header::CONTENT_TYPE;
+use http::{HeaderMap, HeaderValue};
 use llm_proxy_api::error::{ErrorKind, ErrorSource};
 use llm_proxy_api::stream::StreamEvent;
 use llm_proxy_api::{BackendError, ChatRequest};
@@ -38,31 +39,36 @@ pub(crate) type Kept = (String, StoredResponse);
 pub(crate) struct Save {
     /// The shared store, unless the request said `store: false`.
     store: Option<Arc<dyn ResponseStore>>,
-    items: Vec<Value>,
+    /// Whether the caller keeps the answer too (a WebSocket connection's last turn).
+    local: bool,
+    /// The conversation that led to the answer (empty when nothing is kept).
+    input: Vec<Value>,
 }
 
 impl Save {
-    /// The conversation extended by `object`'s output, under `object`'s id; also put in the
-    /// shared store unless the request said `store: false`. `object` is taken, not copied (its
-    /// `output_text` dropped); a store doing I/O serializes it off the request path.
-    fn keep(self, mut object: Value) -> Option<Kept> {
-        let map = object.as_object_mut()?;
-        let Some(Value::String(id)) = map.get("id").cloned() else {
+    /// The finished `answer` (its object without `output_text`, its output items) with the
+    /// conversation that led to it, under its id: put in the shared store unless the request
+    /// said `store: false`, and returned when the caller keeps it. `object` gives the object's
+    /// bytes; nothing is built when neither wants the answer.
+    fn keep(
+        self,
+        answer: &EventRenderer,
+        object: impl FnOnce() -> Option<Vec<u8>>,
+    ) -> Option<Kept> {
+        if self.store.is_none() && !self.local {
             return None;
-        };
-        map.remove("output_text");
-        let mut items = self.items;
-        if let Some(Value::Array(output)) = map.get("output") {
-            items.extend(output.iter().cloned());
         }
+        let object = object()?;
         let stored = StoredResponse {
-            items: Arc::new(items),
-            object: Arc::new(object),
+            input: Arc::new(self.input),
+            output: Arc::new(answer.output_items()),
+            object: Bytes::from(object),
         };
+        let id = answer.response_id().to_owned();
         if let Some(store) = self.store {
             store.put(id.clone(), stored.clone());
         }
-        Some((id, stored))
+        self.local.then_some((id, stored))
     }
 }
 
@@ -102,7 +108,8 @@ impl StreamRenderer for ResponsesRenderer {
     fn finish(&mut self, out: &mut Vec<Bytes>) {
         self.events.finish(out);
         if let Some(save) = self.save.take() {
-            self.kept = save.keep(self.events.take_response_object());
+            let events = &self.events;
+            self.kept = save.keep(events, || events.response_json(false).ok());
         }
     }
 
@@ -120,14 +127,27 @@ pub(crate) struct Turn {
     pub(crate) save: Save,
 }
 
+/// A WebSocket `response.create` as a canonical call ([`prepare_turn`]); the connection keeps
+/// each answer, stored or not.
+pub(crate) async fn prepare(
+    state: &AppState,
+    wire: ResponsesRequest,
+    meta: &mut RequestContext,
+    local: Option<&Kept>,
+) -> Result<Turn, ProxyError> {
+    prepare_turn(state, wire, meta, local, true).await
+}
+
 /// The one place a Responses request (HTTP body or WebSocket `response.create`) becomes a
 /// canonical call: the `previous_response_id` conversation prepended (from `local`, a
 /// WebSocket connection's last answer, or the shared store), the conversion, the session id.
-pub(crate) async fn prepare(
+/// `keep_local`: the caller keeps the answer (see [`Save`]).
+async fn prepare_turn(
     state: &AppState,
     mut wire: ResponsesRequest,
     meta: &mut RequestContext,
     local: Option<&Kept>,
+    keep_local: bool,
 ) -> Result<Turn, ProxyError> {
     if let Some(id) = wire
         .previous_response_id
@@ -142,7 +162,7 @@ pub(crate) async fn prepare(
                 .await
                 .ok_or_else(|| previous_response_not_found(id))?,
         };
-        let mut items: Vec<Value> = previous.items.as_ref().clone();
+        let mut items: Vec<Value> = previous.items().cloned().collect();
         match wire.input.take() {
             Some(Input::Text(text)) => items.push(json!({"role": "user", "content": text})),
             Some(Input::Items(more)) => items.extend(more),
@@ -150,13 +170,17 @@ pub(crate) async fn prepare(
         }
         wire.input = Some(Input::Items(items));
     }
+    let store = (wire.store != Some(false)).then(|| state.responses().clone());
+    let input = match &wire.input {
+        _ if store.is_none() && !keep_local => Vec::new(),
+        Some(Input::Text(text)) => vec![json!({"role": "user", "content": text})],
+        Some(Input::Items(items)) => items.clone(),
+        None => Vec::new(),
+    };
     let save = Save {
-        store: (wire.store != Some(false)).then(|| state.responses().clone()),
-        items: match &wire.input {
-            Some(Input::Text(text)) => vec![json!({"role": "user", "content": text})],
-            Some(Input::Items(items)) => items.clone(),
-            None => Vec::new(),
-        },
+        store,
+        local: keep_local,
+        input,
     };
     let converted = openai_responses::request_to_model(wire, state.sealer().as_ref())?;
     meta.lossy.add(converted.lossy);
@@ -201,7 +225,7 @@ async fn handle(
     let (body, permit) = read_body(state, &meta.headers, body).await?;
     let wire: ResponsesRequest = parse_body(&body)?;
     drop(body);
-    let Turn { req, ctx, save } = prepare(state, wire, &mut meta, None).await?;
+    let Turn { req, ctx, save } = prepare_turn(state, wire, &mut meta, None, false).await?;
     meta.hold_parse_permit(permit);
     if req.stream {
         let renderer = ResponsesRenderer::sse(ctx, save, state.sealer().clone());
@@ -210,17 +234,22 @@ async fn handle(
     let response = collected(state, req, &meta).await?;
     meta.lossy
         .add(openai_responses::dropped_from_response(&response));
-    let object = openai_responses::response_from_model(response, ctx, state.sealer().clone());
-    let body = serde_json::to_vec(&object)
+    let answer = openai_responses::collect_response(response, ctx, state.sealer().clone());
+    let (body, stored) = answer
+        .response_json_with_and_without_text()
         .map_err(|e| ProxyError::Backend(BackendError::internal(e.to_string())))?;
-    save.keep(object);
+    save.keep(&answer, || Some(stored));
     Ok(json_response(body, &meta))
 }
 
 /// `GET /v1/responses/{id}`: a stored answer.
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     match state.responses().get(&id).await {
-        Some(stored) => Json(stored.object.as_ref().clone()).into_response(),
+        Some(stored) => (
+            [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            stored.object,
+        )
+            .into_response(),
         None => response_not_found(&id),
     }
 }
@@ -324,13 +353,7 @@ fn list_input_items(
     stored: &StoredResponse,
     page: &PageQuery,
 ) -> Result<Value, ProxyError> {
-    let output_len = stored
-        .object
-        .get("output")
-        .and_then(Value::as_array)
-        .map_or(0, Vec::len);
-    let inputs = &stored.items[..stored.items.len().saturating_sub(output_len)];
-    let mut ordered: Vec<(usize, &Value)> = inputs.iter().enumerate().collect();
+    let mut ordered: Vec<(usize, &Value)> = stored.input.iter().enumerate().collect();
     if page.descending {
         ordered.reverse();
     }

@@ -72,8 +72,9 @@ mod tests {
 
     fn stored(n: u64) -> StoredResponse {
         StoredResponse {
-            items: Arc::new(vec![json!(n)]),
-            object: Arc::new(json!({"n": n})),
+            input: Arc::new(vec![json!(n)]),
+            output: Arc::new(Vec::new()),
+            object: bytes::Bytes::from(json!({"n": n}).to_string()),
         }
     }
 

@@ -1,16 +1,20 @@
 //! The SQLite answer store (`responses.sqlite3` in the data directory): answers survive a
 //! restart, bounded by count, bytes and age. One dedicated thread owns the connection and
 //! serves reads and writes in order, so no tokio worker ever waits on SQLite: a `put` is queued,
-//! a `get` awaits its reply. Expired rows are invisible at once and deleted by that thread.
+//! a `get` awaits its reply. Queued writes are gathered for a few milliseconds (a handful at
+//! most) and written in one transaction (a read or delete, or shutdown, writes them at once), so
+//! an answer's request seldom wakes the thread and does not pay for a commit of its own.
+//! Expired rows are invisible at once and deleted by that thread.
 
+use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, Sender, channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::config::ResponseStoreConfig;
+use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -23,6 +27,13 @@ const MAX_QUEUED_WRITES: usize = 1024;
 /// How often the thread deletes expired rows (checked when it handles a write).
 const PURGE_EVERY_SECS: u64 = 60;
 
+/// How long queued writes wait for more to share their transaction.
+const GATHER_WRITES: Duration = Duration::from_millis(10);
+
+/// Writes gathered at most: more are written at once, so a burst of answers is written in
+/// short steps rather than one long one that holds a core.
+const MAX_GATHERED: usize = 4;
+
 /// Unix seconds; replaceable in tests.
 type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 
@@ -33,9 +44,91 @@ enum Command {
     Delete(String, oneshot::Sender<bool>),
 }
 
+/// Commands for the thread, in order. A write wakes it only when it sleeps with nothing queued
+/// or when [`MAX_GATHERED`] writes are waiting; reads and deletes always do.
+#[derive(Default)]
+struct Queue {
+    state: Mutex<QueueState>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct QueueState {
+    commands: VecDeque<Command>,
+    /// The thread waits for any command (rather than gathering writes).
+    idle: bool,
+    /// No more commands come: the thread writes what is queued and stops.
+    closed: bool,
+}
+
+impl Queue {
+    fn lock(&self) -> Option<MutexGuard<'_, QueueState>> {
+        self.state.lock().ok()
+    }
+
+    /// Queues `command`; whether it was taken (the thread is running).
+    fn send(&self, command: Command) -> bool {
+        let Some(mut state) = self.lock() else {
+            return false;
+        };
+        if state.closed {
+            return false;
+        }
+        let wake = state.idle
+            || !matches!(command, Command::Put(..))
+            || state.commands.len() + 1 == MAX_GATHERED;
+        state.commands.push_back(command);
+        if wake {
+            state.idle = false;
+            drop(state);
+            self.ready.notify_one();
+        }
+        true
+    }
+
+    fn close(&self) {
+        if let Some(mut state) = self.lock() {
+            state.closed = true;
+        }
+        self.ready.notify_one();
+    }
+
+    /// The next commands to run, in order: at once when a read or delete is queued, else the
+    /// writes gathered for [`GATHER_WRITES`]. `None` once closed and drained.
+    fn next_batch(&self) -> Option<VecDeque<Command>> {
+        let mut state = self.lock()?;
+        let mut gathering_since: Option<Instant> = None;
+        loop {
+            let urgent = state.closed
+                || state.commands.len() >= MAX_GATHERED
+                || state
+                    .commands
+                    .iter()
+                    .any(|c| !matches!(c, Command::Put(..)));
+            if urgent
+                || (!state.commands.is_empty()
+                    && gathering_since.is_some_and(|t| t.elapsed() >= GATHER_WRITES))
+            {
+                if state.commands.is_empty() {
+                    return None;
+                }
+                return Some(std::mem::take(&mut state.commands));
+            }
+            if state.commands.is_empty() {
+                state.idle = true;
+                state = self.ready.wait(state).ok()?;
+                continue;
+            }
+            let since = *gathering_since.get_or_insert_with(Instant::now);
+            let left = GATHER_WRITES.saturating_sub(since.elapsed());
+            state = self.ready.wait_timeout(state, left).ok()?.0;
+        }
+    }
+}
+
 /// Answers kept in a SQLite file.
 pub struct SqliteResponseStore {
-    tx: Option<Sender<Command>>,
+    queue: Arc<Queue>,
     clock: Clock,
     queued_writes: Arc<AtomicUsize>,
     worker: Mutex<Option<JoinHandle<()>>>,
@@ -87,15 +180,15 @@ impl SqliteResponseStore {
             last_purge: 0,
         };
         worker.purge().map_err(fail)?;
-        let (tx, rx) = channel();
+        let queue = Arc::new(Queue::default());
         let queued_writes = Arc::new(AtomicUsize::new(0));
-        let queued = queued_writes.clone();
+        let (commands, queued) = (queue.clone(), queued_writes.clone());
         let handle = std::thread::Builder::new()
             .name("responses-store".into())
-            .spawn(move || worker.run(rx, &queued))
+            .spawn(move || worker.run(&commands, &queued))
             .map_err(|e| format!("cannot start the Responses store thread: {e}"))?;
         Ok(Self {
-            tx: Some(tx),
+            queue,
             clock,
             queued_writes,
             worker: Mutex::new(Some(handle)),
@@ -103,7 +196,7 @@ impl SqliteResponseStore {
     }
 
     fn send(&self, command: Command) -> bool {
-        self.tx.as_ref().is_some_and(|tx| tx.send(command).is_ok())
+        self.queue.send(command)
     }
 }
 
@@ -111,7 +204,7 @@ impl Drop for SqliteResponseStore {
     /// Finishes the queued writes before the connection closes, so a store reopened on the
     /// same file sees them.
     fn drop(&mut self) {
-        self.tx = None;
+        self.queue.close();
         if let Ok(mut worker) = self.worker.lock()
             && let Some(handle) = worker.take()
         {
@@ -163,31 +256,85 @@ struct Worker {
 }
 
 impl Worker {
-    fn run(&mut self, rx: Receiver<Command>, queued: &AtomicUsize) {
-        while let Ok(command) = rx.recv() {
-            match command {
-                Command::Get(id, reply) => {
-                    let found = self.get(&id).unwrap_or_else(|e| {
-                        tracing::warn!(%id, "reading the Responses store failed: {e}");
-                        None
-                    });
-                    let _ = reply.send(found);
-                }
-                Command::Put(id, response, created_at) => {
-                    queued.fetch_sub(1, Ordering::AcqRel);
-                    if let Err(e) = self.put(&id, &response, created_at) {
-                        tracing::warn!(%id, "writing the Responses store failed: {e}");
+    fn run(&mut self, queue: &Queue, queued: &AtomicUsize) {
+        while let Some(batch) = queue.next_batch() {
+            let mut puts = Vec::new();
+            for command in batch {
+                match command {
+                    Command::Put(id, response, created_at) => puts.push((id, response, created_at)),
+                    Command::Get(id, reply) => {
+                        self.flush(&mut puts, queued);
+                        let found = self.get(&id).unwrap_or_else(|e| {
+                            tracing::warn!(%id, "reading the Responses store failed: {e}");
+                            None
+                        });
+                        let _ = reply.send(found);
+                    }
+                    Command::Delete(id, reply) => {
+                        self.flush(&mut puts, queued);
+                        let deleted = self.delete(&id).unwrap_or_else(|e| {
+                            tracing::warn!(%id, "deleting from the Responses store failed: {e}");
+                            false
+                        });
+                        let _ = reply.send(deleted);
                     }
                 }
-                Command::Delete(id, reply) => {
-                    let deleted = self.delete(&id).unwrap_or_else(|e| {
-                        tracing::warn!(%id, "deleting from the Responses store failed: {e}");
-                        false
-                    });
-                    let _ = reply.send(deleted);
-                }
+            }
+            self.flush(&mut puts, queued);
+        }
+    }
+
+    /// Writes the gathered `puts` (emptying it).
+    fn flush(&mut self, puts: &mut Vec<(String, StoredResponse, u64)>, queued: &AtomicUsize) {
+        if puts.is_empty() {
+            return;
+        }
+        queued.fetch_sub(puts.len(), Ordering::AcqRel);
+        self.put_all(puts);
+        puts.clear();
+    }
+
+    /// Writes `puts` in one transaction; should that fail, each in its own, so one bad answer
+    /// does not lose the others.
+    fn put_all(&mut self, puts: &[(String, StoredResponse, u64)]) {
+        if puts.len() > 1
+            && self
+                .in_transaction(|worker| {
+                    puts.iter().try_for_each(|(id, response, created_at)| {
+                        worker.write(id, response, *created_at)
+                    })
+                })
+                .is_ok()
+        {
+            return;
+        }
+        for (id, response, created_at) in puts {
+            if let Err(e) = self.in_transaction(|worker| worker.write(id, response, *created_at)) {
+                tracing::warn!(%id, "writing the Responses store failed: {e}");
             }
         }
+    }
+
+    /// Runs `body` in one transaction (one WAL commit); the counters go back with a rollback.
+    fn in_transaction(
+        &mut self,
+        body: impl FnOnce(&mut Self) -> rusqlite::Result<()>,
+    ) -> rusqlite::Result<()> {
+        let now = (self.clock)();
+        if now.saturating_sub(self.last_purge) >= PURGE_EVERY_SECS {
+            self.purge()?;
+        }
+        let counters = (self.count, self.bytes);
+        self.conn.prepare_cached("BEGIN")?.execute([])?;
+        let finished = match body(self) {
+            Ok(()) => self.conn.prepare_cached("COMMIT")?.execute([]).map(drop),
+            Err(e) => Err(e),
+        };
+        if finished.is_err() {
+            (self.count, self.bytes) = counters;
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        finished
     }
 
     /// Oldest creation time still alive.
@@ -205,49 +352,42 @@ impl Worker {
             .query_row(params![id, self.cutoff()], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         Ok(row.and_then(|(items, object)| {
-            let items: Vec<Value> = serde_json::from_str(&items).ok()?;
-            let object: Value = serde_json::from_str(&object).ok()?;
+            /// The output items of a stored response object.
+            #[derive(serde::Deserialize)]
+            struct Output {
+                #[serde(default)]
+                output: Vec<Value>,
+            }
+            let mut input: Vec<Value> = serde_json::from_str(&items).ok()?;
+            let output = serde_json::from_str::<Output>(&object).ok()?.output;
+            // The `items` column holds the whole conversation: the input, then the output.
+            input.truncate(input.len().saturating_sub(output.len()));
             Some(StoredResponse {
-                items: Arc::new(items),
-                object: Arc::new(object),
+                input: Arc::new(input),
+                output: Arc::new(output),
+                object: Bytes::from(object),
             })
         }))
     }
 
-    fn put(
+    /// Inside a transaction: one answer written over any row for `id`, then the bounds applied.
+    fn write(
         &mut self,
         id: &str,
         response: &StoredResponse,
         created_at: u64,
     ) -> rusqlite::Result<()> {
-        let now = (self.clock)();
-        if now.saturating_sub(self.last_purge) >= PURGE_EVERY_SECS {
-            self.purge()?;
-        }
-        let items = serde_json::to_string(response.items.as_ref()).unwrap_or_default();
-        let object = serde_json::to_string(response.object.as_ref()).unwrap_or_default();
+        let items = serde_json::to_string(&Conversation(response)).unwrap_or_default();
+        let object = std::str::from_utf8(&response.object).unwrap_or_default();
         let size = (items.len() + object.len()) as u64;
         if size > self.limits.max_bytes {
             tracing::warn!(%id, size, "answer larger than responses_api.store.max_bytes; not stored");
             return Ok(());
         }
-        // One transaction (one WAL commit) for the replace and the evictions it causes; the
-        // counters go back with a rollback.
-        let counters = (self.count, self.bytes);
-        self.conn.prepare_cached("BEGIN")?.execute([])?;
-        let written = self.replace(id, created_at, size, &items, &object);
-        let finished = match written {
-            Ok(()) => self.conn.prepare_cached("COMMIT")?.execute([]).map(drop),
-            Err(e) => Err(e),
-        };
-        if finished.is_err() {
-            (self.count, self.bytes) = counters;
-            let _ = self.conn.execute_batch("ROLLBACK");
-        }
-        finished
+        self.replace(id, created_at, size, &items, object)
     }
 
-    /// Inside [`Worker::put`]'s transaction: the row for `id` replaced, then the bounds applied.
+    /// The row for `id` replaced, then the bounds applied.
     fn replace(
         &mut self,
         id: &str,
@@ -320,6 +460,15 @@ impl Worker {
     }
 }
 
+/// A stored answer's whole conversation as one JSON array (the `items` column).
+struct Conversation<'a>(&'a StoredResponse);
+
+impl serde::Serialize for Conversation<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.items())
+    }
+}
+
 fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
@@ -336,11 +485,15 @@ mod tests {
     use serde_json::json;
 
     fn stored(n: u64) -> StoredResponse {
+        let output = json!({"id": format!("msg_{n}"), "type": "message", "content": "hi"});
         StoredResponse {
-            items: Arc::new(vec![
+            input: Arc::new(vec![
                 json!({"role": "user", "content": format!("turn {n}")}),
             ]),
-            object: Arc::new(json!({"id": format!("resp_{n}"), "n": n})),
+            output: Arc::new(vec![output.clone()]),
+            object: Bytes::from(
+                json!({"id": format!("resp_{n}"), "n": n, "output": [output]}).to_string(),
+            ),
         }
     }
 
@@ -383,6 +536,31 @@ mod tests {
         for n in 0..50 {
             store.put(format!("resp_{n}"), stored(n));
             assert_eq!(store.get(&format!("resp_{n}")).await, Some(stored(n)));
+        }
+    }
+
+    /// Writes gathered into one transaction: a read right after sees them all, and so does a
+    /// store reopened after a drop that came before the gathering time was up.
+    #[tokio::test]
+    async fn gathered_writes_are_read_at_once_and_kept_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.sqlite3");
+        let store = SqliteResponseStore::open(&path, ResponseStoreConfig::default()).unwrap();
+        for n in 0..20 {
+            store.put(format!("resp_{n}"), stored(n));
+        }
+        assert_eq!(store.get("resp_0").await, Some(stored(0)));
+        for n in 20..40 {
+            store.put(format!("resp_{n}"), stored(n));
+        }
+        drop(store);
+        let store = SqliteResponseStore::open(&path, ResponseStoreConfig::default()).unwrap();
+        for n in 0..40 {
+            assert_eq!(
+                store.get(&format!("resp_{n}")).await,
+                Some(stored(n)),
+                "resp_{n}"
+            );
         }
     }
 
@@ -436,8 +614,7 @@ mod tests {
 
         let one = {
             let s = stored(0);
-            (serde_json::to_string(s.items.as_ref()).unwrap().len()
-                + serde_json::to_string(s.object.as_ref()).unwrap().len()) as u64
+            (serde_json::to_string(&Conversation(&s)).unwrap().len() + s.object.len()) as u64
         };
         let store = SqliteResponseStore::open_with_clock(
             &dir.path().join("b.sqlite3"),

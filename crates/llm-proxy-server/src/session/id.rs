@@ -8,7 +8,6 @@
 //! but keeps two installs apart in the fingerprint, and any header set in
 //! `GEMINI_CLI_CUSTOM_HEADERS` (so `x-session-id` works).
 
-
 use http::HeaderMap;
 use llm_proxy_api::model::{ChatRequest, Part, Role};
 use ring::digest::{Context, SHA256};
