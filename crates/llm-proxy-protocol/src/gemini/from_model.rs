@@ -641,6 +641,7 @@ mod tests {
 
     fn call(id: &str) -> Part {
         Part::ToolCall(ToolCall {
+            cache_control: None,
             id: id.into(),
             name: "read".into(),
             arguments: "{}".into(),
@@ -650,6 +651,7 @@ mod tests {
 
     fn result(id: &str) -> Part {
         Part::ToolResult(ToolResult {
+            cache_control: None,
             call_id: id.into(),
             name: None,
             content: vec![Part::Text(TextPart::new("r"))],
@@ -756,6 +758,7 @@ mod tests {
     fn tool_results_find_names_merge_and_wrap_non_objects() {
         let call = |id: &str, name: &str| {
             Part::ToolCall(ToolCall {
+                cache_control: None,
                 id: id.into(),
                 name: name.into(),
                 arguments: "{\"x\":1}".into(),
@@ -765,6 +768,7 @@ mod tests {
         let result = |id: &str, text: &str, is_error: bool| Message {
             role: Role::Tool,
             content: vec![Part::ToolResult(ToolResult {
+                cache_control: None,
                 call_id: id.into(),
                 name: None,
                 content: vec![Part::Text(TextPart::new(text))],
@@ -823,12 +827,14 @@ mod tests {
                         }),
                         Part::Text(TextPart::new("calling")),
                         Part::ToolCall(ToolCall {
+                            cache_control: None,
                             id: "a".into(),
                             name: "f".into(),
                             arguments: "{}".into(),
                             provider_data: sig("F1"),
                         }),
                         Part::ToolCall(ToolCall {
+                            cache_control: None,
                             id: "b".into(),
                             name: "f".into(),
                             arguments: "{}".into(),
@@ -906,6 +912,7 @@ mod tests {
                 Role::User,
                 vec![
                     Part::Image(ImagePart {
+                        cache_control: None,
                         source: MediaSource::Base64 {
                             media_type: "image/png".into(),
                             data: "AA".into(),
@@ -913,18 +920,21 @@ mod tests {
                         detail: None,
                     }),
                     Part::Image(ImagePart {
+                        cache_control: None,
                         source: MediaSource::Url {
                             url: "https://x.test/cat.webp?s=1".into(),
                         },
                         detail: None,
                     }),
                     Part::Image(ImagePart {
+                        cache_control: None,
                         source: MediaSource::Url {
                             url: "https://x.test/cat".into(),
                         },
                         detail: None,
                     }),
                     Part::Image(ImagePart {
+                        cache_control: None,
                         source: MediaSource::Url {
                             url: "https://generativelanguage.googleapis.com/v1beta/files/abc"
                                 .into(),
@@ -1111,6 +1121,7 @@ mod tests {
                 }),
                 Part::Text(TextPart::new("hi")),
                 Part::ToolCall(ToolCall {
+                    cache_control: None,
                     id: "c".into(),
                     name: "f".into(),
                     arguments: "{\"a\":1}".into(),

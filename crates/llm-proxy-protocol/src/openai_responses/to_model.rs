@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet};
 
 use llm_proxy_api::model::{
-    ChatRequest, ImagePart, MediaSource, Message, OpaquePart, Part, ReasoningBlock,
+    ChatRequest, ImagePart, MediaSource, Message, OpaquePart, Part, PromptCache, ReasoningBlock,
     ReasoningConfig, ResponseFormat, Role, Sampling, TextPart, ToolCall, ToolChoice,
     ToolDefinition, ToolResult,
 };
@@ -305,6 +305,10 @@ pub fn request_to_model(
     }
 
     let request = ChatRequest {
+        cache: PromptCache {
+            key: req.prompt_cache_key.clone().filter(|k| !k.is_empty()),
+            client_breakpoints: false,
+        },
         model: req.model,
         messages,
         stream: req.stream.unwrap_or(false),
@@ -584,6 +588,7 @@ fn input_to_model(
                 };
                 call_names.insert(c.call_id.clone(), name.clone());
                 assistant.push(Part::ToolCall(ToolCall {
+                    cache_control: None,
                     id: c.call_id,
                     name,
                     arguments: if c.arguments.trim().is_empty() {
@@ -602,6 +607,7 @@ fn input_to_model(
                 };
                 call_names.insert(c.call_id.clone(), name.clone());
                 assistant.push(Part::ToolCall(ToolCall {
+                    cache_control: None,
                     id: c.call_id,
                     name,
                     arguments: json!({ "input": c.input }).to_string(),
@@ -615,6 +621,7 @@ fn input_to_model(
                 out.push(Message {
                     role: Role::Tool,
                     content: vec![Part::ToolResult(ToolResult {
+                        cache_control: None,
                         name: call_names.get(&o.call_id).cloned(),
                         call_id: o.call_id,
                         content,
@@ -668,6 +675,7 @@ fn content_to_parts(content: MessageContent, param: &str) -> Result<Vec<Part>, F
                     detail,
                     ..
                 } => Part::Image(ImagePart {
+                    cache_control: None,
                     source: MediaSource::from_url(&url),
                     detail: detail.filter(|d| d != "auto"),
                 }),
@@ -722,6 +730,7 @@ fn file_to_part(
         }
     };
     Ok(Part::Image(ImagePart {
+        cache_control: None,
         source,
         detail: None,
     }))
