@@ -393,3 +393,91 @@ pub fn definition(provider: &'static Provider) -> BackendPluginDefinition {
         OpenAiCompatible::new(args, provider)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use llm_proxy_api::model::{Message, PromptCache, Role};
+    use llm_proxy_api::stream::collect;
+    use llm_proxy_test_support::{MockUpstream, Reply, openai, responses};
+    use serde_json::Value;
+
+    use crate::testing::factory_args;
+
+    async fn sent_key(
+        provider: &str,
+        up: &MockUpstream,
+        session: Option<&str>,
+        key: Option<&str>,
+    ) -> Value {
+        let args = factory_args(provider, &format!("{}/v1", up.base_url()), "sk-0123456789");
+        let Some(provider) = provider_for(provider) else {
+            panic!("unknown provider {provider}");
+        };
+        let backend = OpenAiCompatible::new(&args, provider).unwrap();
+        let mut ctx = CallContext::new("m");
+        ctx.session_id = session.map(str::to_owned);
+        let req = ChatRequest {
+            messages: vec![Message::text(Role::User, "hi")],
+            cache: PromptCache {
+                key: key.map(str::to_owned),
+                client_breakpoints: false,
+            },
+            ..ChatRequest::default()
+        };
+        collect(backend.stream(&ctx, &req).await.unwrap(), "m")
+            .await
+            .unwrap();
+        up.requests().last().unwrap().body["prompt_cache_key"].clone()
+    }
+
+    #[tokio::test]
+    async fn the_session_becomes_a_stable_hashed_prompt_cache_key() {
+        let up = MockUpstream::start().await.unwrap();
+        up.set_fallback(Reply::json(openai::completion("ok")));
+        let first = sent_key("openai", &up, Some("session-42"), None).await;
+        let again = sent_key("openai", &up, Some("session-42"), None).await;
+        let other = sent_key("openai", &up, Some("session-43"), None).await;
+        assert_eq!(first, again, "same session, same key");
+        assert_ne!(first, other);
+        let key = first.as_str().unwrap();
+        assert!(key.starts_with("llmproxy-") && key.len() == 41, "{key}");
+        assert!(
+            !key.contains("session-42"),
+            "the session id itself is not sent"
+        );
+        assert_eq!(key, session_cache_key("session-42"));
+
+        assert_eq!(
+            sent_key("openai", &up, Some("session-42"), Some("client-key")).await,
+            "client-key",
+            "the client's own key wins"
+        );
+        assert_eq!(sent_key("openai", &up, None, None).await, Value::Null);
+        // Providers not known to accept the field get only a client's own key.
+        assert_eq!(
+            sent_key("openrouter", &up, Some("session-42"), None).await,
+            Value::Null
+        );
+        assert_eq!(
+            sent_key("openrouter", &up, Some("s"), Some("client-key")).await,
+            "client-key"
+        );
+    }
+
+    #[tokio::test]
+    async fn responses_upstreams_get_the_key_too() {
+        let up = MockUpstream::start().await.unwrap();
+        up.set_fallback(Reply::json(responses::response(&[
+            responses::OutputItem::message("msg_1", "ok"),
+        ])));
+        assert_eq!(
+            sent_key("openai-responses", &up, Some("session-42"), None).await,
+            session_cache_key("session-42").as_str()
+        );
+        assert_eq!(
+            sent_key("openai-responses", &up, Some("session-42"), Some("conv-1")).await,
+            "conv-1"
+        );
+    }
+}

@@ -11,9 +11,9 @@ use serde_json::{Value, json};
 
 use super::raw::{RawBackend, RawConfig};
 use super::runtime::{
-    AuthConfig, BackendsConfig, BruteForceConfig, CircuitBreakerConfig, FailureHandling,
-    GatewayConfig, Limits, LoggingConfig, ModelAlias, ModelOnlyPolicy, ResponseStoreConfig,
-    ResponsesApiConfig, ResponsesWebSocketConfig, RoutingConfig, ServerConfig,
+    AuthConfig, BackendsConfig, BruteForceConfig, CachingConfig, CircuitBreakerConfig,
+    FailureHandling, GatewayConfig, Limits, LoggingConfig, ModelAlias, ModelOnlyPolicy,
+    ResponseStoreConfig, ResponsesApiConfig, ResponsesWebSocketConfig, RoutingConfig, ServerConfig,
 };
 
 /// A configuration problem, located by its dotted path.
@@ -796,6 +796,12 @@ fn validate(
         limits,
         server,
         responses_api,
+        caching: CachingConfig {
+            auto_breakpoints: raw
+                .caching
+                .auto_breakpoints
+                .unwrap_or(defaults.caching.auto_breakpoints),
+        },
         logging: LoggingConfig {
             level: raw.logging.level.unwrap_or(defaults.logging.level),
             capture_file: raw.logging.capture_file,
@@ -1037,6 +1043,7 @@ pub fn effective_config(cfg: &GatewayConfig) -> Value {
             "idle_timeout_seconds": cfg.responses_api.websocket.idle_timeout.as_secs_f64(),
             },
         },
+        "caching": { "auto_breakpoints": cfg.caching.auto_breakpoints },
         "logging": { "level": cfg.logging.level, "capture_file": cfg.logging.capture_file },
     })
 }
