@@ -17,6 +17,7 @@ mod hostile;
 mod matrix;
 mod openai_chat;
 mod plugins;
+mod prompt_cache;
 mod redaction;
 mod responses;
 mod responses_upstream;
