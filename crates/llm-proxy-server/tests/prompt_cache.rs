@@ -37,7 +37,13 @@ fn tool_schema() -> Value {
 /// The request a client of `kind` sends for a conversation of alternating user / assistant
 /// texts (users first), and the path it posts to.
 fn client_request(kind: Client, turns: &[&str], stream: bool) -> (String, Value) {
-    let role = |i: usize| if i % 2 == 0 { "user" } else { "assistant" };
+    let role = |i: usize| {
+        if i.is_multiple_of(2) {
+            "user"
+        } else {
+            "assistant"
+        }
+    };
     match kind {
         Client::Chat => {
             let mut messages = vec![json!({"role": "system", "content": SYSTEM})];
@@ -72,7 +78,7 @@ fn client_request(kind: Client, turns: &[&str], stream: bool) -> (String, Value)
                 .iter()
                 .enumerate()
                 .map(|(i, t)| {
-                    let role = if i % 2 == 0 { "user" } else { "model" };
+                    let role = if i.is_multiple_of(2) { "user" } else { "model" };
                     json!({"role": role, "parts": [{"text": t}]})
                 })
                 .collect();

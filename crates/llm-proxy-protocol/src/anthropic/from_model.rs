@@ -1172,8 +1172,8 @@ mod tests {
         };
         assert_eq!(marks(0), [&eph, &eph, &hour, &eph, &hour].map(Clone::clone));
         assert_eq!(v["messages"][0]["content"][3]["type"], "document");
-        assert_eq!(marks(1), [eph.clone()]);
-        assert_eq!(marks(2), [hour.clone(), eph.clone()]);
+        assert_eq!(marks(1), vec![eph.clone()]);
+        assert_eq!(marks(2), vec![hour.clone(), eph.clone()]);
         assert_eq!(
             v["messages"][2]["content"][0]["content"][0]["cache_control"],
             eph

@@ -1202,6 +1202,22 @@ mod tests {
     }
 
     #[test]
+    fn auto_cache_breakpoints_are_on_unless_turned_off() {
+        let load = |file: &str| load_from_str(file, &CliOverrides::default(), &Env::default());
+        assert!(load("").unwrap().caching.auto_breakpoints);
+        assert!(load("").unwrap().shared().auto_cache_breakpoints);
+        let off = load("caching:\n  auto_breakpoints: false\n").unwrap();
+        assert!(!off.caching.auto_breakpoints);
+        assert!(!off.shared().auto_cache_breakpoints);
+        assert_eq!(
+            effective_config(&off)["caching"],
+            json!({"auto_breakpoints": false})
+        );
+        let err = load("caching:\n  auto_breakpoint: false\n").unwrap_err();
+        assert!(err.to_string().contains("auto_breakpoint"), "{err}");
+    }
+
+    #[test]
     fn responses_websocket_settings() {
         let load = |file: &str| load_from_str(file, &CliOverrides::default(), &Env::default());
         let ws = load("").unwrap().responses_api.websocket;
