@@ -1,6 +1,8 @@
 //! Prompt-cache usage in every direction. Anthropic counts cache reads and writes apart from
 //! `input_tokens`; OpenAI (`prompt_tokens`), Responses (`input_tokens`) and Gemini
 //! (`promptTokenCount`) count them inside. The canonical `Usage` counts them inside.
+// Marks the helpers as test code for clippy's test allowances (unwrap, panic).
+#![cfg(test)]
 
 use llm_proxy_api::model::Usage;
 use llm_proxy_api::translation::WireCodec;
