@@ -33,6 +33,11 @@ ANTHROPIC_SIGNATURE = "EqQBCkYIBxgCKkDmock+anthropic/signature=="
 GEMINI_SIGNATURE = "CiQB0e2Kb6sH0ZP1mockGeminiSignature+/w=="
 
 
+# What the Anthropic endpoint reports: prompt tokens read from the cache and uncached ones.
+ANTHROPIC_CACHE_READ = 900
+ANTHROPIC_FRESH_INPUT = 50
+
+
 class MockState:
     def __init__(self):
         self.requests = []
@@ -111,6 +116,9 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 self._json(200, _response_object(items))
             return
+        if self.path.endswith("/messages"):
+            self._anthropic(body)
+            return
         if not self.path.endswith("/chat/completions"):
             self._json(404, {"error": {"message": "not found"}})
             return
@@ -160,6 +168,33 @@ class Handler(BaseHTTPRequestHandler):
             self._chunked(("data: " + json.dumps(f) + "\n\n").encode())
         self._chunked(b"data: [DONE]\n\n")
         self._chunked(b"")
+
+    def _anthropic(self, body):
+        """An Anthropic Messages answer that read `ANTHROPIC_CACHE_READ` prompt tokens from the
+        cache (and `ANTHROPIC_FRESH_INPUT` more), streamed or not."""
+        text = "Hello from anthropic: " + _last_user_text(body.get("messages", []))
+        usage = {"input_tokens": ANTHROPIC_FRESH_INPUT, "output_tokens": 5,
+                 "cache_read_input_tokens": ANTHROPIC_CACHE_READ, "cache_creation_input_tokens": 0}
+        message = {"id": "msg_py", "type": "message", "role": "assistant", "model": "claude-mock",
+                   "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
+                   "stop_sequence": None, "usage": usage}
+        if not body.get("stream"):
+            self._json(200, message)
+            return
+
+        def event(data):
+            return "event: %s\ndata: %s\n\n" % (data["type"], json.dumps(data))
+
+        start = dict(message, content=[], stop_reason=None, usage=dict(usage, output_tokens=1))
+        self._sse([
+            event({"type": "message_start", "message": start}),
+            event({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            event({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}),
+            event({"type": "content_block_stop", "index": 0}),
+            event({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                   "usage": {"output_tokens": 5}}),
+            event({"type": "message_stop"}),
+        ])
 
     def _sse(self, frames):
         self.send_response(200)

@@ -144,6 +144,9 @@ pub struct SharedConfig {
     /// (a token cache, say) in a subdirectory named after themselves; `None` when no user data
     /// directory is known and none was given.
     pub data_dir: Option<PathBuf>,
+    /// Add prompt-cache breakpoints to Anthropic requests whose client could not place any
+    /// (`caching.auto_breakpoints`, default on); backends speaking Anthropic honour it.
+    pub auto_cache_breakpoints: bool,
 }
 
 impl Default for SharedConfig {
@@ -151,6 +154,7 @@ impl Default for SharedConfig {
         Self {
             proxy_timeout: Duration::from_secs(600),
             data_dir: None,
+            auto_cache_breakpoints: true,
         }
     }
 }

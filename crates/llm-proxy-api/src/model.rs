@@ -60,6 +60,31 @@ pub struct ChatRequest {
     /// another protocol leave it out and say so (see [`ChatRequest::foreign_content_note`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub body_patches: BTreeMap<String, Extra>,
+    /// Prompt-caching hints: the client's cache routing key and whether it marks its own
+    /// cache breakpoints.
+    #[serde(default, skip_serializing_if = "PromptCache::is_default")]
+    pub cache: PromptCache,
+}
+
+/// How a request takes part in upstream prompt caching. The marks themselves travel on the
+/// blocks (`cache_control` of text, media, tool calls, tool results and tool definitions).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromptCache {
+    /// The client's cache routing key (OpenAI `prompt_cache_key`), passed to upstreams that
+    /// route by one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The client's protocol lets it place cache breakpoints itself (Anthropic
+    /// `cache_control`), so upstreams that need explicit breakpoints use only the client's.
+    /// `false` for protocols without them: an Anthropic upstream then adds its own.
+    #[serde(default)]
+    pub client_breakpoints: bool,
+}
+
+impl PromptCache {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 impl ChatRequest {
@@ -240,6 +265,9 @@ pub struct ImagePart {
     /// OpenAI `detail` hint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// Prompt-cache marker (Anthropic `cache_control`), carried opaquely.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_control: Option<Value>,
 }
 
 /// Media by reference or inline.
@@ -347,6 +375,9 @@ pub struct ToolCall {
     /// Provider-opaque data to send back with this call (e.g. Gemini `thoughtSignature`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_data: Option<Value>,
+    /// Prompt-cache marker (Anthropic `cache_control`), carried opaquely.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_control: Option<Value>,
 }
 
 /// The result of a tool call.
@@ -362,6 +393,9 @@ pub struct ToolResult {
     /// Whether the tool reported an error.
     #[serde(default)]
     pub is_error: bool,
+    /// Prompt-cache marker (Anthropic `cache_control`), carried opaquely.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_control: Option<Value>,
 }
 
 impl ToolResult {
@@ -573,6 +607,7 @@ mod tests {
                 Message {
                     role: Role::Tool,
                     content: vec![Part::ToolResult(ToolResult {
+                        cache_control: None,
                         call_id: "c".into(),
                         name: None,
                         content: vec![opaque("search_result"), opaque("server_tool_use")],

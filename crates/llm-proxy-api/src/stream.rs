@@ -150,6 +150,7 @@ impl Collector {
             } => {
                 self.tool_slots.push((index, self.content.len()));
                 self.content.push(Part::ToolCall(ToolCall {
+                    cache_control: None,
                     id,
                     name,
                     arguments: String::new(),

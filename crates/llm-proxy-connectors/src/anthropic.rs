@@ -45,6 +45,8 @@ pub struct AnthropicBackend {
     key_name: Option<String>,
     timeouts: Timeouts,
     models: Vec<String>,
+    /// `caching.auto_breakpoints`: mark cache breakpoints for clients that cannot.
+    auto_cache_breakpoints: bool,
 }
 
 impl std::fmt::Debug for AnthropicBackend {
@@ -81,6 +83,7 @@ impl AnthropicBackend {
             key_name: cfg.key_name.clone(),
             timeouts: cfg.timeouts,
             models: cfg.models.clone(),
+            auto_cache_breakpoints: args.shared.auto_cache_breakpoints,
         })
     }
 
@@ -114,6 +117,10 @@ impl Backend for AnthropicBackend {
         let mut wire = anthropic::request_from_model(req, &ctx.model, &mut lossy);
         ctx.lossy.add(lossy);
         wire.stream = Some(req.stream);
+        // A client that could not mark breakpoints would never hit Anthropic's cache.
+        if self.auto_cache_breakpoints && !req.cache.client_breakpoints {
+            anthropic::cache::add_auto_breakpoints(&mut wire);
+        }
         let body = serde_json::to_vec(&wire)
             .map_err(|e| BackendError::internal(format!("cannot encode request: {e}")))?;
         let capture = self
@@ -273,10 +280,16 @@ mod tests {
         );
         assert_eq!(sent.body["model"], "claude-sonnet-4-5");
         assert_eq!(sent.body["stream"], true);
-        assert_eq!(sent.body["system"], "be brief");
+        // Automatic cache breakpoints: the canonical request did not come from a client that
+        // marks its own.
+        let eph = json!({"type": "ephemeral"});
+        assert_eq!(
+            sent.body["system"],
+            json!([{"type": "text", "text": "be brief", "cache_control": eph}])
+        );
         assert_eq!(
             sent.body["messages"],
-            json!([{"role": "user", "content": "weather?"}])
+            json!([{"role": "user", "content": [{"type": "text", "text": "weather?", "cache_control": eph}]}])
         );
         assert!(
             ctx.lossy.snapshot().iter().any(|n| n.contains("strict")),
@@ -366,5 +379,60 @@ mod tests {
             .unwrap();
         assert_eq!(fixed, vec![ModelInfo::new("fixed")]);
         assert_eq!(up.calls(), 1, "configured models need no upstream call");
+    }
+
+    #[tokio::test]
+    async fn clients_without_breakpoints_get_automatic_ones_unless_turned_off() {
+        let up = MockUpstream::start().await.unwrap();
+        up.set_fallback(Reply::json(payloads::text_message("ok")));
+        let ctx = CallContext::new("claude-sonnet-4-5");
+        let marked = |sent: &serde_json::Value| {
+            (
+                sent["system"][0]["cache_control"].clone(),
+                sent["tools"][0]["cache_control"].clone(),
+                sent["messages"][0]["content"][0]["cache_control"].clone(),
+            )
+        };
+        let eph = json!({"type": "ephemeral"});
+
+        collect(
+            backend(&up).stream(&ctx, &request(false)).await.unwrap(),
+            "m",
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            marked(&up.requests()[0].body),
+            (eph.clone(), eph.clone(), eph.clone())
+        );
+
+        // An Anthropic client placed its own (here: none): nothing is added.
+        let mut own = request(false);
+        own.cache.client_breakpoints = true;
+        collect(backend(&up).stream(&ctx, &own).await.unwrap(), "m")
+            .await
+            .unwrap();
+        assert_eq!(up.requests()[1].body["system"], "be brief");
+        assert!(
+            up.requests()[1].body["tools"][0]
+                .get("cache_control")
+                .is_none()
+        );
+
+        let mut args = factory_args(
+            "anthropic",
+            &format!("{}/v1", up.base_url()),
+            "sk-ant-test-0123456789",
+        );
+        args.shared = Arc::new(llm_proxy_api::SharedConfig {
+            auto_cache_breakpoints: false,
+            ..llm_proxy_api::SharedConfig::default()
+        });
+        let off = AnthropicBackend::new(&args).unwrap();
+        collect(off.stream(&ctx, &request(false)).await.unwrap(), "m")
+            .await
+            .unwrap();
+        assert_eq!(up.requests()[2].body["system"], "be brief");
+        assert_eq!(up.requests()[2].body["messages"][0]["content"], "weather?");
     }
 }

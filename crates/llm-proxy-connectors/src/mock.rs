@@ -270,6 +270,7 @@ mod tests {
         req.messages.push(Message {
             role: Role::Tool,
             content: vec![Part::ToolResult(ToolResult {
+                cache_control: None,
                 call_id: call.id,
                 name: None,
                 content: vec![Part::Text(TextPart::new("sunny"))],

@@ -38,6 +38,10 @@ pub struct Provider {
     pub max_completion_tokens: bool,
     /// Speak the Responses API (`/responses`) rather than Chat Completions.
     pub responses: bool,
+    /// Send a `prompt_cache_key` derived from the session when the client gave none (the
+    /// upstream routes requests with one key to the same cache; strict servers reject the
+    /// field, so only where it is known to be accepted).
+    pub session_cache_key: bool,
 }
 
 const KILO_CODE: &[(&str, &str)] = &[
@@ -58,6 +62,7 @@ const fn provider(name: &'static str, env_prefix: &'static str, url: &'static st
         reasoning_in_history: true,
         max_completion_tokens: false,
         responses: false,
+        session_cache_key: false,
     }
 }
 
@@ -66,10 +71,12 @@ pub const PROVIDERS: &[Provider] = &[
     Provider {
         reasoning_in_history: false,
         max_completion_tokens: true,
+        session_cache_key: true,
         ..provider("openai", "OPENAI", "https://api.openai.com/v1")
     },
     Provider {
         responses: true,
+        session_cache_key: true,
         ..provider(
             "openai-responses",
             "OPENAI_RESPONSES",
@@ -122,6 +129,9 @@ struct Extra {
     /// Override: use `max_completion_tokens`.
     #[serde(default)]
     max_completion_tokens: Option<bool>,
+    /// Override: send a `prompt_cache_key` derived from the session.
+    #[serde(default)]
+    session_cache_key: Option<bool>,
 }
 
 /// A configured OpenAI-compatible backend instance.
@@ -134,8 +144,9 @@ pub struct OpenAiCompatible {
     key_name: Option<String>,
     timeouts: Timeouts,
     models: Vec<String>,
-    options: EncodeOptions,
+    options: EncodeOptions<'static>,
     responses: bool,
+    session_cache_key: bool,
 }
 
 impl std::fmt::Debug for OpenAiCompatible {
@@ -222,8 +233,12 @@ impl OpenAiCompatible {
                 max_completion_tokens: extra
                     .max_completion_tokens
                     .unwrap_or(provider.max_completion_tokens),
+                fallback_cache_key: None,
             },
             responses: provider.responses,
+            session_cache_key: extra
+                .session_cache_key
+                .unwrap_or(provider.session_cache_key),
         })
     }
 
@@ -240,13 +255,47 @@ impl OpenAiCompatible {
     }
 }
 
+/// The `prompt_cache_key` standing for a session: a hash, so the session id itself never
+/// reaches the upstream, stable across requests and restarts.
+pub fn session_cache_key(session_id: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, session_id.as_bytes());
+    let mut key = String::with_capacity(SESSION_KEY_PREFIX.len() + 32);
+    key.push_str(SESSION_KEY_PREFIX);
+    for b in &digest.as_ref()[..16] {
+        key.push(char::from(HEX[usize::from(b >> 4)]));
+        key.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    key
+}
+
+const SESSION_KEY_PREFIX: &str = "llmproxy-";
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
 impl OpenAiCompatible {
+    /// The session's cache key, when the client gave none and this upstream takes one.
+    fn fallback_cache_key(&self, ctx: &CallContext, req: &ChatRequest) -> Option<String> {
+        if !self.session_cache_key || req.cache.key.is_some() {
+            return None;
+        }
+        ctx.session_id.as_deref().map(session_cache_key)
+    }
+
     /// The request body for a Responses upstream.
-    fn responses_body(ctx: &CallContext, req: &ChatRequest) -> Result<Vec<u8>, BackendError> {
+    fn responses_body(
+        &self,
+        ctx: &CallContext,
+        req: &ChatRequest,
+    ) -> Result<Vec<u8>, BackendError> {
         ctx.lossy
             .add(req.foreign_content_note(openai_responses::PROTOCOL));
-        let encoded = openai_responses::request_from_model(req, &ctx.model);
+        let mut encoded = openai_responses::request_from_model(req, &ctx.model);
         ctx.lossy.add(encoded.lossy);
+        if let Some(key) = self.fallback_cache_key(ctx, req)
+            && let serde_json::Value::Object(body) = &mut encoded.body
+        {
+            body.entry("prompt_cache_key")
+                .or_insert(serde_json::Value::String(key));
+        }
         serde_json::to_vec(&encoded.body)
             .map_err(|e| BackendError::internal(format!("cannot encode request: {e}")))
     }
@@ -261,7 +310,12 @@ impl OpenAiCompatible {
         }
         ctx.lossy
             .add(req.foreign_content_note(openai_chat::PROTOCOL));
-        openai_chat::request_body_from_model(req, &ctx.model, self.options)
+        let key = self.fallback_cache_key(ctx, req);
+        let options = EncodeOptions {
+            fallback_cache_key: key.as_deref(),
+            ..self.options
+        };
+        openai_chat::request_body_from_model(req, &ctx.model, options)
             .map_err(|e| BackendError::internal(format!("cannot encode request: {e}")))
     }
 }
@@ -275,7 +329,7 @@ impl Backend for OpenAiCompatible {
     ) -> Result<EventStream, BackendError> {
         let deadline = upstream::call_deadline(ctx, &self.timeouts);
         let (body, codec): (_, &dyn WireCodec) = if self.responses {
-            (Self::responses_body(ctx, req)?, &OpenAiResponsesCodec)
+            (self.responses_body(ctx, req)?, &OpenAiResponsesCodec)
         } else {
             (self.chat_body(ctx, req)?, &OpenAiChatCodec)
         };
@@ -338,4 +392,92 @@ pub fn definition(provider: &'static Provider) -> BackendPluginDefinition {
     crate::core_definition(provider.name, move |args| {
         OpenAiCompatible::new(args, provider)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use llm_proxy_api::model::{Message, PromptCache, Role};
+    use llm_proxy_api::stream::collect;
+    use llm_proxy_test_support::{MockUpstream, Reply, openai, responses};
+    use serde_json::Value;
+
+    use crate::testing::factory_args;
+
+    async fn sent_key(
+        provider: &str,
+        up: &MockUpstream,
+        session: Option<&str>,
+        key: Option<&str>,
+    ) -> Value {
+        let args = factory_args(provider, &format!("{}/v1", up.base_url()), "sk-0123456789");
+        let Some(provider) = provider_for(provider) else {
+            panic!("unknown provider {provider}");
+        };
+        let backend = OpenAiCompatible::new(&args, provider).unwrap();
+        let mut ctx = CallContext::new("m");
+        ctx.session_id = session.map(str::to_owned);
+        let req = ChatRequest {
+            messages: vec![Message::text(Role::User, "hi")],
+            cache: PromptCache {
+                key: key.map(str::to_owned),
+                client_breakpoints: false,
+            },
+            ..ChatRequest::default()
+        };
+        collect(backend.stream(&ctx, &req).await.unwrap(), "m")
+            .await
+            .unwrap();
+        up.requests().last().unwrap().body["prompt_cache_key"].clone()
+    }
+
+    #[tokio::test]
+    async fn the_session_becomes_a_stable_hashed_prompt_cache_key() {
+        let up = MockUpstream::start().await.unwrap();
+        up.set_fallback(Reply::json(openai::completion("ok")));
+        let first = sent_key("openai", &up, Some("session-42"), None).await;
+        let again = sent_key("openai", &up, Some("session-42"), None).await;
+        let other = sent_key("openai", &up, Some("session-43"), None).await;
+        assert_eq!(first, again, "same session, same key");
+        assert_ne!(first, other);
+        let key = first.as_str().unwrap();
+        assert!(key.starts_with("llmproxy-") && key.len() == 41, "{key}");
+        assert!(
+            !key.contains("session-42"),
+            "the session id itself is not sent"
+        );
+        assert_eq!(key, session_cache_key("session-42"));
+
+        assert_eq!(
+            sent_key("openai", &up, Some("session-42"), Some("client-key")).await,
+            "client-key",
+            "the client's own key wins"
+        );
+        assert_eq!(sent_key("openai", &up, None, None).await, Value::Null);
+        // Providers not known to accept the field get only a client's own key.
+        assert_eq!(
+            sent_key("openrouter", &up, Some("session-42"), None).await,
+            Value::Null
+        );
+        assert_eq!(
+            sent_key("openrouter", &up, Some("s"), Some("client-key")).await,
+            "client-key"
+        );
+    }
+
+    #[tokio::test]
+    async fn responses_upstreams_get_the_key_too() {
+        let up = MockUpstream::start().await.unwrap();
+        up.set_fallback(Reply::json(responses::response(&[
+            responses::OutputItem::message("msg_1", "ok"),
+        ])));
+        assert_eq!(
+            sent_key("openai-responses", &up, Some("session-42"), None).await,
+            session_cache_key("session-42").as_str()
+        );
+        assert_eq!(
+            sent_key("openai-responses", &up, Some("session-42"), Some("conv-1")).await,
+            "conv-1"
+        );
+    }
 }

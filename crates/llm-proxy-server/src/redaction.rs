@@ -202,6 +202,7 @@ mod tests {
                 Message {
                     role: Role::Assistant,
                     content: vec![Part::ToolCall(ToolCall {
+                        cache_control: None,
                         id: "c1".into(),
                         name: "f".into(),
                         arguments: format!(r#"{{"key":"{KEY}"}}"#),
@@ -212,6 +213,7 @@ mod tests {
                 Message {
                     role: Role::Tool,
                     content: vec![Part::ToolResult(ToolResult {
+                        cache_control: None,
                         call_id: "c1".into(),
                         name: None,
                         content: vec![Part::Text(TextPart::new(format!("env: {KEY}")))],

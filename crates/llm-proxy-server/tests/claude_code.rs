@@ -128,7 +128,7 @@ async fn claude_code_tool_turn_reaches_an_anthropic_upstream_as_sent() {
         "tag, publish",
     ])));
     let proxy = start_proxy(&proxy_yaml("anthropic", &format!("{}/v1", up.base_url()))).await;
-    let mut body = claude_code_request();
+    let body = claude_code_request();
     let (text, lossy) = post_as_claude_code(&proxy.url, &body).await;
     assert_eq!(text, "It says tag, publish");
     assert_eq!(lossy, None);
@@ -138,16 +138,8 @@ async fn claude_code_tool_turn_reaches_an_anthropic_upstream_as_sent() {
         sent.headers["anthropic-beta"],
         "claude-code-20250219,interleaved-thinking-2025-05-14,context-management-2025-06-27"
     );
-    // Everything arrives as Claude Code wrote it, system messages in place; the one change is
-    // the tool_result's cache breakpoint riding on its text.
-    let result = &mut body["messages"][3]["content"][0];
-    let text = result["content"].take();
-    let mark = result
-        .as_object_mut()
-        .unwrap()
-        .remove("cache_control")
-        .unwrap();
-    result["content"] = json!([{"type": "text", "text": text, "cache_control": mark}]);
+    // Everything arrives as Claude Code wrote it, system messages and every cache breakpoint
+    // (the tool_result's included) in place, and no breakpoint added.
     assert_eq!(sent.body, body);
     assert_eq!(sent.body["thinking"], json!({"type": "adaptive"}));
 }

@@ -817,8 +817,18 @@ pub fn upstream_view(dialect: Dialect, body: &Value) -> Value {
                     }
                 }
             }
+            // Block-form system prompts (with cache breakpoints) read as their text.
+            let system = match &body["system"] {
+                Value::Array(blocks) => Value::from(
+                    blocks
+                        .iter()
+                        .filter_map(|b| b["text"].as_str())
+                        .collect::<String>(),
+                ),
+                other => other.clone(),
+            };
             json!({
-                "system": body["system"],
+                "system": system,
                 "tools": body.get("tools").and_then(Value::as_array).map(|t| t.iter().map(|t| t["name"].clone()).collect::<Vec<_>>()),
                 "reasoning_requested": body["thinking"]["type"] == "enabled",
                 "calls": calls, "results": results, "reasoning": reasoning,

@@ -18,6 +18,7 @@ mod hostile;
 mod matrix;
 mod openai_chat;
 mod plugins;
+mod prompt_cache;
 mod reasoning_switch;
 mod redaction;
 mod responses;

@@ -357,6 +357,7 @@ mod tests {
                 content: vec![
                     Part::Text(TextPart::new("weather in Paris? ")),
                     Part::Image(ImagePart {
+                        cache_control: None,
                         source: MediaSource::Base64 {
                             media_type: "image/png".into(),
                             data: "AAAA".into(),
@@ -374,6 +375,7 @@ mod tests {
                         ..Default::default()
                     }),
                     Part::ToolCall(ToolCall {
+                        cache_control: None,
                         id: "call_1".into(),
                         name: "get_weather".into(),
                         arguments: r#"{"city":"Paris"}"#.into(),
@@ -386,6 +388,7 @@ mod tests {
                 role: Role::User,
                 content: vec![
                     Part::ToolResult(ToolResult {
+                        cache_control: None,
                         call_id: "call_1".into(),
                         name: None,
                         content: vec![Part::Text(TextPart::new("sunny"))],
@@ -490,12 +493,14 @@ mod tests {
             role: Role::User,
             content: vec![
                 Part::Image(ImagePart {
+                    cache_control: None,
                     source: MediaSource::Url {
                         url: "https://x/a.png".into(),
                     },
                     detail: None,
                 }),
                 Part::Image(ImagePart {
+                    cache_control: None,
                     source: MediaSource::Url {
                         url: "https://x/b.png".into(),
                     },

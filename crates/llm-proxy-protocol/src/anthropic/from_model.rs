@@ -7,7 +7,7 @@
 //! records every loss in `lossy`.
 
 use llm_proxy_api::model::{
-    ChatRequest, ChatResponse, FinishReason, MediaSource, Message, OpaquePart, Part,
+    ChatRequest, ChatResponse, FinishReason, ImagePart, MediaSource, Message, OpaquePart, Part,
     ReasoningBlock, ResponseFormat, Role, ToolChoice as ModelToolChoice, ToolResult, Usage,
 };
 use serde_json::{Map, Value};
@@ -467,14 +467,18 @@ fn text_block(t: &llm_proxy_api::model::TextPart) -> ContentBlock {
 }
 
 /// Inline non-image media (PDF) is a document for Anthropic.
-fn media_block(source: &MediaSource) -> ContentBlock {
-    match source {
+fn media_block(img: &ImagePart) -> ContentBlock {
+    let cache_control = img.cache_control.clone();
+    match &img.source {
         MediaSource::Base64 { media_type, data } if !media_type.starts_with("image/") => {
             let mut doc = Map::new();
             doc.insert(
                 "source".to_owned(),
                 serde_json::json!({"type": "base64", "media_type": media_type, "data": data}),
             );
+            if let Some(mark) = cache_control {
+                doc.insert("cache_control".to_owned(), mark);
+            }
             ContentBlock::Document(doc)
         }
         MediaSource::Base64 { media_type, data } => ContentBlock::Image(ImageBlock {
@@ -482,11 +486,11 @@ fn media_block(source: &MediaSource) -> ContentBlock {
                 media_type: media_type.clone(),
                 data: data.clone(),
             },
-            cache_control: None,
+            cache_control,
         }),
         MediaSource::Url { url } => ContentBlock::Image(ImageBlock {
             source: ImageSource::Url { url: url.clone() },
-            cache_control: None,
+            cache_control,
         }),
     }
 }
@@ -497,7 +501,7 @@ fn user_blocks(m: &Message, lossy: &mut Vec<String>) -> Vec<ContentBlock> {
         match part {
             Part::Text(t) if t.text.is_empty() => {}
             Part::Text(t) => out.push(text_block(t)),
-            Part::Image(img) => out.push(media_block(&img.source)),
+            Part::Image(img) => out.push(media_block(img)),
             Part::Audio(_) => note(lossy, "audio input is not supported by Anthropic; dropped"),
             Part::ToolResult(r) => out.push(tool_result_block(r, lossy)),
             Part::Reasoning(_) | Part::ToolCall(_) => {
@@ -536,7 +540,7 @@ fn assistant_blocks(m: &Message, lossy: &mut Vec<String>) -> Vec<ContentBlock> {
                         );
                         empty_object()
                     }),
-                    cache_control: None,
+                    cache_control: c.cache_control.clone(),
                 }));
             }
             Part::Image(_) | Part::Audio(_) => {
@@ -578,7 +582,7 @@ fn tool_result_block(r: &ToolResult, lossy: &mut Vec<String>) -> ContentBlock {
         match part {
             Part::Text(t) if t.text.is_empty() => {}
             Part::Text(t) => blocks.push(text_block(t)),
-            Part::Image(img) => blocks.push(media_block(&img.source)),
+            Part::Image(img) => blocks.push(media_block(img)),
             Part::Opaque(o) => blocks.extend(opaque_block(o)),
             _ => note(
                 lossy,
@@ -595,7 +599,7 @@ fn tool_result_block(r: &ToolResult, lossy: &mut Vec<String>) -> ContentBlock {
         tool_use_id: sanitize_tool_id(&r.call_id),
         content,
         is_error: r.is_error.then_some(true),
-        cache_control: None,
+        cache_control: r.cache_control.clone(),
     })
 }
 
@@ -784,6 +788,7 @@ mod tests {
 
     fn call(id: &str, args: &str) -> Part {
         Part::ToolCall(ToolCall {
+            cache_control: None,
             id: id.into(),
             name: "f".into(),
             arguments: args.into(),
@@ -793,6 +798,7 @@ mod tests {
 
     fn result(id: &str, text: &str, is_error: bool) -> Part {
         Part::ToolResult(ToolResult {
+            cache_control: None,
             call_id: id.into(),
             name: None,
             content: vec![Part::Text(TextPart::new(text))],
@@ -879,14 +885,17 @@ mod tests {
                             format: "wav".into(),
                         }),
                         Part::Image(ImagePart {
+                            cache_control: None,
                             source: MediaSource::from_url("data:image/png;base64,QQ=="),
                             detail: None,
                         }),
                         Part::Image(ImagePart {
+                            cache_control: None,
                             source: MediaSource::from_url("https://x.test/a.png"),
                             detail: None,
                         }),
                         Part::Image(ImagePart {
+                            cache_control: None,
                             source: MediaSource::from_url("data:application/pdf;base64,JVBE"),
                             detail: None,
                         }),
@@ -1112,6 +1121,7 @@ mod tests {
                 }),
                 Part::Text(TextPart::new("hi")),
                 Part::ToolCall(ToolCall {
+                    cache_control: None,
                     id: "c".into(),
                     name: "f".into(),
                     arguments: "{\"a\":1}".into(),
@@ -1180,6 +1190,7 @@ mod tests {
                     ..Default::default()
                 }),
                 Part::ToolCall(ToolCall {
+                    cache_control: None,
                     id: "c1".into(),
                     name: "f".into(),
                     arguments: "{}".into(),
@@ -1222,6 +1233,55 @@ mod tests {
             &mut Vec::new(),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn cache_control_survives_on_every_block_that_may_carry_it() {
+        let hour = json!({"type": "ephemeral", "ttl": "1h"});
+        let eph = json!({"type": "ephemeral"});
+        let body = json!({
+            "model": "m",
+            "system": [{"type": "text", "text": "sys", "cache_control": hour}],
+            "tools": [{"name": "f", "input_schema": {"type": "object"}, "cache_control": hour}],
+            "messages": [
+                {"role": "user", "content": [
+                    {"type": "text", "text": "look", "cache_control": eph},
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "QQ=="}, "cache_control": eph},
+                    {"type": "image", "source": {"type": "url", "url": "https://x.test/a.png"}, "cache_control": hour},
+                    {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBE"}, "cache_control": eph},
+                    {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "notes"}, "cache_control": hour}
+                ]},
+                {"role": "assistant", "content": [
+                    {"type": "tool_use", "id": "t1", "name": "f", "input": {"a": 1}, "cache_control": eph}
+                ]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "t1", "content": [
+                        {"type": "image", "source": {"type": "url", "url": "https://x.test/b.png"}, "cache_control": eph}
+                    ], "cache_control": hour},
+                    {"type": "tool_result", "tool_use_id": "t2", "cache_control": eph}
+                ]}
+            ]
+        });
+        let (v, lossy) = encode(&client(body));
+        assert!(lossy.is_empty(), "{lossy:?}");
+        assert_eq!(v["system"][0]["cache_control"], hour);
+        assert_eq!(v["tools"][0]["cache_control"], hour);
+        let marks = |m: usize| -> Vec<Value> {
+            v["messages"][m]["content"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| b["cache_control"].clone())
+                .collect()
+        };
+        assert_eq!(marks(0), [&eph, &eph, &hour, &eph, &hour].map(Clone::clone));
+        assert_eq!(v["messages"][0]["content"][3]["type"], "document");
+        assert_eq!(marks(1), vec![eph.clone()]);
+        assert_eq!(marks(2), vec![hour.clone(), eph.clone()]);
+        assert_eq!(
+            v["messages"][2]["content"][0]["content"][0]["cache_control"],
+            eph
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Anthropic Messages (`POST /v1/messages`): wire types, conversions, SSE events, the error
 //! envelope, and the `WireCodec` backends use to speak to Anthropic-compatible upstreams.
 
+pub mod cache;
 pub mod error;
 pub mod from_model;
 pub mod stream;

@@ -2,7 +2,7 @@
 
 use llm_proxy_api::model::{
     ChatRequest, ChatResponse, FinishReason, ImagePart, MediaSource, Message, OpaquePart, Part,
-    ReasoningBlock, ReasoningConfig, Role, Sampling, TextPart, ToolCall, ToolChoice,
+    PromptCache, ReasoningBlock, ReasoningConfig, Role, Sampling, TextPart, ToolCall, ToolChoice,
     ToolDefinition, ToolResult, Usage,
 };
 use serde::de::DeserializeOwned;
@@ -129,6 +129,10 @@ pub fn request_to_model(
     };
 
     Ok(ChatRequest {
+        cache: PromptCache {
+            key: None,
+            client_breakpoints: true,
+        },
         model: req.model,
         messages,
         stream: req.stream.unwrap_or(false),
@@ -381,6 +385,7 @@ fn image_to_model(img: ImageBlock) -> Result<Part, ImageBlock> {
         ImageSource::Other(_) => return Err(img),
     };
     Ok(Part::Image(ImagePart {
+        cache_control: img.cache_control,
         source,
         detail: None,
     }))
@@ -392,9 +397,14 @@ fn image_to_model(img: ImageBlock) -> Result<Part, ImageBlock> {
 fn document_to_model(doc: &Map<String, Value>) -> Option<Part> {
     let source = doc.get("source");
     let field = |name: &str| source.and_then(|s| s.get(name)).and_then(Value::as_str);
+    let cache_control = doc.get("cache_control").cloned();
     match (field("type"), field("media_type"), field("data")) {
-        (Some("text"), _, Some(data)) => Some(Part::Text(TextPart::new(data))),
+        (Some("text"), _, Some(data)) => Some(Part::Text(TextPart {
+            text: data.to_owned(),
+            cache_control,
+        })),
         (Some("base64"), Some(media_type), Some(data)) => Some(Part::Image(ImagePart {
+            cache_control,
             source: MediaSource::Base64 {
                 media_type: media_type.to_owned(),
                 data: data.to_owned(),
@@ -411,6 +421,7 @@ fn tool_use_to_model(u: ToolUseBlock, provider_data: Option<Value>) -> ToolCall 
         input => input.to_string(),
     };
     ToolCall {
+        cache_control: u.cache_control,
         id: u.id,
         name: u.name,
         arguments,
@@ -423,7 +434,7 @@ fn tool_result_to_model(
     strict: bool,
     param: &dyn Fn() -> String,
 ) -> Result<ToolResult, FieldError> {
-    let mut content = match r.content {
+    let content = match r.content {
         None => Vec::new(),
         Some(ToolResultContent::Text(t)) if t.is_empty() => Vec::new(),
         Some(ToolResultContent::Text(t)) => vec![Part::Text(TextPart::new(t))],
@@ -462,16 +473,8 @@ fn tool_result_to_model(
             parts
         }
     };
-    // The canonical result has no cache marker of its own: keep the breakpoint on its last text.
-    if let Some(mark) = r.cache_control
-        && let Some(Part::Text(t)) = content
-            .iter_mut()
-            .rev()
-            .find(|p| matches!(p, Part::Text(_)))
-    {
-        t.cache_control.get_or_insert(mark);
-    }
     Ok(ToolResult {
+        cache_control: r.cache_control,
         call_id: r.tool_use_id,
         name: None,
         content,
@@ -635,9 +638,10 @@ mod tests {
             ("b", true)
         );
         assert!(matches!(&results[1].content[1], Part::Image(_)));
+        assert_eq!(results[1].cache_control, Some(json!({"type": "ephemeral"})));
         assert!(
-            matches!(&results[1].content[0], Part::Text(t) if t.cache_control.is_some()),
-            "the result's cache breakpoint moves onto its text"
+            matches!(&results[1].content[0], Part::Text(t) if t.cache_control.is_none()),
+            "the result's cache breakpoint stays on the result"
         );
         assert_eq!(m.messages[2], Message::text(Role::User, "go on"));
     }

@@ -779,6 +779,7 @@ mod tests {
 
     fn call(id: &str) -> Part {
         Part::ToolCall(ToolCall {
+            cache_control: None,
             id: id.into(),
             name: "read".into(),
             arguments: "{}".into(),
@@ -788,6 +789,7 @@ mod tests {
 
     fn result(id: &str) -> Part {
         Part::ToolResult(ToolResult {
+            cache_control: None,
             call_id: id.into(),
             name: None,
             content: vec![Part::Text(TextPart::new("r"))],
@@ -894,6 +896,7 @@ mod tests {
     fn tool_results_find_names_merge_and_wrap_non_objects() {
         let call = |id: &str, name: &str| {
             Part::ToolCall(ToolCall {
+                cache_control: None,
                 id: id.into(),
                 name: name.into(),
                 arguments: "{\"x\":1}".into(),
@@ -903,6 +906,7 @@ mod tests {
         let result = |id: &str, text: &str, is_error: bool| Message {
             role: Role::Tool,
             content: vec![Part::ToolResult(ToolResult {
+                cache_control: None,
                 call_id: id.into(),
                 name: None,
                 content: vec![Part::Text(TextPart::new(text))],
@@ -961,12 +965,14 @@ mod tests {
                         }),
                         Part::Text(TextPart::new("calling")),
                         Part::ToolCall(ToolCall {
+                            cache_control: None,
                             id: "a".into(),
                             name: "f".into(),
                             arguments: "{}".into(),
                             provider_data: sig("F1"),
                         }),
                         Part::ToolCall(ToolCall {
+                            cache_control: None,
                             id: "b".into(),
                             name: "f".into(),
                             arguments: "{}".into(),
@@ -999,6 +1005,7 @@ mod tests {
     fn unsigned_calls_of_the_current_turn_get_the_validator_marker() {
         let call = |id: &str, sig: Option<&str>| {
             Part::ToolCall(ToolCall {
+                cache_control: None,
                 id: id.into(),
                 name: "f".into(),
                 arguments: "{}".into(),
@@ -1009,6 +1016,7 @@ mod tests {
             msg(
                 Role::Tool,
                 vec![Part::ToolResult(ToolResult {
+                    cache_control: None,
                     call_id: id.into(),
                     name: Some("f".into()),
                     content: vec![Part::Text(TextPart::new("ok"))],
@@ -1094,6 +1102,7 @@ mod tests {
                 Role::User,
                 vec![
                     Part::Image(ImagePart {
+                        cache_control: None,
                         source: MediaSource::Base64 {
                             media_type: "image/png".into(),
                             data: "AA".into(),
@@ -1101,18 +1110,21 @@ mod tests {
                         detail: None,
                     }),
                     Part::Image(ImagePart {
+                        cache_control: None,
                         source: MediaSource::Url {
                             url: "https://x.test/cat.webp?s=1".into(),
                         },
                         detail: None,
                     }),
                     Part::Image(ImagePart {
+                        cache_control: None,
                         source: MediaSource::Url {
                             url: "https://x.test/cat".into(),
                         },
                         detail: None,
                     }),
                     Part::Image(ImagePart {
+                        cache_control: None,
                         source: MediaSource::Url {
                             url: "https://generativelanguage.googleapis.com/v1beta/files/abc"
                                 .into(),
@@ -1305,6 +1317,7 @@ mod tests {
                 }),
                 Part::Text(TextPart::new("hi")),
                 Part::ToolCall(ToolCall {
+                    cache_control: None,
                     id: "c".into(),
                     name: "f".into(),
                     arguments: "{\"a\":1}".into(),

@@ -190,6 +190,7 @@ pub fn request_to_model(
     }
 
     Ok(ChatRequest {
+        cache: Default::default(),
         model: model_from_path
             .strip_prefix("models/")
             .unwrap_or(model_from_path)
@@ -310,6 +311,7 @@ fn contents_to_messages(
                     .as_object()
                     .is_some_and(|o| o.len() == 1 && o.contains_key("error"));
                 results.push(Part::ToolResult(ToolResult {
+                    cache_control: None,
                     call_id,
                     name: Some(fr.name),
                     content: vec![Part::Text(TextPart::new(fr.response.to_string()))],
@@ -347,6 +349,7 @@ fn contents_to_messages(
                     provider_data = c.call_provider_data;
                 }
                 current.push(Part::ToolCall(ToolCall {
+                    cache_control: None,
                     id,
                     name: call.name,
                     arguments: args_text(call.args),
@@ -380,6 +383,7 @@ fn contents_to_messages(
                 current.push(inline_media(blob));
             } else if let Some(file) = part.file_data {
                 current.push(Part::Image(ImagePart {
+                    cache_control: None,
                     source: MediaSource::Url { url: file.file_uri },
                     detail: None,
                 }));
@@ -455,6 +459,7 @@ fn inline_media(blob: wire::Blob) -> Part {
             },
         }),
         None => Part::Image(ImagePart {
+            cache_control: None,
             source: MediaSource::Base64 {
                 media_type: blob.mime_type,
                 data: blob.data,

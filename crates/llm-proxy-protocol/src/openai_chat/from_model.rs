@@ -15,19 +15,23 @@ use super::types::{
 
 /// How to encode a request for a particular upstream.
 #[derive(Debug, Clone, Copy)]
-pub struct EncodeOptions {
+pub struct EncodeOptions<'a> {
     /// Send earlier assistant reasoning back as `reasoning_content` / `reasoning_details`
     /// (wanted by DeepSeek, Kimi, GLM, OpenRouter; rejected by some strict servers).
     pub reasoning_in_history: bool,
     /// Use `max_completion_tokens` instead of the legacy `max_tokens`.
     pub max_completion_tokens: bool,
+    /// `prompt_cache_key` to send when the request has none of its own (one derived from the
+    /// session keeps the upstream's cache routing on one machine).
+    pub fallback_cache_key: Option<&'a str>,
 }
 
-impl Default for EncodeOptions {
+impl Default for EncodeOptions<'_> {
     fn default() -> Self {
         Self {
             reasoning_in_history: true,
             max_completion_tokens: false,
+            fallback_cache_key: None,
         }
     }
 }
@@ -36,7 +40,7 @@ impl Default for EncodeOptions {
 pub fn request_from_model(
     req: &ChatRequest,
     model: &str,
-    opts: EncodeOptions,
+    opts: EncodeOptions<'_>,
 ) -> ChatCompletionRequest {
     let mut messages = Vec::with_capacity(req.messages.len());
     for m in &req.messages {
@@ -54,7 +58,7 @@ pub fn request_from_model(
 pub fn request_body_from_model(
     req: &ChatRequest,
     model: &str,
-    opts: EncodeOptions,
+    opts: EncodeOptions<'_>,
 ) -> Result<Vec<u8>, serde_json::Error> {
     // `model` and `messages` are the first two fields: serialize the rest with both empty,
     // then write them in front.
@@ -97,7 +101,7 @@ pub fn request_body_from_model(
 fn request_head_from_model(
     req: &ChatRequest,
     model: &str,
-    opts: EncodeOptions,
+    opts: EncodeOptions<'_>,
 ) -> ChatCompletionRequest {
     let tools = (!req.tools.is_empty()).then(|| {
         req.tools
@@ -173,6 +177,11 @@ fn request_head_from_model(
         reasoning_effort,
         user: req.user.clone(),
         metadata: (!req.metadata.is_empty()).then(|| req.metadata.clone()),
+        prompt_cache_key: req
+            .cache
+            .key
+            .clone()
+            .or_else(|| opts.fallback_cache_key.map(str::to_owned)),
         extra: req.extra_for(PROTOCOL).cloned().unwrap_or_default(),
     }
 }
@@ -197,7 +206,7 @@ fn role_name(role: Role) -> &'static str {
     }
 }
 
-fn message_from_model(m: &Message, opts: EncodeOptions, out: &mut Vec<ChatMessage>) {
+fn message_from_model(m: &Message, opts: EncodeOptions<'_>, out: &mut Vec<ChatMessage>) {
     // A message of nothing but other protocols' blocks (reported by `foreign_content_note`).
     if !m.content.is_empty() && m.content.iter().all(|p| matches!(p, Part::Opaque(_))) {
         return;
@@ -543,6 +552,7 @@ mod tests {
                 role: Role::User,
                 content: vec![
                     Part::ToolResult(ToolResult {
+                        cache_control: None,
                         call_id: "c9".into(),
                         name: None,
                         content: vec![Part::Text(TextPart::new("disk full"))],
@@ -578,6 +588,7 @@ mod tests {
                     ..Default::default()
                 }),
                 Part::ToolCall(ToolCall {
+                    cache_control: None,
                     id: "c".into(),
                     name: "f".into(),
                     arguments: "{}".into(),

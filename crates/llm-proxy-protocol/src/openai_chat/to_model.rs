@@ -2,8 +2,8 @@
 
 use llm_proxy_api::model::{
     AudioPart, ChatRequest, ChatResponse, FinishReason, ImagePart, MediaSource, Message, Part,
-    ReasoningBlock, ResponseFormat, Role, Sampling, TextPart, ToolCall, ToolChoice, ToolDefinition,
-    ToolResult, Usage,
+    PromptCache, ReasoningBlock, ResponseFormat, Role, Sampling, TextPart, ToolCall, ToolChoice,
+    ToolDefinition, ToolResult, Usage,
 };
 use serde_json::Value;
 
@@ -73,6 +73,10 @@ pub fn request_to_model(req: ChatCompletionRequest) -> Result<ChatRequest, Field
             ..Default::default()
         });
     Ok(ChatRequest {
+        cache: PromptCache {
+            key: req.prompt_cache_key.filter(|k| !k.is_empty()),
+            client_breakpoints: false,
+        },
         model: req.model,
         messages,
         stream: req.stream.unwrap_or(false),
@@ -150,6 +154,7 @@ fn content_to_parts(content: Option<MessageContent>) -> Vec<Part> {
                     cache_control,
                 }),
                 ContentPart::ImageUrl { image_url } => Part::Image(ImagePart {
+                    cache_control: None,
                     source: MediaSource::from_url(&image_url.url),
                     detail: image_url.detail,
                 }),
@@ -248,6 +253,7 @@ fn message_to_model(m: wire::ChatMessage, i: usize) -> Result<Message, FieldErro
         return Ok(Message {
             role,
             content: vec![Part::ToolResult(ToolResult {
+                cache_control: None,
                 call_id,
                 name: m.name,
                 content: content_to_parts(m.content),
@@ -266,6 +272,7 @@ fn message_to_model(m: wire::ChatMessage, i: usize) -> Result<Message, FieldErro
     }
     for call in m.tool_calls.unwrap_or_default() {
         content.push(Part::ToolCall(ToolCall {
+            cache_control: None,
             id: call.id,
             name: call.function.name,
             arguments: call.function.arguments,
@@ -311,6 +318,7 @@ pub fn response_to_model(resp: ChatCompletionResponse, fallback_model: &str) -> 
         content.extend(content_to_parts(m.content));
         for call in m.tool_calls.unwrap_or_default() {
             content.push(Part::ToolCall(ToolCall {
+                cache_control: None,
                 id: call.id,
                 name: call.function.name,
                 arguments: call.function.arguments,
@@ -379,7 +387,7 @@ mod tests {
         assert_eq!(m.messages.len(), 4);
         assert_eq!(m.messages[0].role, Role::System);
         assert!(
-            matches!(&m.messages[1].content[1], Part::Image(ImagePart { source: MediaSource::Base64 { media_type, .. }, detail: Some(d) }) if media_type == "image/png" && d == "low")
+            matches!(&m.messages[1].content[1], Part::Image(ImagePart { source: MediaSource::Base64 { media_type, .. }, detail: Some(d), .. }) if media_type == "image/png" && d == "low")
         );
         let asst = &m.messages[2];
         assert!(matches!(&asst.content[0], Part::Reasoning(b) if b.text == "hmm"));

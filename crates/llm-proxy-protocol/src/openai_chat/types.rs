@@ -47,6 +47,8 @@ pub struct ChatCompletionRequest {
     pub user: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Map<String, Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_cache_key: Option<String>,
     /// Everything else (logprobs, verbosity, extra_body, provider-specific fields).
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -352,6 +354,7 @@ deserialize_keeping_extra!(ChatCompletionRequest "a chat completion request obje
     reasoning_effort: "reasoning_effort" => optional,
     user: "user" => optional,
     metadata: "metadata" => optional,
+    prompt_cache_key: "prompt_cache_key" => optional,
 });
 
 deserialize_keeping_extra!(StreamOptions "a stream_options object" {

@@ -159,6 +159,9 @@ pub fn request_from_model(req: &ChatRequest, model: &str) -> EncodedRequest {
     if let Some(user) = &req.user {
         body.insert("user".into(), Value::from(user.clone()));
     }
+    if let Some(key) = &req.cache.key {
+        body.insert("prompt_cache_key".into(), Value::from(key.clone()));
+    }
 
     match req.extra_for(PROTOCOL) {
         // A Responses client: its own `store`, `include`, raw settings and hosted tools.

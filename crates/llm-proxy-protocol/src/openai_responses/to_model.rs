@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet};
 
 use llm_proxy_api::model::{
-    ChatRequest, ImagePart, MediaSource, Message, OpaquePart, Part, ReasoningBlock,
+    ChatRequest, ImagePart, MediaSource, Message, OpaquePart, Part, PromptCache, ReasoningBlock,
     ReasoningConfig, ResponseFormat, Role, Sampling, TextPart, ToolCall, ToolChoice,
     ToolDefinition, ToolResult,
 };
@@ -233,6 +233,10 @@ pub fn request_to_model(
     }
 
     let request = ChatRequest {
+        cache: PromptCache {
+            key: req.prompt_cache_key.clone().filter(|k| !k.is_empty()),
+            client_breakpoints: false,
+        },
         model: req.model,
         messages,
         stream: req.stream.unwrap_or(false),
@@ -513,6 +517,7 @@ fn input_to_model(
                 };
                 call_names.insert(c.call_id.clone(), name.clone());
                 assistant.push(Part::ToolCall(ToolCall {
+                    cache_control: None,
                     id: c.call_id,
                     name,
                     arguments: if c.arguments.trim().is_empty() {
@@ -531,6 +536,7 @@ fn input_to_model(
                 };
                 call_names.insert(c.call_id.clone(), name.clone());
                 assistant.push(Part::ToolCall(ToolCall {
+                    cache_control: None,
                     id: c.call_id,
                     name,
                     arguments: json!({ "input": c.input }).to_string(),
@@ -544,6 +550,7 @@ fn input_to_model(
                 out.push(Message {
                     role: Role::Tool,
                     content: vec![Part::ToolResult(ToolResult {
+                        cache_control: None,
                         name: call_names.get(&o.call_id).cloned(),
                         call_id: o.call_id,
                         content,
@@ -597,6 +604,7 @@ fn content_to_parts(content: MessageContent, param: &str) -> Result<Vec<Part>, F
                     detail,
                     ..
                 } => Part::Image(ImagePart {
+                    cache_control: None,
                     source: MediaSource::from_url(&url),
                     detail: detail.filter(|d| d != "auto"),
                 }),
@@ -651,6 +659,7 @@ fn file_to_part(
         }
     };
     Ok(Part::Image(ImagePart {
+        cache_control: None,
         source,
         detail: None,
     }))

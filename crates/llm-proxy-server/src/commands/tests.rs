@@ -321,6 +321,7 @@ fn an_image_keeps_the_message_forwarded() {
         Part::Image(ImagePart {
             source: MediaSource::from_url("https://example.com/a.png"),
             detail: None,
+            cache_control: None,
         }),
     );
     let mut req = request(vec![msg]);

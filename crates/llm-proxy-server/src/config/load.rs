@@ -11,10 +11,10 @@ use serde_json::{Value, json};
 
 use super::raw::{RawBackend, RawConfig};
 use super::runtime::{
-    AuthConfig, BackendsConfig, BruteForceConfig, CircuitBreakerConfig, CommandsConfig,
-    FailureHandling, GatewayConfig, Limits, LoggingConfig, ModelAlias, ModelOnlyPolicy,
-    ReasoningAliasRule, ReasoningModeSettings, ResponseStoreConfig, ResponsesApiConfig,
-    ResponsesWebSocketConfig, RoutingConfig, ServerConfig,
+    AuthConfig, BackendsConfig, BruteForceConfig, CachingConfig, CircuitBreakerConfig,
+    CommandsConfig, FailureHandling, GatewayConfig, Limits, LoggingConfig, ModelAlias,
+    ModelOnlyPolicy, ReasoningAliasRule, ReasoningModeSettings, ResponseStoreConfig,
+    ResponsesApiConfig, ResponsesWebSocketConfig, RoutingConfig, ServerConfig,
 };
 
 /// A configuration problem, located by its dotted path.
@@ -858,6 +858,12 @@ fn validate(
         limits,
         server,
         responses_api,
+        caching: CachingConfig {
+            auto_breakpoints: raw
+                .caching
+                .auto_breakpoints
+                .unwrap_or(defaults.caching.auto_breakpoints),
+        },
         logging: LoggingConfig {
             level: raw.logging.level.unwrap_or(defaults.logging.level),
             capture_file: raw.logging.capture_file,
@@ -1169,6 +1175,7 @@ pub fn effective_config(cfg: &GatewayConfig) -> Value {
             "idle_timeout_seconds": cfg.responses_api.websocket.idle_timeout.as_secs_f64(),
             },
         },
+        "caching": { "auto_breakpoints": cfg.caching.auto_breakpoints },
         "logging": { "level": cfg.logging.level, "capture_file": cfg.logging.capture_file },
         "session": session_json(&cfg.raw),
     })
@@ -1392,6 +1399,22 @@ mod tests {
         assert!(!cfg.failure_handling.enabled);
         assert_eq!(cfg.failure_handling.max_failover_hops, 2);
         assert_eq!(cfg.failure_handling.max_silent_wait, Duration::ZERO);
+    }
+
+    #[test]
+    fn auto_cache_breakpoints_are_on_unless_turned_off() {
+        let load = |file: &str| load_from_str(file, &CliOverrides::default(), &Env::default());
+        assert!(load("").unwrap().caching.auto_breakpoints);
+        assert!(load("").unwrap().shared().auto_cache_breakpoints);
+        let off = load("caching:\n  auto_breakpoints: false\n").unwrap();
+        assert!(!off.caching.auto_breakpoints);
+        assert!(!off.shared().auto_cache_breakpoints);
+        assert_eq!(
+            effective_config(&off)["caching"],
+            json!({"auto_breakpoints": false})
+        );
+        let err = load("caching:\n  auto_breakpoint: false\n").unwrap_err();
+        assert!(err.to_string().contains("auto_breakpoint"), "{err}");
     }
 
     #[test]

@@ -48,6 +48,17 @@ pub struct RawConfig {
     pub data_dir: Option<String>,
     #[serde(default)]
     pub responses_api: RawResponsesApi,
+    #[serde(default)]
+    pub caching: RawCaching,
+}
+
+/// `caching:`: prompt caching across protocols.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCaching {
+    /// Automatic cache breakpoints on Anthropic upstream requests of clients that cannot mark
+    /// them.
+    pub auto_breakpoints: Option<bool>,
 }
 
 /// `session:`: per-conversation behaviour, how long sessions live and how many the

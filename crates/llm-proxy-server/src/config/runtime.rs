@@ -330,6 +330,22 @@ impl Default for Limits {
     }
 }
 
+/// Prompt caching across protocols (`caching.*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachingConfig {
+    /// Anthropic upstream requests of clients that cannot mark cache breakpoints (OpenAI chat,
+    /// Responses, Gemini) get automatic ones.
+    pub auto_breakpoints: bool,
+}
+
+impl Default for CachingConfig {
+    fn default() -> Self {
+        Self {
+            auto_breakpoints: true,
+        }
+    }
+}
+
 /// The whole validated configuration. `Debug` leaves out the raw tree (it holds secrets as
 /// written) and masks the rest.
 #[derive(Clone, PartialEq)]
@@ -370,6 +386,8 @@ pub struct GatewayConfig {
     pub server: ServerConfig,
     /// The Responses frontend.
     pub responses_api: ResponsesApiConfig,
+    /// Prompt caching.
+    pub caching: CachingConfig,
     /// Logging.
     pub logging: LoggingConfig,
     /// Where embedded stores live (`--data-dir`); `None` when no user data directory is known
@@ -402,6 +420,7 @@ impl Default for GatewayConfig {
             limits: Limits::default(),
             server: ServerConfig::default(),
             responses_api: ResponsesApiConfig::default(),
+            caching: CachingConfig::default(),
             logging: LoggingConfig {
                 level: "info".to_owned(),
                 capture_file: None,
@@ -432,6 +451,7 @@ impl fmt::Debug for GatewayConfig {
             .field("routing", &self.routing)
             .field("auth", &self.auth)
             .field("responses_api", &self.responses_api)
+            .field("caching", &self.caching)
             .field("logging", &self.logging)
             .finish_non_exhaustive()
     }
@@ -448,6 +468,7 @@ impl GatewayConfig {
         SharedConfig {
             proxy_timeout: self.proxy_timeout,
             data_dir: self.data_dir.clone(),
+            auto_cache_breakpoints: self.caching.auto_breakpoints,
         }
     }
 
@@ -548,10 +569,13 @@ mod tests {
     }
 
     #[test]
-    fn plugins_share_only_the_timeout_and_the_data_directory() {
+    fn plugins_share_only_the_timeout_the_data_directory_and_the_cache_policy() {
         let config = GatewayConfig {
             proxy_timeout: Duration::from_secs(42),
             data_dir: Some("/var/lib/llm-proxy".into()),
+            caching: CachingConfig {
+                auto_breakpoints: false,
+            },
             ..GatewayConfig::default()
         };
         assert_eq!(
@@ -559,6 +583,7 @@ mod tests {
             SharedConfig {
                 proxy_timeout: Duration::from_secs(42),
                 data_dir: Some("/var/lib/llm-proxy".into()),
+                auto_cache_breakpoints: false,
             }
         );
     }

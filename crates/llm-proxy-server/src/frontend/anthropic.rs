@@ -165,6 +165,7 @@ mod tests {
         };
         assert!(dropped_from_response(&response).is_empty());
         response.content.push(Part::Image(ImagePart {
+            cache_control: None,
             source: MediaSource::Url {
                 url: "https://x.test/a.png".into(),
             },

@@ -495,6 +495,7 @@ mod tests {
                         data: data.into(),
                     },
                     detail: None,
+                    cache_control: None,
                 })],
                 name: None,
             }],
