@@ -215,3 +215,25 @@ def test_session_from_codex_session_id_header(proxy, upstream, sdk):
     _, state = upstream
     _switch_then_check(proxy, state, sdk,
                        {"headers": {"session_id": "codex-one"}}, {"headers": {"session_id": "codex-two"}})
+
+
+# ---- what agents' users type ------------------------------------------------------------------
+
+def test_leading_space_before_the_command(proxy, upstream):
+    """Claude Code, Codex, Gemini CLI and opencode take a leading `!` for their shell mode, so
+    users type ` !/...`: Claude Code and opencode send the space as typed."""
+    _, state = upstream
+    answer = ask(proxy, "anthropic", [("user", " !/set(model=openai:gpt-4o-mini)")], False, session="space")
+    assert state.requests == []
+    assert SWITCHED_MODEL in answer
+
+
+def test_another_command_prefix(upstream, start_proxy):
+    url, state = upstream
+    proxy = start_proxy(openai_backend_config(url), "--command-prefix", "%/")
+    answer = ask(proxy, "chat", [("user", "%/set(model=openai:gpt-4o-mini)")], False, session="pct")
+    assert state.requests == []
+    assert SWITCHED_MODEL in answer
+    text = ask(proxy, "chat", [("user", "!/help")], False, session="pct")
+    assert text == "Hello from upstream: !/help", "the default prefix is ordinary text now"
+    assert state.requests[-1]["body"]["model"] == SWITCHED_MODEL
