@@ -1,8 +1,10 @@
-//! The validated runtime configuration handed to backends and plugins (`AppConfig`).
-//! Loading, precedence and validation live in the server crate; this is the result.
+//! The configuration a backend receives: its instance settings (`BackendInstanceConfig`,
+//! with `Timeouts` and `Secret` keys) and the small `SharedConfig` every plugin may read.
+//! The gateway's own settings (listeners, auth, routing, limits, ...) live in the server crate;
+//! loading, precedence and validation too.
 
-use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -130,388 +132,26 @@ impl BackendInstanceConfig {
     }
 }
 
-/// Which backends exist and where traffic goes by default.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct BackendsConfig {
-    /// Selector used when the client names only a model (or nothing routable).
-    pub default_backend: Option<String>,
-    /// Selector forcing all traffic.
-    pub static_route: Option<String>,
-    /// Configured instances keyed by instance id.
-    pub instances: BTreeMap<String, BackendInstanceConfig>,
-}
-
-/// Logging and capture settings.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct LoggingConfig {
-    /// `tracing` filter directive (`info`, `llm_proxy=debug`).
-    pub level: String,
-    /// JSON-lines wire capture file.
-    pub capture_file: Option<String>,
-}
-
-/// Retry and failover policy (`failure_handling.*`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct FailureHandling {
-    /// Retry / failover at all.
-    pub enabled: bool,
-    /// Longest `Retry-After` waited out on the same instance (keep-alives flow meanwhile).
-    pub max_silent_wait: Duration,
-    /// Time budget for all attempts of one request.
-    pub total_timeout_budget: Duration,
-    /// Most attempts after the first.
-    pub max_failover_hops: u32,
-    /// Shortest wait before retrying the same instance.
-    pub min_retry_wait: Duration,
-    /// Retries of a stream that ended without meaningful output.
-    pub max_empty_stream_retries: u32,
-}
-
-impl Default for FailureHandling {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            max_silent_wait: Duration::from_secs(30),
-            total_timeout_budget: Duration::from_secs(90),
-            max_failover_hops: 5,
-            min_retry_wait: Duration::from_secs(1),
-            max_empty_stream_retries: 1,
-        }
-    }
-}
-
-/// Per-instance circuit breaker (`resilience.circuit_breaker.*`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct CircuitBreakerConfig {
-    /// Whether breakers trip at all.
-    pub enabled: bool,
-    /// Consecutive failures that open the breaker.
-    pub failure_threshold: u32,
-    /// How long an open breaker rejects calls before a trial.
-    pub open_cooldown: Duration,
-    /// Successful trials that close a half-open breaker.
-    pub half_open_success_threshold: u32,
-    /// Concurrent trials allowed while half-open.
-    pub half_open_max_inflight: u32,
-}
-
-impl Default for CircuitBreakerConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            failure_threshold: 3,
-            open_cooldown: Duration::from_secs(30),
-            half_open_success_threshold: 1,
-            half_open_max_inflight: 1,
-        }
-    }
-}
-
-/// A model alias: a start-anchored regex and the selector it becomes (`\1` capture groups).
+/// The part of the proxy's configuration shared with every plugin (factories and post-build
+/// hooks). Plugin-specific settings are not here: they come as the instance's `extra` map and
+/// the raw section ([`FactoryArgs::raw_section`](crate::plugin::FactoryArgs::raw_section)).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModelAlias {
-    /// Regular expression matched at the start of the requested model.
-    pub pattern: String,
-    /// Replacement selector.
-    pub replacement: String,
-}
-
-/// How a model-only selector picks among backends that list the model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ModelOnlyPolicy {
-    /// Rotate between them.
-    #[default]
-    RoundRobin,
-    /// The lowest `routing.backend_costs` first.
-    Cost,
-    /// The highest `routing.backend_priorities` first.
-    Priority,
-}
-
-/// `routing.*`: cross-backend resolution of model-only selectors, and how big a selector may be.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RoutingConfig {
-    /// Policy among instances whose `models` list names the requested model.
-    pub model_only_preference_policy: ModelOnlyPolicy,
-    /// Cost per instance id or backend type (lower wins).
-    pub backend_costs: BTreeMap<String, f64>,
-    /// Priority per instance id or backend type (higher wins).
-    pub backend_priorities: BTreeMap<String, i64>,
-    /// Cost of an instance with no entry.
-    pub model_only_missing_cost: f64,
-    /// Priority of an instance with no entry.
-    pub model_only_missing_priority: i64,
-    /// Most legs a parallel race (`!`) may have; each leg is an upstream call.
-    pub max_race_legs: usize,
-    /// Most leaves any selector may have.
-    pub max_selector_leaves: usize,
-}
-
-impl Default for RoutingConfig {
-    fn default() -> Self {
-        Self {
-            model_only_preference_policy: ModelOnlyPolicy::default(),
-            backend_costs: BTreeMap::new(),
-            backend_priorities: BTreeMap::new(),
-            model_only_missing_cost: 1e6,
-            model_only_missing_priority: 0,
-            max_race_legs: 8,
-            max_selector_leaves: 32,
-        }
-    }
-}
-
-/// Client authentication, and what is kept away from upstreams.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AuthConfig {
-    /// Accepted client keys; empty means no authentication.
-    pub api_keys: Vec<Secret>,
-    /// Replace configured provider keys found in prompts before forwarding them.
-    pub redact_api_keys_in_prompts: bool,
-    /// Blocking of client addresses that keep failing authentication.
-    pub brute_force: BruteForceConfig,
-}
-
-/// Brute-force protection (`auth.brute_force_protection.*`): `max_failed_attempts` failures
-/// from one client address within `ttl` block it for `initial_block`, multiplied by
-/// `block_multiplier` per repeat up to `max_block`; a success resets it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BruteForceConfig {
-    /// Track and block at all.
-    pub enabled: bool,
-    /// Failures within `ttl` that trigger a block.
-    pub max_failed_attempts: u32,
-    /// How long a failure counts.
-    pub ttl: Duration,
-    /// First block.
-    pub initial_block: Duration,
-    /// Factor applied to the block for each repeat.
-    pub block_multiplier: f64,
-    /// Longest block.
-    pub max_block: Duration,
-}
-
-impl Default for BruteForceConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            max_failed_attempts: 5,
-            ttl: Duration::from_secs(900),
-            initial_block: Duration::from_secs(30),
-            block_multiplier: 2.0,
-            max_block: Duration::from_secs(3600),
-        }
-    }
-}
-
-/// Bounds of the stored Responses answers (`responses_api.store.*`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResponseStoreConfig {
-    /// Most answers kept; the oldest go first.
-    pub max_responses: usize,
-    /// Most bytes of stored answers; the oldest go first.
-    pub max_bytes: u64,
-    /// How long an answer is kept.
-    pub ttl: Duration,
-}
-
-impl Default for ResponseStoreConfig {
-    fn default() -> Self {
-        Self {
-            max_responses: 10_000,
-            max_bytes: 1024 * 1024 * 1024,
-            ttl: Duration::from_secs(30 * 24 * 3600),
-        }
-    }
-}
-
-/// Client connections of the listeners (`server.*`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerConfig {
-    /// Longest time a client may take to send a request's headers, from its first byte (or
-    /// from connecting, for the first request).
-    pub header_read_timeout: Duration,
-    /// Longest time a client may take to send a request's body, once its headers are in.
-    pub body_read_timeout: Duration,
-    /// How long a keep-alive connection may sit idle between requests.
-    pub idle_timeout: Duration,
-    /// Most client connections open at once; further ones wait to be accepted.
-    pub max_connections: usize,
-    /// On shutdown, how long in-flight requests and streams may still run.
-    pub shutdown_grace: Duration,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        Self {
-            header_read_timeout: Duration::from_secs(10),
-            body_read_timeout: Duration::from_secs(60),
-            idle_timeout: Duration::from_secs(120),
-            max_connections: 4096,
-            shutdown_grace: Duration::from_secs(30),
-        }
-    }
-}
-
-/// The Responses frontend (`responses_api.*`).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ResponsesApiConfig {
-    /// WebSocket mode on `GET /v1/responses`.
-    pub websocket: ResponsesWebSocketConfig,
-}
-
-/// WebSocket mode of the Responses frontend (`responses_api.websocket.*`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct ResponsesWebSocketConfig {
-    /// Whether `GET /v1/responses` upgrades to a WebSocket (refused with 426 otherwise).
-    pub enabled: bool,
-    /// Most WebSocket connections open at once; further upgrades are refused with 503.
-    pub max_connections: usize,
-    /// How long a connection may sit without a client message between turns.
-    pub idle_timeout: Duration,
-}
-
-impl Default for ResponsesWebSocketConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            max_connections: 100,
-            idle_timeout: Duration::from_secs(3600),
-        }
-    }
-}
-
-impl Default for AuthConfig {
-    fn default() -> Self {
-        Self {
-            api_keys: Vec::new(),
-            redact_api_keys_in_prompts: true,
-            brute_force: BruteForceConfig::default(),
-        }
-    }
-}
-
-/// Request limits (`limits.*`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Limits {
-    /// Request body bytes being parsed at once, across all requests.
-    pub max_parsing_bytes: usize,
-    /// How long a request waits for room in that budget before a 503.
-    pub parsing_wait: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_parsing_bytes: 256 * 1024 * 1024,
-            parsing_wait: Duration::from_secs(2),
-        }
-    }
-}
-
-/// The whole validated configuration. `Debug` leaves out the raw tree (it holds secrets as
-/// written) and masks the rest.
-#[derive(Clone, PartialEq)]
-pub struct AppConfig {
-    /// Bind address.
-    pub host: String,
-    /// Port (0 = pick a free one).
-    pub port: u16,
-    /// Optional dedicated Anthropic listener port.
-    pub anthropic_port: Option<u16>,
-    /// Overall request timeout.
+pub struct SharedConfig {
+    /// Longest time one client request may take (`proxy_timeout`); every call's
+    /// [`CallContext::deadline`](crate::backend::CallContext::deadline) is within it.
     pub proxy_timeout: Duration,
-    /// Largest accepted request body in bytes.
-    pub max_body_bytes: usize,
-    /// In-chat command prefix.
-    pub command_prefix: String,
-    /// SSE keep-alive interval while waiting on the upstream.
-    pub keepalive_interval: Duration,
-    /// Backends.
-    pub backends: BackendsConfig,
-    /// Retry and failover.
-    pub failure_handling: FailureHandling,
-    /// Circuit breakers.
-    pub circuit_breaker: CircuitBreakerConfig,
-    /// Model aliases, first match wins.
-    pub model_aliases: Vec<ModelAlias>,
-    /// Model-only routing policy.
-    pub routing: RoutingConfig,
-    /// Client auth.
-    pub auth: AuthConfig,
-    /// Request limits.
-    pub limits: Limits,
-    /// Client connections.
-    pub server: ServerConfig,
-    /// The Responses frontend.
-    pub responses_api: ResponsesApiConfig,
-    /// Logging.
-    pub logging: LoggingConfig,
-    /// Where embedded stores live (`--data-dir`); `None` when no user data directory is known
-    /// and none was given.
-    pub data_dir: Option<std::path::PathBuf>,
-    /// The Responses answer store (`responses_api.store.*`).
-    pub responses_store: ResponseStoreConfig,
-    /// The merged raw configuration tree; plugins deserialize their own sections from it.
-    pub raw: Value,
+    /// The proxy's data directory (`--data-dir`), for plugins that keep state across restarts
+    /// (a token cache, say) in a subdirectory named after themselves; `None` when no user data
+    /// directory is known and none was given.
+    pub data_dir: Option<PathBuf>,
 }
 
-impl Default for AppConfig {
+impl Default for SharedConfig {
     fn default() -> Self {
         Self {
-            host: "127.0.0.1".to_owned(),
-            port: 8000,
-            anthropic_port: None,
             proxy_timeout: Duration::from_secs(600),
-            max_body_bytes: 32 * 1024 * 1024,
-            command_prefix: "!/".to_owned(),
-            keepalive_interval: Duration::from_secs(8),
-            backends: BackendsConfig::default(),
-            failure_handling: FailureHandling::default(),
-            circuit_breaker: CircuitBreakerConfig::default(),
-            model_aliases: Vec::new(),
-            routing: RoutingConfig::default(),
-            auth: AuthConfig::default(),
-            limits: Limits::default(),
-            server: ServerConfig::default(),
-            responses_api: ResponsesApiConfig::default(),
-            logging: LoggingConfig {
-                level: "info".to_owned(),
-                capture_file: None,
-            },
             data_dir: None,
-            responses_store: ResponseStoreConfig::default(),
-            raw: Value::Object(Map::new()),
         }
-    }
-}
-
-impl fmt::Debug for AppConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AppConfig")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("anthropic_port", &self.anthropic_port)
-            .field("proxy_timeout", &self.proxy_timeout)
-            .field("max_body_bytes", &self.max_body_bytes)
-            .field("command_prefix", &self.command_prefix)
-            .field("keepalive_interval", &self.keepalive_interval)
-            .field("backends", &self.backends)
-            .field("failure_handling", &self.failure_handling)
-            .field("circuit_breaker", &self.circuit_breaker)
-            .field("model_aliases", &self.model_aliases)
-            .field("routing", &self.routing)
-            .field("auth", &self.auth)
-            .field("responses_api", &self.responses_api)
-            .field("logging", &self.logging)
-            .finish_non_exhaustive()
-    }
-}
-
-impl AppConfig {
-    /// The raw `backends.<name>` section, for a plugin to deserialize itself.
-    pub fn backend_section(&self, name: &str) -> Option<&Value> {
-        self.raw.get("backends")?.get(name)
     }
 }
 
@@ -534,8 +174,7 @@ mod tests {
     }
 
     #[test]
-    fn debug_output_of_the_configuration_masks_every_secret() {
-        let mut config = AppConfig::default();
+    fn debug_output_of_an_instance_masks_every_secret() {
         let mut b = BackendInstanceConfig::new("openai", "openai");
         b.api_key = Some(Secret::new("instance-api-key-0001"));
         b.api_url = Some("https://bob:url-password-0001@h.test/v1?key=url-query-0001".into());
@@ -543,17 +182,12 @@ mod tests {
             .as_object()
             .cloned()
             .unwrap_or_default();
-        config.backends.instances.insert("openai".into(), b);
-        config.auth.api_keys = vec![Secret::new("client-key-0001")];
-        config.raw = serde_json::json!({"backends": {"openai": {"api_key": "raw-api-key-0001"}}});
-        let shown = format!("{config:?}");
+        let shown = format!("{b:?}");
         for leaked in [
             "instance-api-key-0001",
             "url-password-0001",
             "url-query-0001",
             "header-value-0001",
-            "client-key-0001",
-            "raw-api-key-0001",
         ] {
             assert!(!shown.contains(leaked), "{leaked} in {shown}");
         }

@@ -14,7 +14,10 @@
 //! 3. Register it: `llm_proxy_api::backend_plugin!("my-backend", my_provider);` A crate linked
 //!    into the `llm-proxy` binary is an installed plugin.
 //! 4. Do upstream HTTP through the [`CaptureAwareClient`](http::CaptureAwareClient) you are
-//!    given so wire captures include your traffic.
+//!    given so wire captures include your traffic; [`upstream`] is the whole exchange the
+//!    built-in backends use (per-instance client, timeouts, error mapping, credential
+//!    scrubbing, capture, body -> events), taking your protocol's
+//!    [`ResponseDecoder`](upstream::ResponseDecoder).
 #![deny(missing_docs)]
 
 pub mod backend;
@@ -28,12 +31,13 @@ pub mod plugin;
 pub mod scrub;
 pub mod stream;
 pub mod translation;
+pub mod upstream;
 
 #[doc(hidden)]
 pub use inventory;
 
 pub use backend::{Backend, CallContext, LossyNotes, ModelInfo};
-pub use config::{AppConfig, BackendInstanceConfig, Secret};
+pub use config::{BackendInstanceConfig, Secret, SharedConfig};
 pub use error::{BackendError, ErrorKind, ErrorSource};
 pub use http::{
     CaptureAwareClient, PLUGIN_HTTP_CAPTURE_CONTEXT_EXTENSION, PLUGIN_HTTP_CAPTURED_EXTENSION,

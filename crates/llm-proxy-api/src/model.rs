@@ -1,5 +1,7 @@
 //! The canonical chat model every wire format converts to and from (hub and spoke).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -52,6 +54,12 @@ pub struct ChatRequest {
     /// Protocol whose fields `extra` holds (`openai_chat`, `anthropic`, `gemini`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extra_protocol: Option<String>,
+    /// Body fields the proxy itself sets for upstreams speaking one protocol, whatever
+    /// protocol the client spoke (a session's Gemini `generationConfig`): protocol name -> a
+    /// JSON merge patch (RFC 7396) over that upstream's encoded body. Upstreams speaking
+    /// another protocol leave it out and say so (see [`ChatRequest::foreign_content_note`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub body_patches: BTreeMap<String, Extra>,
 }
 
 impl ChatRequest {
@@ -61,8 +69,8 @@ impl ChatRequest {
             .then_some(&self.extra)
     }
 
-    /// The lossy note for an upstream speaking `protocol`: which opaque blocks of other
-    /// protocols its encoder leaves out (`None` when there are none).
+    /// The lossy note for an upstream speaking `protocol`: which opaque blocks and body
+    /// patches of other protocols its encoder leaves out (`None` when there are none).
     pub fn foreign_content_note(&self, protocol: &str) -> Option<String> {
         let mut kinds: Vec<&str> = Vec::new();
         fn nested(part: &Part) -> &[Part] {
@@ -80,12 +88,23 @@ impl ChatRequest {
                 kinds.push(o.kind());
             }
         }
-        (!kinds.is_empty()).then(|| {
-            format!(
+        let mut notes = Vec::new();
+        if !kinds.is_empty() {
+            notes.push(format!(
                 "content blocks the upstream cannot express dropped: {}",
                 kinds.join(", ")
-            )
-        })
+            ));
+        }
+        for (other, patch) in &self.body_patches {
+            if other != protocol && !patch.is_empty() {
+                let fields: Vec<&str> = patch.keys().map(String::as_str).collect();
+                notes.push(format!(
+                    "{other} settings not sent to an upstream speaking {protocol}: {}",
+                    fields.join(", ")
+                ));
+            }
+        }
+        (!notes.is_empty()).then(|| notes.join("; "))
     }
 }
 
@@ -573,6 +592,21 @@ mod tests {
             )
         );
         assert_eq!(ChatRequest::default().foreign_content_note("gemini"), None);
+    }
+
+    #[test]
+    fn body_patches_for_other_protocols_are_noted() {
+        let mut patch = Extra::new();
+        patch.insert("generationConfig".into(), serde_json::json!({"topK": 3}));
+        let req = ChatRequest {
+            body_patches: BTreeMap::from([("gemini".to_owned(), patch)]),
+            ..ChatRequest::default()
+        };
+        assert_eq!(req.foreign_content_note("gemini"), None);
+        assert_eq!(
+            req.foreign_content_note("openai_chat").as_deref(),
+            Some("gemini settings not sent to an upstream speaking openai_chat: generationConfig")
+        );
     }
 
     #[test]

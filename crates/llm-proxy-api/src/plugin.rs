@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::backend::Backend;
-use crate::config::{AppConfig, BackendInstanceConfig};
+use crate::config::{BackendInstanceConfig, SharedConfig};
 use crate::error::BackendError;
 use crate::http::CaptureAwareClient;
 use crate::translation::TranslationService;
@@ -47,12 +47,15 @@ impl PluginCompatibility {
 pub struct FactoryArgs {
     /// Capture-aware HTTP client (shared connection pool).
     pub http_client: CaptureAwareClient,
-    /// The whole configuration.
-    pub app_config: Arc<AppConfig>,
+    /// The part of the proxy's configuration shared with every plugin.
+    pub shared: Arc<SharedConfig>,
     /// Canonical <-> wire conversions of every protocol.
     pub translation_service: Arc<TranslationService>,
     /// This instance's settings (`backends.<type>[.<name>]`, env, defaults merged).
     pub instance: BackendInstanceConfig,
+    /// The raw `backends.<type>` section as written in the configuration file (before env and
+    /// CLI overrides), for a plugin to deserialize itself; `None` when the file has none.
+    pub raw_section: Option<serde_json::Value>,
 }
 
 impl fmt::Debug for FactoryArgs {
@@ -70,8 +73,8 @@ pub type BackendFactory =
 /// Services available to post-build hooks.
 #[derive(Debug, Clone)]
 pub struct ServiceProvider {
-    /// The configuration.
-    pub config: Arc<AppConfig>,
+    /// The part of the proxy's configuration shared with every plugin.
+    pub config: Arc<SharedConfig>,
     /// Names of every registered backend, sorted.
     pub backend_names: Vec<String>,
 }

@@ -10,7 +10,7 @@ use aho_corasick::{AhoCorasick, MatchKind};
 use regex::bytes::{Captures, Regex};
 use serde_json::Value;
 
-use crate::config::{AppConfig, mask_secret};
+use crate::config::{BackendInstanceConfig, mask_secret};
 use crate::error::BackendError;
 
 /// Shorter configured values are not searched for: they would mangle ordinary text (`true`,
@@ -78,11 +78,6 @@ impl Scrubber {
         Ok(Self {
             exact: Some(Arc::new(Exact { automaton, masks })),
         })
-    }
-
-    /// A scrubber for every secret `config` holds (see [`configured_secrets`]).
-    pub fn from_config(config: &AppConfig) -> Result<Self, BackendError> {
-        Self::new(configured_secrets(config))
     }
 
     /// `text` with every secret masked (borrowed when there was none).
@@ -169,23 +164,21 @@ fn secret_span<'h>(caps: &Captures<'h>) -> Option<regex::bytes::Match<'h>> {
         .or_else(|| caps.get(0))
 }
 
-/// Every secret value `config` holds: backend API keys (file, env, numbered instances),
-/// client keys, every `backends.*.extra.headers` value, `extra` settings named like a
-/// credential, and credentials inside `api_url` (user info, secret query values).
-pub fn configured_secrets(config: &AppConfig) -> Vec<String> {
+/// Every secret value one backend instance holds: its API key, every `extra.headers` value,
+/// `extra` settings named like a credential, and credentials inside `api_url` (user info,
+/// secret query values). The gateway builds its [`Scrubber`] from these for every instance
+/// plus its client keys.
+pub fn instance_secrets(instance: &BackendInstanceConfig) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for instance in config.backends.instances.values() {
-        out.extend(instance.api_key.as_ref().map(|k| k.expose().to_owned()));
-        if let Some(url) = &instance.api_url {
-            out.extend(url_credentials(url));
-        }
-        for (name, value) in &instance.extra {
-            if is_secret_extra_setting(name) {
-                collect_strings(value, &mut out);
-            }
+    out.extend(instance.api_key.as_ref().map(|k| k.expose().to_owned()));
+    if let Some(url) = &instance.api_url {
+        out.extend(url_credentials(url));
+    }
+    for (name, value) in &instance.extra {
+        if is_secret_extra_setting(name) {
+            collect_strings(value, &mut out);
         }
     }
-    out.extend(config.auth.api_keys.iter().map(|k| k.expose().to_owned()));
     out
 }
 
@@ -383,8 +376,7 @@ mod tests {
     }
 
     #[test]
-    fn every_configured_secret_is_collected() {
-        let mut config = AppConfig::default();
+    fn every_secret_of_an_instance_is_collected() {
         let mut a = BackendInstanceConfig::new("openai", "openai");
         a.api_key = Some(Secret::new("sk-from-config-000"));
         a.api_url = Some("https://bob:p%40ssword-9@h.test/v1?key=url-query-key-1&alt=sse".into());
@@ -396,9 +388,7 @@ mod tests {
         .as_object()
         .cloned()
         .unwrap();
-        config.backends.instances.insert("openai".into(), a);
-        config.auth.api_keys = vec![Secret::new("client-key-0001")];
-        let secrets = configured_secrets(&config);
+        let secrets = instance_secrets(&a);
         for expected in [
             "sk-from-config-000",
             "bob",
@@ -407,7 +397,6 @@ mod tests {
             "url-query-key-1",
             "header-secret-1",
             "plugin-token-1",
-            "client-key-0001",
         ] {
             assert!(secrets.iter().any(|s| s == expected), "{expected}");
         }

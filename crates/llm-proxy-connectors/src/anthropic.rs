@@ -13,8 +13,7 @@ use llm_proxy_api::{Backend, CallContext, ChatRequest, ModelInfo};
 use llm_proxy_protocol::anthropic::{self, AnthropicCodec};
 use serde::Deserialize;
 
-use crate::openai_compat::{instance_client, join_url};
-use crate::upstream;
+use llm_proxy_api::upstream;
 
 /// Backend type (registry key).
 pub const BACKEND_NAME: &str = "anthropic";
@@ -75,9 +74,9 @@ impl AnthropicBackend {
         }
         Ok(Self {
             instance: cfg.instance.clone(),
-            client: instance_client(&args.http_client, &cfg.timeouts)?,
-            messages_url: join_url(base, "messages")?,
-            models_url: join_url(base, "models")?,
+            client: upstream::instance_client(&args.http_client, &cfg.timeouts)?,
+            messages_url: upstream::join_url(base, "messages")?,
+            models_url: upstream::join_url(base, "models")?,
             headers,
             key_name: cfg.key_name.clone(),
             timeouts: cfg.timeouts,

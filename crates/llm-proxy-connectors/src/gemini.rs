@@ -14,8 +14,7 @@ use llm_proxy_api::{Backend, CallContext, ChatRequest, ModelInfo};
 use llm_proxy_protocol::gemini::{self, GeminiCodec};
 use serde::Deserialize;
 
-use crate::openai_compat::{instance_client, join_url};
-use crate::upstream;
+use llm_proxy_api::upstream;
 
 /// Backend type (registry key).
 pub const BACKEND_NAME: &str = "gemini";
@@ -78,7 +77,7 @@ impl GeminiBackend {
             .map_err(|e| BackendError::config(format!("backends.{}.extra: {e}", cfg.instance)))?;
         let api_root = api_root(cfg.api_url.as_deref().unwrap_or(DEFAULT_BASE_URL));
         // Validate the base now so a bad api_url fails at startup, not on the first call.
-        join_url(&api_root, "models")?;
+        upstream::join_url(&api_root, "models")?;
         let mut headers = HeaderMap::new();
         headers.insert(
             header::CONTENT_TYPE,
@@ -90,7 +89,7 @@ impl GeminiBackend {
         }
         Ok(Self {
             instance: cfg.instance.clone(),
-            client: instance_client(&args.http_client, &cfg.timeouts)?,
+            client: upstream::instance_client(&args.http_client, &cfg.timeouts)?,
             api_root,
             headers,
             key_name: cfg.key_name.clone(),
@@ -104,7 +103,7 @@ impl GeminiBackend {
     fn method_url(&self, model: &str, method: &str) -> Result<reqwest::Url, BackendError> {
         let model = model.strip_prefix("models/").unwrap_or(model);
         let segment = model_path_segment(model)?;
-        join_url(&self.api_root, &format!("models/{segment}:{method}"))
+        upstream::join_url(&self.api_root, &format!("models/{segment}:{method}"))
     }
 }
 
@@ -163,7 +162,7 @@ impl Backend for GeminiBackend {
             #[serde(default)]
             supported_generation_methods: Option<Vec<String>>,
         }
-        let mut url = join_url(&self.api_root, "models")?;
+        let mut url = upstream::join_url(&self.api_root, "models")?;
         url.query_pairs_mut().append_pair("pageSize", "1000");
         let body = upstream::get_json(
             &self.client,

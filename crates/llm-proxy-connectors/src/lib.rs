@@ -1,11 +1,12 @@
 //! Built-in backends. Each is written only against `llm-proxy-api` (plus the protocol crate)
-//! and registered through the same `backend_plugin!` entry points an external plugin uses.
+//! and registered through the same `backend_plugin!` entry points an external plugin uses; the
+//! HTTP ones go through the API's shared exchange (`llm_proxy_api::upstream`) with the protocol
+//! crate's codecs.
 
 pub mod anthropic;
 pub mod gemini;
 pub mod mock;
 pub mod openai_compat;
-pub mod upstream;
 
 mod providers {
     //! Entry-point providers of the built-in backends.
@@ -110,7 +111,7 @@ pub(crate) mod testing {
     //! Factory arguments for connector tests.
     use std::sync::Arc;
 
-    use llm_proxy_api::config::{AppConfig, BackendInstanceConfig, Secret};
+    use llm_proxy_api::config::{BackendInstanceConfig, Secret, SharedConfig};
     use llm_proxy_api::http::CaptureAwareClient;
     use llm_proxy_api::plugin::FactoryArgs;
     use llm_proxy_api::translation::TranslationService;
@@ -122,9 +123,10 @@ pub(crate) mod testing {
         instance.api_key = Some(Secret::new(key));
         FactoryArgs {
             http_client: CaptureAwareClient::plain().unwrap(),
-            app_config: Arc::new(AppConfig::default()),
+            shared: Arc::new(SharedConfig::default()),
             translation_service: Arc::new(TranslationService::new()),
             instance,
+            raw_section: None,
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 use http::{HeaderMap, HeaderName, HeaderValue, header};
-use llm_proxy_api::config::{BackendInstanceConfig, Secret, Timeouts};
+use llm_proxy_api::config::{BackendInstanceConfig, Timeouts};
 use llm_proxy_api::error::BackendError;
 use llm_proxy_api::http::{CaptureAwareClient, ConnectorRequestContext, PluginHttpCaptureContext};
 use llm_proxy_api::plugin::{BackendPluginDefinition, FactoryArgs};
@@ -17,7 +17,7 @@ use llm_proxy_protocol::openai_chat::{self, OpenAiChatCodec};
 use llm_proxy_protocol::openai_responses::{self, OpenAiResponsesCodec};
 use serde::Deserialize;
 
-use crate::upstream;
+use llm_proxy_api::upstream;
 
 /// Static description of one OpenAI-compatible provider.
 #[derive(Debug, Clone, Copy)]
@@ -147,26 +147,6 @@ impl std::fmt::Debug for OpenAiCompatible {
     }
 }
 
-/// Builds a per-instance HTTP client sharing the capture sink, with the instance's connect
-/// timeout and a keep-alive pool.
-pub fn instance_client(
-    shared: &CaptureAwareClient,
-    timeouts: &Timeouts,
-) -> Result<CaptureAwareClient, BackendError> {
-    let mut builder = reqwest::Client::builder()
-        .connect_timeout(timeouts.connect)
-        .tcp_nodelay(true)
-        .pool_idle_timeout(std::time::Duration::from_secs(90));
-    // Proxy matching costs a URL parse per request; skip it unless a proxy is configured.
-    if !outbound_proxy_configured() {
-        builder = builder.no_proxy();
-    }
-    let inner = builder
-        .build()
-        .map_err(|e| BackendError::config(format!("cannot build HTTP client: {e}")))?;
-    Ok(shared.with_inner(inner))
-}
-
 /// Whether an assistant turn of the conversation carries reasoning.
 fn has_earlier_reasoning(req: &ChatRequest) -> bool {
     req.messages.iter().any(|m| {
@@ -175,34 +155,6 @@ fn has_earlier_reasoning(req: &ChatRequest) -> bool {
                 .iter()
                 .any(|p| matches!(p, llm_proxy_api::Part::Reasoning(_)))
     })
-}
-
-/// Whether the environment names an outbound HTTP proxy (`HTTPS_PROXY`, `HTTP_PROXY`,
-/// `ALL_PROXY`, any case), which reqwest then honours.
-pub fn outbound_proxy_configured() -> bool {
-    ["HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY"].iter().any(|k| {
-        [k.to_string(), k.to_ascii_lowercase()]
-            .iter()
-            .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))
-    })
-}
-
-/// Joins a base URL and a path segment (`https://x/v1` + `chat/completions`).
-pub fn join_url(base: &str, path: &str) -> Result<reqwest::Url, BackendError> {
-    let base = base.trim_end_matches('/');
-    reqwest::Url::parse(&format!("{base}/{path}")).map_err(|e| {
-        BackendError::config(format!(
-            "invalid api_url '{}': {e}",
-            llm_proxy_api::scrub::mask_url_credentials(base)
-        ))
-    })
-}
-
-fn bearer(key: &Secret) -> Result<HeaderValue, BackendError> {
-    let mut v = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
-        .map_err(|_| BackendError::config("API key contains characters not allowed in a header"))?;
-    v.set_sensitive(true);
-    Ok(v)
 }
 
 impl OpenAiCompatible {
@@ -245,12 +197,12 @@ impl OpenAiCompatible {
             headers.insert(name, value);
         }
         if let Some(key) = &cfg.api_key {
-            headers.insert(header::AUTHORIZATION, bearer(key)?);
+            headers.insert(header::AUTHORIZATION, upstream::bearer_header(key)?);
         }
         Ok(Self {
             instance: cfg.instance.clone(),
-            client: instance_client(&args.http_client, &cfg.timeouts)?,
-            chat_url: join_url(
+            client: upstream::instance_client(&args.http_client, &cfg.timeouts)?,
+            chat_url: upstream::join_url(
                 base,
                 if provider.responses {
                     "responses"
@@ -258,7 +210,7 @@ impl OpenAiCompatible {
                     "chat/completions"
                 },
             )?,
-            models_url: join_url(base, "models")?,
+            models_url: upstream::join_url(base, "models")?,
             headers,
             key_name: cfg.key_name.clone(),
             timeouts: cfg.timeouts,

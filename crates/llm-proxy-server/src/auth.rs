@@ -51,20 +51,11 @@ fn non_empty(key: &str) -> Option<String> {
 }
 
 /// Whether `presented` is one of `keys`, compared in constant time per key.
-#[cfg(test)]
 fn key_accepted(keys: &[Secret], presented: Option<&str>) -> bool {
-    accepted_key(keys, presented).is_some()
-}
-
-/// Which of `keys` `presented` is (every key is compared, in constant time each).
-fn accepted_key(keys: &[Secret], presented: Option<&str>) -> Option<usize> {
-    let k = presented.filter(|k| !k.is_empty())?;
-    keys.iter().enumerate().fold(None, |found, (i, key)| {
-        if constant_time_eq(k.as_bytes(), key.expose().as_bytes()) {
-            found.or(Some(i))
-        } else {
-            found
-        }
+    presented.filter(|k| !k.is_empty()).is_some_and(|k| {
+        keys.iter().fold(false, |found, key| {
+            found | constant_time_eq(k.as_bytes(), key.expose().as_bytes())
+        })
     })
 }
 
@@ -129,12 +120,15 @@ async fn enforce(state: &AppState, mut req: Request, next: Next, format: WireFor
         let retry_after = Duration::from_secs(left.as_secs() + u64::from(left.subsec_nanos() > 0));
         return ProxyError::AuthBlocked { retry_after }.into_response_for(format);
     }
-    if let Some(index) = accepted_key(keys, presented_key(&req).as_deref()) {
+    let presented = presented_key(&req);
+    if key_accepted(keys, presented.as_deref())
+        && let Some(key) = presented.as_deref()
+    {
         if let Some(ip) = client {
             guard.record_success(ip);
         }
         // Which key: part of the session identity, so clients never share a session.
-        req.extensions_mut().insert(ClientIdentity(index));
+        req.extensions_mut().insert(ClientIdentity::of_key(key));
         next.run(req).await
     } else {
         if let Some(ip) = client

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use llm_proxy_api::config::BruteForceConfig;
+use crate::config::BruteForceConfig;
 
 /// Most client addresses tracked at once.
 pub const MAX_TRACKED_CLIENTS: usize = 10_000;

@@ -16,16 +16,22 @@ use crate::parse_budget::ParsePermit;
 use crate::state::AppState;
 use crate::timing::WaitClock;
 
-/// Which configured client key authenticated the request (its position in `auth.api_keys`),
-/// set by the auth middleware as a request extension. Part of the session identity in
-/// multi-user mode, so two clients never share a session by naming the same id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ClientIdentity(pub usize);
+/// Which configured client key authenticated the request, as a stable hash of the key (never
+/// the key; unlike the key's position in `auth.api_keys` it stays with the key when the list
+/// is edited). Set by the auth middleware as a request extension. Part of the session
+/// identity in multi-user mode, so two clients never share a session by naming the same id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClientIdentity(Arc<str>);
 
 impl ClientIdentity {
-    /// A stable label (`client-<n>`); never the key itself.
-    pub fn label(self) -> String {
-        format!("client-{}", self.0)
+    /// The identity of an accepted client key.
+    pub fn of_key(key: &str) -> Self {
+        Self(crate::session::client_label_of_key(key).into())
+    }
+
+    /// The label (a hash).
+    pub fn label(&self) -> &str {
+        &self.0
     }
 }
 

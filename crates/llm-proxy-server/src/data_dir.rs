@@ -6,14 +6,14 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-use llm_proxy_api::AppConfig;
 use llm_proxy_protocol::openai_responses::Sealer;
 
+use crate::config::GatewayConfig;
 use crate::responses_store::{
     DEFAULT_CAPACITY, MemoryResponseStore, ResponseStore, SqliteResponseStore,
 };
 use crate::sealing::{AeadSealer, KEY_LEN, random_key};
-use crate::state::StartupError;
+use crate::startup_error::StartupError;
 
 /// File of the Responses answer store.
 pub const RESPONSES_DB: &str = "responses.sqlite3";
@@ -34,25 +34,25 @@ impl Stores {
     pub fn in_memory() -> Result<Self, StartupError> {
         Ok(Self {
             responses: Arc::new(MemoryResponseStore::new(DEFAULT_CAPACITY)),
-            sealer: Arc::new(AeadSealer::ephemeral().map_err(StartupError)?),
+            sealer: Arc::new(AeadSealer::ephemeral().map_err(StartupError::new)?),
         })
     }
 
     /// Opens the stores in the configured data directory, creating it (mode 0700) and the key
     /// (mode 0600) on first start. Blocking: call before serving. Errors name the path.
-    pub fn open(config: &AppConfig) -> Result<Self, StartupError> {
+    pub fn open(config: &GatewayConfig) -> Result<Self, StartupError> {
         let dir = config.data_dir.as_deref().ok_or_else(|| {
-            StartupError(
+            StartupError::new(
                 "no data directory: the platform has no user data directory; set --data-dir (or LLM_PROXY_DATA_DIR, data_dir)"
                     .to_owned(),
             )
         })?;
         create_private_dir(dir)?;
         let key = load_or_create_key(&dir.join(RESPONSES_KEY))?;
-        let sealer = AeadSealer::new(&key).map_err(StartupError)?;
+        let sealer = AeadSealer::new(&key).map_err(StartupError::new)?;
         let responses =
             SqliteResponseStore::open(&dir.join(RESPONSES_DB), config.responses_store.clone())
-                .map_err(StartupError)?;
+                .map_err(StartupError::new)?;
         Ok(Self {
             responses: Arc::new(responses),
             sealer: Arc::new(sealer),
@@ -68,7 +68,7 @@ fn create_private_dir(dir: &Path) -> Result<(), StartupError> {
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
     builder.create(dir).map_err(|e| {
-        StartupError(format!(
+        StartupError::new(format!(
             "cannot create the data directory '{}': {e}",
             dir.display()
         ))
@@ -77,7 +77,8 @@ fn create_private_dir(dir: &Path) -> Result<(), StartupError> {
 
 /// Reads the sealing key, or writes a new random one (mode 0600) when there is none.
 fn load_or_create_key(path: &Path) -> Result<[u8; KEY_LEN], StartupError> {
-    let fail = |what: String| StartupError(format!("sealing key '{}': {what}", path.display()));
+    let fail =
+        |what: String| StartupError::new(format!("sealing key '{}': {what}", path.display()));
     match std::fs::read(path) {
         Ok(bytes) => {
             return <[u8; KEY_LEN]>::try_from(bytes.as_slice()).map_err(|_| {
@@ -111,13 +112,13 @@ fn load_or_create_key(path: &Path) -> Result<[u8; KEY_LEN], StartupError> {
 
 fn load_existing(path: &Path) -> Result<[u8; KEY_LEN], StartupError> {
     let bytes = std::fs::read(path).map_err(|e| {
-        StartupError(format!(
+        StartupError::new(format!(
             "sealing key '{}': cannot read: {e}",
             path.display()
         ))
     })?;
     <[u8; KEY_LEN]>::try_from(bytes.as_slice()).map_err(|_| {
-        StartupError(format!(
+        StartupError::new(format!(
             "sealing key '{}': expected {KEY_LEN} bytes",
             path.display()
         ))
@@ -128,10 +129,10 @@ fn load_existing(path: &Path) -> Result<[u8; KEY_LEN], StartupError> {
 mod tests {
     use super::*;
 
-    fn config(dir: &Path) -> AppConfig {
-        AppConfig {
+    fn config(dir: &Path) -> GatewayConfig {
+        GatewayConfig {
             data_dir: Some(dir.to_path_buf()),
-            ..AppConfig::default()
+            ..GatewayConfig::default()
         }
     }
 
@@ -162,13 +163,15 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let file = tmp.path().join("a-file");
         std::fs::write(&file, b"x").unwrap();
-        let err = Stores::open(&config(&file.join("sub"))).unwrap_err().0;
+        let err = Stores::open(&config(&file.join("sub")))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("a-file"), "{err}");
 
         let dir = tmp.path().join("d");
         std::fs::create_dir(&dir).unwrap();
         std::fs::write(dir.join(RESPONSES_KEY), b"short").unwrap();
-        let err = Stores::open(&config(&dir)).unwrap_err().0;
+        let err = Stores::open(&config(&dir)).unwrap_err().to_string();
         assert!(
             err.contains(RESPONSES_KEY) && err.contains("32 bytes"),
             "{err}"
@@ -176,10 +179,15 @@ mod tests {
 
         let dir = tmp.path().join("e");
         std::fs::create_dir_all(dir.join(RESPONSES_DB)).unwrap();
-        let err = Stores::open(&config(&dir)).unwrap_err().0;
+        let err = Stores::open(&config(&dir)).unwrap_err().to_string();
         assert!(err.contains(RESPONSES_DB), "{err}");
 
-        let none = AppConfig::default();
-        assert!(Stores::open(&none).unwrap_err().0.contains("--data-dir"));
+        let none = GatewayConfig::default();
+        assert!(
+            Stores::open(&none)
+                .unwrap_err()
+                .to_string()
+                .contains("--data-dir")
+        );
     }
 }

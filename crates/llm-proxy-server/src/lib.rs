@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod brute_force;
 pub mod capture;
+pub mod commands;
 pub mod config;
 pub mod context;
 pub mod data_dir;
@@ -23,8 +24,10 @@ pub mod sealing;
 pub mod serve;
 pub mod session;
 pub mod stages;
+pub mod startup_error;
 pub mod state;
 pub mod timing;
+pub mod token_estimate;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
@@ -33,7 +36,8 @@ use axum::routing::{get, post};
 
 pub use data_dir::Stores;
 pub use error::{ProxyError, WireFormat};
-pub use state::{AppState, StartupError};
+pub use startup_error::StartupError;
+pub use state::AppState;
 
 /// The router serving every frontend.
 pub fn app(state: AppState) -> Router {

@@ -13,18 +13,19 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use llm_proxy_api::error::{BackendError, ErrorKind};
 use llm_proxy_api::model::FinishReason;
 use llm_proxy_api::stream::{EventStream, StreamEvent};
-use llm_proxy_api::{AppConfig, ChatRequest, Message, Role, Usage};
+use llm_proxy_api::{ChatRequest, Message, Role, Usage};
 use tokio::sync::Notify;
 
+use crate::config::GatewayConfig;
 use crate::context::RequestContext;
 use crate::error::ProxyError;
 use crate::finish::{FinishHook, FinishHooks};
 use crate::processors::{Position, Processors};
 use crate::routing::breaker::{Admission, Breakers};
 use crate::routing::selector::{SelectorKind, pick_by_weight};
-use crate::routing::{Leg, Plan, apply_params, instances_for};
+use crate::routing::{BackendSlot, Leg, Plan, apply_params, instances_for};
 use crate::stages::{Flow, RequestStage, StageCall, Stages};
-use crate::state::{AppState, BackendSlot};
+use crate::state::AppState;
 
 /// Prompt appended when retrying a stream that ended without meaningful output.
 pub const EMPTY_STREAM_RECOVERY_PROMPT: &str = "The previous response was empty, please try again.";
@@ -42,15 +43,27 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// The stages, processors and hooks the configuration asks for.
-    pub fn from_config(config: &AppConfig) -> Self {
-        let mut stages: Vec<Arc<dyn RequestStage>> = Vec::new();
-        if let Some(stage) = crate::stages::redaction::RedactKeys::new(
+    /// The stages, processors and hooks the configuration asks for. `backend_ids` are the
+    /// configured instances (`openai`, `openai.1`, ...), which commands check names against.
+    pub fn from_config<I>(config: &GatewayConfig, backend_ids: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        use crate::stages::{commands, redaction, session, session_params};
+        let mut stages: Vec<Arc<dyn RequestStage>> = vec![
+            Arc::new(session::ResolveSession),
+            Arc::new(commands::Commands::new(
+                crate::commands::CommandEnv::from_config(config, backend_ids),
+            )),
+        ];
+        if let Some(stage) = redaction::RedactKeys::new(
             crate::redaction::KeyRedactor::for_provider_keys(config),
             config.auth.redact_api_keys_in_prompts,
         ) {
             stages.push(Arc::new(stage));
         }
+        stages.push(Arc::new(session_params::SessionParams));
         let hooks: Vec<Arc<dyn FinishHook>> = vec![Arc::new(crate::finish::Metrics)];
         Self {
             stages: Stages::new(stages),
@@ -193,15 +206,14 @@ pub async fn dispatch(
         session: None,
     };
     let flow = pipeline.stages.run(state, &mut call).await;
-    let _session = call.session.take();
+    if let Some(session) = call.session.take().filter(|s| s.dirty)
+        && let Err(e) = state.sessions().save(&session.key, &session.state).await
+    {
+        // The answer still goes out; only the session's new settings may be lost.
+        tracing::warn!(request_id = %ctx.request_id, error = e.label(), "cannot save the session: {e}");
+    }
     if let Flow::Answer(text) = flow? {
         return Ok(local_answer(&req.model, text));
-    }
-    if ctx.session_id().is_none()
-        && let Some(id) =
-            crate::routing::session_id(&req, &ctx.headers).or_else(|| ctx.session_hint.clone())
-    {
-        ctx.set_session_id(id);
     }
     let plan = state.router().plan(state, &req, ctx.session_id())?;
     let mut d = match plan.kind {
@@ -212,11 +224,12 @@ pub async fn dispatch(
     Ok(d)
 }
 
-/// The proxy's own answer (a command's result) as the events of a one-message answer.
-fn local_answer(model: &str, text: String) -> Dispatched {
-    let events = [
+/// A local answer as the events of an upstream answer (start, the text, zero usage, stop), so
+/// a frontend renders it in the client's protocol, streamed or collected, like any answer.
+pub fn local_answer_events(text: String, model: &str) -> [StreamEvent; 4] {
+    [
         StreamEvent::Start {
-            id: None,
+            id: Some(llm_proxy_api::ids::response_id()),
             model: Some(model.to_owned()),
         },
         StreamEvent::TextDelta { text },
@@ -224,7 +237,12 @@ fn local_answer(model: &str, text: String) -> Dispatched {
         StreamEvent::Finish {
             reason: FinishReason::Stop,
         },
-    ];
+    ]
+}
+
+/// The proxy's own answer (a command's result): no backend, the instance is [`LOCAL_INSTANCE`].
+fn local_answer(model: &str, text: String) -> Dispatched {
+    let events = local_answer_events(text, model);
     Dispatched {
         stream: Box::pin(futures::stream::iter(events.into_iter().map(Ok))),
         route: Route {

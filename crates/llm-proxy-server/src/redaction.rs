@@ -4,7 +4,9 @@
 //! it is only scanned, never copied.
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
-use llm_proxy_api::{AppConfig, ChatRequest, Part};
+use llm_proxy_api::{ChatRequest, Part};
+
+use crate::config::GatewayConfig;
 
 /// What a key is replaced with.
 pub const REDACTED_KEY: &str = "(API_KEY_HAS_BEEN_REDACTED)";
@@ -53,7 +55,7 @@ impl KeyRedactor {
     /// The redactor the configuration asks for: every provider key of every backend instance
     /// (from the file, the environment and numbered instances alike), or `None` when redaction
     /// is disabled or there is no key.
-    pub fn from_config(config: &AppConfig) -> Option<Self> {
+    pub fn from_config(config: &GatewayConfig) -> Option<Self> {
         if !config.auth.redact_api_keys_in_prompts {
             return None;
         }
@@ -62,7 +64,7 @@ impl KeyRedactor {
 
     /// A redactor over every configured provider key whether or not redaction is on by
     /// default (a session may turn it on), or `None` when there is no key.
-    pub fn for_provider_keys(config: &AppConfig) -> Option<Self> {
+    pub fn for_provider_keys(config: &GatewayConfig) -> Option<Self> {
         Self::new(
             config
                 .backends
@@ -228,7 +230,7 @@ mod tests {
 
     #[test]
     fn from_config_collects_instance_keys_and_honours_the_switch() {
-        let mut config = AppConfig::default();
+        let mut config = GatewayConfig::default();
         for (id, key) in [("openai", KEY), ("openai.2", LONGER)] {
             let mut b = BackendInstanceConfig::new(id, "openai");
             b.api_key = Some(Secret::new(key));

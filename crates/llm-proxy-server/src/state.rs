@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use llm_proxy_api::config::{AppConfig, BackendInstanceConfig};
+use llm_proxy_api::config::BackendInstanceConfig;
 use llm_proxy_api::http::CaptureAwareClient;
 use llm_proxy_api::plugin::{FactoryArgs, ServiceProvider};
 use llm_proxy_api::scrub::Scrubber;
@@ -14,35 +14,11 @@ use llm_proxy_api::{Backend, ModelInfo};
 use tokio::sync::Mutex;
 
 use crate::brute_force::BruteForceGuard;
+use crate::config::GatewayConfig;
 use crate::plugins::{BackendRegistry, Plugins, selector_backends};
+use crate::routing::{BackendSlot, InstanceLookup};
 use crate::serve::Shutdown;
-
-/// A configured backend instance.
-pub struct BackendSlot {
-    /// Instance id (`openai`, `openai.1`).
-    pub instance: String,
-    /// Backend type.
-    pub backend_type: String,
-    /// The backend, or why it could not be built.
-    pub backend: Result<Arc<dyn Backend>, String>,
-    /// Static model allowlist.
-    pub models: Vec<String>,
-}
-
-impl std::fmt::Debug for BackendSlot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BackendSlot")
-            .field("instance", &self.instance)
-            .field("backend_type", &self.backend_type)
-            .field("available", &self.backend.is_ok())
-            .finish()
-    }
-}
-
-/// Startup failure.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct StartupError(pub String);
+use crate::startup_error::StartupError;
 
 /// Shared state of the gateway.
 #[derive(Clone)]
@@ -52,7 +28,7 @@ pub struct AppState {
 
 struct Inner {
     router: crate::routing::Router,
-    config: Arc<AppConfig>,
+    config: Arc<GatewayConfig>,
     backends: BTreeMap<String, BackendSlot>,
     plugins: Plugins,
     http: CaptureAwareClient,
@@ -66,6 +42,7 @@ struct Inner {
     shutdown: Shutdown,
     brute_force: BruteForceGuard,
     pipeline: crate::pipeline::Pipeline,
+    sessions: Arc<dyn crate::session::SessionStore>,
 }
 
 /// How long a backend's model list is cached.
@@ -89,11 +66,11 @@ fn build_backend(
     factory: &llm_proxy_api::BackendFactory,
     args: FactoryArgs,
 ) -> Result<Arc<dyn Backend>, String> {
-    match crate::plugins::discovery::call_isolated(|| factory(args)) {
+    match crate::plugins::isolation::call_isolated(|| factory(args)) {
         Ok(built) => built.map_err(|e| e.message),
         Err(payload) => Err(format!(
             "the backend factory panicked: {}",
-            crate::plugins::discovery::panic_message(payload.as_ref())
+            crate::plugins::isolation::panic_message(payload.as_ref())
         )),
     }
 }
@@ -106,20 +83,22 @@ impl AppState {
     /// (`missing_extracted_backends_no_viable_path`), or when a selector names an unknown
     /// backend.
     pub fn build(
-        config: AppConfig,
+        config: GatewayConfig,
         plugins: Plugins,
         http: CaptureAwareClient,
     ) -> Result<Self, StartupError> {
-        let scrubber = Scrubber::from_config(&config).map_err(|e| StartupError(e.message))?;
+        let scrubber = config
+            .scrubber()
+            .map_err(|e| StartupError::new(e.message))?;
         Self::build_with_scrubber(config, plugins, http, scrubber)
     }
 
     /// [`build`](Self::build) with the process's scrubber (built once at startup from the same
-    /// configuration, see [`Scrubber::from_config`]). The HTTP client handed to backend
+    /// configuration, see [`GatewayConfig::scrubber`]). The HTTP client handed to backend
     /// factories carries it, and every backend error passes it before reaching a client or
     /// a log.
     pub fn build_with_scrubber(
-        config: AppConfig,
+        config: GatewayConfig,
         plugins: Plugins,
         http: CaptureAwareClient,
         scrubber: Scrubber,
@@ -132,7 +111,7 @@ impl AppState {
     /// the caller ([`Stores::open`](crate::data_dir::Stores::open) in the binary); the other
     /// constructors keep everything in memory.
     pub fn build_with_stores(
-        mut config: AppConfig,
+        mut config: GatewayConfig,
         plugins: Plugins,
         http: CaptureAwareClient,
         scrubber: Scrubber,
@@ -166,9 +145,10 @@ impl AppState {
         match plugins.check_configured_references(&config) {
             Ok(Some(warning)) => tracing::warn!("{warning}"),
             Ok(None) => {}
-            Err(e) => return Err(StartupError(e.to_string())),
+            Err(e) => return Err(e),
         }
         let config = Arc::new(config);
+        let shared = Arc::new(config.shared());
         let translation = Arc::new(translation_service());
         let mut backends = BTreeMap::new();
         for (name, instance) in &config.backends.instances {
@@ -186,9 +166,10 @@ impl AppState {
                     factory,
                     FactoryArgs {
                         http_client: http.clone(),
-                        app_config: config.clone(),
+                        shared: shared.clone(),
                         translation_service: translation.clone(),
                         instance: instance.clone(),
+                        raw_section: config.backend_section(&instance.backend_type).cloned(),
                     },
                 ),
             };
@@ -217,13 +198,14 @@ impl AppState {
                         .map(|e| format!("{}: {e}", b.instance))
                 })
                 .collect();
-            return Err(StartupError(format!(
+            return Err(StartupError::new(format!(
                 "no configured backend is usable: {}",
                 reasons.join("; ")
             )));
         }
-        let router = crate::routing::Router::new(&config).map_err(StartupError)?;
-        let pipeline = crate::pipeline::Pipeline::from_config(&config);
+        let router = crate::routing::Router::new(&config).map_err(StartupError::new)?;
+        let sessions: Arc<dyn crate::session::SessionStore> =
+            crate::session::MemoryStore::spawn(config.session);
         let parse_budget = crate::parse_budget::ParseBudget::new(
             config.limits.max_parsing_bytes,
             config.limits.parsing_wait,
@@ -232,6 +214,7 @@ impl AppState {
         let websocket_slots = Arc::new(tokio::sync::Semaphore::new(
             config.responses_api.websocket.max_connections,
         ));
+        let pipeline = crate::pipeline::Pipeline::from_config(&config, backends.keys());
         let state = Self {
             inner: Arc::new(Inner {
                 router,
@@ -248,6 +231,7 @@ impl AppState {
                 shutdown: Shutdown::new(),
                 brute_force,
                 pipeline,
+                sessions,
             }),
         };
         for (path, selector) in [
@@ -263,29 +247,30 @@ impl AppState {
             if let Some(sel) = selector {
                 // A selector reaching an unavailable plugin backend was reported (warning or
                 // error) by the reference check above.
+                let limits = crate::routing::selector_limits(&state.config().routing);
                 let plugin_unavailable =
-                    selector_backends(&sel, path == "backends.default_backend")
+                    selector_backends(&sel, path == "backends.default_backend", &limits)
                         .iter()
                         .any(|b| state.plugins().unavailable_backend_message(b).is_some());
                 if plugin_unavailable {
                     continue;
                 }
-                crate::routing::validate_selector(&state, &sel)
-                    .map_err(|e| StartupError(format!("{path}: {e}")))?;
+                state
+                    .router()
+                    .validate_selector(&state, &sel)
+                    .map_err(|e| StartupError::new(format!("{path}: {e}")))?;
             }
         }
         state
             .router()
             .validate_aliases(&state, state.config())
-            .map_err(StartupError)?;
+            .map_err(StartupError::new)?;
         let services = ServiceProvider {
-            config: state.config().clone(),
+            config: shared,
             backend_names: state.registry().names(),
         };
-        let hook_warnings = crate::plugins::discovery::run_post_build_hooks(
-            &state.plugins().report.hooks,
-            &services,
-        );
+        let hook_warnings =
+            crate::plugins::hooks::run_post_build_hooks(&state.plugins().report.hooks, &services);
         // Plugin text, shown by diagnostics: it passes the scrubber like backend errors.
         let hook_warnings = hook_warnings
             .iter()
@@ -298,6 +283,11 @@ impl AppState {
     /// What runs on the data path: request stages, event processors, finish hooks.
     pub fn pipeline(&self) -> &crate::pipeline::Pipeline {
         &self.inner.pipeline
+    }
+
+    /// Where sessions live.
+    pub fn sessions(&self) -> &Arc<dyn crate::session::SessionStore> {
+        &self.inner.sessions
     }
 
     /// The global budget of request bytes being parsed at once.
@@ -326,7 +316,7 @@ impl AppState {
     }
 
     /// The configuration.
-    pub fn config(&self) -> &Arc<AppConfig> {
+    pub fn config(&self) -> &Arc<GatewayConfig> {
         &self.inner.config
     }
 
@@ -403,5 +393,15 @@ impl AppState {
                 Vec::new()
             }
         }
+    }
+}
+
+impl InstanceLookup for AppState {
+    fn backends(&self) -> &BTreeMap<String, BackendSlot> {
+        &self.inner.backends
+    }
+
+    fn unavailable_backend_message(&self, backend: &str) -> Option<String> {
+        self.inner.plugins.unavailable_backend_message(backend)
     }
 }

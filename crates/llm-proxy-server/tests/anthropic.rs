@@ -49,7 +49,12 @@ async fn count_tokens_estimates_without_calling_the_upstream() {
     let messages = json!([{"role": "user", "content": "How many tokens is this?"}]);
     let tools = json!([{"name": "f", "description": "d", "input_schema": {"type": "object"}}]);
     let body = json!({"model": "claude-x", "system": system, "messages": messages, "tools": tools});
-    let chars = system.len() + messages.to_string().len() + tools.to_string().len();
+    // What the model reads: the system text, the message text, the tool's name, description
+    // and schema.
+    let chars = system.len()
+        + "How many tokens is this?".len()
+        + "fd".len()
+        + json!({"type": "object"}).to_string().len();
     for path in [
         "/v1/messages/count_tokens",
         "/anthropic/v1/messages/count_tokens",

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use llm_proxy_api::Scrubber;
 use llm_proxy_api::http::build_capture_aware_client;
 use llm_proxy_server::AppState;
 use llm_proxy_server::capture::JsonlCaptureSink;
@@ -35,7 +34,7 @@ async fn openai_calls_are_captured_with_the_key_name_only() {
     let cfg = load_from_str(&yaml, &CliOverrides::default(), &Env::default()).unwrap();
     let sink = JsonlCaptureSink::open(
         cfg.logging.capture_file.as_deref().unwrap(),
-        Scrubber::from_config(&cfg).unwrap(),
+        cfg.scrubber().unwrap(),
     )
     .unwrap();
     let http =

@@ -174,8 +174,25 @@ async fn count_tokens_estimates_and_selectors_split_at_the_last_colon() {
         .json()
         .await
         .unwrap();
-    let chars = body()["contents"].to_string().len();
+    let chars = "hello".len();
     assert_eq!(count, json!({"totalTokens": chars.div_ceil(4)}));
+    let wrapped: Value = client()
+        .post(format!("{}/v1beta/models/gpt-4o:countTokens", proxy.url))
+        .json(&json!({"generateContentRequest": body()}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(wrapped, count);
+    let resp = client()
+        .post(format!("{}/v1beta/models/gpt-4o:countTokens", proxy.url))
+        .json(&json!({"contents": "not a list"}))
+        .send()
+        .await
+        .unwrap();
+    google_error(resp, 400, "INVALID_ARGUMENT").await;
     assert_eq!(up.calls(), 0);
     let resp = client()
         .post(format!(

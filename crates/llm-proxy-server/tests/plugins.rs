@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
-use llm_proxy_api::Scrubber;
 use llm_proxy_api::http::{CaptureAwareClient, build_capture_aware_client};
 use llm_proxy_api::plugin::linked_entries;
 use llm_proxy_server::capture::JsonlCaptureSink;
@@ -28,7 +27,7 @@ fn link_plugins() {
     llm_proxy_plugin_test_fixtures::link();
 }
 
-fn config(yaml: &str) -> llm_proxy_api::AppConfig {
+fn config(yaml: &str) -> llm_proxy_server::config::GatewayConfig {
     load_from_str(yaml, &CliOverrides::default(), &Env::default()).expect("config")
 }
 
@@ -140,7 +139,7 @@ async fn ollama_native_serves_every_frontend_and_its_traffic_is_captured() {
     let up = MockUpstream::start().await.unwrap();
     let cfg = config(&ollama_config(&up.base_url()));
     let path = capture_path("ollama.jsonl");
-    let sink = JsonlCaptureSink::open(&path, Scrubber::from_config(&cfg).unwrap()).unwrap();
+    let sink = JsonlCaptureSink::open(&path, cfg.scrubber().unwrap()).unwrap();
     let http =
         build_capture_aware_client(reqwest::Client::builder(), Some(sink.clone()), None).unwrap();
     let state = AppState::build(cfg, Plugins::from_linked(), http).expect("state");

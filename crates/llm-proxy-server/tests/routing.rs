@@ -571,10 +571,18 @@ async fn first_branch_is_forced_once_per_session() {
         "a",
         "every new session starts on [first]"
     );
+    // Without a session id the conversation's fingerprint (client, user agent, first user
+    // message) is its session: its first request starts on [first] too, the next follows
+    // the weights.
+    assert_eq!(
+        send(None).await,
+        "a",
+        "a fingerprinted conversation starts on [first]"
+    );
     assert_eq!(
         send(None).await,
         "b",
-        "without a session id, weights decide"
+        "the same conversation again follows the weights"
     );
     let mut in_body = body(
         "[first][weight=1]openai.a:m^[weight=100000]openai.b:m",

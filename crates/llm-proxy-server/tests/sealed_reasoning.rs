@@ -5,7 +5,6 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use llm_proxy_api::Scrubber;
 use llm_proxy_api::http::CaptureAwareClient;
 use llm_proxy_server::config::{CliOverrides, Env, load_from_str};
 use llm_proxy_server::plugins::Plugins;
@@ -154,7 +153,7 @@ fn state_on(data_dir: &std::path::Path, upstream: &str) -> AppState {
     );
     let cfg = load_from_str(&yaml, &CliOverrides::default(), &Env::default()).unwrap();
     let stores = Stores::open(&cfg).unwrap();
-    let scrubber = Scrubber::from_config(&cfg).unwrap();
+    let scrubber = cfg.scrubber().unwrap();
     AppState::build_with_stores(
         cfg,
         Plugins::from_linked(),

@@ -6,6 +6,7 @@ mod anthropic;
 mod brute_force;
 mod capture;
 mod claude_code;
+mod commands;
 mod common;
 mod connections;
 mod dialect;

@@ -54,6 +54,12 @@ struct Cli {
     /// In-chat command prefix (default `!/`).
     #[arg(long, global = true)]
     command_prefix: Option<String>,
+    /// Remove in-chat commands from messages without running them.
+    #[arg(long, global = true)]
+    disable_interactive_commands: bool,
+    /// Only a command alone on its line is a command (not one after text on that line).
+    #[arg(long, global = true)]
+    strict_command_detection: bool,
     /// Overall request timeout in seconds.
     #[arg(long = "timeout", global = true)]
     proxy_timeout: Option<f64>,
@@ -152,6 +158,8 @@ impl Cli {
             log_level: self.log_level.clone(),
             capture_file: self.capture_file.clone(),
             command_prefix: self.command_prefix.clone(),
+            disable_interactive_commands: self.disable_interactive_commands,
+            strict_command_detection: self.strict_command_detection,
             proxy_timeout: self.proxy_timeout,
             disable_auth: self.disable_auth,
             disable_redact_api_keys_in_prompts: self.disable_redact_api_keys_in_prompts,
@@ -213,7 +221,7 @@ fn main() -> ExitCode {
         Err(e) => return fail(format!("invalid configuration: {e}")),
     };
     // Built once: logs, captures, backends and the pipeline share it.
-    let scrubber = match Scrubber::from_config(&cfg) {
+    let scrubber = match cfg.scrubber() {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
@@ -251,7 +259,7 @@ fn init_logging(level: &str, scrubber: Scrubber) -> Result<(), String> {
     Ok(())
 }
 
-fn check_config(cfg: llm_proxy_api::AppConfig, mode: AccessMode, scrubber: Scrubber) -> ExitCode {
+fn check_config(cfg: config::GatewayConfig, mode: AccessMode, scrubber: Scrubber) -> ExitCode {
     let shown = config::effective_config(&cfg);
     let client = match CaptureAwareClient::plain() {
         Ok(c) => c,
@@ -278,7 +286,7 @@ fn check_config(cfg: llm_proxy_api::AppConfig, mode: AccessMode, scrubber: Scrub
 
 /// `llm-proxy plugins`: the diagnostics report as tables; discovery is shown even when the
 /// configuration cannot start.
-fn list_plugins(cfg: llm_proxy_api::AppConfig, mode: AccessMode, scrubber: Scrubber) -> ExitCode {
+fn list_plugins(cfg: config::GatewayConfig, mode: AccessMode, scrubber: Scrubber) -> ExitCode {
     let plugins = Plugins::discover_linked(mode);
     let client = match CaptureAwareClient::plain() {
         Ok(c) => c,
@@ -305,7 +313,7 @@ fn list_plugins(cfg: llm_proxy_api::AppConfig, mode: AccessMode, scrubber: Scrub
 
 /// The capture file sink, when `--capture-file` / `logging.capture_file` / `CAPTURE_FILE` is set.
 fn open_capture(
-    cfg: &llm_proxy_api::AppConfig,
+    cfg: &config::GatewayConfig,
     scrubber: Scrubber,
 ) -> Result<Option<Arc<JsonlCaptureSink>>, String> {
     let Some(path) = &cfg.logging.capture_file else {
@@ -321,7 +329,7 @@ fn is_loopback(host: &str) -> bool {
     matches!(host, "localhost" | "127.0.0.1" | "::1") || host.starts_with("127.")
 }
 
-async fn serve(cfg: llm_proxy_api::AppConfig, mode: AccessMode, scrubber: Scrubber) -> ExitCode {
+async fn serve(cfg: config::GatewayConfig, mode: AccessMode, scrubber: Scrubber) -> ExitCode {
     if !is_loopback(&cfg.host) && cfg.auth.api_keys.is_empty() {
         return fail(format!(
             "refusing to listen on {} without client authentication: set auth.api_keys (or API_KEYS), or bind 127.0.0.1",

@@ -1,11 +1,13 @@
 //! Decoding Ollama answers into the proxy's stream events: newline-delimited JSON, one
 //! [`ChatChunk`] per line (a non-streamed answer is a single such object), ending with a line
-//! carrying `done: true`, `done_reason` and the token counts.
+//! carrying `done: true`, `done_reason` and the token counts. [`OllamaResponseDecoder`] hands
+//! this to the API's shared HTTP exchange.
 
 use llm_proxy_api::error::{BackendError, ErrorKind, ErrorSource};
 use llm_proxy_api::model::{FinishReason, Usage};
 use llm_proxy_api::stream::StreamEvent;
 use llm_proxy_api::translation::StreamDecoder;
+use llm_proxy_api::upstream::ResponseDecoder;
 
 use crate::wire::ChatChunk;
 
@@ -128,6 +130,30 @@ impl StreamDecoder for NdjsonChatDecoder {
 
     fn is_finished(&self) -> bool {
         self.finished
+    }
+}
+
+/// How the shared exchange (`llm_proxy_api::upstream::post_chat`) reads Ollama's chat
+/// answers: streamed and whole bodies through [`NdjsonChatDecoder`] (a whole answer is one
+/// NDJSON line), error statuses through [`error_from_status`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OllamaResponseDecoder;
+
+impl ResponseDecoder for OllamaResponseDecoder {
+    fn streamed(&self, model: &str) -> Box<dyn StreamDecoder> {
+        Box::new(NdjsonChatDecoder::new(model))
+    }
+
+    fn whole(&self, body: &[u8], model: &str) -> Result<Vec<StreamEvent>, BackendError> {
+        let mut decoder = NdjsonChatDecoder::new(model);
+        let mut events = Vec::new();
+        decoder.feed(body, &mut events)?;
+        decoder.finish(&mut events)?;
+        Ok(events)
+    }
+
+    fn error(&self, status: u16, body: &[u8]) -> BackendError {
+        error_from_status(status, body)
     }
 }
 
@@ -308,6 +334,26 @@ mod tests {
         assert!(decoder.is_finished());
         // Anything after the final line is ignored.
         decoder.feed(b"garbage\n", &mut out).unwrap();
+    }
+
+    #[test]
+    fn the_response_decoder_reads_whole_answers_and_errors() {
+        let body =
+            json!({"message": {"role": "assistant", "content": "hi"}, "done": true}).to_string();
+        let events = OllamaResponseDecoder
+            .whole(body.as_bytes(), "fallback")
+            .unwrap();
+        assert_eq!(
+            events.first(),
+            Some(&StreamEvent::Start {
+                id: None,
+                model: Some("fallback".into())
+            })
+        );
+        assert!(events.contains(&StreamEvent::TextDelta { text: "hi".into() }));
+        let error = OllamaResponseDecoder.error(404, br#"{"error":"no such model"}"#);
+        assert_eq!(error.kind, ErrorKind::NotFound);
+        assert!(error.message.contains("no such model"));
     }
 
     #[test]

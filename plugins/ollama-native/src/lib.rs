@@ -13,9 +13,12 @@
 //!   `llm_proxy_backends` group at link time.
 //! * The factory only parses configuration (`backends.<instance>.extra`, see [`Settings`]);
 //!   it does no network I/O.
-//! * Every upstream call goes through the capture-aware client with a per-call capture
-//!   context, and a streamed response is captured with `capture_http_response` once its body
-//!   has been consumed.
+//! * Every upstream call goes through the plugin API's shared HTTP exchange
+//!   (`llm_proxy_api::upstream`, the code the built-in backends use): the capture-aware client
+//!   with a per-call capture context, the instance's timeouts, error statuses mapped to
+//!   `BackendError`s with `Retry-After`, echoed credentials scrubbed. The plugin brings only
+//!   what is Ollama's: the request conversion ([`request_from_model`]) and the NDJSON decoding
+//!   ([`OllamaResponseDecoder`]).
 //!
 //! Linked into the `llm-proxy` binary by its `ollama-native` Cargo feature (on by default).
 
@@ -30,7 +33,7 @@ use llm_proxy_api::plugin::{BackendPluginDefinition, FactoryArgs, PluginCompatib
 use llm_proxy_api::{Backend, BackendError};
 
 pub use backend::OllamaNative;
-pub use decode::NdjsonChatDecoder;
+pub use decode::{NdjsonChatDecoder, OllamaResponseDecoder, error_from_status};
 pub use settings::Settings;
 pub use wire::{ChatChunk, OllamaChatRequest, request_from_model};
 
@@ -90,7 +93,7 @@ mod tests {
         let definition = provider();
         let args = |extra: serde_json::Value| FactoryArgs {
             http_client: llm_proxy_api::CaptureAwareClient::plain().unwrap(),
-            app_config: Arc::new(llm_proxy_api::AppConfig::default()),
+            shared: Arc::new(llm_proxy_api::SharedConfig::default()),
             translation_service: Arc::new(llm_proxy_api::TranslationService::new()),
             instance: {
                 let mut i =
@@ -98,6 +101,7 @@ mod tests {
                 i.extra = extra.as_object().cloned().unwrap_or_default();
                 i
             },
+            raw_section: None,
         };
         assert!((definition.factory)(args(serde_json::json!({"keep_alive": "5m"}))).is_ok());
         let Err(error) =

@@ -138,6 +138,7 @@ pub fn request_to_model(req: AnthropicRequest) -> Result<ChatRequest, FieldError
         reasoning,
         metadata,
         user,
+        body_patches: Default::default(),
         extra_protocol: (!extra.is_empty()).then(|| PROTOCOL.to_owned()),
         extra,
     })

@@ -128,7 +128,50 @@ pub fn request_from_model(req: &ChatRequest, lossy: &mut Vec<String>) -> Generat
         apply_passthrough(&mut out, &mut gc, extra);
     }
     out.generation_config = (!gc.is_empty()).then_some(gc);
+    if let Some(patch) = req.body_patches.get(PROTOCOL).filter(|p| !p.is_empty()) {
+        apply_body_patch(&mut out, patch, lossy);
+    }
     out
+}
+
+/// Merges the proxy's own Gemini fields over the body (RFC 7396: objects merge, `null`
+/// removes, anything else replaces). A patch that leaves no valid body is not applied.
+fn apply_body_patch(out: &mut GenerateContentRequest, patch: &Extra, lossy: &mut Vec<String>) {
+    let patched = serde_json::to_value(&*out).and_then(|mut body| {
+        for (key, value) in patch {
+            merge_patch_field(&mut body, key, value);
+        }
+        serde_json::from_value::<GenerateContentRequest>(body)
+    });
+    match patched {
+        Ok(patched) => *out = patched,
+        Err(e) => lossy.push(format!("gemini settings not applied: {e}")),
+    }
+}
+
+fn merge_patch_field(target: &mut Value, key: &str, patch: &Value) {
+    let Value::Object(target) = target else {
+        return;
+    };
+    match patch {
+        Value::Null => {
+            target.remove(key);
+        }
+        Value::Object(fields) => {
+            let slot = target
+                .entry(key.to_owned())
+                .or_insert_with(|| Value::Object(serde_json::Map::new()));
+            if !slot.is_object() {
+                *slot = Value::Object(serde_json::Map::new());
+            }
+            for (k, v) in fields {
+                merge_patch_field(slot, k, v);
+            }
+        }
+        other => {
+            target.insert(key.to_owned(), other.clone());
+        }
+    }
 }
 
 /// Whether the last turn is the model's function calls, whose responses must come next.
@@ -623,7 +666,60 @@ pub fn response_from_model(resp: &ChatResponse) -> GenerateContentResponse {
 mod tests {
     use super::*;
     use crate::gemini::to_model::{request_to_model, thought_signature_data};
-    use llm_proxy_api::model::{TextPart, ToolDefinition};
+    use llm_proxy_api::model::{Sampling, TextPart, ToolDefinition};
+
+    fn patched(patch: Value) -> (Value, Vec<String>) {
+        let patch = patch.as_object().unwrap().clone();
+        let req = ChatRequest {
+            messages: vec![Message::text(Role::User, "hi")],
+            sampling: Sampling {
+                temperature: Some(0.9),
+                top_p: Some(0.5),
+                ..Sampling::default()
+            },
+            reasoning: Some(ReasoningConfig {
+                budget_tokens: Some(2048),
+                ..ReasoningConfig::default()
+            }),
+            body_patches: [(PROTOCOL.to_owned(), patch)].into(),
+            ..ChatRequest::default()
+        };
+        let mut lossy = Vec::new();
+        let body = serde_json::to_value(request_from_model(&req, &mut lossy)).unwrap();
+        (body, lossy)
+    }
+
+    #[test]
+    fn the_gemini_body_patch_merges_over_the_encoded_body() {
+        let (body, lossy) = patched(json!({"generationConfig": {
+            "temperature": 0.1,
+            "topP": null,
+            "thinkingConfig": {"thinkingBudget": 512},
+            "responseModalities": ["TEXT"],
+        }}));
+        assert!(lossy.is_empty(), "{lossy:?}");
+        let gc = &body["generationConfig"];
+        assert_eq!(gc["temperature"], 0.1);
+        assert!(gc.get("topP").is_none(), "null removes");
+        assert_eq!(gc["thinkingConfig"]["thinkingBudget"], 512);
+        assert_eq!(
+            gc["thinkingConfig"]["includeThoughts"], true,
+            "merged, not replaced"
+        );
+        assert_eq!(gc["responseModalities"], json!(["TEXT"]));
+        assert_eq!(body["contents"][0]["parts"][0]["text"], "hi");
+    }
+
+    #[test]
+    fn a_patch_leaving_no_valid_body_is_not_applied_and_noted() {
+        let (body, lossy) = patched(json!({"generationConfig": {"temperature": "hot"}}));
+        assert_eq!(body["generationConfig"]["temperature"], 0.9);
+        assert_eq!(lossy.len(), 1);
+        assert!(
+            lossy[0].starts_with("gemini settings not applied"),
+            "{lossy:?}"
+        );
+    }
 
     fn msg(role: Role, content: Vec<Part>) -> Message {
         Message {

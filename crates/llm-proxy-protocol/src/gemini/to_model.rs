@@ -204,6 +204,7 @@ pub fn request_to_model(
         reasoning: thinking_config.map(reasoning_to_model),
         metadata: Map::new(),
         user: None,
+        body_patches: Default::default(),
         extra_protocol: (!extra.is_empty()).then(|| PROTOCOL.to_owned()),
         extra,
     })

@@ -94,6 +94,7 @@ pub fn request_to_model(req: ChatCompletionRequest) -> Result<ChatRequest, Field
         reasoning,
         metadata: req.metadata.unwrap_or_default(),
         user: req.user,
+        body_patches: Default::default(),
         extra_protocol: (!req.extra.is_empty()).then(|| PROTOCOL.to_owned()),
         extra: req.extra,
     })

@@ -322,6 +322,7 @@ pub fn request_to_model(
         reasoning,
         metadata: req.metadata.unwrap_or_default(),
         user: req.user,
+        body_patches: Default::default(),
         extra_protocol: (!extra.is_empty()).then(|| PROTOCOL.to_owned()),
         extra,
     };

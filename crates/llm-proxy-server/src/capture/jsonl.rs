@@ -50,7 +50,7 @@ impl std::fmt::Debug for JsonlCaptureSink {
 impl JsonlCaptureSink {
     /// Opens (appends to, or creates with mode 0600) `path` and starts the writer.
     /// `scrubber` masks every configured secret and key shape in every record (see
-    /// [`Scrubber::from_config`]).
+    /// [`GatewayConfig::scrubber`](crate::config::GatewayConfig::scrubber)).
     pub fn open(path: impl AsRef<Path>, scrubber: Scrubber) -> std::io::Result<Arc<Self>> {
         Self::start(path.as_ref(), scrubber, DEFAULT_QUEUE_CAPACITY, None)
     }

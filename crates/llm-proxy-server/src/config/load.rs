@@ -1,20 +1,21 @@
-//! Loading and validation: file -> env -> CLI onto the raw structs, then raw -> `AppConfig`.
+//! Loading and validation: file -> env -> CLI onto the raw structs, then raw -> `GatewayConfig`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use llm_proxy_api::config::{
-    AppConfig, AuthConfig, BackendInstanceConfig, BackendsConfig, BruteForceConfig,
-    CircuitBreakerConfig, FailureHandling, Limits, LoggingConfig, ModelAlias, ModelOnlyPolicy,
-    ResponseStoreConfig, ResponsesApiConfig, ResponsesWebSocketConfig, RoutingConfig, Secret,
-    ServerConfig, Timeouts,
-};
+use llm_proxy_api::config::{BackendInstanceConfig, Secret, Timeouts};
 use llm_proxy_api::scrub::{mask_url_credentials, masked_extra};
 use llm_proxy_connectors::openai_compat::PROVIDERS;
 use serde_json::{Value, json};
 
 use super::raw::{RawBackend, RawConfig};
+use super::runtime::{
+    AuthConfig, BackendsConfig, BruteForceConfig, CircuitBreakerConfig, CommandsConfig,
+    FailureHandling, GatewayConfig, Limits, LoggingConfig, ModelAlias, ModelOnlyPolicy,
+    ReasoningAliasRule, ReasoningModeSettings, ResponseStoreConfig, ResponsesApiConfig,
+    ResponsesWebSocketConfig, RoutingConfig, ServerConfig,
+};
 
 /// A configuration problem, located by its dotted path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -56,6 +57,10 @@ pub struct CliOverrides {
     pub capture_file: Option<String>,
     /// `--command-prefix`.
     pub command_prefix: Option<String>,
+    /// `--disable-interactive-commands` (session.disable_interactive_commands).
+    pub disable_interactive_commands: bool,
+    /// `--strict-command-detection`.
+    pub strict_command_detection: bool,
     /// `--timeout` (proxy_timeout, seconds).
     pub proxy_timeout: Option<f64>,
     /// `--disable-auth`.
@@ -128,7 +133,7 @@ fn env_backends() -> impl Iterator<Item = (&'static str, &'static str)> {
 
 /// Loads the configuration from the file named by `cli.config` / `CONFIG_FILE`, the
 /// environment and the CLI.
-pub fn load(cli: &CliOverrides, env: &Env) -> Result<AppConfig, ConfigError> {
+pub fn load(cli: &CliOverrides, env: &Env) -> Result<GatewayConfig, ConfigError> {
     let path = cli
         .config
         .clone()
@@ -143,7 +148,11 @@ pub fn load(cli: &CliOverrides, env: &Env) -> Result<AppConfig, ConfigError> {
 }
 
 /// Like [`load`] with the file's text given.
-pub fn load_from_str(text: &str, cli: &CliOverrides, env: &Env) -> Result<AppConfig, ConfigError> {
+pub fn load_from_str(
+    text: &str,
+    cli: &CliOverrides,
+    env: &Env,
+) -> Result<GatewayConfig, ConfigError> {
     let (mut raw, raw_value) = parse_file(text)?;
     let mut key_names = BTreeMap::new();
     for (name, entry) in &raw.backends.instances {
@@ -231,6 +240,9 @@ fn apply_env(
     }
     if let Some(v) = env.get("COMMAND_PREFIX") {
         raw.command_prefix = Some(v.to_owned());
+    }
+    if let Some(v) = env_bool(env, "STRICT_COMMAND_DETECTION")? {
+        raw.strict_command_detection = Some(v);
     }
     if let Some(v) = env.get("API_KEYS") {
         raw.auth.api_keys = v
@@ -384,6 +396,12 @@ fn apply_cli(raw: &mut RawConfig, cli: &CliOverrides) {
     if let Some(v) = &cli.command_prefix {
         raw.command_prefix = Some(v.clone());
     }
+    if cli.disable_interactive_commands {
+        raw.session.disable_interactive_commands = Some(true);
+    }
+    if cli.strict_command_detection {
+        raw.strict_command_detection = Some(true);
+    }
     if let Some(v) = cli.proxy_timeout {
         raw.proxy_timeout = Some(v);
     }
@@ -474,22 +492,66 @@ fn seconds(path: &str, v: Option<f64>, default: Duration) -> Result<Duration, Co
     }
 }
 
-/// Command prefix rules: 2–10 printable characters, no whitespace, and a two-character prefix
-/// may not repeat one character.
+/// Command prefix rules (see [`crate::commands::parse::validate_prefix`]).
 fn validate_command_prefix(p: &str) -> Result<(), ConfigError> {
-    let n = p.chars().count();
-    let bad = |m: &str| Err(ConfigError::new("command_prefix", m));
-    if !(2..=10).contains(&n) {
-        return bad("must be 2 to 10 characters long");
+    crate::commands::parse::validate_prefix(p).map_err(|m| ConfigError::new("command_prefix", m))
+}
+
+/// `session.disable_interactive_commands`, `strict_command_detection` and the
+/// `reasoning_aliases` table, checked.
+fn commands_config(raw: &RawConfig) -> Result<CommandsConfig, ConfigError> {
+    let mut reasoning_aliases = Vec::new();
+    if let Some(table) = &raw.reasoning_aliases {
+        for (i, rule) in table.reasoning_alias_settings.iter().enumerate() {
+            let path = format!("reasoning_aliases.reasoning_alias_settings[{i}]");
+            if rule.model.trim().is_empty() {
+                return Err(ConfigError::new(
+                    format!("{path}.model"),
+                    "must not be empty",
+                ));
+            }
+            let mut modes = BTreeMap::new();
+            for (name, m) in &rule.modes {
+                let mode_path = format!("{path}.modes.{name}");
+                if let Some(t) = m.temperature
+                    && !(0.0..=2.0).contains(&t)
+                {
+                    return Err(ConfigError::new(
+                        format!("{mode_path}.temperature"),
+                        "must be between 0 and 2",
+                    ));
+                }
+                if let Some(p) = m.top_p
+                    && !(0.0..=1.0).contains(&p)
+                {
+                    return Err(ConfigError::new(
+                        format!("{mode_path}.top_p"),
+                        "must be between 0 and 1",
+                    ));
+                }
+                modes.insert(
+                    name.to_ascii_lowercase(),
+                    ReasoningModeSettings {
+                        reasoning_effort: m.reasoning_effort.clone(),
+                        max_reasoning_tokens: m.max_reasoning_tokens,
+                        temperature: m.temperature,
+                        top_p: m.top_p,
+                        user_prompt_prefix: m.user_prompt_prefix.clone(),
+                        user_prompt_suffix: m.user_prompt_suffix.clone(),
+                    },
+                );
+            }
+            reasoning_aliases.push(ReasoningAliasRule {
+                model: rule.model.clone(),
+                modes,
+            });
+        }
     }
-    if p.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return bad("must not contain whitespace or control characters");
-    }
-    let mut chars = p.chars();
-    if n == 2 && chars.next() == chars.next() {
-        return bad("a two-character prefix may not repeat one character");
-    }
-    Ok(())
+    Ok(CommandsConfig {
+        disabled: raw.session.disable_interactive_commands.unwrap_or(false),
+        strict_detection: raw.strict_command_detection.unwrap_or(false),
+        reasoning_aliases,
+    })
 }
 
 fn split_instance(key: &str) -> (&str, Option<&str>) {
@@ -564,8 +626,9 @@ fn validate(
     raw: RawConfig,
     raw_value: Value,
     key_names: &BTreeMap<String, String>,
-) -> Result<AppConfig, ConfigError> {
-    let defaults = AppConfig::default();
+) -> Result<GatewayConfig, ConfigError> {
+    let defaults = GatewayConfig::default();
+    let commands = commands_config(&raw)?;
     let host = raw.host.unwrap_or(defaults.host);
     if host.trim().is_empty() {
         return Err(ConfigError::new("host", "must not be empty"));
@@ -763,14 +826,17 @@ fn validate(
         None => default_data_dir(),
     };
     let responses_api = responses_api_config(&raw.responses_api)?;
+    let session = session_from_raw(&raw.session)?;
     let brute_force = brute_force_config(&raw.auth.brute_force_protection)?;
-    Ok(AppConfig {
+    Ok(GatewayConfig {
+        session,
         host,
         port: raw.port.unwrap_or(defaults.port),
         anthropic_port: raw.anthropic_port,
         proxy_timeout,
         max_body_bytes,
         command_prefix,
+        commands,
         keepalive_interval,
         backends: BackendsConfig {
             default_backend: raw.backends.default_backend,
@@ -830,6 +896,63 @@ fn response_store_config(
         max_responses,
         max_bytes,
         ttl: seconds("responses_api.store.ttl_seconds", raw.ttl_seconds, d.ttl)?,
+    })
+}
+
+/// The validated `session.*` settings of a loaded configuration, from its raw tree
+/// (`config.raw`; checked by [`load`] already).
+pub fn session_config(raw_tree: &Value) -> Result<crate::session::SessionConfig, ConfigError> {
+    let raw: super::raw::RawSession = match raw_tree.get("session") {
+        None | Some(Value::Null) => super::raw::RawSession::default(),
+        Some(section) => serde_json::from_value(section.clone())
+            .map_err(|e| ConfigError::new("session", e.to_string()))?,
+    };
+    session_from_raw(&raw)
+}
+
+/// Longest `session.max_age`: a year.
+const MAX_SESSION_AGE_SECONDS: f64 = 365.0 * 86_400.0;
+/// Longest `session.cleanup_interval`: a day.
+const MAX_SESSION_CLEANUP_SECONDS: f64 = 86_400.0;
+/// Most `session.max_sessions`.
+const MAX_SESSIONS: usize = 10_000_000;
+
+fn session_from_raw(
+    raw: &super::raw::RawSession,
+) -> Result<crate::session::SessionConfig, ConfigError> {
+    let d = crate::session::SessionConfig::default();
+    let bounded_seconds = |path: &str, v: Option<f64>, default: Duration, max: f64| match v {
+        None => Ok(default),
+        Some(s) if (1.0..=max).contains(&s) => Ok(Duration::from_secs_f64(s)),
+        Some(_) => Err(ConfigError::new(
+            path,
+            format!("expected seconds from 1 to {max}"),
+        )),
+    };
+    let max_sessions = match raw.max_sessions {
+        None => d.max_sessions,
+        Some(n) if (1..=MAX_SESSIONS).contains(&n) => n,
+        Some(_) => {
+            return Err(ConfigError::new(
+                "session.max_sessions",
+                format!("expected a number from 1 to {MAX_SESSIONS}"),
+            ));
+        }
+    };
+    Ok(crate::session::SessionConfig {
+        max_age: bounded_seconds(
+            "session.max_age",
+            raw.max_age,
+            d.max_age,
+            MAX_SESSION_AGE_SECONDS,
+        )?,
+        cleanup_interval: bounded_seconds(
+            "session.cleanup_interval",
+            raw.cleanup_interval,
+            d.cleanup_interval,
+            MAX_SESSION_CLEANUP_SECONDS,
+        )?,
+        max_sessions,
     })
 }
 
@@ -933,7 +1056,7 @@ fn brute_force_config(raw: &super::raw::RawBruteForce) -> Result<BruteForceConfi
 }
 
 /// The effective configuration as a JSON tree with every secret masked (for `check-config`).
-pub fn effective_config(cfg: &AppConfig) -> Value {
+pub fn effective_config(cfg: &GatewayConfig) -> Value {
     let backends: serde_json::Map<String, Value> = cfg
         .backends
         .instances
@@ -962,6 +1085,19 @@ pub fn effective_config(cfg: &AppConfig) -> Value {
         "proxy_timeout": cfg.proxy_timeout.as_secs_f64(),
         "max_request_body_bytes": cfg.max_body_bytes,
         "command_prefix": cfg.command_prefix,
+        "strict_command_detection": cfg.commands.strict_detection,
+        "session": { "disable_interactive_commands": cfg.commands.disabled },
+        "reasoning_aliases": { "reasoning_alias_settings": cfg.commands.reasoning_aliases.iter().map(|r| json!({
+            "model": r.model,
+            "modes": r.modes.iter().map(|(name, m)| (name.clone(), json!({
+                "reasoning_effort": m.reasoning_effort,
+                "max_reasoning_tokens": m.max_reasoning_tokens,
+                "temperature": m.temperature,
+                "top_p": m.top_p,
+                "user_prompt_prefix": m.user_prompt_prefix,
+                "user_prompt_suffix": m.user_prompt_suffix,
+            }))).collect::<serde_json::Map<_, _>>(),
+        })).collect::<Vec<_>>() },
         "failure_handling": {
             "enabled": cfg.failure_handling.enabled,
             "keepalive_interval": cfg.keepalive_interval.as_secs_f64(),
@@ -1034,6 +1170,16 @@ pub fn effective_config(cfg: &AppConfig) -> Value {
             },
         },
         "logging": { "level": cfg.logging.level, "capture_file": cfg.logging.capture_file },
+        "session": session_json(&cfg.raw),
+    })
+}
+
+fn session_json(raw_tree: &Value) -> Value {
+    let session = session_config(raw_tree).unwrap_or_default();
+    json!({
+        "max_age": session.max_age.as_secs_f64(),
+        "cleanup_interval": session.cleanup_interval.as_secs_f64(),
+        "max_sessions": session.max_sessions,
     })
 }
 
@@ -1118,6 +1264,64 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.path, "OPENAI_TIMEOUT");
+    }
+
+    #[test]
+    fn command_settings_from_yaml_env_and_cli() {
+        let cfg = load_from_str("", &CliOverrides::default(), &Env::default()).unwrap();
+        assert!(!cfg.commands.disabled);
+        assert!(!cfg.commands.strict_detection);
+        assert!(cfg.commands.reasoning_aliases.is_empty());
+        let yaml = "strict_command_detection: true\n\
+                    session:\n  disable_interactive_commands: true\n\
+                    reasoning_aliases:\n  reasoning_alias_settings:\n\
+                    \x20   - model: 'claude-*'\n      modes:\n        High:\n\
+                    \x20         reasoning_effort: high\n          max_reasoning_tokens: 40000\n\
+                    \x20         user_prompt_prefix: Think.\n";
+        let cfg = load_from_str(yaml, &CliOverrides::default(), &Env::default()).unwrap();
+        assert!(cfg.commands.disabled);
+        assert!(cfg.commands.strict_detection);
+        let rule = &cfg.commands.reasoning_aliases[0];
+        assert_eq!(rule.model, "claude-*");
+        assert_eq!(rule.modes["high"].max_reasoning_tokens, Some(40_000));
+        assert_eq!(
+            rule.modes["high"].user_prompt_prefix.as_deref(),
+            Some("Think.")
+        );
+        let cfg = load_from_str(
+            "",
+            &CliOverrides {
+                disable_interactive_commands: true,
+                strict_command_detection: true,
+                command_prefix: Some("#/".to_owned()),
+                ..CliOverrides::default()
+            },
+            &Env::default(),
+        )
+        .unwrap();
+        assert!(cfg.commands.disabled && cfg.commands.strict_detection);
+        assert_eq!(cfg.command_prefix, "#/");
+        let cfg = load_from_str(
+            "",
+            &CliOverrides::default(),
+            &env(&[
+                ("STRICT_COMMAND_DETECTION", "true"),
+                ("COMMAND_PREFIX", "@/"),
+            ]),
+        )
+        .unwrap();
+        assert!(cfg.commands.strict_detection);
+        assert_eq!(cfg.command_prefix, "@/");
+        let err = load_from_str(
+            "reasoning_aliases:\n  reasoning_alias_settings:\n    - model: x\n      modes:\n        high: {temperature: 5}\n",
+            &CliOverrides::default(),
+            &Env::default(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.path,
+            "reasoning_aliases.reasoning_alias_settings[0].modes.high.temperature"
+        );
     }
 
     #[test]
@@ -1337,6 +1541,48 @@ mod tests {
         ] {
             let err = load_from_str(bad, &none, &Env::default()).unwrap_err();
             assert_eq!(err.path, path, "{bad}");
+        }
+    }
+
+    #[test]
+    fn session_settings_default_validate_and_show() {
+        use crate::session::SessionConfig;
+        let none = CliOverrides::default();
+        let cfg = load_from_str("", &none, &Env::default()).unwrap();
+        assert_eq!(session_config(&cfg.raw).unwrap(), SessionConfig::default());
+        assert_eq!(
+            SessionConfig::default().max_age,
+            Duration::from_secs(86_400)
+        );
+        assert_eq!(
+            SessionConfig::default().cleanup_interval,
+            Duration::from_secs(3_600)
+        );
+        let file = "session:\n  max_age: 600\n  cleanup_interval: 60\n  max_sessions: 5\n";
+        let cfg = load_from_str(file, &none, &Env::default()).unwrap();
+        let session = session_config(&cfg.raw).unwrap();
+        assert_eq!(session.max_age, Duration::from_secs(600));
+        assert_eq!(session.cleanup_interval, Duration::from_secs(60));
+        assert_eq!(session.max_sessions, 5);
+        assert_eq!(effective_config(&cfg)["session"]["max_sessions"], 5);
+        for (bad, path) in [
+            ("session:\n  max_age: 0\n", "session.max_age"),
+            ("session:\n  max_age: -5\n", "session.max_age"),
+            ("session:\n  max_age: 1e12\n", "session.max_age"),
+            (
+                "session:\n  cleanup_interval: 0.5\n",
+                "session.cleanup_interval",
+            ),
+            (
+                "session:\n  cleanup_interval: 604800\n",
+                "session.cleanup_interval",
+            ),
+            ("session:\n  max_sessions: 0\n", "session.max_sessions"),
+            ("session:\n  max_session: 3\n", "session.max_session"),
+            ("session:\n  max_age: soon\n", "session.max_age"),
+        ] {
+            let err = load_from_str(bad, &none, &Env::default()).unwrap_err();
+            assert_eq!(err.path, path, "{bad}: {err}");
         }
     }
 

@@ -1,8 +1,17 @@
 //! Configuration: the YAML file, environment variables and CLI flags merged with precedence
-//! defaults < file < env < CLI, then validated into `llm_proxy_api::AppConfig`. Errors name the
-//! dotted path of the offending key.
+//! defaults < file < env < CLI, then validated into [`GatewayConfig`] (`runtime.rs`). Errors
+//! name the dotted path of the offending key.
 
 mod load;
 pub mod raw;
+mod runtime;
 
-pub use load::{CliOverrides, ConfigError, Env, effective_config, load, load_from_str};
+pub use load::{
+    CliOverrides, ConfigError, Env, effective_config, load, load_from_str, session_config,
+};
+pub use runtime::{
+    AuthConfig, BackendsConfig, BruteForceConfig, CircuitBreakerConfig, CommandsConfig,
+    FailureHandling, GatewayConfig, Limits, LoggingConfig, ModelAlias, ModelOnlyPolicy,
+    ReasoningAliasRule, ReasoningModeSettings, ResponseStoreConfig, ResponsesApiConfig,
+    ResponsesWebSocketConfig, RoutingConfig, ServerConfig,
+};

@@ -1,5 +1,5 @@
 //! The configuration file as written: serde structs that reject unknown keys. Every field is
-//! optional here; defaults are applied when validating into `AppConfig`.
+//! optional here; defaults are applied when validating into `GatewayConfig`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -20,6 +20,12 @@ pub struct RawConfig {
     /// Largest accepted request body, bytes.
     pub max_request_body_bytes: Option<usize>,
     pub command_prefix: Option<String>,
+    /// A command must be alone on its line.
+    pub strict_command_detection: Option<bool>,
+    /// Tables behind `!/max`, `!/medium`, `!/low`, `!/no-think` and `!/mode(...)`.
+    pub reasoning_aliases: Option<RawReasoningAliases>,
+    #[serde(default)]
+    pub session: RawSession,
     #[serde(default)]
     pub backends: RawBackends,
     #[serde(default)]
@@ -42,6 +48,51 @@ pub struct RawConfig {
     pub data_dir: Option<String>,
     #[serde(default)]
     pub responses_api: RawResponsesApi,
+}
+
+/// `session:`: per-conversation behaviour, how long sessions live and how many the
+/// in-process store keeps.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSession {
+    /// In-chat commands are removed from messages but not run.
+    pub disable_interactive_commands: Option<bool>,
+    /// Seconds a session lives after its last use.
+    pub max_age: Option<f64>,
+    /// Seconds between sweeps of expired sessions.
+    pub cleanup_interval: Option<f64>,
+    /// Most sessions kept in process.
+    pub max_sessions: Option<usize>,
+}
+
+/// `reasoning_aliases:`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReasoningAliases {
+    #[serde(default)]
+    pub reasoning_alias_settings: Vec<RawReasoningAliasRule>,
+}
+
+/// One `reasoning_aliases.reasoning_alias_settings[]` entry.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReasoningAliasRule {
+    /// Wildcard model pattern.
+    pub model: String,
+    #[serde(default)]
+    pub modes: BTreeMap<String, RawReasoningMode>,
+}
+
+/// One mode of a reasoning alias rule.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReasoningMode {
+    pub reasoning_effort: Option<String>,
+    pub max_reasoning_tokens: Option<u64>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub user_prompt_prefix: Option<String>,
+    pub user_prompt_suffix: Option<String>,
 }
 
 /// `responses_api:`: the Responses frontend.

@@ -17,11 +17,11 @@ use serde_json::{Value, json};
 
 use super::models::listed_models;
 use super::sse::StreamRenderer;
-use super::token_estimate::estimate_tokens;
 use super::{RequestContext, collected, json_response, read_body, stream_response};
 use crate::context::ClientIdentity;
 use crate::error::{ProxyError, WireFormat};
 use crate::state::AppState;
+use crate::token_estimate::estimate_tokens;
 
 impl StreamRenderer for EventRenderer {
     fn render(&mut self, event: &StreamEvent, out: &mut Vec<Bytes>) {
@@ -92,8 +92,8 @@ fn dropped_from_response(response: &ChatResponse) -> Vec<String> {
         .collect()
 }
 
-/// `POST /v1/messages/count_tokens`: an estimate (about four characters per token over the
-/// system prompt, messages and tools), as `{input_tokens}`.
+/// `POST /v1/messages/count_tokens`: the [`estimate_tokens`] of the request as a real call
+/// would read it, as `{input_tokens}`.
 pub async fn count_tokens(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -105,14 +105,8 @@ pub async fn count_tokens(
     let counted = read_body(&state, &ctx.headers, body)
         .await
         .and_then(|(body, _permit)| {
-            // Validate like a real call would, then estimate over the raw JSON.
-            anthropic::request_to_model(parse_body::<AnthropicRequest>(&body)?)?;
-            let value: Value = parse_body(&body)?;
-            Ok(estimate_tokens(&[
-                value.get("system"),
-                value.get("messages"),
-                value.get("tools"),
-            ]))
+            let req = anthropic::request_to_model(parse_body::<AnthropicRequest>(&body)?)?;
+            Ok(estimate_tokens(&req))
         });
     match counted {
         Ok(tokens) => {

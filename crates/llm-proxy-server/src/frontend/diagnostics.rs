@@ -15,7 +15,8 @@ use serde_json::{Value, json};
 
 use crate::error::{ProxyError, WireFormat};
 use crate::plugins::{KNOWN_PLUGINS, Origin, Plugins};
-use crate::state::{AppState, BackendSlot};
+use crate::routing::BackendSlot;
+use crate::state::AppState;
 
 /// The handler: the report for loopback clients, 403 (OpenAI envelope) for anyone else.
 pub async fn diagnostics(State(state): State<AppState>, req: Request) -> Response {

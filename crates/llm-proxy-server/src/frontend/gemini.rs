@@ -16,11 +16,11 @@ use serde_json::{Value, json};
 
 use super::models::{ListedModel, listed_models};
 use super::sse::StreamRenderer;
-use super::token_estimate::estimate_tokens;
 use super::{RequestContext, collected, json_response, read_body, stream_response};
 use crate::context::ClientIdentity;
 use crate::error::{ProxyError, WireFormat};
 use crate::state::AppState;
+use crate::token_estimate::estimate_tokens;
 
 impl StreamRenderer for ChunkRenderer {
     fn render(&mut self, event: &StreamEvent, out: &mut Vec<Bytes>) {
@@ -118,7 +118,7 @@ async fn handle(
     let (model, method) = parse_action(rest, query)?;
     let (body, permit) = read_body(state, &ctx.headers, body).await?;
     let stream = match method {
-        Method::CountTokens => return count_tokens(&body, ctx),
+        Method::CountTokens => return count_tokens(&body, model, ctx),
         Method::Generate { stream } => stream,
     };
     let wire: GenerateContentRequest = parse_body(&body)?;
@@ -137,15 +137,18 @@ async fn handle(
     Ok(json_response(body, ctx))
 }
 
-/// `:countTokens`: an estimate over the contents, system instruction and tools (either at the
-/// top level or inside `generateContentRequest`), as `{totalTokens}`.
-fn count_tokens(body: &[u8], ctx: &RequestContext) -> Result<Response, ProxyError> {
-    let value: Value = parse_body(body)?;
-    let req = value.get("generateContentRequest").unwrap_or(&value);
-    let system = req
-        .get("systemInstruction")
-        .or_else(|| req.get("system_instruction"));
-    let tokens = estimate_tokens(&[req.get("contents"), system, req.get("tools")]);
+/// `:countTokens`: the [`estimate_tokens`] of the request (at the top level or inside
+/// `generateContentRequest`) as a real call would read it, as `{totalTokens}`.
+fn count_tokens(body: &[u8], model: &str, ctx: &RequestContext) -> Result<Response, ProxyError> {
+    let mut value: Value = parse_body(body)?;
+    let wire = match value.get_mut("generateContentRequest") {
+        Some(inner) => inner.take(),
+        None => value,
+    };
+    let wire: GenerateContentRequest = serde_json::from_value(wire).map_err(|e| {
+        ProxyError::invalid(format!("invalid countTokens request: {e}"), None, None)
+    })?;
+    let tokens = estimate_tokens(&gemini::request_to_model(wire, model)?);
     Ok(json_response(
         json!({ "totalTokens": tokens }).to_string().into_bytes(),
         ctx,

@@ -9,7 +9,6 @@ pub mod openai_chat;
 pub mod responses;
 pub mod responses_ws;
 pub mod sse;
-pub mod token_estimate;
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};

@@ -187,7 +187,7 @@ impl Connection {
             WireFormat::OpenAiResponses,
             self.headers.clone(),
         )
-        .with_client(self.client);
+        .with_client(self.client.clone());
         let (wire, generate) = match parse(&self.state, text.as_bytes()).await {
             Ok(Some(parsed)) => parsed,
             Ok(None) => return Ok(()),

@@ -1,269 +1,28 @@
 //! Backend plugin discovery: turns link-time entry points into registry entries, fail-open
 //! (a broken, invalid or incompatible plugin is skipped with a warning; startup continues),
-//! together with the naming, version and install-guidance rules that decide what is usable.
+//! and reports what it did ([`DiscoveryReport`]).
 //!
 //! Built-in connectors go through the same path: entries from [`CORE_DISTRIBUTION`] are
 //! processed before every other entry, so core wins name collisions.
 
-use std::any::Any;
-use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::fmt;
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Once;
 
 use llm_proxy_api::plugin::BackendPluginEntry;
-use llm_proxy_api::{
-    BACKEND_PLUGIN_ENTRY_POINT_GROUP, BackendPluginDefinition, PluginCompatibility,
-    PluginPostBuildHook, ServiceProvider,
-};
+use llm_proxy_api::{BACKEND_PLUGIN_ENTRY_POINT_GROUP, BackendPluginDefinition};
 
+use super::access_mode::{AccessMode, PERSONAL_CREDENTIALS_RULE};
+use super::compat::{check_compatibility, validate_definition};
+use super::hooks::PostBuildHooks;
+use super::isolation::{call_isolated, panic_message};
+use super::names::{ExtractedSet, is_extracted, normalize_backend_name};
 use super::registry::{BackendOrigin, BackendRegistry, Origin, RegisterOutcome, conflict_warning};
+use super::startup_report::personal_credentials_summary;
 
 /// Crate whose entry points are the built-in connectors.
 pub const CORE_DISTRIBUTION: &str = "llm-proxy-connectors";
 
 /// Backend names that no longer exist; their entry points are ignored without being called.
 pub const RETIRED_BACKEND_NAMES: &[&str] = &["anthropic-oauth"];
-
-/// Environment variable listing extracted backend names (comma separated).
-pub const EXTRACTED_BACKENDS_ENV: &str = "LLM_PROXY_EXTRACTED_BACKENDS";
-
-/// A plugin crate this project knows about: when a configuration names its backend and the
-/// crate is not linked into the build, users are told which Cargo feature links it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KnownPlugin {
-    /// Backend name the plugin registers.
-    pub backend: &'static str,
-    /// Package (crate) name.
-    pub package: &'static str,
-    /// Feature of the `llm-proxy` binary crate that links the package.
-    pub cargo_feature: &'static str,
-}
-
-/// Plugin crates shipped in this repository (`plugins/`), linked through Cargo features.
-pub const KNOWN_PLUGINS: &[KnownPlugin] = &[KnownPlugin {
-    backend: "ollama-native",
-    package: "llm-proxy-plugin-ollama-native",
-    cargo_feature: "ollama-native",
-}];
-
-/// The known plugin providing `backend` (normalized comparison).
-pub fn known_plugin(backend: &str) -> Option<&'static KnownPlugin> {
-    let name = normalize_backend_name(backend);
-    KNOWN_PLUGINS.iter().find(|p| p.backend == name)
-}
-
-/// How to build the binary with the plugins providing `backends`: their Cargo features when
-/// every one is a known plugin, a placeholder to fill in otherwise.
-pub fn install_command<S: AsRef<str>>(backends: &[S]) -> String {
-    let mut features: Vec<&str> = Vec::new();
-    for backend in backends {
-        match known_plugin(backend.as_ref()) {
-            Some(plugin) if !features.contains(&plugin.cargo_feature) => {
-                features.push(plugin.cargo_feature);
-            }
-            Some(_) => {}
-            None => return GENERIC_INSTALL_COMMAND.to_owned(),
-        }
-    }
-    if features.is_empty() {
-        return GENERIC_INSTALL_COMMAND.to_owned();
-    }
-    format!(
-        "cargo build --release -p llm-proxy --features {}",
-        features.join(",")
-    )
-}
-
-/// Install command when the plugin's feature is not known to core.
-pub const GENERIC_INSTALL_COMMAND: &str =
-    "cargo build --release -p llm-proxy --features <plugin feature>";
-
-/// Error code of [`StartupError`].
-pub const MISSING_EXTRACTED_NO_VIABLE_PATH: &str = "missing_extracted_backends_no_viable_path";
-
-/// Why multi-user mode refuses a backend; shared by the discovery warning and request errors.
-const PERSONAL_CREDENTIALS_RULE: &str =
-    "it uses personal credentials, which are only allowed in single-user mode";
-
-/// Who the proxy serves; fixed before discovery runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AccessMode {
-    /// One user; personal-credential backends allowed.
-    SingleUser,
-    /// Shared deployment; personal-credential backends refused.
-    MultiUser,
-}
-
-/// Environment variable fixing the access mode (`multi_user` or `single_user`).
-pub const ACCESS_MODE_ENV: &str = "LLM_PROXY_ACCESS_MODE";
-
-impl AccessMode {
-    /// Wire label (`single_user`, `multi_user`), as in [`ACCESS_MODE_ENV`].
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::SingleUser => "single_user",
-            Self::MultiUser => "multi_user",
-        }
-    }
-
-    /// The mode from the `--multi-user-mode` / `--single-user-mode` flags, else the value of
-    /// [`ACCESS_MODE_ENV`], else single-user. Both flags together, or an unknown value, is an
-    /// error.
-    pub fn resolve(
-        multi_user_flag: bool,
-        single_user_flag: bool,
-        env_value: Option<&str>,
-    ) -> Result<Self, String> {
-        match (multi_user_flag, single_user_flag) {
-            (true, true) => {
-                return Err(
-                    "--multi-user-mode and --single-user-mode cannot be used together".to_owned(),
-                );
-            }
-            (true, false) => return Ok(Self::MultiUser),
-            (false, true) => return Ok(Self::SingleUser),
-            (false, false) => {}
-        }
-        match env_value.map(|v| v.trim().to_lowercase().replace('-', "_")) {
-            None => Ok(Self::SingleUser),
-            Some(v) if v.is_empty() || v == "single_user" => Ok(Self::SingleUser),
-            Some(v) if v == "multi_user" => Ok(Self::MultiUser),
-            Some(v) => Err(format!(
-                "{ACCESS_MODE_ENV}: expected multi_user or single_user, got '{v}'"
-            )),
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Names
-
-/// Canonical form of a backend reference: trimmed, lowercase, `_` -> `-`, without an instance
-/// suffix (`.name`) or model suffix (`:model`).
-pub fn normalize_backend_name(name: &str) -> String {
-    let lowered = name.trim().to_lowercase().replace('_', "-");
-    let end = lowered.find(['.', ':']).unwrap_or(lowered.len());
-    lowered.get(..end).unwrap_or_default().trim().to_owned()
-}
-
-/// Whether a name follows the OAuth naming pattern (`*-oauth` or `*-oauth-*`, normalized).
-pub fn is_oauth_style(name: &str) -> bool {
-    let normalized = normalize_backend_name(name);
-    normalized.ends_with("-oauth") || normalized.contains("-oauth-")
-}
-
-/// The OAuth-style names among `names`, sorted (names are returned as given).
-pub fn filter_oauth_style_backend_names<S: AsRef<str>>(names: &[S]) -> Vec<String> {
-    let mut found: Vec<String> = names
-        .iter()
-        .map(AsRef::as_ref)
-        .filter(|n| is_oauth_style(n))
-        .map(str::to_owned)
-        .collect();
-    found.sort();
-    found
-}
-
-/// Backends that live in optional plugins rather than in core (normalized names).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ExtractedSet {
-    names: BTreeSet<String>,
-}
-
-impl ExtractedSet {
-    /// OAuth-style names from the [`EXTRACTED_BACKENDS_ENV`] value, plus OAuth-style names of
-    /// the linked backend entry points.
-    pub fn from_sources(env_value: Option<&str>, entries: &[BackendPluginEntry]) -> Self {
-        let from_env = env_value.into_iter().flat_map(|v| v.split(','));
-        let from_entries = entries
-            .iter()
-            .filter(|e| e.group == BACKEND_PLUGIN_ENTRY_POINT_GROUP)
-            .map(|e| e.name);
-        let names = from_env
-            .chain(from_entries)
-            .filter(|n| is_oauth_style(n))
-            .map(normalize_backend_name)
-            .collect();
-        Self { names }
-    }
-
-    /// Whether the normalized `name` is in the set.
-    pub fn contains(&self, name: &str) -> bool {
-        self.names.contains(&normalize_backend_name(name))
-    }
-
-    /// The names, sorted.
-    pub fn names(&self) -> Vec<String> {
-        self.names.iter().cloned().collect()
-    }
-}
-
-/// Whether `name` belongs to an optional plugin: listed in `extracted`, or OAuth-style.
-pub fn is_extracted(name: &str, extracted: &ExtractedSet) -> bool {
-    extracted.contains(name) || is_oauth_style(name)
-}
-
-/// Whether `name` is provided by a plugin crate rather than core: an extracted
-/// (personal-credential) backend or a [`KNOWN_PLUGINS`] backend. A configuration naming one
-/// that is not linked gets install guidance instead of "unknown backend".
-pub fn is_optional_backend(name: &str, extracted: &ExtractedSet) -> bool {
-    is_extracted(name, extracted) || known_plugin(name).is_some()
-}
-
-// ---------------------------------------------------------------------------------------------
-// Versions
-
-/// A parsed version: the first three digit runs, zero padded.
-pub type VersionTriple = (u64, u64, u64);
-
-/// Parses a version leniently: every run of ASCII digits anywhere in the text counts, the first
-/// three are kept and missing ones are zero (`0.1.0rc1` -> (0,1,0), `v2` -> (2,0,0),
-/// `rc1` -> (1,0,0)). No digits, or a run too large for `u64`, is invalid.
-pub fn parse_version(text: &str) -> Option<VersionTriple> {
-    let runs: Vec<u64> = text
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|run| !run.is_empty())
-        .take(3)
-        .map(|run| run.parse().ok())
-        .collect::<Option<_>>()?;
-    match runs.as_slice() {
-        [] => None,
-        [major] => Some((*major, 0, 0)),
-        [major, minor] => Some((*major, *minor, 0)),
-        [major, minor, patch, ..] => Some((*major, *minor, *patch)),
-    }
-}
-
-/// Checks `core_version` against the plugin's inclusive bounds; `Err` carries the reason.
-pub fn check_compatibility(core_version: &str, compat: &PluginCompatibility) -> Result<(), String> {
-    let min = &compat.core_min_version;
-    let (Some(core), Some(min_parsed)) = (parse_version(core_version), parse_version(min)) else {
-        return Err(format!(
-            "invalid version format (core={core_version}, min={min})"
-        ));
-    };
-    if core < min_parsed {
-        return Err(format!(
-            "requires core>={min}, running core is {core_version}"
-        ));
-    }
-    if let Some(max) = &compat.core_max_version {
-        let Some(max_parsed) = parse_version(max) else {
-            return Err("invalid max version format".to_owned());
-        };
-        if core > max_parsed {
-            return Err(format!(
-                "supports core<={max}, running core is {core_version}"
-            ));
-        }
-    }
-    Ok(())
-}
-
-// ---------------------------------------------------------------------------------------------
-// Report
 
 /// Why an entry point was not registered (low-cardinality label for diagnostics and metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -341,45 +100,6 @@ pub struct PluginMetadata {
     pub requires_personal_credentials: bool,
 }
 
-/// Post-build hooks of registered backends, run in backend-name order.
-#[derive(Clone, Default)]
-pub struct PostBuildHooks {
-    hooks: BTreeMap<String, PluginPostBuildHook>,
-}
-
-impl PostBuildHooks {
-    /// Backend names with a hook, sorted.
-    pub fn names(&self) -> Vec<String> {
-        self.hooks.keys().cloned().collect()
-    }
-
-    /// The hook of `backend`.
-    pub fn get(&self, backend: &str) -> Option<&PluginPostBuildHook> {
-        self.hooks.get(backend)
-    }
-
-    /// Number of hooks.
-    pub fn len(&self) -> usize {
-        self.hooks.len()
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.hooks.is_empty()
-    }
-
-    /// Drops every hook.
-    pub fn clear(&mut self) {
-        self.hooks.clear();
-    }
-}
-
-impl fmt::Debug for PostBuildHooks {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set().entries(self.hooks.keys()).finish()
-    }
-}
-
 /// Outcome of one discovery run.
 #[derive(Debug, Clone, Default)]
 pub struct DiscoveryReport {
@@ -401,15 +121,12 @@ pub struct DiscoveryReport {
     pub hooks: PostBuildHooks,
 }
 
-// ---------------------------------------------------------------------------------------------
-// Discovery
-
 /// Registers every usable backend entry point into `registry`: core entries
 /// ([`CORE_DISTRIBUTION`]) first, in order, then the others. Never fails: a broken, invalid,
 /// incompatible or blocked entry is skipped with a warning (in the report and logged); retired
 /// and duplicate entries are skipped quietly (debug). Production passes
 /// `llm_proxy_api::plugin::linked_entries()` and [`llm_proxy_api::CORE_VERSION`];
-/// `env_extracted` is the value of [`EXTRACTED_BACKENDS_ENV`].
+/// `env_extracted` is the value of [`EXTRACTED_BACKENDS_ENV`](super::names::EXTRACTED_BACKENDS_ENV).
 pub fn discover(
     entries: &[BackendPluginEntry],
     mode: AccessMode,
@@ -637,7 +354,7 @@ impl DiscoveryRun<'_> {
             },
         );
         if let Some(hook) = &def.post_build_hook {
-            self.report.hooks.hooks.insert(name.clone(), hook.clone());
+            self.report.hooks.insert(name.clone(), hook.clone());
         }
         tracing::debug!(backend = %name, origin = origin.label(), "registered backend");
         self.report.registered.push(name);
@@ -686,351 +403,18 @@ impl DiscoveryRun<'_> {
     }
 }
 
-/// The strict metadata contract; the type system already guarantees the rest (a definition,
-/// a callable factory, a callable hook).
-fn validate_definition(def: &BackendPluginDefinition) -> Result<(), String> {
-    if def.backend_name.trim().is_empty() {
-        return Err("backend_name is required (strict metadata contract)".to_owned());
-    }
-    if def.plugin_name.trim().is_empty() {
-        return Err("plugin_name is required (strict metadata contract)".to_owned());
-    }
-    if def.compatibility.core_min_version.trim().is_empty() {
-        return Err(
-            "compatibility.core_min_version is required (strict metadata contract)".to_owned(),
-        );
-    }
-    if def
-        .compatibility
-        .core_max_version
-        .as_deref()
-        .is_some_and(|max| max.trim().is_empty())
-    {
-        return Err(
-            "compatibility.core_max_version must not be blank when given (strict metadata contract)"
-                .to_owned(),
-        );
-    }
-    Ok(())
-}
-
-thread_local! {
-    /// Set while plugin code runs under [`call_isolated`].
-    static IN_PLUGIN_CALL: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Runs plugin code (a provider, a factory, a hook) so that a panic becomes an `Err` carrying
-/// its payload instead of unwinding into core. The panic is reported by the caller's warning;
-/// the default panic output (message and backtrace on stderr) is suppressed for it, so a
-/// broken plugin produces one warning rather than what looks like a crash.
-pub fn call_isolated<R>(f: impl FnOnce() -> R) -> Result<R, Box<dyn Any + Send>> {
-    static QUIET_HOOK: Once = Once::new();
-    QUIET_HOOK.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if !IN_PLUGIN_CALL.with(Cell::get) {
-                previous(info);
-            }
-        }));
-    });
-    let was = IN_PLUGIN_CALL.with(|flag| flag.replace(true));
-    let result = catch_unwind(AssertUnwindSafe(f));
-    IN_PLUGIN_CALL.with(|flag| flag.set(was));
-    result
-}
-
-/// Text of a panic payload (`&str` and `String` payloads; others are named as such).
-pub fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(text) = payload.downcast_ref::<&str>() {
-        (*text).to_owned()
-    } else if let Some(text) = payload.downcast_ref::<String>() {
-        text.clone()
-    } else {
-        "non-string panic payload".to_owned()
-    }
-}
-
-/// One startup line saying which personal-credential backends are usable, computed from the
-/// live registry.
-pub fn personal_credentials_summary(registry: &BackendRegistry) -> String {
-    let available: Vec<String> = registry
-        .names()
-        .into_iter()
-        .filter(|name| {
-            is_oauth_style(name)
-                || registry
-                    .origin(name)
-                    .is_some_and(|o| o.requires_personal_credentials)
-        })
-        .collect();
-    let blocked = registry.blocked();
-    if !available.is_empty() {
-        format!(
-            "Personal-credential (OAuth) backends available: {}",
-            available.join(", ")
-        )
-    } else if !blocked.is_empty() {
-        format!(
-            "Personal-credential (OAuth) backends are linked but blocked in Multi User Mode: {}",
-            blocked.join(", ")
-        )
-    } else {
-        "No personal-credential (OAuth) backends linked; such backends come from plugin crates \
-         linked into the build with a Cargo feature."
-            .to_owned()
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Post-build hooks
-
-/// Runs every hook in backend-name order after the service graph is built. A hook that returns
-/// an error or panics is logged and skipped; the others still run. Returns the warnings.
-pub fn run_post_build_hooks(hooks: &PostBuildHooks, services: &ServiceProvider) -> Vec<String> {
-    let mut warnings = Vec::new();
-    for (name, hook) in &hooks.hooks {
-        let failure = match call_isolated(|| hook(services)) {
-            Ok(Ok(())) => None,
-            Ok(Err(error)) => Some(error.to_string()),
-            Err(payload) => Some(format!("panic: {}", panic_message(payload.as_ref()))),
-        };
-        if let Some(failure) = failure {
-            let message = format!("Plugin post-build hook failed for backend '{name}': {failure}");
-            tracing::warn!("{message}");
-            warnings.push(message);
-        }
-    }
-    warnings
-}
-
-// ---------------------------------------------------------------------------------------------
-// Install guidance
-
-/// What to tell a user whose configuration names a backend that is not linked into this build.
-pub fn install_guidance(backend: &str) -> String {
-    let name = normalize_backend_name(backend);
-    match known_plugin(&name) {
-        Some(plugin) => format!(
-            "Backend '{name}' is unavailable: its plugin '{}' is not linked into this build. \
-             Rebuild with the '{}' Cargo feature: `{}`.",
-            plugin.package,
-            plugin.cargo_feature,
-            install_command(&[name.as_str()])
-        ),
-        None => format!(
-            "Backend '{name}' is unavailable: its plugin is not linked into this build. Rebuild \
-             with the Cargo feature that links the plugin: `{GENERIC_INSTALL_COMMAND}`."
-        ),
-    }
-}
-
-/// What to tell a user whose request names a backend refused in multi-user mode.
-pub fn multi_user_guidance(backend: &str) -> String {
-    format!(
-        "Backend '{}' is not available in Multi User Mode: {PERSONAL_CREDENTIALS_RULE}. Run \
-         the proxy in single-user mode (`--single-user-mode`, bound to 127.0.0.1) to use it.",
-        normalize_backend_name(backend)
-    )
-}
-
-/// Referenced plugin backends ([`is_optional_backend`]) that are not registered: normalized,
-/// sorted, unique.
-pub fn missing_extracted_backends(
-    configured_refs: &[String],
-    registered: &[String],
-    extracted: &ExtractedSet,
-) -> Vec<String> {
-    let registered: HashSet<String> = registered
-        .iter()
-        .map(|n| normalize_backend_name(n))
-        .collect();
-    let missing: BTreeSet<String> = configured_refs
-        .iter()
-        .map(|r| normalize_backend_name(r))
-        .filter(|r| !r.is_empty() && is_optional_backend(r, extracted) && !registered.contains(r))
-        .collect();
-    missing.into_iter().collect()
-}
-
-/// Context of a [`StartupError`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MissingExtractedDetails {
-    /// Referenced plugin backends that are not registered (not linked, or blocked).
-    pub missing_extracted_backends: Vec<String>,
-    /// The missing ones refused because the proxy runs in multi-user mode.
-    pub blocked_backends: Vec<String>,
-    /// Every configured backend reference (normalized, unique, in configuration order).
-    pub configured_backend_references: Vec<String>,
-    /// Registered backend names, sorted.
-    pub registered_backends: Vec<String>,
-    /// How to build with the missing (not blocked) plugins ([`install_command`]).
-    pub install_command: String,
-    /// Cargo features of the missing known plugins.
-    pub cargo_features: Vec<String>,
-}
-
-/// The configuration only routes to backends that are not usable in this build.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StartupError {
-    /// [`MISSING_EXTRACTED_NO_VIABLE_PATH`].
-    pub code: &'static str,
-    /// What is wrong and how to fix it.
-    pub message: String,
-    /// Structured context (boxed to keep `Result`s small).
-    pub details: Box<MissingExtractedDetails>,
-}
-
-impl fmt::Display for StartupError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.message, self.code)
-    }
-}
-
-impl std::error::Error for StartupError {}
-
-/// What a set of missing backends needs: a rebuild for the unlinked ones, single-user mode for
-/// the blocked ones.
-fn missing_remedy(not_linked: &[String], blocked: &[String]) -> String {
-    let mut remedies = Vec::new();
-    if !not_linked.is_empty() {
-        remedies.push(format!(
-            "not linked into this build: {} (rebuild with `{}`)",
-            not_linked.join(", "),
-            install_command(not_linked)
-        ));
-    }
-    if !blocked.is_empty() {
-        remedies.push(format!(
-            "blocked in Multi User Mode: {} ({PERSONAL_CREDENTIALS_RULE})",
-            blocked.join(", ")
-        ));
-    }
-    remedies.join("; ")
-}
-
-/// Startup check of configured backend references (`default_backend`, the backend of an
-/// explicit `static_route`, named backend instances) against what is registered: nothing
-/// missing -> `Ok(None)`; plugin backends missing but another referenced backend is registered
-/// -> `Ok(Some(warning))`; otherwise an error, since no request could be served as configured.
-pub fn startup_check(
-    configured_refs: &[String],
-    registry: &BackendRegistry,
-    extracted: &ExtractedSet,
-) -> Result<Option<String>, StartupError> {
-    let registered = registry.names();
-    let missing = missing_extracted_backends(configured_refs, &registered, extracted);
-    if missing.is_empty() {
-        return Ok(None);
-    }
-    let (blocked, not_linked): (Vec<String>, Vec<String>) = missing
-        .iter()
-        .cloned()
-        .partition(|name| registry.is_blocked(name));
-    let registered_normalized: HashSet<String> = registered
-        .iter()
-        .map(|n| normalize_backend_name(n))
-        .collect();
-    let mut references = Vec::new();
-    for reference in configured_refs.iter().map(|r| normalize_backend_name(r)) {
-        if !reference.is_empty() && !references.contains(&reference) {
-            references.push(reference);
-        }
-    }
-    let alternatives: Vec<&str> = references
-        .iter()
-        .filter(|r| registered_normalized.contains(*r))
-        .map(String::as_str)
-        .collect();
-    let remedy = missing_remedy(&not_linked, &blocked);
-    if !alternatives.is_empty() {
-        return Ok(Some(format!(
-            "Configured backend(s) unavailable: {remedy}. Startup continues because these \
-             configured backends are available: {}.",
-            alternatives.join(", ")
-        )));
-    }
-    let message = format!(
-        "Configured backend(s) unavailable: {remedy}. No other configured backend is \
-         available; fix the above, or point backends.default_backend / backends.static_route \
-         at an available backend ({}).",
-        registered.join(", ")
-    );
-    let cargo_features = not_linked
-        .iter()
-        .filter_map(|name| known_plugin(name))
-        .map(|p| p.cargo_feature.to_owned())
-        .collect();
-    Err(StartupError {
-        code: MISSING_EXTRACTED_NO_VIABLE_PATH,
-        message,
-        details: Box::new(MissingExtractedDetails {
-            install_command: install_command(&not_linked),
-            missing_extracted_backends: missing,
-            blocked_backends: blocked,
-            configured_backend_references: references,
-            registered_backends: registered,
-            cargo_features,
-        }),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
-    use llm_proxy_api::plugin::BackendPluginProvider;
-    use llm_proxy_api::{AppConfig, Backend, BackendError, BackendFactory, FactoryArgs};
+    use llm_proxy_api::{BackendFactory, PluginCompatibility};
 
+    use super::super::fixtures::*;
+    use super::super::guidance::GENERIC_INSTALL_COMMAND;
+    use super::super::hooks::run_post_build_hooks;
+    use super::super::names::EXTRACTED_BACKENDS_ENV;
     use super::*;
-
-    const CORE: &str = "0.1.0";
-    const OAUTH_DIST: &str = "llm-proxy-oauth-connectors";
-
-    fn fake_factory(_args: FactoryArgs) -> Result<Arc<dyn Backend>, BackendError> {
-        Err(BackendError::internal("fake backend"))
-    }
-
-    fn definition(backend: &str, plugin: &str, min: &str) -> BackendPluginDefinition {
-        BackendPluginDefinition::new(backend, plugin, PluginCompatibility::new(min), fake_factory)
-    }
-
-    fn bounded(backend: &str, plugin: &str, min: &str, max: &str) -> BackendPluginDefinition {
-        BackendPluginDefinition {
-            compatibility: PluginCompatibility::new(min).up_to(max),
-            ..definition(backend, plugin, min)
-        }
-    }
-
-    fn plugin_entry(name: &'static str, provider: BackendPluginProvider) -> BackendPluginEntry {
-        BackendPluginEntry {
-            group: BACKEND_PLUGIN_ENTRY_POINT_GROUP,
-            name,
-            provider,
-            distribution: OAUTH_DIST,
-            distribution_version: "0.3.0",
-        }
-    }
-
-    fn core_entry(name: &'static str, provider: BackendPluginProvider) -> BackendPluginEntry {
-        BackendPluginEntry {
-            distribution: CORE_DISTRIBUTION,
-            ..plugin_entry(name, provider)
-        }
-    }
-
-    fn run(entries: &[BackendPluginEntry], mode: AccessMode) -> (DiscoveryReport, BackendRegistry) {
-        let mut registry = BackendRegistry::new();
-        let report = discover(entries, mode, CORE, &mut registry, None);
-        (report, registry)
-    }
-
-    fn services() -> ServiceProvider {
-        ServiceProvider {
-            config: Arc::new(AppConfig::default()),
-            backend_names: Vec::new(),
-        }
-    }
 
     fn warnings_containing(report: &DiscoveryReport, needle: &str) -> usize {
         report
@@ -1038,19 +422,6 @@ mod tests {
             .iter()
             .filter(|w| w.contains(needle))
             .count()
-    }
-
-    fn healthy() -> BackendPluginDefinition {
-        definition("healthy-oauth", "healthy-plugin", "0.1.0")
-            .with_post_build_hook(|_services| Ok(()))
-    }
-
-    fn broken() -> BackendPluginDefinition {
-        panic!("No module named 'missing_dependency'")
-    }
-
-    fn plain_openai() -> BackendPluginDefinition {
-        definition("openai", "core", "0.1.0")
     }
 
     // --- plugin_api case 1: export stability ----------------------------------------------
@@ -1673,73 +1044,43 @@ mod tests {
     }
 
     #[test]
-    fn hooks_run_sorted_and_failures_do_not_stop_the_rest() {
-        static ORDER: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
-        fn note(name: &'static str) {
-            ORDER
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(name);
-        }
-        fn b_panics() -> BackendPluginDefinition {
-            definition("b-backend", "b", "0.1.0").with_post_build_hook(|_s| {
-                note("b-backend");
-                panic!("hook exploded")
-            })
-        }
-        fn a_errs() -> BackendPluginDefinition {
-            definition("a-backend", "a", "0.1.0").with_post_build_hook(|_s| {
-                note("a-backend");
-                Err("hook refused".into())
-            })
-        }
-        fn c_ok() -> BackendPluginDefinition {
-            definition("c-backend", "c", "0.1.0").with_post_build_hook(|_s| {
-                note("c-backend");
-                Ok(())
-            })
-        }
-        let (report, _) = run(
-            &[
-                plugin_entry("b-backend", b_panics),
-                plugin_entry("a-backend", a_errs),
-                plugin_entry("c-backend", c_ok),
-            ],
-            AccessMode::SingleUser,
-        );
-        assert_eq!(report.registered, ["b-backend", "a-backend", "c-backend"]);
-        let warnings = run_post_build_hooks(&report.hooks, &services());
-        assert_eq!(
-            *ORDER.lock().unwrap_or_else(PoisonError::into_inner),
-            ["a-backend", "b-backend", "c-backend"]
-        );
-        assert_eq!(
-            warnings,
-            [
-                "Plugin post-build hook failed for backend 'a-backend': hook refused",
-                "Plugin post-build hook failed for backend 'b-backend': panic: hook exploded",
-            ]
-        );
-    }
-
-    #[test]
     fn warnings_are_emitted_through_tracing() {
         let events = Arc::new(Mutex::new(Vec::new()));
         let subscriber = capture::Capture(events.clone());
-        let report = tracing::subscriber::with_default(subscriber, || {
-            run(
-                &[
-                    plugin_entry("oauth-a", broken),
-                    plugin_entry("oauth-b", broken),
-                ],
-                AccessMode::SingleUser,
-            )
-            .0
+        let heard = |events: &[(tracing::Level, String)]| {
+            events
+                .iter()
+                .any(|(level, _)| *level == tracing::Level::INFO)
+        };
+        let (report, events) = tracing::subscriber::with_default(subscriber, || {
+            // tracing caches per callsite whether any subscriber listens. A parallel test
+            // registering a callsite without one while this test installs its subscriber can
+            // leave a stale "nobody listens" behind; recompute and run again (bounded).
+            for _ in 0..100 {
+                tracing::callsite::rebuild_interest_cache();
+                events
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clear();
+                let report = run(
+                    &[
+                        plugin_entry("oauth-a", broken),
+                        plugin_entry("oauth-b", broken),
+                    ],
+                    AccessMode::SingleUser,
+                )
+                .0;
+                let seen = events
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone();
+                if heard(&seen) {
+                    return (report, seen);
+                }
+                std::thread::yield_now();
+            }
+            panic!("no INFO event was recorded in 100 runs");
         });
-        let events = events
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
         let warned: Vec<&String> = events
             .iter()
             .filter(|(level, _)| *level == tracing::Level::WARN)
@@ -1758,372 +1099,6 @@ mod tests {
                 .any(|(level, message)| *level == tracing::Level::INFO
                     && message.contains("No personal-credential (OAuth) backends linked"))
         );
-    }
-
-    #[test]
-    fn isolated_calls_turn_panics_into_errors() {
-        let error = call_isolated(|| -> u8 { panic!("boom") }).err();
-        assert_eq!(
-            error.map(|e| panic_message(e.as_ref())).as_deref(),
-            Some("boom")
-        );
-        assert_eq!(call_isolated(|| 7).ok(), Some(7));
-        assert!(!IN_PLUGIN_CALL.with(Cell::get), "the flag is reset");
-        let nested = call_isolated(|| call_isolated(|| -> u8 { panic!("inner") }).is_err());
-        assert_eq!(nested.ok(), Some(true));
-        assert!(!IN_PLUGIN_CALL.with(Cell::get));
-    }
-
-    #[test]
-    fn access_mode_from_flags_and_environment() {
-        let resolve = AccessMode::resolve;
-        assert_eq!(resolve(false, false, None), Ok(AccessMode::SingleUser));
-        assert_eq!(resolve(true, false, None), Ok(AccessMode::MultiUser));
-        assert_eq!(
-            resolve(false, true, Some("multi_user")),
-            Ok(AccessMode::SingleUser)
-        );
-        assert_eq!(
-            resolve(false, false, Some("multi_user")),
-            Ok(AccessMode::MultiUser)
-        );
-        assert_eq!(
-            resolve(false, false, Some(" Multi-User ")),
-            Ok(AccessMode::MultiUser)
-        );
-        assert_eq!(
-            resolve(false, false, Some("single_user")),
-            Ok(AccessMode::SingleUser)
-        );
-        assert!(resolve(true, true, None).is_err_and(|e| e.contains("cannot be used together")));
-        assert!(resolve(false, false, Some("shared")).is_err_and(|e| e.contains(ACCESS_MODE_ENV)));
-        assert_eq!(AccessMode::MultiUser.label(), "multi_user");
-    }
-
-    // --- names -----------------------------------------------------------------------------
-
-    #[test]
-    fn normalization_examples() {
-        let cases = [
-            ("Gemini_OAuth_Plan.PRIMARY", "gemini-oauth-plan"),
-            ("zai-coding-plan:glm-5.1", "zai-coding-plan"),
-            ("  OpenAI  ", "openai"),
-            ("openai.1", "openai"),
-            ("a:b.c", "a"),
-            ("", ""),
-        ];
-        for (input, expected) in cases {
-            assert_eq!(normalize_backend_name(input), expected, "{input:?}");
-        }
-    }
-
-    #[test]
-    fn oauth_naming_pattern() {
-        assert!(is_oauth_style("qwen-oauth"));
-        assert!(is_oauth_style("Gemini_OAuth_Plan.x"));
-        assert!(is_oauth_style("gemini-oauth-auto:model"));
-        assert!(!is_oauth_style("oauth"));
-        assert!(!is_oauth_style("oauthish-backend"));
-        assert!(!is_oauth_style("openai"));
-        assert_eq!(
-            filter_oauth_style_backend_names(&[
-                "openai",
-                "qwen-oauth",
-                "custom_oauth_bar",
-                "gemini-oauth-auto",
-                "x"
-            ]),
-            ["custom_oauth_bar", "gemini-oauth-auto", "qwen-oauth"]
-        );
-    }
-
-    #[test]
-    fn extracted_set_sources() {
-        let entries = [
-            plugin_entry("qwen-oauth", healthy),
-            plugin_entry("plain", healthy),
-            core_entry("openai", plain_openai),
-        ];
-        let set = ExtractedSet::from_sources(
-            Some(" Foo_OAuth , not-extracted,, bar-oauth-x.1"),
-            &entries,
-        );
-        assert_eq!(set.names(), ["bar-oauth-x", "foo-oauth", "qwen-oauth"]);
-        assert!(set.contains("QWEN_OAUTH"));
-        assert!(!set.contains("plain"));
-        assert!(
-            is_extracted("plain-oauth", &ExtractedSet::default()),
-            "pattern alone suffices"
-        );
-        assert!(!is_extracted("plain", &set));
-        assert_eq!(
-            ExtractedSet::from_sources(None, &[]).names(),
-            Vec::<String>::new()
-        );
-    }
-
-    // --- versions --------------------------------------------------------------------------
-
-    #[test]
-    fn version_parsing_table() {
-        let cases = [
-            ("0.1.0", Some((0, 1, 0))),
-            ("0.1.0rc1", Some((0, 1, 0))),
-            ("1.2", Some((1, 2, 0))),
-            ("v2", Some((2, 0, 0))),
-            ("1.2.3.4", Some((1, 2, 3))),
-            ("rc1", Some((1, 0, 0))),
-            ("abc", None),
-            ("", None),
-            ("99999999999999999999999", None),
-        ];
-        for (input, expected) in cases {
-            assert_eq!(parse_version(input), expected, "{input:?}");
-        }
-    }
-
-    #[test]
-    fn compatibility_bounds_are_inclusive() {
-        let exact = PluginCompatibility::new("0.1.0").up_to("0.1.0");
-        assert_eq!(check_compatibility("0.1.0", &exact), Ok(()));
-        assert_eq!(
-            check_compatibility("0.1.0", &PluginCompatibility::new("0.1")),
-            Ok(())
-        );
-        assert_eq!(
-            check_compatibility("0.1.0", &PluginCompatibility::new("0.1.1")),
-            Err("requires core>=0.1.1, running core is 0.1.0".to_owned())
-        );
-        assert_eq!(
-            check_compatibility("0.2.0", &PluginCompatibility::new("0.1.0").up_to("0.1.9")),
-            Err("supports core<=0.1.9, running core is 0.2.0".to_owned())
-        );
-        assert_eq!(
-            check_compatibility("0.1.0", &PluginCompatibility::new("abc")),
-            Err("invalid version format (core=0.1.0, min=abc)".to_owned())
-        );
-        assert_eq!(
-            check_compatibility("dev", &PluginCompatibility::new("0.1.0")),
-            Err("invalid version format (core=dev, min=0.1.0)".to_owned())
-        );
-        assert_eq!(
-            check_compatibility("0.1.0", &PluginCompatibility::new("0.1.0").up_to("latest")),
-            Err("invalid max version format".to_owned())
-        );
-    }
-
-    // --- install guidance ------------------------------------------------------------------
-
-    fn refs(names: &[&str]) -> Vec<String> {
-        names.iter().map(|n| (*n).to_owned()).collect()
-    }
-
-    fn registry_with(names: &[&str]) -> BackendRegistry {
-        let mut registry = BackendRegistry::new();
-        for name in names {
-            let origin = BackendOrigin {
-                origin: Origin::Core,
-                distribution: CORE_DISTRIBUTION.to_owned(),
-                distribution_version: CORE.to_owned(),
-                plugin_name: "core".to_owned(),
-                requires_personal_credentials: false,
-            };
-            assert!(
-                registry
-                    .register(name, Arc::new(fake_factory), origin)
-                    .is_registered()
-            );
-        }
-        registry
-    }
-
-    #[test]
-    fn guidance_texts() {
-        assert_eq!(
-            install_guidance("qwen-oauth"),
-            "Backend 'qwen-oauth' is unavailable: its plugin is not linked into this build. \
-             Rebuild with the Cargo feature that links the plugin: \
-             `cargo build --release -p llm-proxy --features <plugin feature>`."
-        );
-        assert_eq!(
-            install_guidance("Ollama_Native.local"),
-            "Backend 'ollama-native' is unavailable: its plugin 'llm-proxy-plugin-ollama-native' \
-             is not linked into this build. Rebuild with the 'ollama-native' Cargo feature: \
-             `cargo build --release -p llm-proxy --features ollama-native`."
-        );
-        assert!(
-            multi_user_guidance("qwen-oauth")
-                .starts_with("Backend 'qwen-oauth' is not available in Multi User Mode")
-        );
-        assert!(multi_user_guidance("qwen-oauth").contains("--single-user-mode"));
-    }
-
-    #[test]
-    fn install_command_names_known_features_or_a_placeholder() {
-        assert_eq!(
-            install_command(&["ollama-native", "Ollama-Native.2"]),
-            "cargo build --release -p llm-proxy --features ollama-native"
-        );
-        assert_eq!(
-            install_command(&["ollama-native", "qwen-oauth"]),
-            GENERIC_INSTALL_COMMAND
-        );
-        assert_eq!(install_command::<&str>(&[]), GENERIC_INSTALL_COMMAND);
-        assert_eq!(
-            known_plugin("ollama-native:llama3").map(|p| p.package),
-            Some("llm-proxy-plugin-ollama-native")
-        );
-        assert!(known_plugin("openai").is_none());
-    }
-
-    #[test]
-    fn known_plugins_are_optional_but_not_personal_credential_backends() {
-        let none = ExtractedSet::default();
-        assert!(is_optional_backend("ollama-native", &none));
-        assert!(!is_extracted("ollama-native", &none));
-        assert!(is_optional_backend("qwen-oauth", &none));
-        assert!(!is_optional_backend("openai", &none));
-    }
-
-    #[test]
-    fn missing_extracted_backends_are_normalized_and_only_extracted() {
-        let missing = missing_extracted_backends(
-            &refs(&[
-                "Qwen_OAuth.1",
-                "unknown-plain",
-                "openai",
-                "gemini-oauth-plan:model",
-                "qwen-oauth",
-            ]),
-            &refs(&["openai", "gemini-oauth-plan"]),
-            &ExtractedSet::default(),
-        );
-        assert_eq!(missing, ["qwen-oauth"]);
-    }
-
-    #[test]
-    fn startup_check_passes_when_nothing_is_missing() {
-        let registry = registry_with(&["openai"]);
-        assert_eq!(
-            startup_check(&refs(&["openai.1"]), &registry, &ExtractedSet::default()),
-            Ok(None)
-        );
-        assert_eq!(
-            startup_check(&[], &registry, &ExtractedSet::default()),
-            Ok(None)
-        );
-    }
-
-    #[test]
-    fn startup_check_warns_when_an_alternative_is_registered() {
-        let registry = registry_with(&["openai"]);
-        let outcome = startup_check(
-            &refs(&["qwen-oauth", "openai"]),
-            &registry,
-            &ExtractedSet::default(),
-        );
-        let Ok(Some(warning)) = outcome else {
-            panic!("expected a warning, got {outcome:?}");
-        };
-        assert!(warning.contains("qwen-oauth"), "{warning}");
-        assert!(warning.contains("available: openai"), "{warning}");
-        assert!(warning.contains(GENERIC_INSTALL_COMMAND), "{warning}");
-    }
-
-    #[test]
-    fn startup_check_fails_without_a_viable_path() {
-        let registry = registry_with(&["openai"]);
-        let outcome = startup_check(
-            &refs(&["Qwen_OAuth", "gemini-oauth-plan.work"]),
-            &registry,
-            &ExtractedSet::default(),
-        );
-        let Err(error) = outcome else {
-            panic!("expected an error, got {outcome:?}");
-        };
-        assert_eq!(error.code, "missing_extracted_backends_no_viable_path");
-        assert_eq!(
-            *error.details,
-            MissingExtractedDetails {
-                missing_extracted_backends: refs(&["gemini-oauth-plan", "qwen-oauth"]),
-                configured_backend_references: refs(&["qwen-oauth", "gemini-oauth-plan"]),
-                registered_backends: refs(&["openai"]),
-                blocked_backends: Vec::new(),
-                install_command: GENERIC_INSTALL_COMMAND.to_owned(),
-                cargo_features: Vec::new(),
-            }
-        );
-        assert!(error.to_string().contains("backends.default_backend"));
-        assert!(error.message.contains("(openai)"));
-    }
-
-    #[test]
-    fn startup_check_names_the_feature_of_a_missing_known_plugin() {
-        let registry = registry_with(&["openai"]);
-        let Err(error) = startup_check(
-            &refs(&["ollama-native", "ollama-native.gpu"]),
-            &registry,
-            &ExtractedSet::default(),
-        ) else {
-            panic!("expected an error");
-        };
-        assert_eq!(error.details.missing_extracted_backends, ["ollama-native"]);
-        assert_eq!(error.details.cargo_features, ["ollama-native"]);
-        assert_eq!(
-            error.details.install_command,
-            "cargo build --release -p llm-proxy --features ollama-native"
-        );
-        assert!(
-            error.message.contains("--features ollama-native"),
-            "{}",
-            error.message
-        );
-        // With a linked alternative it is only a warning.
-        let warning = startup_check(
-            &refs(&["ollama-native", "openai"]),
-            &registry,
-            &ExtractedSet::default(),
-        );
-        assert!(
-            matches!(&warning, Ok(Some(w)) if w.contains("--features ollama-native")),
-            "{warning:?}"
-        );
-    }
-
-    #[test]
-    fn startup_check_says_blocked_rather_than_not_linked_in_multi_user_mode() {
-        let mut registry = registry_with(&["openai"]);
-        registry.mark_blocked(["qwen-oauth"]);
-        let Err(error) = startup_check(&refs(&["qwen-oauth"]), &registry, &ExtractedSet::default())
-        else {
-            panic!("expected an error");
-        };
-        assert_eq!(error.details.blocked_backends, ["qwen-oauth"]);
-        assert!(
-            error
-                .message
-                .contains("blocked in Multi User Mode: qwen-oauth"),
-            "{}",
-            error.message
-        );
-        assert!(!error.message.contains("not linked"), "{}", error.message);
-    }
-
-    #[test]
-    fn summary_has_three_variants_from_the_live_registry() {
-        let mut registry = registry_with(&["openai", "qwen-oauth"]);
-        assert_eq!(
-            personal_credentials_summary(&registry),
-            "Personal-credential (OAuth) backends available: qwen-oauth"
-        );
-        let mut blocked = registry_with(&["openai"]);
-        blocked.mark_blocked(["gemini-oauth-plan"]);
-        assert!(
-            personal_credentials_summary(&blocked)
-                .contains("blocked in Multi User Mode: gemini-oauth-plan")
-        );
-        registry = registry_with(&["openai"]);
-        assert!(personal_credentials_summary(&registry).contains("Cargo feature"));
     }
 
     /// A minimal `tracing` subscriber recording (level, message) of every event.

@@ -2,19 +2,31 @@
 //! report, access mode), which backends a configuration refers to, and the messages given when
 //! a referenced backend is unavailable (not linked, or blocked in multi-user mode).
 
+pub mod access_mode;
+pub mod compat;
 pub mod discovery;
+#[cfg(test)]
+mod fixtures;
+pub mod guidance;
+pub mod hooks;
+pub mod isolation;
+pub mod names;
 pub mod registry;
+pub mod startup_report;
 
 use std::sync::OnceLock;
 
-use llm_proxy_api::AppConfig;
 use llm_proxy_api::plugin::{BackendPluginEntry, linked_entries};
 
-pub use discovery::{
-    ACCESS_MODE_ENV, AccessMode, CORE_DISTRIBUTION, DiscoveryReport, EXTRACTED_BACKENDS_ENV,
-    KNOWN_PLUGINS, KnownPlugin, MISSING_EXTRACTED_NO_VIABLE_PATH, PluginMetadata, SkipKind,
-    SkippedPlugin, install_guidance, multi_user_guidance, normalize_backend_name,
-};
+use crate::config::GatewayConfig;
+use crate::routing::selector::{SelectorLimits, parse_within};
+use crate::routing::selector_limits;
+use crate::startup_error::StartupError;
+
+pub use access_mode::{ACCESS_MODE_ENV, AccessMode};
+pub use discovery::{CORE_DISTRIBUTION, DiscoveryReport, PluginMetadata, SkipKind, SkippedPlugin};
+pub use guidance::{install_guidance, multi_user_guidance};
+pub use names::{EXTRACTED_BACKENDS_ENV, KNOWN_PLUGINS, KnownPlugin, normalize_backend_name};
 pub use registry::{BackendOrigin, BackendRegistry, Origin};
 
 /// The outcome of backend discovery, handed to [`AppState::build`](crate::AppState::build).
@@ -87,20 +99,20 @@ impl Plugins {
         }
         let extracted = &self.report.extracted;
         if self.registry.is_blocked(&name)
-            || (self.mode == AccessMode::MultiUser && discovery::is_extracted(&name, extracted))
+            || (self.mode == AccessMode::MultiUser && names::is_extracted(&name, extracted))
         {
             return Some(multi_user_guidance(&name));
         }
-        discovery::is_optional_backend(&name, extracted).then(|| install_guidance(&name))
+        names::is_optional_backend(&name, extracted).then(|| install_guidance(&name))
     }
 
     /// The startup check of §3.5: configured references to plugin backends that are not
     /// registered. `Ok(Some(warning))` when other configured backends remain usable.
     pub fn check_configured_references(
         &self,
-        config: &AppConfig,
-    ) -> Result<Option<String>, discovery::StartupError> {
-        discovery::startup_check(
+        config: &GatewayConfig,
+    ) -> Result<Option<String>, StartupError> {
+        startup_report::startup_check(
             &configured_backend_references(config),
             &self.registry,
             &self.report.extracted,
@@ -108,66 +120,44 @@ impl Plugins {
     }
 }
 
-/// The request-time message for a backend that routing cannot find; see
-/// [`Plugins::unavailable_backend_message`].
-pub fn unavailable_backend_message(backend: &str, plugins: &Plugins) -> Option<String> {
-    plugins.unavailable_backend_message(backend)
-}
-
 /// Backend names the configuration refers to: the backends of `default_backend` (a bare name
 /// there is a backend), the explicit backends of `static_route`, and the backend type of every
 /// configured instance.
-pub fn configured_backend_references(config: &AppConfig) -> Vec<String> {
+pub fn configured_backend_references(config: &GatewayConfig) -> Vec<String> {
     let backends = &config.backends;
+    let limits = selector_limits(&config.routing);
     let mut refs = Vec::new();
     if let Some(selector) = &backends.default_backend {
-        refs.extend(selector_backends(selector, true));
+        refs.extend(selector_backends(selector, true, &limits));
     }
     if let Some(selector) = &backends.static_route {
-        refs.extend(selector_backends(selector, false));
+        refs.extend(selector_backends(selector, false, &limits));
     }
     refs.extend(backends.instances.values().map(|i| i.backend_type.clone()));
     refs
 }
 
-/// Backends named by the leaves of `selector` (failover `|`, weighted `^` and parallel `!`
-/// leaves, annotations `[..]` and `?params` removed). A leaf names a backend when its first `:`
-/// precedes its first `/`; with `bare_is_backend`, a leaf without one is itself a backend name.
-pub fn selector_backends(selector: &str, bare_is_backend: bool) -> Vec<String> {
-    selector
-        .split(['|', '^', '!'])
-        .filter_map(|leaf| {
-            let leaf = strip_annotations(leaf);
-            let head = leaf
-                .split_once('?')
-                .map_or(leaf.as_str(), |(h, _)| h)
-                .trim();
-            let colon = head.find(':');
-            let slash = head.find('/');
-            let backend = match colon {
-                Some(c) if slash.is_none_or(|s| c < s) => head.get(..c),
-                _ if bare_is_backend && slash.is_none() => Some(head),
-                _ => None,
-            }?;
-            let backend = backend.trim();
-            (!backend.is_empty() && !matches!(backend, "alias" | "auto"))
-                .then(|| backend.to_owned())
+/// Backends named by the leaves of `selector`, as the routing grammar reads them: a leaf's
+/// explicit backend (`openai.1:gpt-4o`); with `bare_is_backend`, also a model-only leaf that
+/// is a plain name (`openai`, not `vendor/model` or `alias:fast`). A selector that does not
+/// parse names nothing here; routing reports it.
+pub fn selector_backends(
+    selector: &str,
+    bare_is_backend: bool,
+    limits: &SelectorLimits,
+) -> Vec<String> {
+    let Ok(parsed) = parse_within(selector, limits) else {
+        return Vec::new();
+    };
+    parsed
+        .leaves()
+        .iter()
+        .filter_map(|leaf| match &leaf.backend {
+            Some(backend) => Some(backend.id()),
+            None if bare_is_backend && !leaf.model.contains(['/', ':']) => Some(leaf.model.clone()),
+            None => None,
         })
         .collect()
-}
-
-fn strip_annotations(leaf: &str) -> String {
-    let mut out = String::with_capacity(leaf.len());
-    let mut depth = 0usize;
-    for c in leaf.chars() {
-        match c {
-            '[' => depth += 1,
-            ']' => depth = depth.saturating_sub(1),
-            _ if depth == 0 => out.push(c),
-            _ => {}
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -210,6 +200,10 @@ mod tests {
         }
     }
 
+    fn selector_backends(selector: &str, bare_is_backend: bool) -> Vec<String> {
+        super::selector_backends(selector, bare_is_backend, &SelectorLimits::default())
+    }
+
     #[test]
     fn selector_leaves_name_their_backends() {
         assert_eq!(selector_backends("openai:gpt-4o", false), ["openai"]);
@@ -225,11 +219,13 @@ mod tests {
             ["a", "ollama-native"]
         );
         assert!(selector_backends("alias:fast", true).is_empty());
+        assert_eq!(selector_backends("openai.1:m?x=a%7Cb", false), ["openai.1"]);
+        assert!(selector_backends("a:m|", false).is_empty(), "unparsable");
     }
 
     #[test]
     fn configured_references_cover_default_static_route_and_instances() {
-        let mut config = AppConfig::default();
+        let mut config = GatewayConfig::default();
         config.backends.default_backend = Some("qwen-oauth".into());
         config.backends.static_route = Some("gemini-oauth-plan:gemini-2.5-pro".into());
         config.backends.instances.insert(
@@ -283,7 +279,6 @@ mod tests {
             );
         }
         assert_eq!(multi.unavailable_backend_message("openai"), None);
-        assert_eq!(unavailable_backend_message("openai", &multi), None);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use llm_proxy_api::config::CircuitBreakerConfig;
+use crate::config::CircuitBreakerConfig;
 use serde_json::{Value, json};
 
 #[derive(Debug, Clone, Copy, PartialEq)]

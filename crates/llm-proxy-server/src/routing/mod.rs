@@ -3,17 +3,20 @@
 //! breakers that keep failing instances out of the way.
 
 pub mod breaker;
+pub mod instances;
 pub mod selector;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use llm_proxy_api::config::{AppConfig, ModelOnlyPolicy, RoutingConfig};
-use llm_proxy_api::model::{ChatRequest, Part};
+use crate::config::{GatewayConfig, ModelOnlyPolicy, RoutingConfig};
+use llm_proxy_api::model::ChatRequest;
 use regex::Regex;
 
 use crate::error::ProxyError;
-use crate::state::{AppState, BackendSlot};
+use crate::token_estimate::estimate_tokens;
 use breaker::Breakers;
+use instances::available_backends;
+pub use instances::{BackendSlot, InstanceLookup, find_instance, instances_for};
 use selector::{Annotations, Leaf, Selector, SelectorKind, SelectorLimits};
 
 /// One way to serve the request.
@@ -55,29 +58,17 @@ pub fn selector_limits(routing: &RoutingConfig) -> SelectorLimits {
 /// Sessions remembered for `[first]` (oldest forgotten beyond this).
 const MAX_REMEMBERED_SESSIONS: usize = 100_000;
 
-/// The client's session id: `x-session-id` header, else body `session_id`,
-/// `extra_body.session_id` or `metadata.session_id`.
+/// The session id the client named (see [`crate::session::id::named`]: headers, body
+/// fields, Claude Code's `metadata.user_id`, Codex's headers), as it named it.
 pub fn session_id(req: &ChatRequest, headers: &http::HeaderMap) -> Option<String> {
-    if let Some(v) = headers.get("x-session-id").and_then(|v| v.to_str().ok()) {
-        return Some(v.trim().to_owned()).filter(|s| !s.is_empty());
-    }
-    let from =
-        |v: Option<&serde_json::Value>| v.and_then(serde_json::Value::as_str).map(str::to_owned);
-    from(req.extra.get("session_id"))
-        .or_else(|| {
-            from(
-                req.extra
-                    .get("extra_body")
-                    .and_then(|e| e.get("session_id")),
-            )
-        })
-        .or_else(|| from(req.metadata.get("session_id")))
-        .filter(|s| !s.is_empty())
+    crate::session::id::named(headers, req).map(|(id, _)| id)
 }
 
 /// Routing tables built once at startup.
 #[derive(Debug)]
 pub struct Router {
+    /// `routing.*`: how a model-only leaf picks among listing instances.
+    routing: RoutingConfig,
     aliases: Vec<(Regex, String)>,
     limits: SelectorLimits,
     default: Option<Selector>,
@@ -131,7 +122,7 @@ fn replacement_template(replacement: &str) -> String {
 
 impl Router {
     /// Compiles aliases and parses the configured selectors. Errors name the config path.
-    pub fn new(config: &AppConfig) -> Result<Self, String> {
+    pub fn new(config: &GatewayConfig) -> Result<Self, String> {
         let mut aliases = Vec::new();
         for (i, alias) in config.model_aliases.iter().enumerate() {
             let re = Regex::new(&format!("^(?:{})", alias.pattern))
@@ -148,6 +139,7 @@ impl Router {
                 .transpose()
         };
         Ok(Self {
+            routing: config.routing.clone(),
             aliases,
             limits,
             default: parse("backends.default_backend", &config.backends.default_backend)?,
@@ -177,7 +169,11 @@ impl Router {
     }
 
     /// Checks at startup that alias replacements name known backends.
-    pub fn validate_aliases(&self, state: &AppState, config: &AppConfig) -> Result<(), String> {
+    pub fn validate_aliases(
+        &self,
+        instances: &dyn InstanceLookup,
+        config: &GatewayConfig,
+    ) -> Result<(), String> {
         for (i, alias) in config.model_aliases.iter().enumerate() {
             // A replacement with group references can only be checked once expanded.
             if alias.replacement.contains('\\') {
@@ -187,17 +183,41 @@ impl Router {
                 .map_err(|e| format!("model_aliases[{i}].replacement: {e}"))?;
             for leaf in sel.leaves().iter().filter(|l| l.backend.is_some()) {
                 let name = leaf_backend_name(leaf);
-                if find_instance(state, &name).is_none() {
+                if find_instance(instances, &name).is_none() {
                     // A known plugin that is not linked is reported (with guidance) at startup.
-                    if crate::plugins::unavailable_backend_message(&name, state.plugins()).is_some()
-                    {
+                    if instances.unavailable_backend_message(&name).is_some() {
                         continue;
                     }
                     return Err(format!(
                         "model_aliases[{i}].replacement: unknown backend '{name}'; configured backends: {}",
-                        available_backends(state)
+                        available_backends(instances)
                     ));
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a configured selector (default backend, static route) at startup: it parses and
+    /// every leaf names a configured backend.
+    pub fn validate_selector(
+        &self,
+        instances: &dyn InstanceLookup,
+        text: &str,
+    ) -> Result<(), String> {
+        let sel = selector::parse_within(text, &self.limits)
+            .map_err(|e| format!("invalid selector '{text}': {e}"))?;
+        for leaf in sel.leaves() {
+            let name = leaf_backend_name(leaf);
+            if find_instance(instances, &name).is_none() {
+                return Err(instances
+                    .unavailable_backend_message(&name)
+                    .unwrap_or_else(|| {
+                        format!(
+                            "unknown backend '{name}'; configured backends: {}",
+                            available_backends(instances)
+                        )
+                    }));
             }
         }
         Ok(())
@@ -207,7 +227,7 @@ impl Router {
     /// default backend; legs too small for the request (`max_context`) are dropped.
     pub fn plan(
         &self,
-        state: &AppState,
+        instances: &dyn InstanceLookup,
         req: &ChatRequest,
         session: Option<&str>,
     ) -> Result<Plan, ProxyError> {
@@ -221,8 +241,9 @@ impl Router {
                 None => (parse_selector(&req.model, &self.limits)?, true),
             },
         };
-        let client_written = from_client && self.composite_default_for(state, &selector).is_none();
-        let (kind, legs) = self.legs(state, &selector)?;
+        let client_written =
+            from_client && self.composite_default_for(instances, &selector).is_none();
+        let (kind, legs) = self.legs(instances, &selector)?;
         if kind == SelectorKind::Parallel && !req.stream {
             return Err(ProxyError::invalid(
                 "parallel race selectors (!) need a streaming request (stream: true)",
@@ -267,14 +288,14 @@ impl Router {
 
     fn legs(
         &self,
-        state: &AppState,
+        instances: &dyn InstanceLookup,
         selector: &Selector,
     ) -> Result<(SelectorKind, Vec<Leg>), ProxyError> {
-        if let Some(default) = self.composite_default_for(state, selector) {
-            return self.resolve_all(state, default.kind(), default.leaves(), None);
+        if let Some(default) = self.composite_default_for(instances, selector) {
+            return self.resolve_all(instances, default.kind(), default.leaves(), None);
         }
         self.resolve_all(
-            state,
+            instances,
             selector.kind(),
             selector.leaves(),
             self.default.as_ref(),
@@ -282,11 +303,15 @@ impl Router {
     }
 
     /// A bare model on its own follows a composite default selector entirely.
-    fn composite_default_for(&self, state: &AppState, selector: &Selector) -> Option<&Selector> {
+    fn composite_default_for(
+        &self,
+        instances: &dyn InstanceLookup,
+        selector: &Selector,
+    ) -> Option<&Selector> {
         match (selector, &self.default) {
             (Selector::Single(leaf), Some(default))
                 if leaf.backend.is_none()
-                    && !is_backend_name(state, &leaf.model)
+                    && !is_backend_name(instances, &leaf.model)
                     && default.kind() != SelectorKind::Single =>
             {
                 Some(default)
@@ -297,41 +322,17 @@ impl Router {
 
     fn resolve_all(
         &self,
-        state: &AppState,
+        instances: &dyn InstanceLookup,
         kind: SelectorKind,
         leaves: &[Leaf],
         default: Option<&Selector>,
     ) -> Result<(SelectorKind, Vec<Leg>), ProxyError> {
         let legs = leaves
             .iter()
-            .map(|leaf| self.resolve_leaf(state, leaf, default))
+            .map(|leaf| self.resolve_leaf(instances, leaf, default))
             .collect::<Result<Vec<_>, _>>()?;
         Ok((kind, legs))
     }
-}
-
-/// Checks a configured selector (default backend, static route) at startup: it parses and
-/// every leaf names a configured backend.
-pub fn validate_selector(state: &AppState, text: &str) -> Result<(), String> {
-    let limits = selector_limits(&state.config().routing);
-    let sel = selector::parse_within(text, &limits)
-        .map_err(|e| format!("invalid selector '{text}': {e}"))?;
-    for leaf in sel.leaves() {
-        let name = leaf_backend_name(leaf);
-        if find_instance(state, &name).is_none() {
-            return Err(
-                crate::plugins::unavailable_backend_message(&name, state.plugins()).unwrap_or_else(
-                    || {
-                        format!(
-                            "unknown backend '{name}'; configured backends: {}",
-                            available_backends(state)
-                        )
-                    },
-                ),
-            );
-        }
-    }
-    Ok(())
 }
 
 fn leaf_backend_name(leaf: &Leaf) -> String {
@@ -341,15 +342,15 @@ fn leaf_backend_name(leaf: &Leaf) -> String {
     }
 }
 
-fn is_backend_name(state: &AppState, name: &str) -> bool {
-    find_instance(state, name).is_some()
+fn is_backend_name(instances: &dyn InstanceLookup, name: &str) -> bool {
+    find_instance(instances, name).is_some()
 }
 
 impl Router {
     /// A model-only leaf whose model appears in the `models` list of one or more instances is
     /// served by one of them, chosen by `routing.model_only_preference_policy`.
-    fn listing_instance(&self, state: &AppState, model: &str) -> Option<String> {
-        let mut listing: Vec<&BackendSlot> = state
+    fn listing_instance(&self, instances: &dyn InstanceLookup, model: &str) -> Option<String> {
+        let mut listing: Vec<&BackendSlot> = instances
             .backends()
             .values()
             .filter(|s| s.backend.is_ok() && s.models.iter().any(|m| m == model))
@@ -358,7 +359,7 @@ impl Router {
         if listing.is_empty() {
             return None;
         }
-        let cfg = &state.config().routing;
+        let cfg = &self.routing;
         let chosen = match cfg.model_only_preference_policy {
             ModelOnlyPolicy::RoundRobin => {
                 let n = self.round_robin.fetch_add(1, Ordering::Relaxed);
@@ -385,18 +386,18 @@ impl Router {
 
     fn resolve_leaf(
         &self,
-        state: &AppState,
+        instances: &dyn InstanceLookup,
         leaf: &Leaf,
         default: Option<&Selector>,
     ) -> Result<Leg, ProxyError> {
         let (target, model) = match &leaf.backend {
             Some(b) => (b.id(), leaf.model.clone()),
-            None => match self.listing_instance(state, &leaf.model) {
+            None => match self.listing_instance(instances, &leaf.model) {
                 Some(instance) => (instance, leaf.model.clone()),
                 None => default_target(leaf, default),
             },
         };
-        resolve_target(state, leaf, target, model)
+        resolve_target(instances, leaf, target, model)
     }
 }
 
@@ -422,17 +423,18 @@ fn default_target(leaf: &Leaf, default: Option<&Selector>) -> (String, String) {
 }
 
 fn resolve_target(
-    state: &AppState,
+    instances: &dyn InstanceLookup,
     leaf: &Leaf,
     target: String,
     model: String,
 ) -> Result<Leg, ProxyError> {
-    let Some(slot) = find_instance(state, &target) else {
-        let message = crate::plugins::unavailable_backend_message(&target, state.plugins())
+    let Some(slot) = find_instance(instances, &target) else {
+        let message = instances
+            .unavailable_backend_message(&target)
             .unwrap_or_else(|| {
                 format!(
                     "Unknown backend '{target}'. Available backends: {}",
-                    available_backends(state)
+                    available_backends(instances)
                 )
             });
         return Err(ProxyError::invalid(
@@ -460,38 +462,6 @@ fn resolve_target(
     })
 }
 
-/// Rough prompt size in tokens (4 characters per token), or the client's own count from
-/// `extra_body.request_context_tokens`.
-pub fn estimate_tokens(req: &ChatRequest) -> u64 {
-    if let Some(n) = req
-        .extra
-        .get("extra_body")
-        .and_then(|e| e.get("request_context_tokens"))
-        .and_then(serde_json::Value::as_u64)
-    {
-        return n;
-    }
-    let mut chars = 0usize;
-    for m in &req.messages {
-        for p in &m.content {
-            chars += match p {
-                Part::Text(t) => t.text.len(),
-                Part::Reasoning(b) => b.text.len(),
-                Part::ToolCall(c) => c.arguments.len() + c.name.len(),
-                Part::ToolResult(r) => r.joined_text().len(),
-                Part::Image(_) | Part::Audio(_) => 1000,
-                Part::Opaque(o) => o.value.to_string().len(),
-            };
-        }
-    }
-    for t in &req.tools {
-        chars += t.name.len()
-            + t.description.as_ref().map_or(0, String::len)
-            + t.parameters.to_string().len();
-    }
-    (chars as u64).div_ceil(4)
-}
-
 fn filter_by_context(legs: Vec<Leg>, req: &ChatRequest) -> Result<Vec<Leg>, ProxyError> {
     if legs.iter().all(|l| l.annotations.max_context.is_none()) {
         return Ok(legs);
@@ -511,41 +481,6 @@ fn filter_by_context(legs: Vec<Leg>, req: &ChatRequest) -> Result<Vec<Leg>, Prox
         ));
     }
     Ok(kept)
-}
-
-/// The instance a target names, or for a family the first usable instance of it.
-pub fn find_instance<'s>(state: &'s AppState, target: &str) -> Option<&'s BackendSlot> {
-    instances_for(state, target).into_iter().next()
-}
-
-/// Every instance a target may use, usable ones first: the instance itself, or the
-/// instances of a backend family.
-pub fn instances_for<'s>(state: &'s AppState, target: &str) -> Vec<&'s BackendSlot> {
-    let backends = state.backends();
-    if let Some(slot) = backends.get(target) {
-        return vec![slot];
-    }
-    let mut family: Vec<&BackendSlot> = backends
-        .values()
-        .filter(|s| {
-            s.instance
-                .split_once('.')
-                .map_or(s.instance.as_str(), |(t, _)| t)
-                == target
-                || s.backend_type == target
-        })
-        .collect();
-    family.sort_by_key(|s| s.backend.is_err());
-    family
-}
-
-fn available_backends(state: &AppState) -> String {
-    state
-        .backends()
-        .keys()
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// Applies `?k=v` selector parameters to the request. They override body fields; bad values
@@ -635,22 +570,5 @@ mod tests {
         assert_eq!(req.sampling.temperature, Some(0.7));
         assert_eq!(req.sampling.top_p, None);
         assert_eq!(req.reasoning.unwrap().effort.as_deref(), Some("high"));
-    }
-
-    #[test]
-    fn token_estimate_prefers_the_client_count() {
-        let mut req = ChatRequest {
-            messages: vec![llm_proxy_api::Message::text(
-                llm_proxy_api::Role::User,
-                "x".repeat(400),
-            )],
-            ..ChatRequest::default()
-        };
-        assert_eq!(estimate_tokens(&req), 100);
-        req.extra.insert(
-            "extra_body".into(),
-            serde_json::json!({"request_context_tokens": 5}),
-        );
-        assert_eq!(estimate_tokens(&req), 5);
     }
 }

@@ -37,6 +37,12 @@ pub struct SessionState {
     pub thinking_disabled: bool,
     /// The reasoning preset last applied (`max`, `medium`, `low`, `no-think`, or a named mode).
     pub reasoning_mode: Option<String>,
+    /// Nucleus sampling override (set by a reasoning mode from `reasoning_aliases`).
+    pub top_p: Option<f64>,
+    /// Text put before the user's latest message (set by a reasoning mode).
+    pub prompt_prefix: Option<String>,
+    /// Text put after the user's latest message (set by a reasoning mode).
+    pub prompt_suffix: Option<String>,
     /// Gemini `generationConfig` fields merged into Gemini requests (a JSON object).
     pub gemini_generation_config: Option<Value>,
     /// Project name.

@@ -10,7 +10,10 @@
 //! client's frontend renders like any backend's, so local answers reach every protocol,
 //! streamed or not.
 
+pub mod commands;
 pub mod redaction;
+pub mod session;
+pub mod session_params;
 
 use std::sync::Arc;
 

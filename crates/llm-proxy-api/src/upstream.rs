@@ -1,19 +1,96 @@
-//! One upstream HTTP exchange, shared by the HTTP connectors: send with the backend's
-//! timeouts, turn error statuses into `BackendError`s, and decode the body into events.
+//! The upstream HTTP exchange every HTTP backend shares, built-in or plugin: a per-instance
+//! client, credential headers, sending with the instance's timeouts, error statuses turned into
+//! `BackendError`s (with `Retry-After`), echoed credentials scrubbed, the response captured,
+//! and the body decoded into events by the protocol's [`ResponseDecoder`].
+//!
+//! A backend encodes its request, fills a [`ChatCall`] and calls [`post_chat`]; what differs
+//! per protocol is only the decoder it passes (any [`WireCodec`] is one).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use llm_proxy_api::error::{BackendError, parse_retry_after};
-use llm_proxy_api::http::{BodyStream, CaptureAwareClient, HttpResponse, PluginHttpCaptureContext};
-use llm_proxy_api::scrub::{MIN_SECRET_LEN, Scrubber};
-use llm_proxy_api::stream::{EventStream, StreamEvent, response_events};
-use llm_proxy_api::translation::{StreamDecoder, WireCodec};
-use llm_proxy_api::{CallContext, config::Timeouts};
+
+use crate::backend::CallContext;
+use crate::config::{Secret, Timeouts};
+use crate::error::{BackendError, parse_retry_after};
+use crate::http::{
+    BodyStream, CaptureAwareClient, ConnectorRequestContext, HttpResponse, PluginHttpCaptureContext,
+};
+use crate::scrub::{MIN_SECRET_LEN, Scrubber};
+use crate::stream::{EventStream, StreamEvent, response_events};
+use crate::translation::{StreamDecoder, WireCodec};
 
 /// Turns an error body into a `BackendError` (per protocol).
 pub type ErrorDecoder = fn(u16, &[u8]) -> BackendError;
+
+/// How the exchange reads one protocol's answers: a streamed body, a whole body, an error
+/// body. Every [`WireCodec`] is one; a backend with its own wire format (NDJSON, say)
+/// implements it next to its decoder.
+pub trait ResponseDecoder: Send + Sync {
+    /// A decoder for a streamed body of an answer of `model`.
+    fn streamed(&self, model: &str) -> Box<dyn StreamDecoder>;
+    /// A whole (non-streamed) body as events; `model` is used when the body names none.
+    fn whole(&self, body: &[u8], model: &str) -> Result<Vec<StreamEvent>, BackendError>;
+    /// An error status and its body as a `BackendError` carrying the upstream's message.
+    fn error(&self, status: u16, body: &[u8]) -> BackendError;
+}
+
+impl<C: WireCodec + ?Sized> ResponseDecoder for C {
+    fn streamed(&self, _model: &str) -> Box<dyn StreamDecoder> {
+        self.stream_decoder()
+    }
+
+    fn whole(&self, body: &[u8], model: &str) -> Result<Vec<StreamEvent>, BackendError> {
+        Ok(response_events(self.decode_response(body, model)?))
+    }
+
+    fn error(&self, status: u16, body: &[u8]) -> BackendError {
+        self.decode_error(status, body)
+    }
+}
+
+/// Builds a per-instance HTTP client sharing `shared`'s capture sink and scrubber, with the
+/// instance's connect timeout and a keep-alive pool.
+pub fn instance_client(
+    shared: &CaptureAwareClient,
+    timeouts: &Timeouts,
+) -> Result<CaptureAwareClient, BackendError> {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(timeouts.connect)
+        .tcp_nodelay(true)
+        .pool_idle_timeout(Duration::from_secs(90));
+    // Proxy matching costs a URL parse per request; skip it unless a proxy is configured.
+    if !outbound_proxy_configured() {
+        builder = builder.no_proxy();
+    }
+    let inner = builder
+        .build()
+        .map_err(|e| BackendError::config(format!("cannot build HTTP client: {e}")))?;
+    Ok(shared.with_inner(inner))
+}
+
+/// Whether the environment names an outbound HTTP proxy (`HTTPS_PROXY`, `HTTP_PROXY`,
+/// `ALL_PROXY`, any case), which reqwest then honours.
+pub fn outbound_proxy_configured() -> bool {
+    ["HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY"].iter().any(|k| {
+        [k.to_string(), k.to_ascii_lowercase()]
+            .iter()
+            .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))
+    })
+}
+
+/// Joins a base URL and a path (`https://x/v1` + `chat/completions`); an invalid URL is a
+/// configuration error that shows the URL with its credentials masked.
+pub fn join_url(base: &str, path: &str) -> Result<reqwest::Url, BackendError> {
+    let base = base.trim_end_matches('/');
+    reqwest::Url::parse(&format!("{base}/{path}")).map_err(|e| {
+        BackendError::config(format!(
+            "invalid api_url '{}': {e}",
+            crate::scrub::mask_url_credentials(base)
+        ))
+    })
+}
 
 /// When the call must be over: the earlier of the context deadline and the backend's total
 /// timeout.
@@ -173,7 +250,7 @@ pub fn scrub_credentials(message: &mut String, credentials: &[http::HeaderValue]
         let Ok(text) = value.to_str() else { continue };
         let secret = text.rsplit(' ').next().unwrap_or(text);
         if secret.len() >= MIN_SECRET_LEN && message.contains(secret) {
-            *message = message.replace(secret, &llm_proxy_api::config::mask_secret(secret));
+            *message = message.replace(secret, &crate::config::mask_secret(secret));
         }
     }
 }
@@ -201,10 +278,11 @@ pub struct ChatCall<'a> {
 }
 
 /// POSTs a chat request and returns its events: decoded as they stream, or the whole response
-/// turned into events, both with the protocol's `codec`.
-pub async fn post_chat(
+/// turned into events, both with the protocol's `codec` (a [`WireCodec`] or any other
+/// [`ResponseDecoder`]).
+pub async fn post_chat<D: ResponseDecoder + ?Sized>(
     call: ChatCall<'_>,
-    codec: &dyn WireCodec,
+    codec: &D,
 ) -> Result<EventStream, BackendError> {
     let echo = EchoScrubber::for_request(call.client, &call.headers);
     let mut request = reqwest::Request::new(reqwest::Method::POST, call.url);
@@ -216,14 +294,14 @@ pub async fn post_chat(
         call.capture.as_ref(),
         call.timeouts,
         call.deadline,
-        |status, body| codec.decode_error(status, body),
+        |status, body| codec.error(status, body),
         &echo,
     )
     .await?;
     if call.stream {
         return Ok(event_stream(
             response,
-            codec.stream_decoder(),
+            codec.streamed(call.model),
             call.deadline,
             echo,
         ));
@@ -231,12 +309,8 @@ pub async fn post_chat(
     let body = read_body(response, call.deadline)
         .await
         .map_err(|e| echo.error(e))?;
-    let response = codec
-        .decode_response(&body, call.model)
-        .map_err(|e| echo.error(e))?;
-    Ok(Box::pin(futures::stream::iter(
-        response_events(response).into_iter().map(Ok),
-    )))
+    let events = codec.whole(&body, call.model).map_err(|e| echo.error(e))?;
+    Ok(Box::pin(futures::stream::iter(events.into_iter().map(Ok))))
 }
 
 /// Reads a whole (non-streamed) body before `deadline`.
@@ -264,7 +338,8 @@ struct Decoding {
 
 /// Decodes a streamed body into events as bytes arrive; each upstream chunk is forwarded as
 /// soon as it is decoded. The stream ends with an error if the deadline passes. In-stream
-/// errors (an upstream's error event) are scrubbed with `echo`.
+/// errors (an upstream's error event) are scrubbed with `echo`. The response is captured once,
+/// when the stream ends (its body stream is dropped with it).
 pub fn event_stream(
     response: HttpResponse,
     decoder: Box<dyn StreamDecoder>,
@@ -331,7 +406,7 @@ pub fn capture_context(
         backend: instance.to_owned(),
         model: ctx.model.clone(),
         key_name: key_name.map(str::to_owned),
-        context: Some(llm_proxy_api::http::ConnectorRequestContext {
+        context: Some(ConnectorRequestContext {
             request_id: ctx.request_id.clone(),
             session_id: ctx.session_id.clone(),
         }),
@@ -368,6 +443,11 @@ pub fn secret_header(value: &str) -> Result<http::HeaderValue, BackendError> {
     Ok(v)
 }
 
+/// `Bearer <key>` as a header value marked sensitive.
+pub fn bearer_header(key: &Secret) -> Result<http::HeaderValue, BackendError> {
+    secret_header(&format!("Bearer {}", key.expose()))
+}
+
 /// A bounded GET of a model list, decoded with the protocol's error decoder.
 pub async fn get_json(
     client: &CaptureAwareClient,
@@ -385,6 +465,8 @@ pub async fn get_json(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     #[test]
@@ -395,7 +477,7 @@ mod tests {
             .unwrap_err();
         assert!(e.is_builder());
         let err = transport_error(e);
-        assert_eq!(err.kind, llm_proxy_api::ErrorKind::InvalidRequest);
+        assert_eq!(err.kind, crate::ErrorKind::InvalidRequest);
         assert!(!err.counts_against_backend && !err.retryable, "{err}");
     }
 
@@ -430,5 +512,208 @@ mod tests {
         let all = format!("{} {:?}", err.message, err.code);
         assert!(!all.contains("runtime-token-0001"), "{all}");
         assert!(!all.contains("configured-header-value-1"), "{all}");
+    }
+
+    /// A plugin's own wire format: one text delta per line, `end` closes the answer.
+    struct Lines;
+
+    #[derive(Default)]
+    struct LineDecoder {
+        buffer: Vec<u8>,
+        done: bool,
+    }
+
+    impl LineDecoder {
+        fn line(&mut self, line: &[u8], out: &mut Vec<StreamEvent>) {
+            match line.trim_ascii() {
+                b"" => {}
+                b"end" => self.done = true,
+                text => out.push(StreamEvent::TextDelta {
+                    text: String::from_utf8_lossy(text).into_owned(),
+                }),
+            }
+        }
+    }
+
+    impl StreamDecoder for LineDecoder {
+        fn feed(&mut self, chunk: &[u8], out: &mut Vec<StreamEvent>) -> Result<(), BackendError> {
+            self.buffer.extend_from_slice(chunk);
+            while let Some(end) = self.buffer.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buffer.drain(..=end).collect();
+                self.line(&line, out);
+            }
+            Ok(())
+        }
+        fn finish(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), BackendError> {
+            let rest = std::mem::take(&mut self.buffer);
+            self.line(&rest, out);
+            Ok(())
+        }
+        fn is_finished(&self) -> bool {
+            self.done
+        }
+    }
+
+    impl ResponseDecoder for Lines {
+        fn streamed(&self, _model: &str) -> Box<dyn StreamDecoder> {
+            Box::new(LineDecoder::default())
+        }
+        fn whole(&self, body: &[u8], _model: &str) -> Result<Vec<StreamEvent>, BackendError> {
+            let mut out = Vec::new();
+            let mut decoder = LineDecoder::default();
+            decoder.feed(body, &mut out)?;
+            decoder.finish(&mut out)?;
+            Ok(out)
+        }
+        fn error(&self, status: u16, body: &[u8]) -> BackendError {
+            BackendError::from_upstream_status(status, String::from_utf8_lossy(body))
+        }
+    }
+
+    #[derive(Default)]
+    struct Recorder(std::sync::Mutex<Vec<crate::http::CaptureRecord>>);
+
+    impl crate::http::CaptureSink for Recorder {
+        fn record(&self, record: crate::http::CaptureRecord) {
+            self.0.lock().unwrap().push(record);
+        }
+    }
+
+    impl Recorder {
+        fn inbound(&self) -> Vec<String> {
+            self.0
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|r| r.direction == crate::http::CaptureDirection::InboundResponse)
+                .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+                .collect()
+        }
+    }
+
+    /// An upstream on 127.0.0.1:0 answering one request with `head` and `body`, then keeping
+    /// the connection open until the client closes it.
+    async fn upstream(head: &'static str, body: &'static str) -> reqwest::Url {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 65536];
+            let _ = socket.read(&mut buf).await;
+            let _ = socket.write_all(head.as_bytes()).await;
+            let _ = socket.write_all(body.as_bytes()).await;
+            // Hold the connection until the client goes away (the rest of the request may
+            // still arrive).
+            while socket.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+        });
+        reqwest::Url::parse(&format!("http://{addr}/api/chat")).unwrap()
+    }
+
+    fn call<'a>(
+        client: &'a CaptureAwareClient,
+        url: reqwest::Url,
+        timeouts: &'a Timeouts,
+        stream: bool,
+    ) -> ChatCall<'a> {
+        let mut ctx = CallContext::new("m");
+        ctx.request_id = "req_upstream_1".into();
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::AUTHORIZATION,
+            bearer_header(&Secret::new("runtime-token-0001")).unwrap(),
+        );
+        ChatCall {
+            client,
+            url,
+            headers,
+            body: b"{}".to_vec(),
+            capture: Some(capture_context("plugin-backend", Some("MY_KEY"), &ctx)),
+            timeouts,
+            deadline: call_deadline(&ctx, timeouts),
+            model: "m",
+            stream,
+        }
+    }
+
+    fn capturing_client(sink: &Arc<Recorder>) -> CaptureAwareClient {
+        let sink: Arc<dyn crate::http::CaptureSink> = sink.clone();
+        crate::http::build_capture_aware_client(reqwest::Client::builder(), Some(sink), None)
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_plugin_decoder_streams_and_the_answer_is_captured_once_its_end_is_seen() {
+        // Chunked, and the upstream never ends the body after its end marker.
+        let url = upstream(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n\r\n",
+            "c\r\nHello\nworld\n\r\n4\r\nend\n\r\n",
+        )
+        .await;
+        let sink = Arc::new(Recorder::default());
+        let client = capturing_client(&sink);
+        let timeouts = Timeouts::default();
+        let mut events = post_chat(call(&client, url, &timeouts, true), &Lines)
+            .await
+            .unwrap();
+        let mut texts = Vec::new();
+        while let Some(event) = events.next().await {
+            if let StreamEvent::TextDelta { text } = event.unwrap() {
+                texts.push(text);
+            }
+        }
+        assert_eq!(texts, ["Hello", "world"]);
+        // Recorded when the stream ended, though the upstream never ended the body.
+        assert_eq!(sink.inbound(), ["Hello\nworld\nend\n"]);
+        drop(events);
+        assert_eq!(sink.inbound().len(), 1, "captured exactly once");
+    }
+
+    #[tokio::test]
+    async fn a_whole_answer_goes_through_the_plugin_decoder() {
+        let url = upstream(
+            "HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n",
+            "Hi\nthere\n",
+        )
+        .await;
+        let client = CaptureAwareClient::plain().unwrap();
+        let timeouts = Timeouts::default();
+        let events: Vec<StreamEvent> = post_chat(call(&client, url, &timeouts, false), &Lines)
+            .await
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+            .await;
+        assert_eq!(
+            events,
+            [
+                StreamEvent::TextDelta { text: "Hi".into() },
+                StreamEvent::TextDelta {
+                    text: "there".into()
+                }
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn error_statuses_use_the_plugin_decoder_and_lose_echoed_credentials() {
+        let url = upstream(
+            "HTTP/1.1 429 Too Many Requests\r\nretry-after: 7\r\ncontent-length: 35\r\n\r\n",
+            "slow down, runtime-token-0001 owner",
+        )
+        .await;
+        let client = CaptureAwareClient::plain().unwrap();
+        let timeouts = Timeouts::default();
+        let Err(error) = post_chat(call(&client, url, &timeouts, true), &Lines).await else {
+            panic!("a 429 is an error");
+        };
+        assert_eq!(error.upstream_status, Some(429));
+        assert_eq!(error.retry_after, Some(Duration::from_secs(7)));
+        assert!(error.message.contains("slow down"), "{}", error.message);
+        assert!(
+            !error.message.contains("runtime-token-0001"),
+            "{}",
+            error.message
+        );
     }
 }

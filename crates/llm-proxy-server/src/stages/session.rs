@@ -1,0 +1,56 @@
+//! Request stage: which session the request belongs to ([`crate::session::id::resolve`]:
+//! a header, a body field, Claude Code's `metadata.user_id`, Codex's headers, the
+//! frontend's hint, else a fingerprint of the conversation), and its state, loaded from the
+//! [`SessionStore`](crate::session::SessionStore). The resolved id goes on the request
+//! context (logs, `[first]`, backends' `CallContext::session_id`); the state goes to the
+//! stages after this one, and the pipeline saves it if one of them changed it.
+
+use async_trait::async_trait;
+
+use super::{Flow, RequestStage, Session, StageCall};
+use crate::error::ProxyError;
+use crate::state::AppState;
+
+/// The stage.
+#[derive(Debug, Default)]
+pub struct ResolveSession;
+
+#[async_trait]
+impl RequestStage for ResolveSession {
+    fn name(&self) -> &'static str {
+        "session"
+    }
+
+    async fn run(&self, state: &AppState, call: &mut StageCall<'_>) -> Result<Flow, ProxyError> {
+        let ctx = call.ctx;
+        let Some(id) = crate::session::id::resolve(
+            &ctx.headers,
+            call.req,
+            ctx.session_hint.as_deref(),
+            ctx.client.as_ref().map(|c| c.label()),
+        ) else {
+            return Ok(Flow::Continue);
+        };
+        // A store that cannot answer must not fail the request: the conversation goes on
+        // with the configured behaviour, and the failure is logged.
+        let loaded = match state.sessions().load(&id.key).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(request_id = %ctx.request_id, error = e.label(), "session store unavailable; continuing without the session's settings: {e}");
+                None
+            }
+        };
+        let is_new = loaded.is_none();
+        let mut session = Session {
+            key: id.key,
+            state: loaded.unwrap_or_default(),
+            dirty: false,
+        };
+        let st = session.state_mut();
+        st.requests = st.requests.saturating_add(1);
+        tracing::debug!(request_id = %ctx.request_id, session = %id.id, source = id.source.label(), new = is_new, "session resolved");
+        ctx.set_session_id(id.id);
+        call.session = Some(session);
+        Ok(Flow::Continue)
+    }
+}
