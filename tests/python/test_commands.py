@@ -238,3 +238,27 @@ def test_another_command_prefix(upstream, start_proxy):
     text = ask(proxy, "chat", [("user", "!/help")], False, session="pct")
     assert text == "Hello from upstream: !/help", "the default prefix is ordinary text now"
     assert state.requests[-1]["body"]["model"] == SWITCHED_MODEL
+
+
+def test_gemini_cli_shaped_first_message_and_resume(proxy, upstream):
+    """Gemini CLI names no session: its first user message is a `<session_context>` part (date,
+    directory tree) then the typed text, and `--resume` rebuilds that part. The command is still
+    answered locally and the resumed conversation keeps the session (the fingerprint)."""
+    _, state = upstream
+    client = genai.Client(api_key="unused", http_options=types.HttpOptions(base_url=proxy.url))
+
+    def context(tree):
+        return types.Part.from_text(text="<session_context>\nThis is the Gemini CLI.\n%s\n</session_context>" % tree)
+
+    first = [types.Content(role="user", parts=[context("/p/\n└───a.rs"), types.Part.from_text(text=SWITCH)])]
+    r = client.models.generate_content(model=CLIENT_MODEL, contents=first)
+    assert state.requests == []
+    assert SWITCHED_MODEL in r.text
+    resumed = [
+        types.Content(role="user", parts=[context("/p/\n├───a.rs\n└───b.rs"), types.Part.from_text(text=SWITCH)]),
+        types.Content(role="model", parts=[types.Part.from_text(text=r.text)]),
+        types.Content(role="user", parts=[types.Part.from_text(text="now read a.rs")]),
+    ]
+    client.models.generate_content(model=CLIENT_MODEL, contents=resumed)
+    assert state.requests[-1]["body"]["model"] == SWITCHED_MODEL
+    assert not any("!/" in t for t in user_texts(state.requests[-1]))
