@@ -9,7 +9,8 @@ Speaks OpenAI chat (`/v1/chat/completions`), OpenAI Responses (`/v1/responses`),
     when only a shell tool is (Codex's `shell` / `shell_command` / `exec_command`), run
     `cat <marker file>` with it;
   * else (titles, quota probes, ...), answer a short text.
-Every request body is written to --dump-dir; GET /_state reports whether the marker arrived.
+Every request (a JSON line with its path and headers, then the body) is written to --dump-dir;
+GET /_state reports whether the marker arrived.
 Stdlib only. Prints `listening on http://127.0.0.1:PORT` once ready.
 """
 
@@ -36,7 +37,7 @@ class Script:
         self.marker_seen = False
         self.tool_calls = 0
 
-    def record(self, path, body_bytes):
+    def record(self, path, headers, body_bytes):
         with self.lock:
             self.count += 1
             n = self.count
@@ -44,7 +45,8 @@ class Script:
             self.marker_seen = self.marker_seen or seen
         if self.dump_dir:
             with open(os.path.join(self.dump_dir, "%03d.json" % n), "wb") as f:
-                f.write(json.dumps({"path": path}).encode() + b"\n" + body_bytes)
+                head = {"path": path, "headers": dict(headers)}
+                f.write(json.dumps(head).encode() + b"\n" + body_bytes)
         return seen
 
     def decide(self, marker_in_request, tools):
@@ -271,7 +273,7 @@ class Handler(BaseHTTPRequestHandler):
         s = self.server.script
         raw = self.rfile.read(int(self.headers.get("content-length", "0")))
         path = self.path.split("?", 1)[0]
-        marker = s.record(self.path, raw)
+        marker = s.record(self.path, self.headers.items(), raw)
         try:
             body = json.loads(raw or b"{}")
         except ValueError:

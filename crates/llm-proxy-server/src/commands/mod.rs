@@ -326,15 +326,18 @@ fn unknown_command(name: &str, prefix: &str) -> String {
 }
 
 /// Opening and closing tags of text agents inject into user messages (not typed by the user).
-const WRAPPERS: [(&str, &str); 4] = [
+const WRAPPERS: [(&str, &str); 5] = [
     ("<system-reminder>", "</system-reminder>"),
+    // Gemini CLI: date, OS and directory tree, in the first user message's first part.
+    ("<session_context>", "</session_context>"),
     ("<environment_context>", "</environment_context>"),
     ("<user_instructions>", "</user_instructions>"),
     ("# AGENTS.md instructions", "</INSTRUCTIONS>"),
 ];
 
-/// Text an agent injected rather than the user typed.
-fn is_wrapper(text: &str) -> bool {
+/// Text an agent injected rather than the user typed (also skipped by the session
+/// fingerprint: Gemini CLI rebuilds its `<session_context>` when a session is resumed).
+pub(crate) fn is_wrapper(text: &str) -> bool {
     let t = text.trim();
     WRAPPERS
         .iter()

@@ -437,6 +437,23 @@ fn codex_command_is_found() {
     assert_eq!(session.reasoning_effort.as_deref(), Some("high"));
 }
 
+/// Gemini CLI's first user message holds its `<session_context>` part before the typed text.
+#[test]
+fn gemini_cli_first_message_command_is_answered_locally() {
+    let mut msg = user(
+        "<session_context>\nThis is the Gemini CLI. Today's date is Monday.\n\
+         Showing up to 200 items (files + folders).\n/work/project/\n</session_context>",
+    );
+    msg.content
+        .push(Part::Text(TextPart::new("!/set(model=openai:gpt-4o-mini)")));
+    let mut req = request(vec![msg]);
+    let env = CommandEnv::for_tests();
+    let mut session = SessionState::default();
+    let outcome = run(&mut req, &mut session, &env);
+    assert!(answer_text(&outcome).starts_with("Settings updated"));
+    assert_eq!(session.model.as_deref(), Some("openai:gpt-4o-mini"));
+}
+
 #[test]
 fn from_config_reads_the_command_settings() {
     let mut cfg = GatewayConfig::default();

@@ -178,7 +178,15 @@ fn bounded(raw: &str) -> Option<String> {
 /// the first user message: stable across the turns of one conversation (history only grows
 /// after it) and different for another client.
 fn fingerprint(headers: &HeaderMap, req: &ChatRequest, client: Option<&str>) -> Option<String> {
-    let first = req.messages.iter().find(|m| m.role == Role::User)?;
+    // What the user typed first: context an agent injects (Claude Code's `<system-reminder>`,
+    // Codex's `<environment_context>`, Gemini CLI's `<session_context>` with the date and the
+    // directory tree) changes when a conversation is resumed, so it is left out.
+    let typed = |p: &&Part| !matches!(p, Part::Text(t) if crate::commands::is_wrapper(&t.text));
+    let first = req
+        .messages
+        .iter()
+        .filter(|m| m.role == Role::User)
+        .find(|m| m.content.iter().any(|p| typed(&p)))?;
     let mut ctx = Context::new(&SHA256);
     let field = |ctx: &mut Context, bytes: &[u8]| {
         ctx.update(&(bytes.len() as u64).to_le_bytes());
@@ -193,7 +201,7 @@ fn fingerprint(headers: &HeaderMap, req: &ChatRequest, client: Option<&str>) -> 
             .get("x-gemini-api-privileged-user-id")
             .map_or(&[][..], |v| v.as_bytes()),
     );
-    for part in &first.content {
+    for part in first.content.iter().filter(typed) {
         match part {
             Part::Text(t) => field(&mut ctx, t.text.as_bytes()),
             // Not text: its serialized form (self-delimiting JSON), as stable across turns as
@@ -398,6 +406,57 @@ mod tests {
             first.id,
             resolved(&other_agent, &conversation(&[(Role::User, "fix the bug")])).id
         );
+    }
+
+    /// Gemini CLI names no session and rebuilds the `<session_context>` part of its first
+    /// message (date, directory tree) when a conversation is resumed with `--resume`.
+    #[test]
+    fn the_fingerprint_skips_context_the_agent_rebuilds_on_resume() {
+        let h = headers(&[(
+            "user-agent",
+            "GeminiCLI/0.61.0/gemini-2.5-flash (linux; x64)",
+        )]);
+        let first_message = |tree: &str| {
+            let mut m = Message::text(
+                Role::User,
+                format!("<session_context>\nDirectory Structure:\n{tree}\n</session_context>"),
+            );
+            m.content
+                .push(Part::Text(llm_proxy_api::model::TextPart::new(
+                    "fix the bug",
+                )));
+            m
+        };
+        let run1 = ChatRequest {
+            messages: vec![first_message("/p/\n└───a.rs")],
+            ..ChatRequest::default()
+        };
+        let resumed = ChatRequest {
+            messages: vec![
+                first_message("/p/\n├───a.rs\n└───b.rs"),
+                Message::text(Role::Assistant, "done"),
+                Message::text(Role::User, "now the tests"),
+            ],
+            ..ChatRequest::default()
+        };
+        assert_eq!(resolved(&h, &run1), resolved(&h, &resumed));
+        // Codex-style: a context-only user message before the typed one.
+        let codex = |ctx: &str| conversation(&[(Role::User, ctx), (Role::User, "fix the bug")]);
+        assert_eq!(
+            resolved(
+                &h,
+                &codex("<environment_context>\n  <cwd>/a</cwd>\n</environment_context>")
+            ),
+            resolved(
+                &h,
+                &codex("<environment_context>\n  <cwd>/b</cwd>\n</environment_context>")
+            )
+        );
+        let other = ChatRequest {
+            messages: vec![Message::text(Role::User, "write docs")],
+            ..ChatRequest::default()
+        };
+        assert_ne!(resolved(&h, &run1), resolved(&h, &other));
     }
 
     #[test]
