@@ -28,7 +28,7 @@ pub enum SessionSource {
     Body,
     /// Claude Code's `metadata.user_id` (JSON with `session_id`, or `user_…_session_<id>`).
     ClaudeCodeUserId,
-    /// Codex CLI's `session_id` / `conversation_id` headers.
+    /// Codex CLI's `session_id` / `conversation_id` (`session-id` / `thread-id` today) headers.
     CodexHeader,
     /// A field the client's own protocol names the conversation with (Responses
     /// `prompt_cache_key`), found by the frontend.
@@ -129,7 +129,9 @@ pub fn named(headers: &HeaderMap, req: &ChatRequest) -> Option<(String, SessionS
     if let Some(id) = user_id {
         return Some((id, SessionSource::ClaudeCodeUserId));
     }
-    ["session_id", "conversation_id"]
+    // Older Codex releases: `session_id` / `conversation_id`; 0.171 sends `session-id` and
+    // `thread-id`.
+    ["session_id", "conversation_id", "session-id", "thread-id"]
         .into_iter()
         .find_map(|name| header(headers, name))
         .map(|id| (id, SessionSource::CodexHeader))
@@ -369,6 +371,12 @@ mod tests {
         );
         let conv = headers(&[("conversation_id", "from-codex-conv")]);
         assert_eq!(resolved(&conv, &req).id, "from-codex-conv");
+        let current = headers(&[("thread-id", "t-171"), ("session-id", "s-171")]);
+        let s = resolve(&current, &req, None, None).unwrap();
+        assert_eq!(
+            (s.id.as_str(), s.source),
+            ("s-171", SessionSource::CodexHeader)
+        );
         let s = resolve(&HeaderMap::new(), &req, Some("hint"), None).unwrap();
         assert_eq!(
             (s.id.as_str(), s.source),
