@@ -16,7 +16,9 @@ blocks is answered with a text. Gemini dialect (`models/{m}:generateContent`,
 `:streamGenerateContent?alt=sse`): with tools and no function response yet it thinks (an
 unsigned thought part) and calls the first tool, signing the `functionCall` part
 (`GEMINI_SIGNATURE`), as Gemini does when a turn ends in a tool call; otherwise it answers
-with a text. Every request body is recorded for assertions.
+with a text. Under `/cache/` (`/cache/v1/messages`) the Anthropic dialect instead answers
+"Hello from anthropic: <last user text>" with usage that read `ANTHROPIC_CACHE_READ` tokens
+from the cache, for the prompt-caching tests. Every request body is recorded for assertions.
 """
 
 import json
@@ -94,7 +96,7 @@ class Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(length) or b"{}")
         with self.server.state.lock:
             self.server.state.requests.append({"path": self.path, "body": body, "headers": {k.lower(): v for k, v in self.headers.items()}})
-        if self.path.endswith("/messages"):
+        if self.path.endswith("/messages") and not self.path.startswith("/cache/"):
             blocks = _anthropic_answer(body)
             if body.get("stream"):
                 self._sse(_anthropic_stream(blocks))

@@ -13,7 +13,7 @@ def anthropic_backend_config(upstream_url):
         "backends:\n"
         "  default_backend: anthropic\n"
         "  anthropic:\n"
-        "    api_url: %s/v1\n"
+        "    api_url: %s/cache/v1\n"
         "    api_key: sk-ant-upstream-test-0000\n" % upstream_url
     )
 
