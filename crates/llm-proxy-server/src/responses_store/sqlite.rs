@@ -34,6 +34,12 @@ const GATHER_WRITES: Duration = Duration::from_millis(10);
 /// short steps rather than one long one that holds a core.
 const MAX_GATHERED: usize = 4;
 
+/// How long the thread keeps looking for writes every [`GATHER_WRITES`] after its queue
+/// empties, before it sleeps until a command wakes it: under a steady flow of answers a write
+/// wakes it only when [`MAX_GATHERED`] are waiting (a wake-up is a cross-core interrupt the
+/// answering request would pay).
+const LINGER: Duration = Duration::from_secs(1);
+
 /// Unix seconds; replaceable in tests.
 type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 
@@ -44,8 +50,9 @@ enum Command {
     Delete(String, oneshot::Sender<bool>),
 }
 
-/// Commands for the thread, in order. A write wakes it only when it sleeps with nothing queued
-/// or when [`MAX_GATHERED`] writes are waiting; reads and deletes always do.
+/// Commands for the thread, in order. A write wakes it only when it sleeps without a timer
+/// (idle for [`LINGER`]) or when [`MAX_GATHERED`] writes are waiting; reads and deletes always
+/// do.
 #[derive(Default)]
 struct Queue {
     state: Mutex<QueueState>,
@@ -98,6 +105,7 @@ impl Queue {
     fn next_batch(&self) -> Option<VecDeque<Command>> {
         let mut state = self.lock()?;
         let mut gathering_since: Option<Instant> = None;
+        let mut empty_since: Option<Instant> = None;
         loop {
             let urgent = state.closed
                 || state.commands.len() >= MAX_GATHERED
@@ -115,8 +123,18 @@ impl Queue {
                 return Some(std::mem::take(&mut state.commands));
             }
             if state.commands.is_empty() {
-                state.idle = true;
-                state = self.ready.wait(state).ok()?;
+                let since = *empty_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= LINGER {
+                    state.idle = true;
+                    state = self.ready.wait(state).ok()?;
+                    empty_since = None;
+                } else {
+                    // Awake anyway within GATHER_WRITES, so a write need not wake it: what
+                    // comes in meanwhile is written when this wait ends.
+                    state.idle = false;
+                    gathering_since = Some(Instant::now());
+                    state = self.ready.wait_timeout(state, GATHER_WRITES).ok()?.0;
+                }
                 continue;
             }
             let since = *gathering_since.get_or_insert_with(Instant::now);
