@@ -59,11 +59,9 @@ impl Save {
             return None;
         }
         let object = object()?;
-        let stored = StoredResponse {
-            input: Arc::new(self.input),
-            output: Arc::new(answer.output_items()),
-            object: Bytes::from(object),
-        };
+        // The output items are read back from the object by whoever needs them (the SQLite
+        // store's thread, or the next turn), not built here.
+        let stored = StoredResponse::new(Arc::new(self.input), Bytes::from(object));
         let id = answer.response_id().to_owned();
         if let Some(store) = self.store {
             store.put(id.clone(), stored.clone());

@@ -71,11 +71,10 @@ mod tests {
     use serde_json::json;
 
     fn stored(n: u64) -> StoredResponse {
-        StoredResponse {
-            input: Arc::new(vec![json!(n)]),
-            output: Arc::new(Vec::new()),
-            object: bytes::Bytes::from(json!({"n": n}).to_string()),
-        }
+        StoredResponse::new(
+            Arc::new(vec![json!(n)]),
+            bytes::Bytes::from(json!({"n": n}).to_string()),
+        )
     }
 
     #[tokio::test]

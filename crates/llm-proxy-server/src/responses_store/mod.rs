@@ -8,7 +8,7 @@
 mod memory;
 mod sqlite;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use serde_json::Value;
@@ -16,22 +16,69 @@ use serde_json::Value;
 pub use memory::{DEFAULT_CAPACITY, MemoryResponseStore};
 pub use sqlite::SqliteResponseStore;
 
-/// One stored answer.
-#[derive(Debug, Clone, PartialEq)]
+/// One stored answer. Its output items are read from the object when first asked for
+/// ([`StoredResponse::output`]), so the request that answered does not build them: the store
+/// (on its own thread) or the next turn does.
+#[derive(Debug, Clone)]
 pub struct StoredResponse {
     /// The conversation that led to this answer, as input items.
     pub input: Arc<Vec<Value>>,
-    /// The answer's output items (the next turn's input continues with them).
-    pub output: Arc<Vec<Value>>,
     /// The response object as the client received it (less `output_text`), as JSON.
     pub object: Bytes,
+    /// The object's `output`, once read.
+    output: OnceLock<Arc<Vec<Value>>>,
 }
 
 impl StoredResponse {
+    /// An answer whose output items are read from `object` when needed.
+    pub fn new(input: Arc<Vec<Value>>, object: Bytes) -> Self {
+        Self {
+            input,
+            object,
+            output: OnceLock::new(),
+        }
+    }
+
+    /// An answer whose output items are known already (they must be the object's `output`).
+    pub fn with_output(input: Arc<Vec<Value>>, output: Arc<Vec<Value>>, object: Bytes) -> Self {
+        Self {
+            input,
+            object,
+            output: OnceLock::from(output),
+        }
+    }
+
+    /// The answer's output items (the next turn's input continues with them): the object's
+    /// `output`, empty if the object has none.
+    pub fn output(&self) -> &[Value] {
+        self.output
+            .get_or_init(|| Arc::new(output_of(&self.object)))
+    }
+
     /// The whole conversation up to and including this answer, as input items.
     pub fn items(&self) -> impl Iterator<Item = &Value> {
-        self.input.iter().chain(self.output.iter())
+        self.input.iter().chain(self.output().iter())
     }
+}
+
+impl PartialEq for StoredResponse {
+    /// The output is part of the object.
+    fn eq(&self, other: &Self) -> bool {
+        self.input == other.input && self.object == other.object
+    }
+}
+
+/// The `output` items of a response object's JSON (none if it does not parse).
+fn output_of(object: &[u8]) -> Vec<Value> {
+    /// The output items of a stored response object.
+    #[derive(serde::Deserialize)]
+    struct Output {
+        #[serde(default)]
+        output: Vec<Value>,
+    }
+    serde_json::from_slice::<Output>(object)
+        .map(|o| o.output)
+        .unwrap_or_default()
 }
 
 /// Where answers are kept. Reads may wait on I/O (they are async); a write never waits: a

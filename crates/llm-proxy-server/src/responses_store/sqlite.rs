@@ -27,12 +27,19 @@ const MAX_QUEUED_WRITES: usize = 1024;
 /// How often the thread deletes expired rows (checked when it handles a write).
 const PURGE_EVERY_SECS: u64 = 60;
 
-/// How long queued writes wait for more to share their transaction.
-const GATHER_WRITES: Duration = Duration::from_millis(10);
+/// How long queued writes wait for more to share their transaction (short, so at one request
+/// at a time the thread's own timer, not a wake-up from a request, writes a handful).
+const GATHER_WRITES: Duration = Duration::from_millis(2);
 
 /// Writes gathered at most: more are written at once, so a burst of answers is written in
 /// short steps rather than one long one that holds a core.
-const MAX_GATHERED: usize = 4;
+const MAX_GATHERED: usize = 8;
+
+/// How long the thread keeps looking for writes every [`GATHER_WRITES`] after its queue
+/// empties, before it sleeps until a command wakes it: under a steady flow of answers a write
+/// wakes it only when [`MAX_GATHERED`] are waiting (a wake-up is a cross-core interrupt the
+/// answering request would pay).
+const LINGER: Duration = Duration::from_secs(1);
 
 /// Unix seconds; replaceable in tests.
 type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
@@ -44,8 +51,9 @@ enum Command {
     Delete(String, oneshot::Sender<bool>),
 }
 
-/// Commands for the thread, in order. A write wakes it only when it sleeps with nothing queued
-/// or when [`MAX_GATHERED`] writes are waiting; reads and deletes always do.
+/// Commands for the thread, in order. A write wakes it only when it sleeps without a timer
+/// (idle for [`LINGER`]) or when [`MAX_GATHERED`] writes are waiting; reads and deletes always
+/// do.
 #[derive(Default)]
 struct Queue {
     state: Mutex<QueueState>,
@@ -98,6 +106,7 @@ impl Queue {
     fn next_batch(&self) -> Option<VecDeque<Command>> {
         let mut state = self.lock()?;
         let mut gathering_since: Option<Instant> = None;
+        let mut empty_since: Option<Instant> = None;
         loop {
             let urgent = state.closed
                 || state.commands.len() >= MAX_GATHERED
@@ -115,8 +124,18 @@ impl Queue {
                 return Some(std::mem::take(&mut state.commands));
             }
             if state.commands.is_empty() {
-                state.idle = true;
-                state = self.ready.wait(state).ok()?;
+                let since = *empty_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= LINGER {
+                    state.idle = true;
+                    state = self.ready.wait(state).ok()?;
+                    empty_since = None;
+                } else {
+                    // Awake anyway within GATHER_WRITES, so a write need not wake it: what
+                    // comes in meanwhile is written when this wait ends.
+                    state.idle = false;
+                    gathering_since = Some(Instant::now());
+                    state = self.ready.wait_timeout(state, GATHER_WRITES).ok()?.0;
+                }
                 continue;
             }
             let since = *gathering_since.get_or_insert_with(Instant::now);
@@ -352,21 +371,21 @@ impl Worker {
             .query_row(params![id, self.cutoff()], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         Ok(row.and_then(|(items, object)| {
-            /// The output items of a stored response object.
+            /// How many output items a stored response object has.
             #[derive(serde::Deserialize)]
             struct Output {
                 #[serde(default)]
-                output: Vec<Value>,
+                output: Vec<serde::de::IgnoredAny>,
             }
             let mut input: Vec<Value> = serde_json::from_str(&items).ok()?;
-            let output = serde_json::from_str::<Output>(&object).ok()?.output;
+            let outputs = serde_json::from_str::<Output>(&object).ok()?.output.len();
             // The `items` column holds the whole conversation: the input, then the output.
-            input.truncate(input.len().saturating_sub(output.len()));
-            Some(StoredResponse {
-                input: Arc::new(input),
-                output: Arc::new(output),
-                object: Bytes::from(object),
-            })
+            let output = input.split_off(input.len().saturating_sub(outputs));
+            Some(StoredResponse::with_output(
+                Arc::new(input),
+                Arc::new(output),
+                Bytes::from(object),
+            ))
         }))
     }
 
@@ -377,7 +396,7 @@ impl Worker {
         response: &StoredResponse,
         created_at: u64,
     ) -> rusqlite::Result<()> {
-        let items = serde_json::to_string(&Conversation(response)).unwrap_or_default();
+        let items = conversation(response);
         let object = std::str::from_utf8(&response.object).unwrap_or_default();
         let size = (items.len() + object.len()) as u64;
         if size > self.limits.max_bytes {
@@ -396,15 +415,28 @@ impl Worker {
         items: &str,
         object: &str,
     ) -> rusqlite::Result<()> {
-        self.delete(id)?;
-        self.conn
-            .prepare_cached(
-                "INSERT INTO responses (id, created_at, size, items, object) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![id, to_i64(created_at), to_i64(size), items, object])?;
+        // Ids are new but for a client replaying one: insert first, and only when a row for
+        // `id` is there already delete it (for its size) and insert again.
+        let row = params![id, to_i64(created_at), to_i64(size), items, object];
+        if !self.insert(row)? {
+            self.delete(id)?;
+            self.insert(row)?;
+        }
         self.count += 1;
         self.bytes += size;
         self.evict()
+    }
+
+    /// Inserts a row (id, created_at, size, items, object); false if `id` has one already.
+    fn insert(&self, row: &[&dyn rusqlite::ToSql]) -> rusqlite::Result<bool> {
+        let inserted = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO responses (id, created_at, size, items, object) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (id) DO NOTHING",
+            )?
+            .execute(row)?;
+        Ok(inserted > 0)
     }
 
     fn delete(&mut self, id: &str) -> rusqlite::Result<bool> {
@@ -460,13 +492,33 @@ impl Worker {
     }
 }
 
-/// A stored answer's whole conversation as one JSON array (the `items` column).
-struct Conversation<'a>(&'a StoredResponse);
-
-impl serde::Serialize for Conversation<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.0.items())
+/// A stored answer's whole conversation as one JSON array (the `items` column): the input
+/// items, then the object's `output` items copied as they are written there (not parsed).
+fn conversation(response: &StoredResponse) -> String {
+    /// The `output` of a stored response object, as written.
+    #[derive(serde::Deserialize)]
+    struct Output<'a> {
+        #[serde(borrow, default)]
+        output: Option<&'a serde_json::value::RawValue>,
     }
+    let mut items = serde_json::to_string(&*response.input).unwrap_or_else(|_| "[]".into());
+    let output = std::str::from_utf8(&response.object)
+        .ok()
+        .and_then(|object| serde_json::from_str::<Output<'_>>(object).ok())
+        .and_then(|o| o.output)
+        .map(|raw| raw.get().trim())
+        .and_then(|array| array.strip_prefix('[')?.strip_suffix(']'))
+        .map(str::trim)
+        .filter(|inside| !inside.is_empty());
+    if let Some(inside) = output {
+        items.pop();
+        if !response.input.is_empty() {
+            items.push(',');
+        }
+        items.push_str(inside);
+        items.push(']');
+    }
+    items
 }
 
 fn to_i64(v: u64) -> i64 {
@@ -486,15 +538,12 @@ mod tests {
 
     fn stored(n: u64) -> StoredResponse {
         let output = json!({"id": format!("msg_{n}"), "type": "message", "content": "hi"});
-        StoredResponse {
-            input: Arc::new(vec![
+        StoredResponse::new(
+            Arc::new(vec![
                 json!({"role": "user", "content": format!("turn {n}")}),
             ]),
-            output: Arc::new(vec![output.clone()]),
-            object: Bytes::from(
-                json!({"id": format!("resp_{n}"), "n": n, "output": [output]}).to_string(),
-            ),
-        }
+            Bytes::from(json!({"id": format!("resp_{n}"), "n": n, "output": [output]}).to_string()),
+        )
     }
 
     fn limits(max_responses: usize, max_bytes: u64, ttl_secs: u64) -> ResponseStoreConfig {
@@ -520,7 +569,16 @@ mod tests {
         assert!(store.delete("resp_2").await);
         drop(store);
         let store = SqliteResponseStore::open(&path, ResponseStoreConfig::default()).unwrap();
-        assert_eq!(store.get("resp_1").await, Some(stored(1)));
+        let one = store.get("resp_1").await;
+        assert_eq!(one, Some(stored(1)));
+        assert_eq!(
+            one.unwrap().items().cloned().collect::<Vec<_>>(),
+            [
+                json!({"role": "user", "content": "turn 1"}),
+                json!({"id": "msg_1", "type": "message", "content": "hi"}),
+            ],
+            "the input, then the output read from the object"
+        );
         assert_eq!(store.get("resp_2").await, None);
         assert_eq!(store.get("resp_unknown").await, None);
     }
@@ -614,7 +672,7 @@ mod tests {
 
         let one = {
             let s = stored(0);
-            (serde_json::to_string(&Conversation(&s)).unwrap().len() + s.object.len()) as u64
+            (conversation(&s).len() + s.object.len()) as u64
         };
         let store = SqliteResponseStore::open_with_clock(
             &dir.path().join("b.sqlite3"),
@@ -628,6 +686,54 @@ mod tests {
         assert_eq!(store.get("resp_1").await, None, "over the byte bound");
         assert_eq!(store.get("resp_2").await, Some(stored(2)));
         assert_eq!(store.get("resp_3").await, Some(stored(3)));
+    }
+
+    /// An answer stored again under its id replaces the row, and counts once for the bounds.
+    #[tokio::test]
+    async fn an_answer_put_again_replaces_its_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Arc::new(AtomicU64::new(1_000));
+        let store = SqliteResponseStore::open_with_clock(
+            &dir.path().join("r.sqlite3"),
+            limits(2, 1 << 20, 3600),
+            clock_at(&now),
+        )
+        .unwrap();
+        store.put("resp_a".into(), stored(1));
+        assert_eq!(store.get("resp_a").await, Some(stored(1)));
+        store.put("resp_a".into(), stored(2));
+        store.put("resp_b".into(), stored(3));
+        assert_eq!(
+            store.get("resp_a").await,
+            Some(stored(2)),
+            "replaced, not evicted"
+        );
+        assert_eq!(store.get("resp_b").await, Some(stored(3)));
+        drop(store);
+        let conn = Connection::open(dir.path().join("r.sqlite3")).unwrap();
+        let rows: i64 = conn
+            .query_row("SELECT COUNT(*) FROM responses", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 2);
+    }
+
+    /// The `items` column, built from the object's bytes, is the input and then the output.
+    #[test]
+    fn the_items_column_is_the_input_then_the_output() {
+        let parsed =
+            |s: &StoredResponse| -> Vec<Value> { serde_json::from_str(&conversation(s)).unwrap() };
+        let both = stored(3);
+        assert_eq!(parsed(&both), both.items().cloned().collect::<Vec<_>>());
+        assert_eq!(parsed(&both).len(), 2);
+        let no_input = StoredResponse::new(Arc::new(Vec::new()), both.object.clone());
+        assert_eq!(parsed(&no_input), no_input.output());
+        let no_output = StoredResponse::new(
+            both.input.clone(),
+            Bytes::from_static(br#"{"id": "resp_x", "output": [ ]}"#),
+        );
+        assert_eq!(parsed(&no_output), *no_output.input);
+        let nothing = StoredResponse::new(Arc::new(Vec::new()), Bytes::from_static(b"{}"));
+        assert_eq!(conversation(&nothing), "[]");
     }
 
     #[test]
