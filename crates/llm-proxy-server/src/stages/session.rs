@@ -31,23 +31,26 @@ impl RequestStage for ResolveSession {
         ) else {
             return Ok(Flow::Continue);
         };
-        // A store that cannot answer must not fail the request: the conversation goes on
-        // with the configured behaviour, and the failure is logged.
-        let loaded = match state.sessions().load(&id.key).await {
+        // One step in the store: count the request and get the state (a new session starts
+        // from the default). A store that cannot answer must not fail the request: the
+        // conversation goes on with the configured behaviour, and the failure is logged.
+        let state_now = match state
+            .sessions()
+            .update(&id.key, &mut |s| s.requests = s.requests.saturating_add(1))
+            .await
+        {
             Ok(found) => found,
             Err(e) => {
                 tracing::warn!(request_id = %ctx.request_id, error = e.label(), "session store unavailable; continuing without the session's settings: {e}");
-                None
+                crate::session::SessionState::default()
             }
         };
-        let is_new = loaded.is_none();
-        let mut session = Session {
+        let is_new = state_now.requests <= 1;
+        let session = Session {
             key: id.key,
-            state: loaded.unwrap_or_default(),
+            state: state_now,
             dirty: false,
         };
-        let st = session.state_mut();
-        st.requests = st.requests.saturating_add(1);
         tracing::debug!(request_id = %ctx.request_id, session = %id.id, source = id.source.label(), new = is_new, "session resolved");
         ctx.set_session_id(id.id);
         call.session = Some(session);
