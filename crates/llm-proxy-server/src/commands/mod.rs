@@ -436,7 +436,14 @@ fn strip_history(messages: &mut Vec<Message>, end: usize, prefix: &str, strict: 
             continue;
         }
         cut_part(&mut messages[i], part, cut);
-        if !messages[i].content.is_empty() {
+        // Nothing the user typed is left (only agent-injected wrapper parts, such as Claude
+        // Code's `<system-reminder>`s, or nothing): the turn was a command turn, answered
+        // locally; it and that answer go.
+        let only_wrappers = messages[i]
+            .content
+            .iter()
+            .all(|p| matches!(p, Part::Text(t) if is_wrapper(&t.text) || t.text.trim().is_empty()));
+        if !only_wrappers {
             i += 1;
             continue;
         }

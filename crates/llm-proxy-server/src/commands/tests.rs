@@ -480,3 +480,25 @@ fn answer_events_collect_into_the_answer_text() {
     assert_eq!(response.model, "gpt-4o");
     assert_eq!(response.finish_reason, Some(FinishReason::Stop));
 }
+
+#[test]
+fn an_earlier_command_turn_wrapped_by_an_agent_leaves_the_history_with_its_answer() {
+    let env = CommandEnv::for_tests();
+    let mut session = SessionState::default();
+    // Claude Code puts system reminders in the same user message as the typed text.
+    let mut command_turn = user("<system-reminder>\nThe user opened a.rs.\n</system-reminder>");
+    command_turn
+        .content
+        .push(Part::Text(TextPart::new("!/set(temperature=0.5)")));
+    let mut req = request(vec![
+        command_turn,
+        assistant("Settings updated: temperature=0.5."),
+        user("The real question."),
+    ]);
+    assert_eq!(run(&mut req, &mut session, &env), CommandOutcome::NotFound);
+    assert_eq!(
+        texts(&req),
+        [(Role::User, "The real question.".to_owned())],
+        "neither the command turn nor the proxy's answer reaches the model"
+    );
+}
