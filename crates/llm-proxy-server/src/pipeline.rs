@@ -20,7 +20,7 @@ use crate::config::GatewayConfig;
 use crate::context::RequestContext;
 use crate::error::ProxyError;
 use crate::finish::{FinishHook, FinishHooks};
-use crate::processors::{Position, Processors};
+use crate::processors::Processors;
 use crate::routing::breaker::{Admission, Breakers};
 use crate::routing::selector::{SelectorKind, pick_by_weight};
 use crate::routing::{BackendSlot, Leg, Plan, apply_params, instances_for};
@@ -70,23 +70,6 @@ impl Pipeline {
             before_output: Processors::default(),
             after_output: Processors::default(),
             finish: FinishHooks::new(hooks),
-        }
-    }
-
-    /// A pipeline from parts (tests and embedders adding their own processors or hooks).
-    pub fn new(
-        stages: Stages,
-        processors: Vec<Arc<dyn crate::processors::EventProcessor>>,
-        finish: FinishHooks,
-    ) -> Self {
-        let (before, after): (Vec<_>, Vec<_>) = processors
-            .into_iter()
-            .partition(|p| p.position() == Position::BeforeFirstOutput);
-        Self {
-            stages,
-            before_output: Processors::new(before),
-            after_output: Processors::new(after),
-            finish,
         }
     }
 

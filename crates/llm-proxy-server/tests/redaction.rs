@@ -111,3 +111,38 @@ async fn disabled_redaction_forwards_the_prompt_untouched() {
     assert!(sent.contains(KEY), "{sent}");
     assert!(!sent.contains(REDACTED), "{sent}");
 }
+
+/// `!/set(redact-api-keys-in-prompts=…)` overrides the configured default for that session
+/// only, both ways.
+#[tokio::test]
+async fn a_session_can_turn_redaction_off_and_on() {
+    async fn send(proxy: &crate::common::Proxy, session: &str, text: &str) {
+        let resp = client()
+            .post(format!("{}/v1/chat/completions", proxy.url))
+            .header("x-session-id", session)
+            .json(&json!({"model": "gpt-4o", "messages": [{"role": "user", "content": text}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let last_sent = |up: &MockUpstream| up.requests().last().unwrap().body.to_string();
+
+    let (up, proxy) = setup("").await;
+    send(&proxy, "off", "!/set(redact-api-keys-in-prompts=off)").await;
+    assert_eq!(up.calls(), 0, "the command is answered locally");
+    send(&proxy, "off", &format!("key {KEY}")).await;
+    assert!(last_sent(&up).contains(KEY), "this session turned it off");
+    send(&proxy, "other", &format!("key {KEY}")).await;
+    assert!(
+        !last_sent(&up).contains(KEY),
+        "other sessions keep the default"
+    );
+
+    let (up, proxy) = setup("auth:\n  redact_api_keys_in_prompts: false\n").await;
+    send(&proxy, "on", &format!("key {KEY}")).await;
+    assert!(last_sent(&up).contains(KEY), "off by configuration");
+    send(&proxy, "on", "!/set(redact-api-keys-in-prompts=on)").await;
+    send(&proxy, "on", &format!("key {KEY}")).await;
+    assert!(!last_sent(&up).contains(KEY), "this session turned it on");
+}

@@ -58,12 +58,6 @@ pub fn selector_limits(routing: &RoutingConfig) -> SelectorLimits {
 /// Sessions remembered for `[first]` (oldest forgotten beyond this).
 const MAX_REMEMBERED_SESSIONS: usize = 100_000;
 
-/// The session id the client named (see [`crate::session::id::named`]: headers, body
-/// fields, Claude Code's `metadata.user_id`, Codex's headers), as it named it.
-pub fn session_id(req: &ChatRequest, headers: &http::HeaderMap) -> Option<String> {
-    crate::session::id::named(headers, req).map(|(id, _)| id)
-}
-
 /// Routing tables built once at startup.
 #[derive(Debug)]
 pub struct Router {
