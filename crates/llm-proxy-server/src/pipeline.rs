@@ -199,11 +199,12 @@ pub async fn dispatch(
         return Ok(local_answer(&req.model, text));
     }
     let plan = state.router().plan(state, &req, ctx.session_id())?;
+    let after_output = pipeline.after_output.begin(ctx, &req);
     let mut d = match plan.kind {
         SelectorKind::Parallel => race(state, &plan, &req, ctx).await,
         _ => sequential(state, &plan, req, ctx).await,
     }?;
-    d.stream = pipeline.after_output.apply(ctx, d.stream);
+    d.stream = after_output.apply(d.stream);
     Ok(d)
 }
 
@@ -498,7 +499,10 @@ async fn attempt(
     let stream = ctx
         .clock
         .stream(stream.map(move |item| item.map_err(|e| scrubber.scrub_error(e))));
-    let mut stream = state.pipeline().before_output.apply(ctx, Box::pin(stream));
+    let mut stream = state
+        .pipeline()
+        .before_output
+        .apply(ctx, req, Box::pin(stream));
     let mut head = Vec::new();
     loop {
         match stream.next().await {

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::Stream;
+use llm_proxy_api::ChatRequest;
 use llm_proxy_api::error::BackendError;
 use llm_proxy_api::stream::{EventStream, StreamEvent};
 
@@ -39,8 +40,9 @@ pub trait EventProcessor: Send + Sync + 'static {
     /// Where it runs.
     fn position(&self) -> Position;
     /// Its state for one request (or one attempt, for [`Position::BeforeFirstOutput`]);
-    /// `None` when it has nothing to do for this request.
-    fn begin(&self, ctx: &RequestContext) -> Option<Box<dyn EventProcess>>;
+    /// `None` when it has nothing to do for this request. `req` is the request as the backend
+    /// receives it (after every request stage), e.g. for the tools it defined.
+    fn begin(&self, ctx: &RequestContext, req: &ChatRequest) -> Option<Box<dyn EventProcess>>;
 }
 
 /// One request's (or attempt's) processing.
@@ -77,17 +79,38 @@ impl Processors {
         self.0.iter().map(|p| p.name()).collect()
     }
 
+    /// The processes active for this request, in order (none allocated when no processor is).
+    pub fn begin(&self, ctx: &RequestContext, req: &ChatRequest) -> Active {
+        if self.0.is_empty() {
+            return Active(Vec::new());
+        }
+        Active(self.0.iter().filter_map(|p| p.begin(ctx, req)).collect())
+    }
+
     /// `stream` through every processor active for this request, in order; the stream itself
     /// when none is.
-    pub fn apply(&self, ctx: &RequestContext, stream: EventStream) -> EventStream {
-        let active: Vec<Box<dyn EventProcess>> =
-            self.0.iter().filter_map(|p| p.begin(ctx)).collect();
-        if active.is_empty() {
+    pub fn apply(
+        &self,
+        ctx: &RequestContext,
+        req: &ChatRequest,
+        stream: EventStream,
+    ) -> EventStream {
+        self.begin(ctx, req).apply(stream)
+    }
+}
+
+/// One request's active processes, started before the request is handed to a backend.
+pub struct Active(Vec<Box<dyn EventProcess>>);
+
+impl Active {
+    /// `stream` through these processes, in order; the stream itself when there are none.
+    pub fn apply(self, stream: EventStream) -> EventStream {
+        if self.0.is_empty() {
             return stream;
         }
         Box::pin(Processed {
             inner: stream,
-            chain: active,
+            chain: self.0,
             ready: VecDeque::new(),
             scratch: Vec::new(),
             done: false,
@@ -182,7 +205,7 @@ mod tests {
         fn position(&self) -> Position {
             Position::AfterFirstOutput
         }
-        fn begin(&self, _: &RequestContext) -> Option<Box<dyn EventProcess>> {
+        fn begin(&self, _: &RequestContext, _: &ChatRequest) -> Option<Box<dyn EventProcess>> {
             Some(Box::new(UpperRun {
                 held: None,
                 hold_first: self.hold_first,
@@ -224,7 +247,7 @@ mod tests {
         fn position(&self) -> Position {
             Position::BeforeFirstOutput
         }
-        fn begin(&self, _: &RequestContext) -> Option<Box<dyn EventProcess>> {
+        fn begin(&self, _: &RequestContext, _: &ChatRequest) -> Option<Box<dyn EventProcess>> {
             Some(Box::new(RejectRun))
         }
     }
@@ -251,7 +274,7 @@ mod tests {
         fn position(&self) -> Position {
             Position::AfterFirstOutput
         }
-        fn begin(&self, _: &RequestContext) -> Option<Box<dyn EventProcess>> {
+        fn begin(&self, _: &RequestContext, _: &ChatRequest) -> Option<Box<dyn EventProcess>> {
             None
         }
     }
@@ -275,6 +298,10 @@ mod tests {
             .collect()
     }
 
+    fn req() -> ChatRequest {
+        ChatRequest::default()
+    }
+
     fn ctx() -> RequestContext {
         crate::context::tests::bare_context()
     }
@@ -286,7 +313,11 @@ mod tests {
             Arc::new(Upper { hold_first: false }),
         ]);
         let out: Vec<_> = procs
-            .apply(&ctx(), source(vec![text("a"), text("b"), text("c")]))
+            .apply(
+                &ctx(),
+                &req(),
+                source(vec![text("a"), text("b"), text("c")]),
+            )
             .collect()
             .await;
         assert_eq!(texts(&out), ["B", "C", "A"]);
@@ -296,7 +327,11 @@ mod tests {
     async fn an_error_ends_the_stream_with_it() {
         let procs = Processors::new(vec![Arc::new(Reject)]);
         let out: Vec<_> = procs
-            .apply(&ctx(), source(vec![text("ok"), text("bad"), text("never")]))
+            .apply(
+                &ctx(),
+                &req(),
+                source(vec![text("ok"), text("bad"), text("never")]),
+            )
             .collect()
             .await;
         assert_eq!(texts(&out), ["ok", "<error rejected>"]);
@@ -305,7 +340,10 @@ mod tests {
     #[tokio::test]
     async fn no_active_processor_leaves_the_stream_alone() {
         let procs = Processors::new(vec![Arc::new(Idle)]);
-        let out: Vec<_> = procs.apply(&ctx(), source(vec![text("x")])).collect().await;
+        let out: Vec<_> = procs
+            .apply(&ctx(), &req(), source(vec![text("x")]))
+            .collect()
+            .await;
         assert_eq!(texts(&out), ["x"]);
     }
 }
