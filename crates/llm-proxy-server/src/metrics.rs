@@ -2,7 +2,8 @@
 //! histograms labelled by frontend, backend instance and streaming (low cardinality), plus a
 //! request counter by outcome. Served at `GET /metrics`.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use axum::http::{HeaderValue, header};
@@ -74,22 +75,82 @@ pub struct RequestRecord<'a> {
     pub ttft: Option<Duration>,
 }
 
+/// The metric handles of one label set, registered once: looking a metric up by name and
+/// labels on every request (building the key, cloning labels, hashing it) cost as much as the
+/// proxy's own session stage.
+struct Handles {
+    frontend: &'static str,
+    stream: bool,
+    outcome: Box<str>,
+    overhead: metrics::Histogram,
+    upstream: metrics::Histogram,
+    ttft: metrics::Histogram,
+    requests: metrics::Counter,
+}
+
+impl Handles {
+    fn register(r: &RequestRecord<'_>) -> Self {
+        let stream = if r.stream { "true" } else { "false" };
+        let labels = [
+            ("frontend", r.frontend.to_owned()),
+            ("backend", r.backend.to_owned()),
+            ("stream", stream.to_owned()),
+        ];
+        Self {
+            frontend: r.frontend,
+            stream: r.stream,
+            outcome: r.outcome.into(),
+            overhead: metrics::histogram!(OVERHEAD, &labels),
+            upstream: metrics::histogram!(UPSTREAM, &labels),
+            ttft: metrics::histogram!(TTFT, &labels),
+            requests: metrics::counter!(REQUESTS, "frontend" => r.frontend, "backend" => r.backend.to_owned(), "outcome" => r.outcome.to_owned()),
+        }
+    }
+
+    fn matches(&self, r: &RequestRecord<'_>) -> bool {
+        self.frontend == r.frontend && self.stream == r.stream && *self.outcome == *r.outcome
+    }
+}
+
+/// Handles by backend instance, then a short list per instance (frontends × streaming ×
+/// outcomes). Every label is low-cardinality, so this stays small.
+type HandleCache = RwLock<HashMap<Box<str>, Vec<Arc<Handles>>>>;
+
+static HANDLES: OnceLock<HandleCache> = OnceLock::new();
+
+fn handles(r: &RequestRecord<'_>) -> Arc<Handles> {
+    let cache = HANDLES.get_or_init(HandleCache::default);
+    if let Ok(map) = cache.read()
+        && let Some(found) = map
+            .get(r.backend)
+            .and_then(|list| list.iter().find(|h| h.matches(r)))
+    {
+        return Arc::clone(found);
+    }
+    let registered = Arc::new(Handles::register(r));
+    if let Ok(mut map) = cache.write() {
+        let list = map.entry(r.backend.into()).or_default();
+        match list.iter().find(|h| h.matches(r)) {
+            Some(raced) => return Arc::clone(raced),
+            None => list.push(Arc::clone(&registered)),
+        }
+    }
+    registered
+}
+
 /// Records a finished request.
 pub fn record(r: &RequestRecord<'_>) {
-    let stream = if r.stream { "true" } else { "false" };
-    let labels = [
-        ("frontend", r.frontend.to_owned()),
-        ("backend", r.backend.to_owned()),
-        ("stream", stream.to_owned()),
-    ];
-    metrics::histogram!(OVERHEAD, &labels).record(r.overhead.as_secs_f64());
+    // Handles taken before the recorder exists would be no-ops forever.
+    install();
+    let h = handles(r);
+    h.overhead.record(r.overhead.as_secs_f64());
     if !r.upstream.is_zero() {
-        metrics::histogram!(UPSTREAM, &labels).record(r.upstream.as_secs_f64());
+        h.upstream.record(r.upstream.as_secs_f64());
     }
     if let Some(t) = r.ttft {
-        metrics::histogram!(TTFT, &labels).record(t.as_secs_f64());
+        h.ttft.record(t.as_secs_f64());
     }
-    metrics::counter!(REQUESTS, "frontend" => r.frontend, "backend" => r.backend.to_owned(), "outcome" => r.outcome.to_owned()).increment(1);
+    h.requests.increment(1);
 }
 
 /// `GET /metrics`.

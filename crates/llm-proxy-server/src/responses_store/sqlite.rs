@@ -452,23 +452,35 @@ impl Worker {
         Ok(size.is_some())
     }
 
-    /// Forgets the oldest answers beyond the count and byte bounds.
+    /// Forgets the oldest answers beyond the count and byte bounds. Once over a bound it
+    /// makes room for 1/64 more (several rows per statement), so a full store at steady state
+    /// pays one eviction every few dozen answers rather than one per answer.
     fn evict(&mut self) -> rusqlite::Result<()> {
-        while self.count > self.limits.max_responses as u64 || self.bytes > self.limits.max_bytes {
-            let size: Option<i64> = self
-                .conn
-                .prepare_cached(
-                    "DELETE FROM responses WHERE rowid = (SELECT rowid FROM responses ORDER BY created_at, rowid LIMIT 1) RETURNING size",
-                )?
-                .query_row([], |r| r.get(0))
-                .optional()?;
-            let Some(size) = size else {
+        let max_count = self.limits.max_responses as u64;
+        let max_bytes = self.limits.max_bytes;
+        if self.count <= max_count && self.bytes <= max_bytes {
+            return Ok(());
+        }
+        let target_count = max_count - max_count / 64;
+        let target_bytes = max_bytes - max_bytes / 64;
+        while self.count > target_count || self.bytes > target_bytes {
+            let rows = self.count.saturating_sub(target_count).clamp(1, 1024);
+            let mut statement = self.conn.prepare_cached(
+                "DELETE FROM responses WHERE rowid IN (SELECT rowid FROM responses ORDER BY created_at, rowid LIMIT ?1) RETURNING size",
+            )?;
+            let sizes = statement
+                .query_map(params![to_i64(rows)], |r| r.get::<_, i64>(0))?
+                .collect::<rusqlite::Result<Vec<i64>>>()?;
+            drop(statement);
+            if sizes.is_empty() {
                 self.count = 0;
                 self.bytes = 0;
                 break;
-            };
-            self.count = self.count.saturating_sub(1);
-            self.bytes = self.bytes.saturating_sub(to_u64(size));
+            }
+            for size in sizes {
+                self.count = self.count.saturating_sub(1);
+                self.bytes = self.bytes.saturating_sub(to_u64(size));
+            }
         }
         Ok(())
     }
