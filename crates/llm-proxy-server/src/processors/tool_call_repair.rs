@@ -3,11 +3,11 @@
 //! the request defined tools (and did not forbid them); text that may start a call is held
 //! back, at most `buffer_cap` bytes, and everything else passes through unchanged.
 
+use llm_proxy_api::ChatRequest;
 use llm_proxy_api::error::BackendError;
 use llm_proxy_api::model::FinishReason;
-use llm_proxy_api::stream::StreamEvent;
-use llm_proxy_api::ChatRequest;
 use llm_proxy_api::model::ToolChoice;
+use llm_proxy_api::stream::StreamEvent;
 
 use super::parse::tool_text::{Step, TextToolCall, ToolSet, scan};
 use super::{EventProcess, EventProcessor, Position};
