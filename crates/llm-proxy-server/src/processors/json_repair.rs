@@ -1,6 +1,7 @@
 //! JSON repair: a tool call's arguments, and the text of a structured-output answer
-//! (`response_format` JSON), are held until complete (at most `buffer_cap` bytes each) and,
-//! when not valid JSON, repaired ([`super::parse::json`]). Strict mode fails the attempt when
+//! (`response_format` JSON), stream on while they are a valid JSON prefix; from the first
+//! byte that is not, the rest is held until the value ends (at most `buffer_cap` bytes in
+//! all) and repaired ([`super::parse::json`]) so that it continues what was already sent. Strict mode fails the attempt when
 //! they cannot be repaired or miss a property the schema requires; otherwise they pass as
 //! they came. Valid JSON passes unchanged.
 
@@ -79,10 +80,16 @@ fn required_of(schema: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// One value being held.
+/// One value being watched.
 #[derive(Debug, Default)]
 struct Held {
+    /// Everything of the value so far.
     buf: String,
+    /// Bytes of `buf` already sent on.
+    sent: usize,
+    /// `buf` is still a valid JSON prefix.
+    prefix: json::JsonPrefix,
+    broken: bool,
     /// Past the cap: passing through unrepaired.
     overflow: bool,
     required: Vec<String>,
@@ -101,15 +108,20 @@ struct Repairing {
 }
 
 impl Repairing {
-    /// The held value, repaired if needed; an error in strict mode when it cannot be.
+    /// The rest of the value to send, repaired if needed so that it continues what was sent;
+    /// an error in strict mode when it cannot be.
     fn fixed(&self, what: &str, held: Held) -> Result<String, BackendError> {
-        if held.overflow || held.buf.trim().is_empty() {
-            return Ok(held.buf);
+        if held.overflow {
+            return Ok(String::new());
         }
-        let fixed = if json::is_valid(&held.buf) {
+        let rest = held.buf[held.sent..].to_owned();
+        if held.buf.trim().is_empty() {
+            return Ok(rest);
+        }
+        let fixed = if !held.broken && held.prefix.is_complete() {
             Some(held.buf.clone())
         } else {
-            json::repair(&held.buf)
+            json::repair(&held.buf).filter(|f| f.starts_with(&held.buf[..held.sent]))
         };
         match fixed {
             Some(f) => {
@@ -128,20 +140,19 @@ impl Repairing {
                         )));
                     }
                 }
-                Ok(f)
+                Ok(f[held.sent..].to_owned())
             }
             None if self.strict => Err(unusable(format!(
                 "the model's {what} are not valid JSON and cannot be repaired"
             ))),
-            None => Ok(held.buf),
+            None => Ok(rest),
         }
     }
 
     fn close_call(&mut self, pos: usize, out: &mut Vec<StreamEvent>) -> Result<(), BackendError> {
         let (index, name, held) = self.calls.remove(pos);
-        let overflowed = held.overflow;
         let arguments = self.fixed(&format!("arguments for tool '{name}'"), held)?;
-        if !overflowed && !arguments.is_empty() {
+        if !arguments.is_empty() {
             out.push(StreamEvent::ToolCallDelta { index, arguments });
         }
         Ok(())
@@ -152,9 +163,8 @@ impl Repairing {
             self.close_call(0, out)?;
         }
         if let Some(held) = self.text.take() {
-            let overflowed = held.overflow;
             let text = self.fixed("structured output", held)?;
-            if !overflowed && !text.is_empty() {
+            if !text.is_empty() {
                 out.push(StreamEvent::TextDelta { text });
             }
         }
@@ -169,7 +179,8 @@ fn unusable(message: String) -> BackendError {
         .with_code("invalid_model_json")
 }
 
-/// Adds `piece` to `held`; past `cap` everything held so far goes out as it is.
+/// Adds `piece` to `held`; returns what can go on now: the valid prefix, or past `cap`
+/// everything not yet sent, as it is.
 fn hold(held: &mut Held, piece: String, cap: usize) -> Option<String> {
     if held.overflow {
         return Some(piece);
@@ -177,9 +188,22 @@ fn hold(held: &mut Held, piece: String, cap: usize) -> Option<String> {
     held.buf.push_str(&piece);
     if held.buf.len() > cap {
         held.overflow = true;
-        return Some(std::mem::take(&mut held.buf));
+        let rest = held.buf[held.sent..].to_owned();
+        held.buf = String::new();
+        return Some(rest);
     }
-    None
+    if !held.broken && !held.prefix.feed(&piece) {
+        held.broken = true;
+    }
+    if held.broken {
+        return None;
+    }
+    let safe = json::safe_prefix_len(&held.buf);
+    (safe > held.sent).then(|| {
+        let out = held.buf[held.sent..safe].to_owned();
+        held.sent = safe;
+        out
+    })
 }
 
 impl EventProcess for Repairing {
@@ -314,6 +338,21 @@ mod tests {
         let out = run(false, &request(false), call(&["{'path': ", "'a.txt',"])).unwrap();
         assert_eq!(arguments(&out), "{\"path\": \"a.txt\"}");
         let out = run(false, &request(false), call(&["{\"path\":", " \"a\"}"])).unwrap();
+        assert_eq!(arguments(&out), "{\"path\": \"a\"}");
+        let deltas = out
+            .iter()
+            .filter(|e| matches!(e, StreamEvent::ToolCallDelta { .. }))
+            .count();
+        assert_eq!(deltas, 2, "valid fragments stream on as they come: {out:?}");
+        // Sent fragments stay; the repair continues them.
+        let out = run(
+            false,
+            &request(false),
+            call(&["{\"path\": \"a\",", " \"n\": [1,", "]"]),
+        )
+        .unwrap();
+        assert_eq!(arguments(&out), "{\"path\": \"a\", \"n\": [1]}");
+        let out = run(false, &request(false), call(&["{\"path\": \"a"])).unwrap();
         assert_eq!(arguments(&out), "{\"path\": \"a\"}");
     }
 

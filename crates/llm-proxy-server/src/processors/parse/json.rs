@@ -199,6 +199,225 @@ fn drop_dangling_colon(out: &mut String) {
     drop_trailing_comma(out);
 }
 
+/// An incremental check that text fed so far is the start of a valid JSON object or array,
+/// so well-formed arguments can stream on while they arrive and only broken ones are held.
+#[derive(Debug, Clone)]
+pub struct JsonPrefix {
+    closers: Vec<u8>,
+    state: PrefixState,
+    ok: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PrefixState {
+    /// Before the top-level `{` or `[`.
+    Top,
+    Value,
+    /// Right after `[`: a value or `]`.
+    FirstValueOrEnd,
+    /// Right after `{`: a key or `}`.
+    KeyOrEnd,
+    Key,
+    Colon,
+    AfterValue,
+    Str {
+        key: bool,
+        escape: bool,
+        hex: u8,
+    },
+    Literal {
+        rest: &'static [u8],
+    },
+    Number,
+    Done,
+}
+
+impl Default for JsonPrefix {
+    fn default() -> Self {
+        Self {
+            closers: Vec::new(),
+            state: PrefixState::Top,
+            ok: true,
+        }
+    }
+}
+
+impl JsonPrefix {
+    /// Feeds `text`; whether everything fed so far is still a valid prefix.
+    pub fn feed(&mut self, text: &str) -> bool {
+        for &b in text.as_bytes() {
+            if !self.ok {
+                break;
+            }
+            self.ok = self.byte(b);
+        }
+        self.ok
+    }
+
+    /// Whether a whole value has been fed (trailing whitespace allowed).
+    pub fn is_complete(&self) -> bool {
+        self.ok && self.state == PrefixState::Done
+    }
+
+    fn close(&mut self, b: u8) -> bool {
+        if self.closers.pop() != Some(b) {
+            return false;
+        }
+        self.state = if self.closers.is_empty() {
+            PrefixState::Done
+        } else {
+            PrefixState::AfterValue
+        };
+        true
+    }
+
+    fn value(&mut self, b: u8) -> bool {
+        use PrefixState as S;
+        self.state = match b {
+            b'{' => {
+                self.closers.push(b'}');
+                S::KeyOrEnd
+            }
+            b'[' => {
+                self.closers.push(b']');
+                S::FirstValueOrEnd
+            }
+            b'"' => S::Str {
+                key: false,
+                escape: false,
+                hex: 0,
+            },
+            b't' => S::Literal { rest: b"rue" },
+            b'f' => S::Literal { rest: b"alse" },
+            b'n' => S::Literal { rest: b"ull" },
+            b'-' | b'0'..=b'9' => S::Number,
+            _ => return false,
+        };
+        true
+    }
+
+    fn byte(&mut self, b: u8) -> bool {
+        use PrefixState as S;
+        let ws = matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+        match self.state {
+            S::Top
+            | S::Value
+            | S::KeyOrEnd
+            | S::Key
+            | S::Colon
+            | S::AfterValue
+            | S::Done
+            | S::FirstValueOrEnd
+                if ws =>
+            {
+                true
+            }
+            S::Top => matches!(b, b'{' | b'[') && self.value(b),
+            S::Value => self.value(b),
+            S::FirstValueOrEnd => {
+                if b == b']' {
+                    self.close(b)
+                } else {
+                    self.value(b)
+                }
+            }
+            S::KeyOrEnd | S::Key => match b {
+                b'}' if self.state == S::KeyOrEnd => self.close(b),
+                b'"' => {
+                    self.state = S::Str {
+                        key: true,
+                        escape: false,
+                        hex: 0,
+                    };
+                    true
+                }
+                _ => false,
+            },
+            S::Colon => {
+                self.state = S::Value;
+                b == b':'
+            }
+            S::AfterValue => match b {
+                b',' => {
+                    self.state = if self.closers.last() == Some(&b'}') {
+                        S::Key
+                    } else {
+                        S::Value
+                    };
+                    true
+                }
+                b'}' | b']' => self.close(b),
+                _ => false,
+            },
+            S::Str { key, escape, hex } => {
+                if hex > 0 {
+                    self.state = S::Str {
+                        key,
+                        escape: false,
+                        hex: hex - 1,
+                    };
+                    return b.is_ascii_hexdigit();
+                }
+                if escape {
+                    self.state = S::Str {
+                        key,
+                        escape: false,
+                        hex: if b == b'u' { 4 } else { 0 },
+                    };
+                    return matches!(
+                        b,
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' | b'u'
+                    );
+                }
+                match b {
+                    b'"' => {
+                        self.state = if key { S::Colon } else { S::AfterValue };
+                        true
+                    }
+                    b'\\' => {
+                        self.state = S::Str {
+                            key,
+                            escape: true,
+                            hex: 0,
+                        };
+                        true
+                    }
+                    b if b < 0x20 => false,
+                    _ => true,
+                }
+            }
+            S::Literal { rest } => match rest.split_first() {
+                Some((&want, more)) if want == b => {
+                    self.state = if more.is_empty() {
+                        S::AfterValue
+                    } else {
+                        S::Literal { rest: more }
+                    };
+                    true
+                }
+                _ => false,
+            },
+            S::Number => {
+                if matches!(b, b'0'..=b'9' | b'+' | b'-' | b'.' | b'e' | b'E') {
+                    true
+                } else {
+                    self.state = S::AfterValue;
+                    self.byte(b)
+                }
+            }
+            S::Done => false,
+        }
+    }
+}
+
+/// How much of `text` (a valid JSON prefix) can go on now: all but trailing whitespace and a
+/// trailing comma, which a repair may still remove.
+pub fn safe_prefix_len(text: &str) -> usize {
+    let t = text.trim_end();
+    let t = t.strip_suffix(',').unwrap_or(t).trim_end();
+    t.len()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,5 +477,33 @@ mod tests {
         for s in ["", "plain prose", "{\"a\" \"b\"}", "{a b c}", "]"] {
             assert_eq!(repair(s), None, "{s}");
         }
+    }
+
+    #[test]
+    fn prefix_check_follows_strict_json() {
+        for ok in [
+            "{",
+            "{\"a\": [1, -2.5e3, true, null, \"x\\u00e9\"]",
+            "[]",
+            " {\"a\": {}}  ",
+        ] {
+            assert!(JsonPrefix::default().feed(ok), "{ok}");
+        }
+        for bad in [
+            "{'a'",
+            "{\"a\": 1,}",
+            "{a: 1}",
+            "```",
+            "\"str\"",
+            "{\"a\": True}",
+            "{\"a\" 1}",
+            "{} x",
+        ] {
+            assert!(!JsonPrefix::default().feed(bad), "{bad}");
+        }
+        let mut p = JsonPrefix::default();
+        assert!(p.feed("{\"a\":") && !p.is_complete());
+        assert!(p.feed(" 1}") && p.is_complete());
+        assert_eq!(safe_prefix_len("{\"a\": 1, "), "{\"a\": 1".len());
     }
 }
