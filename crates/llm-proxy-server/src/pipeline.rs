@@ -67,7 +67,7 @@ impl Pipeline {
         let hooks: Vec<Arc<dyn FinishHook>> = vec![Arc::new(crate::finish::Metrics)];
         Self {
             stages: Stages::new(stages),
-            before_output: Processors::default(),
+            before_output: Processors::new(crate::processors::steering(&config.steering)),
             after_output: Processors::default(),
             finish: FinishHooks::new(hooks),
         }

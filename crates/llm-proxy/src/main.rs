@@ -60,6 +60,18 @@ struct Cli {
     /// Only a command alone on its line is a command (not one after text on that line).
     #[arg(long, global = true)]
     strict_command_detection: bool,
+    /// Turn `<think>…</think>` in answer text into reasoning.
+    #[arg(long, global = true)]
+    fix_think_tags: bool,
+    /// Leave tool calls that models write as text alone.
+    #[arg(long, global = true)]
+    disable_tool_call_repair: bool,
+    /// Leave malformed tool arguments and structured output alone.
+    #[arg(long, global = true)]
+    disable_json_repair: bool,
+    /// Fail an answer whose JSON cannot be repaired or lacks required properties.
+    #[arg(long, global = true)]
+    json_repair_strict_mode: bool,
     /// Overall request timeout in seconds.
     #[arg(long = "timeout", global = true)]
     proxy_timeout: Option<f64>,
@@ -181,6 +193,10 @@ impl Cli {
             auth_max_block: self.auth_max_block,
             disable_brute_force_protection: self.disable_brute_force_protection,
             data_dir: self.data_dir.clone(),
+            fix_think_tags: self.fix_think_tags,
+            disable_tool_call_repair: self.disable_tool_call_repair,
+            disable_json_repair: self.disable_json_repair,
+            json_repair_strict_mode: self.json_repair_strict_mode,
         }
     }
 }

@@ -28,7 +28,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(super) fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             path: path.into(),
             message: message.into(),
@@ -103,6 +103,14 @@ pub struct CliOverrides {
     pub disable_brute_force_protection: bool,
     /// `--data-dir`.
     pub data_dir: Option<PathBuf>,
+    /// `--fix-think-tags` (session.fix_think_tags_enabled).
+    pub fix_think_tags: bool,
+    /// `--disable-tool-call-repair` (session.tool_call_repair_enabled).
+    pub disable_tool_call_repair: bool,
+    /// `--disable-json-repair` (session.json_repair_enabled).
+    pub disable_json_repair: bool,
+    /// `--json-repair-strict-mode` (session.json_repair_strict_mode).
+    pub json_repair_strict_mode: bool,
 }
 
 /// Environment variables (a snapshot, so tests can pass their own).
@@ -398,6 +406,18 @@ fn apply_cli(raw: &mut RawConfig, cli: &CliOverrides) {
     }
     if cli.disable_interactive_commands {
         raw.session.disable_interactive_commands = Some(true);
+    }
+    if cli.fix_think_tags {
+        raw.session.fix_think_tags_enabled = Some(true);
+    }
+    if cli.disable_tool_call_repair {
+        raw.session.tool_call_repair_enabled = Some(false);
+    }
+    if cli.disable_json_repair {
+        raw.session.json_repair_enabled = Some(false);
+    }
+    if cli.json_repair_strict_mode {
+        raw.session.json_repair_strict_mode = Some(true);
     }
     if cli.strict_command_detection {
         raw.strict_command_detection = Some(true);
@@ -827,9 +847,11 @@ fn validate(
     };
     let responses_api = responses_api_config(&raw.responses_api)?;
     let session = session_from_raw(&raw.session)?;
+    let steering = super::steering::steering_from_raw(&raw.session)?;
     let brute_force = brute_force_config(&raw.auth.brute_force_protection)?;
     Ok(GatewayConfig {
         session,
+        steering,
         host,
         port: raw.port.unwrap_or(defaults.port),
         anthropic_port: raw.anthropic_port,

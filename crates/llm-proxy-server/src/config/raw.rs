@@ -74,6 +74,17 @@ pub struct RawSession {
     pub cleanup_interval: Option<f64>,
     /// Most sessions kept in process.
     pub max_sessions: Option<usize>,
+    /// Tool calls written as text become structured calls (default on).
+    pub tool_call_repair_enabled: Option<bool>,
+    pub tool_call_repair_buffer_cap_bytes: Option<usize>,
+    /// Malformed tool arguments / structured output are repaired (default on).
+    pub json_repair_enabled: Option<bool>,
+    pub json_repair_strict_mode: Option<bool>,
+    pub json_repair_buffer_cap_bytes: Option<usize>,
+    /// `<think>` tags in text become reasoning (default off).
+    pub fix_think_tags_enabled: Option<bool>,
+    /// Reasoning presentation by user agent.
+    pub client_compatibility: Option<super::steering::RawClientCompatibility>,
 }
 
 /// `reasoning_aliases:`.

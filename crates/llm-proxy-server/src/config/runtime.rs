@@ -366,6 +366,8 @@ pub struct GatewayConfig {
     pub commands: CommandsConfig,
     /// Session lifetime and the in-process store's bound (`session.*`).
     pub session: crate::session::SessionConfig,
+    /// Repair and steering processors (`session.*_repair_*`, think tags, client rules).
+    pub steering: super::steering::SteeringConfig,
     /// SSE keep-alive interval while waiting on the upstream.
     pub keepalive_interval: Duration,
     /// Backends.
@@ -410,6 +412,7 @@ impl Default for GatewayConfig {
             command_prefix: "!/".to_owned(),
             commands: CommandsConfig::default(),
             session: crate::session::SessionConfig::default(),
+            steering: super::steering::SteeringConfig::default(),
             keepalive_interval: Duration::from_secs(8),
             backends: BackendsConfig::default(),
             failure_handling: FailureHandling::default(),

@@ -24,6 +24,47 @@ use llm_proxy_api::stream::{EventStream, StreamEvent};
 
 use crate::context::RequestContext;
 
+pub mod json_repair;
+pub mod parse;
+pub mod reasoning_mode;
+pub mod think_tags;
+pub mod tool_call_repair;
+
+/// The steering processors the configuration turns on, in the order they run: think tags
+/// first (a call inside `<think>` is not a call), then tool-call repair, JSON repair (which
+/// also sees the calls repair made) and reasoning presentation last.
+pub fn steering(cfg: &crate::config::SteeringConfig) -> Vec<Arc<dyn EventProcessor>> {
+    let mut list: Vec<Arc<dyn EventProcessor>> = Vec::new();
+    if cfg.fix_think_tags {
+        list.push(Arc::new(think_tags::ThinkTags));
+    }
+    if cfg.tool_call_repair {
+        list.push(Arc::new(tool_call_repair::ToolCallRepair::new(
+            cfg.tool_call_repair_buffer_cap,
+        )));
+    }
+    if cfg.json_repair {
+        list.push(Arc::new(json_repair::JsonRepair::new(
+            cfg.json_repair_buffer_cap,
+            cfg.json_repair_strict,
+        )));
+    }
+    // Rules were validated at load; one that does not compile here is skipped.
+    let rules = cfg
+        .user_agent_rules
+        .iter()
+        .filter_map(|r| {
+            Some(reasoning_mode::UserAgentRule {
+                user_agent: regex::Regex::new(&r.user_agent_regex).ok()?,
+                mode: reasoning_mode::ReasoningMode::parse(&r.reasoning_mode)?,
+                meaningful: r.reasoning_counts_as_meaningful,
+            })
+        })
+        .collect();
+    list.push(Arc::new(reasoning_mode::ReasoningPresentation::new(rules)));
+    list
+}
+
 /// Where a processor runs relative to the retry window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Position {
