@@ -7,6 +7,7 @@ pub mod capture;
 pub mod commands;
 pub mod config;
 pub mod context;
+pub mod dangerous_commands;
 pub mod data_dir;
 pub mod edge;
 pub mod error;
