@@ -32,9 +32,31 @@ const COMMAND_KEYS: &[&str] = &[
 
 /// Programs whose commands are never judged (formatters, linters, build tools).
 const DEV_TOOLS: &[&str] = &[
-    "ruff", "black", "isort", "mypy", "flake8", "pylint", "pyright", "eslint", "prettier",
-    "tsc", "biome", "rustfmt", "clippy-driver", "gofmt", "golangci-lint", "shellcheck",
-    "stylelint", "cargo", "npm", "pnpm", "yarn", "make", "pytest", "tox", "nox",
+    "ruff",
+    "black",
+    "isort",
+    "mypy",
+    "flake8",
+    "pylint",
+    "pyright",
+    "eslint",
+    "prettier",
+    "tsc",
+    "biome",
+    "rustfmt",
+    "clippy-driver",
+    "gofmt",
+    "golangci-lint",
+    "shellcheck",
+    "stylelint",
+    "cargo",
+    "npm",
+    "pnpm",
+    "yarn",
+    "make",
+    "pytest",
+    "tox",
+    "nox",
 ];
 
 /// Words that may come before the program (`sudo rm …`, `time git …`).
@@ -198,13 +220,16 @@ impl CommandGuard {
     }
 
     fn fork_bomb(&self, script: &str) -> Option<Danger> {
-        self.fork_bomb.as_ref()?.captures_iter(script).find_map(|c| {
-            let (a, b, d) = (c.get(1)?.as_str(), c.get(2)?.as_str(), c.get(3)?.as_str());
-            (a == b && b == d).then(|| Danger {
-                reason: "a fork bomb exhausts the machine's processes",
-                command: clip(c.get(0).map_or("", |m| m.as_str())),
+        self.fork_bomb
+            .as_ref()?
+            .captures_iter(script)
+            .find_map(|c| {
+                let (a, b, d) = (c.get(1)?.as_str(), c.get(2)?.as_str(), c.get(3)?.as_str());
+                (a == b && b == d).then(|| Danger {
+                    reason: "a fork bomb exhausts the machine's processes",
+                    command: clip(c.get(0).map_or("", |m| m.as_str())),
+                })
             })
-        })
     }
 
     /// Judges one simple command's words; nested scripts (`sh -c`, `eval`, shell heredocs)
@@ -328,7 +353,9 @@ pub fn normalise(text: &str) -> String {
 enum Token {
     Word(String),
     /// `|` (true) or another command separator (false).
-    Separator { pipe: bool },
+    Separator {
+        pipe: bool,
+    },
     /// An output redirection's target.
     Redirect(String),
     /// A heredoc's body.
@@ -648,9 +675,9 @@ fn strip_prefix_words(words: &[String]) -> &[String] {
     let mut i = 0;
     while let Some(w) = words.get(i) {
         let name = program_name(w);
-        let is_assignment = w
-            .split_once('=')
-            .is_some_and(|(k, _)| !k.is_empty() && k.chars().all(|c| c.is_alphanumeric() || c == '_'));
+        let is_assignment = w.split_once('=').is_some_and(|(k, _)| {
+            !k.is_empty() && k.chars().all(|c| c.is_alphanumeric() || c == '_')
+        });
         if is_assignment || PREFIX_WORDS.contains(&name.as_str()) {
             i += 1;
         } else if name == "env" {
@@ -725,8 +752,8 @@ fn check_git(args: &[String]) -> Option<&'static str> {
         "checkout" => {
             let forced = has_flag(rest, Some('f'), &["--force"]);
             let after_dashes = rest.iter().skip_while(|a| *a != "--").skip(1);
-            let discards_all = after_dashes.clone().any(whole_tree)
-                || rest.iter().any(|a| a == "." || a == ":/");
+            let discards_all =
+                after_dashes.clone().any(whole_tree) || rest.iter().any(|a| a == "." || a == ":/");
             (forced || discards_all).then_some("git checkout discards uncommitted changes")
         }
         "restore" => {
@@ -799,7 +826,11 @@ fn check_git_push(args: &[String]) -> Option<&'static str> {
             .to_owned()
     };
     let deleting = has_flag(args, Some('d'), &["--delete"]);
-    if deleting && refspecs.iter().any(|s| is_protected_branch(&destination(s))) {
+    if deleting
+        && refspecs
+            .iter()
+            .any(|s| is_protected_branch(&destination(s)))
+    {
         return Some("deleting a protected remote branch loses shared history");
     }
     if refspecs
@@ -894,8 +925,11 @@ fn check_kill(args: &[String]) -> Option<&'static str> {
     if targets_all {
         return Some("kill -1 signals every process of the user");
     }
-    (targets_found && args.iter().any(|a| a == "-9" || a.eq_ignore_ascii_case("-KILL")))
-        .then_some("kill -9 on processes found by name can kill unrelated processes")
+    (targets_found
+        && args
+            .iter()
+            .any(|a| a == "-9" || a.eq_ignore_ascii_case("-KILL")))
+    .then_some("kill -9 on processes found by name can kill unrelated processes")
 }
 
 fn check_find(args: &[String]) -> Option<&'static str> {
@@ -956,8 +990,7 @@ fn is_block_device(path: &str) -> bool {
         return false;
     };
     const DISKS: &[&str] = &[
-        "sd", "hd", "vd", "xvd", "nvme", "mmcblk", "disk", "rdisk", "mapper/", "md", "dm-",
-        "loop",
+        "sd", "hd", "vd", "xvd", "nvme", "mmcblk", "disk", "rdisk", "mapper/", "md", "dm-", "loop",
     ];
     DISKS.iter().any(|d| dev.starts_with(d))
 }
@@ -1138,10 +1171,7 @@ mod tests {
             g.check_arguments(r#"{"command":["bash","-lc","git clean -fdx"],"workdir":"/w"}"#)
                 .is_some()
         );
-        assert!(
-            g.check_arguments(r#"{"cmd":["rm","-rf","/"]}"#)
-                .is_some()
-        );
+        assert!(g.check_arguments(r#"{"cmd":["rm","-rf","/"]}"#).is_some());
         assert!(
             g.check_arguments(r#"{"input":{"command":"rm -rf ~"}}"#)
                 .is_some()
@@ -1157,7 +1187,9 @@ mod tests {
 
     #[test]
     fn the_danger_names_the_command_and_the_reason() {
-        let d = guard().check_command("ls && git reset --hard HEAD").unwrap();
+        let d = guard()
+            .check_command("ls && git reset --hard HEAD")
+            .unwrap();
         assert_eq!(d.command, "git reset --hard HEAD");
         assert!(d.reason.contains("reset --hard"), "{}", d.reason);
     }

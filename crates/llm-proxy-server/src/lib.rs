@@ -29,6 +29,7 @@ pub mod startup_error;
 pub mod state;
 pub mod timing;
 pub mod token_estimate;
+pub mod tool_access;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};

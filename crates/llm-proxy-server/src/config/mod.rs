@@ -5,6 +5,7 @@
 mod load;
 pub mod raw;
 mod runtime;
+pub mod steering;
 
 pub use load::{
     CliOverrides, ConfigError, Env, effective_config, load, load_from_str, session_config,

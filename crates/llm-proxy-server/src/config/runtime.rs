@@ -395,6 +395,9 @@ pub struct GatewayConfig {
     pub data_dir: Option<std::path::PathBuf>,
     /// The Responses answer store (`responses_api.store.*`).
     pub responses_store: ResponseStoreConfig,
+    /// Guards over tool calls and loops (`session.*`: dangerous commands, tool access,
+    /// loop guards).
+    pub steering: super::steering::SteeringConfig,
     /// The merged raw configuration tree; plugins deserialize their own sections from it.
     pub raw: Value,
 }
@@ -427,6 +430,7 @@ impl Default for GatewayConfig {
             },
             data_dir: None,
             responses_store: ResponseStoreConfig::default(),
+            steering: super::steering::SteeringConfig::default(),
             raw: Value::Object(Map::new()),
         }
     }
