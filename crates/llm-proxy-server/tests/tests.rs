@@ -27,4 +27,5 @@ mod responses_ws;
 mod routing;
 mod sealed_reasoning;
 mod secrets;
+mod steering;
 mod streaming;
