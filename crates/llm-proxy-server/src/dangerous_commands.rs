@@ -308,6 +308,49 @@ impl CommandGuard {
     }
 }
 
+/// Whether a tool with this JSON schema for its arguments may carry a command: some property
+/// (at any depth) is named like one, or the schema names no properties at all (unknown).
+/// Calls to other tools need not be held to be judged.
+pub fn schema_may_run_commands(schema: &Value) -> bool {
+    fn walk(schema: &Value, depth: usize) -> (bool, bool) {
+        // (has a command-like property, names any property)
+        if depth > MAX_DEPTH {
+            return (false, true);
+        }
+        let mut named = false;
+        let mut found = false;
+        if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+            named |= !props.is_empty();
+            for (key, sub) in props {
+                if COMMAND_KEYS.iter().any(|c| c.eq_ignore_ascii_case(key)) {
+                    return (true, true);
+                }
+                found |= walk(sub, depth + 1).0;
+            }
+        }
+        for key in ["items", "anyOf", "oneOf", "allOf"] {
+            match schema.get(key) {
+                Some(Value::Array(list)) => {
+                    for sub in list {
+                        let (f, n) = walk(sub, depth + 1);
+                        found |= f;
+                        named |= n;
+                    }
+                }
+                Some(sub @ Value::Object(_)) => {
+                    let (f, n) = walk(sub, depth + 1);
+                    found |= f;
+                    named |= n;
+                }
+                _ => {}
+            }
+        }
+        (found, named)
+    }
+    let (found, named) = walk(schema, 0);
+    found || !named
+}
+
 /// Strips what hides a command from the matcher: ANSI escapes, NULs and other control
 /// characters (keeping newlines and tabs), zero-width characters; folds full-width ASCII and
 /// unusual spaces to plain ASCII. Caps the length.
@@ -1183,6 +1226,21 @@ mod tests {
         );
         assert_eq!(g.check_arguments(r#"{"command":"ls -la"}"#), None);
         assert_eq!(g.check_arguments(r#"{"command":["ls","-la"]}"#), None);
+    }
+
+    #[test]
+    fn schemas_say_which_tools_may_carry_commands() {
+        use serde_json::json;
+        let shell = json!({"type": "object", "properties": {"command": {"type": "string"}}});
+        let nested = json!({"type": "object", "properties": {"input": {"type": "object",
+            "properties": {"cmd": {"type": "array", "items": {"type": "string"}}}}}});
+        let weather = json!({"type": "object", "properties": {"city": {"type": "string"}}});
+        assert!(schema_may_run_commands(&shell));
+        assert!(schema_may_run_commands(&nested));
+        assert!(!schema_may_run_commands(&weather));
+        // Unknown shapes are held and judged.
+        assert!(schema_may_run_commands(&json!({"type": "object"})));
+        assert!(schema_may_run_commands(&json!({})));
     }
 
     #[test]

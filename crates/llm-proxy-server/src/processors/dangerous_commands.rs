@@ -46,12 +46,21 @@ impl EventProcessor for DangerousCommands {
     }
 
     fn begin(&self, _: &RequestContext, req: &ChatRequest) -> Option<Box<dyn EventProcess>> {
+        // Only calls to tools whose arguments may hold a command are held and judged; the
+        // others stream through as they come.
         if req.tools.is_empty() {
             return None;
         }
+        let harmless: Vec<String> = req
+            .tools
+            .iter()
+            .filter(|t| !crate::dangerous_commands::schema_may_run_commands(&t.parameters))
+            .map(|t| t.name.clone())
+            .collect();
         Some(Box::new(Reactor::new(Judge {
             guard: self.guard.clone(),
             message: self.message.clone(),
+            harmless,
         })))
     }
 }
@@ -59,9 +68,20 @@ impl EventProcessor for DangerousCommands {
 struct Judge {
     guard: Arc<CommandGuard>,
     message: Arc<str>,
+    /// Defined tools whose arguments cannot hold a command.
+    harmless: Vec<String>,
 }
 
 impl ToolCallJudge for Judge {
+    fn on_start(&mut self, name: &str) -> Option<Verdict> {
+        // A tool the request defines without any command-like argument passes unheld; any
+        // other (a shell, or one the request does not define) is held and judged.
+        self.harmless
+            .iter()
+            .any(|t| t == name)
+            .then_some(Verdict::Pass)
+    }
+
     fn judge(&mut self, name: &str, arguments: &str) -> Verdict {
         match self.guard.check_arguments(arguments) {
             None => Verdict::Pass,
@@ -148,6 +168,30 @@ mod tests {
                 .joined_text()
                 .ends_with("No: rm -rf / via shell")
         );
+    }
+
+    #[test]
+    fn calls_to_tools_without_command_arguments_stream_through_unheld() {
+        let p = DangerousCommands::new(None);
+        let req = ChatRequest {
+            tools: vec![ToolDefinition {
+                name: "get_weather".into(),
+                description: None,
+                parameters: serde_json::json!({"type": "object", "properties": {"city": {}}}),
+                strict: None,
+                cache_control: None,
+            }],
+            ..ChatRequest::default()
+        };
+        let mut process = p
+            .begin(&crate::context::tests::bare_context(), &req)
+            .unwrap();
+        let events = call(0, "get_weather", r#"{"city":"rm -rf /"}"#);
+        let mut out = Vec::new();
+        process.event(events[0].clone(), &mut out).unwrap();
+        process.event(events[1].clone(), &mut out).unwrap();
+        // Start and the first fragment are out before the call ends.
+        assert_eq!(out.len(), 2);
     }
 
     #[test]
