@@ -61,6 +61,8 @@ pub struct RequestContext {
     pub cancel: CancellationToken,
     /// The resolved session id, once the session stage ran.
     session: Arc<OnceLock<String>>,
+    /// The session's state as the request stages left it (for the event processors).
+    session_state: Arc<OnceLock<crate::session::SessionState>>,
     /// Instance that served the request, once known.
     backend: Arc<OnceLock<String>>,
     /// Time to the first meaningful output, once known.
@@ -85,6 +87,7 @@ impl RequestContext {
             session_hint: None,
             cancel: CancellationToken::new(),
             session: Arc::default(),
+            session_state: Arc::default(),
             backend: Arc::default(),
             ttft: Arc::default(),
             parse_permit: Arc::default(),
@@ -126,6 +129,17 @@ impl RequestContext {
     /// Records the resolved session id (the first call wins).
     pub fn set_session_id(&self, id: String) {
         let _ = self.session.set(id);
+    }
+
+    /// The session's state after the request stages (`None` without a session), which the
+    /// event processors read (a session's loop-detection toggle, its tool lists, ...).
+    pub fn session_state(&self) -> Option<&crate::session::SessionState> {
+        self.session_state.get()
+    }
+
+    /// Records the session's state once the stages ran (the first call wins).
+    pub(crate) fn set_session_state(&self, state: crate::session::SessionState) {
+        let _ = self.session_state.set(state);
     }
 
     /// The instance that served the request, once known.
@@ -227,6 +241,7 @@ pub(crate) mod tests {
             session_hint: None,
             cancel: CancellationToken::new(),
             session: Arc::default(),
+            session_state: Arc::default(),
             backend: Arc::default(),
             ttft: Arc::default(),
             parse_permit: Arc::default(),

@@ -7,6 +7,7 @@ pub mod capture;
 pub mod commands;
 pub mod config;
 pub mod context;
+pub mod dangerous_commands;
 pub mod data_dir;
 pub mod edge;
 pub mod error;
@@ -28,6 +29,7 @@ pub mod startup_error;
 pub mod state;
 pub mod timing;
 pub mod token_estimate;
+pub mod tool_access;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};

@@ -64,11 +64,15 @@ impl Pipeline {
             stages.push(Arc::new(stage));
         }
         stages.push(Arc::new(session_params::SessionParams));
+        // Repair first (think tags, text tool calls, JSON), so the guards judge repaired calls.
+        let mut before_output = crate::processors::steering(&config.steering);
+        let mut after_output = Vec::new();
+        steering_guards(config, &mut stages, &mut before_output, &mut after_output);
         let hooks: Vec<Arc<dyn FinishHook>> = vec![Arc::new(crate::finish::Metrics)];
         Self {
             stages: Stages::new(stages),
-            before_output: Processors::new(crate::processors::steering(&config.steering)),
-            after_output: Processors::default(),
+            before_output: Processors::new(before_output),
+            after_output: Processors::new(after_output),
             finish: FinishHooks::new(hooks),
         }
     }
@@ -92,6 +96,49 @@ impl Pipeline {
             "finish_hooks": self.finish.names(),
         })
     }
+}
+
+/// The guards over tool calls and loops (`session.*`, config/guards.rs): tool access
+/// (stage + processor), dangerous commands, the tool-progress loop guard (stage + processor),
+/// streaming loop detection. Each processor is inactive for requests it has nothing to do
+/// with (no tools, nothing armed, detection off).
+fn steering_guards(
+    config: &GatewayConfig,
+    stages: &mut Vec<Arc<dyn RequestStage>>,
+    before_output: &mut Vec<Arc<dyn crate::processors::EventProcessor>>,
+    after_output: &mut Vec<Arc<dyn crate::processors::EventProcessor>>,
+) {
+    use crate::processors::{dangerous_commands, loop_guard, stream_loop, tool_access};
+    let steering = &config.guards;
+    match crate::tool_access::ToolAccess::new(&steering.tool_access) {
+        Ok(access) => {
+            let access = Arc::new(access);
+            stages.push(Arc::new(crate::stages::tool_access::StripTools::new(
+                access.clone(),
+            )));
+            before_output.push(Arc::new(tool_access::BlockToolCalls::new(access)));
+        }
+        // Validated when the configuration was loaded; never expected.
+        Err(e) => tracing::error!("tool access policies not applied: {e}"),
+    }
+    if steering.dangerous_commands {
+        before_output.push(Arc::new(dangerous_commands::DangerousCommands::new(
+            steering.dangerous_command_message.as_deref(),
+        )));
+    }
+    let tool_loop = &steering.tool_loop;
+    if tool_loop.enabled {
+        stages.push(Arc::new(crate::stages::loop_guard::CountToolLoops::new(
+            tool_loop.clone(),
+        )));
+        before_output.push(Arc::new(loop_guard::ToolLoopGuard::new(
+            tool_loop.steering_message.as_deref(),
+            tool_loop.max_repeated_outputs,
+        )));
+    }
+    after_output.push(Arc::new(stream_loop::StreamLoopDetector::new(
+        steering.streaming_loop_detection,
+    )));
 }
 
 /// Where a call went.
@@ -189,11 +236,15 @@ pub async fn dispatch(
         session: None,
     };
     let flow = pipeline.stages.run(state, &mut call).await;
-    if let Some(session) = call.session.take().filter(|s| s.dirty)
-        && let Err(e) = state.sessions().save(&session.key, &session.state).await
-    {
-        // The answer still goes out; only the session's new settings may be lost.
-        tracing::warn!(request_id = %ctx.request_id, error = e.label(), "cannot save the session: {e}");
+    if let Some(session) = call.session.take() {
+        if session.dirty
+            && let Err(e) = state.sessions().save(&session.key, &session.state).await
+        {
+            // The answer still goes out; only the session's new settings may be lost.
+            tracing::warn!(request_id = %ctx.request_id, error = e.label(), "cannot save the session: {e}");
+        }
+        // The event processors read the session from the context (no copy: moved).
+        ctx.set_session_state(session.state);
     }
     if let Flow::Answer(text) = flow? {
         return Ok(local_answer(&req.model, text));

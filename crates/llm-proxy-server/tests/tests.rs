@@ -13,6 +13,7 @@ mod dialect;
 mod edge;
 mod errors;
 mod gemini;
+mod guards;
 mod hardening;
 mod hostile;
 mod matrix;

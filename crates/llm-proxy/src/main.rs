@@ -81,6 +81,30 @@ struct Cli {
     /// Forward configured provider API keys found in prompts instead of redacting them.
     #[arg(long, global = true)]
     disable_redact_api_keys_in_prompts: bool,
+    /// Let tool calls that run destructive commands (`git reset --hard`, `rm -rf /`, ...)
+    /// through (session.dangerous_command_prevention_enabled).
+    #[arg(long, global = true)]
+    disable_dangerous_git_commands_protection: bool,
+    /// Tools always allowed: comma-separated regexes over tool names
+    /// (session.tool_call_reactor.allowed_tools).
+    #[arg(long, global = true)]
+    allowed_tools: Option<String>,
+    /// Tools blocked: comma-separated regexes over tool names; their definitions are removed
+    /// from requests and calls to them swallowed (session.tool_call_reactor.blocked_tools).
+    #[arg(long, global = true)]
+    blocked_tools: Option<String>,
+    /// `allow` or `deny` for tools no pattern or policy decides
+    /// (session.tool_call_reactor.default_policy).
+    #[arg(long = "default-policy", global = true)]
+    default_tool_policy: Option<String>,
+    /// Cut streams that keep repeating the same text
+    /// (session.streaming_loop_detection_enabled).
+    #[arg(long, global = true)]
+    enable_loop_detection: bool,
+    /// Do not stop tool calls that keep repeating with the same result
+    /// (session.tool_progress_loop_guard.enabled).
+    #[arg(long, global = true)]
+    disable_tool_loop_guard: bool,
     /// Failed authentications from one address (within the TTL) that block it.
     #[arg(long, global = true)]
     auth_max_failed_attempts: Option<u32>,
@@ -175,6 +199,12 @@ impl Cli {
             proxy_timeout: self.proxy_timeout,
             disable_auth: self.disable_auth,
             disable_redact_api_keys_in_prompts: self.disable_redact_api_keys_in_prompts,
+            disable_dangerous_commands_protection: self.disable_dangerous_git_commands_protection,
+            allowed_tools: self.allowed_tools.clone(),
+            blocked_tools: self.blocked_tools.clone(),
+            default_tool_policy: self.default_tool_policy.clone(),
+            enable_loop_detection: self.enable_loop_detection,
+            disable_tool_loop_guard: self.disable_tool_loop_guard,
             disable_failure_handling: self.disable_failure_handling,
             max_silent_wait: self.max_silent_wait,
             total_timeout_budget: self.total_timeout_budget,

@@ -111,6 +111,19 @@ pub struct CliOverrides {
     pub disable_json_repair: bool,
     /// `--json-repair-strict-mode` (session.json_repair_strict_mode).
     pub json_repair_strict_mode: bool,
+    /// `--disable-dangerous-git-commands-protection`
+    /// (session.dangerous_command_prevention_enabled).
+    pub disable_dangerous_commands_protection: bool,
+    /// `--allowed-tools` (comma-separated regexes).
+    pub allowed_tools: Option<String>,
+    /// `--blocked-tools` (comma-separated regexes).
+    pub blocked_tools: Option<String>,
+    /// `--default-policy` (`allow` or `deny`).
+    pub default_tool_policy: Option<String>,
+    /// `--enable-loop-detection` (session.streaming_loop_detection_enabled).
+    pub enable_loop_detection: bool,
+    /// `--disable-tool-loop-guard` (session.tool_progress_loop_guard.enabled).
+    pub disable_tool_loop_guard: bool,
 }
 
 /// Environment variables (a snapshot, so tests can pass their own).
@@ -289,6 +302,12 @@ fn apply_env(
         env_f64(env, "BRUTE_FORCE_INITIAL_BLOCK_SECONDS")?.or(bf.initial_block_seconds);
     bf.block_multiplier = env_f64(env, "BRUTE_FORCE_BLOCK_MULTIPLIER")?.or(bf.block_multiplier);
     bf.max_block_seconds = env_f64(env, "BRUTE_FORCE_MAX_BLOCK_SECONDS")?.or(bf.max_block_seconds);
+    if let Some(v) = env_bool(env, "DANGEROUS_COMMAND_PREVENTION_ENABLED")? {
+        raw.session.dangerous_command_prevention_enabled = Some(v);
+    }
+    if let Some(v) = env_bool(env, "LOOP_DETECTION_ENABLED")? {
+        raw.session.streaming_loop_detection_enabled = Some(v);
+    }
     if let Some(v) = env.get("LLM_PROXY_DATA_DIR") {
         raw.data_dir = Some(v.to_owned());
     }
@@ -376,6 +395,29 @@ fn apply_env(
     Ok(())
 }
 
+fn apply_guards_cli(raw: &mut RawConfig, cli: &CliOverrides) {
+    use super::guards::split_patterns;
+    let session = &mut raw.session;
+    if cli.disable_dangerous_commands_protection {
+        session.dangerous_command_prevention_enabled = Some(false);
+    }
+    if let Some(v) = &cli.allowed_tools {
+        session.tool_call_reactor.allowed_tools = Some(split_patterns(v));
+    }
+    if let Some(v) = &cli.blocked_tools {
+        session.tool_call_reactor.blocked_tools = Some(split_patterns(v));
+    }
+    if let Some(v) = &cli.default_tool_policy {
+        session.tool_call_reactor.default_policy = Some(v.clone());
+    }
+    if cli.enable_loop_detection {
+        session.streaming_loop_detection_enabled = Some(true);
+    }
+    if cli.disable_tool_loop_guard {
+        session.tool_progress_loop_guard.enabled = Some(false);
+    }
+}
+
 fn apply_cli(raw: &mut RawConfig, cli: &CliOverrides) {
     if let Some(v) = &cli.data_dir {
         raw.data_dir = Some(v.display().to_string());
@@ -419,6 +461,7 @@ fn apply_cli(raw: &mut RawConfig, cli: &CliOverrides) {
     if cli.json_repair_strict_mode {
         raw.session.json_repair_strict_mode = Some(true);
     }
+    apply_guards_cli(raw, cli);
     if cli.strict_command_detection {
         raw.strict_command_detection = Some(true);
     }
@@ -849,9 +892,17 @@ fn validate(
     let session = session_from_raw(&raw.session)?;
     let steering = super::steering::steering_from_raw(&raw.session)?;
     let brute_force = brute_force_config(&raw.auth.brute_force_protection)?;
+    let guards = super::guards::validate(
+        raw.session.dangerous_command_prevention_enabled,
+        raw.session.dangerous_command_steering_message.as_ref(),
+        raw.session.streaming_loop_detection_enabled,
+        &raw.session.tool_call_reactor,
+        &raw.session.tool_progress_loop_guard,
+    )?;
     Ok(GatewayConfig {
-        session,
         steering,
+        session,
+        guards,
         host,
         port: raw.port.unwrap_or(defaults.port),
         anthropic_port: raw.anthropic_port,

@@ -2,6 +2,7 @@
 //! defaults < file < env < CLI, then validated into [`GatewayConfig`] (`runtime.rs`). Errors
 //! name the dotted path of the offending key.
 
+pub mod guards;
 mod load;
 pub mod raw;
 mod runtime;

@@ -85,6 +85,18 @@ pub struct RawSession {
     pub fix_think_tags_enabled: Option<bool>,
     /// Reasoning presentation by user agent.
     pub client_compatibility: Option<super::steering::RawClientCompatibility>,
+    /// Swallow tool calls that run destructive commands (default on).
+    pub dangerous_command_prevention_enabled: Option<bool>,
+    /// The text the client gets instead of such a call (`{command}`, `{reason}`, `{tool}`).
+    pub dangerous_command_steering_message: Option<String>,
+    /// Cut streams that keep repeating the same text (default off).
+    pub streaming_loop_detection_enabled: Option<bool>,
+    /// Tool access policies.
+    #[serde(default)]
+    pub tool_call_reactor: super::guards::RawToolCallReactor,
+    /// The tool-progress loop guard.
+    #[serde(default)]
+    pub tool_progress_loop_guard: super::guards::RawToolLoopGuard,
 }
 
 /// `reasoning_aliases:`.

@@ -397,6 +397,9 @@ pub struct GatewayConfig {
     pub data_dir: Option<std::path::PathBuf>,
     /// The Responses answer store (`responses_api.store.*`).
     pub responses_store: ResponseStoreConfig,
+    /// Guards over tool calls and loops (`session.*`: dangerous commands, tool access,
+    /// loop guards).
+    pub guards: super::guards::GuardsConfig,
     /// The merged raw configuration tree; plugins deserialize their own sections from it.
     pub raw: Value,
 }
@@ -430,6 +433,7 @@ impl Default for GatewayConfig {
             },
             data_dir: None,
             responses_store: ResponseStoreConfig::default(),
+            guards: super::guards::GuardsConfig::default(),
             raw: Value::Object(Map::new()),
         }
     }

@@ -12,6 +12,12 @@
 //! them touches gets its stream back unchanged, at no cost. A processor that must see a whole
 //! tool call buffers only that call, bounded.
 
+pub mod dangerous_commands;
+pub mod loop_guard;
+pub mod stream_loop;
+pub mod tool_access;
+pub mod tool_calls;
+
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -97,6 +103,11 @@ pub trait EventProcess: Send {
         let _ = out;
         Ok(())
     }
+    /// Whether the process has ended the answer itself (e.g. cut a runaway stream): the
+    /// upstream is then no longer read, and the processes after it are ended.
+    fn finished(&self) -> bool {
+        false
+    }
 }
 
 /// The processors of one position, chosen at startup.
@@ -172,7 +183,7 @@ impl Processed {
     /// Runs `events` through processes `from..`, queueing what comes out of the last one.
     /// At the end of the upstream stream (`ending`), each process's held events flow through
     /// the ones after it before that one ends too.
-    fn feed(&mut self, from: usize, mut events: Vec<StreamEvent>, ending: bool) {
+    fn feed(&mut self, from: usize, mut events: Vec<StreamEvent>, mut ending: bool) {
         for i in from..self.chain.len() {
             let mut out = std::mem::take(&mut self.scratch);
             for event in events.drain(..) {
@@ -180,6 +191,10 @@ impl Processed {
                     self.fail(e);
                     return;
                 }
+            }
+            if !ending && self.chain[i].finished() {
+                ending = true;
+                self.done = true;
             }
             if ending && let Err(e) = self.chain[i].end(&mut out) {
                 self.fail(e);

@@ -57,10 +57,47 @@ pub struct SessionState {
     pub redact_api_keys: Option<bool>,
     /// Loop detection override.
     pub loop_detection: Option<bool>,
+    /// Tool names (with `*` / `?`) this session allowed (`!/allow-tools(…)`).
+    pub allowed_tools: Vec<String>,
+    /// Tool names (with `*` / `?`) this session blocked (`!/block-tools(…)`).
+    pub blocked_tools: Vec<String>,
+    /// The tool-progress loop guard's counters across this session's requests.
+    pub tool_loop: ToolLoopState,
     /// Session-scoped named failover routes.
     pub failover_routes: BTreeMap<String, FailoverRoute>,
     /// Requests this session has sent through the proxy.
     pub requests: u64,
     /// In-chat commands this session has run.
     pub commands_run: u64,
+}
+
+/// What the loop guard armed for this request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoopVerdict {
+    /// Swallow a repeated call with a steering message.
+    Steer,
+    /// Fail a repeated call with an error.
+    Error,
+}
+
+/// The tool-progress loop guard's memory: the last tool exchange the session sent back (the
+/// calls and their results, as hashes) and how often it came back unchanged.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ToolLoopState {
+    /// Hash of the last exchange's calls (names and arguments).
+    pub calls: u64,
+    /// Hash of the last exchange's results.
+    pub results: u64,
+    /// Id of the last call counted (a resent request is not counted twice).
+    pub last_call_id: String,
+    /// Identical calls with identical results in a row.
+    pub repeated_calls: u32,
+    /// Identical results in a row (whatever the calls).
+    pub repeated_outputs: u32,
+    /// The session was already steered away from this loop.
+    pub steered: bool,
+    /// What the guard does to this request's repeated calls (set by the stage).
+    pub armed: Option<LoopVerdict>,
 }

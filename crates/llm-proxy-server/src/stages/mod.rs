@@ -11,9 +11,11 @@
 //! streamed or not.
 
 pub mod commands;
+pub mod loop_guard;
 pub mod redaction;
 pub mod session;
 pub mod session_params;
+pub mod tool_access;
 
 use std::sync::Arc;
 

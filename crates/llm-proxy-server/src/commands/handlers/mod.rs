@@ -6,6 +6,7 @@
 pub mod reasoning;
 pub mod routes;
 pub mod settings;
+pub mod tools;
 
 use std::fmt::Write as _;
 
