@@ -255,9 +255,17 @@ impl OpenAiCompatible {
     }
 }
 
-/// The `prompt_cache_key` standing for a session: a hash, so the session id itself never
-/// reaches the upstream, stable across requests and restarts.
+/// The `prompt_cache_key` standing for a session: a hash, so a session id the client chose
+/// never reaches the upstream, stable across requests and restarts. A fingerprinted session's
+/// id is itself a hash (of who sent the conversation and how it began) and is used as it is.
 pub fn session_cache_key(session_id: &str) -> String {
+    // A fingerprinted session's id (`fp:` and 32 hex digits) is already an opaque hash.
+    if let Some(hash) = session_id.strip_prefix("fp:")
+        && hash.len() == 32
+        && hash.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return format!("{SESSION_KEY_PREFIX}{hash}");
+    }
     let digest = ring::digest::digest(&ring::digest::SHA256, session_id.as_bytes());
     let mut key = String::with_capacity(SESSION_KEY_PREFIX.len() + 32);
     key.push_str(SESSION_KEY_PREFIX);
@@ -447,6 +455,11 @@ mod tests {
             "the session id itself is not sent"
         );
         assert_eq!(key, session_cache_key("session-42"));
+        assert!(!key.contains("session-42"), "{key}");
+        assert_eq!(
+            session_cache_key("fp:0123456789abcdef0123456789abcdef"),
+            "llmproxy-0123456789abcdef0123456789abcdef"
+        );
 
         assert_eq!(
             sent_key("openai", &up, Some("session-42"), Some("client-key")).await,

@@ -42,8 +42,12 @@ impl std::fmt::Display for FieldError {
 impl std::error::Error for FieldError {}
 
 /// Parses a JSON body into a wire type. Syntax errors and type errors are told apart, and type
-/// errors name the field path.
+/// errors name the field path. Bodies are parsed without tracking the path (which costs as much
+/// as a fifth of the parse); only a body that fails is parsed again to name the field.
 pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, FieldError> {
+    if let Ok(v) = serde_json::from_slice(body) {
+        return Ok(v);
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let parsed: Result<T, _> = serde_path_to_error::deserialize(&mut de);
     let value = match parsed {

@@ -206,6 +206,10 @@ async fn serve_connection(
     let timer = tokio::time::sleep(settings.header_read_timeout);
     tokio::pin!(timer);
     let mut draining = false;
+    // Made once: a fresh wait per wake-up re-registered with the shutdown's waiters every time
+    // the connection was polled.
+    let begun = shutdown.begun();
+    tokio::pin!(begun);
     loop {
         let deadline = state.deadline(settings.idle_timeout);
         if let Some(at) = deadline {
@@ -225,7 +229,7 @@ async fn serve_connection(
                     return;
                 }
             }
-            () = shutdown.begun(), if !draining => {
+            () = &mut begun, if !draining => {
                 draining = true;
                 conn.as_mut().graceful_shutdown();
             }

@@ -8,10 +8,11 @@
 //! but keeps two installs apart in the fingerprint, and any header set in
 //! `GEMINI_CLI_CUSTOM_HEADERS` (so `x-session-id` works).
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 use llm_proxy_api::model::{ChatRequest, Part, Role};
 use ring::digest::{Context, SHA256};
 use serde_json::Value;
+use xxhash_rust::xxh3::Xxh3;
 
 /// The longest client-named id kept as written; longer ones are hashed.
 pub const MAX_ID_BYTES: usize = 256;
@@ -104,7 +105,7 @@ pub fn resolve(
 /// The id the client named, without the frontend hint or a fingerprint (what `[first]`
 /// keyed on before sessions had a store).
 pub fn named(headers: &HeaderMap, req: &ChatRequest) -> Option<(String, SessionSource)> {
-    if let Some(id) = header(headers, "x-session-id") {
+    if let Some(id) = header(headers, &X_SESSION_ID) {
         return Some((id, SessionSource::Header));
     }
     let body = [
@@ -131,8 +132,8 @@ pub fn named(headers: &HeaderMap, req: &ChatRequest) -> Option<(String, SessionS
     }
     // Older Codex releases: `session_id` / `conversation_id`; 0.171 sends `session-id` and
     // `thread-id`.
-    ["session_id", "conversation_id", "session-id", "thread-id"]
-        .into_iter()
+    CODEX_HEADERS
+        .iter()
         .find_map(|name| header(headers, name))
         .map(|id| (id, SessionSource::CodexHeader))
 }
@@ -149,7 +150,16 @@ fn claude_code_session(user_id: &str) -> Option<String> {
     bounded(session)
 }
 
-fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+static X_SESSION_ID: HeaderName = HeaderName::from_static("x-session-id");
+static CODEX_HEADERS: [HeaderName; 4] = [
+    HeaderName::from_static("session_id"),
+    HeaderName::from_static("conversation_id"),
+    HeaderName::from_static("session-id"),
+    HeaderName::from_static("thread-id"),
+];
+
+/// A header's value as an id (names given as [`HeaderName`]s: a `&str` is parsed per lookup).
+fn header(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -189,36 +199,40 @@ fn fingerprint(headers: &HeaderMap, req: &ChatRequest, client: Option<&str>) -> 
         .iter()
         .filter(|m| m.role == Role::User)
         .find(|m| m.content.iter().any(|p| typed(&p)))?;
-    let mut ctx = Context::new(&SHA256);
-    let field = |ctx: &mut Context, bytes: &[u8]| {
-        ctx.update(&(bytes.len() as u64).to_le_bytes());
-        ctx.update(bytes);
+    // XXH3-128, not SHA-256: the fingerprint never leaves the proxy and names a session only
+    // within one client's namespace (multi-user keys are prefixed by the client's hash), so
+    // it needs spread and stability (XXH3 is a fixed algorithm), not collision resistance
+    // against an adversary; SHA-256 was a third of the session stage's instructions.
+    let mut hasher = Xxh3::new();
+    let field = |hasher: &mut Xxh3, bytes: &[u8]| {
+        hasher.update(&(bytes.len() as u64).to_le_bytes());
+        hasher.update(bytes);
     };
-    field(&mut ctx, b"llm-proxy session fingerprint");
-    field(&mut ctx, client.unwrap_or("").as_bytes());
-    field(&mut ctx, user_agent_product(headers).as_bytes());
+    field(&mut hasher, b"llm-proxy session fingerprint");
+    field(&mut hasher, client.unwrap_or("").as_bytes());
+    field(&mut hasher, user_agent_product(headers).as_bytes());
     field(
-        &mut ctx,
+        &mut hasher,
         headers
             .get("x-gemini-api-privileged-user-id")
             .map_or(&[][..], |v| v.as_bytes()),
     );
     for part in first.content.iter().filter(typed) {
         match part {
-            Part::Text(t) => field(&mut ctx, t.text.as_bytes()),
+            Part::Text(t) => field(&mut hasher, t.text.as_bytes()),
             // Not text: its serialized form (self-delimiting JSON), as stable across turns as
             // text, streamed into the hash so an inline image is not copied.
             other => {
-                field(&mut ctx, b"part");
-                let _ = serde_json::to_writer(DigestWriter(&mut ctx), other);
+                field(&mut hasher, b"part");
+                let _ = serde_json::to_writer(DigestWriter(&mut hasher), other);
             }
         }
     }
-    Some(format!("fp:{}", hex(ctx.finish().as_ref())))
+    Some(format!("fp:{}", hex(&hasher.digest128().to_be_bytes())))
 }
 
 /// Feeds what is written into a digest.
-struct DigestWriter<'a>(&'a mut Context);
+struct DigestWriter<'a>(&'a mut Xxh3);
 
 impl std::io::Write for DigestWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {

@@ -61,10 +61,10 @@ impl Inner {
         let Some(entry) = self.entries.get_mut(key) else {
             return false;
         };
-        self.recency.remove(&entry.seq);
-        entry.seq = seq;
+        let old = std::mem::replace(&mut entry.seq, seq);
         entry.last_used = now;
-        self.recency.insert(seq, key.to_owned());
+        let name = self.recency.remove(&old).unwrap_or_else(|| key.to_owned());
+        self.recency.insert(seq, name);
         true
     }
 
@@ -74,14 +74,26 @@ impl Inner {
         Some(entry)
     }
 
-    /// The live state of `key`, marked used; an expired one is dropped.
+    /// The live state of `key`, marked used; an expired one is dropped. The recency list
+    /// keeps its key string (no allocation per request).
     fn live(&mut self, key: &str, now: Instant, max_age: Duration) -> Option<&mut SessionState> {
-        let expired = expired(self.entries.get(key)?.last_used, now, max_age);
-        if expired {
-            self.remove(key);
+        let seq = self.next_seq();
+        let (old, stale) = {
+            let entry = self.entries.get_mut(key)?;
+            if expired(entry.last_used, now, max_age) {
+                (entry.seq, true)
+            } else {
+                entry.last_used = now;
+                (std::mem::replace(&mut entry.seq, seq), false)
+            }
+        };
+        let name = self.recency.remove(&old);
+        if stale {
+            self.entries.remove(key);
             return None;
         }
-        self.touch(key, now);
+        self.recency
+            .insert(seq, name.unwrap_or_else(|| key.to_owned()));
         self.entries.get_mut(key).map(|e| &mut e.state)
     }
 
