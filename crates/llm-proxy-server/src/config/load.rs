@@ -974,7 +974,9 @@ fn state_config(raw: &super::raw::RawState) -> Result<StateConfig, ConfigError> 
                     "expected a redis:// or rediss:// URL (redis://[:password@]host[:port][/db])",
                 )
             })?;
-            if !matches!(parsed.scheme(), "redis" | "rediss") || parsed.host_str().is_none() {
+            if !matches!(parsed.scheme(), "redis" | "rediss")
+                || parsed.host_str().is_none_or(str::is_empty)
+            {
                 return Err(ConfigError::new(
                     "state.redis_url",
                     "expected a redis:// or rediss:// URL with a host",
@@ -1627,6 +1629,41 @@ mod tests {
         let cfg = load("", &env(&[("API_KEYS", "a-key-1, b-key-2")])).unwrap();
         assert_eq!(cfg.auth.api_keys.len(), 2);
         assert_eq!(cfg.auth.api_keys[1].expose(), "b-key-2");
+    }
+
+    #[test]
+    fn redis_url_from_file_env_and_cli_is_validated_and_masked() {
+        let none = load_from_str("", &CliOverrides::default(), &Env::default()).unwrap();
+        assert_eq!(none.state.redis_url, None, "in process by default");
+        let file = "state:\n  redis_url: redis://:file-pass-0001@from-file:6379/0\n";
+        let cfg = load_from_str(file, &CliOverrides::default(), &Env::default()).unwrap();
+        let url = |c: &GatewayConfig| c.state.redis_url.as_ref().unwrap().expose().to_owned();
+        assert_eq!(url(&cfg), "redis://:file-pass-0001@from-file:6379/0");
+        assert!(cfg.secrets().contains(&"file-pass-0001".to_owned()));
+        let shown = effective_config(&cfg)["state"]["redis_url"].clone();
+        assert_eq!(shown, "redis://:****@from-file:6379/0");
+        let e = env(&[("REDIS_URL", "rediss://from-env:6380")]);
+        assert_eq!(
+            url(&load_from_str(file, &CliOverrides::default(), &e).unwrap()),
+            "rediss://from-env:6380"
+        );
+        let cli = CliOverrides {
+            redis_url: Some("redis://from-cli".into()),
+            ..CliOverrides::default()
+        };
+        assert_eq!(
+            url(&load_from_str(file, &cli, &e).unwrap()),
+            "redis://from-cli"
+        );
+        for bad in ["http://h/", "redis://", "not a url"] {
+            let err = load_from_str(
+                &format!("state:\n  redis_url: '{bad}'\n"),
+                &CliOverrides::default(),
+                &Env::default(),
+            )
+            .unwrap_err();
+            assert_eq!(err.path, "state.redis_url", "{bad}");
+        }
     }
 
     #[test]
