@@ -77,6 +77,15 @@ pub enum ProxyError {
         /// The configured cap.
         max: usize,
     },
+    /// The shared store holding state this request needs (a Responses continuation's
+    /// conversation) cannot be reached; a retry may succeed once it is back.
+    #[error(
+        "the shared state store is unavailable, so the stored {what} cannot be read; retry shortly"
+    )]
+    StoreUnavailable {
+        /// What could not be read (`response`).
+        what: &'static str,
+    },
     /// A backend failed.
     #[error("{0}")]
     Backend(#[from] BackendError),
@@ -121,7 +130,9 @@ impl ProxyError {
             Self::Rejected { status, .. } => *status,
             Self::BodyReadTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::AuthBlocked { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::ShuttingDown | Self::WebSocketLimit { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ShuttingDown | Self::WebSocketLimit { .. } | Self::StoreUnavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::WebSocketDisabled => StatusCode::UPGRADE_REQUIRED,
             Self::Backend(e) => match e.kind {
                 ErrorKind::ContextLengthExceeded => StatusCode::BAD_REQUEST,
@@ -168,7 +179,9 @@ impl ProxyError {
             },
             Self::BodyReadTimeout(_) => ErrorKind::InvalidRequest,
             Self::AuthBlocked { .. } => ErrorKind::RateLimited,
-            Self::ShuttingDown | Self::WebSocketLimit { .. } => ErrorKind::Unavailable,
+            Self::ShuttingDown | Self::WebSocketLimit { .. } | Self::StoreUnavailable { .. } => {
+                ErrorKind::Unavailable
+            }
             Self::WebSocketDisabled => ErrorKind::InvalidRequest,
             Self::Backend(e) => e.kind,
         }
@@ -189,6 +202,7 @@ impl ProxyError {
             Self::ShuttingDown => "shutting_down",
             Self::WebSocketDisabled => "websocket_disabled",
             Self::WebSocketLimit { .. } => "websocket_limit",
+            Self::StoreUnavailable { .. } => "store_unavailable",
             Self::Backend(e) => e.kind.label(),
         }
     }
@@ -222,6 +236,7 @@ impl ProxyError {
             Self::ShuttingDown => Some("shutting_down"),
             Self::WebSocketDisabled => Some("websocket_disabled"),
             Self::WebSocketLimit { .. } => Some("websocket_connection_limit"),
+            Self::StoreUnavailable { .. } => Some("store_unavailable"),
             Self::Backend(e) if e.kind == ErrorKind::ContextLengthExceeded => {
                 Some("context_length_exceeded")
             }
@@ -234,6 +249,7 @@ impl ProxyError {
             Self::Backend(e) => e.retry_after,
             Self::Overloaded { retry_after } => Some(*retry_after),
             Self::AuthBlocked { retry_after } => Some(*retry_after),
+            Self::StoreUnavailable { .. } => Some(Duration::from_secs(1)),
             _ => None,
         }
     }

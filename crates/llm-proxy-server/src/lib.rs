@@ -19,6 +19,7 @@ pub mod pipeline;
 pub mod plugins;
 pub mod processors;
 pub mod redaction;
+pub mod redis_state;
 pub mod responses_store;
 pub mod routing;
 pub mod sealing;

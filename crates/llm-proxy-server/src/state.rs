@@ -43,6 +43,8 @@ struct Inner {
     brute_force: BruteForceGuard,
     pipeline: crate::pipeline::Pipeline,
     sessions: Arc<dyn crate::session::SessionStore>,
+    /// The Redis shared by replicas (`state.redis_url`), when configured.
+    redis: Option<Arc<crate::redis_state::RedisLink>>,
 }
 
 /// How long a backend's model list is cached.
@@ -115,7 +117,7 @@ impl AppState {
         plugins: Plugins,
         http: CaptureAwareClient,
         scrubber: Scrubber,
-        stores: crate::data_dir::Stores,
+        mut stores: crate::data_dir::Stores,
     ) -> Result<Self, StartupError> {
         let http = http.with_scrubber(scrubber.clone());
         if config.backends.instances.is_empty() {
@@ -204,8 +206,25 @@ impl AppState {
             )));
         }
         let router = crate::routing::Router::new(&config).map_err(StartupError::new)?;
-        let sessions: Arc<dyn crate::session::SessionStore> =
-            crate::session::MemoryStore::spawn(config.session);
+        let (sessions, redis): (Arc<dyn crate::session::SessionStore>, _) =
+            match &config.state.redis_url {
+                None => (crate::session::MemoryStore::spawn(config.session), None),
+                Some(url) => {
+                    use crate::redis_state::{RedisLink, RedisResponseStore, RedisSessionStore};
+                    let link = RedisLink::start(url.expose(), scrubber.clone())
+                        .map_err(StartupError::new)?;
+                    stores.responses = RedisResponseStore::spawn(
+                        link.clone(),
+                        stores.responses.clone(),
+                        &config.responses_store,
+                    );
+                    crate::redis_state::breakers::spawn(&link, &router.shared_breakers());
+                    (
+                        RedisSessionStore::spawn(link.clone(), config.session),
+                        Some(link),
+                    )
+                }
+            };
         let parse_budget = crate::parse_budget::ParseBudget::new(
             config.limits.max_parsing_bytes,
             config.limits.parsing_wait,
@@ -232,6 +251,7 @@ impl AppState {
                 brute_force,
                 pipeline,
                 sessions,
+                redis,
             }),
         };
         for (path, selector) in [
@@ -283,6 +303,11 @@ impl AppState {
     /// What runs on the data path: request stages, event processors, finish hooks.
     pub fn pipeline(&self) -> &crate::pipeline::Pipeline {
         &self.inner.pipeline
+    }
+
+    /// The Redis shared by replicas, when `state.redis_url` is set.
+    pub fn redis(&self) -> Option<&Arc<crate::redis_state::RedisLink>> {
+        self.inner.redis.as_ref()
     }
 
     /// Where sessions live.

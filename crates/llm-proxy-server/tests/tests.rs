@@ -22,6 +22,7 @@ mod plugins;
 mod prompt_cache;
 mod reasoning_switch;
 mod redaction;
+mod redis;
 mod responses;
 mod responses_upstream;
 mod responses_ws;

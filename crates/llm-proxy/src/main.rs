@@ -142,6 +142,11 @@ struct Cli {
     /// `~/.local/share/llm-proxy`). Also `LLM_PROXY_DATA_DIR`, `data_dir`.
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
+    /// Redis shared by replicas behind one load balancer: sessions, Responses answers and
+    /// circuit breakers (`redis://[:password@]host:port/db`, `rediss://` for TLS). Also
+    /// `REDIS_URL`, `state.redis_url`. Without it everything stays in this process.
+    #[arg(long, global = true)]
+    redis_url: Option<String>,
     /// Never retry or fail over.
     #[arg(long, global = true)]
     disable_failure_handling: bool,
@@ -223,6 +228,7 @@ impl Cli {
             auth_max_block: self.auth_max_block,
             disable_brute_force_protection: self.disable_brute_force_protection,
             data_dir: self.data_dir.clone(),
+            redis_url: self.redis_url.clone(),
             fix_think_tags: self.fix_think_tags,
             disable_tool_call_repair: self.disable_tool_call_repair,
             disable_json_repair: self.disable_json_repair,

@@ -14,7 +14,7 @@ use super::runtime::{
     AuthConfig, BackendsConfig, BruteForceConfig, CachingConfig, CircuitBreakerConfig,
     CommandsConfig, FailureHandling, GatewayConfig, Limits, LoggingConfig, ModelAlias,
     ModelOnlyPolicy, ReasoningAliasRule, ReasoningModeSettings, ResponseStoreConfig,
-    ResponsesApiConfig, ResponsesWebSocketConfig, RoutingConfig, ServerConfig,
+    ResponsesApiConfig, ResponsesWebSocketConfig, RoutingConfig, ServerConfig, StateConfig,
 };
 
 /// A configuration problem, located by its dotted path.
@@ -103,6 +103,8 @@ pub struct CliOverrides {
     pub disable_brute_force_protection: bool,
     /// `--data-dir`.
     pub data_dir: Option<PathBuf>,
+    /// `--redis-url` (state.redis_url).
+    pub redis_url: Option<String>,
     /// `--fix-think-tags` (session.fix_think_tags_enabled).
     pub fix_think_tags: bool,
     /// `--disable-tool-call-repair` (session.tool_call_repair_enabled).
@@ -308,6 +310,9 @@ fn apply_env(
     if let Some(v) = env_bool(env, "LOOP_DETECTION_ENABLED")? {
         raw.session.streaming_loop_detection_enabled = Some(v);
     }
+    if let Some(v) = env.get("REDIS_URL") {
+        raw.state.redis_url = Some(v.to_owned());
+    }
     if let Some(v) = env.get("LLM_PROXY_DATA_DIR") {
         raw.data_dir = Some(v.to_owned());
     }
@@ -419,6 +424,9 @@ fn apply_guards_cli(raw: &mut RawConfig, cli: &CliOverrides) {
 }
 
 fn apply_cli(raw: &mut RawConfig, cli: &CliOverrides) {
+    if let Some(v) = &cli.redis_url {
+        raw.state.redis_url = Some(v.clone());
+    }
     if let Some(v) = &cli.data_dir {
         raw.data_dir = Some(v.display().to_string());
     }
@@ -889,6 +897,7 @@ fn validate(
         None => default_data_dir(),
     };
     let responses_api = responses_api_config(&raw.responses_api)?;
+    let state = state_config(&raw.state)?;
     let session = session_from_raw(&raw.session)?;
     let steering = super::steering::steering_from_raw(&raw.session)?;
     let brute_force = brute_force_config(&raw.auth.brute_force_protection)?;
@@ -943,6 +952,7 @@ fn validate(
         },
         data_dir,
         responses_store,
+        state,
         raw: raw_value,
     })
 }
@@ -951,6 +961,31 @@ fn validate(
 /// `~/.local/share/llm-proxy`, `~/Library/Application Support/llm-proxy`, `%APPDATA%\\llm-proxy`).
 fn default_data_dir() -> Option<PathBuf> {
     dirs::data_dir().map(|d| d.join("llm-proxy"))
+}
+
+fn state_config(raw: &super::raw::RawState) -> Result<StateConfig, ConfigError> {
+    let redis_url = match raw.redis_url.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(url) => {
+            // The message never quotes the URL: it may hold a password.
+            let parsed = redis::parse_redis_url(url).ok_or_else(|| {
+                ConfigError::new(
+                    "state.redis_url",
+                    "expected a redis:// or rediss:// URL (redis://[:password@]host[:port][/db])",
+                )
+            })?;
+            if !matches!(parsed.scheme(), "redis" | "rediss")
+                || parsed.host_str().is_none_or(str::is_empty)
+            {
+                return Err(ConfigError::new(
+                    "state.redis_url",
+                    "expected a redis:// or rediss:// URL with a host",
+                ));
+            }
+            Some(Secret::new(url))
+        }
+    };
+    Ok(StateConfig { redis_url })
 }
 
 fn response_store_config(
@@ -1225,6 +1260,9 @@ pub fn effective_config(cfg: &GatewayConfig) -> Value {
             },
         },
         "data_dir": cfg.data_dir.as_ref().map(|d| d.display().to_string()),
+        "state": {
+            "redis_url": cfg.state.redis_url.as_ref().map(|u| mask_url_credentials(u.expose())),
+        },
         "limits": {
             "max_parsing_bytes": cfg.limits.max_parsing_bytes,
             "parsing_wait_seconds": cfg.limits.parsing_wait.as_secs_f64(),
@@ -1591,6 +1629,41 @@ mod tests {
         let cfg = load("", &env(&[("API_KEYS", "a-key-1, b-key-2")])).unwrap();
         assert_eq!(cfg.auth.api_keys.len(), 2);
         assert_eq!(cfg.auth.api_keys[1].expose(), "b-key-2");
+    }
+
+    #[test]
+    fn redis_url_from_file_env_and_cli_is_validated_and_masked() {
+        let none = load_from_str("", &CliOverrides::default(), &Env::default()).unwrap();
+        assert_eq!(none.state.redis_url, None, "in process by default");
+        let file = "state:\n  redis_url: redis://:file-pass-0001@from-file:6379/0\n";
+        let cfg = load_from_str(file, &CliOverrides::default(), &Env::default()).unwrap();
+        let url = |c: &GatewayConfig| c.state.redis_url.as_ref().unwrap().expose().to_owned();
+        assert_eq!(url(&cfg), "redis://:file-pass-0001@from-file:6379/0");
+        assert!(cfg.secrets().contains(&"file-pass-0001".to_owned()));
+        let shown = effective_config(&cfg)["state"]["redis_url"].clone();
+        assert_eq!(shown, "redis://:****@from-file:6379/0");
+        let e = env(&[("REDIS_URL", "rediss://from-env:6380")]);
+        assert_eq!(
+            url(&load_from_str(file, &CliOverrides::default(), &e).unwrap()),
+            "rediss://from-env:6380"
+        );
+        let cli = CliOverrides {
+            redis_url: Some("redis://from-cli".into()),
+            ..CliOverrides::default()
+        };
+        assert_eq!(
+            url(&load_from_str(file, &cli, &e).unwrap()),
+            "redis://from-cli"
+        );
+        for bad in ["http://h/", "redis://", "not a url"] {
+            let err = load_from_str(
+                &format!("state:\n  redis_url: '{bad}'\n"),
+                &CliOverrides::default(),
+                &Env::default(),
+            )
+            .unwrap_err();
+            assert_eq!(err.path, "state.redis_url", "{bad}");
+        }
     }
 
     #[test]

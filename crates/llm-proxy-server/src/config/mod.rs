@@ -15,6 +15,6 @@ pub use runtime::{
     AuthConfig, BackendsConfig, BruteForceConfig, CircuitBreakerConfig, CommandsConfig,
     FailureHandling, GatewayConfig, Limits, LoggingConfig, ModelAlias, ModelOnlyPolicy,
     ReasoningAliasRule, ReasoningModeSettings, ResponseStoreConfig, ResponsesApiConfig,
-    ResponsesWebSocketConfig, RoutingConfig, ServerConfig,
+    ResponsesWebSocketConfig, RoutingConfig, ServerConfig, StateConfig,
 };
 pub use steering::{SteeringConfig, UserAgentRuleConfig};

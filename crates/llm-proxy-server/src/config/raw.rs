@@ -50,6 +50,16 @@ pub struct RawConfig {
     pub responses_api: RawResponsesApi,
     #[serde(default)]
     pub caching: RawCaching,
+    #[serde(default)]
+    pub state: RawState,
+}
+
+/// `state:`: where state shared by replicas lives.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawState {
+    /// `redis://` or `rediss://` URL of the Redis shared by every replica (none: in-process).
+    pub redis_url: Option<String>,
 }
 
 /// `caching:`: prompt caching across protocols.

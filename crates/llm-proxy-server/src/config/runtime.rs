@@ -397,6 +397,8 @@ pub struct GatewayConfig {
     pub data_dir: Option<std::path::PathBuf>,
     /// The Responses answer store (`responses_api.store.*`).
     pub responses_store: ResponseStoreConfig,
+    /// State shared by replicas (`state.*`).
+    pub state: StateConfig,
     /// Guards over tool calls and loops (`session.*`: dangerous commands, tool access,
     /// loop guards).
     pub guards: super::guards::GuardsConfig,
@@ -433,6 +435,7 @@ impl Default for GatewayConfig {
             },
             data_dir: None,
             responses_store: ResponseStoreConfig::default(),
+            state: StateConfig::default(),
             guards: super::guards::GuardsConfig::default(),
             raw: Value::Object(Map::new()),
         }
@@ -490,6 +493,9 @@ impl GatewayConfig {
             .flat_map(instance_secrets)
             .collect();
         out.extend(self.auth.api_keys.iter().map(|k| k.expose().to_owned()));
+        if let Some(url) = &self.state.redis_url {
+            out.extend(url_credentials(url.expose()));
+        }
         out
     }
 
@@ -498,6 +504,56 @@ impl GatewayConfig {
     pub fn scrubber(&self) -> Result<Scrubber, BackendError> {
         Scrubber::new(self.secrets())
     }
+}
+
+/// Where state shared by replicas lives (`state.*`). Without a Redis URL everything stays in
+/// the process.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StateConfig {
+    /// `state.redis_url` (`--redis-url`, `REDIS_URL`): `redis://` or `rediss://` (TLS); its
+    /// password is a secret (masked in logs, errors and `check-config`).
+    pub redis_url: Option<Secret>,
+}
+
+/// The user name and password of a URL, as written and percent-decoded (for the scrubber).
+fn url_credentials(url: &str) -> Vec<String> {
+    let Some(parsed) = redis::parse_redis_url(url) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for raw in [parsed.password().unwrap_or(""), parsed.username()] {
+        if raw.len() < 4 {
+            // Too short to mask without mangling ordinary text ("default", ":" ...).
+            continue;
+        }
+        out.push(raw.to_owned());
+        if let Ok(decoded) = percent_decode(raw) {
+            out.push(decoded);
+        }
+    }
+    out
+}
+
+fn percent_decode(s: &str) -> Result<String, std::string::FromUtf8Error> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && let (Some(Some(h)), Some(Some(l))) = (
+                bytes.get(i + 1).map(|b| hex(*b)),
+                bytes.get(i + 2).map(|b| hex(*b)),
+            )
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8(out)
 }
 
 #[cfg(test)]

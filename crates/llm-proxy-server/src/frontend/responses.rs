@@ -156,8 +156,9 @@ async fn prepare_turn(
             Some((local_id, stored)) if local_id == id => stored.clone(),
             _ => state
                 .responses()
-                .get(id)
+                .lookup(id)
                 .await
+                .map_err(|_| ProxyError::StoreUnavailable { what: "response" })?
                 .ok_or_else(|| previous_response_not_found(id))?,
         };
         let mut items: Vec<Value> = previous.items().cloned().collect();
@@ -242,13 +243,15 @@ async fn handle(
 
 /// `GET /v1/responses/{id}`: a stored answer.
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    match state.responses().get(&id).await {
-        Some(stored) => (
+    match state.responses().lookup(&id).await {
+        Ok(Some(stored)) => (
             [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
             stored.object,
         )
             .into_response(),
-        None => response_not_found(&id),
+        Ok(None) => response_not_found(&id),
+        Err(_) => ProxyError::StoreUnavailable { what: "response" }
+            .into_response_for(WireFormat::OpenAiResponses),
     }
 }
 
@@ -281,8 +284,13 @@ pub async fn input_items(
         Ok(page) => page,
         Err(e) => return e.into_response_for(WireFormat::OpenAiResponses),
     };
-    let Some(stored) = state.responses().get(&id).await else {
-        return response_not_found(&id);
+    let stored = match state.responses().lookup(&id).await {
+        Ok(Some(stored)) => stored,
+        Ok(None) => return response_not_found(&id),
+        Err(_) => {
+            return ProxyError::StoreUnavailable { what: "response" }
+                .into_response_for(WireFormat::OpenAiResponses);
+        }
     };
     match list_input_items(&id, &stored, &page) {
         Ok(list) => Json(list).into_response(),

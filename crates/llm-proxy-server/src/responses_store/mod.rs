@@ -91,4 +91,17 @@ pub trait ResponseStore: Send + Sync + std::fmt::Debug {
     fn put(&self, id: String, response: StoredResponse);
     /// Forgets `id`; whether it was there.
     async fn delete(&self, id: &str) -> bool;
+    /// Like [`get`](Self::get), but says when the answer may exist in a shared store that
+    /// cannot be reached right now (rather than calling it unknown). Embedded stores always
+    /// know.
+    async fn lookup(&self, id: &str) -> Result<Option<StoredResponse>, StoreUnavailable> {
+        Ok(self.get(id).await)
+    }
+    /// Waits until the writes queued so far have reached the store (a shared store writes in
+    /// the background; other replicas read them only then).
+    async fn flush(&self) {}
 }
+
+/// A shared store could not be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreUnavailable;

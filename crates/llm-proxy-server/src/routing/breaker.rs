@@ -1,10 +1,15 @@
 //! Circuit breakers, one per backend instance: closed until `failure_threshold` consecutive
 //! failures, then open (calls skipped) for `open_cooldown`, then half-open (a limited number of
-//! trial calls) until enough trials succeed or one fails.
+//! trial calls) until enough trials succeed or one fails. With shared state (Redis) the
+//! breakers stay local and synchronous: what they learn is published as [`BreakerEvent`]s
+//! through a bounded channel (never waited on), and what other replicas learned arrives
+//! through [`Breakers::open_from_peer`] and [`Breakers::close_from_peer`].
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
 
 use crate::config::CircuitBreakerConfig;
 use serde_json::{Value, json};
@@ -21,6 +26,21 @@ enum State {
 pub struct Breakers {
     config: CircuitBreakerConfig,
     states: BTreeMap<String, Mutex<State>>,
+    /// Where transitions go when replicas share breakers (set once at startup).
+    events: OnceLock<mpsc::Sender<BreakerEvent>>,
+}
+
+/// What one replica's breaker learned, for the others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BreakerEvent {
+    /// A call failed in a way that says the instance is unhealthy.
+    Failed(String),
+    /// A call succeeded after failures: the consecutive count starts again.
+    Recovered(String),
+    /// The breaker opened here (for the configured cooldown).
+    Opened(String),
+    /// The breaker closed here after successful trials.
+    Closed(String),
 }
 
 /// Permission to call an instance; report the outcome with [`Breakers::record`].
@@ -41,7 +61,65 @@ impl Breakers {
             .into_iter()
             .map(|i| (i, Mutex::new(State::Closed { failures: 0 })))
             .collect();
-        Self { config, states }
+        Self {
+            config,
+            states,
+            events: OnceLock::new(),
+        }
+    }
+
+    /// Publishes what these breakers learn to `events` from now on (once; later calls are
+    /// ignored). Events are dropped when the channel is full: a breaker never waits.
+    pub fn publish_to(&self, events: mpsc::Sender<BreakerEvent>) {
+        let _ = self.events.set(events);
+    }
+
+    fn publish(&self, event: impl FnOnce() -> BreakerEvent) {
+        if let Some(tx) = self.events.get() {
+            let _ = tx.try_send(event());
+        }
+    }
+
+    /// Another replica opened `instance`'s breaker, for `remaining` more: open it here too
+    /// (an open breaker keeps its later deadline).
+    pub fn open_from_peer(&self, instance: &str, remaining: Duration) {
+        if !self.config.enabled {
+            return;
+        }
+        let Some(Ok(mut state)) = self.states.get(instance).map(Mutex::lock) else {
+            return;
+        };
+        let until = Instant::now() + remaining;
+        match *state {
+            State::Open { until: mine } if mine >= until => {}
+            _ => {
+                if !matches!(*state, State::Open { .. }) {
+                    tracing::warn!(instance, "circuit breaker opened by another replica");
+                }
+                *state = State::Open { until };
+            }
+        }
+    }
+
+    /// Another replica closed `instance`'s breaker after successful trials.
+    pub fn close_from_peer(&self, instance: &str) {
+        let Some(Ok(mut state)) = self.states.get(instance).map(Mutex::lock) else {
+            return;
+        };
+        if !matches!(*state, State::Closed { .. }) {
+            tracing::info!(instance, "circuit breaker closed by another replica");
+        }
+        *state = State::Closed { failures: 0 };
+    }
+
+    /// The configured instances.
+    pub fn instances(&self) -> impl Iterator<Item = &str> {
+        self.states.keys().map(String::as_str)
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &CircuitBreakerConfig {
+        &self.config
     }
 
     /// Whether `instance` may be called now.
@@ -109,10 +187,18 @@ impl Breakers {
         let open = State::Open {
             until: Instant::now() + self.config.open_cooldown,
         };
-        *state = match (*state, success) {
-            (State::Closed { .. }, true) => State::Closed { failures: 0 },
+        let before = *state;
+        *state = match (before, success) {
+            (State::Closed { failures }, true) => {
+                if failures > 0 {
+                    self.publish(|| BreakerEvent::Recovered(instance.to_owned()));
+                }
+                State::Closed { failures: 0 }
+            }
             (State::Closed { failures }, false) => {
+                self.publish(|| BreakerEvent::Failed(instance.to_owned()));
                 if failures + 1 >= self.config.failure_threshold {
+                    self.publish(|| BreakerEvent::Opened(instance.to_owned()));
                     tracing::warn!(
                         instance,
                         "circuit breaker opened after {} failures",
@@ -134,6 +220,7 @@ impl Breakers {
             ) => {
                 if successes + 1 >= self.config.half_open_success_threshold {
                     tracing::info!(instance, "circuit breaker closed");
+                    self.publish(|| BreakerEvent::Closed(instance.to_owned()));
                     State::Closed { failures: 0 }
                 } else {
                     State::HalfOpen {
@@ -144,6 +231,7 @@ impl Breakers {
             }
             (State::HalfOpen { .. }, false) => {
                 tracing::warn!(instance, "circuit breaker re-opened after a failed trial");
+                self.publish(|| BreakerEvent::Opened(instance.to_owned()));
                 open
             }
             // A call admitted before the breaker opened finished late: nothing to learn.

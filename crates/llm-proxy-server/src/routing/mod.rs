@@ -67,7 +67,7 @@ pub struct Router {
     limits: SelectorLimits,
     default: Option<Selector>,
     static_route: Option<Selector>,
-    breakers: Breakers,
+    breakers: std::sync::Arc<Breakers>,
     round_robin: AtomicUsize,
     /// Sessions whose first request was already routed (for `[first]`), in arrival order.
     first_seen: std::sync::Mutex<(
@@ -140,16 +140,21 @@ impl Router {
             static_route: parse("backends.static_route", &config.backends.static_route)?,
             round_robin: AtomicUsize::new(0),
             first_seen: std::sync::Mutex::default(),
-            breakers: Breakers::new(
+            breakers: std::sync::Arc::new(Breakers::new(
                 config.circuit_breaker.clone(),
                 config.backends.instances.keys().cloned(),
-            ),
+            )),
         })
     }
 
     /// The circuit breakers.
     pub fn breakers(&self) -> &Breakers {
         &self.breakers
+    }
+
+    /// The circuit breakers, to share with a background task (replicas' shared breakers).
+    pub fn shared_breakers(&self) -> std::sync::Arc<Breakers> {
+        self.breakers.clone()
     }
 
     /// Rewrites `model` with the first matching alias.

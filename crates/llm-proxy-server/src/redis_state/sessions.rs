@@ -1,0 +1,245 @@
+//! The Redis session store: each session's state as JSON under `llm-proxy:session:<key>`,
+//! expiring `session.max_age` after its last use (every load and save renews it). Updates
+//! are optimistic compare-and-set (a Lua script), retried, so two replicas changing one
+//! session do not lose a change. Every session is also kept in the in-process store: while
+//! Redis is down, requests load and save there, the keys changed meanwhile are remembered,
+//! and they are written back when Redis returns.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use redis::AsyncCommands;
+
+use super::link::{FALLBACKS, RedisLink};
+use crate::session::{MemoryStore, SessionConfig, SessionState, SessionStore, SessionStoreError};
+
+/// Tries of an optimistic update before it gives up and applies the change locally.
+const UPDATE_TRIES: usize = 8;
+
+/// Sets `KEYS[1]` to `ARGV[2]` (with expiry `ARGV[3]` seconds) if it still holds `ARGV[1]`
+/// (empty: absent). 1 when set.
+const COMPARE_AND_SET: &str = r"
+local current = redis.call('GET', KEYS[1]) or ''
+if current ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+return 1
+";
+
+/// Sessions in Redis, with the in-process store as a local copy and fallback.
+#[derive(Debug)]
+pub struct RedisSessionStore {
+    link: Arc<RedisLink>,
+    local: Arc<MemoryStore>,
+    ttl_secs: u64,
+    /// Sessions changed while Redis was down, to write back when it returns.
+    dirty: Mutex<HashSet<String>>,
+    cas: redis::Script,
+}
+
+impl RedisSessionStore {
+    /// A store on `link`; starts the task that writes local changes back after an outage.
+    pub fn spawn(link: Arc<RedisLink>, config: SessionConfig) -> Arc<Self> {
+        let store = Arc::new(Self {
+            link: link.clone(),
+            local: MemoryStore::spawn(config),
+            ttl_secs: config.max_age.as_secs().max(1),
+            dirty: Mutex::new(HashSet::new()),
+            cas: redis::Script::new(COMPARE_AND_SET),
+        });
+        let weak = Arc::downgrade(&store);
+        let mut recoveries = link.recoveries();
+        tokio::spawn(async move {
+            while recoveries.changed().await.is_ok() {
+                let Some(store) = weak.upgrade() else { return };
+                store.write_back().await;
+            }
+        });
+        store
+    }
+
+    fn redis_key(&self, key: &str) -> String {
+        self.link.key(&["session", key])
+    }
+
+    fn dirty(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.dirty.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn fell_back(&self, key: &str) {
+        metrics::counter!(FALLBACKS, "store" => "sessions").increment(1);
+        self.dirty().insert(key.to_owned());
+    }
+
+    /// Writes the sessions changed during an outage to Redis (local state wins: it is newer).
+    async fn write_back(&self) {
+        let keys: Vec<String> = self.dirty().drain().collect();
+        if keys.is_empty() {
+            return;
+        }
+        let mut failed = Vec::new();
+        for key in keys {
+            let state = self.local.load(&key).await.ok().flatten();
+            let redis_key = self.redis_key(&key);
+            let ttl = self.ttl_secs;
+            let written = match state.map(|s| serde_json::to_vec(&s)) {
+                Some(Ok(bytes)) => {
+                    self.link
+                        .run("session_resync", |mut c| async move {
+                            c.set_ex::<_, _, ()>(redis_key, bytes, ttl).await
+                        })
+                        .await
+                }
+                Some(Err(_)) => Ok(()),
+                None => {
+                    self.link
+                        .run("session_resync", |mut c| async move {
+                            c.del::<_, ()>(redis_key).await
+                        })
+                        .await
+                }
+            };
+            if written.is_err() {
+                failed.push(key);
+            }
+        }
+        let resynced = !failed.is_empty();
+        self.dirty().extend(failed);
+        if !resynced {
+            tracing::info!("sessions changed during the Redis outage written back");
+        }
+    }
+
+    fn decode(bytes: &[u8]) -> Result<SessionState, SessionStoreError> {
+        serde_json::from_slice(bytes).map_err(|e| SessionStoreError::Corrupt(e.to_string()))
+    }
+}
+
+#[async_trait]
+impl SessionStore for RedisSessionStore {
+    async fn load(&self, key: &str) -> Result<Option<SessionState>, SessionStoreError> {
+        // A session changed locally during an outage is newer than Redis's copy until written
+        // back.
+        if self.dirty().contains(key) {
+            return self.local.load(key).await;
+        }
+        let redis_key = self.redis_key(key);
+        let ttl = self.ttl_secs;
+        let found = self
+            .link
+            .run("session_load", |mut c| async move {
+                c.get_ex::<_, Option<Vec<u8>>>(redis_key, redis::Expiry::EX(ttl))
+                    .await
+            })
+            .await;
+        match found {
+            Ok(Some(bytes)) => {
+                let state = Self::decode(&bytes)?;
+                self.local.save(key, &state).await?;
+                Ok(Some(state))
+            }
+            Ok(None) => {
+                self.local.delete(key).await?;
+                Ok(None)
+            }
+            Err(_) => {
+                metrics::counter!(FALLBACKS, "store" => "sessions").increment(1);
+                self.local.load(key).await
+            }
+        }
+    }
+
+    async fn save(&self, key: &str, state: &SessionState) -> Result<(), SessionStoreError> {
+        self.local.save(key, state).await?;
+        let bytes =
+            serde_json::to_vec(state).map_err(|e| SessionStoreError::Corrupt(e.to_string()))?;
+        let redis_key = self.redis_key(key);
+        let ttl = self.ttl_secs;
+        let saved = self
+            .link
+            .run("session_save", |mut c| async move {
+                c.set_ex::<_, _, ()>(redis_key, bytes, ttl).await
+            })
+            .await;
+        if saved.is_err() {
+            self.fell_back(key);
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), SessionStoreError> {
+        self.local.delete(key).await?;
+        let redis_key = self.redis_key(key);
+        let deleted = self
+            .link
+            .run("session_delete", |mut c| async move {
+                c.del::<_, ()>(redis_key).await
+            })
+            .await;
+        if deleted.is_err() {
+            self.fell_back(key);
+        }
+        Ok(())
+    }
+
+    async fn update(
+        &self,
+        key: &str,
+        change: &mut (dyn for<'s> FnMut(&'s mut SessionState) + Send),
+    ) -> Result<SessionState, SessionStoreError> {
+        let redis_key = self.redis_key(key);
+        let ttl = self.ttl_secs;
+        if self.link.is_up() && !self.dirty().contains(key) {
+            for _ in 0..UPDATE_TRIES {
+                let k = redis_key.clone();
+                let Ok(current) = self
+                    .link
+                    .run("session_update", |mut c| async move {
+                        c.get::<_, Option<Vec<u8>>>(k).await
+                    })
+                    .await
+                else {
+                    break;
+                };
+                let mut state = match &current {
+                    Some(bytes) => Self::decode(bytes)?,
+                    None => SessionState::default(),
+                };
+                change(&mut state);
+                let next = serde_json::to_vec(&state)
+                    .map_err(|e| SessionStoreError::Corrupt(e.to_string()))?;
+                let mut invocation = self.cas.key(&redis_key);
+                invocation
+                    .arg(current.unwrap_or_default())
+                    .arg(next)
+                    .arg(ttl);
+                let Ok(set) = self
+                    .link
+                    .run("session_update", |mut c| async move {
+                        invocation.invoke_async::<i64>(&mut c).await
+                    })
+                    .await
+                else {
+                    break;
+                };
+                if set == 1 {
+                    self.local.save(key, &state).await?;
+                    return Ok(state);
+                }
+            }
+            if self.link.is_up() {
+                // Lost every race to other writers of this session: not an outage.
+                return Err(SessionStoreError::Unavailable(
+                    "too many concurrent changes of one session".to_owned(),
+                ));
+            }
+        }
+        let state = self.local.update(key, change).await?;
+        self.fell_back(key);
+        Ok(state)
+    }
+
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+}
