@@ -77,6 +77,16 @@ pub enum ProxyError {
         /// The configured cap.
         max: usize,
     },
+    /// An identical request is in flight or was answered moments ago (request dedup).
+    #[error(
+        "an identical request is in flight or was answered moments ago; the proxy refuses \
+         duplicates so the call is not paid twice (retry in {} s, or change the request)",
+        .retry_after.as_secs_f64().ceil()
+    )]
+    DuplicateRequest {
+        /// When a repeat would be accepted.
+        retry_after: Duration,
+    },
     /// A backend failed.
     #[error("{0}")]
     Backend(#[from] BackendError),
@@ -120,7 +130,9 @@ impl ProxyError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Rejected { status, .. } => *status,
             Self::BodyReadTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            Self::AuthBlocked { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::AuthBlocked { .. } | Self::DuplicateRequest { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Self::ShuttingDown | Self::WebSocketLimit { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::WebSocketDisabled => StatusCode::UPGRADE_REQUIRED,
             Self::Backend(e) => match e.kind {
@@ -167,7 +179,7 @@ impl ProxyError {
                 _ => ErrorKind::InvalidRequest,
             },
             Self::BodyReadTimeout(_) => ErrorKind::InvalidRequest,
-            Self::AuthBlocked { .. } => ErrorKind::RateLimited,
+            Self::AuthBlocked { .. } | Self::DuplicateRequest { .. } => ErrorKind::RateLimited,
             Self::ShuttingDown | Self::WebSocketLimit { .. } => ErrorKind::Unavailable,
             Self::WebSocketDisabled => ErrorKind::InvalidRequest,
             Self::Backend(e) => e.kind,
@@ -186,6 +198,7 @@ impl ProxyError {
             Self::Rejected { .. } => "rejected",
             Self::BodyReadTimeout(_) => "body_read_timeout",
             Self::AuthBlocked { .. } => "auth_blocked",
+            Self::DuplicateRequest { .. } => "duplicate_request",
             Self::ShuttingDown => "shutting_down",
             Self::WebSocketDisabled => "websocket_disabled",
             Self::WebSocketLimit { .. } => "websocket_limit",
@@ -219,6 +232,7 @@ impl ProxyError {
             Self::Rejected { .. } => None,
             Self::BodyReadTimeout(_) => Some("request_timeout"),
             Self::AuthBlocked { .. } => Some("too_many_failed_attempts"),
+            Self::DuplicateRequest { .. } => Some("duplicate_request"),
             Self::ShuttingDown => Some("shutting_down"),
             Self::WebSocketDisabled => Some("websocket_disabled"),
             Self::WebSocketLimit { .. } => Some("websocket_connection_limit"),
@@ -233,7 +247,9 @@ impl ProxyError {
         match self {
             Self::Backend(e) => e.retry_after,
             Self::Overloaded { retry_after } => Some(*retry_after),
-            Self::AuthBlocked { retry_after } => Some(*retry_after),
+            Self::AuthBlocked { retry_after } | Self::DuplicateRequest { retry_after } => {
+                Some(*retry_after)
+            }
             _ => None,
         }
     }

@@ -28,7 +28,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             path: path.into(),
             message: message.into(),
@@ -103,6 +103,14 @@ pub struct CliOverrides {
     pub disable_brute_force_protection: bool,
     /// `--data-dir`.
     pub data_dir: Option<PathBuf>,
+    /// `--request-dedup-window` (seconds; 0 turns dedup off).
+    pub request_dedup_window: Option<f64>,
+    /// `--disable-request-dedup`.
+    pub disable_request_dedup: bool,
+    /// `--force-context-window` (context_window_override, tokens).
+    pub force_context_window: Option<u64>,
+    /// `--disable-model-limit-enforcement`.
+    pub disable_model_limit_enforcement: bool,
 }
 
 /// Environment variables (a snapshot, so tests can pass their own).
@@ -231,6 +239,9 @@ fn apply_env(
     }
     if let Some(v) = env_f64(env, "PROXY_TIMEOUT")? {
         raw.proxy_timeout = Some(v);
+    }
+    if let Some(v) = env_f64(env, "LLM_REQUEST_DEDUP_WINDOW")? {
+        raw.request_dedup_window = Some(v);
     }
     if let Some(v) = env.get("LLM_BACKEND") {
         raw.backends.default_backend = Some(v.to_owned());
@@ -369,6 +380,14 @@ fn apply_env(
 }
 
 fn apply_cli(raw: &mut RawConfig, cli: &CliOverrides) {
+    raw.request_dedup_window = cli.request_dedup_window.or(raw.request_dedup_window);
+    if cli.disable_request_dedup {
+        raw.request_dedup_window = Some(0.0);
+    }
+    raw.context_window_override = cli.force_context_window.or(raw.context_window_override);
+    if cli.disable_model_limit_enforcement {
+        raw.model_limit_enforcement.enabled = Some(false);
+    }
     if let Some(v) = &cli.data_dir {
         raw.data_dir = Some(v.display().to_string());
     }
@@ -828,7 +847,15 @@ fn validate(
     let responses_api = responses_api_config(&raw.responses_api)?;
     let session = session_from_raw(&raw.session)?;
     let brute_force = brute_force_config(&raw.auth.brute_force_protection)?;
+    let model_limits = super::model_limits::model_limits_config(
+        raw.model_limit_enforcement.enabled,
+        raw.context_window_override,
+        raw.model_defaults.as_ref(),
+    )?;
+    let dedup = super::dedup::dedup_config(raw.request_dedup_window, raw.request_dedup_max_cache)?;
     Ok(GatewayConfig {
+        model_limits,
+        dedup,
         session,
         host,
         port: raw.port.unwrap_or(defaults.port),

@@ -397,6 +397,10 @@ pub struct GatewayConfig {
     pub responses_store: ResponseStoreConfig,
     /// The merged raw configuration tree; plugins deserialize their own sections from it.
     pub raw: Value,
+    /// Context-window enforcement (`model_defaults`, `context_window_override`, ...).
+    pub model_limits: super::ModelLimitsConfig,
+    /// Request dedup (`request_dedup_window`, ...).
+    pub dedup: super::DedupConfig,
 }
 
 impl Default for GatewayConfig {
@@ -428,6 +432,8 @@ impl Default for GatewayConfig {
             data_dir: None,
             responses_store: ResponseStoreConfig::default(),
             raw: Value::Object(Map::new()),
+            model_limits: super::ModelLimitsConfig::default(),
+            dedup: super::DedupConfig::default(),
         }
     }
 }

@@ -1,0 +1,109 @@
+//! Model limits settings: `model_defaults.<model>.limits` (per model or `backend:model`),
+//! `context_window_override` (`--force-context-window`) and `model_limit_enforcement.enabled`
+//! (`--disable-model-limit-enforcement`), as written and validated.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::ConfigError;
+
+/// One `model_defaults` entry as written. Only `limits` is read today.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModelDefaults {
+    #[serde(default)]
+    pub limits: RawModelLimits,
+}
+
+/// `model_defaults.<model>.limits`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModelLimits {
+    pub context_window: Option<u64>,
+    pub max_input_tokens: Option<u64>,
+    pub max_output_tokens: Option<u64>,
+}
+
+/// `model_limit_enforcement:`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModelLimitEnforcement {
+    pub enabled: Option<bool>,
+}
+
+/// Limits configured for one model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ModelLimits {
+    /// Most input tokens (`max_input_tokens`, else `context_window`).
+    pub input_tokens: Option<u64>,
+    /// Most output tokens.
+    pub max_output_tokens: Option<u64>,
+}
+
+/// Context-window enforcement, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelLimitsConfig {
+    /// Prompts over the window are refused before any upstream call (default on).
+    pub enabled: bool,
+    /// One window for every model (`context_window_override`, `--force-context-window`);
+    /// beats everything else.
+    pub force_context_window: Option<u64>,
+    /// `model_defaults` limits by lower-cased `model` or `backend:model`; beat the registry.
+    pub per_model: BTreeMap<String, ModelLimits>,
+}
+
+impl Default for ModelLimitsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            force_context_window: None,
+            per_model: BTreeMap::new(),
+        }
+    }
+}
+
+/// Validates the raw settings.
+pub(super) fn model_limits_config(
+    enabled: Option<bool>,
+    force: Option<u64>,
+    defaults: Option<&BTreeMap<String, RawModelDefaults>>,
+) -> Result<ModelLimitsConfig, ConfigError> {
+    if force == Some(0) {
+        return Err(ConfigError::new(
+            "context_window_override",
+            "must be a positive number of tokens",
+        ));
+    }
+    let mut per_model = BTreeMap::new();
+    for (model, entry) in defaults.into_iter().flatten() {
+        let l = &entry.limits;
+        for (field, v) in [
+            ("context_window", l.context_window),
+            ("max_input_tokens", l.max_input_tokens),
+            ("max_output_tokens", l.max_output_tokens),
+        ] {
+            if v == Some(0) {
+                return Err(ConfigError::new(
+                    format!("model_defaults.{model}.limits.{field}"),
+                    "must be a positive number of tokens",
+                ));
+            }
+        }
+        if model.trim().is_empty() {
+            return Err(ConfigError::new("model_defaults", "a model name is empty"));
+        }
+        per_model.insert(
+            model.trim().to_ascii_lowercase(),
+            ModelLimits {
+                input_tokens: l.max_input_tokens.or(l.context_window),
+                max_output_tokens: l.max_output_tokens,
+            },
+        );
+    }
+    Ok(ModelLimitsConfig {
+        enabled: enabled.unwrap_or(true),
+        force_context_window: force,
+        per_model,
+    })
+}
