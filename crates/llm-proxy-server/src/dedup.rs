@@ -1,5 +1,5 @@
-//! Request dedup: an identical request (same client, session, model, messages and tools)
-//! arriving while the first is in flight, or within the window after it succeeded, is refused
+//! Request dedup: an identical request (same client key, session, client protocol, stream
+//! flag, model, messages and tools) arriving while the first is in flight, or within the window after it succeeded, is refused
 //! (429) instead of paying for a second upstream call — agents in retry storms send exactly
 //! that. A request that failed, whatever the error, is forgotten at once so the client's retry
 //! goes through: errors are never cached.
@@ -50,6 +50,16 @@ pub struct DedupCache {
     inner: Mutex<Inner>,
 }
 
+/// Who sent a request: the label of its client key (multi-user mode) and its protocol. The
+/// same conversation through two protocols, or from two keys, is two clients, not a retry.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Client<'a> {
+    /// The authenticated key's label.
+    pub key_label: Option<&'a str>,
+    /// The client protocol's label.
+    pub protocol: &'a str,
+}
+
 /// Whether a request may go on.
 #[derive(Debug)]
 pub enum Admission {
@@ -78,10 +88,14 @@ impl DedupCache {
         })
     }
 
-    /// The key of `req` as sent by this client in this session.
-    pub fn key(&self, client: Option<&str>, session: Option<&str>, req: &ChatRequest) -> u64 {
+    /// The key of `req` as sent by this client (its key's label, if any, and its protocol)
+    /// in this session.
+    pub fn key(&self, client: Client<'_>, session: Option<&str>, req: &ChatRequest) -> u64 {
         let mut h = self.hasher.build_hasher();
-        hash_request(&mut h, client, session, req);
+        write_opt(&mut h, client.key_label);
+        write_str(&mut h, client.protocol);
+        write_opt(&mut h, session);
+        hash_request(&mut h, req);
         h.finish()
     }
 
@@ -221,7 +235,7 @@ fn write_opt(h: &mut impl Hasher, s: Option<&str>) {
     }
 }
 
-fn write_json(h: &mut impl Hasher, v: &serde_json::Value) {
+fn write_json(h: &mut impl Hasher, v: &impl serde::Serialize) {
     struct Feed<'a, H>(&'a mut H);
     impl<H: Hasher> std::io::Write for Feed<'_, H> {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -287,16 +301,20 @@ fn hash_part(h: &mut impl Hasher, p: &Part) {
     }
 }
 
-/// Feeds what makes two requests the same call into `h`.
-fn hash_request(
-    h: &mut impl Hasher,
-    client: Option<&str>,
-    session: Option<&str>,
-    req: &ChatRequest,
-) {
-    write_opt(h, client);
-    write_opt(h, session);
+/// Feeds what makes two requests the same call into `h`: the model, streamed or not, the
+/// messages, the tools and the (small) settings, so only an exact repeat matches.
+fn hash_request(h: &mut impl Hasher, req: &ChatRequest) {
     write_str(h, &req.model);
+    h.write_u8(u8::from(req.stream));
+    write_json(h, &req.sampling);
+    write_json(h, &req.max_tokens);
+    write_json(h, &req.stop);
+    write_json(h, &req.tool_choice);
+    write_json(h, &req.response_format);
+    write_json(h, &req.reasoning);
+    write_json(h, &req.user);
+    write_json(h, &req.metadata);
+    write_json(h, &req.extra);
     h.write_usize(req.messages.len());
     for m in &req.messages {
         h.write_u8(m.role as u8);
@@ -319,6 +337,11 @@ mod tests {
     use super::*;
     use llm_proxy_api::{Message, Role};
 
+    const NONE: Client<'static> = Client {
+        key_label: None,
+        protocol: "openai",
+    };
+
     fn req(text: &str) -> ChatRequest {
         ChatRequest {
             model: "gpt-4o".into(),
@@ -340,15 +363,25 @@ mod tests {
     #[test]
     fn the_key_covers_session_client_model_messages_and_tools() {
         let c = cache(3, 10);
-        let base = c.key(None, Some("s1"), &req("hi"));
-        assert_eq!(base, c.key(None, Some("s1"), &req("hi")));
-        assert_ne!(base, c.key(None, Some("s2"), &req("hi")));
-        assert_ne!(base, c.key(None, None, &req("hi")));
-        assert_ne!(base, c.key(Some("k"), Some("s1"), &req("hi")));
-        assert_ne!(base, c.key(None, Some("s1"), &req("hi!")));
+        let base = c.key(NONE, Some("s1"), &req("hi"));
+        assert_eq!(base, c.key(NONE, Some("s1"), &req("hi")));
+        assert_ne!(base, c.key(NONE, Some("s2"), &req("hi")));
+        assert_ne!(base, c.key(NONE, None, &req("hi")));
+        assert_ne!(
+            base,
+            c.key(
+                Client {
+                    key_label: Some("k"),
+                    ..NONE
+                },
+                Some("s1"),
+                &req("hi")
+            )
+        );
+        assert_ne!(base, c.key(NONE, Some("s1"), &req("hi!")));
         let mut other_model = req("hi");
         other_model.model = "gpt-4.1".into();
-        assert_ne!(base, c.key(None, Some("s1"), &other_model));
+        assert_ne!(base, c.key(NONE, Some("s1"), &other_model));
         let mut with_tool = req("hi");
         with_tool.tools.push(llm_proxy_api::model::ToolDefinition {
             name: "f".into(),
@@ -357,26 +390,34 @@ mod tests {
             strict: None,
             cache_control: None,
         });
-        assert_ne!(base, c.key(None, Some("s1"), &with_tool));
+        assert_ne!(base, c.key(NONE, Some("s1"), &with_tool));
         // Field boundaries matter: "ab"+"c" is not "a"+"bc".
         let two = |a: &str, b: &str| ChatRequest {
             messages: vec![Message::text(Role::User, a), Message::text(Role::User, b)],
             ..ChatRequest::default()
         };
         assert_ne!(
-            c.key(None, None, &two("ab", "c")),
-            c.key(None, None, &two("a", "bc"))
+            c.key(NONE, None, &two("ab", "c")),
+            c.key(NONE, None, &two("a", "bc"))
         );
-        // Sampling settings and the stream flag are not part of the call's identity.
+        let other_protocol = Client {
+            protocol: "anthropic",
+            ..NONE
+        };
+        assert_ne!(base, c.key(other_protocol, Some("s1"), &req("hi")));
         let mut streamed = req("hi");
         streamed.stream = true;
-        assert_eq!(base, c.key(None, Some("s1"), &streamed));
+        assert_ne!(base, c.key(NONE, Some("s1"), &streamed));
+        // Only an exact repeat matches: settings count too.
+        let mut warmer = req("hi");
+        warmer.sampling.temperature = Some(0.9);
+        assert_ne!(base, c.key(NONE, Some("s1"), &warmer));
     }
 
     #[test]
     fn in_flight_and_recent_successes_block_failures_do_not() {
         let c = cache(3, 10);
-        let k = c.key(None, None, &req("hi"));
+        let k = c.key(NONE, None, &req("hi"));
         let Admission::Go(first) = c.admit(k) else {
             panic!("the first request is admitted")
         };
@@ -393,7 +434,7 @@ mod tests {
         }
         // A different request is not affected.
         assert!(matches!(
-            c.admit(c.key(None, None, &req("other"))),
+            c.admit(c.key(NONE, None, &req("other"))),
             Admission::Go(_)
         ));
     }
@@ -401,7 +442,7 @@ mod tests {
     #[test]
     fn a_ticket_dropped_unresolved_counts_as_done() {
         let c = cache(3, 10);
-        let k = c.key(None, None, &req("hi"));
+        let k = c.key(NONE, None, &req("hi"));
         let Admission::Go(t) = c.admit(k) else {
             panic!("admitted")
         };
@@ -412,7 +453,7 @@ mod tests {
     #[test]
     fn successes_expire_after_the_window() {
         let c = cache(0, 10);
-        let k = c.key(None, None, &req("hi"));
+        let k = c.key(NONE, None, &req("hi"));
         let Admission::Go(t) = c.admit(k) else {
             panic!("admitted")
         };
@@ -426,7 +467,7 @@ mod tests {
         let c = cache(3600, 2);
         let mut tickets = Vec::new();
         for i in 0..5 {
-            match c.admit(c.key(None, None, &req(&i.to_string()))) {
+            match c.admit(c.key(NONE, None, &req(&i.to_string()))) {
                 Admission::Go(t) => tickets.push(t),
                 Admission::Duplicate { .. } => panic!("distinct requests are never duplicates"),
             }

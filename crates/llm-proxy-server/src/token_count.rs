@@ -42,6 +42,8 @@ impl Tokenizer {
     pub fn for_model(model: &str) -> Self {
         let lower = model.to_ascii_lowercase();
         let name = lower.rsplit('/').next().unwrap_or(&lower);
+        // `backend:model` selectors name the model after the colon.
+        let name = name.split_once(':').map_or(name, |(_, m)| m);
         let starts = |p: &str| name.starts_with(p);
         if starts("gpt-4o")
             || starts("gpt-4.1")
@@ -269,6 +271,7 @@ mod tests {
         assert_eq!(Tokenizer::for_model("gpt-4o-mini"), Tokenizer::O200k);
         assert_eq!(Tokenizer::for_model("openai/gpt-5"), Tokenizer::O200k);
         assert_eq!(Tokenizer::for_model("o3-mini"), Tokenizer::O200k);
+        assert_eq!(Tokenizer::for_model("openai.1:gpt-4o"), Tokenizer::O200k);
         assert_eq!(Tokenizer::for_model("GPT-4.1"), Tokenizer::O200k);
         assert_eq!(Tokenizer::for_model("gpt-4-turbo"), Tokenizer::Cl100k);
         assert_eq!(Tokenizer::for_model("gpt-3.5-turbo"), Tokenizer::Cl100k);

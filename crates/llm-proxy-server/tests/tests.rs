@@ -15,6 +15,7 @@ mod errors;
 mod gemini;
 mod hardening;
 mod hostile;
+mod limits;
 mod matrix;
 mod openai_chat;
 mod plugins;

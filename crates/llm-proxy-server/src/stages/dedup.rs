@@ -9,7 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{Flow, RequestStage, StageCall};
-use crate::dedup::{Admission, DedupCache};
+use crate::dedup::{Admission, Client, DedupCache};
 use crate::error::ProxyError;
 use crate::state::AppState;
 
@@ -34,11 +34,11 @@ impl RequestStage for Dedup {
 
     async fn run(&self, _: &AppState, call: &mut StageCall<'_>) -> Result<Flow, ProxyError> {
         let ctx = call.ctx;
-        let key = self.cache.key(
-            ctx.client.as_ref().map(|c| c.label()),
-            ctx.session_id(),
-            call.req,
-        );
+        let client = Client {
+            key_label: ctx.client.as_ref().map(|c| c.label()),
+            protocol: ctx.format.label(),
+        };
+        let key = self.cache.key(client, ctx.session_id(), call.req);
         match self.cache.admit(key) {
             Admission::Go(ticket) => {
                 ctx.set_dedup_ticket(ticket);
