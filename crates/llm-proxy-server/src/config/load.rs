@@ -1203,6 +1203,11 @@ pub fn effective_config(cfg: &GatewayConfig) -> Value {
             },
         },
         "caching": { "auto_breakpoints": cfg.caching.auto_breakpoints },
+        "request_dedup_window": cfg.dedup.window.as_secs_f64(),
+        "request_dedup_max_cache": cfg.dedup.max_entries,
+        "model_limit_enforcement": { "enabled": cfg.model_limits.enabled },
+        "context_window_override": cfg.model_limits.force_context_window,
+        "model_defaults": super::model_limits::effective(&cfg.model_limits),
         "logging": { "level": cfg.logging.level, "capture_file": cfg.logging.capture_file },
         "session": session_json(&cfg.raw),
     })

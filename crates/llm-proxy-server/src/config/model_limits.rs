@@ -63,6 +63,24 @@ impl Default for ModelLimitsConfig {
     }
 }
 
+/// `model_defaults` as `check-config` shows it.
+pub(super) fn effective(config: &ModelLimitsConfig) -> serde_json::Value {
+    config
+        .per_model
+        .iter()
+        .map(|(model, l)| {
+            (
+                model.clone(),
+                serde_json::json!({"limits": {
+                    "max_input_tokens": l.input_tokens,
+                    "max_output_tokens": l.max_output_tokens,
+                }}),
+            )
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
 /// Validates the raw settings.
 pub(super) fn model_limits_config(
     enabled: Option<bool>,
@@ -106,4 +124,51 @@ pub(super) fn model_limits_config(
         force_context_window: force,
         per_model,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{CliOverrides, Env, load_from_str};
+
+    #[test]
+    fn limits_from_yaml_and_cli_with_validation() {
+        let yaml = "model_defaults:\n  GPT-4o:\n    limits:\n      context_window: 1000\n  openai:m:\n    limits:\n      context_window: 10\n      max_input_tokens: 5\n";
+        let cfg = load_from_str(yaml, &CliOverrides::default(), &Env::default()).unwrap();
+        let l = &cfg.model_limits;
+        assert!(l.enabled);
+        assert_eq!(l.force_context_window, None);
+        assert_eq!(l.per_model["gpt-4o"].input_tokens, Some(1000));
+        assert_eq!(
+            l.per_model["openai:m"].input_tokens,
+            Some(5),
+            "max_input_tokens wins"
+        );
+        let shown = crate::config::effective_config(&cfg);
+        assert_eq!(
+            shown["model_defaults"]["gpt-4o"]["limits"]["max_input_tokens"],
+            1000
+        );
+        assert_eq!(shown["model_limit_enforcement"]["enabled"], true);
+
+        let cli = CliOverrides {
+            force_context_window: Some(77),
+            disable_model_limit_enforcement: true,
+            ..CliOverrides::default()
+        };
+        let cfg = load_from_str("context_window_override: 5\n", &cli, &Env::default()).unwrap();
+        assert_eq!(cfg.model_limits.force_context_window, Some(77));
+        assert!(!cfg.model_limits.enabled);
+
+        let err = |yaml: &str| {
+            load_from_str(yaml, &CliOverrides::default(), &Env::default())
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err("context_window_override: 0\n").contains("context_window_override"));
+        assert!(
+            err("model_defaults:\n  m:\n    limits:\n      max_output_tokens: 0\n")
+                .contains("model_defaults.m.limits.max_output_tokens")
+        );
+        assert!(err("model_defaults:\n  m:\n    limits:\n      window: 5\n").contains("window"));
+    }
 }
