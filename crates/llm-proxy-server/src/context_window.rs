@@ -206,3 +206,99 @@ mod tests {
         assert!(open.check("x", "unknown", &req(12_000), &size).is_ok());
     }
 }
+
+/// Costs of the request-path work added by enforcement and dedup, printed, never asserted:
+/// `cargo test --release -p llm-proxy-server --lib -- --ignored --nocapture costs_of_the_request_path`.
+#[cfg(test)]
+mod costs {
+    use std::time::{Duration, Instant};
+
+    use llm_proxy_api::{ChatRequest, Message, Role};
+
+    use crate::config::DedupConfig;
+    use crate::dedup::{Admission, Client, DedupCache};
+    use crate::token_count::{self, Tokenizer};
+
+    fn conversation(messages: usize, bytes_each: usize) -> ChatRequest {
+        let text: String = (0..bytes_each / 8)
+            .map(|i| format!("w{:06} ", i % 1_000_000))
+            .collect();
+        ChatRequest {
+            model: "gpt-4o".into(),
+            messages: (0..messages)
+                .map(|i| Message::text(Role::User, format!("{i} {text}")))
+                .collect(),
+            ..ChatRequest::default()
+        }
+    }
+
+    fn per_call(n: u32, mut f: impl FnMut()) -> Duration {
+        let start = Instant::now();
+        for _ in 0..n {
+            f();
+        }
+        start.elapsed() / n
+    }
+
+    #[test]
+    #[ignore = "prints timings; run on demand in release"]
+    #[expect(clippy::print_stderr, reason = "the numbers are the output")]
+    fn costs_of_the_request_path() {
+        let small = conversation(1, 16);
+        let big = conversation(200, 2500);
+        let cache = DedupCache::new(&DedupConfig::default(), Duration::from_secs(600));
+        let client = Client {
+            key_label: None,
+            protocol: "openai",
+        };
+        let bytes = token_count::byte_bound(&big);
+        eprintln!(
+            "big request: {} messages, {bytes} bytes",
+            big.messages.len()
+        );
+        eprintln!(
+            "dedup key, small: {:?}",
+            per_call(10_000, || {
+                std::hint::black_box(cache.key(client, Some("s"), &small));
+            })
+        );
+        eprintln!(
+            "dedup key, big: {:?}",
+            per_call(200, || {
+                std::hint::black_box(cache.key(client, Some("s"), &big));
+            })
+        );
+        let mut i = 0u64;
+        eprintln!(
+            "dedup admit + resolve: {:?}",
+            per_call(10_000, || {
+                i += 1;
+                if let Admission::Go(t) = cache.admit(i) {
+                    t.resolve(false);
+                }
+            })
+        );
+        eprintln!(
+            "byte bound, big: {:?}",
+            per_call(1000, || {
+                std::hint::black_box(token_count::byte_bound(&big));
+            })
+        );
+        let start = Instant::now();
+        let _ = token_count::count(&small, Tokenizer::O200k);
+        eprintln!("o200k build (first use): {:?}", start.elapsed());
+        let start = Instant::now();
+        let cold = token_count::count(&big, Tokenizer::O200k);
+        eprintln!(
+            "o200k count, big, cold: {:?} ({} tokens)",
+            start.elapsed(),
+            cold.tokens
+        );
+        eprintln!(
+            "o200k count, big, cached texts: {:?}",
+            per_call(20, || {
+                std::hint::black_box(token_count::count(&big, Tokenizer::O200k));
+            })
+        );
+    }
+}

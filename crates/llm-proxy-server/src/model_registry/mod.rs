@@ -121,30 +121,30 @@ impl ModelRegistry {
 }
 
 /// `name` without a trailing date (`-20250929`, `-2024-08-06`, `@20240620`, `-0613`) or
-/// `-latest`.
+/// `-latest`. Works on bytes: client-chosen names may hold any UTF-8.
 fn strip_date(name: &str) -> &str {
-    let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let digits = |b: &[u8]| !b.is_empty() && b.iter().all(u8::is_ascii_digit);
     if let Some(base) = name.strip_suffix("-latest") {
         return base;
     }
     if let Some((base, tail)) = name.rsplit_once(['-', '@'])
-        && all_digits(tail)
+        && digits(tail.as_bytes())
         && (tail.len() == 8 || tail.len() == 4)
     {
         return base;
     }
-    // -YYYY-MM-DD
-    if name.len() > 11 {
-        let (base, tail) = name.split_at(name.len() - 11);
-        let b = tail.as_bytes();
-        if b[0] == b'-'
-            && b[5] == b'-'
-            && b[8] == b'-'
-            && all_digits(&tail[1..5])
-            && all_digits(&tail[6..8])
-            && all_digits(&tail[9..])
+    // -YYYY-MM-DD: eleven ASCII bytes, so the cut is on a character boundary.
+    let b = name.as_bytes();
+    if b.len() > 11 {
+        let tail = &b[b.len() - 11..];
+        if tail[0] == b'-'
+            && tail[5] == b'-'
+            && tail[8] == b'-'
+            && digits(&tail[1..5])
+            && digits(&tail[6..8])
+            && digits(&tail[9..])
         {
-            return base;
+            return &name[..name.len() - 11];
         }
     }
     name
@@ -209,5 +209,18 @@ mod tests {
         assert_eq!(window(""), None);
         assert_eq!(window("/"), None);
         assert_eq!(window("gpt-4o:"), Some(128_000));
+        assert_eq!(window("gpt-4o-2024-08-0é"), None);
+        // Multi-byte names never cut a character (eleven bytes from the end is inside one).
+        assert_eq!(window("ééééééé"), None);
+    }
+
+    proptest::proptest! {
+        /// Any model name a client sends is looked up without panicking.
+        #[test]
+        fn any_name_is_looked_up_safely(name in "\\PC{0,40}") {
+            let _ = ModelRegistry::bundled().lookup(&name);
+            let _ = strip_date(&name);
+            let _ = crate::token_count::Tokenizer::for_model(&name);
+        }
     }
 }
