@@ -242,7 +242,6 @@ mod costs {
 
     #[test]
     #[ignore = "prints timings; run on demand in release"]
-    #[expect(clippy::print_stderr, reason = "the numbers are the output")]
     fn costs_of_the_request_path() {
         let small = conversation(1, 16);
         let big = conversation(200, 2500);
