@@ -366,7 +366,6 @@ async fn serve(cfg: config::GatewayConfig, mode: AccessMode, scrubber: Scrubber)
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    llm_proxy_server::token_count::warm_up_in_background();
     // Blocking file I/O, once, before anything is served.
     let stores = match Stores::open(&cfg) {
         Ok(s) => s,
