@@ -3,8 +3,11 @@
 //! `context_length_exceeded` with no upstream call; a duplicate within the dedup window is a
 //! 429 with no second upstream call; after a failure the same request goes through.
 
-use llm_proxy_test_support::{MockUpstream, Reply, anthropic, openai};
+use std::sync::Arc;
+
+use llm_proxy_test_support::{MockUpstream, Reply, SseScript, anthropic, openai};
 use serde_json::{Value, json};
+use tokio::sync::Notify;
 
 use crate::common::{chat_body, client, proxy_for, start_proxy};
 
@@ -224,6 +227,37 @@ async fn a_duplicate_within_the_window_is_429_without_a_second_call() {
     let (status, _, v) = post(url, &anthropic_body(true, "hey")).await;
     assert_eq!(status, 429, "{v}");
     assert_eq!(up.calls(), 6);
+}
+
+#[tokio::test]
+async fn a_duplicate_of_a_request_in_flight_is_429() {
+    let up = MockUpstream::start().await.unwrap();
+    let hold = Arc::new(Notify::new());
+    up.push(Reply::Sse(SseScript {
+        frames: openai::text_stream(&["first"]),
+        hold_before_first: Some(hold.clone()),
+        ..SseScript::default()
+    }));
+    let proxy = proxy_for(
+        &up.base_url(),
+        "request_dedup_window: 3600\nfailure_handling:\n  keepalive_interval: 0.05\n",
+    )
+    .await;
+    let url = format!("{}/v1/chat/completions", proxy.url);
+    // The first call's headers go out with a keep-alive while the upstream holds its answer.
+    let first = client()
+        .post(&url)
+        .json(&chat_body(true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 200);
+    assert_eq!(up.calls(), 1);
+    let (status, _, v) = post(url, &chat_body(true)).await;
+    assert_eq!(status, 429, "{v}");
+    hold.notify_one();
+    assert!(first.text().await.unwrap().contains("first"));
+    assert_eq!(up.calls(), 1);
 }
 
 #[tokio::test]
