@@ -1,6 +1,8 @@
 //! The three client wire formats the bench speaks: path, headers and canned request bodies, and
 //! which streamed events carry generated text.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use bytes::Bytes;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
@@ -33,28 +35,33 @@ impl ClientApi {
         }
     }
 
-    /// A small request body, serialized once: the bench measures the hop, not the payload.
+    /// A small request body, new for every request (a counter in the user's text): clients do
+    /// not send the same request twice, and the proxy refuses repeats within its dedup window,
+    /// so the bench measures dedup's cost on distinct requests instead of dodging it.
     pub fn body(self, stream: bool) -> Bytes {
-        Bytes::from_static(match (self, stream) {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let template: &str = match (self, stream) {
             (Self::OpenAi, false) => {
-                br#"{"model":"gpt-bench","messages":[{"role":"user","content":"Say hello."}],"max_tokens":16}"#
+                r#"{"model":"gpt-bench","messages":[{"role":"user","content":"Say hello."}],"max_tokens":16}"#
             }
             (Self::OpenAi, true) => {
-                br#"{"model":"gpt-bench","messages":[{"role":"user","content":"Say hello."}],"max_tokens":16,"stream":true}"#
+                r#"{"model":"gpt-bench","messages":[{"role":"user","content":"Say hello."}],"max_tokens":16,"stream":true}"#
             }
             (Self::Anthropic, false) => {
-                br#"{"model":"gpt-bench","max_tokens":16,"messages":[{"role":"user","content":"Say hello."}]}"#
+                r#"{"model":"gpt-bench","max_tokens":16,"messages":[{"role":"user","content":"Say hello."}]}"#
             }
             (Self::Anthropic, true) => {
-                br#"{"model":"gpt-bench","max_tokens":16,"messages":[{"role":"user","content":"Say hello."}],"stream":true}"#
+                r#"{"model":"gpt-bench","max_tokens":16,"messages":[{"role":"user","content":"Say hello."}],"stream":true}"#
             }
             (Self::Responses, false) => {
-                br#"{"model":"gpt-bench","input":"Say hello.","max_output_tokens":16}"#
+                r#"{"model":"gpt-bench","input":"Say hello.","max_output_tokens":16}"#
             }
             (Self::Responses, true) => {
-                br#"{"model":"gpt-bench","input":"Say hello.","max_output_tokens":16,"stream":true}"#
+                r#"{"model":"gpt-bench","input":"Say hello.","max_output_tokens":16,"stream":true}"#
             }
-        })
+        };
+        Bytes::from(template.replacen("Say hello.", &format!("Say hello. ({n})"), 1))
     }
 
     pub fn add_headers(self, headers: &mut HeaderMap) {
@@ -204,7 +211,8 @@ mod tests {
         assert_eq!(headers[AUTHORIZATION], "Bearer bench-key");
         assert_eq!(headers[CONTENT_TYPE], "application/json");
         let body: serde_json::Value = serde_json::from_slice(&api.body(false)).unwrap();
-        assert_eq!(body["input"], "Say hello.");
+        assert!(body["input"].as_str().unwrap().starts_with("Say hello. ("));
+        assert_ne!(api.body(false), api.body(false), "every request is new");
         assert_eq!(body["max_output_tokens"], 16);
     }
 

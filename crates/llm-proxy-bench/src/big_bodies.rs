@@ -71,6 +71,22 @@ pub fn many_messages_body(bytes: usize) -> (Bytes, usize) {
     (Bytes::from(body), n)
 }
 
+/// Copy `k` of a [`many_messages_body`], its first message renumbered so that concurrent
+/// copies are distinct requests (the proxy refuses identical ones within its dedup window).
+fn distinct_copy(body: &Bytes, k: usize) -> Bytes {
+    if k == 0 {
+        return body.clone();
+    }
+    let mut copy = body.to_vec();
+    let first = br#""content":"m"#;
+    if let Some(at) = copy.windows(first.len()).position(|w| w == first) {
+        let digits = format!("{:08}", k % 100_000_000);
+        let start = at + first.len();
+        copy[start..start + 8].copy_from_slice(digits.as_bytes());
+    }
+    Bytes::from(copy)
+}
+
 fn mib(kib: Option<u64>) -> f64 {
     kib.map_or(f64::NAN, |k| k as f64 / 1024.0)
 }
@@ -111,8 +127,8 @@ async fn measure(
         let before = rss::read(pid).map(|m| m.rss_kib);
         let sampler = PeakSampler::start(pid, SAMPLE_PERIOD, MAX_SAMPLES);
         let sends: Vec<_> = (0..bodies)
-            .map(|_| {
-                let (target, body) = (target.clone(), body.clone());
+            .map(|k| {
+                let (target, body) = (target.clone(), distinct_copy(&body, k));
                 tokio::spawn(async move {
                     post_once(&target, ClientApi::OpenAi, body, REQUEST_TIMEOUT).await
                 })
@@ -199,5 +215,10 @@ mod tests {
         );
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["messages"].as_array().unwrap().len(), n);
+        let copy = distinct_copy(&body, 7);
+        assert_eq!(copy.len(), body.len());
+        assert_ne!(copy, body);
+        let v: serde_json::Value = serde_json::from_slice(&copy).unwrap();
+        assert_eq!(v["messages"][0]["content"], "m00000007 hi");
     }
 }

@@ -153,7 +153,17 @@ impl Bodies {
         }
     }
 
+    /// The body for one request, made new by a counter in the user's text (repeats would be
+    /// refused by the proxy's request dedup).
     fn get(&self, api: ClientApi, kind: Kind) -> Bytes {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let template = self.template(api, kind);
+        let text = std::str::from_utf8(&template).unwrap_or_default();
+        Bytes::from(text.replacen("Say hello.", &format!("Say hello. ({n})"), 1))
+    }
+
+    fn template(&self, api: ClientApi, kind: Kind) -> Bytes {
         let set = match api {
             ClientApi::OpenAi => &self.openai,
             ClientApi::Anthropic => &self.anthropic,

@@ -71,6 +71,10 @@ pub struct RequestContext {
     parse_permit: Arc<Mutex<Option<ParsePermit>>>,
     /// What runs once the request has finished (metrics, ...), chosen at startup.
     hooks: FinishHooks,
+    /// The request's place in the dedup cache, once admitted.
+    dedup: Arc<OnceLock<crate::dedup::Ticket>>,
+    /// The prompt's token counts, computed on first need (context-window checks).
+    prompt_size: Arc<crate::context_window::PromptSize>,
 }
 
 impl RequestContext {
@@ -92,6 +96,8 @@ impl RequestContext {
             ttft: Arc::default(),
             parse_permit: Arc::default(),
             hooks: state.pipeline().finish_hooks().clone(),
+            dedup: Arc::default(),
+            prompt_size: Arc::default(),
         }
     }
 
@@ -140,6 +146,22 @@ impl RequestContext {
     /// Records the session's state once the stages ran (the first call wins).
     pub(crate) fn set_session_state(&self, state: crate::session::SessionState) {
         let _ = self.session_state.set(state);
+    }
+
+    /// The request's dedup ticket, once the dedup stage admitted it.
+    pub fn dedup_ticket(&self) -> Option<&crate::dedup::Ticket> {
+        self.dedup.get()
+    }
+
+    /// Records the dedup ticket (the first call wins).
+    pub fn set_dedup_ticket(&self, ticket: crate::dedup::Ticket) {
+        // Stages run once per request; a second ticket would just be dropped (done).
+        let _ = self.dedup.set(ticket);
+    }
+
+    /// The prompt's token counts, shared by the request's attempts.
+    pub fn prompt_size(&self) -> &crate::context_window::PromptSize {
+        &self.prompt_size
     }
 
     /// The instance that served the request, once known.
@@ -295,6 +317,8 @@ pub(crate) mod tests {
             ttft: Arc::default(),
             parse_permit: Arc::default(),
             hooks: FinishHooks::default(),
+            dedup: Arc::default(),
+            prompt_size: Arc::default(),
         }
     }
 

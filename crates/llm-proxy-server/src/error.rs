@@ -86,6 +86,16 @@ pub enum ProxyError {
         /// What could not be read (`response`).
         what: &'static str,
     },
+    /// An identical request is in flight or was answered moments ago (request dedup).
+    #[error(
+        "an identical request is in flight or was answered moments ago; the proxy refuses \
+         duplicates so the call is not paid twice (retry in {} s, or change the request)",
+        .retry_after.as_secs_f64().ceil()
+    )]
+    DuplicateRequest {
+        /// When a repeat would be accepted.
+        retry_after: Duration,
+    },
     /// A backend failed.
     #[error("{0}")]
     Backend(#[from] BackendError),
@@ -129,7 +139,9 @@ impl ProxyError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Rejected { status, .. } => *status,
             Self::BodyReadTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            Self::AuthBlocked { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::AuthBlocked { .. } | Self::DuplicateRequest { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Self::ShuttingDown | Self::WebSocketLimit { .. } | Self::StoreUnavailable { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -178,7 +190,7 @@ impl ProxyError {
                 _ => ErrorKind::InvalidRequest,
             },
             Self::BodyReadTimeout(_) => ErrorKind::InvalidRequest,
-            Self::AuthBlocked { .. } => ErrorKind::RateLimited,
+            Self::AuthBlocked { .. } | Self::DuplicateRequest { .. } => ErrorKind::RateLimited,
             Self::ShuttingDown | Self::WebSocketLimit { .. } | Self::StoreUnavailable { .. } => {
                 ErrorKind::Unavailable
             }
@@ -199,6 +211,7 @@ impl ProxyError {
             Self::Rejected { .. } => "rejected",
             Self::BodyReadTimeout(_) => "body_read_timeout",
             Self::AuthBlocked { .. } => "auth_blocked",
+            Self::DuplicateRequest { .. } => "duplicate_request",
             Self::ShuttingDown => "shutting_down",
             Self::WebSocketDisabled => "websocket_disabled",
             Self::WebSocketLimit { .. } => "websocket_limit",
@@ -233,6 +246,7 @@ impl ProxyError {
             Self::Rejected { .. } => None,
             Self::BodyReadTimeout(_) => Some("request_timeout"),
             Self::AuthBlocked { .. } => Some("too_many_failed_attempts"),
+            Self::DuplicateRequest { .. } => Some("duplicate_request"),
             Self::ShuttingDown => Some("shutting_down"),
             Self::WebSocketDisabled => Some("websocket_disabled"),
             Self::WebSocketLimit { .. } => Some("websocket_connection_limit"),
@@ -248,7 +262,9 @@ impl ProxyError {
         match self {
             Self::Backend(e) => e.retry_after,
             Self::Overloaded { retry_after } => Some(*retry_after),
-            Self::AuthBlocked { retry_after } => Some(*retry_after),
+            Self::AuthBlocked { retry_after } | Self::DuplicateRequest { retry_after } => {
+                Some(*retry_after)
+            }
             Self::StoreUnavailable { .. } => Some(Duration::from_secs(1)),
             _ => None,
         }

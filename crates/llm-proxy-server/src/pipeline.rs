@@ -40,6 +40,8 @@ pub struct Pipeline {
     before_output: Processors,
     after_output: Processors,
     finish: FinishHooks,
+    /// Context-window enforcement, when on.
+    context_windows: Option<crate::context_window::ContextWindows>,
 }
 
 impl Pipeline {
@@ -64,16 +66,25 @@ impl Pipeline {
             stages.push(Arc::new(stage));
         }
         stages.push(Arc::new(session_params::SessionParams));
+        let mut hooks: Vec<Arc<dyn FinishHook>> = vec![Arc::new(crate::finish::Metrics)];
+        // Before the guards' stages, so a refused duplicate counts nowhere (loop guard).
+        if config.dedup.enabled() {
+            let cache = crate::dedup::DedupCache::new(&config.dedup, config.proxy_timeout);
+            stages.push(Arc::new(crate::stages::dedup::Dedup::new(cache)));
+            hooks.push(Arc::new(crate::dedup::ReleaseDedup));
+        }
         // Repair first (think tags, text tool calls, JSON), so the guards judge repaired calls.
         let mut before_output = crate::processors::steering(&config.steering);
         let mut after_output = Vec::new();
         steering_guards(config, &mut stages, &mut before_output, &mut after_output);
-        let hooks: Vec<Arc<dyn FinishHook>> = vec![Arc::new(crate::finish::Metrics)];
         Self {
             stages: Stages::new(stages),
             before_output: Processors::new(before_output),
             after_output: Processors::new(after_output),
             finish: FinishHooks::new(hooks),
+            context_windows: crate::context_window::ContextWindows::from_config(
+                &config.model_limits,
+            ),
         }
     }
 
@@ -94,6 +105,7 @@ impl Pipeline {
             "processors_before_first_output": self.before_output.names(),
             "processors_after_first_output": self.after_output.names(),
             "finish_hooks": self.finish.names(),
+            "context_window_enforcement": self.context_windows.is_some(),
         })
     }
 }
@@ -536,6 +548,11 @@ async fn attempt(
         Some(Instant::now() + state.config().proxy_timeout),
     );
     if let Err(e) = llm_proxy_api::model_name::check_model_name(&leg.model) {
+        return Outcome::Failed(e);
+    }
+    if let Some(windows) = &state.pipeline().context_windows
+        && let Err(e) = windows.check(&slot.instance, &leg.model, req, ctx.prompt_size())
+    {
         return Outcome::Failed(e);
     }
     tracing::debug!(instance = %slot.instance, model = %leg.model, "calling backend");

@@ -1,12 +1,15 @@
-//! The one token estimate, for `[max_context]` routing and the `count_tokens` endpoints: about
-//! four bytes per token over what the model reads (text, reasoning, tool calls and results,
-//! tool definitions), or the client's own count. Clients use it to decide when to compact a
-//! conversation, so it only needs to be in the right range.
+//! The one token count of a request as the proxy reports it: for `[max_context]` routing and
+//! the `count_tokens` endpoints (Anthropic `count_tokens`, Gemini `countTokens`). It is the
+//! counter context-window enforcement uses ([`crate::token_count`]: OpenAI's tokenizers for
+//! OpenAI models, an estimate otherwise), or the client's own count when it states one.
+//! Clients use it to decide when to compact a conversation.
 
-use llm_proxy_api::model::{ChatRequest, Part};
+use llm_proxy_api::model::ChatRequest;
 
-/// Rough prompt size in tokens (four bytes of what the model reads per token), or the client's
-/// own count from `extra_body.request_context_tokens`.
+use crate::token_count::{Tokenizer, count};
+
+/// The prompt's size in tokens for its model, or the client's own count from
+/// `extra_body.request_context_tokens`.
 pub fn estimate_tokens(req: &ChatRequest) -> u64 {
     if let Some(n) = req
         .extra
@@ -16,25 +19,7 @@ pub fn estimate_tokens(req: &ChatRequest) -> u64 {
     {
         return n;
     }
-    let mut chars = 0usize;
-    for m in &req.messages {
-        for p in &m.content {
-            chars += match p {
-                Part::Text(t) => t.text.len(),
-                Part::Reasoning(b) => b.text.len(),
-                Part::ToolCall(c) => c.arguments.len() + c.name.len(),
-                Part::ToolResult(r) => r.joined_text().len(),
-                Part::Image(_) | Part::Audio(_) => 1000,
-                Part::Opaque(o) => o.value.to_string().len(),
-            };
-        }
-    }
-    for t in &req.tools {
-        chars += t.name.len()
-            + t.description.as_ref().map_or(0, String::len)
-            + t.parameters.to_string().len();
-    }
-    (chars as u64).div_ceil(4)
+    count(req, Tokenizer::for_model(&req.model)).tokens
 }
 
 #[cfg(test)]
@@ -50,7 +35,8 @@ mod tests {
             )],
             ..ChatRequest::default()
         };
-        assert_eq!(estimate_tokens(&req), 100);
+        // Four bytes per token and four per message, for a model whose tokenizer is not public.
+        assert_eq!(estimate_tokens(&req), 104);
         req.extra.insert(
             "extra_body".into(),
             serde_json::json!({"request_context_tokens": 5}),
@@ -67,7 +53,7 @@ mod tests {
             ],
             ..ChatRequest::default()
         };
-        assert_eq!(estimate_tokens(&req), 3);
+        assert_eq!(estimate_tokens(&req), 3 + 8);
         req.tools.push(llm_proxy_api::model::ToolDefinition {
             name: "f".into(),
             description: Some("d".into()),
@@ -76,7 +62,12 @@ mod tests {
             cache_control: None,
         });
         // "f" + "d" + `{"type":"object"}`
-        assert_eq!(estimate_tokens(&req), (12 + 2 + 17_u64).div_ceil(4));
+        assert_eq!(estimate_tokens(&req), (12 + 2 + 17_u64).div_ceil(4) + 8);
         assert_eq!(estimate_tokens(&ChatRequest::default()), 0);
+        // OpenAI models are counted with their tokenizer: "12345678" is 3 o200k tokens
+        // (digits go in threes), "abcd" 1.
+        req.tools.clear();
+        req.model = "gpt-4o".into();
+        assert_eq!(estimate_tokens(&req), 3 + 1 + 8);
     }
 }

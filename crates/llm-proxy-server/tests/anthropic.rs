@@ -50,7 +50,8 @@ async fn count_tokens_estimates_without_calling_the_upstream() {
     let tools = json!([{"name": "f", "description": "d", "input_schema": {"type": "object"}}]);
     let body = json!({"model": "claude-x", "system": system, "messages": messages, "tools": tools});
     // What the model reads: the system text, the message text, the tool's name, description
-    // and schema.
+    // and schema, at four bytes per token (Claude's tokenizer is not public), plus four tokens
+    // for each of the two messages.
     let chars = system.len()
         + "How many tokens is this?".len()
         + "fd".len()
@@ -67,7 +68,7 @@ async fn count_tokens_estimates_without_calling_the_upstream() {
             .unwrap();
         assert_eq!(resp.status(), 200);
         let v: Value = resp.json().await.unwrap();
-        assert_eq!(v, json!({"input_tokens": chars.div_ceil(4)}));
+        assert_eq!(v, json!({"input_tokens": chars.div_ceil(4) + 8}));
     }
     assert_eq!(up.calls(), 0);
     let resp = client()

@@ -5,7 +5,13 @@
 use llm_proxy_test_support::{MockUpstream, Reply, openai};
 use serde_json::{Value, json};
 
-use crate::common::{client, proxy_for, sse_data};
+use crate::common::{Proxy, client, proxy_for, sse_data};
+
+/// Tests here send one request several times with different scripted answers, which request
+/// dedup (its own tests: limits.rs) would refuse.
+async fn guarded(upstream: &str, extra: &str) -> Proxy {
+    proxy_for(upstream, &format!("request_dedup_window: 0\n{extra}")).await
+}
 
 #[derive(Debug, Clone, Copy)]
 enum Front {
@@ -218,7 +224,7 @@ async fn ask(
 #[tokio::test]
 async fn a_destructive_command_never_reaches_the_client_and_a_safe_one_does() {
     let up = MockUpstream::start().await.unwrap();
-    let proxy = proxy_for(&up.base_url(), "").await;
+    let proxy = guarded(&up.base_url(), "").await;
     for (front, stream) in FRONTS {
         up.push(upstream_call(
             stream,
@@ -261,7 +267,7 @@ async fn a_destructive_command_never_reaches_the_client_and_a_safe_one_does() {
 #[tokio::test]
 async fn dangerous_command_protection_can_be_turned_off() {
     let up = MockUpstream::start().await.unwrap();
-    let proxy = proxy_for(
+    let proxy = guarded(
         &up.base_url(),
         "session:\n  dangerous_command_prevention_enabled: false\n",
     )
@@ -286,7 +292,7 @@ async fn dangerous_command_protection_can_be_turned_off() {
 #[tokio::test]
 async fn a_blocked_tool_is_never_offered_and_a_call_to_it_is_swallowed() {
     let up = MockUpstream::start().await.unwrap();
-    let proxy = proxy_for(
+    let proxy = guarded(
         &up.base_url(),
         "session:\n  tool_call_reactor:\n    blocked_tools: ['bash', 'web_.*']\n",
     )
@@ -322,7 +328,7 @@ async fn a_blocked_tool_is_never_offered_and_a_call_to_it_is_swallowed() {
 #[tokio::test]
 async fn a_session_blocks_a_tool_with_an_in_chat_command() {
     let up = MockUpstream::start().await.unwrap();
-    let proxy = proxy_for(&up.base_url(), "").await;
+    let proxy = guarded(&up.base_url(), "").await;
     let session = Some("steer-session-block");
     let set = json!([{"role": "user", "content": "!/block-tools(bash)"}]);
     let a = ask(&proxy.url, Front::OpenAi, false, set, &["bash"], session).await;
@@ -350,7 +356,7 @@ const LS_OUTPUT: &str =
 async fn the_eighth_identical_call_is_steered_and_the_next_is_an_error() {
     for (front, stream) in FRONTS {
         let up = MockUpstream::start().await.unwrap();
-        let proxy = proxy_for(&up.base_url(), "").await;
+        let proxy = guarded(&up.base_url(), "").await;
         let session = format!("loop-{front:?}-{stream}");
         up.set_fallback(upstream_call(stream, "bash", LS));
         // Calls 1..=7 reach the client; each request sends one more identical exchange back.
@@ -427,7 +433,7 @@ async fn the_eighth_identical_call_is_steered_and_the_next_is_an_error() {
 #[tokio::test]
 async fn the_loop_guard_is_off_for_a_session_that_turned_loop_detection_off() {
     let up = MockUpstream::start().await.unwrap();
-    let proxy = proxy_for(&up.base_url(), "").await;
+    let proxy = guarded(&up.base_url(), "").await;
     let session = Some("loop-off");
     let off = json!([{"role": "user", "content": "!/set(loop-detection=off)"}]);
     ask(&proxy.url, Front::OpenAi, false, off, &["bash"], session).await;
@@ -449,7 +455,7 @@ async fn the_loop_guard_is_off_for_a_session_that_turned_loop_detection_off() {
 #[tokio::test]
 async fn a_stream_repeating_itself_is_cut_when_loop_detection_is_on() {
     let up = MockUpstream::start().await.unwrap();
-    let proxy = proxy_for(
+    let proxy = guarded(
         &up.base_url(),
         "session:\n  streaming_loop_detection_enabled: true\n",
     )
@@ -473,7 +479,7 @@ async fn a_stream_repeating_itself_is_cut_when_loop_detection_is_on() {
     assert!(a.text.len() < 200 * 24, "{}", a.text.len());
     assert_eq!(a.stop, "stop");
     // Off by default.
-    let proxy = proxy_for(&up.base_url(), "").await;
+    let proxy = guarded(&up.base_url(), "").await;
     up.push(Reply::sse(openai::text_stream(&pieces)));
     let a = ask(
         &proxy.url,

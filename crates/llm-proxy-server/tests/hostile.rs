@@ -8,20 +8,26 @@ use tokio::net::TcpStream;
 
 use crate::common::{Proxy, client, start_proxy};
 
-/// The generation endpoints, one per client protocol, with a minimal valid body each.
+/// The generation endpoints, one per client protocol, with a minimal valid body each; each
+/// call's bodies are new (request dedup would refuse a repeat within its window).
 fn endpoints() -> Vec<(&'static str, Value)> {
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let hi = format!(
+        "hi {}",
+        CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
     vec![
         (
             "/v1/chat/completions",
-            json!({"model": "mock-model", "messages": [{"role": "user", "content": "hi"}]}),
+            json!({"model": "mock-model", "messages": [{"role": "user", "content": hi}]}),
         ),
         (
             "/v1/messages",
-            json!({"model": "mock-model", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}),
+            json!({"model": "mock-model", "max_tokens": 8, "messages": [{"role": "user", "content": hi}]}),
         ),
         (
             "/v1beta/models/mock-model:generateContent",
-            json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}),
+            json!({"contents": [{"role": "user", "parts": [{"text": hi}]}]}),
         ),
     ]
 }

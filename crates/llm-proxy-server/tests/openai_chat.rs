@@ -344,7 +344,8 @@ async fn offline_default_is_the_mock_backend() {
 
 #[tokio::test]
 async fn client_keys_are_enforced_when_configured() {
-    let proxy = start_proxy("auth:\n  api_keys: [client-key-123]\n").await;
+    // One request, sent once per way of passing the key.
+    let proxy = start_proxy("auth:\n  api_keys: [client-key-123]\nrequest_dedup_window: 0\n").await;
     let url = format!("{}/v1/chat/completions", proxy.url);
     let body = json!({"model": "m", "messages": [{"role": "user", "content": "x"}]});
     let r = client().post(&url).json(&body).send().await.unwrap();

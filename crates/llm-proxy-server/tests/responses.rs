@@ -383,7 +383,8 @@ async fn prompt_cache_key_is_the_session_id() {
     a.set_fallback(Reply::json(openai::completion("a")));
     b.set_fallback(Reply::json(openai::completion("b")));
     let proxy = start_proxy(&format!(
-        "backends:\n  default_backend: openai.a\n  openai.a:\n    api_url: {}/v1\n  openai.b:\n    api_url: {}/v1\n",
+        // The session's second turn repeats the first on purpose.
+        "backends:\n  default_backend: openai.a\n  openai.a:\n    api_url: {}/v1\n  openai.b:\n    api_url: {}/v1\nrequest_dedup_window: 0\n",
         a.base_url(),
         b.base_url()
     ))

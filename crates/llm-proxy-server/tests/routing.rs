@@ -25,7 +25,8 @@ async fn pair() -> Pair {
 
 fn config(p: &Pair, extra: &str) -> String {
     format!(
-        "backends:\n  default_backend: openai.a\n  openai.a:\n    api_url: {}/v1\n  openai.b:\n    api_url: {}/v1\n{extra}",
+        // These tests send the same request again and again to see where each one goes.
+        "backends:\n  default_backend: openai.a\n  openai.a:\n    api_url: {}/v1\n  openai.b:\n    api_url: {}/v1\nrequest_dedup_window: 0\n{extra}",
         p.a.base_url(),
         p.b.base_url()
     )
@@ -469,7 +470,8 @@ async fn startup_rejects_unknown_backends_and_bad_aliases() {
 
 fn listing_config(p: &Pair, routing: &str) -> String {
     format!(
-        "backends:\n  default_backend: mock\n  mock: {{}}\n  openai.a:\n    api_url: {}/v1\n    models: [gpt-x]\n  openai.b:\n    api_url: {}/v1\n    models: [gpt-x, gpt-y]\n{routing}",
+        // Repeated requests show the policy; request dedup would refuse them.
+        "backends:\n  default_backend: mock\n  mock: {{}}\n  openai.a:\n    api_url: {}/v1\n    models: [gpt-x]\n  openai.b:\n    api_url: {}/v1\n    models: [gpt-x, gpt-y]\nrequest_dedup_window: 0\n{routing}",
         p.a.base_url(),
         p.b.base_url()
     )

@@ -120,7 +120,7 @@ async fn tampered_foreign_or_unsealed_blobs_are_dropped_with_a_lossy_note() {
     // Sealed by another proxy: a valid-looking blob under another key.
     let foreign = format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode([7u8; 60]));
     let forged = format!(r#"llmproxy:{{"signature":"{}"}}"#, reasoning_signature(up));
-    for bad in [tampered, foreign, forged] {
+    for (i, bad) in [tampered, foreign, forged].into_iter().enumerate() {
         mock.push(text_reply(up, false, "Eight."));
         let mut items = output.clone();
         for item in &mut items {
@@ -130,6 +130,9 @@ async fn tampered_foreign_or_unsealed_blobs_are_dropped_with_a_lossy_note() {
         }
         let mut next = first_body(false, false);
         next["input"] = Value::Array(next_input(&items));
+        // The dropped blobs leave the same request each time; request dedup would refuse
+        // the repeats.
+        next["instructions"] = json!(format!("variant {i}"));
         let resp = post(&proxy.url, &next).await;
         let lossy = resp.headers()["x-llm-proxy-lossy"]
             .to_str()

@@ -12,9 +12,11 @@ use crate::dialect::{Conversation, Dialect, read_answer};
 const CLIENTS: [Dialect; 2] = [Dialect::OpenAi, Dialect::Anthropic];
 
 /// A proxy on an OpenAI-compatible mock, with extra `session:` lines.
+/// Tests here send one request several times with different scripted answers, which request
+/// dedup (its own tests: limits.rs) would refuse.
 async fn proxy(url: &str, session: &str) -> Proxy {
     start_proxy(&format!(
-        "backends:\n  default_backend: openai-compatible\n  openai-compatible:\n    api_url: {url}/v1\n    api_key: sk-upstream-0123456789\nsession:\n  max_sessions: 100\n{session}"
+        "request_dedup_window: 0\nbackends:\n  default_backend: openai-compatible\n  openai-compatible:\n    api_url: {url}/v1\n    api_key: sk-upstream-0123456789\nsession:\n  max_sessions: 100\n{session}"
     ))
     .await
 }

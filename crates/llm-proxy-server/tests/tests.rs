@@ -16,6 +16,7 @@ mod gemini;
 mod guards;
 mod hardening;
 mod hostile;
+mod limits;
 mod matrix;
 mod openai_chat;
 mod plugins;

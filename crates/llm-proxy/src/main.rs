@@ -162,6 +162,21 @@ struct Cli {
     /// Seconds of upstream silence before an SSE keep-alive.
     #[arg(long, global = true)]
     keepalive_interval: Option<f64>,
+    /// Seconds an identical request (session, model, messages, tools) is refused with 429
+    /// after the first succeeded or while it is in flight (default 3; 0 turns dedup off).
+    /// Also `LLM_REQUEST_DEDUP_WINDOW`, `request_dedup_window`.
+    #[arg(long, global = true)]
+    request_dedup_window: Option<f64>,
+    /// Turn request dedup off (same as `--request-dedup-window 0`).
+    #[arg(long, global = true)]
+    disable_request_dedup: bool,
+    /// One context window (tokens) for every model, over the bundled registry and
+    /// `model_defaults`. Also `context_window_override`.
+    #[arg(long, global = true)]
+    force_context_window: Option<u64>,
+    /// Never refuse a prompt for its size; leave it to the upstream.
+    #[arg(long, global = true)]
+    disable_model_limit_enforcement: bool,
     /// Model alias `PATTERN=REPLACEMENT` (repeatable; replaces MODEL_ALIASES and the file's list).
     #[arg(long = "model-alias", global = true)]
     model_aliases: Vec<String>,
@@ -233,6 +248,10 @@ impl Cli {
             disable_tool_call_repair: self.disable_tool_call_repair,
             disable_json_repair: self.disable_json_repair,
             json_repair_strict_mode: self.json_repair_strict_mode,
+            request_dedup_window: self.request_dedup_window,
+            disable_request_dedup: self.disable_request_dedup,
+            force_context_window: self.force_context_window,
+            disable_model_limit_enforcement: self.disable_model_limit_enforcement,
         }
     }
 }

@@ -30,8 +30,11 @@ fn status_kib(pid: u32, field: &str) -> u64 {
         .unwrap()
 }
 
-fn many_messages_body(bytes: usize) -> Vec<u8> {
-    let mut body = br#"{"model":"mock-model","messages":["#.to_vec();
+/// About `bytes` of small messages; `copy` makes each body a distinct request (the proxy
+/// refuses identical ones within its dedup window).
+fn many_messages_body(bytes: usize, copy: usize) -> Vec<u8> {
+    let mut body =
+        format!(r#"{{"model":"mock-model","user":"copy {copy}","messages":["#).into_bytes();
     let mut n = 0usize;
     while body.len() + 64 < bytes {
         if n > 0 {
@@ -93,10 +96,10 @@ async fn a_burst_of_big_bodies_leaves_memory_bounded() {
     assert_eq!(ok.status(), 200);
     let idle = status_kib(pid, "VmRSS:") * 1024;
 
-    let body = many_messages_body(BODY_MIB * MIB as usize);
     let sends: Vec<_> = (0..BODIES)
-        .map(|_| {
-            let (client, url, body) = (client.clone(), url.clone(), body.clone());
+        .map(|copy| {
+            let body = many_messages_body(BODY_MIB * MIB as usize, copy);
+            let (client, url) = (client.clone(), url.clone());
             tokio::spawn(async move {
                 client
                     .post(format!("{url}/v1/chat/completions"))
@@ -133,7 +136,7 @@ async fn a_burst_of_big_bodies_leaves_memory_bounded() {
     let ok = client
         .post(format!("{url}/v1/chat/completions"))
         .header("content-type", "application/json")
-        .body(r#"{"model":"mock-model","messages":[{"role":"user","content":"hi"}]}"#)
+        .body(r#"{"model":"mock-model","messages":[{"role":"user","content":"hi again"}]}"#)
         .send()
         .await
         .unwrap();

@@ -28,7 +28,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    pub(super) fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             path: path.into(),
             message: message.into(),
@@ -126,6 +126,14 @@ pub struct CliOverrides {
     pub enable_loop_detection: bool,
     /// `--disable-tool-loop-guard` (session.tool_progress_loop_guard.enabled).
     pub disable_tool_loop_guard: bool,
+    /// `--request-dedup-window` (seconds; 0 turns dedup off).
+    pub request_dedup_window: Option<f64>,
+    /// `--disable-request-dedup`.
+    pub disable_request_dedup: bool,
+    /// `--force-context-window` (context_window_override, tokens).
+    pub force_context_window: Option<u64>,
+    /// `--disable-model-limit-enforcement`.
+    pub disable_model_limit_enforcement: bool,
 }
 
 /// Environment variables (a snapshot, so tests can pass their own).
@@ -254,6 +262,9 @@ fn apply_env(
     }
     if let Some(v) = env_f64(env, "PROXY_TIMEOUT")? {
         raw.proxy_timeout = Some(v);
+    }
+    if let Some(v) = env_f64(env, "LLM_REQUEST_DEDUP_WINDOW")? {
+        raw.request_dedup_window = Some(v);
     }
     if let Some(v) = env.get("LLM_BACKEND") {
         raw.backends.default_backend = Some(v.to_owned());
@@ -426,6 +437,14 @@ fn apply_guards_cli(raw: &mut RawConfig, cli: &CliOverrides) {
 fn apply_cli(raw: &mut RawConfig, cli: &CliOverrides) {
     if let Some(v) = &cli.redis_url {
         raw.state.redis_url = Some(v.clone());
+    }
+    raw.request_dedup_window = cli.request_dedup_window.or(raw.request_dedup_window);
+    if cli.disable_request_dedup {
+        raw.request_dedup_window = Some(0.0);
+    }
+    raw.context_window_override = cli.force_context_window.or(raw.context_window_override);
+    if cli.disable_model_limit_enforcement {
+        raw.model_limit_enforcement.enabled = Some(false);
     }
     if let Some(v) = &cli.data_dir {
         raw.data_dir = Some(v.display().to_string());
@@ -908,8 +927,16 @@ fn validate(
         &raw.session.tool_call_reactor,
         &raw.session.tool_progress_loop_guard,
     )?;
+    let model_limits = super::model_limits::model_limits_config(
+        raw.model_limit_enforcement.enabled,
+        raw.context_window_override,
+        raw.model_defaults.as_ref(),
+    )?;
+    let dedup = super::dedup::dedup_config(raw.request_dedup_window, raw.request_dedup_max_cache)?;
     Ok(GatewayConfig {
         steering,
+        model_limits,
+        dedup,
         session,
         guards,
         host,
@@ -1287,6 +1314,11 @@ pub fn effective_config(cfg: &GatewayConfig) -> Value {
             },
         },
         "caching": { "auto_breakpoints": cfg.caching.auto_breakpoints },
+        "request_dedup_window": cfg.dedup.window.as_secs_f64(),
+        "request_dedup_max_cache": cfg.dedup.max_entries,
+        "model_limit_enforcement": { "enabled": cfg.model_limits.enabled },
+        "context_window_override": cfg.model_limits.force_context_window,
+        "model_defaults": super::model_limits::effective(&cfg.model_limits),
         "logging": { "level": cfg.logging.level, "capture_file": cfg.logging.capture_file },
         "session": session_json(&cfg.raw),
     })

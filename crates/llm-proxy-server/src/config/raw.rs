@@ -50,6 +50,16 @@ pub struct RawConfig {
     pub responses_api: RawResponsesApi,
     #[serde(default)]
     pub caching: RawCaching,
+    /// Per-model settings (`model` or `backend:model`); only `limits` is read.
+    pub model_defaults: Option<BTreeMap<String, super::model_limits::RawModelDefaults>>,
+    /// One context window (tokens) for every model.
+    pub context_window_override: Option<u64>,
+    #[serde(default)]
+    pub model_limit_enforcement: super::model_limits::RawModelLimitEnforcement,
+    /// Seconds an identical request is refused after the first succeeded (0: off).
+    pub request_dedup_window: Option<f64>,
+    /// Most requests the dedup cache remembers.
+    pub request_dedup_max_cache: Option<usize>,
     #[serde(default)]
     pub state: RawState,
 }

@@ -404,6 +404,10 @@ pub struct GatewayConfig {
     pub guards: super::guards::GuardsConfig,
     /// The merged raw configuration tree; plugins deserialize their own sections from it.
     pub raw: Value,
+    /// Context-window enforcement (`model_defaults`, `context_window_override`, ...).
+    pub model_limits: super::ModelLimitsConfig,
+    /// Request dedup (`request_dedup_window`, ...).
+    pub dedup: super::DedupConfig,
 }
 
 impl Default for GatewayConfig {
@@ -438,6 +442,8 @@ impl Default for GatewayConfig {
             state: StateConfig::default(),
             guards: super::guards::GuardsConfig::default(),
             raw: Value::Object(Map::new()),
+            model_limits: super::ModelLimitsConfig::default(),
+            dedup: super::DedupConfig::default(),
         }
     }
 }

@@ -11,6 +11,7 @@
 //! streamed or not.
 
 pub mod commands;
+pub mod dedup;
 pub mod loop_guard;
 pub mod redaction;
 pub mod session;

@@ -1,0 +1,53 @@
+//! Request stage: refuses a request identical to one in flight or one that just succeeded
+//! (429 in the client's envelope) instead of paying for a second upstream call; see
+//! [`crate::dedup`]. Runs after the session is resolved and the commands ran (a local answer
+//! never reaches it, so repeating `!/help` is always answered) and after the session's
+//! parameters, so the key holds the model that will actually be called.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::{Flow, RequestStage, StageCall};
+use crate::dedup::{Admission, Client, DedupCache};
+use crate::error::ProxyError;
+use crate::state::AppState;
+
+/// The stage.
+#[derive(Debug)]
+pub struct Dedup {
+    cache: Arc<DedupCache>,
+}
+
+impl Dedup {
+    /// A stage over `cache`.
+    pub fn new(cache: Arc<DedupCache>) -> Self {
+        Self { cache }
+    }
+}
+
+#[async_trait]
+impl RequestStage for Dedup {
+    fn name(&self) -> &'static str {
+        "request-dedup"
+    }
+
+    async fn run(&self, _: &AppState, call: &mut StageCall<'_>) -> Result<Flow, ProxyError> {
+        let ctx = call.ctx;
+        let client = Client {
+            key_label: ctx.client.as_ref().map(|c| c.label()),
+            protocol: ctx.format.label(),
+        };
+        let key = self.cache.key(client, ctx.session_id(), call.req);
+        match self.cache.admit(key) {
+            Admission::Go(ticket) => {
+                ctx.set_dedup_ticket(ticket);
+                Ok(Flow::Continue)
+            }
+            Admission::Duplicate { retry_after } => {
+                tracing::info!(request_id = %ctx.request_id, "duplicate request refused");
+                Err(ProxyError::DuplicateRequest { retry_after })
+            }
+        }
+    }
+}
