@@ -74,14 +74,16 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
-    /// Starts the clock for a request in `format`.
+    /// Starts the clock for a request in `format`. Translation is strict when the
+    /// configuration says so (`translation.strict`) or the client asks (`x-llm-proxy-strict: 1`).
     pub fn new(state: &AppState, format: WireFormat, headers: HeaderMap) -> Self {
+        let strict = state.config().strict_translation || asks_for_strict(&headers);
         Self {
             request_id: llm_proxy_api::ids::request_id(),
             started: Instant::now(),
             clock: WaitClock::new(),
             format,
-            lossy: LossyNotes::new(),
+            lossy: LossyNotes::with_strict(strict),
             headers: Arc::new(headers),
             client: None,
             session_hint: None,
@@ -222,6 +224,14 @@ impl RequestContext {
         self.stamp(resp.headers_mut());
         resp
     }
+}
+
+/// Whether the client asked for strict translation (`x-llm-proxy-strict: 1` or `true`).
+fn asks_for_strict(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-llm-proxy-strict")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| matches!(v.trim(), "1") || v.trim().eq_ignore_ascii_case("true"))
 }
 
 #[cfg(test)]

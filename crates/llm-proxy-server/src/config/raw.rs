@@ -50,6 +50,16 @@ pub struct RawConfig {
     pub responses_api: RawResponsesApi,
     #[serde(default)]
     pub caching: RawCaching,
+    #[serde(default)]
+    pub translation: RawTranslation,
+}
+
+/// `translation:`: how conversions between protocols treat what they cannot carry.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTranslation {
+    /// Refuse (400 naming the field) instead of dropping what the upstream cannot express.
+    pub strict: Option<bool>,
 }
 
 /// `caching:`: prompt caching across protocols.
