@@ -122,12 +122,11 @@ impl ChatRequest {
             ));
         }
         if let Some(other) = self.extra_protocol.as_deref().filter(|p| *p != protocol) {
-            // `extra_body` is the proxy's own (session ids, token counts), not the upstream's.
             let fields: Vec<&str> = self
                 .extra
                 .keys()
                 .map(String::as_str)
-                .filter(|k| *k != "extra_body")
+                .filter(|k| !CARRIED_ELSEWHERE.contains(&(other, *k)))
                 .collect();
             if !fields.is_empty() {
                 notes.push(format!(
@@ -148,6 +147,22 @@ impl ChatRequest {
         (!notes.is_empty()).then(|| notes.join("; "))
     }
 }
+
+/// Pass-through fields kept verbatim for same-protocol upstreams although the canonical
+/// model carries them too (or their conversion notes them already): not dropped for other
+/// upstreams, so not noted. `extra_body` is the proxy's own (session ids, token counts).
+const CARRIED_ELSEWHERE: &[(&str, &str)] = &[
+    ("openai_chat", "extra_body"),
+    ("anthropic", "thinking"),
+    ("anthropic", "output_config"),
+    ("openai_responses", "reasoning"),
+    ("openai_responses", "tool_choice"),
+    ("openai_responses", "text"),
+    ("openai_responses", "include"),
+    ("openai_responses", "store"),
+    ("openai_responses", "service_tier"),
+    ("openai_responses", "tools"),
+];
 
 /// Sampling parameters shared by the formats.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
