@@ -1,6 +1,6 @@
 //! The `Backend` trait every connector implements, and the `CallContext` a call carries.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -32,33 +32,7 @@ pub struct CallContext {
     pub lossy: LossyNotes,
 }
 
-/// Notes about information a conversion could not carry. Shared by the backend call and the
-/// frontend so nothing is dropped silently.
-#[derive(Debug, Clone, Default)]
-pub struct LossyNotes(Arc<Mutex<Vec<String>>>);
-
-impl LossyNotes {
-    /// An empty list.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Records notes (duplicates are kept once).
-    pub fn add(&self, notes: impl IntoIterator<Item = String>) {
-        if let Ok(mut v) = self.0.lock() {
-            for n in notes {
-                if !v.contains(&n) {
-                    v.push(n);
-                }
-            }
-        }
-    }
-
-    /// The notes so far.
-    pub fn snapshot(&self) -> Vec<String> {
-        self.0.lock().map(|v| v.clone()).unwrap_or_default()
-    }
-}
+pub use crate::lossy::LossyNotes;
 
 impl CallContext {
     /// A context for `model` with a fresh request id and no deadline.

@@ -94,8 +94,9 @@ impl ChatRequest {
             .then_some(&self.extra)
     }
 
-    /// The lossy note for an upstream speaking `protocol`: which opaque blocks and body
-    /// patches of other protocols its encoder leaves out (`None` when there are none).
+    /// The lossy note for an upstream speaking `protocol`: which opaque blocks, pass-through
+    /// fields and body patches of other protocols its encoder leaves out (`None` when there
+    /// are none).
     pub fn foreign_content_note(&self, protocol: &str) -> Option<String> {
         let mut kinds: Vec<&str> = Vec::new();
         fn nested(part: &Part) -> &[Part] {
@@ -120,6 +121,20 @@ impl ChatRequest {
                 kinds.join(", ")
             ));
         }
+        if let Some(other) = self.extra_protocol.as_deref().filter(|p| *p != protocol) {
+            let fields: Vec<&str> = self
+                .extra
+                .keys()
+                .map(String::as_str)
+                .filter(|k| !CARRIED_ELSEWHERE.contains(&(other, *k)))
+                .collect();
+            if !fields.is_empty() {
+                notes.push(format!(
+                    "{other} fields not sent to an upstream speaking {protocol}: {}",
+                    fields.join(", ")
+                ));
+            }
+        }
         for (other, patch) in &self.body_patches {
             if other != protocol && !patch.is_empty() {
                 let fields: Vec<&str> = patch.keys().map(String::as_str).collect();
@@ -132,6 +147,22 @@ impl ChatRequest {
         (!notes.is_empty()).then(|| notes.join("; "))
     }
 }
+
+/// Pass-through fields kept verbatim for same-protocol upstreams although the canonical
+/// model carries them too (or their conversion notes them already): not dropped for other
+/// upstreams, so not noted. `extra_body` is the proxy's own (session ids, token counts).
+const CARRIED_ELSEWHERE: &[(&str, &str)] = &[
+    ("openai_chat", "extra_body"),
+    ("anthropic", "thinking"),
+    ("anthropic", "output_config"),
+    ("openai_responses", "reasoning"),
+    ("openai_responses", "tool_choice"),
+    ("openai_responses", "text"),
+    ("openai_responses", "include"),
+    ("openai_responses", "store"),
+    ("openai_responses", "service_tier"),
+    ("openai_responses", "tools"),
+];
 
 /// Sampling parameters shared by the formats.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -548,6 +579,9 @@ pub struct ChatResponse {
     pub content: Vec<Part>,
     /// Why generation stopped.
     pub finish_reason: Option<FinishReason>,
+    /// The stop sequence that ended generation, when the upstream said which one matched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_sequence: Option<String>,
     /// Token usage.
     pub usage: Option<Usage>,
 }
@@ -641,6 +675,26 @@ mod tests {
         assert_eq!(
             req.foreign_content_note("openai_chat").as_deref(),
             Some("gemini settings not sent to an upstream speaking openai_chat: generationConfig")
+        );
+    }
+
+    #[test]
+    fn pass_through_fields_of_another_protocol_are_noted() {
+        let mut extra = Extra::new();
+        extra.insert("logprobs".into(), serde_json::json!(true));
+        extra.insert("top_logprobs".into(), serde_json::json!(2));
+        extra.insert("extra_body".into(), serde_json::json!({"session_id": "s"}));
+        let req = ChatRequest {
+            extra,
+            extra_protocol: Some("openai_chat".into()),
+            ..ChatRequest::default()
+        };
+        assert_eq!(req.foreign_content_note("openai_chat"), None);
+        assert_eq!(
+            req.foreign_content_note("anthropic").as_deref(),
+            Some(
+                "openai_chat fields not sent to an upstream speaking anthropic: logprobs, top_logprobs"
+            )
         );
     }
 

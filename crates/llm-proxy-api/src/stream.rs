@@ -73,6 +73,12 @@ pub enum StreamEvent {
     },
     /// Token usage (may come several times; later values refine earlier ones).
     Usage(Usage),
+    /// The stop sequence that ended generation, when the upstream reports which one matched
+    /// (Anthropic `stop_sequence`); comes before [`StreamEvent::Finish`] with `Stop`.
+    StopSequence {
+        /// The matched stop sequence.
+        sequence: String,
+    },
     /// Generation finished.
     Finish {
         /// Why.
@@ -105,6 +111,7 @@ pub struct Collector {
     /// Content index of each tool call, by stream index.
     tool_slots: Vec<(u32, usize)>,
     finish_reason: Option<FinishReason>,
+    stop_sequence: Option<String>,
     usage: Option<Usage>,
 }
 
@@ -167,6 +174,7 @@ impl Collector {
                 Some(existing) => existing.merge(&u),
                 None => self.usage = Some(u),
             },
+            StreamEvent::StopSequence { sequence } => self.stop_sequence = Some(sequence),
             StreamEvent::Finish { reason } => self.finish_reason = Some(reason),
         }
     }
@@ -210,6 +218,7 @@ impl Collector {
             created: crate::ids::unix_now(),
             content: self.content,
             finish_reason,
+            stop_sequence: self.stop_sequence,
             usage: self.usage,
         }
     }
@@ -266,6 +275,9 @@ pub fn response_events(response: ChatResponse) -> Vec<StreamEvent> {
         events.push(StreamEvent::Usage(u));
     }
     if let Some(reason) = response.finish_reason {
+        if let Some(sequence) = response.stop_sequence {
+            events.push(StreamEvent::StopSequence { sequence });
+        }
         events.push(StreamEvent::Finish { reason });
     }
     events

@@ -17,6 +17,7 @@ use crate::error::{BackendError, parse_retry_after};
 use crate::http::{
     BodyStream, CaptureAwareClient, ConnectorRequestContext, HttpResponse, PluginHttpCaptureContext,
 };
+use crate::model::ChatRequest;
 use crate::scrub::{MIN_SECRET_LEN, Scrubber};
 use crate::stream::{EventStream, StreamEvent, response_events};
 use crate::translation::{StreamDecoder, WireCodec};
@@ -90,6 +91,20 @@ pub fn join_url(base: &str, path: &str) -> Result<reqwest::Url, BackendError> {
             crate::scrub::mask_url_credentials(base)
         ))
     })
+}
+
+/// Refuses `n > 1` (several answers to one request): the canonical answer is one answer, so
+/// an upstream asked for several would either ignore `n` or interleave them. A 400 naming `n`,
+/// never a silent single answer. `upstream` names the protocol for the message.
+pub fn single_choice(req: &ChatRequest, upstream: &str) -> Result<(), BackendError> {
+    match req.sampling.n {
+        Some(n) if n > 1 => Err(BackendError::invalid_request(format!(
+            "n = {n} is not supported through this proxy to an {upstream} upstream: it returns \
+             one answer per request; send n requests or leave n out"
+        ))
+        .with_param("n")),
+        _ => Ok(()),
+    }
 }
 
 /// When the call must be over: the earlier of the context deadline and the backend's total

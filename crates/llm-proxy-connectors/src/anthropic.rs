@@ -113,9 +113,10 @@ impl Backend for AnthropicBackend {
         req: &ChatRequest,
     ) -> Result<EventStream, BackendError> {
         let deadline = upstream::call_deadline(ctx, &self.timeouts);
+        upstream::single_choice(req, "Anthropic")?;
         let mut lossy = Vec::new();
         let mut wire = anthropic::request_from_model(req, &ctx.model, &mut lossy);
-        ctx.lossy.add(lossy);
+        ctx.lossy.admit(lossy)?;
         wire.stream = Some(req.stream);
         // A client that could not mark breakpoints would never hit Anthropic's cache.
         if self.auto_cache_breakpoints && !req.cache.client_breakpoints {

@@ -115,9 +115,10 @@ impl Backend for GeminiBackend {
         req: &ChatRequest,
     ) -> Result<EventStream, BackendError> {
         let deadline = upstream::call_deadline(ctx, &self.timeouts);
+        upstream::single_choice(req, "Gemini")?;
         let mut lossy = Vec::new();
         let wire = gemini::request_from_model(req, &mut lossy);
-        ctx.lossy.add(lossy);
+        ctx.lossy.admit(lossy)?;
         let body = serde_json::to_vec(&wire)
             .map_err(|e| BackendError::internal(format!("cannot encode request: {e}")))?;
         let url = if req.stream {

@@ -294,10 +294,14 @@ impl OpenAiCompatible {
         ctx: &CallContext,
         req: &ChatRequest,
     ) -> Result<Vec<u8>, BackendError> {
-        ctx.lossy
-            .add(req.foreign_content_note(openai_responses::PROTOCOL));
+        upstream::single_choice(req, "OpenAI Responses")?;
         let mut encoded = openai_responses::request_from_model(req, &ctx.model);
-        ctx.lossy.add(encoded.lossy);
+        let mut lossy: Vec<String> = req
+            .foreign_content_note(openai_responses::PROTOCOL)
+            .into_iter()
+            .collect();
+        lossy.append(&mut encoded.lossy);
+        ctx.lossy.admit(lossy)?;
         if let Some(key) = self.fallback_cache_key(ctx, req)
             && let serde_json::Value::Object(body) = &mut encoded.body
         {
@@ -310,14 +314,18 @@ impl OpenAiCompatible {
 
     /// The request body for an OpenAI-chat upstream.
     fn chat_body(&self, ctx: &CallContext, req: &ChatRequest) -> Result<Vec<u8>, BackendError> {
+        upstream::single_choice(req, "OpenAI chat")?;
+        let mut lossy: Vec<String> = req
+            .foreign_content_note(openai_chat::PROTOCOL)
+            .into_iter()
+            .collect();
         if !self.options.reasoning_in_history && has_earlier_reasoning(req) {
-            ctx.lossy.add([format!(
+            lossy.push(format!(
                 "earlier reasoning not sent to '{}' (extra.reasoning_in_history is off)",
                 self.instance
-            )]);
+            ));
         }
-        ctx.lossy
-            .add(req.foreign_content_note(openai_chat::PROTOCOL));
+        ctx.lossy.admit(lossy)?;
         let key = self.fallback_cache_key(ctx, req);
         let options = EncodeOptions {
             fallback_cache_key: key.as_deref(),

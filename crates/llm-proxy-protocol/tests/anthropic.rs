@@ -400,6 +400,7 @@ fn opaque_provider_data_survives_a_round_trip_through_an_anthropic_client() {
         created: 0,
         content: content.clone(),
         finish_reason: Some(FinishReason::ToolCalls),
+        stop_sequence: None,
         usage: None,
     };
     let client_view = serde_json::to_value(anthropic::response_from_model(

@@ -78,14 +78,16 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
-    /// Starts the clock for a request in `format`.
+    /// Starts the clock for a request in `format`. Translation is strict when the
+    /// configuration says so (`translation.strict`) or the client asks (`x-llm-proxy-strict: 1`).
     pub fn new(state: &AppState, format: WireFormat, headers: HeaderMap) -> Self {
+        let strict = state.config().strict_translation || asks_for_strict(&headers);
         Self {
             request_id: llm_proxy_api::ids::request_id(),
             started: Instant::now(),
             clock: WaitClock::new(),
             format,
-            lossy: LossyNotes::new(),
+            lossy: LossyNotes::with_strict(strict),
             headers: Arc::new(headers),
             client: None,
             session_hint: None,
@@ -253,6 +255,7 @@ impl RequestContext {
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static OVERHEAD_MS: HeaderName = HeaderName::from_static("x-llm-proxy-overhead-ms");
 static LOSSY: HeaderName = HeaderName::from_static("x-llm-proxy-lossy");
+static STRICT: HeaderName = HeaderName::from_static("x-llm-proxy-strict");
 
 /// `d` in milliseconds with three decimals (`0.046`), written without float formatting (a
 /// per-request cost the profile showed).
@@ -279,6 +282,14 @@ fn millis_header(d: Duration) -> HeaderValue {
         }
     }
     HeaderValue::from_bytes(&buf[end..]).unwrap_or(HeaderValue::from_static("0.000"))
+}
+
+/// Whether the client asked for strict translation (`x-llm-proxy-strict: 1` or `true`).
+fn asks_for_strict(headers: &HeaderMap) -> bool {
+    headers
+        .get(&STRICT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| matches!(v.trim(), "1") || v.trim().eq_ignore_ascii_case("true"))
 }
 
 #[cfg(test)]

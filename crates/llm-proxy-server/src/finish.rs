@@ -80,5 +80,6 @@ impl FinishHook for Metrics {
             upstream: finished.upstream,
             ttft: ctx.ttft(),
         });
+        crate::metrics::record_lossy(ctx.format.label(), &ctx.lossy.snapshot());
     }
 }

@@ -1,6 +1,7 @@
 //! Prometheus metrics: the proxy's own overhead, upstream latency and time to first token, as
 //! histograms labelled by frontend, backend instance and streaming (low cardinality), plus a
-//! request counter by outcome. Served at `GET /metrics`.
+//! request counter by outcome and a counter of what translations dropped, by field. Served at
+//! `GET /metrics`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
@@ -16,6 +17,7 @@ const OVERHEAD: &str = "llm_proxy_overhead_seconds";
 const UPSTREAM: &str = "llm_proxy_upstream_latency_seconds";
 const TTFT: &str = "llm_proxy_time_to_first_token_seconds";
 const REQUESTS: &str = "llm_proxy_requests_total";
+const LOSSY: &str = "llm_proxy_lossy_total";
 
 /// Installs the process-wide recorder (once; later calls reuse it).
 pub fn install() -> Option<&'static PrometheusHandle> {
@@ -151,6 +153,43 @@ pub fn record(r: &RequestRecord<'_>) {
         h.ttft.record(t.as_secs_f64());
     }
     h.requests.increment(1);
+}
+
+/// Lossy-note counters by (frontend, field), registered once each; both labels are static
+/// strings from fixed vocabularies ([`llm_proxy_api::lossy::LOSSY_FIELDS`]).
+type LossyCache = RwLock<HashMap<(&'static str, &'static str), metrics::Counter>>;
+
+static LOSSY_HANDLES: OnceLock<LossyCache> = OnceLock::new();
+
+fn lossy_counter(frontend: &'static str, field: &'static str) -> metrics::Counter {
+    let cache = LOSSY_HANDLES.get_or_init(LossyCache::default);
+    if let Ok(map) = cache.read()
+        && let Some(found) = map.get(&(frontend, field))
+    {
+        return found.clone();
+    }
+    let registered = metrics::counter!(LOSSY, "frontend" => frontend, "field" => field);
+    if let Ok(mut map) = cache.write() {
+        return map.entry((frontend, field)).or_insert(registered).clone();
+    }
+    registered
+}
+
+/// Counts what a request's conversions dropped (`llm_proxy_lossy_total{frontend, field}`):
+/// each field once per request, however many notes name it.
+pub fn record_lossy(frontend: &'static str, notes: &[String]) {
+    if notes.is_empty() {
+        return;
+    }
+    install();
+    let mut seen: Vec<&'static str> = Vec::with_capacity(notes.len());
+    for note in notes {
+        let field = llm_proxy_api::lossy::lossy_field(note);
+        if !seen.contains(&field) {
+            seen.push(field);
+            lossy_counter(frontend, field).increment(1);
+        }
+    }
 }
 
 /// `GET /metrics`.

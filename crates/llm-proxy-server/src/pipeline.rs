@@ -241,6 +241,11 @@ pub async fn dispatch(
     mut req: ChatRequest,
     ctx: &RequestContext,
 ) -> Result<Dispatched, ProxyError> {
+    // Strict translation: what the frontend's conversion had to drop refuses the request
+    // (the connectors refuse what encoding for their upstream would drop).
+    if let Some(refusal) = ctx.lossy.strict_refusal() {
+        return Err(refusal.into());
+    }
     let pipeline = state.pipeline();
     let mut call = StageCall {
         ctx,

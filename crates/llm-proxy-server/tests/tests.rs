@@ -12,6 +12,7 @@ mod connections;
 mod dialect;
 mod edge;
 mod errors;
+mod fidelity;
 mod gemini;
 mod guards;
 mod hardening;

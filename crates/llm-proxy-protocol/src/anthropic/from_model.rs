@@ -661,6 +661,19 @@ pub fn stop_reason_name(reason: Option<&FinishReason>, has_tool_calls: bool) -> 
     }
 }
 
+/// Anthropic `stop_reason` and `stop_sequence`: `stop_sequence` when the upstream said which
+/// stop sequence matched (only Anthropic upstreams do; others give a plain stop, `end_turn`).
+pub fn stop_reason_and_sequence<'a>(
+    reason: Option<&'a FinishReason>,
+    sequence: Option<&'a str>,
+    has_tool_calls: bool,
+) -> (&'a str, Option<&'a str>) {
+    match (reason, sequence) {
+        (Some(FinishReason::Stop), Some(seq)) if !has_tool_calls => ("stop_sequence", Some(seq)),
+        _ => (stop_reason_name(reason, has_tool_calls), None),
+    }
+}
+
 /// Anthropic usage: input tokens exclude cache reads and writes.
 pub fn usage_from_model(u: &Usage) -> WireUsage {
     let cached = u
@@ -756,14 +769,19 @@ pub fn response_from_model(resp: &ChatResponse, sealer: &dyn Sealer) -> Anthropi
             Part::Image(_) | Part::Audio(_) | Part::ToolResult(_) | Part::Opaque(_) => {}
         }
     }
+    let (stop_reason, stop_sequence) = stop_reason_and_sequence(
+        resp.finish_reason.as_ref(),
+        resp.stop_sequence.as_deref(),
+        has_tool_calls,
+    );
     AnthropicResponse {
         id: message_id(&resp.id),
         kind: "message".to_owned(),
         role: "assistant".to_owned(),
         content,
         model: resp.model.clone(),
-        stop_reason: Some(stop_reason_name(resp.finish_reason.as_ref(), has_tool_calls).to_owned()),
-        stop_sequence: None,
+        stop_reason: Some(stop_reason.to_owned()),
+        stop_sequence: stop_sequence.map(str::to_owned),
         usage: resp
             .usage
             .as_ref()
@@ -1129,6 +1147,7 @@ mod tests {
                 }),
             ],
             finish_reason: Some(FinishReason::Stop),
+            stop_sequence: None,
             usage: Some(Usage {
                 input_tokens: 1000,
                 output_tokens: 7,
@@ -1198,6 +1217,7 @@ mod tests {
                 }),
             ],
             finish_reason: Some(FinishReason::ToolCalls),
+            stop_sequence: None,
             usage: None,
         };
         let sealer = TestSealer(4);

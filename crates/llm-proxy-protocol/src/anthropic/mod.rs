@@ -95,6 +95,31 @@ mod tests {
             )
             .unwrap();
         assert_eq!(resp.joined_text(), "yo");
+        assert_eq!(resp.stop_sequence, None);
+
+        // A matched stop sequence survives to an Anthropic client, not to others.
+        let stopped = codec
+            .decode_response(
+                br#"{"id":"msg_2","type":"message","role":"assistant","model":"claude-x","content":[{"type":"text","text":"one"}],"stop_reason":"stop_sequence","stop_sequence":"TWO","usage":{"input_tokens":1,"output_tokens":1}}"#,
+                "fallback",
+            )
+            .unwrap();
+        assert_eq!(stopped.stop_sequence.as_deref(), Some("TWO"));
+        let wire = serde_json::to_value(super::response_from_model(
+            &stopped,
+            &crate::openai_responses::opaque::TestSealer(1),
+        ))
+        .unwrap();
+        assert_eq!(
+            (&wire["stop_reason"], &wire["stop_sequence"]),
+            (
+                &serde_json::json!("stop_sequence"),
+                &serde_json::json!("TWO")
+            )
+        );
+        let openai =
+            serde_json::to_value(crate::openai_chat::response_from_model(&stopped)).unwrap();
+        assert_eq!(openai["choices"][0]["finish_reason"], "stop");
         let err = codec
             .decode_response(
                 br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,

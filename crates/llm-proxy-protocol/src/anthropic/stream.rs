@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::error::{error_from_value, error_type};
-use super::from_model::{message_id, sealed_call_data, stop_reason_name, usage_from_model};
+use super::from_model::{message_id, sealed_call_data, stop_reason_and_sequence, usage_from_model};
 use super::to_model::{stop_reason_to_model, usage_to_model};
 use super::types::{DeltaIn, StreamEventIn, UsageIn, WireUsage};
 use crate::carried::Carried;
@@ -32,6 +32,8 @@ pub struct SseDecoder {
     /// Usage so far in Anthropic's shape (input and output arrive in different events).
     usage: WireUsage,
     finish: Option<FinishReason>,
+    /// The stop sequence that matched (`stop_reason: stop_sequence`).
+    stop_sequence: Option<String>,
     /// `message_delta` seen: the answer is complete even if `message_stop` never comes.
     ended: bool,
     done: bool,
@@ -167,6 +169,9 @@ impl SseDecoder {
             StreamEventIn::MessageDelta { delta, usage } => {
                 self.ended = true;
                 if let Some(reason) = delta.stop_reason {
+                    if reason == "stop_sequence" {
+                        self.stop_sequence = delta.stop_sequence;
+                    }
                     self.finish = Some(stop_reason_to_model(&reason));
                 }
                 if let Some(u) = usage {
@@ -257,6 +262,9 @@ impl SseDecoder {
             self.block_stop(block, out);
         }
         if let Some(reason) = self.finish.take() {
+            if let Some(sequence) = self.stop_sequence.take() {
+                out.push(StreamEvent::StopSequence { sequence });
+            }
             out.push(StreamEvent::Finish { reason });
         }
     }
@@ -405,6 +413,8 @@ pub struct EventRenderer {
     started: bool,
     usage: Option<Usage>,
     finish: Option<FinishReason>,
+    /// The stop sequence that matched, when the upstream said.
+    stop_sequence: Option<String>,
     open: Option<OpenBlockOut>,
     /// Index of the open block, or of the next one.
     block_index: u32,
@@ -450,6 +460,7 @@ impl EventRenderer {
             started: false,
             usage: None,
             finish: None,
+            stop_sequence: None,
             open: None,
             block_index: 0,
             tools: Vec::new(),
@@ -574,6 +585,7 @@ impl EventRenderer {
                 Some(existing) => existing.merge(u),
                 None => self.usage = Some(*u),
             },
+            StreamEvent::StopSequence { sequence } => self.stop_sequence = Some(sequence.clone()),
             StreamEvent::Finish { reason } => self.finish = Some(reason.clone()),
         }
     }
@@ -588,13 +600,17 @@ impl EventRenderer {
         self.close_block(out);
         self.finished = true;
         let has_tool_calls = !self.tools.is_empty();
-        let stop_reason = stop_reason_name(self.finish.as_ref(), has_tool_calls);
+        let (stop_reason, stop_sequence) = stop_reason_and_sequence(
+            self.finish.as_ref(),
+            self.stop_sequence.as_deref(),
+            has_tool_calls,
+        );
         let usage = usage_from_model(&self.usage.unwrap_or_default());
         out.push(
             EventOut::MessageDelta {
                 delta: MessageDeltaOut {
                     stop_reason,
-                    stop_sequence: None,
+                    stop_sequence,
                 },
                 usage,
             }
@@ -934,6 +950,43 @@ mod tests {
             .unwrap();
         assert!(d.is_finished(), "message_stop ends the stream");
         assert!(decode_all("data: {not json}\n\n").is_err());
+    }
+
+    #[test]
+    fn the_matched_stop_sequence_travels_through_and_back() {
+        let body = sse(&[
+            json!({"type": "message_start", "message": {"id": "msg_1", "model": "claude", "usage": {"input_tokens": 3, "output_tokens": 1}}}),
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "one two"}}),
+            json!({"type": "content_block_stop", "index": 0}),
+            json!({"type": "message_delta", "delta": {"stop_reason": "stop_sequence", "stop_sequence": "THREE"}, "usage": {"output_tokens": 2}}),
+            json!({"type": "message_stop"}),
+        ]);
+        let events = decode_all(&body).unwrap();
+        let n = events.len();
+        assert_eq!(
+            events[n - 2..],
+            [
+                StreamEvent::StopSequence {
+                    sequence: "THREE".into()
+                },
+                StreamEvent::Finish {
+                    reason: FinishReason::Stop
+                }
+            ]
+        );
+        let mut r = EventRenderer::new("abc", "m", sealer());
+        let mut out = Vec::new();
+        for e in &events {
+            r.render(e, &mut out);
+        }
+        r.finish(&mut out);
+        let f = frames(&out);
+        let delta = f.iter().find(|(n, _)| n == "message_delta").unwrap();
+        assert_eq!(
+            delta.1["delta"],
+            json!({"stop_reason": "stop_sequence", "stop_sequence": "THREE"})
+        );
     }
 
     #[test]

@@ -549,6 +549,9 @@ pub fn response_to_model(resp: AnthropicResponse, fallback_model: &str) -> ChatR
         },
         created: llm_proxy_api::ids::unix_now(),
         content,
+        stop_sequence: resp
+            .stop_sequence
+            .filter(|_| resp.stop_reason.as_deref() == Some("stop_sequence")),
         finish_reason: resp.stop_reason.as_deref().map(stop_reason_to_model),
         usage: Some(usage_to_model(&resp.usage)),
     }

@@ -1330,6 +1330,7 @@ mod tests {
                 }),
             ],
             finish_reason: Some(FinishReason::ToolCalls),
+            stop_sequence: None,
             usage: None,
         };
         let sealer = TestSealer(3);

@@ -596,6 +596,7 @@ mod tests {
                 }),
             ],
             finish_reason: Some(FinishReason::ToolCalls),
+            stop_sequence: None,
             usage: Some(Usage {
                 input_tokens: 3,
                 output_tokens: 4,

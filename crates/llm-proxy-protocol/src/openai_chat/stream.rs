@@ -354,6 +354,8 @@ impl ChunkRenderer {
     /// Renders one event; most events make one frame, bookkeeping events none.
     pub fn render(&mut self, event: &StreamEvent, out: &mut Vec<Bytes>) {
         match event {
+            // Only Anthropic answers say which stop sequence matched.
+            StreamEvent::StopSequence { .. } => {}
             StreamEvent::Start { model, .. } => {
                 if let Some(m) = model.as_deref().filter(|m| !m.is_empty()) {
                     m.clone_into(&mut self.model);

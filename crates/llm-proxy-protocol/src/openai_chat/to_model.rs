@@ -328,6 +328,7 @@ pub fn response_to_model(resp: ChatCompletionResponse, fallback_model: &str) -> 
         finish_reason = choice.finish_reason.as_deref().map(finish_reason_to_model);
     }
     ChatResponse {
+        stop_sequence: None,
         id: if resp.id.is_empty() {
             llm_proxy_api::ids::response_id()
         } else {

@@ -142,6 +142,8 @@ impl EventRenderer {
         }
         self.ensure_started(out);
         match event {
+            // Only Anthropic answers say which stop sequence matched.
+            StreamEvent::StopSequence { .. } => {}
             StreamEvent::Start { model, .. } => {
                 if let Some(m) = model.as_deref().filter(|m| !m.is_empty()) {
                     m.clone_into(&mut self.ctx.model);

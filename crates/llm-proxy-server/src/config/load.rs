@@ -973,6 +973,10 @@ fn validate(
                 .auto_breakpoints
                 .unwrap_or(defaults.caching.auto_breakpoints),
         },
+        strict_translation: raw
+            .translation
+            .strict
+            .unwrap_or(defaults.strict_translation),
         logging: LoggingConfig {
             level: raw.logging.level.unwrap_or(defaults.logging.level),
             capture_file: raw.logging.capture_file,
@@ -1319,6 +1323,7 @@ pub fn effective_config(cfg: &GatewayConfig) -> Value {
         "model_limit_enforcement": { "enabled": cfg.model_limits.enabled },
         "context_window_override": cfg.model_limits.force_context_window,
         "model_defaults": super::model_limits::effective(&cfg.model_limits),
+        "translation": { "strict": cfg.strict_translation },
         "logging": { "level": cfg.logging.level, "capture_file": cfg.logging.capture_file },
         "session": session_json(&cfg.raw),
     })
@@ -1542,6 +1547,20 @@ mod tests {
         assert!(!cfg.failure_handling.enabled);
         assert_eq!(cfg.failure_handling.max_failover_hops, 2);
         assert_eq!(cfg.failure_handling.max_silent_wait, Duration::ZERO);
+    }
+
+    #[test]
+    fn strict_translation_is_off_unless_turned_on() {
+        let load = |file: &str| load_from_str(file, &CliOverrides::default(), &Env::default());
+        assert!(!load("").unwrap().strict_translation);
+        let on = load("translation:\n  strict: true\n").unwrap();
+        assert!(on.strict_translation);
+        assert_eq!(
+            effective_config(&on)["translation"],
+            json!({"strict": true})
+        );
+        let err = load("translation:\n  stric: true\n").unwrap_err();
+        assert!(err.to_string().contains("stric"), "{err}");
     }
 
     #[test]

@@ -62,6 +62,8 @@ pub struct RawConfig {
     pub request_dedup_max_cache: Option<usize>,
     #[serde(default)]
     pub state: RawState,
+    #[serde(default)]
+    pub translation: RawTranslation,
 }
 
 /// `state:`: where state shared by replicas lives.
@@ -70,6 +72,14 @@ pub struct RawConfig {
 pub struct RawState {
     /// `redis://` or `rediss://` URL of the Redis shared by every replica (none: in-process).
     pub redis_url: Option<String>,
+}
+
+/// `translation:`: how conversions between protocols treat what they cannot carry.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTranslation {
+    /// Refuse (400 naming the field) instead of dropping what the upstream cannot express.
+    pub strict: Option<bool>,
 }
 
 /// `caching:`: prompt caching across protocols.

@@ -390,6 +390,9 @@ pub struct GatewayConfig {
     pub responses_api: ResponsesApiConfig,
     /// Prompt caching.
     pub caching: CachingConfig,
+    /// `translation.strict`: requests whose translation would drop something are refused
+    /// (400 naming the field) instead of sent with an `x-llm-proxy-lossy` note.
+    pub strict_translation: bool,
     /// Logging.
     pub logging: LoggingConfig,
     /// Where embedded stores live (`--data-dir`); `None` when no user data directory is known
@@ -433,6 +436,7 @@ impl Default for GatewayConfig {
             server: ServerConfig::default(),
             responses_api: ResponsesApiConfig::default(),
             caching: CachingConfig::default(),
+            strict_translation: false,
             logging: LoggingConfig {
                 level: "info".to_owned(),
                 capture_file: None,
@@ -468,6 +472,7 @@ impl fmt::Debug for GatewayConfig {
             .field("auth", &self.auth)
             .field("responses_api", &self.responses_api)
             .field("caching", &self.caching)
+            .field("strict_translation", &self.strict_translation)
             .field("logging", &self.logging)
             .finish_non_exhaustive()
     }

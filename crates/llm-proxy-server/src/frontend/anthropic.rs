@@ -161,6 +161,7 @@ mod tests {
             created: 0,
             content: vec![Part::Text(TextPart::new("hi"))],
             finish_reason: None,
+            stop_sequence: None,
             usage: None,
         };
         assert!(dropped_from_response(&response).is_empty());
