@@ -475,6 +475,10 @@ pub struct ReasoningConfig {
     /// Thinking explicitly disabled.
     #[serde(default)]
     pub disabled: bool,
+    /// The model decides how much to think (Anthropic `thinking: {type: "adaptive"}`, Gemini
+    /// `thinkingBudget: -1`); `effort`, when set, still guides it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adaptive: bool,
     /// Whether reasoning summaries / thoughts should be returned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub include_thoughts: Option<bool>,

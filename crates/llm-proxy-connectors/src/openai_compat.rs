@@ -310,6 +310,7 @@ impl OpenAiCompatible {
         }
         ctx.lossy
             .add(req.foreign_content_note(openai_chat::PROTOCOL));
+        ctx.lossy.add(openai_chat::reasoning_notes(req, &ctx.model));
         let key = self.fallback_cache_key(ctx, req);
         let options = EncodeOptions {
             fallback_cache_key: key.as_deref(),

@@ -39,6 +39,7 @@ pub fn apply_to_request(state: &SessionState, req: &mut ChatRequest) {
         r.disabled = effort == Some("none");
         r.effort = effort.map(str::to_owned);
         r.budget_tokens = state.thinking_budget;
+        r.adaptive = false;
     }
     if let Some(Value::Object(config)) = &state.gemini_generation_config {
         req.body_patches
