@@ -209,6 +209,7 @@ mod tests {
                 budget_tokens: Some(1000),
                 include_thoughts: Some(true),
                 disabled: false,
+                adaptive: true,
             }),
             ..ChatRequest::default()
         }
@@ -256,6 +257,10 @@ mod tests {
             "the client's budget would contradict it"
         );
         assert_eq!(r.include_thoughts, Some(true), "kept");
+        assert!(
+            !r.adaptive,
+            "the session's effort replaces the model's own choice"
+        );
         let req = applied(SessionState {
             reasoning_effort: Some("maximum".into()),
             ..SessionState::default()
