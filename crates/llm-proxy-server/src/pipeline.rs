@@ -263,7 +263,11 @@ pub async fn dispatch(
         SelectorKind::Parallel => race(state, &plan, &req, ctx).await,
         _ => sequential(state, &plan, req, ctx).await,
     };
-    if let (Some(route), Some(key)) = (route, session_key) {
+    // A request the client got wrong (a 400) says nothing about the instance.
+    let instance_failed = dispatched.as_ref().err().map(ProxyError::status);
+    if let (Some(route), Some(key)) = (route, session_key)
+        && !instance_failed.is_some_and(|s| s.is_client_error() && s.as_u16() != 429)
+    {
         let served = dispatched.as_ref().ok().map(|d| d.route.instance.as_str());
         remember_instance(state, ctx, &key, &route, served).await;
     }

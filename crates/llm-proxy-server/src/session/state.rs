@@ -129,3 +129,29 @@ pub struct ToolLoopState {
     /// What the guard does to this request's repeated calls (set by the stage).
     pub armed: Option<LoopVerdict>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn affinity_is_bounded_and_skips_long_routes() {
+        let mut s = SessionState::default();
+        for i in 0..MAX_AFFINITY_ROUTES + 5 {
+            s.remember_instance(&format!("route-{i}"), "openai.a");
+        }
+        assert_eq!(s.affinity.len(), MAX_AFFINITY_ROUTES);
+        s.remember_instance("route-last", "openai.b");
+        assert_eq!(s.affinity["route-last"], "openai.b");
+        assert_eq!(s.affinity.len(), MAX_AFFINITY_ROUTES);
+        s.remember_instance(&"x".repeat(MAX_AFFINITY_ROUTE_BYTES + 1), "openai.a");
+        assert!(
+            s.affinity
+                .keys()
+                .all(|k| k.len() <= MAX_AFFINITY_ROUTE_BYTES)
+        );
+        // Old states without the field still load.
+        let old: SessionState = serde_json::from_str(r#"{"requests": 3}"#).unwrap();
+        assert!(old.affinity.is_empty());
+    }
+}
