@@ -155,6 +155,7 @@ const FIELD_NEEDLES: &[(&str, &str)] = &[
     ("content blocks", "content_blocks"),
     ("settings", "settings"),
     ("fields not sent", "extra_fields"),
+    ("context_management", "extra_fields"),
     ("conversation started", "conversation"),
 ];
 

@@ -155,6 +155,8 @@ const CARRIED_ELSEWHERE: &[(&str, &str)] = &[
     ("openai_chat", "extra_body"),
     ("anthropic", "thinking"),
     ("anthropic", "output_config"),
+    // Named by its own note (llm_proxy_protocol::reasoning::context_management_note).
+    ("anthropic", "context_management"),
     ("openai_responses", "reasoning"),
     ("openai_responses", "tool_choice"),
     ("openai_responses", "text"),
@@ -506,6 +508,10 @@ pub struct ReasoningConfig {
     /// Thinking explicitly disabled.
     #[serde(default)]
     pub disabled: bool,
+    /// The model decides how much to think (Anthropic `thinking: {type: "adaptive"}`, Gemini
+    /// `thinkingBudget: -1`); `effort`, when set, still guides it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adaptive: bool,
     /// Whether reasoning summaries / thoughts should be returned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub include_thoughts: Option<bool>,

@@ -325,6 +325,7 @@ impl OpenAiCompatible {
                 self.instance
             ));
         }
+        lossy.extend(openai_chat::reasoning_notes(req, &ctx.model));
         ctx.lossy.admit(lossy)?;
         let key = self.fallback_cache_key(ctx, req);
         let options = EncodeOptions {

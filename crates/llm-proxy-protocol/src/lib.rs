@@ -9,6 +9,7 @@ mod extra_fields;
 pub mod gemini;
 pub mod openai_chat;
 pub mod openai_responses;
+pub mod reasoning;
 pub mod sse;
 
 /// A request body that could not be turned into the canonical model.

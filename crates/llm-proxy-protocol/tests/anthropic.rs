@@ -729,10 +729,16 @@ fn to_every_upstream(name: &str) -> (Value, Value, Value, Value) {
     let gemini = llm_proxy_protocol::gemini::request_from_model(&model, &mut gemini_lossy);
     let openai = serde_json::to_value(openai).unwrap();
     let gemini = serde_json::to_value(gemini).unwrap();
+    // What the OpenAI-chat connector reports: foreign fields, then the reasoning controls'.
+    let openai_lossy: Vec<String> = model
+        .foreign_content_note("openai_chat")
+        .into_iter()
+        .chain(openai_chat::reasoning_notes(&model, "gpt-4o"))
+        .collect();
     (
         original,
         json!({"body": anthropic_body, "lossy": anthropic_lossy}),
-        json!({"messages": openai["messages"], "lossy": model.foreign_content_note("openai_chat")}),
+        json!({"messages": openai["messages"], "lossy": openai_lossy}),
         json!({
             "systemInstruction": gemini["systemInstruction"],
             "contents": gemini["contents"],

@@ -4,6 +4,7 @@ mod anthropic;
 mod cache_usage;
 mod gemini;
 mod openai_responses;
+mod reasoning_controls;
 
 use std::sync::Arc;
 

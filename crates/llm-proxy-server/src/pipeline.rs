@@ -253,6 +253,7 @@ pub async fn dispatch(
         session: None,
     };
     let flow = pipeline.stages.run(state, &mut call).await;
+    let mut session_key = None;
     if let Some(session) = call.session.take() {
         if session.dirty
             && let Err(e) = state.sessions().save(&session.key, &session.state).await
@@ -262,18 +263,66 @@ pub async fn dispatch(
         }
         // The event processors read the session from the context (no copy: moved).
         ctx.set_session_state(session.state);
+        session_key = Some(session.key);
     }
     if let Flow::Answer(text) = flow? {
         return Ok(local_answer(&req.model, text));
     }
-    let plan = state.router().plan(state, &req, ctx.session_id())?;
+    let sticky = ctx
+        .session_state()
+        .and_then(|s| s.affinity.get(&req.model))
+        .map(String::as_str);
+    let plan = state.router().plan(state, &req, ctx.session_id(), sticky)?;
     let after_output = pipeline.after_output.begin(ctx, &req);
-    let mut d = match plan.kind {
+    // A `[first]` pick is the session's opening move, not the instance it keeps to.
+    let route = (plan.affine && plan.forced_first.is_none()).then(|| req.model.clone());
+    let dispatched = match plan.kind {
         SelectorKind::Parallel => race(state, &plan, &req, ctx).await,
         _ => sequential(state, &plan, req, ctx).await,
-    }?;
+    };
+    // A request the client got wrong (a 400) says nothing about the instance.
+    let instance_failed = dispatched.as_ref().err().map(ProxyError::status);
+    if let (Some(route), Some(key)) = (route, session_key)
+        && !instance_failed.is_some_and(|s| s.is_client_error() && s.as_u16() != 429)
+    {
+        let served = dispatched.as_ref().ok().map(|d| d.route.instance.as_str());
+        remember_instance(state, ctx, &key, &route, served).await;
+    }
+    let mut d = dispatched?;
     d.stream = after_output.apply(d.stream);
     Ok(d)
+}
+
+/// Session affinity: records the instance that served `route` (`None`: the request failed) in
+/// the session when it changed
+/// (one store write per change, not per request); a failed request forgets the route, so the
+/// next one picks afresh rather than returning to the instance that just failed.
+async fn remember_instance(
+    state: &AppState,
+    ctx: &RequestContext,
+    key: &str,
+    route: &str,
+    served: Option<&str>,
+) {
+    let known = ctx
+        .session_state()
+        .and_then(|s| s.affinity.get(route))
+        .map(String::as_str);
+    if known == served {
+        return;
+    }
+    let result = state
+        .sessions()
+        .update(key, &mut |s| match served {
+            Some(instance) => s.remember_instance(route, instance),
+            None => {
+                s.affinity.remove(route);
+            }
+        })
+        .await;
+    if let Err(e) = result {
+        tracing::warn!(request_id = %ctx.request_id, error = e.label(), "cannot save the session's instance: {e}");
+    }
 }
 
 /// A local answer as the events of an upstream answer (start, the text, zero usage, stop), so
@@ -307,9 +356,10 @@ fn local_answer(model: &str, text: String) -> Dispatched {
 /// Chooses the next leg: in order for failover, by weight (excluding failed legs) for
 /// weighted selectors.
 fn next_leg(plan: &Plan, failed: &[usize]) -> Option<usize> {
-    // `[first]` decides the session's first pick only; re-rolls after a failure use weights.
+    // `[first]` decides the session's first pick only, then the session keeps to the instance
+    // it used (affinity); re-rolls after a failure use weights.
     if failed.is_empty()
-        && let Some(forced) = plan.forced_first
+        && let Some(forced) = plan.forced_first.or(plan.sticky_leg)
     {
         return Some(forced);
     }

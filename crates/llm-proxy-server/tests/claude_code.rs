@@ -3,13 +3,15 @@
 //! adaptive thinking, `output_config`, `context_management`, 24 tools, `cache_control`,
 //! `?beta=true`) reaching OpenAI-chat, Anthropic and Gemini upstreams.
 
-use llm_proxy_test_support::{MockUpstream, Reply, anthropic, gemini, openai};
+use llm_proxy_test_support::{MockUpstream, Reply, anthropic, gemini, openai, responses};
 use serde_json::{Value, json};
 
 use crate::common::{client, start_proxy};
 use crate::dialect::sse_events;
 
 const TRAILING: &str = "Reminder: answer briefly.";
+/// The lossy note for Claude Code's `context_management` on a non-Anthropic upstream.
+const CONTEXT_NOTE: &str = "context_management edits dropped";
 
 /// The captured Claude Code request (protocol golden fixture), streamed, with a trailing
 /// system message after the tool result.
@@ -80,13 +82,14 @@ async fn claude_code_tool_turn_reaches_an_openai_chat_upstream() {
     let body = claude_code_request();
     let (text, lossy) = post_as_claude_code(&proxy.url, &body).await;
     assert_eq!(text, "It says tag, publish");
-    // Claude Code's context management has no OpenAI counterpart: dropped, and said so.
-    assert_eq!(
-        lossy.as_deref(),
-        Some("anthropic fields not sent to an upstream speaking openai_chat: context_management")
+    assert!(
+        lossy.as_deref().is_some_and(|l| l.contains(CONTEXT_NOTE)),
+        "{lossy:?}"
     );
 
     let sent = &up.requests()[0].body;
+    // Adaptive thinking at effort high is the upstream's own effort control.
+    assert_eq!(sent["reasoning_effort"], "high");
     let roles: Vec<&str> = sent["messages"]
         .as_array()
         .unwrap()
@@ -160,15 +163,20 @@ async fn claude_code_tool_turn_reaches_a_gemini_upstream() {
     let (text, lossy) = post_as_claude_code(&proxy.url, &body).await;
     assert_eq!(text, "It says tag, publish");
     assert!(
-        lossy.as_deref().is_some_and(
-            |l| l.contains("system message inside the conversation sent as a user-turn note")
-        ),
+        lossy.as_deref().is_some_and(|l| l
+            .contains("system message inside the conversation sent as a user-turn note")
+            && l.contains(CONTEXT_NOTE)),
         "{lossy:?}"
     );
 
     let sent = &up.requests()[0];
     assert!(sent.uri.contains(":streamGenerateContent"), "{}", sent.uri);
     let body_sent = &sent.body;
+    // Adaptive thinking at effort high is a thinking budget.
+    assert_eq!(
+        body_sent["generationConfig"]["thinkingConfig"],
+        json!({"thinkingBudget": 24576, "includeThoughts": true})
+    );
     assert_eq!(
         body_sent["systemInstruction"]["parts"]
             .as_array()
@@ -207,6 +215,32 @@ async fn claude_code_tool_turn_reaches_a_gemini_upstream() {
         tool_names(declarations, "/name"),
         tool_names(&body["tools"], "/name")
     );
+}
+
+#[tokio::test]
+async fn claude_code_reasoning_controls_reach_a_responses_upstream() {
+    let up = MockUpstream::start().await.unwrap();
+    up.push(Reply::sse(responses::text_stream("It says tag, publish")));
+    let proxy = start_proxy(&proxy_yaml(
+        "openai-responses",
+        &format!("{}/v1", up.base_url()),
+    ))
+    .await;
+    let (text, lossy) = post_as_claude_code(&proxy.url, &claude_code_request()).await;
+    assert_eq!(text, "It says tag, publish");
+    assert!(
+        lossy.as_deref().is_some_and(|l| l.contains(CONTEXT_NOTE)),
+        "{lossy:?}"
+    );
+    let sent = &up.requests()[0].body;
+    assert_eq!(
+        sent["reasoning"],
+        json!({"effort": "high", "summary": "auto"})
+    );
+    assert_eq!(sent["include"], json!(["reasoning.encrypted_content"]));
+    for field in ["thinking", "output_config", "context_management"] {
+        assert!(sent.get(field).is_none(), "{field} leaked: {sent}");
+    }
 }
 
 #[tokio::test]

@@ -182,7 +182,8 @@ async fn weighted_split_is_about_three_to_one() {
     let p = pair().await;
     p.a.set_fallback(Reply::json(openai::completion("a")));
     p.b.set_fallback(Reply::json(openai::completion("b")));
-    let proxy = start_proxy(&config(&p, "")).await;
+    // One conversation (one fingerprinted session) would keep to one instance.
+    let proxy = start_proxy(&config(&p, "routing:\n  session_affinity: false\n")).await;
     let req = body("[weight=3]openai.a:m^[weight=1]openai.b:m", false);
     for _ in 0..400 {
         let (status, _) = post(&proxy.url, &req).await;
@@ -482,8 +483,9 @@ async fn model_only_selectors_resolve_across_listing_backends() {
     let p = pair().await;
     p.a.set_fallback(Reply::json(openai::completion("a")));
     p.b.set_fallback(Reply::json(openai::completion("b")));
-    // round robin (default) between the instances listing the model
-    let proxy = start_proxy(&listing_config(&p, "")).await;
+    // round robin (default) between the instances listing the model (one conversation
+    // would keep to one instance with session affinity)
+    let proxy = start_proxy(&listing_config(&p, "routing:\n  session_affinity: false\n")).await;
     for _ in 0..4 {
         assert_eq!(post(&proxy.url, &body("gpt-x", false)).await.0, 200);
     }
@@ -595,4 +597,103 @@ async fn first_branch_is_forced_once_per_session() {
         post(&proxy.url, &in_body).await.1["choices"][0]["message"]["content"],
         "a"
     );
+}
+
+/// The answer ("a" or "b") to one request of `session`.
+async fn answer_for(url: &str, model: &str, session: &str) -> String {
+    let r = client()
+        .post(format!("{url}/v1/chat/completions"))
+        .header("x-session-id", session)
+        .json(&body(model, false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    v["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn weighted_routes_keep_each_session_on_its_instance() {
+    let p = pair().await;
+    p.a.set_fallback(Reply::json(openai::completion("a")));
+    p.b.set_fallback(Reply::json(openai::completion("b")));
+    let proxy = start_proxy(&config(&p, "")).await;
+    let model = "openai.a:m^openai.b:m";
+    let mut firsts = Vec::new();
+    for s in 0..20 {
+        let session = format!("sticky-{s}");
+        let first = answer_for(&proxy.url, model, &session).await;
+        for _ in 0..4 {
+            assert_eq!(
+                answer_for(&proxy.url, model, &session).await,
+                first,
+                "session {session} moved"
+            );
+        }
+        firsts.push(first);
+    }
+    // Sessions still spread by weight (all 20 on one side: 2^-19).
+    assert!(
+        firsts.iter().any(|f| f == "a") && firsts.iter().any(|f| f == "b"),
+        "{firsts:?}"
+    );
+}
+
+#[tokio::test]
+async fn without_session_affinity_a_session_follows_the_weights() {
+    let p = pair().await;
+    p.a.set_fallback(Reply::json(openai::completion("a")));
+    p.b.set_fallback(Reply::json(openai::completion("b")));
+    let proxy = start_proxy(&config(&p, "routing:\n  session_affinity: false\n")).await;
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        seen.insert(answer_for(&proxy.url, "openai.a:m^openai.b:m", "loose").await);
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+}
+
+#[tokio::test]
+async fn a_failure_moves_the_session_and_it_stays_on_the_new_instance() {
+    let p = pair().await;
+    p.a.set_fallback(Reply::json(openai::completion("a")));
+    p.b.set_fallback(Reply::json(openai::completion("b")));
+    let proxy = start_proxy(&config(
+        &p,
+        "resilience:\n  circuit_breaker:\n    enabled: false\n",
+    ))
+    .await;
+    let model = "openai.a:m^openai.b:m";
+    let first = answer_for(&proxy.url, model, "moving").await;
+    let (failing, other) = if first == "a" {
+        (&p.a, "b")
+    } else {
+        (&p.b, "a")
+    };
+    failing.set_fallback(Reply::error(503, json!({"error": {"message": "down"}})));
+    assert_eq!(answer_for(&proxy.url, model, "moving").await, other);
+    // Healthy again, but the session now keeps to the instance that served it.
+    failing.set_fallback(Reply::json(openai::completion(&first)));
+    for _ in 0..5 {
+        assert_eq!(answer_for(&proxy.url, model, "moving").await, other);
+    }
+}
+
+#[tokio::test]
+async fn model_only_round_robin_keeps_each_session_on_its_instance() {
+    let p = pair().await;
+    p.a.set_fallback(Reply::json(openai::completion("a")));
+    p.b.set_fallback(Reply::json(openai::completion("b")));
+    let proxy = start_proxy(&listing_config(&p, "")).await;
+    let one = answer_for(&proxy.url, "gpt-x", "rr-1").await;
+    let two = answer_for(&proxy.url, "gpt-x", "rr-2").await;
+    assert_ne!(one, two, "round robin spreads new sessions");
+    for (session, instance) in [("rr-1", &one), ("rr-2", &two)] {
+        for _ in 0..3 {
+            assert_eq!(&answer_for(&proxy.url, "gpt-x", session).await, instance);
+        }
+    }
 }

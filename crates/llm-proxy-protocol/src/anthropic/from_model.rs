@@ -13,7 +13,7 @@ use llm_proxy_api::model::{
 use serde_json::{Map, Value};
 
 use super::PROTOCOL;
-use super::to_model::{EXTRA_THINKING, EXTRA_TOOLS};
+use super::to_model::{EXTRA_OUTPUT_CONFIG, EXTRA_THINKING, EXTRA_TOOLS};
 use super::types::{
     AnthropicRequest, AnthropicResponse, ContentBlock, ImageBlock, ImageSource, InputMessage,
     MessageContent, RedactedThinkingBlock, SystemBlock, SystemPrompt, TextBlock, Thinking,
@@ -106,7 +106,7 @@ pub fn request_from_model(
     let tool_choice = tool_choice_from_model(req, !tools.is_empty());
 
     let mut max_tokens = req.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
-    let mut thinking = thinking_from_model(req, lossy).or_else(|| {
+    let mut thinking = thinking_from_model(req, passthrough, lossy).or_else(|| {
         passthrough
             .and_then(|e| e.get(EXTRA_THINKING))
             .and_then(|t| serde_json::from_value(t.clone()).ok())
@@ -200,6 +200,7 @@ pub fn request_from_model(
     for key in NAMED_FIELDS {
         extra.remove(key);
     }
+    output_config_from_model(req, &mut extra);
     AnthropicRequest {
         model: model.to_owned(),
         messages,
@@ -242,17 +243,36 @@ fn tool_choice_from_model(req: &ChatRequest, has_tools: bool) -> Option<ToolChoi
     })
 }
 
-fn thinking_from_model(req: &ChatRequest, lossy: &mut Vec<String>) -> Option<Thinking> {
+/// `thinking` for the canonical reasoning; `None` leaves the client's own `thinking` (an
+/// Anthropic client's adaptive mode) in place. An effort the client wrote in `output_config`
+/// stays there (see [`output_config_from_model`]) rather than becoming a budget.
+fn thinking_from_model(
+    req: &ChatRequest,
+    passthrough: Option<&Map<String, Value>>,
+    lossy: &mut Vec<String>,
+) -> Option<Thinking> {
     let r = req.reasoning.as_ref()?;
     if r.disabled {
         return Some(Thinking::disabled());
     }
+    let client_thinking = passthrough
+        .and_then(|e| e.get(EXTRA_THINKING))
+        .and_then(|t| t.get("type"))
+        .and_then(Value::as_str);
+    let effort_in_output_config = passthrough
+        .and_then(|e| e.get(EXTRA_OUTPUT_CONFIG))
+        .is_some_and(|o| o.get("effort").is_some());
     let budget = match (r.budget_tokens, r.effort.as_deref()) {
         (Some(b), _) => Some(b),
+        _ if r.adaptive && client_thinking == Some("adaptive") => return None,
+        (None, Some(_)) if effort_in_output_config => return None,
         (None, Some(effort)) => match budget_for_effort(effort) {
             Some(b) => Some(b),
             None => return Some(Thinking::disabled()),
         },
+        // Another protocol's dynamic thinking (Gemini's budget -1): a medium budget, which
+        // every thinking Claude model takes.
+        (None, None) if r.adaptive => budget_for_effort("medium"),
         (None, None) => None,
     }?;
     if budget == 0 {
@@ -265,6 +285,29 @@ fn thinking_from_model(req: &ChatRequest, lossy: &mut Vec<String>) -> Option<Thi
         );
     }
     Some(Thinking::enabled(budget.max(MIN_THINKING_BUDGET)))
+}
+
+/// A client's `output_config.effort` follows the canonical effort when something (a session
+/// override) changed it; Anthropic's levels are `low`, `medium`, `high` and `max`.
+fn output_config_from_model(req: &ChatRequest, extra: &mut Map<String, Value>) {
+    let Some(effort) = req.reasoning.as_ref().and_then(|r| r.effort.as_deref()) else {
+        return;
+    };
+    let Some(Value::Object(config)) = extra.get_mut(EXTRA_OUTPUT_CONFIG) else {
+        return;
+    };
+    let Some(written) = config.get("effort").and_then(Value::as_str) else {
+        return;
+    };
+    if crate::reasoning::canonical_effort(written) != effort {
+        let level = match effort {
+            "none" | "minimal" | "low" => "low",
+            "high" => "high",
+            "xhigh" => "max",
+            _ => "medium",
+        };
+        config.insert("effort".to_owned(), Value::from(level));
+    }
 }
 
 /// Why thinking cannot be enabled for this request, if it cannot.
@@ -1108,10 +1151,11 @@ mod tests {
         let mut foreign = model.clone();
         foreign.extra_protocol = Some("openai_chat".into());
         let (v, _) = encode(&foreign);
-        assert!(
-            v.get("service_tier").is_none()
-                && v.get("tools").is_none()
-                && v.get("thinking").is_none()
+        assert!(v.get("service_tier").is_none() && v.get("tools").is_none());
+        // Adaptive thinking another protocol asked for is a medium budget.
+        assert_eq!(
+            v["thinking"],
+            json!({"type": "enabled", "budget_tokens": 8192})
         );
     }
 

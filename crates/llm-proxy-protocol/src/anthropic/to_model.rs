@@ -23,6 +23,9 @@ use crate::openai_responses::Sealer;
 pub(crate) const EXTRA_TOOLS: &str = "tools";
 /// Key in `ChatRequest::extra` holding a `thinking` object of a mode we do not model.
 pub(crate) const EXTRA_THINKING: &str = "thinking";
+/// Key in `ChatRequest::extra` holding `output_config` (its `effort` is also the canonical
+/// effort).
+pub(crate) const EXTRA_OUTPUT_CONFIG: &str = "output_config";
 
 /// Converts a client request to the canonical model. Thinking signatures the proxy sealed
 /// (other providers' reasoning state, see [`crate::carried`]) are opened with `sealer`; what
@@ -104,10 +107,11 @@ pub fn request_to_model(
                 disabled: true,
                 ..ReasoningConfig::default()
             }),
-            _ => {
+            kind => {
                 let config = ReasoningConfig {
                     budget_tokens: t.budget_tokens,
                     include_thoughts: Some(true),
+                    adaptive: kind == "adaptive",
                     ..ReasoningConfig::default()
                 };
                 let raw = serde_json::to_value(&t)
@@ -116,6 +120,22 @@ pub fn request_to_model(
                 Some(config)
             }
         },
+    };
+
+    // `output_config.effort` guides how much the model thinks (and writes); it stays in
+    // `extra` for Anthropic upstreams and becomes the effort elsewhere.
+    let effort = extra
+        .get(EXTRA_OUTPUT_CONFIG)
+        .and_then(|o| o.get("effort"))
+        .and_then(Value::as_str)
+        .map(crate::reasoning::canonical_effort);
+    let reasoning = match (reasoning, effort) {
+        (Some(r), _) if r.disabled => Some(r),
+        (r, Some(effort)) => Some(ReasoningConfig {
+            effort: Some(effort),
+            ..r.unwrap_or_default()
+        }),
+        (r, None) => r,
     };
 
     let mut metadata = req.metadata.unwrap_or_default();

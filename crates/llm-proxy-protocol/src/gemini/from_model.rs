@@ -29,6 +29,7 @@ pub fn request_from_model(req: &ChatRequest, lossy: &mut Vec<String>) -> Generat
     // Call id -> function name, for results that do not carry the name.
     let mut call_names: HashMap<&str, &str> = HashMap::new();
     lossy.extend(req.foreign_content_note(PROTOCOL));
+    lossy.extend(crate::reasoning::context_management_note(req, PROTOCOL));
     // System notes held back until the function responses they would split from their calls.
     let mut deferred: Vec<wire::Part> = Vec::new();
     for m in &req.messages {
@@ -522,6 +523,9 @@ fn generation_config(req: &ChatRequest) -> GenerationConfig {
     }
 }
 
+/// `thinkingBudget` that lets the model decide how much to think.
+pub const DYNAMIC_THINKING_BUDGET: i64 = -1;
+
 /// Thinking budget for an effort level. Budgets rather than Gemini 3's `thinkingLevel`,
 /// because every thinking Gemini model takes a budget; the values fit all of their ranges.
 pub fn effort_budget(effort: &str) -> Option<i64> {
@@ -542,6 +546,8 @@ fn thinking_config(r: &ReasoningConfig) -> ThinkingConfig {
         r.budget_tokens
             .map(|b| i64::try_from(b).unwrap_or(i64::MAX))
             .or_else(|| r.effort.as_deref().and_then(effort_budget))
+            // Adaptive thinking is Gemini's dynamic budget.
+            .or_else(|| r.adaptive.then_some(DYNAMIC_THINKING_BUDGET))
     };
     let thinking_off = budget == Some(0);
     ThinkingConfig {

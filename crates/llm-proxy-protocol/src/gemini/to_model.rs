@@ -269,6 +269,7 @@ fn reasoning_to_model(tc: ThinkingConfig) -> ReasoningConfig {
         // -1 means "dynamic": no budget, the model decides.
         budget_tokens: tc.thinking_budget.filter(|b| *b > 0).map(|b| b as u64),
         disabled: tc.thinking_budget == Some(0),
+        adaptive: tc.thinking_budget.is_some_and(|b| b < 0),
         include_thoughts: tc.include_thoughts,
     }
 }

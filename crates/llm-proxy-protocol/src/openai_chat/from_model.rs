@@ -4,7 +4,7 @@ use llm_proxy_api::model::{
     ChatRequest, ChatResponse, FinishReason, Message, Part, ReasoningBlock, ResponseFormat, Role,
     ToolChoice, Usage,
 };
-use serde_json::{Map, json};
+use serde_json::{Map, Value, json};
 
 use super::to_model::{DETAIL_KEY, PROTOCOL};
 use super::types::{
@@ -63,7 +63,11 @@ pub fn request_body_from_model(
     // `model` and `messages` are the first two fields: serialize the rest with both empty,
     // then write them in front.
     const EMPTY_HEAD: &[u8] = br#"{"model":"","messages":[]"#;
-    let head = serde_json::to_vec(&request_head_from_model(req, "", opts))?;
+    // The head is built for `model` (its effort depends on the model family), written
+    // without it.
+    let mut head = request_head_from_model(req, model, opts);
+    head.model.clear();
+    let head = serde_json::to_vec(&head)?;
     let Some(rest) = head.strip_prefix(EMPTY_HEAD) else {
         return serde_json::to_vec(&request_from_model(req, model, opts));
     };
@@ -138,12 +142,7 @@ fn request_head_from_model(
             },
         },
     });
-    let reasoning_effort = req.reasoning.as_ref().and_then(|r| {
-        r.effort
-            .clone()
-            .or_else(|| r.disabled.then(|| "none".to_owned()))
-            .or_else(|| r.budget_tokens.map(|b| effort_for_budget(b).to_owned()))
-    });
+    let (reasoning_effort, extra) = reasoning_from_model(req, model);
     let (max_tokens, max_completion_tokens) = if opts.max_completion_tokens {
         (None, req.max_tokens)
     } else {
@@ -182,18 +181,46 @@ fn request_head_from_model(
             .key
             .clone()
             .or_else(|| opts.fallback_cache_key.map(str::to_owned)),
-        extra: req.extra_for(PROTOCOL).cloned().unwrap_or_default(),
+        extra,
     }
 }
 
-/// Maps a thinking budget onto the nearest effort level.
-pub fn effort_for_budget(budget: u64) -> &'static str {
-    match budget {
-        0 => "none",
-        1..=2048 => "low",
-        2049..=12288 => "medium",
-        _ => "high",
+pub use crate::reasoning::effort_for_budget;
+
+/// `reasoning_effort` and the pass-through fields. A client that wrote a `reasoning` object
+/// (`{effort, max_tokens, ...}`) keeps it, its effort set to the canonical one (a session's
+/// override), and gets no second `reasoning_effort` beside it.
+fn reasoning_from_model(req: &ChatRequest, model: &str) -> (Option<String>, Map<String, Value>) {
+    let mut extra = req.extra_for(PROTOCOL).cloned().unwrap_or_default();
+    let effort = req
+        .reasoning
+        .as_ref()
+        .and_then(|r| crate::reasoning::openai_effort(r, model).0);
+    match (extra.get_mut("reasoning"), effort) {
+        (Some(Value::Object(object)), effort) => {
+            if let Some(effort) = effort
+                && object.get("effort").and_then(Value::as_str) != Some(effort.as_str())
+            {
+                object.remove("max_tokens");
+                object.insert("effort".to_owned(), Value::String(effort));
+            }
+            (None, extra)
+        }
+        (_, effort) => (effort, extra),
     }
+}
+
+/// What an OpenAI-chat upstream serving `model` cannot take of the request's reasoning
+/// controls (for `x-llm-proxy-lossy`).
+pub fn reasoning_notes(req: &ChatRequest, model: &str) -> Vec<String> {
+    let effort_note = req
+        .reasoning
+        .as_ref()
+        .and_then(|r| crate::reasoning::openai_effort(r, model).1);
+    effort_note
+        .into_iter()
+        .chain(crate::reasoning::context_management_note(req, PROTOCOL))
+        .collect()
 }
 
 fn role_name(role: Role) -> &'static str {

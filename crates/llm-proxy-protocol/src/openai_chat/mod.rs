@@ -8,7 +8,9 @@ pub mod to_model;
 pub mod types;
 
 pub use error::{decode_error, error_body};
-pub use from_model::{request_body_from_model, request_from_model, response_from_model};
+pub use from_model::{
+    reasoning_notes, request_body_from_model, request_from_model, response_from_model,
+};
 pub use stream::{ChunkDecoder, ChunkRenderer};
 pub use to_model::{PROTOCOL, request_to_model, response_to_model};
 pub use types::ChatCompletionRequest;

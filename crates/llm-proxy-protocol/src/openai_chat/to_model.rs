@@ -65,13 +65,18 @@ pub fn request_to_model(req: ChatCompletionRequest) -> Result<ChatRequest, Field
             strict: json_schema.strict,
         },
     });
-    let reasoning = req
-        .reasoning_effort
-        .map(|effort| llm_proxy_api::model::ReasoningConfig {
+    // `reasoning_effort`, else a `reasoning` object (kept as written for OpenAI-chat upstreams).
+    let reasoning = match req.reasoning_effort {
+        Some(effort) => Some(llm_proxy_api::model::ReasoningConfig {
             disabled: effort == "none",
-            effort: Some(effort),
+            effort: Some(crate::reasoning::canonical_effort(&effort)),
             ..Default::default()
-        });
+        }),
+        None => req
+            .extra
+            .get("reasoning")
+            .and_then(crate::reasoning::from_reasoning_object),
+    };
     Ok(ChatRequest {
         cache: PromptCache {
             key: req.prompt_cache_key.filter(|k| !k.is_empty()),

@@ -11,7 +11,6 @@ use serde_json::{Map, Value, json};
 
 use super::PROTOCOL;
 use super::opaque::UpstreamReasoning;
-use crate::openai_chat::from_model::effort_for_budget;
 
 /// An encoded request and what the encoding could not express.
 #[derive(Debug, Clone)]
@@ -134,11 +133,10 @@ pub fn request_from_model(req: &ChatRequest, model: &str) -> EncodedRequest {
     }
     let mut wants_reasoning = false;
     if let Some(r) = &req.reasoning {
-        let effort = r
-            .effort
-            .clone()
-            .or_else(|| r.budget_tokens.map(|b| effort_for_budget(b).to_owned()))
-            .or_else(|| r.disabled.then(|| "none".to_owned()));
+        let (effort, effort_note) = crate::reasoning::openai_effort(r, model);
+        if let Some(n) = effort_note {
+            note(&mut lossy, &n);
+        }
         let mut reasoning = Map::new();
         if let Some(effort) = effort {
             wants_reasoning = effort != "none";
@@ -152,6 +150,9 @@ pub fn request_from_model(req: &ChatRequest, model: &str) -> EncodedRequest {
         if !reasoning.is_empty() {
             body.insert("reasoning".into(), Value::Object(reasoning));
         }
+    }
+    if let Some(n) = crate::reasoning::context_management_note(req, PROTOCOL) {
+        note(&mut lossy, &n);
     }
     if !req.metadata.is_empty() {
         body.insert("metadata".into(), Value::Object(req.metadata.clone()));

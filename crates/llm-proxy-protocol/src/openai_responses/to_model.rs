@@ -221,6 +221,7 @@ pub fn request_to_model(
             effort: r.effort,
             budget_tokens: None,
             include_thoughts: summary.map(|s| s != "none"),
+            adaptive: false,
         }
     });
 

@@ -834,6 +834,9 @@ fn validate(
             rr.max_selector_leaves,
             defaults.routing.max_selector_leaves,
         )?,
+        session_affinity: rr
+            .session_affinity
+            .unwrap_or(defaults.routing.session_affinity),
     };
     let limits = crate::routing::selector_limits(&routing);
     let model_aliases = raw
@@ -1271,6 +1274,7 @@ pub fn effective_config(cfg: &GatewayConfig) -> Value {
             "model_only_missing_priority": cfg.routing.model_only_missing_priority,
             "max_race_legs": cfg.routing.max_race_legs,
             "max_selector_leaves": cfg.routing.max_selector_leaves,
+            "session_affinity": cfg.routing.session_affinity,
         },
         "model_aliases": cfg.model_aliases.iter().map(|a| json!({"pattern": a.pattern, "replacement": a.replacement})).collect::<Vec<_>>(),
         "backends": {

@@ -211,6 +211,8 @@ pub struct RawRouting {
     pub max_race_legs: Option<usize>,
     /// Most leaves in any selector (default 32).
     pub max_selector_leaves: Option<usize>,
+    /// Keep a session on the instance a weighted or model-only route picked (default true).
+    pub session_affinity: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

@@ -166,6 +166,9 @@ pub struct RoutingConfig {
     pub max_race_legs: usize,
     /// Most leaves any selector may have.
     pub max_selector_leaves: usize,
+    /// Weighted and model-only routes keep a session on the instance that served it last
+    /// while that instance is healthy.
+    pub session_affinity: bool,
 }
 
 impl Default for RoutingConfig {
@@ -178,6 +181,7 @@ impl Default for RoutingConfig {
             model_only_missing_priority: 0,
             max_race_legs: 8,
             max_selector_leaves: 32,
+            session_affinity: true,
         }
     }
 }

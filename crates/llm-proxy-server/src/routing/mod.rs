@@ -41,6 +41,12 @@ pub struct Plan {
     pub legs: Vec<Leg>,
     /// A weighted leg marked `[first]`, forced for the session's first request.
     pub forced_first: Option<usize>,
+    /// The weighted leg serving the instance the session used last on this route
+    /// (`routing.session_affinity`), tried first while that instance is healthy.
+    pub sticky_leg: Option<usize>,
+    /// The plan picks among instances (weighted legs, model-only policies), so the instance
+    /// that serves it is worth remembering for the session.
+    pub affine: bool,
     /// The selector is the client's own model string (no static route, alias or composite
     /// default took over), so its `ttft_timeout`s are the client's choice, not the operator's.
     pub client_written: bool,
@@ -223,13 +229,20 @@ impl Router {
     }
 
     /// Plans `req`: static route, else aliases, then the selector; model-only leaves go to the
-    /// default backend; legs too small for the request (`max_context`) are dropped.
+    /// default backend; legs too small for the request (`max_context`) are dropped. `sticky`
+    /// is the instance that served the session's last request on this route: weighted picks
+    /// and model-only policies keep to it while its breaker lets calls through (a warm prompt
+    /// cache is worth more than balance).
     pub fn plan(
         &self,
         instances: &dyn InstanceLookup,
         req: &ChatRequest,
         session: Option<&str>,
+        sticky: Option<&str>,
     ) -> Result<Plan, ProxyError> {
+        let sticky = sticky
+            .filter(|_| self.routing.session_affinity && session.is_some())
+            .filter(|i| self.breakers.is_available(i));
         let (selector, from_client) = match &self.static_route {
             Some(sel) => (sel.clone(), false),
             None => match self.apply_aliases(&req.model) {
@@ -242,7 +255,7 @@ impl Router {
         };
         let client_written =
             from_client && self.composite_default_for(instances, &selector).is_none();
-        let (kind, legs) = self.legs(instances, &selector)?;
+        let (kind, legs) = self.legs(instances, &selector, sticky)?;
         if kind == SelectorKind::Parallel && !req.stream {
             return Err(ProxyError::invalid(
                 "parallel race selectors (!) need a streaming request (stream: true)",
@@ -258,10 +271,25 @@ impl Router {
                 .filter(|_| self.first_request_of(session)),
             _ => None,
         };
+        let sticky_leg = match (kind, sticky) {
+            (SelectorKind::Weighted, Some(sticky)) => legs.iter().position(|l| {
+                instances_for(instances, &l.target)
+                    .iter()
+                    .any(|s| s.instance == sticky)
+            }),
+            _ => None,
+        };
+        let affine = self.routing.session_affinity
+            && session.is_some()
+            && (kind == SelectorKind::Weighted
+                || (kind != SelectorKind::Parallel
+                    && selector.leaves().iter().any(|l| l.backend.is_none())));
         Ok(Plan {
             kind,
             legs,
             forced_first,
+            sticky_leg,
+            affine,
             client_written,
         })
     }
@@ -289,15 +317,17 @@ impl Router {
         &self,
         instances: &dyn InstanceLookup,
         selector: &Selector,
+        sticky: Option<&str>,
     ) -> Result<(SelectorKind, Vec<Leg>), ProxyError> {
         if let Some(default) = self.composite_default_for(instances, selector) {
-            return self.resolve_all(instances, default.kind(), default.leaves(), None);
+            return self.resolve_all(instances, default.kind(), default.leaves(), None, sticky);
         }
         self.resolve_all(
             instances,
             selector.kind(),
             selector.leaves(),
             self.default.as_ref(),
+            sticky,
         )
     }
 
@@ -325,10 +355,11 @@ impl Router {
         kind: SelectorKind,
         leaves: &[Leaf],
         default: Option<&Selector>,
+        sticky: Option<&str>,
     ) -> Result<(SelectorKind, Vec<Leg>), ProxyError> {
         let legs = leaves
             .iter()
-            .map(|leaf| self.resolve_leaf(instances, leaf, default))
+            .map(|leaf| self.resolve_leaf(instances, leaf, default, sticky))
             .collect::<Result<Vec<_>, _>>()?;
         Ok((kind, legs))
     }
@@ -347,8 +378,14 @@ fn is_backend_name(instances: &dyn InstanceLookup, name: &str) -> bool {
 
 impl Router {
     /// A model-only leaf whose model appears in the `models` list of one or more instances is
-    /// served by one of them, chosen by `routing.model_only_preference_policy`.
-    fn listing_instance(&self, instances: &dyn InstanceLookup, model: &str) -> Option<String> {
+    /// served by one of them: the session's `sticky` instance when it lists the model and is
+    /// available, else one chosen by `routing.model_only_preference_policy`.
+    fn listing_instance(
+        &self,
+        instances: &dyn InstanceLookup,
+        model: &str,
+        sticky: Option<&str>,
+    ) -> Option<String> {
         let mut listing: Vec<&BackendSlot> = instances
             .backends()
             .values()
@@ -357,6 +394,9 @@ impl Router {
             .collect();
         if listing.is_empty() {
             return None;
+        }
+        if let Some(slot) = listing.iter().find(|s| Some(s.instance.as_str()) == sticky) {
+            return Some(slot.instance.clone());
         }
         let cfg = &self.routing;
         let chosen = match cfg.model_only_preference_policy {
@@ -388,10 +428,11 @@ impl Router {
         instances: &dyn InstanceLookup,
         leaf: &Leaf,
         default: Option<&Selector>,
+        sticky: Option<&str>,
     ) -> Result<Leg, ProxyError> {
         let (target, model) = match &leaf.backend {
             Some(b) => (b.id(), leaf.model.clone()),
-            None => match self.listing_instance(instances, &leaf.model) {
+            None => match self.listing_instance(instances, &leaf.model, sticky) {
                 Some(instance) => (instance, leaf.model.clone()),
                 None => default_target(leaf, default),
             },

@@ -39,6 +39,7 @@ pub fn apply_to_request(state: &SessionState, req: &mut ChatRequest) {
         r.disabled = effort == Some("none");
         r.effort = effort.map(str::to_owned);
         r.budget_tokens = state.thinking_budget;
+        r.adaptive = false;
     }
     if let Some(Value::Object(config)) = &state.gemini_generation_config {
         req.body_patches
@@ -208,6 +209,7 @@ mod tests {
                 budget_tokens: Some(1000),
                 include_thoughts: Some(true),
                 disabled: false,
+                adaptive: true,
             }),
             ..ChatRequest::default()
         }
@@ -255,6 +257,10 @@ mod tests {
             "the client's budget would contradict it"
         );
         assert_eq!(r.include_thoughts, Some(true), "kept");
+        assert!(
+            !r.adaptive,
+            "the session's effort replaces the model's own choice"
+        );
         let req = applied(SessionState {
             reasoning_effort: Some("maximum".into()),
             ..SessionState::default()

@@ -65,11 +65,39 @@ pub struct SessionState {
     pub tool_loop: ToolLoopState,
     /// Session-scoped named failover routes.
     pub failover_routes: BTreeMap<String, FailoverRoute>,
+    /// Route (the model string asked for) -> the instance that served it last, so weighted and
+    /// model-only routes keep the session there (`routing.session_affinity`); at most
+    /// [`MAX_AFFINITY_ROUTES`] routes.
+    pub affinity: BTreeMap<String, String>,
     /// Requests this session has sent through the proxy.
     pub requests: u64,
     /// In-chat commands this session has run.
     pub commands_run: u64,
 }
+
+/// Most routes a session remembers an instance for.
+pub const MAX_AFFINITY_ROUTES: usize = 16;
+
+impl SessionState {
+    /// Remembers that `instance` served `route`. A route is kept only when short enough to be
+    /// a model name or a selector of a few legs; past [`MAX_AFFINITY_ROUTES`] routes another
+    /// one is forgotten.
+    pub fn remember_instance(&mut self, route: &str, instance: &str) {
+        if route.len() > MAX_AFFINITY_ROUTE_BYTES {
+            return;
+        }
+        if !self.affinity.contains_key(route)
+            && self.affinity.len() >= MAX_AFFINITY_ROUTES
+            && let Some(other) = self.affinity.keys().next().cloned()
+        {
+            self.affinity.remove(&other);
+        }
+        self.affinity.insert(route.to_owned(), instance.to_owned());
+    }
+}
+
+/// The longest route remembered for affinity.
+const MAX_AFFINITY_ROUTE_BYTES: usize = 512;
 
 /// What the loop guard armed for this request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,4 +128,30 @@ pub struct ToolLoopState {
     pub steered: bool,
     /// What the guard does to this request's repeated calls (set by the stage).
     pub armed: Option<LoopVerdict>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn affinity_is_bounded_and_skips_long_routes() {
+        let mut s = SessionState::default();
+        for i in 0..MAX_AFFINITY_ROUTES + 5 {
+            s.remember_instance(&format!("route-{i}"), "openai.a");
+        }
+        assert_eq!(s.affinity.len(), MAX_AFFINITY_ROUTES);
+        s.remember_instance("route-last", "openai.b");
+        assert_eq!(s.affinity["route-last"], "openai.b");
+        assert_eq!(s.affinity.len(), MAX_AFFINITY_ROUTES);
+        s.remember_instance(&"x".repeat(MAX_AFFINITY_ROUTE_BYTES + 1), "openai.a");
+        assert!(
+            s.affinity
+                .keys()
+                .all(|k| k.len() <= MAX_AFFINITY_ROUTE_BYTES)
+        );
+        // Old states without the field still load.
+        let old: SessionState = serde_json::from_str(r#"{"requests": 3}"#).unwrap();
+        assert!(old.affinity.is_empty());
+    }
 }
