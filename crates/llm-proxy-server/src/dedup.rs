@@ -22,6 +22,9 @@ use crate::context::RequestContext;
 use crate::finish::{FinishHook, Finished};
 
 /// How often expired entries are swept on insert.
+/// Seed of the request key's hash (the same in every replica).
+const KEY_SEED: u64 = 0x6c6c_6d2d_7072_6f78;
+
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Copy)]
@@ -48,7 +51,8 @@ pub struct DedupCache {
     max_entries: usize,
     /// Least time between two sweeps of a full cache.
     full_sweep_gap: Duration,
-    hasher: foldhash::quality::RandomState,
+    /// Fixed seed: replicas sharing Redis must compute the same key for the same request.
+    hasher: foldhash::quality::FixedState,
     inner: Mutex<Inner>,
 }
 
@@ -83,7 +87,7 @@ impl DedupCache {
             in_flight_limit: proxy_timeout.saturating_add(config.window),
             max_entries: config.max_entries.max(1),
             full_sweep_gap: (config.window / 4).max(Duration::from_millis(10)),
-            hasher: foldhash::quality::RandomState::default(),
+            hasher: foldhash::quality::FixedState::with_seed(KEY_SEED),
             inner: Mutex::new(Inner {
                 entries: HashMap::new(),
                 last_sweep: Instant::now(),
@@ -140,6 +144,7 @@ impl DedupCache {
             cache: Some(self.clone()),
             key,
             resolved: AtomicBool::new(false),
+            shared: None,
         })
     }
 
@@ -163,6 +168,16 @@ impl DedupCache {
         }
     }
 
+    /// How long an identical request is refused after a success.
+    pub fn window(&self) -> Duration {
+        self.window
+    }
+
+    /// How long an in-flight entry can block its repeats.
+    pub fn in_flight_limit(&self) -> Duration {
+        self.in_flight_limit
+    }
+
     /// Number of requests remembered.
     pub fn len(&self) -> usize {
         self.inner.lock().map_or(0, |i| i.entries.len())
@@ -182,6 +197,8 @@ pub struct Ticket {
     cache: Option<Arc<DedupCache>>,
     key: u64,
     resolved: AtomicBool,
+    /// The same claim in the Redis shared by replicas, when there is one.
+    shared: Option<crate::redis_state::dedup::SharedClaim>,
 }
 
 impl Ticket {
@@ -190,16 +207,31 @@ impl Ticket {
             cache: None,
             key: 0,
             resolved: AtomicBool::new(true),
+            shared: None,
         }
+    }
+
+    /// The request's key in the cache.
+    pub fn key(&self) -> u64 {
+        self.key
+    }
+
+    /// Records that the request also holds `claim` in the shared store, resolved with it.
+    pub fn share(&mut self, claim: crate::redis_state::dedup::SharedClaim) {
+        self.shared = Some(claim);
     }
 
     /// Records how the request ended: success (or a client that left) keeps the entry for
     /// the window, a failure forgets it.
     pub fn resolve(&self, succeeded: bool) {
-        if !self.resolved.swap(true, Ordering::AcqRel)
-            && let Some(cache) = &self.cache
-        {
+        if self.resolved.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(cache) = &self.cache {
             cache.resolve(self.key, succeeded);
+        }
+        if let Some(claim) = &self.shared {
+            claim.resolve(succeeded);
         }
     }
 }

@@ -379,3 +379,46 @@ async fn the_redis_password_never_shows() {
     assert!(bad.contains("state.redis_url"), "{bad}");
     assert!(!bad.contains("hunter2-redis-pass"), "{bad}");
 }
+
+#[tokio::test]
+async fn a_request_answered_by_one_replica_is_a_duplicate_on_another_and_a_failure_is_not() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let up = upstream().await;
+    let a = replica(&redis, &up.base_url(), "").await;
+    let b = replica(&redis, &up.base_url(), "").await;
+
+    // A answers; the same request through B within the window is refused, no second call.
+    assert_eq!(post_chat(&a.proxy, "dup-1", "hello").await.status(), 200);
+    assert_eq!(up.calls(), 1);
+    let again = post_chat(&b.proxy, "dup-1", "hello").await;
+    assert_eq!(again.status(), 429);
+    let v: Value = again.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "duplicate_request", "{v}");
+    assert_eq!(up.calls(), 1, "the duplicate never reached the upstream");
+    // Another request (another session) is no duplicate.
+    assert_eq!(post_chat(&b.proxy, "dup-2", "hello").await.status(), 200);
+
+    // A request that failed on A is forgotten everywhere: its retry through B goes through.
+    up.push(Reply::error(
+        400,
+        openai::error("bad request", "invalid_request_error", None),
+    ));
+    assert_eq!(post_chat(&a.proxy, "dup-3", "hello").await.status(), 400);
+    let calls = up.calls();
+    let mut status = 0;
+    for _ in 0..500 {
+        status = post_chat(&b.proxy, "dup-3", "hello")
+            .await
+            .status()
+            .as_u16();
+        if status != 429 {
+            break;
+        }
+        // The failure's release is written in the background; poll for it (bounded).
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(status, 200);
+    assert_eq!(up.calls(), calls + 1);
+}

@@ -4,11 +4,11 @@
 //! [`ResponseStore`](crate::responses_store::ResponseStore), `breakers.rs` the circuit
 //! breakers' publication and subscription. Without a URL none of this is built.
 //!
-//! Request dedup (built elsewhere as a request stage with a local bounded cache) would plug in
-//! here the same way: a `SET key NX PX ttl` claim per request fingerprint on this link, the
-//! local cache in front, and the local cache alone while the link is down.
+//! `dedup.rs` extends the request-dedup stage's local cache across replicas (a `SET NX PX`
+//! claim per request key; the local cache in front, alone while the link is down).
 
 pub mod breakers;
+pub mod dedup;
 pub mod link;
 pub mod responses;
 pub mod sessions;

@@ -32,7 +32,7 @@ impl RequestStage for Dedup {
         "request-dedup"
     }
 
-    async fn run(&self, _: &AppState, call: &mut StageCall<'_>) -> Result<Flow, ProxyError> {
+    async fn run(&self, state: &AppState, call: &mut StageCall<'_>) -> Result<Flow, ProxyError> {
         let ctx = call.ctx;
         let client = Client {
             key_label: ctx.client.as_ref().map(|c| c.label()),
@@ -40,7 +40,24 @@ impl RequestStage for Dedup {
         };
         let key = self.cache.key(client, ctx.session_id(), call.req);
         match self.cache.admit(key) {
-            Admission::Go(ticket) => {
+            Admission::Go(mut ticket) => {
+                // Replicas sharing Redis: another replica may be running (or have just
+                // answered) the same request. Redis down: this replica's cache alone.
+                if let Some(link) = state.redis() {
+                    let (in_flight, window) = (self.cache.in_flight_limit(), self.cache.window());
+                    match crate::redis_state::dedup::claim(link, key, in_flight, window).await {
+                        Ok(Some(claim)) => ticket.share(claim),
+                        Ok(None) => {
+                            // Not ours to remember: the other replica's request owns the key.
+                            ticket.resolve(false);
+                            tracing::info!(request_id = %ctx.request_id, "duplicate request refused (another replica)");
+                            return Err(ProxyError::DuplicateRequest {
+                                retry_after: window,
+                            });
+                        }
+                        Err(_) => {}
+                    }
+                }
                 ctx.set_dedup_ticket(ticket);
                 Ok(Flow::Continue)
             }
