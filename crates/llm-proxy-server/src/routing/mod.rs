@@ -279,8 +279,11 @@ impl Router {
             }),
             _ => None,
         };
+        // Only where there can be a choice to keep: with one instance configured nothing
+        // needs remembering (and no session write for each new conversation).
         let affine = self.routing.session_affinity
             && session.is_some()
+            && instances.backends().len() > 1
             && (kind == SelectorKind::Weighted
                 || (kind != SelectorKind::Parallel
                     && selector.leaves().iter().any(|l| l.backend.is_none())));

@@ -351,9 +351,12 @@ mod tests {
         // An update of an expired session starts afresh.
         store.save("b", &with_model("m")).await.unwrap();
         clock.advance(2 * HOUR);
-        let fresh = store.update("b", &mut |s| s.requests += 1).await.unwrap();
+        let fresh = store
+            .update("b", &mut |s| s.commands_run += 1)
+            .await
+            .unwrap();
         assert_eq!(fresh.model, None);
-        assert_eq!(fresh.requests, 1);
+        assert_eq!(fresh.commands_run, 1);
     }
 
     #[tokio::test]
@@ -388,11 +391,17 @@ mod tests {
         assert!(store.load("a").await.unwrap().is_some());
         assert!(store.load("c").await.unwrap().is_some());
         // Updating an existing session never evicts; a new one does.
-        store.update("a", &mut |s| s.requests += 1).await.unwrap();
+        store
+            .update("a", &mut |s| s.commands_run += 1)
+            .await
+            .unwrap();
         assert_eq!(store.len(), 2);
-        store.update("d", &mut |s| s.requests += 1).await.unwrap();
+        store
+            .update("d", &mut |s| s.commands_run += 1)
+            .await
+            .unwrap();
         assert_eq!(store.load("c").await.unwrap(), None);
-        assert_eq!(store.load("a").await.unwrap().unwrap().requests, 1);
+        assert_eq!(store.load("a").await.unwrap().unwrap().commands_run, 1);
     }
 
     #[tokio::test]
@@ -406,7 +415,7 @@ mod tests {
         let second = store
             .update("s", &mut |s| {
                 s.oneoff = None;
-                s.requests += 1;
+                s.commands_run += 1;
             })
             .await
             .unwrap();

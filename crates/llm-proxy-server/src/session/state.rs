@@ -69,8 +69,6 @@ pub struct SessionState {
     /// model-only routes keep the session there (`routing.session_affinity`); at most
     /// [`MAX_AFFINITY_ROUTES`] routes.
     pub affinity: BTreeMap<String, String>,
-    /// Requests this session has sent through the proxy.
-    pub requests: u64,
     /// In-chat commands this session has run.
     pub commands_run: u64,
 }

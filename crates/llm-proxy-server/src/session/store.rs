@@ -116,11 +116,17 @@ mod tests {
     #[tokio::test]
     async fn the_default_update_starts_from_the_default_state_and_saves() {
         let store = Plain::default();
-        let state = store.update("s", &mut |s| s.requests += 1).await.unwrap();
-        assert_eq!(state.requests, 1);
-        let state = store.update("s", &mut |s| s.requests += 1).await.unwrap();
-        assert_eq!(state.requests, 2);
-        assert_eq!(store.load("s").await.unwrap().unwrap().requests, 2);
+        let state = store
+            .update("s", &mut |s| s.commands_run += 1)
+            .await
+            .unwrap();
+        assert_eq!(state.commands_run, 1);
+        let state = store
+            .update("s", &mut |s| s.commands_run += 1)
+            .await
+            .unwrap();
+        assert_eq!(state.commands_run, 2);
+        assert_eq!(store.load("s").await.unwrap().unwrap().commands_run, 2);
         store.delete("s").await.unwrap();
         assert_eq!(store.load("s").await.unwrap(), None);
     }

@@ -3,7 +3,8 @@
 //! frontend's hint, else a fingerprint of the conversation), and its state, loaded from the
 //! [`SessionStore`](crate::session::SessionStore). The resolved id goes on the request
 //! context (logs, `[first]`, backends' `CallContext::session_id`); the state goes to the
-//! stages after this one, and the pipeline saves it if one of them changed it.
+//! stages after this one, and the pipeline saves it if one of them changed it (a session that
+//! never set anything is never stored).
 
 use async_trait::async_trait;
 
@@ -31,21 +32,19 @@ impl RequestStage for ResolveSession {
         ) else {
             return Ok(Flow::Continue);
         };
-        // One step in the store: count the request and get the state (a new session starts
-        // from the default). A store that cannot answer must not fail the request: the
-        // conversation goes on with the configured behaviour, and the failure is logged.
-        let state_now = match state
-            .sessions()
-            .update(&id.key, &mut |s| s.requests = s.requests.saturating_add(1))
-            .await
-        {
+        // A read, not a write: a conversation that sets nothing is never stored (an SDK app
+        // whose every request starts a conversation would otherwise insert one session per
+        // request). A store that cannot answer must not fail the request: the conversation
+        // goes on with the configured behaviour, and the failure is logged.
+        let loaded = match state.sessions().load(&id.key).await {
             Ok(found) => found,
             Err(e) => {
                 tracing::warn!(request_id = %ctx.request_id, error = e.label(), "session store unavailable; continuing without the session's settings: {e}");
-                crate::session::SessionState::default()
+                None
             }
         };
-        let is_new = state_now.requests <= 1;
+        let is_new = loaded.is_none();
+        let state_now = loaded.unwrap_or_default();
         let session = Session {
             key: id.key,
             state: state_now,
