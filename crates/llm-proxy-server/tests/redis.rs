@@ -233,6 +233,38 @@ async fn a_sessions_set_model_on_one_replica_applies_on_another() {
 }
 
 #[tokio::test]
+async fn a_session_cached_on_one_replica_sees_a_change_made_on_another() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let up = upstream().await;
+    let a = replica(&redis, &up.base_url(), "").await;
+    let b = replica(&redis, &up.base_url(), "").await;
+    let b_link = b.state.redis().unwrap().clone();
+    eventually("B listens for session changes", || {
+        b_link.session_subscriptions() > 0
+    })
+    .await;
+
+    // B serves the session twice (the second from its local copy), then A changes it.
+    // (Distinct texts: identical requests in a row are refused as duplicates.)
+    for text in ["hello", "hello again"] {
+        assert_eq!(post_chat(&b.proxy, "cached-1", text).await.status(), 200);
+        assert_eq!(up.requests().last().unwrap().body["model"], "gpt-4o");
+    }
+    let heard = b_link.session_invalidations();
+    let set = post_chat(&a.proxy, "cached-1", "!/set(model=openai:other-model)").await;
+    assert_eq!(set.status(), 200);
+    eventually("B hears of A's change", || {
+        b_link.session_invalidations() > heard
+    })
+    .await;
+    let resp = post_chat(&b.proxy, "cached-1", "and now?").await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(up.requests().last().unwrap().body["model"], "other-model");
+}
+
+#[tokio::test]
 async fn failures_seen_by_one_replica_open_the_breaker_on_another() {
     let Some(redis) = RedisServer::start() else {
         return;

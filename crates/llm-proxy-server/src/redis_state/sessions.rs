@@ -1,9 +1,17 @@
 //! The Redis session store: each session's state as JSON under `llm-proxy:session:<key>`,
-//! expiring `session.max_age` after its last use (every load and save renews it). Updates
-//! are optimistic compare-and-set (a Lua script), retried, so two replicas changing one
-//! session do not lose a change. Every session is also kept in the in-process store: while
-//! Redis is down, requests load and save there, the keys changed meanwhile are remembered,
-//! and they are written back when Redis returns.
+//! expiring `session.max_age` after its last use (renewed by reads from Redis and writes, and
+//! at most every `max_age / 10` while reads are served locally). Updates are optimistic
+//! compare-and-set (a Lua script), retried, so two replicas changing one session do not lose
+//! a change. Every session is also kept in the in-process store: a copy known to be current
+//! ([`SessionCache`](super::session_cache)) answers reads without Redis, every write
+//! announces the session on a channel so other replicas drop their copies; while Redis is
+//! down, requests load and save there, the keys changed meanwhile are remembered, and they
+//! are written back when Redis returns.
+//!
+//! The request counter (`SessionState::requests`, which only tells a new session in the
+//! logs) is counted locally: a request that changes nothing else writes nothing to Redis.
+//! Redis's counter catches up (to the highest replica's) with the session's next real change,
+//! so it is approximate across replicas.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -12,17 +20,19 @@ use async_trait::async_trait;
 use redis::AsyncCommands;
 
 use super::link::{FALLBACKS, RedisLink};
+use super::session_cache::{self, Lookup, SessionCache};
 use crate::session::{MemoryStore, SessionConfig, SessionState, SessionStore, SessionStoreError};
 
 /// Tries of an optimistic update before it gives up and applies the change locally.
 const UPDATE_TRIES: usize = 8;
 
 /// Sets `KEYS[1]` to `ARGV[2]` (with expiry `ARGV[3]` seconds) if it still holds `ARGV[1]`
-/// (empty: absent). 1 when set.
+/// (empty: absent), and publishes `ARGV[5]` on channel `ARGV[4]`. 1 when set.
 const COMPARE_AND_SET: &str = r"
 local current = redis.call('GET', KEYS[1]) or ''
 if current ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+redis.call('PUBLISH', ARGV[4], ARGV[5])
 return 1
 ";
 
@@ -31,6 +41,8 @@ return 1
 pub struct RedisSessionStore {
     link: Arc<RedisLink>,
     local: Arc<MemoryStore>,
+    cache: Arc<SessionCache>,
+    channel: String,
     ttl_secs: u64,
     /// Sessions changed while Redis was down, to write back when it returns.
     dirty: Mutex<HashSet<String>>,
@@ -40,9 +52,13 @@ pub struct RedisSessionStore {
 impl RedisSessionStore {
     /// A store on `link`; starts the task that writes local changes back after an outage.
     pub fn spawn(link: Arc<RedisLink>, config: SessionConfig) -> Arc<Self> {
+        let cache = Arc::new(SessionCache::new(config.max_sessions, config.max_age));
+        session_cache::spawn(&link, &cache);
         let store = Arc::new(Self {
+            channel: SessionCache::channel(&link),
             link: link.clone(),
             local: MemoryStore::spawn(config),
+            cache,
             ttl_secs: config.max_age.as_secs().max(1),
             dirty: Mutex::new(HashSet::new()),
             cas: redis::Script::new(COMPARE_AND_SET),
@@ -80,24 +96,10 @@ impl RedisSessionStore {
         let mut failed = Vec::new();
         for key in keys {
             let state = self.local.load(&key).await.ok().flatten();
-            let redis_key = self.redis_key(&key);
-            let ttl = self.ttl_secs;
             let written = match state.map(|s| serde_json::to_vec(&s)) {
-                Some(Ok(bytes)) => {
-                    self.link
-                        .run("session_resync", |mut c| async move {
-                            c.set_ex::<_, _, ()>(redis_key, bytes, ttl).await
-                        })
-                        .await
-                }
+                Some(Ok(bytes)) => self.write("session_resync", &key, Some(bytes)).await,
                 Some(Err(_)) => Ok(()),
-                None => {
-                    self.link
-                        .run("session_resync", |mut c| async move {
-                            c.del::<_, ()>(redis_key).await
-                        })
-                        .await
-                }
+                None => self.write("session_resync", &key, None).await,
             };
             if written.is_err() {
                 failed.push(key);
@@ -108,6 +110,62 @@ impl RedisSessionStore {
         if !resynced {
             tracing::info!("sessions changed during the Redis outage written back");
         }
+    }
+
+    /// Sets (or with `None` deletes) session `key` in Redis and announces the change, in one
+    /// round trip; the local copy is then current.
+    async fn write(
+        &self,
+        what: &'static str,
+        key: &str,
+        bytes: Option<Vec<u8>>,
+    ) -> Result<(), super::RedisDown> {
+        let generation = self.cache.generation();
+        let redis_key = self.redis_key(key);
+        let ttl = self.ttl_secs;
+        let channel = self.channel.clone();
+        let message = self.cache.message(key);
+        self.link
+            .run(what, |mut c| async move {
+                let mut pipe = redis::pipe();
+                match bytes {
+                    Some(bytes) => pipe.set_ex(redis_key, bytes, ttl).ignore(),
+                    None => pipe.del(redis_key).ignore(),
+                };
+                pipe.publish(channel, message)
+                    .ignore()
+                    .query_async::<()>(&mut c)
+                    .await
+            })
+            .await?;
+        self.cache.remember(key, generation);
+        Ok(())
+    }
+
+    /// Renews Redis's expiry of session `key` in the background (reads served locally).
+    fn renew(&self, key: &str) {
+        let link = self.link.clone();
+        let redis_key = self.redis_key(key);
+        let ttl = i64::try_from(self.ttl_secs).unwrap_or(i64::MAX);
+        tokio::spawn(async move {
+            let _ = link
+                .run("session_renew", |mut c| async move {
+                    c.expire::<_, ()>(redis_key, ttl).await
+                })
+                .await;
+        });
+    }
+
+    /// The local copy of session `key` when the cache says it is current.
+    async fn cached(&self, key: &str) -> Result<Option<SessionState>, SessionStoreError> {
+        let Lookup::Hit { renew } = self.cache.lookup(key) else {
+            return Ok(None);
+        };
+        let found = self.local.load(key).await?;
+        if found.is_some() && renew {
+            self.renew(key);
+        }
+        Ok(found)
     }
 
     fn decode(bytes: &[u8]) -> Result<SessionState, SessionStoreError> {
@@ -123,6 +181,12 @@ impl SessionStore for RedisSessionStore {
         if self.dirty().contains(key) {
             return self.local.load(key).await;
         }
+        if self.link.is_up()
+            && let Some(state) = self.cached(key).await?
+        {
+            return Ok(Some(state));
+        }
+        let generation = self.cache.generation();
         let redis_key = self.redis_key(key);
         let ttl = self.ttl_secs;
         let found = self
@@ -136,6 +200,7 @@ impl SessionStore for RedisSessionStore {
             Ok(Some(bytes)) => {
                 let state = Self::decode(&bytes)?;
                 self.local.save(key, &state).await?;
+                self.cache.remember(key, generation);
                 Ok(Some(state))
             }
             Ok(None) => {
@@ -153,15 +218,7 @@ impl SessionStore for RedisSessionStore {
         self.local.save(key, state).await?;
         let bytes =
             serde_json::to_vec(state).map_err(|e| SessionStoreError::Corrupt(e.to_string()))?;
-        let redis_key = self.redis_key(key);
-        let ttl = self.ttl_secs;
-        let saved = self
-            .link
-            .run("session_save", |mut c| async move {
-                c.set_ex::<_, _, ()>(redis_key, bytes, ttl).await
-            })
-            .await;
-        if saved.is_err() {
+        if self.write("session_save", key, Some(bytes)).await.is_err() {
             self.fell_back(key);
         }
         Ok(())
@@ -169,14 +226,7 @@ impl SessionStore for RedisSessionStore {
 
     async fn delete(&self, key: &str) -> Result<(), SessionStoreError> {
         self.local.delete(key).await?;
-        let redis_key = self.redis_key(key);
-        let deleted = self
-            .link
-            .run("session_delete", |mut c| async move {
-                c.del::<_, ()>(redis_key).await
-            })
-            .await;
-        if deleted.is_err() {
+        if self.write("session_delete", key, None).await.is_err() {
             self.fell_back(key);
         }
         Ok(())
@@ -190,12 +240,28 @@ impl SessionStore for RedisSessionStore {
         let redis_key = self.redis_key(key);
         let ttl = self.ttl_secs;
         if self.link.is_up() && !self.dirty().contains(key) {
-            for _ in 0..UPDATE_TRIES {
+            // The request counter as this replica knows it, carried into Redis with the
+            // session's next real change.
+            let mut counted = 0;
+            if let Some(mut state) = self.cached(key).await? {
+                let mut next = state.clone();
+                change(&mut next);
+                counted = next.requests;
+                state.requests = next.requests;
+                if state == next {
+                    // Only counted: the current local copy is all there is to change.
+                    self.local.save(key, &next).await?;
+                    return Ok(next);
+                }
+            }
+            for attempt in 0..UPDATE_TRIES {
+                let generation = self.cache.generation();
                 let k = redis_key.clone();
                 let Ok(current) = self
                     .link
                     .run("session_update", |mut c| async move {
-                        c.get::<_, Option<Vec<u8>>>(k).await
+                        c.get_ex::<_, Option<Vec<u8>>>(k, redis::Expiry::EX(ttl))
+                            .await
                     })
                     .await
                 else {
@@ -205,14 +271,28 @@ impl SessionStore for RedisSessionStore {
                     Some(bytes) => Self::decode(bytes)?,
                     None => SessionState::default(),
                 };
+                let mut before = (attempt == 0).then(|| state.clone());
                 change(&mut state);
+                if let Some(before) = &mut before {
+                    before.requests = state.requests;
+                    if *before == state {
+                        // Only counted: nothing for Redis (read just now, expiry renewed).
+                        self.local.save(key, &state).await?;
+                        self.cache.remember(key, generation);
+                        return Ok(state);
+                    }
+                }
+                state.requests = state.requests.max(counted);
                 let next = serde_json::to_vec(&state)
                     .map_err(|e| SessionStoreError::Corrupt(e.to_string()))?;
                 let mut invocation = self.cas.key(&redis_key);
                 invocation
                     .arg(current.unwrap_or_default())
                     .arg(next)
-                    .arg(ttl);
+                    .arg(ttl)
+                    .arg(&self.channel)
+                    .arg(self.cache.message(key));
+                let generation = self.cache.generation();
                 let Ok(set) = self
                     .link
                     .run("session_update", |mut c| async move {
@@ -224,6 +304,7 @@ impl SessionStore for RedisSessionStore {
                 };
                 if set == 1 {
                     self.local.save(key, &state).await?;
+                    self.cache.remember(key, generation);
                     return Ok(state);
                 }
             }
