@@ -4,7 +4,9 @@
 //! another replica announces a change of that session there (its writes publish the key with
 //! the write, in one round trip). While the subscription is down, a copy is trusted for
 //! [`UNSUBSCRIBED_TRUST`] only; each (re)subscription forgets every copy. A read racing an
-//! invalidation is not remembered (a generation counter, bumped by every invalidation).
+//! invalidation is not remembered (a generation counter, bumped by every invalidation). Each
+//! entry keeps the bytes Redis holds, so a change of a current session goes straight to the
+//! compare-and-set, without reading it first.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,9 +22,14 @@ pub const UNSUBSCRIBED_TRUST: Duration = Duration::from_secs(1);
 
 const INVALIDATIONS: &str = "llm_proxy_redis_session_invalidations_total";
 
+/// Redis's value of a session (empty: absent).
+pub type Stored = Arc<[u8]>;
+
 /// One remembered session.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Entry {
+    /// What Redis holds.
+    stored: Stored,
     /// When the copy was last known to equal Redis's.
     validated: Instant,
     /// When Redis's expiry of the session was last renewed.
@@ -47,12 +54,13 @@ pub struct SessionCache {
 }
 
 /// What the cache says about one session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {
     /// Ask Redis.
     Miss,
-    /// The local copy is current; `renew` when Redis's expiry is due a renewal.
-    Hit { renew: bool },
+    /// The local copy is current and Redis holds `stored`; `renew` when Redis's expiry is due
+    /// a renewal.
+    Hit { renew: bool, stored: Stored },
 }
 
 impl SessionCache {
@@ -93,12 +101,15 @@ impl SessionCache {
         if renew {
             entry.refreshed = now;
         }
-        Lookup::Hit { renew }
+        Lookup::Hit {
+            renew,
+            stored: entry.stored.clone(),
+        }
     }
 
-    /// Remembers that session `key`'s local copy equals Redis's (just read or written, its
-    /// expiry renewed), unless an invalidation came since `generation` was read.
-    pub fn remember(&self, key: &str, generation: u64) {
+    /// Remembers that session `key`'s local copy equals Redis's, `stored` (just read or
+    /// written, its expiry renewed), unless an invalidation came since `generation` was read.
+    pub fn remember(&self, key: &str, generation: u64, stored: Stored) {
         let mut entries = self.entries();
         if self.generation.load(Ordering::Acquire) != generation {
             return;
@@ -116,6 +127,7 @@ impl SessionCache {
         entries.insert(
             key.to_owned(),
             Entry {
+                stored,
                 validated: now,
                 refreshed: now,
             },
@@ -219,6 +231,17 @@ async fn subscribe(link: Weak<RedisLink>, cache: Weak<SessionCache>) {
 mod tests {
     use super::*;
 
+    fn stored() -> Stored {
+        Arc::from(&b"{}"[..])
+    }
+
+    fn hit(renew: bool) -> Lookup {
+        Lookup::Hit {
+            renew,
+            stored: stored(),
+        }
+    }
+
     fn live(cache: &SessionCache) {
         cache.live.store(true, Ordering::Release);
     }
@@ -228,11 +251,11 @@ mod tests {
         let cache = SessionCache::new(10, Duration::from_secs(3600));
         live(&cache);
         assert_eq!(cache.lookup("s"), Lookup::Miss);
-        cache.remember("s", cache.generation());
-        assert_eq!(cache.lookup("s"), Lookup::Hit { renew: false });
+        cache.remember("s", cache.generation(), stored());
+        assert_eq!(cache.lookup("s"), hit(false));
         // Its own announcement changes nothing.
         assert!(!cache.apply(&cache.message("s")));
-        assert_eq!(cache.lookup("s"), Lookup::Hit { renew: false });
+        assert_eq!(cache.lookup("s"), hit(false));
         assert!(cache.apply("other-replica s"));
         assert_eq!(cache.lookup("s"), Lookup::Miss);
     }
@@ -243,21 +266,21 @@ mod tests {
         live(&cache);
         let before = cache.generation();
         assert!(cache.apply("other s"));
-        cache.remember("s", before);
+        cache.remember("s", before, stored());
         assert_eq!(cache.lookup("s"), Lookup::Miss);
     }
 
     #[test]
     fn without_the_subscription_copies_are_trusted_briefly_and_forgotten_on_resubscribing() {
         let cache = SessionCache::new(10, Duration::from_secs(3600));
-        cache.remember("s", cache.generation());
-        assert_eq!(cache.lookup("s"), Lookup::Hit { renew: false });
+        cache.remember("s", cache.generation(), stored());
+        assert_eq!(cache.lookup("s"), hit(false));
         if let Some(e) = cache.entries().get_mut("s") {
             e.validated -= UNSUBSCRIBED_TRUST;
         }
         assert_eq!(cache.lookup("s"), Lookup::Miss, "not live: stale");
         live(&cache);
-        assert_eq!(cache.lookup("s"), Lookup::Hit { renew: false });
+        assert_eq!(cache.lookup("s"), hit(false));
         cache.forget_all();
         assert_eq!(cache.lookup("s"), Lookup::Miss);
     }
@@ -266,12 +289,12 @@ mod tests {
     fn redis_expiry_is_renewed_at_most_every_tenth_of_max_age() {
         let cache = SessionCache::new(10, Duration::from_secs(100));
         live(&cache);
-        cache.remember("s", cache.generation());
+        cache.remember("s", cache.generation(), stored());
         if let Some(e) = cache.entries().get_mut("s") {
             e.refreshed -= Duration::from_secs(10);
         }
-        assert_eq!(cache.lookup("s"), Lookup::Hit { renew: true });
-        assert_eq!(cache.lookup("s"), Lookup::Hit { renew: false });
+        assert_eq!(cache.lookup("s"), hit(true));
+        assert_eq!(cache.lookup("s"), hit(false));
     }
 
     #[test]
@@ -279,9 +302,9 @@ mod tests {
         let cache = SessionCache::new(4, Duration::from_secs(3600));
         live(&cache);
         for i in 0..20 {
-            cache.remember(&format!("s{i}"), cache.generation());
+            cache.remember(&format!("s{i}"), cache.generation(), stored());
         }
         assert!(cache.entries().len() <= 4);
-        assert_eq!(cache.lookup("s19"), Lookup::Hit { renew: false });
+        assert_eq!(cache.lookup("s19"), hit(false));
     }
 }

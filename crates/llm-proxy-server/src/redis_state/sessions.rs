@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use redis::AsyncCommands;
 
 use super::link::{FALLBACKS, RedisLink};
-use super::session_cache::{self, Lookup, SessionCache};
+use super::session_cache::{self, Lookup, SessionCache, Stored};
 use crate::session::{MemoryStore, SessionConfig, SessionState, SessionStore, SessionStoreError};
 
 /// Tries of an optimistic update before it gives up and applies the change locally.
@@ -125,20 +125,23 @@ impl RedisSessionStore {
         let ttl = self.ttl_secs;
         let channel = self.channel.clone();
         let message = self.cache.message(key);
+        let stored: Stored = bytes.map_or_else(|| Arc::from(&[][..]), Arc::from);
+        let value = stored.clone();
         self.link
             .run(what, |mut c| async move {
                 let mut pipe = redis::pipe();
-                match bytes {
-                    Some(bytes) => pipe.set_ex(redis_key, bytes, ttl).ignore(),
-                    None => pipe.del(redis_key).ignore(),
-                };
+                if value.is_empty() {
+                    pipe.del(redis_key).ignore();
+                } else {
+                    pipe.set_ex(redis_key, &*value, ttl).ignore();
+                }
                 pipe.publish(channel, message)
                     .ignore()
                     .query_async::<()>(&mut c)
                     .await
             })
             .await?;
-        self.cache.remember(key, generation);
+        self.cache.remember(key, generation, stored);
         Ok(())
     }
 
@@ -156,16 +159,19 @@ impl RedisSessionStore {
         });
     }
 
-    /// The local copy of session `key` when the cache says it is current.
-    async fn cached(&self, key: &str) -> Result<Option<SessionState>, SessionStoreError> {
-        let Lookup::Hit { renew } = self.cache.lookup(key) else {
+    /// The local copy of session `key` and what Redis holds, when the cache says the copy is
+    /// current.
+    async fn cached(&self, key: &str) -> Result<Option<(SessionState, Stored)>, SessionStoreError> {
+        let Lookup::Hit { renew, stored } = self.cache.lookup(key) else {
             return Ok(None);
         };
-        let found = self.local.load(key).await?;
-        if found.is_some() && renew {
+        let Some(found) = self.local.load(key).await? else {
+            return Ok(None);
+        };
+        if renew {
             self.renew(key);
         }
-        Ok(found)
+        Ok(Some((found, stored)))
     }
 
     fn decode(bytes: &[u8]) -> Result<SessionState, SessionStoreError> {
@@ -182,7 +188,7 @@ impl SessionStore for RedisSessionStore {
             return self.local.load(key).await;
         }
         if self.link.is_up()
-            && let Some(state) = self.cached(key).await?
+            && let Some((state, _)) = self.cached(key).await?
         {
             return Ok(Some(state));
         }
@@ -200,7 +206,7 @@ impl SessionStore for RedisSessionStore {
             Ok(Some(bytes)) => {
                 let state = Self::decode(&bytes)?;
                 self.local.save(key, &state).await?;
-                self.cache.remember(key, generation);
+                self.cache.remember(key, generation, Arc::from(bytes));
                 Ok(Some(state))
             }
             Ok(None) => {
@@ -243,7 +249,10 @@ impl SessionStore for RedisSessionStore {
             // The request counter as this replica knows it, carried into Redis with the
             // session's next real change.
             let mut counted = 0;
-            if let Some(mut state) = self.cached(key).await? {
+            // Redis's value when the local copy is current: the first compare-and-set needs
+            // no read.
+            let mut known = None;
+            if let Some((mut state, stored)) = self.cached(key).await? {
                 let mut next = state.clone();
                 change(&mut next);
                 counted = next.requests;
@@ -253,23 +262,31 @@ impl SessionStore for RedisSessionStore {
                     self.local.save(key, &next).await?;
                     return Ok(next);
                 }
+                known = Some(stored);
             }
             for attempt in 0..UPDATE_TRIES {
                 let generation = self.cache.generation();
-                let k = redis_key.clone();
-                let Ok(current) = self
-                    .link
-                    .run("session_update", |mut c| async move {
-                        c.get_ex::<_, Option<Vec<u8>>>(k, redis::Expiry::EX(ttl))
+                let current: Stored = match known.take() {
+                    Some(stored) => stored,
+                    None => {
+                        let k = redis_key.clone();
+                        let Ok(found) = self
+                            .link
+                            .run("session_update", |mut c| async move {
+                                c.get_ex::<_, Option<Vec<u8>>>(k, redis::Expiry::EX(ttl))
+                                    .await
+                            })
                             .await
-                    })
-                    .await
-                else {
-                    break;
+                        else {
+                            break;
+                        };
+                        found.map_or_else(|| Arc::from(&[][..]), Arc::from)
+                    }
                 };
-                let mut state = match &current {
-                    Some(bytes) => Self::decode(bytes)?,
-                    None => SessionState::default(),
+                let mut state = if current.is_empty() {
+                    SessionState::default()
+                } else {
+                    Self::decode(&current)?
                 };
                 let mut before = (attempt == 0).then(|| state.clone());
                 change(&mut state);
@@ -278,17 +295,18 @@ impl SessionStore for RedisSessionStore {
                     if *before == state {
                         // Only counted: nothing for Redis (read just now, expiry renewed).
                         self.local.save(key, &state).await?;
-                        self.cache.remember(key, generation);
+                        self.cache.remember(key, generation, current);
                         return Ok(state);
                     }
                 }
                 state.requests = state.requests.max(counted);
-                let next = serde_json::to_vec(&state)
-                    .map_err(|e| SessionStoreError::Corrupt(e.to_string()))?;
+                let next: Stored = serde_json::to_vec(&state)
+                    .map_err(|e| SessionStoreError::Corrupt(e.to_string()))?
+                    .into();
                 let mut invocation = self.cas.key(&redis_key);
                 invocation
-                    .arg(current.unwrap_or_default())
-                    .arg(next)
+                    .arg(&*current)
+                    .arg(&*next)
                     .arg(ttl)
                     .arg(&self.channel)
                     .arg(self.cache.message(key));
@@ -304,7 +322,7 @@ impl SessionStore for RedisSessionStore {
                 };
                 if set == 1 {
                     self.local.save(key, &state).await?;
-                    self.cache.remember(key, generation);
+                    self.cache.remember(key, generation, next);
                     return Ok(state);
                 }
             }
