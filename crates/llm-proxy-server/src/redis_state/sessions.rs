@@ -8,10 +8,10 @@
 //! down, requests load and save there, the keys changed meanwhile are remembered, and they
 //! are written back when Redis returns.
 //!
-//! The request counter (`SessionState::requests`, which only tells a new session in the
-//! logs) is counted locally: a request that changes nothing else writes nothing to Redis.
-//! Redis's counter catches up (to the highest replica's) with the session's next real change,
-//! so it is approximate across replicas.
+//! A change that changes nothing Redis must know writes nothing. The request counter
+//! (`SessionState::requests`, which only tells a new session in the logs) is such a thing: it
+//! is counted per replica (see [`RedisSessionStore::changed`]); Redis's copy of it moves only
+//! with the session's real changes.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -159,19 +159,35 @@ impl RedisSessionStore {
         });
     }
 
-    /// The local copy of session `key` and what Redis holds, when the cache says the copy is
-    /// current.
-    async fn cached(&self, key: &str) -> Result<Option<(SessionState, Stored)>, SessionStoreError> {
+    /// When the cache says the local copy of session `key` is current: the copy and what
+    /// Redis holds. A session Redis does not hold is current too (its copy, if any, differs
+    /// from the default only by what is not written to Redis).
+    async fn cached(
+        &self,
+        key: &str,
+    ) -> Result<Option<(Option<SessionState>, Stored)>, SessionStoreError> {
         let Lookup::Hit { renew, stored } = self.cache.lookup(key) else {
             return Ok(None);
         };
-        let Some(found) = self.local.load(key).await? else {
+        let found = self.local.load(key).await?;
+        if stored.is_empty() {
+            return Ok(Some((found, stored)));
+        }
+        if found.is_none() {
+            // The in-process store forgot it: read Redis again.
             return Ok(None);
-        };
+        }
         if renew {
             self.renew(key);
         }
         Ok(Some((found, stored)))
+    }
+
+    /// Whether `change` turned `before` into `after` in a way Redis must learn. The request
+    /// counter is counted per replica, so it alone is not such a change.
+    fn changed(before: &mut SessionState, after: &SessionState) -> bool {
+        before.requests = after.requests;
+        before != after
     }
 
     fn decode(bytes: &[u8]) -> Result<SessionState, SessionStoreError> {
@@ -188,9 +204,9 @@ impl SessionStore for RedisSessionStore {
             return self.local.load(key).await;
         }
         if self.link.is_up()
-            && let Some((state, _)) = self.cached(key).await?
+            && let Some((state, stored)) = self.cached(key).await?
         {
-            return Ok(Some(state));
+            return Ok(state.filter(|_| !stored.is_empty()));
         }
         let generation = self.cache.generation();
         let redis_key = self.redis_key(key);
@@ -211,6 +227,7 @@ impl SessionStore for RedisSessionStore {
             }
             Ok(None) => {
                 self.local.delete(key).await?;
+                self.cache.remember(key, generation, Arc::from(&[][..]));
                 Ok(None)
             }
             Err(_) => {
@@ -248,16 +265,14 @@ impl SessionStore for RedisSessionStore {
         if self.link.is_up() && !self.dirty().contains(key) {
             // The request counter as this replica knows it, carried into Redis with the
             // session's next real change.
-            let mut counted = 0;
             // Redis's value when the local copy is current: the first compare-and-set needs
             // no read.
             let mut known = None;
-            if let Some((mut state, stored)) = self.cached(key).await? {
+            if let Some((state, stored)) = self.cached(key).await? {
+                let mut state = state.unwrap_or_default();
                 let mut next = state.clone();
                 change(&mut next);
-                counted = next.requests;
-                state.requests = next.requests;
-                if state == next {
+                if !Self::changed(&mut state, &next) {
                     // Only counted: the current local copy is all there is to change.
                     self.local.save(key, &next).await?;
                     return Ok(next);
@@ -290,16 +305,14 @@ impl SessionStore for RedisSessionStore {
                 };
                 let mut before = (attempt == 0).then(|| state.clone());
                 change(&mut state);
-                if let Some(before) = &mut before {
-                    before.requests = state.requests;
-                    if *before == state {
-                        // Only counted: nothing for Redis (read just now, expiry renewed).
-                        self.local.save(key, &state).await?;
-                        self.cache.remember(key, generation, current);
-                        return Ok(state);
-                    }
+                if let Some(before) = &mut before
+                    && !Self::changed(before, &state)
+                {
+                    // Nothing for Redis (read just now, expiry renewed).
+                    self.local.save(key, &state).await?;
+                    self.cache.remember(key, generation, current);
+                    return Ok(state);
                 }
-                state.requests = state.requests.max(counted);
                 let next: Stored = serde_json::to_vec(&state)
                     .map_err(|e| SessionStoreError::Corrupt(e.to_string()))?
                     .into();
