@@ -233,6 +233,84 @@ async fn a_sessions_set_model_on_one_replica_applies_on_another() {
 }
 
 #[tokio::test]
+async fn a_session_cached_on_one_replica_sees_a_change_made_on_another() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let up = upstream().await;
+    let a = replica(&redis, &up.base_url(), "").await;
+    let b = replica(&redis, &up.base_url(), "").await;
+    let b_link = b.state.redis().unwrap().clone();
+    eventually("B listens for session changes", || {
+        b_link.session_subscriptions() > 0
+    })
+    .await;
+
+    // B serves the session twice (the second from its local copy), then A changes it.
+    // (Distinct texts: identical requests in a row are refused as duplicates.)
+    for text in ["hello", "hello again"] {
+        assert_eq!(post_chat(&b.proxy, "cached-1", text).await.status(), 200);
+        assert_eq!(up.requests().last().unwrap().body["model"], "gpt-4o");
+    }
+    let heard = b_link.session_invalidations();
+    let set = post_chat(&a.proxy, "cached-1", "!/set(model=openai:other-model)").await;
+    assert_eq!(set.status(), 200);
+    eventually("B hears of A's change", || {
+        b_link.session_invalidations() > heard
+    })
+    .await;
+    let resp = post_chat(&b.proxy, "cached-1", "and now?").await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(up.requests().last().unwrap().body["model"], "other-model");
+}
+
+/// How many times Redis ran `command` (from `INFO commandstats`).
+async fn redis_calls(redis: &RedisServer, command: &str) -> u64 {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+#[tokio::test]
+async fn a_sessions_next_requests_on_the_same_replica_do_not_ask_redis() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let up = upstream().await;
+    let a = replica(&redis, &up.base_url(), "").await;
+    let link = a.state.redis().unwrap().clone();
+    eventually("A listens for session changes", || {
+        link.session_subscriptions() > 0
+    })
+    .await;
+    assert_eq!(post_chat(&a.proxy, "local-1", "one").await.status(), 200);
+    let reads = redis_calls(&redis, "getex").await + redis_calls(&redis, "get").await;
+    let scripts = redis_calls(&redis, "evalsha").await + redis_calls(&redis, "eval").await;
+    for text in ["two", "three"] {
+        assert_eq!(post_chat(&a.proxy, "local-1", text).await.status(), 200);
+    }
+    assert_eq!(
+        redis_calls(&redis, "getex").await + redis_calls(&redis, "get").await,
+        reads,
+        "served from the local copy"
+    );
+    assert_eq!(
+        redis_calls(&redis, "evalsha").await + redis_calls(&redis, "eval").await,
+        scripts,
+        "counting a request writes nothing"
+    );
+}
+
+#[tokio::test]
 async fn failures_seen_by_one_replica_open_the_breaker_on_another() {
     let Some(redis) = RedisServer::start() else {
         return;

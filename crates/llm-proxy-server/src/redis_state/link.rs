@@ -6,7 +6,7 @@
 //! and counted in `/metrics`.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -43,6 +43,10 @@ pub struct RedisLink {
     /// Key prefix of everything this proxy stores.
     prefix: String,
     scrubber: Scrubber,
+    /// Session invalidations received from other replicas (see `session_cache.rs`).
+    session_invalidations: AtomicU64,
+    /// Times the session invalidation channel was (re)subscribed.
+    session_subscriptions: AtomicU64,
     _stop: DropGuard,
 }
 
@@ -72,6 +76,8 @@ impl RedisLink {
             recovered: watch::Sender::new(0),
             prefix: "llm-proxy:".to_owned(),
             scrubber,
+            session_invalidations: AtomicU64::new(0),
+            session_subscriptions: AtomicU64::new(0),
             _stop: stop.clone().drop_guard(),
         });
         metrics::gauge!(UP).set(0.0);
@@ -104,6 +110,24 @@ impl RedisLink {
     /// Changes each time Redis becomes reachable: stores push what they kept locally meanwhile.
     pub fn recoveries(&self) -> watch::Receiver<u64> {
         self.recovered.subscribe()
+    }
+
+    /// Session invalidations this replica received from others (tests and diagnostics).
+    pub fn session_invalidations(&self) -> u64 {
+        self.session_invalidations.load(Ordering::Relaxed)
+    }
+
+    /// Times this replica (re)subscribed to session invalidations (tests and diagnostics).
+    pub fn session_subscriptions(&self) -> u64 {
+        self.session_subscriptions.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn note_session_invalidation(&self) {
+        self.session_invalidations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn note_session_subscription(&self) {
+        self.session_subscriptions.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Waits until Redis has been reached once (tests, and a caller that prefers to).
