@@ -183,10 +183,8 @@ impl RedisSessionStore {
         Ok(Some((found, stored)))
     }
 
-    /// Whether `change` turned `before` into `after` in a way Redis must learn. The request
-    /// counter is counted per replica, so it alone is not such a change.
-    fn changed(before: &mut SessionState, after: &SessionState) -> bool {
-        before.requests = after.requests;
+    /// Whether `change` turned `before` into `after` (a change Redis must learn).
+    fn changed(before: &SessionState, after: &SessionState) -> bool {
         before != after
     }
 
@@ -269,11 +267,11 @@ impl SessionStore for RedisSessionStore {
             // no read.
             let mut known = None;
             if let Some((state, stored)) = self.cached(key).await? {
-                let mut state = state.unwrap_or_default();
+                let state = state.unwrap_or_default();
                 let mut next = state.clone();
                 change(&mut next);
-                if !Self::changed(&mut state, &next) {
-                    // Only counted: the current local copy is all there is to change.
+                if !Self::changed(&state, &next) {
+                    // Nothing changed: the current local copy stays as it is.
                     self.local.save(key, &next).await?;
                     return Ok(next);
                 }
@@ -303,9 +301,9 @@ impl SessionStore for RedisSessionStore {
                 } else {
                     Self::decode(&current)?
                 };
-                let mut before = (attempt == 0).then(|| state.clone());
+                let before = (attempt == 0).then(|| state.clone());
                 change(&mut state);
-                if let Some(before) = &mut before
+                if let Some(before) = &before
                     && !Self::changed(before, &state)
                 {
                     // Nothing for Redis (read just now, expiry renewed).
