@@ -15,7 +15,7 @@ use llm_proxy_api::translation::{StreamDecoder, WireCodec};
 use serde_json::Value;
 
 pub use error::{decode_error, error_body, error_type};
-pub use from_model::{request_from_model, response_from_model};
+pub use from_model::{anthropic_answer_media, request_from_model, response_from_model};
 pub use stream::{EventRenderer, SseDecoder, ping_frame};
 pub use to_model::{request_to_model, response_to_model};
 pub use types::{AnthropicRequest, AnthropicResponse};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use llm_proxy_api::error::{BackendError, ErrorKind, ErrorSource};
-use llm_proxy_api::model::{FinishReason, ReasoningBlock, Usage};
+use llm_proxy_api::model::{FinishReason, MediaSource, ReasoningBlock, Usage};
 use llm_proxy_api::stream::StreamEvent;
 use llm_proxy_api::translation::StreamDecoder;
 use serde::Serialize;
@@ -377,6 +377,17 @@ enum BlockStartOut<'a> {
         name: &'a str,
         input: Map<String, Value>,
     },
+    Image {
+        source: ImageSourceOut<'a>,
+    },
+}
+
+/// The `source` of an image block.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ImageSourceOut<'a> {
+    Base64 { media_type: &'a str, data: &'a str },
+    Url { url: &'a str },
 }
 
 #[derive(Serialize)]
@@ -580,6 +591,23 @@ impl EventRenderer {
                     ToolState::Waiting { .. } => slot.state = ToolState::Waiting { ended: true },
                     ToolState::Closed => {}
                 }
+            }
+            // Generated images become whole image blocks; other media (audio) has no Anthropic
+            // answer block (the server notes it as lossy).
+            StreamEvent::Media { source } => {
+                if !super::from_model::anthropic_answer_media(source) {
+                    return;
+                }
+                let source = match source {
+                    MediaSource::Base64 { media_type, data } => {
+                        ImageSourceOut::Base64 { media_type, data }
+                    }
+                    MediaSource::Url { url } => ImageSourceOut::Url { url },
+                };
+                self.before_content(out);
+                self.close_block(out);
+                self.open_block(BlockStartOut::Image { source }, OpenBlockOut::Text, out);
+                self.close_block(out);
             }
             StreamEvent::Usage(u) => match &mut self.usage {
                 Some(existing) => existing.merge(u),
@@ -1256,5 +1284,48 @@ mod tests {
             &ping_frame()[..],
             b"event: ping\ndata: {\"type\":\"ping\"}\n\n"
         );
+    }
+
+    #[test]
+    fn generated_images_are_image_blocks_and_audio_is_left_out() {
+        let mut r = EventRenderer::new("abc", "m", sealer());
+        let mut out = Vec::new();
+        for e in [
+            StreamEvent::TextDelta {
+                text: "here:".into(),
+            },
+            StreamEvent::Media {
+                source: MediaSource::Base64 {
+                    media_type: "image/png".into(),
+                    data: "iVBO".into(),
+                },
+            },
+            StreamEvent::Media {
+                source: MediaSource::Base64 {
+                    media_type: "audio/wav".into(),
+                    data: "UklG".into(),
+                },
+            },
+            StreamEvent::Finish {
+                reason: FinishReason::Stop,
+            },
+        ] {
+            r.render(&e, &mut out);
+        }
+        r.finish(&mut out);
+        let f = frames(&out);
+        let starts: Vec<&Value> = f
+            .iter()
+            .filter(|(n, _)| n == "content_block_start")
+            .map(|(_, d)| d)
+            .collect();
+        assert_eq!(starts.len(), 2, "{f:?}");
+        assert_eq!(starts[1]["index"], 1);
+        assert_eq!(
+            starts[1]["content_block"],
+            json!({"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBO"}})
+        );
+        let stops = f.iter().filter(|(n, _)| n == "content_block_stop").count();
+        assert_eq!(stops, 2, "every block is closed");
     }
 }

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::BodyExt as _;
-use llm_proxy_api::stream::collect;
+use llm_proxy_api::stream::{EventStream, StreamEvent, collect};
 use llm_proxy_api::{ChatRequest, ChatResponse};
 
 pub use crate::context::RequestContext;
@@ -124,7 +124,7 @@ pub async fn stream_response<R: StreamRenderer>(
     let cancel = ctx.cancel_on_drop();
     let mut call: PendingCall = Box::pin(async move {
         let d = call_ctx.dispatch(&st, req).await?;
-        let mut stream = d.stream;
+        let mut stream = note_dropped_media::<R>(d.stream, &call_ctx);
         let first = stream
             .next()
             .await
@@ -165,6 +165,27 @@ pub async fn stream_response<R: StreamRenderer>(
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     ctx.stamp(headers);
     resp
+}
+
+/// `stream`, noting generated media the renderer `R` cannot show in the request's lossy notes
+/// (the headers may be gone by then: the note is counted in `llm_proxy_lossy_total` and
+/// logged when the request finishes).
+pub(crate) fn note_dropped_media<R: StreamRenderer>(
+    stream: EventStream,
+    ctx: &RequestContext,
+) -> EventStream {
+    let lossy = ctx.lossy.clone();
+    let request_id = ctx.request_id.clone();
+    Box::pin(stream.inspect(move |event| {
+        if let Ok(StreamEvent::Media { source }) = event
+            && let Some(note) = R::dropped_media(source)
+        {
+            if !lossy.snapshot().iter().any(|n| n == note) {
+                tracing::info!(request_id = %request_id, lossy = note, "conversion dropped information");
+            }
+            lossy.add([note.to_owned()]);
+        }
+    }))
 }
 
 /// Runs `req` to completion and returns the collected answer.
