@@ -354,3 +354,32 @@ async fn a_streamed_generated_image_is_an_anthropic_image_block_and_counted_for_
         "{m}"
     );
 }
+
+#[tokio::test]
+async fn document_citation_settings_are_named_not_dropped_silently() {
+    let up = MockUpstream::start().await.unwrap();
+    let proxy = proxy_on_anthropic(&up.base_url(), "").await;
+    up.set_fallback(Reply::json(anthropic::text_message("summary")));
+    let body = json!({"model": "claude-x", "max_tokens": 50, "messages": [{"role": "user", "content": [
+        {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "notes"},
+         "title": "Notes", "citations": {"enabled": true}},
+        {"type": "text", "text": "summarise"}
+    ]}]});
+    let resp = post(&proxy, "/v1/messages", &body, false).await;
+    assert_eq!(resp.status(), 200);
+    let lossy = resp.headers()["x-llm-proxy-lossy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(lossy.contains("citations"), "{lossy}");
+    let sent = up.requests()[0].body["messages"].to_string();
+    assert!(
+        sent.contains("notes"),
+        "the document's content still goes up: {sent}"
+    );
+    let m = metrics(&proxy).await;
+    assert!(
+        m.contains(r#"llm_proxy_lossy_total{frontend="anthropic",field="citations"}"#),
+        "{m}"
+    );
+}
