@@ -79,6 +79,12 @@ pub enum StreamEvent {
         /// The media, inline or by URL.
         source: MediaSource,
     },
+    /// A lossy note: something of the answer the decoder could not carry (e.g. Anthropic
+    /// citations). Not output; the server adds it to the request's notes.
+    Dropped {
+        /// The note, worded for `x-llm-proxy-lossy`.
+        note: String,
+    },
     /// Token usage (may come several times; later values refine earlier ones).
     Usage(Usage),
     /// The stop sequence that ended generation, when the upstream reports which one matched
@@ -179,7 +185,7 @@ impl Collector {
                     call.arguments.push_str(&arguments);
                 }
             }
-            StreamEvent::ToolCallEnd { .. } => {}
+            StreamEvent::ToolCallEnd { .. } | StreamEvent::Dropped { .. } => {}
             StreamEvent::Media { source } => self.content.push(Part::media(source)),
             StreamEvent::Usage(u) => match &mut self.usage {
                 Some(existing) => existing.merge(&u),

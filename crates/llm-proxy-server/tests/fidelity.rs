@@ -307,7 +307,7 @@ async fn a_generated_image_reaches_clients_that_can_show_it_and_is_named_elsewhe
 }
 
 #[tokio::test]
-async fn a_streamed_generated_image_is_an_anthropic_image_block_and_counted_for_openai() {
+async fn a_streamed_generated_image_is_an_anthropic_image_block_and_counted_for_responses() {
     let up = MockUpstream::start().await.unwrap();
     let proxy = proxy_on_gemini(&up.base_url()).await;
     let image = json!({"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}});
@@ -339,10 +339,10 @@ async fn a_streamed_generated_image_is_an_anthropic_image_block_and_counted_for_
         "{text}"
     );
 
-    // OpenAI chat client: the header is gone by the time the image arrives; the metric counts it.
-    let body = json!({"model": "g", "stream": true,
-                      "messages": [{"role": "user", "content": "draw"}]});
-    let text = post(&proxy, "/v1/chat/completions", &body, false)
+    // Responses client (no test sends it media unstreamed, so the metric below is this
+    // stream's): the header is gone by the time the image arrives; the metric counts it.
+    let body = json!({"model": "g", "stream": true, "store": false, "input": "draw"});
+    let text = post(&proxy, "/v1/responses", &body, false)
         .await
         .text()
         .await
@@ -350,7 +350,7 @@ async fn a_streamed_generated_image_is_an_anthropic_image_block_and_counted_for_
     assert!(text.contains("here:"), "{text}");
     let m = metrics(&proxy).await;
     assert!(
-        m.contains(r#"llm_proxy_lossy_total{frontend="openai_chat",field="media"}"#),
+        m.contains(r#"llm_proxy_lossy_total{frontend="openai_responses",field="media"}"#),
         "{m}"
     );
 }
@@ -380,6 +380,62 @@ async fn document_citation_settings_are_named_not_dropped_silently() {
     let m = metrics(&proxy).await;
     assert!(
         m.contains(r#"llm_proxy_lossy_total{frontend="anthropic",field="citations"}"#),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn citations_in_an_answer_are_named_not_dropped_silently() {
+    let up = MockUpstream::start().await.unwrap();
+    let proxy = proxy_on_anthropic(&up.base_url(), "").await;
+    let mut answer = anthropic::text_message("Paris.");
+    answer["content"][0]["citations"] = json!([{"type": "char_location", "cited_text": "Paris",
+        "document_index": 0, "start_char_index": 0, "end_char_index": 5}]);
+    up.set_fallback(Reply::json(answer));
+    let body = json!({"model": "claude-x", "max_tokens": 50,
+                      "messages": [{"role": "user", "content": "capital?"}]});
+    let resp = post(&proxy, "/v1/messages", &body, false).await;
+    assert_eq!(resp.status(), 200);
+    let lossy = resp.headers()["x-llm-proxy-lossy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(lossy.contains("citations in the answer"), "{lossy}");
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["content"][0]["text"], "Paris.");
+
+    // Streamed (to another client protocol, so the metric below is this stream's): the
+    // note is counted once the stream ends.
+    let frames = vec![
+        r#"event: message_start
+data: {"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"claude-x","content":[],"stop_reason":null,"usage":{"input_tokens":3,"output_tokens":0}}}"#,
+        r#"event: content_block_start
+data: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":"","citations":[]}}"#,
+        r#"event: content_block_delta
+data: {"type":"content_block_delta","index":0,"delta":{"type":"citations_delta","citation":{"type":"char_location","cited_text":"Paris"}}}"#,
+        r#"event: content_block_delta
+data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Paris."}}"#,
+        r#"event: content_block_stop
+data: {"type":"content_block_stop","index":0}"#,
+        r#"event: message_delta
+data: {"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":2}}"#,
+        r#"event: message_stop
+data: {"type":"message_stop"}"#,
+    ]
+    .into_iter()
+    .map(|f| format!("{f}\n\n"))
+    .collect();
+    up.set_fallback(Reply::sse(frames));
+    let body = chat(json!({"stream": true}));
+    let text = post(&proxy, "/v1/chat/completions", &body, false)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("Paris."), "{text}");
+    let m = metrics(&proxy).await;
+    assert!(
+        m.contains(r#"llm_proxy_lossy_total{frontend="openai_chat",field="citations"}"#),
         "{m}"
     );
 }

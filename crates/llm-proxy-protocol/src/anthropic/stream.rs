@@ -37,6 +37,8 @@ pub struct SseDecoder {
     /// `message_delta` seen: the answer is complete even if `message_stop` never comes.
     ended: bool,
     done: bool,
+    /// Citations seen (and noted once as dropped).
+    cited: bool,
 }
 
 #[derive(Debug)]
@@ -51,6 +53,9 @@ enum OpenBlockIn {
     /// Redacted thinking (emitted whole at start) and block types we do not model.
     Other,
 }
+
+/// The lossy note for citations on an answer's text blocks.
+pub const CITATIONS_ANSWER_NOTE: &str = "citations in the answer dropped (no canonical slot)";
 
 fn invalid_stream(what: &str, e: &serde_json::Error) -> BackendError {
     BackendError::new(
@@ -135,6 +140,7 @@ impl SseDecoder {
                     return Ok(());
                 };
                 match (block, delta) {
+                    (_, DeltaIn::CitationsDelta {}) => self.note_citations(out),
                     (OpenBlockIn::Text, DeltaIn::TextDelta { text }) if !text.is_empty() => {
                         out.push(StreamEvent::TextDelta { text });
                     }
@@ -190,6 +196,13 @@ impl SseDecoder {
         let text_field = |name: &str| block.get(name).and_then(Value::as_str).unwrap_or("");
         let open = match kind {
             "text" => {
+                if block
+                    .get("citations")
+                    .and_then(Value::as_array)
+                    .is_some_and(|c| !c.is_empty())
+                {
+                    self.note_citations(out);
+                }
                 let text = text_field("text");
                 if !text.is_empty() {
                     out.push(StreamEvent::TextDelta {
@@ -239,6 +252,15 @@ impl SseDecoder {
             _ => OpenBlockIn::Other,
         };
         self.blocks.push((index, open));
+    }
+
+    /// Citations have no canonical slot: one note per answer.
+    fn note_citations(&mut self, out: &mut Vec<StreamEvent>) {
+        if !std::mem::replace(&mut self.cited, true) {
+            out.push(StreamEvent::Dropped {
+                note: CITATIONS_ANSWER_NOTE.to_owned(),
+            });
+        }
     }
 
     fn block_stop(&mut self, block: OpenBlockIn, out: &mut Vec<StreamEvent>) {
@@ -613,6 +635,7 @@ impl EventRenderer {
                 Some(existing) => existing.merge(u),
                 None => self.usage = Some(*u),
             },
+            StreamEvent::Dropped { .. } => {}
             StreamEvent::StopSequence { sequence } => self.stop_sequence = Some(sequence.clone()),
             StreamEvent::Finish { reason } => self.finish = Some(reason.clone()),
         }

@@ -258,7 +258,7 @@ impl ChunkRenderer {
     pub fn render(&mut self, event: &StreamEvent, out: &mut Vec<Bytes>) {
         match event {
             // Only Anthropic answers say which stop sequence matched.
-            StreamEvent::StopSequence { .. } => {}
+            StreamEvent::StopSequence { .. } | StreamEvent::Dropped { .. } => {}
             StreamEvent::Start { model, .. } => {
                 if let Some(m) = model.as_deref().filter(|m| !m.is_empty()) {
                     m.clone_into(&mut self.model);

@@ -265,7 +265,7 @@ impl EventRenderer {
             StreamEvent::Finish { reason } => self.finish = Some(reason.clone()),
             // No output item carries media the model generated; the server names it in
             // `x-llm-proxy-lossy`.
-            StreamEvent::Media { .. } => {}
+            StreamEvent::Media { .. } | StreamEvent::Dropped { .. } => {}
         }
     }
 

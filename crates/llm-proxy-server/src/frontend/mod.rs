@@ -16,6 +16,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::BodyExt as _;
+use llm_proxy_api::model::MediaSource;
 use llm_proxy_api::stream::{EventStream, StreamEvent, collect};
 use llm_proxy_api::{ChatRequest, ChatResponse};
 
@@ -169,17 +170,30 @@ pub async fn stream_response<R: StreamRenderer>(
 
 /// `stream`, noting generated media the renderer `R` cannot show in the request's lossy notes
 /// (the headers may be gone by then: the note is counted in `llm_proxy_lossy_total` and
-/// logged when the request finishes).
+/// logged when the request finishes), and the decoders' [`StreamEvent::Dropped`] notes.
 pub(crate) fn note_dropped_media<R: StreamRenderer>(
     stream: EventStream,
     ctx: &RequestContext,
 ) -> EventStream {
+    note_dropped(stream, ctx, R::dropped_media)
+}
+
+/// `stream`, adding the decoders' [`StreamEvent::Dropped`] notes and `media`'s note for each
+/// piece of generated media to the request's lossy notes.
+fn note_dropped(
+    stream: EventStream,
+    ctx: &RequestContext,
+    media: fn(&MediaSource) -> Option<&'static str>,
+) -> EventStream {
     let lossy = ctx.lossy.clone();
     let request_id = ctx.request_id.clone();
     Box::pin(stream.inspect(move |event| {
-        if let Ok(StreamEvent::Media { source }) = event
-            && let Some(note) = R::dropped_media(source)
-        {
+        let note = match event {
+            Ok(StreamEvent::Media { source }) => media(source),
+            Ok(StreamEvent::Dropped { note }) => Some(note.as_str()),
+            _ => None,
+        };
+        if let Some(note) = note {
             if !lossy.snapshot().iter().any(|n| n == note) {
                 tracing::info!(request_id = %request_id, lossy = note, "conversion dropped information");
             }
@@ -198,7 +212,9 @@ pub async fn collected(
     let _cancel = ctx.cancel_on_drop();
     let answer = async {
         let d = ctx.dispatch(state, req).await?;
-        Ok(collect(d.stream, &d.route.model).await?)
+        // Media the frontends note themselves, from the collected answer.
+        let stream = note_dropped(d.stream, ctx, |_| None);
+        Ok(collect(stream, &d.route.model).await?)
     };
     tokio::select! {
         answer = answer => answer,
