@@ -270,6 +270,30 @@ pub enum Part {
     Opaque(OpaquePart),
 }
 
+impl Part {
+    /// The part for a piece of media: inline `audio/*` is audio, anything else an image part
+    /// (which also carries other inline files, e.g. PDFs, by their MIME type).
+    pub fn media(source: MediaSource) -> Self {
+        if let MediaSource::Base64 { media_type, data } = &source
+            && let Some(sub) = media_type.strip_prefix("audio/")
+        {
+            return Self::Audio(AudioPart {
+                data: data.clone(),
+                format: match sub {
+                    "wav" | "x-wav" | "wave" => "wav".to_owned(),
+                    "mpeg" | "mp3" => "mp3".to_owned(),
+                    other => other.to_owned(),
+                },
+            });
+        }
+        Self::Image(ImagePart {
+            source,
+            detail: None,
+            cache_control: None,
+        })
+    }
+}
+
 /// Text content.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TextPart {
@@ -354,6 +378,16 @@ pub struct AudioPart {
     pub data: String,
     /// Audio format (`wav`, `mp3`).
     pub format: String,
+}
+
+impl AudioPart {
+    /// The MIME type of the audio (`audio/wav`, `audio/mpeg`, `audio/{format}`).
+    pub fn media_type(&self) -> String {
+        match self.format.as_str() {
+            "mp3" => "audio/mpeg".to_owned(),
+            other => format!("audio/{other}"),
+        }
+    }
 }
 
 /// Content that only one wire protocol can express (Anthropic `server_tool_use`,

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::BackendError;
-use crate::model::{ChatResponse, FinishReason, Part, ReasoningBlock, TextPart, ToolCall, Usage};
+use crate::model::{
+    ChatResponse, FinishReason, MediaSource, Part, ReasoningBlock, TextPart, ToolCall, Usage,
+};
 
 /// One event of an assistant answer, in the order the provider produced it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,6 +73,18 @@ pub enum StreamEvent {
         /// Call index.
         index: u32,
     },
+    /// A whole piece of media the model generated (an image, audio), e.g. a Gemini
+    /// `inlineData` part of an answer.
+    Media {
+        /// The media, inline or by URL.
+        source: MediaSource,
+    },
+    /// A lossy note: something of the answer the decoder could not carry (e.g. Anthropic
+    /// citations). Not output; the server adds it to the request's notes.
+    Dropped {
+        /// The note, worded for `x-llm-proxy-lossy`.
+        note: String,
+    },
     /// Token usage (may come several times; later values refine earlier ones).
     Usage(Usage),
     /// The stop sequence that ended generation, when the upstream reports which one matched
@@ -92,7 +106,9 @@ impl StreamEvent {
     pub fn is_meaningful(&self) -> bool {
         match self {
             Self::TextDelta { text } | Self::ReasoningDelta { text } => !text.trim().is_empty(),
-            Self::ReasoningRedacted { .. } | Self::ToolCallStart { .. } => true,
+            Self::ReasoningRedacted { .. } | Self::ToolCallStart { .. } | Self::Media { .. } => {
+                true
+            }
             Self::ToolCallDelta { arguments, .. } => !arguments.is_empty(),
             _ => false,
         }
@@ -169,7 +185,8 @@ impl Collector {
                     call.arguments.push_str(&arguments);
                 }
             }
-            StreamEvent::ToolCallEnd { .. } => {}
+            StreamEvent::ToolCallEnd { .. } | StreamEvent::Dropped { .. } => {}
+            StreamEvent::Media { source } => self.content.push(Part::media(source)),
             StreamEvent::Usage(u) => match &mut self.usage {
                 Some(existing) => existing.merge(&u),
                 None => self.usage = Some(u),
@@ -268,7 +285,14 @@ pub fn response_events(response: ChatResponse) -> Vec<StreamEvent> {
                 }
                 events.push(StreamEvent::ToolCallEnd { index });
             }
-            Part::Image(_) | Part::Audio(_) | Part::ToolResult(_) | Part::Opaque(_) => {}
+            Part::Image(i) => events.push(StreamEvent::Media { source: i.source }),
+            Part::Audio(a) => events.push(StreamEvent::Media {
+                source: MediaSource::Base64 {
+                    media_type: a.media_type(),
+                    data: a.data,
+                },
+            }),
+            Part::ToolResult(_) | Part::Opaque(_) => {}
         }
     }
     if let Some(u) = response.usage {
@@ -429,5 +453,32 @@ mod tests {
             }
             .is_meaningful()
         );
+    }
+
+    #[tokio::test]
+    async fn generated_media_survives_a_replay_as_events() {
+        let image = Part::media(MediaSource::Base64 {
+            media_type: "image/png".into(),
+            data: "iVBO".into(),
+        });
+        let audio = Part::media(MediaSource::Base64 {
+            media_type: "audio/mpeg".into(),
+            data: "SUQz".into(),
+        });
+        assert!(matches!(&audio, Part::Audio(a) if a.format == "mp3"));
+        let response = ChatResponse {
+            id: "r".into(),
+            model: "m".into(),
+            created: 0,
+            content: vec![Part::Text(TextPart::new("a")), image, audio],
+            finish_reason: Some(FinishReason::Stop),
+            stop_sequence: None,
+            usage: None,
+        };
+        let events = response_events(response.clone());
+        assert!(events.iter().any(StreamEvent::is_meaningful));
+        let s: EventStream = Box::pin(stream::iter(events.into_iter().map(Ok)));
+        let replayed = collect(s, "m").await.unwrap();
+        assert_eq!(replayed.content, response.content);
     }
 }

@@ -36,6 +36,11 @@ pub trait WireCodec: Send + Sync {
     fn stream_decoder(&self) -> Box<dyn StreamDecoder>;
     /// Turns an error body into a `BackendError` with the upstream's message.
     fn decode_error(&self, status: u16, body: &[u8]) -> BackendError;
+    /// Lossy notes for what [`WireCodec::decode_response`] could not carry from `body` (they
+    /// reach the client's `x-llm-proxy-lossy` as [`crate::stream::StreamEvent::Dropped`]).
+    fn answer_notes(&self, _body: &[u8]) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Registry of protocol codecs.

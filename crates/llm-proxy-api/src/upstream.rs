@@ -43,7 +43,13 @@ impl<C: WireCodec + ?Sized> ResponseDecoder for C {
     }
 
     fn whole(&self, body: &[u8], model: &str) -> Result<Vec<StreamEvent>, BackendError> {
-        Ok(response_events(self.decode_response(body, model)?))
+        let mut events = response_events(self.decode_response(body, model)?);
+        events.extend(
+            self.answer_notes(body)
+                .into_iter()
+                .map(|note| StreamEvent::Dropped { note }),
+        );
+        Ok(events)
     }
 
     fn error(&self, status: u16, body: &[u8]) -> BackendError {

@@ -2,7 +2,7 @@
 //! clients, `n > 1` is refused rather than answered once, strict mode (config or header)
 //! refuses what a translation would drop, and what is dropped is counted in `/metrics`.
 
-use llm_proxy_test_support::{MockUpstream, Reply, anthropic};
+use llm_proxy_test_support::{MockUpstream, Reply, anthropic, gemini};
 use serde_json::{Value, json};
 
 use crate::common::{Proxy, client, start_proxy};
@@ -237,5 +237,205 @@ async fn what_translations_drop_is_counted_by_field() {
     assert!(
         metrics.contains(r#"llm_proxy_lossy_total{frontend="openai_chat",field="logprobs"}"#),
         "{metrics}"
+    );
+}
+
+/// A proxy whose default backend is a Gemini upstream at `url`.
+async fn proxy_on_gemini(url: &str) -> Proxy {
+    start_proxy(&format!(
+        "request_dedup_window: 0\nbackends:\n  default_backend: gemini\n  gemini:\n    api_url: {url}\n    api_key: AIza-upstream-0123456789\n"
+    ))
+    .await
+}
+
+async fn metrics(proxy: &Proxy) -> String {
+    client()
+        .get(format!("{}/metrics", proxy.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_generated_image_reaches_clients_that_can_show_it_and_is_named_elsewhere() {
+    let up = MockUpstream::start().await.unwrap();
+    let proxy = proxy_on_gemini(&up.base_url()).await;
+    let image = json!({"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}});
+    let answer = gemini::response(
+        &[gemini::text("here:"), image.clone()],
+        "STOP",
+        gemini::Tokens::new(3, 2),
+    );
+    up.set_fallback(Reply::json(answer));
+
+    // Gemini client: the part unchanged.
+    let body = json!({"contents": [{"role": "user", "parts": [{"text": "draw"}]}]});
+    let resp = post(&proxy, "/v1beta/models/g:generateContent", &body, false).await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().get("x-llm-proxy-lossy").is_none());
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["candidates"][0]["content"]["parts"][1], image, "{v}");
+
+    // Anthropic client: an image block with a base64 source.
+    let body = json!({"model": "g", "max_tokens": 50,
+                      "messages": [{"role": "user", "content": "draw"}]});
+    let resp = post(&proxy, "/v1/messages", &body, false).await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().get("x-llm-proxy-lossy").is_none());
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(
+        v["content"][1],
+        json!({"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                           "data": "iVBORw0KGgo="}}),
+        "{v}"
+    );
+
+    // OpenAI chat client: no slot, so the header names it.
+    let body = json!({"model": "g", "messages": [{"role": "user", "content": "draw"}]});
+    let resp = post(&proxy, "/v1/chat/completions", &body, false).await;
+    assert_eq!(resp.status(), 200);
+    let lossy = resp.headers()["x-llm-proxy-lossy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(lossy.contains("media in the answer dropped"), "{lossy}");
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["choices"][0]["message"]["content"], "here:");
+}
+
+#[tokio::test]
+async fn a_streamed_generated_image_is_an_anthropic_image_block_and_counted_for_responses() {
+    let up = MockUpstream::start().await.unwrap();
+    let proxy = proxy_on_gemini(&up.base_url()).await;
+    let image = json!({"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}});
+    let frames = gemini::stream(
+        &[vec![gemini::text("here:")], vec![image]],
+        "STOP",
+        gemini::Tokens::new(3, 2),
+    );
+    up.set_fallback(Reply::sse(frames));
+
+    let body = json!({"model": "g", "max_tokens": 50, "stream": true,
+                      "messages": [{"role": "user", "content": "draw"}]});
+    let text = post(&proxy, "/v1/messages", &body, false)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let starts: Vec<Value> = sse_events(&text)
+        .into_iter()
+        .filter(|(name, _)| name == "content_block_start")
+        .map(|(_, data)| data["content_block"].clone())
+        .collect();
+    assert_eq!(
+        starts.get(1),
+        Some(
+            &json!({"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                                 "data": "iVBORw0KGgo="}})
+        ),
+        "{text}"
+    );
+
+    // Responses client (no test sends it media unstreamed, so the metric below is this
+    // stream's): the header is gone by the time the image arrives; the metric counts it.
+    let body = json!({"model": "g", "stream": true, "store": false, "input": "draw"});
+    let text = post(&proxy, "/v1/responses", &body, false)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("here:"), "{text}");
+    let m = metrics(&proxy).await;
+    assert!(
+        m.contains(r#"llm_proxy_lossy_total{frontend="openai_responses",field="media"}"#),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn document_citation_settings_are_named_not_dropped_silently() {
+    let up = MockUpstream::start().await.unwrap();
+    let proxy = proxy_on_anthropic(&up.base_url(), "").await;
+    up.set_fallback(Reply::json(anthropic::text_message("summary")));
+    let body = json!({"model": "claude-x", "max_tokens": 50, "messages": [{"role": "user", "content": [
+        {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "notes"},
+         "title": "Notes", "citations": {"enabled": true}},
+        {"type": "text", "text": "summarise"}
+    ]}]});
+    let resp = post(&proxy, "/v1/messages", &body, false).await;
+    assert_eq!(resp.status(), 200);
+    let lossy = resp.headers()["x-llm-proxy-lossy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(lossy.contains("citations"), "{lossy}");
+    let sent = up.requests()[0].body["messages"].to_string();
+    assert!(
+        sent.contains("notes"),
+        "the document's content still goes up: {sent}"
+    );
+    let m = metrics(&proxy).await;
+    assert!(
+        m.contains(r#"llm_proxy_lossy_total{frontend="anthropic",field="citations"}"#),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn citations_in_an_answer_are_named_not_dropped_silently() {
+    let up = MockUpstream::start().await.unwrap();
+    let proxy = proxy_on_anthropic(&up.base_url(), "").await;
+    let mut answer = anthropic::text_message("Paris.");
+    answer["content"][0]["citations"] = json!([{"type": "char_location", "cited_text": "Paris",
+        "document_index": 0, "start_char_index": 0, "end_char_index": 5}]);
+    up.set_fallback(Reply::json(answer));
+    let body = json!({"model": "claude-x", "max_tokens": 50,
+                      "messages": [{"role": "user", "content": "capital?"}]});
+    let resp = post(&proxy, "/v1/messages", &body, false).await;
+    assert_eq!(resp.status(), 200);
+    let lossy = resp.headers()["x-llm-proxy-lossy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(lossy.contains("citations in the answer"), "{lossy}");
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["content"][0]["text"], "Paris.");
+
+    // Streamed (to another client protocol, so the metric below is this stream's): the
+    // note is counted once the stream ends.
+    let frames = vec![
+        r#"event: message_start
+data: {"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"claude-x","content":[],"stop_reason":null,"usage":{"input_tokens":3,"output_tokens":0}}}"#,
+        r#"event: content_block_start
+data: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":"","citations":[]}}"#,
+        r#"event: content_block_delta
+data: {"type":"content_block_delta","index":0,"delta":{"type":"citations_delta","citation":{"type":"char_location","cited_text":"Paris"}}}"#,
+        r#"event: content_block_delta
+data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Paris."}}"#,
+        r#"event: content_block_stop
+data: {"type":"content_block_stop","index":0}"#,
+        r#"event: message_delta
+data: {"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":2}}"#,
+        r#"event: message_stop
+data: {"type":"message_stop"}"#,
+    ]
+    .into_iter()
+    .map(|f| format!("{f}\n\n"))
+    .collect();
+    up.set_fallback(Reply::sse(frames));
+    let body = chat(json!({"stream": true}));
+    let text = post(&proxy, "/v1/chat/completions", &body, false)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("Paris."), "{text}");
+    let m = metrics(&proxy).await;
+    assert!(
+        m.contains(r#"llm_proxy_lossy_total{frontend="openai_chat",field="citations"}"#),
+        "{m}"
     );
 }

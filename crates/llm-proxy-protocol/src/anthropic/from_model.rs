@@ -510,6 +510,14 @@ fn text_block(t: &llm_proxy_api::model::TextPart) -> ContentBlock {
 }
 
 /// Inline non-image media (PDF) is a document for Anthropic.
+/// Whether an Anthropic answer can show `source` (as an image block): images, inline or by URL.
+pub fn anthropic_answer_media(source: &MediaSource) -> bool {
+    match source {
+        MediaSource::Base64 { media_type, .. } => media_type.starts_with("image/"),
+        MediaSource::Url { .. } => true,
+    }
+}
+
 fn media_block(img: &ImagePart) -> ContentBlock {
     let cache_control = img.cache_control.clone();
     match &img.source {
@@ -808,6 +816,11 @@ pub fn response_from_model(resp: &ChatResponse, sealer: &dyn Sealer) -> Anthropi
                     input: parse_arguments(&c.arguments).unwrap_or_else(empty_object),
                     cache_control: None,
                 }));
+            }
+            // Generated images are image blocks; other media has no answer block (the server
+            // notes it as lossy).
+            Part::Image(img) if anthropic_answer_media(&img.source) => {
+                content.push(media_block(img));
             }
             Part::Image(_) | Part::Audio(_) | Part::ToolResult(_) | Part::Opaque(_) => {}
         }
@@ -1468,6 +1481,37 @@ mod tests {
         assert_eq!(
             stop_reason_name(Some(&FinishReason::Other("weird".into())), false),
             "end_turn"
+        );
+    }
+
+    #[test]
+    fn generated_images_in_an_answer_are_image_blocks() {
+        let resp = ChatResponse {
+            id: "msg_1".into(),
+            model: "m".into(),
+            created: 0,
+            content: vec![
+                Part::Text(TextPart::new("here:")),
+                Part::media(MediaSource::Base64 {
+                    media_type: "image/png".into(),
+                    data: "iVBO".into(),
+                }),
+                Part::Audio(AudioPart {
+                    data: "UklG".into(),
+                    format: "wav".into(),
+                }),
+            ],
+            finish_reason: Some(FinishReason::Stop),
+            stop_sequence: None,
+            usage: None,
+        };
+        let v = serde_json::to_value(response_from_model(&resp, &TestSealer(4))).unwrap();
+        assert_eq!(
+            v["content"],
+            json!([
+                {"type": "text", "text": "here:"},
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBO"}}
+            ])
         );
     }
 }

@@ -15,7 +15,7 @@ use llm_proxy_api::translation::{StreamDecoder, WireCodec};
 use serde_json::Value;
 
 pub use error::{decode_error, error_body, error_type};
-pub use from_model::{request_from_model, response_from_model};
+pub use from_model::{anthropic_answer_media, request_from_model, response_from_model};
 pub use stream::{EventRenderer, SseDecoder, ping_frame};
 pub use to_model::{request_to_model, response_to_model};
 pub use types::{AnthropicRequest, AnthropicResponse};
@@ -65,12 +65,37 @@ impl WireCodec for AnthropicCodec {
     fn decode_error(&self, status: u16, body: &[u8]) -> BackendError {
         decode_error(status, body)
     }
+
+    /// Citations on the answer's text blocks have no canonical slot.
+    fn answer_notes(&self, body: &[u8]) -> Vec<String> {
+        // Most answers have none: parse again only when the word occurs.
+        if !body.windows(11).any(|w| w == b"\"citations\"") {
+            return Vec::new();
+        }
+        let cited = serde_json::from_slice::<Value>(body).ok().is_some_and(|v| {
+            v.get("content")
+                .and_then(Value::as_array)
+                .is_some_and(|blocks| {
+                    blocks.iter().any(|b| {
+                        b.get("citations")
+                            .and_then(Value::as_array)
+                            .is_some_and(|c| !c.is_empty())
+                    })
+                })
+        });
+        if cited {
+            vec![stream::CITATIONS_ANSWER_NOTE.to_owned()]
+        } else {
+            Vec::new()
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use llm_proxy_api::model::{Message, Role};
+    use llm_proxy_api::stream::StreamEvent;
 
     #[test]
     fn codec_encodes_decodes_and_classifies() {
@@ -132,5 +157,31 @@ mod tests {
         );
         assert!(codec.decode_response(b"nope", "m").is_err());
         assert!(codec.decode_error(429, b"{}").retryable);
+    }
+
+    #[test]
+    fn citations_in_an_answer_are_noted() {
+        let plain = br#"{"id":"m","type":"message","role":"assistant","model":"c","content":[{"type":"text","text":"yo","citations":null}],"stop_reason":"end_turn","usage":{"input_tokens":1,"output_tokens":1}}"#;
+        assert!(AnthropicCodec.answer_notes(plain).is_empty());
+        let cited = br#"{"id":"m","type":"message","role":"assistant","model":"c","content":[{"type":"text","text":"yo","citations":[{"type":"char_location","cited_text":"y"}]}],"stop_reason":"end_turn","usage":{"input_tokens":1,"output_tokens":1}}"#;
+        let notes = AnthropicCodec.answer_notes(cited);
+        assert_eq!(notes, vec![stream::CITATIONS_ANSWER_NOTE.to_owned()]);
+        assert_eq!(llm_proxy_api::lossy::lossy_field(&notes[0]), "citations");
+
+        let mut d = SseDecoder::new();
+        let mut out = Vec::new();
+        let body = concat!(
+            "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"citations_delta\",\"citation\":{\"cited_text\":\"y\"}}}\n\n",
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"citations_delta\",\"citation\":{\"cited_text\":\"z\"}}}\n\n",
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"yo\"}}\n\n",
+        );
+        d.feed(body.as_bytes(), &mut out).unwrap();
+        let dropped: Vec<&StreamEvent> = out
+            .iter()
+            .filter(|e| matches!(e, StreamEvent::Dropped { .. }))
+            .collect();
+        assert_eq!(dropped.len(), 1, "{out:?}");
+        assert!(out.contains(&StreamEvent::TextDelta { text: "yo".into() }));
     }
 }

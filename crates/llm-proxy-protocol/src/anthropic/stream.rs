@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use llm_proxy_api::error::{BackendError, ErrorKind, ErrorSource};
-use llm_proxy_api::model::{FinishReason, ReasoningBlock, Usage};
+use llm_proxy_api::model::{FinishReason, MediaSource, ReasoningBlock, Usage};
 use llm_proxy_api::stream::StreamEvent;
 use llm_proxy_api::translation::StreamDecoder;
 use serde::Serialize;
@@ -37,6 +37,8 @@ pub struct SseDecoder {
     /// `message_delta` seen: the answer is complete even if `message_stop` never comes.
     ended: bool,
     done: bool,
+    /// Citations seen (and noted once as dropped).
+    cited: bool,
 }
 
 #[derive(Debug)]
@@ -51,6 +53,9 @@ enum OpenBlockIn {
     /// Redacted thinking (emitted whole at start) and block types we do not model.
     Other,
 }
+
+/// The lossy note for citations on an answer's text blocks.
+pub const CITATIONS_ANSWER_NOTE: &str = "citations in the answer dropped (no canonical slot)";
 
 fn invalid_stream(what: &str, e: &serde_json::Error) -> BackendError {
     BackendError::new(
@@ -135,6 +140,7 @@ impl SseDecoder {
                     return Ok(());
                 };
                 match (block, delta) {
+                    (_, DeltaIn::CitationsDelta {}) => self.note_citations(out),
                     (OpenBlockIn::Text, DeltaIn::TextDelta { text }) if !text.is_empty() => {
                         out.push(StreamEvent::TextDelta { text });
                     }
@@ -190,6 +196,13 @@ impl SseDecoder {
         let text_field = |name: &str| block.get(name).and_then(Value::as_str).unwrap_or("");
         let open = match kind {
             "text" => {
+                if block
+                    .get("citations")
+                    .and_then(Value::as_array)
+                    .is_some_and(|c| !c.is_empty())
+                {
+                    self.note_citations(out);
+                }
                 let text = text_field("text");
                 if !text.is_empty() {
                     out.push(StreamEvent::TextDelta {
@@ -239,6 +252,15 @@ impl SseDecoder {
             _ => OpenBlockIn::Other,
         };
         self.blocks.push((index, open));
+    }
+
+    /// Citations have no canonical slot: one note per answer.
+    fn note_citations(&mut self, out: &mut Vec<StreamEvent>) {
+        if !std::mem::replace(&mut self.cited, true) {
+            out.push(StreamEvent::Dropped {
+                note: CITATIONS_ANSWER_NOTE.to_owned(),
+            });
+        }
     }
 
     fn block_stop(&mut self, block: OpenBlockIn, out: &mut Vec<StreamEvent>) {
@@ -377,6 +399,17 @@ enum BlockStartOut<'a> {
         name: &'a str,
         input: Map<String, Value>,
     },
+    Image {
+        source: ImageSourceOut<'a>,
+    },
+}
+
+/// The `source` of an image block.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ImageSourceOut<'a> {
+    Base64 { media_type: &'a str, data: &'a str },
+    Url { url: &'a str },
 }
 
 #[derive(Serialize)]
@@ -581,10 +614,28 @@ impl EventRenderer {
                     ToolState::Closed => {}
                 }
             }
+            // Generated images become whole image blocks; other media (audio) has no Anthropic
+            // answer block (the server notes it as lossy).
+            StreamEvent::Media { source } => {
+                if !super::from_model::anthropic_answer_media(source) {
+                    return;
+                }
+                let source = match source {
+                    MediaSource::Base64 { media_type, data } => {
+                        ImageSourceOut::Base64 { media_type, data }
+                    }
+                    MediaSource::Url { url } => ImageSourceOut::Url { url },
+                };
+                self.before_content(out);
+                self.close_block(out);
+                self.open_block(BlockStartOut::Image { source }, OpenBlockOut::Text, out);
+                self.close_block(out);
+            }
             StreamEvent::Usage(u) => match &mut self.usage {
                 Some(existing) => existing.merge(u),
                 None => self.usage = Some(*u),
             },
+            StreamEvent::Dropped { .. } => {}
             StreamEvent::StopSequence { sequence } => self.stop_sequence = Some(sequence.clone()),
             StreamEvent::Finish { reason } => self.finish = Some(reason.clone()),
         }
@@ -1256,5 +1307,48 @@ mod tests {
             &ping_frame()[..],
             b"event: ping\ndata: {\"type\":\"ping\"}\n\n"
         );
+    }
+
+    #[test]
+    fn generated_images_are_image_blocks_and_audio_is_left_out() {
+        let mut r = EventRenderer::new("abc", "m", sealer());
+        let mut out = Vec::new();
+        for e in [
+            StreamEvent::TextDelta {
+                text: "here:".into(),
+            },
+            StreamEvent::Media {
+                source: MediaSource::Base64 {
+                    media_type: "image/png".into(),
+                    data: "iVBO".into(),
+                },
+            },
+            StreamEvent::Media {
+                source: MediaSource::Base64 {
+                    media_type: "audio/wav".into(),
+                    data: "UklG".into(),
+                },
+            },
+            StreamEvent::Finish {
+                reason: FinishReason::Stop,
+            },
+        ] {
+            r.render(&e, &mut out);
+        }
+        r.finish(&mut out);
+        let f = frames(&out);
+        let starts: Vec<&Value> = f
+            .iter()
+            .filter(|(n, _)| n == "content_block_start")
+            .map(|(_, d)| d)
+            .collect();
+        assert_eq!(starts.len(), 2, "{f:?}");
+        assert_eq!(starts[1]["index"], 1);
+        assert_eq!(
+            starts[1]["content_block"],
+            json!({"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBO"}})
+        );
+        let stops = f.iter().filter(|(n, _)| n == "content_block_stop").count();
+        assert_eq!(stops, 2, "every block is closed");
     }
 }

@@ -296,17 +296,33 @@ fn blocks_to_parts(
             None => format!("content[{j}]"),
         };
         match block {
-            ContentBlock::Text(t) => out.parts.push(Part::Text(TextPart {
-                text: t.text,
-                cache_control: t.cache_control,
-            })),
+            ContentBlock::Text(t) => {
+                if let Some(o) = opener.as_deref_mut()
+                    && t.extra.get("citations").is_some_and(has_content)
+                {
+                    note_once(o.lossy, CITATIONS_NOTE);
+                }
+                out.parts.push(Part::Text(TextPart {
+                    text: t.text,
+                    cache_control: t.cache_control,
+                }));
+            }
             ContentBlock::Image(img) => match image_to_model(img) {
                 Ok(p) => out.parts.push(p),
                 Err(img) if message.is_some() => out.parts.push(opaque(&ContentBlock::Image(img))),
                 Err(_) => {}
             },
             ContentBlock::Document(doc) => match document_to_model(&doc) {
-                Some(p) => out.parts.push(p),
+                Some(p) => {
+                    if let Some(o) = opener.as_deref_mut()
+                        && ["title", "context", "citations"]
+                            .iter()
+                            .any(|k| doc.get(*k).is_some_and(has_content))
+                    {
+                        note_once(o.lossy, CITATIONS_NOTE);
+                    }
+                    out.parts.push(p);
+                }
                 None if message.is_some() => out.parts.push(opaque(&ContentBlock::Document(doc))),
                 None => {}
             },
@@ -388,6 +404,22 @@ fn plain_reasoning(text: String) -> ReasoningBlock {
     ReasoningBlock {
         text,
         ..ReasoningBlock::default()
+    }
+}
+
+/// Citations on text blocks and a document's `title` / `context` / `citations` settings have
+/// no canonical slot: the document's content goes on, these do not.
+pub const CITATIONS_NOTE: &str =
+    "citations and document title/context/citations settings dropped (no canonical slot)";
+
+/// Whether a field's value says anything (not null, `false`, or empty).
+fn has_content(v: &Value) -> bool {
+    match v {
+        Value::Null | Value::Bool(false) => false,
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+        _ => true,
     }
 }
 
@@ -982,5 +1014,41 @@ mod tests {
             stop_reason_to_model("pause_turn"),
             FinishReason::Other("pause_turn".into())
         );
+    }
+
+    #[test]
+    fn citations_and_document_settings_are_noted_not_dropped_silently() {
+        let body = json!({"model": "c", "max_tokens": 5, "messages": [
+            {"role": "user", "content": [
+                {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "notes"},
+                 "title": "Notes", "citations": {"enabled": true}},
+                {"type": "text", "text": "summarise"}
+            ]}
+        ]});
+        let mut lossy = Vec::new();
+        let m = request_to_model(parse(body), &TestSealer(1), &mut lossy).unwrap();
+        assert_eq!(
+            m.messages[0].content.len(),
+            2,
+            "the document's content goes on"
+        );
+        assert_eq!(lossy, vec![CITATIONS_NOTE.to_owned()]);
+        assert_eq!(llm_proxy_api::lossy::lossy_field(&lossy[0]), "citations");
+
+        let body = json!({"model": "c", "max_tokens": 5, "messages": [
+            {"role": "user", "content": "q"},
+            {"role": "assistant", "content": [{"type": "text", "text": "a",
+                "citations": [{"type": "char_location", "cited_text": "x"}]}]},
+            {"role": "user", "content": [{"type": "text", "text": "b", "citations": []},
+                {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "d"}}]}
+        ]});
+        let mut lossy = Vec::new();
+        request_to_model(parse(body.clone()), &TestSealer(1), &mut lossy).unwrap();
+        assert_eq!(lossy, vec![CITATIONS_NOTE.to_owned()]);
+        let mut body = body;
+        body["messages"][1]["content"][0]["citations"] = json!(null);
+        let mut lossy = Vec::new();
+        request_to_model(parse(body), &TestSealer(1), &mut lossy).unwrap();
+        assert!(lossy.is_empty(), "{lossy:?}");
     }
 }

@@ -369,6 +369,8 @@ pub enum DeltaIn {
         #[serde(default)]
         partial_json: String,
     },
+    /// A citation for the open text block (its content is not read).
+    CitationsDelta {},
     #[serde(other)]
     Unknown,
 }
@@ -458,7 +460,7 @@ mod tests {
         let e: StreamEventIn = serde_json::from_str(r#"{"type":"brand_new","x":1}"#).unwrap();
         assert!(matches!(e, StreamEventIn::Unknown));
         let e: StreamEventIn = serde_json::from_str(
-            r#"{"type":"content_block_delta","index":2,"delta":{"type":"citations_delta","citation":{}}}"#,
+            r#"{"type":"content_block_delta","index":2,"delta":{"type":"brand_new_delta","x":{}}}"#,
         )
         .unwrap();
         assert!(matches!(
@@ -466,6 +468,17 @@ mod tests {
             StreamEventIn::ContentBlockDelta {
                 index: 2,
                 delta: DeltaIn::Unknown
+            }
+        ));
+        let e: StreamEventIn = serde_json::from_str(
+            r#"{"type":"content_block_delta","index":2,"delta":{"type":"citations_delta","citation":{}}}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            e,
+            StreamEventIn::ContentBlockDelta {
+                index: 2,
+                delta: DeltaIn::CitationsDelta {}
             }
         ));
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use llm_proxy_api::error::{BackendError, ErrorKind, ErrorSource};
-use llm_proxy_api::model::{FinishReason, ReasoningBlock, Usage};
+use llm_proxy_api::model::{FinishReason, MediaSource, ReasoningBlock, Usage};
 use llm_proxy_api::stream::StreamEvent;
 use llm_proxy_api::translation::StreamDecoder;
 use serde::Serialize;
@@ -189,6 +189,23 @@ struct PartOut<'a> {
     function_call: Option<FunctionCallOut<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     thought_signature: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inline_data: Option<BlobOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file_data: Option<FileOut<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BlobOut<'a> {
+    mime_type: &'a str,
+    data: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct FileOut<'a> {
+    file_uri: &'a str,
 }
 
 #[derive(Serialize)]
@@ -241,7 +258,7 @@ impl ChunkRenderer {
     pub fn render(&mut self, event: &StreamEvent, out: &mut Vec<Bytes>) {
         match event {
             // Only Anthropic answers say which stop sequence matched.
-            StreamEvent::StopSequence { .. } => {}
+            StreamEvent::StopSequence { .. } | StreamEvent::Dropped { .. } => {}
             StreamEvent::Start { model, .. } => {
                 if let Some(m) = model.as_deref().filter(|m| !m.is_empty()) {
                     m.clone_into(&mut self.model);
@@ -330,6 +347,23 @@ impl ChunkRenderer {
                     let call = self.calls.remove(pos);
                     out.push(self.call_frame(&call));
                 }
+            }
+            StreamEvent::Media { source } => {
+                self.in_thought = false;
+                let part = match source {
+                    MediaSource::Base64 { media_type, data } => PartOut {
+                        inline_data: Some(BlobOut {
+                            mime_type: media_type,
+                            data,
+                        }),
+                        ..PartOut::default()
+                    },
+                    MediaSource::Url { url } => PartOut {
+                        file_data: Some(FileOut { file_uri: url }),
+                        ..PartOut::default()
+                    },
+                };
+                out.push(self.frame(part, None, None));
             }
             StreamEvent::Usage(u) => match &mut self.usage {
                 Some(existing) => existing.merge(u),
@@ -655,5 +689,51 @@ mod tests {
                 json!({"error": {"code": 429, "message": "quota", "status": "RESOURCE_EXHAUSTED"}})
             ]
         );
+    }
+
+    #[test]
+    fn generated_media_is_decoded_and_rendered_as_the_same_parts() {
+        let body = concat!(
+            "data: {\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[",
+            "{\"text\":\"here:\"},",
+            "{\"inlineData\":{\"mimeType\":\"image/png\",\"data\":\"iVBO\"}},",
+            "{\"fileData\":{\"mimeType\":\"image/png\",\"fileUri\":\"gs://b/i.png\"}}",
+            "]},\"finishReason\":\"STOP\"}]}\n\n"
+        );
+        let events = decode_all(body, 7).unwrap();
+        let media: Vec<&StreamEvent> = events
+            .iter()
+            .filter(|e| matches!(e, StreamEvent::Media { .. }))
+            .collect();
+        assert_eq!(
+            media,
+            [
+                &StreamEvent::Media {
+                    source: MediaSource::Base64 {
+                        media_type: "image/png".into(),
+                        data: "iVBO".into()
+                    }
+                },
+                &StreamEvent::Media {
+                    source: MediaSource::Url {
+                        url: "gs://b/i.png".into()
+                    }
+                }
+            ]
+        );
+        let mut r = ChunkRenderer::new("r".into(), "m".into(), Arc::new(TestSealer(1)));
+        let mut out = Vec::new();
+        for e in &events {
+            r.render(e, &mut out);
+        }
+        let parts: Vec<Value> = frames(&out)
+            .iter()
+            .map(|f| f["candidates"][0]["content"]["parts"][0].clone())
+            .collect();
+        assert_eq!(
+            parts[1],
+            json!({"inlineData": {"mimeType": "image/png", "data": "iVBO"}})
+        );
+        assert_eq!(parts[2], json!({"fileData": {"fileUri": "gs://b/i.png"}}));
     }
 }

@@ -3,9 +3,9 @@
 //! same canonical answer).
 
 use llm_proxy_api::model::{
-    AudioPart, ChatRequest, ChatResponse, FinishReason, ImagePart, MediaSource, Message, Part,
-    ReasoningBlock, ReasoningConfig, ResponseFormat, Role, Sampling, TextPart, ToolCall,
-    ToolChoice, ToolDefinition, ToolResult, Usage,
+    ChatRequest, ChatResponse, FinishReason, ImagePart, MediaSource, Message, Part, ReasoningBlock,
+    ReasoningConfig, ResponseFormat, Role, Sampling, TextPart, ToolCall, ToolChoice,
+    ToolDefinition, ToolResult, Usage,
 };
 use llm_proxy_api::stream::{Collector, StreamEvent};
 use serde_json::{Map, Value, json};
@@ -381,7 +381,10 @@ fn contents_to_messages(
                 }));
             }
             if let Some(blob) = part.inline_data {
-                current.push(inline_media(blob));
+                current.push(Part::media(MediaSource::Base64 {
+                    media_type: blob.mime_type,
+                    data: blob.data,
+                }));
             } else if let Some(file) = part.file_data {
                 current.push(Part::Image(ImagePart {
                     cache_control: None,
@@ -444,30 +447,6 @@ fn match_call_id(calls: &mut [SeenCall], id: Option<&str>, name: &str) -> Option
         .or_else(|| calls.iter().position(|c| !c.answered && c.name == name))?;
     calls[slot].answered = true;
     Some(calls[slot].id.clone())
-}
-
-/// Inline data: audio stays audio; everything else travels as an image part carrying its
-/// MIME type (the canonical model has no document part), which a Gemini upstream gets back
-/// unchanged.
-fn inline_media(blob: wire::Blob) -> Part {
-    match blob.mime_type.strip_prefix("audio/") {
-        Some(sub) => Part::Audio(AudioPart {
-            data: blob.data,
-            format: match sub {
-                "wav" | "x-wav" | "wave" => "wav".to_owned(),
-                "mpeg" | "mp3" => "mp3".to_owned(),
-                other => other.to_owned(),
-            },
-        }),
-        None => Part::Image(ImagePart {
-            cache_control: None,
-            source: MediaSource::Base64 {
-                media_type: blob.mime_type,
-                data: blob.data,
-            },
-            detail: None,
-        }),
-    }
 }
 
 /// Server-side code execution parts, rendered as fenced text (no canonical slot for them).
@@ -598,7 +577,22 @@ impl ResponseEvents {
         if let Some(data) = signature {
             out.push(StreamEvent::ReasoningProviderData { data });
         }
-        // Inline media in answers (image generation) has no stream event; it is not carried.
+        // Media in answers (image generation, audio): one whole event per part.
+        if let Some(blob) = part.inline_data {
+            out.push(StreamEvent::Media {
+                source: MediaSource::Base64 {
+                    media_type: blob.mime_type,
+                    data: blob.data,
+                },
+            });
+            return;
+        }
+        if let Some(file) = part.file_data {
+            out.push(StreamEvent::Media {
+                source: MediaSource::Url { url: file.file_uri },
+            });
+            return;
+        }
         if let Some(text) = part.text.or_else(|| {
             code_text(
                 part.executable_code.as_ref(),

@@ -356,6 +356,9 @@ impl ChunkRenderer {
         match event {
             // Only Anthropic answers say which stop sequence matched.
             StreamEvent::StopSequence { .. } => {}
+            // Chat completions have no slot for media the assistant generated; the server
+            // names it in `x-llm-proxy-lossy`.
+            StreamEvent::Media { .. } | StreamEvent::Dropped { .. } => {}
             StreamEvent::Start { model, .. } => {
                 if let Some(m) = model.as_deref().filter(|m| !m.is_empty()) {
                     m.clone_into(&mut self.model);

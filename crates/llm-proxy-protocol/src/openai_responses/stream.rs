@@ -263,6 +263,9 @@ impl EventRenderer {
                 None => self.usage = Some(*u),
             },
             StreamEvent::Finish { reason } => self.finish = Some(reason.clone()),
+            // No output item carries media the model generated; the server names it in
+            // `x-llm-proxy-lossy`.
+            StreamEvent::Media { .. } | StreamEvent::Dropped { .. } => {}
         }
     }
 

@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::response::Response;
 use bytes::Bytes;
 use http::HeaderMap;
-use llm_proxy_api::model::Part;
+use llm_proxy_api::model::{MediaSource, Part};
 use llm_proxy_api::stream::StreamEvent;
 use llm_proxy_api::{BackendError, ChatResponse};
 use llm_proxy_protocol::anthropic::{self, AnthropicRequest, EventRenderer};
@@ -40,7 +40,15 @@ impl StreamRenderer for EventRenderer {
     fn keepalive(&self) -> Bytes {
         anthropic::ping_frame()
     }
+
+    /// Images are image blocks; other media has no block in an answer.
+    fn dropped_media(source: &MediaSource) -> Option<&'static str> {
+        (!anthropic::anthropic_answer_media(source)).then_some(ANSWER_MEDIA_DROPPED)
+    }
 }
+
+const ANSWER_MEDIA_DROPPED: &str =
+    "media in the answer dropped (Anthropic answers show images only)";
 
 /// `POST /v1/messages` (also under `/anthropic`).
 pub async fn messages(
@@ -82,14 +90,15 @@ async fn handle(
     Ok(json_response(body, ctx))
 }
 
-/// What an Anthropic response cannot show: media in the answer.
+/// What an Anthropic response cannot show: media in the answer other than images.
 fn dropped_from_response(response: &ChatResponse) -> Vec<String> {
-    let media = response
-        .content
-        .iter()
-        .any(|p| matches!(p, Part::Image(_) | Part::Audio(_)));
+    let media = response.content.iter().any(|p| match p {
+        Part::Image(i) => !anthropic::anthropic_answer_media(&i.source),
+        Part::Audio(_) => true,
+        _ => false,
+    });
     media
-        .then(|| "media in the answer dropped (Anthropic responses carry text only)".to_owned())
+        .then(|| ANSWER_MEDIA_DROPPED.to_owned())
         .into_iter()
         .collect()
 }
@@ -151,10 +160,10 @@ pub async fn health() -> Json<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use llm_proxy_api::model::{ImagePart, MediaSource, TextPart};
+    use llm_proxy_api::model::{AudioPart, ImagePart, TextPart};
 
     #[test]
-    fn media_in_an_answer_is_reported_as_dropped() {
+    fn media_in_an_answer_other_than_images_is_reported_as_dropped() {
         let mut response = ChatResponse {
             id: "r".into(),
             model: "m".into(),
@@ -172,6 +181,16 @@ mod tests {
             },
             detail: None,
         }));
-        assert_eq!(dropped_from_response(&response).len(), 1);
+        assert!(
+            dropped_from_response(&response).is_empty(),
+            "images are image blocks"
+        );
+        response.content.push(Part::Audio(AudioPart {
+            data: "UklG".into(),
+            format: "wav".into(),
+        }));
+        let notes = dropped_from_response(&response);
+        assert_eq!(notes.len(), 1);
+        assert_eq!(llm_proxy_api::lossy::lossy_field(&notes[0]), "media");
     }
 }

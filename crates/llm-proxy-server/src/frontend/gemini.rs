@@ -9,6 +9,7 @@ use axum::{Extension, Json};
 use bytes::Bytes;
 use http::HeaderMap;
 use llm_proxy_api::BackendError;
+use llm_proxy_api::model::MediaSource;
 use llm_proxy_api::stream::StreamEvent;
 use llm_proxy_protocol::gemini::{self, ChunkRenderer, GenerateContentRequest};
 use llm_proxy_protocol::parse_body;
@@ -39,6 +40,11 @@ impl StreamRenderer for ChunkRenderer {
     /// would break it, while an empty line is skipped by it and by SSE parsers alike.
     fn keepalive(&self) -> Bytes {
         Bytes::from_static(b"\n")
+    }
+
+    /// Every piece of media is an `inlineData` / `fileData` part.
+    fn dropped_media(_source: &MediaSource) -> Option<&'static str> {
+        None
     }
 }
 

@@ -16,7 +16,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::BodyExt as _;
-use llm_proxy_api::stream::collect;
+use llm_proxy_api::model::MediaSource;
+use llm_proxy_api::stream::{EventStream, StreamEvent, collect};
 use llm_proxy_api::{ChatRequest, ChatResponse};
 
 pub use crate::context::RequestContext;
@@ -124,7 +125,7 @@ pub async fn stream_response<R: StreamRenderer>(
     let cancel = ctx.cancel_on_drop();
     let mut call: PendingCall = Box::pin(async move {
         let d = call_ctx.dispatch(&st, req).await?;
-        let mut stream = d.stream;
+        let mut stream = note_dropped_media::<R>(d.stream, &call_ctx);
         let first = stream
             .next()
             .await
@@ -167,6 +168,40 @@ pub async fn stream_response<R: StreamRenderer>(
     resp
 }
 
+/// `stream`, noting generated media the renderer `R` cannot show in the request's lossy notes
+/// (the headers may be gone by then: the note is counted in `llm_proxy_lossy_total` and
+/// logged when the request finishes), and the decoders' [`StreamEvent::Dropped`] notes.
+pub(crate) fn note_dropped_media<R: StreamRenderer>(
+    stream: EventStream,
+    ctx: &RequestContext,
+) -> EventStream {
+    note_dropped(stream, ctx, R::dropped_media)
+}
+
+/// `stream`, adding the decoders' [`StreamEvent::Dropped`] notes and `media`'s note for each
+/// piece of generated media to the request's lossy notes.
+fn note_dropped(
+    stream: EventStream,
+    ctx: &RequestContext,
+    media: fn(&MediaSource) -> Option<&'static str>,
+) -> EventStream {
+    let lossy = ctx.lossy.clone();
+    let request_id = ctx.request_id.clone();
+    Box::pin(stream.inspect(move |event| {
+        let note = match event {
+            Ok(StreamEvent::Media { source }) => media(source),
+            Ok(StreamEvent::Dropped { note }) => Some(note.as_str()),
+            _ => None,
+        };
+        if let Some(note) = note {
+            if !lossy.snapshot().iter().any(|n| n == note) {
+                tracing::info!(request_id = %request_id, lossy = note, "conversion dropped information");
+            }
+            lossy.add([note.to_owned()]);
+        }
+    }))
+}
+
 /// Runs `req` to completion and returns the collected answer.
 pub async fn collected(
     state: &AppState,
@@ -177,7 +212,9 @@ pub async fn collected(
     let _cancel = ctx.cancel_on_drop();
     let answer = async {
         let d = ctx.dispatch(state, req).await?;
-        Ok(collect(d.stream, &d.route.model).await?)
+        // Media the frontends note themselves, from the collected answer.
+        let stream = note_dropped(d.stream, ctx, |_| None);
+        Ok(collect(stream, &d.route.model).await?)
     };
     tokio::select! {
         answer = answer => answer,

@@ -6,11 +6,12 @@ use axum::extract::State;
 use axum::response::Response;
 use bytes::Bytes;
 use http::HeaderMap;
+use llm_proxy_api::model::Part;
 use llm_proxy_api::stream::StreamEvent;
 use llm_proxy_protocol::openai_chat::{self, ChatCompletionRequest, ChunkRenderer};
 use llm_proxy_protocol::parse_body;
 
-use super::sse::StreamRenderer;
+use super::sse::{MEDIA_DROPPED, StreamRenderer};
 use super::{RequestContext, collected, json_response, read_body, stream_response};
 use crate::context::ClientIdentity;
 use crate::error::{ProxyError, WireFormat};
@@ -69,6 +70,14 @@ async fn handle(
         return Ok(stream_response(state, req, renderer, ctx).await);
     }
     let response = collected(state, req, ctx).await?;
+    // Chat completions have no slot for media the assistant generated.
+    if response
+        .content
+        .iter()
+        .any(|p| matches!(p, Part::Image(_) | Part::Audio(_)))
+    {
+        ctx.lossy.add([MEDIA_DROPPED.to_owned()]);
+    }
     let wire = openai_chat::response_from_model(&response);
     let body = serde_json::to_vec(&wire)
         .map_err(|e| ProxyError::Backend(llm_proxy_api::BackendError::internal(e.to_string())))?;

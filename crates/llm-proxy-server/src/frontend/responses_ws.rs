@@ -238,7 +238,8 @@ impl Connection {
         let (state, call_meta) = (self.state.clone(), meta.clone());
         let started = async move {
             let d = call_meta.dispatch(&state, req).await?;
-            let mut stream: EventStream = d.stream;
+            let mut stream: EventStream =
+                super::note_dropped_media::<ResponsesRenderer>(d.stream, &call_meta);
             let first = stream
                 .next()
                 .await

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::Stream;
+use llm_proxy_api::model::MediaSource;
 use llm_proxy_api::stream::{EventStream, StreamEvent};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
@@ -28,7 +29,19 @@ pub trait StreamRenderer: Send + Unpin + 'static {
     fn keepalive(&self) -> Bytes {
         Bytes::from_static(llm_proxy_protocol::sse::KEEPALIVE)
     }
+    /// The lossy note for generated media (a [`StreamEvent::Media`]) this protocol cannot
+    /// show; `None` when the renderer shows it.
+    fn dropped_media(_source: &MediaSource) -> Option<&'static str>
+    where
+        Self: Sized,
+    {
+        Some(MEDIA_DROPPED)
+    }
 }
+
+/// The lossy note for generated media in an answer the client's protocol cannot show.
+pub const MEDIA_DROPPED: &str =
+    "media in the answer dropped (the client protocol has no slot for generated media)";
 
 /// The call as seen by the body: still starting, or streaming.
 pub type PendingCall =
