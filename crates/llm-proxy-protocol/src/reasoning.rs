@@ -43,6 +43,25 @@ fn minimal_is_lowest(model: &str) -> bool {
     m == "gpt-5" || m.starts_with("gpt-5-")
 }
 
+/// OpenAI models that do not reason and refuse a reasoning effort (OpenAI answers 400
+/// "Unsupported parameter: 'reasoning_effort'"): GPT-4o, GPT-4.1, GPT-4.5, GPT-4, GPT-3.5 and
+/// the GPT-5 chat variant.
+fn takes_no_effort(model: &str) -> bool {
+    let m = bare_model(model).to_ascii_lowercase();
+    [
+        "gpt-4o",
+        "chatgpt-4o",
+        "gpt-4.1",
+        "gpt-4.5",
+        "gpt-4-",
+        "gpt-3.5",
+        "gpt-5-chat",
+    ]
+    .iter()
+    .any(|p| m.starts_with(p))
+        || m == "gpt-4"
+}
+
 /// The effort an OpenAI-family upstream (Chat `reasoning_effort`, Responses
 /// `reasoning.effort`) gets for `r` on `model`, and a note when the model cannot do what was
 /// asked. An explicit effort wins; a budget maps to the nearest level; adaptive thinking
@@ -54,6 +73,16 @@ pub fn openai_effort(r: &ReasoningConfig, model: &str) -> (Option<String>, Optio
         (None, Some(b)) => effort_for_budget(b),
         (None, None) => return (None, None),
     };
+    if takes_no_effort(model) {
+        // Claude Code's adaptive thinking at effort high would otherwise make every request
+        // to such a model a 400; turning thinking off there needs nothing sent.
+        let note = (effort != "none").then(|| {
+            format!(
+                "reasoning effort '{effort}' not sent: {model} does not take a reasoning effort"
+            )
+        });
+        return (None, note);
+    }
     if effort != "none" {
         return (Some(effort.to_owned()), None);
     }
@@ -117,6 +146,36 @@ mod tests {
             budget_tokens: budget,
             disabled,
             ..ReasoningConfig::default()
+        }
+    }
+
+    #[test]
+    fn models_that_do_not_reason_get_no_effort_and_a_note() {
+        for model in [
+            "gpt-4o",
+            "openai/gpt-4o-mini",
+            "gpt-4.1-nano",
+            "gpt-4",
+            "gpt-5-chat-latest",
+        ] {
+            let (sent, note) = openai_effort(&cfg(Some("high"), None, false), model);
+            assert_eq!(sent, None, "{model}");
+            assert!(note.is_some_and(|n| n.contains("not sent")), "{model}");
+        }
+        assert_eq!(
+            openai_effort(&cfg(None, None, true), "gpt-4o"),
+            (None, None),
+            "nothing to turn off"
+        );
+        for model in [
+            "o3",
+            "gpt-5",
+            "gpt-5.1",
+            "gpt-oss-120b",
+            "deepseek-reasoner",
+        ] {
+            let (sent, _) = openai_effort(&cfg(Some("high"), None, false), model);
+            assert_eq!(sent.as_deref(), Some("high"), "{model}");
         }
     }
 
