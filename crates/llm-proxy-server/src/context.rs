@@ -209,11 +209,6 @@ impl RequestContext {
         );
     }
 
-    /// Proxy overhead so far: elapsed time not spent waiting on the upstream.
-    pub fn overhead_ms(&self) -> f64 {
-        crate::pipeline::millis(self.overhead())
-    }
-
     /// Time in the proxy itself so far (since arrival, less the time waiting on upstreams).
     pub fn overhead(&self) -> Duration {
         self.started.elapsed().saturating_sub(self.clock.waited())

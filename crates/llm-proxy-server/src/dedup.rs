@@ -211,11 +211,6 @@ impl Ticket {
         }
     }
 
-    /// The request's key in the cache.
-    pub fn key(&self) -> u64 {
-        self.key
-    }
-
     /// Records that the request also holds `claim` in the shared store, resolved with it.
     pub fn share(&mut self, claim: crate::redis_state::dedup::SharedClaim) {
         self.shared = Some(claim);

@@ -120,31 +120,8 @@ fn client_request(kind: Client, turns: &[&str], stream: bool) -> (String, Value)
     }
 }
 
-/// Paths of every `cache_control` in a JSON value.
-fn marks(v: &Value, path: &str, out: &mut Vec<String>) {
-    match v {
-        Value::Object(map) => {
-            for (k, child) in map {
-                if k == "cache_control" {
-                    out.push(path.to_owned());
-                } else {
-                    marks(child, &format!("{path}.{k}"), out);
-                }
-            }
-        }
-        Value::Array(items) => {
-            for (i, child) in items.iter().enumerate() {
-                marks(child, &format!("{path}[{i}]"), out);
-            }
-        }
-        _ => {}
-    }
-}
-
 fn marked(v: &Value) -> Vec<String> {
-    let mut out = Vec::new();
-    marks(v, "", &mut out);
-    out
+    llm_proxy_test_support::anthropic::cache_control_paths(v)
 }
 
 /// The final usage a client got, in its own protocol's shape.

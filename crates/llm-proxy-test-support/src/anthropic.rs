@@ -257,3 +257,30 @@ pub fn overloaded_stream(text: &str) -> Vec<String> {
     frames.push(event(&error("overloaded_error", "Overloaded")));
     frames
 }
+
+/// Paths (`.system[0]`, `.messages[1].content[0]`, ...) of every `cache_control` in a JSON
+/// request, in document order: where the cache breakpoints sit.
+pub fn cache_control_paths(v: &Value) -> Vec<String> {
+    fn walk(v: &Value, path: &str, out: &mut Vec<String>) {
+        match v {
+            Value::Object(map) => {
+                for (k, child) in map {
+                    if k == "cache_control" {
+                        out.push(path.to_owned());
+                    } else {
+                        walk(child, &format!("{path}.{k}"), out);
+                    }
+                }
+            }
+            Value::Array(items) => {
+                for (i, child) in items.iter().enumerate() {
+                    walk(child, &format!("{path}[{i}]"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(v, "", &mut out);
+    out
+}

@@ -198,30 +198,9 @@ mod tests {
         (serde_json::to_value(&req).unwrap(), added)
     }
 
-    /// Paths of every `cache_control` in a request, for comparing placements.
-    fn marked_paths(v: &Value, path: &str, out: &mut Vec<String>) {
-        match v {
-            Value::Object(map) => {
-                for (k, child) in map {
-                    if k == "cache_control" {
-                        out.push(path.to_owned());
-                    } else {
-                        marked_paths(child, &format!("{path}.{k}"), out);
-                    }
-                }
-            }
-            Value::Array(items) => {
-                for (i, child) in items.iter().enumerate() {
-                    marked_paths(child, &format!("{path}[{i}]"), out);
-                }
-            }
-            _ => {}
-        }
-    }
-
+    /// Where the breakpoints sit, sorted (for comparing placements).
     fn marks(v: &Value) -> Vec<String> {
-        let mut out = Vec::new();
-        marked_paths(v, "", &mut out);
+        let mut out = llm_proxy_test_support::anthropic::cache_control_paths(v);
         out.sort();
         out
     }
