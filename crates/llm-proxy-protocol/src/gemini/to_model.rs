@@ -300,7 +300,8 @@ fn contents_to_messages(
         };
         // functionResponse parts become tool messages; the rest keeps the content's role, and
         // the order of the two runs is preserved.
-        let mut current: Vec<Part> = Vec::new();
+        // Sized for the usual content, all of one kind: no room for four parts per message.
+        let mut current: Vec<Part> = Vec::with_capacity(content.parts.len());
         let mut results: Vec<Part> = Vec::new();
         for (j, part) in content.parts.into_iter().enumerate() {
             if let Some(fr) = part.function_response {

@@ -267,15 +267,25 @@ fn message_to_model(m: wire::ChatMessage, i: usize) -> Result<Message, FieldErro
             name: None,
         });
     }
-    let mut content = Vec::new();
+    // Built at its exact size: a conversation of many short messages would otherwise hold
+    // room for four parts per message, several times the parsed body.
+    let mut content = content_to_parts(m.content);
+    let refusal = m.refusal.filter(|r| !r.is_empty());
+    let calls = m.tool_calls.unwrap_or_default();
+    let more = usize::from(refusal.is_some()) + calls.len();
     if role == Role::Assistant {
-        content.extend(reasoning_to_model(m.reasoning_details, m.reasoning_content));
+        let mut reasoning = reasoning_to_model(m.reasoning_details, m.reasoning_content);
+        if !reasoning.is_empty() {
+            reasoning.reserve_exact(content.len() + more);
+            reasoning.append(&mut content);
+            content = reasoning;
+        }
     }
-    content.extend(content_to_parts(m.content));
-    if let Some(r) = m.refusal.filter(|r| !r.is_empty()) {
+    content.reserve_exact(more);
+    if let Some(r) = refusal {
         content.push(Part::Text(TextPart::new(r)));
     }
-    for call in m.tool_calls.unwrap_or_default() {
+    for call in calls {
         content.push(Part::ToolCall(ToolCall {
             cache_control: None,
             id: call.id,
@@ -362,6 +372,28 @@ mod tests {
 
     fn parse(v: Value) -> ChatCompletionRequest {
         serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn messages_hold_no_spare_room_for_parts() {
+        // A long conversation of short messages: spare capacity per message would multiply
+        // the memory a parsed body takes.
+        let req = request_to_model(parse(json!({
+            "model": "m",
+            "messages": [
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": "a", "reasoning_content": "r", "refusal": "no",
+                 "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+                {"role": "assistant", "content": [{"type": "text", "text": "x"}, {"type": "text", "text": "y"}]}
+            ]
+        })))
+        .unwrap();
+        let shape: Vec<(usize, usize)> = req
+            .messages
+            .iter()
+            .map(|m| (m.content.len(), m.content.capacity()))
+            .collect();
+        assert_eq!(shape, [(1, 1), (4, 4), (2, 2)]);
     }
 
     #[test]
