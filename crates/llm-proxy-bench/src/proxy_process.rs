@@ -169,7 +169,7 @@ mod tests {
     fn config_points_at_the_mock() {
         let yaml = config_yaml(SocketAddr::from((Ipv4Addr::LOCALHOST, 9999)));
         assert!(yaml.contains("api_url: \"http://127.0.0.1:9999/v1\""));
-        let parsed: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
+        let parsed: serde_json::Value = serde_saphyr::from_str(&yaml).unwrap();
         assert_eq!(parsed["port"].as_u64(), Some(0));
         assert_eq!(parsed["logging"]["level"].as_str(), Some("warn"));
         assert_eq!(

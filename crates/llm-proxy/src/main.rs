@@ -267,9 +267,12 @@ fn fail(message: impl std::fmt::Display) -> ExitCode {
     ExitCode::FAILURE
 }
 
-#[expect(clippy::print_stdout, reason = "user-facing command output")]
+/// Writes command output; a reader that went away (`llm-proxy check-config | head`) ends the
+/// output quietly rather than with a panic.
 fn print_out(text: &str) {
-    println!("{text}");
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}").and_then(|()| out.flush());
 }
 
 fn main() -> ExitCode {
@@ -344,7 +347,7 @@ fn check_config(cfg: config::GatewayConfig, mode: AccessMode, scrubber: Scrubber
     ) {
         return fail(format!("invalid configuration: {e}"));
     }
-    match serde_yaml::to_string(&shown) {
+    match serde_saphyr::to_string(&shown) {
         Ok(text) => {
             // The effective configuration masks secrets field by field; this catches any
             // configured value that surfaces elsewhere (a selector, a plugin setting).

@@ -203,19 +203,34 @@ fn parse_file(text: &str) -> Result<(RawConfig, Value), ConfigError> {
     if text.trim().is_empty() {
         return Ok((RawConfig::default(), json!({})));
     }
-    let de = serde_yaml::Deserializer::from_str(text);
-    let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let path = if path == "." {
-            "config".to_owned()
-        } else {
-            path
-        };
-        ConfigError::new(path, e.into_inner().to_string())
-    })?;
-    let value: Value =
-        serde_yaml::from_str(text).map_err(|e| ConfigError::new("config", e.to_string()))?;
+    // Error snippets would quote the config's lines, secrets included: messages name the
+    // field path and the position only.
+    let options = || serde_saphyr::options! { with_snippet: false };
+    let mut path = String::new();
+    let raw: RawConfig =
+        serde_saphyr::with_deserializer_from_str_with_options(text, options(), |de| {
+            serde_path_to_error::deserialize(de).map_err(|e| {
+                path = e.path().to_string();
+                e.into_inner()
+            })
+        })
+        .map_err(|e| {
+            // `?` is serde_path_to_error's "somewhere it could not follow" (a duplicate key).
+            let path = if matches!(path.as_str(), "" | "." | "?") {
+                "config".to_owned()
+            } else {
+                path
+            };
+            ConfigError::new(path, yaml_message(&e))
+        })?;
+    let value: Value = serde_saphyr::from_str_with_options(text, options())
+        .map_err(|e| ConfigError::new("config", yaml_message(&e)))?;
     Ok((raw, if value.is_null() { json!({}) } else { value }))
+}
+
+/// A YAML error in words for the person editing the file, with its line and column.
+fn yaml_message(e: &serde_saphyr::Error) -> String {
+    e.render_with_formatter(&serde_saphyr::UserMessageFormatter)
 }
 
 fn env_f64(env: &Env, key: &str) -> Result<Option<f64>, ConfigError> {
@@ -1371,6 +1386,31 @@ mod tests {
         let cfg = load_from_str(file, &cli, &e).unwrap();
         assert_eq!(cfg.port, 9200);
         assert_eq!(cfg.backends.default_backend.as_deref(), Some("a:m|b:m"));
+    }
+
+    #[test]
+    fn yaml_errors_locate_without_quoting_the_file() {
+        let load = |file: &str| {
+            load_from_str(file, &CliOverrides::default(), &Env::default()).unwrap_err()
+        };
+        // A syntax error on the line holding a key: the message has its position, never the
+        // line's text.
+        let err = load("backends:\n  openai:\n    api_key: \"sk-live-0123456789abcdef\n");
+        assert!(err.message.contains("line "), "{err}");
+        assert!(!err.to_string().contains("sk-live"), "{err}");
+        let err = load(
+            "backends:\n  openai:\n    api_key: sk-live-0123456789abcdef\n    timeout: soon\n",
+        );
+        assert_eq!(err.path, "backends.openai.timeout");
+        assert!(err.message.contains("line 4"), "{err}");
+        assert!(!err.to_string().contains("sk-live"), "{err}");
+        // Duplicate keys are refused, not silently last-wins.
+        let err = load("port: 1\nport: 2\n");
+        assert_eq!(err.path, "config");
+        assert!(
+            err.message.contains("duplicate") && err.message.contains("port"),
+            "{err}"
+        );
     }
 
     #[test]
