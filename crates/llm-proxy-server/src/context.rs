@@ -59,8 +59,8 @@ pub struct RequestContext {
     /// Cancelled when the client goes away (the handler or the streaming body is dropped)
     /// or the request has finished; every attempt's [`CallContext::cancel`] is a child.
     pub cancel: CancellationToken,
-    /// The resolved session id, once the session stage ran.
-    session: Arc<OnceLock<String>>,
+    /// The resolved session id and its store key, once the session stage ran.
+    session: Arc<OnceLock<(String, String)>>,
     /// The session's state as the request stages left it (for the event processors).
     session_state: Arc<OnceLock<crate::session::SessionState>>,
     /// Instance that served the request, once known.
@@ -131,12 +131,17 @@ impl RequestContext {
 
     /// The resolved session id, once known.
     pub fn session_id(&self) -> Option<&str> {
-        self.session.get().map(String::as_str)
+        self.session.get().map(|(id, _)| id.as_str())
     }
 
-    /// Records the resolved session id (the first call wins).
-    pub fn set_session_id(&self, id: String) {
-        let _ = self.session.set(id);
+    /// The resolved session's key in the session store, once known.
+    pub fn session_key(&self) -> Option<&str> {
+        self.session.get().map(|(_, key)| key.as_str())
+    }
+
+    /// Records the resolved session id and its store key (the first call wins).
+    pub fn set_session(&self, id: String, key: String) {
+        let _ = self.session.set((id, key));
     }
 
     /// The session's state after the request stages (`None` without a session), which the
@@ -344,9 +349,10 @@ pub(crate) mod tests {
     fn the_first_resolved_session_id_sticks() {
         let ctx = bare_context();
         assert_eq!(ctx.call_context("m".into(), None).session_id, None);
-        ctx.set_session_id("s1".into());
-        ctx.clone().set_session_id("s2".into());
+        ctx.set_session("s1".into(), "k1".into());
+        ctx.clone().set_session("s2".into(), "k2".into());
         assert_eq!(ctx.session_id(), Some("s1"));
+        assert_eq!(ctx.session_key(), Some("k1"));
         assert_eq!(
             ctx.call_context("m".into(), None).session_id.as_deref(),
             Some("s1")

@@ -47,7 +47,11 @@ pub struct Pipeline {
 impl Pipeline {
     /// The stages, processors and hooks the configuration asks for. `backend_ids` are the
     /// configured instances (`openai`, `openai.1`, ...), which commands check names against.
-    pub fn from_config<I>(config: &GatewayConfig, backend_ids: I) -> Self
+    pub fn from_config<I>(
+        config: &GatewayConfig,
+        backend_ids: I,
+        sessions: &Arc<dyn crate::session::SessionStore>,
+    ) -> Self
     where
         I: IntoIterator,
         I::Item: AsRef<str>,
@@ -66,6 +70,9 @@ impl Pipeline {
             stages.push(Arc::new(stage));
         }
         stages.push(Arc::new(session_params::SessionParams));
+        if config.keep_reasoning {
+            stages.push(Arc::new(crate::stages::restore_reasoning::RestoreReasoning));
+        }
         let mut hooks: Vec<Arc<dyn FinishHook>> = vec![Arc::new(crate::finish::Metrics)];
         // Before the guards' stages, so a refused duplicate counts nowhere (loop guard).
         if config.dedup.enabled() {
@@ -77,6 +84,11 @@ impl Pipeline {
         let mut before_output = crate::processors::steering(&config.steering);
         let mut after_output = Vec::new();
         steering_guards(config, &mut stages, &mut before_output, &mut after_output);
+        if config.keep_reasoning {
+            after_output.push(Arc::new(
+                crate::processors::keep_reasoning::KeepReasoning::new(sessions.clone()),
+            ));
+        }
         Self {
             stages: Stages::new(stages),
             before_output: Processors::new(before_output),

@@ -233,7 +233,7 @@ impl AppState {
         let websocket_slots = Arc::new(tokio::sync::Semaphore::new(
             config.responses_api.websocket.max_connections,
         ));
-        let pipeline = crate::pipeline::Pipeline::from_config(&config, backends.keys());
+        let pipeline = crate::pipeline::Pipeline::from_config(&config, backends.keys(), &sessions);
         let state = Self {
             inner: Arc::new(Inner {
                 router,

@@ -17,6 +17,7 @@ mod gemini;
 mod guards;
 mod hardening;
 mod hostile;
+mod kept_reasoning;
 mod limits;
 mod matrix;
 mod openai_chat;

@@ -995,6 +995,10 @@ fn validate(
             .translation
             .strict
             .unwrap_or(defaults.strict_translation),
+        keep_reasoning: raw
+            .translation
+            .keep_reasoning
+            .unwrap_or(defaults.keep_reasoning),
         logging: LoggingConfig {
             level: raw.logging.level.unwrap_or(defaults.logging.level),
             capture_file: raw.logging.capture_file,
@@ -1342,7 +1346,10 @@ pub fn effective_config(cfg: &GatewayConfig) -> Value {
         "model_limit_enforcement": { "enabled": cfg.model_limits.enabled },
         "context_window_override": cfg.model_limits.force_context_window,
         "model_defaults": super::model_limits::effective(&cfg.model_limits),
-        "translation": { "strict": cfg.strict_translation },
+        "translation": {
+            "strict": cfg.strict_translation,
+            "keep_reasoning": cfg.keep_reasoning,
+        },
         "logging": { "level": cfg.logging.level, "capture_file": cfg.logging.capture_file },
         "session": session_json(&cfg.raw),
     })
@@ -1601,8 +1608,10 @@ mod tests {
         assert!(on.strict_translation);
         assert_eq!(
             effective_config(&on)["translation"],
-            json!({"strict": true})
+            json!({"strict": true, "keep_reasoning": true})
         );
+        let kept_off = load("translation:\n  keep_reasoning: false\n").unwrap();
+        assert!(!kept_off.keep_reasoning);
         let err = load("translation:\n  stric: true\n").unwrap_err();
         assert!(err.to_string().contains("stric"), "{err}");
     }

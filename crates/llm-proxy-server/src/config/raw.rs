@@ -80,6 +80,9 @@ pub struct RawState {
 pub struct RawTranslation {
     /// Refuse (400 naming the field) instead of dropping what the upstream cannot express.
     pub strict: Option<bool>,
+    /// Keep provider reasoning state (signatures, encrypted reasoning, thought signatures)
+    /// in the session for OpenAI chat clients that do not send it back.
+    pub keep_reasoning: Option<bool>,
 }
 
 /// `caching:`: prompt caching across protocols.

@@ -397,6 +397,10 @@ pub struct GatewayConfig {
     /// `translation.strict`: requests whose translation would drop something are refused
     /// (400 naming the field) instead of sent with an `x-llm-proxy-lossy` note.
     pub strict_translation: bool,
+    /// `translation.keep_reasoning`: an OpenAI chat client's tool-calling turn keeps the
+    /// upstream's reasoning state (signed thinking, encrypted reasoning, thought signatures)
+    /// in its session, restored on the next turn when the client did not send it back.
+    pub keep_reasoning: bool,
     /// Logging.
     pub logging: LoggingConfig,
     /// Where embedded stores live (`--data-dir`); `None` when no user data directory is known
@@ -441,6 +445,7 @@ impl Default for GatewayConfig {
             responses_api: ResponsesApiConfig::default(),
             caching: CachingConfig::default(),
             strict_translation: false,
+            keep_reasoning: true,
             logging: LoggingConfig {
                 level: "info".to_owned(),
                 capture_file: None,
@@ -477,6 +482,7 @@ impl fmt::Debug for GatewayConfig {
             .field("responses_api", &self.responses_api)
             .field("caching", &self.caching)
             .field("strict_translation", &self.strict_translation)
+            .field("keep_reasoning", &self.keep_reasoning)
             .field("logging", &self.logging)
             .finish_non_exhaustive()
     }

@@ -31,6 +31,7 @@ use llm_proxy_api::stream::{EventStream, StreamEvent};
 use crate::context::RequestContext;
 
 pub mod json_repair;
+pub mod keep_reasoning;
 pub mod parse;
 pub mod reasoning_mode;
 pub mod think_tags;

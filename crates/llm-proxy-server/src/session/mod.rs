@@ -12,5 +12,5 @@ pub mod store;
 pub use apply::{apply_to_request, route_for};
 pub use id::{SessionId, SessionSource, client_label_of_key};
 pub use memory::MemoryStore;
-pub use state::{FailoverRoute, SessionState};
+pub use state::{FailoverRoute, KeptTurn, SessionState};
 pub use store::{SessionConfig, SessionStore, SessionStoreError};

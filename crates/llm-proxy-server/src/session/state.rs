@@ -71,12 +71,86 @@ pub struct SessionState {
     pub affinity: BTreeMap<String, String>,
     /// In-chat commands this session has run.
     pub commands_run: u64,
+    /// Reasoning state of the session's last tool-calling turns, for a client that does not
+    /// send it back (`translation.keep_reasoning`); oldest first, at most [`MAX_KEPT_TURNS`].
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kept_reasoning: Vec<KeptTurn>,
+}
+
+/// The provider state of one assistant turn that called tools: what an upstream needs back
+/// with those calls on the next turn (Anthropic's signed or redacted thinking, a Responses
+/// upstream's encrypted reasoning, Gemini's thought signatures), in canonical form as the
+/// upstream produced it. Each upstream's encoder sends only its own kind.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct KeptTurn {
+    /// The turn's tool call ids, in order: how the turn is found again.
+    pub call_ids: Vec<String>,
+    /// Provider data of each call (same order; `None` for calls without).
+    pub call_data: Vec<Option<Value>>,
+    /// The turn's reasoning blocks, in order.
+    pub reasoning: Vec<llm_proxy_api::model::ReasoningBlock>,
+}
+
+/// Tool-calling turns a session keeps reasoning state for: enough for a tool loop and for
+/// the parallel calls of one turn coming back over several requests.
+pub const MAX_KEPT_TURNS: usize = 8;
+
+/// Largest reasoning state kept for one turn (text, signatures and payloads); a bigger turn is
+/// not kept (the session would otherwise carry it in every shared-store write).
+pub const MAX_KEPT_TURN_BYTES: usize = 256 * 1024;
+
+impl KeptTurn {
+    /// Bytes the turn's state takes, roughly (its strings).
+    pub fn size(&self) -> usize {
+        let data = |v: &Option<Value>| v.as_ref().map_or(0, |v| v.to_string().len());
+        self.call_ids.iter().map(String::len).sum::<usize>()
+            + self.call_data.iter().map(data).sum::<usize>()
+            + self
+                .reasoning
+                .iter()
+                .map(|b| {
+                    b.text.len()
+                        + b.signature.as_ref().map_or(0, String::len)
+                        + b.redacted.as_ref().map_or(0, String::len)
+                        + data(&b.provider_data)
+                })
+                .sum::<usize>()
+    }
+
+    /// Provider data kept for call `id`.
+    pub fn call_data(&self, id: &str) -> Option<&Value> {
+        let i = self.call_ids.iter().position(|c| c == id)?;
+        self.call_data.get(i)?.as_ref()
+    }
 }
 
 /// Most routes a session remembers an instance for.
 pub const MAX_AFFINITY_ROUTES: usize = 16;
 
 impl SessionState {
+    /// Keeps `turn` (replacing a turn with the same first call), forgetting the oldest past
+    /// [`MAX_KEPT_TURNS`]; a turn over [`MAX_KEPT_TURN_BYTES`] is not kept.
+    pub fn keep_reasoning(&mut self, turn: KeptTurn) {
+        if turn.call_ids.is_empty() || turn.size() > MAX_KEPT_TURN_BYTES {
+            return;
+        }
+        self.kept_reasoning
+            .retain(|t| t.call_ids.first() != turn.call_ids.first());
+        if self.kept_reasoning.len() >= MAX_KEPT_TURNS {
+            self.kept_reasoning.remove(0);
+        }
+        self.kept_reasoning.push(turn);
+    }
+
+    /// The kept turn that made call `id`.
+    pub fn kept_turn(&self, id: &str) -> Option<&KeptTurn> {
+        self.kept_reasoning
+            .iter()
+            .rev()
+            .find(|t| t.call_ids.iter().any(|c| c == id))
+    }
+
     /// Remembers that `instance` served `route`. A route is kept only when short enough to be
     /// a model name or a selector of a few legs; past [`MAX_AFFINITY_ROUTES`] routes another
     /// one is forgotten.
@@ -131,6 +205,48 @@ pub struct ToolLoopState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn turn(first_call: &str, text: &str) -> KeptTurn {
+        KeptTurn {
+            call_ids: vec![first_call.to_owned(), format!("{first_call}-b")],
+            call_data: vec![None, Some(serde_json::json!({"sig": "x"}))],
+            reasoning: vec![llm_proxy_api::model::ReasoningBlock {
+                text: text.to_owned(),
+                signature: Some("sig".into()),
+                ..Default::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn kept_reasoning_is_bounded_and_found_by_any_call() {
+        let mut s = SessionState::default();
+        for i in 0..MAX_KEPT_TURNS + 3 {
+            s.keep_reasoning(turn(&format!("call_{i}"), "thinking"));
+        }
+        assert_eq!(s.kept_reasoning.len(), MAX_KEPT_TURNS);
+        assert!(s.kept_turn("call_0").is_none(), "the oldest went first");
+        let last = format!("call_{}", MAX_KEPT_TURNS + 2);
+        let found = s.kept_turn(&format!("{last}-b")).unwrap();
+        assert_eq!(found.call_ids[0], last);
+        assert_eq!(
+            found.call_data(&format!("{last}-b")),
+            Some(&serde_json::json!({"sig": "x"}))
+        );
+        assert_eq!(found.call_data(&last), None);
+        // The same turn again replaces itself; an oversized turn is not kept.
+        s.keep_reasoning(turn(&last, "again"));
+        assert_eq!(s.kept_reasoning.len(), MAX_KEPT_TURNS);
+        assert_eq!(s.kept_turn(&last).unwrap().reasoning[0].text, "again");
+        s.keep_reasoning(turn("huge", &"x".repeat(MAX_KEPT_TURN_BYTES)));
+        assert!(s.kept_turn("huge").is_none());
+        // Sessions that never kept anything serialize as before.
+        assert!(
+            !serde_json::to_string(&SessionState::default())
+                .unwrap()
+                .contains("kept")
+        );
+    }
 
     #[test]
     fn affinity_is_bounded_and_skips_long_routes() {

@@ -14,6 +14,7 @@ pub mod commands;
 pub mod dedup;
 pub mod loop_guard;
 pub mod redaction;
+pub mod restore_reasoning;
 pub mod session;
 pub mod session_params;
 pub mod tool_access;

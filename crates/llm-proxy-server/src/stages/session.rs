@@ -46,12 +46,12 @@ impl RequestStage for ResolveSession {
         let is_new = loaded.is_none();
         let state_now = loaded.unwrap_or_default();
         let session = Session {
-            key: id.key,
+            key: id.key.clone(),
             state: state_now,
             dirty: false,
         };
         tracing::debug!(request_id = %ctx.request_id, session = %id.id, source = id.source.label(), new = is_new, "session resolved");
-        ctx.set_session_id(id.id);
+        ctx.set_session(id.id, id.key);
         call.session = Some(session);
         Ok(Flow::Continue)
     }
