@@ -163,6 +163,24 @@ impl Conversation {
         });
     }
 
+    /// A user message of `text` and an image by URL, in the client's own form.
+    pub fn push_user_image_url(&mut self, text: &str, url: &str) {
+        self.items.push(match self.client {
+            Dialect::OpenAi => json!({"role": "user", "content": [
+                {"type": "text", "text": text},
+                {"type": "image_url", "image_url": {"url": url}}]}),
+            Dialect::Responses => json!({"role": "user", "content": [
+                {"type": "input_text", "text": text},
+                {"type": "input_image", "image_url": url}]}),
+            Dialect::Anthropic => json!({"role": "user", "content": [
+                {"type": "text", "text": text},
+                {"type": "image", "source": {"type": "url", "url": url}}]}),
+            Dialect::Gemini => json!({"role": "user", "parts": [
+                {"text": text}, {"fileData": {"mimeType": "image/png", "fileUri": url}}]}),
+            Dialect::Ollama => unreachable!("Ollama is an upstream only"),
+        });
+    }
+
     /// Appends the assistant's answer as the client echoes it (Responses: its output items).
     pub fn push_echo(&mut self, echo: &Value) {
         match (self.client, echo) {
@@ -1054,8 +1072,12 @@ pub fn upstream_view(dialect: Dialect, body: &Value) -> Value {
                 for b in blocks {
                     match b["type"].as_str().unwrap() {
                         "image" => {
-                            assert_eq!(b["source"]["type"], "base64", "{b}");
-                            images.push(json!({"media_type": b["source"]["media_type"], "data": b["source"]["data"]}));
+                            let source = &b["source"];
+                            images.push(match source["type"].as_str().unwrap() {
+                                "base64" => json!({"media_type": source["media_type"], "data": source["data"]}),
+                                "url" => json!({"url": source["url"]}),
+                                other => panic!("image source {other}"),
+                            });
                         }
                         "tool_use" => calls.push(json!({"id": b["id"], "name": b["name"], "arguments": b["input"], "signature": null})),
                         "tool_result" => {
@@ -1097,6 +1119,8 @@ pub fn upstream_view(dialect: Dialect, body: &Value) -> Value {
                 for p in c["parts"].as_array().unwrap() {
                     if let Some(d) = p.get("inlineData") {
                         images.push(json!({"media_type": d["mimeType"], "data": d["data"]}));
+                    } else if let Some(f) = p.get("fileData") {
+                        images.push(json!({"url": f["fileUri"]}));
                     } else if let Some(fc) = p.get("functionCall") {
                         calls.push(json!({"id": fc.get("id").cloned().unwrap_or(Value::Null), "name": fc["name"],
                             "arguments": fc["args"], "signature": p.get("thoughtSignature").cloned().unwrap_or(Value::Null)}));

@@ -775,6 +775,47 @@ cells! {
     gemini_on_ollama: Gemini on Ollama;
 }
 
+/// An image by URL from every client reaches every upstream that takes image URLs as a URL;
+/// Ollama takes only inline images, so it gets the text and the client is told what was left
+/// out (`x-llm-proxy-lossy`).
+#[tokio::test]
+async fn image_urls_reach_upstreams_that_take_them_and_ollama_notes_the_loss() {
+    const URL: &str = "https://images.example.test/cat.png";
+    for up in Dialect::UPSTREAMS {
+        let mock = MockUpstream::start().await.unwrap();
+        let proxy = proxy_on(up, &mock.base_url()).await;
+        for client in Dialect::CLIENTS {
+            mock.push(text_reply(up, false, "A cat."));
+            let mut conv = Conversation::empty(client, false, false);
+            conv.push_user_image_url("What is in this image?", URL);
+            let resp = conv.send(&proxy, false).await;
+            let lossy = resp
+                .headers()
+                .get("x-llm-proxy-lossy")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let answer = read_answer(client, resp, false).await;
+            assert_eq!(answer.neutral["text"], "A cat.");
+            let sent = mock.requests().last().unwrap().body.clone();
+            let seen = upstream_view(up, &sent);
+            if up == Dialect::Ollama {
+                assert_eq!(seen["images"], json!([]), "{sent}");
+                let lossy = lossy.unwrap_or_default();
+                assert!(
+                    lossy.contains("image URLs are not supported"),
+                    "{client:?} client: {lossy}"
+                );
+            } else {
+                assert_eq!(
+                    seen["images"],
+                    json!([{"url": URL}]),
+                    "{client:?} client on {up:?}: {sent}"
+                );
+                assert_eq!(lossy, None, "{client:?} client on {up:?}");
+            }
+        }
+    }
+}
+
 /// The events an Anthropic client gets when an OpenAI-compatible upstream streams two tool
 /// calls whose argument fragments interleave: each call one whole `tool_use` block, its input
 /// complete, blocks never interleaved.
