@@ -986,50 +986,96 @@ async fn upstream_errors_reach_every_client_in_its_envelope() {
 /// in its own protocol after the text it already received.
 #[tokio::test]
 async fn errors_after_the_first_byte_are_in_stream_errors_in_every_client_protocol() {
-    for up in Dialect::CLASSIC {
+    for up in Dialect::UPSTREAMS {
         let mock = MockUpstream::start().await.unwrap();
         let proxy = proxy_on(up, &mock.base_url()).await;
-        for client in Dialect::CLASSIC {
-            mock.push(Reply::sse(match up {
-                Dialect::OpenAi => vec![
+        for client in Dialect::CLIENTS {
+            let case = format!("{client:?} client on {up:?}");
+            mock.push(match up {
+                Dialect::OpenAi => Reply::sse(vec![
                     openai::frame(&openai::delta_chunk(json!({"role": "assistant", "content": "partial"}), None)),
                     openai::frame(&json!({"error": {"message": "Overloaded", "type": "server_error", "code": 503}})),
-                ],
-                Dialect::Anthropic => anthropic::overloaded_stream("partial"),
-                Dialect::Gemini => vec![
+                ]),
+                Dialect::Anthropic => Reply::sse(anthropic::overloaded_stream("partial")),
+                Dialect::Gemini => Reply::sse(vec![
                     format!("data: {}\r\n\r\n", json!({"candidates": [{"content": {"role": "model", "parts": [gemini::text("partial")]}, "index": 0}]})),
                     format!("data: {}\r\n\r\n", gemini::error(503, "UNAVAILABLE", "Overloaded")),
-                ],
-                _ => unreachable!("classic dialects only"),
-            }));
+                ]),
+                Dialect::Responses => {
+                    // The text's deltas ("partial" and " partial"), then `response.failed`
+                    // instead of the rest.
+                    let mut frames = responses::text_stream("partial partial");
+                    let done = frames
+                        .iter()
+                        .position(|f| f.starts_with("event: response.output_text.done"))
+                        .unwrap();
+                    frames.truncate(done);
+                    let mut failed = responses::response(&[]);
+                    failed["status"] = json!("failed");
+                    failed["error"] = json!({"code": "server_error", "message": "Overloaded"});
+                    frames.push(format!(
+                        "event: response.failed\ndata: {}\n\n",
+                        json!({"type": "response.failed", "sequence_number": done, "response": failed})
+                    ));
+                    Reply::sse(frames)
+                }
+                Dialect::Ollama => Reply::ndjson(vec![
+                    ollama::delta("partial", None),
+                    ollama::line(&json!({"error": "Overloaded"})),
+                ]),
+            });
             let resp = Conversation::new(client, false, false, "hi")
                 .send(&proxy, true)
                 .await;
-            assert_eq!(resp.status(), 200);
+            assert_eq!(resp.status(), 200, "{case}");
             let text = resp.text().await.unwrap();
-            assert!(text.contains("partial"), "{text}");
+            assert!(text.contains("partial"), "{case}: {text}");
+            let has_message = |v: &Value| v.as_str().is_some_and(|m| m.contains("Overloaded"));
             match client {
                 Dialect::OpenAi => {
                     let (chunks, done) = crate::common::sse_data(&text);
                     assert!(done);
                     let last = chunks.last().unwrap();
-                    assert_eq!(last["choices"][0]["finish_reason"], "error", "{text}");
-                    assert_eq!(last["error"]["message"], "Overloaded", "{text}");
+                    assert_eq!(
+                        last["choices"][0]["finish_reason"], "error",
+                        "{case}: {text}"
+                    );
+                    assert!(has_message(&last["error"]["message"]), "{case}: {text}");
+                }
+                Dialect::Responses => {
+                    let events = crate::dialect::sse_events(&text);
+                    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+                    assert!(!names.contains(&"response.completed"), "{case}: {text}");
+                    let (error_name, error) = &events[events.len() - 2];
+                    assert_eq!(error_name, "error", "{case}: {text}");
+                    assert!(has_message(&error["message"]), "{case}: {text}");
+                    let (last, data) = events.last().unwrap();
+                    assert_eq!(last, "response.failed", "{case}: {text}");
+                    assert!(
+                        has_message(&data["response"]["error"]["message"]),
+                        "{case}: {text}"
+                    );
                 }
                 Dialect::Anthropic => {
                     let events = crate::dialect::sse_events(&text);
                     let (name, data) = events.last().unwrap();
-                    assert_eq!(name, "error", "{text}");
-                    assert_eq!(data["error"]["message"], "Overloaded");
-                    assert!(!events.iter().any(|(n, _)| n == "message_stop"), "{text}");
+                    assert_eq!(name, "error", "{case}: {text}");
+                    assert!(has_message(&data["error"]["message"]), "{case}: {text}");
+                    assert!(
+                        !events.iter().any(|(n, _)| n == "message_stop"),
+                        "{case}: {text}"
+                    );
                 }
                 Dialect::Gemini => {
                     let (frames, _) = crate::common::sse_data(&text);
                     let last = frames.last().unwrap();
-                    assert_eq!(last["error"]["message"], "Overloaded", "{text}");
-                    assert!(last["error"]["code"].as_u64().unwrap() >= 500, "{text}");
+                    assert!(has_message(&last["error"]["message"]), "{case}: {text}");
+                    assert!(
+                        last["error"]["code"].as_u64().unwrap() >= 500,
+                        "{case}: {text}"
+                    );
                 }
-                _ => unreachable!("classic dialects only"),
+                Dialect::Ollama => unreachable!("Ollama is an upstream only"),
             }
         }
     }
