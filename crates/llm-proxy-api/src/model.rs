@@ -476,6 +476,17 @@ impl ToolResult {
         }
         out
     }
+
+    /// The text for a wire format without an error flag (OpenAI chat, Responses, Ollama): an
+    /// error result says so in its text (`Error: ...`), so the model still knows the tool failed.
+    pub fn text_marking_error(&self) -> String {
+        let text = self.joined_text();
+        if self.is_error && !text.starts_with("Error") {
+            format!("Error: {text}")
+        } else {
+            text
+        }
+    }
 }
 
 /// A function the model may call.

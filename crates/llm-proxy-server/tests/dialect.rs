@@ -1,7 +1,8 @@
-//! The three wire dialects as test fixtures: proxy configs per upstream dialect, client
-//! conversations per client dialect, readers that check a client response is well-formed and
-//! reduce it to a dialect-neutral answer (plus the message the client would echo back), and
-//! readers of what an upstream received.
+//! The wire dialects as test fixtures: proxy configs per upstream dialect (OpenAI chat,
+//! Responses, Anthropic, Gemini, Ollama native), client conversations per client dialect (all but
+//! Ollama), readers that check a client response is well-formed and reduce it to a
+//! dialect-neutral answer (plus what the client would echo back), and readers of what an
+//! upstream received.
 
 use serde_json::{Map, Value, json};
 
@@ -9,14 +10,38 @@ use crate::common::{Proxy, client, start_proxy};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
+    /// OpenAI chat completions.
     OpenAi,
     Anthropic,
     Gemini,
+    /// OpenAI Responses (`/v1/responses`).
+    Responses,
+    /// Ollama's native `/api/chat` (the `ollama-native` plugin); an upstream only.
+    Ollama,
 }
 
 impl Dialect {
-    pub const ALL: [Dialect; 3] = [Dialect::OpenAi, Dialect::Anthropic, Dialect::Gemini];
+    /// The three dialects the older per-feature tests run over (as client and upstream).
+    pub const CLASSIC: [Dialect; 3] = [Dialect::OpenAi, Dialect::Anthropic, Dialect::Gemini];
+    /// Every client protocol the proxy serves.
+    pub const CLIENTS: [Dialect; 4] = [
+        Dialect::OpenAi,
+        Dialect::Responses,
+        Dialect::Anthropic,
+        Dialect::Gemini,
+    ];
+    /// Every upstream dialect the matrix drives.
+    pub const UPSTREAMS: [Dialect; 5] = [
+        Dialect::OpenAi,
+        Dialect::Responses,
+        Dialect::Anthropic,
+        Dialect::Gemini,
+        Dialect::Ollama,
+    ];
 }
+
+/// A small PNG (one red pixel), as clients send inline images.
+pub const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==";
 
 pub const SYSTEM: &str = "You are terse.";
 /// The model clients ask for (routed to the only backend).
@@ -34,6 +59,15 @@ pub async fn proxy_on(upstream: Dialect, url: &str) -> Proxy {
         Dialect::Gemini => format!(
             "backends:\n  default_backend: gemini\n  gemini:\n    api_url: {url}\n    api_key: AIza-upstream-0123456789\n"
         ),
+        Dialect::Responses => format!(
+            "backends:\n  default_backend: openai-responses\n  openai-responses:\n    api_url: {url}/v1\n    api_key: sk-upstream-0123456789\n"
+        ),
+        Dialect::Ollama => {
+            llm_proxy_plugin_ollama_native::link();
+            format!(
+                "backends:\n  default_backend: ollama-native\n  ollama-native:\n    api_url: {url}\n"
+            )
+        }
     };
     start_proxy(&yaml).await
 }
@@ -47,6 +81,8 @@ pub fn upstream_path(dialect: Dialect, stream: bool) -> String {
             format!("/v1beta/models/{MODEL}:streamGenerateContent?alt=sse")
         }
         Dialect::Gemini => format!("/v1beta/models/{MODEL}:generateContent"),
+        Dialect::Responses => "/v1/responses".to_owned(),
+        Dialect::Ollama => "/api/chat".to_owned(),
     }
 }
 
@@ -73,41 +109,107 @@ pub struct Conversation {
     pub client: Dialect,
     pub tools: bool,
     pub reasoning: bool,
+    /// Anthropic clients mark cache breakpoints (system block and first user block).
+    pub cache: bool,
     pub items: Vec<Value>,
 }
 
+/// Where an Anthropic client puts its cache breakpoints in a matrix conversation (sorted).
+pub const CLIENT_CACHE_PATHS: [&str; 2] = [".messages[0].content[0]", ".system[0]"];
+
 impl Conversation {
     pub fn new(client: Dialect, tools: bool, reasoning: bool, first: &str) -> Self {
-        let mut c = Self {
-            client,
-            tools,
-            reasoning,
-            items: Vec::new(),
-        };
+        let mut c = Self::empty(client, tools, reasoning);
         c.push_user(first);
         c
     }
 
+    pub fn empty(client: Dialect, tools: bool, reasoning: bool) -> Self {
+        Self {
+            client,
+            tools,
+            reasoning,
+            cache: false,
+            items: Vec::new(),
+        }
+    }
+
     pub fn push_user(&mut self, text: &str) {
         self.items.push(match self.client {
-            Dialect::OpenAi | Dialect::Anthropic => json!({"role": "user", "content": text}),
+            Dialect::OpenAi | Dialect::Anthropic | Dialect::Responses => {
+                json!({"role": "user", "content": text})
+            }
             Dialect::Gemini => json!({"role": "user", "parts": [{"text": text}]}),
+            Dialect::Ollama => unreachable!("Ollama is an upstream only"),
         });
     }
 
-    /// Tool results the way each dialect writes them; an OpenAI client has no error flag and
-    /// says so in the text.
+    /// A user message of `text` and an inline PNG, in the client's own image form.
+    pub fn push_user_image(&mut self, text: &str) {
+        let data_url = format!("data:image/png;base64,{PNG}");
+        self.items.push(match self.client {
+            Dialect::OpenAi => json!({"role": "user", "content": [
+                {"type": "text", "text": text},
+                {"type": "image_url", "image_url": {"url": data_url}}]}),
+            Dialect::Responses => json!({"role": "user", "content": [
+                {"type": "input_text", "text": text},
+                {"type": "input_image", "image_url": data_url}]}),
+            Dialect::Anthropic => json!({"role": "user", "content": [
+                {"type": "text", "text": text},
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}]}),
+            Dialect::Gemini => json!({"role": "user", "parts": [
+                {"text": text}, {"inlineData": {"mimeType": "image/png", "data": PNG}}]}),
+            Dialect::Ollama => unreachable!("Ollama is an upstream only"),
+        });
+    }
+
+    /// A user message of `text` and an image by URL, in the client's own form.
+    pub fn push_user_image_url(&mut self, text: &str, url: &str) {
+        self.items.push(match self.client {
+            Dialect::OpenAi => json!({"role": "user", "content": [
+                {"type": "text", "text": text},
+                {"type": "image_url", "image_url": {"url": url}}]}),
+            Dialect::Responses => json!({"role": "user", "content": [
+                {"type": "input_text", "text": text},
+                {"type": "input_image", "image_url": url}]}),
+            Dialect::Anthropic => json!({"role": "user", "content": [
+                {"type": "text", "text": text},
+                {"type": "image", "source": {"type": "url", "url": url}}]}),
+            Dialect::Gemini => json!({"role": "user", "parts": [
+                {"text": text}, {"fileData": {"mimeType": "image/png", "fileUri": url}}]}),
+            Dialect::Ollama => unreachable!("Ollama is an upstream only"),
+        });
+    }
+
+    /// Appends the assistant's answer as the client echoes it (Responses: its output items).
+    pub fn push_echo(&mut self, echo: &Value) {
+        match (self.client, echo) {
+            (Dialect::Responses, Value::Array(items)) => self.items.extend(items.iter().cloned()),
+            _ => self.items.push(echo.clone()),
+        }
+    }
+
+    /// Tool results the way each dialect writes them; OpenAI chat and Responses clients have no
+    /// error flag and say so in the text.
     pub fn push_tool_results(&mut self, replies: &[ToolReply]) {
+        let flagged_text = |r: &ToolReply| {
+            if r.is_error {
+                format!("Error: {}", r.text)
+            } else {
+                r.text.clone()
+            }
+        };
         match self.client {
             Dialect::OpenAi => {
                 for r in replies {
-                    let text = if r.is_error {
-                        format!("Error: {}", r.text)
-                    } else {
-                        r.text.clone()
-                    };
-                    self.items
-                        .push(json!({"role": "tool", "tool_call_id": r.id, "content": text}));
+                    self.items.push(
+                        json!({"role": "tool", "tool_call_id": r.id, "content": flagged_text(r)}),
+                    );
+                }
+            }
+            Dialect::Responses => {
+                for r in replies {
+                    self.items.push(json!({"type": "function_call_output", "call_id": r.id, "output": flagged_text(r)}));
                 }
             }
             Dialect::Anthropic => {
@@ -129,6 +231,7 @@ impl Conversation {
                     .collect();
                 self.items.push(json!({"role": "user", "parts": parts}));
             }
+            Dialect::Ollama => unreachable!("Ollama is an upstream only"),
         }
     }
 
@@ -154,6 +257,20 @@ impl Conversation {
                 }
                 b
             }
+            Dialect::Responses => {
+                let mut b = json!({"model": MODEL, "instructions": SYSTEM, "input": self.items,
+                    "stream": stream, "store": false, "include": ["reasoning.encrypted_content"]});
+                if self.tools {
+                    b["tools"] = specs
+                        .iter()
+                        .map(|(n, d, p)| json!({"type": "function", "name": n, "description": d, "parameters": p}))
+                        .collect();
+                }
+                if self.reasoning {
+                    b["reasoning"] = json!({"effort": "medium", "summary": "auto"});
+                }
+                b
+            }
             Dialect::Anthropic => {
                 let mut b = json!({"model": MODEL, "system": SYSTEM, "messages": self.items,
                     "max_tokens": 4096, "stream": stream});
@@ -165,6 +282,15 @@ impl Conversation {
                 }
                 if self.reasoning {
                     b["thinking"] = json!({"type": "enabled", "budget_tokens": 2048});
+                }
+                if self.cache {
+                    b["system"] = json!([{"type": "text", "text": SYSTEM,
+                        "cache_control": {"type": "ephemeral", "ttl": "1h"}}]);
+                    let first = &mut b["messages"][0]["content"];
+                    if let Some(text) = first.as_str() {
+                        *first = json!([{"type": "text", "text": text}]);
+                    }
+                    first[0]["cache_control"] = json!({"type": "ephemeral"});
                 }
                 b
             }
@@ -182,6 +308,7 @@ impl Conversation {
                 }
                 b
             }
+            Dialect::Ollama => unreachable!("Ollama is an upstream only"),
         }
     }
 
@@ -199,6 +326,7 @@ pub async fn send(
 ) -> reqwest::Response {
     let url = match client_dialect {
         Dialect::OpenAi => format!("{}/v1/chat/completions", proxy.url),
+        Dialect::Responses => format!("{}/v1/responses", proxy.url),
         Dialect::Anthropic => format!("{}/v1/messages", proxy.url),
         Dialect::Gemini if stream => {
             format!(
@@ -207,6 +335,7 @@ pub async fn send(
             )
         }
         Dialect::Gemini => format!("{}/v1beta/models/{MODEL}:generateContent", proxy.url),
+        Dialect::Ollama => unreachable!("Ollama is an upstream only"),
     };
     let mut req = client().post(url).json(body);
     if client_dialect == Dialect::Anthropic {
@@ -220,7 +349,8 @@ pub async fn send(
 #[derive(Debug, Clone)]
 pub struct Answer {
     /// `{text, reasoning: [{text, signed}], tool_calls: [{id, name, arguments, signed}], finish,
-    /// usage: {input, output}}`.
+    /// usage: {input, output, cached}}`: `input` counts every prompt token (cached or not),
+    /// `cached` the prompt-cache reads.
     pub neutral: Value,
     pub echo: Value,
 }
@@ -261,6 +391,9 @@ pub async fn read_answer(client_dialect: Dialect, resp: reqwest::Response, strea
         (Dialect::Anthropic, true) => anthropic_stream(&text),
         (Dialect::Gemini, false) => gemini_response(&serde_json::from_str(&text).unwrap()),
         (Dialect::Gemini, true) => gemini_stream(&text),
+        (Dialect::Responses, false) => responses_answer(&serde_json::from_str(&text).unwrap()),
+        (Dialect::Responses, true) => responses_answer(&responses_stream(&text)),
+        (Dialect::Ollama, _) => unreachable!("Ollama is an upstream only"),
     }
 }
 
@@ -276,10 +409,10 @@ fn neutral(
     reasoning: Vec<Value>,
     calls: Vec<Value>,
     finish: &str,
-    usage: (u64, u64),
+    usage: (u64, u64, u64),
 ) -> Value {
     json!({"text": text, "reasoning": reasoning, "tool_calls": calls, "finish": finish,
-           "usage": {"input": usage.0, "output": usage.1}})
+           "usage": {"input": usage.0, "output": usage.1, "cached": usage.2}})
 }
 
 fn openai_finish(f: &str) -> &str {
@@ -355,6 +488,9 @@ fn openai_neutral(msg: &Value, finish: &str, usage: &Value) -> Value {
         (
             usage["prompt_tokens"].as_u64().unwrap(),
             usage["completion_tokens"].as_u64().unwrap(),
+            usage["prompt_tokens_details"]["cached_tokens"]
+                .as_u64()
+                .unwrap_or(0),
         ),
     )
 }
@@ -477,7 +613,11 @@ fn anthropic_neutral(content: &[Value], stop_reason: &str, usage: &Value) -> Val
         reasoning,
         calls,
         anthropic_finish(stop_reason),
-        (input, usage["output_tokens"].as_u64().unwrap()),
+        (
+            input,
+            usage["output_tokens"].as_u64().unwrap(),
+            usage["cache_read_input_tokens"].as_u64().unwrap_or(0),
+        ),
     )
 }
 
@@ -662,7 +802,11 @@ fn gemini_neutral(parts: &[Value], finish: &str, usage: &Value) -> Value {
         reasoning,
         calls,
         finish,
-        (usage["promptTokenCount"].as_u64().unwrap(), output),
+        (
+            usage["promptTokenCount"].as_u64().unwrap(),
+            output,
+            usage["cachedContentTokenCount"].as_u64().unwrap_or(0),
+        ),
     )
 }
 
@@ -745,10 +889,125 @@ fn gemini_stream(text: &str) -> Answer {
     }
 }
 
+/// Checks a Responses event stream (event names, sequence numbers, `response.created` and
+/// `response.in_progress` first, deltas adding up to the finished items, `response.completed`
+/// last) and returns the final response object.
+pub fn responses_stream(text: &str) -> Value {
+    let events = sse_events(text);
+    let mut text_deltas = String::new();
+    let mut arg_deltas: Map<String, Value> = Map::new();
+    for (n, (name, data)) in events.iter().enumerate() {
+        assert_eq!(&data["type"], name, "{text}");
+        assert_eq!(data["sequence_number"], n, "{text}");
+        match name.as_str() {
+            "response.output_text.delta" => text_deltas.push_str(data["delta"].as_str().unwrap()),
+            "response.function_call_arguments.delta" => {
+                let id = data["item_id"].as_str().unwrap().to_owned();
+                let slot = arg_deltas.entry(id).or_insert_with(|| json!(""));
+                *slot = json!(format!(
+                    "{}{}",
+                    slot.as_str().unwrap(),
+                    data["delta"].as_str().unwrap()
+                ));
+            }
+            "error" | "response.failed" => panic!("unexpected {name} event: {text}"),
+            _ => {}
+        }
+    }
+    assert_eq!(events[0].0, "response.created");
+    assert_eq!(events[1].0, "response.in_progress");
+    let (last, data) = events.last().unwrap();
+    assert_eq!(last, "response.completed", "{text}");
+    let response = data["response"].clone();
+    assert_eq!(text_deltas, output_text(&response), "text deltas add up");
+    for item in response["output"].as_array().unwrap() {
+        if item["type"] == "function_call" {
+            assert_eq!(
+                arg_deltas[item["id"].as_str().unwrap()],
+                item["arguments"],
+                "{text}"
+            );
+        }
+    }
+    response
+}
+
+/// The text of a Responses answer's message items.
+pub fn output_text(response: &Value) -> String {
+    let mut out = String::new();
+    for item in response["output"].as_array().unwrap() {
+        if item["type"] == "message" {
+            for part in item["content"].as_array().unwrap() {
+                out.push_str(part["text"].as_str().unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// A Responses answer in the dialect-neutral shape. A call is signed when an empty reasoning
+/// item carrying `encrypted_content` comes right before it (how the proxy carries a Gemini
+/// call's signature).
+pub fn responses_neutral(response: &Value) -> Value {
+    assert_eq!(response["object"], "response");
+    assert_eq!(response["status"], "completed", "{response}");
+    let output = response["output"].as_array().unwrap();
+    let mut reasoning = Vec::new();
+    let mut calls = Vec::new();
+    for (i, item) in output.iter().enumerate() {
+        match item["type"].as_str().unwrap() {
+            "reasoning" if !item["summary"].as_array().unwrap().is_empty() => {
+                let text: Vec<&str> = item["summary"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| p["text"].as_str().unwrap())
+                    .collect();
+                reasoning.push(json!({"text": text.join(""), "signed": item.get("encrypted_content").is_some()}));
+            }
+            "function_call" => {
+                let signed = i > 0
+                    && output[i - 1]["type"] == "reasoning"
+                    && output[i - 1]["summary"] == json!([])
+                    && output[i - 1].get("encrypted_content").is_some();
+                calls.push(json!({"id": item["call_id"], "name": item["name"],
+                    "arguments": parse_args(item["arguments"].as_str().unwrap()), "signed": signed}));
+            }
+            _ => {}
+        }
+    }
+    let finish = if calls.is_empty() {
+        "stop"
+    } else {
+        "tool_calls"
+    };
+    let usage = &response["usage"];
+    neutral(
+        output_text(response),
+        reasoning,
+        calls,
+        finish,
+        (
+            usage["input_tokens"].as_u64().unwrap(),
+            usage["output_tokens"].as_u64().unwrap(),
+            usage["input_tokens_details"]["cached_tokens"]
+                .as_u64()
+                .unwrap_or(0),
+        ),
+    )
+}
+
+fn responses_answer(response: &Value) -> Answer {
+    Answer {
+        neutral: responses_neutral(response),
+        echo: response["output"].clone(),
+    }
+}
+
 /// What an upstream received, reduced to the dialect-neutral facts the matrix checks: the
 /// system prompt, tool names offered, whether reasoning was requested, the assistant's tool
-/// calls with their Gemini signatures, the tool results, and the assistant's reasoning blocks
-/// with their signatures.
+/// calls with their Gemini signatures, the tool results, the assistant's reasoning blocks
+/// with their signatures, and the images of user messages (`{media_type, data}`).
 pub fn upstream_view(dialect: Dialect, body: &Value) -> Value {
     match dialect {
         Dialect::OpenAi => {
@@ -756,8 +1015,16 @@ pub fn upstream_view(dialect: Dialect, body: &Value) -> Value {
             let mut calls = Vec::new();
             let mut results = Vec::new();
             let mut reasoning = Vec::new();
+            let mut images = Vec::new();
             for m in messages {
                 match m["role"].as_str().unwrap() {
+                    "user" => {
+                        for p in m["content"].as_array().into_iter().flatten() {
+                            if p["type"] == "image_url" {
+                                images.push(data_url(&p["image_url"]["url"]));
+                            }
+                        }
+                    }
                     "assistant" => {
                         for c in m
                             .get("tool_calls")
@@ -790,19 +1057,28 @@ pub fn upstream_view(dialect: Dialect, body: &Value) -> Value {
                 "system": messages[0]["content"],
                 "tools": body.get("tools").and_then(Value::as_array).map(|t| t.iter().map(|t| t["function"]["name"].clone()).collect::<Vec<_>>()),
                 "reasoning_requested": body.get("reasoning_effort").is_some(),
-                "calls": calls, "results": results, "reasoning": reasoning,
+                "calls": calls, "results": results, "reasoning": reasoning, "images": images,
             })
         }
         Dialect::Anthropic => {
             let mut calls = Vec::new();
             let mut results = Vec::new();
             let mut reasoning = Vec::new();
+            let mut images = Vec::new();
             for m in body["messages"].as_array().unwrap() {
                 let Some(blocks) = m["content"].as_array() else {
                     continue;
                 };
                 for b in blocks {
                     match b["type"].as_str().unwrap() {
+                        "image" => {
+                            let source = &b["source"];
+                            images.push(match source["type"].as_str().unwrap() {
+                                "base64" => json!({"media_type": source["media_type"], "data": source["data"]}),
+                                "url" => json!({"url": source["url"]}),
+                                other => panic!("image source {other}"),
+                            });
+                        }
                         "tool_use" => calls.push(json!({"id": b["id"], "name": b["name"], "arguments": b["input"], "signature": null})),
                         "tool_result" => {
                             let text = match &b["content"] {
@@ -831,16 +1107,21 @@ pub fn upstream_view(dialect: Dialect, body: &Value) -> Value {
                 "system": system,
                 "tools": body.get("tools").and_then(Value::as_array).map(|t| t.iter().map(|t| t["name"].clone()).collect::<Vec<_>>()),
                 "reasoning_requested": body["thinking"]["type"] == "enabled",
-                "calls": calls, "results": results, "reasoning": reasoning,
+                "calls": calls, "results": results, "reasoning": reasoning, "images": images,
             })
         }
         Dialect::Gemini => {
             let mut calls = Vec::new();
             let mut results = Vec::new();
             let mut reasoning = Vec::new();
+            let mut images = Vec::new();
             for c in body["contents"].as_array().unwrap() {
                 for p in c["parts"].as_array().unwrap() {
-                    if let Some(fc) = p.get("functionCall") {
+                    if let Some(d) = p.get("inlineData") {
+                        images.push(json!({"media_type": d["mimeType"], "data": d["data"]}));
+                    } else if let Some(f) = p.get("fileData") {
+                        images.push(json!({"url": f["fileUri"]}));
+                    } else if let Some(fc) = p.get("functionCall") {
                         calls.push(json!({"id": fc.get("id").cloned().unwrap_or(Value::Null), "name": fc["name"],
                             "arguments": fc["args"], "signature": p.get("thoughtSignature").cloned().unwrap_or(Value::Null)}));
                     } else if let Some(fr) = p.get("functionResponse") {
@@ -859,10 +1140,127 @@ pub fn upstream_view(dialect: Dialect, body: &Value) -> Value {
                 "system": body["systemInstruction"]["parts"][0]["text"],
                 "tools": body.get("tools").and_then(Value::as_array).map(|t| t[0]["functionDeclarations"].as_array().unwrap().iter().map(|d| d["name"].clone()).collect::<Vec<_>>()),
                 "reasoning_requested": body["generationConfig"].get("thinkingConfig").is_some(),
-                "calls": calls, "results": results, "reasoning": reasoning,
+                "calls": calls, "results": results, "reasoning": reasoning, "images": images,
             })
         }
+        Dialect::Responses => responses_upstream_view(body),
+        Dialect::Ollama => ollama_upstream_view(body),
     }
+}
+
+/// `{media_type, data}` of a `data:` URL (anything else is kept whole as `url`).
+fn data_url(url: &Value) -> Value {
+    let url = url.as_str().unwrap();
+    match url
+        .strip_prefix("data:")
+        .and_then(|rest| rest.split_once(";base64,"))
+    {
+        Some((media_type, data)) => json!({"media_type": media_type, "data": data}),
+        None => json!({"url": url}),
+    }
+}
+
+/// Text of a tool output that may be a string or a list of content parts.
+fn output_string(output: &Value) -> String {
+    match output {
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items.iter().filter_map(|i| i["text"].as_str()).collect(),
+        other => other.to_string(),
+    }
+}
+
+fn responses_upstream_view(body: &Value) -> Value {
+    let mut calls = Vec::new();
+    let mut results = Vec::new();
+    let mut reasoning = Vec::new();
+    let mut images = Vec::new();
+    for item in body["input"].as_array().unwrap() {
+        match item["type"].as_str().unwrap_or("message") {
+            "function_call" => calls.push(json!({"id": item["call_id"], "name": item["name"],
+                "arguments": parse_args(item["arguments"].as_str().unwrap()), "signature": null})),
+            "function_call_output" => {
+                let text = output_string(&item["output"]);
+                results.push(json!({"id": item["call_id"], "error": text.starts_with("Error"), "text": text}));
+            }
+            "reasoning" => {
+                let text: String = item["summary"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|p| p["text"].as_str())
+                    .collect();
+                reasoning.push(json!({"text": text, "signature": item.get("encrypted_content").cloned().unwrap_or(Value::Null)}));
+            }
+            "message" if item["role"] == "user" => {
+                for p in item["content"].as_array().into_iter().flatten() {
+                    if p["type"] == "input_image" {
+                        images.push(data_url(&p["image_url"]));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    json!({
+        "system": body["instructions"],
+        "tools": body.get("tools").and_then(Value::as_array).map(|t| t.iter().map(|t| t["name"].clone()).collect::<Vec<_>>()),
+        "reasoning_requested": body["reasoning"].get("effort").is_some(),
+        "calls": calls, "results": results, "reasoning": reasoning, "images": images,
+    })
+}
+
+/// Ollama has no call ids (results name their function) and no signatures; images are bare
+/// base64 without a media type.
+fn ollama_upstream_view(body: &Value) -> Value {
+    let messages = body["messages"].as_array().unwrap();
+    let mut calls = Vec::new();
+    let mut results = Vec::new();
+    let mut reasoning = Vec::new();
+    let mut images = Vec::new();
+    for m in messages {
+        match m["role"].as_str().unwrap() {
+            "assistant" => {
+                if let Some(t) = m.get("thinking") {
+                    reasoning.push(json!({"text": t, "signature": null}));
+                }
+                for c in m
+                    .get("tool_calls")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let f = &c["function"];
+                    assert!(f["arguments"].is_object(), "{c}");
+                    calls.push(
+                        json!({"id": c.get("id").cloned().unwrap_or(Value::Null), "name": f["name"],
+                        "arguments": f["arguments"], "signature": null}),
+                    );
+                }
+            }
+            "tool" => {
+                let text = m["content"].as_str().unwrap().to_owned();
+                results.push(json!({"id": null, "name": m["tool_name"], "error": text.starts_with("Error"), "text": text}));
+            }
+            "user" => {
+                for data in m
+                    .get("images")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    images.push(json!({"media_type": null, "data": data}));
+                }
+            }
+            _ => {}
+        }
+    }
+    let think = &body["think"];
+    json!({
+        "system": if messages[0]["role"] == "system" { messages[0]["content"].clone() } else { Value::Null },
+        "tools": body.get("tools").and_then(Value::as_array).map(|t| t.iter().map(|t| t["function"]["name"].clone()).collect::<Vec<_>>()),
+        "reasoning_requested": think == &json!(true) || think.is_string(),
+        "calls": calls, "results": results, "reasoning": reasoning, "images": images,
+    })
 }
 
 fn google_signature(data: &Value) -> Option<Value> {

@@ -1,17 +1,17 @@
-//! The OpenAI Responses frontend (`POST /v1/responses`) on every upstream dialect, streamed and
-//! not: text, parallel tool calls answered with `function_call_output` on the next turn, and
-//! signed reasoning carried back in `encrypted_content`; errors before and after the first
-//! byte; the session id taken from `prompt_cache_key`.
+//! The OpenAI Responses frontend (`POST /v1/responses`) beyond the conformance matrix (which
+//! runs it on every upstream for text, tools, reasoning, images and caching): hosted tools
+//! dropped with a note, errors before and after the first byte, bad requests, the session id
+//! taken from `prompt_cache_key`, `previous_response_id` and the stored input items.
 
 use llm_proxy_test_support::{MockUpstream, Reply, anthropic, gemini, openai};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::common::{client, start_proxy};
-use crate::dialect::{Dialect, MODEL, SYSTEM, proxy_on, sse_events, upstream_view};
-use crate::matrix::{
-    Scenario, TOOL_SIGNATURE, call_ids, expected_answer, first_reply, rate_limit_body,
-    reasoning_signature, text_reply,
+use crate::dialect::{
+    Dialect, MODEL, SYSTEM, output_text, proxy_on, responses_neutral, responses_stream, sse_events,
+    upstream_view,
 };
+use crate::matrix::{Scenario, expected_answer, first_reply, rate_limit_body, text_reply};
 
 pub fn tools() -> Value {
     let schema = |field: &str| json!({"type": "object", "properties": {field: {"type": "string"}}, "required": [field]});
@@ -44,243 +44,53 @@ async fn post(url: &str, body: &Value) -> reqwest::Response {
 }
 
 /// The final response object: the body, or the `response.completed` event of a stream after
-/// checking the transcript (event names, sequence numbers, deltas adding up to the items).
+/// checking the transcript (`dialect::responses_stream`).
 async fn final_response(resp: reqwest::Response, stream: bool) -> Value {
     let status = resp.status();
     let content_type = resp.headers()["content-type"].to_str().unwrap().to_owned();
     let text = resp.text().await.unwrap();
     assert_eq!(status, 200, "{text}");
-    if !stream {
-        assert_eq!(content_type, "application/json");
-        return serde_json::from_str(&text).unwrap();
-    }
-    assert_eq!(content_type, "text/event-stream");
-    let events = sse_events(&text);
-    let mut text_deltas = String::new();
-    let mut arg_deltas: Map<String, Value> = Map::new();
-    for (n, (name, data)) in events.iter().enumerate() {
-        assert_eq!(&data["type"], name, "{text}");
-        assert_eq!(data["sequence_number"], n, "{text}");
-        match name.as_str() {
-            "response.output_text.delta" => text_deltas.push_str(data["delta"].as_str().unwrap()),
-            "response.function_call_arguments.delta" => {
-                let id = data["item_id"].as_str().unwrap().to_owned();
-                let slot = arg_deltas.entry(id).or_insert_with(|| json!(""));
-                *slot = json!(format!(
-                    "{}{}",
-                    slot.as_str().unwrap(),
-                    data["delta"].as_str().unwrap()
-                ));
-            }
-            _ => {}
-        }
-    }
-    assert_eq!(events[0].0, "response.created");
-    assert_eq!(events[1].0, "response.in_progress");
-    let (last, data) = events.last().unwrap();
-    assert_eq!(last, "response.completed", "{text}");
-    let response = data["response"].clone();
-    assert_eq!(text_deltas, output_text(&response), "text deltas add up");
-    for item in response["output"].as_array().unwrap() {
-        if item["type"] == "function_call" {
-            assert_eq!(
-                arg_deltas[item["id"].as_str().unwrap()],
-                item["arguments"],
-                "{text}"
-            );
-        }
-    }
-    response
-}
-
-pub fn output_text(response: &Value) -> String {
-    let mut out = String::new();
-    for item in response["output"].as_array().unwrap() {
-        if item["type"] == "message" {
-            for part in item["content"].as_array().unwrap() {
-                out.push_str(part["text"].as_str().unwrap());
-            }
-        }
-    }
-    out
-}
-
-/// The answer in the matrix's dialect-neutral shape.
-pub fn neutral(response: &Value) -> Value {
-    assert_eq!(response["object"], "response");
-    assert_eq!(response["status"], "completed", "{response}");
-    let output = response["output"].as_array().unwrap();
-    let mut reasoning = Vec::new();
-    let mut calls = Vec::new();
-    for (i, item) in output.iter().enumerate() {
-        match item["type"].as_str().unwrap() {
-            "reasoning" if !item["summary"].as_array().unwrap().is_empty() => {
-                let text: Vec<&str> = item["summary"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|p| p["text"].as_str().unwrap())
-                    .collect();
-                reasoning.push(json!({"text": text.join(""), "signed": item.get("encrypted_content").is_some()}));
-            }
-            "function_call" => {
-                let signed = i > 0
-                    && output[i - 1]["type"] == "reasoning"
-                    && output[i - 1]["summary"] == json!([])
-                    && output[i - 1].get("encrypted_content").is_some();
-                let args: Value =
-                    serde_json::from_str(item["arguments"].as_str().unwrap()).unwrap();
-                calls.push(json!({"id": item["call_id"], "name": item["name"], "arguments": args, "signed": signed}));
-            }
-            _ => {}
-        }
-    }
-    let finish = if calls.is_empty() {
-        "stop"
+    if stream {
+        assert_eq!(content_type, "text/event-stream");
+        responses_stream(&text)
     } else {
-        "tool_calls"
-    };
-    json!({"text": output_text(response), "reasoning": reasoning, "tool_calls": calls, "finish": finish,
-           "usage": {"input": response["usage"]["input_tokens"], "output": response["usage"]["output_tokens"]}})
+        assert_eq!(content_type, "application/json");
+        serde_json::from_str(&text).unwrap()
+    }
 }
 
-async fn run(up: Dialect, stream: bool, scenario: Scenario) {
-    let mock = MockUpstream::start().await.unwrap();
-    mock.push(first_reply(up, stream, scenario));
-    let follow_up = match scenario {
-        Scenario::Tools => "It is sunny.",
-        _ => "Eight.",
-    };
-    mock.push(text_reply(up, stream, follow_up));
-    let proxy = proxy_on(up, &mock.base_url()).await;
-
-    let mut input = vec![json!({"role": "user", "content": "Weather and time in Paris?"})];
-    let resp = post(&proxy.url, &body(&input, stream, scenario)).await;
-    if scenario == Scenario::Tools {
-        let lossy = resp.headers()["x-llm-proxy-lossy"].to_str().unwrap();
-        assert!(
-            lossy.contains("hosted tool 'web_search' dropped"),
-            "{lossy}"
-        );
-    }
-    let response = final_response(resp, stream).await;
-    assert_eq!(neutral(&response), expected_answer(up, scenario));
-
-    let first = &mock.requests()[0];
-    let seen = upstream_view(up, &first.body);
-    assert_eq!(seen["system"], SYSTEM);
-    let offered = (scenario == Scenario::Tools).then(|| json!(["get_weather", "get_time"]));
-    assert_eq!(seen["tools"], offered.unwrap_or(Value::Null));
-    assert_eq!(
-        seen["reasoning_requested"],
-        scenario == Scenario::Reasoning,
-        "{}",
-        first.body
-    );
-
-    // Turn 2: the output items as they came, then tool outputs or a new question.
-    input.extend(response["output"].as_array().unwrap().iter().cloned());
-    match scenario {
-        Scenario::Tools => {
-            for (call, text) in neutral(&response)["tool_calls"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .zip(["sunny, 21C", "unknown timezone"])
-            {
-                input.push(
-                    json!({"type": "function_call_output", "call_id": call["id"], "output": text}),
-                );
-            }
-        }
-        _ => input.push(json!({"role": "user", "content": "And 4+4?"})),
-    }
-    let second = final_response(
-        post(&proxy.url, &body(&input, stream, scenario)).await,
-        stream,
-    )
-    .await;
-    assert_eq!(output_text(&second), follow_up);
-
-    let sent = &mock.requests()[1];
-    let seen = upstream_view(up, &sent.body);
-    match scenario {
-        Scenario::Text => assert_eq!(seen["calls"], json!([])),
-        Scenario::Tools => {
-            let [a, b] = call_ids(up);
-            let signature = if up == Dialect::Gemini {
-                json!(TOOL_SIGNATURE)
-            } else {
-                Value::Null
-            };
-            assert_eq!(
-                seen["calls"],
-                json!([
-                    {"id": a, "name": "get_weather", "arguments": {"city": "Paris"}, "signature": signature},
-                    {"id": b, "name": "get_time", "arguments": {"tz": "CET"}, "signature": null}
-                ]),
-                "the tool calls go back as the upstream issued them: {}",
-                sent.body
-            );
-            let results = seen["results"].as_array().unwrap();
-            assert_eq!(results.len(), 2, "{}", sent.body);
-            assert_eq!(
-                (&results[0]["id"], &results[1]["id"]),
-                (&json!(a), &json!(b))
-            );
-            assert!(results[0]["text"].as_str().unwrap().contains("sunny, 21C"));
+/// Hosted tools (`web_search`) reach no other family's upstream, and the client is told; the
+/// function tools beside them work as usual. (Text, tools and reasoning on every upstream are
+/// cells of the conformance matrix, `matrix.rs`.)
+#[tokio::test]
+async fn hosted_tools_are_dropped_with_a_lossy_note_on_other_upstreams() {
+    for up in Dialect::CLASSIC {
+        for stream in [false, true] {
+            let mock = MockUpstream::start().await.unwrap();
+            mock.push(first_reply(up, stream, Scenario::Tools));
+            let proxy = proxy_on(up, &mock.base_url()).await;
+            let input = [json!({"role": "user", "content": "Weather and time in Paris?"})];
+            let resp = post(&proxy.url, &body(&input, stream, Scenario::Tools)).await;
+            let lossy = resp.headers()["x-llm-proxy-lossy"].to_str().unwrap();
             assert!(
-                results[1]["text"]
-                    .as_str()
-                    .unwrap()
-                    .contains("unknown timezone")
+                lossy.contains("hosted tool 'web_search' dropped"),
+                "{up:?}: {lossy}"
             );
-            if up == Dialect::Gemini {
-                assert_eq!(results[0]["name"], "get_weather");
-            }
+            let response = final_response(resp, stream).await;
+            assert_eq!(
+                responses_neutral(&response),
+                expected_answer(up, Scenario::Tools)
+            );
+            let seen = upstream_view(up, &mock.requests()[0].body);
+            assert_eq!(seen["tools"], json!(["get_weather", "get_time"]));
         }
-        Scenario::Reasoning => assert_eq!(
-            seen["reasoning"],
-            json!([{"text": "Let me think about this.", "signature": reasoning_signature(up)}]),
-            "the upstream gets its own signed reasoning back: {}",
-            sent.body
-        ),
     }
-}
-
-macro_rules! cells {
-    ($($name:ident: $up:ident;)*) => {
-        $(
-            mod $name {
-                use super::*;
-
-                #[tokio::test]
-                async fn text() { run(Dialect::$up, false, Scenario::Text).await }
-                #[tokio::test]
-                async fn text_stream() { run(Dialect::$up, true, Scenario::Text).await }
-                #[tokio::test]
-                async fn tools() { run(Dialect::$up, false, Scenario::Tools).await }
-                #[tokio::test]
-                async fn tools_stream() { run(Dialect::$up, true, Scenario::Tools).await }
-                #[tokio::test]
-                async fn reasoning() { run(Dialect::$up, false, Scenario::Reasoning).await }
-                #[tokio::test]
-                async fn reasoning_stream() { run(Dialect::$up, true, Scenario::Reasoning).await }
-            }
-        )*
-    };
-}
-
-cells! {
-    on_openai: OpenAi;
-    on_anthropic: Anthropic;
-    on_gemini: Gemini;
 }
 
 /// Upstream 429 before the first byte: an HTTP 429 in the OpenAI envelope, streamed or not.
 #[tokio::test]
 async fn errors_before_the_first_byte_are_http_statuses() {
-    for up in Dialect::ALL {
+    for up in Dialect::CLASSIC {
         let mock = MockUpstream::start().await.unwrap();
         let proxy = proxy_on(up, &mock.base_url()).await;
         for stream in [false, true] {
@@ -299,7 +109,7 @@ async fn errors_before_the_first_byte_are_http_statuses() {
 /// `response.failed` carrying the error, and no `response.completed`.
 #[tokio::test]
 async fn errors_after_the_first_byte_are_failed_responses() {
-    for up in Dialect::ALL {
+    for up in Dialect::CLASSIC {
         let mock = MockUpstream::start().await.unwrap();
         let proxy = proxy_on(up, &mock.base_url()).await;
         mock.push(Reply::sse(match up {
@@ -312,6 +122,7 @@ async fn errors_after_the_first_byte_are_failed_responses() {
                 format!("data: {}\r\n\r\n", json!({"candidates": [{"content": {"role": "model", "parts": [gemini::text("partial")]}, "index": 0}]})),
                 format!("data: {}\r\n\r\n", gemini::error(503, "UNAVAILABLE", "Overloaded")),
             ],
+            _ => unreachable!("classic dialects only"),
         }));
         let input = [json!({"role": "user", "content": "hi"})];
         let resp = post(&proxy.url, &body(&input, true, Scenario::Text)).await;

@@ -13,9 +13,11 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
 use crate::common::{Proxy, client, start_proxy};
-use crate::dialect::{Dialect, MODEL, SYSTEM, upstream_view};
+use crate::dialect::{
+    Dialect, MODEL, SYSTEM, output_text, responses_neutral as neutral, upstream_view,
+};
 use crate::matrix::{Scenario, expected_answer, first_reply, rate_limit_body, text_reply};
-use crate::responses::{neutral, output_text, tools};
+use crate::responses::tools;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -97,7 +99,7 @@ fn openai_proxy_yaml(url: &str, extra: &str) -> String {
 /// conversation. A stored answer is shared with HTTP both ways.
 #[tokio::test]
 async fn turns_on_one_connection_continue_the_conversation() {
-    for up in Dialect::ALL {
+    for up in Dialect::CLASSIC {
         let mock = MockUpstream::start().await.unwrap();
         mock.push(text_reply(up, true, "Four."));
         mock.push(text_reply(up, true, "Eight."));
@@ -175,7 +177,7 @@ async fn turns_on_one_connection_continue_the_conversation() {
 /// `previous_response_id` and the upstream gets calls and results back.
 #[tokio::test]
 async fn tool_call_turns() {
-    for up in Dialect::ALL {
+    for up in Dialect::CLASSIC {
         let mock = MockUpstream::start().await.unwrap();
         mock.push(first_reply(up, true, Scenario::Tools));
         mock.push(text_reply(up, true, "It is sunny."));

@@ -297,9 +297,10 @@ fn messages_from_model(messages: &[Message], notes: &mut Vec<String>) -> Vec<Oll
                             .get(result.call_id.as_str())
                             .map(|n| (*n).to_owned())
                     });
+                    // Ollama's tool messages have no error flag: the text says it.
                     out.push(OllamaMessage {
                         role: "tool".to_owned(),
-                        content: result.joined_text(),
+                        content: result.text_marking_error(),
                         tool_name: name,
                         ..Default::default()
                     });
@@ -528,6 +529,33 @@ mod tests {
                 .0
                 .tools
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn error_results_say_so_in_the_text() {
+        let result = |text: &str, is_error: bool| Message {
+            role: Role::User,
+            content: vec![Part::ToolResult(ToolResult {
+                cache_control: None,
+                call_id: "call_1".into(),
+                name: Some("get_time".into()),
+                content: vec![Part::Text(TextPart::new(text))],
+                is_error,
+            })],
+            name: None,
+        };
+        let req = request(vec![
+            result("unknown timezone", true),
+            result("Error: already marked", true),
+            result("12:00", false),
+        ]);
+        let (wire, notes) = request_from_model(&req, "m", &Settings::default());
+        assert!(notes.is_empty(), "{notes:?}");
+        let texts: Vec<&str> = wire.messages.iter().map(|m| m.content.as_str()).collect();
+        assert_eq!(
+            texts,
+            ["Error: unknown timezone", "Error: already marked", "12:00"]
         );
     }
 

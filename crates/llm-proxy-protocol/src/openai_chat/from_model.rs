@@ -271,7 +271,7 @@ fn message_from_model(m: &Message, opts: EncodeOptions<'_>, out: &mut Vec<ChatMe
             }),
             Part::ToolResult(r) => out.push(ChatMessage {
                 role: "tool".to_owned(),
-                content: Some(MessageContent::Text(tool_result_text(r))),
+                content: Some(MessageContent::Text(r.text_marking_error())),
                 tool_call_id: Some(r.call_id.clone()),
                 ..ChatMessage::default()
             }),
@@ -297,15 +297,6 @@ fn message_from_model(m: &Message, opts: EncodeOptions<'_>, out: &mut Vec<ChatMe
         reasoning_details,
         ..ChatMessage::default()
     });
-}
-
-fn tool_result_text(r: &llm_proxy_api::model::ToolResult) -> String {
-    let text = r.joined_text();
-    if r.is_error && !text.starts_with("Error") {
-        format!("Error: {text}")
-    } else {
-        text
-    }
 }
 
 /// One text part becomes a plain string (what most servers expect); no parts and tool calls

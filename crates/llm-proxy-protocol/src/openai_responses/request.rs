@@ -266,12 +266,7 @@ fn tool_output_item(r: &ToolResult, lossy: &mut Vec<String>) -> Value {
                 .collect(),
         )
     } else {
-        let text = r.joined_text();
-        Value::from(if r.is_error && !text.starts_with("Error") {
-            format!("Error: {text}")
-        } else {
-            text
-        })
+        Value::from(r.text_marking_error())
     };
     json!({"type": "function_call_output", "call_id": r.call_id, "output": output})
 }
