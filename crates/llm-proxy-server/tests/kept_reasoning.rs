@@ -22,7 +22,7 @@ fn yaml(up: Dialect, url: &str, keep: bool) -> String {
         Dialect::Gemini => format!(
             "  default_backend: gemini\n  gemini:\n    api_url: {url}\n    api_key: AIza-upstream-0123456789\n"
         ),
-        Dialect::OpenAi => unreachable!("not used"),
+        other => unreachable!("{other:?} is not used here"),
     };
     format!("translation:\n  keep_reasoning: {keep}\nbackends:\n{backend}")
 }
