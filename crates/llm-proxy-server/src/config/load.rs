@@ -15,6 +15,7 @@ use super::runtime::{
     CommandsConfig, FailureHandling, GatewayConfig, Limits, LoggingConfig, ModelAlias,
     ModelOnlyPolicy, ReasoningAliasRule, ReasoningModeSettings, ResponseStoreConfig,
     ResponsesApiConfig, ResponsesWebSocketConfig, RoutingConfig, ServerConfig, StateConfig,
+    UsageConfig,
 };
 
 /// A configuration problem, located by its dotted path.
@@ -987,6 +988,7 @@ fn validate(
         data_dir,
         responses_store,
         state,
+        usage: usage_config(&raw.usage),
         raw: raw_value,
     })
 }
@@ -1020,6 +1022,18 @@ fn state_config(raw: &super::raw::RawState) -> Result<StateConfig, ConfigError> 
         }
     };
     Ok(StateConfig { redis_url })
+}
+
+fn usage_config(raw: &super::raw::RawUsage) -> UsageConfig {
+    let d = UsageConfig::default();
+    UsageConfig {
+        enabled: raw.enabled.unwrap_or(d.enabled),
+        retention: match raw.retention_days {
+            None => d.retention,
+            Some(0) => None,
+            Some(days) => Some(Duration::from_secs(u64::from(days) * 24 * 3600)),
+        },
+    }
 }
 
 fn response_store_config(
@@ -1328,6 +1342,10 @@ pub fn effective_config(cfg: &GatewayConfig) -> Value {
         "context_window_override": cfg.model_limits.force_context_window,
         "model_defaults": super::model_limits::effective(&cfg.model_limits),
         "translation": { "strict": cfg.strict_translation },
+        "usage": {
+            "enabled": cfg.usage.enabled,
+            "retention_days": cfg.usage.retention.map_or(0, |r| r.as_secs() / (24 * 3600)),
+        },
         "logging": { "level": cfg.logging.level, "capture_file": cfg.logging.capture_file },
         "session": session_json(&cfg.raw),
     })
