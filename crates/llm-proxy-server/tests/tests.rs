@@ -33,3 +33,4 @@ mod sealed_reasoning;
 mod secrets;
 mod steering;
 mod streaming;
+mod usage;
