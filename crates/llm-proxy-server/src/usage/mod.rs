@@ -14,6 +14,7 @@ pub mod hook;
 pub mod migrations;
 pub mod query;
 pub mod record;
+pub mod report;
 pub mod sqlite;
 pub mod tally;
 
