@@ -27,24 +27,30 @@ pub const DEFAULT_RECENT: usize = 50;
 /// Most records `recent` returns.
 pub const MAX_RECENT: usize = 1000;
 
-fn error(e: ProxyError) -> Response {
-    e.into_response_for(WireFormat::OpenAi)
+/// A refusal, rendered in the OpenAI envelope.
+type Refusal = Box<ProxyError>;
+
+fn render(result: Result<Response, Refusal>) -> Response {
+    result.unwrap_or_else(|e| e.into_response_for(WireFormat::OpenAi))
 }
 
-fn bad_filter(e: &BadFilter) -> Response {
-    error(ProxyError::invalid(
+fn bad_filter(e: &BadFilter) -> Refusal {
+    Box::new(ProxyError::invalid(
         e.to_string(),
         Some(e.param),
         Some("invalid_usage_filter"),
     ))
 }
 
+/// What an admitted query works with.
+struct Admitted {
+    store: Arc<dyn UsageStore>,
+    params: Vec<(String, String)>,
+}
+
 /// The store and the query's parameters, or the refusal: remote clients without client keys
 /// (403), usage accounting off (404), an unreadable query string (400).
-fn admit(
-    state: &AppState,
-    req: &Request,
-) -> Result<(Arc<dyn UsageStore>, Vec<(String, String)>), Response> {
+fn admit(state: &AppState, req: &Request) -> Result<Admitted, Refusal> {
     if state.config().auth.api_keys.is_empty() {
         let peer = req
             .extensions()
@@ -57,28 +63,31 @@ fn admit(
                 "usage is only served to clients on the proxy's own host (loopback) unless client keys are configured (auth.api_keys)",
             )
             .with_code("forbidden");
-            return Err(error(ProxyError::Backend(denied)));
+            return Err(Box::new(ProxyError::Backend(denied)));
         }
     }
     let Some(store) = state.usage() else {
-        return Err(error(ProxyError::Rejected {
+        return Err(Box::new(ProxyError::Rejected {
             status: StatusCode::NOT_FOUND,
             message: "usage accounting is off (usage.enabled: false, or the proxy runs without a data directory)".to_owned(),
         }));
     };
     let params = Query::<Vec<(String, String)>>::try_from_uri(req.uri())
         .map_err(|e| {
-            error(ProxyError::invalid(
+            Box::new(ProxyError::invalid(
                 format!("unreadable query string: {e}"),
                 None,
                 Some("invalid_usage_filter"),
             ))
         })?
         .0;
-    Ok((store.clone(), params))
+    Ok(Admitted {
+        store: store.clone(),
+        params,
+    })
 }
 
-fn filter_of(params: &[(String, String)], extra: &[&str]) -> Result<UsageFilter, Response> {
+fn filter_of(params: &[(String, String)], extra: &[&str]) -> Result<UsageFilter, Refusal> {
     UsageFilter::from_params(params.iter().map(|(k, v)| (k.as_str(), v.as_str())), extra)
         .map_err(|e| bad_filter(&e))
 }
@@ -90,71 +99,64 @@ fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-fn store_failed(e: &super::UsageError) -> Response {
+fn store_failed(e: &super::UsageError) -> Refusal {
     tracing::warn!("usage query failed: {e}");
-    error(ProxyError::StoreUnavailable { what: "usage" })
+    Box::new(ProxyError::StoreUnavailable { what: "usage" })
 }
 
 /// `GET /v1/usage/stats`.
 pub async fn stats(State(state): State<AppState>, req: Request) -> Response {
-    let (store, params) = match admit(&state, &req) {
-        Ok(v) => v,
-        Err(denied) => return denied,
-    };
-    let filter = match filter_of(&params, &[]) {
-        Ok(f) => f,
-        Err(bad) => return bad,
-    };
-    match store.stats(filter).await {
-        Ok(stats) => Json(stats.to_json()).into_response(),
-        Err(e) => store_failed(&e),
-    }
+    render(stats_of(&state, req).await)
+}
+
+async fn stats_of(state: &AppState, req: Request) -> Result<Response, Refusal> {
+    let Admitted { store, params } = admit(state, &req)?;
+    let filter = filter_of(&params, &[])?;
+    let stats = store.stats(filter).await.map_err(|e| store_failed(&e))?;
+    Ok(Json(stats.to_json()).into_response())
 }
 
 /// `GET /v1/usage/recent?limit=N`.
 pub async fn recent(State(state): State<AppState>, req: Request) -> Response {
-    let (store, params) = match admit(&state, &req) {
-        Ok(v) => v,
-        Err(denied) => return denied,
-    };
-    let filter = match filter_of(&params, &["limit"]) {
-        Ok(f) => f,
-        Err(bad) => return bad,
-    };
+    render(recent_of(&state, req).await)
+}
+
+async fn recent_of(state: &AppState, req: Request) -> Result<Response, Refusal> {
+    let Admitted { store, params } = admit(state, &req)?;
+    let filter = filter_of(&params, &["limit"])?;
     let limit = match param(&params, "limit").map(|v| v.trim().parse::<usize>()) {
         None => DEFAULT_RECENT,
         Some(Ok(n)) if (1..=MAX_RECENT).contains(&n) => n,
         Some(_) => {
-            return bad_filter(&BadFilter {
+            return Err(bad_filter(&BadFilter {
                 param: "limit",
                 message: format!("expected a whole number from 1 to {MAX_RECENT}"),
-            });
+            }));
         }
     };
-    match store.recent(filter, limit).await {
-        Ok(data) => Json(serde_json::json!({ "data": data })).into_response(),
-        Err(e) => store_failed(&e),
-    }
+    let data = store
+        .recent(filter, limit)
+        .await
+        .map_err(|e| store_failed(&e))?;
+    Ok(Json(serde_json::json!({ "data": data })).into_response())
 }
 
 /// `GET /v1/usage/export?format=csv|jsonl` (default `jsonl`), streamed.
 pub async fn export(State(state): State<AppState>, req: Request) -> Response {
-    let (store, params) = match admit(&state, &req) {
-        Ok(v) => v,
-        Err(denied) => return denied,
-    };
-    let filter = match filter_of(&params, &["format"]) {
-        Ok(f) => f,
-        Err(bad) => return bad,
-    };
+    render(export_of(&state, &req))
+}
+
+fn export_of(state: &AppState, req: &Request) -> Result<Response, Refusal> {
+    let Admitted { store, params } = admit(state, req)?;
+    let filter = filter_of(&params, &["format"])?;
     let csv = match param(&params, "format").map(str::trim) {
         None | Some("jsonl") => false,
         Some("csv") => true,
         Some(_) => {
-            return bad_filter(&BadFilter {
+            return Err(bad_filter(&BadFilter {
                 param: "format",
                 message: "expected csv or jsonl".to_owned(),
-            });
+            }));
         }
     };
     let rows = store.export(filter).map(move |row| match row {
@@ -195,5 +197,5 @@ pub async fn export(State(state): State<AppState>, req: Request) -> Response {
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     resp.headers_mut()
         .insert(header::CONTENT_DISPOSITION, HeaderValue::from_static(file));
-    resp
+    Ok(resp)
 }
