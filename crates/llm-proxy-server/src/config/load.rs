@@ -1740,6 +1740,26 @@ mod tests {
     }
 
     #[test]
+    fn usage_is_on_for_ninety_days_by_default_and_zero_days_keeps_records_forever() {
+        let none = CliOverrides::default();
+        let cfg = load_from_str("", &none, &Env::default()).unwrap();
+        assert!(cfg.usage.enabled);
+        assert_eq!(
+            cfg.usage.retention,
+            Some(Duration::from_secs(90 * 24 * 3600))
+        );
+        let file = "usage:\n  enabled: false\n  retention_days: 0\n";
+        let cfg = load_from_str(file, &none, &Env::default()).unwrap();
+        assert!(!cfg.usage.enabled);
+        assert_eq!(cfg.usage.retention, None);
+        let shown = effective_config(&cfg);
+        assert_eq!(shown["usage"]["enabled"], false);
+        assert_eq!(shown["usage"]["retention_days"], 0);
+        let err = load_from_str("usage:\n  keep: 1\n", &none, &Env::default()).unwrap_err();
+        assert!(err.to_string().contains("keep"), "{err}");
+    }
+
+    #[test]
     fn data_dir_and_response_store_settings() {
         let none = CliOverrides::default();
         let cfg = load_from_str("", &none, &Env::default()).unwrap();
