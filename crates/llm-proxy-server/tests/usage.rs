@@ -494,3 +494,49 @@ async fn usage_can_be_turned_off() {
     assert!(!data.path().join("usage.sqlite3").exists());
     proxy.shut_down().await;
 }
+
+/// Without client keys only loopback peers are served; with keys, an authenticated client
+/// from anywhere is.
+#[tokio::test]
+async fn usage_is_loopback_only_unless_clients_authenticate() {
+    use std::net::SocketAddr;
+
+    use axum::extract::ConnectInfo;
+    use tower::ServiceExt as _;
+
+    let data = tempfile::tempdir().unwrap();
+    let ask = |state: &AppState, peer: &str, key: Option<&str>| {
+        let mut req = axum::http::Request::builder().uri("/v1/usage/stats");
+        if let Some(key) = key {
+            req = req.header("authorization", format!("Bearer {key}"));
+        }
+        let mut req = req.body(axum::body::Body::empty()).unwrap();
+        req.extensions_mut()
+            .insert(ConnectInfo(peer.parse::<SocketAddr>().unwrap()));
+        llm_proxy_server::app(state.clone()).oneshot(req)
+    };
+    let open = state_on(data.path(), "http://127.0.0.1:9", "http://127.0.0.1:9", "");
+    assert_eq!(
+        ask(&open, "127.0.0.1:5000", None).await.unwrap().status(),
+        200
+    );
+    assert_eq!(ask(&open, "[::1]:5000", None).await.unwrap().status(), 200);
+    let remote = ask(&open, "192.0.2.7:5000", None).await.unwrap();
+    assert_eq!(remote.status(), 403);
+    drop(open);
+
+    let keyed = state_on(
+        data.path(),
+        "http://127.0.0.1:9",
+        "http://127.0.0.1:9",
+        "auth:\n  api_keys: [client-key-0123456789]\n",
+    );
+    assert_eq!(
+        ask(&keyed, "192.0.2.7:5000", None).await.unwrap().status(),
+        401
+    );
+    let resp = ask(&keyed, "192.0.2.7:5000", Some("client-key-0123456789"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
