@@ -75,6 +75,8 @@ pub struct RequestContext {
     dedup: Arc<OnceLock<crate::dedup::Ticket>>,
     /// The prompt's token counts, computed on first need (context-window checks).
     prompt_size: Arc<crate::context_window::PromptSize>,
+    /// What the answer used, when usage accounting is on.
+    usage: Option<Arc<crate::usage::tally::UsageTally>>,
 }
 
 impl RequestContext {
@@ -100,6 +102,7 @@ impl RequestContext {
             hooks: state.pipeline().finish_hooks().clone(),
             dedup: Arc::default(),
             prompt_size: Arc::default(),
+            usage: state.pipeline().records_usage().then(Arc::default),
         }
     }
 
@@ -169,6 +172,11 @@ impl RequestContext {
     /// The prompt's token counts, shared by the request's attempts.
     pub fn prompt_size(&self) -> &crate::context_window::PromptSize {
         &self.prompt_size
+    }
+
+    /// What the answer used so far, when usage accounting is on.
+    pub fn usage_tally(&self) -> Option<&Arc<crate::usage::tally::UsageTally>> {
+        self.usage.as_ref()
     }
 
     /// The instance that served the request, once known.
@@ -244,6 +252,9 @@ impl RequestContext {
     /// An error response in this request's format.
     pub fn error(&self, e: ProxyError) -> Response {
         tracing::info!(request_id = %self.request_id, status = e.status().as_u16(), label = e.label(), "request failed: {e}");
+        if let Some(tally) = &self.usage {
+            tally.set_status(e.status().as_u16());
+        }
         self.finish(false, e.label());
         let mut resp = e.into_response_for(self.format).into_response();
         self.stamp(resp.headers_mut());
@@ -330,6 +341,7 @@ pub(crate) mod tests {
             hooks: FinishHooks::default(),
             dedup: Arc::default(),
             prompt_size: Arc::default(),
+            usage: None,
         }
     }
 

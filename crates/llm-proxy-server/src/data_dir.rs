@@ -1,6 +1,7 @@
 //! The data directory (`--data-dir`) and the embedded stores opened in it at startup: the
-//! Responses answer store (`responses.sqlite3`) and the key sealing the reasoning state handed
-//! to Responses clients (`responses.key`). In-process servers without one use [`Stores::in_memory`].
+//! Responses answer store (`responses.sqlite3`), the key sealing the reasoning state handed
+//! to Responses clients (`responses.key`) and the usage ledger (`usage.sqlite3`). In-process
+//! servers without one use [`Stores::in_memory`] (no usage ledger).
 
 use std::io::Write;
 use std::path::Path;
@@ -19,6 +20,8 @@ use crate::startup_error::StartupError;
 pub const RESPONSES_DB: &str = "responses.sqlite3";
 /// File of the sealing key.
 pub const RESPONSES_KEY: &str = "responses.key";
+/// File of the usage ledger.
+pub const USAGE_DB: &str = "usage.sqlite3";
 
 /// The stores a gateway uses.
 #[derive(Debug, Clone)]
@@ -27,6 +30,8 @@ pub struct Stores {
     pub responses: Arc<dyn ResponseStore>,
     /// Seals reasoning state into `encrypted_content`.
     pub sealer: Arc<dyn Sealer>,
+    /// The usage ledger (`None`: `usage.enabled: false`, or no data directory).
+    pub usage: Option<Arc<dyn crate::usage::UsageStore>>,
 }
 
 impl Stores {
@@ -35,6 +40,7 @@ impl Stores {
         Ok(Self {
             responses: Arc::new(MemoryResponseStore::new(DEFAULT_CAPACITY)),
             sealer: Arc::new(AeadSealer::ephemeral().map_err(StartupError::new)?),
+            usage: None,
         })
     }
 
@@ -53,9 +59,24 @@ impl Stores {
         let responses =
             SqliteResponseStore::open(&dir.join(RESPONSES_DB), config.responses_store.clone())
                 .map_err(StartupError::new)?;
+        let usage: Option<Arc<dyn crate::usage::UsageStore>> = if config.usage.enabled {
+            let models = config
+                .backends
+                .instances
+                .values()
+                .flat_map(|i| i.models.iter().cloned())
+                .collect();
+            let store =
+                crate::usage::SqliteUsageStore::open(&dir.join(USAGE_DB), &config.usage, models)
+                    .map_err(StartupError::new)?;
+            Some(Arc::new(store))
+        } else {
+            None
+        };
         Ok(Self {
             responses: Arc::new(responses),
             sealer: Arc::new(sealer),
+            usage,
         })
     }
 }

@@ -1,7 +1,7 @@
 //! Finish hooks: what runs once a request is over, after its last byte (or its error, or the
 //! client going away). Chosen at startup ([`crate::pipeline::Pipeline`]); each hook is a small
-//! type with one job. Today: the Prometheus metrics. Usage accounting and capture summaries
-//! are added here, not in the frontends.
+//! type with one job: the Prometheus metrics here, the dedup release (`dedup.rs`), usage
+//! accounting (`usage/hook.rs`). Capture summaries are added the same way, not in the frontends.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,6 +46,11 @@ impl FinishHooks {
     /// These hooks, in order.
     pub fn new(hooks: Vec<Arc<dyn FinishHook>>) -> Self {
         Self(hooks.into())
+    }
+
+    /// The hooks, in order.
+    pub fn hooks(&self) -> &[Arc<dyn FinishHook>] {
+        &self.0
     }
 
     /// Names, in order.

@@ -35,6 +35,7 @@ pub mod timing;
 pub mod token_count;
 pub mod token_estimate;
 pub mod tool_access;
+pub mod usage;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
@@ -94,6 +95,9 @@ pub fn app(state: AppState) -> Router {
         .route("/health", get(frontend::models::health))
         .route("/metrics", get(metrics::render))
         .route("/v1/diagnostics", get(frontend::diagnostics::diagnostics))
+        .route("/v1/usage/stats", get(usage::api::stats))
+        .route("/v1/usage/recent", get(usage::api::recent))
+        .route("/v1/usage/export", get(usage::api::export))
         .route(
             "/v1/diagnostics/backends/{instance}/reactivate",
             post(frontend::diagnostics::reactivate),

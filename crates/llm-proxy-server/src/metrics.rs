@@ -1,7 +1,8 @@
 //! Prometheus metrics: the proxy's own overhead, upstream latency and time to first token, as
 //! histograms labelled by frontend, backend instance and streaming (low cardinality), plus a
 //! request counter by outcome and a counter of what translations dropped, by field. Served at
-//! `GET /metrics`.
+//! `GET /metrics`. Usage accounting adds token and cost counters by backend instance and
+//! configured model, counted by the usage writer thread, and a counter of records dropped.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
@@ -18,6 +19,9 @@ const UPSTREAM: &str = "llm_proxy_upstream_latency_seconds";
 const TTFT: &str = "llm_proxy_time_to_first_token_seconds";
 const REQUESTS: &str = "llm_proxy_requests_total";
 const LOSSY: &str = "llm_proxy_lossy_total";
+const USAGE_TOKENS: &str = "llm_proxy_usage_tokens_total";
+const USAGE_COST: &str = "llm_proxy_usage_cost_nano_usd_total";
+const USAGE_DROPPED: &str = "llm_proxy_usage_dropped_total";
 
 /// Installs the process-wide recorder (once; later calls reuse it).
 pub fn install() -> Option<&'static PrometheusHandle> {
@@ -190,6 +194,60 @@ pub fn record_lossy(frontend: &'static str, notes: &[String]) {
             lossy_counter(frontend, field).increment(1);
         }
     }
+}
+
+/// The usage counters of one (backend instance, model) pair, registered once by the usage
+/// writer: `llm_proxy_usage_tokens_total{backend, model, kind}` (`kind`: `prompt`,
+/// `completion`, `cache_read`, `cache_write`, `reasoning`) and
+/// `llm_proxy_usage_cost_nano_usd_total{backend, model}` (US dollars × 10⁹: counters are
+/// integers).
+#[derive(Debug, Clone)]
+pub struct UsageCounters {
+    prompt: metrics::Counter,
+    completion: metrics::Counter,
+    cache_read: metrics::Counter,
+    cache_write: metrics::Counter,
+    reasoning: metrics::Counter,
+    cost: metrics::Counter,
+}
+
+impl UsageCounters {
+    /// Adds one request's usage.
+    pub fn add(&self, r: &crate::usage::UsageRecord) {
+        self.prompt.increment(r.prompt_tokens);
+        self.completion.increment(r.completion_tokens);
+        self.cache_read.increment(r.cache_read_tokens);
+        self.cache_write.increment(r.cache_write_tokens);
+        self.reasoning.increment(r.reasoning_tokens);
+        if let Some(cost) = r.cost_usd.filter(|c| c.is_finite() && *c > 0.0) {
+            // Saturating float-to-int conversion.
+            self.cost.increment((cost * 1e9).round() as u64);
+        }
+    }
+}
+
+/// The usage counters of `backend` and `model` (a configured model name or `other`).
+pub fn usage_counters(backend: &str, model: &str) -> UsageCounters {
+    install();
+    let tokens = |kind: &'static str| metrics::counter!(USAGE_TOKENS, "backend" => backend.to_owned(), "model" => model.to_owned(), "kind" => kind);
+    UsageCounters {
+        prompt: tokens("prompt"),
+        completion: tokens("completion"),
+        cache_read: tokens("cache_read"),
+        cache_write: tokens("cache_write"),
+        reasoning: tokens("reasoning"),
+        cost: metrics::counter!(USAGE_COST, "backend" => backend.to_owned(), "model" => model.to_owned()),
+    }
+}
+
+/// Counts a usage record dropped because the writer's queue was full
+/// (`llm_proxy_usage_dropped_total`).
+pub fn usage_dropped() {
+    static DROPPED: OnceLock<metrics::Counter> = OnceLock::new();
+    install();
+    DROPPED
+        .get_or_init(|| metrics::counter!(USAGE_DROPPED))
+        .increment(1);
 }
 
 /// `GET /metrics`.

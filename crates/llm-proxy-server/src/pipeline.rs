@@ -40,6 +40,8 @@ pub struct Pipeline {
     before_output: Processors,
     after_output: Processors,
     finish: FinishHooks,
+    /// Whether requests gather their usage (a usage store records it).
+    records_usage: bool,
     /// Context-window enforcement, when on.
     context_windows: Option<crate::context_window::ContextWindows>,
 }
@@ -94,10 +96,27 @@ impl Pipeline {
             before_output: Processors::new(before_output),
             after_output: Processors::new(after_output),
             finish: FinishHooks::new(hooks),
+            records_usage: false,
             context_windows: crate::context_window::ContextWindows::from_config(
                 &config.model_limits,
             ),
         }
+    }
+
+    /// Records every request's usage in `store` (a finish hook; requests gather their
+    /// usage as their answer streams by).
+    #[must_use]
+    pub fn with_usage(mut self, store: Arc<dyn crate::usage::UsageStore>) -> Self {
+        let mut hooks: Vec<Arc<dyn FinishHook>> = self.finish.hooks().to_vec();
+        hooks.push(Arc::new(crate::usage::hook::RecordUsage::new(store)));
+        self.finish = FinishHooks::new(hooks);
+        self.records_usage = true;
+        self
+    }
+
+    /// Whether requests gather their usage for a usage store.
+    pub fn records_usage(&self) -> bool {
+        self.records_usage
     }
 
     /// The request stages, in order.
@@ -277,8 +296,20 @@ pub async fn dispatch(
         ctx.set_session_state(session.state);
         session_key = Some(session.key);
     }
+    let tally = ctx.usage_tally().cloned();
+    if let Some(tally) = &tally {
+        tally.set_requested_model(&req.model);
+    }
     if let Flow::Answer(text) = flow? {
-        return Ok(local_answer(&req.model, text));
+        let mut d = local_answer(&req.model, text);
+        if let Some(tally) = tally {
+            d.stream = crate::usage::tally::UsageTally::tap(tally, d.stream);
+        }
+        return Ok(d);
+    }
+    if let Some(tally) = &tally {
+        // Only read should the upstream report no usage; lengths only, no tokenizing.
+        tally.set_prompt_estimate(crate::token_count::estimate(&req));
     }
     let sticky = ctx
         .session_state()
@@ -302,6 +333,9 @@ pub async fn dispatch(
     }
     let mut d = dispatched?;
     d.stream = after_output.apply(d.stream);
+    if let Some(tally) = tally {
+        d.stream = crate::usage::tally::UsageTally::tap(tally, d.stream);
+    }
     Ok(d)
 }
 

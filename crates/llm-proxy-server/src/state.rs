@@ -233,7 +233,11 @@ impl AppState {
         let websocket_slots = Arc::new(tokio::sync::Semaphore::new(
             config.responses_api.websocket.max_connections,
         ));
-        let pipeline = crate::pipeline::Pipeline::from_config(&config, backends.keys(), &sessions);
+        let mut pipeline =
+            crate::pipeline::Pipeline::from_config(&config, backends.keys(), &sessions);
+        if let Some(usage) = &stores.usage {
+            pipeline = pipeline.with_usage(usage.clone());
+        }
         let state = Self {
             inner: Arc::new(Inner {
                 router,
@@ -323,6 +327,11 @@ impl AppState {
     /// Stored Responses answers (`previous_response_id`).
     pub fn responses(&self) -> &Arc<dyn crate::responses_store::ResponseStore> {
         &self.inner.stores.responses
+    }
+
+    /// The usage ledger, when usage accounting is on.
+    pub fn usage(&self) -> Option<&Arc<dyn crate::usage::UsageStore>> {
+        self.inner.stores.usage.as_ref()
     }
 
     /// Seals the reasoning state handed to Responses clients.

@@ -34,3 +34,4 @@ mod sealed_reasoning;
 mod secrets;
 mod steering;
 mod streaming;
+mod usage;

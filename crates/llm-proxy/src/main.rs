@@ -200,6 +200,31 @@ enum Command {
     /// List backend types with their origin (core or plugin), configured instances, and
     /// plugins that were skipped, with reasons.
     Plugins,
+    /// Print a summary of the usage ledger in the data directory (works while no proxy runs).
+    Usage(UsageArgs),
+}
+
+/// `llm-proxy usage`: filters and grouping of the summary.
+#[derive(Debug, clap::Args)]
+struct UsageArgs {
+    /// One line per `backend`, `model` or `session`.
+    #[arg(long, default_value = "backend")]
+    by: String,
+    /// Only this backend instance.
+    #[arg(long)]
+    backend: Option<String>,
+    /// Only this model.
+    #[arg(long)]
+    model: Option<String>,
+    /// Only this session.
+    #[arg(long)]
+    session_id: Option<String>,
+    /// From this date (YYYY-MM-DD, RFC 3339 or Unix seconds).
+    #[arg(long)]
+    start_date: Option<String>,
+    /// Up to this date (a bare date includes the whole day).
+    #[arg(long)]
+    end_date: Option<String>,
 }
 
 impl Cli {
@@ -305,6 +330,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::CheckConfig) => check_config(cfg, mode, scrubber),
         Some(Command::Plugins) => list_plugins(cfg, mode, scrubber),
+        Some(Command::Usage(args)) => usage_summary(&cfg, &args),
         Some(Command::Serve) | None => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -352,6 +378,43 @@ fn check_config(cfg: config::GatewayConfig, mode: AccessMode, scrubber: Scrubber
             // The effective configuration masks secrets field by field; this catches any
             // configured value that surfaces elsewhere (a selector, a plugin setting).
             print_out(&scrubber.scrub(&text));
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// `llm-proxy usage`: the ledger's totals by backend, model or session, read from the file.
+fn usage_summary(cfg: &config::GatewayConfig, args: &UsageArgs) -> ExitCode {
+    use llm_proxy_server::usage::{UsageFilter, report, sqlite};
+    let Some(by) = report::GroupBy::parse(&args.by) else {
+        return fail(format!(
+            "--by: expected backend, model or session, got '{}'",
+            args.by
+        ));
+    };
+    let Some(dir) = cfg.data_dir.as_deref() else {
+        return fail("no data directory: set --data-dir (or LLM_PROXY_DATA_DIR, data_dir)");
+    };
+    let params = [
+        ("backend", &args.backend),
+        ("model", &args.model),
+        ("session_id", &args.session_id),
+        ("start_date", &args.start_date),
+        ("end_date", &args.end_date),
+    ];
+    let filter = match UsageFilter::from_params(
+        params
+            .iter()
+            .filter_map(|(k, v)| v.as_deref().map(|v| (*k, v))),
+        &[],
+    ) {
+        Ok(f) => f,
+        Err(e) => return fail(format!("--{}: {}", e.param.replace('_', "-"), e.message)),
+    };
+    match sqlite::read_stats(&dir.join(llm_proxy_server::data_dir::USAGE_DB), &filter) {
+        Ok(stats) => {
+            print_out(report::summary_table(&stats, by).trim_end());
             ExitCode::SUCCESS
         }
         Err(e) => fail(e),

@@ -15,6 +15,7 @@ use super::runtime::{
     CommandsConfig, FailureHandling, GatewayConfig, Limits, LoggingConfig, ModelAlias,
     ModelOnlyPolicy, ReasoningAliasRule, ReasoningModeSettings, ResponseStoreConfig,
     ResponsesApiConfig, ResponsesWebSocketConfig, RoutingConfig, ServerConfig, StateConfig,
+    UsageConfig,
 };
 
 /// A configuration problem, located by its dotted path.
@@ -1006,6 +1007,7 @@ fn validate(
         data_dir,
         responses_store,
         state,
+        usage: usage_config(&raw.usage),
         raw: raw_value,
     })
 }
@@ -1039,6 +1041,18 @@ fn state_config(raw: &super::raw::RawState) -> Result<StateConfig, ConfigError> 
         }
     };
     Ok(StateConfig { redis_url })
+}
+
+fn usage_config(raw: &super::raw::RawUsage) -> UsageConfig {
+    let d = UsageConfig::default();
+    UsageConfig {
+        enabled: raw.enabled.unwrap_or(d.enabled),
+        retention: match raw.retention_days {
+            None => d.retention,
+            Some(0) => None,
+            Some(days) => Some(Duration::from_secs(u64::from(days) * 24 * 3600)),
+        },
+    }
 }
 
 fn response_store_config(
@@ -1349,6 +1363,10 @@ pub fn effective_config(cfg: &GatewayConfig) -> Value {
         "translation": {
             "strict": cfg.strict_translation,
             "keep_reasoning": cfg.keep_reasoning,
+        },
+        "usage": {
+            "enabled": cfg.usage.enabled,
+            "retention_days": cfg.usage.retention.map_or(0, |r| r.as_secs() / (24 * 3600)),
         },
         "logging": { "level": cfg.logging.level, "capture_file": cfg.logging.capture_file },
         "session": session_json(&cfg.raw),
@@ -1768,6 +1786,26 @@ mod tests {
             .unwrap_err();
             assert_eq!(err.path, "state.redis_url", "{bad}");
         }
+    }
+
+    #[test]
+    fn usage_is_on_for_ninety_days_by_default_and_zero_days_keeps_records_forever() {
+        let none = CliOverrides::default();
+        let cfg = load_from_str("", &none, &Env::default()).unwrap();
+        assert!(cfg.usage.enabled);
+        assert_eq!(
+            cfg.usage.retention,
+            Some(Duration::from_secs(90 * 24 * 3600))
+        );
+        let file = "usage:\n  enabled: false\n  retention_days: 0\n";
+        let cfg = load_from_str(file, &none, &Env::default()).unwrap();
+        assert!(!cfg.usage.enabled);
+        assert_eq!(cfg.usage.retention, None);
+        let shown = effective_config(&cfg);
+        assert_eq!(shown["usage"]["enabled"], false);
+        assert_eq!(shown["usage"]["retention_days"], 0);
+        let err = load_from_str("usage:\n  keep: 1\n", &none, &Env::default()).unwrap_err();
+        assert!(err.to_string().contains("keep"), "{err}");
     }
 
     #[test]

@@ -19,6 +19,6 @@ pub use runtime::{
     AuthConfig, BackendsConfig, BruteForceConfig, CircuitBreakerConfig, CommandsConfig,
     FailureHandling, GatewayConfig, Limits, LoggingConfig, ModelAlias, ModelOnlyPolicy,
     ReasoningAliasRule, ReasoningModeSettings, ResponseStoreConfig, ResponsesApiConfig,
-    ResponsesWebSocketConfig, RoutingConfig, ServerConfig, StateConfig,
+    ResponsesWebSocketConfig, RoutingConfig, ServerConfig, StateConfig, UsageConfig,
 };
 pub use steering::{SteeringConfig, UserAgentRuleConfig};

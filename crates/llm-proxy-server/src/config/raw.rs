@@ -64,6 +64,17 @@ pub struct RawConfig {
     pub state: RawState,
     #[serde(default)]
     pub translation: RawTranslation,
+    #[serde(default)]
+    pub usage: RawUsage,
+}
+
+/// `usage:`: usage accounting (records of every request's tokens and cost).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUsage {
+    pub enabled: Option<bool>,
+    /// Records older than this many days are deleted (0: kept forever).
+    pub retention_days: Option<u32>,
 }
 
 /// `state:`: where state shared by replicas lives.

@@ -419,6 +419,26 @@ pub struct GatewayConfig {
     pub model_limits: super::ModelLimitsConfig,
     /// Request dedup (`request_dedup_window`, ...).
     pub dedup: super::DedupConfig,
+    /// Usage accounting (`usage.*`).
+    pub usage: UsageConfig,
+}
+
+/// Usage accounting (`usage.*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageConfig {
+    /// Whether every request's usage is recorded.
+    pub enabled: bool,
+    /// Records older than this are deleted; `None` keeps them forever.
+    pub retention: Option<Duration>,
+}
+
+impl Default for UsageConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            retention: Some(Duration::from_secs(90 * 24 * 3600)),
+        }
+    }
 }
 
 impl Default for GatewayConfig {
@@ -457,6 +477,7 @@ impl Default for GatewayConfig {
             raw: Value::Object(Map::new()),
             model_limits: super::ModelLimitsConfig::default(),
             dedup: super::DedupConfig::default(),
+            usage: UsageConfig::default(),
         }
     }
 }

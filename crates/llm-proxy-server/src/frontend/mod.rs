@@ -39,6 +39,9 @@ impl RequestContext {
         self.release_parse_permit();
         let d = d?;
         self.started_output(&d.route.instance);
+        if let Some(tally) = self.usage_tally() {
+            tally.set_served_model(&d.route.model);
+        }
         Ok(d)
     }
 }

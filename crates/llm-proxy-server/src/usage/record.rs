@@ -1,0 +1,161 @@
+//! One request's usage record as stored and served (`/v1/usage/recent`, exports), its price
+//! from the bundled model registry, and its CSV form.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model_registry::ModelRegistry;
+
+/// What one request used. Built by the finish hook ([`super::hook::RecordUsage`]) from the
+/// request's context; priced and written by the store's writer thread.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UsageRecord {
+    /// Proxy request id (`x-request-id`).
+    pub request_id: String,
+    /// The session the request belonged to, once resolved.
+    pub session_id: Option<String>,
+    /// Which client key authenticated the request (its stable label, never the key).
+    pub client: Option<String>,
+    /// Client protocol (`openai_chat`, `openai_responses`, `anthropic`, `gemini`).
+    pub frontend: String,
+    /// Backend instance that served the request (`None`: it never reached one).
+    pub backend: Option<String>,
+    /// Upstream model that served the request, or the requested model when none did.
+    pub model: Option<String>,
+    /// Whether the answer was streamed.
+    pub stream: bool,
+    /// HTTP status sent to the client (200 once a stream has started, even if it then failed).
+    pub status: u16,
+    /// `ok`, `client_disconnected` or an error label.
+    pub outcome: String,
+    /// Input tokens, cache reads and writes included.
+    pub prompt_tokens: u64,
+    /// Output tokens, reasoning included.
+    pub completion_tokens: u64,
+    /// `prompt_tokens + completion_tokens`.
+    pub total_tokens: u64,
+    /// Input tokens read from the provider's prompt cache.
+    pub cache_read_tokens: u64,
+    /// Input tokens written to the provider's prompt cache.
+    pub cache_write_tokens: u64,
+    /// Reasoning tokens (part of `completion_tokens`).
+    pub reasoning_tokens: u64,
+    /// The upstream reported no usage: the tokens are the proxy's estimate.
+    pub estimated: bool,
+    /// Price in US dollars from the bundled model registry (`None`: model or price unknown).
+    pub cost_usd: Option<f64>,
+    /// Time from arrival to the end of the request, milliseconds.
+    pub latency_ms: f64,
+    /// Time to the first meaningful output, milliseconds.
+    pub ttft_ms: Option<f64>,
+    /// Arrival, Unix milliseconds.
+    pub started_at: i64,
+    /// End, Unix milliseconds.
+    pub finished_at: i64,
+}
+
+/// Column order of the CSV export (and of the SQL table).
+pub const CSV_HEADER: &str = "request_id,session_id,client,frontend,backend,model,stream,status,outcome,prompt_tokens,completion_tokens,total_tokens,cache_read_tokens,cache_write_tokens,reasoning_tokens,estimated,cost_usd,latency_ms,ttft_ms,started_at,finished_at\n";
+
+impl UsageRecord {
+    /// The price of this record's tokens in `registry`, when its model and prices are known:
+    /// uncached input, cache reads and cache writes (at the input price when the registry has
+    /// no cache price), and output.
+    pub fn price(&self, registry: &ModelRegistry) -> Option<f64> {
+        let info = registry.lookup(self.model.as_deref()?)?;
+        let input = info.input_per_token?;
+        let output = info.output_per_token?;
+        let cached = self.cache_read_tokens + self.cache_write_tokens;
+        let uncached = self.prompt_tokens.saturating_sub(cached);
+        Some(
+            uncached as f64 * input
+                + self.cache_read_tokens as f64 * info.cache_read_per_token.unwrap_or(input)
+                + self.cache_write_tokens as f64 * info.cache_write_per_token.unwrap_or(input)
+                + self.completion_tokens as f64 * output,
+        )
+    }
+
+    /// One CSV line (RFC 4180 quoting), newline included.
+    pub fn csv_line(&self) -> String {
+        let opt = |v: &Option<String>| v.as_deref().map(csv_field).unwrap_or_default();
+        let num = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+        format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            csv_field(&self.request_id),
+            opt(&self.session_id),
+            opt(&self.client),
+            csv_field(&self.frontend),
+            opt(&self.backend),
+            opt(&self.model),
+            self.stream,
+            self.status,
+            csv_field(&self.outcome),
+            self.prompt_tokens,
+            self.completion_tokens,
+            self.total_tokens,
+            self.cache_read_tokens,
+            self.cache_write_tokens,
+            self.reasoning_tokens,
+            self.estimated,
+            num(self.cost_usd),
+            self.latency_ms,
+            num(self.ttft_ms),
+            self.started_at,
+            self.finished_at,
+        )
+    }
+}
+
+/// A CSV field, quoted when it holds a comma, a quote or a line break.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn price_charges_cache_reads_and_writes_at_their_own_rates() {
+        let registry = ModelRegistry::from_json(
+            r#"{"models":{"m":{"provider":"p","context_window":1000,"input_per_token":1.0,"output_per_token":10.0,"cache_read_per_token":0.1,"cache_write_per_token":2.0}}}"#,
+        )
+        .unwrap();
+        let record = UsageRecord {
+            model: Some("m".into()),
+            prompt_tokens: 100,
+            cache_read_tokens: 50,
+            cache_write_tokens: 10,
+            completion_tokens: 3,
+            ..UsageRecord::default()
+        };
+        // 40 uncached, 50 read, 10 written, 3 out.
+        assert_eq!(record.price(&registry), Some(40.0 + 5.0 + 20.0 + 30.0));
+        let unknown = UsageRecord {
+            model: Some("nope".into()),
+            ..record
+        };
+        assert_eq!(unknown.price(&registry), None);
+    }
+
+    #[test]
+    fn csv_fields_with_separators_are_quoted() {
+        let line = UsageRecord {
+            request_id: "r,1".into(),
+            outcome: "say \"hi\"".into(),
+            ..UsageRecord::default()
+        }
+        .csv_line();
+        assert!(
+            line.starts_with("\"r,1\",,,,,,false,0,\"say \"\"hi\"\"\","),
+            "{line}"
+        );
+        assert_eq!(
+            line.trim_end().split(',').count(),
+            CSV_HEADER.trim_end().split(',').count() + 1
+        );
+    }
+}

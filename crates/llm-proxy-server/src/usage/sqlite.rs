@@ -1,0 +1,629 @@
+//! The SQLite usage ledger (`usage.sqlite3` in the data directory). One dedicated thread owns
+//! the writing connection: records arrive through a bounded channel (a full channel drops the
+//! record and counts it), are priced from the bundled model registry, counted in Prometheus and
+//! written a batch per transaction. The thread polls the channel every [`GATHER`] while records
+//! flow (so a request never pays for waking it) and sleeps on it once idle for [`LINGER`]; it
+//! also deletes records older than `usage.retention_days`. Queries open their own read-only
+//! connection (WAL: readers never wait for the writer) on a blocking thread; the `usage`
+//! subcommand uses the same reads on the file directly.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use futures::stream::BoxStream;
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OpenFlags, Row, params_from_iter};
+use tokio::sync::oneshot;
+
+use super::{GroupTotals, Totals, UsageError, UsageFilter, UsageRecord, UsageStats, UsageStore};
+use crate::config::UsageConfig;
+use crate::model_registry::ModelRegistry;
+
+/// Records waiting to be written at most; more are dropped and counted.
+pub const QUEUE_CAPACITY: usize = 4096;
+/// Records per transaction at most.
+const MAX_BATCH: usize = 512;
+/// How often the thread collects records while they flow.
+const GATHER: Duration = Duration::from_millis(50);
+/// How long the thread keeps polling after the last record before it sleeps on the channel.
+const LINGER: Duration = Duration::from_secs(1);
+/// How often old records are deleted.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// Groups listed per breakdown of `stats` at most (largest cost first).
+pub const MAX_GROUPS: usize = 1000;
+
+enum Command {
+    Record(Box<UsageRecord>),
+    Flush(oneshot::Sender<()>),
+}
+
+/// Usage records in a SQLite file.
+pub struct SqliteUsageStore {
+    path: PathBuf,
+    sender: Option<SyncSender<Command>>,
+    worker: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for SqliteUsageStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteUsageStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteUsageStore {
+    /// Opens (creating and migrating if needed) the ledger at `path` and starts its writer.
+    /// `models` are the configured model names, the only ones Prometheus labels name (others
+    /// are `other`). Blocking: call at startup. The error names the path.
+    pub fn open(
+        path: &Path,
+        config: &UsageConfig,
+        models: HashSet<String>,
+    ) -> Result<Self, String> {
+        let fail =
+            |e: rusqlite::Error| format!("cannot open the usage store '{}': {e}", path.display());
+        let mut conn = Connection::open(path).map_err(fail)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(fail)?;
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
+            .map_err(fail)?;
+        super::migrations::migrate_sqlite(&mut conn).map_err(fail)?;
+        let mut writer = Writer {
+            conn,
+            retention: config.retention,
+            last_prune: None,
+            models,
+            counters: HashMap::new(),
+        };
+        writer.prune();
+        let (sender, receiver) = sync_channel(QUEUE_CAPACITY);
+        let worker = std::thread::Builder::new()
+            .name("usage-writer".into())
+            .spawn(move || writer.run(&receiver))
+            .map_err(|e| format!("cannot start the usage writer thread: {e}"))?;
+        Ok(Self {
+            path: path.to_owned(),
+            sender: Some(sender),
+            worker: Some(worker),
+        })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for SqliteUsageStore {
+    /// Writes what is queued before the connection closes, so a store reopened on the same
+    /// file sees it.
+    fn drop(&mut self) {
+        self.sender.take();
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl UsageStore for SqliteUsageStore {
+    fn record(&self, record: UsageRecord) {
+        let Some(sender) = &self.sender else { return };
+        match sender.try_send(Command::Record(Box::new(record))) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => crate::metrics::usage_dropped(),
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+
+    async fn flush(&self) {
+        let Some(sender) = self.sender.clone() else {
+            return;
+        };
+        let (reply, done) = oneshot::channel();
+        // A full queue makes the send wait: off the runtime.
+        let sent =
+            tokio::task::spawn_blocking(move || sender.send(Command::Flush(reply)).is_ok()).await;
+        if matches!(sent, Ok(true)) {
+            let _ = done.await;
+        }
+    }
+
+    async fn stats(&self, filter: UsageFilter) -> Result<UsageStats, UsageError> {
+        let path = self.path.clone();
+        blocking(move || read_stats(&path, &filter)).await
+    }
+
+    async fn recent(
+        &self,
+        filter: UsageFilter,
+        limit: usize,
+    ) -> Result<Vec<UsageRecord>, UsageError> {
+        let path = self.path.clone();
+        blocking(move || read_recent(&path, &filter, limit)).await
+    }
+
+    fn export(&self, filter: UsageFilter) -> BoxStream<'static, Result<UsageRecord, UsageError>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let sent = for_each_record(&path, &filter, |record| {
+                tx.blocking_send(Ok(record)).is_ok()
+            });
+            if let Err(e) = sent {
+                let _ = tx.blocking_send(Err(e));
+            }
+        });
+        Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        }))
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, UsageError> + Send + 'static,
+) -> Result<T, UsageError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| UsageError(format!("query task failed: {e}")))?
+}
+
+/// The writing thread's state.
+struct Writer {
+    conn: Connection,
+    retention: Option<Duration>,
+    last_prune: Option<Instant>,
+    models: HashSet<String>,
+    counters: HashMap<(String, String), crate::metrics::UsageCounters>,
+}
+
+impl Writer {
+    fn run(&mut self, receiver: &Receiver<Command>) {
+        // Sleeps on the channel when idle; polls it every GATHER while records flow.
+        while let Ok(first) = receiver.recv() {
+            let mut batch = Vec::new();
+            let mut flushes = Vec::new();
+            let mut pending = Some(first);
+            let mut last_record = Instant::now();
+            loop {
+                let mut disconnected = false;
+                loop {
+                    let command = match pending.take() {
+                        Some(c) => c,
+                        None => match receiver.try_recv() {
+                            Ok(c) => c,
+                            Err(TryRecvError::Empty) => break,
+                            Err(TryRecvError::Disconnected) => {
+                                disconnected = true;
+                                break;
+                            }
+                        },
+                    };
+                    match command {
+                        Command::Record(r) => {
+                            batch.push(*r);
+                            last_record = Instant::now();
+                            if batch.len() >= MAX_BATCH {
+                                self.write(&mut batch);
+                            }
+                        }
+                        Command::Flush(reply) => {
+                            self.write(&mut batch);
+                            flushes.push(reply);
+                        }
+                    }
+                }
+                self.write(&mut batch);
+                for reply in flushes.drain(..) {
+                    let _ = reply.send(());
+                }
+                self.prune_when_due();
+                if disconnected {
+                    return;
+                }
+                if last_record.elapsed() >= LINGER {
+                    break;
+                }
+                std::thread::sleep(GATHER);
+            }
+        }
+    }
+
+    /// Prices, counts and writes `batch` (emptying it) in one transaction; should that fail,
+    /// the records are lost (logged), never retried forever.
+    fn write(&mut self, batch: &mut Vec<UsageRecord>) {
+        if batch.is_empty() {
+            return;
+        }
+        let registry = ModelRegistry::bundled();
+        for r in batch.iter_mut() {
+            if r.cost_usd.is_none() {
+                r.cost_usd = r.price(registry);
+            }
+            self.count(r);
+        }
+        if let Err(e) = insert_all(&mut self.conn, batch) {
+            tracing::warn!(records = batch.len(), "writing usage records failed: {e}");
+        }
+        batch.clear();
+    }
+
+    fn count(&mut self, r: &UsageRecord) {
+        let backend = r.backend.as_deref().unwrap_or("none");
+        let model = model_label(&self.models, r.model.as_deref());
+        let key = (backend.to_owned(), model.to_owned());
+        let counters = self
+            .counters
+            .entry(key)
+            .or_insert_with(|| crate::metrics::usage_counters(backend, model));
+        counters.add(r);
+    }
+
+    fn prune_when_due(&mut self) {
+        if self.last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+            self.prune();
+        }
+    }
+
+    /// Deletes records older than the retention.
+    fn prune(&mut self) {
+        self.last_prune = Some(Instant::now());
+        let Some(retention) = self.retention else {
+            return;
+        };
+        let cutoff =
+            now_millis().saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
+        match self
+            .conn
+            .execute("DELETE FROM usage_records WHERE started_at < ?1", [cutoff])
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                deleted = n,
+                "usage records past usage.retention_days deleted"
+            ),
+            Err(e) => tracing::warn!("deleting old usage records failed: {e}"),
+        }
+    }
+}
+
+/// The Prometheus `model` label: a configured model name, else `other` (client-chosen names
+/// would make the label unbounded).
+pub fn model_label<'a>(configured: &HashSet<String>, model: Option<&'a str>) -> &'a str {
+    match model {
+        Some(m) if configured.contains(m) => m,
+        _ => "other",
+    }
+}
+
+/// Now, Unix milliseconds.
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+const COLUMNS: &str = "request_id, session_id, client, frontend, backend, model, stream, status, outcome, prompt_tokens, completion_tokens, total_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, estimated, cost_usd, latency_ms, ttft_ms, started_at, finished_at";
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn insert_all(conn: &mut Connection, batch: &[UsageRecord]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut insert = tx.prepare_cached(&format!(
+            "INSERT INTO usage_records ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"
+        ))?;
+        for r in batch {
+            insert.execute(rusqlite::params![
+                r.request_id,
+                r.session_id,
+                r.client,
+                r.frontend,
+                r.backend,
+                r.model,
+                r.stream,
+                r.status,
+                r.outcome,
+                to_i64(r.prompt_tokens),
+                to_i64(r.completion_tokens),
+                to_i64(r.total_tokens),
+                to_i64(r.cache_read_tokens),
+                to_i64(r.cache_write_tokens),
+                to_i64(r.reasoning_tokens),
+                r.estimated,
+                r.cost_usd,
+                r.latency_ms,
+                r.ttft_ms,
+                r.started_at,
+                r.finished_at,
+            ])?;
+        }
+    }
+    tx.commit()
+}
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<UsageRecord> {
+    let n =
+        |i: usize| -> rusqlite::Result<u64> { Ok(u64::try_from(r.get::<_, i64>(i)?).unwrap_or(0)) };
+    Ok(UsageRecord {
+        request_id: r.get(0)?,
+        session_id: r.get(1)?,
+        client: r.get(2)?,
+        frontend: r.get(3)?,
+        backend: r.get(4)?,
+        model: r.get(5)?,
+        stream: r.get(6)?,
+        status: u16::try_from(r.get::<_, i64>(7)?).unwrap_or(0),
+        outcome: r.get(8)?,
+        prompt_tokens: n(9)?,
+        completion_tokens: n(10)?,
+        total_tokens: n(11)?,
+        cache_read_tokens: n(12)?,
+        cache_write_tokens: n(13)?,
+        reasoning_tokens: n(14)?,
+        estimated: r.get(15)?,
+        cost_usd: r.get(16)?,
+        latency_ms: r.get(17)?,
+        ttft_ms: r.get(18)?,
+        started_at: r.get(19)?,
+        finished_at: r.get(20)?,
+    })
+}
+
+/// A read-only connection to the ledger at `path` (which must exist).
+fn open_reader(path: &Path) -> Result<Connection, UsageError> {
+    let fail = |e: rusqlite::Error| UsageError(format!("cannot read '{}': {e}", path.display()));
+    if !path.exists() {
+        return Err(UsageError(format!(
+            "no usage database at '{}'",
+            path.display()
+        )));
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(fail)?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(fail)?;
+    Ok(conn)
+}
+
+/// `WHERE ...` for `filter` and its parameters.
+fn where_clause(filter: &UsageFilter) -> (String, Vec<SqlValue>) {
+    let mut conditions = Vec::new();
+    let mut params = Vec::new();
+    let mut text = |column: &str, value: &Option<String>| {
+        if let Some(v) = value {
+            params.push(SqlValue::Text(v.clone()));
+            conditions.push(format!("{column} = ?{}", params.len()));
+        }
+    };
+    text("backend", &filter.backend);
+    text("model", &filter.model);
+    text("session_id", &filter.session_id);
+    if let Some(since) = filter.since_ms {
+        params.push(SqlValue::Integer(since));
+        conditions.push(format!("started_at >= ?{}", params.len()));
+    }
+    if let Some(until) = filter.until_ms {
+        params.push(SqlValue::Integer(until));
+        conditions.push(format!("started_at < ?{}", params.len()));
+    }
+    if conditions.is_empty() {
+        (String::new(), params)
+    } else {
+        (format!("WHERE {}", conditions.join(" AND ")), params)
+    }
+}
+
+const SUMS: &str = "COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(total_tokens), 0), COALESCE(SUM(cache_read_tokens), 0), COALESCE(SUM(cache_write_tokens), 0), COALESCE(SUM(reasoning_tokens), 0), COALESCE(SUM(cost_usd), 0.0), COALESCE(SUM(CASE WHEN estimated THEN 1 ELSE 0 END), 0)";
+
+fn totals_at(r: &Row<'_>, at: usize) -> rusqlite::Result<Totals> {
+    let n = |i: usize| -> rusqlite::Result<u64> {
+        Ok(u64::try_from(r.get::<_, i64>(at + i)?).unwrap_or(0))
+    };
+    Ok(Totals {
+        requests: n(0)?,
+        prompt_tokens: n(1)?,
+        completion_tokens: n(2)?,
+        total_tokens: n(3)?,
+        cached_tokens: n(4)?,
+        cache_write_tokens: n(5)?,
+        reasoning_tokens: n(6)?,
+        cost_usd: r.get(at + 7)?,
+        estimated_requests: n(8)?,
+    })
+}
+
+/// Totals and breakdowns of the records `filter` selects in the ledger at `path`.
+pub fn read_stats(path: &Path, filter: &UsageFilter) -> Result<UsageStats, UsageError> {
+    let conn = open_reader(path)?;
+    let fail = |e: rusqlite::Error| UsageError(format!("usage query failed: {e}"));
+    let (clause, params) = where_clause(filter);
+    let total = conn
+        .query_row(
+            &format!("SELECT {SUMS} FROM usage_records {clause}"),
+            params_from_iter(params.iter()),
+            |r| totals_at(r, 0),
+        )
+        .map_err(fail)?;
+    let group = |column: &str| -> rusqlite::Result<Vec<GroupTotals>> {
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {column}, {SUMS} FROM usage_records {clause} GROUP BY {column} ORDER BY 9 DESC, 5 DESC, {column} LIMIT {MAX_GROUPS}"
+        ))?;
+        let rows = stmt.query_map(params_from_iter(params.iter()), |r| {
+            Ok(GroupTotals {
+                key: r.get(0)?,
+                totals: totals_at(r, 1)?,
+            })
+        })?;
+        rows.collect()
+    };
+    Ok(UsageStats {
+        total,
+        by_backend: group("backend").map_err(fail)?,
+        by_model: group("model").map_err(fail)?,
+        by_session: group("session_id").map_err(fail)?,
+    })
+}
+
+/// The newest `limit` records `filter` selects, newest first.
+pub fn read_recent(
+    path: &Path,
+    filter: &UsageFilter,
+    limit: usize,
+) -> Result<Vec<UsageRecord>, UsageError> {
+    let conn = open_reader(path)?;
+    let fail = |e: rusqlite::Error| UsageError(format!("usage query failed: {e}"));
+    let (clause, params) = where_clause(filter);
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT {COLUMNS} FROM usage_records {clause} ORDER BY finished_at DESC, rowid DESC LIMIT {limit}"
+        ))
+        .map_err(fail)?;
+    let rows = stmt
+        .query_map(params_from_iter(params.iter()), from_row)
+        .map_err(fail)?;
+    rows.collect::<rusqlite::Result<_>>().map_err(fail)
+}
+
+/// Calls `each` with every record `filter` selects, oldest first, one row at a time, until it
+/// returns `false`.
+pub fn for_each_record(
+    path: &Path,
+    filter: &UsageFilter,
+    mut each: impl FnMut(UsageRecord) -> bool,
+) -> Result<(), UsageError> {
+    let conn = open_reader(path)?;
+    let fail = |e: rusqlite::Error| UsageError(format!("usage query failed: {e}"));
+    let (clause, params) = where_clause(filter);
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT {COLUMNS} FROM usage_records {clause} ORDER BY started_at, rowid"
+        ))
+        .map_err(fail)?;
+    let mut rows = stmt.query(params_from_iter(params.iter())).map_err(fail)?;
+    while let Some(row) = rows.next().map_err(fail)? {
+        if !each(from_row(row).map_err(fail)?) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(
+        id: &str,
+        backend: &str,
+        model: &str,
+        started_at: i64,
+        tokens: (u64, u64),
+    ) -> UsageRecord {
+        UsageRecord {
+            request_id: id.into(),
+            frontend: "openai_chat".into(),
+            backend: Some(backend.into()),
+            model: Some(model.into()),
+            status: 200,
+            outcome: "ok".into(),
+            prompt_tokens: tokens.0,
+            completion_tokens: tokens.1,
+            total_tokens: tokens.0 + tokens.1,
+            started_at,
+            finished_at: started_at + 5,
+            ..UsageRecord::default()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn records_are_written_queried_and_kept_across_reopening() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("usage.sqlite3");
+        let now = now_millis();
+        let store = SqliteUsageStore::open(&path, &UsageConfig::default(), HashSet::new()).unwrap();
+        store.record(record("a", "openai", "gpt-4o", now - 2000, (10, 5)));
+        store.record(record(
+            "b",
+            "anthropic",
+            "claude-sonnet-4-5",
+            now - 1000,
+            (20, 1),
+        ));
+        store.record(record("c", "openai", "gpt-4o", now, (1, 1)));
+        store.flush().await;
+        let stats = store.stats(UsageFilter::default()).await.unwrap();
+        assert_eq!(stats.total.requests, 3);
+        assert_eq!(stats.total.total_tokens, 38);
+        assert!(stats.total.cost_usd > 0.0, "priced from the registry");
+        let openai = stats
+            .by_backend
+            .iter()
+            .find(|g| g.key.as_deref() == Some("openai"))
+            .unwrap();
+        assert_eq!(
+            (openai.totals.requests, openai.totals.prompt_tokens),
+            (2, 11)
+        );
+        let only = store
+            .stats(UsageFilter {
+                model: Some("claude-sonnet-4-5".into()),
+                ..UsageFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(only.total.requests, 1);
+        let recent = store.recent(UsageFilter::default(), 2).await.unwrap();
+        let ids: Vec<_> = recent.iter().map(|r| r.request_id.as_str()).collect();
+        assert_eq!(ids, ["c", "b"]);
+        drop(store);
+
+        let store = SqliteUsageStore::open(&path, &UsageConfig::default(), HashSet::new()).unwrap();
+        use futures::StreamExt as _;
+        let all: Vec<_> = store.export(UsageFilter::default()).collect().await;
+        let ids: Vec<_> = all.into_iter().map(|r| r.unwrap().request_id).collect();
+        assert_eq!(ids, ["a", "b", "c"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn records_past_the_retention_are_deleted_when_the_store_opens() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("usage.sqlite3");
+        let keep_forever = UsageConfig {
+            enabled: true,
+            retention: None,
+        };
+        let store = SqliteUsageStore::open(&path, &keep_forever, HashSet::new()).unwrap();
+        let day = 24 * 3600 * 1000;
+        store.record(record("old", "b", "m", now_millis() - 10 * day, (1, 1)));
+        store.record(record("new", "b", "m", now_millis(), (1, 1)));
+        store.flush().await;
+        drop(store);
+        let week = UsageConfig {
+            enabled: true,
+            retention: Some(Duration::from_secs(7 * 24 * 3600)),
+        };
+        let store = SqliteUsageStore::open(&path, &week, HashSet::new()).unwrap();
+        let left = store.recent(UsageFilter::default(), 10).await.unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].request_id, "new");
+    }
+
+    #[test]
+    fn only_configured_models_name_a_prometheus_label() {
+        let configured: HashSet<String> = ["gpt-4o".to_owned()].into();
+        assert_eq!(model_label(&configured, Some("gpt-4o")), "gpt-4o");
+        assert_eq!(
+            model_label(&configured, Some("made-up-by-a-client")),
+            "other"
+        );
+        assert_eq!(model_label(&configured, None), "other");
+    }
+}
