@@ -75,6 +75,8 @@ pub struct RequestContext {
     dedup: Arc<OnceLock<crate::dedup::Ticket>>,
     /// The prompt's token counts, computed on first need (context-window checks).
     prompt_size: Arc<crate::context_window::PromptSize>,
+    /// Wire capture is on: responses carry a [`CaptureLink`](crate::capture::CaptureLink).
+    capturing: bool,
 }
 
 impl RequestContext {
@@ -100,6 +102,7 @@ impl RequestContext {
             hooks: state.pipeline().finish_hooks().clone(),
             dedup: Arc::default(),
             prompt_size: Arc::default(),
+            capturing: state.http_client().sink().is_some(),
         }
     }
 
@@ -236,12 +239,25 @@ impl RequestContext {
         headers.insert(OVERHEAD_MS.clone(), millis_header(self.overhead()));
     }
 
+    /// [`stamp`](Self::stamp)s the response's headers and, when capture is on, hands the
+    /// capture what it learns later (the session, the instance).
+    pub fn stamp_response(&self, resp: &mut Response) {
+        self.stamp(resp.headers_mut());
+        if self.capturing {
+            resp.extensions_mut()
+                .insert(crate::capture::CaptureLink::new(
+                    self.session.clone(),
+                    self.backend.clone(),
+                ));
+        }
+    }
+
     /// An error response in this request's format.
     pub fn error(&self, e: ProxyError) -> Response {
         tracing::info!(request_id = %self.request_id, status = e.status().as_u16(), label = e.label(), "request failed: {e}");
         self.finish(false, e.label());
         let mut resp = e.into_response_for(self.format).into_response();
-        self.stamp(resp.headers_mut());
+        self.stamp_response(&mut resp);
         resp
     }
 }
@@ -325,6 +341,7 @@ pub(crate) mod tests {
             hooks: FinishHooks::default(),
             dedup: Arc::default(),
             prompt_size: Arc::default(),
+            capturing: false,
         }
     }
 

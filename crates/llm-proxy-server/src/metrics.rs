@@ -18,6 +18,7 @@ const UPSTREAM: &str = "llm_proxy_upstream_latency_seconds";
 const TTFT: &str = "llm_proxy_time_to_first_token_seconds";
 const REQUESTS: &str = "llm_proxy_requests_total";
 const LOSSY: &str = "llm_proxy_lossy_total";
+const CAPTURE_DROPPED: &str = "llm_proxy_capture_dropped_total";
 
 /// Installs the process-wide recorder (once; later calls reuse it).
 pub fn install() -> Option<&'static PrometheusHandle> {
@@ -190,6 +191,13 @@ pub fn record_lossy(frontend: &'static str, notes: &[String]) {
             lossy_counter(frontend, field).increment(1);
         }
     }
+}
+
+/// Counts one wire-capture record lost (`llm_proxy_capture_dropped_total`): the capture queue
+/// was full, the sink closed, or writing failed.
+pub fn record_capture_dropped() {
+    install();
+    metrics::counter!(CAPTURE_DROPPED).increment(1);
 }
 
 /// `GET /metrics`.
