@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+mod capture_cli;
 mod scrubbed_log;
 
 use llm_proxy_api::Scrubber;
@@ -210,6 +211,11 @@ enum Command {
     /// List backend types with their origin (core or plugin), configured instances, and
     /// plugins that were skipped, with reasons.
     Plugins,
+    /// Read a wire-capture file: show a request, export HAR, replay against a proxy.
+    Capture {
+        #[command(subcommand)]
+        command: capture_cli::CaptureCommand,
+    },
 }
 
 impl Cli {
@@ -290,6 +296,16 @@ fn main() -> ExitCode {
     #[cfg(feature = "ollama-native")]
     llm_proxy_plugin_ollama_native::link();
     let cli = Cli::parse();
+    // Reading a capture needs no configuration.
+    if let Some(Command::Capture { command }) = &cli.command {
+        return match capture_cli::run(command, &print_out) {
+            Ok(code) => code,
+            Err(e) => {
+                fail(e);
+                ExitCode::from(2)
+            }
+        };
+    }
     // Fixed before discovery: it decides which backends may register.
     let env_mode = std::env::var(ACCESS_MODE_ENV).ok();
     let mode = match AccessMode::resolve(
@@ -315,6 +331,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::CheckConfig) => check_config(cfg, mode, scrubber),
         Some(Command::Plugins) => list_plugins(cfg, mode, scrubber),
+        Some(Command::Capture { .. }) => ExitCode::SUCCESS,
         Some(Command::Serve) | None => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
