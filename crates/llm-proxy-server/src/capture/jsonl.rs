@@ -682,6 +682,13 @@ mod tests {
             sink.record(record(b"x"));
         }
         assert_eq!(sink.dropped(), 3);
+        if let Some(handle) = crate::metrics::install() {
+            let text = handle.render();
+            assert!(
+                text.contains("llm_proxy_capture_dropped_total"),
+                "the drops are in /metrics: {text}"
+            );
+        }
         open_gate.send(()).unwrap();
         assert!(sink.flush(Duration::from_secs(5)));
         assert_eq!(lines(&path).len(), 2);
