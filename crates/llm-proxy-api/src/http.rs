@@ -100,6 +100,19 @@ pub struct CaptureRecord {
     pub body: Bytes,
     /// Body length before any cut.
     pub body_len: usize,
+    /// When the body arrived as a stream: each piece as it crossed, in order (empty for a
+    /// body read whole). The lengths add up to `body.len()`.
+    pub chunks: Vec<CaptureChunk>,
+}
+
+/// One piece of a streamed body: when it crossed the boundary and how many bytes of
+/// [`CaptureRecord::body`] it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CaptureChunk {
+    /// When the piece crossed.
+    pub at: SystemTime,
+    /// Its length in bytes.
+    pub len: usize,
 }
 
 /// Where capture records go. `record` must not block: implementations queue and drop when
@@ -288,6 +301,7 @@ impl CaptureAwareClient {
                 headers: masked_headers(request.headers()),
                 body_len: body.len(),
                 body,
+                chunks: Vec::new(),
             });
         }
         let response = self.inner.execute(request).await?;
@@ -297,6 +311,7 @@ impl CaptureAwareClient {
                 status: response.status().as_u16(),
                 headers: masked_headers(response.headers()),
                 buffer: std::sync::Mutex::new(BytesMut::new()),
+                chunks: std::sync::Mutex::new(Vec::new()),
                 seen: std::sync::atomic::AtomicUsize::new(0),
                 completed: AtomicBool::new(false),
             })
@@ -332,19 +347,31 @@ pub struct PendingCapture {
     status: u16,
     headers: Vec<(String, String)>,
     buffer: std::sync::Mutex<BytesMut>,
+    /// Pieces of a streamed body (empty when it was read whole).
+    chunks: std::sync::Mutex<Vec<CaptureChunk>>,
     seen: std::sync::atomic::AtomicUsize,
     completed: AtomicBool,
 }
 
 impl PendingCapture {
-    fn append(&self, chunk: &[u8]) {
+    /// Adds body bytes; `streamed` notes them as one timestamped piece.
+    fn append(&self, chunk: &[u8], streamed: bool) {
         let seen = self.seen.fetch_add(chunk.len(), Ordering::Relaxed);
         if seen >= CAPTURE_BODY_LIMIT {
             return;
         }
-        let room = CAPTURE_BODY_LIMIT - seen;
+        let kept = chunk.len().min(CAPTURE_BODY_LIMIT - seen);
         if let Ok(mut buf) = self.buffer.lock() {
-            buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            buf.extend_from_slice(&chunk[..kept]);
+        }
+        if streamed
+            && kept > 0
+            && let Ok(mut chunks) = self.chunks.lock()
+        {
+            chunks.push(CaptureChunk {
+                at: SystemTime::now(),
+                len: kept,
+            });
         }
     }
 
@@ -365,6 +392,11 @@ pub fn capture_http_response(capture: &PendingCapture) {
         .lock()
         .map(|mut b| b.split().freeze())
         .unwrap_or_default();
+    let chunks = capture
+        .chunks
+        .lock()
+        .map(|mut c| std::mem::take(&mut *c))
+        .unwrap_or_default();
     let t = &capture.target;
     t.sink.record(CaptureRecord {
         request_id: t.request_id(),
@@ -380,6 +412,7 @@ pub fn capture_http_response(capture: &PendingCapture) {
         headers: capture.headers.clone(),
         body,
         body_len: capture.seen.load(Ordering::Relaxed),
+        chunks,
     });
 }
 
@@ -416,7 +449,7 @@ impl HttpResponse {
         }
         .map_err(|e| BackendError::transport(format!("reading upstream body: {e}")))?;
         if let Some(c) = &self.capture {
-            c.append(&body);
+            c.append(&body, false);
             capture_http_response(c);
         }
         Ok(body)
@@ -444,7 +477,7 @@ impl Stream for BodyStream {
         match self.inner.as_mut().poll_next(cx) {
             Poll::Ready(Some(Ok(chunk))) => {
                 if let Some(c) = &self.capture {
-                    c.append(&chunk);
+                    c.append(&chunk, true);
                 }
                 Poll::Ready(Some(Ok(chunk)))
             }
@@ -598,7 +631,14 @@ mod tests {
             inbound,
             [(CaptureDirection::InboundResponse, "default".to_owned())]
         );
-        assert_eq!(sink.0.lock().unwrap()[1].body, "streamed body");
+        let records = sink.0.lock().unwrap();
+        assert_eq!(records[1].body, "streamed body");
+        assert!(
+            !records[1].chunks.is_empty(),
+            "a streamed body keeps its pieces"
+        );
+        let total: usize = records[1].chunks.iter().map(|c| c.len).sum();
+        assert_eq!(total, records[1].body.len());
     }
 
     #[tokio::test]

@@ -77,6 +77,8 @@ pub struct RequestContext {
     prompt_size: Arc<crate::context_window::PromptSize>,
     /// What the answer used, when usage accounting is on.
     usage: Option<Arc<crate::usage::tally::UsageTally>>,
+    /// Wire capture is on: responses carry a [`CaptureLink`](crate::capture::CaptureLink).
+    capturing: bool,
 }
 
 impl RequestContext {
@@ -103,6 +105,7 @@ impl RequestContext {
             dedup: Arc::default(),
             prompt_size: Arc::default(),
             usage: state.pipeline().records_usage().then(Arc::default),
+            capturing: state.http_client().sink().is_some(),
         }
     }
 
@@ -249,6 +252,19 @@ impl RequestContext {
         headers.insert(OVERHEAD_MS.clone(), millis_header(self.overhead()));
     }
 
+    /// [`stamp`](Self::stamp)s the response's headers and, when capture is on, hands the
+    /// capture what it learns later (the session, the instance).
+    pub fn stamp_response(&self, resp: &mut Response) {
+        self.stamp(resp.headers_mut());
+        if self.capturing {
+            resp.extensions_mut()
+                .insert(crate::capture::CaptureLink::new(
+                    self.session.clone(),
+                    self.backend.clone(),
+                ));
+        }
+    }
+
     /// An error response in this request's format.
     pub fn error(&self, e: ProxyError) -> Response {
         tracing::info!(request_id = %self.request_id, status = e.status().as_u16(), label = e.label(), "request failed: {e}");
@@ -257,7 +273,7 @@ impl RequestContext {
         }
         self.finish(false, e.label());
         let mut resp = e.into_response_for(self.format).into_response();
-        self.stamp(resp.headers_mut());
+        self.stamp_response(&mut resp);
         resp
     }
 }
@@ -342,6 +358,7 @@ pub(crate) mod tests {
             dedup: Arc::default(),
             prompt_size: Arc::default(),
             usage: None,
+            capturing: false,
         }
     }
 

@@ -51,7 +51,7 @@ pub use state::AppState;
 pub fn app(state: AppState) -> Router {
     metrics::install();
     let limit = state.config().max_body_bytes;
-    Router::new()
+    let router = Router::new()
         .route(
             "/v1/chat/completions",
             post(frontend::openai_chat::chat_completions),
@@ -138,8 +138,21 @@ pub fn app(state: AppState) -> Router {
                 max_body_bytes: limit,
             },
             edge::guard,
-        ))
-        .with_state(state)
+        ));
+    with_capture(router, state)
+}
+
+/// The router with the client side of the wire capture outermost, when capture is on (off,
+/// nothing is added).
+fn with_capture(router: Router<AppState>, state: AppState) -> Router {
+    let router = match state.http_client().sink() {
+        Some(sink) => router.layer(axum::middleware::from_fn_with_state(
+            sink.clone(),
+            capture::capture_client_side,
+        )),
+        None => router,
+    };
+    router.with_state(state)
 }
 
 /// The router of the dedicated Anthropic listener (`anthropic_port`), for clients that
@@ -147,7 +160,7 @@ pub fn app(state: AppState) -> Router {
 /// Anthropic's shapes and error envelope.
 pub fn anthropic_app(state: AppState) -> Router {
     let limit = state.config().max_body_bytes;
-    Router::new()
+    let router = Router::new()
         .route("/v1/messages", post(frontend::anthropic::messages))
         .route(
             "/v1/messages/count_tokens",
@@ -169,8 +182,8 @@ pub fn anthropic_app(state: AppState) -> Router {
                 max_body_bytes: limit,
             },
             edge::guard,
-        ))
-        .with_state(state)
+        ));
+    with_capture(router, state)
 }
 
 async fn anthropic_not_found(req: Request) -> Response {

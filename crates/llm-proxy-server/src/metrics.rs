@@ -22,6 +22,7 @@ const LOSSY: &str = "llm_proxy_lossy_total";
 const USAGE_TOKENS: &str = "llm_proxy_usage_tokens_total";
 const USAGE_COST: &str = "llm_proxy_usage_cost_nano_usd_total";
 const USAGE_DROPPED: &str = "llm_proxy_usage_dropped_total";
+const CAPTURE_DROPPED: &str = "llm_proxy_capture_dropped_total";
 
 /// Installs the process-wide recorder (once; later calls reuse it).
 pub fn install() -> Option<&'static PrometheusHandle> {
@@ -248,6 +249,13 @@ pub fn usage_dropped() {
     DROPPED
         .get_or_init(|| metrics::counter!(USAGE_DROPPED))
         .increment(1);
+}
+
+/// Counts one wire-capture record lost (`llm_proxy_capture_dropped_total`): the capture queue
+/// was full, the sink closed, or writing failed.
+pub fn record_capture_dropped() {
+    install();
+    metrics::counter!(CAPTURE_DROPPED).increment(1);
 }
 
 /// `GET /metrics`.

@@ -63,9 +63,13 @@ async fn openai_calls_are_captured_with_the_key_name_only() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     for id in &ids {
+        // The upstream side (the client side is `capture_boundaries`'s).
         let mine: Vec<&Value> = records
             .iter()
             .filter(|r| r["request_id"] == id.as_str())
+            .filter(|r| {
+                r["direction"] == "outbound_request" || r["direction"] == "inbound_response"
+            })
             .collect();
         let directions: Vec<&str> = mine
             .iter()
@@ -97,10 +101,10 @@ async fn openai_calls_are_captured_with_the_key_name_only() {
     }
     let streamed: Vec<&Value> = records
         .iter()
-        .filter(|r| r["request_id"] == ids[1].as_str())
+        .filter(|r| r["request_id"] == ids[1].as_str() && r["direction"] == "inbound_response")
         .collect();
     assert!(
-        streamed[1]["payload"]
+        streamed[0]["payload"]
             .as_str()
             .unwrap()
             .contains("data: [DONE]")

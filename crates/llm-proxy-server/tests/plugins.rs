@@ -122,10 +122,12 @@ async fn broken_and_incompatible_plugins_warn_once_each_and_the_proxy_serves() {
 }
 
 /// Capture records of one request id.
+/// The upstream side of a request's capture (the client side is `capture_boundaries`'s).
 fn records_of<'a>(records: &'a [Value], request_id: &str) -> Vec<&'a Value> {
     records
         .iter()
         .filter(|r| r["request_id"] == request_id)
+        .filter(|r| r["direction"] == "outbound_request" || r["direction"] == "inbound_response")
         .collect()
 }
 

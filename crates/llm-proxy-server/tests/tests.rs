@@ -5,6 +5,7 @@
 mod anthropic;
 mod brute_force;
 mod capture;
+mod capture_boundaries;
 mod claude_code;
 mod commands;
 mod common;

@@ -7,11 +7,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+mod capture_cli;
 mod scrubbed_log;
 
 use llm_proxy_api::Scrubber;
 use llm_proxy_api::http::{CaptureAwareClient, CaptureSink, build_capture_aware_client};
-use llm_proxy_server::capture::JsonlCaptureSink;
+use llm_proxy_server::capture::{CaptureFileOptions, JsonlCaptureSink};
 use llm_proxy_server::config::{self, CliOverrides, Env};
 use llm_proxy_server::frontend::diagnostics;
 use llm_proxy_server::plugins::{ACCESS_MODE_ENV, AccessMode, Plugins};
@@ -48,9 +49,19 @@ struct Cli {
     /// Log filter: error, warn, info, debug, trace, or tracing directives.
     #[arg(long, global = true)]
     log_level: Option<String>,
-    /// Write wire captures (JSON lines) to this file.
+    /// Write wire captures (JSON lines, all four boundaries) to this file.
     #[arg(long, global = true)]
     capture_file: Option<String>,
+    /// Rotate the capture file once it holds this many bytes (logging.capture_max_bytes).
+    #[arg(long, global = true)]
+    capture_max_bytes: Option<u64>,
+    /// Rotate the capture file once it is this many seconds old
+    /// (logging.capture_rotate_interval_seconds).
+    #[arg(long, global = true)]
+    capture_rotate_interval: Option<f64>,
+    /// Rotated capture files kept, default 10 (logging.capture_max_files).
+    #[arg(long, global = true)]
+    capture_max_files: Option<usize>,
     /// In-chat command prefix (default `!/`).
     #[arg(long, global = true)]
     command_prefix: Option<String>,
@@ -202,6 +213,11 @@ enum Command {
     Plugins,
     /// Print a summary of the usage ledger in the data directory (works while no proxy runs).
     Usage(UsageArgs),
+    /// Read a wire-capture file: show a request, export HAR, replay against a proxy.
+    Capture {
+        #[command(subcommand)]
+        command: capture_cli::CaptureCommand,
+    },
 }
 
 /// `llm-proxy usage`: filters and grouping of the summary.
@@ -238,6 +254,9 @@ impl Cli {
             static_route: self.static_route.clone(),
             log_level: self.log_level.clone(),
             capture_file: self.capture_file.clone(),
+            capture_max_bytes: self.capture_max_bytes,
+            capture_rotate_interval: self.capture_rotate_interval,
+            capture_max_files: self.capture_max_files,
             command_prefix: self.command_prefix.clone(),
             disable_interactive_commands: self.disable_interactive_commands,
             strict_command_detection: self.strict_command_detection,
@@ -305,6 +324,16 @@ fn main() -> ExitCode {
     #[cfg(feature = "ollama-native")]
     llm_proxy_plugin_ollama_native::link();
     let cli = Cli::parse();
+    // Reading a capture needs no configuration.
+    if let Some(Command::Capture { command }) = &cli.command {
+        return match capture_cli::run(command, &print_out) {
+            Ok(code) => code,
+            Err(e) => {
+                fail(e);
+                ExitCode::from(2)
+            }
+        };
+    }
     // Fixed before discovery: it decides which backends may register.
     let env_mode = std::env::var(ACCESS_MODE_ENV).ok();
     let mode = match AccessMode::resolve(
@@ -331,6 +360,7 @@ fn main() -> ExitCode {
         Some(Command::CheckConfig) => check_config(cfg, mode, scrubber),
         Some(Command::Plugins) => list_plugins(cfg, mode, scrubber),
         Some(Command::Usage(args)) => usage_summary(&cfg, &args),
+        Some(Command::Capture { .. }) => ExitCode::SUCCESS,
         Some(Command::Serve) | None => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -456,9 +486,15 @@ fn open_capture(
     let Some(path) = &cfg.logging.capture_file else {
         return Ok(None);
     };
-    let sink = JsonlCaptureSink::open(path, scrubber)
+    let options = CaptureFileOptions {
+        max_bytes: cfg.logging.capture_max_bytes,
+        rotate_interval: cfg.logging.capture_rotate_interval,
+        max_files: cfg.logging.capture_max_files,
+        ..CaptureFileOptions::default()
+    };
+    let sink = JsonlCaptureSink::open_with_options(path, scrubber, &options)
         .map_err(|e| format!("cannot open capture file '{path}': {e}"))?;
-    tracing::info!(path = %path, "capturing upstream traffic (JSON lines)");
+    tracing::info!(path = %path, "capturing client and upstream traffic (JSON lines)");
     Ok(Some(sink))
 }
 

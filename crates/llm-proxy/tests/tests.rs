@@ -14,3 +14,6 @@ mod memory;
 // Responses answers survive a restart on the same data directory (stops with SIGTERM).
 #[cfg(unix)]
 mod restart;
+// `llm-proxy capture show / export-har / replay` on a capture the binary wrote (SIGTERM).
+#[cfg(unix)]
+mod capture;

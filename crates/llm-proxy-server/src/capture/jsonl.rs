@@ -1,7 +1,9 @@
 //! The JSON-lines capture file: `record()` only queues (bounded channel; when it is full the
-//! record is dropped and counted), a background thread masks secrets (the process's
-//! [`Scrubber`]), serializes and appends one JSON object per line, flushing whenever the queue
-//! runs empty. The file is created readable by its owner only.
+//! record is dropped and counted, also in `llm_proxy_capture_dropped_total`), a background
+//! thread masks secrets (the process's [`Scrubber`]), serializes and appends one JSON object
+//! per line, flushing whenever the queue runs empty, and rotates the file by size and age
+//! (renamed with a timestamp suffix, the oldest rotated files beyond the retention count
+//! deleted). Files are readable by their owner only (0600).
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -14,12 +16,39 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
-use llm_proxy_api::http::{CaptureRecord, CaptureSink};
+use llm_proxy_api::http::{CaptureChunk, CaptureRecord, CaptureSink};
 use llm_proxy_api::scrub::Scrubber;
 use serde_json::{Map, Value};
 
 /// Records that may wait for the writer before new ones are dropped.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 4096;
+
+/// Rotated files kept by default (`logging.capture_max_files`).
+pub const DEFAULT_MAX_FILES: usize = 10;
+
+/// How the capture file is kept: rotation and retention.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaptureFileOptions {
+    /// Rotate once the file holds at least this many bytes (`None`: never by size).
+    pub max_bytes: Option<u64>,
+    /// Rotate once the file is this old (`None`: never by age).
+    pub rotate_interval: Option<Duration>,
+    /// Rotated files kept; older ones are deleted.
+    pub max_files: usize,
+    /// Records that may wait for the writer.
+    pub queue_capacity: usize,
+}
+
+impl Default for CaptureFileOptions {
+    fn default() -> Self {
+        Self {
+            max_bytes: None,
+            rotate_interval: None,
+            max_files: DEFAULT_MAX_FILES,
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+        }
+    }
+}
 
 enum Message {
     Record(Box<CaptureRecord>),
@@ -52,7 +81,12 @@ impl JsonlCaptureSink {
     /// `scrubber` masks every configured secret and key shape in every record (see
     /// [`GatewayConfig::scrubber`](crate::config::GatewayConfig::scrubber)).
     pub fn open(path: impl AsRef<Path>, scrubber: Scrubber) -> std::io::Result<Arc<Self>> {
-        Self::start(path.as_ref(), scrubber, DEFAULT_QUEUE_CAPACITY, None)
+        Self::start(
+            path.as_ref(),
+            scrubber,
+            &CaptureFileOptions::default(),
+            None,
+        )
     }
 
     /// Like [`open`](Self::open) with a chosen queue capacity.
@@ -61,27 +95,40 @@ impl JsonlCaptureSink {
         scrubber: Scrubber,
         capacity: usize,
     ) -> std::io::Result<Arc<Self>> {
-        Self::start(path.as_ref(), scrubber, capacity, None)
+        let options = CaptureFileOptions {
+            queue_capacity: capacity,
+            ..CaptureFileOptions::default()
+        };
+        Self::start(path.as_ref(), scrubber, &options, None)
+    }
+
+    /// Like [`open`](Self::open) with rotation, retention and queue settings.
+    pub fn open_with_options(
+        path: impl AsRef<Path>,
+        scrubber: Scrubber,
+        options: &CaptureFileOptions,
+    ) -> std::io::Result<Arc<Self>> {
+        Self::start(path.as_ref(), scrubber, options, None)
     }
 
     /// `gate`: the writer waits for it before taking records (tests fill the queue with it).
     fn start(
         path: &Path,
         masker: Scrubber,
-        capacity: usize,
+        options: &CaptureFileOptions,
         gate: Option<Receiver<()>>,
     ) -> std::io::Result<Arc<Self>> {
-        let mut options = OpenOptions::new();
-        options.create(true).append(true);
-        // Captures hold prompts and answers: nobody but the owner reads them.
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let file = options.open(path)?;
-        let (sender, receiver) = mpsc::sync_channel(capacity.max(1));
+        let file = open_private(path)?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let (sender, receiver) = mpsc::sync_channel(options.queue_capacity.max(1));
         let dropped = Arc::new(AtomicU64::new(0));
         let written = Arc::new(AtomicU64::new(0));
         let writer = Writer {
             out: BufWriter::with_capacity(64 * 1024, file),
+            path: path.to_owned(),
+            size,
+            opened: SystemTime::now(),
+            options: options.clone(),
             masker,
             dropped: dropped.clone(),
             written: written.clone(),
@@ -156,13 +203,13 @@ impl JsonlCaptureSink {
 impl CaptureSink for JsonlCaptureSink {
     fn record(&self, record: CaptureRecord) {
         if self.closed.load(Ordering::Acquire) {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            count_drop(&self.dropped);
             return;
         }
         match self.sender.try_send(Message::Record(Box::new(record))) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
+                count_drop(&self.dropped);
             }
         }
     }
@@ -172,8 +219,38 @@ impl CaptureSink for JsonlCaptureSink {
     }
 }
 
+/// One lost record: the sink's own count and the Prometheus counter.
+fn count_drop(dropped: &AtomicU64) {
+    dropped.fetch_add(1, Ordering::Relaxed);
+    crate::metrics::record_capture_dropped();
+}
+
+/// Opens `path` for appending, created (or made) readable by its owner only: captures hold
+/// prompts and answers.
+fn open_private(path: &Path) -> std::io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if file.metadata()?.permissions().mode() & 0o777 != 0o600 {
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(file)
+}
+
 struct Writer {
     out: BufWriter<File>,
+    path: PathBuf,
+    /// Bytes in the current file.
+    size: u64,
+    /// When the current file was opened (age rotation).
+    opened: SystemTime,
+    options: CaptureFileOptions,
     masker: Scrubber,
     dropped: Arc<AtomicU64>,
     written: Arc<AtomicU64>,
@@ -214,11 +291,57 @@ impl Writer {
             }
         };
         line.push(b'\n');
+        if self.due_for_rotation(line.len() as u64) {
+            self.rotate();
+        }
         match self.out.write_all(&line) {
             Ok(()) => {
+                self.size += line.len() as u64;
                 self.written.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => self.failed(&e),
+        }
+    }
+
+    /// Whether the current file is full (it holds something and `next` more bytes would
+    /// pass the size limit) or old enough to be rotated before the next line.
+    fn due_for_rotation(&self, next: u64) -> bool {
+        if self.size == 0 {
+            return false;
+        }
+        let full = self
+            .options
+            .max_bytes
+            .is_some_and(|max| self.size.saturating_add(next) > max);
+        let old = self
+            .options
+            .rotate_interval
+            .is_some_and(|every| self.opened.elapsed().is_ok_and(|age| age >= every));
+        full || old
+    }
+
+    /// Renames the current file to `<path>.<UTC timestamp>`, starts a new one and deletes the
+    /// oldest rotated files beyond `max_files`. Fail-open: on error the current file is kept.
+    fn rotate(&mut self) {
+        self.flush();
+        let target = rotated_name(&self.path, SystemTime::now());
+        if let Err(e) = std::fs::rename(&self.path, &target) {
+            self.warn(&e);
+            return;
+        }
+        match open_private(&self.path) {
+            Ok(file) => {
+                self.out = BufWriter::with_capacity(64 * 1024, file);
+                self.size = 0;
+                self.opened = SystemTime::now();
+            }
+            Err(e) => {
+                self.warn(&e);
+                return;
+            }
+        }
+        if let Err(e) = prune_rotated(&self.path, self.options.max_files) {
+            self.warn(&e);
         }
     }
 
@@ -229,7 +352,7 @@ impl Writer {
     }
 
     fn failed(&mut self, error: &dyn std::error::Error) {
-        self.dropped.fetch_add(1, Ordering::Relaxed);
+        count_drop(&self.dropped);
         self.warn(error);
     }
 
@@ -244,8 +367,113 @@ impl Writer {
     }
 }
 
+/// `<path>.<YYYYMMDDTHHMMSS.mmmZ>`, with `-N` added if that name exists already.
+fn rotated_name(path: &Path, at: SystemTime) -> PathBuf {
+    let (iso, _) = timestamps(at);
+    let stamp: String = iso.chars().filter(|c| *c != '-' && *c != ':').collect();
+    let base = format!("{}.{stamp}", path.display());
+    let mut candidate = PathBuf::from(&base);
+    let mut n = 1;
+    while candidate.exists() {
+        candidate = PathBuf::from(format!("{base}-{n}"));
+        n += 1;
+    }
+    candidate
+}
+
+/// The rotated files of `path` (`<name>.<timestamp>` beside it), oldest first.
+pub fn rotated_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return Ok(Vec::new());
+    };
+    let prefix = format!("{name}.");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)?
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name().to_str().is_some_and(|n| {
+                n.strip_prefix(&prefix).is_some_and(|rest| {
+                    rest.len() >= 16 && rest.as_bytes()[0].is_ascii_digit() && rest.contains('T')
+                })
+            })
+        })
+        .map(|e| e.path())
+        .collect();
+    // The suffix is a UTC timestamp: name order is age order.
+    found.sort();
+    Ok(found)
+}
+
+/// Deletes the oldest rotated files of `path` beyond `keep`.
+fn prune_rotated(path: &Path, keep: usize) -> std::io::Result<()> {
+    let rotated = rotated_files(path)?;
+    let excess = rotated.len().saturating_sub(keep);
+    for old in rotated.into_iter().take(excess) {
+        std::fs::remove_file(old)?;
+    }
+    Ok(())
+}
+
+/// Bytes either side of a chunk boundary checked for a secret crossing it.
+const BOUNDARY_WINDOW: usize = 4096;
+
+/// The masked body of a streamed record and its pieces as `(when, offset, length)` in the
+/// masked bytes. Pieces are masked one by one so their offsets stay exact; where a secret
+/// (or anything the scrubber masks) crosses a boundary, the pieces on both sides are joined
+/// and masked together, so no part of a secret survives the cut.
+fn masked_chunks(
+    body: &[u8],
+    chunks: &[CaptureChunk],
+    masker: &Scrubber,
+) -> (Vec<u8>, Vec<(SystemTime, usize, usize)>) {
+    // Groups of raw pieces: (first piece's time, raw start, raw end).
+    let mut groups: Vec<(SystemTime, usize, usize)> = Vec::with_capacity(chunks.len());
+    let mut at = 0usize;
+    for chunk in chunks {
+        let end = at.saturating_add(chunk.len).min(body.len());
+        if end <= at {
+            continue;
+        }
+        match groups.last_mut() {
+            Some(last) if crosses(body, at, masker) => last.2 = end,
+            _ => groups.push((chunk.at, at, end)),
+        }
+        at = end;
+    }
+    if at < body.len() {
+        match groups.last_mut() {
+            Some(last) => last.2 = body.len(),
+            None => groups.push((SystemTime::now(), 0, body.len())),
+        }
+    }
+    let mut out = Vec::with_capacity(body.len());
+    let mut pieces = Vec::with_capacity(groups.len());
+    for (when, start, end) in groups {
+        let masked = masker.scrub_bytes(&body[start..end]);
+        pieces.push((when, out.len(), masked.len()));
+        out.extend_from_slice(&masked);
+    }
+    (out, pieces)
+}
+
+/// Whether masking around `boundary` differs from masking each side alone: something to be
+/// masked crosses it.
+fn crosses(body: &[u8], boundary: usize, masker: &Scrubber) -> bool {
+    let left = &body[boundary.saturating_sub(BOUNDARY_WINDOW)..boundary];
+    let right = &body[boundary..boundary.saturating_add(BOUNDARY_WINDOW).min(body.len())];
+    let joined = &body[boundary - left.len()..boundary + right.len()];
+    let whole = masker.scrub_bytes(joined);
+    let (l, r) = (masker.scrub_bytes(left), masker.scrub_bytes(right));
+    whole.len() != l.len() + r.len() || whole[..l.len()] != *l || whole[l.len()..] != *r
+}
+
 /// One capture line: identity, HTTP metadata, masked headers and the body (UTF-8 text as
-/// `payload`, anything else as `payload_base64`), with every known secret masked.
+/// `payload`, anything else as `payload_base64`), with every known secret masked. A body that
+/// crossed as a stream also lists its pieces (`chunks`: time, offset and length in the
+/// payload's bytes).
 fn record_json(record: &CaptureRecord, masker: &Scrubber) -> Value {
     let (iso, unix) = timestamps(record.timestamp);
     let mut headers: BTreeMap<String, String> = BTreeMap::new();
@@ -260,7 +488,19 @@ fn record_json(record: &CaptureRecord, masker: &Scrubber) -> Value {
             .or_insert(value);
     }
     let content_type = headers.get("content-type").cloned();
-    let body = masker.scrub_bytes(&record.body);
+    let (body, chunks) = if record.chunks.is_empty() {
+        (masker.scrub_bytes(&record.body), None)
+    } else {
+        let (body, pieces) = masked_chunks(&record.body, &record.chunks, masker);
+        let list: Vec<Value> = pieces
+            .into_iter()
+            .map(|(when, offset, length)| {
+                let (_, unix) = timestamps(when);
+                serde_json::json!({"timestamp_unix": unix, "offset": offset, "length": length})
+            })
+            .collect();
+        (std::borrow::Cow::Owned(body), Some(list))
+    };
     let mut out = Map::new();
     out.insert("timestamp_iso".into(), iso.into());
     out.insert("timestamp_unix".into(), unix.into());
@@ -299,6 +539,9 @@ fn record_json(record: &CaptureRecord, masker: &Scrubber) -> Value {
         "truncated".into(),
         (record.body.len() < record.body_len).into(),
     );
+    if let Some(chunks) = chunks {
+        out.insert("chunks".into(), Value::Array(chunks));
+    }
     Value::Object(out)
 }
 
@@ -358,6 +601,7 @@ mod tests {
             ],
             body: Bytes::copy_from_slice(body),
             body_len: body.len(),
+            chunks: Vec::new(),
         }
     }
 
@@ -428,11 +672,23 @@ mod tests {
     fn a_full_queue_drops_and_counts_without_blocking() {
         let path = temp_path("full.jsonl");
         let (open_gate, gate) = mpsc::channel();
-        let sink = JsonlCaptureSink::start(&path, Scrubber::default(), 2, Some(gate)).unwrap();
+        let options = CaptureFileOptions {
+            queue_capacity: 2,
+            ..CaptureFileOptions::default()
+        };
+        let sink =
+            JsonlCaptureSink::start(&path, Scrubber::default(), &options, Some(gate)).unwrap();
         for _ in 0..5 {
             sink.record(record(b"x"));
         }
         assert_eq!(sink.dropped(), 3);
+        if let Some(handle) = crate::metrics::install() {
+            let text = handle.render();
+            assert!(
+                text.contains("llm_proxy_capture_dropped_total"),
+                "the drops are in /metrics: {text}"
+            );
+        }
         open_gate.send(()).unwrap();
         assert!(sink.flush(Duration::from_secs(5)));
         assert_eq!(lines(&path).len(), 2);
@@ -488,6 +744,120 @@ mod tests {
         sink.close();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
+
+    #[test]
+    fn streamed_pieces_keep_their_times_and_a_split_secret_is_masked_whole() {
+        let path = temp_path("chunks.jsonl");
+        let scrubber = Scrubber::new(["planted-secret-value-42"]).unwrap();
+        let sink = JsonlCaptureSink::open(&path, scrubber).unwrap();
+        let pieces: [&[u8]; 4] = [
+            b"data: one\n\n",
+            b"data: planted-secr",
+            b"et-value-42 tail\n\n",
+            b"data: [DONE]\n\n",
+        ];
+        let mut r = record(&pieces.concat());
+        r.chunks = pieces
+            .iter()
+            .enumerate()
+            .map(|(i, p)| CaptureChunk {
+                at: UNIX_EPOCH + Duration::from_secs(1_700_000_000 + i as u64),
+                len: p.len(),
+            })
+            .collect();
+        sink.record(r);
+        sink.close();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for part in ["planted-secr", "et-value-42", "planted-secret-value-42"] {
+            assert!(!text.contains(part), "{part} in {text}");
+        }
+        let line = &lines(&path)[0];
+        let payload = line["payload"].as_str().unwrap().as_bytes();
+        let chunks = line["chunks"].as_array().unwrap();
+        assert_eq!(
+            chunks.len(),
+            3,
+            "the two pieces the secret spans are joined"
+        );
+        assert_eq!(chunks[0]["timestamp_unix"], 1_700_000_000.0);
+        assert_eq!(chunks[1]["timestamp_unix"], 1_700_000_001.0);
+        let mut joined = Vec::new();
+        for c in chunks {
+            let (o, l) = (
+                c["offset"].as_u64().unwrap() as usize,
+                c["length"].as_u64().unwrap() as usize,
+            );
+            assert_eq!(o, joined.len());
+            joined.extend_from_slice(&payload[o..o + l]);
+        }
+        assert_eq!(joined, payload);
+        assert!(
+            line["payload"]
+                .as_str()
+                .unwrap()
+                .starts_with("data: one\n\ndata: ")
+        );
+        assert!(
+            line["payload"]
+                .as_str()
+                .unwrap()
+                .ends_with("data: [DONE]\n\n")
+        );
+    }
+
+    #[test]
+    fn files_rotate_by_size_with_a_timestamp_suffix_and_old_ones_are_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cap.jsonl");
+        let options = CaptureFileOptions {
+            max_bytes: Some(1500),
+            max_files: 2,
+            ..CaptureFileOptions::default()
+        };
+        let sink =
+            JsonlCaptureSink::open_with_options(&path, Scrubber::default(), &options).unwrap();
+        for _ in 0..8 {
+            sink.record(record(&[b'x'; 200]));
+            assert!(sink.flush(Duration::from_secs(5)));
+        }
+        sink.close();
+        let rotated = rotated_files(&path).unwrap();
+        assert_eq!(rotated.len(), 2, "{rotated:?}");
+        let mut total = lines(&path).len();
+        for old in &rotated {
+            let name = old.file_name().unwrap().to_str().unwrap();
+            let suffix = name.strip_prefix("cap.jsonl.").unwrap();
+            assert!(suffix.ends_with('Z') || suffix.contains("Z-"), "{suffix}");
+            assert!(suffix.as_bytes()[8] == b'T', "{suffix}");
+            assert!(std::fs::metadata(old).unwrap().len() <= 1500);
+            total += lines(old).len();
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(old).unwrap().permissions().mode();
+                assert_eq!(mode & 0o777, 0o600);
+            }
+        }
+        assert!(total < 8, "older files were deleted");
+        assert_eq!(sink.written(), 8);
+    }
+
+    #[test]
+    fn files_rotate_by_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("age.jsonl");
+        let options = CaptureFileOptions {
+            rotate_interval: Some(Duration::ZERO),
+            ..CaptureFileOptions::default()
+        };
+        let sink =
+            JsonlCaptureSink::open_with_options(&path, Scrubber::default(), &options).unwrap();
+        sink.record(record(b"one"));
+        sink.record(record(b"two"));
+        sink.close();
+        assert_eq!(rotated_files(&path).unwrap().len(), 1);
+        assert_eq!(lines(&path).len(), 1);
     }
 
     #[test]

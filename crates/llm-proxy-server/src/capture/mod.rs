@@ -1,9 +1,16 @@
-//! Wire capture: where the capture-aware HTTP client's boundary records go. The sink is behind
-//! `llm_proxy_api::http::CaptureSink`; the JSON-lines file ([`JsonlCaptureSink`]) is the one
-//! we ship. Secrets never reach a capture: the client masks credential headers (by name, and
-//! every value marked sensitive) and URL credentials, and the sink passes URLs, headers and
-//! bodies through the process's `Scrubber` (every configured secret and key shape).
+//! Wire capture at the four boundaries: the client side (`inbound_request`,
+//! `outbound_response`) is recorded by the [`boundary`] middleware, the upstream side
+//! (`outbound_request`, `inbound_response`) by the capture-aware HTTP client
+//! (`llm_proxy_api::http`); both go to one `CaptureSink`, the JSON-lines file
+//! ([`JsonlCaptureSink`], rotated and pruned) being the one we ship. Secrets never reach a
+//! capture: credential headers are masked by name (and every value marked sensitive), and the
+//! sink passes URLs, headers and bodies through the process's `Scrubber` (every configured
+//! secret, client key and key shape).
 
+pub mod boundary;
 pub mod jsonl;
 
-pub use jsonl::{DEFAULT_QUEUE_CAPACITY, JsonlCaptureSink};
+pub use boundary::{CaptureLink, capture_client_side};
+pub use jsonl::{
+    CaptureFileOptions, DEFAULT_MAX_FILES, DEFAULT_QUEUE_CAPACITY, JsonlCaptureSink, rotated_files,
+};

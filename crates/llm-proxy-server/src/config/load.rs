@@ -9,7 +9,7 @@ use llm_proxy_api::scrub::{mask_url_credentials, masked_extra};
 use llm_proxy_connectors::openai_compat::PROVIDERS;
 use serde_json::{Value, json};
 
-use super::raw::{RawBackend, RawConfig};
+use super::raw::{RawBackend, RawConfig, RawLogging};
 use super::runtime::{
     AuthConfig, BackendsConfig, BruteForceConfig, CachingConfig, CircuitBreakerConfig,
     CommandsConfig, FailureHandling, GatewayConfig, Limits, LoggingConfig, ModelAlias,
@@ -56,6 +56,12 @@ pub struct CliOverrides {
     pub log_level: Option<String>,
     /// `--capture-file`.
     pub capture_file: Option<String>,
+    /// `--capture-max-bytes` (logging.capture_max_bytes).
+    pub capture_max_bytes: Option<u64>,
+    /// `--capture-rotate-interval` seconds (logging.capture_rotate_interval_seconds).
+    pub capture_rotate_interval: Option<f64>,
+    /// `--capture-max-files` (logging.capture_max_files).
+    pub capture_max_files: Option<usize>,
     /// `--command-prefix`.
     pub command_prefix: Option<String>,
     /// `--disable-interactive-commands` (session.disable_interactive_commands).
@@ -244,6 +250,16 @@ fn env_f64(env: &Env, key: &str) -> Result<Option<f64>, ConfigError> {
         .transpose()
 }
 
+fn env_count(env: &Env, key: &str) -> Result<Option<u64>, ConfigError> {
+    env.get(key)
+        .map(|v| {
+            v.trim()
+                .parse::<u64>()
+                .map_err(|_| ConfigError::new(key, "expected a whole number"))
+        })
+        .transpose()
+}
+
 fn env_bool(env: &Env, key: &str) -> Result<Option<bool>, ConfigError> {
     env.get(key)
         .map(|v| match v.trim().to_ascii_lowercase().as_str() {
@@ -345,6 +361,15 @@ fn apply_env(
     }
     if let Some(v) = env.get("CAPTURE_FILE") {
         raw.logging.capture_file = Some(v.to_owned());
+    }
+    if let Some(v) = env_count(env, "CAPTURE_MAX_BYTES")? {
+        raw.logging.capture_max_bytes = Some(v);
+    }
+    if let Some(v) = env_f64(env, "CAPTURE_ROTATE_INTERVAL_SECONDS")? {
+        raw.logging.capture_rotate_interval_seconds = Some(v);
+    }
+    if let Some(v) = env_count(env, "CAPTURE_MAX_FILES")? {
+        raw.logging.capture_max_files = Some(usize::try_from(v).unwrap_or(usize::MAX));
     }
     if let Some(v) = env.get("LOG_LEVEL") {
         raw.logging.level = Some(v.to_owned());
@@ -486,6 +511,15 @@ fn apply_cli(raw: &mut RawConfig, cli: &CliOverrides) {
     if let Some(v) = &cli.capture_file {
         raw.logging.capture_file = Some(v.clone());
     }
+    if let Some(v) = cli.capture_max_bytes {
+        raw.logging.capture_max_bytes = Some(v);
+    }
+    if let Some(v) = cli.capture_rotate_interval {
+        raw.logging.capture_rotate_interval_seconds = Some(v);
+    }
+    if let Some(v) = cli.capture_max_files {
+        raw.logging.capture_max_files = Some(v);
+    }
     if let Some(v) = &cli.command_prefix {
         raw.command_prefix = Some(v.clone());
     }
@@ -599,6 +633,39 @@ fn seconds(path: &str, v: Option<f64>, default: Duration) -> Result<Duration, Co
 }
 
 /// Command prefix rules (see [`crate::commands::parse::validate_prefix`]).
+/// `logging:`: the level and the capture file with its rotation (a size or an interval of
+/// 0 is refused: leave the key out to never rotate that way).
+fn logging_config(
+    raw: &RawLogging,
+    defaults: &LoggingConfig,
+) -> Result<LoggingConfig, ConfigError> {
+    if raw.capture_max_bytes == Some(0) {
+        return Err(ConfigError::new(
+            "logging.capture_max_bytes",
+            "must be positive (leave it out to never rotate by size)",
+        ));
+    }
+    let capture_rotate_interval = match raw.capture_rotate_interval_seconds {
+        None => None,
+        Some(s) if s > 0.0 && Duration::try_from_secs_f64(s).is_ok() => {
+            Duration::try_from_secs_f64(s).ok()
+        }
+        Some(_) => {
+            return Err(ConfigError::new(
+                "logging.capture_rotate_interval_seconds",
+                "must be a positive number of seconds (leave it out to never rotate by age)",
+            ));
+        }
+    };
+    Ok(LoggingConfig {
+        level: raw.level.clone().unwrap_or_else(|| defaults.level.clone()),
+        capture_file: raw.capture_file.clone(),
+        capture_max_bytes: raw.capture_max_bytes,
+        capture_rotate_interval,
+        capture_max_files: raw.capture_max_files.unwrap_or(defaults.capture_max_files),
+    })
+}
+
 fn validate_command_prefix(p: &str) -> Result<(), ConfigError> {
     crate::commands::parse::validate_prefix(p).map_err(|m| ConfigError::new("command_prefix", m))
 }
@@ -740,6 +807,7 @@ fn validate(
         return Err(ConfigError::new("host", "must not be empty"));
     }
     let proxy_timeout = seconds("proxy_timeout", raw.proxy_timeout, defaults.proxy_timeout)?;
+    let logging = logging_config(&raw.logging, &defaults.logging)?;
     let command_prefix = raw.command_prefix.unwrap_or(defaults.command_prefix);
     validate_command_prefix(&command_prefix)?;
     let max_body_bytes = raw
@@ -1000,10 +1068,7 @@ fn validate(
             .translation
             .keep_reasoning
             .unwrap_or(defaults.keep_reasoning),
-        logging: LoggingConfig {
-            level: raw.logging.level.unwrap_or(defaults.logging.level),
-            capture_file: raw.logging.capture_file,
-        },
+        logging,
         data_dir,
         responses_store,
         state,
@@ -1368,7 +1433,13 @@ pub fn effective_config(cfg: &GatewayConfig) -> Value {
             "enabled": cfg.usage.enabled,
             "retention_days": cfg.usage.retention.map_or(0, |r| r.as_secs() / (24 * 3600)),
         },
-        "logging": { "level": cfg.logging.level, "capture_file": cfg.logging.capture_file },
+        "logging": {
+            "level": cfg.logging.level,
+            "capture_file": cfg.logging.capture_file,
+            "capture_max_bytes": cfg.logging.capture_max_bytes,
+            "capture_rotate_interval_seconds": cfg.logging.capture_rotate_interval.map(|d| d.as_secs_f64()),
+            "capture_max_files": cfg.logging.capture_max_files,
+        },
         "session": session_json(&cfg.raw),
     })
 }
@@ -1600,6 +1671,59 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.path, "MODEL_ALIASES");
+    }
+
+    #[test]
+    fn capture_rotation_settings_from_file_env_and_cli() {
+        let file = "logging:\n  capture_file: /tmp/c.jsonl\n  capture_max_bytes: 1000\n  capture_rotate_interval_seconds: 60\n";
+        let cfg = load_from_str(file, &CliOverrides::default(), &Env::default()).unwrap();
+        assert_eq!(cfg.logging.capture_file.as_deref(), Some("/tmp/c.jsonl"));
+        assert_eq!(cfg.logging.capture_max_bytes, Some(1000));
+        assert_eq!(
+            cfg.logging.capture_rotate_interval,
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(cfg.logging.capture_max_files, 10, "default kept");
+        let e = env(&[
+            ("CAPTURE_MAX_BYTES", "2000"),
+            ("CAPTURE_MAX_FILES", "3"),
+            ("CAPTURE_ROTATE_INTERVAL_SECONDS", "30"),
+        ]);
+        let cfg = load_from_str(file, &CliOverrides::default(), &e).unwrap();
+        assert_eq!(cfg.logging.capture_max_bytes, Some(2000));
+        assert_eq!(cfg.logging.capture_max_files, 3);
+        assert_eq!(
+            cfg.logging.capture_rotate_interval,
+            Some(Duration::from_secs(30))
+        );
+        let cli = CliOverrides {
+            capture_max_bytes: Some(5),
+            capture_max_files: Some(1),
+            capture_rotate_interval: Some(1.5),
+            ..Default::default()
+        };
+        let cfg = load_from_str(file, &cli, &e).unwrap();
+        assert_eq!(cfg.logging.capture_max_bytes, Some(5));
+        assert_eq!(cfg.logging.capture_max_files, 1);
+        assert_eq!(
+            cfg.logging.capture_rotate_interval,
+            Some(Duration::from_millis(1500))
+        );
+        let shown = effective_config(&cfg);
+        assert_eq!(shown["logging"]["capture_max_files"], 1);
+        for bad in [
+            "logging:\n  capture_max_bytes: 0\n",
+            "logging:\n  capture_rotate_interval_seconds: -1\n",
+        ] {
+            assert!(load_from_str(bad, &CliOverrides::default(), &Env::default()).is_err());
+        }
+        let err = load_from_str(
+            "",
+            &CliOverrides::default(),
+            &env(&[("CAPTURE_MAX_FILES", "x")]),
+        )
+        .unwrap_err();
+        assert_eq!(err.path, "CAPTURE_MAX_FILES");
     }
 
     #[test]

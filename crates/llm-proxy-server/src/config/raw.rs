@@ -323,6 +323,12 @@ pub struct RawServer {
 pub struct RawLogging {
     pub level: Option<String>,
     pub capture_file: Option<String>,
+    /// Rotate the capture file once it holds this many bytes.
+    pub capture_max_bytes: Option<u64>,
+    /// Rotate the capture file once it is this old (seconds).
+    pub capture_rotate_interval_seconds: Option<f64>,
+    /// Rotated capture files kept.
+    pub capture_max_files: Option<usize>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

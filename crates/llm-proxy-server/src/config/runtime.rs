@@ -69,6 +69,12 @@ pub struct LoggingConfig {
     pub level: String,
     /// JSON-lines wire capture file.
     pub capture_file: Option<String>,
+    /// Rotate the capture file once it holds this many bytes (`None`: never by size).
+    pub capture_max_bytes: Option<u64>,
+    /// Rotate the capture file once it is this old (`None`: never by age).
+    pub capture_rotate_interval: Option<Duration>,
+    /// Rotated capture files kept (the oldest beyond this are deleted).
+    pub capture_max_files: usize,
 }
 
 /// Retry and failover policy (`failure_handling.*`).
@@ -469,6 +475,9 @@ impl Default for GatewayConfig {
             logging: LoggingConfig {
                 level: "info".to_owned(),
                 capture_file: None,
+                capture_max_bytes: None,
+                capture_rotate_interval: None,
+                capture_max_files: 10,
             },
             data_dir: None,
             responses_store: ResponseStoreConfig::default(),

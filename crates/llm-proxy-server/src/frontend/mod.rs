@@ -167,7 +167,7 @@ pub async fn stream_response<R: StreamRenderer>(
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    ctx.stamp(headers);
+    ctx.stamp_response(&mut resp);
     resp
 }
 
@@ -233,7 +233,7 @@ pub fn json_response(body: Vec<u8>, ctx: &RequestContext) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    ctx.stamp(resp.headers_mut());
+    ctx.stamp_response(&mut resp);
     resp
 }
 
