@@ -9,8 +9,8 @@ use crate::api::ClientApi;
 use crate::client::Target;
 use crate::load::{ClosedLoop, Lane, Samples, StreamPlan, StreamSamples};
 use crate::report::{
-    LatencyLane, LoadLane, Machine, MemoryReadings, MemoryReport, Report, RequestLanes, StreamLane,
-    StreamLanes, Throughput,
+    CpuPerRequest, LatencyLane, LoadLane, Machine, MemoryReadings, MemoryReport, Report,
+    RequestLanes, StreamLane, StreamLanes, Throughput,
 };
 use crate::rss::{self, PeakSampler};
 use crate::settings::Settings;
@@ -22,6 +22,8 @@ pub struct Endpoints {
     /// The proxy's process id, when it is our child (memory figures need it).
     pub proxy_pid: Option<u32>,
     pub proxy_label: String,
+    /// The in-process mock's thread, for its CPU time.
+    pub mock_thread: Option<u32>,
 }
 
 const SAMPLE_PERIOD: Duration = Duration::from_millis(100);
@@ -44,7 +46,10 @@ pub async fn run(settings: &Settings, endpoints: Endpoints) -> Report {
         proxy,
         proxy_pid,
         proxy_label,
+        mock_thread,
     } = endpoints;
+    let mock_cpu = || mock_thread.and_then(crate::cpu::thread);
+    let proxy_cpu = || proxy_pid.and_then(crate::cpu::process);
     let plan = StreamPlan {
         text_events: settings.chunks,
         stall_threshold: settings.stall_threshold(),
@@ -107,6 +112,7 @@ pub async fn run(settings: &Settings, endpoints: Endpoints) -> Report {
         settings.concurrency,
         settings.duration.as_secs_f64()
     ));
+    let mock_before_direct = mock_cpu();
     let direct_run = closed_loop(
         &direct,
         vec![ClientApi::OpenAi],
@@ -115,7 +121,9 @@ pub async fn run(settings: &Settings, endpoints: Endpoints) -> Report {
     )
     .run()
     .await;
+    let mock_after_direct = mock_cpu();
     let sampler = peak.start(settings.duration);
+    let (proxy_before, mock_before_proxy) = (proxy_cpu(), mock_cpu());
     let proxy_run = closed_loop(
         &proxy,
         vec![ClientApi::OpenAi],
@@ -124,12 +132,23 @@ pub async fn run(settings: &Settings, endpoints: Endpoints) -> Report {
     )
     .run()
     .await;
+    let (proxy_after, mock_after_proxy) = (proxy_cpu(), mock_cpu());
     peak.finish(sampler).await;
     proxied += proxy_run.samples.attempts();
+    let (direct_ok, proxy_ok) = (
+        direct_run.samples.latencies_ns.len(),
+        proxy_run.samples.latencies_ns.len(),
+    );
+    let cpu = CpuPerRequest::new(
+        crate::cpu::per_request_ms(mock_before_direct, mock_after_direct, direct_ok),
+        crate::cpu::per_request_ms(mock_before_proxy, mock_after_proxy, proxy_ok),
+        crate::cpu::per_request_ms(proxy_before, proxy_after, proxy_ok),
+    );
     let throughput = Throughput::new(
         settings.concurrency,
         LoadLane::new(direct_run),
         LoadLane::new(proxy_run),
+        cpu,
     );
 
     progress(&format!(

@@ -5,6 +5,8 @@ mod api;
 mod bench;
 mod big_bodies;
 mod client;
+mod compare;
+mod cpu;
 mod error;
 mod load;
 mod mock;
@@ -55,6 +57,40 @@ fn run(args: Args) -> Result<(), BenchError> {
         Mode::Soak => return run_soak(&settings, mock.addr),
         Mode::Overhead => {}
     }
+    let mut runs = Vec::new();
+    for run in 1..=settings.runs {
+        if settings.runs > 1 {
+            bench::progress(&format!("run {run} of {}", settings.runs));
+        }
+        let report = overhead_once(&settings, &mock)?;
+        print_table(&table::render(&report));
+        runs.push(serde_json::to_value(&report)?);
+    }
+    let Some(last) = runs.last() else {
+        return Ok(());
+    };
+    std::fs::write(&settings.out, serde_json::to_vec_pretty(last)?)
+        .map_err(|e| BenchError::io(format!("writing {}", settings.out.display()), e))?;
+    bench::progress(&format!("results written to {}", settings.out.display()));
+    if runs.len() > 1 {
+        let (text, summary) = compare::medians(&runs);
+        print_table(&text);
+        let path = settings.out.with_extension("summary.json");
+        std::fs::write(&path, serde_json::to_vec_pretty(&summary)?)
+            .map_err(|e| BenchError::io(format!("writing {}", path.display()), e))?;
+        bench::progress(&format!("medians written to {}", path.display()));
+    }
+    if let Some(old) = &settings.compare {
+        print_table(&compare::render(last, old)?);
+    }
+    Ok(())
+}
+
+/// One whole overhead run: a fresh proxy (when spawned) against `mock`.
+fn overhead_once(
+    settings: &Settings,
+    mock: &mock::MockServer,
+) -> Result<report::Report, BenchError> {
     let direct = Target::new(mock.addr)?;
     // Held until the end: dropping it kills the proxy, on the error paths too.
     let (_proxy_process, endpoints) = match &settings.proxy {
@@ -66,6 +102,7 @@ fn run(args: Args) -> Result<(), BenchError> {
                 proxy_pid: Some(process.pid()),
                 proxy_label: format!("{} (pid {})", binary.display(), process.pid()),
                 direct,
+                mock_thread: mock.thread_id,
             };
             (Some(process), endpoints)
         }
@@ -76,6 +113,7 @@ fn run(args: Args) -> Result<(), BenchError> {
                 proxy_pid: None,
                 proxy_label: format!("already running at http://{addr}"),
                 direct,
+                mock_thread: mock.thread_id,
             },
         ),
         ProxySource::Mock => (
@@ -85,6 +123,7 @@ fn run(args: Args) -> Result<(), BenchError> {
                 proxy_pid: None,
                 proxy_label: "the mock itself (sanity check: added ~ 0)".into(),
                 direct,
+                mock_thread: mock.thread_id,
             },
         ),
     };
@@ -99,14 +138,9 @@ fn run(args: Args) -> Result<(), BenchError> {
         .enable_all()
         .build()
         .map_err(|e| BenchError::io("starting the load generator's runtime", e))?;
-    let report = runtime.block_on(bench::run(&settings, endpoints));
+    let report = runtime.block_on(bench::run(settings, endpoints));
     drop(runtime);
-    print_table(&table::render(&report));
-    let json = serde_json::to_vec_pretty(&report)?;
-    std::fs::write(&settings.out, json)
-        .map_err(|e| BenchError::io(format!("writing {}", settings.out.display()), e))?;
-    bench::progress(&format!("results written to {}", settings.out.display()));
-    Ok(())
+    Ok(report)
 }
 
 /// Circuit breakers off: the soak's injected failures would otherwise open the one backend's

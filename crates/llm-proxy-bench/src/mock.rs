@@ -35,6 +35,8 @@ pub struct StreamShape {
 /// A running mock; it stops when this is dropped.
 pub struct MockServer {
     pub addr: SocketAddr,
+    /// The mock's one thread, for its CPU time (`None` where `/proc` cannot say).
+    pub thread_id: Option<u32>,
     _shutdown: oneshot::Sender<()>,
 }
 
@@ -55,12 +57,17 @@ pub fn start(port: u16, shape: StreamShape) -> Result<MockServer, BenchError> {
         .build()
         .map_err(|e| BenchError::io("starting the mock's runtime", e))?;
     let (shutdown, stopped) = oneshot::channel();
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("bench-mock".into())
-        .spawn(move || runtime.block_on(serve(listener, canned, stopped)))
+        .spawn(move || {
+            let _ = tid_tx.send(crate::cpu::current_thread_id());
+            runtime.block_on(serve(listener, canned, stopped));
+        })
         .map_err(|e| BenchError::io("starting the mock's thread", e))?;
     Ok(MockServer {
         addr,
+        thread_id: tid_rx.recv().ok().flatten(),
         _shutdown: shutdown,
     })
 }

@@ -80,6 +80,14 @@ pub struct Args {
     /// big-bodies: size of each body sent at once, MiB.
     #[arg(long, default_value_t = 25)]
     pub body_mib: usize,
+    /// overhead: print this run's headline figures beside those of an earlier results file.
+    #[arg(long, value_name = "OLD.json")]
+    pub compare: Option<PathBuf>,
+    /// overhead: run the whole benchmark this many times (a fresh proxy each time) and report
+    /// each headline figure's median and spread; `--out` gets the last run's results and
+    /// `<out>.summary.json` the medians.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub runs: u32,
 }
 
 /// Which measurement a run makes.
@@ -135,6 +143,11 @@ pub struct Settings {
     /// Timeout of one non-streaming request.
     #[serde(rename = "request_timeout_secs", serialize_with = "as_secs")]
     pub request_timeout: Duration,
+    /// An earlier results file to compare with.
+    #[serde(skip)]
+    pub compare: Option<PathBuf>,
+    /// Whole runs to make (medians reported when more than one).
+    pub runs: u32,
 }
 
 impl Settings {
@@ -179,6 +192,8 @@ impl Settings {
                 concurrent_mib: args.body_mib,
             },
             request_timeout: Duration::from_secs(10),
+            compare: args.compare,
+            runs: args.runs,
         };
         if !(1..=1024).contains(&settings.concurrency) {
             return Err(BenchError::Setting("--concurrency must be 1..=1024".into()));

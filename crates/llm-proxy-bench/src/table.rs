@@ -116,6 +116,15 @@ fn throughput(out: &mut String, report: &Report) {
     lane("proxy  OpenAI", &t.proxy);
     table.render(out);
     let _ = writeln!(out, "proxy / direct: {}", ratio(t.ratio));
+    let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.4}"));
+    let _ = writeln!(
+        out,
+        "CPU per request (ms, user+sys): mock {} direct / {} proxied; proxy {} ({} the mock's)",
+        ms(t.cpu.mock_direct_ms),
+        ms(t.cpu.mock_proxied_ms),
+        ms(t.cpu.proxy_ms),
+        ratio(t.cpu.proxy_over_mock)
+    );
 }
 
 fn streaming(out: &mut String, lanes: &StreamLanes) {
@@ -212,7 +221,7 @@ fn memory(out: &mut String, report: &Report) {
 }
 
 fn targets(out: &mut String, report: &Report) {
-    let _ = writeln!(out, "\nTargets (issue 6)");
+    let _ = writeln!(out, "\nTargets (issue 15)");
     let mut table = Table::with_text_columns(&["", "target", "value", "limit"], 2);
     for check in &report.targets {
         let verdict = match check.pass {
@@ -288,14 +297,14 @@ fn errors(out: &mut String, report: &Report) {
 }
 
 /// Text columns left-aligned, figures right-aligned.
-struct Table {
+pub(crate) struct Table {
     rows: Vec<Vec<String>>,
     text_columns: usize,
 }
 
 impl Table {
     /// The first column is text, the rest are figures.
-    fn new(header: &[&str]) -> Self {
+    pub(crate) fn new(header: &[&str]) -> Self {
         Self::with_text_columns(header, 1)
     }
 
@@ -306,11 +315,11 @@ impl Table {
         }
     }
 
-    fn row(&mut self, cells: Vec<String>) {
+    pub(crate) fn row(&mut self, cells: Vec<String>) {
         self.rows.push(cells);
     }
 
-    fn render(&self, out: &mut String) {
+    pub(crate) fn render(&self, out: &mut String) {
         let columns = self.rows.iter().map(Vec::len).max().unwrap_or(0);
         let widths: Vec<usize> = (0..columns)
             .map(|c| {

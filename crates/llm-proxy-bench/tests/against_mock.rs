@@ -33,8 +33,50 @@ fn quick_run_against_the_mock_reports_every_lane() {
         String::from_utf8_lossy(&output.stderr)
     );
     let table = String::from_utf8(output.stdout).unwrap();
-    assert!(table.contains("Targets (issue 6)"), "{table}");
+    assert!(table.contains("Targets (issue 15)"), "{table}");
+    assert!(table.contains("CPU per request"), "{table}");
     let report: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+
+    // Twice more, with medians and a comparison against the first run's file.
+    let again = dir.join("again.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_llm-proxy-bench"))
+        .args([
+            "--proxy-url",
+            "mock",
+            "--quick",
+            "--requests",
+            "20",
+            "--warmup",
+            "2",
+        ])
+        .args(["--duration-secs", "0.2", "--streams", "1", "--chunks", "2"])
+        .args([
+            "--chunk-interval-ms",
+            "5",
+            "--concurrency",
+            "4",
+            "--runs",
+            "2",
+        ])
+        .arg("--compare")
+        .arg(&out)
+        .arg("--out")
+        .arg(&again)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let table = String::from_utf8(output.stdout).unwrap();
+    assert!(table.contains("Medians of 2 runs"), "{table}");
+    assert!(table.contains("Compared with"), "{table}");
+    let summary: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("again.summary.json")).unwrap()).unwrap();
+    let added = &summary["added p50, non-streaming, c=1 (us)"];
+    assert_eq!(added["values"].as_array().unwrap().len(), 2, "{summary}");
+    assert!(added["min"].as_f64().unwrap() <= added["median"].as_f64().unwrap());
     std::fs::remove_dir_all(&dir).unwrap();
 
     let c1 = &report["non_streaming_c1"];
@@ -56,6 +98,12 @@ fn quick_run_against_the_mock_reports_every_lane() {
 
     let throughput = &report["throughput"];
     assert_eq!(throughput["concurrency"], 8);
+    // The mock's CPU per request is read from its thread (the "proxy" here has no process).
+    assert!(
+        throughput["cpu"]["mock_direct_ms"].is_number(),
+        "{throughput}"
+    );
+    assert!(throughput["cpu"]["proxy_ms"].is_null(), "{throughput}");
     for lane in ["direct", "proxy"] {
         assert_eq!(throughput[lane]["errors"], 0);
         assert!(throughput[lane]["ok"].as_u64().unwrap() > 0);
@@ -84,7 +132,7 @@ fn quick_run_against_the_mock_reports_every_lane() {
 
     // The mock is no child process of the bench: nothing to read memory from.
     assert!(report["memory"].is_null());
-    // Two latency targets, a ratio per translated lane for requests and for TTFT, throughput and
-    // three memory targets.
-    assert_eq!(report["targets"].as_array().unwrap().len(), 10);
+    // Five latency targets, a ratio per translated lane for requests and for TTFT, throughput,
+    // CPU per request and three memory targets.
+    assert_eq!(report["targets"].as_array().unwrap().len(), 14);
 }
