@@ -172,7 +172,7 @@ async fn migrations_apply_once_when_replicas_start_together() {
         tokio::spawn(connection);
         clients.push(client);
     }
-    let results = futures::future::join_all(clients.iter_mut().map(|c| migrate_postgres(c))).await;
+    let results = futures::future::join_all(clients.iter_mut().map(migrate_postgres)).await;
     let applied: Vec<Vec<i64>> = results.into_iter().map(Result::unwrap).collect();
     let all: Vec<i64> = MIGRATIONS.iter().map(|m| m.version).collect();
     assert_eq!(

@@ -1133,6 +1133,15 @@ fn usage_config(
     })
 }
 
+/// `database_url` as shown: credentials in the user info and a `password=` parameter masked.
+fn masked_database_url(url: &str) -> String {
+    let mut shown = mask_url_credentials(url);
+    for secret in super::runtime::database_password(url) {
+        shown = shown.replace(&secret, "****");
+    }
+    shown
+}
+
 /// `database_url`: a `postgres://` or `postgresql://` URL the PostgreSQL client can read, with
 /// a host. Messages never quote the URL: it may hold a password.
 fn database_url_config(raw: Option<&str>) -> Result<Option<Secret>, ConfigError> {
@@ -1432,7 +1441,7 @@ pub fn effective_config(cfg: &GatewayConfig) -> Value {
             },
         },
         "data_dir": cfg.data_dir.as_ref().map(|d| d.display().to_string()),
-        "database_url": cfg.usage.database_url.as_ref().map(|u| mask_url_credentials(u.expose())),
+        "database_url": cfg.usage.database_url.as_ref().map(|u| masked_database_url(u.expose())),
         "state": {
             "redis_url": cfg.state.redis_url.as_ref().map(|u| mask_url_credentials(u.expose())),
         },
@@ -1949,6 +1958,80 @@ mod tests {
             )
             .unwrap_err();
             assert_eq!(err.path, "state.redis_url", "{bad}");
+        }
+    }
+
+    #[test]
+    fn database_url_from_file_env_and_cli_is_validated_and_its_password_masked() {
+        let none = load_from_str("", &CliOverrides::default(), &Env::default()).unwrap();
+        assert_eq!(none.usage.database_url, None, "SQLite by default");
+        let file = "database_url: postgres://ledger:file-pass%2F0001@db.internal:5432/usage?sslmode=require\n";
+        let cfg = load_from_str(file, &CliOverrides::default(), &Env::default()).unwrap();
+        let url = |c: &GatewayConfig| c.usage.database_url.as_ref().unwrap().expose().to_owned();
+        assert!(url(&cfg).starts_with("postgres://ledger:file-pass%2F0001@"));
+        // Written and decoded forms are both secrets; the user name is not.
+        let secrets = cfg.secrets();
+        assert!(
+            secrets.contains(&"file-pass%2F0001".to_owned()),
+            "{secrets:?}"
+        );
+        assert!(
+            secrets.contains(&"file-pass/0001".to_owned()),
+            "{secrets:?}"
+        );
+        assert!(!secrets.contains(&"ledger".to_owned()));
+        let scrubbed = cfg
+            .scrubber()
+            .unwrap()
+            .scrub("auth failed for file-pass/0001 and file-pass%2F0001")
+            .into_owned();
+        assert!(!scrubbed.contains("file-pass"), "{scrubbed}");
+        let shown = effective_config(&cfg)["database_url"].clone();
+        assert_eq!(
+            shown,
+            "postgres://****:****@db.internal:5432/usage?sslmode=require"
+        );
+        // A password given as a parameter is a secret too.
+        let param = load_from_str(
+            "database_url: postgresql://db/usage?user=u&password=param-pass-0001\n",
+            &CliOverrides::default(),
+            &Env::default(),
+        )
+        .unwrap();
+        assert!(param.secrets().contains(&"param-pass-0001".to_owned()));
+        assert!(
+            !effective_config(&param)["database_url"]
+                .to_string()
+                .contains("param-pass")
+        );
+
+        let e = env(&[("DATABASE_URL", "postgres://from-env/db")]);
+        assert_eq!(
+            url(&load_from_str(file, &CliOverrides::default(), &e).unwrap()),
+            "postgres://from-env/db"
+        );
+        let cli = CliOverrides {
+            database_url: Some("postgresql://from-cli/db".into()),
+            ..CliOverrides::default()
+        };
+        assert_eq!(
+            url(&load_from_str(file, &cli, &e).unwrap()),
+            "postgresql://from-cli/db"
+        );
+        for bad in [
+            "sqlite:///var/db/proxy.db",
+            "mysql://u:p@h/db",
+            "postgres://u:secret-in-bad-url@h/db?sslmode=verify-full",
+            "not a url",
+        ] {
+            let err = load_from_str(
+                &format!("database_url: '{bad}'\n"),
+                &CliOverrides::default(),
+                &Env::default(),
+            )
+            .unwrap_err();
+            assert_eq!(err.path, "database_url", "{bad}");
+            assert!(!err.to_string().contains("secret-in-bad-url"), "{err}");
         }
     }
 

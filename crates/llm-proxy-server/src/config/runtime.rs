@@ -577,7 +577,7 @@ pub struct StateConfig {
 /// The password of a PostgreSQL URL (in its user info or a `password=` parameter), as
 /// written and as the client decodes it (for the scrubber). The user name is not a secret
 /// here: masking `postgres` everywhere would mangle ordinary log lines.
-fn database_password(url: &str) -> Vec<String> {
+pub(super) fn database_password(url: &str) -> Vec<String> {
     let mut out = Vec::new();
     if let Some(written) = url
         .split_once("://")
