@@ -102,7 +102,10 @@ pub const POSTGRES_MIGRATION_LOCK: i64 = 0x6c6c_6d70_7573_6167;
 /// transactional in PostgreSQL: a failing step leaves nothing behind. Returns the versions
 /// applied by this call.
 pub async fn migrate_postgres(client: &mut tokio_postgres::Client) -> Result<Vec<i64>, String> {
-    let fail = |e: tokio_postgres::Error| format!("migrating the usage schema failed: {e}");
+    let fail = |e: tokio_postgres::Error| match e.as_db_error() {
+        Some(db) => format!("migrating the usage schema failed: {e}: {}", db.message()),
+        None => format!("migrating the usage schema failed: {e}"),
+    };
     let tx = client.transaction().await.map_err(fail)?;
     tx.batch_execute(&format!(
         "SELECT pg_advisory_xact_lock({POSTGRES_MIGRATION_LOCK})"
