@@ -1,7 +1,8 @@
 //! The data directory (`--data-dir`) and the embedded stores opened in it at startup: the
 //! Responses answer store (`responses.sqlite3`), the key sealing the reasoning state handed
-//! to Responses clients (`responses.key`) and the usage ledger (`usage.sqlite3`). In-process
-//! servers without one use [`Stores::in_memory`] (no usage ledger).
+//! to Responses clients (`responses.key`) and the usage ledger (`usage.sqlite3`, or the
+//! PostgreSQL ledger of `database_url` when one is configured). In-process servers without one
+//! use [`Stores::in_memory`] (no usage ledger).
 
 use std::io::Write;
 use std::path::Path;
@@ -45,7 +46,9 @@ impl Stores {
     }
 
     /// Opens the stores in the configured data directory, creating it (mode 0700) and the key
-    /// (mode 0600) on first start. Blocking: call before serving. Errors name the path.
+    /// (mode 0600) on first start. Blocking: call before serving. Errors name the path. With
+    /// `database_url` the usage ledger is PostgreSQL, connected in the background (this
+    /// needs a Tokio runtime; an unreachable server does not stop the start).
     pub fn open(config: &GatewayConfig) -> Result<Self, StartupError> {
         let dir = config.data_dir.as_deref().ok_or_else(|| {
             StartupError::new(
@@ -66,10 +69,31 @@ impl Stores {
                 .values()
                 .flat_map(|i| i.models.iter().cloned())
                 .collect();
-            let store =
-                crate::usage::SqliteUsageStore::open(&dir.join(USAGE_DB), &config.usage, models)
-                    .map_err(StartupError::new)?;
-            Some(Arc::new(store))
+            let store: Arc<dyn crate::usage::UsageStore> = match &config.usage.database_url {
+                Some(url) => {
+                    let scrubber = config
+                        .scrubber()
+                        .map_err(|e| StartupError::new(e.to_string()))?;
+                    Arc::new(
+                        crate::usage::PostgresUsageStore::start(
+                            url.expose(),
+                            &config.usage,
+                            models,
+                            scrubber,
+                        )
+                        .map_err(StartupError::new)?,
+                    )
+                }
+                None => Arc::new(
+                    crate::usage::SqliteUsageStore::open(
+                        &dir.join(USAGE_DB),
+                        &config.usage,
+                        models,
+                    )
+                    .map_err(StartupError::new)?,
+                ),
+            };
+            Some(store)
         } else {
             None
         };

@@ -36,3 +36,5 @@ mod secrets;
 mod steering;
 mod streaming;
 mod usage;
+// The PostgreSQL usage ledger against a scratch server (Debian's postgresql binaries).
+mod usage_postgres;

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use crate::common::{Proxy, client, serve_state, sse_data};
 
-fn state_on(data_dir: &Path, openai_url: &str, anthropic_url: &str, extra: &str) -> AppState {
+pub fn state_on(data_dir: &Path, openai_url: &str, anthropic_url: &str, extra: &str) -> AppState {
     let yaml = format!(
         "data_dir: {}\nbackends:\n  default_backend: openai\n  openai:\n    api_url: {openai_url}/v1\n    api_key: sk-test-secret-0123456789\n    models: [gpt-4o-mini]\n  anthropic:\n    api_url: {anthropic_url}/v1\n    api_key: sk-ant-upstream-0123456789\n{extra}",
         data_dir.display()
@@ -226,7 +226,7 @@ async fn get_json(proxy: &Proxy, path: &str) -> Value {
 
 /// Waits until the store holds `count` records (the writer is asynchronous): flushes, then
 /// reads; bounded.
-async fn wait_for_records(
+pub async fn wait_for_records(
     state: &AppState,
     count: usize,
 ) -> Vec<llm_proxy_server::usage::UsageRecord> {
@@ -247,10 +247,25 @@ async fn wait_for_records(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_mixed_run_is_recorded_exactly_and_survives_a_restart() {
+    mixed_run("").await;
+}
+
+/// What a mixed run left in the ledger.
+pub struct MixedRun {
+    /// `GET /v1/usage/stats` after the run (equal after the restart).
+    pub stats: Value,
+    /// Every record, newest first.
+    pub records: Vec<llm_proxy_server::usage::UsageRecord>,
+}
+
+/// The mixed run, its checks and a restart, on the store `extra` configures (SQLite in a
+/// scratch data directory without it).
+pub async fn mixed_run(extra: &str) -> MixedRun {
     let oa = MockUpstream::start().await.unwrap();
     let an = MockUpstream::start().await.unwrap();
     let data = tempfile::tempdir().unwrap();
-    let state = state_on(data.path(), &oa.base_url(), &an.base_url(), "");
+    let state = state_on(data.path(), &oa.base_url(), &an.base_url(), extra);
+    state.usage().unwrap().ready().await;
     let proxy = serve_state(state.clone()).await;
     let claude = "anthropic:claude-sonnet-4-5";
 
@@ -464,11 +479,13 @@ async fn a_mixed_run_is_recorded_exactly_and_survives_a_restart() {
     // Restart on the same data directory: the records are still there.
     proxy.shut_down().await;
     drop(state);
-    let state = state_on(data.path(), &oa.base_url(), &an.base_url(), "");
+    let state = state_on(data.path(), &oa.base_url(), &an.base_url(), extra);
+    state.usage().unwrap().ready().await;
     let proxy = serve_state(state.clone()).await;
     let again = get_json(&proxy, "/v1/usage/stats").await;
-    assert_eq!(again["total"], stats["total"]);
+    assert_eq!(again, stats);
     proxy.shut_down().await;
+    MixedRun { stats, records }
 }
 
 #[tokio::test(flavor = "multi_thread")]

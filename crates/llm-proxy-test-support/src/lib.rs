@@ -7,6 +7,8 @@ pub mod anthropic;
 pub mod gemini;
 pub mod ollama;
 pub mod openai;
+#[cfg(unix)]
+pub mod postgres;
 pub mod responses;
 
 use std::collections::VecDeque;

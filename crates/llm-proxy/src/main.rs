@@ -158,6 +158,11 @@ struct Cli {
     /// `REDIS_URL`, `state.redis_url`. Without it everything stays in this process.
     #[arg(long, global = true)]
     redis_url: Option<String>,
+    /// PostgreSQL usage ledger shared by replicas (`postgres://user:password@host:5432/db`,
+    /// `?sslmode=require` for TLS). Also `DATABASE_URL`, `database_url`. Without it usage is
+    /// kept in SQLite in the data directory.
+    #[arg(long, global = true)]
+    database_url: Option<String>,
     /// Never retry or fail over.
     #[arg(long, global = true)]
     disable_failure_handling: bool,
@@ -211,7 +216,8 @@ enum Command {
     /// List backend types with their origin (core or plugin), configured instances, and
     /// plugins that were skipped, with reasons.
     Plugins,
-    /// Print a summary of the usage ledger in the data directory (works while no proxy runs).
+    /// Print a summary of the usage ledger: the data directory's, or PostgreSQL's with
+    /// `--database-url` (works while no proxy runs).
     Usage(UsageArgs),
     /// Read a wire-capture file: show a request, export HAR, replay against a proxy.
     Capture {
@@ -288,6 +294,7 @@ impl Cli {
             disable_brute_force_protection: self.disable_brute_force_protection,
             data_dir: self.data_dir.clone(),
             redis_url: self.redis_url.clone(),
+            database_url: self.database_url.clone(),
             fix_think_tags: self.fix_think_tags,
             disable_tool_call_repair: self.disable_tool_call_repair,
             disable_json_repair: self.disable_json_repair,
@@ -359,7 +366,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::CheckConfig) => check_config(cfg, mode, scrubber),
         Some(Command::Plugins) => list_plugins(cfg, mode, scrubber),
-        Some(Command::Usage(args)) => usage_summary(&cfg, &args),
+        Some(Command::Usage(args)) => usage_summary(&cfg, &args, scrubber),
         Some(Command::Capture { .. }) => ExitCode::SUCCESS,
         Some(Command::Serve) | None => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -414,17 +421,15 @@ fn check_config(cfg: config::GatewayConfig, mode: AccessMode, scrubber: Scrubber
     }
 }
 
-/// `llm-proxy usage`: the ledger's totals by backend, model or session, read from the file.
-fn usage_summary(cfg: &config::GatewayConfig, args: &UsageArgs) -> ExitCode {
-    use llm_proxy_server::usage::{UsageFilter, report, sqlite};
+/// `llm-proxy usage`: the ledger's totals by backend, model or session, read from the file,
+/// or from PostgreSQL when `database_url` is set.
+fn usage_summary(cfg: &config::GatewayConfig, args: &UsageArgs, scrubber: Scrubber) -> ExitCode {
+    use llm_proxy_server::usage::{UsageFilter, postgres, report, sqlite};
     let Some(by) = report::GroupBy::parse(&args.by) else {
         return fail(format!(
             "--by: expected backend, model or session, got '{}'",
             args.by
         ));
-    };
-    let Some(dir) = cfg.data_dir.as_deref() else {
-        return fail("no data directory: set --data-dir (or LLM_PROXY_DATA_DIR, data_dir)");
     };
     let params = [
         ("backend", &args.backend),
@@ -442,12 +447,31 @@ fn usage_summary(cfg: &config::GatewayConfig, args: &UsageArgs) -> ExitCode {
         Ok(f) => f,
         Err(e) => return fail(format!("--{}: {}", e.param.replace('_', "-"), e.message)),
     };
-    match sqlite::read_stats(&dir.join(llm_proxy_server::data_dir::USAGE_DB), &filter) {
+    let stats = if let Some(url) = &cfg.usage.database_url {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => return fail(format!("cannot start runtime: {e}")),
+        };
+        runtime.block_on(postgres::read_stats(
+            url.expose(),
+            &filter,
+            scrubber.clone(),
+        ))
+    } else {
+        let Some(dir) = cfg.data_dir.as_deref() else {
+            return fail("no data directory: set --data-dir (or LLM_PROXY_DATA_DIR, data_dir)");
+        };
+        sqlite::read_stats(&dir.join(llm_proxy_server::data_dir::USAGE_DB), &filter)
+    };
+    match stats {
         Ok(stats) => {
             print_out(report::summary_table(&stats, by).trim_end());
             ExitCode::SUCCESS
         }
-        Err(e) => fail(e),
+        Err(e) => fail(scrubber.scrub(&e.to_string())),
     }
 }
 
@@ -502,6 +526,11 @@ fn is_loopback(host: &str) -> bool {
     matches!(host, "localhost" | "127.0.0.1" | "::1") || host.starts_with("127.")
 }
 
+/// Longest the start waits for the PostgreSQL usage ledger before serving without it.
+const USAGE_CONNECT_ON_START: std::time::Duration = std::time::Duration::from_secs(3);
+/// Longest a graceful stop waits for queued usage records to be written.
+const USAGE_FLUSH_ON_STOP: std::time::Duration = std::time::Duration::from_secs(10);
+
 async fn serve(cfg: config::GatewayConfig, mode: AccessMode, scrubber: Scrubber) -> ExitCode {
     if !is_loopback(&cfg.host) && cfg.auth.api_keys.is_empty() {
         return fail(format!(
@@ -527,6 +556,19 @@ async fn serve(cfg: config::GatewayConfig, mode: AccessMode, scrubber: Scrubber)
     };
     if let Some(dir) = &cfg.data_dir {
         tracing::info!(path = %dir.display(), "data directory");
+    }
+    let usage = stores.usage.clone();
+    if let (Some(store), Some(_)) = (&usage, &cfg.usage.database_url) {
+        // A moment for the first connection, so the first requests are recorded; an
+        // unreachable server does not stop the start (records are dropped and counted).
+        if tokio::time::timeout(USAGE_CONNECT_ON_START, store.ready())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "usage ledger: PostgreSQL not reachable yet; serving anyway and reconnecting in the background"
+            );
+        }
     }
     let state = match AppState::build_with_stores(
         cfg,
@@ -572,6 +614,15 @@ async fn serve(cfg: config::GatewayConfig, mode: AccessMode, scrubber: Scrubber)
     for s in servers {
         if let Err(e) = s.await {
             outcome = fail(format!("server task failed: {e}"));
+        }
+    }
+    if let Some(usage) = usage {
+        // Writes what is still queued (PostgreSQL's writer is a task the runtime would end).
+        if tokio::time::timeout(USAGE_FLUSH_ON_STOP, usage.flush())
+            .await
+            .is_err()
+        {
+            tracing::warn!("usage records still queued at shutdown were not all written");
         }
     }
     if let Some(sink) = capture {

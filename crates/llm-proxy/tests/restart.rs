@@ -9,7 +9,7 @@ use llm_proxy_test_support::{MockUpstream, Reply, openai};
 use serde_json::{Value, json};
 
 /// Kills the child if a test fails before stopping it.
-struct Running(Child);
+pub(crate) struct Running(Child);
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -18,7 +18,7 @@ impl Drop for Running {
     }
 }
 
-fn start(config: &Path, data_dir: &Path) -> (Running, String) {
+pub(crate) fn start(config: &Path, data_dir: &Path) -> (Running, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_llm-proxy"))
         .env_clear()
         .arg("--config")
@@ -45,7 +45,7 @@ fn start(config: &Path, data_dir: &Path) -> (Running, String) {
 }
 
 /// SIGTERM, then waits: a graceful stop, as a service manager restarts the proxy.
-fn stop(mut proxy: Running) {
+pub(crate) fn stop(mut proxy: Running) {
     let status = Command::new("kill")
         .arg(proxy.0.id().to_string())
         .status()

@@ -14,6 +14,10 @@ mod memory;
 // Responses answers survive a restart on the same data directory (stops with SIGTERM).
 #[cfg(unix)]
 mod restart;
+// `llm-proxy usage --database-url` summarises what a stopped proxy wrote to PostgreSQL
+// (a scratch cluster; fails under CI=true without the binaries).
+#[cfg(unix)]
+mod usage_postgres;
 // `llm-proxy capture show / export-har / replay` on a capture the binary wrote (SIGTERM).
 #[cfg(unix)]
 mod capture;

@@ -112,6 +112,8 @@ pub struct CliOverrides {
     pub data_dir: Option<PathBuf>,
     /// `--redis-url` (state.redis_url).
     pub redis_url: Option<String>,
+    /// `--database-url` (database_url).
+    pub database_url: Option<String>,
     /// `--fix-think-tags` (session.fix_think_tags_enabled).
     pub fix_think_tags: bool,
     /// `--disable-tool-call-repair` (session.tool_call_repair_enabled).
@@ -356,6 +358,9 @@ fn apply_env(
     if let Some(v) = env.get("REDIS_URL") {
         raw.state.redis_url = Some(v.to_owned());
     }
+    if let Some(v) = env.get("DATABASE_URL") {
+        raw.database_url = Some(v.to_owned());
+    }
     if let Some(v) = env.get("LLM_PROXY_DATA_DIR") {
         raw.data_dir = Some(v.to_owned());
     }
@@ -486,6 +491,9 @@ fn apply_cli(raw: &mut RawConfig, cli: &CliOverrides) {
     raw.context_window_override = cli.force_context_window.or(raw.context_window_override);
     if cli.disable_model_limit_enforcement {
         raw.model_limit_enforcement.enabled = Some(false);
+    }
+    if let Some(v) = &cli.database_url {
+        raw.database_url = Some(v.clone());
     }
     if let Some(v) = &cli.data_dir {
         raw.data_dir = Some(v.display().to_string());
@@ -1004,6 +1012,7 @@ fn validate(
     };
     let responses_api = responses_api_config(&raw.responses_api)?;
     let state = state_config(&raw.state)?;
+    let usage = usage_config(&raw.usage, raw.database_url.as_deref())?;
     let session = session_from_raw(&raw.session)?;
     let steering = super::steering::steering_from_raw(&raw.session)?;
     let brute_force = brute_force_config(&raw.auth.brute_force_protection)?;
@@ -1072,7 +1081,7 @@ fn validate(
         data_dir,
         responses_store,
         state,
-        usage: usage_config(&raw.usage),
+        usage,
         raw: raw_value,
     })
 }
@@ -1108,16 +1117,55 @@ fn state_config(raw: &super::raw::RawState) -> Result<StateConfig, ConfigError> 
     Ok(StateConfig { redis_url })
 }
 
-fn usage_config(raw: &super::raw::RawUsage) -> UsageConfig {
+fn usage_config(
+    raw: &super::raw::RawUsage,
+    database_url: Option<&str>,
+) -> Result<UsageConfig, ConfigError> {
     let d = UsageConfig::default();
-    UsageConfig {
+    Ok(UsageConfig {
         enabled: raw.enabled.unwrap_or(d.enabled),
         retention: match raw.retention_days {
             None => d.retention,
             Some(0) => None,
             Some(days) => Some(Duration::from_secs(u64::from(days) * 24 * 3600)),
         },
+        database_url: database_url_config(database_url)?,
+    })
+}
+
+/// `database_url` as shown: credentials in the user info and a `password=` parameter masked.
+fn masked_database_url(url: &str) -> String {
+    let mut shown = mask_url_credentials(url);
+    for secret in super::runtime::database_password(url) {
+        shown = shown.replace(&secret, "****");
     }
+    shown
+}
+
+/// `database_url`: a `postgres://` or `postgresql://` URL the PostgreSQL client can read, with
+/// a host. Messages never quote the URL: it may hold a password.
+fn database_url_config(raw: Option<&str>) -> Result<Option<Secret>, ConfigError> {
+    let url = match raw.map(str::trim) {
+        None | Some("") => return Ok(None),
+        Some(url) => url,
+    };
+    let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+    if !matches!(scheme.as_deref(), Some("postgres" | "postgresql")) {
+        return Err(ConfigError::new(
+            "database_url",
+            "expected a postgres:// or postgresql:// URL (postgres://user:password@host:5432/db?sslmode=require); without one usage is kept in SQLite in the data directory",
+        ));
+    }
+    let parsed: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| ConfigError::new("database_url", format!("unreadable PostgreSQL URL: {e}")))?;
+    if parsed.get_hosts().is_empty() {
+        return Err(ConfigError::new(
+            "database_url",
+            "expected a PostgreSQL URL with a host (postgres://user:password@host:5432/db)",
+        ));
+    }
+    Ok(Some(Secret::new(url)))
 }
 
 fn response_store_config(
@@ -1393,6 +1441,7 @@ pub fn effective_config(cfg: &GatewayConfig) -> Value {
             },
         },
         "data_dir": cfg.data_dir.as_ref().map(|d| d.display().to_string()),
+        "database_url": cfg.usage.database_url.as_ref().map(|u| masked_database_url(u.expose())),
         "state": {
             "redis_url": cfg.state.redis_url.as_ref().map(|u| mask_url_credentials(u.expose())),
         },
@@ -1909,6 +1958,80 @@ mod tests {
             )
             .unwrap_err();
             assert_eq!(err.path, "state.redis_url", "{bad}");
+        }
+    }
+
+    #[test]
+    fn database_url_from_file_env_and_cli_is_validated_and_its_password_masked() {
+        let none = load_from_str("", &CliOverrides::default(), &Env::default()).unwrap();
+        assert_eq!(none.usage.database_url, None, "SQLite by default");
+        let file = "database_url: postgres://ledger:file-pass%2F0001@db.internal:5432/usage?sslmode=require\n";
+        let cfg = load_from_str(file, &CliOverrides::default(), &Env::default()).unwrap();
+        let url = |c: &GatewayConfig| c.usage.database_url.as_ref().unwrap().expose().to_owned();
+        assert!(url(&cfg).starts_with("postgres://ledger:file-pass%2F0001@"));
+        // Written and decoded forms are both secrets; the user name is not.
+        let secrets = cfg.secrets();
+        assert!(
+            secrets.contains(&"file-pass%2F0001".to_owned()),
+            "{secrets:?}"
+        );
+        assert!(
+            secrets.contains(&"file-pass/0001".to_owned()),
+            "{secrets:?}"
+        );
+        assert!(!secrets.contains(&"ledger".to_owned()));
+        let scrubbed = cfg
+            .scrubber()
+            .unwrap()
+            .scrub("auth failed for file-pass/0001 and file-pass%2F0001")
+            .into_owned();
+        assert!(!scrubbed.contains("file-pass"), "{scrubbed}");
+        let shown = effective_config(&cfg)["database_url"].clone();
+        assert_eq!(
+            shown,
+            "postgres://****:****@db.internal:5432/usage?sslmode=require"
+        );
+        // A password given as a parameter is a secret too.
+        let param = load_from_str(
+            "database_url: postgresql://db/usage?user=u&password=param-pass-0001\n",
+            &CliOverrides::default(),
+            &Env::default(),
+        )
+        .unwrap();
+        assert!(param.secrets().contains(&"param-pass-0001".to_owned()));
+        assert!(
+            !effective_config(&param)["database_url"]
+                .to_string()
+                .contains("param-pass")
+        );
+
+        let e = env(&[("DATABASE_URL", "postgres://from-env/db")]);
+        assert_eq!(
+            url(&load_from_str(file, &CliOverrides::default(), &e).unwrap()),
+            "postgres://from-env/db"
+        );
+        let cli = CliOverrides {
+            database_url: Some("postgresql://from-cli/db".into()),
+            ..CliOverrides::default()
+        };
+        assert_eq!(
+            url(&load_from_str(file, &cli, &e).unwrap()),
+            "postgresql://from-cli/db"
+        );
+        for bad in [
+            "sqlite:///var/db/proxy.db",
+            "mysql://u:p@h/db",
+            "postgres://u:secret-in-bad-url@h/db?sslmode=verify-full",
+            "not a url",
+        ] {
+            let err = load_from_str(
+                &format!("database_url: '{bad}'\n"),
+                &CliOverrides::default(),
+                &Env::default(),
+            )
+            .unwrap_err();
+            assert_eq!(err.path, "database_url", "{bad}");
+            assert!(!err.to_string().contains("secret-in-bad-url"), "{err}");
         }
     }
 

@@ -46,6 +46,8 @@ pub struct RawConfig {
     pub limits: RawLimits,
     /// Where embedded stores live.
     pub data_dir: Option<String>,
+    /// `postgres://` URL of a usage ledger shared by replicas (none: SQLite in `data_dir`).
+    pub database_url: Option<String>,
     #[serde(default)]
     pub responses_api: RawResponsesApi,
     #[serde(default)]

@@ -436,6 +436,10 @@ pub struct UsageConfig {
     pub enabled: bool,
     /// Records older than this are deleted; `None` keeps them forever.
     pub retention: Option<Duration>,
+    /// `database_url` (`--database-url`, `DATABASE_URL`): the PostgreSQL ledger replicas share
+    /// instead of SQLite in the data directory. Its password is a secret (masked in logs,
+    /// errors and `check-config`).
+    pub database_url: Option<Secret>,
 }
 
 impl Default for UsageConfig {
@@ -443,6 +447,7 @@ impl Default for UsageConfig {
         Self {
             enabled: true,
             retention: Some(Duration::from_secs(90 * 24 * 3600)),
+            database_url: None,
         }
     }
 }
@@ -547,6 +552,9 @@ impl GatewayConfig {
         if let Some(url) = &self.state.redis_url {
             out.extend(url_credentials(url.expose()));
         }
+        if let Some(url) = &self.usage.database_url {
+            out.extend(database_password(url.expose()));
+        }
         out
     }
 
@@ -564,6 +572,31 @@ pub struct StateConfig {
     /// `state.redis_url` (`--redis-url`, `REDIS_URL`): `redis://` or `rediss://` (TLS); its
     /// password is a secret (masked in logs, errors and `check-config`).
     pub redis_url: Option<Secret>,
+}
+
+/// The password of a PostgreSQL URL (in its user info or a `password=` parameter), as
+/// written and as the client decodes it (for the scrubber). The user name is not a secret
+/// here: masking `postgres` everywhere would mangle ordinary log lines.
+pub(super) fn database_password(url: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(written) = url
+        .split_once("://")
+        .map(|(_, rest)| &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())])
+        .and_then(|authority| authority.rsplit_once('@'))
+        .and_then(|(userinfo, _)| userinfo.split_once(':'))
+        .map(|(_, password)| password)
+    {
+        out.push(written.to_owned());
+    }
+    if let Some(decoded) = url.parse::<tokio_postgres::Config>().ok().and_then(|c| {
+        c.get_password()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+    }) {
+        out.push(decoded);
+    }
+    out.retain(|p| p.len() >= 4);
+    out.dedup();
+    out
 }
 
 /// The user name and password of a URL, as written and percent-decoded (for the scrubber).

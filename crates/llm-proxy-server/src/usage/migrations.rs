@@ -1,8 +1,10 @@
 //! The usage ledger's schema, as numbered migrations applied in order and recorded in
 //! `usage_schema_migrations` (one row per applied version). The SQL is the subset SQLite and
 //! PostgreSQL both accept (`BIGINT`, `DOUBLE PRECISION`, `BOOLEAN`, `TEXT`, no
-//! engine-specific keys), so a PostgreSQL store applies the same list with its own runner. A
-//! migration, once released, is never edited: a change is a new one at the end.
+//! engine-specific keys), so the PostgreSQL store applies the same list with its own runner
+//! ([`migrate_postgres`]: every pending step in one transaction under an advisory lock, so
+//! replicas starting together apply each step once). A migration, once released, is never
+//! edited: a change is a new one at the end.
 
 use rusqlite::{Connection, OptionalExtension};
 
@@ -52,13 +54,7 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
 /// transaction. A database from a newer proxy (a version this one does not know) is refused
 /// rather than written to with an older schema.
 pub fn migrate_sqlite(conn: &mut Connection) -> rusqlite::Result<()> {
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS usage_schema_migrations (
-            version BIGINT PRIMARY KEY,
-            name TEXT NOT NULL,
-            applied_at BIGINT NOT NULL
-        )",
-    )?;
+    conn.execute_batch(BOOKKEEPING)?;
     let current: i64 = conn
         .query_row(
             "SELECT MAX(version) FROM usage_schema_migrations",
@@ -88,6 +84,62 @@ pub fn migrate_sqlite(conn: &mut Connection) -> rusqlite::Result<()> {
         tx.commit()?;
     }
     Ok(())
+}
+
+/// The bookkeeping table, in the common subset.
+const BOOKKEEPING: &str = "CREATE TABLE IF NOT EXISTS usage_schema_migrations (
+            version BIGINT PRIMARY KEY,
+            name TEXT NOT NULL,
+            applied_at BIGINT NOT NULL
+        )";
+
+/// The key of the PostgreSQL advisory lock held while migrating ("llmpusag").
+pub const POSTGRES_MIGRATION_LOCK: i64 = 0x6c6c_6d70_7573_6167;
+
+/// [`migrate_sqlite`] for PostgreSQL: one transaction that first takes
+/// [`POSTGRES_MIGRATION_LOCK`] (`pg_advisory_xact_lock`, released at commit or rollback), so a
+/// replica starting at the same moment waits, then finds the steps applied. DDL is
+/// transactional in PostgreSQL: a failing step leaves nothing behind. Returns the versions
+/// applied by this call.
+pub async fn migrate_postgres(client: &mut tokio_postgres::Client) -> Result<Vec<i64>, String> {
+    let fail = |e: tokio_postgres::Error| match e.as_db_error() {
+        Some(db) => format!("migrating the usage schema failed: {e}: {}", db.message()),
+        None => format!("migrating the usage schema failed: {e}"),
+    };
+    let tx = client.transaction().await.map_err(fail)?;
+    tx.batch_execute(&format!(
+        "SELECT pg_advisory_xact_lock({POSTGRES_MIGRATION_LOCK})"
+    ))
+    .await
+    .map_err(fail)?;
+    tx.batch_execute(BOOKKEEPING).await.map_err(fail)?;
+    let current: i64 = tx
+        .query_one("SELECT MAX(version) FROM usage_schema_migrations", &[])
+        .await
+        .map_err(fail)?
+        .try_get::<_, Option<i64>>(0)
+        .map_err(fail)?
+        .unwrap_or(0);
+    let latest = MIGRATIONS.last().map_or(0, |m| m.version);
+    if current > latest {
+        return Err(format!(
+            "the usage database has schema version {current}, newer than this proxy's {latest}; use a newer llm-proxy"
+        ));
+    }
+    let now = i64::try_from(llm_proxy_api::ids::unix_now()).unwrap_or(i64::MAX);
+    let mut applied = Vec::new();
+    for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+        tx.batch_execute(m.sql).await.map_err(fail)?;
+        tx.execute(
+            "INSERT INTO usage_schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+            &[&m.version, &m.name, &now],
+        )
+        .await
+        .map_err(fail)?;
+        applied.push(m.version);
+    }
+    tx.commit().await.map_err(fail)?;
+    Ok(applied)
 }
 
 #[cfg(test)]

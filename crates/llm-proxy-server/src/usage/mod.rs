@@ -5,22 +5,27 @@
 //! hook ([`hook::RecordUsage`]), builds one small [`UsageRecord`] and hands it to the store
 //! without blocking. The store's own thread prices it ([`UsageRecord::price`]), counts it in
 //! Prometheus and writes it in batches; a full queue drops the record and counts the drop.
-//! Today's store is SQLite in the data directory ([`sqlite::SqliteUsageStore`]); the schema and
-//! its migrations ([`migrations`]) are plain SQL both SQLite and PostgreSQL accept, so a shared
-//! PostgreSQL ledger is another `UsageStore` over the same tables.
+//! The store is SQLite in the data directory ([`sqlite::SqliteUsageStore`]) by default, or a
+//! PostgreSQL ledger replicas share ([`postgres::PostgresUsageStore`], `database_url`); the
+//! schema and its migrations ([`migrations`]) are plain SQL both accept, and both answer the
+//! same queries with the same results (same sums, same orders). Both price and count a record
+//! the same way before writing it ([`settle`]).
 
 pub mod api;
 pub mod hook;
 pub mod migrations;
+pub mod postgres;
 pub mod query;
 pub mod record;
 pub mod report;
+pub mod settle;
 pub mod sqlite;
 pub mod tally;
 
 use futures::stream::BoxStream;
 use serde::Serialize;
 
+pub use postgres::PostgresUsageStore;
 pub use query::UsageFilter;
 pub use record::UsageRecord;
 pub use sqlite::SqliteUsageStore;
@@ -38,8 +43,13 @@ pub trait UsageStore: Send + Sync + std::fmt::Debug + 'static {
     /// (`llm_proxy_usage_dropped_total`). Never blocks.
     fn record(&self, record: UsageRecord);
 
-    /// Waits until every record queued before the call is written (tests, `usage` tooling).
+    /// Waits until every record queued before the call is written, or dropped and counted
+    /// (tests, `usage` tooling, a graceful stop).
     async fn flush(&self);
+
+    /// Waits until the store can write and answer now (PostgreSQL: a live connection);
+    /// embedded stores always can (tests, and callers that prefer to wait).
+    async fn ready(&self) {}
 
     /// Totals, and totals by backend, model and session, of the records `filter` selects.
     async fn stats(&self, filter: UsageFilter) -> Result<UsageStats, UsageError>;

@@ -7,7 +7,7 @@
 //! connection (WAL: readers never wait for the writer) on a blocking thread; the `usage`
 //! subcommand uses the same reads on the file directly.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
 use std::thread::JoinHandle;
@@ -18,9 +18,9 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OpenFlags, Row, params_from_iter};
 use tokio::sync::oneshot;
 
+use super::settle::Settler;
 use super::{GroupTotals, Totals, UsageError, UsageFilter, UsageRecord, UsageStats, UsageStore};
 use crate::config::UsageConfig;
-use crate::model_registry::ModelRegistry;
 
 /// Records waiting to be written at most; more are dropped and counted.
 pub const QUEUE_CAPACITY: usize = 4096;
@@ -75,8 +75,7 @@ impl SqliteUsageStore {
             conn,
             retention: config.retention,
             last_prune: None,
-            models,
-            counters: HashMap::new(),
+            settler: Settler::new(models),
         };
         writer.prune();
         let (sender, receiver) = sync_channel(QUEUE_CAPACITY);
@@ -176,8 +175,7 @@ struct Writer {
     conn: Connection,
     retention: Option<Duration>,
     last_prune: Option<Instant>,
-    models: HashSet<String>,
-    counters: HashMap<(String, String), crate::metrics::UsageCounters>,
+    settler: Settler,
 }
 
 impl Writer {
@@ -238,28 +236,13 @@ impl Writer {
         if batch.is_empty() {
             return;
         }
-        let registry = ModelRegistry::bundled();
         for r in batch.iter_mut() {
-            if r.cost_usd.is_none() {
-                r.cost_usd = r.price(registry);
-            }
-            self.count(r);
+            self.settler.settle(r);
         }
         if let Err(e) = insert_all(&mut self.conn, batch) {
             tracing::warn!(records = batch.len(), "writing usage records failed: {e}");
         }
         batch.clear();
-    }
-
-    fn count(&mut self, r: &UsageRecord) {
-        let backend = r.backend.as_deref().unwrap_or("none");
-        let model = model_label(&self.models, r.model.as_deref());
-        let key = (backend.to_owned(), model.to_owned());
-        let counters = self
-            .counters
-            .entry(key)
-            .or_insert_with(|| crate::metrics::usage_counters(backend, model));
-        counters.add(r);
     }
 
     fn prune_when_due(&mut self) {
@@ -290,15 +273,6 @@ impl Writer {
     }
 }
 
-/// The Prometheus `model` label: a configured model name, else `other` (client-chosen names
-/// would make the label unbounded).
-pub fn model_label<'a>(configured: &HashSet<String>, model: Option<&'a str>) -> &'a str {
-    match model {
-        Some(m) if configured.contains(m) => m,
-        _ => "other",
-    }
-}
-
 /// Now, Unix milliseconds.
 pub fn now_millis() -> i64 {
     std::time::SystemTime::now()
@@ -306,9 +280,10 @@ pub fn now_millis() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-const COLUMNS: &str = "request_id, session_id, client, frontend, backend, model, stream, status, outcome, prompt_tokens, completion_tokens, total_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, estimated, cost_usd, latency_ms, ttft_ms, started_at, finished_at";
+/// The table's columns in [`UsageRecord`] order (both stores).
+pub(super) const COLUMNS: &str = "request_id, session_id, client, frontend, backend, model, stream, status, outcome, prompt_tokens, completion_tokens, total_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, estimated, cost_usd, latency_ms, ttft_ms, started_at, finished_at";
 
-fn to_i64(n: u64) -> i64 {
+pub(super) fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
@@ -483,7 +458,7 @@ pub fn read_recent(
     let (clause, params) = where_clause(filter);
     let mut stmt = conn
         .prepare(&format!(
-            "SELECT {COLUMNS} FROM usage_records {clause} ORDER BY finished_at DESC, rowid DESC LIMIT {limit}"
+            "SELECT {COLUMNS} FROM usage_records {clause} ORDER BY finished_at DESC, started_at DESC, request_id DESC LIMIT {limit}"
         ))
         .map_err(fail)?;
     let rows = stmt
@@ -504,7 +479,7 @@ pub fn for_each_record(
     let (clause, params) = where_clause(filter);
     let mut stmt = conn
         .prepare(&format!(
-            "SELECT {COLUMNS} FROM usage_records {clause} ORDER BY started_at, rowid"
+            "SELECT {COLUMNS} FROM usage_records {clause} ORDER BY started_at, finished_at, request_id"
         ))
         .map_err(fail)?;
     let mut rows = stmt.query(params_from_iter(params.iter())).map_err(fail)?;
@@ -599,6 +574,7 @@ mod tests {
         let keep_forever = UsageConfig {
             enabled: true,
             retention: None,
+            ..UsageConfig::default()
         };
         let store = SqliteUsageStore::open(&path, &keep_forever, HashSet::new()).unwrap();
         let day = 24 * 3600 * 1000;
@@ -609,21 +585,11 @@ mod tests {
         let week = UsageConfig {
             enabled: true,
             retention: Some(Duration::from_secs(7 * 24 * 3600)),
+            ..UsageConfig::default()
         };
         let store = SqliteUsageStore::open(&path, &week, HashSet::new()).unwrap();
         let left = store.recent(UsageFilter::default(), 10).await.unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].request_id, "new");
-    }
-
-    #[test]
-    fn only_configured_models_name_a_prometheus_label() {
-        let configured: HashSet<String> = ["gpt-4o".to_owned()].into();
-        assert_eq!(model_label(&configured, Some("gpt-4o")), "gpt-4o");
-        assert_eq!(
-            model_label(&configured, Some("made-up-by-a-client")),
-            "other"
-        );
-        assert_eq!(model_label(&configured, None), "other");
     }
 }
