@@ -108,8 +108,8 @@
     return s.length > max ? s.slice(0, max - 1) + '…' : s;
   }
 
-  function groupName(key) {
-    return key === null || key === undefined ? '(none)' : String(key);
+  function groupName(key, by) {
+    return key === null || key === undefined ? `(no ${by})` : String(key);
   }
 
   function colorOf(name) {
@@ -177,7 +177,7 @@
         errors += p.errors;
       }
       const total = values.requests.reduce((a, b) => a + b, 0);
-      return { name: groupName(s[series.by]), values, total, errors };
+      return { name: groupName(s[series.by], series.by), values, total, errors };
     });
     groups.sort((a, b) => b.total - a.total || a.name.localeCompare(b.name));
     if (groups.length > MAX_GROUPS) {
@@ -207,7 +207,7 @@
   function barChart(container, shaped, metric, format) {
     const W = 480;
     const H = 190;
-    const pad = { left: 46, right: 8, top: 8, bottom: 22 };
+    const pad = { left: 58, right: 8, top: 8, bottom: 22 };
     const plotW = W - pad.left - pad.right;
     const plotH = H - pad.top - pad.bottom;
     const n = shaped.buckets.length;
