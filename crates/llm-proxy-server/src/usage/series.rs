@@ -4,6 +4,8 @@
 //! (`(started_at / bucket) * bucket`, integer arithmetic both SQLite and PostgreSQL share);
 //! empty buckets are left out.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 
 use super::UsageFilter;
@@ -187,12 +189,17 @@ impl UsageSeries {
     /// The JSON of `GET /v1/usage/series`: the range and bucket, and one entry per group
     /// (named by `backend` or `model`) with its points in time order.
     pub fn to_json(&self, query: &SeriesQuery) -> serde_json::Value {
+        // Groups in order of first appearance; the index keeps this linear in the points.
         let mut groups: Vec<(Option<&str>, Vec<&SeriesPoint>)> = Vec::new();
+        let mut index: HashMap<Option<&str>, usize> = HashMap::new();
         for p in &self.points {
             let key = p.key.as_deref();
-            match groups.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, list)) => list.push(p),
-                None => groups.push((key, vec![p])),
+            let at = *index.entry(key).or_insert_with(|| {
+                groups.push((key, Vec::new()));
+                groups.len() - 1
+            });
+            if let Some((_, list)) = groups.get_mut(at) {
+                list.push(p);
             }
         }
         let name = query.by.column();
