@@ -1,8 +1,9 @@
 //! Client authentication: when `auth.api_keys` is set, every request but the liveness probes
 //! (`/health`, and `/` which Claude Code checks with `HEAD /` before its first call) must carry
 //! one of them (`Authorization: Bearer`, `x-api-key`, `x-goog-api-key`, `?key=` or
-//! `?api_key=`). Compared in constant time; never logged. Addresses that keep failing are
-//! blocked for a while ([`crate::brute_force`]).
+//! `?api_key=`); the dashboard's static files (`/ui`) need none, as they hold no data.
+//! Compared in constant time; never logged. Addresses that keep failing are blocked for a
+//! while ([`crate::brute_force`]).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -105,7 +106,9 @@ pub async fn require_key_anthropic(
 
 async fn enforce(state: &AppState, mut req: Request, next: Next, format: WireFormat) -> Response {
     let keys = &state.config().auth.api_keys;
-    if keys.is_empty() || matches!(req.uri().path(), "/health" | "/") {
+    let path = req.uri().path();
+    // The dashboard's static files hold no data; the page sends the key with its data requests.
+    if keys.is_empty() || matches!(path, "/health" | "/") || crate::ui::is_public_asset(path) {
         return next.run(req).await;
     }
     let client = req

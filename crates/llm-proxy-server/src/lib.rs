@@ -35,6 +35,7 @@ pub mod timing;
 pub mod token_count;
 pub mod token_estimate;
 pub mod tool_access;
+pub mod ui;
 pub mod usage;
 
 use axum::Router;
@@ -98,6 +99,11 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/usage/stats", get(usage::api::stats))
         .route("/v1/usage/recent", get(usage::api::recent))
         .route("/v1/usage/export", get(usage::api::export))
+        .route("/v1/usage/series", get(usage::api::series))
+        .route("/v1/status", get(ui::status::status))
+        .route("/ui", get(ui::asset))
+        .route("/ui/", get(ui::asset))
+        .route("/ui/{file}", get(ui::asset))
         .route(
             "/v1/diagnostics/backends/{instance}/reactivate",
             post(frontend::diagnostics::reactivate),

@@ -10,6 +10,7 @@ mod claude_code;
 mod commands;
 mod common;
 mod connections;
+mod dashboard;
 mod dialect;
 mod edge;
 mod errors;

@@ -264,6 +264,10 @@ impl SessionStore for MemoryStore {
     fn kind(&self) -> &'static str {
         "memory"
     }
+
+    fn stored_count(&self) -> Option<usize> {
+        Some(self.len())
+    }
 }
 
 #[cfg(test)]

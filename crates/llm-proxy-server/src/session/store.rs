@@ -83,6 +83,12 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
 
     /// A short name of the implementation (`memory`, `redis`) for logs and `check-config`.
     fn kind(&self) -> &'static str;
+
+    /// How many sessions this store holds, when it can tell cheaply (the dashboard shows it);
+    /// `None` by default (a shared store would have to scan).
+    fn stored_count(&self) -> Option<usize> {
+        None
+    }
 }
 
 #[cfg(test)]

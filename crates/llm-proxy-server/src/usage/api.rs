@@ -1,6 +1,7 @@
 //! The usage endpoints on the main router: `GET /v1/usage/stats` (totals and breakdowns),
-//! `GET /v1/usage/recent?limit=N` (newest first) and `GET /v1/usage/export?format=csv|jsonl`
-//! (streamed from the store row by row). They are behind the client-key check like every
+//! `GET /v1/usage/recent?limit=N` (newest first), `GET /v1/usage/series?bucket=&by=` (sums
+//! per time bucket and backend or model, for the dashboard's charts) and
+//! `GET /v1/usage/export?format=csv|jsonl` (streamed from the store row by row). They are behind the client-key check like every
 //! route; without client keys (single-user mode) only clients on the proxy's own host
 //! (loopback) are served. Errors use the OpenAI envelope.
 
@@ -18,6 +19,7 @@ use llm_proxy_api::error::{BackendError, ErrorKind, ErrorSource};
 
 use super::query::BadFilter;
 use super::record::CSV_HEADER;
+use super::series::SeriesQuery;
 use super::{UsageFilter, UsageStore};
 use crate::error::{ProxyError, WireFormat};
 use crate::state::AppState;
@@ -51,21 +53,7 @@ struct Admitted {
 /// The store and the query's parameters, or the refusal: remote clients without client keys
 /// (403), usage accounting off (404), an unreadable query string (400).
 fn admit(state: &AppState, req: &Request) -> Result<Admitted, Refusal> {
-    if state.config().auth.api_keys.is_empty() {
-        let peer = req
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0);
-        if !peer.is_some_and(|addr| addr.ip().is_loopback()) {
-            let denied = BackendError::new(
-                ErrorKind::PermissionDenied,
-                ErrorSource::Config,
-                "usage is only served to clients on the proxy's own host (loopback) unless client keys are configured (auth.api_keys)",
-            )
-            .with_code("forbidden");
-            return Err(Box::new(ProxyError::Backend(denied)));
-        }
-    }
+    refuse_remote_without_keys(state, req, "usage")?;
     let Some(store) = state.usage() else {
         return Err(Box::new(ProxyError::Rejected {
             status: StatusCode::NOT_FOUND,
@@ -85,6 +73,33 @@ fn admit(state: &AppState, req: &Request) -> Result<Admitted, Refusal> {
         store: store.clone(),
         params,
     })
+}
+
+/// Without client keys (single-user mode) only clients on the proxy's own host (loopback)
+/// may read `what` (usage, the dashboard); with keys the auth middleware has already checked
+/// the client's.
+pub fn refuse_remote_without_keys(
+    state: &AppState,
+    req: &Request,
+    what: &str,
+) -> Result<(), Refusal> {
+    if !state.config().auth.api_keys.is_empty() {
+        return Ok(());
+    }
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    if peer.is_some_and(|addr| addr.ip().is_loopback()) {
+        return Ok(());
+    }
+    let denied = BackendError::new(
+        ErrorKind::PermissionDenied,
+        ErrorSource::Config,
+        format!("{what} is only served to clients on the proxy's own host (loopback) unless client keys are configured (auth.api_keys)"),
+    )
+    .with_code("forbidden");
+    Err(Box::new(ProxyError::Backend(denied)))
 }
 
 fn filter_of(params: &[(String, String)], extra: &[&str]) -> Result<UsageFilter, Refusal> {
@@ -139,6 +154,25 @@ async fn recent_of(state: &AppState, req: Request) -> Result<Response, Refusal> 
         .await
         .map_err(|e| store_failed(&e))?;
     Ok(Json(serde_json::json!({ "data": data })).into_response())
+}
+
+/// `GET /v1/usage/series?bucket=minute|hour|day&by=backend|model` (+ the filters).
+pub async fn series(State(state): State<AppState>, req: Request) -> Response {
+    render(series_of(&state, req).await)
+}
+
+async fn series_of(state: &AppState, req: Request) -> Result<Response, Refusal> {
+    let Admitted { store, params } = admit(state, &req)?;
+    let query = SeriesQuery::from_params(
+        params.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        super::sqlite::now_millis(),
+    )
+    .map_err(|e| bad_filter(&e))?;
+    let series = store
+        .series(query.clone())
+        .await
+        .map_err(|e| store_failed(&e))?;
+    Ok(Json(series.to_json(&query)).into_response())
 }
 
 /// `GET /v1/usage/export?format=csv|jsonl` (default `jsonl`), streamed.

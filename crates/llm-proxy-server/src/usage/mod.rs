@@ -18,6 +18,7 @@ pub mod postgres;
 pub mod query;
 pub mod record;
 pub mod report;
+pub mod series;
 pub mod settle;
 pub mod sqlite;
 pub mod tally;
@@ -28,6 +29,7 @@ use serde::Serialize;
 pub use postgres::PostgresUsageStore;
 pub use query::UsageFilter;
 pub use record::UsageRecord;
+pub use series::{SeriesQuery, UsageSeries};
 pub use sqlite::SqliteUsageStore;
 
 /// A store failed to answer a query.
@@ -64,6 +66,15 @@ pub trait UsageStore: Send + Sync + std::fmt::Debug + 'static {
     /// Every record `filter` selects, oldest first, read from the store as the stream is
     /// consumed (never the whole table in memory).
     fn export(&self, filter: UsageFilter) -> BoxStream<'static, Result<UsageRecord, UsageError>>;
+
+    /// The selected records summed per time bucket and group, computed by the store. The
+    /// default answers that this store cannot (`GET /v1/usage/series` then fails with 503).
+    async fn series(&self, query: SeriesQuery) -> Result<UsageSeries, UsageError> {
+        let _ = query;
+        Err(UsageError(format!(
+            "this usage store ({self:?}) does not compute series"
+        )))
+    }
 }
 
 /// Sums over a set of records.

@@ -18,6 +18,7 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OpenFlags, Row, params_from_iter};
 use tokio::sync::oneshot;
 
+use super::series::{MAX_POINTS, SeriesPoint, SeriesQuery, UsageSeries};
 use super::settle::Settler;
 use super::{GroupTotals, Totals, UsageError, UsageFilter, UsageRecord, UsageStats, UsageStore};
 use crate::config::UsageConfig;
@@ -159,6 +160,11 @@ impl UsageStore for SqliteUsageStore {
         Box::pin(futures::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|item| (item, rx))
         }))
+    }
+
+    async fn series(&self, query: SeriesQuery) -> Result<UsageSeries, UsageError> {
+        let path = self.path.clone();
+        blocking(move || read_series(&path, &query)).await
     }
 }
 
@@ -447,6 +453,45 @@ pub fn read_stats(path: &Path, filter: &UsageFilter) -> Result<UsageStats, Usage
     })
 }
 
+/// The records `query` selects summed per bucket and group, in bucket then group order.
+pub fn read_series(path: &Path, query: &SeriesQuery) -> Result<UsageSeries, UsageError> {
+    let conn = open_reader(path)?;
+    let fail = |e: rusqlite::Error| UsageError(format!("usage query failed: {e}"));
+    let (clause, params) = where_clause(&query.filter);
+    // The width and the column come from enums, never from the client's text.
+    let width = query.bucket.millis();
+    let column = query.by.column();
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT (started_at / {width}) * {width} AS bucket, {column}, COUNT(*), \
+             COALESCE(SUM(CASE WHEN outcome IN ('ok', 'client_disconnected') THEN 0 ELSE 1 END), 0), \
+             COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), \
+             COALESCE(SUM(total_tokens), 0), COALESCE(SUM(cost_usd), 0.0) \
+             FROM usage_records {clause} GROUP BY bucket, {column} ORDER BY bucket, {column} LIMIT {MAX_POINTS}"
+        ))
+        .map_err(fail)?;
+    let rows = stmt
+        .query_map(params_from_iter(params.iter()), |r| {
+            let n = |i: usize| -> rusqlite::Result<u64> {
+                Ok(u64::try_from(r.get::<_, i64>(i)?).unwrap_or(0))
+            };
+            Ok(SeriesPoint {
+                t: r.get(0)?,
+                key: r.get(1)?,
+                requests: n(2)?,
+                errors: n(3)?,
+                prompt_tokens: n(4)?,
+                completion_tokens: n(5)?,
+                total_tokens: n(6)?,
+                cost_usd: r.get(7)?,
+            })
+        })
+        .map_err(fail)?;
+    Ok(UsageSeries {
+        points: rows.collect::<rusqlite::Result<_>>().map_err(fail)?,
+    })
+}
+
 /// The newest `limit` records `filter` selects, newest first.
 pub fn read_recent(
     path: &Path,
@@ -591,5 +636,69 @@ mod tests {
         let left = store.recent(UsageFilter::default(), 10).await.unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].request_id, "new");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn series_sum_records_per_bucket_and_group() {
+        use crate::usage::series::{Bucket, SeriesBy};
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("usage.sqlite3");
+        let store = SqliteUsageStore::open(&path, &UsageConfig::default(), HashSet::new()).unwrap();
+        let minute = 60_000;
+        let t0 = (now_millis() / minute - 10) * minute;
+        store.record(record("a", "openai", "gpt-4o", t0 + 1, (10, 5)));
+        store.record(record("b", "openai", "gpt-4o-mini", t0 + 59_999, (1, 1)));
+        let mut failed = record("c", "openai", "gpt-4o", t0 + minute, (0, 0));
+        failed.outcome = "upstream_error".into();
+        failed.status = 502;
+        store.record(failed);
+        let mut left = record("d", "anthropic", "claude-sonnet-4-5", t0 + minute, (2, 2));
+        left.outcome = "client_disconnected".into();
+        store.record(left);
+        store.record(record("old", "openai", "gpt-4o", t0 - 3 * minute, (1, 1)));
+        store.flush().await;
+        let query = |by| SeriesQuery {
+            filter: UsageFilter {
+                since_ms: Some(t0),
+                until_ms: Some(t0 + 5 * minute),
+                ..UsageFilter::default()
+            },
+            bucket: Bucket::Minute,
+            by,
+        };
+        let series = store.series(query(SeriesBy::Backend)).await.unwrap();
+        let rows: Vec<_> = series
+            .points
+            .iter()
+            .map(|p| {
+                (
+                    p.t - t0,
+                    p.key.as_deref(),
+                    p.requests,
+                    p.errors,
+                    p.total_tokens,
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                (0, Some("openai"), 2, 0, 17),
+                (minute, Some("anthropic"), 1, 0, 4),
+                (minute, Some("openai"), 1, 1, 0),
+            ]
+        );
+        assert!(series.points[0].cost_usd > 0.0);
+        let by_model = store.series(query(SeriesBy::Model)).await.unwrap();
+        let keys: Vec<_> = by_model.points.iter().map(|p| p.key.as_deref()).collect();
+        assert_eq!(
+            keys,
+            [
+                Some("gpt-4o"),
+                Some("gpt-4o-mini"),
+                Some("claude-sonnet-4-5"),
+                Some("gpt-4o")
+            ]
+        );
     }
 }
