@@ -158,6 +158,15 @@ struct Cli {
     /// `REDIS_URL`, `state.redis_url`. Without it everything stays in this process.
     #[arg(long, global = true)]
     redis_url: Option<String>,
+    /// Export OpenTelemetry traces to this OTLP/HTTP collector (`http://host:4318`; spans
+    /// go to `<url>/v1/traces`). Also `OTEL_EXPORTER_OTLP_ENDPOINT`, `telemetry.otlp_endpoint`.
+    /// Off when unset.
+    #[arg(long, global = true)]
+    otlp_endpoint: Option<String>,
+    /// `service.name` of the exported traces (default `llm-proxy`). Also `OTEL_SERVICE_NAME`,
+    /// `telemetry.service_name`.
+    #[arg(long, global = true)]
+    otel_service_name: Option<String>,
     /// Never retry or fail over.
     #[arg(long, global = true)]
     disable_failure_handling: bool,
@@ -288,6 +297,8 @@ impl Cli {
             disable_brute_force_protection: self.disable_brute_force_protection,
             data_dir: self.data_dir.clone(),
             redis_url: self.redis_url.clone(),
+            otlp_endpoint: self.otlp_endpoint.clone(),
+            otel_service_name: self.otel_service_name.clone(),
             fix_think_tags: self.fix_think_tags,
             disable_tool_call_repair: self.disable_tool_call_repair,
             disable_json_repair: self.disable_json_repair,
@@ -539,6 +550,8 @@ async fn serve(cfg: config::GatewayConfig, mode: AccessMode, scrubber: Scrubber)
         Err(e) => return fail(e),
     };
     let shutdown = state.shutdown().clone();
+    #[cfg(feature = "otel")]
+    let traces = state.pipeline().trace_sink().cloned();
     let signalled = shutdown_signal();
     // The dedicated Anthropic listener serves root paths in Anthropic's shapes only.
     let mut listeners = vec![(port, app(state.clone()))];
@@ -573,6 +586,17 @@ async fn serve(cfg: config::GatewayConfig, mode: AccessMode, scrubber: Scrubber)
         if let Err(e) = s.await {
             outcome = fail(format!("server task failed: {e}"));
         }
+    }
+    #[cfg(feature = "otel")]
+    if let Some(traces) = traces {
+        // Exports what is still queued, within bounds: a dead collector must not hold the exit.
+        let flushed = tokio::time::timeout(std::time::Duration::from_secs(5), traces.flush()).await;
+        tracing::info!(
+            exported = traces.exported(),
+            dropped = traces.dropped(),
+            flushed = flushed.is_ok(),
+            "trace exporter flushed"
+        );
     }
     if let Some(sink) = capture {
         // Writes what is still queued before the process exits.

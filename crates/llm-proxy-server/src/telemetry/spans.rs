@@ -168,8 +168,7 @@ impl SpanFactory {
 
     fn span(
         &self,
-        context: SpanContext,
-        parent: (SpanId, bool),
+        (context, parent): (SpanContext, (SpanId, bool)),
         kind: SpanKind,
         name: String,
         times: (SystemTime, SystemTime),
@@ -234,8 +233,7 @@ impl SpanFactory {
         };
         let mut spans = Vec::with_capacity(1 + r.attempts.len());
         spans.push(self.span(
-            context(root_id),
-            root_parent,
+            (context(root_id), root_parent),
             SpanKind::Server,
             self.span_name(r.requested_model.as_deref()),
             (r.started, r.ended),
@@ -266,8 +264,7 @@ impl SpanFactory {
                 None => Status::Unset,
             };
             spans.push(self.span(
-                context(SpanId::from(fastrand::u64(1..))),
-                (root_id, false),
+                (context(SpanId::from(fastrand::u64(1..))), (root_id, false)),
                 SpanKind::Client,
                 self.span_name(Some(&a.model)),
                 (a.started, a.ended),
@@ -382,7 +379,7 @@ mod tests {
 
     #[test]
     fn a_span_name_never_carries_odd_or_secret_model_names() {
-        let scrubber = Scrubber::new(vec!["sk-planted-secret-0001".into()]).unwrap();
+        let scrubber = Scrubber::new(["sk-planted-secret-0001"]).unwrap();
         let f = SpanFactory::new([], scrubber);
         assert_eq!(f.span_name(Some("gpt-4o")), "chat gpt-4o");
         assert_eq!(f.span_name(Some("a b")), "chat");
