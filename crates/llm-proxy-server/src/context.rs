@@ -79,6 +79,8 @@ pub struct RequestContext {
     usage: Option<Arc<crate::usage::tally::UsageTally>>,
     /// Wire capture is on: responses carry a [`CaptureLink`](crate::capture::CaptureLink).
     capturing: bool,
+    /// The backend attempts, when tracing is on.
+    attempts: Option<Arc<crate::telemetry::attempts::AttemptLog>>,
 }
 
 impl RequestContext {
@@ -106,6 +108,7 @@ impl RequestContext {
             prompt_size: Arc::default(),
             usage: state.pipeline().records_usage().then(Arc::default),
             capturing: state.http_client().sink().is_some(),
+            attempts: state.pipeline().traces().then(Arc::default),
         }
     }
 
@@ -180,6 +183,11 @@ impl RequestContext {
     /// What the answer used so far, when usage accounting is on.
     pub fn usage_tally(&self) -> Option<&Arc<crate::usage::tally::UsageTally>> {
         self.usage.as_ref()
+    }
+
+    /// The backend attempts so far, when tracing is on.
+    pub fn attempt_log(&self) -> Option<&Arc<crate::telemetry::attempts::AttemptLog>> {
+        self.attempts.as_ref()
     }
 
     /// The instance that served the request, once known.
@@ -359,6 +367,7 @@ pub(crate) mod tests {
             prompt_size: Arc::default(),
             usage: None,
             capturing: false,
+            attempts: None,
         }
     }
 

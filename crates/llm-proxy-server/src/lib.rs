@@ -31,6 +31,7 @@ pub mod session;
 pub mod stages;
 pub mod startup_error;
 pub mod state;
+pub mod telemetry;
 pub mod timing;
 pub mod token_count;
 pub mod token_estimate;

@@ -40,8 +40,13 @@ pub struct Pipeline {
     before_output: Processors,
     after_output: Processors,
     finish: FinishHooks,
-    /// Whether requests gather their usage (a usage store records it).
+    /// Whether requests gather their usage (a usage store records it, or traces carry it).
     records_usage: bool,
+    /// Whether requests note their backend attempts (traces are exported).
+    traces: bool,
+    /// Where traces go, when exported.
+    #[cfg(feature = "otel")]
+    trace_sink: Option<Arc<crate::telemetry::TraceSink>>,
     /// Context-window enforcement, when on.
     context_windows: Option<crate::context_window::ContextWindows>,
 }
@@ -97,6 +102,9 @@ impl Pipeline {
             after_output: Processors::new(after_output),
             finish: FinishHooks::new(hooks),
             records_usage: false,
+            traces: false,
+            #[cfg(feature = "otel")]
+            trace_sink: None,
             context_windows: crate::context_window::ContextWindows::from_config(
                 &config.model_limits,
             ),
@@ -114,9 +122,36 @@ impl Pipeline {
         self
     }
 
-    /// Whether requests gather their usage for a usage store.
+    /// Exports every request's trace to `sink` (a finish hook; requests note their attempts
+    /// and gather their usage).
+    #[cfg(feature = "otel")]
+    #[must_use]
+    pub fn with_tracing(mut self, sink: Arc<crate::telemetry::TraceSink>) -> Self {
+        let mut hooks: Vec<Arc<dyn FinishHook>> = self.finish.hooks().to_vec();
+        hooks.push(Arc::new(crate::telemetry::hook::TraceRequests::new(
+            sink.clone(),
+        )));
+        self.finish = FinishHooks::new(hooks);
+        self.records_usage = true;
+        self.traces = true;
+        self.trace_sink = Some(sink);
+        self
+    }
+
+    /// Where traces go, when they are exported.
+    #[cfg(feature = "otel")]
+    pub fn trace_sink(&self) -> Option<&Arc<crate::telemetry::TraceSink>> {
+        self.trace_sink.as_ref()
+    }
+
+    /// Whether requests gather their usage (for a usage store or traces).
     pub fn records_usage(&self) -> bool {
         self.records_usage
+    }
+
+    /// Whether requests note their backend attempts (for traces).
+    pub fn traces(&self) -> bool {
+        self.traces
     }
 
     /// The request stages, in order.
@@ -611,8 +646,33 @@ async fn race(
     }))
 }
 
-/// One call to one instance, read up to its first meaningful event.
+/// One call to one instance, read up to its first meaningful event; noted in the request's
+/// attempt log when tracing is on.
 async fn attempt(
+    state: &AppState,
+    slot: &BackendSlot,
+    leg: &Leg,
+    req: &ChatRequest,
+    ctx: &RequestContext,
+) -> Outcome {
+    let Some(log) = ctx.attempt_log() else {
+        return call_backend(state, slot, leg, req, ctx).await;
+    };
+    // Dropped unfinished (a race's loser, a ttft timeout), the guard notes a cancelled attempt.
+    let noted = log.begin(&slot.instance, &leg.model);
+    let outcome = call_backend(state, slot, leg, req, ctx).await;
+    match &outcome {
+        Outcome::Streaming(_) => noted.serving(),
+        Outcome::Empty(_) => noted.ended(None),
+        Outcome::Failed(e) => noted.ended(Some(crate::telemetry::attempts::AttemptError {
+            kind: e.kind.label(),
+            status: e.upstream_status,
+        })),
+    }
+    outcome
+}
+
+async fn call_backend(
     state: &AppState,
     slot: &BackendSlot,
     leg: &Leg,

@@ -77,6 +77,31 @@ fn build_backend(
     }
 }
 
+/// Exports traces (`telemetry.otlp_endpoint`): starts the exporter thread.
+#[cfg(feature = "otel")]
+fn with_tracing(
+    pipeline: crate::pipeline::Pipeline,
+    config: &GatewayConfig,
+    scrubber: &Scrubber,
+) -> Result<crate::pipeline::Pipeline, StartupError> {
+    let sink =
+        crate::telemetry::TraceSink::start(config, scrubber.clone()).map_err(StartupError::new)?;
+    tracing::info!(service_name = %config.telemetry.service_name, "exporting traces over OTLP/HTTP");
+    Ok(pipeline.with_tracing(Arc::new(sink)))
+}
+
+/// A build without the `otel` feature refuses a configured endpoint rather than ignoring it.
+#[cfg(not(feature = "otel"))]
+fn with_tracing(
+    _pipeline: crate::pipeline::Pipeline,
+    _config: &GatewayConfig,
+    _scrubber: &Scrubber,
+) -> Result<crate::pipeline::Pipeline, StartupError> {
+    Err(StartupError::new(
+        "telemetry.otlp_endpoint: this build has no OpenTelemetry support (cargo feature `otel` of llm-proxy-server)",
+    ))
+}
+
 impl AppState {
     /// Builds every configured backend instance from the discovered plugins, then runs the
     /// plugins' post-build hooks (fail-open). With nothing configured, the offline `mock`
@@ -237,6 +262,9 @@ impl AppState {
             crate::pipeline::Pipeline::from_config(&config, backends.keys(), &sessions);
         if let Some(usage) = &stores.usage {
             pipeline = pipeline.with_usage(usage.clone());
+        }
+        if config.telemetry.enabled() {
+            pipeline = with_tracing(pipeline, &config, &scrubber)?;
         }
         let state = Self {
             inner: Arc::new(Inner {

@@ -23,6 +23,7 @@ mod kept_reasoning;
 mod limits;
 mod matrix;
 mod openai_chat;
+mod otel;
 mod plugins;
 mod prompt_cache;
 mod reasoning_switch;

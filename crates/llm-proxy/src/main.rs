@@ -163,6 +163,15 @@ struct Cli {
     /// kept in SQLite in the data directory.
     #[arg(long, global = true)]
     database_url: Option<String>,
+    /// Export OpenTelemetry traces to this OTLP/HTTP collector (`http://host:4318`; spans
+    /// go to `<url>/v1/traces`). Also `OTEL_EXPORTER_OTLP_ENDPOINT`, `telemetry.otlp_endpoint`.
+    /// Off when unset.
+    #[arg(long, global = true)]
+    otlp_endpoint: Option<String>,
+    /// `service.name` of the exported traces (default `llm-proxy`). Also `OTEL_SERVICE_NAME`,
+    /// `telemetry.service_name`.
+    #[arg(long, global = true)]
+    otel_service_name: Option<String>,
     /// Never retry or fail over.
     #[arg(long, global = true)]
     disable_failure_handling: bool,
@@ -295,6 +304,8 @@ impl Cli {
             data_dir: self.data_dir.clone(),
             redis_url: self.redis_url.clone(),
             database_url: self.database_url.clone(),
+            otlp_endpoint: self.otlp_endpoint.clone(),
+            otel_service_name: self.otel_service_name.clone(),
             fix_think_tags: self.fix_think_tags,
             disable_tool_call_repair: self.disable_tool_call_repair,
             disable_json_repair: self.disable_json_repair,
@@ -581,6 +592,8 @@ async fn serve(cfg: config::GatewayConfig, mode: AccessMode, scrubber: Scrubber)
         Err(e) => return fail(e),
     };
     let shutdown = state.shutdown().clone();
+    #[cfg(feature = "otel")]
+    let traces = state.pipeline().trace_sink().cloned();
     let signalled = shutdown_signal();
     // The dedicated Anthropic listener serves root paths in Anthropic's shapes only.
     let mut listeners = vec![(port, app(state.clone()))];
@@ -624,6 +637,17 @@ async fn serve(cfg: config::GatewayConfig, mode: AccessMode, scrubber: Scrubber)
         {
             tracing::warn!("usage records still queued at shutdown were not all written");
         }
+    }
+    #[cfg(feature = "otel")]
+    if let Some(traces) = traces {
+        // Exports what is still queued, within bounds: a dead collector must not hold the exit.
+        let flushed = tokio::time::timeout(std::time::Duration::from_secs(5), traces.flush()).await;
+        tracing::info!(
+            exported = traces.exported(),
+            dropped = traces.dropped(),
+            flushed = flushed.is_ok(),
+            "trace exporter flushed"
+        );
     }
     if let Some(sink) = capture {
         // Writes what is still queued before the process exits.

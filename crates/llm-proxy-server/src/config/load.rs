@@ -114,6 +114,10 @@ pub struct CliOverrides {
     pub redis_url: Option<String>,
     /// `--database-url` (database_url).
     pub database_url: Option<String>,
+    /// `--otlp-endpoint` (telemetry.otlp_endpoint).
+    pub otlp_endpoint: Option<String>,
+    /// `--otel-service-name` (telemetry.service_name).
+    pub otel_service_name: Option<String>,
     /// `--fix-think-tags` (session.fix_think_tags_enabled).
     pub fix_think_tags: bool,
     /// `--disable-tool-call-repair` (session.tool_call_repair_enabled).
@@ -361,6 +365,12 @@ fn apply_env(
     if let Some(v) = env.get("DATABASE_URL") {
         raw.database_url = Some(v.to_owned());
     }
+    if let Some(v) = env.get("OTEL_EXPORTER_OTLP_ENDPOINT") {
+        raw.telemetry.otlp_endpoint = Some(v.to_owned());
+    }
+    if let Some(v) = env.get("OTEL_SERVICE_NAME") {
+        raw.telemetry.service_name = Some(v.to_owned());
+    }
     if let Some(v) = env.get("LLM_PROXY_DATA_DIR") {
         raw.data_dir = Some(v.to_owned());
     }
@@ -481,6 +491,12 @@ fn apply_guards_cli(raw: &mut RawConfig, cli: &CliOverrides) {
 }
 
 fn apply_cli(raw: &mut RawConfig, cli: &CliOverrides) {
+    if let Some(v) = &cli.otlp_endpoint {
+        raw.telemetry.otlp_endpoint = Some(v.clone());
+    }
+    if let Some(v) = &cli.otel_service_name {
+        raw.telemetry.service_name = Some(v.clone());
+    }
     if let Some(v) = &cli.redis_url {
         raw.state.redis_url = Some(v.clone());
     }
@@ -1029,6 +1045,7 @@ fn validate(
         raw.model_defaults.as_ref(),
     )?;
     let dedup = super::dedup::dedup_config(raw.request_dedup_window, raw.request_dedup_max_cache)?;
+    let telemetry = super::telemetry::telemetry_config(&raw.telemetry)?;
     Ok(GatewayConfig {
         steering,
         model_limits,
@@ -1082,6 +1099,7 @@ fn validate(
         responses_store,
         state,
         usage,
+        telemetry,
         raw: raw_value,
     })
 }
@@ -1477,6 +1495,10 @@ pub fn effective_config(cfg: &GatewayConfig) -> Value {
         "translation": {
             "strict": cfg.strict_translation,
             "keep_reasoning": cfg.keep_reasoning,
+        },
+        "telemetry": {
+            "otlp_endpoint": cfg.telemetry.otlp_traces_url.as_ref().map(|u| mask_url_credentials(u.expose())),
+            "service_name": cfg.telemetry.service_name,
         },
         "usage": {
             "enabled": cfg.usage.enabled,

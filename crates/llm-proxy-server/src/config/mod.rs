@@ -9,6 +9,7 @@ pub mod model_limits;
 pub mod raw;
 mod runtime;
 pub mod steering;
+mod telemetry;
 
 pub use dedup::DedupConfig;
 pub use load::{
@@ -22,3 +23,4 @@ pub use runtime::{
     ResponsesWebSocketConfig, RoutingConfig, ServerConfig, StateConfig, UsageConfig,
 };
 pub use steering::{SteeringConfig, UserAgentRuleConfig};
+pub use telemetry::{DEFAULT_SERVICE_NAME, TelemetryConfig};

@@ -68,6 +68,8 @@ pub struct RawConfig {
     pub translation: RawTranslation,
     #[serde(default)]
     pub usage: RawUsage,
+    #[serde(default)]
+    pub telemetry: super::telemetry::RawTelemetry,
 }
 
 /// `usage:`: usage accounting (records of every request's tokens and cost).

@@ -427,6 +427,8 @@ pub struct GatewayConfig {
     pub dedup: super::DedupConfig,
     /// Usage accounting (`usage.*`).
     pub usage: UsageConfig,
+    /// OpenTelemetry traces (`telemetry.*`).
+    pub telemetry: super::TelemetryConfig,
 }
 
 /// Usage accounting (`usage.*`).
@@ -492,6 +494,7 @@ impl Default for GatewayConfig {
             model_limits: super::ModelLimitsConfig::default(),
             dedup: super::DedupConfig::default(),
             usage: UsageConfig::default(),
+            telemetry: super::TelemetryConfig::default(),
         }
     }
 }
@@ -555,6 +558,9 @@ impl GatewayConfig {
         if let Some(url) = &self.usage.database_url {
             out.extend(database_password(url.expose()));
         }
+        if let Some(url) = &self.telemetry.otlp_traces_url {
+            out.extend(url_credentials(url.expose()));
+        }
         out
     }
 
@@ -599,13 +605,19 @@ pub(super) fn database_password(url: &str) -> Vec<String> {
     out
 }
 
-/// The user name and password of a URL, as written and percent-decoded (for the scrubber).
+/// The user name and password of a URL (`redis://`, `http://`, ...), as written and
+/// percent-decoded (for the scrubber).
 fn url_credentials(url: &str) -> Vec<String> {
-    let Some(parsed) = redis::parse_redis_url(url) else {
+    let uri: http::Uri = match url.parse() {
+        Ok(u) => u,
+        Err(_) => return Vec::new(),
+    };
+    let Some((userinfo, _host)) = uri.authority().and_then(|a| a.as_str().rsplit_once('@')) else {
         return Vec::new();
     };
+    let (username, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
     let mut out = Vec::new();
-    for raw in [parsed.password().unwrap_or(""), parsed.username()] {
+    for raw in [password, username] {
         if raw.len() < 4 {
             // Too short to mask without mangling ordinary text ("default", ":" ...).
             continue;

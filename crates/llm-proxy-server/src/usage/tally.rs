@@ -1,13 +1,15 @@
 //! `UsageTally`: what one request's answer reported, gathered on the request path without
 //! locks (atomics and write-once cells) for the usage finish hook to read: the upstream's
 //! usage reports (merged as [`Usage::merge`] does), the bytes of output (for an estimate when
-//! the upstream reports none), the prompt's estimated size, the models and the HTTP status.
+//! the upstream reports none), the prompt's estimated size, the models, the finish reason
+//! and the HTTP status. Traces (`telemetry/`) read the same tally.
 
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use futures::StreamExt as _;
 use llm_proxy_api::Usage;
+use llm_proxy_api::model::FinishReason;
 use llm_proxy_api::stream::{EventStream, StreamEvent};
 
 /// Marks an optional counter the upstream has not reported.
@@ -27,6 +29,7 @@ pub struct UsageTally {
     status: AtomicU16,
     requested_model: OnceLock<String>,
     served_model: OnceLock<String>,
+    finish_reason: OnceLock<FinishReason>,
 }
 
 impl Default for UsageTally {
@@ -43,6 +46,7 @@ impl Default for UsageTally {
             status: AtomicU16::new(0),
             requested_model: OnceLock::new(),
             served_model: OnceLock::new(),
+            finish_reason: OnceLock::new(),
         }
     }
 }
@@ -105,6 +109,10 @@ impl UsageTally {
             StreamEvent::ReasoningDelta { text } => text.len(),
             StreamEvent::ToolCallStart { name, .. } => name.len(),
             StreamEvent::ToolCallDelta { arguments, .. } => arguments.len(),
+            StreamEvent::Finish { reason } => {
+                let _ = self.finish_reason.set(reason.clone());
+                return;
+            }
             _ => return,
         };
         self.output_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
@@ -149,6 +157,21 @@ impl UsageTally {
         if self.served_model.get().is_none() {
             let _ = self.served_model.set(model.to_owned());
         }
+    }
+
+    /// The model the client asked for.
+    pub fn requested_model(&self) -> Option<&str> {
+        self.requested_model.get().map(String::as_str)
+    }
+
+    /// The upstream model that served the request.
+    pub fn served_model(&self) -> Option<&str> {
+        self.served_model.get().map(String::as_str)
+    }
+
+    /// Why the answer ended (the first reason reported).
+    pub fn finish_reason(&self) -> Option<&FinishReason> {
+        self.finish_reason.get()
     }
 
     /// The served model, else the requested one.
