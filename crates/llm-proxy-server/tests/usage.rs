@@ -256,6 +256,8 @@ pub struct MixedRun {
     pub stats: Value,
     /// Every record, newest first.
     pub records: Vec<llm_proxy_server::usage::UsageRecord>,
+    /// `GET /v1/usage/series?bucket=day&by=model` after the run, bucket times left out.
+    pub series_by_model: Vec<Value>,
 }
 
 /// The mixed run, its checks and a restart, on the store `extra` configures (SQLite in a
@@ -484,8 +486,42 @@ pub async fn mixed_run(extra: &str) -> MixedRun {
     let proxy = serve_state(state.clone()).await;
     let again = get_json(&proxy, "/v1/usage/stats").await;
     assert_eq!(again, stats);
+    let series = get_json(&proxy, "/v1/usage/series?bucket=day&by=model").await;
+    let mut series_by_model: Vec<Value> = series["series"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{series}"))
+        .iter()
+        .flat_map(|group| {
+            let model = group["model"].clone();
+            group["points"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(move |p| {
+                    let mut p = p.clone();
+                    if let Some(point) = p.as_object_mut() {
+                        point.remove("t");
+                        point.insert("model".into(), model.clone());
+                    }
+                    p
+                })
+        })
+        .collect();
+    series_by_model.sort_by_key(|p| p.to_string());
+    assert_eq!(
+        series_by_model
+            .iter()
+            .map(|p| p["requests"].as_u64().unwrap())
+            .sum::<u64>(),
+        stats["total"]["requests"].as_u64().unwrap(),
+        "{series}"
+    );
     proxy.shut_down().await;
-    MixedRun { stats, records }
+    MixedRun {
+        stats,
+        records,
+        series_by_model,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

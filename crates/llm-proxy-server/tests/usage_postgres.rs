@@ -79,6 +79,11 @@ async fn a_mixed_run_on_postgres_matches_the_clients_and_the_sqlite_ledger() {
     assert!(on_pg.stats["total"]["requests"].as_u64().unwrap() >= 10);
     // Groups carry different request ids but the same keys, sums and order.
     assert_eq!(rounded(on_pg.stats), rounded(on_sqlite.stats));
+    // The dashboard's series: the same sums per model from either store.
+    assert_eq!(
+        rounded(Value::Array(on_pg.series_by_model)),
+        rounded(Value::Array(on_sqlite.series_by_model))
+    );
 }
 
 /// `llm_proxy_usage_dropped_total` as `/metrics` shows it.

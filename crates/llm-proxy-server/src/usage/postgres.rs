@@ -23,6 +23,7 @@ use tokio_postgres::{Client, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+use super::series::{MAX_POINTS, SeriesPoint, SeriesQuery, UsageSeries};
 use super::settle::Settler;
 use super::sqlite::{COLUMNS, MAX_GROUPS, QUEUE_CAPACITY, now_millis, to_i64};
 use super::{GroupTotals, Totals, UsageError, UsageFilter, UsageRecord, UsageStats, UsageStore};
@@ -144,6 +145,13 @@ impl UsageStore for PostgresUsageStore {
     ) -> Result<Vec<UsageRecord>, UsageError> {
         let client = self.link.client()?;
         query_recent(&client, &filter, limit)
+            .await
+            .map_err(|e| self.link.query_failed(&e))
+    }
+
+    async fn series(&self, query: SeriesQuery) -> Result<UsageSeries, UsageError> {
+        let client = self.link.client()?;
+        query_series(&client, &query)
             .await
             .map_err(|e| self.link.query_failed(&e))
     }
@@ -713,6 +721,47 @@ async fn query_stats(
         by_model,
         by_session,
     })
+}
+
+/// Sums per time bucket and backend or model, as the SQLite store computes them (the same
+/// bucket arithmetic, errors counted the same way, NULL keys first and keys compared bytewise).
+async fn query_series(
+    client: &Client,
+    query: &SeriesQuery,
+) -> Result<UsageSeries, tokio_postgres::Error> {
+    let (clause, params) = where_clause(&query.filter);
+    // The width and the column come from enums, never from the client's text.
+    let width = query.bucket.millis();
+    let column = query.by.column();
+    let sql = format!(
+        "SELECT (started_at / {width}) * {width} AS bucket, {column}, COUNT(*), \
+         CAST(COALESCE(SUM(CASE WHEN outcome IN ('ok', 'client_disconnected') THEN 0 ELSE 1 END), 0) AS BIGINT), \
+         CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT), \
+         CAST(COALESCE(SUM(total_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(cost_usd), 0.0) AS DOUBLE PRECISION) \
+         FROM usage_records {clause} GROUP BY bucket, {column} \
+         ORDER BY bucket, {column} COLLATE \"C\" NULLS FIRST LIMIT {MAX_POINTS}"
+    );
+    let points = client
+        .query(&sql, &refs(&params))
+        .await?
+        .iter()
+        .map(|r| {
+            let n = |i: usize| -> Result<u64, tokio_postgres::Error> {
+                Ok(u64::try_from(r.try_get::<_, i64>(i)?).unwrap_or(0))
+            };
+            Ok(SeriesPoint {
+                t: r.try_get(0)?,
+                key: r.try_get(1)?,
+                requests: n(2)?,
+                errors: n(3)?,
+                prompt_tokens: n(4)?,
+                completion_tokens: n(5)?,
+                total_tokens: n(6)?,
+                cost_usd: r.try_get(7)?,
+            })
+        })
+        .collect::<Result<_, tokio_postgres::Error>>()?;
+    Ok(UsageSeries { points })
 }
 
 async fn query_recent(
