@@ -594,33 +594,33 @@ async fn insert_all(client: &Client, batch: &[UsageRecord]) -> Result<(), tokio_
     client.execute(&sql, &params).await.map(|_| ())
 }
 
+impl super::record::RowRead for Row {
+    type Error = tokio_postgres::Error;
+    fn text(&self, i: usize) -> Result<String, Self::Error> {
+        self.try_get(i)
+    }
+    fn opt_text(&self, i: usize) -> Result<Option<String>, Self::Error> {
+        self.try_get(i)
+    }
+    fn int(&self, i: usize) -> Result<i64, Self::Error> {
+        self.try_get(i)
+    }
+    fn small(&self, i: usize) -> Result<i64, Self::Error> {
+        self.try_get::<_, i32>(i).map(i64::from)
+    }
+    fn flag(&self, i: usize) -> Result<bool, Self::Error> {
+        self.try_get(i)
+    }
+    fn float(&self, i: usize) -> Result<f64, Self::Error> {
+        self.try_get(i)
+    }
+    fn opt_float(&self, i: usize) -> Result<Option<f64>, Self::Error> {
+        self.try_get(i)
+    }
+}
+
 fn from_row(r: &Row) -> Result<UsageRecord, tokio_postgres::Error> {
-    let n = |i: usize| -> Result<u64, tokio_postgres::Error> {
-        Ok(u64::try_from(r.try_get::<_, i64>(i)?).unwrap_or(0))
-    };
-    Ok(UsageRecord {
-        request_id: r.try_get(0)?,
-        session_id: r.try_get(1)?,
-        client: r.try_get(2)?,
-        frontend: r.try_get(3)?,
-        backend: r.try_get(4)?,
-        model: r.try_get(5)?,
-        stream: r.try_get(6)?,
-        status: u16::try_from(r.try_get::<_, i32>(7)?).unwrap_or(0),
-        outcome: r.try_get(8)?,
-        prompt_tokens: n(9)?,
-        completion_tokens: n(10)?,
-        total_tokens: n(11)?,
-        cache_read_tokens: n(12)?,
-        cache_write_tokens: n(13)?,
-        reasoning_tokens: n(14)?,
-        estimated: r.try_get(15)?,
-        cost_usd: r.try_get(16)?,
-        latency_ms: r.try_get(17)?,
-        ttft_ms: r.try_get(18)?,
-        started_at: r.try_get(19)?,
-        finished_at: r.try_get(20)?,
-    })
+    UsageRecord::from_row(r)
 }
 
 type Params = Vec<Box<dyn ToSql + Sync + Send>>;
@@ -745,21 +745,7 @@ async fn query_series(
         .query(&sql, &refs(&params))
         .await?
         .iter()
-        .map(|r| {
-            let n = |i: usize| -> Result<u64, tokio_postgres::Error> {
-                Ok(u64::try_from(r.try_get::<_, i64>(i)?).unwrap_or(0))
-            };
-            Ok(SeriesPoint {
-                t: r.try_get(0)?,
-                key: r.try_get(1)?,
-                requests: n(2)?,
-                errors: n(3)?,
-                prompt_tokens: n(4)?,
-                completion_tokens: n(5)?,
-                total_tokens: n(6)?,
-                cost_usd: r.try_get(7)?,
-            })
-        })
+        .map(SeriesPoint::from_row)
         .collect::<Result<_, tokio_postgres::Error>>()?;
     Ok(UsageSeries { points })
 }

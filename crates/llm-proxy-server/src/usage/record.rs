@@ -114,6 +114,72 @@ fn csv_field(s: &str) -> String {
     }
 }
 
+/// A result row of either store, read by column position. Both stores select the columns in
+/// [`super::sqlite::COLUMNS`] order; only the driver's getters differ.
+pub(crate) trait RowRead {
+    type Error;
+    fn text(&self, i: usize) -> Result<String, Self::Error>;
+    fn opt_text(&self, i: usize) -> Result<Option<String>, Self::Error>;
+    /// A `BIGINT`.
+    fn int(&self, i: usize) -> Result<i64, Self::Error>;
+    /// An `INTEGER` (32 bits in PostgreSQL, 64 in SQLite).
+    fn small(&self, i: usize) -> Result<i64, Self::Error>;
+    fn flag(&self, i: usize) -> Result<bool, Self::Error>;
+    fn float(&self, i: usize) -> Result<f64, Self::Error>;
+    fn opt_float(&self, i: usize) -> Result<Option<f64>, Self::Error>;
+
+    /// A count (a `BIGINT` that is never negative).
+    fn count(&self, i: usize) -> Result<u64, Self::Error> {
+        Ok(u64::try_from(self.int(i)?).unwrap_or(0))
+    }
+}
+
+impl UsageRecord {
+    /// The record in a row of `COLUMNS`.
+    pub(crate) fn from_row<R: RowRead>(r: &R) -> Result<Self, R::Error> {
+        Ok(Self {
+            request_id: r.text(0)?,
+            session_id: r.opt_text(1)?,
+            client: r.opt_text(2)?,
+            frontend: r.text(3)?,
+            backend: r.opt_text(4)?,
+            model: r.opt_text(5)?,
+            stream: r.flag(6)?,
+            status: u16::try_from(r.small(7)?).unwrap_or(0),
+            outcome: r.text(8)?,
+            prompt_tokens: r.count(9)?,
+            completion_tokens: r.count(10)?,
+            total_tokens: r.count(11)?,
+            cache_read_tokens: r.count(12)?,
+            cache_write_tokens: r.count(13)?,
+            reasoning_tokens: r.count(14)?,
+            estimated: r.flag(15)?,
+            cost_usd: r.opt_float(16)?,
+            latency_ms: r.float(17)?,
+            ttft_ms: r.opt_float(18)?,
+            started_at: r.int(19)?,
+            finished_at: r.int(20)?,
+        })
+    }
+}
+
+impl super::series::SeriesPoint {
+    /// The point in a row of (bucket, key, requests, errors, prompt, completion and total
+    /// tokens, cost), as both stores' series queries select them.
+    pub(crate) fn from_row<R: RowRead>(r: &R) -> Result<Self, R::Error> {
+        Ok(Self {
+            t: r.int(0)?,
+            key: r.opt_text(1)?,
+            requests: r.count(2)?,
+            errors: r.count(3)?,
+            prompt_tokens: r.count(4)?,
+            completion_tokens: r.count(5)?,
+            total_tokens: r.count(6)?,
+            cost_usd: r.float(7)?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -328,32 +328,33 @@ fn insert_all(conn: &mut Connection, batch: &[UsageRecord]) -> rusqlite::Result<
     tx.commit()
 }
 
+impl super::record::RowRead for Row<'_> {
+    type Error = rusqlite::Error;
+    fn text(&self, i: usize) -> rusqlite::Result<String> {
+        self.get(i)
+    }
+    fn opt_text(&self, i: usize) -> rusqlite::Result<Option<String>> {
+        self.get(i)
+    }
+    fn int(&self, i: usize) -> rusqlite::Result<i64> {
+        self.get(i)
+    }
+    fn small(&self, i: usize) -> rusqlite::Result<i64> {
+        self.get(i)
+    }
+    fn flag(&self, i: usize) -> rusqlite::Result<bool> {
+        self.get(i)
+    }
+    fn float(&self, i: usize) -> rusqlite::Result<f64> {
+        self.get(i)
+    }
+    fn opt_float(&self, i: usize) -> rusqlite::Result<Option<f64>> {
+        self.get(i)
+    }
+}
+
 fn from_row(r: &Row<'_>) -> rusqlite::Result<UsageRecord> {
-    let n =
-        |i: usize| -> rusqlite::Result<u64> { Ok(u64::try_from(r.get::<_, i64>(i)?).unwrap_or(0)) };
-    Ok(UsageRecord {
-        request_id: r.get(0)?,
-        session_id: r.get(1)?,
-        client: r.get(2)?,
-        frontend: r.get(3)?,
-        backend: r.get(4)?,
-        model: r.get(5)?,
-        stream: r.get(6)?,
-        status: u16::try_from(r.get::<_, i64>(7)?).unwrap_or(0),
-        outcome: r.get(8)?,
-        prompt_tokens: n(9)?,
-        completion_tokens: n(10)?,
-        total_tokens: n(11)?,
-        cache_read_tokens: n(12)?,
-        cache_write_tokens: n(13)?,
-        reasoning_tokens: n(14)?,
-        estimated: r.get(15)?,
-        cost_usd: r.get(16)?,
-        latency_ms: r.get(17)?,
-        ttft_ms: r.get(18)?,
-        started_at: r.get(19)?,
-        finished_at: r.get(20)?,
-    })
+    UsageRecord::from_row(r)
 }
 
 /// A read-only connection to the ledger at `path` (which must exist).
@@ -472,19 +473,7 @@ pub fn read_series(path: &Path, query: &SeriesQuery) -> Result<UsageSeries, Usag
         .map_err(fail)?;
     let rows = stmt
         .query_map(params_from_iter(params.iter()), |r| {
-            let n = |i: usize| -> rusqlite::Result<u64> {
-                Ok(u64::try_from(r.get::<_, i64>(i)?).unwrap_or(0))
-            };
-            Ok(SeriesPoint {
-                t: r.get(0)?,
-                key: r.get(1)?,
-                requests: n(2)?,
-                errors: n(3)?,
-                prompt_tokens: n(4)?,
-                completion_tokens: n(5)?,
-                total_tokens: n(6)?,
-                cost_usd: r.get(7)?,
-            })
+            SeriesPoint::from_row(r)
         })
         .map_err(fail)?;
     Ok(UsageSeries {
