@@ -20,6 +20,22 @@ impl Drop for Proxy {
     }
 }
 
+/// A state built from `yaml` with the stores its configuration opens (its `data_dir`: the
+/// SQLite usage ledger and Responses store, or `database_url`), as the binary builds it.
+pub fn state_with_stores(yaml: &str) -> AppState {
+    let cfg = load_from_str(yaml, &CliOverrides::default(), &Env::default()).expect("config");
+    let stores = llm_proxy_server::Stores::open(&cfg).expect("stores");
+    let scrubber = cfg.scrubber().expect("scrubber");
+    AppState::build_with_stores(
+        cfg,
+        Plugins::from_linked(),
+        CaptureAwareClient::plain().unwrap(),
+        scrubber,
+        stores,
+    )
+    .expect("state")
+}
+
 pub async fn start_proxy(yaml: &str) -> Proxy {
     let cfg = load_from_str(yaml, &CliOverrides::default(), &Env::default()).expect("config");
     let state = AppState::build(

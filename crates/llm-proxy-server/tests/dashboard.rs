@@ -7,11 +7,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use axum::extract::ConnectInfo;
-use llm_proxy_api::http::CaptureAwareClient;
-use llm_proxy_server::config::{CliOverrides, Env, load_from_str};
-use llm_proxy_server::plugins::Plugins;
+use llm_proxy_server::AppState;
 use llm_proxy_server::ui::CONTENT_SECURITY_POLICY;
-use llm_proxy_server::{AppState, Stores};
 use llm_proxy_test_support::{MockUpstream, Reply, openai};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
@@ -25,17 +22,7 @@ fn state_on(data_dir: &Path, upstream: &str, extra: &str) -> AppState {
         "data_dir: {}\nbackends:\n  default_backend: mock\n  mock: {{}}\n  openai:\n    api_url: {upstream}/v1\n    api_key: sk-test-secret-0123456789\nfailure_handling:\n  min_retry_wait: 0\n  max_failover_hops: 0\nresilience:\n  circuit_breaker:\n    failure_threshold: 1\n    open_cooldown_seconds: 3600\n{extra}",
         data_dir.display()
     );
-    let cfg = load_from_str(&yaml, &CliOverrides::default(), &Env::default()).unwrap();
-    let stores = Stores::open(&cfg).unwrap();
-    let scrubber = cfg.scrubber().unwrap();
-    AppState::build_with_stores(
-        cfg,
-        Plugins::from_linked(),
-        CaptureAwareClient::plain().unwrap(),
-        scrubber,
-        stores,
-    )
-    .unwrap()
+    crate::common::state_with_stores(&yaml)
 }
 
 async fn get(proxy: &Proxy, path: &str) -> reqwest::Response {

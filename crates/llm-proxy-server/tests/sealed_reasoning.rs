@@ -5,10 +5,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use llm_proxy_api::http::CaptureAwareClient;
-use llm_proxy_server::config::{CliOverrides, Env, load_from_str};
-use llm_proxy_server::plugins::Plugins;
-use llm_proxy_server::{AppState, Stores};
+use llm_proxy_server::AppState;
 use llm_proxy_test_support::MockUpstream;
 use serde_json::{Value, json};
 
@@ -154,17 +151,7 @@ fn state_on(data_dir: &std::path::Path, upstream: &str) -> AppState {
         "data_dir: {}\nbackends:\n  default_backend: anthropic\n  anthropic:\n    api_url: {upstream}/v1\n    api_key: sk-ant-upstream-0123456789\n",
         data_dir.display()
     );
-    let cfg = load_from_str(&yaml, &CliOverrides::default(), &Env::default()).unwrap();
-    let stores = Stores::open(&cfg).unwrap();
-    let scrubber = cfg.scrubber().unwrap();
-    AppState::build_with_stores(
-        cfg,
-        Plugins::from_linked(),
-        CaptureAwareClient::plain().unwrap(),
-        scrubber,
-        stores,
-    )
-    .unwrap()
+    crate::common::state_with_stores(&yaml)
 }
 
 async fn stop(proxy: Proxy) {

@@ -6,10 +6,7 @@
 
 use std::path::Path;
 
-use llm_proxy_api::http::CaptureAwareClient;
-use llm_proxy_server::config::{CliOverrides, Env, load_from_str};
-use llm_proxy_server::plugins::Plugins;
-use llm_proxy_server::{AppState, Stores};
+use llm_proxy_server::AppState;
 use llm_proxy_test_support::{MockUpstream, Reply, anthropic, openai};
 use serde_json::{Value, json};
 
@@ -20,17 +17,7 @@ pub fn state_on(data_dir: &Path, openai_url: &str, anthropic_url: &str, extra: &
         "data_dir: {}\nbackends:\n  default_backend: openai\n  openai:\n    api_url: {openai_url}/v1\n    api_key: sk-test-secret-0123456789\n    models: [gpt-4o-mini]\n  anthropic:\n    api_url: {anthropic_url}/v1\n    api_key: sk-ant-upstream-0123456789\n{extra}",
         data_dir.display()
     );
-    let cfg = load_from_str(&yaml, &CliOverrides::default(), &Env::default()).unwrap();
-    let stores = Stores::open(&cfg).unwrap();
-    let scrubber = cfg.scrubber().unwrap();
-    AppState::build_with_stores(
-        cfg,
-        Plugins::from_linked(),
-        CaptureAwareClient::plain().unwrap(),
-        scrubber,
-        stores,
-    )
-    .unwrap()
+    crate::common::state_with_stores(&yaml)
 }
 
 /// Which client protocol a request spoke.

@@ -627,31 +627,17 @@ type Params = Vec<Box<dyn ToSql + Sync + Send>>;
 
 /// `WHERE ...` for `filter` and its parameters (as the SQLite store builds it).
 fn where_clause(filter: &UsageFilter) -> (String, Params) {
-    let mut conditions = Vec::new();
-    let mut params: Params = Vec::new();
-    for (column, value) in [
-        ("backend", &filter.backend),
-        ("model", &filter.model),
-        ("session_id", &filter.session_id),
-    ] {
-        if let Some(v) = value {
-            params.push(Box::new(v.clone()));
-            conditions.push(format!("{column} = ${}", params.len()));
-        }
-    }
-    if let Some(since) = filter.since_ms {
-        params.push(Box::new(since));
-        conditions.push(format!("started_at >= ${}", params.len()));
-    }
-    if let Some(until) = filter.until_ms {
-        params.push(Box::new(until));
-        conditions.push(format!("started_at < ${}", params.len()));
-    }
-    if conditions.is_empty() {
-        (String::new(), params)
-    } else {
-        (format!("WHERE {}", conditions.join(" AND ")), params)
-    }
+    let (clause, values) = super::query::where_clause(filter, '$');
+    let params = values
+        .into_iter()
+        .map(|v| -> Box<dyn ToSql + Sync + Send> {
+            match v {
+                super::query::FilterValue::Text(t) => Box::new(t),
+                super::query::FilterValue::Int(n) => Box::new(n),
+            }
+        })
+        .collect();
+    (clause, params)
 }
 
 fn refs(params: &Params) -> Vec<&(dyn ToSql + Sync)> {

@@ -202,9 +202,75 @@ pub fn format_millis(ms: i64) -> String {
     )
 }
 
+/// A value a filter condition compares with.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum FilterValue {
+    Text(String),
+    Int(i64),
+}
+
+/// `WHERE ...` for `filter` (empty when it selects everything) with numbered placeholders,
+/// `{mark}1`, `{mark}2`, ... (`?` for SQLite, `$` for PostgreSQL), and the values in order.
+pub(crate) fn where_clause(filter: &UsageFilter, mark: char) -> (String, Vec<FilterValue>) {
+    let mut conditions = Vec::new();
+    let mut values = Vec::new();
+    for (column, value) in [
+        ("backend", &filter.backend),
+        ("model", &filter.model),
+        ("session_id", &filter.session_id),
+    ] {
+        if let Some(v) = value {
+            values.push(FilterValue::Text(v.clone()));
+            conditions.push(format!("{column} = {mark}{}", values.len()));
+        }
+    }
+    for (condition, bound) in [(">=", filter.since_ms), ("<", filter.until_ms)] {
+        if let Some(ms) = bound {
+            values.push(FilterValue::Int(ms));
+            conditions.push(format!("started_at {condition} {mark}{}", values.len()));
+        }
+    }
+    if conditions.is_empty() {
+        (String::new(), values)
+    } else {
+        (format!("WHERE {}", conditions.join(" AND ")), values)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn where_clauses_number_their_placeholders_in_each_dialect() {
+        let filter = UsageFilter {
+            model: Some("gpt-4o".into()),
+            session_id: Some("s1".into()),
+            since_ms: Some(10),
+            until_ms: Some(20),
+            ..UsageFilter::default()
+        };
+        let (sqlite, values) = where_clause(&filter, '?');
+        assert_eq!(
+            sqlite,
+            "WHERE model = ?1 AND session_id = ?2 AND started_at >= ?3 AND started_at < ?4"
+        );
+        assert_eq!(
+            values,
+            [
+                FilterValue::Text("gpt-4o".into()),
+                FilterValue::Text("s1".into()),
+                FilterValue::Int(10),
+                FilterValue::Int(20)
+            ]
+        );
+        let (postgres, _) = where_clause(&filter, '$');
+        assert!(postgres.ends_with("started_at < $4"), "{postgres}");
+        assert_eq!(
+            where_clause(&UsageFilter::default(), '?'),
+            (String::new(), Vec::new())
+        );
+    }
 
     #[test]
     fn dates_read_as_days_instants_and_unix_seconds() {

@@ -377,30 +377,15 @@ fn open_reader(path: &Path) -> Result<Connection, UsageError> {
 
 /// `WHERE ...` for `filter` and its parameters.
 fn where_clause(filter: &UsageFilter) -> (String, Vec<SqlValue>) {
-    let mut conditions = Vec::new();
-    let mut params = Vec::new();
-    let mut text = |column: &str, value: &Option<String>| {
-        if let Some(v) = value {
-            params.push(SqlValue::Text(v.clone()));
-            conditions.push(format!("{column} = ?{}", params.len()));
-        }
-    };
-    text("backend", &filter.backend);
-    text("model", &filter.model);
-    text("session_id", &filter.session_id);
-    if let Some(since) = filter.since_ms {
-        params.push(SqlValue::Integer(since));
-        conditions.push(format!("started_at >= ?{}", params.len()));
-    }
-    if let Some(until) = filter.until_ms {
-        params.push(SqlValue::Integer(until));
-        conditions.push(format!("started_at < ?{}", params.len()));
-    }
-    if conditions.is_empty() {
-        (String::new(), params)
-    } else {
-        (format!("WHERE {}", conditions.join(" AND ")), params)
-    }
+    let (clause, values) = super::query::where_clause(filter, '?');
+    let params = values
+        .into_iter()
+        .map(|v| match v {
+            super::query::FilterValue::Text(t) => SqlValue::Text(t),
+            super::query::FilterValue::Int(n) => SqlValue::Integer(n),
+        })
+        .collect();
+    (clause, params)
 }
 
 const SUMS: &str = "COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(total_tokens), 0), COALESCE(SUM(cache_read_tokens), 0), COALESCE(SUM(cache_write_tokens), 0), COALESCE(SUM(reasoning_tokens), 0), COALESCE(SUM(cost_usd), 0.0), COALESCE(SUM(CASE WHEN estimated THEN 1 ELSE 0 END), 0)";
