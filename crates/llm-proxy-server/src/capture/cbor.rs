@@ -497,9 +497,12 @@ pub fn read_capture(bytes: &[u8]) -> Result<CborCapture, String> {
     Ok(CborCapture { header, entries })
 }
 
+/// A raw HTTP message's start line and headers.
+type Head = (String, Vec<(String, String)>);
+
 /// Raw HTTP split into its start line, headers and body; `None` when `data` does not start
 /// with a start line of the expected kind (a body alone, as other writers store it).
-fn split_http(data: &[u8], request: bool) -> Option<(String, Vec<(String, String)>, &[u8])> {
+fn split_http(data: &[u8], request: bool) -> Option<(Head, &[u8])> {
     let end = memchr::memmem::find(data, b"\r\n\r\n")?;
     let head = std::str::from_utf8(&data[..end]).ok()?;
     let mut lines = head.split("\r\n");
@@ -521,7 +524,7 @@ fn split_http(data: &[u8], request: bool) -> Option<(String, Vec<(String, String
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
         .collect();
-    Some((start.to_owned(), headers, &data[end + 4..]))
+    Some(((start.to_owned(), headers), &data[end + 4..]))
 }
 
 /// A record being rebuilt from its entries.
@@ -541,7 +544,7 @@ fn meta_str(meta: &Map<String, Value>, key: &str) -> Value {
 fn head_record(e: &CborEntry, label: &str) -> Rebuilt {
     let request = matches!(e.dir, 0 | 2);
     let (start, headers, body) = match split_http(&e.data, request) {
-        Some((start, headers, body)) => (Some(start), headers, body.to_vec()),
+        Some(((start, headers), body)) => (Some(start), headers, body.to_vec()),
         None => (None, Vec::new(), e.data.clone()),
     };
     let mut joined: BTreeMap<String, String> = BTreeMap::new();
