@@ -954,6 +954,38 @@ mod tests {
     }
 
     #[test]
+    fn a_python_written_file_reads_too() {
+        // As the Python project's tests write one: bare bodies, no meta on some entries.
+        let mut file = Vec::new();
+        let header = Cbor::Map(vec![
+            (text("magic"), text(MAGIC)),
+            (text("version"), int(2)),
+            (text("session_id"), text("fixture-session")),
+            (text("created_at"), Cbor::Float(1_234_567_890.0)),
+            (text("metadata"), Cbor::Map(Vec::new())),
+        ]);
+        to_bytes(&header, &mut file).unwrap();
+        let request = br#"{"model": "test-model", "messages": []}"#;
+        to_bytes(&entry(1000.0, 0, 0, request, Vec::new()), &mut file).unwrap();
+        let answer = b"data: {\"choices\": []}\n\n".repeat(20);
+        let meta = vec![(text("rid"), text("r1")), (text("event"), text("response"))];
+        to_bytes(&entry(1000.5, 3, 1, &answer, meta), &mut file).unwrap();
+        // A cut last item (a crash mid-write) ends the reading.
+        file.extend_from_slice(&[0xa5, 0x62]);
+        let capture = read_capture(&file).unwrap();
+        assert_eq!(capture.entries.len(), 2);
+        assert!(capture.entries[1].zlib);
+        assert_eq!(capture.entries[1].data, answer);
+        let records = records(&capture);
+        assert_eq!(records[0]["request_id"], "-");
+        assert_eq!(records[0]["direction"], "inbound_request");
+        assert_eq!(records[0]["payload"], std::str::from_utf8(request).unwrap());
+        assert_eq!(records[1]["request_id"], "r1");
+        assert_eq!(records[1]["payload"].as_str().unwrap().as_bytes(), answer);
+        assert_eq!(records[1]["timestamp_unix"], 1000.5);
+    }
+
+    #[test]
     fn request_targets() {
         assert_eq!(request_target("https://h.test/v1/x?a=1"), "/v1/x?a=1");
         assert_eq!(request_target("https://h.test"), "/");
