@@ -6,6 +6,7 @@ mod anthropic;
 mod brute_force;
 mod capture;
 mod capture_boundaries;
+mod capture_cbor;
 mod claude_code;
 mod commands;
 mod common;

@@ -1,6 +1,8 @@
-//! `llm-proxy capture`: reads a JSON-lines capture file. `show` prints a request's four
-//! boundaries, `export-har` writes HAR 1.2 (browser dev tools open it), `replay` re-sends a
-//! captured client request to a proxy and diffs the answer against the captured one.
+//! `llm-proxy capture`: reads a capture file, JSON lines or CBOR V2 (told apart by the CBOR
+//! header's magic; CBOR entries are turned into the JSON-lines records first). `show` prints a
+//! request's four boundaries, `export-har` writes HAR 1.2 (browser dev tools open it),
+//! `replay` re-sends a captured client request to a proxy and diffs the answer against the
+//! captured one.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -9,6 +11,7 @@ use std::process::ExitCode;
 
 use base64::Engine as _;
 use clap::Subcommand;
+use llm_proxy_server::capture::cbor;
 use serde_json::{Map, Value, json};
 
 /// `llm-proxy capture <command>`.
@@ -17,7 +20,7 @@ pub enum CaptureCommand {
     /// Print the boundaries of the captured requests (or of one), bodies decoded as JSON
     /// where they are JSON, streamed pieces listed with their times.
     Show {
-        /// The capture file (JSON lines).
+        /// The capture file (JSON lines or CBOR V2).
         file: PathBuf,
         /// Only this request (`x-request-id`).
         #[arg(long)]
@@ -26,7 +29,7 @@ pub enum CaptureCommand {
     /// Write the captured exchanges as HAR 1.2: each client exchange, and each upstream
     /// exchange it caused, as an entry.
     ExportHar {
-        /// The capture file (JSON lines).
+        /// The capture file (JSON lines or CBOR V2).
         file: PathBuf,
         /// Only this request.
         #[arg(long)]
@@ -38,7 +41,7 @@ pub enum CaptureCommand {
     /// Re-send a captured client request to a proxy and diff its answer against the captured
     /// one (status and body; ids and timestamps ignored). Exit status 1 when they differ.
     Replay {
-        /// The capture file (JSON lines).
+        /// The capture file (JSON lines or CBOR V2).
         file: PathBuf,
         /// The request to re-send.
         #[arg(long)]
@@ -135,14 +138,21 @@ fn ts(record: &Value) -> f64 {
 
 /// The capture's requests (or the one named), in the order they first appear.
 fn load(file: &Path, only: Option<&str>) -> Result<Vec<Captured>, String> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| format!("cannot read '{}': {e}", file.display()))?;
+    let bytes =
+        std::fs::read(file).map_err(|e| format!("cannot read '{}': {e}", file.display()))?;
+    let all: Vec<Value> = if cbor::is_cbor_capture(&bytes) {
+        let capture = cbor::read_capture(&bytes)
+            .map_err(|e| format!("cannot read '{}': {e}", file.display()))?;
+        cbor::records(&capture)
+    } else {
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .collect()
+    };
     let mut order: Vec<String> = Vec::new();
     let mut by_id: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    for line in text.lines() {
-        let Ok(record) = serde_json::from_str::<Value>(line) else {
-            continue;
-        };
+    for record in all {
         let Some(id) = record["request_id"].as_str().map(str::to_owned) else {
             continue;
         };

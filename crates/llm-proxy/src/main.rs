@@ -12,7 +12,9 @@ mod scrubbed_log;
 
 use llm_proxy_api::Scrubber;
 use llm_proxy_api::http::{CaptureAwareClient, CaptureSink, build_capture_aware_client};
-use llm_proxy_server::capture::{CaptureFileOptions, JsonlCaptureSink};
+use llm_proxy_server::capture::{
+    CaptureFileOptions, CaptureFileSink, JsonlCaptureSink, open_cbor_capture,
+};
 use llm_proxy_server::config::{self, CliOverrides, Env};
 use llm_proxy_server::frontend::diagnostics;
 use llm_proxy_server::plugins::{ACCESS_MODE_ENV, AccessMode, Plugins};
@@ -62,6 +64,18 @@ struct Cli {
     /// Rotated capture files kept, default 10 (logging.capture_max_files).
     #[arg(long, global = true)]
     capture_max_files: Option<usize>,
+    /// Write wire captures as CBOR V2 (the Python project's format) to `<DIR>/<session>.cbor`
+    /// instead of JSON lines (logging.cbor_capture_dir).
+    #[arg(long, global = true)]
+    cbor_capture_dir: Option<String>,
+    /// The CBOR capture's session name, its file name stem (default: random hex)
+    /// (logging.cbor_capture_session_id).
+    #[arg(long, global = true)]
+    cbor_capture_session: Option<String>,
+    /// Seconds between writes of buffered CBOR entries, default 1
+    /// (logging.cbor_capture_flush_interval).
+    #[arg(long, global = true)]
+    cbor_capture_flush_interval: Option<f64>,
     /// In-chat command prefix (default `!/`).
     #[arg(long, global = true)]
     command_prefix: Option<String>,
@@ -272,6 +286,9 @@ impl Cli {
             capture_max_bytes: self.capture_max_bytes,
             capture_rotate_interval: self.capture_rotate_interval,
             capture_max_files: self.capture_max_files,
+            cbor_capture_dir: self.cbor_capture_dir.clone(),
+            cbor_capture_session: self.cbor_capture_session.clone(),
+            cbor_capture_flush_interval: self.cbor_capture_flush_interval,
             command_prefix: self.command_prefix.clone(),
             disable_interactive_commands: self.disable_interactive_commands,
             strict_command_detection: self.strict_command_detection,
@@ -387,7 +404,11 @@ fn main() -> ExitCode {
                 Ok(rt) => rt,
                 Err(e) => return fail(format!("cannot start runtime: {e}")),
             };
-            runtime.block_on(serve(cfg, mode, scrubber))
+            let config_file = cli
+                .config
+                .clone()
+                .or_else(|| std::env::var_os("CONFIG_FILE").map(PathBuf::from));
+            runtime.block_on(serve(cfg, mode, scrubber, config_file))
         }
     }
 }
@@ -513,19 +534,50 @@ fn list_plugins(cfg: config::GatewayConfig, mode: AccessMode, scrubber: Scrubber
     }
 }
 
-/// The capture file sink, when `--capture-file` / `logging.capture_file` / `CAPTURE_FILE` is set.
+/// The capture file sink: CBOR V2 in `--cbor-capture-dir` / `logging.cbor_capture_dir` /
+/// `CBOR_CAPTURE_DIR` (which wins), else JSON lines when `--capture-file` /
+/// `logging.capture_file` / `CAPTURE_FILE` is set.
 fn open_capture(
     cfg: &config::GatewayConfig,
     scrubber: Scrubber,
-) -> Result<Option<Arc<JsonlCaptureSink>>, String> {
-    let Some(path) = &cfg.logging.capture_file else {
-        return Ok(None);
-    };
+    config_file: Option<&std::path::Path>,
+) -> Result<Option<Arc<CaptureFileSink>>, String> {
     let options = CaptureFileOptions {
         max_bytes: cfg.logging.capture_max_bytes,
         rotate_interval: cfg.logging.capture_rotate_interval,
         max_files: cfg.logging.capture_max_files,
         ..CaptureFileOptions::default()
+    };
+    if let Some(dir) = &cfg.logging.cbor_capture_dir {
+        if cfg.logging.capture_file.is_some() {
+            tracing::warn!("both CBOR and JSON-lines capture are set: capturing as CBOR only");
+        }
+        let options = CaptureFileOptions {
+            flush_interval: Some(cfg.logging.cbor_capture_flush_interval),
+            ..options
+        };
+        let mut metadata = std::collections::BTreeMap::new();
+        if let Some(file) = config_file {
+            metadata.insert("config_file".to_owned(), file.display().to_string());
+        }
+        metadata.insert(
+            "writer".to_owned(),
+            format!("llm-proxy {}", env!("CARGO_PKG_VERSION")),
+        );
+        metadata.insert("secrets".to_owned(), "masked".to_owned());
+        let sink = open_cbor_capture(
+            std::path::Path::new(dir),
+            cfg.logging.cbor_capture_session_id.as_deref(),
+            scrubber,
+            &options,
+            metadata,
+        )
+        .map_err(|e| format!("cannot open CBOR capture in '{dir}': {e}"))?;
+        tracing::info!(path = %sink.path().display(), "capturing client and upstream traffic (CBOR V2)");
+        return Ok(Some(sink));
+    }
+    let Some(path) = &cfg.logging.capture_file else {
+        return Ok(None);
     };
     let sink = JsonlCaptureSink::open_with_options(path, scrubber, &options)
         .map_err(|e| format!("cannot open capture file '{path}': {e}"))?;
@@ -542,7 +594,12 @@ const USAGE_CONNECT_ON_START: std::time::Duration = std::time::Duration::from_se
 /// Longest a graceful stop waits for queued usage records to be written.
 const USAGE_FLUSH_ON_STOP: std::time::Duration = std::time::Duration::from_secs(10);
 
-async fn serve(cfg: config::GatewayConfig, mode: AccessMode, scrubber: Scrubber) -> ExitCode {
+async fn serve(
+    cfg: config::GatewayConfig,
+    mode: AccessMode,
+    scrubber: Scrubber,
+    config_file: Option<PathBuf>,
+) -> ExitCode {
     if !is_loopback(&cfg.host) && cfg.auth.api_keys.is_empty() {
         return fail(format!(
             "refusing to listen on {} without client authentication: set auth.api_keys (or API_KEYS), or bind 127.0.0.1",
@@ -551,7 +608,7 @@ async fn serve(cfg: config::GatewayConfig, mode: AccessMode, scrubber: Scrubber)
     }
     let (host, port, anthropic_port) = (cfg.host.clone(), cfg.port, cfg.anthropic_port);
     let limits = cfg.server.clone();
-    let capture = match open_capture(&cfg, scrubber.clone()) {
+    let capture = match open_capture(&cfg, scrubber.clone(), config_file.as_deref()) {
         Ok(c) => c,
         Err(e) => return fail(e),
     };

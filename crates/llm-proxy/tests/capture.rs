@@ -1,7 +1,8 @@
 //! `llm-proxy capture` against a capture the real binary wrote: `show` prints the four
 //! boundaries, `export-har` writes a HAR 1.2 document with the spec's required fields, and
 //! `replay` re-sends a captured request to a running proxy (the `mock` backend answers the
-//! same again: exit 0; against a capture whose answer was altered: a diff and exit 1).
+//! same again: exit 0; against a capture whose answer was altered: a diff and exit 1); the
+//! same commands on a CBOR V2 capture written with `--cbor-capture-dir`.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -273,5 +274,132 @@ async fn show_export_har_and_replay_a_capture() {
         diff.contains("+") && diff.contains("say it again"),
         "{diff}"
     );
+    stop(proxy);
+}
+
+/// The binary writes CBOR V2 with `--cbor-capture-dir` (over the configured JSON-lines file),
+/// and `capture show`, `export-har` and `replay` read that file as they read JSON lines.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_capture_commands_read_a_cbor_capture() {
+    let up = MockUpstream::start().await.unwrap();
+    up.push(Reply::sse(openai::text_stream(&["cbor", "stream"])));
+    let tmp = tempfile::tempdir().unwrap();
+    let jsonl = tmp.path().join("not-written.jsonl");
+    let dir = tmp.path().join("cbor");
+    let config = tmp.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "request_dedup_window: 0\nlogging:\n  capture_file: {}\nbackends:\n  default_backend: mock\n  mock: {{}}\n  openai-compatible:\n    api_url: {}/v1\n    api_key: sk-upstream-0123456789abcdef\n",
+            jsonl.display(),
+            up.base_url()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_llm-proxy"))
+        .env_clear()
+        .arg("--config")
+        .arg(&config)
+        .arg("--cbor-capture-dir")
+        .arg(&dir)
+        .args(["--cbor-capture-session", "bin-run"])
+        .args(["--port", "0", "--log-level", "error"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .split_once("listening on ")
+        .unwrap()
+        .1
+        .to_owned();
+    let proxy = Running(child);
+    let (upstream_id, _) = post(
+        &url,
+        &json!({"model": "openai-compatible:gpt-4o", "stream": true,
+                "messages": [{"role": "user", "content": "cbor through the upstream"}]}),
+    )
+    .await;
+    let (mock_id, _) = post(
+        &url,
+        &json!({"model": "mock:echo", "messages": [{"role": "user", "content": "cbor again"}]}),
+    )
+    .await;
+    stop(proxy);
+    assert!(!jsonl.exists(), "CBOR capture takes precedence");
+    let path = dir.join("bin-run.cbor");
+    let bytes = std::fs::read(&path).unwrap();
+    assert!(
+        String::from_utf8_lossy(&bytes[..64]).contains("LLMPROXY-CAPTURE-V2"),
+        "a CBOR V2 header"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
+    let file = path.to_str().unwrap();
+
+    let shown = capture(&["show", file, "--request-id", &upstream_id]);
+    assert!(shown.status.success(), "{shown:?}");
+    let text = stdout(&shown);
+    let at = |needle: &str| {
+        text.find(needle)
+            .unwrap_or_else(|| panic!("{needle} missing in\n{text}"))
+    };
+    assert!(at("── inbound_request") < at("── outbound_request"));
+    assert!(at("── outbound_request") < at("── inbound_response"));
+    assert!(at("── inbound_response") < at("── outbound_response"));
+    assert!(
+        text.contains("\"content\": \"cbor through the upstream\""),
+        "{text}"
+    );
+    assert!(
+        text.contains(" chunks:") && text.contains("[0] +0.000s"),
+        "{text}"
+    );
+    assert!(!text.contains("0123456789abcdef"), "the key leaked: {text}");
+
+    let har_path = tmp.path().join("cbor.har");
+    let exported = capture(&["export-har", file, "-o", har_path.to_str().unwrap()]);
+    assert!(exported.status.success(), "{exported:?}");
+    let har: Value = serde_json::from_str(&std::fs::read_to_string(&har_path).unwrap()).unwrap();
+    assert_har_1_2(&har);
+    let entries = har["log"]["entries"].as_array().unwrap();
+    let of_upstream: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["_requestId"] == upstream_id.as_str())
+        .collect();
+    assert_eq!(of_upstream.len(), 2, "client and upstream exchange");
+    assert_eq!(of_upstream[1]["_boundary"], "upstream");
+    assert!(
+        of_upstream[1]["request"]["url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/v1/chat/completions")
+    );
+    assert!(
+        of_upstream[0]["response"]["content"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("data: [DONE]")
+    );
+
+    let (proxy, url) = start(&config);
+    let replayed = capture(&["replay", file, "--request-id", &mock_id, "--to", &url]);
+    assert!(
+        replayed.status.success(),
+        "{}\n{}",
+        stdout(&replayed),
+        String::from_utf8_lossy(&replayed.stderr)
+    );
+    assert!(stdout(&replayed).contains("same answer"));
     stop(proxy);
 }

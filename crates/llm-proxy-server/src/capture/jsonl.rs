@@ -1,24 +1,27 @@
-//! The JSON-lines capture file: `record()` only queues (bounded channel; when it is full the
-//! record is dropped and counted, also in `llm_proxy_capture_dropped_total`), a background
-//! thread masks secrets (the process's [`Scrubber`]), serializes and appends one JSON object
-//! per line, flushing whenever the queue runs empty, and rotates the file by size and age
-//! (renamed with a timestamp suffix, the oldest rotated files beyond the retention count
-//! deleted). Files are readable by their owner only (0600).
+//! The capture file and its writer: `record()` only queues (bounded channel; when it is full
+//! the record is dropped and counted, also in `llm_proxy_capture_dropped_total`), a background
+//! thread masks secrets (the process's [`Scrubber`]), encodes the record — one JSON object per
+//! line, or CBOR V2 entries ([`super::cbor`]) — and appends it, flushing whenever the queue
+//! runs empty (or every flush interval), and rotates the file by size and age (renamed with a
+//! timestamp suffix, the oldest rotated files beyond the retention count deleted). Files are
+//! readable by their owner only (0600).
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use llm_proxy_api::http::{CaptureChunk, CaptureRecord, CaptureSink};
 use llm_proxy_api::scrub::Scrubber;
 use serde_json::{Map, Value};
+
+use super::cbor::CborEncoder;
 
 /// Records that may wait for the writer before new ones are dropped.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 4096;
@@ -37,6 +40,9 @@ pub struct CaptureFileOptions {
     pub max_files: usize,
     /// Records that may wait for the writer.
     pub queue_capacity: usize,
+    /// Write buffered records at most this often (`None` or zero: whenever the queue runs
+    /// empty).
+    pub flush_interval: Option<Duration>,
 }
 
 impl Default for CaptureFileOptions {
@@ -46,6 +52,7 @@ impl Default for CaptureFileOptions {
             rotate_interval: None,
             max_files: DEFAULT_MAX_FILES,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            flush_interval: None,
         }
     }
 }
@@ -56,8 +63,17 @@ enum Message {
     Close,
 }
 
-/// A [`CaptureSink`] appending JSON lines to a file from a background thread.
-pub struct JsonlCaptureSink {
+/// How records are encoded in the file.
+pub(crate) enum Format {
+    /// One JSON object per line.
+    Jsonl,
+    /// CBOR V2: a header item, then entry items.
+    Cbor(Box<CborEncoder>),
+}
+
+/// A [`CaptureSink`] appending records to a file from a background thread: JSON lines
+/// ([`JsonlCaptureSink`]'s constructors) or CBOR V2 ([`super::cbor::open_cbor_capture`]).
+pub struct CaptureFileSink {
     path: PathBuf,
     sender: SyncSender<Message>,
     dropped: Arc<AtomicU64>,
@@ -66,9 +82,12 @@ pub struct JsonlCaptureSink {
     writer: Mutex<Option<JoinHandle<()>>>,
 }
 
-impl std::fmt::Debug for JsonlCaptureSink {
+/// The JSON-lines capture sink (the [`CaptureFileSink`] its constructors open).
+pub type JsonlCaptureSink = CaptureFileSink;
+
+impl std::fmt::Debug for CaptureFileSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JsonlCaptureSink")
+        f.debug_struct("CaptureFileSink")
             .field("path", &self.path)
             .field("written", &self.written())
             .field("dropped", &self.dropped())
@@ -76,8 +95,8 @@ impl std::fmt::Debug for JsonlCaptureSink {
     }
 }
 
-impl JsonlCaptureSink {
-    /// Opens (appends to, or creates with mode 0600) `path` and starts the writer.
+impl CaptureFileSink {
+    /// Opens (appends to, or creates with mode 0600) `path` as JSON lines and starts the writer.
     /// `scrubber` masks every configured secret and key shape in every record (see
     /// [`GatewayConfig::scrubber`](crate::config::GatewayConfig::scrubber)).
     pub fn open(path: impl AsRef<Path>, scrubber: Scrubber) -> std::io::Result<Arc<Self>> {
@@ -85,6 +104,7 @@ impl JsonlCaptureSink {
             path.as_ref(),
             scrubber,
             &CaptureFileOptions::default(),
+            Format::Jsonl,
             None,
         )
     }
@@ -99,7 +119,7 @@ impl JsonlCaptureSink {
             queue_capacity: capacity,
             ..CaptureFileOptions::default()
         };
-        Self::start(path.as_ref(), scrubber, &options, None)
+        Self::start(path.as_ref(), scrubber, &options, Format::Jsonl, None)
     }
 
     /// Like [`open`](Self::open) with rotation, retention and queue settings.
@@ -108,18 +128,30 @@ impl JsonlCaptureSink {
         scrubber: Scrubber,
         options: &CaptureFileOptions,
     ) -> std::io::Result<Arc<Self>> {
-        Self::start(path.as_ref(), scrubber, options, None)
+        Self::start(path.as_ref(), scrubber, options, Format::Jsonl, None)
     }
 
     /// `gate`: the writer waits for it before taking records (tests fill the queue with it).
-    fn start(
+    pub(crate) fn start(
         path: &Path,
         masker: Scrubber,
         options: &CaptureFileOptions,
+        format: Format,
         gate: Option<Receiver<()>>,
     ) -> std::io::Result<Arc<Self>> {
-        let file = open_private(path)?;
-        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut file = open_private(path)?;
+        let mut size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        if size == 0
+            && let Format::Cbor(encoder) = &format
+        {
+            // The header is written before the sink exists: a file that cannot take it fails
+            // the start, not the first record.
+            let header = encoder
+                .header_bytes(SystemTime::now())
+                .map_err(std::io::Error::other)?;
+            file.write_all(&header)?;
+            size = header.len() as u64;
+        }
         let (sender, receiver) = mpsc::sync_channel(options.queue_capacity.max(1));
         let dropped = Arc::new(AtomicU64::new(0));
         let written = Arc::new(AtomicU64::new(0));
@@ -130,9 +162,12 @@ impl JsonlCaptureSink {
             opened: SystemTime::now(),
             options: options.clone(),
             masker,
+            format,
             dropped: dropped.clone(),
             written: written.clone(),
             warned: false,
+            dirty: false,
+            last_flush: Instant::now(),
         };
         let handle = std::thread::Builder::new()
             .name("capture-writer".to_owned())
@@ -200,7 +235,7 @@ impl JsonlCaptureSink {
     }
 }
 
-impl CaptureSink for JsonlCaptureSink {
+impl CaptureSink for CaptureFileSink {
     fn record(&self, record: CaptureRecord) {
         if self.closed.load(Ordering::Acquire) {
             count_drop(&self.dropped);
@@ -252,16 +287,38 @@ struct Writer {
     opened: SystemTime,
     options: CaptureFileOptions,
     masker: Scrubber,
+    format: Format,
     dropped: Arc<AtomicU64>,
     written: Arc<AtomicU64>,
     warned: bool,
+    /// Bytes written since the last flush.
+    dirty: bool,
+    last_flush: Instant,
 }
 
 impl Writer {
     /// Takes messages until `Close` or until every sender is gone; flushes whenever the queue
-    /// runs empty so a reader sees records promptly.
+    /// runs empty so a reader sees records promptly (with a flush interval: at most that
+    /// often, and at the latest that long after a write).
     fn run(mut self, receiver: &Receiver<Message>) {
-        while let Ok(first) = receiver.recv() {
+        let interval = self.options.flush_interval.filter(|d| !d.is_zero());
+        loop {
+            let first = match interval {
+                Some(every) if self.dirty => {
+                    match receiver.recv_timeout(every.saturating_sub(self.last_flush.elapsed())) {
+                        Ok(message) => message,
+                        Err(RecvTimeoutError::Timeout) => {
+                            self.flush();
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+                _ => match receiver.recv() {
+                    Ok(message) => message,
+                    Err(_) => break,
+                },
+            };
             let mut next = Some(first);
             while let Some(message) = next.take() {
                 match message {
@@ -277,26 +334,37 @@ impl Writer {
                 }
                 next = receiver.try_recv().ok();
             }
-            self.flush();
+            if interval.is_none_or(|every| self.last_flush.elapsed() >= every) {
+                self.flush();
+            }
         }
         self.flush();
     }
 
     fn write(&mut self, record: &CaptureRecord) {
-        let mut line = match serde_json::to_vec(&record_json(record, &self.masker)) {
-            Ok(line) => line,
+        let encoded = match &mut self.format {
+            Format::Jsonl => serde_json::to_vec(&record_json(record, &self.masker))
+                .map(|mut line| {
+                    line.push(b'\n');
+                    line
+                })
+                .map_err(|e| e.to_string()),
+            Format::Cbor(encoder) => encoder.encode(record, &self.masker),
+        };
+        let bytes = match encoded {
+            Ok(bytes) => bytes,
             Err(e) => {
-                self.failed(&e);
+                self.failed(&std::io::Error::other(e));
                 return;
             }
         };
-        line.push(b'\n');
-        if self.due_for_rotation(line.len() as u64) {
+        if self.due_for_rotation(bytes.len() as u64) {
             self.rotate();
         }
-        match self.out.write_all(&line) {
+        self.dirty = true;
+        match self.out.write_all(&bytes) {
             Ok(()) => {
-                self.size += line.len() as u64;
+                self.size += bytes.len() as u64;
                 self.written.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => self.failed(&e),
@@ -334,6 +402,16 @@ impl Writer {
                 self.out = BufWriter::with_capacity(64 * 1024, file);
                 self.size = 0;
                 self.opened = SystemTime::now();
+                if let Format::Cbor(encoder) = &self.format {
+                    // Every file starts with its own header: a rotated file reads alone.
+                    match encoder.header_bytes(self.opened) {
+                        Ok(header) => match self.out.write_all(&header) {
+                            Ok(()) => self.size = header.len() as u64,
+                            Err(e) => self.warn(&e),
+                        },
+                        Err(e) => self.warn(&std::io::Error::other(e)),
+                    }
+                }
             }
             Err(e) => {
                 self.warn(&e);
@@ -346,6 +424,8 @@ impl Writer {
     }
 
     fn flush(&mut self) {
+        self.dirty = false;
+        self.last_flush = Instant::now();
         if let Err(e) = self.out.flush() {
             self.warn(&e);
         }
@@ -424,7 +504,7 @@ const BOUNDARY_WINDOW: usize = 4096;
 /// masked bytes. Pieces are masked one by one so their offsets stay exact; where a secret
 /// (or anything the scrubber masks) crosses a boundary, the pieces on both sides are joined
 /// and masked together, so no part of a secret survives the cut.
-fn masked_chunks(
+pub(crate) fn masked_chunks(
     body: &[u8],
     chunks: &[CaptureChunk],
     masker: &Scrubber,
@@ -546,7 +626,7 @@ fn record_json(record: &CaptureRecord, masker: &Scrubber) -> Value {
 }
 
 /// RFC 3339 UTC with milliseconds, and fractional Unix seconds.
-fn timestamps(at: SystemTime) -> (String, f64) {
+pub(crate) fn timestamps(at: SystemTime) -> (String, f64) {
     let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
     let (year, month, day) = civil_from_days(secs / 86_400);
@@ -676,8 +756,14 @@ mod tests {
             queue_capacity: 2,
             ..CaptureFileOptions::default()
         };
-        let sink =
-            JsonlCaptureSink::start(&path, Scrubber::default(), &options, Some(gate)).unwrap();
+        let sink = JsonlCaptureSink::start(
+            &path,
+            Scrubber::default(),
+            &options,
+            Format::Jsonl,
+            Some(gate),
+        )
+        .unwrap();
         for _ in 0..5 {
             sink.record(record(b"x"));
         }

@@ -62,6 +62,12 @@ pub struct CliOverrides {
     pub capture_rotate_interval: Option<f64>,
     /// `--capture-max-files` (logging.capture_max_files).
     pub capture_max_files: Option<usize>,
+    /// `--cbor-capture-dir` (logging.cbor_capture_dir).
+    pub cbor_capture_dir: Option<String>,
+    /// `--cbor-capture-session` (logging.cbor_capture_session_id).
+    pub cbor_capture_session: Option<String>,
+    /// `--cbor-capture-flush-interval` seconds (logging.cbor_capture_flush_interval).
+    pub cbor_capture_flush_interval: Option<f64>,
     /// `--command-prefix`.
     pub command_prefix: Option<String>,
     /// `--disable-interactive-commands` (session.disable_interactive_commands).
@@ -386,6 +392,15 @@ fn apply_env(
     if let Some(v) = env_count(env, "CAPTURE_MAX_FILES")? {
         raw.logging.capture_max_files = Some(usize::try_from(v).unwrap_or(usize::MAX));
     }
+    if let Some(v) = env.get("CBOR_CAPTURE_DIR") {
+        raw.logging.cbor_capture_dir = Some(v.to_owned());
+    }
+    if let Some(v) = env.get("CBOR_CAPTURE_SESSION_ID") {
+        raw.logging.cbor_capture_session_id = Some(v.to_owned());
+    }
+    if let Some(v) = env_f64(env, "CBOR_CAPTURE_FLUSH_INTERVAL")? {
+        raw.logging.cbor_capture_flush_interval = Some(v);
+    }
     if let Some(v) = env.get("LOG_LEVEL") {
         raw.logging.level = Some(v.to_owned());
     }
@@ -544,6 +559,15 @@ fn apply_cli(raw: &mut RawConfig, cli: &CliOverrides) {
     if let Some(v) = cli.capture_max_files {
         raw.logging.capture_max_files = Some(v);
     }
+    if let Some(v) = &cli.cbor_capture_dir {
+        raw.logging.cbor_capture_dir = Some(v.clone());
+    }
+    if let Some(v) = &cli.cbor_capture_session {
+        raw.logging.cbor_capture_session_id = Some(v.clone());
+    }
+    if let Some(v) = cli.cbor_capture_flush_interval {
+        raw.logging.cbor_capture_flush_interval = Some(v);
+    }
     if let Some(v) = &cli.command_prefix {
         raw.command_prefix = Some(v.clone());
     }
@@ -657,8 +681,9 @@ fn seconds(path: &str, v: Option<f64>, default: Duration) -> Result<Duration, Co
 }
 
 /// Command prefix rules (see [`crate::commands::parse::validate_prefix`]).
-/// `logging:`: the level and the capture file with its rotation (a size or an interval of
-/// 0 is refused: leave the key out to never rotate that way).
+/// `logging:`: the level, the capture file (JSON lines, or CBOR in `cbor_capture_dir`) and
+/// its rotation (a size or an interval of 0 is refused: leave the key out to never rotate
+/// that way).
 fn logging_config(
     raw: &RawLogging,
     defaults: &LoggingConfig,
@@ -681,12 +706,42 @@ fn logging_config(
             ));
         }
     };
+    let cbor_capture_flush_interval = match raw.cbor_capture_flush_interval {
+        None => defaults.cbor_capture_flush_interval,
+        Some(s) if s >= 0.0 => Duration::try_from_secs_f64(s).map_err(|_| {
+            ConfigError::new(
+                "logging.cbor_capture_flush_interval",
+                "must be a number of seconds",
+            )
+        })?,
+        Some(_) => {
+            return Err(ConfigError::new(
+                "logging.cbor_capture_flush_interval",
+                "must be zero (write as entries come) or a positive number of seconds",
+            ));
+        }
+    };
+    if let Some(session) = &raw.cbor_capture_session_id
+        && (session.is_empty()
+            || session.starts_with('.')
+            || session
+                .chars()
+                .any(|c| matches!(c, '/' | '\\') || c.is_control()))
+    {
+        return Err(ConfigError::new(
+            "logging.cbor_capture_session_id",
+            "must be a file name (no path separators, not starting with a dot)",
+        ));
+    }
     Ok(LoggingConfig {
         level: raw.level.clone().unwrap_or_else(|| defaults.level.clone()),
         capture_file: raw.capture_file.clone(),
         capture_max_bytes: raw.capture_max_bytes,
         capture_rotate_interval,
         capture_max_files: raw.capture_max_files.unwrap_or(defaults.capture_max_files),
+        cbor_capture_dir: raw.cbor_capture_dir.clone().filter(|d| !d.is_empty()),
+        cbor_capture_session_id: raw.cbor_capture_session_id.clone(),
+        cbor_capture_flush_interval,
     })
 }
 
@@ -1510,6 +1565,9 @@ pub fn effective_config(cfg: &GatewayConfig) -> Value {
             "capture_max_bytes": cfg.logging.capture_max_bytes,
             "capture_rotate_interval_seconds": cfg.logging.capture_rotate_interval.map(|d| d.as_secs_f64()),
             "capture_max_files": cfg.logging.capture_max_files,
+            "cbor_capture_dir": cfg.logging.cbor_capture_dir,
+            "cbor_capture_session_id": cfg.logging.cbor_capture_session_id,
+            "cbor_capture_flush_interval": cfg.logging.cbor_capture_flush_interval.as_secs_f64(),
         },
         "session": session_json(&cfg.raw),
     })
@@ -1782,6 +1840,8 @@ mod tests {
         );
         let shown = effective_config(&cfg);
         assert_eq!(shown["logging"]["capture_max_files"], 1);
+        assert_eq!(shown["logging"]["cbor_capture_dir"], Value::Null);
+        assert_eq!(shown["logging"]["cbor_capture_flush_interval"], 1.0);
         for bad in [
             "logging:\n  capture_max_bytes: 0\n",
             "logging:\n  capture_rotate_interval_seconds: -1\n",
@@ -1795,6 +1855,67 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.path, "CAPTURE_MAX_FILES");
+    }
+
+    #[test]
+    fn cbor_capture_settings_from_file_env_and_cli() {
+        let file = "logging:\n  cbor_capture_dir: /tmp/caps\n  cbor_capture_session_id: run-1\n  cbor_capture_flush_interval: 0.5\n";
+        let cfg = load_from_str(file, &CliOverrides::default(), &Env::default()).unwrap();
+        assert_eq!(cfg.logging.cbor_capture_dir.as_deref(), Some("/tmp/caps"));
+        assert_eq!(
+            cfg.logging.cbor_capture_session_id.as_deref(),
+            Some("run-1")
+        );
+        assert_eq!(
+            cfg.logging.cbor_capture_flush_interval,
+            Duration::from_millis(500)
+        );
+        let e = env(&[
+            ("CBOR_CAPTURE_DIR", "/tmp/env-caps"),
+            ("CBOR_CAPTURE_SESSION_ID", "env-run"),
+            ("CBOR_CAPTURE_FLUSH_INTERVAL", "2"),
+        ]);
+        let cfg = load_from_str(file, &CliOverrides::default(), &e).unwrap();
+        assert_eq!(
+            cfg.logging.cbor_capture_dir.as_deref(),
+            Some("/tmp/env-caps")
+        );
+        assert_eq!(
+            cfg.logging.cbor_capture_session_id.as_deref(),
+            Some("env-run")
+        );
+        assert_eq!(
+            cfg.logging.cbor_capture_flush_interval,
+            Duration::from_secs(2)
+        );
+        let cli = CliOverrides {
+            cbor_capture_dir: Some("/tmp/cli-caps".into()),
+            cbor_capture_session: Some("cli-run".into()),
+            cbor_capture_flush_interval: Some(0.0),
+            ..Default::default()
+        };
+        let cfg = load_from_str(file, &cli, &e).unwrap();
+        assert_eq!(
+            cfg.logging.cbor_capture_dir.as_deref(),
+            Some("/tmp/cli-caps")
+        );
+        assert_eq!(
+            cfg.logging.cbor_capture_session_id.as_deref(),
+            Some("cli-run")
+        );
+        assert_eq!(cfg.logging.cbor_capture_flush_interval, Duration::ZERO);
+        let shown = effective_config(&cfg);
+        assert_eq!(shown["logging"]["cbor_capture_dir"], "/tmp/cli-caps");
+        for bad in [
+            "logging:\n  cbor_capture_flush_interval: -1\n",
+            "logging:\n  cbor_capture_session_id: ../escape\n",
+            "logging:\n  cbor_capture_session_id: .hidden\n",
+        ] {
+            assert!(
+                load_from_str(bad, &CliOverrides::default(), &Env::default()).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

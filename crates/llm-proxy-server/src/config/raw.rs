@@ -333,6 +333,12 @@ pub struct RawLogging {
     pub capture_rotate_interval_seconds: Option<f64>,
     /// Rotated capture files kept.
     pub capture_max_files: Option<usize>,
+    /// CBOR V2 capture directory (takes precedence over `capture_file`).
+    pub cbor_capture_dir: Option<String>,
+    /// CBOR capture file name stem (`<dir>/<session>.cbor`; random hex when unset).
+    pub cbor_capture_session_id: Option<String>,
+    /// Seconds between writes of buffered CBOR entries.
+    pub cbor_capture_flush_interval: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

@@ -75,6 +75,12 @@ pub struct LoggingConfig {
     pub capture_rotate_interval: Option<Duration>,
     /// Rotated capture files kept (the oldest beyond this are deleted).
     pub capture_max_files: usize,
+    /// CBOR V2 capture directory; when set it replaces the JSON-lines capture.
+    pub cbor_capture_dir: Option<String>,
+    /// The CBOR file's name stem (`None`: random hex per process).
+    pub cbor_capture_session_id: Option<String>,
+    /// How often buffered CBOR entries are written.
+    pub cbor_capture_flush_interval: Duration,
 }
 
 /// Retry and failover policy (`failure_handling.*`).
@@ -485,6 +491,9 @@ impl Default for GatewayConfig {
                 capture_max_bytes: None,
                 capture_rotate_interval: None,
                 capture_max_files: 10,
+                cbor_capture_dir: None,
+                cbor_capture_session_id: None,
+                cbor_capture_flush_interval: Duration::from_secs(1),
             },
             data_dir: None,
             responses_store: ResponseStoreConfig::default(),
