@@ -302,6 +302,16 @@ pub struct TextPart {
     /// Prompt-cache marker (Anthropic `cache_control`), carried opaquely.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_control: Option<Value>,
+    /// Citations backing this text in an answer, each exactly as the provider sent it
+    /// (Anthropic `char_location`, `page_location`, `web_search_result_location`, ...).
+    /// Renderers pass them through to their own protocol or map what they can.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub citations: Vec<Value>,
+    /// The Anthropic `document` block this text came from, without `source` and
+    /// `cache_control` (`title`, `context`, `citations: {enabled}`): a request's text document
+    /// goes back to Anthropic upstreams as the same document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document: Option<Map<String, Value>>,
 }
 
 impl TextPart {
@@ -310,6 +320,8 @@ impl TextPart {
         Self {
             text: text.into(),
             cache_control: None,
+            citations: Vec::new(),
+            document: None,
         }
     }
 }
@@ -635,6 +647,11 @@ pub struct ChatResponse {
     pub stop_sequence: Option<String>,
     /// Token usage.
     pub usage: Option<Usage>,
+    /// Per-token log probabilities of the answer's text, when the client asked for them and
+    /// the upstream gave them: OpenAI-shaped entries (`token`, `logprob`, `bytes`,
+    /// `top_logprobs`), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logprobs: Vec<Value>,
 }
 
 impl ChatResponse {

@@ -501,11 +501,27 @@ fn system_blocks(m: &Message, out: &mut Vec<SystemBlock>, lossy: &mut Vec<String
     }
 }
 
+/// A text part as a text block with its citations, or as the text document it came from.
 fn text_block(t: &llm_proxy_api::model::TextPart) -> ContentBlock {
+    if let Some(settings) = &t.document {
+        let mut doc = settings.clone();
+        doc.insert(
+            "source".to_owned(),
+            serde_json::json!({"type": "text", "media_type": "text/plain", "data": t.text}),
+        );
+        if let Some(mark) = &t.cache_control {
+            doc.insert("cache_control".to_owned(), mark.clone());
+        }
+        return ContentBlock::Document(doc);
+    }
+    let mut extra = Map::new();
+    if !t.citations.is_empty() {
+        extra.insert("citations".to_owned(), Value::Array(t.citations.clone()));
+    }
     ContentBlock::Text(TextBlock {
         text: t.text.clone(),
         cache_control: t.cache_control.clone(),
-        extra: Map::new(),
+        extra,
     })
 }
 

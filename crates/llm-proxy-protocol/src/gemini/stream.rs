@@ -259,6 +259,9 @@ impl ChunkRenderer {
         match event {
             // Only Anthropic answers say which stop sequence matched.
             StreamEvent::StopSequence { .. } | StreamEvent::Dropped { .. } => {}
+            // Gemini answers have no slot for Anthropic-style citations or OpenAI-style
+            // logprobs; the server names them in `x-llm-proxy-lossy`.
+            StreamEvent::Citation { .. } | StreamEvent::Logprobs { .. } => {}
             StreamEvent::Start { model, .. } => {
                 if let Some(m) = model.as_deref().filter(|m| !m.is_empty()) {
                     m.clone_into(&mut self.model);

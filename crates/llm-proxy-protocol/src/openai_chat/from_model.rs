@@ -447,16 +447,32 @@ pub fn response_from_model(resp: &ChatResponse) -> ChatCompletionResponse {
                 tool_calls: (!tool_calls.is_empty()).then_some(tool_calls),
                 reasoning_content,
                 reasoning_details,
+                extra: annotations(&resp.content),
                 ..ChatMessage::default()
             },
             finish_reason: Some(
                 finish_reason_name(resp.finish_reason.as_ref().unwrap_or(&FinishReason::Stop))
                     .to_owned(),
             ),
+            logprobs: (!resp.logprobs.is_empty())
+                .then(|| serde_json::json!({"content": resp.logprobs, "refusal": null})),
         }],
         usage: resp.usage.as_ref().map(usage_from_model),
         system_fingerprint: None,
     }
+}
+
+/// `annotations` for the answer's web citations (other citations have no slot here).
+fn annotations(content: &[Part]) -> serde_json::Map<String, serde_json::Value> {
+    let cited = crate::citations::url_citations(content);
+    let mut extra = serde_json::Map::new();
+    if !cited.is_empty() {
+        extra.insert(
+            "annotations".to_owned(),
+            cited.iter().map(|c| c.chat_annotation()).collect(),
+        );
+    }
+    extra
 }
 
 /// Serializes to JSON bytes (infallible for these types; an error yields `{}`).
