@@ -520,4 +520,43 @@ mod tests {
         let replayed = collect(s, "m").await.unwrap();
         assert_eq!(replayed.content, response.content);
     }
+
+    #[tokio::test]
+    async fn citations_lead_their_text_and_logprobs_are_kept_through_a_replay() {
+        let cite = |n: u32| StreamEvent::Citation {
+            citation: serde_json::json!({"type": "char_location", "n": n}),
+        };
+        let text = |t: &str| StreamEvent::TextDelta { text: t.into() };
+        let events = vec![
+            text("Plain. "),
+            cite(1),
+            cite(2),
+            text("Cited "),
+            text("one."),
+            cite(3),
+            text(" Next."),
+            StreamEvent::Logprobs {
+                content: vec![serde_json::json!({"token": "Plain", "logprob": -0.1})],
+            },
+        ];
+        let s: EventStream = Box::pin(stream::iter(events.into_iter().map(Ok)));
+        let r = collect(s, "m").await.unwrap();
+        let texts: Vec<(&str, usize)> = r
+            .content
+            .iter()
+            .filter_map(|p| match p {
+                Part::Text(t) => Some((t.text.as_str(), t.citations.len())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            texts,
+            vec![("Plain. ", 0), ("Cited one.", 2), (" Next.", 1)]
+        );
+        assert_eq!(r.logprobs.len(), 1);
+        let s: EventStream = Box::pin(stream::iter(response_events(r.clone()).into_iter().map(Ok)));
+        let replayed = collect(s, "m").await.unwrap();
+        assert_eq!(replayed.content, r.content);
+        assert_eq!(replayed.logprobs, r.logprobs);
+    }
 }

@@ -1228,6 +1228,7 @@ mod tests {
                 cache_write_tokens: Some(50),
                 reasoning_tokens: None,
             }),
+            logprobs: Vec::new(),
         };
         let sealer = TestSealer(4);
         let v = serde_json::to_value(response_from_model(&resp, &sealer)).unwrap();
@@ -1292,6 +1293,7 @@ mod tests {
             finish_reason: Some(FinishReason::ToolCalls),
             stop_sequence: None,
             usage: None,
+            logprobs: Vec::new(),
         };
         let sealer = TestSealer(4);
         let v = serde_json::to_value(response_from_model(&resp, &sealer)).unwrap();
@@ -1520,6 +1522,7 @@ mod tests {
             finish_reason: Some(FinishReason::Stop),
             stop_sequence: None,
             usage: None,
+            logprobs: Vec::new(),
         };
         let v = serde_json::to_value(response_from_model(&resp, &TestSealer(4))).unwrap();
         assert_eq!(

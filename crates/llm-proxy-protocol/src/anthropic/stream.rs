@@ -1354,4 +1354,45 @@ mod tests {
         let stops = f.iter().filter(|(n, _)| n == "content_block_stop").count();
         assert_eq!(stops, 2, "every block is closed");
     }
+
+    #[test]
+    fn citations_are_rendered_as_citations_deltas_leading_their_blocks() {
+        let cite = |n: u32| StreamEvent::Citation {
+            citation: json!({"type": "char_location", "cited_text": "c", "document_index": n}),
+        };
+        let mut r = EventRenderer::new("msg_1", "m", sealer());
+        let mut out = Vec::new();
+        for e in [
+            cite(0),
+            StreamEvent::TextDelta { text: "A".into() },
+            cite(1),
+            StreamEvent::TextDelta { text: "B".into() },
+            StreamEvent::Finish {
+                reason: FinishReason::Stop,
+            },
+        ] {
+            r.render(&e, &mut out);
+        }
+        r.finish(&mut out);
+        let blocks: Vec<(u64, Value)> = frames(&out)
+            .into_iter()
+            .filter(|(name, _)| name == "content_block_delta")
+            .map(|(_, d)| (d["index"].as_u64().unwrap(), d["delta"].clone()))
+            .collect();
+        assert_eq!(
+            blocks,
+            vec![
+                (
+                    0,
+                    json!({"type": "citations_delta", "citation": {"type": "char_location", "cited_text": "c", "document_index": 0}})
+                ),
+                (0, json!({"type": "text_delta", "text": "A"})),
+                (
+                    1,
+                    json!({"type": "citations_delta", "citation": {"type": "char_location", "cited_text": "c", "document_index": 1}})
+                ),
+                (1, json!({"type": "text_delta", "text": "B"})),
+            ]
+        );
+    }
 }

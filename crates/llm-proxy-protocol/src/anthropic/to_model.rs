@@ -1036,5 +1036,20 @@ mod tests {
             ),
             other => panic!("expected cited text, got {other:?}"),
         }
+        // Back to an Anthropic upstream: the same blocks.
+        let mut lossy = Vec::new();
+        let wire = crate::anthropic::request_from_model(&m, "c", &mut lossy);
+        let v = serde_json::to_value(wire).unwrap();
+        assert!(lossy.is_empty(), "{lossy:?}");
+        assert_eq!(
+            v["messages"][0]["content"][0],
+            json!({"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "notes"},
+                "title": "Notes", "context": "mine", "citations": {"enabled": true}})
+        );
+        assert_eq!(
+            v["messages"][1]["content"][0],
+            json!({"type": "text", "text": "a",
+                "citations": [{"type": "char_location", "cited_text": "x"}]})
+        );
     }
 }

@@ -1338,6 +1338,7 @@ mod tests {
             finish_reason: Some(FinishReason::ToolCalls),
             stop_sequence: None,
             usage: None,
+            logprobs: Vec::new(),
         };
         let sealer = TestSealer(3);
         let v = serde_json::to_value(response_from_model(&resp, &sealer)).unwrap();

@@ -636,6 +636,7 @@ mod tests {
                 output_tokens: 4,
                 ..Usage::default()
             }),
+            logprobs: Vec::new(),
         };
         let wire = response_from_model(&resp);
         let v = serde_json::to_value(&wire).unwrap();
@@ -654,5 +655,41 @@ mod tests {
         // and back: the client echoes the message in the next turn
         let back = response_to_model(serde_json::from_value(v).unwrap(), "m");
         assert_eq!(back.content, resp.content);
+    }
+
+    #[test]
+    fn logprobs_and_web_citations_reach_a_chat_client() {
+        let upstream = json!({"id": "c1", "object": "chat.completion", "created": 1, "model": "m",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi"},
+                "finish_reason": "stop",
+                "logprobs": {"content": [{"token": "Hi", "logprob": -0.5, "bytes": [72, 105],
+                    "top_logprobs": [{"token": "Hi", "logprob": -0.5, "bytes": [72, 105]}]}],
+                    "refusal": null}}]});
+        let resp = response_to_model(serde_json::from_value(upstream.clone()).unwrap(), "m");
+        assert_eq!(resp.logprobs.len(), 1);
+        let back = serde_json::to_value(response_from_model(&resp)).unwrap();
+        assert_eq!(
+            back["choices"][0]["logprobs"],
+            upstream["choices"][0]["logprobs"]
+        );
+
+        let mut cited = TextPart::new("Blue.");
+        cited.citations = vec![
+            json!({"type": "web_search_result_location", "url": "https://a.example", "title": "A"}),
+            json!({"type": "char_location", "cited_text": "x"}),
+        ];
+        let resp = ChatResponse {
+            content: vec![Part::Text(TextPart::new("So: ")), Part::Text(cited)],
+            logprobs: Vec::new(),
+            ..resp
+        };
+        let back = serde_json::to_value(response_from_model(&resp)).unwrap();
+        assert_eq!(back["choices"][0]["message"]["content"], "So: Blue.");
+        assert_eq!(
+            back["choices"][0]["message"]["annotations"],
+            json!([{"type": "url_citation", "url_citation": {
+                "start_index": 4, "end_index": 9, "url": "https://a.example", "title": "A"}}])
+        );
+        assert!(back["choices"][0].get("logprobs").is_none());
     }
 }

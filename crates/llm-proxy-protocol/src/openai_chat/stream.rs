@@ -796,4 +796,88 @@ mod tests {
                 .all(|v| v["object"] == "chat.completion.chunk" && v["id"] == "id1")
         );
     }
+
+    fn chunk_values(out: &[Bytes]) -> Vec<Value> {
+        out.iter()
+            .map(|b| std::str::from_utf8(b).unwrap())
+            .filter(|s| !s.contains("[DONE]"))
+            .map(|s| serde_json::from_str(s.trim().strip_prefix("data: ").unwrap()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn logprobs_are_decoded_before_their_text_and_rendered_with_it() {
+        let entry = json!({"token": "Hi", "logprob": -0.5, "bytes": [72, 105], "top_logprobs": []});
+        let body = format!(
+            "data: {}\n\ndata: [DONE]\n\n",
+            json!({"choices": [{"delta": {"content": "Hi"}, "logprobs": {"content": [entry], "refusal": null}}]})
+        );
+        let events = decode_all(&body);
+        let lp = StreamEvent::Logprobs {
+            content: vec![entry.clone()],
+        };
+        let at = events.iter().position(|e| e == &lp).unwrap();
+        assert_eq!(events[at + 1], StreamEvent::TextDelta { text: "Hi".into() });
+
+        let mut r = ChunkRenderer::new("id1".into(), "m".into(), 9, false);
+        let mut out = Vec::new();
+        for e in &events {
+            r.render(e, &mut out);
+        }
+        // A whole answer replayed: logprobs after the text get a chunk of their own.
+        r.render(&lp, &mut out);
+        r.finish(&mut out);
+        let values = chunk_values(&out);
+        let with_text = values
+            .iter()
+            .find(|v| v["choices"][0]["delta"]["content"] == "Hi")
+            .unwrap();
+        assert_eq!(
+            with_text["choices"][0]["logprobs"],
+            json!({"content": [entry], "refusal": null})
+        );
+        let alone: Vec<&Value> = values
+            .iter()
+            .filter(|v| v["choices"][0]["logprobs"].is_object())
+            .collect();
+        assert_eq!(alone.len(), 2, "{values:?}");
+    }
+
+    #[test]
+    fn web_citations_become_annotations_spanning_their_text() {
+        let mut r = ChunkRenderer::new("id1".into(), "m".into(), 9, false);
+        let mut out = Vec::new();
+        for e in [
+            StreamEvent::TextDelta {
+                text: "Hi. ".into(),
+            },
+            StreamEvent::Citation {
+                citation: json!({"type": "web_search_result_location", "url": "https://a.example",
+                    "title": "A", "cited_text": "x", "encrypted_index": "e"}),
+            },
+            StreamEvent::TextDelta { text: "Sky".into() },
+            StreamEvent::TextDelta {
+                text: " is blue.".into(),
+            },
+            StreamEvent::Finish {
+                reason: FinishReason::Stop,
+            },
+        ] {
+            r.render(&e, &mut out);
+        }
+        r.finish(&mut out);
+        let values = chunk_values(&out);
+        let annotated: Vec<&Value> = values
+            .iter()
+            .filter(|v| v["choices"][0]["delta"]["annotations"].is_array())
+            .collect();
+        assert_eq!(annotated.len(), 1, "{values:?}");
+        assert_eq!(
+            annotated[0]["choices"][0]["delta"]["annotations"],
+            json!([{"type": "url_citation", "url_citation": {
+                "start_index": 4, "end_index": 16, "url": "https://a.example", "title": "A"}}])
+        );
+        let last = values.last().unwrap();
+        assert_eq!(last["choices"][0]["finish_reason"], "stop");
+    }
 }

@@ -1161,4 +1161,54 @@ mod tests {
         assert_eq!(completed["type"], "response.completed");
         assert_eq!(completed["response"]["output"][0]["id"], "rs_up_7");
     }
+
+    #[test]
+    fn logprobs_and_web_citations_reach_the_output_text() {
+        let entry = serde_json::json!({"token": "Sky", "logprob": -0.2, "bytes": [83, 107, 121], "top_logprobs": []});
+        let web = serde_json::json!({"type": "web_search_result_location", "url": "https://a.example",
+            "title": "A", "cited_text": "x", "encrypted_index": "e"});
+        let ctx = ResponseContext {
+            id: "resp_1".into(),
+            model: "m".into(),
+            ..ResponseContext::default()
+        };
+        let mut r = EventRenderer::json(
+            ctx,
+            Arc::new(crate::openai_responses::opaque::TestSealer(1)),
+        );
+        let mut out = Vec::new();
+        for e in [
+            StreamEvent::TextDelta {
+                text: "So: ".into(),
+            },
+            StreamEvent::Citation { citation: web },
+            StreamEvent::Logprobs {
+                content: vec![entry.clone()],
+            },
+            StreamEvent::TextDelta { text: "Sky".into() },
+        ] {
+            r.render(&e, &mut out);
+        }
+        r.finish(&mut out);
+        let frames = events(&out);
+        let deltas: Vec<&Value> = frames
+            .iter()
+            .filter(|f| f["type"] == "response.output_text.delta")
+            .collect();
+        assert_eq!(deltas[0]["logprobs"], serde_json::json!([]));
+        assert_eq!(deltas[1]["logprobs"], serde_json::json!([entry]));
+        let annotation = serde_json::json!({"type": "url_citation", "start_index": 4,
+            "end_index": 7, "url": "https://a.example", "title": "A"});
+        let added: Vec<&Value> = frames
+            .iter()
+            .filter(|f| f["type"] == "response.output_text.annotation.added")
+            .collect();
+        assert_eq!(added.len(), 1);
+        assert_eq!(added[0]["annotation"], annotation);
+        let last = frames.last().unwrap();
+        assert_eq!(last["type"], "response.completed");
+        let part = &last["response"]["output"][0]["content"][0];
+        assert_eq!(part["annotations"], serde_json::json!([annotation]));
+        assert_eq!(part["logprobs"], serde_json::json!([entry]));
+    }
 }

@@ -179,6 +179,7 @@ mod tests {
             finish_reason: None,
             stop_sequence: None,
             usage: None,
+            logprobs: Vec::new(),
         };
         assert!(dropped_from_response(&response).is_empty());
         response.content.push(Part::Image(ImagePart {
