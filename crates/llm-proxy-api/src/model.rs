@@ -106,7 +106,7 @@ impl ChatRequest {
             }
         }
         let parts = self.messages.iter().flat_map(|m| &m.content);
-        for part in parts.clone().chain(parts.flat_map(nested)) {
+        for part in parts.clone().chain(parts.clone().flat_map(nested)) {
             if let Part::Opaque(o) = part
                 && o.protocol != protocol
                 && !kinds.contains(&o.kind())
@@ -119,6 +119,20 @@ impl ChatRequest {
             notes.push(format!(
                 "content blocks the upstream cannot express dropped: {}",
                 kinds.join(", ")
+            ));
+        }
+        // Anthropic document settings: their content goes on everywhere, these only there.
+        let settings = parts.clone().chain(parts.flat_map(nested)).any(|p| {
+            let document = match p {
+                Part::Text(t) => t.document.as_ref(),
+                Part::Image(i) => i.document.as_ref(),
+                _ => None,
+            };
+            document.is_some_and(|d| d.values().any(|v| !v.is_null()))
+        });
+        if settings && protocol != "anthropic" {
+            notes.push(format!(
+                "document title/context/citations settings not sent to an upstream speaking {protocol}"
             ));
         }
         if let Some(other) = self.extra_protocol.as_deref().filter(|p| *p != protocol) {
@@ -290,6 +304,7 @@ impl Part {
             source,
             detail: None,
             cache_control: None,
+            document: None,
         })
     }
 }
@@ -337,6 +352,10 @@ pub struct ImagePart {
     /// Prompt-cache marker (Anthropic `cache_control`), carried opaquely.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_control: Option<Value>,
+    /// The Anthropic `document` block this file came from, without `source` and
+    /// `cache_control` (`title`, `context`, `citations: {enabled}`), for Anthropic upstreams.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document: Option<Map<String, Value>>,
 }
 
 /// Media by reference or inline.
@@ -729,6 +748,29 @@ mod tests {
             )
         );
         assert_eq!(ChatRequest::default().foreign_content_note("gemini"), None);
+    }
+
+    #[test]
+    fn document_settings_are_named_for_upstreams_other_than_anthropic() {
+        let mut doc = TextPart::new("notes");
+        doc.document = Some(
+            serde_json::json!({"title": "Notes"})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        );
+        let req = ChatRequest {
+            messages: vec![Message {
+                role: Role::User,
+                content: vec![Part::Text(doc)],
+                name: None,
+            }],
+            ..ChatRequest::default()
+        };
+        assert_eq!(req.foreign_content_note("anthropic"), None);
+        let note = req.foreign_content_note("gemini").unwrap_or_default();
+        assert!(note.contains("document title"), "{note}");
+        assert_eq!(crate::lossy::lossy_field(&note), "citations");
     }
 
     #[test]

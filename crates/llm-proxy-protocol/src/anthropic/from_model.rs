@@ -538,7 +538,7 @@ fn media_block(img: &ImagePart) -> ContentBlock {
     let cache_control = img.cache_control.clone();
     match &img.source {
         MediaSource::Base64 { media_type, data } if !media_type.starts_with("image/") => {
-            let mut doc = Map::new();
+            let mut doc = img.document.clone().unwrap_or_default();
             doc.insert(
                 "source".to_owned(),
                 serde_json::json!({"type": "base64", "media_type": media_type, "data": data}),
@@ -978,16 +978,19 @@ mod tests {
                             cache_control: None,
                             source: MediaSource::from_url("data:image/png;base64,QQ=="),
                             detail: None,
+                            document: None,
                         }),
                         Part::Image(ImagePart {
                             cache_control: None,
                             source: MediaSource::from_url("https://x.test/a.png"),
                             detail: None,
+                            document: None,
                         }),
                         Part::Image(ImagePart {
                             cache_control: None,
                             source: MediaSource::from_url("data:application/pdf;base64,JVBE"),
                             detail: None,
+                            document: None,
                         }),
                     ],
                     name: None,

@@ -416,6 +416,7 @@ fn image_to_model(img: ImageBlock) -> Result<Part, ImageBlock> {
         cache_control: img.cache_control,
         source,
         detail: None,
+        document: None,
     }))
 }
 
@@ -439,6 +440,7 @@ fn document_to_model(doc: &Map<String, Value>) -> Option<Part> {
                 data: data.to_owned(),
             },
             detail: None,
+            document: Some(document_settings(doc)),
         })),
         _ => None,
     }

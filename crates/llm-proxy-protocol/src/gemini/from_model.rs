@@ -1114,6 +1114,7 @@ mod tests {
                             data: "AA".into(),
                         },
                         detail: None,
+                        document: None,
                     }),
                     Part::Image(ImagePart {
                         cache_control: None,
@@ -1121,6 +1122,7 @@ mod tests {
                             url: "https://x.test/cat.webp?s=1".into(),
                         },
                         detail: None,
+                        document: None,
                     }),
                     Part::Image(ImagePart {
                         cache_control: None,
@@ -1128,6 +1130,7 @@ mod tests {
                             url: "https://x.test/cat".into(),
                         },
                         detail: None,
+                        document: None,
                     }),
                     Part::Image(ImagePart {
                         cache_control: None,
@@ -1136,6 +1139,7 @@ mod tests {
                                 .into(),
                         },
                         detail: None,
+                        document: None,
                     }),
                     Part::Audio(AudioPart {
                         data: "UklG".into(),

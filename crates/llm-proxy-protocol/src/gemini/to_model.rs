@@ -391,6 +391,7 @@ fn contents_to_messages(
                     cache_control: None,
                     source: MediaSource::Url { url: file.file_uri },
                     detail: None,
+                    document: None,
                 }));
             } else if let Some(text) = part.text.or_else(|| {
                 code_text(

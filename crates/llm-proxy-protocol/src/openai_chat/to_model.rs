@@ -162,6 +162,7 @@ fn content_to_parts(content: Option<MessageContent>) -> Vec<Part> {
                     cache_control: None,
                     source: MediaSource::from_url(&image_url.url),
                     detail: image_url.detail,
+                    document: None,
                 }),
                 ContentPart::InputAudio { input_audio } => Part::Audio(AudioPart {
                     data: input_audio.data,

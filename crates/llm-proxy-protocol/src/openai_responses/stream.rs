@@ -165,9 +165,17 @@ impl EventRenderer {
                     return;
                 }
                 let i = self.open_message(out);
-                if let Some(Item::Message { text: t, .. }) = self.items.get_mut(i) {
+                if let Some(Item::Message {
+                    text: t, logprobs, ..
+                }) = self.items.get_mut(i)
+                {
                     t.push_str(text);
+                    logprobs.extend(self.pending_logprobs.iter().cloned());
                 }
+                if !self.frames {
+                    self.pending_logprobs.clear();
+                }
+                // Otherwise the delta frame takes them.
                 self.citations.text(text);
                 self.delta("response.output_text.delta", i, Some(0), None, text, out);
             }
@@ -176,21 +184,9 @@ impl EventRenderer {
                 let done = self.citations.citation(citation);
                 self.annotate(i, done, out);
             }
+            // They lead the text they score: kept for the next text delta.
             StreamEvent::Logprobs { content } => {
-                let i = match self.open {
-                    Some(i) if matches!(self.items.get(i), Some(Item::Message { .. })) => Some(i),
-                    _ => self
-                        .items
-                        .iter()
-                        .rposition(|item| matches!(item, Item::Message { .. })),
-                };
-                if let Some(Item::Message { logprobs, .. }) = i.and_then(|i| self.items.get_mut(i))
-                {
-                    logprobs.extend(content.iter().cloned());
-                }
-                if self.frames {
-                    self.pending_logprobs.extend(content.iter().cloned());
-                }
+                self.pending_logprobs.extend(content.iter().cloned());
             }
             StreamEvent::ReasoningDelta { text } => {
                 if text.is_empty() {
@@ -309,6 +305,13 @@ impl EventRenderer {
         }
         self.ensure_started(out);
         self.close_open(out);
+        if let Some(i) = self
+            .items
+            .iter()
+            .rposition(|item| matches!(item, Item::Message { .. }))
+        {
+            self.attach_pending_logprobs(i);
+        }
         for i in 0..self.items.len() {
             self.close_call(i, out);
         }
@@ -579,6 +582,7 @@ impl EventRenderer {
         if matches!(self.items.get(i), Some(Item::Message { .. })) {
             let done = self.citations.flush();
             self.annotate(i, done, out);
+            self.attach_pending_logprobs(i);
         }
         self.seal(i);
         if !self.frames {
@@ -715,6 +719,17 @@ impl EventRenderer {
             renderer: self,
             i,
             status,
+        }
+    }
+
+    /// Logprobs no text delta took (a whole answer replayed: they come after its text) go to
+    /// message `i`.
+    fn attach_pending_logprobs(&mut self, i: usize) {
+        if self.pending_logprobs.is_empty() {
+            return;
+        }
+        if let Some(Item::Message { logprobs, .. }) = self.items.get_mut(i) {
+            logprobs.append(&mut self.pending_logprobs);
         }
     }
 

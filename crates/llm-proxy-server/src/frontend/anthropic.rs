@@ -188,6 +188,7 @@ mod tests {
                 url: "https://x.test/a.png".into(),
             },
             detail: None,
+            document: None,
         }));
         assert!(
             dropped_from_response(&response).is_empty(),
