@@ -765,3 +765,57 @@ async fn logprobs_in_an_answer_are_named_for_an_anthropic_client() {
         .to_owned();
     assert!(lossy.contains("logprobs in the answer dropped"), "{lossy}");
 }
+
+#[tokio::test]
+async fn gemini_logprobs_reach_a_gemini_client_streamed_and_not() {
+    let up = MockUpstream::start().await.unwrap();
+    let proxy = proxy_on_gemini(&up.base_url()).await;
+    let result = json!({"chosenCandidates": [{"token": "Hi", "logProbability": -0.5}],
+        "topCandidates": [{"candidates": [{"token": "Hi", "logProbability": -0.5}]}]});
+    let mut answer = gemini::response(&[gemini::text("Hi")], "STOP", gemini::Tokens::new(3, 1));
+    answer["candidates"][0]["logprobsResult"] = result.clone();
+    up.push(Reply::json(answer));
+    let body = json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}],
+        "generationConfig": {"responseLogprobs": true, "logprobs": 1}});
+    let resp = post(&proxy, "/v1beta/models/g:generateContent", &body, false).await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().get("x-llm-proxy-lossy").is_none());
+    assert_eq!(
+        up.requests()[0].body["generationConfig"]["responseLogprobs"],
+        json!(true)
+    );
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["candidates"][0]["logprobsResult"], result, "{v}");
+
+    let mut frames = gemini::stream(
+        &[vec![gemini::text("Hi")]],
+        "STOP",
+        gemini::Tokens::new(3, 1),
+    );
+    let data = frames[0]
+        .trim_end()
+        .strip_prefix("data: ")
+        .unwrap()
+        .to_owned();
+    let mut frame: Value = serde_json::from_str(&data).unwrap();
+    frame["candidates"][0]["logprobsResult"] = result.clone();
+    frames[0] = format!("data: {frame}\r\n\r\n");
+    up.push(Reply::sse(frames));
+    let text = post(
+        &proxy,
+        "/v1beta/models/g:streamGenerateContent?alt=sse",
+        &body,
+        false,
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
+    let scored: Vec<Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str::<Value>(d).unwrap())
+        .filter_map(|f| f["candidates"][0].get("logprobsResult").cloned())
+        .collect();
+    assert_eq!(scored, vec![result], "{text}");
+}

@@ -700,13 +700,43 @@ pub fn response_from_model(resp: &ChatResponse, sealer: &dyn Sealer) -> Generate
             ),
             index: Some(0),
             safety_ratings: None,
-            extra: Extra::new(),
+            extra: if resp.logprobs.is_empty() {
+                Extra::new()
+            } else {
+                Extra::from_iter([(
+                    "logprobsResult".to_owned(),
+                    logprobs_from_model(&resp.logprobs),
+                )])
+            },
         }],
         prompt_feedback: None,
         usage_metadata: resp.usage.as_ref().map(usage_from_model),
         model_version: Some(resp.model.clone()),
         response_id: Some(resp.id.clone()),
     }
+}
+
+/// OpenAI-shaped token logprob entries as a Gemini `logprobsResult`.
+pub fn logprobs_from_model(entries: &[Value]) -> Value {
+    let candidate = |e: &Value| {
+        serde_json::json!({"token": e.get("token").cloned().unwrap_or_default(),
+            "logProbability": e.get("logprob").cloned().unwrap_or_default()})
+    };
+    let top: Vec<Value> = entries
+        .iter()
+        .map(|e| {
+            let alternatives: Vec<Value> = e
+                .get("top_logprobs")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(candidate)
+                .collect();
+            serde_json::json!({"candidates": alternatives})
+        })
+        .collect();
+    serde_json::json!({"chosenCandidates": entries.iter().map(candidate).collect::<Vec<_>>(),
+        "topCandidates": top})
 }
 
 #[cfg(test)]

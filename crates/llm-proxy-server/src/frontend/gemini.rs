@@ -44,7 +44,7 @@ impl StreamRenderer for ChunkRenderer {
     /// Every piece of media is an `inlineData` / `fileData` part.
     fn dropped(event: &StreamEvent) -> Option<&'static str> {
         match event {
-            StreamEvent::Media { .. } => None,
+            StreamEvent::Media { .. } | StreamEvent::Logprobs { .. } => None,
             event => dropped_without_slot(event),
         }
     }
