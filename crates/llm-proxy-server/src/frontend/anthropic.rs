@@ -167,7 +167,7 @@ pub async fn health() -> Json<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use llm_proxy_api::model::{AudioPart, ImagePart, TextPart};
+    use llm_proxy_api::model::{AudioPart, ImagePart, MediaSource, TextPart};
 
     #[test]
     fn media_in_an_answer_other_than_images_is_reported_as_dropped() {
