@@ -1,6 +1,7 @@
 //! Translation fidelity: nothing dropped silently. A matched stop sequence reaches Anthropic
 //! clients, `n > 1` is refused rather than answered once, strict mode (config or header)
-//! refuses what a translation would drop, and what is dropped is counted in `/metrics`.
+//! refuses what a translation would drop, citations, documents and logprobs are carried to
+//! each client's own slot, and what is dropped is counted in `/metrics`.
 
 use llm_proxy_test_support::{MockUpstream, Reply, anthropic, gemini};
 use serde_json::{Value, json};
