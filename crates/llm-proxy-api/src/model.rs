@@ -94,6 +94,30 @@ impl ChatRequest {
             .then_some(&self.extra)
     }
 
+    /// Whether the client asked for token logprobs, read from its own protocol's fields
+    /// (OpenAI chat `logprobs: true`, Responses `include: ["message.output_text.logprobs"]`,
+    /// Gemini `generationConfig.responseLogprobs`): `Some` with the number of alternatives
+    /// per token it asked for (0 when none). Encoders of other protocols ask their upstream.
+    pub fn logprobs_requested(&self) -> Option<u64> {
+        let extra = &self.extra;
+        let top = |v: Option<&Value>| v.and_then(Value::as_u64).unwrap_or(0);
+        match self.extra_protocol.as_deref()? {
+            "openai_chat" => (extra.get("logprobs") == Some(&Value::Bool(true)))
+                .then(|| top(extra.get("top_logprobs"))),
+            "openai_responses" => extra
+                .get("include")
+                .and_then(Value::as_array)
+                .is_some_and(|i| i.iter().any(|v| v == LOGPROBS_INCLUDE))
+                .then(|| top(extra.get("top_logprobs"))),
+            "gemini" => {
+                let config = extra.get("generationConfig");
+                (config.and_then(|c| c.get("responseLogprobs")) == Some(&Value::Bool(true)))
+                    .then(|| top(config.and_then(|c| c.get("logprobs"))))
+            }
+            _ => None,
+        }
+    }
+
     /// The lossy note for an upstream speaking `protocol`: which opaque blocks, pass-through
     /// fields and body patches of other protocols its encoder leaves out (`None` when there
     /// are none).
@@ -141,6 +165,10 @@ impl ChatRequest {
                 .keys()
                 .map(String::as_str)
                 .filter(|k| !CARRIED_ELSEWHERE.contains(&(other, *k)))
+                .filter(|k| {
+                    !(LOGPROBS_FIELDS.contains(&(other, *k))
+                        && LOGPROBS_UPSTREAMS.contains(&protocol))
+                })
                 .collect();
             if !fields.is_empty() {
                 notes.push(format!(
@@ -161,6 +189,20 @@ impl ChatRequest {
         (!notes.is_empty()).then(|| notes.join("; "))
     }
 }
+
+/// The Responses `include` value asking for output text logprobs.
+pub const LOGPROBS_INCLUDE: &str = "message.output_text.logprobs";
+
+/// Pass-through fields asking for logprobs, which the encoders of [`LOGPROBS_UPSTREAMS`]
+/// map to their own (see [`ChatRequest::logprobs_requested`]).
+const LOGPROBS_FIELDS: &[(&str, &str)] = &[
+    ("openai_chat", "logprobs"),
+    ("openai_chat", "top_logprobs"),
+    ("openai_responses", "top_logprobs"),
+];
+
+/// Upstream protocols that can answer with logprobs.
+const LOGPROBS_UPSTREAMS: &[&str] = &["openai_chat", "openai_responses", "gemini"];
 
 /// Pass-through fields kept verbatim for same-protocol upstreams although the canonical
 /// model carries them too (or their conversion notes them already): not dropped for other
@@ -748,6 +790,40 @@ mod tests {
             )
         );
         assert_eq!(ChatRequest::default().foreign_content_note("gemini"), None);
+    }
+
+    #[test]
+    fn logprobs_asked_in_any_protocol_are_read_and_not_noted_where_they_are_mapped() {
+        let ask = |protocol: &str, extra: Value| ChatRequest {
+            extra_protocol: Some(protocol.into()),
+            extra: extra.as_object().cloned().unwrap_or_default(),
+            ..ChatRequest::default()
+        };
+        let chat = ask(
+            "openai_chat",
+            serde_json::json!({"logprobs": true, "top_logprobs": 3}),
+        );
+        assert_eq!(chat.logprobs_requested(), Some(3));
+        assert_eq!(chat.foreign_content_note("openai_responses"), None);
+        assert_eq!(chat.foreign_content_note("gemini"), None);
+        assert!(
+            chat.foreign_content_note("anthropic")
+                .is_some_and(|n| n.contains("logprobs"))
+        );
+        let responses = ask(
+            "openai_responses",
+            serde_json::json!({"include": [LOGPROBS_INCLUDE]}),
+        );
+        assert_eq!(responses.logprobs_requested(), Some(0));
+        let gemini = ask(
+            "gemini",
+            serde_json::json!({"generationConfig": {"responseLogprobs": true, "logprobs": 2}}),
+        );
+        assert_eq!(gemini.logprobs_requested(), Some(2));
+        assert_eq!(
+            ask("openai_chat", serde_json::json!({"logprobs": false})).logprobs_requested(),
+            None
+        );
     }
 
     #[test]

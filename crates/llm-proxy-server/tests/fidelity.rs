@@ -820,3 +820,29 @@ async fn gemini_logprobs_reach_a_gemini_client_streamed_and_not() {
         .collect();
     assert_eq!(scored, vec![result], "{text}");
 }
+
+#[tokio::test]
+async fn a_responses_client_gets_logprobs_from_a_chat_upstream() {
+    use llm_proxy_test_support::openai;
+    let up = MockUpstream::start().await.unwrap();
+    let proxy = proxy_on_openai(&up.base_url(), "openai").await;
+    let mut answer = openai::completion("Hi");
+    answer["choices"][0]["logprobs"] = json!({"content": [logprob("Hi")], "refusal": null});
+    up.push(Reply::json(answer));
+    let body = json!({"model": "gpt-x", "store": false, "input": "hi", "top_logprobs": 1,
+        "include": ["message.output_text.logprobs"]});
+    let resp = post(&proxy, "/v1/responses", &body, true).await;
+    assert_eq!(resp.status(), 200, "strict mode: nothing is dropped");
+    let sent = &up.requests()[0].body;
+    assert_eq!(
+        (&sent["logprobs"], &sent["top_logprobs"]),
+        (&json!(true), &json!(1)),
+        "{sent}"
+    );
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(
+        v["output"][0]["content"][0]["logprobs"],
+        json!([logprob("Hi")]),
+        "{v}"
+    );
+}

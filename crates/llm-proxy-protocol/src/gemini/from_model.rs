@@ -128,6 +128,13 @@ pub fn request_from_model(req: &ChatRequest, lossy: &mut Vec<String>) -> Generat
     let mut gc = generation_config(req);
     if let Some(extra) = req.extra_for(PROTOCOL) {
         apply_passthrough(&mut out, &mut gc, extra);
+    } else if let Some(top) = req.logprobs_requested() {
+        // Another protocol's client asking for logprobs.
+        gc.extra
+            .insert("responseLogprobs".to_owned(), Value::Bool(true));
+        if top > 0 {
+            gc.extra.insert("logprobs".to_owned(), Value::from(top));
+        }
     }
     out.generation_config = (!gc.is_empty()).then_some(gc);
     if let Some(patch) = req.body_patches.get(PROTOCOL).filter(|p| !p.is_empty()) {
@@ -1398,6 +1405,31 @@ mod tests {
                 "modelVersion": "gemini-2.5-pro",
                 "responseId": "r1"
             })
+        );
+    }
+
+    #[test]
+    fn a_chat_clients_logprobs_ask_becomes_each_upstreams_own() {
+        let req = ChatRequest {
+            messages: vec![Message::text(llm_proxy_api::model::Role::User, "hi")],
+            extra_protocol: Some("openai_chat".into()),
+            extra: json!({"logprobs": true, "top_logprobs": 2})
+                .as_object()
+                .cloned()
+                .unwrap(),
+            ..ChatRequest::default()
+        };
+        let mut lossy = Vec::new();
+        let gemini = serde_json::to_value(request_from_model(&req, &mut lossy)).unwrap();
+        assert_eq!(
+            gemini["generationConfig"],
+            json!({"responseLogprobs": true, "logprobs": 2})
+        );
+        assert!(lossy.is_empty(), "{lossy:?}");
+        let responses = crate::openai_responses::request_from_model(&req, "m").body;
+        assert_eq!(
+            (&responses["include"], &responses["top_logprobs"]),
+            (&json!(["message.output_text.logprobs"]), &json!(2))
         );
     }
 }

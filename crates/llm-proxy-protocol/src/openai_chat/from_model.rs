@@ -192,6 +192,15 @@ pub use crate::reasoning::effort_for_budget;
 /// override), and gets no second `reasoning_effort` beside it.
 fn reasoning_from_model(req: &ChatRequest, model: &str) -> (Option<String>, Map<String, Value>) {
     let mut extra = req.extra_for(PROTOCOL).cloned().unwrap_or_default();
+    // Another protocol's client asking for logprobs.
+    if req.extra_for(PROTOCOL).is_none()
+        && let Some(top) = req.logprobs_requested()
+    {
+        extra.insert("logprobs".to_owned(), Value::Bool(true));
+        if top > 0 {
+            extra.insert("top_logprobs".to_owned(), Value::from(top));
+        }
+    }
     let effort = req
         .reasoning
         .as_ref()
