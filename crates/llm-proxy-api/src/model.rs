@@ -94,6 +94,30 @@ impl ChatRequest {
             .then_some(&self.extra)
     }
 
+    /// Whether the client asked for token logprobs, read from its own protocol's fields
+    /// (OpenAI chat `logprobs: true`, Responses `include: ["message.output_text.logprobs"]`,
+    /// Gemini `generationConfig.responseLogprobs`): `Some` with the number of alternatives
+    /// per token it asked for (0 when none). Encoders of other protocols ask their upstream.
+    pub fn logprobs_requested(&self) -> Option<u64> {
+        let extra = &self.extra;
+        let top = |v: Option<&Value>| v.and_then(Value::as_u64).unwrap_or(0);
+        match self.extra_protocol.as_deref()? {
+            "openai_chat" => (extra.get("logprobs") == Some(&Value::Bool(true)))
+                .then(|| top(extra.get("top_logprobs"))),
+            "openai_responses" => extra
+                .get("include")
+                .and_then(Value::as_array)
+                .is_some_and(|i| i.iter().any(|v| v == LOGPROBS_INCLUDE))
+                .then(|| top(extra.get("top_logprobs"))),
+            "gemini" => {
+                let config = extra.get("generationConfig");
+                (config.and_then(|c| c.get("responseLogprobs")) == Some(&Value::Bool(true)))
+                    .then(|| top(config.and_then(|c| c.get("logprobs"))))
+            }
+            _ => None,
+        }
+    }
+
     /// The lossy note for an upstream speaking `protocol`: which opaque blocks, pass-through
     /// fields and body patches of other protocols its encoder leaves out (`None` when there
     /// are none).
@@ -106,7 +130,7 @@ impl ChatRequest {
             }
         }
         let parts = self.messages.iter().flat_map(|m| &m.content);
-        for part in parts.clone().chain(parts.flat_map(nested)) {
+        for part in parts.clone().chain(parts.clone().flat_map(nested)) {
             if let Part::Opaque(o) = part
                 && o.protocol != protocol
                 && !kinds.contains(&o.kind())
@@ -121,12 +145,30 @@ impl ChatRequest {
                 kinds.join(", ")
             ));
         }
+        // Anthropic document settings: their content goes on everywhere, these only there.
+        let settings = parts.clone().chain(parts.flat_map(nested)).any(|p| {
+            let document = match p {
+                Part::Text(t) => t.document.as_ref(),
+                Part::Image(i) => i.document.as_ref(),
+                _ => None,
+            };
+            document.is_some_and(|d| d.values().any(|v| !v.is_null()))
+        });
+        if settings && protocol != "anthropic" {
+            notes.push(format!(
+                "document title/context/citations settings not sent to an upstream speaking {protocol}"
+            ));
+        }
         if let Some(other) = self.extra_protocol.as_deref().filter(|p| *p != protocol) {
             let fields: Vec<&str> = self
                 .extra
                 .keys()
                 .map(String::as_str)
                 .filter(|k| !CARRIED_ELSEWHERE.contains(&(other, *k)))
+                .filter(|k| {
+                    !(LOGPROBS_FIELDS.contains(&(other, *k))
+                        && LOGPROBS_UPSTREAMS.contains(&protocol))
+                })
                 .collect();
             if !fields.is_empty() {
                 notes.push(format!(
@@ -147,6 +189,20 @@ impl ChatRequest {
         (!notes.is_empty()).then(|| notes.join("; "))
     }
 }
+
+/// The Responses `include` value asking for output text logprobs.
+pub const LOGPROBS_INCLUDE: &str = "message.output_text.logprobs";
+
+/// Pass-through fields asking for logprobs, which the encoders of [`LOGPROBS_UPSTREAMS`]
+/// map to their own (see [`ChatRequest::logprobs_requested`]).
+const LOGPROBS_FIELDS: &[(&str, &str)] = &[
+    ("openai_chat", "logprobs"),
+    ("openai_chat", "top_logprobs"),
+    ("openai_responses", "top_logprobs"),
+];
+
+/// Upstream protocols that can answer with logprobs.
+const LOGPROBS_UPSTREAMS: &[&str] = &["openai_chat", "openai_responses", "gemini"];
 
 /// Pass-through fields kept verbatim for same-protocol upstreams although the canonical
 /// model carries them too (or their conversion notes them already): not dropped for other
@@ -290,6 +346,7 @@ impl Part {
             source,
             detail: None,
             cache_control: None,
+            document: None,
         })
     }
 }
@@ -302,6 +359,16 @@ pub struct TextPart {
     /// Prompt-cache marker (Anthropic `cache_control`), carried opaquely.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_control: Option<Value>,
+    /// Citations backing this text in an answer, each exactly as the provider sent it
+    /// (Anthropic `char_location`, `page_location`, `web_search_result_location`, ...).
+    /// Renderers pass them through to their own protocol or map what they can.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub citations: Vec<Value>,
+    /// The Anthropic `document` block this text came from, without `source` and
+    /// `cache_control` (`title`, `context`, `citations: {enabled}`): a request's text document
+    /// goes back to Anthropic upstreams as the same document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document: Option<Map<String, Value>>,
 }
 
 impl TextPart {
@@ -310,6 +377,8 @@ impl TextPart {
         Self {
             text: text.into(),
             cache_control: None,
+            citations: Vec::new(),
+            document: None,
         }
     }
 }
@@ -325,6 +394,10 @@ pub struct ImagePart {
     /// Prompt-cache marker (Anthropic `cache_control`), carried opaquely.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_control: Option<Value>,
+    /// The Anthropic `document` block this file came from, without `source` and
+    /// `cache_control` (`title`, `context`, `citations: {enabled}`), for Anthropic upstreams.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document: Option<Map<String, Value>>,
 }
 
 /// Media by reference or inline.
@@ -635,6 +708,11 @@ pub struct ChatResponse {
     pub stop_sequence: Option<String>,
     /// Token usage.
     pub usage: Option<Usage>,
+    /// Per-token log probabilities of the answer's text, when the client asked for them and
+    /// the upstream gave them: OpenAI-shaped entries (`token`, `logprob`, `bytes`,
+    /// `top_logprobs`), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logprobs: Vec<Value>,
 }
 
 impl ChatResponse {
@@ -712,6 +790,63 @@ mod tests {
             )
         );
         assert_eq!(ChatRequest::default().foreign_content_note("gemini"), None);
+    }
+
+    #[test]
+    fn logprobs_asked_in_any_protocol_are_read_and_not_noted_where_they_are_mapped() {
+        let ask = |protocol: &str, extra: Value| ChatRequest {
+            extra_protocol: Some(protocol.into()),
+            extra: extra.as_object().cloned().unwrap_or_default(),
+            ..ChatRequest::default()
+        };
+        let chat = ask(
+            "openai_chat",
+            serde_json::json!({"logprobs": true, "top_logprobs": 3}),
+        );
+        assert_eq!(chat.logprobs_requested(), Some(3));
+        assert_eq!(chat.foreign_content_note("openai_responses"), None);
+        assert_eq!(chat.foreign_content_note("gemini"), None);
+        assert!(
+            chat.foreign_content_note("anthropic")
+                .is_some_and(|n| n.contains("logprobs"))
+        );
+        let responses = ask(
+            "openai_responses",
+            serde_json::json!({"include": [LOGPROBS_INCLUDE]}),
+        );
+        assert_eq!(responses.logprobs_requested(), Some(0));
+        let gemini = ask(
+            "gemini",
+            serde_json::json!({"generationConfig": {"responseLogprobs": true, "logprobs": 2}}),
+        );
+        assert_eq!(gemini.logprobs_requested(), Some(2));
+        assert_eq!(
+            ask("openai_chat", serde_json::json!({"logprobs": false})).logprobs_requested(),
+            None
+        );
+    }
+
+    #[test]
+    fn document_settings_are_named_for_upstreams_other_than_anthropic() {
+        let mut doc = TextPart::new("notes");
+        doc.document = Some(
+            serde_json::json!({"title": "Notes"})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        );
+        let req = ChatRequest {
+            messages: vec![Message {
+                role: Role::User,
+                content: vec![Part::Text(doc)],
+                name: None,
+            }],
+            ..ChatRequest::default()
+        };
+        assert_eq!(req.foreign_content_note("anthropic"), None);
+        let note = req.foreign_content_note("gemini").unwrap_or_default();
+        assert!(note.contains("document title"), "{note}");
+        assert_eq!(crate::lossy::lossy_field(&note), "citations");
     }
 
     #[test]

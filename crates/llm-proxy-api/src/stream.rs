@@ -79,8 +79,20 @@ pub enum StreamEvent {
         /// The media, inline or by URL.
         source: MediaSource,
     },
-    /// A lossy note: something of the answer the decoder could not carry (e.g. Anthropic
-    /// citations). Not output; the server adds it to the request's notes.
+    /// A citation backing the current text, exactly as the provider sent it (an Anthropic
+    /// `citations_delta`'s `citation`). It belongs to the text that follows it up to the next
+    /// citation-led text: a citation arriving after text starts a new text part.
+    Citation {
+        /// The provider's citation object.
+        citation: Value,
+    },
+    /// Log probabilities of the text tokens just streamed: OpenAI-shaped entries (`token`,
+    /// `logprob`, `bytes`, `top_logprobs`), in order.
+    Logprobs {
+        /// The entries.
+        content: Vec<Value>,
+    },
+    /// A lossy note: something of the answer the decoder could not carry. Not output; the server adds it to the request's notes.
     Dropped {
         /// The note, worded for `x-llm-proxy-lossy`.
         note: String,
@@ -129,6 +141,7 @@ pub struct Collector {
     finish_reason: Option<FinishReason>,
     stop_sequence: Option<String>,
     usage: Option<Usage>,
+    logprobs: Vec<Value>,
 }
 
 impl Collector {
@@ -148,6 +161,16 @@ impl Collector {
                 Some(Part::Text(t)) => t.text.push_str(&text),
                 _ => self.content.push(Part::Text(TextPart::new(text))),
             },
+            // Citations lead their text: once a part has text, a citation opens the next one.
+            StreamEvent::Citation { citation } => match self.content.last_mut() {
+                Some(Part::Text(t)) if t.text.is_empty() => t.citations.push(citation),
+                _ => {
+                    let mut part = TextPart::new(String::new());
+                    part.citations.push(citation);
+                    self.content.push(Part::Text(part));
+                }
+            },
+            StreamEvent::Logprobs { content } => self.logprobs.extend(content),
             StreamEvent::ReasoningDelta { text } => {
                 self.with_open_reasoning(|b| b.text.push_str(&text));
             }
@@ -237,6 +260,7 @@ impl Collector {
             finish_reason,
             stop_sequence: self.stop_sequence,
             usage: self.usage,
+            logprobs: self.logprobs,
         }
     }
 }
@@ -252,7 +276,16 @@ pub fn response_events(response: ChatResponse) -> Vec<StreamEvent> {
     let mut tool_index = 0u32;
     for part in response.content {
         match part {
-            Part::Text(t) => events.push(StreamEvent::TextDelta { text: t.text }),
+            Part::Text(t) => {
+                events.extend(
+                    t.citations
+                        .into_iter()
+                        .map(|citation| StreamEvent::Citation { citation }),
+                );
+                if !t.text.is_empty() {
+                    events.push(StreamEvent::TextDelta { text: t.text });
+                }
+            }
             Part::Reasoning(b) => {
                 if let Some(data) = b.redacted {
                     events.push(StreamEvent::ReasoningRedacted { data });
@@ -294,6 +327,11 @@ pub fn response_events(response: ChatResponse) -> Vec<StreamEvent> {
             }),
             Part::ToolResult(_) | Part::Opaque(_) => {}
         }
+    }
+    if !response.logprobs.is_empty() {
+        events.push(StreamEvent::Logprobs {
+            content: response.logprobs,
+        });
     }
     if let Some(u) = response.usage {
         events.push(StreamEvent::Usage(u));
@@ -474,11 +512,51 @@ mod tests {
             finish_reason: Some(FinishReason::Stop),
             stop_sequence: None,
             usage: None,
+            logprobs: Vec::new(),
         };
         let events = response_events(response.clone());
         assert!(events.iter().any(StreamEvent::is_meaningful));
         let s: EventStream = Box::pin(stream::iter(events.into_iter().map(Ok)));
         let replayed = collect(s, "m").await.unwrap();
         assert_eq!(replayed.content, response.content);
+    }
+
+    #[tokio::test]
+    async fn citations_lead_their_text_and_logprobs_are_kept_through_a_replay() {
+        let cite = |n: u32| StreamEvent::Citation {
+            citation: serde_json::json!({"type": "char_location", "n": n}),
+        };
+        let text = |t: &str| StreamEvent::TextDelta { text: t.into() };
+        let events = vec![
+            text("Plain. "),
+            cite(1),
+            cite(2),
+            text("Cited "),
+            text("one."),
+            cite(3),
+            text(" Next."),
+            StreamEvent::Logprobs {
+                content: vec![serde_json::json!({"token": "Plain", "logprob": -0.1})],
+            },
+        ];
+        let s: EventStream = Box::pin(stream::iter(events.into_iter().map(Ok)));
+        let r = collect(s, "m").await.unwrap();
+        let texts: Vec<(&str, usize)> = r
+            .content
+            .iter()
+            .filter_map(|p| match p {
+                Part::Text(t) => Some((t.text.as_str(), t.citations.len())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            texts,
+            vec![("Plain. ", 0), ("Cited one.", 2), (" Next.", 1)]
+        );
+        assert_eq!(r.logprobs.len(), 1);
+        let s: EventStream = Box::pin(stream::iter(response_events(r.clone()).into_iter().map(Ok)));
+        let replayed = collect(s, "m").await.unwrap();
+        assert_eq!(replayed.content, r.content);
+        assert_eq!(replayed.logprobs, r.logprobs);
     }
 }

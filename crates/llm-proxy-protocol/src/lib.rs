@@ -5,6 +5,7 @@ use serde::de::DeserializeOwned;
 
 pub mod anthropic;
 pub mod carried;
+pub mod citations;
 mod extra_fields;
 pub mod gemini;
 pub mod openai_chat;

@@ -402,6 +402,7 @@ fn opaque_provider_data_survives_a_round_trip_through_an_anthropic_client() {
         finish_reason: Some(FinishReason::ToolCalls),
         stop_sequence: None,
         usage: None,
+        logprobs: Vec::new(),
     };
     let client_view = serde_json::to_value(anthropic::response_from_model(
         &gemini_answer,

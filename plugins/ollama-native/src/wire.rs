@@ -364,6 +364,7 @@ mod tests {
                             data: "AAAA".into(),
                         },
                         detail: None,
+                        document: None,
                     }),
                 ],
                 name: None,
@@ -499,6 +500,7 @@ mod tests {
                         url: "https://x/a.png".into(),
                     },
                     detail: None,
+                    document: None,
                 }),
                 Part::Image(ImagePart {
                     cache_control: None,
@@ -506,6 +508,7 @@ mod tests {
                         url: "https://x/b.png".into(),
                     },
                     detail: None,
+                    document: None,
                 }),
             ],
             name: None,

@@ -501,11 +501,27 @@ fn system_blocks(m: &Message, out: &mut Vec<SystemBlock>, lossy: &mut Vec<String
     }
 }
 
+/// A text part as a text block with its citations, or as the text document it came from.
 fn text_block(t: &llm_proxy_api::model::TextPart) -> ContentBlock {
+    if let Some(settings) = &t.document {
+        let mut doc = settings.clone();
+        doc.insert(
+            "source".to_owned(),
+            serde_json::json!({"type": "text", "media_type": "text/plain", "data": t.text}),
+        );
+        if let Some(mark) = &t.cache_control {
+            doc.insert("cache_control".to_owned(), mark.clone());
+        }
+        return ContentBlock::Document(doc);
+    }
+    let mut extra = Map::new();
+    if !t.citations.is_empty() {
+        extra.insert("citations".to_owned(), Value::Array(t.citations.clone()));
+    }
     ContentBlock::Text(TextBlock {
         text: t.text.clone(),
         cache_control: t.cache_control.clone(),
-        extra: Map::new(),
+        extra,
     })
 }
 
@@ -522,7 +538,7 @@ fn media_block(img: &ImagePart) -> ContentBlock {
     let cache_control = img.cache_control.clone();
     match &img.source {
         MediaSource::Base64 { media_type, data } if !media_type.starts_with("image/") => {
-            let mut doc = Map::new();
+            let mut doc = img.document.clone().unwrap_or_default();
             doc.insert(
                 "source".to_owned(),
                 serde_json::json!({"type": "base64", "media_type": media_type, "data": data}),
@@ -962,16 +978,19 @@ mod tests {
                             cache_control: None,
                             source: MediaSource::from_url("data:image/png;base64,QQ=="),
                             detail: None,
+                            document: None,
                         }),
                         Part::Image(ImagePart {
                             cache_control: None,
                             source: MediaSource::from_url("https://x.test/a.png"),
                             detail: None,
+                            document: None,
                         }),
                         Part::Image(ImagePart {
                             cache_control: None,
                             source: MediaSource::from_url("data:application/pdf;base64,JVBE"),
                             detail: None,
+                            document: None,
                         }),
                     ],
                     name: None,
@@ -1212,6 +1231,7 @@ mod tests {
                 cache_write_tokens: Some(50),
                 reasoning_tokens: None,
             }),
+            logprobs: Vec::new(),
         };
         let sealer = TestSealer(4);
         let v = serde_json::to_value(response_from_model(&resp, &sealer)).unwrap();
@@ -1276,6 +1296,7 @@ mod tests {
             finish_reason: Some(FinishReason::ToolCalls),
             stop_sequence: None,
             usage: None,
+            logprobs: Vec::new(),
         };
         let sealer = TestSealer(4);
         let v = serde_json::to_value(response_from_model(&resp, &sealer)).unwrap();
@@ -1504,6 +1525,7 @@ mod tests {
             finish_reason: Some(FinishReason::Stop),
             stop_sequence: None,
             usage: None,
+            logprobs: Vec::new(),
         };
         let v = serde_json::to_value(response_from_model(&resp, &TestSealer(4))).unwrap();
         assert_eq!(

@@ -65,30 +65,6 @@ impl WireCodec for AnthropicCodec {
     fn decode_error(&self, status: u16, body: &[u8]) -> BackendError {
         decode_error(status, body)
     }
-
-    /// Citations on the answer's text blocks have no canonical slot.
-    fn answer_notes(&self, body: &[u8]) -> Vec<String> {
-        // Most answers have none: parse again only when the word occurs.
-        if !body.windows(11).any(|w| w == b"\"citations\"") {
-            return Vec::new();
-        }
-        let cited = serde_json::from_slice::<Value>(body).ok().is_some_and(|v| {
-            v.get("content")
-                .and_then(Value::as_array)
-                .is_some_and(|blocks| {
-                    blocks.iter().any(|b| {
-                        b.get("citations")
-                            .and_then(Value::as_array)
-                            .is_some_and(|c| !c.is_empty())
-                    })
-                })
-        });
-        if cited {
-            vec![stream::CITATIONS_ANSWER_NOTE.to_owned()]
-        } else {
-            Vec::new()
-        }
-    }
 }
 
 #[cfg(test)]
@@ -160,13 +136,16 @@ mod tests {
     }
 
     #[test]
-    fn citations_in_an_answer_are_noted() {
-        let plain = br#"{"id":"m","type":"message","role":"assistant","model":"c","content":[{"type":"text","text":"yo","citations":null}],"stop_reason":"end_turn","usage":{"input_tokens":1,"output_tokens":1}}"#;
-        assert!(AnthropicCodec.answer_notes(plain).is_empty());
-        let cited = br#"{"id":"m","type":"message","role":"assistant","model":"c","content":[{"type":"text","text":"yo","citations":[{"type":"char_location","cited_text":"y"}]}],"stop_reason":"end_turn","usage":{"input_tokens":1,"output_tokens":1}}"#;
-        let notes = AnthropicCodec.answer_notes(cited);
-        assert_eq!(notes, vec![stream::CITATIONS_ANSWER_NOTE.to_owned()]);
-        assert_eq!(llm_proxy_api::lossy::lossy_field(&notes[0]), "citations");
+    fn citations_in_an_answer_are_carried_streamed_and_not() {
+        let cited = br#"{"id":"m","type":"message","role":"assistant","model":"c","content":[{"type":"text","text":"yo","citations":[{"type":"char_location","cited_text":"y","document_index":0,"start_char_index":0,"end_char_index":1}]}],"stop_reason":"end_turn","usage":{"input_tokens":1,"output_tokens":1}}"#;
+        let whole = AnthropicCodec.decode_response(cited, "c").unwrap();
+        let sent: serde_json::Value = serde_json::from_slice(cited).unwrap();
+        let rendered = serde_json::to_value(response_from_model(
+            &whole,
+            &crate::openai_responses::opaque::TestSealer(1),
+        ))
+        .unwrap();
+        assert_eq!(rendered["content"], sent["content"]);
 
         let mut d = SseDecoder::new();
         let mut out = Vec::new();
@@ -177,11 +156,22 @@ mod tests {
             "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"yo\"}}\n\n",
         );
         d.feed(body.as_bytes(), &mut out).unwrap();
-        let dropped: Vec<&StreamEvent> = out
+        let citations: Vec<&StreamEvent> = out
             .iter()
-            .filter(|e| matches!(e, StreamEvent::Dropped { .. }))
+            .filter(|e| matches!(e, StreamEvent::Citation { .. }))
             .collect();
-        assert_eq!(dropped.len(), 1, "{out:?}");
+        assert_eq!(
+            citations,
+            vec![
+                &StreamEvent::Citation {
+                    citation: serde_json::json!({"cited_text": "y"})
+                },
+                &StreamEvent::Citation {
+                    citation: serde_json::json!({"cited_text": "z"})
+                }
+            ]
+        );
+        assert!(!out.iter().any(|e| matches!(e, StreamEvent::Dropped { .. })));
         assert!(out.contains(&StreamEvent::TextDelta { text: "yo".into() }));
     }
 }

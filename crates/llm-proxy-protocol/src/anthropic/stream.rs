@@ -37,8 +37,6 @@ pub struct SseDecoder {
     /// `message_delta` seen: the answer is complete even if `message_stop` never comes.
     ended: bool,
     done: bool,
-    /// Citations seen (and noted once as dropped).
-    cited: bool,
 }
 
 #[derive(Debug)]
@@ -53,9 +51,6 @@ enum OpenBlockIn {
     /// Redacted thinking (emitted whole at start) and block types we do not model.
     Other,
 }
-
-/// The lossy note for citations on an answer's text blocks.
-pub const CITATIONS_ANSWER_NOTE: &str = "citations in the answer dropped (no canonical slot)";
 
 fn invalid_stream(what: &str, e: &serde_json::Error) -> BackendError {
     BackendError::new(
@@ -140,7 +135,11 @@ impl SseDecoder {
                     return Ok(());
                 };
                 match (block, delta) {
-                    (_, DeltaIn::CitationsDelta {}) => self.note_citations(out),
+                    (OpenBlockIn::Text, DeltaIn::CitationsDelta { citation })
+                        if !citation.is_null() =>
+                    {
+                        out.push(StreamEvent::Citation { citation });
+                    }
                     (OpenBlockIn::Text, DeltaIn::TextDelta { text }) if !text.is_empty() => {
                         out.push(StreamEvent::TextDelta { text });
                     }
@@ -196,12 +195,10 @@ impl SseDecoder {
         let text_field = |name: &str| block.get(name).and_then(Value::as_str).unwrap_or("");
         let open = match kind {
             "text" => {
-                if block
-                    .get("citations")
-                    .and_then(Value::as_array)
-                    .is_some_and(|c| !c.is_empty())
-                {
-                    self.note_citations(out);
+                if let Some(citations) = block.get("citations").and_then(Value::as_array) {
+                    out.extend(citations.iter().map(|c| StreamEvent::Citation {
+                        citation: c.clone(),
+                    }));
                 }
                 let text = text_field("text");
                 if !text.is_empty() {
@@ -252,15 +249,6 @@ impl SseDecoder {
             _ => OpenBlockIn::Other,
         };
         self.blocks.push((index, open));
-    }
-
-    /// Citations have no canonical slot: one note per answer.
-    fn note_citations(&mut self, out: &mut Vec<StreamEvent>) {
-        if !std::mem::replace(&mut self.cited, true) {
-            out.push(StreamEvent::Dropped {
-                note: CITATIONS_ANSWER_NOTE.to_owned(),
-            });
-        }
     }
 
     fn block_stop(&mut self, block: OpenBlockIn, out: &mut Vec<StreamEvent>) {
@@ -423,6 +411,7 @@ enum DeltaOut<'a> {
     ThinkingDelta { thinking: &'a str },
     SignatureDelta { signature: &'a str },
     InputJsonDelta { partial_json: &'a str },
+    CitationsDelta { citation: &'a Value },
 }
 
 #[derive(Serialize)]
@@ -449,6 +438,8 @@ pub struct EventRenderer {
     /// The stop sequence that matched, when the upstream said.
     stop_sequence: Option<String>,
     open: Option<OpenBlockOut>,
+    /// The open text block has text (a citation after it opens a new block).
+    text_written: bool,
     /// Index of the open block, or of the next one.
     block_index: u32,
     tools: Vec<ToolSlot>,
@@ -495,6 +486,7 @@ impl EventRenderer {
             finish: None,
             stop_sequence: None,
             open: None,
+            text_written: false,
             block_index: 0,
             tools: Vec::new(),
             finished: false,
@@ -525,7 +517,17 @@ impl EventRenderer {
                 }
                 self.enter(OpenBlockOut::Text, out);
                 self.delta(DeltaOut::TextDelta { text }, out);
+                self.text_written = true;
             }
+            StreamEvent::Citation { citation } => {
+                // Citations lead their text block.
+                if self.open == Some(OpenBlockOut::Text) && self.text_written {
+                    self.close_block(out);
+                }
+                self.enter(OpenBlockOut::Text, out);
+                self.delta(DeltaOut::CitationsDelta { citation }, out);
+            }
+            StreamEvent::Logprobs { .. } => {}
             StreamEvent::ReasoningDelta { text } => {
                 if text.is_empty() {
                     return;
@@ -755,6 +757,7 @@ impl EventRenderer {
             .frame(),
         );
         self.open = Some(kind);
+        self.text_written = false;
     }
 
     fn delta(&self, delta: DeltaOut<'_>, out: &mut Vec<Bytes>) {
@@ -1350,5 +1353,46 @@ mod tests {
         );
         let stops = f.iter().filter(|(n, _)| n == "content_block_stop").count();
         assert_eq!(stops, 2, "every block is closed");
+    }
+
+    #[test]
+    fn citations_are_rendered_as_citations_deltas_leading_their_blocks() {
+        let cite = |n: u32| StreamEvent::Citation {
+            citation: json!({"type": "char_location", "cited_text": "c", "document_index": n}),
+        };
+        let mut r = EventRenderer::new("msg_1", "m", sealer());
+        let mut out = Vec::new();
+        for e in [
+            cite(0),
+            StreamEvent::TextDelta { text: "A".into() },
+            cite(1),
+            StreamEvent::TextDelta { text: "B".into() },
+            StreamEvent::Finish {
+                reason: FinishReason::Stop,
+            },
+        ] {
+            r.render(&e, &mut out);
+        }
+        r.finish(&mut out);
+        let blocks: Vec<(u64, Value)> = frames(&out)
+            .into_iter()
+            .filter(|(name, _)| name == "content_block_delta")
+            .map(|(_, d)| (d["index"].as_u64().unwrap(), d["delta"].clone()))
+            .collect();
+        assert_eq!(
+            blocks,
+            vec![
+                (
+                    0,
+                    json!({"type": "citations_delta", "citation": {"type": "char_location", "cited_text": "c", "document_index": 0}})
+                ),
+                (0, json!({"type": "text_delta", "text": "A"})),
+                (
+                    1,
+                    json!({"type": "citations_delta", "citation": {"type": "char_location", "cited_text": "c", "document_index": 1}})
+                ),
+                (1, json!({"type": "text_delta", "text": "B"})),
+            ]
+        );
     }
 }

@@ -185,8 +185,8 @@ fn system_to_model(system: SystemPrompt) -> Option<Message> {
             .into_iter()
             .map(|b| {
                 Part::Text(TextPart {
-                    text: b.text,
                     cache_control: b.cache_control,
+                    ..TextPart::new(b.text)
                 })
             })
             .collect(),
@@ -296,15 +296,16 @@ fn blocks_to_parts(
             None => format!("content[{j}]"),
         };
         match block {
-            ContentBlock::Text(t) => {
-                if let Some(o) = opener.as_deref_mut()
-                    && t.extra.get("citations").is_some_and(has_content)
-                {
-                    note_once(o.lossy, CITATIONS_NOTE);
-                }
+            ContentBlock::Text(mut t) => {
+                let citations = match t.extra.remove("citations") {
+                    Some(Value::Array(c)) => c,
+                    _ => Vec::new(),
+                };
                 out.parts.push(Part::Text(TextPart {
                     text: t.text,
                     cache_control: t.cache_control,
+                    citations,
+                    document: None,
                 }));
             }
             ContentBlock::Image(img) => match image_to_model(img) {
@@ -313,16 +314,7 @@ fn blocks_to_parts(
                 Err(_) => {}
             },
             ContentBlock::Document(doc) => match document_to_model(&doc) {
-                Some(p) => {
-                    if let Some(o) = opener.as_deref_mut()
-                        && ["title", "context", "citations"]
-                            .iter()
-                            .any(|k| doc.get(*k).is_some_and(has_content))
-                    {
-                        note_once(o.lossy, CITATIONS_NOTE);
-                    }
-                    out.parts.push(p);
-                }
+                Some(p) => out.parts.push(p),
                 None if message.is_some() => out.parts.push(opaque(&ContentBlock::Document(doc))),
                 None => {}
             },
@@ -407,22 +399,6 @@ fn plain_reasoning(text: String) -> ReasoningBlock {
     }
 }
 
-/// Citations on text blocks and a document's `title` / `context` / `citations` settings have
-/// no canonical slot: the document's content goes on, these do not.
-pub const CITATIONS_NOTE: &str =
-    "citations and document title/context/citations settings dropped (no canonical slot)";
-
-/// Whether a field's value says anything (not null, `false`, or empty).
-fn has_content(v: &Value) -> bool {
-    match v {
-        Value::Null | Value::Bool(false) => false,
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(o) => !o.is_empty(),
-        _ => true,
-    }
-}
-
 fn note_once(lossy: &mut Vec<String>, note: &str) {
     if !lossy.iter().any(|n| n == note) {
         lossy.push(note.to_owned());
@@ -440,6 +416,7 @@ fn image_to_model(img: ImageBlock) -> Result<Part, ImageBlock> {
         cache_control: img.cache_control,
         source,
         detail: None,
+        document: None,
     }))
 }
 
@@ -452,8 +429,9 @@ fn document_to_model(doc: &Map<String, Value>) -> Option<Part> {
     let cache_control = doc.get("cache_control").cloned();
     match (field("type"), field("media_type"), field("data")) {
         (Some("text"), _, Some(data)) => Some(Part::Text(TextPart {
-            text: data.to_owned(),
             cache_control,
+            document: Some(document_settings(doc)),
+            ..TextPart::new(data)
         })),
         (Some("base64"), Some(media_type), Some(data)) => Some(Part::Image(ImagePart {
             cache_control,
@@ -462,9 +440,19 @@ fn document_to_model(doc: &Map<String, Value>) -> Option<Part> {
                 data: data.to_owned(),
             },
             detail: None,
+            document: Some(document_settings(doc)),
         })),
         _ => None,
     }
+}
+
+/// A document block's own fields besides `type`, `source` and `cache_control` (`title`,
+/// `context`, `citations`, ...), kept for Anthropic upstreams.
+fn document_settings(doc: &Map<String, Value>) -> Map<String, Value> {
+    doc.iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "type" | "source" | "cache_control"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 fn tool_use_to_model(u: ToolUseBlock, provider_data: Option<Value>) -> ToolCall {
@@ -495,8 +483,8 @@ fn tool_result_to_model(
             for block in blocks {
                 let part = match block {
                     ContentBlock::Text(t) => Part::Text(TextPart {
-                        text: t.text,
                         cache_control: t.cache_control,
+                        ..TextPart::new(t.text)
                     }),
                     ContentBlock::Image(img) => match image_to_model(img) {
                         Ok(p) => p,
@@ -606,6 +594,7 @@ pub fn response_to_model(resp: AnthropicResponse, fallback_model: &str) -> ChatR
             .filter(|_| resp.stop_reason.as_deref() == Some("stop_sequence")),
         finish_reason: resp.stop_reason.as_deref().map(stop_reason_to_model),
         usage: Some(usage_to_model(&resp.usage)),
+        logprobs: Vec::new(),
     }
 }
 
@@ -1017,38 +1006,52 @@ mod tests {
     }
 
     #[test]
-    fn citations_and_document_settings_are_noted_not_dropped_silently() {
+    fn citations_and_document_settings_are_carried() {
         let body = json!({"model": "c", "max_tokens": 5, "messages": [
             {"role": "user", "content": [
                 {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "notes"},
-                 "title": "Notes", "citations": {"enabled": true}},
+                 "title": "Notes", "context": "mine", "citations": {"enabled": true}},
                 {"type": "text", "text": "summarise"}
-            ]}
+            ]},
+            {"role": "assistant", "content": [{"type": "text", "text": "a",
+                "citations": [{"type": "char_location", "cited_text": "x"}]}]}
         ]});
         let mut lossy = Vec::new();
         let m = request_to_model(parse(body), &TestSealer(1), &mut lossy).unwrap();
-        assert_eq!(
-            m.messages[0].content.len(),
-            2,
-            "the document's content goes on"
-        );
-        assert_eq!(lossy, vec![CITATIONS_NOTE.to_owned()]);
-        assert_eq!(llm_proxy_api::lossy::lossy_field(&lossy[0]), "citations");
-
-        let body = json!({"model": "c", "max_tokens": 5, "messages": [
-            {"role": "user", "content": "q"},
-            {"role": "assistant", "content": [{"type": "text", "text": "a",
-                "citations": [{"type": "char_location", "cited_text": "x"}]}]},
-            {"role": "user", "content": [{"type": "text", "text": "b", "citations": []},
-                {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "d"}}]}
-        ]});
-        let mut lossy = Vec::new();
-        request_to_model(parse(body.clone()), &TestSealer(1), &mut lossy).unwrap();
-        assert_eq!(lossy, vec![CITATIONS_NOTE.to_owned()]);
-        let mut body = body;
-        body["messages"][1]["content"][0]["citations"] = json!(null);
-        let mut lossy = Vec::new();
-        request_to_model(parse(body), &TestSealer(1), &mut lossy).unwrap();
         assert!(lossy.is_empty(), "{lossy:?}");
+        match &m.messages[0].content[0] {
+            Part::Text(t) => {
+                assert_eq!(t.text, "notes");
+                assert_eq!(
+                    t.document.clone().map(Value::Object),
+                    Some(
+                        json!({"title": "Notes", "context": "mine", "citations": {"enabled": true}})
+                    )
+                );
+            }
+            other => panic!("expected the document's text, got {other:?}"),
+        }
+        match &m.messages[1].content[0] {
+            Part::Text(t) => assert_eq!(
+                t.citations,
+                vec![json!({"type": "char_location", "cited_text": "x"})]
+            ),
+            other => panic!("expected cited text, got {other:?}"),
+        }
+        // Back to an Anthropic upstream: the same blocks.
+        let mut lossy = Vec::new();
+        let wire = crate::anthropic::request_from_model(&m, "c", &mut lossy);
+        let v = serde_json::to_value(wire).unwrap();
+        assert!(lossy.is_empty(), "{lossy:?}");
+        assert_eq!(
+            v["messages"][0]["content"][0],
+            json!({"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "notes"},
+                "title": "Notes", "context": "mine", "citations": {"enabled": true}})
+        );
+        assert_eq!(
+            v["messages"][1]["content"][0],
+            json!({"type": "text", "text": "a",
+                "citations": [{"type": "char_location", "cited_text": "x"}]})
+        );
     }
 }

@@ -369,8 +369,11 @@ pub enum DeltaIn {
         #[serde(default)]
         partial_json: String,
     },
-    /// A citation for the open text block (its content is not read).
-    CitationsDelta {},
+    /// A citation for the open text block.
+    CitationsDelta {
+        #[serde(default)]
+        citation: Value,
+    },
     #[serde(other)]
     Unknown,
 }
@@ -478,7 +481,7 @@ mod tests {
             e,
             StreamEventIn::ContentBlockDelta {
                 index: 2,
-                delta: DeltaIn::CitationsDelta {}
+                delta: DeltaIn::CitationsDelta { .. }
             }
         ));
     }

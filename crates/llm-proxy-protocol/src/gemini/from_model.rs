@@ -128,6 +128,13 @@ pub fn request_from_model(req: &ChatRequest, lossy: &mut Vec<String>) -> Generat
     let mut gc = generation_config(req);
     if let Some(extra) = req.extra_for(PROTOCOL) {
         apply_passthrough(&mut out, &mut gc, extra);
+    } else if let Some(top) = req.logprobs_requested() {
+        // Another protocol's client asking for logprobs.
+        gc.extra
+            .insert("responseLogprobs".to_owned(), Value::Bool(true));
+        if top > 0 {
+            gc.extra.insert("logprobs".to_owned(), Value::from(top));
+        }
     }
     out.generation_config = (!gc.is_empty()).then_some(gc);
     if let Some(patch) = req.body_patches.get(PROTOCOL).filter(|p| !p.is_empty()) {
@@ -700,13 +707,43 @@ pub fn response_from_model(resp: &ChatResponse, sealer: &dyn Sealer) -> Generate
             ),
             index: Some(0),
             safety_ratings: None,
-            extra: Extra::new(),
+            extra: if resp.logprobs.is_empty() {
+                Extra::new()
+            } else {
+                Extra::from_iter([(
+                    "logprobsResult".to_owned(),
+                    logprobs_from_model(&resp.logprobs),
+                )])
+            },
         }],
         prompt_feedback: None,
         usage_metadata: resp.usage.as_ref().map(usage_from_model),
         model_version: Some(resp.model.clone()),
         response_id: Some(resp.id.clone()),
     }
+}
+
+/// OpenAI-shaped token logprob entries as a Gemini `logprobsResult`.
+pub fn logprobs_from_model(entries: &[Value]) -> Value {
+    let candidate = |e: &Value| {
+        serde_json::json!({"token": e.get("token").cloned().unwrap_or_default(),
+            "logProbability": e.get("logprob").cloned().unwrap_or_default()})
+    };
+    let top: Vec<Value> = entries
+        .iter()
+        .map(|e| {
+            let alternatives: Vec<Value> = e
+                .get("top_logprobs")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(candidate)
+                .collect();
+            serde_json::json!({"candidates": alternatives})
+        })
+        .collect();
+    serde_json::json!({"chosenCandidates": entries.iter().map(candidate).collect::<Vec<_>>(),
+        "topCandidates": top})
 }
 
 #[cfg(test)]
@@ -1114,6 +1151,7 @@ mod tests {
                             data: "AA".into(),
                         },
                         detail: None,
+                        document: None,
                     }),
                     Part::Image(ImagePart {
                         cache_control: None,
@@ -1121,6 +1159,7 @@ mod tests {
                             url: "https://x.test/cat.webp?s=1".into(),
                         },
                         detail: None,
+                        document: None,
                     }),
                     Part::Image(ImagePart {
                         cache_control: None,
@@ -1128,6 +1167,7 @@ mod tests {
                             url: "https://x.test/cat".into(),
                         },
                         detail: None,
+                        document: None,
                     }),
                     Part::Image(ImagePart {
                         cache_control: None,
@@ -1136,6 +1176,7 @@ mod tests {
                                 .into(),
                         },
                         detail: None,
+                        document: None,
                     }),
                     Part::Audio(AudioPart {
                         data: "UklG".into(),
@@ -1338,6 +1379,7 @@ mod tests {
             finish_reason: Some(FinishReason::ToolCalls),
             stop_sequence: None,
             usage: None,
+            logprobs: Vec::new(),
         };
         let sealer = TestSealer(3);
         let v = serde_json::to_value(response_from_model(&resp, &sealer)).unwrap();
@@ -1363,6 +1405,31 @@ mod tests {
                 "modelVersion": "gemini-2.5-pro",
                 "responseId": "r1"
             })
+        );
+    }
+
+    #[test]
+    fn a_chat_clients_logprobs_ask_becomes_each_upstreams_own() {
+        let req = ChatRequest {
+            messages: vec![Message::text(llm_proxy_api::model::Role::User, "hi")],
+            extra_protocol: Some("openai_chat".into()),
+            extra: json!({"logprobs": true, "top_logprobs": 2})
+                .as_object()
+                .cloned()
+                .unwrap(),
+            ..ChatRequest::default()
+        };
+        let mut lossy = Vec::new();
+        let gemini = serde_json::to_value(request_from_model(&req, &mut lossy)).unwrap();
+        assert_eq!(
+            gemini["generationConfig"],
+            json!({"responseLogprobs": true, "logprobs": 2})
+        );
+        assert!(lossy.is_empty(), "{lossy:?}");
+        let responses = crate::openai_responses::request_from_model(&req, "m").body;
+        assert_eq!(
+            (&responses["include"], &responses["top_logprobs"]),
+            (&json!(["message.output_text.logprobs"]), &json!(2))
         );
     }
 }

@@ -140,6 +140,8 @@ pub struct ChunkRenderer {
     saw_call: bool,
     /// Whether the last part sent was a thought (a signature then belongs to the thought).
     in_thought: bool,
+    /// Logprobs for the next text frame (they lead the text they score).
+    pending_logprobs: Vec<Value>,
     /// Seals other providers' reasoning state into `thoughtSignature`s.
     sealer: Arc<dyn Sealer>,
 }
@@ -170,6 +172,8 @@ struct CandidateOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     finish_reason: Option<&'a str>,
     index: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logprobs_result: Option<Value>,
 }
 
 #[derive(Serialize)]
@@ -227,6 +231,7 @@ impl ChunkRenderer {
             calls: Vec::new(),
             saw_call: false,
             in_thought: false,
+            pending_logprobs: Vec::new(),
             sealer,
         }
     }
@@ -237,6 +242,16 @@ impl ChunkRenderer {
         finish_reason: Option<&str>,
         usage: Option<UsageMetadata>,
     ) -> Bytes {
+        self.frame_with_logprobs(part, finish_reason, usage, Vec::new())
+    }
+
+    fn frame_with_logprobs(
+        &self,
+        part: PartOut<'_>,
+        finish_reason: Option<&str>,
+        usage: Option<UsageMetadata>,
+        logprobs: Vec<Value>,
+    ) -> Bytes {
         let frame = FrameOut {
             candidates: [CandidateOut {
                 content: ContentOut {
@@ -245,6 +260,8 @@ impl ChunkRenderer {
                 },
                 finish_reason,
                 index: 0,
+                logprobs_result: (!logprobs.is_empty())
+                    .then(|| super::from_model::logprobs_from_model(&logprobs)),
             }],
             usage_metadata: usage,
             model_version: &self.model,
@@ -259,6 +276,12 @@ impl ChunkRenderer {
         match event {
             // Only Anthropic answers say which stop sequence matched.
             StreamEvent::StopSequence { .. } | StreamEvent::Dropped { .. } => {}
+            // Gemini answers have no slot for Anthropic-style citations; the server names
+            // them in `x-llm-proxy-lossy`.
+            StreamEvent::Citation { .. } => {}
+            StreamEvent::Logprobs { content } => {
+                self.pending_logprobs.extend(content.iter().cloned());
+            }
             StreamEvent::Start { model, .. } => {
                 if let Some(m) = model.as_deref().filter(|m| !m.is_empty()) {
                     m.clone_into(&mut self.model);
@@ -266,13 +289,15 @@ impl ChunkRenderer {
             }
             StreamEvent::TextDelta { text } => {
                 self.in_thought = false;
-                out.push(self.frame(
+                let logprobs = std::mem::take(&mut self.pending_logprobs);
+                out.push(self.frame_with_logprobs(
                     PartOut {
                         text: Some(text),
                         ..PartOut::default()
                     },
                     None,
                     None,
+                    logprobs,
                 ));
             }
             StreamEvent::ReasoningDelta { text } => {
@@ -414,7 +439,8 @@ impl ChunkRenderer {
             ..PartOut::default()
         };
         let usage = self.usage.as_ref().map(usage_from_model);
-        out.push(self.frame(part, Some(reason), usage));
+        let logprobs = std::mem::take(&mut self.pending_logprobs);
+        out.push(self.frame_with_logprobs(part, Some(reason), usage, logprobs));
     }
 
     /// The frame reporting an error after streaming began: Google's error envelope.

@@ -391,6 +391,7 @@ fn contents_to_messages(
                     cache_control: None,
                     source: MediaSource::Url { url: file.file_uri },
                     detail: None,
+                    document: None,
                 }));
             } else if let Some(text) = part.text.or_else(|| {
                 code_text(
@@ -532,6 +533,15 @@ impl ResponseEvents {
         }
         // Only the first candidate is carried (the canonical answer has one choice).
         if let Some(candidate) = resp.candidates.into_iter().next() {
+            // Logprobs lead the text they score.
+            let logprobs = candidate
+                .extra
+                .get("logprobsResult")
+                .map(logprobs_to_model)
+                .unwrap_or_default();
+            if !logprobs.is_empty() {
+                out.push(StreamEvent::Logprobs { content: logprobs });
+            }
             for part in candidate.content.map(|c| c.parts).unwrap_or_default() {
                 self.part(part, out);
             }
@@ -619,6 +629,30 @@ impl ResponseEvents {
             out.push(StreamEvent::Finish { reason });
         }
     }
+}
+
+/// A candidate's `logprobsResult` (`chosenCandidates`, `topCandidates`) as OpenAI-shaped
+/// token entries (`token`, `logprob`, `bytes: null`, `top_logprobs`).
+pub fn logprobs_to_model(result: &Value) -> Vec<Value> {
+    let entry = |c: &Value| {
+        serde_json::json!({"token": c.get("token").cloned().unwrap_or_default(),
+            "logprob": c.get("logProbability").cloned().unwrap_or_default(), "bytes": null})
+    };
+    let list = |v: Option<&Value>| v.and_then(Value::as_array).cloned().unwrap_or_default();
+    let top = list(result.get("topCandidates"));
+    list(result.get("chosenCandidates"))
+        .iter()
+        .enumerate()
+        .map(|(i, chosen)| {
+            let mut e = entry(chosen);
+            let alternatives: Vec<Value> = list(top.get(i).and_then(|t| t.get("candidates")))
+                .iter()
+                .map(entry)
+                .collect();
+            e["top_logprobs"] = Value::Array(alternatives);
+            e
+        })
+        .collect()
 }
 
 /// Converts an upstream non-streamed response: the same events as the stream, collected.
@@ -1016,5 +1050,30 @@ mod tests {
                 })]
             );
         }
+    }
+
+    #[test]
+    fn logprobs_result_maps_to_openai_entries_and_back() {
+        let result = json!({
+            "chosenCandidates": [{"token": "Hi", "logProbability": -0.5}],
+            "topCandidates": [{"candidates": [{"token": "Hi", "logProbability": -0.5},
+                                              {"token": "Yo", "logProbability": -1.5}]}]});
+        let answer = json!({"candidates": [{"content": {"role": "model", "parts": [{"text": "Hi"}]},
+            "finishReason": "STOP", "logprobsResult": result}]});
+        let resp = response_to_model(serde_json::from_value(answer).unwrap(), "g");
+        assert_eq!(
+            resp.logprobs,
+            vec![
+                json!({"token": "Hi", "logprob": -0.5, "bytes": null, "top_logprobs": [
+                {"token": "Hi", "logprob": -0.5, "bytes": null},
+                {"token": "Yo", "logprob": -1.5, "bytes": null}]})
+            ]
+        );
+        let back = serde_json::to_value(crate::gemini::from_model::response_from_model(
+            &resp,
+            &crate::openai_responses::opaque::TestSealer(1),
+        ))
+        .unwrap();
+        assert_eq!(back["candidates"][0]["logprobsResult"], result);
     }
 }

@@ -192,6 +192,15 @@ pub use crate::reasoning::effort_for_budget;
 /// override), and gets no second `reasoning_effort` beside it.
 fn reasoning_from_model(req: &ChatRequest, model: &str) -> (Option<String>, Map<String, Value>) {
     let mut extra = req.extra_for(PROTOCOL).cloned().unwrap_or_default();
+    // Another protocol's client asking for logprobs.
+    if req.extra_for(PROTOCOL).is_none()
+        && let Some(top) = req.logprobs_requested()
+    {
+        extra.insert("logprobs".to_owned(), Value::Bool(true));
+        if top > 0 {
+            extra.insert("top_logprobs".to_owned(), Value::from(top));
+        }
+    }
     let effort = req
         .reasoning
         .as_ref()
@@ -447,16 +456,32 @@ pub fn response_from_model(resp: &ChatResponse) -> ChatCompletionResponse {
                 tool_calls: (!tool_calls.is_empty()).then_some(tool_calls),
                 reasoning_content,
                 reasoning_details,
+                extra: annotations(&resp.content),
                 ..ChatMessage::default()
             },
             finish_reason: Some(
                 finish_reason_name(resp.finish_reason.as_ref().unwrap_or(&FinishReason::Stop))
                     .to_owned(),
             ),
+            logprobs: (!resp.logprobs.is_empty())
+                .then(|| serde_json::json!({"content": resp.logprobs, "refusal": null})),
         }],
         usage: resp.usage.as_ref().map(usage_from_model),
         system_fingerprint: None,
     }
+}
+
+/// `annotations` for the answer's web citations (other citations have no slot here).
+fn annotations(content: &[Part]) -> serde_json::Map<String, serde_json::Value> {
+    let cited = crate::citations::url_citations(content);
+    let mut extra = serde_json::Map::new();
+    if !cited.is_empty() {
+        extra.insert(
+            "annotations".to_owned(),
+            cited.iter().map(|c| c.chat_annotation()).collect(),
+        );
+    }
+    extra
 }
 
 /// Serializes to JSON bytes (infallible for these types; an error yields `{}`).
@@ -620,6 +645,7 @@ mod tests {
                 output_tokens: 4,
                 ..Usage::default()
             }),
+            logprobs: Vec::new(),
         };
         let wire = response_from_model(&resp);
         let v = serde_json::to_value(&wire).unwrap();
@@ -638,5 +664,41 @@ mod tests {
         // and back: the client echoes the message in the next turn
         let back = response_to_model(serde_json::from_value(v).unwrap(), "m");
         assert_eq!(back.content, resp.content);
+    }
+
+    #[test]
+    fn logprobs_and_web_citations_reach_a_chat_client() {
+        let upstream = json!({"id": "c1", "object": "chat.completion", "created": 1, "model": "m",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi"},
+                "finish_reason": "stop",
+                "logprobs": {"content": [{"token": "Hi", "logprob": -0.5, "bytes": [72, 105],
+                    "top_logprobs": [{"token": "Hi", "logprob": -0.5, "bytes": [72, 105]}]}],
+                    "refusal": null}}]});
+        let resp = response_to_model(serde_json::from_value(upstream.clone()).unwrap(), "m");
+        assert_eq!(resp.logprobs.len(), 1);
+        let back = serde_json::to_value(response_from_model(&resp)).unwrap();
+        assert_eq!(
+            back["choices"][0]["logprobs"],
+            upstream["choices"][0]["logprobs"]
+        );
+
+        let mut cited = TextPart::new("Blue.");
+        cited.citations = vec![
+            json!({"type": "web_search_result_location", "url": "https://a.example", "title": "A"}),
+            json!({"type": "char_location", "cited_text": "x"}),
+        ];
+        let resp = ChatResponse {
+            content: vec![Part::Text(TextPart::new("So: ")), Part::Text(cited)],
+            logprobs: Vec::new(),
+            ..resp
+        };
+        let back = serde_json::to_value(response_from_model(&resp)).unwrap();
+        assert_eq!(back["choices"][0]["message"]["content"], "So: Blue.");
+        assert_eq!(
+            back["choices"][0]["message"]["annotations"],
+            json!([{"type": "url_citation", "url_citation": {
+                "start_index": 4, "end_index": 9, "url": "https://a.example", "title": "A"}}])
+        );
+        assert!(back["choices"][0].get("logprobs").is_none());
     }
 }

@@ -14,6 +14,7 @@ use super::error::error_from_value;
 use super::from_model::{finish_reason_name, reasoning_detail, usage_from_model};
 use super::to_model::{finish_reason_to_model, reasoning_to_model, usage_to_model};
 use super::types::{ChunkIn, ReasoningDetail, WireUsage};
+use crate::citations::{CitationSpans, UrlCitation};
 use crate::sse::{SseFrame, SseParser, data_frame};
 
 /// Decodes an upstream OpenAI-compatible SSE body into events.
@@ -59,6 +60,11 @@ impl ChunkDecoder {
             });
         }
         for choice in chunk.choices {
+            // Logprobs lead the text they score.
+            let logprobs = super::to_model::logprob_entries(choice.logprobs);
+            if !logprobs.is_empty() {
+                out.push(StreamEvent::Logprobs { content: logprobs });
+            }
             if let Some(delta) = choice.delta {
                 if let Some(details) = delta.reasoning_details {
                     self.reasoning_details(details, out);
@@ -259,6 +265,10 @@ pub struct ChunkRenderer {
     /// Stream index -> the OpenAI tool_calls index (position in this answer).
     tool_positions: Vec<u32>,
     reasoning_index: u32,
+    /// Web citations waiting for the end of the text they back.
+    citations: CitationSpans,
+    /// Logprobs for the next content chunk.
+    pending_logprobs: Vec<Value>,
 }
 
 #[derive(Serialize)]
@@ -279,6 +289,14 @@ struct ChoiceOut<'a> {
     index: u32,
     delta: DeltaOut<'a>,
     finish_reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logprobs: Option<LogprobsOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct LogprobsOut<'a> {
+    content: &'a [Value],
+    refusal: Option<()>,
 }
 
 #[derive(Serialize, Default)]
@@ -293,6 +311,8 @@ struct DeltaOut<'a> {
     reasoning_details: Option<[ReasoningDetail; 1]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tool_calls: Option<[ToolCallOut<'a>; 1]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    annotations: Option<Vec<Value>>,
 }
 
 #[derive(Serialize)]
@@ -326,15 +346,22 @@ impl ChunkRenderer {
             usage: None,
             tool_positions: Vec::new(),
             reasoning_index: 0,
+            citations: CitationSpans::default(),
+            pending_logprobs: Vec::new(),
         }
     }
 
     fn frame(&self, delta: DeltaOut<'_>, finish_reason: Option<&str>) -> Bytes {
-        let choices = [ChoiceOut {
+        self.choice_frame(ChoiceOut {
             index: 0,
             delta,
             finish_reason,
-        }];
+            logprobs: None,
+        })
+    }
+
+    fn choice_frame(&self, choice: ChoiceOut<'_>) -> Bytes {
+        let choices = [choice];
         let chunk = ChunkOut {
             id: &self.id,
             object: "chat.completion.chunk",
@@ -353,12 +380,29 @@ impl ChunkRenderer {
 
     /// Renders one event; most events make one frame, bookkeeping events none.
     pub fn render(&mut self, event: &StreamEvent, out: &mut Vec<Bytes>) {
+        if matches!(
+            event,
+            StreamEvent::Finish { .. } | StreamEvent::ToolCallStart { .. }
+        ) {
+            let done = self.citations.flush();
+            self.annotations_frame(done, out);
+            self.logprobs_frame(out);
+        }
         match event {
             // Only Anthropic answers say which stop sequence matched.
             StreamEvent::StopSequence { .. } => {}
             // Chat completions have no slot for media the assistant generated; the server
             // names it in `x-llm-proxy-lossy`.
             StreamEvent::Media { .. } | StreamEvent::Dropped { .. } => {}
+            // Web citations become `annotations` once the text they back is complete.
+            StreamEvent::Citation { citation } => {
+                let done = self.citations.citation(citation);
+                self.annotations_frame(done, out);
+            }
+            // They lead the text they score: sent with the next content chunk.
+            StreamEvent::Logprobs { content } => {
+                self.pending_logprobs.extend(content.iter().cloned());
+            }
             StreamEvent::Start { model, .. } => {
                 if let Some(m) = model.as_deref().filter(|m| !m.is_empty()) {
                     m.clone_into(&mut self.model);
@@ -374,15 +418,22 @@ impl ChunkRenderer {
                 ));
             }
             StreamEvent::TextDelta { text } => {
+                self.citations.text(text);
                 let role = self.role();
-                out.push(self.frame(
-                    DeltaOut {
+                let logprobs = std::mem::take(&mut self.pending_logprobs);
+                out.push(self.choice_frame(ChoiceOut {
+                    index: 0,
+                    delta: DeltaOut {
                         role,
                         content: Some(text),
                         ..DeltaOut::default()
                     },
-                    None,
-                ));
+                    finish_reason: None,
+                    logprobs: (!logprobs.is_empty()).then_some(LogprobsOut {
+                        content: &logprobs,
+                        refusal: None,
+                    }),
+                }));
             }
             StreamEvent::ReasoningDelta { text } => {
                 let role = self.role();
@@ -496,6 +547,43 @@ impl ChunkRenderer {
         ));
     }
 
+    /// A chunk with logprobs no content chunk took (a whole answer replayed as events).
+    fn logprobs_frame(&mut self, out: &mut Vec<Bytes>) {
+        if self.pending_logprobs.is_empty() {
+            return;
+        }
+        let logprobs = std::mem::take(&mut self.pending_logprobs);
+        let role = self.role();
+        out.push(self.choice_frame(ChoiceOut {
+            index: 0,
+            delta: DeltaOut {
+                role,
+                ..DeltaOut::default()
+            },
+            finish_reason: None,
+            logprobs: Some(LogprobsOut {
+                content: &logprobs,
+                refusal: None,
+            }),
+        }));
+    }
+
+    /// A chunk with the `annotations` of web citations whose text is complete.
+    fn annotations_frame(&mut self, cited: Vec<UrlCitation>, out: &mut Vec<Bytes>) {
+        if cited.is_empty() {
+            return;
+        }
+        let role = self.role();
+        out.push(self.frame(
+            DeltaOut {
+                role,
+                annotations: Some(cited.iter().map(UrlCitation::chat_annotation).collect()),
+                ..DeltaOut::default()
+            },
+            None,
+        ));
+    }
+
     fn position(&self, index: u32) -> u32 {
         self.tool_positions
             .iter()
@@ -505,6 +593,9 @@ impl ChunkRenderer {
 
     /// Frames that close a successful stream: the usage chunk (when asked for) and `[DONE]`.
     pub fn finish(&mut self, out: &mut Vec<Bytes>) {
+        let done = self.citations.flush();
+        self.annotations_frame(done, out);
+        self.logprobs_frame(out);
         if self.include_usage {
             let chunk = ChunkOut {
                 id: &self.id,
@@ -527,6 +618,7 @@ impl ChunkRenderer {
             index: 0,
             delta: DeltaOut::default(),
             finish_reason: Some("error"),
+            logprobs: None,
         }];
         let chunk = ChunkOut {
             id: &self.id,
@@ -703,5 +795,89 @@ mod tests {
                 .iter()
                 .all(|v| v["object"] == "chat.completion.chunk" && v["id"] == "id1")
         );
+    }
+
+    fn chunk_values(out: &[Bytes]) -> Vec<Value> {
+        out.iter()
+            .map(|b| std::str::from_utf8(b).unwrap())
+            .filter(|s| !s.contains("[DONE]"))
+            .map(|s| serde_json::from_str(s.trim().strip_prefix("data: ").unwrap()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn logprobs_are_decoded_before_their_text_and_rendered_with_it() {
+        let entry = json!({"token": "Hi", "logprob": -0.5, "bytes": [72, 105], "top_logprobs": []});
+        let body = format!(
+            "data: {}\n\ndata: [DONE]\n\n",
+            json!({"choices": [{"delta": {"content": "Hi"}, "logprobs": {"content": [entry], "refusal": null}}]})
+        );
+        let events = decode_all(&body);
+        let lp = StreamEvent::Logprobs {
+            content: vec![entry.clone()],
+        };
+        let at = events.iter().position(|e| e == &lp).unwrap();
+        assert_eq!(events[at + 1], StreamEvent::TextDelta { text: "Hi".into() });
+
+        let mut r = ChunkRenderer::new("id1".into(), "m".into(), 9, false);
+        let mut out = Vec::new();
+        for e in &events {
+            r.render(e, &mut out);
+        }
+        // A whole answer replayed: logprobs after the text get a chunk of their own.
+        r.render(&lp, &mut out);
+        r.finish(&mut out);
+        let values = chunk_values(&out);
+        let with_text = values
+            .iter()
+            .find(|v| v["choices"][0]["delta"]["content"] == "Hi")
+            .unwrap();
+        assert_eq!(
+            with_text["choices"][0]["logprobs"],
+            json!({"content": [entry], "refusal": null})
+        );
+        let alone: Vec<&Value> = values
+            .iter()
+            .filter(|v| v["choices"][0]["logprobs"].is_object())
+            .collect();
+        assert_eq!(alone.len(), 2, "{values:?}");
+    }
+
+    #[test]
+    fn web_citations_become_annotations_spanning_their_text() {
+        let mut r = ChunkRenderer::new("id1".into(), "m".into(), 9, false);
+        let mut out = Vec::new();
+        for e in [
+            StreamEvent::TextDelta {
+                text: "Hi. ".into(),
+            },
+            StreamEvent::Citation {
+                citation: json!({"type": "web_search_result_location", "url": "https://a.example",
+                    "title": "A", "cited_text": "x", "encrypted_index": "e"}),
+            },
+            StreamEvent::TextDelta { text: "Sky".into() },
+            StreamEvent::TextDelta {
+                text: " is blue.".into(),
+            },
+            StreamEvent::Finish {
+                reason: FinishReason::Stop,
+            },
+        ] {
+            r.render(&e, &mut out);
+        }
+        r.finish(&mut out);
+        let values = chunk_values(&out);
+        let annotated: Vec<&Value> = values
+            .iter()
+            .filter(|v| v["choices"][0]["delta"]["annotations"].is_array())
+            .collect();
+        assert_eq!(annotated.len(), 1, "{values:?}");
+        assert_eq!(
+            annotated[0]["choices"][0]["delta"]["annotations"],
+            json!([{"type": "url_citation", "url_citation": {
+                "start_index": 4, "end_index": 16, "url": "https://a.example", "title": "A"}}])
+        );
+        let last = values.last().unwrap();
+        assert_eq!(last["choices"][0]["finish_reason"], "stop");
     }
 }

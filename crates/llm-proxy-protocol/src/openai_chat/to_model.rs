@@ -155,13 +155,14 @@ fn content_to_parts(content: Option<MessageContent>) -> Vec<Part> {
                     text,
                     cache_control,
                 } => Part::Text(TextPart {
-                    text,
                     cache_control,
+                    ..TextPart::new(text)
                 }),
                 ContentPart::ImageUrl { image_url } => Part::Image(ImagePart {
                     cache_control: None,
                     source: MediaSource::from_url(&image_url.url),
                     detail: image_url.detail,
+                    document: None,
                 }),
                 ContentPart::InputAudio { input_audio } => Part::Audio(AudioPart {
                     data: input_audio.data,
@@ -327,7 +328,9 @@ pub fn usage_to_model(u: &wire::WireUsage) -> Usage {
 pub fn response_to_model(resp: ChatCompletionResponse, fallback_model: &str) -> ChatResponse {
     let mut content = Vec::new();
     let mut finish_reason = None;
+    let mut logprobs = Vec::new();
     if let Some(choice) = resp.choices.into_iter().next() {
+        logprobs = logprob_entries(choice.logprobs);
         let m = choice.message;
         content.extend(reasoning_to_model(m.reasoning_details, m.reasoning_content));
         content.extend(content_to_parts(m.content));
@@ -362,6 +365,18 @@ pub fn response_to_model(resp: ChatCompletionResponse, fallback_model: &str) -> 
         content,
         finish_reason,
         usage: resp.usage.as_ref().map(usage_to_model),
+        logprobs,
+    }
+}
+
+/// The token entries of a choice's `logprobs` (`{content: [...]}`).
+pub fn logprob_entries(logprobs: Option<Value>) -> Vec<Value> {
+    match logprobs {
+        Some(Value::Object(mut o)) => match o.remove("content") {
+            Some(Value::Array(entries)) => entries,
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
     }
 }
 

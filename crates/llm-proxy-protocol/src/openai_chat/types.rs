@@ -243,6 +243,9 @@ pub struct Choice {
     pub message: ChatMessage,
     #[serde(default)]
     pub finish_reason: Option<String>,
+    /// `{content: [token logprob entries], refusal}` when the request asked for logprobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<Value>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize)]
@@ -294,6 +297,8 @@ pub struct ChunkChoiceIn {
     pub delta: Option<DeltaIn>,
     #[serde(default)]
     pub finish_reason: Option<String>,
+    #[serde(default)]
+    pub logprobs: Option<Value>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -129,6 +129,14 @@ fn message_text(item: &Value) -> String {
     out
 }
 
+/// The `logprobs` entries of an output text part or text delta.
+fn logprob_entries(v: &Value) -> Vec<Value> {
+    v.get("logprobs")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
+
 /// A tool call being streamed.
 #[derive(Debug)]
 struct Call {
@@ -238,6 +246,12 @@ impl ResponsesStreamDecoder {
             "response.output_text.delta" | "response.refusal.delta" => {
                 self.start(None, out);
                 let delta = str_field(v, "delta");
+                // Logprobs (asked for with `include: ["message.output_text.logprobs"]`) lead
+                // the text they score.
+                let logprobs = logprob_entries(v);
+                if !logprobs.is_empty() {
+                    out.push(StreamEvent::Logprobs { content: logprobs });
+                }
                 if !delta.is_empty() {
                     self.mark_streamed(str_field(v, "item_id"));
                     out.push(StreamEvent::TextDelta {
@@ -361,6 +375,16 @@ impl ResponsesStreamDecoder {
     fn item_done(&mut self, item: &Value, output_index: Option<u64>, out: &mut Vec<StreamEvent>) {
         match str_field(item, "type") {
             "message" if !self.was_streamed(item) => {
+                let logprobs: Vec<Value> = item
+                    .get("content")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .flat_map(logprob_entries)
+                    .collect();
+                if !logprobs.is_empty() {
+                    out.push(StreamEvent::Logprobs { content: logprobs });
+                }
                 let text = message_text(item);
                 if !text.is_empty() {
                     out.push(StreamEvent::TextDelta { text });
@@ -476,4 +500,39 @@ pub fn response_to_model(v: &Value, model: &str) -> Result<ChatResponse, Backend
         response.created = created;
     }
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use llm_proxy_api::translation::StreamDecoder;
+
+    #[test]
+    fn output_text_logprobs_are_decoded_streamed_and_not() {
+        let entry = json!({"token": "Hi", "logprob": -0.5, "bytes": [72, 105], "top_logprobs": []});
+        let whole = json!({"id": "resp_1", "status": "completed", "model": "m", "output": [
+            {"type": "message", "id": "msg_1", "role": "assistant", "content": [
+                {"type": "output_text", "text": "Hi", "annotations": [], "logprobs": [entry]}]}]});
+        let r = response_to_model(&whole, "m").unwrap();
+        assert_eq!(r.logprobs, vec![entry.clone()]);
+        assert_eq!(r.joined_text(), "Hi");
+
+        let delta = json!({"type": "response.output_text.delta", "item_id": "msg_1",
+            "output_index": 0, "content_index": 0, "delta": "Hi", "logprobs": [entry]});
+        let body = format!("event: response.output_text.delta\ndata: {delta}\n\n");
+        let mut d = ResponsesStreamDecoder::new();
+        let mut out = Vec::new();
+        d.feed(body.as_bytes(), &mut out).unwrap();
+        let at = out
+            .iter()
+            .position(|e| matches!(e, StreamEvent::Logprobs { .. }))
+            .unwrap();
+        assert_eq!(
+            out[at],
+            StreamEvent::Logprobs {
+                content: vec![entry]
+            }
+        );
+        assert_eq!(out[at + 1], StreamEvent::TextDelta { text: "Hi".into() });
+    }
 }

@@ -182,8 +182,18 @@ pub fn request_from_model(req: &ChatRequest, model: &str) -> EncodedRequest {
         // the next turn can hand it back.
         None => {
             body.insert("store".into(), Value::Bool(false));
+            let mut include = Vec::new();
             if wants_reasoning {
-                body.insert("include".into(), json!(["reasoning.encrypted_content"]));
+                include.push("reasoning.encrypted_content");
+            }
+            if let Some(top) = req.logprobs_requested() {
+                include.push(llm_proxy_api::model::LOGPROBS_INCLUDE);
+                if top > 0 {
+                    body.insert("top_logprobs".into(), Value::from(top));
+                }
+            }
+            if !include.is_empty() {
+                body.insert("include".into(), json!(include));
             }
         }
     }

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use super::object::{Echo, ObjectView, ResponseError};
 use super::opaque::{ReasoningState, Sealer, UpstreamReasoning};
 use super::to_model::ToolKinds;
+use crate::citations::{CitationSpans, UrlCitation};
 use crate::sse::event_frame;
 
 /// What a response object says about itself beyond its output.
@@ -40,6 +41,10 @@ enum Item {
     Message {
         id: String,
         text: String,
+        /// `url_citation` annotations of the web citations on the text.
+        annotations: Vec<Value>,
+        /// Token logprob entries of the text.
+        logprobs: Vec<Value>,
     },
     Reasoning {
         id: String,
@@ -71,7 +76,7 @@ struct DeltaOut<'a> {
     summary_index: Option<u32>,
     delta: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    logprobs: Option<[(); 0]>,
+    logprobs: Option<&'a [Value]>,
 }
 
 /// Renders events as Responses SSE frames (or, for WebSocket mode, as bare JSON objects)
@@ -89,6 +94,10 @@ pub struct EventRenderer {
     items: Vec<Item>,
     /// Index of the message or reasoning item still taking deltas.
     open: Option<usize>,
+    /// Web citations of the open message waiting for the end of the text they back.
+    citations: CitationSpans,
+    /// Logprobs for the next `output_text.delta` frame.
+    pending_logprobs: Vec<Value>,
     /// Stream index of each tool call -> item index.
     calls: Vec<(u32, usize)>,
     usage: Option<Usage>,
@@ -110,6 +119,8 @@ impl EventRenderer {
             finished: false,
             items: Vec::new(),
             open: None,
+            citations: CitationSpans::default(),
+            pending_logprobs: Vec::new(),
             calls: Vec::new(),
             usage: None,
             finish: None,
@@ -154,10 +165,28 @@ impl EventRenderer {
                     return;
                 }
                 let i = self.open_message(out);
-                if let Some(Item::Message { text: t, .. }) = self.items.get_mut(i) {
+                if let Some(Item::Message {
+                    text: t, logprobs, ..
+                }) = self.items.get_mut(i)
+                {
                     t.push_str(text);
+                    logprobs.extend(self.pending_logprobs.iter().cloned());
                 }
+                if !self.frames {
+                    self.pending_logprobs.clear();
+                }
+                // Otherwise the delta frame takes them.
+                self.citations.text(text);
                 self.delta("response.output_text.delta", i, Some(0), None, text, out);
+            }
+            StreamEvent::Citation { citation } => {
+                let i = self.open_message(out);
+                let done = self.citations.citation(citation);
+                self.annotate(i, done, out);
+            }
+            // They lead the text they score: kept for the next text delta.
+            StreamEvent::Logprobs { content } => {
+                self.pending_logprobs.extend(content.iter().cloned());
             }
             StreamEvent::ReasoningDelta { text } => {
                 if text.is_empty() {
@@ -276,6 +305,13 @@ impl EventRenderer {
         }
         self.ensure_started(out);
         self.close_open(out);
+        if let Some(i) = self
+            .items
+            .iter()
+            .rposition(|item| matches!(item, Item::Message { .. }))
+        {
+            self.attach_pending_logprobs(i);
+        }
         for i in 0..self.items.len() {
             self.close_call(i, out);
         }
@@ -435,7 +471,10 @@ impl EventRenderer {
         self.items.push(Item::Message {
             id: self.new_item_id("msg"),
             text: String::new(),
+            annotations: Vec::new(),
+            logprobs: Vec::new(),
         });
+        self.citations = CitationSpans::default();
         self.open = Some(i);
         self.emit_item("response.output_item.added", i, "in_progress", out);
         if !self.frames {
@@ -540,23 +579,34 @@ impl EventRenderer {
         let Some(i) = self.open.take() else {
             return;
         };
+        if matches!(self.items.get(i), Some(Item::Message { .. })) {
+            let done = self.citations.flush();
+            self.annotate(i, done, out);
+            self.attach_pending_logprobs(i);
+        }
         self.seal(i);
         if !self.frames {
             return;
         }
         let id = self.item_id(i).to_owned();
         match self.items.get(i) {
-            Some(Item::Message { text, .. }) => {
-                let text = text.clone();
+            Some(Item::Message {
+                text,
+                annotations,
+                logprobs,
+                ..
+            }) => {
+                let (text, annotations, logprobs) =
+                    (text.clone(), annotations.clone(), logprobs.clone());
                 self.emit(
                     "response.output_text.done",
-                    json!({"item_id": id, "output_index": i, "content_index": 0, "text": text, "logprobs": []}),
+                    json!({"item_id": id, "output_index": i, "content_index": 0, "text": text, "logprobs": logprobs}),
                     out,
                 );
                 self.emit(
                     "response.content_part.done",
                     json!({"item_id": id, "output_index": i, "content_index": 0,
-                           "part": {"type": "output_text", "text": text, "annotations": [], "logprobs": []}}),
+                           "part": {"type": "output_text", "text": text, "annotations": annotations, "logprobs": logprobs}}),
                     out,
                 );
             }
@@ -672,6 +722,38 @@ impl EventRenderer {
         }
     }
 
+    /// Logprobs no text delta took (a whole answer replayed: they come after its text) go to
+    /// message `i`.
+    fn attach_pending_logprobs(&mut self, i: usize) {
+        if self.pending_logprobs.is_empty() {
+            return;
+        }
+        if let Some(Item::Message { logprobs, .. }) = self.items.get_mut(i) {
+            logprobs.append(&mut self.pending_logprobs);
+        }
+    }
+
+    /// Adds web citations to message `i` as `url_citation` annotations, announcing each.
+    fn annotate(&mut self, i: usize, cited: Vec<UrlCitation>, out: &mut Vec<Bytes>) {
+        for c in cited {
+            let annotation = c.responses_annotation();
+            let Some(Item::Message { annotations, .. }) = self.items.get_mut(i) else {
+                return;
+            };
+            annotations.push(annotation.clone());
+            let index = annotations.len() - 1;
+            if self.frames {
+                let id = self.item_id(i).to_owned();
+                self.emit(
+                    "response.output_text.annotation.added",
+                    json!({"item_id": id, "output_index": i, "content_index": 0,
+                           "annotation_index": index, "annotation": annotation}),
+                    out,
+                );
+            }
+        }
+    }
+
     fn delta(
         &mut self,
         kind: &'static str,
@@ -685,6 +767,12 @@ impl EventRenderer {
             return;
         }
         let sequence_number = self.next_seq();
+        let text_delta = kind == "response.output_text.delta";
+        let logprobs = if text_delta {
+            std::mem::take(&mut self.pending_logprobs)
+        } else {
+            Vec::new()
+        };
         let frame = DeltaOut {
             kind,
             sequence_number,
@@ -693,7 +781,7 @@ impl EventRenderer {
             content_index,
             summary_index,
             delta,
-            logprobs: (kind == "response.output_text.delta").then_some([]),
+            logprobs: text_delta.then_some(logprobs.as_slice()),
         };
         let payload = serde_json::to_vec(&frame).unwrap_or_default();
         out.push(self.frame(kind, payload));
@@ -811,8 +899,8 @@ struct MessageOut<'a> {
 
 #[derive(Serialize)]
 struct OutputText<'a> {
-    annotations: [(); 0],
-    logprobs: [(); 0],
+    annotations: &'a [Value],
+    logprobs: &'a [Value],
     text: &'a str,
     #[serde(rename = "type")]
     kind: &'static str,
@@ -865,10 +953,15 @@ impl Serialize for ItemView<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let done = self.status != "in_progress";
         match self.renderer.items.get(self.i) {
-            Some(Item::Message { id, text }) => {
+            Some(Item::Message {
+                id,
+                text,
+                annotations,
+                logprobs,
+            }) => {
                 let part = [OutputText {
-                    annotations: [],
-                    logprobs: [],
+                    annotations,
+                    logprobs,
                     text,
                     kind: "output_text",
                 }];
@@ -1082,5 +1175,55 @@ mod tests {
         let completed = events.last().unwrap();
         assert_eq!(completed["type"], "response.completed");
         assert_eq!(completed["response"]["output"][0]["id"], "rs_up_7");
+    }
+
+    #[test]
+    fn logprobs_and_web_citations_reach_the_output_text() {
+        let entry = serde_json::json!({"token": "Sky", "logprob": -0.2, "bytes": [83, 107, 121], "top_logprobs": []});
+        let web = serde_json::json!({"type": "web_search_result_location", "url": "https://a.example",
+            "title": "A", "cited_text": "x", "encrypted_index": "e"});
+        let ctx = ResponseContext {
+            id: "resp_1".into(),
+            model: "m".into(),
+            ..ResponseContext::default()
+        };
+        let mut r = EventRenderer::json(
+            ctx,
+            Arc::new(crate::openai_responses::opaque::TestSealer(1)),
+        );
+        let mut out = Vec::new();
+        for e in [
+            StreamEvent::TextDelta {
+                text: "So: ".into(),
+            },
+            StreamEvent::Citation { citation: web },
+            StreamEvent::Logprobs {
+                content: vec![entry.clone()],
+            },
+            StreamEvent::TextDelta { text: "Sky".into() },
+        ] {
+            r.render(&e, &mut out);
+        }
+        r.finish(&mut out);
+        let frames = events(&out);
+        let deltas: Vec<&Value> = frames
+            .iter()
+            .filter(|f| f["type"] == "response.output_text.delta")
+            .collect();
+        assert_eq!(deltas[0]["logprobs"], serde_json::json!([]));
+        assert_eq!(deltas[1]["logprobs"], serde_json::json!([entry]));
+        let annotation = serde_json::json!({"type": "url_citation", "start_index": 4,
+            "end_index": 7, "url": "https://a.example", "title": "A"});
+        let added: Vec<&Value> = frames
+            .iter()
+            .filter(|f| f["type"] == "response.output_text.annotation.added")
+            .collect();
+        assert_eq!(added.len(), 1);
+        assert_eq!(added[0]["annotation"], annotation);
+        let last = frames.last().unwrap();
+        assert_eq!(last["type"], "response.completed");
+        let part = &last["response"]["output"][0]["content"][0];
+        assert_eq!(part["annotations"], serde_json::json!([annotation]));
+        assert_eq!(part["logprobs"], serde_json::json!([entry]));
     }
 }

@@ -608,6 +608,7 @@ fn content_to_parts(content: MessageContent, param: &str) -> Result<Vec<Part>, F
                     cache_control: None,
                     source: MediaSource::from_url(&url),
                     detail: detail.filter(|d| d != "auto"),
+                    document: None,
                 }),
                 ContentPart::InputImage { .. } => {
                     return Err(FieldError::new(
@@ -663,5 +664,6 @@ fn file_to_part(
         cache_control: None,
         source,
         detail: None,
+        document: None,
     }))
 }

@@ -322,6 +322,7 @@ fn an_image_keeps_the_message_forwarded() {
             source: MediaSource::from_url("https://example.com/a.png"),
             detail: None,
             cache_control: None,
+            document: None,
         }),
     );
     let mut req = request(vec![msg]);

@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::response::Response;
 use bytes::Bytes;
 use http::HeaderMap;
-use llm_proxy_api::model::{MediaSource, Part};
+use llm_proxy_api::model::Part;
 use llm_proxy_api::stream::StreamEvent;
 use llm_proxy_api::{BackendError, ChatResponse};
 use llm_proxy_protocol::anthropic::{self, AnthropicRequest, EventRenderer};
@@ -16,7 +16,7 @@ use llm_proxy_protocol::parse_body;
 use serde_json::{Value, json};
 
 use super::models::listed_models;
-use super::sse::StreamRenderer;
+use super::sse::{StreamRenderer, dropped_without_slot};
 use super::{RequestContext, collected, json_response, read_body, stream_response};
 use crate::context::ClientIdentity;
 use crate::error::{ProxyError, WireFormat};
@@ -41,9 +41,16 @@ impl StreamRenderer for EventRenderer {
         anthropic::ping_frame()
     }
 
-    /// Images are image blocks; other media has no block in an answer.
-    fn dropped_media(source: &MediaSource) -> Option<&'static str> {
-        (!anthropic::anthropic_answer_media(source)).then_some(ANSWER_MEDIA_DROPPED)
+    /// Images are image blocks (other media has no block in an answer); citations are
+    /// carried as they came.
+    fn dropped(event: &StreamEvent) -> Option<&'static str> {
+        match event {
+            StreamEvent::Media { source } => {
+                (!anthropic::anthropic_answer_media(source)).then_some(ANSWER_MEDIA_DROPPED)
+            }
+            StreamEvent::Citation { .. } => None,
+            event => dropped_without_slot(event),
+        }
     }
 }
 
@@ -82,7 +89,7 @@ async fn handle(
         let renderer = EventRenderer::new(id, req.model.clone(), state.sealer().clone());
         return Ok(stream_response(state, req, renderer, ctx).await);
     }
-    let response = collected(state, req, ctx).await?;
+    let response = collected::<EventRenderer>(state, req, ctx).await?;
     ctx.lossy.add(dropped_from_response(&response));
     let wire = anthropic::response_from_model(&response, state.sealer().as_ref());
     let body = serde_json::to_vec(&wire)
@@ -160,7 +167,7 @@ pub async fn health() -> Json<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use llm_proxy_api::model::{AudioPart, ImagePart, TextPart};
+    use llm_proxy_api::model::{AudioPart, ImagePart, MediaSource, TextPart};
 
     #[test]
     fn media_in_an_answer_other_than_images_is_reported_as_dropped() {
@@ -172,6 +179,7 @@ mod tests {
             finish_reason: None,
             stop_sequence: None,
             usage: None,
+            logprobs: Vec::new(),
         };
         assert!(dropped_from_response(&response).is_empty());
         response.content.push(Part::Image(ImagePart {
@@ -180,6 +188,7 @@ mod tests {
                 url: "https://x.test/a.png".into(),
             },
             detail: None,
+            document: None,
         }));
         assert!(
             dropped_from_response(&response).is_empty(),

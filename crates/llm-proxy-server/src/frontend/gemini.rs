@@ -9,14 +9,13 @@ use axum::{Extension, Json};
 use bytes::Bytes;
 use http::HeaderMap;
 use llm_proxy_api::BackendError;
-use llm_proxy_api::model::MediaSource;
 use llm_proxy_api::stream::StreamEvent;
 use llm_proxy_protocol::gemini::{self, ChunkRenderer, GenerateContentRequest};
 use llm_proxy_protocol::parse_body;
 use serde_json::{Value, json};
 
 use super::models::{ListedModel, listed_models};
-use super::sse::StreamRenderer;
+use super::sse::{StreamRenderer, dropped_without_slot};
 use super::{RequestContext, collected, json_response, read_body, stream_response};
 use crate::context::ClientIdentity;
 use crate::error::{ProxyError, WireFormat};
@@ -43,8 +42,11 @@ impl StreamRenderer for ChunkRenderer {
     }
 
     /// Every piece of media is an `inlineData` / `fileData` part.
-    fn dropped_media(_source: &MediaSource) -> Option<&'static str> {
-        None
+    fn dropped(event: &StreamEvent) -> Option<&'static str> {
+        match event {
+            StreamEvent::Media { .. } | StreamEvent::Logprobs { .. } => None,
+            event => dropped_without_slot(event),
+        }
     }
 }
 
@@ -142,7 +144,7 @@ async fn handle(
         );
         return Ok(stream_response(state, req, renderer, ctx).await);
     }
-    let response = collected(state, req, ctx).await?;
+    let response = collected::<ChunkRenderer>(state, req, ctx).await?;
     let wire = gemini::response_from_model(&response, state.sealer().as_ref());
     let body = serde_json::to_vec(&wire)
         .map_err(|e| ProxyError::Backend(BackendError::internal(e.to_string())))?;

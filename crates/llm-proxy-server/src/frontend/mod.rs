@@ -16,7 +16,6 @@ use bytes::Bytes;
 use futures::StreamExt;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::BodyExt as _;
-use llm_proxy_api::model::MediaSource;
 use llm_proxy_api::stream::{EventStream, StreamEvent, collect};
 use llm_proxy_api::{ChatRequest, ChatResponse};
 
@@ -178,23 +177,23 @@ pub(crate) fn note_dropped_media<R: StreamRenderer>(
     stream: EventStream,
     ctx: &RequestContext,
 ) -> EventStream {
-    note_dropped(stream, ctx, R::dropped_media)
+    note_dropped(stream, ctx, R::dropped)
 }
 
-/// `stream`, adding the decoders' [`StreamEvent::Dropped`] notes and `media`'s note for each
-/// piece of generated media to the request's lossy notes.
+/// `stream`, adding the decoders' [`StreamEvent::Dropped`] notes and `dropped`'s note for
+/// each event the client's protocol cannot show to the request's lossy notes.
 fn note_dropped(
     stream: EventStream,
     ctx: &RequestContext,
-    media: fn(&MediaSource) -> Option<&'static str>,
+    dropped: fn(&StreamEvent) -> Option<&'static str>,
 ) -> EventStream {
     let lossy = ctx.lossy.clone();
     let request_id = ctx.request_id.clone();
     Box::pin(stream.inspect(move |event| {
         let note = match event {
-            Ok(StreamEvent::Media { source }) => media(source),
             Ok(StreamEvent::Dropped { note }) => Some(note.as_str()),
-            _ => None,
+            Ok(event) => dropped(event),
+            Err(_) => None,
         };
         if let Some(note) = note {
             if !lossy.snapshot().iter().any(|n| n == note) {
@@ -205,8 +204,9 @@ fn note_dropped(
     }))
 }
 
-/// Runs `req` to completion and returns the collected answer.
-pub async fn collected(
+/// Runs `req` to completion and returns the collected answer, noting what the client
+/// protocol `R` cannot show of it.
+pub async fn collected<R: StreamRenderer>(
     state: &AppState,
     req: ChatRequest,
     ctx: &RequestContext,
@@ -215,8 +215,7 @@ pub async fn collected(
     let _cancel = ctx.cancel_on_drop();
     let answer = async {
         let d = ctx.dispatch(state, req).await?;
-        // Media the frontends note themselves, from the collected answer.
-        let stream = note_dropped(d.stream, ctx, |_| None);
+        let stream = note_dropped(d.stream, ctx, R::dropped);
         Ok(collect(stream, &d.route.model).await?)
     };
     tokio::select! {

@@ -11,7 +11,7 @@ use llm_proxy_api::stream::StreamEvent;
 use llm_proxy_protocol::openai_chat::{self, ChatCompletionRequest, ChunkRenderer};
 use llm_proxy_protocol::parse_body;
 
-use super::sse::{MEDIA_DROPPED, StreamRenderer};
+use super::sse::{CITATIONS_DROPPED, MEDIA_DROPPED, StreamRenderer, dropped_without_slot};
 use super::{RequestContext, collected, json_response, read_body, stream_response};
 use crate::context::ClientIdentity;
 use crate::error::{ProxyError, WireFormat};
@@ -28,6 +28,19 @@ impl StreamRenderer for ChunkRenderer {
 
     fn error(&mut self, error: &ProxyError, out: &mut Vec<Bytes>) {
         ChunkRenderer::error(self, error.stream_error_object(), out);
+    }
+
+    /// Web citations are `annotations`, logprobs `logprobs`; document citations have no slot.
+    fn dropped(event: &StreamEvent) -> Option<&'static str> {
+        match event {
+            StreamEvent::Citation { citation } => {
+                llm_proxy_protocol::citations::url_and_title(citation)
+                    .is_none()
+                    .then_some(CITATIONS_DROPPED)
+            }
+            StreamEvent::Logprobs { .. } => None,
+            event => dropped_without_slot(event),
+        }
     }
 }
 
@@ -69,7 +82,7 @@ async fn handle(
         );
         return Ok(stream_response(state, req, renderer, ctx).await);
     }
-    let response = collected(state, req, ctx).await?;
+    let response = collected::<ChunkRenderer>(state, req, ctx).await?;
     // Chat completions have no slot for media the assistant generated.
     if response
         .content

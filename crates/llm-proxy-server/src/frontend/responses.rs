@@ -24,7 +24,7 @@ use llm_proxy_protocol::openai_responses::{
 use llm_proxy_protocol::parse_body;
 use serde_json::{Value, json};
 
-use super::sse::StreamRenderer;
+use super::sse::{CITATIONS_DROPPED, StreamRenderer, dropped_without_slot};
 use super::{RequestContext, collected, json_response, read_body, stream_response};
 use crate::context::ClientIdentity;
 use crate::error::{ProxyError, WireFormat};
@@ -114,6 +114,19 @@ impl StreamRenderer for ResponsesRenderer {
     fn error(&mut self, error: &ProxyError, out: &mut Vec<Bytes>) {
         let code = failed_code(error.kind(), error.code());
         self.events.error(&code, &error.to_string(), out);
+    }
+
+    /// Web citations are `annotations`, logprobs `logprobs`; document citations have no slot.
+    fn dropped(event: &StreamEvent) -> Option<&'static str> {
+        match event {
+            StreamEvent::Citation { citation } => {
+                llm_proxy_protocol::citations::url_and_title(citation)
+                    .is_none()
+                    .then_some(CITATIONS_DROPPED)
+            }
+            StreamEvent::Logprobs { .. } => None,
+            event => dropped_without_slot(event),
+        }
     }
 }
 
@@ -230,7 +243,7 @@ async fn handle(
         let renderer = ResponsesRenderer::sse(ctx, save, state.sealer().clone());
         return Ok(stream_response(state, req, renderer, &meta).await);
     }
-    let response = collected(state, req, &meta).await?;
+    let response = collected::<ResponsesRenderer>(state, req, &meta).await?;
     meta.lossy
         .add(openai_responses::dropped_from_response(&response));
     let answer = openai_responses::collect_response(response, ctx, state.sealer().clone());

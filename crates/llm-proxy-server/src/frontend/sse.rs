@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::Stream;
-use llm_proxy_api::model::MediaSource;
 use llm_proxy_api::stream::{EventStream, StreamEvent};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
@@ -29,19 +28,38 @@ pub trait StreamRenderer: Send + Unpin + 'static {
     fn keepalive(&self) -> Bytes {
         Bytes::from_static(llm_proxy_protocol::sse::KEEPALIVE)
     }
-    /// The lossy note for generated media (a [`StreamEvent::Media`]) this protocol cannot
-    /// show; `None` when the renderer shows it.
-    fn dropped_media(_source: &MediaSource) -> Option<&'static str>
+    /// The lossy note for an event of the answer this protocol cannot show (generated media,
+    /// citations, logprobs); `None` when the renderer shows it.
+    fn dropped(event: &StreamEvent) -> Option<&'static str>
     where
         Self: Sized,
     {
-        Some(MEDIA_DROPPED)
+        dropped_without_slot(event)
+    }
+}
+
+/// The note for each event that has no slot in a protocol showing text, reasoning and tool
+/// calls only.
+pub fn dropped_without_slot(event: &StreamEvent) -> Option<&'static str> {
+    match event {
+        StreamEvent::Media { .. } => Some(MEDIA_DROPPED),
+        StreamEvent::Citation { .. } => Some(CITATIONS_DROPPED),
+        StreamEvent::Logprobs { .. } => Some(LOGPROBS_DROPPED),
+        _ => None,
     }
 }
 
 /// The lossy note for generated media in an answer the client's protocol cannot show.
 pub const MEDIA_DROPPED: &str =
     "media in the answer dropped (the client protocol has no slot for generated media)";
+
+/// The lossy note for citations the client's protocol has no slot for.
+pub const CITATIONS_DROPPED: &str =
+    "citations in the answer dropped (the client protocol has no slot for them)";
+
+/// The lossy note for token logprobs the client's protocol has no slot for.
+pub const LOGPROBS_DROPPED: &str =
+    "logprobs in the answer dropped (the client protocol has no slot for them)";
 
 /// The call as seen by the body: still starting, or streaming.
 pub type PendingCall =

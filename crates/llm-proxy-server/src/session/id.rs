@@ -577,6 +577,7 @@ mod tests {
                     },
                     detail: None,
                     cache_control: None,
+                    document: None,
                 })],
                 name: None,
             }],
