@@ -81,7 +81,8 @@ fn build_record(
         outcome: finished.outcome.to_owned(),
         prompt_tokens: counts.input,
         completion_tokens: counts.output,
-        total_tokens: counts.input + counts.output,
+        // An upstream's counts are its own word: a hostile one must not overflow the sum.
+        total_tokens: counts.input.saturating_add(counts.output),
         cache_read_tokens: counts.cache_read,
         cache_write_tokens: counts.cache_write,
         reasoning_tokens: counts.reasoning,

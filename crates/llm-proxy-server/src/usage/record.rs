@@ -64,7 +64,9 @@ impl UsageRecord {
         let info = registry.lookup(self.model.as_deref()?)?;
         let input = info.input_per_token?;
         let output = info.output_per_token?;
-        let cached = self.cache_read_tokens + self.cache_write_tokens;
+        let cached = self
+            .cache_read_tokens
+            .saturating_add(self.cache_write_tokens);
         let uncached = self.prompt_tokens.saturating_sub(cached);
         Some(
             uncached as f64 * input
@@ -183,6 +185,20 @@ impl super::series::SeriesPoint {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_at_the_end_of_the_range_price_without_overflow() {
+        let record = UsageRecord {
+            model: Some("gpt-4o".into()),
+            prompt_tokens: u64::MAX,
+            cache_read_tokens: u64::MAX,
+            cache_write_tokens: u64::MAX,
+            completion_tokens: u64::MAX,
+            ..UsageRecord::default()
+        };
+        let price = record.price(ModelRegistry::bundled());
+        assert!(price.is_some_and(f64::is_finite), "{price:?}");
+    }
 
     #[test]
     fn price_charges_cache_reads_and_writes_at_their_own_rates() {
