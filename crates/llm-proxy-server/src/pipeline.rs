@@ -319,17 +319,16 @@ pub async fn dispatch(
         session: None,
     };
     let flow = pipeline.stages.run(state, &mut call).await;
-    let mut session_key = None;
     if let Some(session) = call.session.take() {
         if session.dirty
-            && let Err(e) = state.sessions().save(&session.key, &session.state).await
+            && let Some(key) = ctx.session_key()
+            && let Err(e) = state.sessions().save(key, &session.state).await
         {
             // The answer still goes out; only the session's new settings may be lost.
             tracing::warn!(request_id = %ctx.request_id, error = e.label(), "cannot save the session: {e}");
         }
         // The event processors read the session from the context (no copy: moved).
         ctx.set_session_state(session.state);
-        session_key = Some(session.key);
     }
     let tally = ctx.usage_tally().cloned();
     if let Some(tally) = &tally {
@@ -360,11 +359,11 @@ pub async fn dispatch(
     };
     // A request the client got wrong (a 400) says nothing about the instance.
     let instance_failed = dispatched.as_ref().err().map(ProxyError::status);
-    if let (Some(route), Some(key)) = (route, session_key)
+    if let (Some(route), Some(key)) = (route, ctx.session_key())
         && !instance_failed.is_some_and(|s| s.is_client_error() && s.as_u16() != 429)
     {
         let served = dispatched.as_ref().ok().map(|d| d.route.instance.as_str());
-        remember_instance(state, ctx, &key, &route, served).await;
+        remember_instance(state, ctx, key, &route, served).await;
     }
     let mut d = dispatched?;
     d.stream = after_output.apply(d.stream);

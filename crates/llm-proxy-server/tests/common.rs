@@ -92,6 +92,30 @@ pub async fn proxy_for(upstream: &str, extra: &str) -> Proxy {
     .await
 }
 
+/// `GET path` on the proxy.
+pub async fn get(proxy: &Proxy, path: &str) -> reqwest::Response {
+    client()
+        .get(format!("{}{path}", proxy.url))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// `GET path` on the proxy: a 200 with a JSON body.
+pub async fn get_json(proxy: &Proxy, path: &str) -> Value {
+    let resp = get(proxy, path).await;
+    assert_eq!(resp.status(), 200, "{path}");
+    resp.json().await.unwrap()
+}
+
+/// The response's `x-llm-proxy-lossy` note (empty without one).
+pub fn lossy(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get("x-llm-proxy-lossy")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::new()
 }

@@ -13,7 +13,7 @@ use llm_proxy_test_support::{MockUpstream, Reply, openai};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
-use crate::common::{Proxy, client, serve_state};
+use crate::common::{Proxy, client, get, get_json, serve_state};
 
 /// A proxy with a data directory (usage on), the built-in `mock` backend as default and an
 /// `openai` backend at `upstream` whose breaker opens on the first failure.
@@ -23,20 +23,6 @@ fn state_on(data_dir: &Path, upstream: &str, extra: &str) -> AppState {
         data_dir.display()
     );
     crate::common::state_with_stores(&yaml)
-}
-
-async fn get(proxy: &Proxy, path: &str) -> reqwest::Response {
-    client()
-        .get(format!("{}{path}", proxy.url))
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn get_json(proxy: &Proxy, path: &str) -> Value {
-    let resp = get(proxy, path).await;
-    assert_eq!(resp.status(), 200, "{path}");
-    resp.json().await.unwrap()
 }
 
 async fn chat(proxy: &Proxy, model: &str, stream: bool, session: &str) -> u16 {

@@ -6,7 +6,7 @@
 use llm_proxy_test_support::{MockUpstream, Reply, anthropic, gemini};
 use serde_json::{Value, json};
 
-use crate::common::{Proxy, client, start_proxy};
+use crate::common::{Proxy, client, lossy, start_proxy};
 use crate::dialect::sse_events;
 
 /// A proxy whose default backend is an Anthropic upstream at `url` (extra YAML appended).
@@ -149,10 +149,7 @@ async fn strict_header_refuses_what_the_upstream_would_drop() {
     up.push(Reply::json(anthropic::text_message("hi")));
     let resp = post(&proxy, "/v1/chat/completions", &body, false).await;
     assert_eq!(resp.status(), 200);
-    let lossy = resp.headers()["x-llm-proxy-lossy"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let lossy = lossy(&resp);
     assert!(lossy.contains("seed"), "{lossy}");
 
     // Strict: a 400 in the client's envelope naming the field; the upstream is not called.
@@ -298,10 +295,7 @@ async fn a_generated_image_reaches_clients_that_can_show_it_and_is_named_elsewhe
     let body = json!({"model": "g", "messages": [{"role": "user", "content": "draw"}]});
     let resp = post(&proxy, "/v1/chat/completions", &body, false).await;
     assert_eq!(resp.status(), 200);
-    let lossy = resp.headers()["x-llm-proxy-lossy"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let lossy = lossy(&resp);
     assert!(lossy.contains("media in the answer dropped"), "{lossy}");
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["choices"][0]["message"]["content"], "here:");
@@ -391,10 +385,7 @@ async fn document_blocks_reach_an_anthropic_upstream_with_title_context_and_cita
     )));
     let resp = post(&proxy, "/v1/messages", &body, false).await;
     assert_eq!(resp.status(), 200);
-    let lossy = resp.headers()["x-llm-proxy-lossy"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let lossy = lossy(&resp);
     assert!(
         lossy.contains("document title/context/citations"),
         "{lossy}"
@@ -488,10 +479,7 @@ async fn document_citations_are_named_for_clients_without_a_slot() {
     up.push(Reply::json(answer));
     let resp = post(&proxy, "/v1/chat/completions", &chat(json!({})), false).await;
     assert_eq!(resp.status(), 200);
-    let lossy = resp.headers()["x-llm-proxy-lossy"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let lossy = lossy(&resp);
     assert!(lossy.contains("citations in the answer dropped"), "{lossy}");
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["choices"][0]["message"]["content"], "Paris.");
@@ -741,10 +729,7 @@ async fn logprobs_asked_of_an_upstream_without_them_are_named() {
     )
     .await;
     assert_eq!(resp.status(), 200);
-    let lossy = resp.headers()["x-llm-proxy-lossy"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let lossy = lossy(&resp);
     assert!(lossy.contains("logprobs"), "{lossy}");
 }
 
@@ -760,10 +745,7 @@ async fn logprobs_in_an_answer_are_named_for_an_anthropic_client() {
                       "messages": [{"role": "user", "content": "hi"}]});
     let resp = post(&proxy, "/v1/messages", &body, false).await;
     assert_eq!(resp.status(), 200);
-    let lossy = resp.headers()["x-llm-proxy-lossy"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let lossy = lossy(&resp);
     assert!(lossy.contains("logprobs in the answer dropped"), "{lossy}");
 }
 

@@ -8,7 +8,7 @@ use llm_proxy_test_support::anthropic::{Block, Tokens};
 use llm_proxy_test_support::{MockUpstream, Reply, anthropic, gemini};
 use serde_json::{Value, json};
 
-use crate::common::{client, sse_data, start_proxy};
+use crate::common::{client, lossy, sse_data, start_proxy};
 use crate::dialect::{Dialect, MODEL};
 use crate::matrix::{TOOL_SIGNATURE, text_reply};
 
@@ -37,7 +37,7 @@ fn first_messages() -> Vec<Value> {
 }
 
 /// The chat answer's message (streamed answers accumulated the way SDKs do: text and calls).
-async fn chat(url: &str, messages: &[Value], stream: bool) -> (Value, Option<String>) {
+async fn chat(url: &str, messages: &[Value], stream: bool) -> (Value, String) {
     let resp = client()
         .post(format!("{url}/v1/chat/completions"))
         .json(
@@ -48,10 +48,7 @@ async fn chat(url: &str, messages: &[Value], stream: bool) -> (Value, Option<Str
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let lossy = resp
-        .headers()
-        .get("x-llm-proxy-lossy")
-        .map(|v| v.to_str().unwrap().to_owned());
+    let lossy = lossy(&resp);
     let text = resp.text().await.unwrap();
     if !stream {
         let body: Value = serde_json::from_str(&text).unwrap();
@@ -137,22 +134,13 @@ async fn anthropic_keeps_thinking_through_a_chat_clients_tool_loop() {
                     "stream={stream}: {sent}"
                 );
                 assert_eq!(sent["thinking"]["type"], "enabled", "{sent}");
-                assert!(
-                    !lossy.as_deref().unwrap_or_default().contains("thinking"),
-                    "{lossy:?}"
-                );
+                assert!(!lossy.contains("thinking"), "{lossy}");
             } else {
                 // Without the kept state Anthropic would refuse the turn: thinking is turned
                 // off for it, and the client is told.
                 assert_ne!(assistant["content"][0]["type"], "thinking", "{sent}");
                 assert!(sent.get("thinking").is_none(), "{sent}");
-                assert!(
-                    lossy
-                        .as_deref()
-                        .unwrap_or_default()
-                        .contains("thinking disabled"),
-                    "{lossy:?}"
-                );
+                assert!(lossy.contains("thinking disabled"), "{lossy}");
             }
         }
     }

@@ -9,7 +9,7 @@ use llm_proxy_test_support::gemini::Tokens as GeminiTokens;
 use llm_proxy_test_support::{MockUpstream, Reply, anthropic, gemini, openai};
 use serde_json::{Value, json};
 
-use crate::common::{Proxy, start_proxy};
+use crate::common::{Proxy, lossy, start_proxy};
 use crate::dialect::{Conversation, Dialect, ToolReply, read_answer, send};
 use crate::matrix::is_sealed;
 
@@ -90,13 +90,6 @@ fn gemini_calls(body: &Value) -> Vec<(String, Option<String>)> {
             )
         })
         .collect()
-}
-
-fn lossy(resp: &reqwest::Response) -> String {
-    resp.headers()
-        .get("x-llm-proxy-lossy")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default()
 }
 
 fn tool_reply(id: &str, name: &str, text: &str) -> ToolReply {

@@ -10,7 +10,7 @@ use llm_proxy_server::AppState;
 use llm_proxy_test_support::{MockUpstream, Reply, anthropic, openai};
 use serde_json::{Value, json};
 
-use crate::common::{Proxy, client, serve_state, sse_data};
+use crate::common::{Proxy, client, get, get_json, serve_state, sse_data};
 
 pub fn state_on(data_dir: &Path, openai_url: &str, anthropic_url: &str, extra: &str) -> AppState {
     let yaml = format!(
@@ -195,20 +195,6 @@ fn openai_without_usage() -> Value {
     let mut v = openai::completion("No usage from me, sorry.");
     v.as_object_mut().unwrap().remove("usage");
     v
-}
-
-async fn get(proxy: &Proxy, path: &str) -> reqwest::Response {
-    client()
-        .get(format!("{}{path}", proxy.url))
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn get_json(proxy: &Proxy, path: &str) -> Value {
-    let resp = get(proxy, path).await;
-    assert_eq!(resp.status(), 200, "{path}");
-    resp.json().await.unwrap()
 }
 
 /// Waits until the store holds `count` records (the writer is asynchronous): flushes, then

@@ -4,55 +4,12 @@
 //! same again: exit 0; against a capture whose answer was altered: a diff and exit 1); the
 //! same commands on a CBOR V2 capture written with `--cbor-capture-dir`.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use llm_proxy_test_support::{MockUpstream, Reply, openai};
 use serde_json::{Value, json};
 
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(config: &Path) -> (Running, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_llm-proxy"))
-        .env_clear()
-        .arg("--config")
-        .arg(config)
-        .args(["--port", "0", "--log-level", "warn"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .split_once("listening on ")
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .1
-        .to_owned();
-    (Running(child), url)
-}
-
-/// SIGTERM: the graceful shutdown writes the whole capture.
-fn stop(mut proxy: Running) {
-    let status = Command::new("kill")
-        .arg(proxy.0.id().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    proxy.0.wait().unwrap();
-}
+use crate::common::{start_with, stop};
 
 fn capture(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_llm-proxy"))
@@ -137,7 +94,7 @@ async fn show_export_har_and_replay_a_capture() {
     )
     .unwrap();
 
-    let (proxy, url) = start(&config);
+    let (proxy, url) = start_with(&config, &[] as &[&str]);
     let (upstream_id, _) = post(
         &url,
         &json!({"model": "openai-compatible:gpt-4o", "stream": true,
@@ -227,7 +184,7 @@ async fn show_export_har_and_replay_a_capture() {
     assert_eq!(one["log"]["entries"].as_array().unwrap().len(), 1);
 
     // replay: a fresh proxy answers the mock requests the same again.
-    let (proxy, url) = start(&config);
+    let (proxy, url) = start_with(&config, &[] as &[&str]);
     for id in [&mock_id, &stream_id] {
         let replayed = capture(&["replay", file, "--request-id", id, "--to", &url]);
         assert!(
@@ -296,30 +253,15 @@ async fn the_capture_commands_read_a_cbor_capture() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_llm-proxy"))
-        .env_clear()
-        .arg("--config")
-        .arg(&config)
-        .arg("--cbor-capture-dir")
-        .arg(&dir)
-        .args(["--cbor-capture-session", "bin-run"])
-        .args(["--port", "0", "--log-level", "error"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .split_once("listening on ")
-        .unwrap()
-        .1
-        .to_owned();
-    let proxy = Running(child);
+    let (proxy, url) = start_with(
+        &config,
+        &[
+            std::ffi::OsStr::new("--cbor-capture-dir"),
+            dir.as_os_str(),
+            std::ffi::OsStr::new("--cbor-capture-session"),
+            std::ffi::OsStr::new("bin-run"),
+        ],
+    );
     let (upstream_id, _) = post(
         &url,
         &json!({"model": "openai-compatible:gpt-4o", "stream": true,
@@ -392,7 +334,7 @@ async fn the_capture_commands_read_a_cbor_capture() {
             .contains("data: [DONE]")
     );
 
-    let (proxy, url) = start(&config);
+    let (proxy, url) = start_with(&config, &[] as &[&str]);
     let replayed = capture(&["replay", file, "--request-id", &mock_id, "--to", &url]);
     assert!(
         replayed.status.success(),

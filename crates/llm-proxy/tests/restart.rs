@@ -1,58 +1,13 @@
 //! The real binary keeps Responses answers in its data directory: an answer created before a
 //! restart is continued with `previous_response_id` after it.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use llm_proxy_test_support::{MockUpstream, Reply, openai};
 use serde_json::{Value, json};
 
-/// Kills the child if a test fails before stopping it.
-pub(crate) struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-pub(crate) fn start(config: &Path, data_dir: &Path) -> (Running, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_llm-proxy"))
-        .env_clear()
-        .arg("--config")
-        .arg(config)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(["--port", "0", "--log-level", "warn"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .split_once("listening on ")
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .1
-        .to_owned();
-    (Running(child), url)
-}
-
-/// SIGTERM, then waits: a graceful stop, as a service manager restarts the proxy.
-pub(crate) fn stop(mut proxy: Running) {
-    let status = Command::new("kill")
-        .arg(proxy.0.id().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    proxy.0.wait().unwrap();
-}
+use crate::common::{start, stop};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn answers_survive_a_restart_on_the_same_data_dir() {

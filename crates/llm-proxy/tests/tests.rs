@@ -2,6 +2,9 @@
 // Helpers outside `#[test]` functions unwrap too; clippy's in-test allowance does not reach them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+// The binary as a child process, shared by the modules below.
+#[cfg(unix)]
+mod common;
 // Stops the proxy with SIGTERM (graceful shutdown flushes the capture file).
 #[cfg(unix)]
 mod secrets;

@@ -9,7 +9,7 @@ use llm_proxy_test_support::postgres::{PG_PASSWORD, PostgresServer};
 use llm_proxy_test_support::{MockUpstream, Reply, openai};
 use serde_json::json;
 
-use crate::restart::{start, stop};
+use crate::common::{start, stop};
 
 fn run(config: &Path, database_url: &str, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_llm-proxy"))

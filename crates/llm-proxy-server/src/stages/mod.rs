@@ -29,11 +29,10 @@ use crate::error::ProxyError;
 use crate::session::SessionState;
 use crate::state::AppState;
 
-/// The session a request belongs to, loaded by the session stage.
+/// The session a request belongs to, loaded by the session stage (its id and store key are
+/// on the request context: [`RequestContext::session_key`]).
 #[derive(Debug, Clone)]
 pub struct Session {
-    /// Store key (namespaced by the client key in multi-user mode).
-    pub key: String,
     /// What the session has set.
     pub state: SessionState,
     /// Whether a stage changed `state` (the pipeline then saves it before routing).

@@ -46,7 +46,6 @@ impl RequestStage for ResolveSession {
         let is_new = loaded.is_none();
         let state_now = loaded.unwrap_or_default();
         let session = Session {
-            key: id.key.clone(),
             state: state_now,
             dirty: false,
         };

@@ -23,7 +23,8 @@ use tokio_postgres::{Client, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::series::{MAX_POINTS, SeriesPoint, SeriesQuery, UsageSeries};
+use super::query;
+use super::series::{SeriesPoint, SeriesQuery, UsageSeries};
 use super::settle::Settler;
 use super::sqlite::{COLUMNS, MAX_GROUPS, QUEUE_CAPACITY, now_millis, to_i64};
 use super::{GroupTotals, Totals, UsageError, UsageFilter, UsageRecord, UsageStats, UsageStore};
@@ -627,13 +628,13 @@ type Params = Vec<Box<dyn ToSql + Sync + Send>>;
 
 /// `WHERE ...` for `filter` and its parameters (as the SQLite store builds it).
 fn where_clause(filter: &UsageFilter) -> (String, Params) {
-    let (clause, values) = super::query::where_clause(filter, '$');
+    let (clause, values) = query::where_clause(filter, query::Dialect::Postgres);
     let params = values
         .into_iter()
         .map(|v| -> Box<dyn ToSql + Sync + Send> {
             match v {
-                super::query::FilterValue::Text(t) => Box::new(t),
-                super::query::FilterValue::Int(n) => Box::new(n),
+                query::FilterValue::Text(t) => Box::new(t),
+                query::FilterValue::Int(n) => Box::new(n),
             }
         })
         .collect();
@@ -644,58 +645,27 @@ fn refs(params: &Params) -> Vec<&(dyn ToSql + Sync)> {
     params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect()
 }
 
-/// The sums of the SQLite store, typed as it reads them (PostgreSQL sums BIGINT as NUMERIC).
-const SUMS: &str = "COUNT(*), CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(total_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(cache_read_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(cache_write_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(reasoning_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(cost_usd), 0.0) AS DOUBLE PRECISION), CAST(COALESCE(SUM(CASE WHEN estimated THEN 1 ELSE 0 END), 0) AS BIGINT)";
-
-fn totals_at(r: &Row, at: usize) -> Result<Totals, tokio_postgres::Error> {
-    let n = |i: usize| -> Result<u64, tokio_postgres::Error> {
-        Ok(u64::try_from(r.try_get::<_, i64>(at + i)?).unwrap_or(0))
-    };
-    Ok(Totals {
-        requests: n(0)?,
-        prompt_tokens: n(1)?,
-        completion_tokens: n(2)?,
-        total_tokens: n(3)?,
-        cached_tokens: n(4)?,
-        cache_write_tokens: n(5)?,
-        reasoning_tokens: n(6)?,
-        cost_usd: r.try_get(at + 7)?,
-        estimated_requests: n(8)?,
-    })
-}
-
 async fn query_stats(
     client: &Client,
     filter: &UsageFilter,
 ) -> Result<UsageStats, tokio_postgres::Error> {
     let (clause, params) = where_clause(filter);
     let params = refs(&params);
-    let total = totals_at(
+    let total = Totals::from_row_at(
         &client
-            .query_one(
-                &format!("SELECT {SUMS} FROM usage_records {clause}"),
-                &params,
-            )
+            .query_one(&query::totals_sql(&clause), &params)
             .await?,
         0,
     )?;
-    // SQLite sorts NULL first and text bytewise: so does this.
     let group = |column: &'static str| {
-        let sql = format!(
-            "SELECT {column}, {SUMS} FROM usage_records {clause} GROUP BY {column} ORDER BY 9 DESC, 5 DESC, {column} COLLATE \"C\" NULLS FIRST LIMIT {MAX_GROUPS}"
-        );
+        let sql = query::group_sql(query::Dialect::Postgres, column, &clause, MAX_GROUPS);
         let params = &params;
         async move {
             client
                 .query(&sql, params)
                 .await?
                 .iter()
-                .map(|r| {
-                    Ok(GroupTotals {
-                        key: r.try_get(0)?,
-                        totals: totals_at(r, 1)?,
-                    })
-                })
+                .map(GroupTotals::from_row)
                 .collect::<Result<Vec<_>, tokio_postgres::Error>>()
         }
     };
@@ -709,24 +679,13 @@ async fn query_stats(
     })
 }
 
-/// Sums per time bucket and backend or model, as the SQLite store computes them (the same
-/// bucket arithmetic, errors counted the same way, NULL keys first and keys compared bytewise).
+/// Sums per time bucket and backend or model, with the SQLite store's query.
 async fn query_series(
     client: &Client,
     query: &SeriesQuery,
 ) -> Result<UsageSeries, tokio_postgres::Error> {
     let (clause, params) = where_clause(&query.filter);
-    // The width and the column come from enums, never from the client's text.
-    let width = query.bucket.millis();
-    let column = query.by.column();
-    let sql = format!(
-        "SELECT (started_at / {width}) * {width} AS bucket, {column}, COUNT(*), \
-         CAST(COALESCE(SUM(CASE WHEN outcome IN ('ok', 'client_disconnected') THEN 0 ELSE 1 END), 0) AS BIGINT), \
-         CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT), \
-         CAST(COALESCE(SUM(total_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(cost_usd), 0.0) AS DOUBLE PRECISION) \
-         FROM usage_records {clause} GROUP BY bucket, {column} \
-         ORDER BY bucket, {column} COLLATE \"C\" NULLS FIRST LIMIT {MAX_POINTS}"
-    );
+    let sql = query::series_sql(query::Dialect::Postgres, query, &clause);
     let points = client
         .query(&sql, &refs(&params))
         .await?

@@ -202,6 +202,76 @@ pub fn format_millis(ms: i64) -> String {
     )
 }
 
+/// The SQL both stores run, with what differs between their dialects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// The placeholder sign: `?1` or `$1`.
+    fn mark(self) -> char {
+        match self {
+            Self::Sqlite => '?',
+            Self::Postgres => '$',
+        }
+    }
+
+    /// How a text key is ordered: SQLite sorts NULL first and text bytewise; PostgreSQL is told
+    /// to do the same, so both stores answer in one order.
+    fn key_order(self) -> &'static str {
+        match self {
+            Self::Sqlite => "",
+            Self::Postgres => " COLLATE \"C\" NULLS FIRST",
+        }
+    }
+}
+
+/// The sums of a set of records, in [`super::Totals`] order, typed alike in both databases
+/// (PostgreSQL sums `BIGINT` as `NUMERIC` without the casts).
+const SUMS: &str = "COUNT(*), CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT), \
+    CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(total_tokens), 0) AS BIGINT), \
+    CAST(COALESCE(SUM(cache_read_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(cache_write_tokens), 0) AS BIGINT), \
+    CAST(COALESCE(SUM(reasoning_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(cost_usd), 0.0) AS DOUBLE PRECISION), \
+    CAST(COALESCE(SUM(CASE WHEN estimated THEN 1 ELSE 0 END), 0) AS BIGINT)";
+
+/// The totals of the records `clause` selects.
+pub(crate) fn totals_sql(clause: &str) -> String {
+    format!("SELECT {SUMS} FROM usage_records {clause}")
+}
+
+/// The totals per value of `column` (`backend`, `model`, `session_id`: never client text),
+/// most costly first, at most `limit` groups.
+pub(crate) fn group_sql(dialect: Dialect, column: &str, clause: &str, limit: usize) -> String {
+    let key_order = dialect.key_order();
+    format!(
+        "SELECT {column}, {SUMS} FROM usage_records {clause} GROUP BY {column} \
+         ORDER BY 9 DESC, 5 DESC, {column}{key_order} LIMIT {limit}"
+    )
+}
+
+/// The sums per time bucket and backend or model of `query`, in bucket then key order.
+pub(crate) fn series_sql(
+    dialect: Dialect,
+    query: &super::series::SeriesQuery,
+    clause: &str,
+) -> String {
+    // The width and the column come from enums, never from the client's text.
+    let width = query.bucket.millis();
+    let column = query.by.column();
+    let key_order = dialect.key_order();
+    let max = super::series::MAX_POINTS;
+    format!(
+        "SELECT (started_at / {width}) * {width} AS bucket, {column}, COUNT(*), \
+         CAST(COALESCE(SUM(CASE WHEN outcome IN ('ok', 'client_disconnected') THEN 0 ELSE 1 END), 0) AS BIGINT), \
+         CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT), \
+         CAST(COALESCE(SUM(total_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(cost_usd), 0.0) AS DOUBLE PRECISION) \
+         FROM usage_records {clause} GROUP BY bucket, {column} \
+         ORDER BY bucket, {column}{key_order} LIMIT {max}"
+    )
+}
+
 /// A value a filter condition compares with.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum FilterValue {
@@ -209,9 +279,10 @@ pub(crate) enum FilterValue {
     Int(i64),
 }
 
-/// `WHERE ...` for `filter` (empty when it selects everything) with numbered placeholders,
-/// `{mark}1`, `{mark}2`, ... (`?` for SQLite, `$` for PostgreSQL), and the values in order.
-pub(crate) fn where_clause(filter: &UsageFilter, mark: char) -> (String, Vec<FilterValue>) {
+/// `WHERE ...` for `filter` (empty when it selects everything) with the dialect's numbered
+/// placeholders (`?1` or `$1`, ...), and the values in order.
+pub(crate) fn where_clause(filter: &UsageFilter, dialect: Dialect) -> (String, Vec<FilterValue>) {
+    let mark = dialect.mark();
     let mut conditions = Vec::new();
     let mut values = Vec::new();
     for (column, value) in [
@@ -250,7 +321,7 @@ mod tests {
             until_ms: Some(20),
             ..UsageFilter::default()
         };
-        let (sqlite, values) = where_clause(&filter, '?');
+        let (sqlite, values) = where_clause(&filter, Dialect::Sqlite);
         assert_eq!(
             sqlite,
             "WHERE model = ?1 AND session_id = ?2 AND started_at >= ?3 AND started_at < ?4"
@@ -264,10 +335,10 @@ mod tests {
                 FilterValue::Int(20)
             ]
         );
-        let (postgres, _) = where_clause(&filter, '$');
+        let (postgres, _) = where_clause(&filter, Dialect::Postgres);
         assert!(postgres.ends_with("started_at < $4"), "{postgres}");
         assert_eq!(
-            where_clause(&UsageFilter::default(), '?'),
+            where_clause(&UsageFilter::default(), Dialect::Sqlite),
             (String::new(), Vec::new())
         );
     }

@@ -165,6 +165,33 @@ impl UsageRecord {
     }
 }
 
+impl super::Totals {
+    /// The totals in a row's [`super::query::totals_sql`] sums, from column `at` on.
+    pub(crate) fn from_row_at<R: RowRead>(r: &R, at: usize) -> Result<Self, R::Error> {
+        Ok(Self {
+            requests: r.count(at)?,
+            prompt_tokens: r.count(at + 1)?,
+            completion_tokens: r.count(at + 2)?,
+            total_tokens: r.count(at + 3)?,
+            cached_tokens: r.count(at + 4)?,
+            cache_write_tokens: r.count(at + 5)?,
+            reasoning_tokens: r.count(at + 6)?,
+            cost_usd: r.float(at + 7)?,
+            estimated_requests: r.count(at + 8)?,
+        })
+    }
+}
+
+impl super::GroupTotals {
+    /// A group's key and totals in a row of [`super::query::group_sql`].
+    pub(crate) fn from_row<R: RowRead>(r: &R) -> Result<Self, R::Error> {
+        Ok(Self {
+            key: r.opt_text(0)?,
+            totals: super::Totals::from_row_at(r, 1)?,
+        })
+    }
+}
+
 impl super::series::SeriesPoint {
     /// The point in a row of (bucket, key, requests, errors, prompt, completion and total
     /// tokens, cost), as both stores' series queries select them.

@@ -18,7 +18,8 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OpenFlags, Row, params_from_iter};
 use tokio::sync::oneshot;
 
-use super::series::{MAX_POINTS, SeriesPoint, SeriesQuery, UsageSeries};
+use super::query;
+use super::series::{SeriesPoint, SeriesQuery, UsageSeries};
 use super::settle::Settler;
 use super::{GroupTotals, Totals, UsageError, UsageFilter, UsageRecord, UsageStats, UsageStore};
 use crate::config::UsageConfig;
@@ -377,34 +378,15 @@ fn open_reader(path: &Path) -> Result<Connection, UsageError> {
 
 /// `WHERE ...` for `filter` and its parameters.
 fn where_clause(filter: &UsageFilter) -> (String, Vec<SqlValue>) {
-    let (clause, values) = super::query::where_clause(filter, '?');
+    let (clause, values) = query::where_clause(filter, query::Dialect::Sqlite);
     let params = values
         .into_iter()
         .map(|v| match v {
-            super::query::FilterValue::Text(t) => SqlValue::Text(t),
-            super::query::FilterValue::Int(n) => SqlValue::Integer(n),
+            query::FilterValue::Text(t) => SqlValue::Text(t),
+            query::FilterValue::Int(n) => SqlValue::Integer(n),
         })
         .collect();
     (clause, params)
-}
-
-const SUMS: &str = "COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(total_tokens), 0), COALESCE(SUM(cache_read_tokens), 0), COALESCE(SUM(cache_write_tokens), 0), COALESCE(SUM(reasoning_tokens), 0), COALESCE(SUM(cost_usd), 0.0), COALESCE(SUM(CASE WHEN estimated THEN 1 ELSE 0 END), 0)";
-
-fn totals_at(r: &Row<'_>, at: usize) -> rusqlite::Result<Totals> {
-    let n = |i: usize| -> rusqlite::Result<u64> {
-        Ok(u64::try_from(r.get::<_, i64>(at + i)?).unwrap_or(0))
-    };
-    Ok(Totals {
-        requests: n(0)?,
-        prompt_tokens: n(1)?,
-        completion_tokens: n(2)?,
-        total_tokens: n(3)?,
-        cached_tokens: n(4)?,
-        cache_write_tokens: n(5)?,
-        reasoning_tokens: n(6)?,
-        cost_usd: r.get(at + 7)?,
-        estimated_requests: n(8)?,
-    })
 }
 
 /// Totals and breakdowns of the records `filter` selects in the ledger at `path`.
@@ -414,20 +396,20 @@ pub fn read_stats(path: &Path, filter: &UsageFilter) -> Result<UsageStats, Usage
     let (clause, params) = where_clause(filter);
     let total = conn
         .query_row(
-            &format!("SELECT {SUMS} FROM usage_records {clause}"),
+            &query::totals_sql(&clause),
             params_from_iter(params.iter()),
-            |r| totals_at(r, 0),
+            |r| Totals::from_row_at(r, 0),
         )
         .map_err(fail)?;
     let group = |column: &str| -> rusqlite::Result<Vec<GroupTotals>> {
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {column}, {SUMS} FROM usage_records {clause} GROUP BY {column} ORDER BY 9 DESC, 5 DESC, {column} LIMIT {MAX_GROUPS}"
+        let mut stmt = conn.prepare(&query::group_sql(
+            query::Dialect::Sqlite,
+            column,
+            &clause,
+            MAX_GROUPS,
         ))?;
         let rows = stmt.query_map(params_from_iter(params.iter()), |r| {
-            Ok(GroupTotals {
-                key: r.get(0)?,
-                totals: totals_at(r, 1)?,
-            })
+            GroupTotals::from_row(r)
         })?;
         rows.collect()
     };
@@ -444,17 +426,8 @@ pub fn read_series(path: &Path, query: &SeriesQuery) -> Result<UsageSeries, Usag
     let conn = open_reader(path)?;
     let fail = |e: rusqlite::Error| UsageError(format!("usage query failed: {e}"));
     let (clause, params) = where_clause(&query.filter);
-    // The width and the column come from enums, never from the client's text.
-    let width = query.bucket.millis();
-    let column = query.by.column();
     let mut stmt = conn
-        .prepare(&format!(
-            "SELECT (started_at / {width}) * {width} AS bucket, {column}, COUNT(*), \
-             COALESCE(SUM(CASE WHEN outcome IN ('ok', 'client_disconnected') THEN 0 ELSE 1 END), 0), \
-             COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), \
-             COALESCE(SUM(total_tokens), 0), COALESCE(SUM(cost_usd), 0.0) \
-             FROM usage_records {clause} GROUP BY bucket, {column} ORDER BY bucket, {column} LIMIT {MAX_POINTS}"
-        ))
+        .prepare(&query::series_sql(query::Dialect::Sqlite, query, &clause))
         .map_err(fail)?;
     let rows = stmt
         .query_map(params_from_iter(params.iter()), |r| {
