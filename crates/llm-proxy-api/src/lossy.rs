@@ -36,6 +36,10 @@ impl LossyNotes {
 
     /// Records notes (duplicates are kept once).
     pub fn add(&self, notes: impl IntoIterator<Item = String>) {
+        let mut notes = notes.into_iter().peekable();
+        if notes.peek().is_none() {
+            return;
+        }
         if let Ok(mut v) = self.notes.lock() {
             for n in notes {
                 if !v.contains(&n) {

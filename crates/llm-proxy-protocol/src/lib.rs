@@ -8,6 +8,7 @@ pub mod carried;
 pub mod citations;
 mod extra_fields;
 pub mod gemini;
+pub(crate) mod json_out;
 pub mod openai_chat;
 pub mod openai_responses;
 pub mod reasoning;

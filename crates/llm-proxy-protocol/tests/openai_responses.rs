@@ -155,10 +155,10 @@ fn answer_streams_as_the_official_events_and_ends_with_the_same_object() {
 fn response_bytes_print_like_their_values() {
     let converted = convert(&json_fixture("codex_request.json"));
     let renderer = openai_responses::collect_response(answer(), context(&converted), sealer());
-    let bytes = renderer.response_json(true).unwrap();
-    let (client, stored) = renderer.response_json_with_and_without_text().unwrap();
+    let bytes = renderer.response_json(true);
+    let (client, stored) = renderer.response_json_with_and_without_text();
     assert_eq!(client, bytes);
-    assert_eq!(stored, renderer.response_json(false).unwrap());
+    assert_eq!(stored, renderer.response_json(false));
     let value: Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(value, json_fixture("answer.response.json"));
     assert_eq!(
@@ -182,6 +182,74 @@ fn response_bytes_print_like_their_values() {
             serde_json::to_string(&value).unwrap()
         );
     }
+}
+
+/// Every field the object can echo, strings that need escaping, and the failed and incomplete
+/// states print as the `Value` they parse to, and parse back to what was given.
+#[test]
+fn response_objects_of_every_shape_print_like_their_values() {
+    let request = json!({
+        "model": "m", "input": "hi", "instructions": "say \"hi\"\n\tthen stop \\ \u{1}",
+        "metadata": {"k": "v\"", "n": "ü"}, "temperature": 0.25, "top_p": 1.0,
+        "service_tier": "flex", "prompt_cache_key": "conv/1", "user": "u\u{7f}",
+        "max_output_tokens": 64, "previous_response_id": "resp_prev", "truncation": "auto",
+        "tool_choice": {"type": "function", "name": "f"}, "parallel_tool_calls": false,
+        "text": {"format": {"type": "json_schema", "name": "s", "schema": {"type": "object"}}},
+        "reasoning": {"effort": "low"},
+        "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}}],
+    });
+    let converted = convert(&request);
+    let text = "line \"one\"\nline\ttwo \\ 🦀 </script> \u{0}";
+    let answers = [
+        json!({"id": "x", "model": "m", "created": 5, "finish_reason": "stop",
+               "content": [{"type": "text", "text": text}]}),
+        json!({"id": "x", "model": "m", "created": 5, "finish_reason": "length",
+               "content": [{"type": "text", "text": "cut"}]}),
+        json!({"id": "x", "model": "m", "created": 5, "finish_reason": "content_filter",
+               "content": []}),
+    ];
+    for answer in answers {
+        let answer: ChatResponse = serde_json::from_value(answer).unwrap();
+        let renderer = openai_responses::collect_response(answer, context(&converted), sealer());
+        let (client, stored) = renderer.response_json_with_and_without_text();
+        for bytes in [&client, &stored] {
+            let value: Value = serde_json::from_slice(bytes).unwrap();
+            assert_eq!(
+                std::str::from_utf8(bytes).unwrap(),
+                serde_json::to_string(&value).unwrap()
+            );
+            assert_eq!(value["instructions"], request["instructions"]);
+            assert_eq!(value["metadata"], request["metadata"]);
+            assert_eq!(value["user"], request["user"]);
+            assert_eq!(value["temperature"], 0.25);
+            assert_eq!(value["tools"], request["tools"]);
+        }
+        let value: Value = serde_json::from_slice(&client).unwrap();
+        assert_eq!(value["output_text"], renderer.output_text().as_ref());
+        assert_eq!(renderer.response_object()["status"], value["status"]);
+    }
+    let renderer = openai_responses::collect_response(
+        serde_json::from_value(json!({"id": "x", "model": "m", "created": 5,
+            "finish_reason": "stop", "content": [{"type": "text", "text": text}]}))
+        .unwrap(),
+        context(&converted),
+        sealer(),
+    );
+    let value: Value = serde_json::from_slice(&renderer.response_json(true)).unwrap();
+    assert_eq!(value["output"][0]["content"][0]["text"], text);
+    assert_eq!(value["output_text"], text);
+    // A failed response carries its error.
+    let mut failed = EventRenderer::json(context(&converted), sealer());
+    let mut out = Vec::new();
+    failed.error("server_error", "upstream said \"no\"", &mut out);
+    let bytes = failed.response_json(false);
+    let value: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(
+        std::str::from_utf8(&bytes).unwrap(),
+        serde_json::to_string(&value).unwrap()
+    );
+    assert_eq!(value["status"], "failed");
+    assert_eq!(value["error"]["message"], "upstream said \"no\"");
 }
 
 /// The output items, sent back as input, give the canonical answer again: signatures, a Gemini

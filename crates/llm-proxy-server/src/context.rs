@@ -59,28 +59,48 @@ pub struct RequestContext {
     /// Cancelled when the client goes away (the handler or the streaming body is dropped)
     /// or the request has finished; every attempt's [`CallContext::cancel`] is a child.
     pub cancel: CancellationToken,
-    /// The resolved session id and its store key, once the session stage ran.
-    session: Arc<OnceLock<(String, String)>>,
-    /// The session's state as the request stages left it (for the event processors).
-    session_state: Arc<OnceLock<crate::session::SessionState>>,
-    /// Instance that served the request, once known.
-    backend: Arc<OnceLock<String>>,
-    /// Time to the first meaningful output, once known.
-    ttft: Arc<OnceLock<Duration>>,
-    /// Room in the parsing budget, held until the call has started.
-    parse_permit: Arc<Mutex<Option<ParsePermit>>>,
+    /// What the request learns as it goes, shared by every clone (one allocation).
+    slots: Arc<Slots>,
     /// What runs once the request has finished (metrics, ...), chosen at startup.
     hooks: FinishHooks,
-    /// The request's place in the dedup cache, once admitted.
-    dedup: Arc<OnceLock<crate::dedup::Ticket>>,
-    /// The prompt's token counts, computed on first need (context-window checks).
-    prompt_size: Arc<crate::context_window::PromptSize>,
     /// What the answer used, when usage accounting is on.
     usage: Option<Arc<crate::usage::tally::UsageTally>>,
     /// Wire capture is on: responses carry a [`CaptureLink`](crate::capture::CaptureLink).
     capturing: bool,
     /// The backend attempts, when tracing is on.
     attempts: Option<Arc<crate::telemetry::attempts::AttemptLog>>,
+}
+
+/// What a request learns as it goes, each set once, shared by the context's clones (the
+/// streaming body, the WebSocket turn, the capture's link).
+#[derive(Debug, Default)]
+pub(crate) struct Slots {
+    /// The resolved session id and its store key, once the session stage ran.
+    session: OnceLock<(String, String)>,
+    /// The session's state as the request stages left it (for the event processors).
+    session_state: OnceLock<crate::session::SessionState>,
+    /// Instance that served the request, once known.
+    backend: OnceLock<String>,
+    /// Time to the first meaningful output, once known.
+    ttft: OnceLock<Duration>,
+    /// Room in the parsing budget, held until the call has started.
+    parse_permit: Mutex<Option<ParsePermit>>,
+    /// The request's place in the dedup cache, once admitted.
+    dedup: OnceLock<crate::dedup::Ticket>,
+    /// The prompt's token counts, computed on first need (context-window checks).
+    prompt_size: crate::context_window::PromptSize,
+}
+
+impl Slots {
+    /// The resolved session id, once known.
+    pub(crate) fn session_id(&self) -> Option<&str> {
+        self.session.get().map(|(id, _)| id.as_str())
+    }
+
+    /// The instance that served the request, once known.
+    pub(crate) fn backend(&self) -> Option<&str> {
+        self.backend.get().map(String::as_str)
+    }
 }
 
 impl RequestContext {
@@ -98,14 +118,8 @@ impl RequestContext {
             client: None,
             session_hint: None,
             cancel: CancellationToken::new(),
-            session: Arc::default(),
-            session_state: Arc::default(),
-            backend: Arc::default(),
-            ttft: Arc::default(),
-            parse_permit: Arc::default(),
+            slots: Arc::default(),
             hooks: state.pipeline().finish_hooks().clone(),
-            dedup: Arc::default(),
-            prompt_size: Arc::default(),
             usage: state.pipeline().records_usage().then(Arc::default),
             capturing: state.http_client().sink().is_some(),
             attempts: state.pipeline().traces().then(Arc::default),
@@ -140,44 +154,44 @@ impl RequestContext {
 
     /// The resolved session id, once known.
     pub fn session_id(&self) -> Option<&str> {
-        self.session.get().map(|(id, _)| id.as_str())
+        self.slots.session_id()
     }
 
     /// The resolved session's key in the session store, once known.
     pub fn session_key(&self) -> Option<&str> {
-        self.session.get().map(|(_, key)| key.as_str())
+        self.slots.session.get().map(|(_, key)| key.as_str())
     }
 
     /// Records the resolved session id and its store key (the first call wins).
     pub fn set_session(&self, id: String, key: String) {
-        let _ = self.session.set((id, key));
+        let _ = self.slots.session.set((id, key));
     }
 
     /// The session's state after the request stages (`None` without a session), which the
     /// event processors read (a session's loop-detection toggle, its tool lists, ...).
     pub fn session_state(&self) -> Option<&crate::session::SessionState> {
-        self.session_state.get()
+        self.slots.session_state.get()
     }
 
     /// Records the session's state once the stages ran (the first call wins).
     pub(crate) fn set_session_state(&self, state: crate::session::SessionState) {
-        let _ = self.session_state.set(state);
+        let _ = self.slots.session_state.set(state);
     }
 
     /// The request's dedup ticket, once the dedup stage admitted it.
     pub fn dedup_ticket(&self) -> Option<&crate::dedup::Ticket> {
-        self.dedup.get()
+        self.slots.dedup.get()
     }
 
     /// Records the dedup ticket (the first call wins).
     pub fn set_dedup_ticket(&self, ticket: crate::dedup::Ticket) {
         // Stages run once per request; a second ticket would just be dropped (done).
-        let _ = self.dedup.set(ticket);
+        let _ = self.slots.dedup.set(ticket);
     }
 
     /// The prompt's token counts, shared by the request's attempts.
     pub fn prompt_size(&self) -> &crate::context_window::PromptSize {
-        &self.prompt_size
+        &self.slots.prompt_size
     }
 
     /// What the answer used so far, when usage accounting is on.
@@ -192,30 +206,30 @@ impl RequestContext {
 
     /// The instance that served the request, once known.
     pub fn backend(&self) -> Option<&str> {
-        self.backend.get().map(String::as_str)
+        self.slots.backend()
     }
 
     /// Time to the first meaningful output, once known.
     pub fn ttft(&self) -> Option<Duration> {
-        self.ttft.get().copied()
+        self.slots.ttft.get().copied()
     }
 
     /// Notes where the call went and when its first output arrived.
     pub(crate) fn started_output(&self, instance: &str) {
-        let _ = self.backend.set(instance.to_owned());
-        let _ = self.ttft.set(self.started.elapsed());
+        let _ = self.slots.backend.set(instance.to_owned());
+        let _ = self.slots.ttft.set(self.started.elapsed());
     }
 
     /// Keeps the request's room in the parsing budget until the call has started: the canonical
     /// request lives until then (a retry may still need it).
     pub fn hold_parse_permit(&self, permit: ParsePermit) {
-        if let Ok(mut slot) = self.parse_permit.lock() {
+        if let Ok(mut slot) = self.slots.parse_permit.lock() {
             *slot = Some(permit);
         }
     }
 
     pub(crate) fn release_parse_permit(&self) {
-        if let Ok(mut slot) = self.parse_permit.lock() {
+        if let Ok(mut slot) = self.slots.parse_permit.lock() {
             slot.take();
         }
     }
@@ -266,10 +280,7 @@ impl RequestContext {
         self.stamp(resp.headers_mut());
         if self.capturing {
             resp.extensions_mut()
-                .insert(crate::capture::CaptureLink::new(
-                    self.session.clone(),
-                    self.backend.clone(),
-                ));
+                .insert(crate::capture::CaptureLink::new(self.slots.clone()));
         }
     }
 
@@ -357,14 +368,8 @@ pub(crate) mod tests {
             client: None,
             session_hint: None,
             cancel: CancellationToken::new(),
-            session: Arc::default(),
-            session_state: Arc::default(),
-            backend: Arc::default(),
-            ttft: Arc::default(),
-            parse_permit: Arc::default(),
+            slots: Arc::default(),
             hooks: FinishHooks::default(),
-            dedup: Arc::default(),
-            prompt_size: Arc::default(),
             usage: None,
             capturing: false,
             attempts: None,

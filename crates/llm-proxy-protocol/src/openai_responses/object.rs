@@ -1,13 +1,16 @@
-//! The response object as a typed view serialized straight to bytes: the request fields an
-//! answer repeats ([`Echo`], taken once from the request) and the object's own fields, written
-//! in sorted key order (the order a `serde_json::Value` object prints) so a view and the `Value`
-//! built from it print alike. The output items are the stream renderer's (`stream.rs`).
+//! The response object as a typed view written straight to bytes (`json_out`): the request
+//! fields an answer repeats ([`Echo`], taken once from the request) and the object's own
+//! fields, written in sorted key order (the order a `serde_json::Value` object prints) so a
+//! view and the `Value` built from it print alike. The output items are the stream renderer's
+//! (`stream.rs`).
 
-use serde::ser::{SerializeMap, SerializeStruct};
+use std::ops::Range;
+
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
 use super::types::{ResponsesRequest, WireUsage};
+use crate::json_out::{self, WriteJson};
 
 /// Request fields a response object repeats (`instructions`, `tools`, `tool_choice`, ...), as
 /// the request gave them; absent ones print as the API's defaults.
@@ -114,166 +117,147 @@ pub(crate) struct ObjectView<'a, O> {
     pub usage: Option<WireUsage>,
 }
 
-impl<O: Serialize> ObjectView<'_, O> {
-    /// The object twice from one serialization: with `output_text` (for the client) and
-    /// without (to store). Both print their keys in the same sorted order as the whole view.
-    pub(crate) fn to_vec_with_and_without(
-        &self,
-        output_text: &str,
-    ) -> Result<(Vec<u8>, Vec<u8>), serde_json::Error> {
-        let head = serde_json::to_vec(&Half {
-            view: self,
-            tail: false,
-        })?;
-        let tail = serde_json::to_vec(&Half {
-            view: self,
-            tail: true,
-        })?;
-        // Each half is `{...}` with at least one field: join their insides.
-        let inside = |half: &[u8]| half.get(1..half.len() - 1).unwrap_or_default().to_vec();
-        let (head, tail) = (inside(&head), inside(&tail));
-        let mut stored = Vec::with_capacity(head.len() + tail.len() + 3);
-        stored.push(b'{');
-        stored.extend_from_slice(&head);
-        stored.push(b',');
-        stored.extend_from_slice(&tail);
-        stored.push(b'}');
-        let text = serde_json::to_vec(output_text)?;
-        let mut client = Vec::with_capacity(stored.len() + text.len() + 16);
-        client.push(b'{');
-        client.extend_from_slice(&head);
-        client.extend_from_slice(b",\"output_text\":");
-        client.extend_from_slice(&text);
-        client.push(b',');
-        client.extend_from_slice(&tail);
-        client.push(b'}');
-        Ok((client, stored))
+impl<O: WriteJson> ObjectView<'_, O> {
+    /// The object twice from one writing: with `output_text` (for the client) and without (to
+    /// store), the second the first with that field cut out.
+    pub(crate) fn to_vec_with_and_without(&self, output_text: &str) -> (Vec<u8>, Vec<u8>) {
+        let mut client = Vec::with_capacity(1024);
+        let field = self.write(&mut client, Some(output_text));
+        let mut stored = Vec::with_capacity(client.len());
+        stored.extend_from_slice(&client[..field.start]);
+        stored.extend_from_slice(&client[field.end..]);
+        (client, stored)
     }
 
-    /// The fields that sort before `output_text`.
-    fn head<S: SerializeStruct>(&self, s: &mut S) -> Result<(), S::Error> {
+    /// Writes the object, its keys in sorted order (as a `serde_json::Value` object prints
+    /// them), with `output_text` when given; returns where the `,"output_text":...` field is
+    /// (empty without it).
+    pub(crate) fn write(&self, out: &mut Vec<u8>, output_text: Option<&str>) -> Range<usize> {
         let e = self.echo;
-        s.serialize_field("created_at", &self.created_at)?;
-        s.serialize_field("error", &self.error)?;
-        s.serialize_field("id", self.id)?;
-        s.serialize_field(
-            "incomplete_details",
-            &self.incomplete.map(|reason| Reason { reason }),
-        )?;
-        s.serialize_field("instructions", &e.instructions)?;
-        s.serialize_field("max_output_tokens", &e.max_output_tokens)?;
-        s.serialize_field("metadata", &OrElse(e.metadata.as_ref(), EmptyObject))?;
-        s.serialize_field("model", self.model)?;
-        s.serialize_field("object", "response")?;
-        s.serialize_field("output", &self.output)
-    }
-
-    /// The fields that sort after `output_text`.
-    fn tail<S: SerializeStruct>(&self, s: &mut S) -> Result<(), S::Error> {
-        let e = self.echo;
-        s.serialize_field("parallel_tool_calls", &e.parallel_tool_calls)?;
-        s.serialize_field("previous_response_id", &e.previous_response_id)?;
+        out.extend_from_slice(b"{\"created_at\":");
+        json_out::uint(out, self.created_at);
+        out.extend_from_slice(b",\"error\":");
+        match self.error {
+            Some(error) => {
+                out.extend_from_slice(b"{\"code\":");
+                json_out::string(out, &error.code);
+                out.extend_from_slice(b",\"message\":");
+                json_out::string(out, &error.message);
+                out.push(b'}');
+            }
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"id\":");
+        json_out::string(out, self.id);
+        out.extend_from_slice(b",\"incomplete_details\":");
+        match self.incomplete {
+            Some(reason) => {
+                out.extend_from_slice(b"{\"reason\":");
+                json_out::string(out, reason);
+                out.push(b'}');
+            }
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"instructions\":");
+        json_out::opt_string(out, e.instructions.as_deref());
+        out.extend_from_slice(b",\"max_output_tokens\":");
+        json_out::opt_uint(out, e.max_output_tokens);
+        out.extend_from_slice(b",\"metadata\":");
+        match &e.metadata {
+            Some(metadata) => json_out::value(out, metadata),
+            None => out.extend_from_slice(b"{}"),
+        }
+        out.extend_from_slice(b",\"model\":");
+        json_out::string(out, self.model);
+        out.extend_from_slice(b",\"object\":\"response\",\"output\":");
+        self.output.write_json(out);
+        let start = out.len();
+        if let Some(text) = output_text {
+            out.extend_from_slice(b",\"output_text\":");
+            json_out::string(out, text);
+        }
+        let field = start..out.len();
+        out.extend_from_slice(b",\"parallel_tool_calls\":");
+        json_out::boolean(out, e.parallel_tool_calls);
+        out.extend_from_slice(b",\"previous_response_id\":");
+        json_out::opt_string(out, e.previous_response_id.as_deref());
         if let Some(key) = &e.prompt_cache_key {
-            s.serialize_field("prompt_cache_key", key)?;
+            out.extend_from_slice(b",\"prompt_cache_key\":");
+            json_out::string(out, key);
         }
-        s.serialize_field(
-            "reasoning",
-            &Reasoning {
-                effort: e.reasoning_effort.as_deref(),
-                summary: e.reasoning_summary.as_deref(),
-            },
-        )?;
+        out.extend_from_slice(b",\"reasoning\":{\"effort\":");
+        json_out::opt_string(out, e.reasoning_effort.as_deref());
+        out.extend_from_slice(b",\"summary\":");
+        json_out::opt_string(out, e.reasoning_summary.as_deref());
+        out.push(b'}');
         if let Some(tier) = &e.service_tier {
-            s.serialize_field("service_tier", tier)?;
+            out.extend_from_slice(b",\"service_tier\":");
+            json_out::string(out, tier);
         }
-        s.serialize_field("status", self.status)?;
-        s.serialize_field("store", &e.store)?;
-        s.serialize_field("temperature", &e.temperature)?;
-        s.serialize_field("text", &OrElse(e.text.as_ref(), PlainText))?;
-        s.serialize_field("tool_choice", &OrElse(e.tool_choice.as_ref(), "auto"))?;
-        s.serialize_field("tools", &OrElse(e.tools.as_ref(), [(); 0]))?;
-        s.serialize_field("top_p", &e.top_p)?;
-        s.serialize_field("truncation", &OrElse(e.truncation.as_ref(), "disabled"))?;
-        s.serialize_field("usage", &self.usage)?;
-        s.serialize_field("user", &e.user)
+        out.extend_from_slice(b",\"status\":");
+        json_out::string(out, self.status);
+        out.extend_from_slice(b",\"store\":");
+        json_out::boolean(out, e.store);
+        out.extend_from_slice(b",\"temperature\":");
+        json_out::value(out, &e.temperature);
+        out.extend_from_slice(b",\"text\":");
+        match &e.text {
+            Some(text) => json_out::value(out, text),
+            None => out.extend_from_slice(b"{\"format\":{\"type\":\"text\"}}"),
+        }
+        out.extend_from_slice(b",\"tool_choice\":");
+        match &e.tool_choice {
+            Some(choice) => json_out::value(out, choice),
+            None => out.extend_from_slice(b"\"auto\""),
+        }
+        out.extend_from_slice(b",\"tools\":");
+        match &e.tools {
+            Some(tools) => json_out::value(out, tools),
+            None => out.extend_from_slice(b"[]"),
+        }
+        out.extend_from_slice(b",\"top_p\":");
+        json_out::value(out, &e.top_p);
+        out.extend_from_slice(b",\"truncation\":");
+        match &e.truncation {
+            Some(truncation) => json_out::value(out, truncation),
+            None => out.extend_from_slice(b"\"disabled\""),
+        }
+        out.extend_from_slice(b",\"usage\":");
+        match &self.usage {
+            Some(usage) => usage.write_json(out),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"user\":");
+        json_out::opt_string(out, e.user.as_deref());
+        out.push(b'}');
+        field
     }
 }
 
-impl<O: Serialize> Serialize for ObjectView<'_, O> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("Response", 26)?;
-        self.head(&mut s)?;
-        if let Some(text) = self.output_text {
-            s.serialize_field("output_text", text)?;
-        }
-        self.tail(&mut s)?;
-        s.end()
+impl<O: WriteJson> WriteJson for ObjectView<'_, O> {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        self.write(out, self.output_text);
     }
 }
 
-/// Half of an object's fields ([`ObjectView::head`] or, with `tail`, [`ObjectView::tail`]) as
-/// an object.
-struct Half<'v, 'a, O> {
-    view: &'v ObjectView<'a, O>,
-    tail: bool,
-}
-
-impl<O: Serialize> Serialize for Half<'_, '_, O> {
+impl<O: WriteJson> Serialize for ObjectView<'_, O> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("Response", 16)?;
-        if self.tail {
-            self.view.tail(&mut s)?;
-        } else {
-            self.view.head(&mut s)?;
-        }
-        s.end()
+        self.to_raw().serialize(serializer)
     }
 }
 
-#[derive(Serialize)]
-struct Reason {
-    reason: &'static str,
-}
-
-#[derive(Serialize)]
-struct Reasoning<'a> {
-    effort: Option<&'a str>,
-    summary: Option<&'a str>,
-}
-
-/// The given value, or `default`.
-struct OrElse<'a, T, D>(Option<&'a T>, D);
-
-impl<T: Serialize, D: Serialize> Serialize for OrElse<'_, T, D> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self.0 {
-            Some(value) => value.serialize(serializer),
-            None => self.1.serialize(serializer),
-        }
-    }
-}
-
-/// `{}`.
-struct EmptyObject;
-
-impl Serialize for EmptyObject {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_map(Some(0))?.end()
-    }
-}
-
-/// `{"format": {"type": "text"}}`.
-struct PlainText;
-
-impl Serialize for PlainText {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        struct Format {
-            #[serde(rename = "type")]
-            kind: &'static str,
-        }
-        let mut map = serializer.serialize_map(Some(1))?;
-        map.serialize_entry("format", &Format { kind: "text" })?;
-        map.end()
+impl WriteJson for WireUsage {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"input_tokens\":");
+        json_out::uint(out, self.input_tokens);
+        out.extend_from_slice(b",\"input_tokens_details\":{\"cached_tokens\":");
+        json_out::uint(out, self.input_tokens_details.cached_tokens);
+        out.extend_from_slice(b"},\"output_tokens\":");
+        json_out::uint(out, self.output_tokens);
+        out.extend_from_slice(b",\"output_tokens_details\":{\"reasoning_tokens\":");
+        json_out::uint(out, self.output_tokens_details.reasoning_tokens);
+        out.extend_from_slice(b"},\"total_tokens\":");
+        json_out::uint(out, self.total_tokens);
+        out.push(b'}');
     }
 }

@@ -19,6 +19,7 @@ use super::object::{Echo, ObjectView, ResponseError};
 use super::opaque::{ReasoningState, Sealer, UpstreamReasoning};
 use super::to_model::ToolKinds;
 use crate::citations::{CitationSpans, UrlCitation};
+use crate::json_out::{self, WriteJson};
 use crate::sse::event_frame;
 
 /// What a response object says about itself beyond its output.
@@ -366,16 +367,16 @@ impl EventRenderer {
 
     /// The response object in its current state as JSON bytes, with the SDKs' `output_text`
     /// (the concatenated message text) when `with_output_text`.
-    pub fn response_json(&self, with_output_text: bool) -> Result<Vec<u8>, serde_json::Error> {
+    pub fn response_json(&self, with_output_text: bool) -> Vec<u8> {
         let text = with_output_text.then(|| self.output_text());
-        serde_json::to_vec(&self.object_view(text.as_deref()))
+        let mut out = Vec::with_capacity(1024);
+        self.object_view(None).write(&mut out, text.as_deref());
+        out
     }
 
     /// The response object as JSON bytes with `output_text` (for the client) and without (to
-    /// store), from one serialization: the same bytes as [`EventRenderer::response_json`].
-    pub fn response_json_with_and_without_text(
-        &self,
-    ) -> Result<(Vec<u8>, Vec<u8>), serde_json::Error> {
+    /// store), from one writing: the same bytes as [`EventRenderer::response_json`].
+    pub fn response_json_with_and_without_text(&self) -> (Vec<u8>, Vec<u8>) {
         self.object_view(None)
             .to_vec_with_and_without(&self.output_text())
     }
@@ -439,7 +440,13 @@ impl EventRenderer {
 
     fn new_item_id(&self, prefix: &str) -> String {
         let suffix = self.ctx.id.strip_prefix("resp_").unwrap_or(&self.ctx.id);
-        format!("{prefix}_{suffix}_{}", self.items.len())
+        let mut index = itoa::Buffer::new();
+        let index = index.format(self.items.len());
+        let mut id = String::with_capacity(prefix.len() + suffix.len() + index.len() + 2);
+        for piece in [prefix, "_", suffix, "_", index] {
+            id.push_str(piece);
+        }
+        id
     }
 
     fn item_id(&self, i: usize) -> &str {
@@ -874,9 +881,11 @@ pub(crate) struct OutputView<'a> {
     items: usize,
 }
 
-impl Serialize for OutputView<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq((0..self.items).map(|i| self.renderer.item_view(i, "completed")))
+impl WriteJson for OutputView<'_> {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        json_out::array(out, 0..self.items, |out, i| {
+            self.renderer.item_view(i, "completed").write_json(out);
+        });
     }
 }
 
@@ -887,70 +896,9 @@ struct ItemView<'a> {
     status: &'static str,
 }
 
-#[derive(Serialize)]
-struct MessageOut<'a> {
-    content: &'a [OutputText<'a>],
-    id: &'a str,
-    role: &'static str,
-    status: &'static str,
-    #[serde(rename = "type")]
-    kind: &'static str,
-}
-
-#[derive(Serialize)]
-struct OutputText<'a> {
-    annotations: &'a [Value],
-    logprobs: &'a [Value],
-    text: &'a str,
-    #[serde(rename = "type")]
-    kind: &'static str,
-}
-
-#[derive(Serialize)]
-struct ReasoningOut<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    encrypted_content: Option<&'a str>,
-    id: &'a str,
-    summary: &'a [SummaryText<'a>],
-    #[serde(rename = "type")]
-    kind: &'static str,
-}
-
-#[derive(Serialize)]
-struct SummaryText<'a> {
-    text: &'a str,
-    #[serde(rename = "type")]
-    kind: &'static str,
-}
-
-#[derive(Serialize)]
-struct FunctionCallOut<'a> {
-    arguments: &'a str,
-    call_id: &'a str,
-    id: &'a str,
-    name: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    namespace: Option<&'a str>,
-    status: &'static str,
-    #[serde(rename = "type")]
-    kind: &'static str,
-}
-
-#[derive(Serialize)]
-struct CustomCallOut<'a> {
-    call_id: &'a str,
-    id: &'a str,
-    input: &'a str,
-    name: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    namespace: Option<&'a str>,
-    status: &'static str,
-    #[serde(rename = "type")]
-    kind: &'static str,
-}
-
-impl Serialize for ItemView<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+impl WriteJson for ItemView<'_> {
+    /// The item with its keys sorted; an unfinished item (`in_progress`) has no content yet.
+    fn write_json(&self, out: &mut Vec<u8>) {
         let done = self.status != "in_progress";
         match self.renderer.items.get(self.i) {
             Some(Item::Message {
@@ -959,20 +907,21 @@ impl Serialize for ItemView<'_> {
                 annotations,
                 logprobs,
             }) => {
-                let part = [OutputText {
-                    annotations,
-                    logprobs,
-                    text,
-                    kind: "output_text",
-                }];
-                MessageOut {
-                    content: if done { &part } else { &[] },
-                    id,
-                    role: "assistant",
-                    status: self.status,
-                    kind: "message",
+                out.extend_from_slice(b"{\"content\":[");
+                if done {
+                    out.extend_from_slice(b"{\"annotations\":");
+                    json_out::value(out, annotations);
+                    out.extend_from_slice(b",\"logprobs\":");
+                    json_out::value(out, logprobs);
+                    out.extend_from_slice(b",\"text\":");
+                    json_out::string(out, text);
+                    out.extend_from_slice(b",\"type\":\"output_text\"}");
                 }
-                .serialize(serializer)
+                out.extend_from_slice(b"],\"id\":");
+                json_out::string(out, id);
+                out.extend_from_slice(b",\"role\":\"assistant\",\"status\":");
+                json_out::string(out, self.status);
+                out.extend_from_slice(b",\"type\":\"message\"}");
             }
             Some(Item::Reasoning {
                 id,
@@ -980,10 +929,6 @@ impl Serialize for ItemView<'_> {
                 state,
                 sealed,
             }) => {
-                let summary = [SummaryText {
-                    text,
-                    kind: "summary_text",
-                }];
                 // Sealed when the item was done; sealed here only for a view of an unfinished
                 // renderer (`response_object` before `finish`).
                 let unsealed;
@@ -998,17 +943,21 @@ impl Serialize for ItemView<'_> {
                     }
                     None => None,
                 };
-                ReasoningOut {
-                    encrypted_content: encrypted.filter(|_| done),
-                    id,
-                    summary: if done && !text.is_empty() {
-                        &summary
-                    } else {
-                        &[]
-                    },
-                    kind: "reasoning",
+                out.push(b'{');
+                if let Some(encrypted) = encrypted.filter(|_| done) {
+                    out.extend_from_slice(b"\"encrypted_content\":");
+                    json_out::string(out, encrypted);
+                    out.push(b',');
                 }
-                .serialize(serializer)
+                out.extend_from_slice(b"\"id\":");
+                json_out::string(out, id);
+                out.extend_from_slice(b",\"summary\":[");
+                if done && !text.is_empty() {
+                    out.extend_from_slice(b"{\"text\":");
+                    json_out::string(out, text);
+                    out.extend_from_slice(b",\"type\":\"summary_text\"}");
+                }
+                out.extend_from_slice(b"],\"type\":\"reasoning\"}");
             }
             Some(Item::Call {
                 id,
@@ -1019,37 +968,52 @@ impl Serialize for ItemView<'_> {
                 ..
             }) => {
                 let (namespace, name) = self.renderer.ctx.tools.split(name);
+                let write_namespace = |out: &mut Vec<u8>| {
+                    if let Some(namespace) = namespace {
+                        out.extend_from_slice(b",\"namespace\":");
+                        json_out::string(out, namespace);
+                    }
+                };
                 if *custom {
-                    let input = if done {
-                        custom_input(arguments)
+                    out.extend_from_slice(b"{\"call_id\":");
+                    json_out::string(out, call_id);
+                    out.extend_from_slice(b",\"id\":");
+                    json_out::string(out, id);
+                    out.extend_from_slice(b",\"input\":");
+                    if done {
+                        json_out::string(out, &custom_input(arguments));
                     } else {
-                        String::new()
-                    };
-                    CustomCallOut {
-                        call_id,
-                        id,
-                        input: &input,
-                        name,
-                        namespace,
-                        status: self.status,
-                        kind: "custom_tool_call",
+                        out.extend_from_slice(b"\"\"");
                     }
-                    .serialize(serializer)
+                    out.extend_from_slice(b",\"name\":");
+                    json_out::string(out, name);
+                    write_namespace(out);
+                    out.extend_from_slice(b",\"status\":");
+                    json_out::string(out, self.status);
+                    out.extend_from_slice(b",\"type\":\"custom_tool_call\"}");
                 } else {
-                    FunctionCallOut {
-                        arguments: if done { arguments } else { "" },
-                        call_id,
-                        id,
-                        name,
-                        namespace,
-                        status: self.status,
-                        kind: "function_call",
-                    }
-                    .serialize(serializer)
+                    out.extend_from_slice(b"{\"arguments\":");
+                    json_out::string(out, if done { arguments } else { "" });
+                    out.extend_from_slice(b",\"call_id\":");
+                    json_out::string(out, call_id);
+                    out.extend_from_slice(b",\"id\":");
+                    json_out::string(out, id);
+                    out.extend_from_slice(b",\"name\":");
+                    json_out::string(out, name);
+                    write_namespace(out);
+                    out.extend_from_slice(b",\"status\":");
+                    json_out::string(out, self.status);
+                    out.extend_from_slice(b",\"type\":\"function_call\"}");
                 }
             }
-            None => serializer.serialize_unit(),
+            None => out.extend_from_slice(b"null"),
         }
+    }
+}
+
+impl Serialize for ItemView<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_raw().serialize(serializer)
     }
 }
 

@@ -5,7 +5,7 @@
 //! capture-aware client's; the proxy's request id (`x-request-id`) ties the four together.
 
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::SystemTime;
 
@@ -27,25 +27,21 @@ pub type SharedSink = Arc<dyn CaptureSink>;
 /// set when capture is on.
 #[derive(Debug, Clone)]
 pub struct CaptureLink {
-    /// The session id and its store key, as the request context holds them.
-    session: Arc<OnceLock<(String, String)>>,
-    backend: Arc<OnceLock<String>>,
+    /// The request context's slots (the session, the instance), as it fills them.
+    slots: Arc<crate::context::Slots>,
 }
 
 impl CaptureLink {
-    pub(crate) fn new(
-        session: Arc<OnceLock<(String, String)>>,
-        backend: Arc<OnceLock<String>>,
-    ) -> Self {
-        Self { session, backend }
+    pub(crate) fn new(slots: Arc<crate::context::Slots>) -> Self {
+        Self { slots }
     }
 
     fn session(&self) -> Option<String> {
-        self.session.get().map(|(id, _)| id.clone())
+        self.slots.session_id().map(str::to_owned)
     }
 
     fn backend(&self) -> String {
-        self.backend.get().cloned().unwrap_or_default()
+        self.slots.backend().unwrap_or_default().to_owned()
     }
 }
 

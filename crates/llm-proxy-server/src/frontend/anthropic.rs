@@ -85,7 +85,7 @@ async fn handle(
     ctx.lossy.add(lossy);
     ctx.hold_parse_permit(permit);
     if req.stream {
-        let id = format!("msg_{}", ctx.request_id.trim_start_matches("req_"));
+        let id = llm_proxy_api::ids::derived("msg_", &ctx.request_id);
         let renderer = EventRenderer::new(id, req.model.clone(), state.sealer().clone());
         return Ok(stream_response(state, req, renderer, ctx).await);
     }

@@ -75,7 +75,7 @@ async fn handle(
     ctx.hold_parse_permit(permit);
     if req.stream {
         let renderer = ChunkRenderer::new(
-            format!("chatcmpl-{}", ctx.request_id.trim_start_matches("req_")),
+            llm_proxy_api::ids::derived("chatcmpl-", &ctx.request_id),
             req.model.clone(),
             llm_proxy_api::ids::unix_now(),
             include_usage,

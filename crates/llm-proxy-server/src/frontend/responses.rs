@@ -107,7 +107,7 @@ impl StreamRenderer for ResponsesRenderer {
         self.events.finish(out);
         if let Some(save) = self.save.take() {
             let events = &self.events;
-            self.kept = save.keep(events, || events.response_json(false).ok());
+            self.kept = save.keep(events, || Some(events.response_json(false)));
         }
     }
 
@@ -205,7 +205,7 @@ async fn prepare_turn(
     });
     let req = converted.request;
     let ctx = ResponseContext {
-        id: format!("resp_{}", meta.request_id.trim_start_matches("req_")),
+        id: llm_proxy_api::ids::derived("resp_", &meta.request_id),
         model: req.model.clone(),
         created_at: llm_proxy_api::ids::unix_now(),
         tools: converted.tools,
@@ -221,9 +221,9 @@ pub async fn create(
     client: Option<Extension<ClientIdentity>>,
     body: Body,
 ) -> Response {
-    let meta = RequestContext::new(&state, WireFormat::OpenAiResponses, headers)
+    let mut meta = RequestContext::new(&state, WireFormat::OpenAiResponses, headers)
         .with_client(client.map(|c| c.0));
-    match handle(&state, body, meta.clone()).await {
+    match handle(&state, body, &mut meta).await {
         Ok(resp) => resp,
         Err(e) => meta.error(e),
     }
@@ -232,26 +232,24 @@ pub async fn create(
 async fn handle(
     state: &AppState,
     body: Body,
-    mut meta: RequestContext,
+    meta: &mut RequestContext,
 ) -> Result<Response, ProxyError> {
     let (body, permit) = read_body(state, &meta.headers, body).await?;
     let wire: ResponsesRequest = parse_body(&body)?;
     drop(body);
-    let Turn { req, ctx, save } = prepare_turn(state, wire, &mut meta, None, false).await?;
+    let Turn { req, ctx, save } = prepare_turn(state, wire, meta, None, false).await?;
     meta.hold_parse_permit(permit);
     if req.stream {
         let renderer = ResponsesRenderer::sse(ctx, save, state.sealer().clone());
-        return Ok(stream_response(state, req, renderer, &meta).await);
+        return Ok(stream_response(state, req, renderer, meta).await);
     }
-    let response = collected::<ResponsesRenderer>(state, req, &meta).await?;
+    let response = collected::<ResponsesRenderer>(state, req, meta).await?;
     meta.lossy
         .add(openai_responses::dropped_from_response(&response));
     let answer = openai_responses::collect_response(response, ctx, state.sealer().clone());
-    let (body, stored) = answer
-        .response_json_with_and_without_text()
-        .map_err(|e| ProxyError::Backend(BackendError::internal(e.to_string())))?;
+    let (body, stored) = answer.response_json_with_and_without_text();
     save.keep(&answer, || Some(stored));
-    Ok(json_response(body, &meta))
+    Ok(json_response(body, meta))
 }
 
 /// `GET /v1/responses/{id}`: a stored answer.

@@ -1,0 +1,189 @@
+//! Writing JSON straight into a byte buffer, for the few large objects the proxy prints on
+//! every request (the Responses response object and its output items). Keys are fixed byte
+//! strings written as they are, and a string value that needs no escape (almost all of them)
+//! is copied in one piece after a word-at-a-time scan, where `serde_json` looks every key and
+//! every byte up in its escape table. The output is byte for byte what `serde_json` prints
+//! for the same value (tested below, and in the callers' tests against `serde_json::Value`).
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+/// Something that writes itself as one JSON value.
+pub(crate) trait WriteJson {
+    fn write_json(&self, out: &mut Vec<u8>);
+
+    /// The value as a [`RawValue`], so a `Serialize` impl can hand it to any serializer
+    /// (`serde_json`'s writer copies it; its `Value` builder parses it).
+    fn to_raw(&self) -> Box<RawValue> {
+        let mut out = Vec::with_capacity(256);
+        self.write_json(&mut out);
+        // Every writer here prints valid UTF-8 JSON: keys are ASCII literals and strings come
+        // from `&str`; the fallback keeps a serializer from failing on a bug.
+        String::from_utf8(out)
+            .ok()
+            .and_then(|text| RawValue::from_string(text).ok())
+            .unwrap_or_else(|| RawValue::NULL.to_owned())
+    }
+}
+
+/// `s` as a JSON string literal, escaped exactly as `serde_json` escapes it (only `"`, `\` and
+/// control characters; everything else, `/` and non-ASCII included, as it is).
+pub(crate) fn string(out: &mut Vec<u8>, s: &str) {
+    if needs_escape(s.as_bytes()) {
+        // Rare: let serde_json do the escaping, so the two can never differ.
+        let _ = serde_json::to_writer(&mut *out, s);
+    } else {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    }
+}
+
+/// `Some(s)` as a string, `None` as `null`.
+pub(crate) fn opt_string(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => string(out, s),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+pub(crate) fn uint(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+pub(crate) fn opt_uint(out: &mut Vec<u8>, n: Option<u64>) {
+    match n {
+        Some(n) => uint(out, n),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+pub(crate) fn boolean(out: &mut Vec<u8>, b: bool) {
+    out.extend_from_slice(if b { b"true" } else { b"false" });
+}
+
+/// Any other value (floats, client-given objects), through `serde_json`.
+pub(crate) fn value<T: Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
+    if serde_json::to_writer(&mut *out, v).is_err() {
+        out.extend_from_slice(b"null");
+    }
+}
+
+/// A JSON array of `items`, each written by `write`.
+pub(crate) fn array<T>(
+    out: &mut Vec<u8>,
+    items: impl IntoIterator<Item = T>,
+    write: impl Fn(&mut Vec<u8>, T),
+) {
+    out.push(b'[');
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write(out, item);
+    }
+    out.push(b']');
+}
+
+/// Whether `bytes` hold a `"`, a `\` or a control character (below 0x20), eight bytes at a
+/// time: a byte below 0x20, or equal to one of the two, leaves its high bit set in the mask
+/// (the classic "has a zero / has a byte less than" word tricks).
+fn needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let less_than = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGH;
+    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut found = 0u64;
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_ne_bytes(word);
+        found |= less_than(x, 0x20)
+            | zero_byte(x ^ (ONES * u64::from(b'"')))
+            | zero_byte(x ^ (ONES * u64::from(b'\\')));
+    }
+    found != 0
+        || chunks
+            .remainder()
+            .iter()
+            .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn written(s: &str) -> String {
+        let mut out = Vec::new();
+        string(&mut out, s);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn strings_print_as_serde_json_prints_them() {
+        let mut cases: Vec<String> = [
+            "",
+            "plain",
+            "exactly8",
+            "sixteen bytes ok",
+            "quote \" inside",
+            "back\\slash",
+            "new\nline and\ttab",
+            "ünïcødé and emoji 🦀 stay as they are",
+            "slash / stays",
+            "\u{7f} delete stays",
+            "\u{1f}",
+            "0123456\"",
+            "01234567\"",
+            "012345678901234\\",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        // Every byte value below 0x80 at every position of a 17-byte string.
+        for b in 0u8..0x80 {
+            for pos in 0..17 {
+                let mut s = vec![b'a'; 17];
+                s[pos] = b;
+                cases.push(String::from_utf8(s).unwrap());
+            }
+        }
+        for s in cases {
+            assert_eq!(written(&s), serde_json::to_string(&s).unwrap(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn the_escape_scan_finds_what_serde_json_escapes() {
+        for b in 0u8..=255 {
+            for pos in 0..16 {
+                let mut s = vec![b'x'; 16];
+                s[pos] = b;
+                let expected = b < 0x20 || b == b'"' || b == b'\\';
+                assert_eq!(needs_escape(&s), expected, "byte {b:#x} at {pos}");
+            }
+        }
+    }
+
+    #[test]
+    fn numbers_and_fallbacks() {
+        let mut out = Vec::new();
+        uint(&mut out, u64::MAX);
+        out.push(b' ');
+        opt_uint(&mut out, None);
+        out.push(b' ');
+        boolean(&mut out, false);
+        out.push(b' ');
+        value(&mut out, &0.5f64);
+        out.push(b' ');
+        value(&mut out, &f64::NAN);
+        out.push(b' ');
+        array(&mut out, [1u64, 2], uint);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "18446744073709551615 null false 0.5 null [1,2]"
+        );
+    }
+}
