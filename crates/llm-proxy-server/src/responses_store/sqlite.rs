@@ -27,13 +27,15 @@ const MAX_QUEUED_WRITES: usize = 1024;
 /// How often the thread deletes expired rows (checked when it handles a write).
 const PURGE_EVERY_SECS: u64 = 60;
 
-/// How long queued writes wait for more to share their transaction (short, so at one request
-/// at a time the thread's own timer, not a wake-up from a request, writes a handful).
-const GATHER_WRITES: Duration = Duration::from_millis(2);
+/// How long queued writes wait for more to share their transaction: at one request at a time
+/// the thread's own timer, not a wake-up from a request, writes them, and a commit (with its
+/// WAL frames) is shared by every answer of the window. Reads and deletes do not wait (they
+/// write what is queued first), so a `previous_response_id` always finds the answer.
+const GATHER_WRITES: Duration = Duration::from_millis(25);
 
-/// Writes gathered at most: more are written at once, so a burst of answers is written in
-/// short steps rather than one long one that holds a core.
-const MAX_GATHERED: usize = 8;
+/// Writes gathered at most: more are written at once (a burst is written in steps of a few
+/// milliseconds of one core), and under load a request wakes the thread once per this many.
+const MAX_GATHERED: usize = 128;
 
 /// How long the thread keeps looking for writes every [`GATHER_WRITES`] after its queue
 /// empties, before it sleeps until a command wakes it: under a steady flow of answers a write
