@@ -41,8 +41,9 @@ pub(crate) struct Save {
     store: Option<Arc<dyn ResponseStore>>,
     /// Whether the caller keeps the answer too (a WebSocket connection's last turn).
     local: bool,
-    /// The conversation that led to the answer (empty when nothing is kept).
-    input: Vec<Value>,
+    /// The conversation that led to the answer, as a JSON array of input items (empty when
+    /// nothing is kept): written once here, read into items only by a turn that continues it.
+    input: Vec<u8>,
 }
 
 impl Save {
@@ -59,9 +60,9 @@ impl Save {
             return None;
         }
         let object = object()?;
-        // The output items are read back from the object by whoever needs them (the SQLite
-        // store's thread, or the next turn), not built here.
-        let stored = StoredResponse::new(Arc::new(self.input), Bytes::from(object));
+        // The input and output items are read back from JSON by whoever needs them (the next
+        // turn), not built here: the store's thread gets two buffers, not an item tree.
+        let stored = StoredResponse::from_json(Bytes::from(self.input), Bytes::from(object));
         let id = answer.response_id().to_owned();
         if let Some(store) = self.store {
             store.put(id.clone(), stored.clone());
@@ -185,8 +186,8 @@ async fn prepare_turn(
     let store = (wire.store != Some(false)).then(|| state.responses().clone());
     let input = match &wire.input {
         _ if store.is_none() && !keep_local => Vec::new(),
-        Some(Input::Text(text)) => vec![json!({"role": "user", "content": text})],
-        Some(Input::Items(items)) => items.clone(),
+        Some(Input::Text(text)) => user_text_items(text),
+        Some(Input::Items(items)) => serde_json::to_vec(items).unwrap_or_default(),
         None => Vec::new(),
     };
     let save = Save {
@@ -212,6 +213,18 @@ async fn prepare_turn(
         echo: converted.echo,
     };
     Ok(Turn { req, ctx, save })
+}
+
+/// `[{"content": text, "role": "user"}]`, the input item a text `input` stands for (keys in
+/// the order a `Value` prints them).
+fn user_text_items(text: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() + 36);
+    out.extend_from_slice(b"[{\"content\":");
+    if serde_json::to_writer(&mut out, text).is_err() {
+        return Vec::new();
+    }
+    out.extend_from_slice(b",\"role\":\"user\"}]");
+    out
 }
 
 /// The handler.
@@ -370,7 +383,7 @@ fn list_input_items(
     stored: &StoredResponse,
     page: &PageQuery,
 ) -> Result<Value, ProxyError> {
-    let mut ordered: Vec<(usize, &Value)> = stored.input.iter().enumerate().collect();
+    let mut ordered: Vec<(usize, &Value)> = stored.input().iter().enumerate().collect();
     if page.descending {
         ordered.reverse();
     }

@@ -11,7 +11,6 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use serde_json::Value;
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 
@@ -96,19 +95,23 @@ impl RedisResponseStore {
         /// The stored form: the input items and the object as the client received it.
         #[derive(serde::Deserialize)]
         struct Stored<'a> {
-            input: Vec<Value>,
+            #[serde(borrow)]
+            input: &'a RawValue,
             #[serde(borrow)]
             object: &'a RawValue,
         }
         let stored: Stored<'_> = serde_json::from_slice(bytes).ok()?;
-        Some(StoredResponse::new(
-            Arc::new(stored.input),
-            Bytes::copy_from_slice(stored.object.get().as_bytes()),
-        ))
+        // The input items are read when a turn needs them (and must be an array then).
+        stored.input.get().trim_start().starts_with('[').then(|| {
+            StoredResponse::from_json(
+                Bytes::copy_from_slice(stored.input.get().as_bytes()),
+                Bytes::copy_from_slice(stored.object.get().as_bytes()),
+            )
+        })
     }
 
     fn encode(response: &StoredResponse) -> Option<Vec<u8>> {
-        let input = serde_json::to_vec(response.input.as_ref()).ok()?;
+        let input = response.input_json();
         let mut out = Vec::with_capacity(input.len() + response.object.len() + 24);
         out.extend_from_slice(b"{\"input\":");
         out.extend_from_slice(&input);

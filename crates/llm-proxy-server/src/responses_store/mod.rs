@@ -16,13 +16,16 @@ use serde_json::Value;
 pub use memory::{DEFAULT_CAPACITY, MemoryResponseStore};
 pub use sqlite::SqliteResponseStore;
 
-/// One stored answer. Its output items are read from the object when first asked for
-/// ([`StoredResponse::output`]), so the request that answered does not build them: the store
-/// (on its own thread) or the next turn does.
+/// One stored answer. Its input and output items are read from JSON when first asked for
+/// ([`StoredResponse::input`], [`StoredResponse::output`]), so the request that answered builds
+/// no item tree: it hands over two buffers, and the store (on its own thread) or the next turn
+/// reads them.
 #[derive(Debug, Clone)]
 pub struct StoredResponse {
-    /// The conversation that led to this answer, as input items.
-    pub input: Arc<Vec<Value>>,
+    /// The conversation that led to this answer, as a JSON array of input items.
+    input_json: Bytes,
+    /// The same, once read (or as given).
+    input: OnceLock<Arc<Vec<Value>>>,
     /// The response object as the client received it (less `output_text`), as JSON.
     pub object: Bytes,
     /// The object's `output`, once read.
@@ -30,21 +33,59 @@ pub struct StoredResponse {
 }
 
 impl StoredResponse {
-    /// An answer whose output items are read from `object` when needed.
+    /// An answer whose input items are known; its output items are read from `object` when
+    /// needed.
     pub fn new(input: Arc<Vec<Value>>, object: Bytes) -> Self {
         Self {
-            input,
+            input_json: Bytes::new(),
+            input: OnceLock::from(input),
             object,
             output: OnceLock::new(),
         }
     }
 
-    /// An answer whose output items are known already (they must be the object's `output`).
+    /// An answer whose input items are the JSON array `input_json` (an empty buffer: none);
+    /// both are read when needed.
+    pub fn from_json(input_json: Bytes, object: Bytes) -> Self {
+        Self {
+            input_json,
+            input: OnceLock::new(),
+            object,
+            output: OnceLock::new(),
+        }
+    }
+
+    /// An answer whose input and output items are known already (the output must be the
+    /// object's `output`).
     pub fn with_output(input: Arc<Vec<Value>>, output: Arc<Vec<Value>>, object: Bytes) -> Self {
         Self {
-            input,
+            input_json: Bytes::new(),
+            input: OnceLock::from(input),
             object,
             output: OnceLock::from(output),
+        }
+    }
+
+    /// The conversation that led to this answer, as input items.
+    pub fn input(&self) -> &[Value] {
+        self.input.get_or_init(|| {
+            Arc::new(if self.input_json.is_empty() {
+                Vec::new()
+            } else {
+                serde_json::from_slice(&self.input_json).unwrap_or_default()
+            })
+        })
+    }
+
+    /// The input items as a JSON array, as written (serialized only for an answer built from
+    /// items).
+    pub fn input_json(&self) -> std::borrow::Cow<'_, [u8]> {
+        match self.input.get() {
+            Some(items) if self.input_json.is_empty() => std::borrow::Cow::Owned(
+                serde_json::to_vec(items.as_ref()).unwrap_or_else(|_| b"[]".to_vec()),
+            ),
+            _ if self.input_json.is_empty() => std::borrow::Cow::Borrowed(b"[]"),
+            _ => std::borrow::Cow::Borrowed(&self.input_json),
         }
     }
 
@@ -57,14 +98,14 @@ impl StoredResponse {
 
     /// The whole conversation up to and including this answer, as input items.
     pub fn items(&self) -> impl Iterator<Item = &Value> {
-        self.input.iter().chain(self.output().iter())
+        self.input().iter().chain(self.output().iter())
     }
 }
 
 impl PartialEq for StoredResponse {
     /// The output is part of the object.
     fn eq(&self, other: &Self) -> bool {
-        self.input == other.input && self.object == other.object
+        self.input() == other.input() && self.object == other.object
     }
 }
 

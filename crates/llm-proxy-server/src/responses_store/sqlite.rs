@@ -515,7 +515,13 @@ fn conversation(response: &StoredResponse) -> String {
         #[serde(borrow, default)]
         output: Option<&'a serde_json::value::RawValue>,
     }
-    let mut items = serde_json::to_string(&*response.input).unwrap_or_else(|_| "[]".into());
+    let mut items = String::from_utf8(response.input_json().into_owned())
+        .ok()
+        .filter(|items| items.trim_end().ends_with(']'))
+        .unwrap_or_else(|| "[]".into());
+    while items.ends_with(char::is_whitespace) {
+        items.pop();
+    }
     let output = std::str::from_utf8(&response.object)
         .ok()
         .and_then(|object| serde_json::from_str::<Output<'_>>(object).ok())
@@ -526,7 +532,7 @@ fn conversation(response: &StoredResponse) -> String {
         .filter(|inside| !inside.is_empty());
     if let Some(inside) = output {
         items.pop();
-        if !response.input.is_empty() {
+        if !items.trim_end().ends_with('[') {
             items.push(',');
         }
         items.push_str(inside);
@@ -742,10 +748,10 @@ mod tests {
         let no_input = StoredResponse::new(Arc::new(Vec::new()), both.object.clone());
         assert_eq!(parsed(&no_input), no_input.output());
         let no_output = StoredResponse::new(
-            both.input.clone(),
+            Arc::new(both.input().to_vec()),
             Bytes::from_static(br#"{"id": "resp_x", "output": [ ]}"#),
         );
-        assert_eq!(parsed(&no_output), *no_output.input);
+        assert_eq!(parsed(&no_output), no_output.input());
         let nothing = StoredResponse::new(Arc::new(Vec::new()), Bytes::from_static(b"{}"));
         assert_eq!(conversation(&nothing), "[]");
     }
