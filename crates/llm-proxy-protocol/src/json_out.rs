@@ -156,6 +156,25 @@ mod tests {
     }
 
     #[test]
+    fn random_strings_print_as_serde_json_prints_them() {
+        // A fixed-seed generator over characters of every UTF-8 length, the three that need
+        // escaping and a few control characters, at lengths around the scan's 8-byte words.
+        let alphabet: Vec<char> = "aZ09 /\"\\\n\t\r\u{0}\u{1f}\u{7f}é€🦀".chars().collect();
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for len in 0..200 {
+            let s: String = (0..len)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    alphabet[(seed % alphabet.len() as u64) as usize]
+                })
+                .collect();
+            assert_eq!(written(&s), serde_json::to_string(&s).unwrap(), "{s:?}");
+        }
+    }
+
+    #[test]
     fn the_escape_scan_finds_what_serde_json_escapes() {
         for b in 0u8..=255 {
             for pos in 0..16 {
