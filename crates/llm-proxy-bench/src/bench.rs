@@ -61,11 +61,15 @@ pub async fn run(settings: &Settings, endpoints: Endpoints) -> Report {
     tokio::time::sleep(SETTLE).await;
     let idle = proxy_pid.and_then(rss::read);
 
+    // The proxy lanes first, then each translated protocol called directly on the mock (its
+    // own baseline: a translated lane's answer differs in size from the chat lane's).
     let mut lanes = [
         Lane::new(direct.clone(), ClientApi::OpenAi),
         Lane::new(proxy.clone(), ClientApi::OpenAi),
         Lane::new(proxy.clone(), ClientApi::Anthropic),
         Lane::new(proxy.clone(), ClientApi::Responses),
+        Lane::new(direct.clone(), ClientApi::Anthropic),
+        Lane::new(direct.clone(), ClientApi::Responses),
     ];
     progress(&format!("warm-up: {} requests per lane", settings.warmup));
     crate::load::interleaved_requests(
@@ -75,10 +79,12 @@ pub async fn run(settings: &Settings, endpoints: Endpoints) -> Report {
         settings.request_timeout,
     )
     .await;
-    for lane in &mut lanes[1..] {
+    for lane in &mut lanes[1..4] {
         proxied += std::mem::take(&mut lane.requests).attempts();
     }
-    lanes[0].requests = Samples::default();
+    for i in [0, 4, 5] {
+        lanes[i].requests = Samples::default();
+    }
 
     progress(&format!(
         "non-streaming, concurrency 1: {} requests per lane",
@@ -94,10 +100,24 @@ pub async fn run(settings: &Settings, endpoints: Endpoints) -> Report {
     let samples = lanes
         .each_mut()
         .map(|lane| (lane.api, std::mem::take(&mut lane.requests)));
-    proxied += samples[1..].iter().map(|(_, s)| s.attempts()).sum::<u64>();
-    let [direct_c1, proxy_c1, translated_c1 @ ..] =
-        samples.map(|(api, samples)| LatencyLane::new(api, samples));
-    let non_streaming_c1 = RequestLanes::new(rounds, direct_c1, proxy_c1, translated_c1.into());
+    proxied += samples[1..4].iter().map(|(_, s)| s.attempts()).sum::<u64>();
+    let [
+        direct_c1,
+        proxy_c1,
+        anthropic_c1,
+        responses_c1,
+        direct_anthropic,
+        direct_responses,
+    ] = samples.map(|(api, samples)| LatencyLane::new(api, samples));
+    let non_streaming_c1 = RequestLanes::new(
+        rounds,
+        direct_c1,
+        proxy_c1,
+        vec![
+            (anthropic_c1, direct_anthropic),
+            (responses_c1, direct_responses),
+        ],
+    );
 
     let closed_loop = |target: &Target, apis: Vec<ClientApi>, duration, max_requests| ClosedLoop {
         target: target.clone(),
@@ -157,10 +177,13 @@ pub async fn run(settings: &Settings, endpoints: Endpoints) -> Report {
         settings.chunks,
         settings.chunk_interval.as_millis()
     ));
-    let lanes_max = settings.paced_phase_max(settings.streams * lanes.len() as u64);
-    crate::load::interleaved_streams(&mut lanes, settings.streams, lanes_max, plan).await;
-    let samples = lanes
-        .each_mut()
+    // Streams: the proxy lanes and the direct OpenAI one (the translated protocols' own
+    // baselines are for the non-streaming figures).
+    let stream_lanes = &mut lanes[..4];
+    let lanes_max = settings.paced_phase_max(settings.streams * stream_lanes.len() as u64);
+    crate::load::interleaved_streams(stream_lanes, settings.streams, lanes_max, plan).await;
+    let [direct_lane, proxy_lane, anthropic_lane, responses_lane, ..] = &mut lanes;
+    let samples = [direct_lane, proxy_lane, anthropic_lane, responses_lane]
         .map(|lane| (lane.api, std::mem::take(&mut lane.streams)));
     proxied += samples[1..].iter().map(|(_, s)| s.attempts()).sum::<u64>();
     let [direct_s1, proxy_s1, translated_s1 @ ..] =

@@ -56,9 +56,16 @@ impl LatencyLane {
 pub struct TranslatedLatency {
     #[serde(flatten)]
     pub lane: LatencyLane,
+    /// Over the direct OpenAI chat lane.
     pub added: Option<Added>,
     /// This lane's added p99 over the same-protocol lane's added p99.
     pub ratio_p99: Option<f64>,
+    /// The same protocol called directly on the mock (an answer of this protocol's size).
+    pub direct_same_api: LatencyLane,
+    /// Over `direct_same_api`: what the proxy adds to a call in this protocol.
+    pub added_vs_same_api: Option<Added>,
+    /// `added_vs_same_api` p50 over the OpenAI chat lane's added p50.
+    pub ratio_p50_vs_same_api: Option<f64>,
 }
 
 /// Concurrency 1, non-streaming: direct, same protocol through the proxy, and each translated
@@ -77,16 +84,21 @@ impl RequestLanes {
         requests_per_lane: u64,
         direct: LatencyLane,
         proxy: LatencyLane,
-        translated: Vec<LatencyLane>,
+        translated: Vec<(LatencyLane, LatencyLane)>,
     ) -> Self {
         let proxy_added = added(proxy.latency.as_ref(), direct.latency.as_ref());
         let translated = translated
             .into_iter()
-            .map(|lane| {
+            .map(|(lane, direct_same_api)| {
                 let lane_added = added(lane.latency.as_ref(), direct.latency.as_ref());
+                let added_vs_same_api =
+                    added(lane.latency.as_ref(), direct_same_api.latency.as_ref());
                 TranslatedLatency {
                     ratio_p99: ratio_of_added(lane_added, proxy_added),
                     added: lane_added,
+                    ratio_p50_vs_same_api: ratio_of_added_p50(added_vs_same_api, proxy_added),
+                    added_vs_same_api,
+                    direct_same_api,
                     lane,
                 }
             })
@@ -482,6 +494,11 @@ fn added(measured: Option<&Summary>, baseline: Option<&Summary>) -> Option<Added
 fn ratio_of_added(translated: Option<Added>, same_protocol: Option<Added>) -> Option<f64> {
     let (translated, same_protocol) = (translated?, same_protocol?);
     (same_protocol.p99_us > 0.0).then(|| translated.p99_us / same_protocol.p99_us)
+}
+
+fn ratio_of_added_p50(lane: Option<Added>, same_protocol: Option<Added>) -> Option<f64> {
+    let (lane, same_protocol) = (lane?, same_protocol?);
+    (same_protocol.p50_us > 0.0).then(|| lane.p50_us / same_protocol.p50_us)
 }
 
 fn mib(kib: u64) -> f64 {

@@ -63,6 +63,13 @@ fn non_streaming(out: &mut String, report: &Report) {
     for t in &lanes.translated {
         lane(format!("proxy  {}", t.lane.api.label()), &t.lane, t.added);
     }
+    for t in &lanes.translated {
+        lane(
+            format!("direct {}", t.direct_same_api.api.label()),
+            &t.direct_same_api,
+            None,
+        );
+    }
     let _ = writeln!(
         out,
         "\nNon-streaming, concurrency 1: latency in us ({} requests per lane, lanes interleaved)",
@@ -75,6 +82,17 @@ fn non_streaming(out: &mut String, report: &Report) {
             "{} / same-protocol added p99: {}",
             t.lane.api.label(),
             ratio(t.ratio_p99)
+        );
+    }
+    for t in &lanes.translated {
+        let _ = writeln!(
+            out,
+            "{} added p50 over a direct {} call: {} ({} the OpenAI lane's)",
+            t.lane.api.label(),
+            t.direct_same_api.api.label(),
+            t.added_vs_same_api
+                .map_or_else(|| "n/a".to_owned(), |a| format!("+{:.1} us", a.p50_us)),
+            ratio(t.ratio_p50_vs_same_api)
         );
     }
     let _ = write!(

@@ -94,6 +94,10 @@ fn quick_run_against_the_mock_reports_every_lane() {
     assert_eq!(apis, ["anthropic", "responses"]);
     for lane in translated {
         assert!(lane["added"]["p99_us"].is_number(), "{lane}");
+        // Each translated protocol also has its own direct baseline on the mock.
+        assert_eq!(lane["direct_same_api"]["api"], lane["api"], "{lane}");
+        assert_eq!(lane["direct_same_api"]["errors"], 0, "{lane}");
+        assert!(lane["added_vs_same_api"]["p50_us"].is_number(), "{lane}");
     }
 
     let throughput = &report["throughput"];
