@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::middleware::Next;
 use axum::response::Response;
 
@@ -88,23 +88,14 @@ fn is_gemini_method(path: &str) -> bool {
     })
 }
 
-/// Middleware enforcing client keys; refusals use the envelope of the path's protocol.
-pub async fn require_key(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let format = format_for_path(req.uri().path());
-    enforce(&state, req, next, format).await
-}
-
-/// Middleware enforcing client keys on the dedicated Anthropic listener, where every
-/// refusal uses the Anthropic envelope (its `/v1/models` is Anthropic's too).
-pub async fn require_key_anthropic(
-    State(state): State<AppState>,
-    req: Request,
+/// Enforces client keys (when any are configured) on one request; refusals are written in
+/// `format`. Runs inside the edge layer (`edge::guard`).
+pub(crate) async fn enforce(
+    state: &AppState,
+    mut req: Request,
     next: Next,
+    format: WireFormat,
 ) -> Response {
-    enforce(&state, req, next, WireFormat::Anthropic).await
-}
-
-async fn enforce(state: &AppState, mut req: Request, next: Next, format: WireFormat) -> Response {
     let keys = &state.config().auth.api_keys;
     let path = req.uri().path();
     // The dashboard's static files hold no data; the page sends the key with its data requests.

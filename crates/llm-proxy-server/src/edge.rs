@@ -14,15 +14,19 @@ use crate::error::{ProxyError, WireFormat};
 const MAX_MESSAGE_BYTES: usize = 4096;
 
 /// What the edge of one listener needs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct Edge {
-    /// The client protocol of a path (its error envelope).
+    /// The client protocol of a path (its error envelope, the client-key refusals').
     pub format_of: fn(&str) -> WireFormat,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// For the client-key check ([`crate::auth`]), which runs in the same layer: one
+    /// middleware per request instead of two (each clones and boxes the route's service).
+    pub state: crate::state::AppState,
 }
 
-/// The middleware.
+/// The middleware: the early 413, then the client-key check, then the envelope for the
+/// framework's own errors.
 pub async fn guard(State(edge): State<Edge>, req: Request, next: Next) -> Response {
     let format = (edge.format_of)(req.uri().path());
     if declared_length(req.headers()).is_some_and(|n| n > edge.max_body_bytes as u64) {
@@ -32,7 +36,7 @@ pub async fn guard(State(edge): State<Edge>, req: Request, next: Next) -> Respon
         }
         .into_response_for(format);
     }
-    let response = next.run(req).await;
+    let response = crate::auth::enforce(&edge.state, req, next, format).await;
     let status = response.status();
     if (status.is_client_error() || status.is_server_error()) && !is_json(response.headers()) {
         return envelope(response, format).await;

@@ -134,15 +134,12 @@ pub fn app(state: AppState) -> Router {
             post(frontend::gemini::model_action).get(frontend::gemini::get_model),
         )
         .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_key,
-        ))
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(
             edge::Edge {
                 format_of: auth::format_for_path,
                 max_body_bytes: limit,
+                state: state.clone(),
             },
             edge::guard,
         ));
@@ -178,15 +175,13 @@ pub fn anthropic_app(state: AppState) -> Router {
         .route("/health", get(frontend::models::health))
         .route("/metrics", get(metrics::render))
         .fallback(anthropic_not_found)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_key_anthropic,
-        ))
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(
             edge::Edge {
+                // Every refusal in the Anthropic envelope (its `/v1/models` is Anthropic's too).
                 format_of: |_| WireFormat::Anthropic,
                 max_body_bytes: limit,
+                state: state.clone(),
             },
             edge::guard,
         ));
