@@ -70,6 +70,14 @@ pub(crate) fn value<T: Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
     }
 }
 
+/// `v` through `serde_json` when given, else `default` (literal JSON) as it is.
+pub(crate) fn value_or<T: Serialize + ?Sized>(out: &mut Vec<u8>, v: Option<&T>, default: &[u8]) {
+    match v {
+        Some(v) => value(out, v),
+        None => out.extend_from_slice(default),
+    }
+}
+
 /// A JSON array of `items`, each written by `write`.
 pub(crate) fn array<T>(
     out: &mut Vec<u8>,

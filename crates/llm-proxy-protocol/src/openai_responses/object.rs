@@ -163,10 +163,7 @@ impl<O: WriteJson> ObjectView<'_, O> {
         out.extend_from_slice(b",\"max_output_tokens\":");
         json_out::opt_uint(out, e.max_output_tokens);
         out.extend_from_slice(b",\"metadata\":");
-        match &e.metadata {
-            Some(metadata) => json_out::value(out, metadata),
-            None => out.extend_from_slice(b"{}"),
-        }
+        json_out::value_or(out, e.metadata.as_ref(), b"{}");
         out.extend_from_slice(b",\"model\":");
         json_out::string(out, self.model);
         out.extend_from_slice(b",\"object\":\"response\",\"output\":");
@@ -201,27 +198,15 @@ impl<O: WriteJson> ObjectView<'_, O> {
         out.extend_from_slice(b",\"temperature\":");
         json_out::value(out, &e.temperature);
         out.extend_from_slice(b",\"text\":");
-        match &e.text {
-            Some(text) => json_out::value(out, text),
-            None => out.extend_from_slice(b"{\"format\":{\"type\":\"text\"}}"),
-        }
+        json_out::value_or(out, e.text.as_ref(), b"{\"format\":{\"type\":\"text\"}}");
         out.extend_from_slice(b",\"tool_choice\":");
-        match &e.tool_choice {
-            Some(choice) => json_out::value(out, choice),
-            None => out.extend_from_slice(b"\"auto\""),
-        }
+        json_out::value_or(out, e.tool_choice.as_ref(), b"\"auto\"");
         out.extend_from_slice(b",\"tools\":");
-        match &e.tools {
-            Some(tools) => json_out::value(out, tools),
-            None => out.extend_from_slice(b"[]"),
-        }
+        json_out::value_or(out, e.tools.as_ref(), b"[]");
         out.extend_from_slice(b",\"top_p\":");
         json_out::value(out, &e.top_p);
         out.extend_from_slice(b",\"truncation\":");
-        match &e.truncation {
-            Some(truncation) => json_out::value(out, truncation),
-            None => out.extend_from_slice(b"\"disabled\""),
-        }
+        json_out::value_or(out, e.truncation.as_ref(), b"\"disabled\"");
         out.extend_from_slice(b",\"usage\":");
         match &self.usage {
             Some(usage) => usage.write_json(out),

@@ -794,8 +794,8 @@ impl EventRenderer {
         out.push(self.frame(kind, payload));
     }
 
-    /// `output_item.added`/`done` for item `i`, built only when frames are written (fields in
-    /// the order `emit` gives a `Value` body: sorted).
+    /// `output_item.added`/`done` for item `i`, built only when frames are written (keys
+    /// sorted, the order `emit` gives a `Value` body).
     fn emit_item(
         &mut self,
         kind: &'static str,
@@ -803,48 +803,39 @@ impl EventRenderer {
         status: &'static str,
         out: &mut Vec<Bytes>,
     ) {
-        #[derive(Serialize)]
-        struct ItemOut<'a> {
-            item: ItemView<'a>,
-            output_index: usize,
-            sequence_number: u64,
-            #[serde(rename = "type")]
-            kind: &'static str,
-        }
         if !self.frames {
             return;
         }
         let sequence_number = self.next_seq();
-        let frame = ItemOut {
-            item: self.item_view(i, status),
-            output_index: i,
-            sequence_number,
-            kind,
-        };
-        let payload = serde_json::to_vec(&frame).unwrap_or_default();
+        let mut payload = Vec::with_capacity(256);
+        payload.extend_from_slice(b"{\"item\":");
+        self.item_view(i, status).write_json(&mut payload);
+        payload.extend_from_slice(b",\"output_index\":");
+        json_out::uint(&mut payload, i as u64);
+        Self::close_frame(&mut payload, sequence_number, kind);
         out.push(self.frame(kind, payload));
     }
 
-    /// An event carrying the response object in its current state (fields sorted, as above).
+    /// An event carrying the response object in its current state (keys sorted, as above).
     fn emit_response(&mut self, kind: &'static str, out: &mut Vec<Bytes>) {
-        #[derive(Serialize)]
-        struct ResponseOut<'a> {
-            response: ObjectView<'a, OutputView<'a>>,
-            sequence_number: u64,
-            #[serde(rename = "type")]
-            kind: &'static str,
-        }
         if !self.frames {
             return;
         }
         let sequence_number = self.next_seq();
-        let frame = ResponseOut {
-            response: self.object_view(None),
-            sequence_number,
-            kind,
-        };
-        let payload = serde_json::to_vec(&frame).unwrap_or_default();
+        let mut payload = Vec::with_capacity(1024);
+        payload.extend_from_slice(b"{\"response\":");
+        self.object_view(None).write_json(&mut payload);
+        Self::close_frame(&mut payload, sequence_number, kind);
         out.push(self.frame(kind, payload));
+    }
+
+    /// `,"sequence_number":N,"type":kind}`: the last keys of a frame written by hand.
+    fn close_frame(payload: &mut Vec<u8>, sequence_number: u64, kind: &str) {
+        payload.extend_from_slice(b",\"sequence_number\":");
+        json_out::uint(payload, sequence_number);
+        payload.extend_from_slice(b",\"type\":");
+        json_out::string(payload, kind);
+        payload.push(b'}');
     }
 
     fn emit(&mut self, kind: &'static str, mut body: Value, out: &mut Vec<Bytes>) {
@@ -968,43 +959,42 @@ impl WriteJson for ItemView<'_> {
                 ..
             }) => {
                 let (namespace, name) = self.renderer.ctx.tools.split(name);
-                let write_namespace = |out: &mut Vec<u8>| {
-                    if let Some(namespace) = namespace {
-                        out.extend_from_slice(b",\"namespace\":");
-                        json_out::string(out, namespace);
-                    }
-                };
-                if *custom {
-                    out.extend_from_slice(b"{\"call_id\":");
-                    json_out::string(out, call_id);
-                    out.extend_from_slice(b",\"id\":");
-                    json_out::string(out, id);
-                    out.extend_from_slice(b",\"input\":");
-                    if done {
-                        json_out::string(out, &custom_input(arguments));
-                    } else {
-                        out.extend_from_slice(b"\"\"");
-                    }
-                    out.extend_from_slice(b",\"name\":");
-                    json_out::string(out, name);
-                    write_namespace(out);
-                    out.extend_from_slice(b",\"status\":");
-                    json_out::string(out, self.status);
-                    out.extend_from_slice(b",\"type\":\"custom_tool_call\"}");
-                } else {
-                    out.extend_from_slice(b"{\"arguments\":");
+                // Keys sorted: a function call's `arguments` come first, a custom call's
+                // `input` between `id` and `name`.
+                out.push(b'{');
+                if !*custom {
+                    out.extend_from_slice(b"\"arguments\":");
                     json_out::string(out, if done { arguments } else { "" });
-                    out.extend_from_slice(b",\"call_id\":");
-                    json_out::string(out, call_id);
-                    out.extend_from_slice(b",\"id\":");
-                    json_out::string(out, id);
-                    out.extend_from_slice(b",\"name\":");
-                    json_out::string(out, name);
-                    write_namespace(out);
-                    out.extend_from_slice(b",\"status\":");
-                    json_out::string(out, self.status);
-                    out.extend_from_slice(b",\"type\":\"function_call\"}");
+                    out.push(b',');
                 }
+                out.extend_from_slice(b"\"call_id\":");
+                json_out::string(out, call_id);
+                out.extend_from_slice(b",\"id\":");
+                json_out::string(out, id);
+                if *custom {
+                    out.extend_from_slice(b",\"input\":");
+                    json_out::string(
+                        out,
+                        &if done {
+                            custom_input(arguments)
+                        } else {
+                            String::new()
+                        },
+                    );
+                }
+                out.extend_from_slice(b",\"name\":");
+                json_out::string(out, name);
+                if let Some(namespace) = namespace {
+                    out.extend_from_slice(b",\"namespace\":");
+                    json_out::string(out, namespace);
+                }
+                out.extend_from_slice(b",\"status\":");
+                json_out::string(out, self.status);
+                out.extend_from_slice(if *custom {
+                    b",\"type\":\"custom_tool_call\"}"
+                } else {
+                    b",\"type\":\"function_call\"}"
+                });
             }
             None => out.extend_from_slice(b"null"),
         }
