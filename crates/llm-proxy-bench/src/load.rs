@@ -128,6 +128,11 @@ impl Lane {
 
 /// `rounds` requests per lane, one in flight at a time, rotating over the lanes so that every
 /// lane sees the same moments of a noisy machine. Returns the rounds completed within `max`.
+///
+/// Each round starts one lane further on, so that no lane always follows the same one: a lane
+/// that always came right after another proxy lane found the proxy's caches and threads warm,
+/// and one that always came after the direct lanes found them cold, which skewed the
+/// comparison between the translated lanes by several percent.
 pub async fn interleaved_requests(
     lanes: &mut [Lane],
     rounds: u64,
@@ -139,12 +144,19 @@ pub async fn interleaved_requests(
         if Instant::now() >= deadline {
             return round;
         }
-        for lane in lanes.iter_mut() {
+        for lane in in_turn(lanes, round) {
             let outcome = lane.conn.exchange(lane.api, timeout).await;
             lane.requests.record(outcome);
         }
     }
     rounds
+}
+
+/// The lanes in round `round`'s order: all of them, starting `round` lanes on.
+fn in_turn(lanes: &mut [Lane], round: u64) -> impl Iterator<Item = &mut Lane> {
+    let start = usize::try_from(round % lanes.len().max(1) as u64).unwrap_or(0);
+    let (before, after) = lanes.split_at_mut(start);
+    after.iter_mut().chain(before.iter_mut())
 }
 
 /// Like [`interleaved_requests`], one stream at a time.
@@ -159,7 +171,7 @@ pub async fn interleaved_streams(
         if Instant::now() >= deadline {
             return round;
         }
-        for lane in lanes.iter_mut() {
+        for lane in in_turn(lanes, round) {
             let outcome = lane
                 .conn
                 .stream(lane.api, plan.text_events, plan.timeout)
@@ -289,4 +301,34 @@ async fn connect_all(target: &Target, count: usize, samples: &mut Samples) -> Ve
 
 fn nanos(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::Target;
+    use std::net::{Ipv4Addr, SocketAddr};
+
+    #[test]
+    fn each_round_starts_one_lane_further_on() {
+        let target = Target::new(SocketAddr::from((Ipv4Addr::LOCALHOST, 1))).unwrap();
+        let apis = [ClientApi::OpenAi, ClientApi::Anthropic, ClientApi::Responses];
+        let mut lanes = apis.map(|api| Lane::new(target.clone(), api));
+        let order = |lanes: &mut [Lane], round| {
+            in_turn(lanes, round)
+                .map(|lane| lane.api)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(order(&mut lanes, 0), apis);
+        assert_eq!(
+            order(&mut lanes, 1),
+            [ClientApi::Anthropic, ClientApi::Responses, ClientApi::OpenAi]
+        );
+        assert_eq!(
+            order(&mut lanes, 5),
+            [ClientApi::Responses, ClientApi::OpenAi, ClientApi::Anthropic]
+        );
+        assert_eq!(order(&mut lanes, 3), apis);
+        assert!(order(&mut [], 7).is_empty());
+    }
 }
