@@ -84,6 +84,7 @@ pub async fn read_body(
         })?;
         if let Ok(data) = frame.into_data() {
             if buf.len().saturating_add(data.len()) > limit {
+                discard_rest(body, DRAINED_AFTER_REFUSAL).await;
                 return Err(too_large());
             }
             buf.extend_from_slice(&data);
@@ -99,6 +100,23 @@ pub async fn read_body(
         .reserve(parsed_size_estimate(&body))
         .await?;
     Ok((body, permit))
+}
+
+/// How much more of a body past the limit is read (and dropped) before the 413 goes out.
+/// A client still sending when the answer comes, with the connection closed on the rest,
+/// gets a reset instead of the 413; within this bound it finishes and reads the 413.
+const DRAINED_AFTER_REFUSAL: usize = 1 << 20;
+
+/// Reads and drops what is left of `body`, up to `bound` bytes (and within the body read
+/// timeout, which the connection applies to every frame).
+async fn discard_rest(mut body: Body, bound: usize) {
+    let mut seen = 0usize;
+    while seen <= bound {
+        match body.frame().await {
+            Some(Ok(frame)) => seen += frame.data_ref().map_or(0, Bytes::len),
+            Some(Err(_)) | None => return,
+        }
+    }
 }
 
 /// Memory a parsed request is expected to take, from its JSON: the bytes themselves plus a
