@@ -312,7 +312,11 @@ mod tests {
     #[test]
     fn each_round_starts_one_lane_further_on() {
         let target = Target::new(SocketAddr::from((Ipv4Addr::LOCALHOST, 1))).unwrap();
-        let apis = [ClientApi::OpenAi, ClientApi::Anthropic, ClientApi::Responses];
+        let apis = [
+            ClientApi::OpenAi,
+            ClientApi::Anthropic,
+            ClientApi::Responses,
+        ];
         let mut lanes = apis.map(|api| Lane::new(target.clone(), api));
         let order = |lanes: &mut [Lane], round| {
             in_turn(lanes, round)
@@ -322,11 +326,19 @@ mod tests {
         assert_eq!(order(&mut lanes, 0), apis);
         assert_eq!(
             order(&mut lanes, 1),
-            [ClientApi::Anthropic, ClientApi::Responses, ClientApi::OpenAi]
+            [
+                ClientApi::Anthropic,
+                ClientApi::Responses,
+                ClientApi::OpenAi
+            ]
         );
         assert_eq!(
             order(&mut lanes, 5),
-            [ClientApi::Responses, ClientApi::OpenAi, ClientApi::Anthropic]
+            [
+                ClientApi::Responses,
+                ClientApi::OpenAi,
+                ClientApi::Anthropic
+            ]
         );
         assert_eq!(order(&mut lanes, 3), apis);
         assert!(order(&mut [], 7).is_empty());

@@ -8,7 +8,9 @@
 //! requests (`idle_timeout`). While a request is in flight its body must arrive within
 //! `body_read_timeout`; the response itself is not timed here.
 //!
-//! Beyond `max_connections`, new connections wait in the listen backlog until one closes.
+//! Beyond `max_connections`, new connections wait until one closes: one per listening socket
+//! accepted but unread, the others in the listen backlog. The binary serves each address on
+//! several threads ([`serve_on_threads`]), each with its own socket; they share one cap.
 //! On shutdown the listener closes, connections without a request in flight are dropped at
 //! once, in-flight requests get `shutdown_grace`, and then [`Shutdown::expired`] tells streams
 //! to end with an in-stream error; connections still open a moment later are dropped.
@@ -96,18 +98,24 @@ pub async fn serve(
     settings: ServerConfig,
     shutdown: Shutdown,
 ) {
-    let settings = Arc::new(settings);
     let slots = Arc::new(Semaphore::new(settings.max_connections));
+    serve_with_slots(listener, router, Arc::new(settings), slots, shutdown).await;
+}
+
+/// [`serve`] with the connection cap (`slots`) shared by other listeners of the same address.
+async fn serve_with_slots(
+    listener: TcpListener,
+    router: Router,
+    settings: Arc<ServerConfig>,
+    slots: Arc<Semaphore>,
+    shutdown: Shutdown,
+) {
     let mut connections = JoinSet::new();
     loop {
         while connections.try_join_next().is_some() {}
-        let permit = tokio::select! {
-            permit = slots.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            () = shutdown.begun() => break,
-        };
+        // Accepted before a slot is taken: the cap is shared with the other threads' sockets
+        // of this address, and a slot held by a loop waiting on a socket nobody connects to
+        // would keep a connection on another socket waiting while the proxy is below its cap.
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -122,6 +130,14 @@ pub async fn serve(
                     }
                     continue;
                 }
+            },
+            () = shutdown.begun() => break,
+        };
+        // At the cap, this connection waits unread (and the next ones in the backlog).
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
             },
             () = shutdown.begun() => break,
         };
@@ -161,6 +177,162 @@ pub async fn serve(
             drain(&mut connections).await;
         }
     }
+}
+
+/// Backlog of each listening socket (Tokio's own default).
+const LISTEN_BACKLOG: i32 = 1024;
+
+/// Binds `count` listening sockets to one address. On Unix they share the port through
+/// `SO_REUSEPORT`, and the kernel spreads new connections over them, one socket per serving
+/// thread; elsewhere they are duplicates of one socket. The first resolves port 0, and tries
+/// each address `host` resolves to, as `TcpListener::bind` does.
+pub fn bind_listeners(
+    host: &str,
+    port: u16,
+    count: usize,
+) -> io::Result<Vec<std::net::TcpListener>> {
+    use std::net::ToSocketAddrs as _;
+    let mut last_error = None;
+    for addr in (host, port).to_socket_addrs()? {
+        let first = match listening_socket(addr) {
+            Ok(socket) => socket,
+            Err(e) => {
+                last_error = Some(e);
+                continue;
+            }
+        };
+        let bound = first.local_addr()?;
+        let mut sockets = Vec::with_capacity(count);
+        sockets.push(first);
+        for _ in 1..count {
+            let next = if cfg!(unix) {
+                listening_socket(bound)?
+            } else {
+                sockets[0].try_clone()?
+            };
+            sockets.push(next);
+        }
+        return Ok(sockets);
+    }
+    Err(last_error.unwrap_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::AddrNotAvailable,
+            format!("{host} resolves to no address"),
+        )
+    }))
+}
+
+fn listening_socket(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    #[cfg(unix)]
+    {
+        // As Tokio's bind: a restarted proxy rebinds at once despite TIME_WAIT connections.
+        socket.set_reuse_address(true)?;
+        // The kernel only groups sockets of the same user: another account cannot join.
+        socket.set_reuse_port(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// One address to serve: a socket per serving thread (from [`bind_listeners`]) and its router.
+pub struct Listener {
+    pub sockets: Vec<std::net::TcpListener>,
+    pub router: Router,
+}
+
+/// Serves `listeners` on `threads` OS threads, each running its own single-threaded Tokio
+/// runtime with its own socket of every listener: a connection, its requests and the tasks
+/// they spawn stay on the thread the kernel handed the connection to, so a request is never
+/// woken across threads and no worker spins looking for work to steal. Each address keeps one
+/// connection cap (`max_connections`) over all threads. Returns once every thread has
+/// finished serving (see [`serve`] for the shutdown), or an error if one could not start.
+///
+/// The price of no work stealing: a request that holds its thread's CPU (parsing a body of
+/// tens of megabytes) delays the other connections on that thread, not those of the others.
+pub async fn serve_on_threads(
+    listeners: Vec<Listener>,
+    threads: usize,
+    settings: ServerConfig,
+    shutdown: Shutdown,
+) -> Result<(), String> {
+    let settings = Arc::new(settings);
+    let mut per_thread: Vec<Vec<(std::net::TcpListener, Router, Arc<Semaphore>)>> =
+        (0..threads).map(|_| Vec::new()).collect();
+    for listener in listeners {
+        if listener.sockets.len() != threads {
+            return Err(format!(
+                "{} sockets for {threads} serving threads",
+                listener.sockets.len()
+            ));
+        }
+        let slots = Arc::new(Semaphore::new(settings.max_connections));
+        for (socket, mine) in listener.sockets.into_iter().zip(per_thread.iter_mut()) {
+            mine.push((socket, listener.router.clone(), slots.clone()));
+        }
+    }
+    let mut finished = Vec::with_capacity(threads);
+    for (index, work) in per_thread.into_iter().enumerate() {
+        let (done, finished_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
+        let (settings, stop) = (settings.clone(), shutdown.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("llm-proxy-serve-{index}"))
+            .spawn(move || {
+                let _ = done.send(serve_thread(work, &settings, &stop));
+            });
+        if let Err(e) = spawned {
+            shutdown.begin();
+            return Err(format!("cannot start serving thread {index}: {e}"));
+        }
+        finished.push(finished_rx);
+    }
+    let mut outcome = Ok(());
+    for (index, thread) in finished.into_iter().enumerate() {
+        let result = thread
+            .await
+            .unwrap_or_else(|_| Err(format!("serving thread {index} panicked")));
+        if let Err(e) = result {
+            // One thread down takes the others with it: a proxy serving on some of its
+            // sockets would silently drop the connections the kernel hands to the dead ones.
+            shutdown.begin();
+            if outcome.is_ok() {
+                outcome = Err(e);
+            }
+        }
+    }
+    outcome
+}
+
+fn serve_thread(
+    work: Vec<(std::net::TcpListener, Router, Arc<Semaphore>)>,
+    settings: &Arc<ServerConfig>,
+    shutdown: &Shutdown,
+) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start a serving runtime: {e}"))?;
+    runtime.block_on(async {
+        let mut servers = JoinSet::new();
+        for (socket, router, slots) in work {
+            let listener = TcpListener::from_std(socket)
+                .map_err(|e| format!("cannot register a listening socket: {e}"))?;
+            servers.spawn(serve_with_slots(
+                listener,
+                router,
+                settings.clone(),
+                slots,
+                shutdown.clone(),
+            ));
+        }
+        while let Some(ended) = servers.join_next().await {
+            ended.map_err(|e| format!("server task failed: {e}"))?;
+        }
+        Ok(())
+    })
 }
 
 async fn drain(connections: &mut JoinSet<()>) {

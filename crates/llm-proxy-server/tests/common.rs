@@ -3,7 +3,7 @@
 use llm_proxy_api::http::CaptureAwareClient;
 use llm_proxy_server::config::{CliOverrides, Env, load_from_str};
 use llm_proxy_server::plugins::Plugins;
-use llm_proxy_server::serve::{Shutdown, serve};
+use llm_proxy_server::serve::{Listener, Shutdown, bind_listeners, serve_on_threads};
 use llm_proxy_server::{AppState, app};
 use serde_json::Value;
 
@@ -16,6 +16,8 @@ pub struct Proxy {
 
 impl Drop for Proxy {
     fn drop(&mut self) {
+        // The serving threads end with the shutdown, not with the task that waits on them.
+        self.shutdown.expire();
         self.task.abort();
     }
 }
@@ -53,17 +55,29 @@ pub async fn serve_state(state: AppState) -> Proxy {
     serve_router(app(state.clone()), &state).await
 }
 
-/// Serves `router` (built on `state`) on 127.0.0.1:0 as the binary does.
+/// Serving threads of a test proxy: more than one, so that every test also crosses threads
+/// (its mock upstreams and clients run on the test's runtime), whatever the machine.
+const SERVING_THREADS: usize = 2;
+
+/// Serves `router` (built on `state`) on 127.0.0.1:0 as the binary does: on serving threads
+/// of their own, one listening socket each.
 pub async fn serve_router(router: axum::Router, state: &AppState) -> Proxy {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
+    let sockets = bind_listeners("127.0.0.1", 0, SERVING_THREADS).unwrap();
+    let url = format!("http://{}", sockets[0].local_addr().unwrap());
     let shutdown = state.shutdown().clone();
-    let task = tokio::spawn(serve(
-        listener,
-        router,
-        state.config().server.clone(),
-        shutdown.clone(),
-    ));
+    let task = tokio::spawn({
+        let (settings, shutdown) = (state.config().server.clone(), shutdown.clone());
+        async move {
+            serve_on_threads(
+                vec![Listener { sockets, router }],
+                SERVING_THREADS,
+                settings,
+                shutdown,
+            )
+            .await
+            .unwrap();
+        }
+    });
     Proxy {
         url,
         shutdown,

@@ -277,3 +277,81 @@ async fn a_slow_request_body_gets_408_in_the_client_envelope() {
     assert_eq!(body["type"], "error", "Anthropic envelope: {body}");
     assert_eq!(body["error"]["type"], "invalid_request_error", "{body}");
 }
+
+#[tokio::test]
+async fn with_one_slot_over_two_serving_threads_every_connection_is_served_in_turn() {
+    // A slot taken before accepting would sit with a thread whose socket gets no connection,
+    // while a connection handed to the other thread's socket waited forever.
+    let proxy = start_proxy("server:\n  max_connections: 1\n").await;
+    for _ in 0..12 {
+        let mut conn = TcpStream::connect(proxy.addr()).await.unwrap();
+        assert!(
+            health_round_trip(&mut conn)
+                .await
+                .starts_with("HTTP/1.1 200")
+        );
+    }
+    shut_down(proxy).await;
+}
+
+#[tokio::test]
+async fn connections_are_spread_over_the_serving_threads_and_stay_on_theirs() {
+    use llm_proxy_server::config::ServerConfig;
+    use llm_proxy_server::serve::{Listener, Shutdown, bind_listeners, serve_on_threads};
+    let thread = || std::thread::current().name().unwrap_or_default().to_owned();
+    let router = axum::Router::new().route(
+        "/thread",
+        axum::routing::get(move || async move { thread() }),
+    );
+    let sockets = bind_listeners("127.0.0.1", 0, 2).unwrap();
+    let addr = sockets[0].local_addr().unwrap();
+    assert!(sockets.iter().all(|s| s.local_addr().unwrap() == addr));
+    let shutdown = Shutdown::new();
+    let server = tokio::spawn(serve_on_threads(
+        vec![Listener { sockets, router }],
+        2,
+        ServerConfig::default(),
+        shutdown.clone(),
+    ));
+    let ask = |client: reqwest::Client| async move {
+        client
+            .get(format!("http://{addr}/thread"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    // The kernel hashes each connection to one socket: over 32 connections, both threads
+    // serve some (all on one would happen once in 2^31 runs).
+    for _ in 0..32 {
+        let client = reqwest::Client::new();
+        let first = ask(client.clone()).await;
+        assert_eq!(
+            ask(client).await,
+            first,
+            "a kept-alive connection changed threads"
+        );
+        seen.insert(first);
+    }
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        ["llm-proxy-serve-0", "llm-proxy-serve-1"]
+    );
+    shutdown.begin();
+    tokio::time::timeout(HANG, server)
+        .await
+        .expect("the serving threads did not stop")
+        .unwrap()
+        .unwrap();
+}
+
+#[test]
+fn binding_a_taken_port_is_an_error_not_a_panic() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let err = llm_proxy_server::serve::bind_listeners("127.0.0.1", port, 2).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+}

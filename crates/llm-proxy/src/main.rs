@@ -18,7 +18,7 @@ use llm_proxy_server::capture::{
 use llm_proxy_server::config::{self, CliOverrides, Env};
 use llm_proxy_server::frontend::diagnostics;
 use llm_proxy_server::plugins::{ACCESS_MODE_ENV, AccessMode, Plugins};
-use llm_proxy_server::{AppState, Stores, anthropic_app, app};
+use llm_proxy_server::{AppState, Stores, anthropic_app, app, serve};
 use tracing_subscriber::EnvFilter;
 
 // A proxy allocates many small, short-lived buffers per request; mimalloc serves them with far
@@ -163,6 +163,10 @@ struct Cli {
     /// Seconds in-flight requests and streams may still run after SIGTERM / ctrl-c.
     #[arg(long, global = true)]
     shutdown_grace: Option<f64>,
+    /// Serving threads, each with its own runtime and listening socket (default: one per
+    /// core).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
     /// Directory of the embedded stores (default: the user data directory, e.g.
     /// `~/.local/share/llm-proxy`). Also `LLM_PROXY_DATA_DIR`, `data_dir`.
     #[arg(long, global = true)]
@@ -312,6 +316,7 @@ impl Cli {
             idle_timeout: self.idle_timeout,
             max_connections: self.max_connections,
             shutdown_grace: self.shutdown_grace,
+            threads: self.threads,
             auth_max_failed_attempts: self.auth_max_failed_attempts,
             auth_brute_force_ttl: self.auth_brute_force_ttl,
             auth_initial_block: self.auth_initial_block,
@@ -397,7 +402,9 @@ fn main() -> ExitCode {
         Some(Command::Usage(args)) => usage_summary(&cfg, &args, scrubber),
         Some(Command::Capture { .. }) => ExitCode::SUCCESS,
         Some(Command::Serve) | None => {
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
+            // Requests are served on threads of their own (`server.threads`); this runtime
+            // runs the start, the background tasks and the shutdown.
+            let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
             {
@@ -653,26 +660,22 @@ async fn serve(
     let traces = state.pipeline().trace_sink().cloned();
     let signalled = shutdown_signal();
     // The dedicated Anthropic listener serves root paths in Anthropic's shapes only.
-    let mut listeners = vec![(port, app(state.clone()))];
-    listeners.extend(anthropic_port.map(|p| (p, anthropic_app(state))));
-    let mut servers = Vec::new();
-    for (p, router) in listeners {
-        let listener = match tokio::net::TcpListener::bind((host.as_str(), p)).await {
-            Ok(l) => l,
+    let mut routers = vec![(port, app(state.clone()))];
+    routers.extend(anthropic_port.map(|p| (p, anthropic_app(state))));
+    let threads = limits.threads;
+    let mut listeners = Vec::new();
+    for (p, router) in routers {
+        let sockets = match serve::bind_listeners(&host, p, threads) {
+            Ok(s) => s,
             Err(e) => return fail(format!("cannot bind {host}:{p}: {e}")),
         };
-        let addr: SocketAddr = match listener.local_addr() {
+        let addr: SocketAddr = match sockets[0].local_addr() {
             Ok(a) => a,
             Err(e) => return fail(e),
         };
         print_out(&format!("llm-proxy listening on http://{addr}"));
-        tracing::info!(%addr, "listening");
-        servers.push(tokio::spawn(llm_proxy_server::serve::serve(
-            listener,
-            router,
-            limits.clone(),
-            shutdown.clone(),
-        )));
+        tracing::info!(%addr, threads, "listening");
+        listeners.push(serve::Listener { sockets, router });
     }
     let signal = shutdown.clone();
     tokio::spawn(async move {
@@ -681,10 +684,8 @@ async fn serve(
         signal.begin();
     });
     let mut outcome = ExitCode::SUCCESS;
-    for s in servers {
-        if let Err(e) = s.await {
-            outcome = fail(format!("server task failed: {e}"));
-        }
+    if let Err(e) = serve::serve_on_threads(listeners, threads, limits, shutdown).await {
+        outcome = fail(e);
     }
     if let Some(usage) = usage {
         // Writes what is still queued (PostgreSQL's writer is a task the runtime would end).

@@ -102,6 +102,8 @@ pub struct CliOverrides {
     pub max_connections: Option<usize>,
     /// `--shutdown-grace` (server.shutdown_grace, seconds).
     pub shutdown_grace: Option<f64>,
+    /// `--threads` (server.threads).
+    pub threads: Option<usize>,
     /// `--auth-max-failed-attempts`.
     pub auth_max_failed_attempts: Option<u32>,
     /// `--auth-brute-force-ttl` (seconds).
@@ -614,6 +616,7 @@ fn apply_cli(raw: &mut RawConfig, cli: &CliOverrides) {
     sv.idle_timeout = cli.idle_timeout.or(sv.idle_timeout);
     sv.max_connections = cli.max_connections.or(sv.max_connections);
     sv.shutdown_grace = cli.shutdown_grace.or(sv.shutdown_grace);
+    sv.threads = cli.threads.or(sv.threads);
     let fh = &mut raw.failure_handling;
     if cli.disable_failure_handling {
         fh.enabled = Some(false);
@@ -1283,6 +1286,8 @@ const MAX_SESSION_AGE_SECONDS: f64 = 365.0 * 86_400.0;
 const MAX_SESSION_CLEANUP_SECONDS: f64 = 86_400.0;
 /// Most `session.max_sessions`.
 const MAX_SESSIONS: usize = 10_000_000;
+/// More serving threads than this is a typo, not a machine.
+const MAX_SERVING_THREADS: usize = 1024;
 
 fn session_from_raw(
     raw: &super::raw::RawSession,
@@ -1332,6 +1337,16 @@ fn server_config(raw: &super::raw::RawServer) -> Result<ServerConfig, ConfigErro
             "must be at least 1",
         ));
     }
+    let threads = match raw.threads {
+        None => d.threads,
+        Some(n) if (1..=MAX_SERVING_THREADS).contains(&n) => n,
+        Some(_) => {
+            return Err(ConfigError::new(
+                "server.threads",
+                format!("expected a number from 1 to {MAX_SERVING_THREADS}"),
+            ));
+        }
+    };
     Ok(ServerConfig {
         header_read_timeout: seconds(
             "server.header_read_timeout",
@@ -1351,6 +1366,7 @@ fn server_config(raw: &super::raw::RawServer) -> Result<ServerConfig, ConfigErro
             raw.shutdown_grace,
             d.shutdown_grace,
         )?,
+        threads,
     })
 }
 
@@ -1528,6 +1544,7 @@ pub fn effective_config(cfg: &GatewayConfig) -> Value {
             "idle_timeout": cfg.server.idle_timeout.as_secs_f64(),
             "max_connections": cfg.server.max_connections,
             "shutdown_grace": cfg.server.shutdown_grace.as_secs_f64(),
+            "threads": cfg.server.threads,
         },
         "responses_api": {
             "store": {
@@ -2001,9 +2018,10 @@ mod tests {
         assert_eq!(cfg.server, ServerConfig::default());
         assert_eq!(cfg.server.header_read_timeout, Duration::from_secs(10));
         assert_eq!(cfg.auth.brute_force, BruteForceConfig::default());
-        let file = "server:\n  header_read_timeout: 2\n  idle_timeout: 5\n  max_connections: 7\n  shutdown_grace: 0\nauth:\n  brute_force_protection:\n    max_failed_attempts: 3\n    block_multiplier: 1.5\n";
+        let file = "server:\n  header_read_timeout: 2\n  idle_timeout: 5\n  max_connections: 7\n  shutdown_grace: 0\n  threads: 5\nauth:\n  brute_force_protection:\n    max_failed_attempts: 3\n    block_multiplier: 1.5\n";
         let cli = CliOverrides {
             idle_timeout: Some(9.0),
+            threads: Some(3),
             auth_initial_block: Some(4.0),
             disable_brute_force_protection: true,
             ..Default::default()
@@ -2013,6 +2031,7 @@ mod tests {
         assert_eq!(cfg.server.idle_timeout, Duration::from_secs(9));
         assert_eq!(cfg.server.max_connections, 7);
         assert_eq!(cfg.server.shutdown_grace, Duration::ZERO);
+        assert_eq!(cfg.server.threads, 3, "--threads over server.threads");
         assert_eq!(cfg.server.body_read_timeout, Duration::from_secs(60));
         let bf = &cfg.auth.brute_force;
         assert!(!bf.enabled);
@@ -2021,6 +2040,8 @@ mod tests {
         assert!((bf.block_multiplier - 1.5).abs() < f64::EPSILON);
         for (file, path) in [
             ("server:\n  max_connections: 0\n", "server.max_connections"),
+            ("server:\n  threads: 0\n", "server.threads"),
+            ("server:\n  threads: 1025\n", "server.threads"),
             (
                 "server:\n  header_read_timeout: 0\n",
                 "server.header_read_timeout",

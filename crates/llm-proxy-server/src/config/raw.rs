@@ -320,6 +320,7 @@ pub struct RawServer {
     pub idle_timeout: Option<f64>,
     pub max_connections: Option<usize>,
     pub shutdown_grace: Option<f64>,
+    pub threads: Option<usize>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

@@ -276,6 +276,9 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// On shutdown, how long in-flight requests and streams may still run.
     pub shutdown_grace: Duration,
+    /// Serving threads, each with its own runtime and listening socket (default: one per
+    /// core the process may use).
+    pub threads: usize,
 }
 
 impl Default for ServerConfig {
@@ -286,8 +289,14 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(120),
             max_connections: 4096,
             shutdown_grace: Duration::from_secs(30),
+            threads: default_threads(),
         }
     }
+}
+
+/// One serving thread per core this process may use (cgroup quotas and affinity included).
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 /// The Responses frontend (`responses_api.*`).
