@@ -184,6 +184,7 @@ pub fn build_capture_aware_client(
         .map_err(|e| BackendError::config(format!("cannot build HTTP client: {e}")))?;
     Ok(CaptureAwareClient {
         inner,
+        per_thread: None,
         sink,
         default_context: capture_context,
         scrubber: Scrubber::default(),
@@ -194,6 +195,9 @@ pub fn build_capture_aware_client(
 #[derive(Clone)]
 pub struct CaptureAwareClient {
     inner: reqwest::Client,
+    /// When set, requests go out through the calling thread's own client (see
+    /// [`with_thread_pools`](Self::with_thread_pools)); `inner` builds them.
+    per_thread: Option<Arc<ThreadPools>>,
     sink: Option<Arc<dyn CaptureSink>>,
     default_context: Option<PluginHttpCaptureContext>,
     scrubber: Scrubber,
@@ -224,6 +228,7 @@ impl CaptureAwareClient {
     pub fn with_default_context(&self, context: Option<PluginHttpCaptureContext>) -> Self {
         Self {
             inner: self.inner.clone(),
+            per_thread: self.per_thread.clone(),
             sink: self.sink.clone(),
             default_context: context,
             scrubber: self.scrubber.clone(),
@@ -236,6 +241,7 @@ impl CaptureAwareClient {
     pub fn with_inner(&self, inner: reqwest::Client) -> Self {
         Self {
             inner,
+            per_thread: None,
             sink: self.sink.clone(),
             default_context: self.default_context.clone(),
             scrubber: self.scrubber.clone(),
@@ -248,9 +254,31 @@ impl CaptureAwareClient {
     pub fn with_scrubber(&self, scrubber: Scrubber) -> Self {
         Self {
             inner: self.inner.clone(),
+            per_thread: self.per_thread.clone(),
             sink: self.sink.clone(),
             default_context: self.default_context.clone(),
             scrubber,
+        }
+    }
+
+    /// The same client, sending through one connection pool per thread: `make` builds the
+    /// calling thread's client on its first request. A pooled connection is served by a task
+    /// on the runtime that opened it, so with one runtime per thread (the proxy's serving
+    /// threads) a shared pool hands requests to connections whose I/O runs on another thread,
+    /// two cross-thread wake-ups per request. Where `make` fails, the shared client is used.
+    #[must_use]
+    pub fn with_thread_pools(
+        &self,
+        make: impl Fn() -> Option<reqwest::Client> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            per_thread: Some(Arc::new(ThreadPools {
+                make: Box::new(make),
+            })),
+            sink: self.sink.clone(),
+            default_context: self.default_context.clone(),
+            scrubber: self.scrubber.clone(),
         }
     }
 
@@ -304,7 +332,12 @@ impl CaptureAwareClient {
                 chunks: Vec::new(),
             });
         }
-        let response = self.inner.execute(request).await?;
+        let local = self.per_thread.as_ref().and_then(ThreadPools::client);
+        let response = local
+            .as_ref()
+            .unwrap_or(&self.inner)
+            .execute(request)
+            .await?;
         let capture = target.map(|t| {
             Arc::new(PendingCapture {
                 target: t,
@@ -319,6 +352,33 @@ impl CaptureAwareClient {
         Ok(HttpResponse {
             inner: response,
             capture,
+        })
+    }
+}
+
+/// Builds the calling thread's client of one [`CaptureAwareClient`] (and its clones).
+struct ThreadPools {
+    make: Box<dyn Fn() -> Option<reqwest::Client> + Send + Sync>,
+}
+
+thread_local! {
+    /// This thread's clients, by the [`ThreadPools`] they were made for. An entry whose
+    /// owner is gone (a backend instance dropped on reload) is pruned when the next is added.
+    static THREAD_CLIENTS: std::cell::RefCell<Vec<(std::sync::Weak<ThreadPools>, reqwest::Client)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl ThreadPools {
+    fn client(self: &Arc<Self>) -> Option<reqwest::Client> {
+        THREAD_CLIENTS.with_borrow_mut(|clients| {
+            let me = Arc::as_ptr(self);
+            if let Some((_, client)) = clients.iter().find(|(owner, _)| owner.as_ptr() == me) {
+                return Some(client.clone());
+            }
+            let client = (self.make)()?;
+            clients.retain(|(owner, _)| owner.strong_count() > 0);
+            clients.push((Arc::downgrade(self), client.clone()));
+            Some(client)
         })
     }
 }
@@ -536,6 +596,80 @@ mod tests {
                 .map(|r| (r.direction, r.backend.clone()))
                 .collect()
         }
+    }
+
+    #[test]
+    fn each_thread_builds_its_own_client_once_and_drops_those_of_gone_owners() {
+        use std::sync::atomic::AtomicUsize;
+        let made = Arc::new(AtomicUsize::new(0));
+        let pools = |made: &Arc<AtomicUsize>| {
+            let made = made.clone();
+            Arc::new(ThreadPools {
+                make: Box::new(move || {
+                    made.fetch_add(1, Ordering::Relaxed);
+                    reqwest::Client::builder().build().ok()
+                }),
+            })
+        };
+        let owned = |_: ()| THREAD_CLIENTS.with_borrow(Vec::len);
+        std::thread::spawn(move || {
+            let first = pools(&made);
+            assert!(first.client().is_some());
+            assert!(first.client().is_some());
+            assert_eq!(made.load(Ordering::Relaxed), 1, "made once per thread");
+            let other = first.clone();
+            std::thread::spawn(move || assert!(other.client().is_some()))
+                .join()
+                .unwrap();
+            assert_eq!(
+                made.load(Ordering::Relaxed),
+                2,
+                "another thread, another client"
+            );
+            // A reloaded backend: the old owner is gone, its client goes with the next one.
+            drop(first);
+            assert_eq!(owned(()), 1);
+            let second = pools(&made);
+            assert!(second.client().is_some());
+            assert_eq!(owned(()), 1);
+            assert_eq!(made.load(Ordering::Relaxed), 3);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_per_thread_client_sends_and_captures_like_the_shared_one() {
+        let url = server("{\"ok\":true}").await;
+        let sink = Arc::new(Recorder::default());
+        let ctx = PluginHttpCaptureContext {
+            backend: "b".into(),
+            context: Some(ConnectorRequestContext {
+                request_id: "r".into(),
+                session_id: None,
+            }),
+            ..Default::default()
+        };
+        let client = build_capture_aware_client(
+            reqwest::Client::builder(),
+            Some(sink.clone() as Arc<dyn CaptureSink>),
+            None,
+        )
+        .unwrap()
+        .with_thread_pools(|| reqwest::Client::builder().build().ok());
+        let request = client.inner().get(&url).build().unwrap();
+        let response = client.send(request, Some(&ctx)).await.unwrap();
+        assert_eq!(
+            response.bytes(None).await.unwrap().as_ref(),
+            b"{\"ok\":true}"
+        );
+        assert_eq!(
+            sink.directions(),
+            [
+                (CaptureDirection::OutboundRequest, "b".to_owned()),
+                (CaptureDirection::InboundResponse, "b".to_owned()),
+            ]
+        );
     }
 
     /// A one-shot HTTP server answering every connection with `body`.

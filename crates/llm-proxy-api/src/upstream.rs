@@ -59,22 +59,32 @@ impl<C: WireCodec + ?Sized> ResponseDecoder for C {
 
 /// Builds a per-instance HTTP client sharing `shared`'s capture sink and scrubber, with the
 /// instance's connect timeout and a keep-alive pool.
+///
+/// Each thread sends through its own pool ([`CaptureAwareClient::with_thread_pools`]), so a
+/// request on one of the proxy's serving threads reuses connections whose I/O runs on that
+/// same thread.
 pub fn instance_client(
     shared: &CaptureAwareClient,
     timeouts: &Timeouts,
 ) -> Result<CaptureAwareClient, BackendError> {
+    let connect = timeouts.connect;
+    let inner = pooled_client(connect)
+        .map_err(|e| BackendError::config(format!("cannot build HTTP client: {e}")))?;
+    Ok(shared
+        .with_inner(inner)
+        .with_thread_pools(move || pooled_client(connect).ok()))
+}
+
+fn pooled_client(connect_timeout: Duration) -> reqwest::Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder()
-        .connect_timeout(timeouts.connect)
+        .connect_timeout(connect_timeout)
         .tcp_nodelay(true)
         .pool_idle_timeout(Duration::from_secs(90));
     // Proxy matching costs a URL parse per request; skip it unless a proxy is configured.
     if !outbound_proxy_configured() {
         builder = builder.no_proxy();
     }
-    let inner = builder
-        .build()
-        .map_err(|e| BackendError::config(format!("cannot build HTTP client: {e}")))?;
-    Ok(shared.with_inner(inner))
+    builder.build()
 }
 
 /// Whether the environment names an outbound HTTP proxy (`HTTPS_PROXY`, `HTTP_PROXY`,
