@@ -1,13 +1,11 @@
 //! Anthropic Messages clients (Claude Code, the `anthropic` SDKs): `POST /v1/messages`,
 //! `POST /v1/messages/count_tokens` and the model list in Anthropic's shape.
 
-use axum::Extension;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
 use bytes::Bytes;
-use http::HeaderMap;
 use llm_proxy_api::model::Part;
 use llm_proxy_api::stream::StreamEvent;
 use llm_proxy_api::{BackendError, ChatResponse};
@@ -17,8 +15,7 @@ use serde_json::{Value, json};
 
 use super::models::listed_models;
 use super::sse::{StreamRenderer, dropped_without_slot};
-use super::{RequestContext, collected, json_response, read_body, stream_response};
-use crate::context::ClientIdentity;
+use super::{Inbound, RequestContext, collected, json_response, read_body, stream_response};
 use crate::error::{ProxyError, WireFormat};
 use crate::state::AppState;
 use crate::token_estimate::estimate_tokens;
@@ -58,14 +55,8 @@ const ANSWER_MEDIA_DROPPED: &str =
     "media in the answer dropped (Anthropic answers show images only)";
 
 /// `POST /v1/messages` (also under `/anthropic`).
-pub async fn messages(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    client: Option<Extension<ClientIdentity>>,
-    body: Body,
-) -> Response {
-    let ctx = RequestContext::new(&state, WireFormat::Anthropic, headers)
-        .with_client(client.map(|c| c.0));
+pub async fn messages(State(state): State<AppState>, inbound: Inbound) -> Response {
+    let (ctx, body) = RequestContext::inbound(&state, WireFormat::Anthropic, inbound);
     match handle(&state, body, &ctx).await {
         Ok(resp) => resp,
         Err(e) => ctx.error(e),
@@ -112,14 +103,8 @@ fn dropped_from_response(response: &ChatResponse) -> Vec<String> {
 
 /// `POST /v1/messages/count_tokens`: the [`estimate_tokens`] of the request as a real call
 /// would read it, as `{input_tokens}`.
-pub async fn count_tokens(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    client: Option<Extension<ClientIdentity>>,
-    body: Body,
-) -> Response {
-    let ctx = RequestContext::new(&state, WireFormat::Anthropic, headers)
-        .with_client(client.map(|c| c.0));
+pub async fn count_tokens(State(state): State<AppState>, inbound: Inbound) -> Response {
+    let (ctx, body) = RequestContext::inbound(&state, WireFormat::Anthropic, inbound);
     let counted = read_body(&state, &ctx.headers, body)
         .await
         .and_then(|(body, _permit)| {

@@ -2,10 +2,10 @@
 //! `:streamGenerateContent` and `:countTokens` (also under `/v1`, which newer `google-genai`
 //! versions call), and `GET /v1beta/models` listing the real models in Gemini's shape.
 
+use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
 use bytes::Bytes;
 use http::HeaderMap;
 use llm_proxy_api::BackendError;
@@ -16,8 +16,7 @@ use serde_json::{Value, json};
 
 use super::models::{ListedModel, listed_models};
 use super::sse::{StreamRenderer, dropped_without_slot};
-use super::{RequestContext, collected, json_response, read_body, stream_response};
-use crate::context::ClientIdentity;
+use super::{Inbound, RequestContext, collected, json_response, read_body, stream_response};
 use crate::error::{ProxyError, WireFormat};
 use crate::state::AppState;
 use crate::token_estimate::estimate_tokens;
@@ -104,12 +103,9 @@ pub async fn model_action(
     State(state): State<AppState>,
     Path(rest): Path<String>,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    client: Option<Extension<ClientIdentity>>,
-    body: Body,
+    inbound: Inbound,
 ) -> Response {
-    let ctx =
-        RequestContext::new(&state, WireFormat::Gemini, headers).with_client(client.map(|c| c.0));
+    let (ctx, body) = RequestContext::inbound(&state, WireFormat::Gemini, inbound);
     match handle(&state, &rest, query.as_deref(), body, &ctx).await {
         Ok(resp) => resp,
         Err(e) => ctx.error(e),

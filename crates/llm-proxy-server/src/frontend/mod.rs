@@ -19,14 +19,47 @@ use http_body_util::BodyExt as _;
 use llm_proxy_api::stream::{EventStream, StreamEvent, collect};
 use llm_proxy_api::{ChatRequest, ChatResponse};
 
+use crate::context::ClientIdentity;
 pub use crate::context::RequestContext;
 use crate::error::ProxyError;
+use crate::error::WireFormat;
 use crate::parse_budget::ParsePermit;
 use crate::pipeline::dispatch;
 use crate::state::AppState;
 use sse::{PendingCall, SseBody, StreamRenderer};
 
+/// What a model call's handler takes from the request, moved rather than copied: its headers
+/// (axum's `HeaderMap` extractor clones the map), the client key's identity the auth layer
+/// attached, and the body.
+pub struct Inbound {
+    /// The request's headers.
+    pub headers: HeaderMap,
+    /// The authenticated client key, when client keys are configured.
+    pub client: Option<ClientIdentity>,
+    /// The request body, unread.
+    pub body: Body,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Inbound {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request(req: axum::extract::Request, _: &S) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = req.into_parts();
+        Ok(Self {
+            client: parts.extensions.remove(),
+            headers: parts.headers,
+            body,
+        })
+    }
+}
+
 impl RequestContext {
+    /// A model call's context, from what its handler took of the request.
+    pub fn inbound(state: &AppState, format: WireFormat, inbound: Inbound) -> (Self, Body) {
+        let ctx = Self::new(state, format, inbound.headers).with_client(inbound.client);
+        (ctx, inbound.body)
+    }
+
     /// Runs the request through the pipeline, noting the instance and time to first output.
     pub async fn dispatch(
         &self,

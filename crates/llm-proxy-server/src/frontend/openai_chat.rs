@@ -1,19 +1,16 @@
 //! `POST /v1/chat/completions`: OpenAI Chat Completions clients.
 
-use axum::Extension;
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
 use bytes::Bytes;
-use http::HeaderMap;
 use llm_proxy_api::model::Part;
 use llm_proxy_api::stream::StreamEvent;
 use llm_proxy_protocol::openai_chat::{self, ChatCompletionRequest, ChunkRenderer};
 use llm_proxy_protocol::parse_body;
 
 use super::sse::{CITATIONS_DROPPED, MEDIA_DROPPED, StreamRenderer, dropped_without_slot};
-use super::{RequestContext, collected, json_response, read_body, stream_response};
-use crate::context::ClientIdentity;
+use super::{Inbound, RequestContext, collected, json_response, read_body, stream_response};
 use crate::error::{ProxyError, WireFormat};
 use crate::state::AppState;
 
@@ -45,14 +42,8 @@ impl StreamRenderer for ChunkRenderer {
 }
 
 /// The handler.
-pub async fn chat_completions(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    client: Option<Extension<ClientIdentity>>,
-    body: Body,
-) -> Response {
-    let ctx =
-        RequestContext::new(&state, WireFormat::OpenAi, headers).with_client(client.map(|c| c.0));
+pub async fn chat_completions(State(state): State<AppState>, inbound: Inbound) -> Response {
+    let (ctx, body) = RequestContext::inbound(&state, WireFormat::OpenAi, inbound);
     match handle(&state, body, &ctx).await {
         Ok(resp) => resp,
         Err(e) => ctx.error(e),

@@ -6,14 +6,14 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
 use bytes::Bytes;
+use http::HeaderValue;
 use http::header::CONTENT_TYPE;
-use http::{HeaderMap, HeaderValue};
 use llm_proxy_api::error::{ErrorKind, ErrorSource};
 use llm_proxy_api::stream::StreamEvent;
 use llm_proxy_api::{BackendError, ChatRequest};
@@ -25,8 +25,7 @@ use llm_proxy_protocol::parse_body;
 use serde_json::{Value, json};
 
 use super::sse::{CITATIONS_DROPPED, StreamRenderer, dropped_without_slot};
-use super::{RequestContext, collected, json_response, read_body, stream_response};
-use crate::context::ClientIdentity;
+use super::{Inbound, RequestContext, collected, json_response, read_body, stream_response};
 use crate::error::{ProxyError, WireFormat};
 use crate::responses_store::{ResponseStore, StoredResponse};
 use crate::state::AppState;
@@ -228,14 +227,8 @@ fn user_text_items(text: &str) -> Vec<u8> {
 }
 
 /// The handler.
-pub async fn create(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    client: Option<Extension<ClientIdentity>>,
-    body: Body,
-) -> Response {
-    let mut meta = RequestContext::new(&state, WireFormat::OpenAiResponses, headers)
-        .with_client(client.map(|c| c.0));
+pub async fn create(State(state): State<AppState>, inbound: Inbound) -> Response {
+    let (mut meta, body) = RequestContext::inbound(&state, WireFormat::OpenAiResponses, inbound);
     match handle(&state, body, &mut meta).await {
         Ok(resp) => resp,
         Err(e) => meta.error(e),
