@@ -6,6 +6,7 @@ pub mod breaker;
 pub mod instances;
 pub mod selector;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::config::{GatewayConfig, ModelOnlyPolicy, RoutingConfig};
@@ -72,7 +73,9 @@ pub struct Router {
     aliases: Vec<(Regex, String)>,
     limits: SelectorLimits,
     default: Option<Selector>,
-    static_route: Option<Selector>,
+    static_route: Option<Arc<Selector>>,
+    /// Selectors parsed from requests' `model` strings (and alias rewrites), by text.
+    parsed: ParsedSelectors,
     breakers: std::sync::Arc<Breakers>,
     round_robin: AtomicUsize,
     /// Sessions whose first request was already routed (for `[first]`), in arrival order.
@@ -80,6 +83,48 @@ pub struct Router {
         std::collections::HashSet<String>,
         std::collections::VecDeque<String>,
     )>,
+}
+
+/// Selectors a [`ParsedSelectors`] keeps at most; when full it starts over.
+const MAX_PARSED_SELECTORS: usize = 256;
+
+/// Selectors parsed from request texts, so a text seen before is not parsed again (parsing
+/// allocates every leaf; clients send the same few selectors over and over). Only valid
+/// selectors are kept; the map is bounded, since clients write the texts.
+#[derive(Debug, Default)]
+struct ParsedSelectors(
+    std::sync::Mutex<
+        std::collections::HashMap<Box<str>, Arc<Selector>, foldhash::fast::RandomState>,
+    >,
+);
+
+impl ParsedSelectors {
+    fn get_or_parse(
+        &self,
+        text: &str,
+        limits: &SelectorLimits,
+    ) -> Result<Arc<Selector>, ProxyError> {
+        let lock = || {
+            self.0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        if let Some(known) = lock().get(text) {
+            return Ok(known.clone());
+        }
+        let parsed = Arc::new(parse_selector(text, limits)?);
+        let mut map = lock();
+        if map.len() >= MAX_PARSED_SELECTORS {
+            map.clear();
+        }
+        map.insert(text.into(), parsed.clone());
+        Ok(parsed)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
 }
 
 /// The longest selector text quoted back in an error message.
@@ -143,7 +188,9 @@ impl Router {
             aliases,
             limits,
             default: parse("backends.default_backend", &config.backends.default_backend)?,
-            static_route: parse("backends.static_route", &config.backends.static_route)?,
+            static_route: parse("backends.static_route", &config.backends.static_route)?
+                .map(Arc::new),
+            parsed: ParsedSelectors::default(),
             round_robin: AtomicUsize::new(0),
             first_seen: std::sync::Mutex::default(),
             breakers: std::sync::Arc::new(Breakers::new(
@@ -248,9 +295,9 @@ impl Router {
             None => match self.apply_aliases(&req.model) {
                 Some(rewritten) => {
                     tracing::debug!(from = %req.model, to = %rewritten, "model alias applied");
-                    (parse_selector(&rewritten, &self.limits)?, false)
+                    (self.parsed.get_or_parse(&rewritten, &self.limits)?, false)
                 }
-                None => (parse_selector(&req.model, &self.limits)?, true),
+                None => (self.parsed.get_or_parse(&req.model, &self.limits)?, true),
             },
         };
         let client_written =
@@ -574,6 +621,42 @@ pub fn apply_params(req: &mut ChatRequest, params: &[(String, String)]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_selector_text_is_parsed_once_and_only_valid_ones_are_kept() {
+        let cache = ParsedSelectors::default();
+        let limits = SelectorLimits::default();
+        let first = cache
+            .get_or_parse("openai:gpt-4o|anthropic:claude", &limits)
+            .unwrap();
+        let again = cache
+            .get_or_parse("openai:gpt-4o|anthropic:claude", &limits)
+            .unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
+        assert_eq!(first.to_string(), "openai:gpt-4o|anthropic:claude");
+        let other = cache.get_or_parse("openai:gpt-4o", &limits).unwrap();
+        assert_eq!(other.kind(), SelectorKind::Single);
+        assert_eq!(cache.len(), 2);
+        // An invalid text is an error every time, never kept.
+        for _ in 0..2 {
+            let e = cache.get_or_parse("a|", &limits).unwrap_err();
+            assert!(e.to_string().contains("invalid selector 'a|'"), "{e}");
+        }
+        assert_eq!(cache.len(), 2);
+    }
+
+    #[test]
+    fn the_parsed_selectors_stay_bounded() {
+        let cache = ParsedSelectors::default();
+        let limits = SelectorLimits::default();
+        for i in 0..MAX_PARSED_SELECTORS * 3 + 1 {
+            let text = format!("openai:model-{i}");
+            let sel = cache.get_or_parse(&text, &limits).unwrap();
+            assert_eq!(sel.to_string(), text);
+            assert!(cache.len() <= MAX_PARSED_SELECTORS);
+        }
+        assert!(cache.len() >= 1);
+    }
 
     #[test]
     fn alias_templates_expand_groups() {
