@@ -6,12 +6,14 @@ pub mod breaker;
 pub mod instances;
 pub mod selector;
 
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::config::{GatewayConfig, ModelOnlyPolicy, RoutingConfig};
 use llm_proxy_api::model::ChatRequest;
 use regex::Regex;
+use thread_local::ThreadLocal;
 
 use crate::error::ProxyError;
 use crate::token_estimate::estimate_tokens;
@@ -90,13 +92,13 @@ const MAX_PARSED_SELECTORS: usize = 256;
 
 /// Selectors parsed from request texts, so a text seen before is not parsed again (parsing
 /// allocates every leaf; clients send the same few selectors over and over). Only valid
-/// selectors are kept; the map is bounded, since clients write the texts.
+/// selectors are kept; each map is bounded, since clients write the texts. One map per
+/// serving thread: a request never touches memory another core writes (no lock, no shared
+/// counter), as with the per-thread upstream pools.
 #[derive(Debug, Default)]
-struct ParsedSelectors(
-    std::sync::Mutex<
-        std::collections::HashMap<Box<str>, Arc<Selector>, foldhash::fast::RandomState>,
-    >,
-);
+struct ParsedSelectors(ThreadLocal<RefCell<SelectorMap>>);
+
+type SelectorMap = std::collections::HashMap<Box<str>, Arc<Selector>, foldhash::fast::RandomState>;
 
 impl ParsedSelectors {
     fn get_or_parse(
@@ -104,16 +106,12 @@ impl ParsedSelectors {
         text: &str,
         limits: &SelectorLimits,
     ) -> Result<Arc<Selector>, ProxyError> {
-        let lock = || {
-            self.0
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-        };
-        if let Some(known) = lock().get(text) {
+        let map = self.0.get_or_default();
+        if let Some(known) = map.borrow().get(text) {
             return Ok(known.clone());
         }
         let parsed = Arc::new(parse_selector(text, limits)?);
-        let mut map = lock();
+        let mut map = map.borrow_mut();
         if map.len() >= MAX_PARSED_SELECTORS {
             map.clear();
         }
@@ -121,9 +119,10 @@ impl ParsedSelectors {
         Ok(parsed)
     }
 
+    /// Selectors kept by the calling thread.
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.0.lock().unwrap().len()
+        self.0.get().map_or(0, |map| map.borrow().len())
     }
 }
 
@@ -642,6 +641,16 @@ mod tests {
             let e = cache.get_or_parse("a|", &limits).unwrap_err();
             assert!(e.to_string().contains("invalid selector 'a|'"), "{e}");
         }
+        assert_eq!(cache.len(), 2);
+        // Another thread keeps its own.
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                assert_eq!(cache.len(), 0);
+                let there = cache.get_or_parse("openai:gpt-4o", &limits).unwrap();
+                assert!(!Arc::ptr_eq(&there, &other));
+                assert_eq!(cache.len(), 1);
+            });
+        });
         assert_eq!(cache.len(), 2);
     }
 
