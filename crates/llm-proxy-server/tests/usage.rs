@@ -566,3 +566,75 @@ async fn usage_is_loopback_only_unless_clients_authenticate() {
         .unwrap();
     assert_eq!(resp.status(), 200);
 }
+
+/// The client key that authenticated a model call is named in its record, for every client
+/// protocol (each handler takes the identity the auth layer attached to the request), each
+/// protocol presenting the key its own way.
+#[tokio::test]
+async fn each_model_call_is_recorded_under_the_client_key_that_made_it() {
+    use llm_proxy_server::session::client_label_of_key;
+
+    let oa = MockUpstream::start().await.unwrap();
+    oa.set_fallback(Reply::json(openai_with_details()));
+    let data = tempfile::tempdir().unwrap();
+    let keys = ["client-key-a-0123456789", "client-key-b-0123456789"];
+    let state = state_on(
+        data.path(),
+        &oa.base_url(),
+        "http://127.0.0.1:9",
+        &format!("auth:\n  api_keys: [{}, {}]\n", keys[0], keys[1]),
+    );
+    state.usage().unwrap().ready().await;
+    let proxy = serve_state(state.clone()).await;
+    let user = json!([{"role": "user", "content": "hello there"}]);
+    let calls = [
+        (
+            "/v1/chat/completions",
+            "authorization",
+            json!({"model": "gpt-4o-mini", "messages": user}),
+        ),
+        (
+            "/v1/responses",
+            "authorization",
+            json!({"model": "gpt-4o-mini", "input": "hello there"}),
+        ),
+        (
+            "/v1/messages",
+            "x-api-key",
+            json!({"model": "gpt-4o-mini", "max_tokens": 100, "messages": user}),
+        ),
+        (
+            "/v1beta/models/gpt-4o-mini:generateContent",
+            "x-goog-api-key",
+            json!({"contents": [{"role": "user", "parts": [{"text": "hello there"}]}]}),
+        ),
+    ];
+    let mut expected = Vec::new();
+    for key in keys {
+        for (path, header, body) in &calls {
+            let value = match *header {
+                "authorization" => format!("Bearer {key}"),
+                _ => key.to_owned(),
+            };
+            let resp = client()
+                .post(format!("{}{path}", proxy.url))
+                .header(*header, value)
+                .header("x-session-id", "one-session-id")
+                .json(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200, "{path} with {key}");
+            let id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+            expected.push((id, client_label_of_key(key), *path));
+        }
+    }
+    let records = wait_for_records(&state, expected.len()).await;
+    assert_eq!(records.len(), expected.len());
+    for (id, label, path) in &expected {
+        let r = records.iter().find(|r| &r.request_id == id).unwrap();
+        assert_eq!(r.client.as_deref(), Some(label.as_str()), "{path}: {r:?}");
+    }
+    assert_ne!(expected[0].1, expected[calls.len()].1);
+    proxy.shut_down().await;
+}

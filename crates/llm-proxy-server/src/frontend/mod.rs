@@ -21,8 +21,7 @@ use llm_proxy_api::{ChatRequest, ChatResponse};
 
 use crate::context::ClientIdentity;
 pub use crate::context::RequestContext;
-use crate::error::ProxyError;
-use crate::error::WireFormat;
+use crate::error::{ProxyError, WireFormat};
 use crate::parse_budget::ParsePermit;
 use crate::pipeline::dispatch;
 use crate::state::AppState;
@@ -30,14 +29,12 @@ use sse::{PendingCall, SseBody, StreamRenderer};
 
 /// What a model call's handler takes from the request, moved rather than copied: its headers
 /// (axum's `HeaderMap` extractor clones the map), the client key's identity the auth layer
-/// attached, and the body.
+/// attached (when client keys are configured), and the unread body. Turned into the
+/// request's context by [`RequestContext::inbound`].
 pub struct Inbound {
-    /// The request's headers.
-    pub headers: HeaderMap,
-    /// The authenticated client key, when client keys are configured.
-    pub client: Option<ClientIdentity>,
-    /// The request body, unread.
-    pub body: Body,
+    headers: HeaderMap,
+    client: Option<ClientIdentity>,
+    body: Body,
 }
 
 impl<S: Send + Sync> axum::extract::FromRequest<S> for Inbound {
