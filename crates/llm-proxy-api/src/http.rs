@@ -13,6 +13,7 @@ use futures::Stream;
 use http::{HeaderMap, HeaderValue, StatusCode};
 
 use crate::error::BackendError;
+use crate::lean::LeanPools;
 use crate::scrub::Scrubber;
 
 /// Name of the per-request extension carrying a [`PluginHttpCaptureContext`] (kept for parity
@@ -185,6 +186,7 @@ pub fn build_capture_aware_client(
     Ok(CaptureAwareClient {
         inner,
         per_thread: None,
+        lean: None,
         sink,
         default_context: capture_context,
         scrubber: Scrubber::default(),
@@ -198,6 +200,9 @@ pub struct CaptureAwareClient {
     /// When set, requests go out through the calling thread's own client (see
     /// [`with_thread_pools`](Self::with_thread_pools)); `inner` builds them.
     per_thread: Option<Arc<ThreadPools>>,
+    /// When set, [`execute`](Self::execute) sends through this thread's lean pool
+    /// ([`crate::lean`]) instead of reqwest.
+    lean: Option<Arc<LeanPools>>,
     sink: Option<Arc<dyn CaptureSink>>,
     default_context: Option<PluginHttpCaptureContext>,
     scrubber: Scrubber,
@@ -229,6 +234,7 @@ impl CaptureAwareClient {
         Self {
             inner: self.inner.clone(),
             per_thread: self.per_thread.clone(),
+            lean: self.lean.clone(),
             sink: self.sink.clone(),
             default_context: context,
             scrubber: self.scrubber.clone(),
@@ -242,6 +248,7 @@ impl CaptureAwareClient {
         Self {
             inner,
             per_thread: None,
+            lean: None,
             sink: self.sink.clone(),
             default_context: self.default_context.clone(),
             scrubber: self.scrubber.clone(),
@@ -255,6 +262,7 @@ impl CaptureAwareClient {
         Self {
             inner: self.inner.clone(),
             per_thread: self.per_thread.clone(),
+            lean: self.lean.clone(),
             sink: self.sink.clone(),
             default_context: self.default_context.clone(),
             scrubber,
@@ -276,6 +284,7 @@ impl CaptureAwareClient {
             per_thread: Some(Arc::new(ThreadPools {
                 make: Box::new(make),
             })),
+            lean: self.lean.clone(),
             sink: self.sink.clone(),
             default_context: self.default_context.clone(),
             scrubber: self.scrubber.clone(),
@@ -300,6 +309,26 @@ impl CaptureAwareClient {
         Some(CaptureTarget { sink, ctx })
     }
 
+    /// The same client, sending [`execute`](Self::execute)'s requests through one lean pool
+    /// per thread ([`crate::lean`]) that connects within `connect_timeout`. Not when an
+    /// outbound proxy is configured (`HTTPS_PROXY`, ...), which only reqwest honours.
+    pub(crate) fn with_lean_pools(&self, connect_timeout: Duration) -> Result<Self, BackendError> {
+        let lean = if crate::upstream::outbound_proxy_configured() {
+            None
+        } else {
+            Some(LeanPools::new(connect_timeout)?)
+        };
+        Ok(Self {
+            lean,
+            ..self.clone()
+        })
+    }
+
+    /// Whether [`execute`](Self::execute) sends through lean pools.
+    pub fn sends_lean(&self) -> bool {
+        self.lean.is_some()
+    }
+
     /// Sends `request`. The outbound request is captured; the response is returned with its
     /// body unread, to be consumed with [`HttpResponse::bytes`] or
     /// [`HttpResponse::bytes_stream`], both of which capture it once.
@@ -314,23 +343,12 @@ impl CaptureAwareClient {
                 .body()
                 .and_then(|b| b.as_bytes())
                 .map(Bytes::copy_from_slice);
-            let body = body.unwrap_or_default();
-            t.sink.record(CaptureRecord {
-                request_id: t.request_id(),
-                session_id: t.session_id(),
-                direction: CaptureDirection::OutboundRequest,
-                backend: t.ctx.backend.clone(),
-                model: t.ctx.model.clone(),
-                key_name: t.ctx.key_name.clone(),
-                timestamp: SystemTime::now(),
-                method: Some(request.method().to_string()),
-                url: Some(masked_url(request.url())),
-                status: None,
-                headers: masked_headers(request.headers()),
-                body_len: body.len(),
-                body,
-                chunks: Vec::new(),
-            });
+            t.record_request(
+                request.method(),
+                request.url(),
+                request.headers(),
+                body.unwrap_or_default(),
+            );
         }
         let local = self.per_thread.as_ref().and_then(ThreadPools::client);
         let response = local
@@ -338,21 +356,37 @@ impl CaptureAwareClient {
             .unwrap_or(&self.inner)
             .execute(request)
             .await?;
-        let capture = target.map(|t| {
-            Arc::new(PendingCapture {
-                target: t,
-                status: response.status().as_u16(),
-                headers: masked_headers(response.headers()),
-                buffer: std::sync::Mutex::new(BytesMut::new()),
-                chunks: std::sync::Mutex::new(Vec::new()),
-                seen: std::sync::atomic::AtomicUsize::new(0),
-                completed: AtomicBool::new(false),
-            })
-        });
-        Ok(HttpResponse {
-            inner: response,
-            capture,
-        })
+        Ok(HttpResponse::new(Received::Reqwest(response), target))
+    }
+
+    /// Sends a request given as its parts, like [`send`](Self::send) (captured the same way),
+    /// with errors already mapped as [`crate::upstream::transport_error`] maps reqwest's. A
+    /// client made by [`crate::upstream::instance_client`] sends it through the calling
+    /// thread's lean pool ([`crate::lean`]); any other through reqwest.
+    pub async fn execute(
+        &self,
+        method: http::Method,
+        url: &reqwest::Url,
+        headers: HeaderMap,
+        body: Bytes,
+        capture_context: Option<&PluginHttpCaptureContext>,
+    ) -> Result<HttpResponse, BackendError> {
+        let Some(lean) = &self.lean else {
+            let mut request = reqwest::Request::new(method, url.clone());
+            *request.headers_mut() = headers;
+            *request.body_mut() = Some(body.into());
+            return self
+                .send(request, capture_context)
+                .await
+                .map_err(crate::upstream::transport_error);
+        };
+        let uri = crate::lean::uri_of(url)?;
+        let target = self.resolve(capture_context);
+        if let Some(t) = &target {
+            t.record_request(&method, url, &headers, body.clone());
+        }
+        let response = lean.send(method, uri, headers, body).await?;
+        Ok(HttpResponse::new(Received::Lean(response), target))
     }
 }
 
@@ -398,6 +432,32 @@ impl CaptureTarget {
     }
     fn session_id(&self) -> Option<String> {
         self.ctx.context.as_ref().and_then(|c| c.session_id.clone())
+    }
+
+    /// Captures an outbound request.
+    fn record_request(
+        &self,
+        method: &http::Method,
+        url: &reqwest::Url,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) {
+        self.sink.record(CaptureRecord {
+            request_id: self.request_id(),
+            session_id: self.session_id(),
+            direction: CaptureDirection::OutboundRequest,
+            backend: self.ctx.backend.clone(),
+            model: self.ctx.model.clone(),
+            key_name: self.ctx.key_name.clone(),
+            timestamp: SystemTime::now(),
+            method: Some(method.to_string()),
+            url: Some(masked_url(url)),
+            status: None,
+            headers: masked_headers(headers),
+            body_len: body.len(),
+            body,
+            chunks: Vec::new(),
+        });
     }
 }
 
@@ -476,21 +536,52 @@ pub fn capture_http_response(capture: &PendingCapture) {
     });
 }
 
+/// An upstream response as the transport that fetched it gives it.
+enum Received {
+    Reqwest(reqwest::Response),
+    Lean(http::Response<hyper::body::Incoming>),
+}
+
 /// An upstream response whose body is captured as it is consumed.
 pub struct HttpResponse {
-    inner: reqwest::Response,
+    inner: Received,
     capture: Option<Arc<PendingCapture>>,
 }
 
 impl HttpResponse {
+    fn new(inner: Received, target: Option<CaptureTarget>) -> Self {
+        let capture = target.map(|target| {
+            let (status, headers) = match &inner {
+                Received::Reqwest(r) => (r.status(), r.headers()),
+                Received::Lean(r) => (r.status(), r.headers()),
+            };
+            Arc::new(PendingCapture {
+                target,
+                status: status.as_u16(),
+                headers: masked_headers(headers),
+                buffer: std::sync::Mutex::new(BytesMut::new()),
+                chunks: std::sync::Mutex::new(Vec::new()),
+                seen: std::sync::atomic::AtomicUsize::new(0),
+                completed: AtomicBool::new(false),
+            })
+        });
+        Self { inner, capture }
+    }
+
     /// Status.
     pub fn status(&self) -> StatusCode {
-        self.inner.status()
+        match &self.inner {
+            Received::Reqwest(r) => r.status(),
+            Received::Lean(r) => r.status(),
+        }
     }
 
     /// Headers.
     pub fn headers(&self) -> &HeaderMap {
-        self.inner.headers()
+        match &self.inner {
+            Received::Reqwest(r) => r.headers(),
+            Received::Lean(r) => r.headers(),
+        }
     }
 
     /// The capture state, for an explicit [`capture_http_response`] call.
@@ -500,7 +591,15 @@ impl HttpResponse {
 
     /// Reads the whole body (bounded by `timeout`) and captures the response.
     pub async fn bytes(self, timeout: Option<Duration>) -> Result<Bytes, BackendError> {
-        let read = self.inner.bytes();
+        let read = async {
+            match self.inner {
+                Received::Reqwest(r) => r.bytes().await.map_err(|e| e.to_string()),
+                Received::Lean(r) => http_body_util::BodyExt::collect(r.into_body())
+                    .await
+                    .map(http_body_util::Collected::to_bytes)
+                    .map_err(|e| e.to_string()),
+            }
+        };
         let body = match timeout {
             Some(t) => tokio::time::timeout(t, read)
                 .await
@@ -517,16 +616,38 @@ impl HttpResponse {
 
     /// The body as a byte stream. The response is captured when the stream ends or is dropped.
     pub fn bytes_stream(self) -> BodyStream {
+        use futures::StreamExt;
+        let inner: Pin<Box<dyn Stream<Item = Result<Bytes, BackendError>> + Send>> = match self
+            .inner
+        {
+            Received::Reqwest(r) => Box::pin(
+                r.bytes_stream()
+                    .map(|chunk| chunk.map_err(|e| stream_error(e.is_timeout(), &e))),
+            ),
+            Received::Lean(r) => Box::pin(
+                http_body_util::BodyDataStream::new(r.into_body())
+                    .map(|chunk| chunk.map_err(|e| stream_error(crate::lean::timed_out(&e), &e))),
+            ),
+        };
         BodyStream {
-            inner: Box::pin(self.inner.bytes_stream()),
+            inner,
             capture: self.capture,
         }
     }
 }
 
+/// A body that failed mid-stream.
+fn stream_error(timeout: bool, e: &dyn std::fmt::Display) -> BackendError {
+    if timeout {
+        BackendError::timeout(format!("upstream stream timed out: {e}"))
+    } else {
+        BackendError::transport(format!("upstream stream failed: {e}"))
+    }
+}
+
 /// Streaming body that tees into the capture.
 pub struct BodyStream {
-    inner: Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>,
+    inner: Pin<Box<dyn Stream<Item = Result<Bytes, BackendError>> + Send>>,
     capture: Option<Arc<PendingCapture>>,
 }
 
@@ -541,14 +662,7 @@ impl Stream for BodyStream {
                 }
                 Poll::Ready(Some(Ok(chunk)))
             }
-            Poll::Ready(Some(Err(e))) => {
-                let err = if e.is_timeout() {
-                    BackendError::timeout(format!("upstream stream timed out: {e}"))
-                } else {
-                    BackendError::transport(format!("upstream stream failed: {e}"))
-                };
-                Poll::Ready(Some(Err(err)))
-            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
             Poll::Ready(None) => {
                 if let Some(c) = &self.capture {
                     capture_http_response(c);

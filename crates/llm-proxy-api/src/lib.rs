@@ -25,6 +25,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod ids;
+mod lean;
 pub mod lossy;
 pub mod model;
 pub mod model_name;

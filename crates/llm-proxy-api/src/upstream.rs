@@ -13,7 +13,7 @@ use futures::StreamExt;
 
 use crate::backend::CallContext;
 use crate::config::{Secret, Timeouts};
-use crate::error::{BackendError, parse_retry_after};
+use crate::error::{BackendError, ErrorKind, ErrorSource, parse_retry_after};
 use crate::http::{
     BodyStream, CaptureAwareClient, ConnectorRequestContext, HttpResponse, PluginHttpCaptureContext,
 };
@@ -62,7 +62,8 @@ impl<C: WireCodec + ?Sized> ResponseDecoder for C {
 ///
 /// Each thread sends through its own pool ([`CaptureAwareClient::with_thread_pools`]), so a
 /// request on one of the proxy's serving threads reuses connections whose I/O runs on that
-/// same thread.
+/// same thread. [`post_chat`] sends through the lean per-thread pools ([`crate::lean`]);
+/// [`send`] (a `reqwest::Request`) through reqwest.
 pub fn instance_client(
     shared: &CaptureAwareClient,
     timeouts: &Timeouts,
@@ -70,9 +71,10 @@ pub fn instance_client(
     let connect = timeouts.connect;
     let inner = pooled_client(connect)
         .map_err(|e| BackendError::config(format!("cannot build HTTP client: {e}")))?;
-    Ok(shared
+    shared
         .with_inner(inner)
-        .with_thread_pools(move || pooled_client(connect).ok()))
+        .with_thread_pools(move || pooled_client(connect).ok())
+        .with_lean_pools(connect)
 }
 
 fn pooled_client(connect_timeout: Duration) -> reqwest::Result<reqwest::Client> {
@@ -149,7 +151,7 @@ pub fn transport_error(e: reqwest::Error) -> BackendError {
     }
 }
 
-fn source_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn source_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut cur = e.source();
     while let Some(s) = cur {
@@ -183,30 +185,21 @@ pub async fn send_with(
     decode_error: impl Fn(u16, &[u8]) -> BackendError,
 ) -> Result<HttpResponse, BackendError> {
     let echo = EchoScrubber::for_request(client, request.headers());
-    send_scrubbed(
-        client,
-        request,
-        capture,
-        timeouts,
-        deadline,
-        decode_error,
-        &echo,
-    )
-    .await
+    let sending = async { client.send(request, capture).await.map_err(transport_error) };
+    checked(sending, timeouts, deadline, decode_error, &echo).await
 }
 
-/// [`send_with`], scrubbing error messages with `echo`.
-async fn send_scrubbed(
-    client: &CaptureAwareClient,
-    request: reqwest::Request,
-    capture: Option<&PluginHttpCaptureContext>,
+/// Waits at most `first_byte` for `sending` to give the response head; a non-success
+/// status becomes an error decoded with `decode_error` and scrubbed with `echo`.
+async fn checked(
+    sending: impl Future<Output = Result<HttpResponse, BackendError>>,
     timeouts: &Timeouts,
     deadline: Instant,
     decode_error: impl Fn(u16, &[u8]) -> BackendError,
     echo: &EchoScrubber,
 ) -> Result<HttpResponse, BackendError> {
     let head_deadline = deadline.min(Instant::now() + timeouts.first_byte);
-    let response = tokio::time::timeout_at(head_deadline.into(), client.send(request, capture))
+    let response = tokio::time::timeout_at(head_deadline.into(), sending)
         .await
         .map_err(|_| {
             BackendError::timeout(format!(
@@ -217,10 +210,13 @@ async fn send_scrubbed(
                     .as_secs_f64()
             ))
         })?
-        .map_err(transport_error)?;
+        .map_err(|e| echo.error(e))?;
     let status = response.status();
     if status.is_success() {
         return Ok(response);
+    }
+    if status.is_redirection() {
+        return Err(echo.error(redirected(status.as_u16(), response.headers())));
     }
     let retry_after = response
         .headers()
@@ -232,6 +228,30 @@ async fn send_scrubbed(
         .min(Duration::from_secs(30));
     let body = response.bytes(Some(remaining)).await.unwrap_or_default();
     Err(echo.error(decode_error(status.as_u16(), &body).with_retry_after(retry_after)))
+}
+
+/// An upstream's redirect, which the proxy does not follow (a redirected POST would lose its
+/// body or its method): a gateway error that names where it points, with any credentials in
+/// that address masked, so the operator can fix `api_url`. Another backend may still answer.
+fn redirected(status: u16, headers: &http::HeaderMap) -> BackendError {
+    let location = headers
+        .get(http::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map_or_else(
+            || "an address it did not give".to_owned(),
+            crate::scrub::mask_url_credentials,
+        );
+    let mut error = BackendError::new(
+        ErrorKind::Unavailable,
+        ErrorSource::Upstream,
+        format!(
+            "the upstream redirected the request (HTTP {status}) to {location}; redirects are \
+             not followed: set the backend's api_url to the address it redirects to"
+        ),
+    );
+    error.upstream_status = Some(status);
+    error.retryable = true;
+    error
 }
 
 /// What an upstream may echo back in its errors: every configured secret (the client's
@@ -316,13 +336,15 @@ pub async fn post_chat<D: ResponseDecoder + ?Sized>(
     codec: &D,
 ) -> Result<EventStream, BackendError> {
     let echo = EchoScrubber::for_request(call.client, &call.headers);
-    let mut request = reqwest::Request::new(reqwest::Method::POST, call.url);
-    *request.headers_mut() = call.headers;
-    *request.body_mut() = Some(call.body.into());
-    let response = send_scrubbed(
-        call.client,
-        request,
+    let sending = call.client.execute(
+        http::Method::POST,
+        &call.url,
+        call.headers,
+        call.body.into(),
         call.capture.as_ref(),
+    );
+    let response = checked(
+        sending,
         call.timeouts,
         call.deadline,
         |status, body| codec.error(status, body),
@@ -698,6 +720,257 @@ mod tests {
         assert_eq!(sink.inbound(), ["Hello\nworld\nend\n"]);
         drop(events);
         assert_eq!(sink.inbound().len(), 1, "captured exactly once");
+    }
+
+    #[tokio::test]
+    async fn a_backend_client_streams_through_its_lean_pool_and_captures_once() {
+        let url = upstream(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n\r\n",
+            "c\r\nHello\nworld\n\r\n4\r\nend\n\r\n",
+        )
+        .await;
+        let sink = Arc::new(Recorder::default());
+        let timeouts = Timeouts::default();
+        let client = instance_client(&capturing_client(&sink), &timeouts).unwrap();
+        assert!(client.sends_lean(), "a backend's client has lean pools");
+        let events: Vec<StreamEvent> = post_chat(call(&client, url, &timeouts, true), &Lines)
+            .await
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+            .await;
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert_eq!(sink.inbound(), ["Hello\nworld\nend\n"]);
+        let records = sink.0.lock().unwrap();
+        let sent = &records[0];
+        assert_eq!(
+            sent.direction,
+            crate::http::CaptureDirection::OutboundRequest
+        );
+        assert_eq!(sent.body, "{}");
+        let auth = sent.headers.iter().find(|(k, _)| k == "authorization");
+        assert!(
+            auth.is_some_and(|(_, v)| !v.contains("runtime-token-0001")),
+            "{auth:?}"
+        );
+        assert!(
+            !records[1].chunks.is_empty(),
+            "a streamed body keeps its pieces"
+        );
+    }
+
+    /// An upstream on 127.0.0.1:0 that records each request (head and body) and answers
+    /// `/moved` with a 307 to `/api/chat`, anything else with `200 ok`; one request per
+    /// connection.
+    async fn recording_upstream() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut raw = Vec::new();
+                let mut buf = [0u8; 4096];
+                let complete = |raw: &[u8]| {
+                    let text = String::from_utf8_lossy(raw).to_ascii_lowercase();
+                    let Some(end) = text.find("\r\n\r\n") else {
+                        return false;
+                    };
+                    let length = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length: "))
+                        .and_then(|n| n.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    raw.len() >= end + 4 + length
+                };
+                while !complete(&raw) {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => raw.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&raw).into_owned();
+                let answer = if text.starts_with("POST /moved ") {
+                    "HTTP/1.1 307 Temporary Redirect\r\nlocation: /api/chat\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                } else {
+                    "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
+                };
+                log.lock().unwrap().push(text);
+                let _ = socket.write_all(answer.as_bytes()).await;
+            }
+        });
+        (format!("http://{addr}"), seen)
+    }
+
+    async fn post(client: &CaptureAwareClient, url: &str) -> Result<(u16, String), BackendError> {
+        let url = reqwest::Url::parse(url).unwrap();
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-request", http::HeaderValue::from_static("one"));
+        let response = client
+            .execute(
+                http::Method::POST,
+                &url,
+                headers,
+                bytes::Bytes::from_static(b"{\"q\":1}"),
+                None,
+            )
+            .await?;
+        let status = response.status().as_u16();
+        let body = response.bytes(None).await?;
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    }
+
+    #[tokio::test]
+    async fn the_lean_pool_sends_the_request_whole_and_never_follows_a_redirect() {
+        let (base, seen) = recording_upstream().await;
+        let client =
+            instance_client(&CaptureAwareClient::plain().unwrap(), &Timeouts::default()).unwrap();
+        assert_eq!(
+            post(&client, &format!("{base}/api/chat")).await.unwrap(),
+            (200, "ok".into())
+        );
+        // A redirected POST would lose its body or its method: the 307 is the answer.
+        assert_eq!(
+            post(&client, &format!("{base}/moved")).await.unwrap(),
+            (307, String::new())
+        );
+        let sent = seen.lock().unwrap().clone();
+        assert_eq!(sent.len(), 2, "nothing followed the redirect: {sent:?}");
+        let first = sent[0].to_ascii_lowercase();
+        assert!(first.starts_with("post /api/chat http/1.1\r\n"), "{first}");
+        for header in [
+            "x-request: one",
+            "accept: */*",
+            "content-length: 7",
+            "host: 127.0.0.1:",
+        ] {
+            assert!(first.contains(header), "{header} missing: {first}");
+        }
+        assert!(first.ends_with("\r\n\r\n{\"q\":1}"), "{first}");
+        // Through the exchange, a redirect is a gateway error naming where it points.
+        let timeouts = Timeouts::default();
+        let url = reqwest::Url::parse(&format!("{base}/moved")).unwrap();
+        let Err(error) = post_chat(call(&client, url, &timeouts, false), &Lines).await else {
+            panic!("a redirect is an error");
+        };
+        assert_eq!(error.kind, crate::ErrorKind::Unavailable, "{error}");
+        assert_eq!(error.upstream_status, Some(307));
+        assert!(error.retryable);
+        assert!(
+            error.message.contains("redirected") && error.message.contains("/api/chat"),
+            "{}",
+            error.message
+        );
+    }
+
+    #[tokio::test]
+    async fn credentials_in_the_url_never_reach_the_request_line_or_headers() {
+        let (base, seen) = recording_upstream().await;
+        let client =
+            instance_client(&CaptureAwareClient::plain().unwrap(), &Timeouts::default()).unwrap();
+        let url = base.replace("http://", "http://bob:hunter2@");
+        assert_eq!(
+            post(&client, &format!("{url}/api/chat")).await.unwrap().0,
+            200
+        );
+        let seen = seen.lock().unwrap();
+        assert!(
+            seen[0].starts_with("POST /api/chat HTTP/1.1\r\n"),
+            "{seen:?}"
+        );
+        assert!(
+            !seen[0].contains("hunter2") && !seen[0].contains("bob"),
+            "{seen:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn https_upstreams_are_verified_against_the_web_pki_and_offered_http2() {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        // A throwaway self-signed certificate for 127.0.0.1, made for this test.
+        let cert = CertificateDer::from_pem_slice(include_bytes!(
+            "../tests/fixtures/self-signed-cert.pem"
+        ))
+        .unwrap();
+        let key =
+            PrivateKeyDer::from_pem_slice(include_bytes!("../tests/fixtures/self-signed-key.pem"))
+                .unwrap();
+        let config = Arc::new(
+            rustls::ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .unwrap(),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (offered, alpn) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.unwrap();
+            let acceptor =
+                tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), socket);
+            let start = acceptor.await.unwrap();
+            let protocols: Vec<Vec<u8>> = start
+                .client_hello()
+                .alpn()
+                .map(|p| p.map(<[u8]>::to_vec).collect())
+                .unwrap_or_default();
+            let _ = offered.send(protocols);
+            // The client refuses the certificate partway through.
+            let _ = start.into_stream(config).await;
+        });
+        let client =
+            instance_client(&CaptureAwareClient::plain().unwrap(), &Timeouts::default()).unwrap();
+        let error = post(&client, &format!("https://{addr}/v1/chat"))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error.origin,
+            crate::error::ErrorSource::Transport,
+            "{error}"
+        );
+        assert!(
+            error.message.contains("certificate") && error.message.contains("UnknownIssuer"),
+            "{}",
+            error.message
+        );
+        assert_eq!(alpn.await.unwrap(), [b"h2".to_vec(), b"http/1.1".to_vec()]);
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_a_transport_error_that_does_not_show_the_url() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        for client in [
+            instance_client(&CaptureAwareClient::plain().unwrap(), &Timeouts::default()).unwrap(),
+            CaptureAwareClient::plain().unwrap(),
+        ] {
+            let url = format!("http://127.0.0.1:{port}/v1/chat?key=AIzaSECRETVALUE");
+            let error = post(&client, &url).await.unwrap_err();
+            assert_eq!(
+                error.origin,
+                crate::error::ErrorSource::Transport,
+                "{error}"
+            );
+            assert!(error.retryable, "{error}");
+            assert!(
+                error.message.starts_with("cannot connect to upstream"),
+                "{}",
+                error.message
+            );
+            assert!(!error.message.contains("SECRETVALUE"), "{}", error.message);
+            assert!(
+                !error.message.contains(&port.to_string()),
+                "{}",
+                error.message
+            );
+        }
     }
 
     #[tokio::test]

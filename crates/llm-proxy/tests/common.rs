@@ -18,8 +18,18 @@ impl Drop for Running {
 
 /// Starts the binary with `config`, port 0, warnings only and `args`, in an empty environment.
 pub(crate) fn start_with<S: AsRef<OsStr>>(config: &Path, args: &[S]) -> (Running, String) {
+    start_in(config, args, &[])
+}
+
+/// [`start_with`] in an environment holding only `env`.
+pub(crate) fn start_in<S: AsRef<OsStr>>(
+    config: &Path,
+    args: &[S],
+    env: &[(&str, &str)],
+) -> (Running, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_llm-proxy"))
         .env_clear()
+        .envs(env.iter().copied())
         .arg("--config")
         .arg(config)
         .args(args)

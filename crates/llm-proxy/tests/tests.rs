@@ -14,6 +14,9 @@ mod shutdown;
 // Resident memory stays bounded under a burst of big bodies (reads /proc).
 #[cfg(target_os = "linux")]
 mod memory;
+// Backends send through an outbound proxy named in the environment.
+#[cfg(unix)]
+mod outbound_proxy;
 // Responses answers survive a restart on the same data directory (stops with SIGTERM).
 #[cfg(unix)]
 mod restart;
