@@ -161,11 +161,13 @@ impl LeanPools {
         if !headers.contains_key(ACCEPT) {
             headers.insert(ACCEPT, HeaderValue::from_static("*/*"));
         }
-        if !headers.contains_key(HOST)
-            && let Some(host) = host_header(&uri)
-        {
-            headers.insert(HOST, host);
-        }
+        // HTTP/1 names the host in `Host`; HTTP/2 in `:authority`, which hyper fills from the
+        // URI (as hyper-util does, `Host` is added for HTTP/1 only).
+        let host = if headers.contains_key(HOST) {
+            None
+        } else {
+            host_header(&uri)
+        };
         let origin = Origin::of(&uri)?;
         let path = uri
             .path_and_query()
@@ -185,10 +187,20 @@ impl LeanPools {
                 None => Box::pin(self.connect(&origin)).await?,
             };
             // HTTP/1 names the path alone; HTTP/2 the scheme and authority too.
-            *request.uri_mut() = match conn {
-                Conn::H1(_) => Uri::from(path.clone()),
-                Conn::H2(_) => uri.clone(),
-            };
+            match conn {
+                Conn::H1(_) => {
+                    *request.uri_mut() = Uri::from(path.clone());
+                    if let Some(host) = &host {
+                        request.headers_mut().insert(HOST, host.clone());
+                    }
+                }
+                Conn::H2(_) => {
+                    *request.uri_mut() = uri.clone();
+                    if host.is_some() {
+                        request.headers_mut().remove(HOST);
+                    }
+                }
+            }
             let sent = match &mut conn {
                 Conn::H1(sender) => sender.try_send_request(request).await,
                 Conn::H2(sender) => sender.try_send_request(request).await,
@@ -522,11 +534,12 @@ mod tests {
                     };
                     let service = hyper::service::service_fn(|req: Request<Incoming>| async move {
                         let said = format!(
-                            "{} {} {} {:?}",
+                            "{} {} {} {:?} host header: {}",
                             req.method(),
                             req.uri().path(),
                             req.uri().authority().map_or("", Authority::as_str),
-                            req.version()
+                            req.version(),
+                            req.headers().contains_key(HOST)
                         );
                         Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(
                             said,
@@ -564,7 +577,7 @@ mod tests {
         for answer in burst {
             assert_eq!(
                 answer.unwrap(),
-                format!("POST /v1/chat 127.0.0.1:{port} HTTP/2.0")
+                format!("POST /v1/chat 127.0.0.1:{port} HTTP/2.0 host header: false")
             );
         }
         // The burst may race to connect before the first connection is pooled; the request
