@@ -13,6 +13,7 @@ pub mod openai_chat;
 pub mod openai_responses;
 pub mod reasoning;
 pub mod sse;
+mod text_or_list;
 
 /// A request body that could not be turned into the canonical model.
 #[derive(Debug, Clone, PartialEq, Eq)]

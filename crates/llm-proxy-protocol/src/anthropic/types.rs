@@ -41,12 +41,14 @@ pub struct AnthropicRequest {
 }
 
 /// `system`: a string or a list of text blocks.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum SystemPrompt {
     Text(String),
     Blocks(Vec<SystemBlock>),
 }
+
+crate::text_or_list::text_or_list!(SystemPrompt { Text, Blocks(SystemBlock) } "text blocks");
 
 /// One block of a block-form system prompt (always `type: "text"`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -72,12 +74,14 @@ pub struct InputMessage {
 }
 
 /// Message content: a string or a list of blocks.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum MessageContent {
     Text(String),
     Blocks(Vec<ContentBlock>),
 }
+
+crate::text_or_list::text_or_list!(MessageContent { Text, Blocks(ContentBlock) } "content blocks");
 
 /// A content block of a request or response. Block types we do not model (server tool blocks,
 /// `search_result`, ...) are kept whole in `Other`.
@@ -165,12 +169,14 @@ pub struct ToolResultBlock {
 }
 
 /// `tool_result.content`: a string or a list of blocks (text, image, document).
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum ToolResultContent {
     Text(String),
     Blocks(Vec<ContentBlock>),
 }
+
+crate::text_or_list::text_or_list!(ToolResultContent { Text, Blocks(ContentBlock) } "content blocks");
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct ThinkingBlock {

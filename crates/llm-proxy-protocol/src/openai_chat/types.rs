@@ -63,12 +63,14 @@ pub struct StreamOptions {
 }
 
 /// `stop`: a string or a list of strings.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 pub enum Stop {
     One(String),
     Many(Vec<String>),
 }
+
+crate::text_or_list::text_or_list!(Stop { One, Many(String) } "strings");
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -129,12 +131,14 @@ pub struct ChatMessage {
     pub extra: Map<String, Value>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 pub enum MessageContent {
     Text(String),
     Parts(Vec<ContentPart>),
 }
+
+crate::text_or_list::text_or_list!(MessageContent { Text, Parts(ContentPart) } "content parts");
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

@@ -53,12 +53,14 @@ pub struct ResponsesRequest {
 }
 
 /// `input`: a plain string or a list of items.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 pub enum Input {
     Text(String),
     Items(Vec<Value>),
 }
+
+crate::text_or_list::text_or_list!(Input { Text, Items(Value) } "input items");
 
 /// `text`: output format and verbosity.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -121,40 +123,9 @@ pub enum MessageContent {
     Parts(Vec<ContentPart>),
 }
 
-/// By hand rather than `untagged`, so a bad part is reported at its own path
-/// (`input[0].content[1]`) with serde's reason instead of "did not match any variant".
-impl<'de> Deserialize<'de> for MessageContent {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = MessageContent;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a string or a list of content parts")
-            }
-
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(MessageContent::Text(v.to_owned()))
-            }
-
-            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
-                Ok(MessageContent::Text(v))
-            }
-
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<Self::Value, A::Error> {
-                let mut parts = Vec::with_capacity(seq.size_hint().unwrap_or(1));
-                while let Some(part) = seq.next_element::<ContentPart>()? {
-                    parts.push(part);
-                }
-                Ok(MessageContent::Parts(parts))
-            }
-        }
-        d.deserialize_any(Visitor)
-    }
-}
+// Read in one pass, so a bad part is reported at its own path (`input[0].content[1]`) with
+// serde's reason instead of "did not match any variant".
+crate::text_or_list::text_or_list!(MessageContent { Text, Parts(ContentPart) } "content parts");
 
 /// One content part of a message or of a tool output.
 #[derive(Debug, Clone, Deserialize, Serialize)]
