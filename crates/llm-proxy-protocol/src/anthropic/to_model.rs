@@ -919,24 +919,42 @@ mod tests {
 
     #[test]
     fn malformed_blocks_and_bad_roles_name_the_param() {
-        let err = to_model(parse(
-            json!({"model": "m", "messages": [{"role": "user", "content": [
-                {"type": "text", "text": "ok"}, {"type": "image"}
-            ]}]}),
-        ))
+        // A block of a known type with bad fields, `type` first (as clients write it), is
+        // refused while the body is read. (Raw text: `json!` would sort `type` last.)
+        let body = |text: &str| crate::parse_body::<AnthropicRequest>(text.as_bytes());
+        let err = body(
+            r#"{"model": "m", "messages": [{"role": "user", "content": [
+                {"type": "text", "text": "ok"}, {"type": "image"}]}]}"#,
+        )
         .unwrap_err();
         assert_eq!(err.param.as_deref(), Some("messages[0].content[1]"));
         assert!(
-            err.message.starts_with("invalid 'image' block"),
+            err.message
+                .contains("invalid 'image' block: missing field `source`"),
             "{}",
             err.message
         );
+        let err = body(
+            r#"{"model": "m", "messages": [{"role": "user", "content": [
+                {"type": "text", "text": 5}]}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.param.as_deref(), Some("messages[0].content[0].text"));
+        assert!(
+            err.message
+                .contains("invalid 'text' block: invalid type: integer `5`"),
+            "{}",
+            err.message
+        );
+        // The same blocks with `type` not first take the buffered path: kept whole, refused
+        // by the conversion.
         let err = to_model(parse(
             json!({"model": "m", "messages": [{"role": "user", "content": [
-                {"type": "text", "text": 5}
+                {"text": 5, "type": "text"}
             ]}]}),
         ))
         .unwrap_err();
+        assert_eq!(err.param.as_deref(), Some("messages[0].content[0]"));
         assert!(
             err.message.starts_with("invalid 'text' block"),
             "{}",

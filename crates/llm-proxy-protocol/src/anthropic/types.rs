@@ -85,7 +85,10 @@ crate::text_or_list::text_or_list!(MessageContent { Text, Blocks(ContentBlock) }
 
 /// A content block of a request or response. Block types we do not model (server tool blocks,
 /// `search_result`, ...) are kept whole in `Other`.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+///
+/// Read by [`block`] (see there), not by serde's internally tagged derive, which buffered
+/// every block of a conversation to find its `type`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ContentBlock {
     Text(TextBlock),
@@ -98,6 +101,182 @@ pub enum ContentBlock {
     RedactedThinking(RedactedThinkingBlock),
     #[serde(untagged)]
     Other(Value),
+}
+
+impl<'de> Deserialize<'de> for ContentBlock {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        block::read(d)
+    }
+}
+
+/// Reading a [`ContentBlock`] in one pass when `type` comes first, as clients write it.
+mod block {
+    use std::fmt;
+
+    use serde::Deserialize;
+    use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+    use serde::de::{Deserializer, Error, MapAccess, SeqAccess, Visitor};
+    use serde_json::{Map, Value};
+
+    use super::{
+        ContentBlock, ImageBlock, RedactedThinkingBlock, TextBlock, ThinkingBlock, ToolResultBlock,
+        ToolUseBlock,
+    };
+    use crate::extra_fields::Key;
+
+    /// The derive `ContentBlock` had: what a block whose `type` is not its first key, or not
+    /// a string, is read with (from the buffered object), so such blocks read as before.
+    #[derive(Deserialize)]
+    #[serde(tag = "type", rename_all = "snake_case")]
+    enum Buffered {
+        Text(TextBlock),
+        Image(ImageBlock),
+        Document(Map<String, Value>),
+        ToolUse(ToolUseBlock),
+        ToolResult(ToolResultBlock),
+        Thinking(ThinkingBlock),
+        RedactedThinking(RedactedThinkingBlock),
+        #[serde(untagged)]
+        Other(Value),
+    }
+
+    impl From<Buffered> for ContentBlock {
+        fn from(b: Buffered) -> Self {
+            match b {
+                Buffered::Text(b) => Self::Text(b),
+                Buffered::Image(b) => Self::Image(b),
+                Buffered::Document(b) => Self::Document(b),
+                Buffered::ToolUse(b) => Self::ToolUse(b),
+                Buffered::ToolResult(b) => Self::ToolResult(b),
+                Buffered::Thinking(b) => Self::Thinking(b),
+                Buffered::RedactedThinking(b) => Self::RedactedThinking(b),
+                Buffered::Other(v) => Self::Other(v),
+            }
+        }
+    }
+
+    pub(super) fn read<'de, D: Deserializer<'de>>(d: D) -> Result<ContentBlock, D::Error> {
+        d.deserialize_any(Block)
+    }
+
+    /// An upstream answer's blocks, read as the buffered derive read them: a block of a known
+    /// type with bad fields (a lenient compatible server's) is kept whole as `Other` for the
+    /// conversion to deal with, not a failed answer.
+    pub(super) fn lenient_list<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Vec<ContentBlock>, D::Error> {
+        Ok(Vec::<Value>::deserialize(d)?
+            .into_iter()
+            .map(|value| match Buffered::deserialize(&value) {
+                Ok(block) => block.into(),
+                Err(_) => ContentBlock::Other(value),
+            })
+            .collect())
+    }
+
+    struct Block;
+
+    /// A block the reader does not model, or a non-object in a block list: kept whole.
+    fn other<E>(value: Value) -> Result<ContentBlock, E> {
+        Ok(ContentBlock::Other(value))
+    }
+
+    impl<'de> Visitor<'de> for Block {
+        type Value = ContentBlock;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a content block")
+        }
+
+        /// `type` first: the block's own fields are read straight into its variant. A block
+        /// of a known type with bad fields is an error naming the block and the field ("invalid
+        /// 'image' block: missing field `source`"), raised while reading the body; the
+        /// buffered derive kept it whole as `Other` for the conversion to refuse.
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ContentBlock, A::Error> {
+            let Some(first) = map.next_key::<Key<'de>>()? else {
+                return other(Value::Object(Map::new()));
+            };
+            let first_value: Value = map.next_value()?;
+            let kind = match (first.as_str(), &first_value) {
+                ("type", Value::String(kind)) => kind.clone(),
+                _ => {
+                    let mut object = Map::new();
+                    object.insert(first.into_string(), first_value);
+                    while let Some((key, value)) = map.next_entry::<String, Value>()? {
+                        object.insert(key, value);
+                    }
+                    let object = Value::Object(object);
+                    return Ok(match Buffered::deserialize(&object) {
+                        Ok(block) => block.into(),
+                        Err(_) => ContentBlock::Other(object),
+                    });
+                }
+            };
+            let rest = MapAccessDeserializer::new(map);
+            let invalid = |e: A::Error| A::Error::custom(format!("invalid '{kind}' block: {e}"));
+            Ok(match kind.as_str() {
+                "text" => ContentBlock::Text(TextBlock::deserialize(rest).map_err(invalid)?),
+                "image" => ContentBlock::Image(ImageBlock::deserialize(rest).map_err(invalid)?),
+                "document" => ContentBlock::Document(Map::deserialize(rest).map_err(invalid)?),
+                "tool_use" => {
+                    ContentBlock::ToolUse(ToolUseBlock::deserialize(rest).map_err(invalid)?)
+                }
+                "tool_result" => {
+                    ContentBlock::ToolResult(ToolResultBlock::deserialize(rest).map_err(invalid)?)
+                }
+                "thinking" => {
+                    ContentBlock::Thinking(ThinkingBlock::deserialize(rest).map_err(invalid)?)
+                }
+                "redacted_thinking" => ContentBlock::RedactedThinking(
+                    RedactedThinkingBlock::deserialize(rest).map_err(invalid)?,
+                ),
+                _ => {
+                    let mut object = Map::new();
+                    object.insert("type".to_owned(), first_value);
+                    object.extend(Map::deserialize(rest)?);
+                    ContentBlock::Other(Value::Object(object))
+                }
+            })
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<ContentBlock, A::Error> {
+            other(Value::Array(Vec::deserialize(SeqAccessDeserializer::new(
+                seq,
+            ))?))
+        }
+
+        fn visit_str<E: Error>(self, v: &str) -> Result<ContentBlock, E> {
+            other(Value::String(v.to_owned()))
+        }
+
+        fn visit_string<E: Error>(self, v: String) -> Result<ContentBlock, E> {
+            other(Value::String(v))
+        }
+
+        fn visit_bool<E: Error>(self, v: bool) -> Result<ContentBlock, E> {
+            other(Value::Bool(v))
+        }
+
+        fn visit_i64<E: Error>(self, v: i64) -> Result<ContentBlock, E> {
+            other(Value::from(v))
+        }
+
+        fn visit_u64<E: Error>(self, v: u64) -> Result<ContentBlock, E> {
+            other(Value::from(v))
+        }
+
+        fn visit_f64<E: Error>(self, v: f64) -> Result<ContentBlock, E> {
+            other(Value::from(v))
+        }
+
+        fn visit_unit<E: Error>(self) -> Result<ContentBlock, E> {
+            other(Value::Null)
+        }
+
+        fn visit_none<E: Error>(self) -> Result<ContentBlock, E> {
+            other(Value::Null)
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -269,7 +448,8 @@ pub struct AnthropicResponse {
     pub kind: String,
     #[serde(default = "assistant_role")]
     pub role: String,
-    #[serde(default)]
+    /// Read leniently ([`block::lenient_list`]): an upstream's malformed block is kept whole.
+    #[serde(default, deserialize_with = "block::lenient_list")]
     pub content: Vec<ContentBlock>,
     #[serde(default)]
     pub model: String,
@@ -426,6 +606,41 @@ mod tests {
         assert!(matches!(parsed[4], ContentBlock::Document(_)));
         assert!(matches!(parsed[10], ContentBlock::Other(_)));
         assert_eq!(serde_json::to_value(&parsed).unwrap(), blocks);
+        // `json!` sorts keys, so `type` came last above and every block took the buffered
+        // path. As clients write them, `type` first, they take the one-pass path and must read
+        // the same.
+        let type_first = r#"[
+            {"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}, "citations": []},
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "QUJD"}},
+            {"type": "image", "source": {"type": "url", "url": "https://x.test/a.png"}},
+            {"type": "image", "source": {"type": "file", "file_id": "file_1"}},
+            {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "doc"}, "title": "t"},
+            {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {"a": 1}},
+            {"type": "tool_result", "tool_use_id": "toolu_1", "content": [{"type": "text", "text": "r"}], "is_error": true},
+            {"type": "tool_result", "tool_use_id": "toolu_2", "content": "plain"},
+            {"type": "thinking", "thinking": "hmm", "signature": "sig"},
+            {"type": "redacted_thinking", "data": "enc"},
+            {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "q"}}
+        ]"#;
+        let one_pass: Vec<ContentBlock> = serde_json::from_str(type_first).unwrap();
+        assert_eq!(one_pass, parsed);
+        // Not objects, or without a string `type`: kept whole, as before.
+        let odd: Vec<ContentBlock> =
+            serde_json::from_str(r#"["plain", 5, null, [1], {}, {"type": 7, "x": 1}, {"x": 1}]"#)
+                .unwrap();
+        assert_eq!(
+            odd,
+            [
+                json!("plain"),
+                json!(5),
+                json!(null),
+                json!([1]),
+                json!({}),
+                json!({"type": 7, "x": 1}),
+                json!({"x": 1})
+            ]
+            .map(ContentBlock::Other)
+        );
     }
 
     #[test]
@@ -460,6 +675,18 @@ mod tests {
     fn malformed_known_block_is_kept_as_other_not_misread() {
         let b: ContentBlock = serde_json::from_value(json!({"type": "text", "text": 5})).unwrap();
         assert!(matches!(b, ContentBlock::Other(_)));
+        // In an upstream's answer, whatever the key order.
+        let answer: AnthropicResponse = serde_json::from_str(
+            r#"{"type": "message", "content": [{"type": "text", "text": null}, {"type": "text", "text": "ok"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            answer.content,
+            [
+                ContentBlock::Other(json!({"type": "text", "text": null})),
+                ContentBlock::Text(TextBlock::new("ok"))
+            ]
+        );
     }
 
     #[test]
