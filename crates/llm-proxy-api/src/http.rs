@@ -325,7 +325,8 @@ impl CaptureAwareClient {
     }
 
     /// Whether [`execute`](Self::execute) sends through lean pools.
-    pub fn sends_lean(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn sends_lean(&self) -> bool {
         self.lean.is_some()
     }
 
@@ -550,22 +551,22 @@ pub struct HttpResponse {
 
 impl HttpResponse {
     fn new(inner: Received, target: Option<CaptureTarget>) -> Self {
-        let capture = target.map(|target| {
-            let (status, headers) = match &inner {
-                Received::Reqwest(r) => (r.status(), r.headers()),
-                Received::Lean(r) => (r.status(), r.headers()),
-            };
+        let mut response = Self {
+            inner,
+            capture: None,
+        };
+        response.capture = target.map(|target| {
             Arc::new(PendingCapture {
                 target,
-                status: status.as_u16(),
-                headers: masked_headers(headers),
+                status: response.status().as_u16(),
+                headers: masked_headers(response.headers()),
                 buffer: std::sync::Mutex::new(BytesMut::new()),
                 chunks: std::sync::Mutex::new(Vec::new()),
                 seen: std::sync::atomic::AtomicUsize::new(0),
                 completed: AtomicBool::new(false),
             })
         });
-        Self { inner, capture }
+        response
     }
 
     /// Status.

@@ -131,6 +131,17 @@ impl LeanPools {
         })
     }
 
+    /// Prunes the calling thread's pool of `self`, if it has one (a reaper that a
+    /// multi-threaded runtime moved to another thread makes none there).
+    fn prune_here(self: &Arc<Self>, now: Instant) {
+        POOLS.with_borrow_mut(|pools| {
+            let me = Arc::as_ptr(self);
+            if let Some((_, pool)) = pools.iter_mut().find(|(owner, _)| owner.as_ptr() == me) {
+                pool.prune(now);
+            }
+        });
+    }
+
     /// Closes this thread's connections unused for [`POOL_IDLE`] every [`REAP_EVERY`], until
     /// the pools' owner is gone.
     fn spawn_reaper(self: &Arc<Self>) {
@@ -142,8 +153,7 @@ impl LeanPools {
             loop {
                 tokio::time::sleep(REAP_EVERY).await;
                 let Some(pools) = owner.upgrade() else { return };
-                let now = Instant::now();
-                pools.with_pool(|pool| pool.prune(now));
+                pools.prune_here(Instant::now());
             }
         });
     }
@@ -212,7 +222,7 @@ impl LeanPools {
                 }
                 Err(mut e) => match e.take_message() {
                     Some(unsent) if reused => request = unsent,
-                    _ => return Err(send_error(&e.into_error())),
+                    _ => return Err(exchange_error(&e.into_error(), "upstream request failed")),
                 },
             }
         }
@@ -226,23 +236,23 @@ impl LeanPools {
             .authority(origin.authority.clone())
             .path_and_query("/")
             .build()
-            .map_err(|e| {
-                BackendError::unsendable_request(format!("cannot build the upstream request: {e}"))
-            })?;
+            .map_err(unsendable)?;
         let io = self
             .connector
             .clone()
             .call(target)
             .await
-            .map_err(|e| connect_error(e.as_ref()))?;
+            .map_err(|e| exchange_error(e.as_ref(), CANNOT_CONNECT))?;
         if io.connected().is_negotiated_h2() {
             let (sender, connection) = http2::handshake(TokioExecutor::new(), io)
                 .await
-                .map_err(|e| connect_error(&e))?;
+                .map_err(|e| exchange_error(&e, CANNOT_CONNECT))?;
             tokio::spawn(connection);
             Ok(Conn::H2(sender))
         } else {
-            let (sender, connection) = http1::handshake(io).await.map_err(|e| connect_error(&e))?;
+            let (sender, connection) = http1::handshake(io)
+                .await
+                .map_err(|e| exchange_error(&e, CANNOT_CONNECT))?;
             tokio::spawn(connection);
             Ok(Conn::H1(sender))
         }
@@ -256,8 +266,8 @@ impl Origin {
                 scheme: scheme.clone(),
                 authority: authority.clone(),
             }),
-            _ => Err(BackendError::unsendable_request(format!(
-                "cannot build the upstream request: '{}' is not an absolute URL",
+            _ => Err(unsendable(format_args!(
+                "'{}' is not an absolute URL",
                 uri.path()
             ))),
         }
@@ -336,32 +346,29 @@ fn host_header(uri: &Uri) -> Option<HeaderValue> {
 /// The URI of `url` for hyper; a URL `http::Uri` cannot hold is a request that cannot be
 /// sent, not a fault of the upstream.
 pub(crate) fn uri_of(url: &reqwest::Url) -> Result<Uri, BackendError> {
-    Uri::try_from(url.as_str()).map_err(|e| {
-        BackendError::unsendable_request(format!("cannot build the upstream request: {e}"))
-    })
+    Uri::try_from(url.as_str()).map_err(unsendable)
+}
+
+/// A request that cannot be sent, which says nothing about the upstream's health.
+fn unsendable(why: impl std::fmt::Display) -> BackendError {
+    BackendError::unsendable_request(format!("cannot build the upstream request: {why}"))
 }
 
 /// A failed exchange as reqwest's path reports it ([`crate::upstream::transport_error`]):
-/// timeouts as timeouts, the rest as a failed request; never with the URL.
-fn send_error(e: &hyper::Error) -> BackendError {
+/// a timeout anywhere in the chain (a connect timeout too) as a timeout, anything else as
+/// `failed` ("cannot connect to upstream" when no connection could be made, "upstream
+/// request failed" once one was); never with the URL.
+fn exchange_error(e: &(dyn std::error::Error + 'static), failed: &str) -> BackendError {
     let chain = crate::upstream::source_chain(e);
     if timed_out(e) {
         BackendError::timeout(format!("upstream timed out: {chain}"))
     } else {
-        BackendError::transport(format!("upstream request failed: {chain}"))
+        BackendError::transport(format!("{failed}: {chain}"))
     }
 }
 
-/// A connection that could not be made: a connect timeout as a timeout, anything else
-/// (refused, unresolvable, TLS) as "cannot connect"; never with the URL.
-fn connect_error(e: &(dyn std::error::Error + Send + Sync + 'static)) -> BackendError {
-    let chain = crate::upstream::source_chain(e);
-    if timed_out(e) {
-        BackendError::timeout(format!("upstream timed out: {chain}"))
-    } else {
-        BackendError::transport(format!("cannot connect to upstream: {chain}"))
-    }
-}
+/// Not connected: refused, unresolvable, TLS, or the handshake.
+const CANNOT_CONNECT: &str = "cannot connect to upstream";
 
 /// Whether anything in `e`'s chain is a timeout.
 pub(crate) fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
@@ -501,24 +508,7 @@ mod tests {
     /// An HTTP/2-only TLS upstream on 127.0.0.1:0 (the test certificate) answering each
     /// request with its method, path and authority; counts its connections.
     async fn h2_upstream() -> (Uri, Arc<AtomicUsize>) {
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-        let cert = CertificateDer::from_pem_slice(include_bytes!(
-            "../tests/fixtures/self-signed-cert.pem"
-        ))
-        .unwrap();
-        let key =
-            PrivateKeyDer::from_pem_slice(include_bytes!("../tests/fixtures/self-signed-key.pem"))
-                .unwrap();
-        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert], key)
-        .unwrap();
-        config.alpn_protocols = vec![b"h2".to_vec()];
+        let config = crate::test_tls::server_config(&[b"h2"]);
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -562,16 +552,7 @@ mod tests {
     #[tokio::test]
     async fn https_upstreams_offering_http2_get_one_shared_connection() {
         let (uri, accepted) = h2_upstream().await;
-        let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(
-                rustls::pki_types::pem::PemObject::from_pem_slice(include_bytes!(
-                    "../tests/fixtures/self-signed-cert.pem"
-                ))
-                .unwrap(),
-            )
-            .unwrap();
-        let pools = LeanPools::trusting(Duration::from_secs(5), roots).unwrap();
+        let pools = LeanPools::trusting(Duration::from_secs(5), crate::test_tls::roots()).unwrap();
         let burst = futures::future::join_all((0..3).map(|_| post(&pools, &uri))).await;
         let port = uri.port_u16().unwrap();
         for answer in burst {
@@ -586,6 +567,17 @@ mod tests {
         assert!((1..=3).contains(&opened), "{opened}");
         post(&pools, &uri).await.unwrap();
         assert_eq!(accepted.load(Ordering::SeqCst), opened);
+    }
+
+    #[test]
+    fn a_reaper_on_a_thread_without_the_pool_makes_none() {
+        let pools = LeanPools::new(Duration::from_secs(5)).unwrap();
+        std::thread::spawn(move || {
+            pools.prune_here(Instant::now());
+            assert_eq!(POOLS.with_borrow(Vec::len), 0);
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub mod model_name;
 pub mod plugin;
 pub mod scrub;
 pub mod stream;
+#[cfg(test)]
+mod test_tls;
 pub mod translation;
 pub mod upstream;
 

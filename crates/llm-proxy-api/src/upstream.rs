@@ -695,68 +695,59 @@ mod tests {
             .unwrap()
     }
 
-    #[tokio::test]
-    async fn a_plugin_decoder_streams_and_the_answer_is_captured_once_its_end_is_seen() {
-        // Chunked, and the upstream never ends the body after its end marker.
-        let url = upstream(
-            "HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n\r\n",
-            "c\r\nHello\nworld\n\r\n4\r\nend\n\r\n",
-        )
-        .await;
-        let sink = Arc::new(Recorder::default());
-        let client = capturing_client(&sink);
-        let timeouts = Timeouts::default();
-        let mut events = post_chat(call(&client, url, &timeouts, true), &Lines)
-            .await
-            .unwrap();
-        let mut texts = Vec::new();
-        while let Some(event) = events.next().await {
-            if let StreamEvent::TextDelta { text } = event.unwrap() {
-                texts.push(text);
-            }
-        }
-        assert_eq!(texts, ["Hello", "world"]);
-        // Recorded when the stream ended, though the upstream never ended the body.
-        assert_eq!(sink.inbound(), ["Hello\nworld\nend\n"]);
-        drop(events);
-        assert_eq!(sink.inbound().len(), 1, "captured exactly once");
+    /// Both transports: a plugin's own client (reqwest) and a backend's instance client (its
+    /// lean pools).
+    fn both_clients(sink: &Arc<Recorder>) -> [CaptureAwareClient; 2] {
+        let reqwest = capturing_client(sink);
+        let lean = instance_client(&reqwest, &Timeouts::default()).unwrap();
+        assert!(!reqwest.sends_lean() && lean.sends_lean());
+        [reqwest, lean]
     }
 
     #[tokio::test]
-    async fn a_backend_client_streams_through_its_lean_pool_and_captures_once() {
-        let url = upstream(
-            "HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n\r\n",
-            "c\r\nHello\nworld\n\r\n4\r\nend\n\r\n",
-        )
-        .await;
-        let sink = Arc::new(Recorder::default());
-        let timeouts = Timeouts::default();
-        let client = instance_client(&capturing_client(&sink), &timeouts).unwrap();
-        assert!(client.sends_lean(), "a backend's client has lean pools");
-        let events: Vec<StreamEvent> = post_chat(call(&client, url, &timeouts, true), &Lines)
-            .await
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
+    async fn a_plugin_decoder_streams_and_the_answer_is_captured_once_its_end_is_seen() {
+        for lean in [false, true] {
+            // Chunked, and the upstream never ends the body after its end marker.
+            let url = upstream(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n\r\n",
+                "c\r\nHello\nworld\n\r\n4\r\nend\n\r\n",
+            )
             .await;
-        assert_eq!(events.len(), 2, "{events:?}");
-        assert_eq!(sink.inbound(), ["Hello\nworld\nend\n"]);
-        let records = sink.0.lock().unwrap();
-        let sent = &records[0];
-        assert_eq!(
-            sent.direction,
-            crate::http::CaptureDirection::OutboundRequest
-        );
-        assert_eq!(sent.body, "{}");
-        let auth = sent.headers.iter().find(|(k, _)| k == "authorization");
-        assert!(
-            auth.is_some_and(|(_, v)| !v.contains("runtime-token-0001")),
-            "{auth:?}"
-        );
-        assert!(
-            !records[1].chunks.is_empty(),
-            "a streamed body keeps its pieces"
-        );
+            let sink = Arc::new(Recorder::default());
+            let [through_reqwest, through_lean] = both_clients(&sink);
+            let client = if lean { through_lean } else { through_reqwest };
+            let timeouts = Timeouts::default();
+            let mut events = post_chat(call(&client, url, &timeouts, true), &Lines)
+                .await
+                .unwrap();
+            let mut texts = Vec::new();
+            while let Some(event) = events.next().await {
+                if let StreamEvent::TextDelta { text } = event.unwrap() {
+                    texts.push(text);
+                }
+            }
+            assert_eq!(texts, ["Hello", "world"]);
+            // Recorded when the stream ended, though the upstream never ended the body.
+            assert_eq!(sink.inbound(), ["Hello\nworld\nend\n"]);
+            drop(events);
+            assert_eq!(sink.inbound().len(), 1, "captured exactly once");
+            let records = sink.0.lock().unwrap();
+            let sent = &records[0];
+            assert_eq!(
+                sent.direction,
+                crate::http::CaptureDirection::OutboundRequest
+            );
+            assert_eq!(sent.body, "{}");
+            let auth = sent.headers.iter().find(|(k, _)| k == "authorization");
+            assert!(
+                auth.is_some_and(|(_, v)| !v.contains("runtime-token-0001")),
+                "{auth:?}"
+            );
+            assert!(
+                !records[1].chunks.is_empty(),
+                "a streamed body keeps its pieces"
+            );
+        }
     }
 
     /// An upstream on 127.0.0.1:0 that records each request (head and body) and answers
@@ -887,26 +878,7 @@ mod tests {
 
     #[tokio::test]
     async fn https_upstreams_are_verified_against_the_web_pki_and_offered_http2() {
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-        // A throwaway self-signed certificate for 127.0.0.1, made for this test.
-        let cert = CertificateDer::from_pem_slice(include_bytes!(
-            "../tests/fixtures/self-signed-cert.pem"
-        ))
-        .unwrap();
-        let key =
-            PrivateKeyDer::from_pem_slice(include_bytes!("../tests/fixtures/self-signed-key.pem"))
-                .unwrap();
-        let config = Arc::new(
-            rustls::ServerConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![cert], key)
-            .unwrap(),
-        );
+        let config = Arc::new(crate::test_tls::server_config(&[]));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (offered, alpn) = tokio::sync::oneshot::channel();

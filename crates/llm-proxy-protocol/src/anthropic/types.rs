@@ -579,7 +579,8 @@ mod tests {
 
     #[test]
     fn blocks_of_every_kind_round_trip_and_unknown_ones_are_kept() {
-        let blocks = json!([
+        // As clients write them, `type` first.
+        let text = r#"[
             {"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}, "citations": []},
             {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "QUJD"}},
             {"type": "image", "source": {"type": "url", "url": "https://x.test/a.png"}},
@@ -591,7 +592,10 @@ mod tests {
             {"type": "thinking", "thinking": "hmm", "signature": "sig"},
             {"type": "redacted_thinking", "data": "enc"},
             {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "q"}}
-        ]);
+        ]"#;
+        // A `Value`'s keys are sorted, so `type` comes after most of them there: read from it,
+        // the blocks take the buffered path; read from the text, the one-pass path.
+        let blocks: Value = serde_json::from_str(text).unwrap();
         let parsed: Vec<ContentBlock> = serde_json::from_value(blocks.clone()).unwrap();
         assert!(
             matches!(parsed[0], ContentBlock::Text(ref t) if t.extra.contains_key("citations"))
@@ -606,23 +610,7 @@ mod tests {
         assert!(matches!(parsed[4], ContentBlock::Document(_)));
         assert!(matches!(parsed[10], ContentBlock::Other(_)));
         assert_eq!(serde_json::to_value(&parsed).unwrap(), blocks);
-        // `json!` sorts keys, so `type` came last above and every block took the buffered
-        // path. As clients write them, `type` first, they take the one-pass path and must read
-        // the same.
-        let type_first = r#"[
-            {"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}, "citations": []},
-            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "QUJD"}},
-            {"type": "image", "source": {"type": "url", "url": "https://x.test/a.png"}},
-            {"type": "image", "source": {"type": "file", "file_id": "file_1"}},
-            {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "doc"}, "title": "t"},
-            {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {"a": 1}},
-            {"type": "tool_result", "tool_use_id": "toolu_1", "content": [{"type": "text", "text": "r"}], "is_error": true},
-            {"type": "tool_result", "tool_use_id": "toolu_2", "content": "plain"},
-            {"type": "thinking", "thinking": "hmm", "signature": "sig"},
-            {"type": "redacted_thinking", "data": "enc"},
-            {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "q"}}
-        ]"#;
-        let one_pass: Vec<ContentBlock> = serde_json::from_str(type_first).unwrap();
+        let one_pass: Vec<ContentBlock> = serde_json::from_str(text).unwrap();
         assert_eq!(one_pass, parsed);
         // Not objects, or without a string `type`: kept whole, as before.
         let odd: Vec<ContentBlock> =
