@@ -249,8 +249,8 @@ fn redirected(status: u16, headers: &http::HeaderMap) -> BackendError {
              not followed: set the backend's api_url to the address it redirects to"
         ),
     );
+    // Unavailable from the upstream: retryable elsewhere, and it counts against the backend.
     error.upstream_status = Some(status);
-    error.retryable = true;
     error
 }
 
