@@ -50,7 +50,7 @@ impl WireCodec for AnthropicCodec {
                 format!("upstream sent an invalid Anthropic response: {e}"),
             )
         };
-        let value: Value = serde_json::from_slice(body).map_err(invalid)?;
+        let value: Value = crate::from_json(body).map_err(invalid)?;
         if value.get("type").and_then(Value::as_str) == Some("error") {
             return Err(error::error_from_value(None, &value));
         }

@@ -458,7 +458,8 @@ fn document_settings(doc: &Map<String, Value>) -> Map<String, Value> {
 fn tool_use_to_model(u: ToolUseBlock, provider_data: Option<Value>) -> ToolCall {
     let arguments = match u.input {
         Value::Null => "{}".to_owned(),
-        input => input.to_string(),
+        // Straight to bytes; `to_string` goes through `Display` and a formatter per piece.
+        input => serde_json::to_string(&input).unwrap_or_else(|_| "{}".to_owned()),
     };
     ToolCall {
         cache_control: u.cache_control,

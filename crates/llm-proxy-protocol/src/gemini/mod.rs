@@ -43,7 +43,7 @@ impl WireCodec for GeminiCodec {
     }
 
     fn decode_response(&self, body: &[u8], model: &str) -> Result<ChatResponse, BackendError> {
-        let resp: GenerateContentResponse = serde_json::from_slice(body).map_err(|e| {
+        let resp: GenerateContentResponse = crate::from_json(body).map_err(|e| {
             BackendError::new(
                 ErrorKind::Unavailable,
                 ErrorSource::Upstream,

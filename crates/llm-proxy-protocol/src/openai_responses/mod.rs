@@ -48,7 +48,7 @@ impl WireCodec for OpenAiResponsesCodec {
     }
 
     fn decode_response(&self, body: &[u8], model: &str) -> Result<ChatResponse, BackendError> {
-        let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+        let v: serde_json::Value = crate::from_json(body).map_err(|e| {
             BackendError::transport(format!("upstream sent an invalid response body: {e}"))
         })?;
         response_to_model(&v, model)

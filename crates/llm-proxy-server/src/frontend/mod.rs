@@ -155,7 +155,18 @@ async fn discard_rest(mut body: Body, bound: usize) {
 /// messages costs ten to twenty times its size; one of long texts, little more than its size.
 pub fn parsed_size_estimate(body: &[u8]) -> usize {
     const PER_OBJECT: usize = 640;
-    let objects = body.iter().filter(|&&b| b == b'{').count();
+    // Counted in byte-wide sums over blocks short enough not to overflow one: the compiler
+    // turns that into vector compares, many bytes at a time (a filter and count took five
+    // instructions a byte, a tenth of a long conversation's whole cost).
+    let objects: usize = body
+        .chunks(255)
+        .map(|block| {
+            let found = block
+                .iter()
+                .fold(0u8, |n, &b| n.wrapping_add(u8::from(b == b'{')));
+            usize::from(found)
+        })
+        .sum();
     body.len()
         .saturating_add(objects.saturating_mul(PER_OBJECT))
 }
@@ -300,5 +311,27 @@ mod tests {
         );
         assert!(parsed_size_estimate(tiny.as_bytes()) > 10 * tiny.len());
         assert!(parsed_size_estimate(long.as_bytes()) < 2 * long.len());
+    }
+
+    #[test]
+    fn every_object_is_counted_across_block_boundaries() {
+        // Runs of braces longer than the counting blocks, mixed with other bytes.
+        for (braces, filler) in [
+            (0usize, 7usize),
+            (1, 0),
+            (255, 0),
+            (256, 3),
+            (1000, 1),
+            (777, 254),
+        ] {
+            let body: Vec<u8> = (0..braces)
+                .flat_map(|_| std::iter::once(b'{').chain(std::iter::repeat_n(b'x', filler)))
+                .collect();
+            assert_eq!(
+                parsed_size_estimate(&body),
+                body.len() + braces * 640,
+                "{braces} braces, {filler} between"
+            );
+        }
     }
 }
