@@ -27,17 +27,48 @@ pub(crate) trait WriteJson {
 }
 
 /// `s` as a JSON string literal, escaped exactly as `serde_json` escapes it (only `"`, `\` and
-/// control characters; everything else, `/` and non-ASCII included, as it is).
+/// control characters; everything else, `/` and non-ASCII included, as it is). The runs between
+/// escapes are found eight bytes at a time and copied whole; `serde_json` looks every byte up in
+/// its escape table, which made escaping most of the cost of writing a long conversation (its
+/// texts are full of newlines).
 pub(crate) fn string(out: &mut Vec<u8>, s: &str) {
-    if needs_escape(s.as_bytes()) {
-        // Rare: let serde_json do the escaping, so the two can never differ.
-        let _ = serde_json::to_writer(&mut *out, s);
-    } else {
-        out.reserve(s.len() + 2);
-        out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let mut start = 0;
+    while let Some(i) = next_escape(bytes, start) {
+        out.extend_from_slice(&bytes[start..i]);
+        escape(out, bytes[i]);
+        start = i + 1;
     }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// The escape `serde_json` writes for a byte that needs one.
+fn escape(out: &mut Vec<u8>, b: u8) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let short: &[u8] = match b {
+        b'"' => b"\\\"",
+        b'\\' => b"\\\\",
+        0x08 => b"\\b",
+        0x0c => b"\\f",
+        b'\n' => b"\\n",
+        b'\r' => b"\\r",
+        b'\t' => b"\\t",
+        _ => {
+            out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ]);
+            return;
+        }
+    };
+    out.extend_from_slice(short);
 }
 
 /// `Some(s)` as a string, `None` as `null`.
@@ -94,29 +125,35 @@ pub(crate) fn array<T>(
     out.push(b']');
 }
 
-/// Whether `bytes` hold a `"`, a `\` or a control character (below 0x20), eight bytes at a
-/// time: a byte below 0x20, or equal to one of the two, leaves its high bit set in the mask
-/// (the classic "has a zero / has a byte less than" word tricks).
-fn needs_escape(bytes: &[u8]) -> bool {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+/// The index of the first byte at or after `from` that is a `"`, a `\` or a control character
+/// (below 0x20), eight bytes at a time: such a byte leaves its high bit set in the word's mask
+/// (the classic "has a zero / has a byte less than" word tricks). A borrow can flag a byte
+/// above a real match but never below one, so the lowest flag, read little-endian, is exact.
+fn next_escape(bytes: &[u8], from: usize) -> Option<usize> {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
     let less_than = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGH;
     let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
-    let mut chunks = bytes.chunks_exact(8);
-    let mut found = 0u64;
+    let rest = bytes.get(from..)?;
+    let mut chunks = rest.chunks_exact(8);
+    let mut offset = from;
     for chunk in &mut chunks {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
-        let x = u64::from_ne_bytes(word);
-        found |= less_than(x, 0x20)
+        let x = u64::from_le_bytes(word);
+        let found = less_than(x, 0x20)
             | zero_byte(x ^ (ONES * u64::from(b'"')))
             | zero_byte(x ^ (ONES * u64::from(b'\\')));
+        if found != 0 {
+            return Some(offset + (found.trailing_zeros() / 8) as usize);
+        }
+        offset += 8;
     }
-    found != 0
-        || chunks
-            .remainder()
-            .iter()
-            .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
+        .map(|i| offset + i)
 }
 
 #[cfg(test)]
@@ -188,10 +225,25 @@ mod tests {
             for pos in 0..16 {
                 let mut s = vec![b'x'; 16];
                 s[pos] = b;
-                let expected = b < 0x20 || b == b'"' || b == b'\\';
-                assert_eq!(needs_escape(&s), expected, "byte {b:#x} at {pos}");
+                let expected = (b < 0x20 || b == b'"' || b == b'\\').then_some(pos);
+                for from in 0..=pos {
+                    assert_eq!(next_escape(&s, from), expected, "byte {b:#x} at {pos}");
+                }
+                assert_eq!(next_escape(&s, pos + 1), None, "byte {b:#x} at {pos}");
             }
         }
+        // The first of several, never a later one, whatever the bytes between (a borrow
+        // from a control byte flags the bytes above it).
+        for first in 0..16 {
+            for second in first + 1..17 {
+                let mut s = vec![0x7fu8; 17];
+                s[first] = 0x00;
+                s[second] = b'"';
+                assert_eq!(next_escape(&s, 0), Some(first));
+                assert_eq!(next_escape(&s, first + 1), Some(second));
+            }
+        }
+        assert_eq!(next_escape(b"abc", 4), None);
     }
 
     #[test]

@@ -75,10 +75,7 @@ pub fn request_body_from_model(
         .messages
         .iter()
         .flat_map(|m| &m.content)
-        .map(|p| match p {
-            Part::Text(t) => t.text.len() + 48,
-            _ => 256,
-        })
+        .map(written_size)
         .sum();
     let mut out = Vec::with_capacity(head.len() + model.len() + text_bytes);
     out.extend_from_slice(br#"{"model":"#);
@@ -93,12 +90,27 @@ pub fn request_body_from_model(
                 out.push(b',');
             }
             first = false;
-            serde_json::to_writer(&mut out, &w)?;
+            super::write::message(&mut out, &w);
         }
     }
     out.push(b']');
     out.extend_from_slice(rest);
     Ok(out)
+}
+
+/// About the bytes a part takes in the request, escapes and keys included, so the body is
+/// allocated once: growing it copies everything written so far (a long conversation's tool
+/// results and calls are most of its bytes).
+fn written_size(part: &Part) -> usize {
+    let escaped = |s: &str| s.len() + s.len() / 16;
+    match part {
+        Part::Text(t) => escaped(&t.text) + 48,
+        Part::ToolCall(c) => escaped(&c.arguments) + c.name.len() + c.id.len() + 96,
+        Part::ToolResult(r) => {
+            r.content.iter().map(written_size).sum::<usize>() + r.call_id.len() + 64
+        }
+        _ => 256,
+    }
 }
 
 /// Everything of the upstream request but the conversation (`messages` is empty).
@@ -247,11 +259,19 @@ fn message_from_model(m: &Message, opts: EncodeOptions<'_>, out: &mut Vec<ChatMe
     if !m.content.is_empty() && m.content.iter().all(|p| matches!(p, Part::Opaque(_))) {
         return;
     }
+    // Without media the text parts become one string, joined as they are read; with media,
+    // a list of parts.
+    let has_media = m
+        .content
+        .iter()
+        .any(|p| matches!(p, Part::Image(_) | Part::Audio(_)));
+    let mut text: Option<String> = None;
     let mut parts = Vec::new();
     let mut reasoning: Vec<&ReasoningBlock> = Vec::new();
     let mut tool_calls = Vec::new();
     for part in &m.content {
         match part {
+            Part::Text(t) if !has_media => join_paragraph(&mut text, &t.text),
             Part::Text(t) => parts.push(ContentPart::Text {
                 text: t.text.clone(),
                 cache_control: None,
@@ -287,7 +307,7 @@ fn message_from_model(m: &Message, opts: EncodeOptions<'_>, out: &mut Vec<ChatMe
             Part::Opaque(_) => {}
         }
     }
-    if m.role == Role::Tool && parts.is_empty() && tool_calls.is_empty() {
+    if m.role == Role::Tool && text.is_none() && parts.is_empty() && tool_calls.is_empty() {
         return; // only tool results, already emitted
     }
     let (reasoning_content, reasoning_details) =
@@ -296,7 +316,13 @@ fn message_from_model(m: &Message, opts: EncodeOptions<'_>, out: &mut Vec<ChatMe
         } else {
             (None, None)
         };
-    let content = simplify_content(parts, m.role == Role::Assistant && !tool_calls.is_empty());
+    let content = match text {
+        Some(text) => Some(MessageContent::Text(text)),
+        None if !parts.is_empty() => Some(MessageContent::Parts(parts)),
+        // No parts and tool calls is `null`; no parts at all, an empty string.
+        None if m.role == Role::Assistant && !tool_calls.is_empty() => None,
+        None => Some(MessageContent::Text(String::new())),
+    };
     out.push(ChatMessage {
         role: role_name(m.role).to_owned(),
         content,
@@ -308,31 +334,19 @@ fn message_from_model(m: &Message, opts: EncodeOptions<'_>, out: &mut Vec<ChatMe
     });
 }
 
-/// One text part becomes a plain string (what most servers expect); no parts and tool calls
-/// becomes `null`.
-fn simplify_content(mut parts: Vec<ContentPart>, has_tool_calls: bool) -> Option<MessageContent> {
-    if parts.is_empty() {
-        return if has_tool_calls {
-            None
-        } else {
-            Some(MessageContent::Text(String::new()))
-        };
-    }
-    if parts.iter().all(|p| matches!(p, ContentPart::Text { .. })) {
-        // Separate blocks stay separate paragraphs: joined without a break, Claude Code's
-        // billing line would run into its system prompt.
-        let mut text = String::new();
-        for p in parts.drain(..) {
-            if let ContentPart::Text { text: t, .. } = p {
-                if !text.is_empty() && !t.is_empty() && !text.ends_with('\n') {
-                    text.push_str("\n\n");
-                }
-                text.push_str(&t);
+/// Text parts become one plain string (what most servers expect). Separate blocks stay
+/// separate paragraphs: joined without a break, Claude Code's billing line would run into
+/// its system prompt.
+fn join_paragraph(joined: &mut Option<String>, next: &str) {
+    match joined {
+        None => *joined = Some(next.to_owned()),
+        Some(text) => {
+            if !text.is_empty() && !next.is_empty() && !text.ends_with('\n') {
+                text.push_str("\n\n");
             }
+            text.push_str(next);
         }
-        return Some(MessageContent::Text(text));
     }
-    Some(MessageContent::Parts(parts))
 }
 
 /// `reasoning_content` (joined text) plus `reasoning_details` when a block carries anything

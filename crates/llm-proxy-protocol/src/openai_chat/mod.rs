@@ -6,6 +6,7 @@ pub mod from_model;
 pub mod stream;
 pub mod to_model;
 pub mod types;
+mod write;
 
 pub use error::{decode_error, error_body};
 pub use from_model::{
@@ -14,6 +15,7 @@ pub use from_model::{
 pub use stream::{ChunkDecoder, ChunkRenderer};
 pub use to_model::{PROTOCOL, request_to_model, response_to_model};
 pub use types::ChatCompletionRequest;
+pub use write::response_bytes;
 
 use bytes::Bytes;
 use llm_proxy_api::error::BackendError;
@@ -37,7 +39,7 @@ impl WireCodec for OpenAiChatCodec {
     }
 
     fn decode_response(&self, body: &[u8], model: &str) -> Result<ChatResponse, BackendError> {
-        let wire: types::ChatCompletionResponse = serde_json::from_slice(body).map_err(|e| {
+        let wire: types::ChatCompletionResponse = crate::from_json(body).map_err(|e| {
             BackendError::transport(format!("upstream sent an invalid response body: {e}"))
         })?;
         Ok(response_to_model(wire, model))

@@ -83,7 +83,5 @@ async fn handle(
         ctx.lossy.add([MEDIA_DROPPED.to_owned()]);
     }
     let wire = openai_chat::response_from_model(&response);
-    let body = serde_json::to_vec(&wire)
-        .map_err(|e| ProxyError::Backend(llm_proxy_api::BackendError::internal(e.to_string())))?;
-    Ok(json_response(body, ctx))
+    Ok(json_response(openai_chat::response_bytes(&wire), ctx))
 }
