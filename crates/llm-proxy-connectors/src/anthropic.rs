@@ -122,8 +122,7 @@ impl Backend for AnthropicBackend {
         if self.auto_cache_breakpoints && !req.cache.client_breakpoints {
             anthropic::cache::add_auto_breakpoints(&mut wire);
         }
-        let body = serde_json::to_vec(&wire)
-            .map_err(|e| BackendError::internal(format!("cannot encode request: {e}")))?;
+        let body = anthropic::request_bytes(&wire);
         let capture = self
             .client
             .sink()

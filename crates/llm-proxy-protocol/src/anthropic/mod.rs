@@ -7,6 +7,7 @@ pub mod from_model;
 pub mod stream;
 pub mod to_model;
 pub mod types;
+mod write;
 
 use bytes::Bytes;
 use llm_proxy_api::error::{BackendError, ErrorKind, ErrorSource};
@@ -19,6 +20,7 @@ pub use from_model::{anthropic_answer_media, request_from_model, response_from_m
 pub use stream::{EventRenderer, SseDecoder, ping_frame};
 pub use to_model::{request_to_model, response_to_model};
 pub use types::{AnthropicRequest, AnthropicResponse};
+pub use write::{request_bytes, response_bytes};
 
 /// Protocol name used in `ChatRequest::extra_protocol` and the translation registry.
 pub const PROTOCOL: &str = "anthropic";
@@ -37,9 +39,7 @@ impl WireCodec for AnthropicCodec {
         let mut lossy = Vec::new();
         let mut wire = request_from_model(req, model, &mut lossy);
         wire.stream = Some(req.stream);
-        serde_json::to_vec(&wire)
-            .map(Bytes::from)
-            .map_err(|e| BackendError::internal(format!("cannot encode Anthropic request: {e}")))
+        Ok(Bytes::from(request_bytes(&wire)))
     }
 
     fn decode_response(&self, body: &[u8], model: &str) -> Result<ChatResponse, BackendError> {

@@ -6,9 +6,9 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
 use bytes::Bytes;
+use llm_proxy_api::ChatResponse;
 use llm_proxy_api::model::Part;
 use llm_proxy_api::stream::StreamEvent;
-use llm_proxy_api::{BackendError, ChatResponse};
 use llm_proxy_protocol::anthropic::{self, AnthropicRequest, EventRenderer};
 use llm_proxy_protocol::parse_body;
 use serde_json::{Value, json};
@@ -83,9 +83,7 @@ async fn handle(
     let response = collected::<EventRenderer>(state, req, ctx).await?;
     ctx.lossy.add(dropped_from_response(&response));
     let wire = anthropic::response_from_model(&response, state.sealer().as_ref());
-    let body = serde_json::to_vec(&wire)
-        .map_err(|e| ProxyError::Backend(BackendError::internal(e.to_string())))?;
-    Ok(json_response(body, ctx))
+    Ok(json_response(anthropic::response_bytes(&wire), ctx))
 }
 
 /// What an Anthropic response cannot show: media in the answer other than images.
