@@ -332,8 +332,9 @@ impl OpenAiCompatible {
             fallback_cache_key: key.as_deref(),
             ..self.options
         };
-        openai_chat::request_body_from_model(req, &ctx.model, options)
-            .map_err(|e| BackendError::internal(format!("cannot encode request: {e}")))
+        Ok(openai_chat::request_body_from_model(
+            req, &ctx.model, options,
+        ))
     }
 }
 

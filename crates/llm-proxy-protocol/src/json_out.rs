@@ -109,6 +109,72 @@ pub(crate) fn value_or<T: Serialize + ?Sized>(out: &mut Vec<u8>, v: Option<&T>, 
     }
 }
 
+/// An object's fields, a comma before every one but the first; a field whose value is `None`
+/// is left out (serde's `skip_serializing_if = "Option::is_none"`).
+pub(crate) struct Fields<'a> {
+    out: &'a mut Vec<u8>,
+    first: bool,
+}
+
+impl<'a> Fields<'a> {
+    pub(crate) fn new(out: &'a mut Vec<u8>) -> Self {
+        out.push(b'{');
+        Self { out, first: true }
+    }
+
+    /// Starts the field `key` (a literal that needs no escape); its value is written next.
+    pub(crate) fn key(&mut self, key: &str) -> &mut Vec<u8> {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        self.out.push(b'"');
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(b"\":");
+        self.out
+    }
+
+    pub(crate) fn string(&mut self, key: &str, value: &str) {
+        string(self.key(key), value);
+    }
+
+    pub(crate) fn opt_string(&mut self, key: &str, value: Option<&str>) {
+        if let Some(value) = value {
+            self.string(key, value);
+        }
+    }
+
+    pub(crate) fn opt_uint(&mut self, key: &str, n: Option<u64>) {
+        if let Some(n) = n {
+            uint(self.key(key), n);
+        }
+    }
+
+    /// Any other value, through `serde_json`, when given.
+    pub(crate) fn opt_value<T: Serialize + ?Sized>(&mut self, key: &str, v: Option<&T>) {
+        if let Some(v) = v {
+            value(self.key(key), v);
+        }
+    }
+
+    /// A flattened map's entries, in its order.
+    pub(crate) fn extra(&mut self, extra: &serde_json::Map<String, serde_json::Value>) {
+        for (key, v) in extra {
+            if !self.first {
+                self.out.push(b',');
+            }
+            self.first = false;
+            string(self.out, key);
+            self.out.push(b':');
+            value(self.out, v);
+        }
+    }
+
+    pub(crate) fn close(self) {
+        self.out.push(b'}');
+    }
+}
+
 /// A JSON array of `items`, each written by `write`.
 pub(crate) fn array<T>(
     out: &mut Vec<u8>,

@@ -65,8 +65,7 @@ fn to_chat(req: &ChatRequest, model: &str) -> (Value, Vec<String>) {
         req,
         model,
         openai_chat::from_model::EncodeOptions::default(),
-    )
-    .unwrap();
+    );
     (
         serde_json::from_slice(&body).unwrap(),
         openai_chat::reasoning_notes(req, model),

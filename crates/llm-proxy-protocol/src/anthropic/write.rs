@@ -7,72 +7,12 @@
 //! unknown fields) go through `serde_json`. The bytes are exactly what `serde_json` prints for
 //! the same values (tested below against `serde_json::to_vec`).
 
-use serde_json::{Map, Value};
-
-use crate::json_out::{self, WriteJson};
+use crate::json_out::{self, Fields, WriteJson};
 
 use super::types::{
     AnthropicRequest, AnthropicResponse, ContentBlock, InputMessage, MessageContent, SystemBlock,
     SystemPrompt, Tool, ToolResultContent,
 };
-
-/// An object's fields, a comma before every one but the first.
-struct Fields<'a> {
-    out: &'a mut Vec<u8>,
-    first: bool,
-}
-
-impl<'a> Fields<'a> {
-    fn new(out: &'a mut Vec<u8>) -> Self {
-        out.push(b'{');
-        Self { out, first: true }
-    }
-
-    /// Starts the field `key` (a literal needing no escape); its value is written next.
-    fn key(&mut self, key: &str) -> &mut Vec<u8> {
-        if !self.first {
-            self.out.push(b',');
-        }
-        self.first = false;
-        self.out.push(b'"');
-        self.out.extend_from_slice(key.as_bytes());
-        self.out.extend_from_slice(b"\":");
-        self.out
-    }
-
-    fn string(&mut self, key: &str, value: &str) {
-        json_out::string(self.key(key), value);
-    }
-
-    fn opt_string(&mut self, key: &str, value: Option<&str>) {
-        if let Some(value) = value {
-            self.string(key, value);
-        }
-    }
-
-    fn opt_value<T: serde::Serialize>(&mut self, key: &str, value: Option<&T>) {
-        if let Some(value) = value {
-            json_out::value(self.key(key), value);
-        }
-    }
-
-    /// A flattened map's entries, in its order.
-    fn extra(&mut self, extra: &Map<String, Value>) {
-        for (key, value) in extra {
-            if !self.first {
-                self.out.push(b',');
-            }
-            self.first = false;
-            json_out::string(self.out, key);
-            self.out.push(b':');
-            json_out::value(self.out, value);
-        }
-    }
-
-    fn close(self) {
-        self.out.push(b'}');
-    }
-}
 
 impl WriteJson for ContentBlock {
     fn write_json(&self, out: &mut Vec<u8>) {
@@ -230,7 +170,7 @@ pub fn response_bytes(response: &AnthropicResponse) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     const TEXT: &str = "line one\nline \"two\"\t\\ end\u{1}é🦀";
 

@@ -6,6 +6,8 @@ use llm_proxy_api::model::{
 };
 use serde_json::{Map, Value, json};
 
+use crate::json_out::WriteJson;
+
 use super::to_model::{DETAIL_KEY, PROTOCOL};
 use super::types::{
     self as wire, ChatCompletionRequest, ChatCompletionResponse, ChatMessage, Choice, ContentPart,
@@ -55,47 +57,30 @@ pub fn request_from_model(
 /// The upstream request body for `model`, serialized. Same bytes as serializing
 /// [`request_from_model`], but the conversation is converted one message at a time as it is
 /// written, so a long history is never held twice (canonical and wire) on top of its bytes.
-pub fn request_body_from_model(
-    req: &ChatRequest,
-    model: &str,
-    opts: EncodeOptions<'_>,
-) -> Result<Vec<u8>, serde_json::Error> {
-    // `model` and `messages` are the first two fields: serialize the rest with both empty,
-    // then write them in front.
-    const EMPTY_HEAD: &[u8] = br#"{"model":"","messages":[]"#;
-    // The head is built for `model` (its effort depends on the model family), written
-    // without it.
-    let mut head = request_head_from_model(req, model, opts);
-    head.model.clear();
-    let head = serde_json::to_vec(&head)?;
-    let Some(rest) = head.strip_prefix(EMPTY_HEAD) else {
-        return serde_json::to_vec(&request_from_model(req, model, opts));
-    };
+pub fn request_body_from_model(req: &ChatRequest, model: &str, opts: EncodeOptions<'_>) -> Vec<u8> {
+    let head = request_head_from_model(req, model, opts);
     let text_bytes: usize = req
         .messages
         .iter()
         .flat_map(|m| &m.content)
         .map(written_size)
         .sum();
-    let mut out = Vec::with_capacity(head.len() + model.len() + text_bytes);
-    out.extend_from_slice(br#"{"model":"#);
-    serde_json::to_writer(&mut out, model)?;
-    out.extend_from_slice(br#","messages":["#);
-    let mut wire_messages = Vec::new();
-    let mut first = true;
-    for m in &req.messages {
-        message_from_model(m, opts, &mut wire_messages);
-        for w in wire_messages.drain(..) {
-            if !first {
-                out.push(b',');
+    let mut out = Vec::with_capacity(512 + model.len() + text_bytes);
+    head.write_with(&mut out, |out| {
+        let mut wire_messages = Vec::new();
+        let mut first = true;
+        for m in &req.messages {
+            message_from_model(m, opts, &mut wire_messages);
+            for w in wire_messages.drain(..) {
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                w.write_json(out);
             }
-            first = false;
-            super::write::message(&mut out, &w);
         }
-    }
-    out.push(b']');
-    out.extend_from_slice(rest);
-    Ok(out)
+    });
+    out
 }
 
 /// About the bytes a part takes in the request, escapes and keys included, so the body is
@@ -531,7 +516,7 @@ mod tests {
         for model in ["gpt-4o", "odd \"model\",\"messages\":[]"] {
             let opts = EncodeOptions::default();
             let whole = serde_json::to_vec(&request_from_model(&req, model, opts)).unwrap();
-            let streamed = request_body_from_model(&req, model, opts).unwrap();
+            let streamed = request_body_from_model(&req, model, opts);
             assert_eq!(
                 String::from_utf8(streamed).unwrap(),
                 String::from_utf8(whole).unwrap()
@@ -540,7 +525,7 @@ mod tests {
         let empty = ChatRequest::default();
         let opts = EncodeOptions::default();
         assert_eq!(
-            request_body_from_model(&empty, "m", opts).unwrap(),
+            request_body_from_model(&empty, "m", opts),
             serde_json::to_vec(&request_from_model(&empty, "m", opts)).unwrap()
         );
     }

@@ -1,14 +1,15 @@
 //! The two OpenAI Chat objects the proxy prints on every request, written straight to bytes
-//! (`json_out`): each message of an upstream request, and the non-streamed answer to a client.
+//! (`json_out`): an upstream request, and the non-streamed answer to a client.
 //! A long conversation is mostly text full of newlines, and `serde_json` escapes a string by
 //! looking every byte up in a table; here the runs between escapes are copied whole. The bytes
 //! are exactly what `serde_json` prints for the same values, field order and skipped `None`s
 //! included (tested below against `serde_json::to_vec`).
 
-use crate::json_out::{self, WriteJson};
+use crate::json_out::{self, Fields, WriteJson};
 
 use super::types::{
-    ChatCompletionResponse, ChatMessage, Choice, MessageContent, ToolCall, WireUsage,
+    ChatCompletionRequest, ChatCompletionResponse, ChatMessage, Choice, MessageContent, Stop, Tool,
+    ToolCall, WireUsage,
 };
 
 impl WriteJson for ChatMessage {
@@ -127,46 +128,89 @@ fn write_usage(out: &mut Vec<u8>, usage: &WireUsage) {
     if let Some(details) = &usage.prompt_tokens_details {
         out.extend_from_slice(b",\"prompt_tokens_details\":");
         let mut fields = Fields::new(out);
-        fields.opt_uint(b"cached_tokens", details.cached_tokens);
-        fields.opt_uint(b"cache_write_tokens", details.cache_write_tokens);
+        fields.opt_uint("cached_tokens", details.cached_tokens);
+        fields.opt_uint("cache_write_tokens", details.cache_write_tokens);
         fields.close();
     }
     if let Some(details) = &usage.completion_tokens_details {
         out.extend_from_slice(b",\"completion_tokens_details\":");
         let mut fields = Fields::new(out);
-        fields.opt_uint(b"reasoning_tokens", details.reasoning_tokens);
+        fields.opt_uint("reasoning_tokens", details.reasoning_tokens);
         fields.close();
     }
     out.push(b'}');
 }
 
-/// An object whose every field may be absent (a comma only between written fields).
-struct Fields<'a> {
-    out: &'a mut Vec<u8>,
-    first: bool,
+impl ChatCompletionRequest {
+    /// The request with `messages` written by `messages` (the array's items, without its
+    /// brackets), so a conversation can be converted one message at a time as it is written.
+    pub(crate) fn write_with(&self, out: &mut Vec<u8>, messages: impl FnOnce(&mut Vec<u8>)) {
+        let mut f = Fields::new(out);
+        f.string("model", &self.model);
+        let list = f.key("messages");
+        list.push(b'[');
+        messages(list);
+        list.push(b']');
+        f.opt_value("stream", self.stream.as_ref());
+        if let Some(options) = &self.stream_options {
+            let mut o = Fields::new(f.key("stream_options"));
+            o.opt_value("include_usage", Some(&options.include_usage));
+            o.extra(&options.extra);
+            o.close();
+        }
+        if let Some(tools) = &self.tools {
+            json_out::array(f.key("tools"), tools, tool);
+        }
+        f.opt_value("tool_choice", self.tool_choice.as_ref());
+        f.opt_value("parallel_tool_calls", self.parallel_tool_calls.as_ref());
+        f.opt_value("temperature", self.temperature.as_ref());
+        f.opt_value("top_p", self.top_p.as_ref());
+        f.opt_value("n", self.n.as_ref());
+        match &self.stop {
+            Some(Stop::One(stop)) => f.string("stop", stop),
+            Some(Stop::Many(stops)) => json_out::array(f.key("stop"), stops, |out, s| {
+                json_out::string(out, s);
+            }),
+            None => {}
+        }
+        f.opt_uint("max_tokens", self.max_tokens);
+        f.opt_uint("max_completion_tokens", self.max_completion_tokens);
+        f.opt_value("presence_penalty", self.presence_penalty.as_ref());
+        f.opt_value("frequency_penalty", self.frequency_penalty.as_ref());
+        f.opt_value("seed", self.seed.as_ref());
+        f.opt_value("response_format", self.response_format.as_ref());
+        f.opt_string("reasoning_effort", self.reasoning_effort.as_deref());
+        f.opt_string("user", self.user.as_deref());
+        f.opt_value("metadata", self.metadata.as_ref());
+        f.opt_string("prompt_cache_key", self.prompt_cache_key.as_deref());
+        f.extra(&self.extra);
+        f.close();
+    }
 }
 
-impl<'a> Fields<'a> {
-    fn new(out: &'a mut Vec<u8>) -> Self {
-        out.push(b'{');
-        Self { out, first: true }
+impl WriteJson for ChatCompletionRequest {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        self.write_with(out, |out| {
+            for (i, m) in self.messages.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                m.write_json(out);
+            }
+        });
     }
+}
 
-    fn opt_uint(&mut self, key: &[u8], n: Option<u64>) {
-        let Some(n) = n else { return };
-        if !self.first {
-            self.out.push(b',');
-        }
-        self.first = false;
-        self.out.push(b'"');
-        self.out.extend_from_slice(key);
-        self.out.extend_from_slice(b"\":");
-        json_out::uint(self.out, n);
-    }
-
-    fn close(self) {
-        self.out.push(b'}');
-    }
+fn tool(out: &mut Vec<u8>, t: &Tool) {
+    let mut f = Fields::new(out);
+    f.string("type", &t.kind);
+    let mut function = Fields::new(f.key("function"));
+    function.string("name", &t.function.name);
+    function.opt_string("description", t.function.description.as_deref());
+    function.opt_value("parameters", t.function.parameters.as_ref());
+    function.opt_value("strict", t.function.strict.as_ref());
+    function.close();
+    f.close();
 }
 
 /// The client's non-streamed answer as JSON bytes.
@@ -174,11 +218,6 @@ pub fn response_bytes(response: &ChatCompletionResponse) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
     response.write_json(&mut out);
     out
-}
-
-/// One upstream request message, appended to `out`.
-pub(crate) fn message(out: &mut Vec<u8>, message: &ChatMessage) {
-    message.write_json(out);
 }
 
 #[cfg(test)]
@@ -257,10 +296,64 @@ mod tests {
     fn messages_are_the_bytes_serde_json_writes() {
         for m in messages() {
             let mut out = Vec::new();
-            message(&mut out, &m);
+            m.write_json(&mut out);
             assert_eq!(
                 String::from_utf8(out).unwrap(),
                 serde_json::to_string(&m).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn requests_are_the_bytes_serde_json_writes() {
+        let mut extra = serde_json::Map::new();
+        extra.insert("logprobs".to_owned(), json!(true));
+        extra.insert("verbosity \"x\"".to_owned(), json!({"a": [1, "b\n"]}));
+        let full = ChatCompletionRequest {
+            model: "gpt-\"4o\"".to_owned(),
+            messages: messages(),
+            stream: Some(true),
+            stream_options: Some(super::super::types::StreamOptions {
+                include_usage: true,
+                extra: extra.clone(),
+            }),
+            tools: Some(vec![
+                serde_json::from_value(json!({"type": "function", "function": {
+                    "name": "Read", "description": "reads\na file",
+                    "parameters": {"type": "object"}, "strict": true}}))
+                .unwrap(),
+                serde_json::from_value(json!({"type": "function", "function": {"name": "f"}}))
+                    .unwrap(),
+            ]),
+            tool_choice: Some(json!({"type": "function", "function": {"name": "Read"}})),
+            parallel_tool_calls: Some(false),
+            temperature: Some(0.7),
+            top_p: Some(1.0),
+            n: Some(2),
+            stop: Some(Stop::Many(vec!["\n\n".to_owned(), "END".to_owned()])),
+            max_tokens: Some(16),
+            max_completion_tokens: Some(u64::MAX),
+            presence_penalty: Some(-0.5),
+            frequency_penalty: Some(0.25),
+            seed: Some(-3),
+            response_format: serde_json::from_value(json!({"type": "json_schema",
+                "json_schema": {"name": "n", "schema": {"type": "object"}, "strict": true}}))
+            .unwrap(),
+            reasoning_effort: Some("high".to_owned()),
+            user: Some("u\t1".to_owned()),
+            metadata: Some(extra.clone()),
+            prompt_cache_key: Some("llmproxy-abc".to_owned()),
+            extra,
+        };
+        let mut one_stop = full.clone();
+        one_stop.stop = Some(Stop::One("\"".to_owned()));
+        one_stop.stream_options = Some(Default::default());
+        for request in [full, one_stop, ChatCompletionRequest::default()] {
+            let mut out = Vec::new();
+            request.write_json(&mut out);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                serde_json::to_string(&request).unwrap()
             );
         }
     }
