@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+mod alloc;
 mod capture_cli;
 mod scrubbed_log;
 
@@ -24,7 +25,7 @@ use tracing_subscriber::EnvFilter;
 // A proxy allocates many small, short-lived buffers per request; mimalloc serves them with far
 // less contention than the system allocator (measured with the overhead benchmark).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: alloc::MiMalloc = alloc::MiMalloc;
 
 /// An LLM proxy: one endpoint speaking OpenAI, Anthropic and Gemini in front of any provider.
 #[derive(Debug, Parser)]
