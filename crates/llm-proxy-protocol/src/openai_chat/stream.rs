@@ -15,7 +15,8 @@ use super::from_model::{finish_reason_name, reasoning_detail, usage_from_model};
 use super::to_model::{finish_reason_to_model, reasoning_to_model, usage_to_model};
 use super::types::{ChunkIn, ReasoningDetail, WireUsage};
 use crate::citations::{CitationSpans, UrlCitation};
-use crate::sse::{SseFrame, SseParser, data_frame};
+use crate::json_out::{self, Fields, WriteJson};
+use crate::sse::{SseFrame, SseParser};
 
 /// Decodes an upstream OpenAI-compatible SSE body into events.
 #[derive(Debug, Default)]
@@ -334,6 +335,72 @@ struct FunctionOut<'a> {
     arguments: &'a str,
 }
 
+/// The chunks written straight to bytes (`json_out`): one per streamed event, so the cost of
+/// writing them is paid dozens of times per answer. Byte for byte what `serde_json` writes for
+/// the derived `Serialize` (tested below).
+impl WriteJson for ChunkOut<'_> {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut f = Fields::new(out);
+        f.string("id", self.id);
+        f.string("object", self.object);
+        json_out::uint(f.key("created"), self.created);
+        f.string("model", self.model);
+        json_out::array(f.key("choices"), self.choices, |out, c| c.write_json(out));
+        if let Some(usage) = &self.usage {
+            super::write::write_usage(f.key("usage"), usage);
+        }
+        f.opt_value("error", self.error.as_ref());
+        f.close();
+    }
+}
+
+impl WriteJson for ChoiceOut<'_> {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut f = Fields::new(out);
+        json_out::uint(f.key("index"), u64::from(self.index));
+        self.delta.write_json(f.key("delta"));
+        json_out::opt_string(f.key("finish_reason"), self.finish_reason);
+        f.opt_value("logprobs", self.logprobs.as_ref());
+        f.close();
+    }
+}
+
+impl WriteJson for DeltaOut<'_> {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut f = Fields::new(out);
+        f.opt_string("role", self.role);
+        f.opt_string("content", self.content);
+        f.opt_string("reasoning_content", self.reasoning_content);
+        f.opt_value("reasoning_details", self.reasoning_details.as_ref());
+        if let Some([call]) = &self.tool_calls {
+            let list = f.key("tool_calls");
+            list.push(b'[');
+            let mut c = Fields::new(list);
+            json_out::uint(c.key("index"), u64::from(call.index));
+            c.opt_string("id", call.id);
+            c.opt_string("type", call.kind);
+            let mut function = Fields::new(c.key("function"));
+            function.opt_string("name", call.function.name);
+            function.string("arguments", call.function.arguments);
+            function.close();
+            c.opt_value("extra_content", call.extra_content);
+            c.close();
+            list.push(b']');
+        }
+        f.opt_value("annotations", self.annotations.as_ref());
+        f.close();
+    }
+}
+
+/// `data: <chunk>\n\n`, the chunk written in place.
+fn chunk_frame(chunk: &ChunkOut<'_>) -> Bytes {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"data: ");
+    chunk.write_json(&mut out);
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
+
 impl ChunkRenderer {
     /// A renderer for one response.
     pub fn new(id: String, model: String, created: u64, include_usage: bool) -> Self {
@@ -371,7 +438,7 @@ impl ChunkRenderer {
             usage: None,
             error: None,
         };
-        data_frame(&serde_json::to_vec(&chunk).unwrap_or_default())
+        chunk_frame(&chunk)
     }
 
     fn role(&mut self) -> Option<&'static str> {
@@ -606,7 +673,7 @@ impl ChunkRenderer {
                 usage: Some(usage_from_model(&self.usage.unwrap_or_default())),
                 error: None,
             };
-            out.push(data_frame(&serde_json::to_vec(&chunk).unwrap_or_default()));
+            out.push(chunk_frame(&chunk));
         }
         out.push(Bytes::from_static(b"data: [DONE]\n\n"));
     }
@@ -629,7 +696,7 @@ impl ChunkRenderer {
             usage: None,
             error: Some(error),
         };
-        out.push(data_frame(&serde_json::to_vec(&chunk).unwrap_or_default()));
+        out.push(chunk_frame(&chunk));
         out.push(Bytes::from_static(b"data: [DONE]\n\n"));
     }
 
@@ -644,6 +711,123 @@ mod tests {
     use super::*;
     use llm_proxy_api::Usage;
     use serde_json::json;
+
+    #[test]
+    fn chunks_are_the_bytes_serde_json_writes() {
+        let text = "line\n\"quoted\"\t\u{1}é🦀";
+        let detail: ReasoningDetail =
+            serde_json::from_value(json!({"type": "reasoning.text", "text": text, "index": 0}))
+                .unwrap();
+        let extra = json!({"google": {"thought_signature": "c2ln"}});
+        let logprobs = [json!({"token": "a", "logprob": -0.5})];
+        let deltas = [
+            DeltaOut::default(),
+            DeltaOut {
+                role: Some("assistant"),
+                content: Some(text),
+                ..DeltaOut::default()
+            },
+            DeltaOut {
+                reasoning_content: Some(text),
+                reasoning_details: Some([detail]),
+                annotations: Some(vec![json!({"type": "url_citation"})]),
+                ..DeltaOut::default()
+            },
+            DeltaOut {
+                tool_calls: Some([ToolCallOut {
+                    index: 3,
+                    id: Some("call_1"),
+                    kind: Some("function"),
+                    function: FunctionOut {
+                        name: Some("Read"),
+                        arguments: "{\"path\":\"a\"}",
+                    },
+                    extra_content: Some(&extra),
+                }]),
+                ..DeltaOut::default()
+            },
+            DeltaOut {
+                tool_calls: Some([ToolCallOut {
+                    index: 0,
+                    id: None,
+                    kind: None,
+                    function: FunctionOut {
+                        name: None,
+                        arguments: "",
+                    },
+                    extra_content: None,
+                }]),
+                ..DeltaOut::default()
+            },
+        ];
+        for delta in deltas {
+            for (finish_reason, with_logprobs) in [(None, false), (Some("stop"), true)] {
+                let choices = [ChoiceOut {
+                    index: 0,
+                    delta: delta_clone(&delta),
+                    finish_reason,
+                    logprobs: with_logprobs.then_some(LogprobsOut {
+                        content: &logprobs,
+                        refusal: None,
+                    }),
+                }];
+                let chunk = ChunkOut {
+                    id: "chatcmpl-\"1\"",
+                    object: "chat.completion.chunk",
+                    created: 17,
+                    model: "m",
+                    choices: &choices,
+                    usage: None,
+                    error: None,
+                };
+                assert_same(&chunk);
+            }
+        }
+        let usage = ChunkOut {
+            id: "c",
+            object: "chat.completion.chunk",
+            created: 0,
+            model: "",
+            choices: &[],
+            usage: Some(usage_from_model(&Usage {
+                input_tokens: 3,
+                output_tokens: 4,
+                cache_read_tokens: Some(1),
+                reasoning_tokens: Some(2),
+                ..Usage::default()
+            })),
+            error: Some(json!({"message": "boom\n", "type": "server_error"})),
+        };
+        assert_same(&usage);
+    }
+
+    fn delta_clone<'a>(d: &DeltaOut<'a>) -> DeltaOut<'a> {
+        DeltaOut {
+            role: d.role,
+            content: d.content,
+            reasoning_content: d.reasoning_content,
+            reasoning_details: d.reasoning_details.clone(),
+            tool_calls: d.tool_calls.as_ref().map(|[c]| {
+                [ToolCallOut {
+                    index: c.index,
+                    id: c.id,
+                    kind: c.kind,
+                    function: FunctionOut {
+                        name: c.function.name,
+                        arguments: c.function.arguments,
+                    },
+                    extra_content: c.extra_content,
+                }]
+            }),
+            annotations: d.annotations.clone(),
+        }
+    }
+
+    fn assert_same(chunk: &ChunkOut<'_>) {
+        let frame = chunk_frame(chunk);
+        let expected = format!("data: {}\n\n", serde_json::to_string(chunk).unwrap());
+        assert_eq!(std::str::from_utf8(&frame).unwrap(), expected);
+    }
 
     fn decode_all(body: &str) -> Vec<StreamEvent> {
         let mut d = ChunkDecoder::new();

@@ -118,7 +118,7 @@ fn choice(out: &mut Vec<u8>, choice: &Choice) {
     out.push(b'}');
 }
 
-fn write_usage(out: &mut Vec<u8>, usage: &WireUsage) {
+pub(super) fn write_usage(out: &mut Vec<u8>, usage: &WireUsage) {
     out.extend_from_slice(b"{\"prompt_tokens\":");
     json_out::uint(out, usage.prompt_tokens);
     out.extend_from_slice(b",\"completion_tokens\":");
