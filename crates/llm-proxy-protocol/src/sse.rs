@@ -1,7 +1,7 @@
 //! Server-sent events: an incremental parser for upstream bodies and the framing helpers
 //! frontends use to render events. Bytes in, frames out; chunk boundaries anywhere.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 /// One parsed SSE event.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -27,17 +27,33 @@ impl SseParser {
         Self::default()
     }
 
-    /// Feeds bytes, appending completed frames to `out`.
+    /// Feeds bytes, appending completed frames to `out`. Whole lines are read where they lie
+    /// (in `chunk`, or in the buffer when a line began in an earlier chunk); only an unfinished
+    /// last line is kept for the next call.
     pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<SseFrame>) {
+        if self.buf.is_empty() {
+            let rest = self.lines(chunk, out);
+            self.buf.extend_from_slice(rest);
+            return;
+        }
         self.buf.extend_from_slice(chunk);
-        while let Some(pos) = memchr::memchr(b'\n', &self.buf) {
-            let line = self.buf.split_to(pos + 1);
-            let mut line = &line[..pos];
+        let buf = std::mem::take(&mut self.buf);
+        let consumed = buf.len() - self.lines(&buf, out).len();
+        self.buf = buf;
+        self.buf.advance(consumed);
+    }
+
+    /// Reads every complete line of `bytes`; what follows the last line break is returned.
+    fn lines<'a>(&mut self, mut bytes: &'a [u8], out: &mut Vec<SseFrame>) -> &'a [u8] {
+        while let Some(pos) = memchr::memchr(b'\n', bytes) {
+            let mut line = &bytes[..pos];
             if let [rest @ .., b'\r'] = line {
                 line = rest;
             }
             self.line(line, out);
+            bytes = &bytes[pos + 1..];
         }
+        bytes
     }
 
     /// Flushes a final frame not followed by a blank line.

@@ -49,15 +49,19 @@ impl ChunkDecoder {
         Self::default()
     }
 
-    fn chunk(&mut self, chunk: ChunkIn, out: &mut Vec<StreamEvent>) -> Result<(), BackendError> {
+    fn chunk(
+        &mut self,
+        chunk: ChunkIn<'_>,
+        out: &mut Vec<StreamEvent>,
+    ) -> Result<(), BackendError> {
         if let Some(err) = chunk.error {
             return Err(error_from_value(None, &err));
         }
         if !self.started {
             self.started = true;
             out.push(StreamEvent::Start {
-                id: chunk.id.clone(),
-                model: chunk.model.clone(),
+                id: chunk.id.map(std::borrow::Cow::into_owned),
+                model: chunk.model.map(std::borrow::Cow::into_owned),
             });
         }
         for choice in chunk.choices {
@@ -711,6 +715,20 @@ mod tests {
     use super::*;
     use llm_proxy_api::Usage;
     use serde_json::json;
+
+    #[test]
+    fn chunk_ids_are_borrowed_unless_escaped() {
+        let plain: ChunkIn<'_> =
+            serde_json::from_str(r#"{"id":"c1","model":"m","choices":[]}"#).unwrap();
+        assert!(matches!(plain.id, Some(std::borrow::Cow::Borrowed("c1"))));
+        assert!(matches!(plain.model, Some(std::borrow::Cow::Borrowed("m"))));
+        let escaped: ChunkIn<'_> =
+            serde_json::from_str(r#"{"id":"c\u0031","model":null}"#).unwrap();
+        assert_eq!(escaped.id.as_deref(), Some("c1"));
+        assert_eq!(escaped.model, None);
+        let absent: ChunkIn<'_> = serde_json::from_str("{}").unwrap();
+        assert_eq!(absent.id, None);
+    }
 
     #[test]
     fn chunks_are_the_bytes_serde_json_writes() {

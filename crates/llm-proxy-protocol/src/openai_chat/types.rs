@@ -280,13 +280,24 @@ pub struct CompletionTokensDetails {
     pub reasoning_tokens: Option<u64>,
 }
 
+/// An optional string borrowed from the input when it has no escapes (serde borrows a `Cow`
+/// only as a field of its own, not inside an `Option`).
+fn borrowed_text<'de: 'a, 'a, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<std::borrow::Cow<'a, str>>, D::Error> {
+    #[derive(Deserialize)]
+    struct Text<'a>(#[serde(borrow)] std::borrow::Cow<'a, str>);
+    Ok(Option::<Text<'a>>::deserialize(d)?.map(|t| t.0))
+}
+
 /// One `chat.completion.chunk` as received from an upstream (lenient: everything optional).
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct ChunkIn {
-    #[serde(default)]
-    pub id: Option<String>,
-    #[serde(default)]
-    pub model: Option<String>,
+pub struct ChunkIn<'a> {
+    /// Borrowed from the frame: only the first chunk's are kept (every chunk repeats them).
+    #[serde(default, borrow, deserialize_with = "borrowed_text")]
+    pub id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "borrowed_text")]
+    pub model: Option<std::borrow::Cow<'a, str>>,
     #[serde(default)]
     pub choices: Vec<ChunkChoiceIn>,
     #[serde(default)]
