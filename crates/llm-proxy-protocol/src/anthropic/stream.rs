@@ -17,6 +17,7 @@ use super::from_model::{message_id, sealed_call_data, stop_reason_and_sequence, 
 use super::to_model::{stop_reason_to_model, usage_to_model};
 use super::types::{DeltaIn, StreamEventIn, UsageIn, WireUsage};
 use crate::carried::Carried;
+use crate::json_out;
 use crate::openai_responses::Sealer;
 use crate::sse::{SseFrame, SseParser, event_frame};
 
@@ -351,7 +352,50 @@ impl EventOut<'_> {
         }
     }
 
+    /// `event: <name>\ndata: <json>\n\n`. The events a stream is made of, deltas and block
+    /// stops, are written straight to bytes; the others, once per answer, through serde. The
+    /// bytes are the same either way (tested below).
     fn frame(&self) -> Bytes {
+        let (index, delta) = match self {
+            Self::ContentBlockDelta { index, delta } => match delta {
+                DeltaOut::TextDelta { text } => (*index, Some(("text_delta", "text", *text))),
+                DeltaOut::ThinkingDelta { thinking } => {
+                    (*index, Some(("thinking_delta", "thinking", *thinking)))
+                }
+                DeltaOut::SignatureDelta { signature } => {
+                    (*index, Some(("signature_delta", "signature", *signature)))
+                }
+                DeltaOut::InputJsonDelta { partial_json } => (
+                    *index,
+                    Some(("input_json_delta", "partial_json", *partial_json)),
+                ),
+                DeltaOut::CitationsDelta { .. } => return self.serialized(),
+            },
+            Self::ContentBlockStop { index } => (*index, None),
+            _ => return self.serialized(),
+        };
+        let name = self.name().as_bytes();
+        let mut out = Vec::with_capacity(96 + delta.map_or(0, |(_, _, text)| text.len()));
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(name);
+        out.extend_from_slice(b"\ndata: {\"type\":\"");
+        out.extend_from_slice(name);
+        out.extend_from_slice(b"\",\"index\":");
+        json_out::uint(&mut out, u64::from(index));
+        if let Some((kind, field, text)) = delta {
+            out.extend_from_slice(b",\"delta\":{\"type\":\"");
+            out.extend_from_slice(kind.as_bytes());
+            out.extend_from_slice(b"\",\"");
+            out.extend_from_slice(field.as_bytes());
+            out.extend_from_slice(b"\":");
+            json_out::string(&mut out, text);
+            out.push(b'}');
+        }
+        out.extend_from_slice(b"}\n\n");
+        Bytes::from(out)
+    }
+
+    fn serialized(&self) -> Bytes {
         event_frame(self.name(), &serde_json::to_vec(self).unwrap_or_default())
     }
 }
@@ -889,6 +933,47 @@ mod tests {
     }
 
     /// (event name, data) of each rendered frame.
+    #[test]
+    fn written_frames_are_the_bytes_serde_json_writes() {
+        let text = "line\n\"quoted\"\t\u{1}é🦀";
+        let citation = json!({"type": "web_search_result_location", "url": "u"});
+        let events = [
+            EventOut::ContentBlockDelta {
+                index: 0,
+                delta: DeltaOut::TextDelta { text },
+            },
+            EventOut::ContentBlockDelta {
+                index: 7,
+                delta: DeltaOut::ThinkingDelta { thinking: text },
+            },
+            EventOut::ContentBlockDelta {
+                index: 1,
+                delta: DeltaOut::SignatureDelta { signature: "c2ln" },
+            },
+            EventOut::ContentBlockDelta {
+                index: 2,
+                delta: DeltaOut::InputJsonDelta {
+                    partial_json: "{\"a\":",
+                },
+            },
+            EventOut::ContentBlockDelta {
+                index: 3,
+                delta: DeltaOut::TextDelta { text: "" },
+            },
+            EventOut::ContentBlockDelta {
+                index: 4,
+                delta: DeltaOut::CitationsDelta {
+                    citation: &citation,
+                },
+            },
+            EventOut::ContentBlockStop { index: u32::MAX },
+            EventOut::MessageStop,
+        ];
+        for event in events {
+            assert_eq!(event.frame(), event.serialized());
+        }
+    }
+
     fn frames(out: &[Bytes]) -> Vec<(String, Value)> {
         out.iter()
             .map(|b| {

@@ -80,6 +80,23 @@ struct DeltaOut<'a> {
     logprobs: Option<&'a [Value]>,
 }
 
+/// A delta event written straight to bytes: one per streamed piece of text or arguments.
+/// Byte for byte what `serde_json` writes for the derived `Serialize` (tested below).
+impl WriteJson for DeltaOut<'_> {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut f = json_out::Fields::new(out);
+        f.string("type", self.kind);
+        f.opt_uint("sequence_number", Some(self.sequence_number));
+        f.string("item_id", self.item_id);
+        f.opt_uint("output_index", Some(self.output_index as u64));
+        f.opt_uint("content_index", self.content_index.map(u64::from));
+        f.opt_uint("summary_index", self.summary_index.map(u64::from));
+        f.string("delta", self.delta);
+        f.opt_value("logprobs", self.logprobs);
+        f.close();
+    }
+}
+
 /// Renders events as Responses SSE frames (or, for WebSocket mode, as bare JSON objects)
 /// and keeps the response they build.
 #[derive(Debug)]
@@ -790,7 +807,8 @@ impl EventRenderer {
             delta,
             logprobs: text_delta.then_some(logprobs.as_slice()),
         };
-        let payload = serde_json::to_vec(&frame).unwrap_or_default();
+        let mut payload = Vec::with_capacity(128 + delta.len());
+        frame.write_json(&mut payload);
         out.push(self.frame(kind, payload));
     }
 
@@ -1023,6 +1041,52 @@ pub fn custom_input(arguments: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delta_events_are_the_bytes_serde_json_writes() {
+        let logprobs = [json!({"token": "a", "logprob": -0.5})];
+        let text = "line\n\"quoted\"\t\u{1}é🦀";
+        let cases = [
+            DeltaOut {
+                kind: "response.output_text.delta",
+                sequence_number: 4,
+                item_id: "msg_\"1\"",
+                output_index: 0,
+                content_index: Some(0),
+                summary_index: None,
+                delta: text,
+                logprobs: Some(&logprobs),
+            },
+            DeltaOut {
+                kind: "response.reasoning_summary_text.delta",
+                sequence_number: u64::MAX,
+                item_id: "rs_1",
+                output_index: usize::MAX,
+                content_index: None,
+                summary_index: Some(u32::MAX),
+                delta: "",
+                logprobs: None,
+            },
+            DeltaOut {
+                kind: "response.output_text.delta",
+                sequence_number: 0,
+                item_id: "",
+                output_index: 2,
+                content_index: Some(1),
+                summary_index: Some(0),
+                delta: "x",
+                logprobs: Some(&[]),
+            },
+        ];
+        for case in cases {
+            let mut out = Vec::new();
+            case.write_json(&mut out);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                serde_json::to_string(&case).unwrap()
+            );
+        }
+    }
 
     fn transcript(mut renderer: EventRenderer) -> Vec<Bytes> {
         let mut out = Vec::new();
