@@ -290,6 +290,10 @@ impl StreamLanes {
 #[derive(Debug, Serialize)]
 pub struct MemoryReport {
     pub idle_mib: Option<f64>,
+    /// Of `idle_mib`, the process's own memory (`RssAnon`) and the file-backed pages
+    /// (`RssFile`, mostly the binary's code), where the kernel splits them.
+    pub idle_anon_mib: Option<f64>,
+    pub idle_file_mib: Option<f64>,
     /// Highest `VmRSS` sampled every 100 ms during the full-concurrency phases.
     pub peak_sampled_under_load_mib: Option<f64>,
     /// The kernel's high-water mark (`VmHWM`) at the end of the run.
@@ -297,6 +301,8 @@ pub struct MemoryReport {
     pub after_warmup_mib: Option<f64>,
     pub requests_at_warmup: u64,
     pub after_total_mib: Option<f64>,
+    /// Of `after_total_mib`, the process's own memory (`RssAnon`).
+    pub after_total_anon_mib: Option<f64>,
     pub requests_at_total: u64,
     /// `after_total - after_warmup`: anything well above noise is a leak.
     pub growth_mib: Option<f64>,
@@ -319,11 +325,14 @@ impl MemoryReport {
         let after_total_mib = rss(readings.after_total);
         Self {
             idle_mib: rss(readings.idle),
+            idle_anon_mib: readings.idle.and_then(|m| m.anon_kib).map(mib),
+            idle_file_mib: readings.idle.and_then(|m| m.file_kib).map(mib),
             peak_sampled_under_load_mib: readings.peak_sampled_kib.map(mib),
             high_water_mib: readings.after_total.map(|m| mib(m.high_water_kib)),
             after_warmup_mib,
             requests_at_warmup: readings.requests_at_warmup,
             after_total_mib,
+            after_total_anon_mib: readings.after_total.and_then(|m| m.anon_kib).map(mib),
             requests_at_total: readings.requests_at_total,
             growth_mib: after_total_mib
                 .zip(after_warmup_mib)

@@ -15,6 +15,12 @@ pub struct Memory {
     pub rss_kib: u64,
     /// Highest resident size since the process started (`VmHWM`).
     pub high_water_kib: u64,
+    /// Of `rss_kib`, the process's own memory (`RssAnon`: heap, stacks), and the file-backed
+    /// pages (`RssFile`: mostly the binary's code and read-only data, shared and clean, which
+    /// the kernel maps in 64 KiB windows around every page touched). `None` on kernels that do
+    /// not split `VmRSS`.
+    pub anon_kib: Option<u64>,
+    pub file_kib: Option<u64>,
 }
 
 /// `None` when the process is gone or this is not Linux.
@@ -24,6 +30,8 @@ pub fn read(pid: u32) -> Option<Memory> {
     Some(Memory {
         rss_kib: field_kib(&status, "VmRSS:")?,
         high_water_kib: field_kib(&status, "VmHWM:")?,
+        anon_kib: field_kib(&status, "RssAnon:"),
+        file_kib: field_kib(&status, "RssFile:"),
     })
 }
 
@@ -72,9 +80,11 @@ mod tests {
 
     #[test]
     fn parses_status_fields() {
-        let status = "Name:\tllm-proxy\nVmHWM:\t   12345 kB\nVmRSS:\t    6789 kB\n";
+        let status = "Name:\tllm-proxy\nVmHWM:\t   12345 kB\nVmRSS:\t    6789 kB\nRssAnon:\t    2900 kB\nRssFile:\t    3889 kB\n";
         assert_eq!(field_kib(status, "VmRSS:"), Some(6789));
         assert_eq!(field_kib(status, "VmHWM:"), Some(12345));
+        assert_eq!(field_kib(status, "RssAnon:"), Some(2900));
+        assert_eq!(field_kib(status, "RssFile:"), Some(3889));
         assert_eq!(field_kib(status, "VmSwap:"), None);
     }
 

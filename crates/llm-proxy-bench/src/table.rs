@@ -211,6 +211,14 @@ fn memory(out: &mut String, report: &Report) {
     let mut table = Table::new(&["reading", "MiB"]);
     table.row(vec!["idle after startup".into(), mib(m.idle_mib)]);
     table.row(vec![
+        "  of which own memory (RssAnon)".into(),
+        mib(m.idle_anon_mib),
+    ]);
+    table.row(vec![
+        "  of which file-backed, the binary's code (RssFile)".into(),
+        mib(m.idle_file_mib),
+    ]);
+    table.row(vec![
         format!("peak sampled, c={}", report.throughput.concurrency),
         mib(m.peak_sampled_under_load_mib),
     ]);
@@ -225,6 +233,10 @@ fn memory(out: &mut String, report: &Report) {
     table.row(vec![
         format!("after {} requests", m.requests_at_total),
         mib(m.after_total_mib),
+    ]);
+    table.row(vec![
+        "  of which own memory (RssAnon)".into(),
+        mib(m.after_total_anon_mib),
     ]);
     table.row(vec![
         "growth after warm-up".into(),
