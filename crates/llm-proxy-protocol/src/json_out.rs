@@ -144,6 +144,14 @@ impl<'a> Fields<'a> {
         }
     }
 
+    pub(crate) fn uint(&mut self, key: &str, n: u64) {
+        uint(self.key(key), n);
+    }
+
+    pub(crate) fn boolean(&mut self, key: &str, b: bool) {
+        boolean(self.key(key), b);
+    }
+
     pub(crate) fn opt_uint(&mut self, key: &str, n: Option<u64>) {
         if let Some(n) = n {
             uint(self.key(key), n);

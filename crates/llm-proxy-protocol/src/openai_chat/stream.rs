@@ -347,7 +347,7 @@ impl WriteJson for ChunkOut<'_> {
         let mut f = Fields::new(out);
         f.string("id", self.id);
         f.string("object", self.object);
-        json_out::uint(f.key("created"), self.created);
+        f.uint("created", self.created);
         f.string("model", self.model);
         json_out::array(f.key("choices"), self.choices, |out, c| c.write_json(out));
         if let Some(usage) = &self.usage {
@@ -361,7 +361,7 @@ impl WriteJson for ChunkOut<'_> {
 impl WriteJson for ChoiceOut<'_> {
     fn write_json(&self, out: &mut Vec<u8>) {
         let mut f = Fields::new(out);
-        json_out::uint(f.key("index"), u64::from(self.index));
+        f.uint("index", u64::from(self.index));
         self.delta.write_json(f.key("delta"));
         json_out::opt_string(f.key("finish_reason"), self.finish_reason);
         f.opt_value("logprobs", self.logprobs.as_ref());
@@ -380,7 +380,7 @@ impl WriteJson for DeltaOut<'_> {
             let list = f.key("tool_calls");
             list.push(b'[');
             let mut c = Fields::new(list);
-            json_out::uint(c.key("index"), u64::from(call.index));
+            c.uint("index", u64::from(call.index));
             c.opt_string("id", call.id);
             c.opt_string("type", call.kind);
             let mut function = Fields::new(c.key("function"));

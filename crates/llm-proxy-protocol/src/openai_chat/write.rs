@@ -14,131 +14,81 @@ use super::types::{
 
 impl WriteJson for ChatMessage {
     fn write_json(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"{\"role\":");
-        json_out::string(out, &self.role);
+        let mut f = Fields::new(out);
+        f.string("role", &self.role);
         match &self.content {
-            Some(MessageContent::Text(text)) => {
-                out.extend_from_slice(b",\"content\":");
-                json_out::string(out, text);
-            }
+            Some(MessageContent::Text(text)) => f.string("content", text),
             // Parts are rare in requests (images, audio) and hold client-given values.
-            Some(parts @ MessageContent::Parts(_)) => {
-                out.extend_from_slice(b",\"content\":");
-                json_out::value(out, parts);
-            }
+            Some(parts @ MessageContent::Parts(_)) => f.opt_value("content", Some(parts)),
             None => {}
         }
-        if let Some(name) = &self.name {
-            out.extend_from_slice(b",\"name\":");
-            json_out::string(out, name);
-        }
+        f.opt_string("name", self.name.as_deref());
         if let Some(calls) = &self.tool_calls {
-            out.extend_from_slice(b",\"tool_calls\":");
-            json_out::array(out, calls, tool_call);
+            json_out::array(f.key("tool_calls"), calls, tool_call);
         }
-        if let Some(id) = &self.tool_call_id {
-            out.extend_from_slice(b",\"tool_call_id\":");
-            json_out::string(out, id);
-        }
-        if let Some(text) = &self.reasoning_content {
-            out.extend_from_slice(b",\"reasoning_content\":");
-            json_out::string(out, text);
-        }
-        if let Some(details) = &self.reasoning_details {
-            out.extend_from_slice(b",\"reasoning_details\":");
-            json_out::value(out, details);
-        }
-        if let Some(refusal) = &self.refusal {
-            out.extend_from_slice(b",\"refusal\":");
-            json_out::string(out, refusal);
-        }
-        // Flattened, in the map's order, as serde writes it.
-        for (key, value) in &self.extra {
-            out.push(b',');
-            json_out::string(out, key);
-            out.push(b':');
-            json_out::value(out, value);
-        }
-        out.push(b'}');
+        f.opt_string("tool_call_id", self.tool_call_id.as_deref());
+        f.opt_string("reasoning_content", self.reasoning_content.as_deref());
+        f.opt_value("reasoning_details", self.reasoning_details.as_ref());
+        f.opt_string("refusal", self.refusal.as_deref());
+        f.extra(&self.extra);
+        f.close();
     }
 }
 
 fn tool_call(out: &mut Vec<u8>, call: &ToolCall) {
-    out.extend_from_slice(b"{\"id\":");
-    json_out::string(out, &call.id);
-    out.extend_from_slice(b",\"type\":");
-    json_out::string(out, &call.kind);
-    out.extend_from_slice(b",\"function\":{\"name\":");
-    json_out::string(out, &call.function.name);
-    out.extend_from_slice(b",\"arguments\":");
-    json_out::string(out, &call.function.arguments);
-    out.push(b'}');
-    if let Some(extra) = &call.extra_content {
-        out.extend_from_slice(b",\"extra_content\":");
-        json_out::value(out, extra);
-    }
-    out.push(b'}');
+    let mut f = Fields::new(out);
+    f.string("id", &call.id);
+    f.string("type", &call.kind);
+    let mut function = Fields::new(f.key("function"));
+    function.string("name", &call.function.name);
+    function.string("arguments", &call.function.arguments);
+    function.close();
+    f.opt_value("extra_content", call.extra_content.as_ref());
+    f.close();
 }
 
 impl WriteJson for ChatCompletionResponse {
     fn write_json(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"{\"id\":");
-        json_out::string(out, &self.id);
-        out.extend_from_slice(b",\"object\":");
-        json_out::string(out, &self.object);
-        out.extend_from_slice(b",\"created\":");
-        json_out::uint(out, self.created);
-        out.extend_from_slice(b",\"model\":");
-        json_out::string(out, &self.model);
-        out.extend_from_slice(b",\"choices\":");
-        json_out::array(out, &self.choices, choice);
+        let mut f = Fields::new(out);
+        f.string("id", &self.id);
+        f.string("object", &self.object);
+        f.uint("created", self.created);
+        f.string("model", &self.model);
+        json_out::array(f.key("choices"), &self.choices, choice);
         if let Some(usage) = &self.usage {
-            out.extend_from_slice(b",\"usage\":");
-            write_usage(out, usage);
+            write_usage(f.key("usage"), usage);
         }
-        if let Some(fingerprint) = &self.system_fingerprint {
-            out.extend_from_slice(b",\"system_fingerprint\":");
-            json_out::string(out, fingerprint);
-        }
-        out.push(b'}');
+        f.opt_string("system_fingerprint", self.system_fingerprint.as_deref());
+        f.close();
     }
 }
 
 fn choice(out: &mut Vec<u8>, choice: &Choice) {
-    out.extend_from_slice(b"{\"index\":");
-    json_out::uint(out, u64::from(choice.index));
-    out.extend_from_slice(b",\"message\":");
-    choice.message.write_json(out);
-    out.extend_from_slice(b",\"finish_reason\":");
-    json_out::opt_string(out, choice.finish_reason.as_deref());
-    if let Some(logprobs) = &choice.logprobs {
-        out.extend_from_slice(b",\"logprobs\":");
-        json_out::value(out, logprobs);
-    }
-    out.push(b'}');
+    let mut f = Fields::new(out);
+    f.uint("index", u64::from(choice.index));
+    choice.message.write_json(f.key("message"));
+    json_out::opt_string(f.key("finish_reason"), choice.finish_reason.as_deref());
+    f.opt_value("logprobs", choice.logprobs.as_ref());
+    f.close();
 }
 
 pub(super) fn write_usage(out: &mut Vec<u8>, usage: &WireUsage) {
-    out.extend_from_slice(b"{\"prompt_tokens\":");
-    json_out::uint(out, usage.prompt_tokens);
-    out.extend_from_slice(b",\"completion_tokens\":");
-    json_out::uint(out, usage.completion_tokens);
-    out.extend_from_slice(b",\"total_tokens\":");
-    json_out::uint(out, usage.total_tokens);
+    let mut f = Fields::new(out);
+    f.uint("prompt_tokens", usage.prompt_tokens);
+    f.uint("completion_tokens", usage.completion_tokens);
+    f.uint("total_tokens", usage.total_tokens);
     if let Some(details) = &usage.prompt_tokens_details {
-        out.extend_from_slice(b",\"prompt_tokens_details\":");
-        let mut fields = Fields::new(out);
-        fields.opt_uint("cached_tokens", details.cached_tokens);
-        fields.opt_uint("cache_write_tokens", details.cache_write_tokens);
-        fields.close();
+        let mut d = Fields::new(f.key("prompt_tokens_details"));
+        d.opt_uint("cached_tokens", details.cached_tokens);
+        d.opt_uint("cache_write_tokens", details.cache_write_tokens);
+        d.close();
     }
     if let Some(details) = &usage.completion_tokens_details {
-        out.extend_from_slice(b",\"completion_tokens_details\":");
-        let mut fields = Fields::new(out);
-        fields.opt_uint("reasoning_tokens", details.reasoning_tokens);
-        fields.close();
+        let mut d = Fields::new(f.key("completion_tokens_details"));
+        d.opt_uint("reasoning_tokens", details.reasoning_tokens);
+        d.close();
     }
-    out.push(b'}');
+    f.close();
 }
 
 impl ChatCompletionRequest {
@@ -154,7 +104,7 @@ impl ChatCompletionRequest {
         f.opt_value("stream", self.stream.as_ref());
         if let Some(options) = &self.stream_options {
             let mut o = Fields::new(f.key("stream_options"));
-            o.opt_value("include_usage", Some(&options.include_usage));
+            o.boolean("include_usage", options.include_usage);
             o.extra(&options.extra);
             o.close();
         }

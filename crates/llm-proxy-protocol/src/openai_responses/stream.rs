@@ -86,9 +86,9 @@ impl WriteJson for DeltaOut<'_> {
     fn write_json(&self, out: &mut Vec<u8>) {
         let mut f = json_out::Fields::new(out);
         f.string("type", self.kind);
-        f.opt_uint("sequence_number", Some(self.sequence_number));
+        f.uint("sequence_number", self.sequence_number);
         f.string("item_id", self.item_id);
-        f.opt_uint("output_index", Some(self.output_index as u64));
+        f.uint("output_index", self.output_index as u64);
         f.opt_uint("content_index", self.content_index.map(u64::from));
         f.opt_uint("summary_index", self.summary_index.map(u64::from));
         f.string("delta", self.delta);
