@@ -175,12 +175,18 @@ pub fn masked_url(url: &reqwest::Url) -> String {
 
 /// Builds a [`CaptureAwareClient`]: a pooled rustls client whose exchanges go to `sink`
 /// under `capture_context` unless a call passes its own context.
+///
+/// The client never follows a redirect, whatever `builder` says: requests carry provider
+/// keys in headers reqwest keeps across hosts (`x-api-key`, `x-goog-api-key`), and a
+/// redirected POST would lose its body. A 3xx is the answer ([`crate::upstream::send`] turns
+/// it into an error naming where it points).
 pub fn build_capture_aware_client(
     builder: reqwest::ClientBuilder,
     sink: Option<Arc<dyn CaptureSink>>,
     capture_context: Option<PluginHttpCaptureContext>,
 ) -> Result<CaptureAwareClient, BackendError> {
     let inner = builder
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| BackendError::config(format!("cannot build HTTP client: {e}")))?;
     Ok(CaptureAwareClient {
@@ -242,7 +248,9 @@ impl CaptureAwareClient {
     }
 
     /// The same client (shared pool and sink) with another underlying reqwest client, e.g.
-    /// one built with a backend's own connect timeout.
+    /// one built with a backend's own connect timeout. Build it with
+    /// `redirect(reqwest::redirect::Policy::none())`, as [`build_capture_aware_client`] does:
+    /// a followed redirect carries key headers to wherever it points.
     #[must_use]
     pub fn with_inner(&self, inner: reqwest::Client) -> Self {
         Self {

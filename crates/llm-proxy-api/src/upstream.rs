@@ -79,6 +79,7 @@ pub fn instance_client(
 
 fn pooled_client(connect_timeout: Duration) -> reqwest::Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(connect_timeout)
         .tcp_nodelay(true)
         .pool_idle_timeout(Duration::from_secs(90));
@@ -782,7 +783,8 @@ mod tests {
                     }
                 }
                 let text = String::from_utf8_lossy(&raw).into_owned();
-                let answer = if text.starts_with("POST /moved ") {
+                let answer = if text.starts_with("POST /moved ") || text.starts_with("GET /moved ")
+                {
                     "HTTP/1.1 307 Temporary Redirect\r\nlocation: /api/chat\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
                 } else {
                     "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
@@ -853,6 +855,34 @@ mod tests {
             "{}",
             error.message
         );
+    }
+
+    #[tokio::test]
+    async fn a_model_list_get_never_follows_a_redirect_with_the_key() {
+        // reqwest strips `authorization` on a redirect to another host, not `x-api-key` or
+        // `x-goog-api-key`: a followed redirect would hand the key to wherever it points.
+        for shared in [true, false] {
+            let (base, seen) = recording_upstream().await;
+            let plain = CaptureAwareClient::plain().unwrap();
+            let client = if shared {
+                plain
+            } else {
+                instance_client(&plain, &Timeouts::default()).unwrap()
+            };
+            let mut headers = http::HeaderMap::new();
+            headers.insert("x-api-key", secret_header("sk-ant-secret").unwrap());
+            let url = reqwest::Url::parse(&format!("{base}/moved")).unwrap();
+            let decode: ErrorDecoder =
+                |status, _| BackendError::from_upstream_status(status, "refused");
+            let Err(error) = get_json(&client, url, headers, &Timeouts::default(), decode).await
+            else {
+                panic!("a redirected model list is an error (shared client: {shared})");
+            };
+            assert_eq!(error.upstream_status, Some(307), "{error}");
+            assert!(error.message.contains("redirected"), "{}", error.message);
+            let sent = seen.lock().unwrap().clone();
+            assert_eq!(sent.len(), 1, "the redirect was followed: {sent:?}");
+        }
     }
 
     #[tokio::test]

@@ -92,7 +92,9 @@ impl TraceSink {
                 scrubber.scrub(&e.to_string())
             )
         };
+        // The configured headers may hold a collector's key: never carried to another host.
         let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(EXPORT_TIMEOUT)
             .build()
             .map_err(|e| fail("cannot build the HTTP client", &e))?;
