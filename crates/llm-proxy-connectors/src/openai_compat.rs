@@ -264,7 +264,7 @@ pub fn session_cache_key(session_id: &str) -> String {
         && hash.len() == 32
         && hash.bytes().all(|b| b.is_ascii_hexdigit())
     {
-        return format!("{SESSION_KEY_PREFIX}{hash}");
+        return [SESSION_KEY_PREFIX, hash].concat();
     }
     let digest = ring::digest::digest(&ring::digest::SHA256, session_id.as_bytes());
     let mut key = String::with_capacity(SESSION_KEY_PREFIX.len() + 32);

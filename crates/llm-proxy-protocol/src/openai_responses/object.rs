@@ -121,12 +121,19 @@ impl<O: WriteJson> ObjectView<'_, O> {
     /// The object twice from one writing: with `output_text` (for the client) and without (to
     /// store), the second the first with that field cut out.
     pub(crate) fn to_vec_with_and_without(&self, output_text: &str) -> (Vec<u8>, Vec<u8>) {
-        let mut client = Vec::with_capacity(1024);
+        let mut client = Vec::with_capacity(self.size_hint(output_text.len()));
         let field = self.write(&mut client, Some(output_text));
         let mut stored = Vec::with_capacity(client.len());
         stored.extend_from_slice(&client[..field.start]);
         stored.extend_from_slice(&client[field.end..]);
         (client, stored)
+    }
+
+    /// Room for the object in one allocation when its tools and metadata are small: the fixed
+    /// fields (about 800 bytes), the instructions, and the answer's text twice (its message
+    /// item and `output_text`). Growing a 1 KiB buffer on every answer cost ~1k instructions.
+    pub(crate) fn size_hint(&self, output_text: usize) -> usize {
+        1024 + self.echo.instructions.as_ref().map_or(0, String::len) + 2 * output_text
     }
 
     /// Writes the object, its keys in sorted order (as a `serde_json::Value` object prints

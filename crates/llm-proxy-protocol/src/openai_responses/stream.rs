@@ -386,8 +386,9 @@ impl EventRenderer {
     /// (the concatenated message text) when `with_output_text`.
     pub fn response_json(&self, with_output_text: bool) -> Vec<u8> {
         let text = with_output_text.then(|| self.output_text());
-        let mut out = Vec::with_capacity(1024);
-        self.object_view(None).write(&mut out, text.as_deref());
+        let view = self.object_view(None);
+        let mut out = Vec::with_capacity(view.size_hint(text.as_deref().map_or(0, str::len)));
+        view.write(&mut out, text.as_deref());
         out
     }
 
@@ -840,9 +841,10 @@ impl EventRenderer {
             return;
         }
         let sequence_number = self.next_seq();
-        let mut payload = Vec::with_capacity(1024);
+        let view = self.object_view(None);
+        let mut payload = Vec::with_capacity(64 + view.size_hint(0));
         payload.extend_from_slice(b"{\"response\":");
-        self.object_view(None).write_json(&mut payload);
+        view.write_json(&mut payload);
         Self::close_frame(&mut payload, sequence_number, kind);
         out.push(self.frame(kind, payload));
     }
