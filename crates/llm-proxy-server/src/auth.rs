@@ -9,7 +9,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request};
-use axum::middleware::Next;
 use axum::response::Response;
 
 use llm_proxy_api::config::Secret;
@@ -88,19 +87,19 @@ fn is_gemini_method(path: &str) -> bool {
     })
 }
 
-/// Enforces client keys (when any are configured) on one request; refusals are written in
-/// `format`. Runs inside the edge layer (`edge::guard`).
-pub(crate) async fn enforce(
+/// Checks client keys (when any are configured) on one request, attaching the accepted
+/// key's [`ClientIdentity`]; a refusal (boxed: the rare path) is written in `format`. Runs at the edge
+/// ([`crate::edge::admit`]).
+pub(crate) fn admit(
     state: &AppState,
-    mut req: Request,
-    next: Next,
+    req: &mut Request,
     format: WireFormat,
-) -> Response {
+) -> Result<(), Box<Response>> {
     let keys = &state.config().auth.api_keys;
     let path = req.uri().path();
     // The dashboard's static files hold no data; the page sends the key with its data requests.
     if keys.is_empty() || matches!(path, "/health" | "/") || crate::ui::is_public_asset(path) {
-        return next.run(req).await;
+        return Ok(());
     }
     let client = req
         .extensions()
@@ -112,9 +111,11 @@ pub(crate) async fn enforce(
     {
         // Whole seconds, rounded up, so a client retrying on time is no longer blocked.
         let retry_after = Duration::from_secs(left.as_secs() + u64::from(left.subsec_nanos() > 0));
-        return ProxyError::AuthBlocked { retry_after }.into_response_for(format);
+        return Err(Box::new(
+            ProxyError::AuthBlocked { retry_after }.into_response_for(format),
+        ));
     }
-    let presented = presented_key(&req);
+    let presented = presented_key(req);
     if key_accepted(keys, presented.as_deref())
         && let Some(key) = presented.as_deref()
     {
@@ -123,14 +124,14 @@ pub(crate) async fn enforce(
         }
         // Which key: part of the session identity, so clients never share a session.
         req.extensions_mut().insert(ClientIdentity::of_key(key));
-        next.run(req).await
+        Ok(())
     } else {
         if let Some(ip) = client
             && let Some(block) = guard.record_failure(ip)
         {
             tracing::warn!(client = %ip, seconds = block.as_secs_f64(), "blocking a client after repeated failed authentication");
         }
-        ProxyError::Unauthorized.into_response_for(format)
+        Err(Box::new(ProxyError::Unauthorized.into_response_for(format)))
     }
 }
 

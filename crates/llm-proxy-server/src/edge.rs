@@ -27,16 +27,34 @@ pub struct Edge {
 
 /// The middleware: the early 413, then the client-key check, then the envelope for the
 /// framework's own errors.
-pub async fn guard(State(edge): State<Edge>, req: Request, next: Next) -> Response {
+pub async fn guard(State(edge): State<Edge>, mut req: Request, next: Next) -> Response {
+    let format = match admit(&edge, &mut req) {
+        Ok(format) => format,
+        Err(refused) => return *refused,
+    };
+    settle(next.run(req).await, format).await
+}
+
+/// What the edge does before a request reaches its handler: the early 413 (the body is never
+/// read; the connection closes after the response) and the client-key check. Returns the
+/// path's protocol, whose envelope [`settle`] uses, or the refusal.
+pub(crate) fn admit(edge: &Edge, req: &mut Request) -> Result<WireFormat, Box<Response>> {
     let format = (edge.format_of)(req.uri().path());
     if declared_length(req.headers()).is_some_and(|n| n > edge.max_body_bytes as u64) {
-        // The body is never read; the connection closes after this response.
-        return ProxyError::PayloadTooLarge {
-            limit: edge.max_body_bytes,
-        }
-        .into_response_for(format);
+        return Err(Box::new(
+            ProxyError::PayloadTooLarge {
+                limit: edge.max_body_bytes,
+            }
+            .into_response_for(format),
+        ));
     }
-    let response = crate::auth::enforce(&edge.state, req, next, format).await;
+    crate::auth::admit(&edge.state, req, format)?;
+    Ok(format)
+}
+
+/// What the edge does with the handler's response: an error the framework wrote (not JSON)
+/// goes into the protocol's envelope.
+pub(crate) async fn settle(response: Response, format: WireFormat) -> Response {
     let status = response.status();
     if (status.is_client_error() || status.is_server_error()) && !is_json(response.headers()) {
         return envelope(response, format).await;

@@ -27,6 +27,7 @@ pub mod responses_store;
 pub mod routing;
 pub mod sealing;
 pub mod serve;
+pub mod service;
 pub mod session;
 pub mod stages;
 pub mod startup_error;
@@ -46,11 +47,13 @@ use axum::routing::{get, post};
 
 pub use data_dir::Stores;
 pub use error::{ProxyError, WireFormat};
+pub use service::App;
 pub use startup_error::StartupError;
 pub use state::AppState;
 
-/// The router serving every frontend.
-pub fn app(state: AppState) -> Router {
+/// The service of the main listener: every frontend, the model calls on their exact paths
+/// served without the router ([`service`]).
+pub fn app(state: AppState) -> App {
     metrics::install();
     let limit = state.config().max_body_bytes;
     let router = Router::new()
@@ -133,36 +136,47 @@ pub fn app(state: AppState) -> Router {
             "/v1beta/models/{*rest}",
             post(frontend::gemini::model_action).get(frontend::gemini::get_model),
         )
-        .fallback(not_found)
-        .layer(DefaultBodyLimit::max(limit))
+        .fallback(not_found);
+    let edge = edge::Edge {
+        format_of: auth::format_for_path,
+        max_body_bytes: limit,
+        state: state.clone(),
+    };
+    finish(router, edge, service::main_paths)
+}
+
+/// The router behind the edge layer; with the client side of the wire capture outermost when
+/// capture is on (every request then goes through the router), otherwise with the model calls
+/// `direct` names served in front of it.
+fn finish(
+    router: Router<AppState>,
+    edge: edge::Edge,
+    direct: fn(&str) -> Option<service::Direct>,
+) -> App {
+    let state = edge.state.clone();
+    let router = router
+        .layer(DefaultBodyLimit::max(edge.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
-            edge::Edge {
-                format_of: auth::format_for_path,
-                max_body_bytes: limit,
-                state: state.clone(),
-            },
+            edge.clone(),
             edge::guard,
         ));
-    with_capture(router, state)
+    match state.http_client().sink() {
+        Some(sink) => App::routed(
+            router
+                .layer(axum::middleware::from_fn_with_state(
+                    sink.clone(),
+                    capture::capture_client_side,
+                ))
+                .with_state(state),
+        ),
+        None => App::with_direct(router.with_state(state), edge, direct),
+    }
 }
 
-/// The router with the client side of the wire capture outermost, when capture is on (off,
-/// nothing is added).
-fn with_capture(router: Router<AppState>, state: AppState) -> Router {
-    let router = match state.http_client().sink() {
-        Some(sink) => router.layer(axum::middleware::from_fn_with_state(
-            sink.clone(),
-            capture::capture_client_side,
-        )),
-        None => router,
-    };
-    router.with_state(state)
-}
-
-/// The router of the dedicated Anthropic listener (`anthropic_port`), for clients that
+/// The service of the dedicated Anthropic listener (`anthropic_port`), for clients that
 /// hard-code root paths: `/v1/messages`, `/v1/messages/count_tokens` and `/v1/models`, all in
 /// Anthropic's shapes and error envelope.
-pub fn anthropic_app(state: AppState) -> Router {
+pub fn anthropic_app(state: AppState) -> App {
     let limit = state.config().max_body_bytes;
     let router = Router::new()
         .route("/v1/messages", post(frontend::anthropic::messages))
@@ -174,18 +188,14 @@ pub fn anthropic_app(state: AppState) -> Router {
         .route("/", get(frontend::models::health))
         .route("/health", get(frontend::models::health))
         .route("/metrics", get(metrics::render))
-        .fallback(anthropic_not_found)
-        .layer(DefaultBodyLimit::max(limit))
-        .layer(axum::middleware::from_fn_with_state(
-            edge::Edge {
-                // Every refusal in the Anthropic envelope (its `/v1/models` is Anthropic's too).
-                format_of: |_| WireFormat::Anthropic,
-                max_body_bytes: limit,
-                state: state.clone(),
-            },
-            edge::guard,
-        ));
-    with_capture(router, state)
+        .fallback(anthropic_not_found);
+    let edge = edge::Edge {
+        // Every refusal in the Anthropic envelope (its `/v1/models` is Anthropic's too).
+        format_of: |_| WireFormat::Anthropic,
+        max_body_bytes: limit,
+        state: state.clone(),
+    };
+    finish(router, edge, service::anthropic_paths)
 }
 
 async fn anthropic_not_found(req: Request) -> Response {

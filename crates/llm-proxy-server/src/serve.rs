@@ -25,7 +25,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use crate::config::ServerConfig;
-use axum::Router;
+use crate::service::App;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use bytes::Bytes;
@@ -39,7 +39,6 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
 
 /// How long connections may still flush their last bytes after the grace ended.
 const FINAL_FLUSH: Duration = Duration::from_secs(1);
@@ -92,12 +91,7 @@ pub struct BodyReadTimeout(pub Duration);
 
 /// Serves `router` on `listener` until `shutdown` has begun and the connections have drained
 /// (or the grace has run out). Handlers see the peer address as `ConnectInfo<SocketAddr>`.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    settings: ServerConfig,
-    shutdown: Shutdown,
-) {
+pub async fn serve(listener: TcpListener, router: App, settings: ServerConfig, shutdown: Shutdown) {
     let slots = Arc::new(Semaphore::new(settings.max_connections));
     serve_with_slots(listener, router, Arc::new(settings), slots, shutdown).await;
 }
@@ -105,7 +99,7 @@ pub async fn serve(
 /// [`serve`] with the connection cap (`slots`) shared by other listeners of the same address.
 async fn serve_with_slots(
     listener: TcpListener,
-    router: Router,
+    router: App,
     settings: Arc<ServerConfig>,
     slots: Arc<Semaphore>,
     shutdown: Shutdown,
@@ -241,7 +235,7 @@ fn listening_socket(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 /// One address to serve: a socket per serving thread (from [`bind_listeners`]) and its router.
 pub struct Listener {
     pub sockets: Vec<std::net::TcpListener>,
-    pub router: Router,
+    pub router: App,
 }
 
 /// Serves `listeners` on `threads` OS threads, each running its own single-threaded Tokio
@@ -260,7 +254,7 @@ pub async fn serve_on_threads(
     shutdown: Shutdown,
 ) -> Result<(), String> {
     let settings = Arc::new(settings);
-    let mut per_thread: Vec<Vec<(std::net::TcpListener, Router, Arc<Semaphore>)>> =
+    let mut per_thread: Vec<Vec<(std::net::TcpListener, App, Arc<Semaphore>)>> =
         (0..threads).map(|_| Vec::new()).collect();
     for listener in listeners {
         if listener.sockets.len() != threads {
@@ -307,7 +301,7 @@ pub async fn serve_on_threads(
 }
 
 fn serve_thread(
-    work: Vec<(std::net::TcpListener, Router, Arc<Semaphore>)>,
+    work: Vec<(std::net::TcpListener, App, Arc<Semaphore>)>,
     settings: &Arc<ServerConfig>,
     shutdown: &Shutdown,
 ) -> Result<(), String> {
@@ -351,7 +345,7 @@ fn is_connection_error(e: &io::Error) -> bool {
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
-    router: Router,
+    router: App,
     settings: Arc<ServerConfig>,
     shutdown: Shutdown,
     _slot: OwnedSemaphorePermit,
@@ -553,7 +547,7 @@ impl AsyncWrite for WatchedIo {
 /// The router as one connection's hyper service.
 #[derive(Clone)]
 struct ConnService {
-    router: Router,
+    router: App,
     peer: SocketAddr,
     state: Arc<ConnState>,
     body_timeout: Duration,
@@ -572,9 +566,9 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
         let timeout = self.body_timeout;
         let mut req = req.map(|body| Body::new(TimedBody::new(body, timeout)));
         req.extensions_mut().insert(ConnectInfo(self.peer));
-        let call = self.router.clone().oneshot(req);
+        let app = self.router.clone();
         Box::pin(async move {
-            let response = call.await?;
+            let response = app.handle(req).await;
             Ok(response.map(|body| GuardedBody {
                 inner: body,
                 _in_flight: guard,

@@ -61,7 +61,7 @@ const SERVING_THREADS: usize = 2;
 
 /// Serves `router` (built on `state`) on 127.0.0.1:0 as the binary does: on serving threads
 /// of their own, one listening socket each.
-pub async fn serve_router(router: axum::Router, state: &AppState) -> Proxy {
+pub async fn serve_router(router: llm_proxy_server::App, state: &AppState) -> Proxy {
     let sockets = bind_listeners("127.0.0.1", 0, SERVING_THREADS).unwrap();
     let url = format!("http://{}", sockets[0].local_addr().unwrap());
     let shutdown = state.shutdown().clone();

@@ -308,7 +308,10 @@ async fn connections_are_spread_over_the_serving_threads_and_stay_on_theirs() {
     assert!(sockets.iter().all(|s| s.local_addr().unwrap() == addr));
     let shutdown = Shutdown::new();
     let server = tokio::spawn(serve_on_threads(
-        vec![Listener { sockets, router }],
+        vec![Listener {
+            sockets,
+            router: llm_proxy_server::App::routed(router),
+        }],
         2,
         ServerConfig::default(),
         shutdown.clone(),

@@ -145,3 +145,118 @@ async fn the_anthropic_listener_envelopes_framework_errors_as_anthropic() {
     assert_eq!(status, 405);
     assert_anthropic(&v);
 }
+
+/// The model calls served in front of the router (`service.rs`) answer as the router does:
+/// the same edge (401 without a key, the early 413, the envelope of the path's protocol) and
+/// the same handler (400 for a body that is not JSON, 200 for a real call to the mock).
+#[tokio::test]
+async fn model_calls_served_without_the_router_answer_as_the_router_does() {
+    use axum::body::Body;
+    use tower::ServiceExt;
+    let cfg = load_from_str(
+        "auth:\n  api_keys: [edge-test-key]\nmax_request_body_bytes: 4096\n",
+        &CliOverrides::default(),
+        &Env::default(),
+    )
+    .unwrap();
+    let state = AppState::build(
+        cfg,
+        Plugins::from_linked(),
+        CaptureAwareClient::plain().unwrap(),
+    )
+    .unwrap();
+    let bodies = [
+        (
+            "/v1/chat/completions",
+            r#"{"model":"mock:m","messages":[{"role":"user","content":"hi"}]}"#,
+        ),
+        (
+            "/chat/completions",
+            r#"{"model":"mock:m","messages":[{"role":"user","content":"hi"}]}"#,
+        ),
+        ("/v1/responses", r#"{"model":"mock:m","input":"hi"}"#),
+        ("/responses", r#"{"model":"mock:m","input":"hi"}"#),
+        (
+            "/v1/messages",
+            r#"{"model":"mock:m","max_tokens":8,"messages":[{"role":"user","content":"hi"}]}"#,
+        ),
+        (
+            "/anthropic/v1/messages",
+            r#"{"model":"mock:m","max_tokens":8,"messages":[{"role":"user","content":"hi"}]}"#,
+        ),
+    ];
+    let request = |path: &str, key: Option<&str>, length: Option<usize>, body: &str| {
+        let mut req = http::Request::post(path).header("content-type", "application/json");
+        if let Some(key) = key {
+            req = req.header("x-api-key", key);
+        }
+        if let Some(length) = length {
+            req = req.header("content-length", length);
+        }
+        req.body(Body::from(body.to_owned())).unwrap()
+    };
+    let answer = |response: axum::response::Response| async move {
+        let status = response.status().as_u16();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null),
+        )
+    };
+    let main = llm_proxy_server::app(state.clone());
+    for other in [
+        "/v1/messages/count_tokens",
+        "/v1/models",
+        "/v1/chat/completions/",
+    ] {
+        assert!(!main.serves_directly(other), "{other}");
+    }
+    for (app, listener) in [(main, "main"), (anthropic_app(state.clone()), "anthropic")] {
+        for (path, body) in bodies {
+            if listener == "anthropic" && path != "/v1/messages" {
+                continue;
+            }
+            assert!(app.serves_directly(path), "{listener} {path}");
+            let anthropic = path.contains("messages");
+            let cases = [
+                (None, None, body, 401),
+                (Some("edge-test-key"), Some(5000), body, 413),
+                (Some("edge-test-key"), None, "{not json", 400),
+                (Some("edge-test-key"), None, body, 200),
+            ];
+            for (key, length, body, expected) in cases {
+                // Distinct calls: identical ones in quick succession are refused as duplicates.
+                let tagged =
+                    |tag: &str| body.replace("\"hi\"", &format!("\"hi {listener} {path} {tag}\""));
+                let direct = answer(
+                    app.clone()
+                        .oneshot(request(path, key, length, &tagged("direct")))
+                        .await
+                        .unwrap(),
+                )
+                .await;
+                let routed = answer(
+                    app.router()
+                        .clone()
+                        .oneshot(request(path, key, length, &tagged("routed")))
+                        .await
+                        .unwrap(),
+                )
+                .await;
+                assert_eq!(direct.0, expected, "{listener} {path}: {direct:?}");
+                assert_eq!(routed.0, expected, "{listener} {path}: {routed:?}");
+                if expected == 200 {
+                    continue;
+                }
+                assert_eq!(direct, routed, "{listener} {path}");
+                if anthropic {
+                    assert_anthropic(&direct.1);
+                } else {
+                    assert_openai(&direct.1);
+                }
+            }
+        }
+    }
+}

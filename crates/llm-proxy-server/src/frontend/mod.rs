@@ -41,12 +41,18 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for Inbound {
     type Rejection = std::convert::Infallible;
 
     async fn from_request(req: axum::extract::Request, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self::from(req))
+    }
+}
+
+impl From<axum::extract::Request> for Inbound {
+    fn from(req: axum::extract::Request) -> Self {
         let (mut parts, body) = req.into_parts();
-        Ok(Self {
+        Self {
             client: parts.extensions.remove(),
             headers: parts.headers,
             body,
-        })
+        }
     }
 }
 
