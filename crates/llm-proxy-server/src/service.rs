@@ -1,6 +1,6 @@
 //! What a listener serves: the router, and in front of it the model calls on their exact
-//! paths (`POST /v1/chat/completions`, `/v1/responses`, `/v1/messages`, ...) handed straight
-//! to their handlers.
+//! paths (`POST /v1/chat/completions`, `/v1/responses`, `/v1/messages`, Gemini's
+//! `/v1beta/models/{model}:{method}`, and their aliases) handed straight to their handlers.
 //!
 //! Through the router, a model call paid for axum's routing and its middleware layer on every
 //! request: the path lookup, a boxed clone of the route's service per layer, a boxed future
@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{Path, RawQuery, Request, State};
 use axum::response::Response;
 use http::Method;
 use tower::ServiceExt;
@@ -32,6 +32,8 @@ pub(crate) enum Direct {
     OpenAiChat,
     Responses,
     Anthropic,
+    /// `{model}:{method}` after `/v1beta/models/` or `/v1/models/`.
+    Gemini,
 }
 
 /// The main listener's direct paths (each also routed by [`crate::app`], to the same handler).
@@ -40,8 +42,17 @@ pub(crate) fn main_paths(path: &str) -> Option<Direct> {
         "/v1/chat/completions" | "/chat/completions" => Some(Direct::OpenAiChat),
         "/v1/responses" | "/responses" => Some(Direct::Responses),
         "/v1/messages" | "/anthropic/v1/messages" => Some(Direct::Anthropic),
-        _ => None,
+        _ => gemini_action(path).map(|_| Direct::Gemini),
     }
+}
+
+/// What the router's `{*rest}` of `/v1beta/models/{*rest}` (and `/v1/models/{*rest}`) would
+/// hold: the rest of the path, when it is not empty and has nothing percent-encoded (the
+/// router decodes it, and refuses what is not UTF-8; such paths go through the router).
+fn gemini_action(path: &str) -> Option<&str> {
+    path.strip_prefix("/v1beta/models/")
+        .or_else(|| path.strip_prefix("/v1/models/"))
+        .filter(|rest| !rest.is_empty() && !rest.contains('%'))
 }
 
 /// The dedicated Anthropic listener's direct path (see [`crate::anthropic_app`]).
@@ -105,11 +116,20 @@ impl App {
                 Err(refused) => return *refused,
             };
             let state = State(direct.edge.state.clone());
+            let gemini = (which == Direct::Gemini).then(|| {
+                let rest = gemini_action(req.uri().path()).unwrap_or_default();
+                (rest.to_owned(), req.uri().query().map(str::to_owned))
+            });
             let inbound = Inbound::from(req);
             let response = match which {
                 Direct::OpenAiChat => frontend::openai_chat::chat_completions(state, inbound).await,
                 Direct::Responses => frontend::responses::create(state, inbound).await,
                 Direct::Anthropic => frontend::anthropic::messages(state, inbound).await,
+                Direct::Gemini => {
+                    let (rest, query) = gemini.unwrap_or_default();
+                    frontend::gemini::model_action(state, Path(rest), RawQuery(query), inbound)
+                        .await
+                }
             };
             return edge::settle(response, format).await;
         }

@@ -184,6 +184,18 @@ async fn model_calls_served_without_the_router_answer_as_the_router_does() {
             "/anthropic/v1/messages",
             r#"{"model":"mock:m","max_tokens":8,"messages":[{"role":"user","content":"hi"}]}"#,
         ),
+        (
+            "/v1beta/models/mock:m:generateContent",
+            r#"{"contents":[{"role":"user","parts":[{"text":"hi"}]}]}"#,
+        ),
+        (
+            "/v1beta/models/mock:m:streamGenerateContent?alt=sse",
+            r#"{"contents":[{"role":"user","parts":[{"text":"hi"}]}]}"#,
+        ),
+        (
+            "/v1/models/mock:m:generateContent",
+            r#"{"contents":[{"role":"user","parts":[{"text":"hi"}]}]}"#,
+        ),
     ];
     let request = |path: &str, key: Option<&str>, length: Option<usize>, body: &str| {
         let mut req = http::Request::post(path).header("content-type", "application/json");
@@ -210,6 +222,9 @@ async fn model_calls_served_without_the_router_answer_as_the_router_does() {
         "/v1/messages/count_tokens",
         "/v1/models",
         "/v1/chat/completions/",
+        "/v1beta/models/",
+        // Percent-encoded: the router decodes it (and refuses what is not UTF-8).
+        "/v1beta/models/%FF:generateContent",
     ] {
         assert!(!main.serves_directly(other), "{other}");
     }
@@ -218,8 +233,10 @@ async fn model_calls_served_without_the_router_answer_as_the_router_does() {
             if listener == "anthropic" && path != "/v1/messages" {
                 continue;
             }
-            assert!(app.serves_directly(path), "{listener} {path}");
+            let path_only = path.split('?').next().unwrap_or(path);
+            assert!(app.serves_directly(path_only), "{listener} {path}");
             let anthropic = path.contains("messages");
+            let gemini = path.contains("models/");
             let cases = [
                 (None, None, body, 401),
                 (Some("edge-test-key"), Some(5000), body, 413),
@@ -253,6 +270,8 @@ async fn model_calls_served_without_the_router_answer_as_the_router_does() {
                 assert_eq!(direct, routed, "{listener} {path}");
                 if anthropic {
                     assert_anthropic(&direct.1);
+                } else if gemini {
+                    assert_gemini(&direct.1, expected);
                 } else {
                     assert_openai(&direct.1);
                 }
