@@ -10,7 +10,7 @@ use crate::client::Target;
 use crate::load::{ClosedLoop, Lane, Samples, StreamPlan, StreamSamples};
 use crate::report::{
     CpuPerRequest, LatencyLane, LoadLane, Machine, MemoryReadings, MemoryReport, Report,
-    RequestLanes, StreamLane, StreamLanes, Throughput,
+    RequestLanes, SpacedLanes, StreamLane, StreamLanes, Throughput,
 };
 use crate::rss::{self, PeakSampler};
 use crate::settings::Settings;
@@ -118,6 +118,36 @@ pub async fn run(settings: &Settings, endpoints: Endpoints) -> Report {
             (responses_c1, direct_responses),
         ],
     );
+
+    let spaced_c1 = if settings.spaced_requests == 0 {
+        None
+    } else {
+        progress(&format!(
+            "non-streaming, concurrency 1, {} ms before each request: {} requests per lane",
+            settings.spaced_pause.as_millis(),
+            settings.spaced_requests
+        ));
+        let spaced = &mut lanes[..2];
+        let rounds = crate::load::spaced_requests(
+            spaced,
+            settings.spaced_requests,
+            settings.spaced_pause,
+            settings.phase_max,
+            settings.request_timeout,
+        )
+        .await;
+        let [direct_samples, proxy_samples] =
+            [0, 1].map(|i| std::mem::take(&mut spaced[i].requests));
+        proxied += proxy_samples.attempts();
+        let [direct_lane, proxy_lane] = [direct_samples, proxy_samples]
+            .map(|samples| LatencyLane::new(ClientApi::OpenAi, samples));
+        Some(SpacedLanes::new(
+            settings.spaced_pause,
+            rounds,
+            direct_lane,
+            proxy_lane,
+        ))
+    };
 
     let closed_loop = |target: &Target, apis: Vec<ClientApi>, duration, max_requests| ClosedLoop {
         target: target.clone(),
@@ -238,6 +268,7 @@ pub async fn run(settings: &Settings, endpoints: Endpoints) -> Report {
             proxy: proxy_label,
         },
         non_streaming_c1,
+        spaced_c1,
         throughput,
         streaming_c1,
         streaming_concurrent,

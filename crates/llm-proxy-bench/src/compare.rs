@@ -43,6 +43,19 @@ fn figures(report: &Value) -> Vec<Figure> {
             "/non_streaming_c1/proxy_added/p99_us",
         ),
     ];
+    if report.pointer("/spaced_c1/proxy_added").is_some() {
+        list.extend([
+            figure(
+                "added p50, c=1, idle before each request (us)",
+                "/spaced_c1/proxy_added/p50_us",
+            ),
+            Figure {
+                label: "proxy's own time p50, idle before each request (us)".into(),
+                pointer: "/spaced_c1/proxy/overhead_header_ms/p50".into(),
+                ms: true,
+            },
+        ]);
+    }
     let lanes = report
         .pointer("/non_streaming_c1/translated")
         .and_then(Value::as_array);

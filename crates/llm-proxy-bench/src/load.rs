@@ -153,6 +153,31 @@ pub async fn interleaved_requests(
     rounds
 }
 
+/// Like [`interleaved_requests`], with `pause` before every request: each one finds the
+/// target idle, as the requests of an agent (seconds apart) do. Returns the rounds completed
+/// within `max`.
+pub async fn spaced_requests(
+    lanes: &mut [Lane],
+    rounds: u64,
+    pause: Duration,
+    max: Duration,
+    timeout: Duration,
+) -> u64 {
+    let deadline = Instant::now() + max;
+    for round in 0..rounds {
+        if Instant::now() >= deadline {
+            return round;
+        }
+        for i in round_order(lanes.len(), round) {
+            tokio::time::sleep(pause).await;
+            let lane = &mut lanes[i];
+            let outcome = lane.conn.exchange(lane.api, timeout).await;
+            lane.requests.record(outcome);
+        }
+    }
+    rounds
+}
+
 /// Round `round`'s order of `lanes` lanes: a shuffle seeded by the round, so that over many
 /// rounds each lane follows each other one about equally often, and a run repeats exactly.
 fn round_order(lanes: usize, round: u64) -> Vec<usize> {

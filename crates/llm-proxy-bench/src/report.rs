@@ -14,6 +14,8 @@ pub struct Report {
     pub settings: Settings,
     pub machine: Machine,
     pub non_streaming_c1: RequestLanes,
+    /// Concurrency 1 with a pause before each request (absent when skipped).
+    pub spaced_c1: Option<SpacedLanes>,
     pub throughput: Throughput,
     pub streaming_c1: StreamLanes,
     pub streaming_concurrent: StreamLanes,
@@ -109,6 +111,35 @@ impl RequestLanes {
             direct,
             proxy,
             translated,
+        }
+    }
+}
+
+/// Chat requests at concurrency 1 with `pause` before each: the latency an agent's requests
+/// (seconds apart) see, every one finding the proxy idle and its caches cold.
+#[derive(Debug, Serialize)]
+pub struct SpacedLanes {
+    #[serde(rename = "pause_secs", serialize_with = "crate::settings::as_secs")]
+    pub pause: std::time::Duration,
+    pub requests_per_lane: u64,
+    pub direct: LatencyLane,
+    pub proxy: LatencyLane,
+    pub proxy_added: Option<Added>,
+}
+
+impl SpacedLanes {
+    pub fn new(
+        pause: std::time::Duration,
+        requests_per_lane: u64,
+        direct: LatencyLane,
+        proxy: LatencyLane,
+    ) -> Self {
+        Self {
+            pause,
+            requests_per_lane,
+            proxy_added: added(proxy.latency.as_ref(), direct.latency.as_ref()),
+            direct,
+            proxy,
         }
     }
 }

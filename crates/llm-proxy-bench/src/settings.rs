@@ -39,6 +39,14 @@ pub struct Args {
     /// Seconds of each throughput run (direct, then through the proxy) [default: 5, quick: 1]
     #[arg(long)]
     pub duration_secs: Option<f64>,
+    /// Spaced requests per lane: chat requests at concurrency 1 with a pause before each, so
+    /// each finds the proxy idle and its caches cold, as an agent's requests do [default: 100,
+    /// quick: 20; 0 skips the phase]
+    #[arg(long)]
+    pub spaced_requests: Option<u64>,
+    /// The pause before each spaced request, in milliseconds (1..=1000).
+    #[arg(long, default_value_t = 20)]
+    pub spaced_pause_ms: u64,
     /// Streams per lane at concurrency 1 [default: 20, quick: 3]
     #[arg(long)]
     pub streams: Option<u64>,
@@ -121,6 +129,9 @@ pub struct Settings {
     pub quick: bool,
     pub requests: u64,
     pub warmup: u64,
+    pub spaced_requests: u64,
+    #[serde(rename = "spaced_pause_secs", serialize_with = "as_secs")]
+    pub spaced_pause: Duration,
     pub concurrency: usize,
     #[serde(rename = "duration_secs", serialize_with = "as_secs")]
     pub duration: Duration,
@@ -168,6 +179,8 @@ impl Settings {
             quick,
             requests: pick(args.requests, 5_000, 500),
             warmup: pick(args.warmup, 500, 100),
+            spaced_requests: pick(args.spaced_requests, 100, 20),
+            spaced_pause: Duration::from_millis(args.spaced_pause_ms),
             concurrency: args.concurrency,
             duration: seconds(
                 "--duration-secs",
@@ -206,6 +219,11 @@ impl Settings {
                 "--concurrent-bodies must be 1..=64, --body-mib and --single-mib 1..=1024".into(),
             ));
         }
+        if !(1..=1000).contains(&args.spaced_pause_ms) {
+            return Err(BenchError::Setting(
+                "--spaced-pause-ms must be 1..=1000".into(),
+            ));
+        }
         if settings.chunks < 2 {
             return Err(BenchError::Setting(
                 "--chunks must be at least 2 (gaps need two chunks)".into(),
@@ -239,7 +257,10 @@ impl Settings {
     }
 }
 
-fn as_secs<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn as_secs<S: serde::Serializer>(
+    duration: &Duration,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
     serializer.serialize_f64(duration.as_secs_f64())
 }
 

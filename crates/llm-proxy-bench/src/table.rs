@@ -17,6 +17,7 @@ pub fn render(report: &Report) -> String {
         s.chunk_interval.as_millis()
     );
     non_streaming(&mut out, report);
+    spaced(&mut out, report);
     throughput(&mut out, report);
     streaming(&mut out, &report.streaming_c1);
     streaming(&mut out, &report.streaming_concurrent);
@@ -24,6 +25,46 @@ pub fn render(report: &Report) -> String {
     targets(&mut out, report);
     errors(&mut out, report);
     out
+}
+
+fn spaced(out: &mut String, report: &Report) {
+    let Some(lanes) = &report.spaced_c1 else {
+        return;
+    };
+    let mut table = Table::new(&["lane", "p50", "p90", "p99", "max", "errors", "own p50"]);
+    for (name, lane, added) in [
+        ("direct", &lanes.direct, None),
+        ("proxy", &lanes.proxy, lanes.proxy_added),
+    ] {
+        let l = lane.latency;
+        table.row(vec![
+            format!("{name} {}", lane.api.label()),
+            us(l.map(|l| l.p50_us)),
+            us(l.map(|l| l.p90_us)),
+            us(l.map(|l| l.p99_us)),
+            us(l.map(|l| l.max_us)),
+            lane.errors.to_string(),
+            us(lane.overhead_header_ms.map(|o| o.p50 * 1000.0)),
+        ]);
+        if let Some(a) = added {
+            table.row(vec![
+                "  added".into(),
+                plus(a.p50_us),
+                plus(a.p90_us),
+                plus(a.p99_us),
+                plus(a.max_us),
+                String::new(),
+                String::new(),
+            ]);
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nNon-streaming, concurrency 1, {} ms idle before each request (caches cold, as between an agent's calls): latency in us ({} requests per lane; own p50: the proxy's x-llm-proxy-overhead-ms)",
+        lanes.pause.as_millis(),
+        lanes.requests_per_lane
+    );
+    table.render(out);
 }
 
 fn non_streaming(out: &mut String, report: &Report) {
