@@ -377,10 +377,11 @@ async fn serve_connection(
     let begun = shutdown.begun();
     tokio::pin!(begun);
     loop {
-        let deadline = state.deadline(settings.idle_timeout);
-        if let Some(at) = deadline {
-            timer.as_mut().reset(at);
-        }
+        // No later than any deadline the connection can reach before the check (see
+        // `ConnState::next_check`): requests starting and ending never wake this task.
+        timer
+            .as_mut()
+            .reset(state.next_check(settings.header_read_timeout, settings.idle_timeout));
         tokio::select! {
             done = conn.as_mut() => {
                 if let Err(e) = done {
@@ -388,15 +389,17 @@ async fn serve_connection(
                 }
                 return;
             }
-            () = state.changed.notified() => {}
-            () = &mut timer, if deadline.is_some() => {
+            () = &mut timer => {
                 if state.deadline(settings.idle_timeout).is_some_and(|at| at <= Instant::now()) {
                     tracing::debug!(%peer, "closing a connection that sent no complete request in time");
                     return;
                 }
             }
+            // Draining: the end of the last request in flight closes the connection.
+            () = state.changed.notified(), if draining => {}
             () = &mut begun, if !draining => {
                 draining = true;
+                state.timers().draining = true;
                 conn.as_mut().graceful_shutdown();
             }
         }
@@ -410,11 +413,14 @@ async fn serve_connection(
 /// What one connection is doing, shared by its I/O, its service and its task.
 struct ConnState {
     timers: Mutex<Timers>,
+    /// Notified when the last request in flight ends while the connection drains.
     changed: Notify,
 }
 
 struct Timers {
     in_flight: usize,
+    /// The shutdown has begun: the connection closes once nothing is in flight.
+    draining: bool,
     /// When the head of the request being received must be complete.
     head_deadline: Option<Instant>,
     /// When the connection last finished a request.
@@ -427,6 +433,7 @@ impl ConnState {
         Self {
             timers: Mutex::new(Timers {
                 in_flight: 0,
+                draining: false,
                 head_deadline: Some(now + header_timeout),
                 idle_since: now,
             }),
@@ -452,13 +459,23 @@ impl ConnState {
         }
     }
 
+    /// When the connection's task next looks at its deadline: never later than any deadline
+    /// the connection can reach before then, so that nothing needs to wake the task early (a
+    /// request's start and end each did: three wake-ups and waiter registrations per request).
+    /// That is its current deadline, or the shorter timeout from now if sooner: whatever
+    /// happens meanwhile (a head completing, a request ending, the next head starting) sets
+    /// deadlines at least that far away.
+    fn next_check(&self, header_timeout: Duration, idle_timeout: Duration) -> Instant {
+        let soonest = Instant::now() + header_timeout.min(idle_timeout);
+        self.deadline(idle_timeout)
+            .map_or(soonest, |at| at.min(soonest))
+    }
+
     /// Bytes arrived: between requests they start the next head's clock.
     fn on_read(&self, header_timeout: Duration) {
         let mut t = self.timers();
         if t.in_flight == 0 && t.head_deadline.is_none() {
             t.head_deadline = Some(Instant::now() + header_timeout);
-            drop(t);
-            self.changed.notify_one();
         }
     }
 }
@@ -473,21 +490,23 @@ impl InFlight {
             t.in_flight += 1;
             t.head_deadline = None;
         }
-        state.changed.notify_one();
         Self(state)
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        {
+        let last_while_draining = {
             let mut t = self.0.timers();
             t.in_flight = t.in_flight.saturating_sub(1);
             if t.in_flight == 0 {
                 t.idle_since = Instant::now();
             }
+            t.draining && t.in_flight == 0
+        };
+        if last_while_draining {
+            self.0.changed.notify_one();
         }
-        self.0.changed.notify_one();
     }
 }
 
@@ -664,4 +683,59 @@ pub fn is_body_read_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
         current = e.source();
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADER: Duration = Duration::from_secs(10);
+    const IDLE: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn the_next_check_comes_no_later_than_any_deadline_the_connection_can_reach() {
+        let state = Arc::new(ConnState::new(HEADER));
+        // A new connection: its first head's deadline.
+        let opened = Instant::now();
+        let check = state.next_check(HEADER, IDLE);
+        assert!(check <= opened + HEADER + Duration::from_millis(50));
+        assert_eq!(Some(check), state.deadline(IDLE));
+        // A request in flight has no deadline; the check still comes within the shorter
+        // timeout, before whatever deadline its end or the next head sets.
+        let request = InFlight::start(state.clone());
+        assert_eq!(state.deadline(IDLE), None);
+        let armed = Instant::now();
+        let check = state.next_check(HEADER, IDLE);
+        assert!(check >= armed + HEADER && check <= Instant::now() + HEADER);
+        drop(request);
+        let idle_deadline = state.deadline(IDLE).unwrap();
+        assert!(
+            check <= idle_deadline,
+            "the idle deadline is later than the check"
+        );
+        // The next head's first bytes: its deadline is later than the check armed before them.
+        state.on_read(HEADER);
+        let head_deadline = state.deadline(IDLE).unwrap();
+        assert!(check <= head_deadline);
+        assert_eq!(state.next_check(HEADER, IDLE), head_deadline);
+    }
+
+    #[test]
+    fn only_the_end_of_the_last_request_while_draining_wakes_the_connection() {
+        let state = Arc::new(ConnState::new(HEADER));
+        drop(InFlight::start(state.clone()));
+        let woken = || {
+            let notified = state.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable()
+        };
+        assert!(!woken(), "a request's end wakes nobody");
+        let first = InFlight::start(state.clone());
+        let second = InFlight::start(state.clone());
+        state.timers().draining = true;
+        drop(first);
+        assert!(!woken(), "one request is still in flight");
+        drop(second);
+        assert!(woken(), "the last one ends the drain");
+    }
 }
