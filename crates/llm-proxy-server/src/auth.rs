@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Request};
+use axum::extract::Request;
 use axum::response::Response;
 
 use llm_proxy_api::config::Secret;
@@ -93,6 +93,7 @@ fn is_gemini_method(path: &str) -> bool {
 pub(crate) fn admit(
     state: &AppState,
     req: &mut Request,
+    peer: Option<SocketAddr>,
     format: WireFormat,
 ) -> Result<(), Box<Response>> {
     let keys = &state.config().auth.api_keys;
@@ -101,10 +102,7 @@ pub(crate) fn admit(
     if keys.is_empty() || matches!(path, "/health" | "/") || crate::ui::is_public_asset(path) {
         return Ok(());
     }
-    let client = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
+    let client = peer.map(|p| p.ip());
     let guard = state.brute_force();
     if let Some(ip) = client
         && let Some(left) = guard.blocked_for(ip)

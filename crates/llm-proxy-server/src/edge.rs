@@ -3,7 +3,9 @@
 //! makes on its own (405, extractor rejections such as an unreadable path parameter) into the
 //! error envelope of the path's client protocol.
 
-use axum::extract::{Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use http::{HeaderMap, header};
@@ -28,7 +30,11 @@ pub struct Edge {
 /// The middleware: the early 413, then the client-key check, then the envelope for the
 /// framework's own errors.
 pub async fn guard(State(edge): State<Edge>, mut req: Request, next: Next) -> Response {
-    let format = match admit(&edge, &mut req) {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    let format = match admit(&edge, &mut req, peer) {
         Ok(format) => format,
         Err(refused) => return *refused,
     };
@@ -38,7 +44,11 @@ pub async fn guard(State(edge): State<Edge>, mut req: Request, next: Next) -> Re
 /// What the edge does before a request reaches its handler: the early 413 (the body is never
 /// read; the connection closes after the response) and the client-key check. Returns the
 /// path's protocol, whose envelope [`settle`] uses, or the refusal.
-pub(crate) fn admit(edge: &Edge, req: &mut Request) -> Result<WireFormat, Box<Response>> {
+pub(crate) fn admit(
+    edge: &Edge,
+    req: &mut Request,
+    peer: Option<SocketAddr>,
+) -> Result<WireFormat, Box<Response>> {
     let format = (edge.format_of)(req.uri().path());
     if declared_length(req.headers()).is_some_and(|n| n > edge.max_body_bytes as u64) {
         return Err(Box::new(
@@ -48,7 +58,7 @@ pub(crate) fn admit(edge: &Edge, req: &mut Request) -> Result<WireFormat, Box<Re
             .into_response_for(format),
         ));
     }
-    crate::auth::admit(&edge.state, req, format)?;
+    crate::auth::admit(&edge.state, req, peer, format)?;
     Ok(format)
 }
 

@@ -27,7 +27,6 @@ use std::time::Duration;
 use crate::config::ServerConfig;
 use crate::service::App;
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::{Frame, Incoming, SizeHint};
@@ -583,11 +582,10 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let guard = InFlight::start(self.state.clone());
         let timeout = self.body_timeout;
-        let mut req = req.map(|body| Body::new(TimedBody::new(body, timeout)));
-        req.extensions_mut().insert(ConnectInfo(self.peer));
-        let app = self.router.clone();
+        let req = req.map(|body| Body::new(TimedBody::new(body, timeout)));
+        let (app, peer) = (self.router.clone(), self.peer);
         Box::pin(async move {
-            let response = app.handle(req).await;
+            let response = app.handle(req, Some(peer)).await;
             Ok(response.map(|body| GuardedBody {
                 inner: body,
                 _in_flight: guard,

@@ -18,7 +18,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::Router;
-use axum::extract::{Path, RawQuery, Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, RawQuery, Request, State};
 use axum::response::Response;
 use http::Method;
 use tower::ServiceExt;
@@ -105,13 +107,14 @@ impl App {
         &self.router
     }
 
-    /// Answers one request.
-    pub async fn handle(self, mut req: Request) -> Response {
+    /// Answers one request from `peer` (the router's handlers see it as
+    /// `ConnectInfo<SocketAddr>`; a direct call needs no extension map for it).
+    pub async fn handle(self, mut req: Request, peer: Option<SocketAddr>) -> Response {
         if let Some(direct) = &self.direct
             && req.method() == Method::POST
             && let Some(which) = (direct.paths)(req.uri().path())
         {
-            let format = match edge::admit(&direct.edge, &mut req) {
+            let format = match edge::admit(&direct.edge, &mut req, peer) {
                 Ok(format) => format,
                 Err(refused) => return *refused,
             };
@@ -133,6 +136,9 @@ impl App {
             };
             return edge::settle(response, format).await;
         }
+        if let Some(peer) = peer {
+            req.extensions_mut().insert(ConnectInfo(peer));
+        }
         match self.router.oneshot(req).await {
             Ok(response) => response,
             Err(never) => match never {},
@@ -151,6 +157,11 @@ impl tower::Service<Request> for App {
 
     fn call(&mut self, req: Request) -> Self::Future {
         let app = self.clone();
-        Box::pin(async move { Ok(app.handle(req).await) })
+        // A peer given by whoever built the request (tests) stays where it is.
+        let peer = req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0);
+        Box::pin(async move { Ok(app.handle(req, peer).await) })
     }
 }

@@ -50,6 +50,28 @@ async fn repeated_failures_block_the_address_with_429_and_retry_after() {
         body["error"]["status"], "RESOURCE_EXHAUSTED",
         "Gemini envelope: {body}"
     );
+    // Model calls are served without the router: the address is blocked there too.
+    for (path, body) in [
+        (
+            "/v1/chat/completions",
+            r#"{"model":"mock:m","messages":[{"role":"user","content":"hi"}]}"#,
+        ),
+        (
+            "/v1/messages",
+            r#"{"model":"mock:m","max_tokens":8,"messages":[{"role":"user","content":"hi"}]}"#,
+        ),
+    ] {
+        let r = client()
+            .post(format!("{}{path}", proxy.url))
+            .header("authorization", format!("Bearer {KEY}"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 429, "{path}");
+        assert!(r.headers().contains_key("retry-after"), "{path}");
+    }
     let health = client()
         .get(format!("{}/health", proxy.url))
         .send()
