@@ -139,23 +139,12 @@ pub async fn interleaved_requests(
     max: Duration,
     timeout: Duration,
 ) -> u64 {
-    let deadline = Instant::now() + max;
-    for round in 0..rounds {
-        if Instant::now() >= deadline {
-            return round;
-        }
-        for i in round_order(lanes.len(), round) {
-            let lane = &mut lanes[i];
-            let outcome = lane.conn.exchange(lane.api, timeout).await;
-            lane.requests.record(outcome);
-        }
-    }
-    rounds
+    spaced_requests(lanes, rounds, Duration::ZERO, max, timeout).await
 }
 
-/// Like [`interleaved_requests`], with `pause` before every request: each one finds the
-/// target idle, as the requests of an agent (seconds apart) do. Returns the rounds completed
-/// within `max`.
+/// Like [`interleaved_requests`], with `pause` before every request (none when zero): each
+/// one finds the target idle, as the requests of an agent (seconds apart) do. Returns the
+/// rounds completed within `max`.
 pub async fn spaced_requests(
     lanes: &mut [Lane],
     rounds: u64,
@@ -169,7 +158,9 @@ pub async fn spaced_requests(
             return round;
         }
         for i in round_order(lanes.len(), round) {
-            tokio::time::sleep(pause).await;
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
+            }
             let lane = &mut lanes[i];
             let outcome = lane.conn.exchange(lane.api, timeout).await;
             lane.requests.record(outcome);

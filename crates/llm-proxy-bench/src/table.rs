@@ -36,26 +36,11 @@ fn spaced(out: &mut String, report: &Report) {
         ("direct", &lanes.direct, None),
         ("proxy", &lanes.proxy, lanes.proxy_added),
     ] {
-        let l = lane.latency;
-        table.row(vec![
-            format!("{name} {}", lane.api.label()),
-            us(l.map(|l| l.p50_us)),
-            us(l.map(|l| l.p90_us)),
-            us(l.map(|l| l.p99_us)),
-            us(l.map(|l| l.max_us)),
-            lane.errors.to_string(),
-            us(lane.overhead_header_ms.map(|o| o.p50 * 1000.0)),
-        ]);
+        let mut cells = latency_cells(format!("{name} {}", lane.api.label()), lane);
+        cells.push(us(lane.overhead_header_ms.map(|o| o.p50 * 1000.0)));
+        table.row(cells);
         if let Some(a) = added {
-            table.row(vec![
-                "  added".into(),
-                plus(a.p50_us),
-                plus(a.p90_us),
-                plus(a.p99_us),
-                plus(a.max_us),
-                String::new(),
-                String::new(),
-            ]);
+            table.row(added_cells(a, 2));
         }
     }
     let _ = writeln!(
@@ -67,28 +52,39 @@ fn spaced(out: &mut String, report: &Report) {
     table.render(out);
 }
 
+/// A latency lane's row: its name, p50, p90, p99, max and errors.
+fn latency_cells(name: String, lane: &LatencyLane) -> Vec<String> {
+    let l = lane.latency;
+    vec![
+        name,
+        us(l.map(|l| l.p50_us)),
+        us(l.map(|l| l.p90_us)),
+        us(l.map(|l| l.p99_us)),
+        us(l.map(|l| l.max_us)),
+        lane.errors.to_string(),
+    ]
+}
+
+/// The "added" row under a proxy lane, with `blank` empty cells after its max.
+fn added_cells(a: Added, blank: usize) -> Vec<String> {
+    let mut cells = vec![
+        "  added".into(),
+        plus(a.p50_us),
+        plus(a.p90_us),
+        plus(a.p99_us),
+        plus(a.max_us),
+    ];
+    cells.resize(cells.len() + blank, String::new());
+    cells
+}
+
 fn non_streaming(out: &mut String, report: &Report) {
     let lanes = &report.non_streaming_c1;
     let mut table = Table::new(&["lane", "p50", "p90", "p99", "max", "errors"]);
     let mut lane = |name: String, lane: &LatencyLane, added: Option<Added>| {
-        let l = lane.latency;
-        table.row(vec![
-            name,
-            us(l.map(|l| l.p50_us)),
-            us(l.map(|l| l.p90_us)),
-            us(l.map(|l| l.p99_us)),
-            us(l.map(|l| l.max_us)),
-            lane.errors.to_string(),
-        ]);
+        table.row(latency_cells(name, lane));
         if let Some(a) = added {
-            table.row(vec![
-                "  added".into(),
-                plus(a.p50_us),
-                plus(a.p90_us),
-                plus(a.p99_us),
-                plus(a.max_us),
-                String::new(),
-            ]);
+            table.row(added_cells(a, 1));
         }
     };
     lane(

@@ -87,9 +87,9 @@ fn is_gemini_method(path: &str) -> bool {
     })
 }
 
-/// Checks client keys (when any are configured) on one request, attaching the accepted
-/// key's [`ClientIdentity`]; a refusal (boxed: the rare path) is written in `format`. Runs at the edge
-/// ([`crate::edge::admit`]).
+/// Checks client keys (when any are configured) on one request from `peer`, attaching the
+/// accepted key's [`ClientIdentity`]; a refusal (boxed: the rare path) is written in `format`.
+/// Runs at the edge ([`crate::edge::admit`]).
 pub(crate) fn admit(
     state: &AppState,
     req: &mut Request,

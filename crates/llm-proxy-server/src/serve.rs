@@ -1,4 +1,4 @@
-//! The listener loop: accepts client connections and serves a router over HTTP/1.1 with
+//! The listener loop: accepts client connections and serves an [`App`] over HTTP/1.1 with
 //! connection limits (header, body and idle timeouts, a cap on open connections) and a bounded
 //! graceful shutdown.
 //!
@@ -88,17 +88,18 @@ impl Shutdown {
 #[error("the request body did not arrive within {0:?}")]
 pub struct BodyReadTimeout(pub Duration);
 
-/// Serves `router` on `listener` until `shutdown` has begun and the connections have drained
-/// (or the grace has run out). Handlers see the peer address as `ConnectInfo<SocketAddr>`.
-pub async fn serve(listener: TcpListener, router: App, settings: ServerConfig, shutdown: Shutdown) {
+/// Serves `app` on `listener` until `shutdown` has begun and the connections have drained
+/// (or the grace has run out). The router's handlers see the peer address as
+/// `ConnectInfo<SocketAddr>`.
+pub async fn serve(listener: TcpListener, app: App, settings: ServerConfig, shutdown: Shutdown) {
     let slots = Arc::new(Semaphore::new(settings.max_connections));
-    serve_with_slots(listener, router, Arc::new(settings), slots, shutdown).await;
+    serve_with_slots(listener, app, Arc::new(settings), slots, shutdown).await;
 }
 
 /// [`serve`] with the connection cap (`slots`) shared by other listeners of the same address.
 async fn serve_with_slots(
     listener: TcpListener,
-    router: App,
+    app: App,
     settings: Arc<ServerConfig>,
     slots: Arc<Semaphore>,
     shutdown: Shutdown,
@@ -141,7 +142,7 @@ async fn serve_with_slots(
         connections.spawn(serve_connection(
             stream,
             peer,
-            router.clone(),
+            app.clone(),
             settings.clone(),
             shutdown.clone(),
             permit,
@@ -231,10 +232,11 @@ fn listening_socket(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
-/// One address to serve: a socket per serving thread (from [`bind_listeners`]) and its router.
+/// One address to serve: a socket per serving thread (from [`bind_listeners`]) and what it
+/// serves.
 pub struct Listener {
     pub sockets: Vec<std::net::TcpListener>,
-    pub router: App,
+    pub app: App,
 }
 
 /// Serves `listeners` on `threads` OS threads, each running its own single-threaded Tokio
@@ -264,7 +266,7 @@ pub async fn serve_on_threads(
         }
         let slots = Arc::new(Semaphore::new(settings.max_connections));
         for (socket, mine) in listener.sockets.into_iter().zip(per_thread.iter_mut()) {
-            mine.push((socket, listener.router.clone(), slots.clone()));
+            mine.push((socket, listener.app.clone(), slots.clone()));
         }
     }
     let mut finished = Vec::with_capacity(threads);
@@ -310,12 +312,12 @@ fn serve_thread(
         .map_err(|e| format!("cannot start a serving runtime: {e}"))?;
     runtime.block_on(async {
         let mut servers = JoinSet::new();
-        for (socket, router, slots) in work {
+        for (socket, app, slots) in work {
             let listener = TcpListener::from_std(socket)
                 .map_err(|e| format!("cannot register a listening socket: {e}"))?;
             servers.spawn(serve_with_slots(
                 listener,
-                router,
+                app,
                 settings.clone(),
                 slots,
                 shutdown.clone(),
@@ -344,7 +346,7 @@ fn is_connection_error(e: &io::Error) -> bool {
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
-    router: App,
+    app: App,
     settings: Arc<ServerConfig>,
     shutdown: Shutdown,
     _slot: OwnedSemaphorePermit,
@@ -356,7 +358,7 @@ async fn serve_connection(
         header_timeout: settings.header_read_timeout,
     });
     let service = ConnService {
-        router,
+        app,
         peer,
         state: state.clone(),
         body_timeout: settings.body_read_timeout,
@@ -562,10 +564,10 @@ impl AsyncWrite for WatchedIo {
     }
 }
 
-/// The router as one connection's hyper service.
+/// The listener's [`App`] as one connection's hyper service.
 #[derive(Clone)]
 struct ConnService {
-    router: App,
+    app: App,
     peer: SocketAddr,
     state: Arc<ConnState>,
     body_timeout: Duration,
@@ -583,7 +585,7 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
         let guard = InFlight::start(self.state.clone());
         let timeout = self.body_timeout;
         let req = req.map(|body| Body::new(TimedBody::new(body, timeout)));
-        let (app, peer) = (self.router.clone(), self.peer);
+        let (app, peer) = (self.app.clone(), self.peer);
         Box::pin(async move {
             let response = app.handle(req, Some(peer)).await;
             Ok(response.map(|body| GuardedBody {

@@ -119,19 +119,19 @@ impl App {
                 Err(refused) => return *refused,
             };
             let state = State(direct.edge.state.clone());
-            let gemini = (which == Direct::Gemini).then(|| {
-                let rest = gemini_action(req.uri().path()).unwrap_or_default();
-                (rest.to_owned(), req.uri().query().map(str::to_owned))
-            });
-            let inbound = Inbound::from(req);
             let response = match which {
-                Direct::OpenAiChat => frontend::openai_chat::chat_completions(state, inbound).await,
-                Direct::Responses => frontend::responses::create(state, inbound).await,
-                Direct::Anthropic => frontend::anthropic::messages(state, inbound).await,
+                Direct::OpenAiChat => {
+                    frontend::openai_chat::chat_completions(state, Inbound::from(req)).await
+                }
+                Direct::Responses => frontend::responses::create(state, Inbound::from(req)).await,
+                Direct::Anthropic => frontend::anthropic::messages(state, Inbound::from(req)).await,
                 Direct::Gemini => {
-                    let (rest, query) = gemini.unwrap_or_default();
-                    frontend::gemini::model_action(state, Path(rest), RawQuery(query), inbound)
-                        .await
+                    let rest = gemini_action(req.uri().path())
+                        .unwrap_or_default()
+                        .to_owned();
+                    let query = req.uri().query().map(str::to_owned);
+                    let (rest, query) = (Path(rest), RawQuery(query));
+                    frontend::gemini::model_action(state, rest, query, Inbound::from(req)).await
                 }
             };
             return edge::settle(response, format).await;

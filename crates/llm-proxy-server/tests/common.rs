@@ -59,9 +59,9 @@ pub async fn serve_state(state: AppState) -> Proxy {
 /// (its mock upstreams and clients run on the test's runtime), whatever the machine.
 const SERVING_THREADS: usize = 2;
 
-/// Serves `router` (built on `state`) on 127.0.0.1:0 as the binary does: on serving threads
+/// Serves `app` (built on `state`) on 127.0.0.1:0 as the binary does: on serving threads
 /// of their own, one listening socket each.
-pub async fn serve_router(router: llm_proxy_server::App, state: &AppState) -> Proxy {
+pub async fn serve_router(app: llm_proxy_server::App, state: &AppState) -> Proxy {
     let sockets = bind_listeners("127.0.0.1", 0, SERVING_THREADS).unwrap();
     let url = format!("http://{}", sockets[0].local_addr().unwrap());
     let shutdown = state.shutdown().clone();
@@ -69,7 +69,7 @@ pub async fn serve_router(router: llm_proxy_server::App, state: &AppState) -> Pr
         let (settings, shutdown) = (state.config().server.clone(), shutdown.clone());
         async move {
             serve_on_threads(
-                vec![Listener { sockets, router }],
+                vec![Listener { sockets, app }],
                 SERVING_THREADS,
                 settings,
                 shutdown,

@@ -310,7 +310,7 @@ async fn connections_are_spread_over_the_serving_threads_and_stay_on_theirs() {
     let server = tokio::spawn(serve_on_threads(
         vec![Listener {
             sockets,
-            router: llm_proxy_server::App::routed(router),
+            app: llm_proxy_server::App::routed(router),
         }],
         2,
         ServerConfig::default(),

@@ -661,11 +661,11 @@ async fn serve(
     let traces = state.pipeline().trace_sink().cloned();
     let signalled = shutdown_signal();
     // The dedicated Anthropic listener serves root paths in Anthropic's shapes only.
-    let mut routers = vec![(port, app(state.clone()))];
-    routers.extend(anthropic_port.map(|p| (p, anthropic_app(state))));
+    let mut apps = vec![(port, app(state.clone()))];
+    apps.extend(anthropic_port.map(|p| (p, anthropic_app(state))));
     let threads = limits.threads;
     let mut listeners = Vec::new();
-    for (p, router) in routers {
+    for (p, app) in apps {
         let sockets = match serve::bind_listeners(&host, p, threads) {
             Ok(s) => s,
             Err(e) => return fail(format!("cannot bind {host}:{p}: {e}")),
@@ -676,7 +676,7 @@ async fn serve(
         };
         print_out(&format!("llm-proxy listening on http://{addr}"));
         tracing::info!(%addr, threads, "listening");
-        listeners.push(serve::Listener { sockets, router });
+        listeners.push(serve::Listener { sockets, app });
     }
     let signal = shutdown.clone();
     tokio::spawn(async move {
