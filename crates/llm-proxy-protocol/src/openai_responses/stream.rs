@@ -6,7 +6,7 @@
 //! `output_item.added` and `output_item.done` (an OpenAI Responses upstream's id is known only then).
 
 use bytes::Bytes;
-use llm_proxy_api::model::{FinishReason, Usage};
+use llm_proxy_api::model::{ChatResponse, FinishReason, Part, Usage};
 use llm_proxy_api::stream::StreamEvent;
 use serde::{Serialize, Serializer};
 use serde_json::{Value, json};
@@ -101,7 +101,9 @@ impl WriteJson for DeltaOut<'_> {
 /// and keeps the response they build.
 #[derive(Debug)]
 pub struct EventRenderer {
-    ctx: ResponseContext,
+    /// Boxed: a renderer is held across awaits (in a streaming response's future), and the
+    /// context is the largest part of it.
+    ctx: Box<ResponseContext>,
     sealer: Arc<dyn Sealer>,
     frames: bool,
     /// Frames are `event:`/`data:` SSE frames; otherwise each is one event's JSON object.
@@ -126,9 +128,9 @@ pub struct EventRenderer {
 
 impl EventRenderer {
     /// A renderer that writes frames; `sealer` seals reasoning state into `encrypted_content`.
-    pub fn new(ctx: ResponseContext, sealer: Arc<dyn Sealer>) -> Self {
+    pub fn new(ctx: impl Into<Box<ResponseContext>>, sealer: Arc<dyn Sealer>) -> Self {
         Self {
-            ctx,
+            ctx: ctx.into(),
             sealer,
             frames: true,
             sse: true,
@@ -149,7 +151,7 @@ impl EventRenderer {
 
     /// A renderer whose frames are each one event's JSON object, without SSE framing
     /// (WebSocket mode sends each as one text message).
-    pub fn json(ctx: ResponseContext, sealer: Arc<dyn Sealer>) -> Self {
+    pub fn json(ctx: impl Into<Box<ResponseContext>>, sealer: Arc<dyn Sealer>) -> Self {
         Self {
             sse: false,
             ..Self::new(ctx, sealer)
@@ -157,11 +159,43 @@ impl EventRenderer {
     }
 
     /// A renderer that only builds the response object (non-streamed answers).
-    pub fn collecting(ctx: ResponseContext, sealer: Arc<dyn Sealer>) -> Self {
+    pub fn collecting(ctx: impl Into<Box<ResponseContext>>, sealer: Arc<dyn Sealer>) -> Self {
         Self {
             frames: false,
             ..Self::new(ctx, sealer)
         }
+    }
+
+    /// A collected answer of text alone (every part text without citations), finished: what
+    /// replaying its events builds (one message item holding all the text, its logprobs, the
+    /// usage and the finish reason), without building the events.
+    pub(super) fn text_answer(
+        ctx: Box<ResponseContext>,
+        sealer: Arc<dyn Sealer>,
+        response: ChatResponse,
+    ) -> Self {
+        let mut renderer = Self::collecting(ctx, sealer);
+        if !response.model.is_empty() {
+            renderer.ctx.model = response.model;
+        }
+        let mut texts = response.content.into_iter().filter_map(|part| match part {
+            Part::Text(t) if !t.text.is_empty() => Some(t.text),
+            _ => None,
+        });
+        if let Some(mut text) = texts.next() {
+            texts.for_each(|more| text.push_str(&more));
+            let id = renderer.new_item_id("msg");
+            renderer.items.push(Item::Message {
+                id,
+                text,
+                annotations: Vec::new(),
+                logprobs: response.logprobs,
+            });
+        }
+        renderer.usage = response.usage;
+        renderer.finish = response.finish_reason;
+        renderer.finish(&mut Vec::new());
+        renderer
     }
 
     /// Renders one event.
