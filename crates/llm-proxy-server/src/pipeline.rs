@@ -302,9 +302,13 @@ fn race_timings(plan: &Plan) -> Result<Vec<(Duration, Option<Duration>)>, ProxyE
 /// meaningful output exists (or the stream ended), so every failure before that point can
 /// still be retried or failed over. A stage that answers locally (an in-chat command) gets
 /// a short synthetic stream, rendered by the frontend like any backend's.
+///
+/// The request comes boxed: a `ChatRequest` held by value stays in every future that takes
+/// it (an async fn keeps its arguments for its whole life), and each of those futures is
+/// copied whole when its caller awaits it; boxed, each level keeps a pointer.
 pub async fn dispatch(
     state: &AppState,
-    mut req: ChatRequest,
+    mut req: Box<ChatRequest>,
     ctx: &RequestContext,
 ) -> Result<Dispatched, ProxyError> {
     // Strict translation: what the frontend's conversion had to drop refuses the request
@@ -313,23 +317,31 @@ pub async fn dispatch(
         return Err(refusal.into());
     }
     let pipeline = state.pipeline();
-    let mut call = StageCall {
-        ctx,
-        req: &mut req,
-        session: None,
-    };
-    let flow = pipeline.stages.run(state, &mut call).await;
-    if let Some(session) = call.session.take() {
-        if session.dirty
-            && let Some(key) = ctx.session_key()
-            && let Err(e) = state.sessions().save(key, &session.state).await
-        {
-            // The answer still goes out; only the session's new settings may be lost.
-            tracing::warn!(request_id = %ctx.request_id, error = e.label(), "cannot save the session: {e}");
+    // In blocks, so the call and the session (room for each) are not kept in this future
+    // across the awaits further down.
+    let flow = {
+        let (flow, session) = {
+            let mut call = StageCall {
+                ctx,
+                req: &mut req,
+                session: None,
+            };
+            let flow = pipeline.stages.run(state, &mut call).await;
+            (flow, call.session.take())
+        };
+        if let Some(session) = session {
+            if session.dirty
+                && let Some(key) = ctx.session_key()
+                && let Err(e) = state.sessions().save(key, &session.state).await
+            {
+                // The answer still goes out; only the session's new settings may be lost.
+                tracing::warn!(request_id = %ctx.request_id, error = e.label(), "cannot save the session: {e}");
+            }
+            // The event processors read the session from the context (no copy: moved).
+            ctx.set_session_state(session.state);
         }
-        // The event processors read the session from the context (no copy: moved).
-        ctx.set_session_state(session.state);
-    }
+        flow
+    };
     let tally = ctx.usage_tally().cloned();
     if let Some(tally) = &tally {
         tally.set_requested_model(&req.model);
@@ -355,7 +367,7 @@ pub async fn dispatch(
     let route = (plan.affine && plan.forced_first.is_none()).then(|| req.model.clone());
     let dispatched = match plan.kind {
         SelectorKind::Parallel => race(state, &plan, &req, ctx).await,
-        _ => sequential(state, &plan, req, ctx).await,
+        _ => sequential(state, &plan, &mut req, ctx).await,
     };
     // A request the client got wrong (a 400) says nothing about the instance.
     let instance_failed = dispatched.as_ref().err().map(ProxyError::status);
@@ -456,7 +468,7 @@ fn next_leg(plan: &Plan, failed: &[usize]) -> Option<usize> {
 async fn sequential(
     state: &AppState,
     plan: &Plan,
-    mut req: ChatRequest,
+    req: &mut ChatRequest,
     ctx: &RequestContext,
 ) -> Result<Dispatched, ProxyError> {
     let fh = &state.config().failure_handling;
@@ -480,7 +492,7 @@ async fn sequential(
                     });
                     break;
                 }
-                let outcome = attempt(state, slot, leg, &req, ctx).await;
+                let outcome = attempt(state, slot, leg, req, ctx).await;
                 let route = Route {
                     instance: slot.instance.clone(),
                     model: leg.model.clone(),
@@ -693,12 +705,13 @@ async fn call_backend(
             return Outcome::Failed(e);
         }
     };
-    // Backends encode from a borrow; only selector parameters need a modified copy.
-    let with_params;
+    // Backends encode from a borrow; only selector parameters need a modified copy (boxed:
+    // this future keeps a pointer, not room for a request, across its awaits).
+    let with_params: Box<ChatRequest>;
     let req = if leg.params.is_empty() {
         req
     } else {
-        let mut copy = req.clone();
+        let mut copy = Box::new(req.clone());
         apply_params(&mut copy, &leg.params);
         with_params = copy;
         &with_params

@@ -69,10 +69,17 @@ async fn handle(
     ctx: &RequestContext,
 ) -> Result<Response, ProxyError> {
     let (body, permit) = read_body(state, &ctx.headers, body).await?;
-    let wire: AnthropicRequest = parse_body(&body)?;
-    drop(body);
     let mut lossy = Vec::new();
-    let req = anthropic::request_to_model(wire, state.sealer().as_ref(), &mut lossy)?;
+    // The wire request lives in this block only: not kept in the future across the call.
+    let req = {
+        let wire: AnthropicRequest = parse_body(&body)?;
+        drop(body);
+        Box::new(anthropic::request_to_model(
+            wire,
+            state.sealer().as_ref(),
+            &mut lossy,
+        )?)
+    };
     ctx.lossy.add(lossy);
     ctx.hold_parse_permit(permit);
     if req.stream {

@@ -125,10 +125,18 @@ async fn handle(
         Method::CountTokens => return count_tokens(state, &body, model, ctx),
         Method::Generate { stream } => stream,
     };
-    let wire: GenerateContentRequest = parse_body(&body)?;
-    drop(body);
     let mut lossy = Vec::new();
-    let mut req = gemini::request_to_model(wire, model, state.sealer().as_ref(), &mut lossy)?;
+    // The wire request lives in this block only: not kept in the future across the call.
+    let mut req = {
+        let wire: GenerateContentRequest = parse_body(&body)?;
+        drop(body);
+        Box::new(gemini::request_to_model(
+            wire,
+            model,
+            state.sealer().as_ref(),
+            &mut lossy,
+        )?)
+    };
     ctx.lossy.add(lossy);
     ctx.hold_parse_permit(permit);
     req.stream = stream;

@@ -67,7 +67,7 @@ impl RequestContext {
     pub async fn dispatch(
         &self,
         state: &AppState,
-        req: ChatRequest,
+        req: Box<ChatRequest>,
     ) -> Result<crate::pipeline::Dispatched, ProxyError> {
         let d = dispatch(state, req, self).await;
         // The canonical request is gone now (dispatch consumed it).
@@ -181,7 +181,7 @@ pub fn parsed_size_estimate(body: &[u8]) -> usize {
 /// the upstream is silent for a keep-alive interval the headers go out and keep-alives follow.
 pub async fn stream_response<R: StreamRenderer>(
     state: &AppState,
-    req: ChatRequest,
+    req: Box<ChatRequest>,
     renderer: R,
     ctx: &RequestContext,
 ) -> Response {
@@ -273,7 +273,7 @@ fn note_dropped(
 /// protocol `R` cannot show of it.
 pub async fn collected<R: StreamRenderer>(
     state: &AppState,
-    req: ChatRequest,
+    req: Box<ChatRequest>,
     ctx: &RequestContext,
 ) -> Result<ChatResponse, ProxyError> {
     // Dropped with the handler's future when the client goes away.

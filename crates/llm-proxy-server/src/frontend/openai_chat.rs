@@ -56,13 +56,19 @@ async fn handle(
     ctx: &RequestContext,
 ) -> Result<Response, ProxyError> {
     let (body, permit) = read_body(state, &ctx.headers, body).await?;
-    let wire: ChatCompletionRequest = parse_body(&body)?;
-    drop(body);
-    let include_usage = wire
-        .stream_options
-        .as_ref()
-        .is_some_and(|o| o.include_usage);
-    let req = openai_chat::request_to_model(wire)?;
+    // The wire request lives in this block only: not kept in the future across the call.
+    let (req, include_usage) = {
+        let wire: ChatCompletionRequest = parse_body(&body)?;
+        drop(body);
+        let include_usage = wire
+            .stream_options
+            .as_ref()
+            .is_some_and(|o| o.include_usage);
+        (
+            Box::new(openai_chat::request_to_model(wire)?),
+            include_usage,
+        )
+    };
     ctx.hold_parse_permit(permit);
     if req.stream {
         let renderer = ChunkRenderer::new(

@@ -63,10 +63,17 @@ impl Save {
         // turn), not built here: the store's thread gets two buffers, not an item tree.
         let stored = StoredResponse::from_json(Bytes::from(self.input), Bytes::from(object));
         let id = answer.response_id().to_owned();
-        if let Some(store) = self.store {
-            store.put(id.clone(), stored.clone());
+        match (self.store, self.local) {
+            (Some(store), false) => {
+                store.put(id, stored);
+                None
+            }
+            (Some(store), true) => {
+                store.put(id.clone(), stored.clone());
+                Some((id, stored))
+            }
+            (None, _) => Some((id, stored)),
         }
-        self.local.then_some((id, stored))
     }
 }
 
@@ -80,7 +87,7 @@ pub(crate) struct ResponsesRenderer {
 
 impl ResponsesRenderer {
     /// SSE frames for the HTTP stream.
-    fn sse(ctx: ResponseContext, save: Save, sealer: Arc<dyn Sealer>) -> Self {
+    fn sse(ctx: Box<ResponseContext>, save: Save, sealer: Arc<dyn Sealer>) -> Self {
         Self {
             events: EventRenderer::new(ctx, sealer),
             save: Some(save),
@@ -89,7 +96,7 @@ impl ResponsesRenderer {
     }
 
     /// One JSON object per event, for WebSocket mode.
-    pub(crate) fn json(ctx: ResponseContext, save: Save, sealer: Arc<dyn Sealer>) -> Self {
+    pub(crate) fn json(ctx: Box<ResponseContext>, save: Save, sealer: Arc<dyn Sealer>) -> Self {
         Self {
             events: EventRenderer::json(ctx, sealer),
             save: Some(save),
@@ -133,8 +140,9 @@ impl StreamRenderer for ResponsesRenderer {
 /// A Responses request turned into a canonical call: what to send, what the answer says
 /// about itself, and where to keep it.
 pub(crate) struct Turn {
-    pub(crate) req: ChatRequest,
-    pub(crate) ctx: ResponseContext,
+    pub(crate) req: Box<ChatRequest>,
+    /// Boxed, as the request: the handler keeps it across the call.
+    pub(crate) ctx: Box<ResponseContext>,
     pub(crate) save: Save,
 }
 
@@ -142,7 +150,7 @@ pub(crate) struct Turn {
 /// each answer, stored or not.
 pub(crate) async fn prepare(
     state: &AppState,
-    wire: ResponsesRequest,
+    wire: Box<ResponsesRequest>,
     meta: &mut RequestContext,
     local: Option<&Kept>,
 ) -> Result<Turn, ProxyError> {
@@ -155,7 +163,7 @@ pub(crate) async fn prepare(
 /// `keep_local`: the caller keeps the answer (see [`Save`]).
 async fn prepare_turn(
     state: &AppState,
-    mut wire: ResponsesRequest,
+    mut wire: Box<ResponsesRequest>,
     meta: &mut RequestContext,
     local: Option<&Kept>,
     keep_local: bool,
@@ -194,7 +202,7 @@ async fn prepare_turn(
         local: keep_local,
         input,
     };
-    let converted = openai_responses::request_to_model(wire, state.sealer().as_ref())?;
+    let converted = openai_responses::request_to_model(*wire, state.sealer().as_ref())?;
     meta.lossy.add(converted.lossy);
     // Codex names its conversation in `prompt_cache_key` and the `session_id` header.
     meta.session_hint = converted.prompt_cache_key.or_else(|| {
@@ -203,14 +211,14 @@ async fn prepare_turn(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     });
-    let req = converted.request;
-    let ctx = ResponseContext {
+    let req = Box::new(converted.request);
+    let ctx = Box::new(ResponseContext {
         id: llm_proxy_api::ids::derived("resp_", &meta.request_id),
         model: req.model.clone(),
         created_at: llm_proxy_api::ids::unix_now(),
         tools: converted.tools,
         echo: converted.echo,
-    };
+    });
     Ok(Turn { req, ctx, save })
 }
 
@@ -241,7 +249,8 @@ async fn handle(
     meta: &mut RequestContext,
 ) -> Result<Response, ProxyError> {
     let (body, permit) = read_body(state, &meta.headers, body).await?;
-    let wire: ResponsesRequest = parse_body(&body)?;
+    // Boxed, as the canonical request: the turn is prepared across an await.
+    let wire: Box<ResponsesRequest> = parse_body(&body)?;
     drop(body);
     let Turn { req, ctx, save } = prepare_turn(state, wire, meta, None, false).await?;
     meta.hold_parse_permit(permit);

@@ -194,7 +194,7 @@ impl Connection {
             Err(e) => return self.fail(&meta, &e).await,
         };
         let Turn { req, ctx, save } =
-            match prepare(&self.state, wire, &mut meta, self.last.as_ref()).await {
+            match prepare(&self.state, Box::new(wire), &mut meta, self.last.as_ref()).await {
                 Ok(turn) => turn,
                 Err(e) => return self.fail(&meta, &e).await,
             };
@@ -231,7 +231,7 @@ impl Connection {
     async fn stream(
         &mut self,
         meta: &RequestContext,
-        req: llm_proxy_api::ChatRequest,
+        req: Box<llm_proxy_api::ChatRequest>,
         renderer: &mut ResponsesRenderer,
         frames: &mut Vec<Bytes>,
     ) -> Result<&'static str, Gone> {
