@@ -159,6 +159,12 @@ fn response_bytes_print_like_their_values() {
     let (client, stored) = renderer.response_json_with_and_without_text();
     assert_eq!(client, bytes);
     assert_eq!(stored, renderer.response_json(false));
+    let (marked, output_text) = renderer.response_json_marking_text();
+    assert_eq!(marked, bytes);
+    assert!(marked[output_text.clone()].starts_with(b",\"output_text\":"));
+    let mut cut = marked;
+    cut.drain(output_text);
+    assert_eq!(cut, stored);
     let value: Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(value, json_fixture("answer.response.json"));
     assert_eq!(

@@ -433,6 +433,12 @@ impl EventRenderer {
             .to_vec_with_and_without(&self.output_text())
     }
 
+    /// The response object as JSON bytes with `output_text`, and where that field is in
+    /// them: the bytes without that range are [`EventRenderer::response_json`]`(false)`.
+    pub fn response_json_marking_text(&self) -> (Vec<u8>, std::ops::Range<usize>) {
+        self.object_view(None).to_vec_marking(&self.output_text())
+    }
+
     /// The output items (complete after `finish`), as a client hands them back.
     pub fn output_items(&self) -> Vec<Value> {
         (0..self.items.len())

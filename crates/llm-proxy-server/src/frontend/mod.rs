@@ -290,9 +290,9 @@ pub async fn collected<R: StreamRenderer>(
 }
 
 /// A JSON response with the request's headers.
-pub fn json_response(body: Vec<u8>, ctx: &RequestContext) -> Response {
+pub fn json_response(body: impl Into<Bytes>, ctx: &RequestContext) -> Response {
     ctx.finish(false, "ok");
-    let mut resp = (StatusCode::OK, body).into_response();
+    let mut resp = (StatusCode::OK, body.into()).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

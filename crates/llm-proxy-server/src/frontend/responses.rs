@@ -4,6 +4,7 @@
 //! request-to-call step ([`prepare`]) and the event renderer are shared with WebSocket mode
 //! ([`super::responses_ws`]).
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use axum::Json;
@@ -27,7 +28,7 @@ use serde_json::{Value, json};
 use super::sse::{CITATIONS_DROPPED, StreamRenderer, dropped_without_slot};
 use super::{Inbound, RequestContext, collected, json_response, read_body, stream_response};
 use crate::error::{ProxyError, WireFormat};
-use crate::responses_store::{ResponseStore, StoredResponse};
+use crate::responses_store::{ResponseStore, StoredInput, StoredResponse};
 use crate::state::AppState;
 
 /// A stored answer under its id: what [`Save::keep`] kept, and what a WebSocket connection
@@ -40,28 +41,31 @@ pub(crate) struct Save {
     store: Option<Arc<dyn ResponseStore>>,
     /// Whether the caller keeps the answer too (a WebSocket connection's last turn).
     local: bool,
-    /// The conversation that led to the answer, as a JSON array of input items (empty when
-    /// nothing is kept): written once here, read into items only by a turn that continues it.
-    input: Vec<u8>,
+    /// The conversation that led to the answer (as a JSON array of input items, or the
+    /// request's text; empty when nothing is kept): read into items only by a turn that
+    /// continues it.
+    input: StoredInput,
 }
 
 impl Save {
     /// The finished `answer` (its object without `output_text`, its output items) with the
     /// conversation that led to it, under its id: put in the shared store unless the request
     /// said `store: false`, and returned when the caller keeps it. `object` gives the object's
-    /// bytes; nothing is built when neither wants the answer.
+    /// bytes and where an `output_text` field to leave out is in them; nothing is built when
+    /// neither wants the answer.
     fn keep(
         self,
         answer: &EventRenderer,
-        object: impl FnOnce() -> Option<Vec<u8>>,
+        object: impl FnOnce() -> (Bytes, Range<usize>),
     ) -> Option<Kept> {
         if self.store.is_none() && !self.local {
             return None;
         }
-        let object = object()?;
+        let (object, output_text) = object();
         // The input and output items are read back from JSON by whoever needs them (the next
-        // turn), not built here: the store's thread gets two buffers, not an item tree.
-        let stored = StoredResponse::from_json(Bytes::from(self.input), Bytes::from(object));
+        // turn), not built here, and the object's `output_text` is cut out by the first
+        // reader (the store's thread): this thread hands over buffers, not an item tree.
+        let stored = StoredResponse::from_parts(self.input, object, output_text);
         let id = answer.response_id().to_owned();
         match (self.store, self.local) {
             (Some(store), false) => {
@@ -114,7 +118,7 @@ impl StreamRenderer for ResponsesRenderer {
         self.events.finish(out);
         if let Some(save) = self.save.take() {
             let events = &self.events;
-            self.kept = save.keep(events, || Some(events.response_json(false)));
+            self.kept = save.keep(events, || (Bytes::from(events.response_json(false)), 0..0));
         }
     }
 
@@ -192,10 +196,12 @@ async fn prepare_turn(
     }
     let store = (wire.store != Some(false)).then(|| state.responses().clone());
     let input = match &wire.input {
-        _ if store.is_none() && !keep_local => Vec::new(),
-        Some(Input::Text(text)) => user_text_items(text),
-        Some(Input::Items(items)) => serde_json::to_vec(items).unwrap_or_default(),
-        None => Vec::new(),
+        _ if store.is_none() && !keep_local => StoredInput::Json(Bytes::new()),
+        Some(Input::Text(text)) => StoredInput::Text(Arc::from(text.as_str())),
+        Some(Input::Items(items)) => {
+            StoredInput::Json(serde_json::to_vec(items).unwrap_or_default().into())
+        }
+        None => StoredInput::Json(Bytes::new()),
     };
     let save = Save {
         store,
@@ -220,18 +226,6 @@ async fn prepare_turn(
         echo: converted.echo,
     });
     Ok(Turn { req, ctx, save })
-}
-
-/// `[{"content": text, "role": "user"}]`, the input item a text `input` stands for (keys in
-/// the order a `Value` prints them).
-fn user_text_items(text: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(text.len() + 36);
-    out.extend_from_slice(b"[{\"content\":");
-    if serde_json::to_writer(&mut out, text).is_err() {
-        return Vec::new();
-    }
-    out.extend_from_slice(b",\"role\":\"user\"}]");
-    out
 }
 
 /// The handler.
@@ -262,8 +256,9 @@ async fn handle(
     meta.lossy
         .add(openai_responses::dropped_from_response(&response));
     let answer = openai_responses::collect_response(response, ctx, state.sealer().clone());
-    let (body, stored) = answer.response_json_with_and_without_text();
-    save.keep(&answer, || Some(stored));
+    let (body, output_text) = answer.response_json_marking_text();
+    let body = Bytes::from(body);
+    save.keep(&answer, || (body.clone(), output_text));
     Ok(json_response(body, meta))
 }
 
@@ -272,7 +267,7 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Respo
     match state.responses().lookup(&id).await {
         Ok(Some(stored)) => (
             [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-            stored.object,
+            stored.object().clone(),
         )
             .into_response(),
         Ok(None) => response_not_found(&id),

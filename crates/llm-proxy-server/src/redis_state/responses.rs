@@ -112,11 +112,11 @@ impl RedisResponseStore {
 
     fn encode(response: &StoredResponse) -> Option<Vec<u8>> {
         let input = response.input_json();
-        let mut out = Vec::with_capacity(input.len() + response.object.len() + 24);
+        let mut out = Vec::with_capacity(input.len() + response.object().len() + 24);
         out.extend_from_slice(b"{\"input\":");
         out.extend_from_slice(&input);
         out.extend_from_slice(b",\"object\":");
-        out.extend_from_slice(&response.object);
+        out.extend_from_slice(response.object());
         out.push(b'}');
         Some(out)
     }

@@ -8,6 +8,7 @@
 mod memory;
 mod sqlite;
 
+use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
@@ -18,18 +19,32 @@ pub use sqlite::SqliteResponseStore;
 
 /// One stored answer. Its input and output items are read from JSON when first asked for
 /// ([`StoredResponse::input`], [`StoredResponse::output`]), so the request that answered builds
-/// no item tree: it hands over two buffers, and the store (on its own thread) or the next turn
-/// reads them.
+/// no item tree: it hands over the buffers it has (the input's text or items, the object as
+/// sent to the client), and the store (on its own thread) or the next turn reads them.
 #[derive(Debug, Clone)]
 pub struct StoredResponse {
     /// The conversation that led to this answer, as a JSON array of input items.
     input_json: Bytes,
-    /// The same, once read (or as given).
+    /// A text `input` (the one user message it stands for), when that is what was given.
+    input_text: Option<Arc<str>>,
+    /// The input items, once read (or as given).
     input: OnceLock<Arc<Vec<Value>>>,
-    /// The response object as the client received it (less `output_text`), as JSON.
-    pub object: Bytes,
+    /// The response object as the client received it, less `output_text`, as JSON: cut
+    /// from [`StoredResponse::sent`] when first asked for.
+    object: OnceLock<Bytes>,
+    /// The object as sent (with `output_text`) and where that field is in it.
+    sent: Option<(Bytes, Range<usize>)>,
     /// The object's `output`, once read.
     output: OnceLock<Arc<Vec<Value>>>,
+}
+
+/// What a turn's input was, as the store keeps it.
+#[derive(Debug, Clone)]
+pub enum StoredInput {
+    /// Input items as a JSON array (an empty buffer: none).
+    Json(Bytes),
+    /// A text `input`: one user message.
+    Text(Arc<str>),
 }
 
 impl StoredResponse {
@@ -38,8 +53,10 @@ impl StoredResponse {
     pub fn new(input: Arc<Vec<Value>>, object: Bytes) -> Self {
         Self {
             input_json: Bytes::new(),
+            input_text: None,
             input: OnceLock::from(input),
-            object,
+            object: OnceLock::from(object),
+            sent: None,
             output: OnceLock::new(),
         }
     }
@@ -47,12 +64,43 @@ impl StoredResponse {
     /// An answer whose input items are the JSON array `input_json` (an empty buffer: none);
     /// both are read when needed.
     pub fn from_json(input_json: Bytes, object: Bytes) -> Self {
+        Self::from_parts(StoredInput::Json(input_json), object, 0..0)
+    }
+
+    /// An answer as its request had it: the input as given, and the object as sent to the
+    /// client with its `output_text` field at `output_text` in `sent` (an empty range: none),
+    /// cut out when the object is first read (by the store's thread, not the request's).
+    pub fn from_parts(input: StoredInput, sent: Bytes, output_text: Range<usize>) -> Self {
+        let (input_json, input_text) = match input {
+            StoredInput::Json(json) => (json, None),
+            StoredInput::Text(text) => (Bytes::new(), Some(text)),
+        };
+        let (object, sent) = if output_text.is_empty() || output_text.end > sent.len() {
+            (OnceLock::from(sent), None)
+        } else {
+            (OnceLock::new(), Some((sent, output_text)))
+        };
         Self {
             input_json,
+            input_text,
             input: OnceLock::new(),
             object,
+            sent,
             output: OnceLock::new(),
         }
+    }
+
+    /// The response object as the client received it, less `output_text`, as JSON.
+    pub fn object(&self) -> &Bytes {
+        self.object.get_or_init(|| match &self.sent {
+            Some((sent, cut)) => {
+                let mut object = Vec::with_capacity(sent.len() - cut.len());
+                object.extend_from_slice(&sent[..cut.start]);
+                object.extend_from_slice(&sent[cut.end..]);
+                Bytes::from(object)
+            }
+            None => Bytes::new(),
+        })
     }
 
     /// An answer whose input and output items are known already (the output must be the
@@ -60,8 +108,10 @@ impl StoredResponse {
     pub fn with_output(input: Arc<Vec<Value>>, output: Arc<Vec<Value>>, object: Bytes) -> Self {
         Self {
             input_json: Bytes::new(),
+            input_text: None,
             input: OnceLock::from(input),
-            object,
+            object: OnceLock::from(object),
+            sent: None,
             output: OnceLock::from(output),
         }
     }
@@ -69,10 +119,10 @@ impl StoredResponse {
     /// The conversation that led to this answer, as input items.
     pub fn input(&self) -> &[Value] {
         self.input.get_or_init(|| {
-            Arc::new(if self.input_json.is_empty() {
-                Vec::new()
-            } else {
-                serde_json::from_slice(&self.input_json).unwrap_or_default()
+            Arc::new(match &self.input_text {
+                Some(text) => vec![serde_json::json!({"content": text.as_ref(), "role": "user"})],
+                None if self.input_json.is_empty() => Vec::new(),
+                None => serde_json::from_slice(&self.input_json).unwrap_or_default(),
             })
         })
     }
@@ -80,6 +130,9 @@ impl StoredResponse {
     /// The input items as a JSON array, as written (serialized only for an answer built from
     /// items).
     pub fn input_json(&self) -> std::borrow::Cow<'_, [u8]> {
+        if let Some(text) = &self.input_text {
+            return std::borrow::Cow::Owned(user_text_items(text));
+        }
         match self.input.get() {
             Some(items) if self.input_json.is_empty() => std::borrow::Cow::Owned(
                 serde_json::to_vec(items.as_ref()).unwrap_or_else(|_| b"[]".to_vec()),
@@ -93,7 +146,7 @@ impl StoredResponse {
     /// `output`, empty if the object has none.
     pub fn output(&self) -> &[Value] {
         self.output
-            .get_or_init(|| Arc::new(output_of(&self.object)))
+            .get_or_init(|| Arc::new(output_of(self.object())))
     }
 
     /// The whole conversation up to and including this answer, as input items.
@@ -105,8 +158,20 @@ impl StoredResponse {
 impl PartialEq for StoredResponse {
     /// The output is part of the object.
     fn eq(&self, other: &Self) -> bool {
-        self.input() == other.input() && self.object == other.object
+        self.input() == other.input() && self.object() == other.object()
     }
+}
+
+/// `[{"content": text, "role": "user"}]`, the input item a text `input` stands for (keys in
+/// the order a `Value` prints them).
+fn user_text_items(text: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() + 36);
+    out.extend_from_slice(b"[{\"content\":");
+    if serde_json::to_writer(&mut out, text).is_err() {
+        return b"[]".to_vec();
+    }
+    out.extend_from_slice(b",\"role\":\"user\"}]");
+    out
 }
 
 /// The `output` items of a response object's JSON (none if it does not parse).
@@ -146,3 +211,51 @@ pub trait ResponseStore: Send + Sync + std::fmt::Debug {
 /// A shared store could not be reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreUnavailable;
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use serde_json::json;
+
+    use super::{StoredInput, StoredResponse};
+
+    /// An answer handed over as its request had it (the text input, the object as sent with
+    /// `output_text`) reads back as one stored from items and the object without that field.
+    #[test]
+    fn an_answer_kept_as_sent_reads_as_one_kept_as_items() {
+        let sent = br#"{"id":"resp_1","output":[{"type":"message","content":[{"type":"output_text","text":"hi \"there\""}]}],"output_text":"hi \"there\"","status":"completed"}"#;
+        let field = br#","output_text":"hi \"there\"""#;
+        let start = sent.windows(field.len()).position(|w| w == field).unwrap();
+        let text = "say \"hi\"\n";
+        let kept = StoredResponse::from_parts(
+            StoredInput::Text(Arc::from(text)),
+            Bytes::from_static(sent),
+            start..start + field.len(),
+        );
+        let object = br#"{"id":"resp_1","output":[{"type":"message","content":[{"type":"output_text","text":"hi \"there\""}]}],"status":"completed"}"#;
+        let items = vec![json!({"role": "user", "content": text})];
+        let expected = StoredResponse::new(Arc::new(items.clone()), Bytes::from_static(object));
+        assert_eq!(kept.object().as_ref(), object);
+        assert_eq!(kept.input(), items.as_slice());
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&kept.input_json()).unwrap(),
+            json!(items)
+        );
+        assert_eq!(kept.output(), expected.output());
+        assert_eq!(kept.output().len(), 1);
+        assert_eq!(kept, expected);
+
+        // Nothing to cut (an empty range, or one past the end): the object as given.
+        for cut in [0..0, sent.len()..sent.len() + 3] {
+            let whole = StoredResponse::from_parts(
+                StoredInput::Json(Bytes::new()),
+                Bytes::from_static(sent),
+                cut,
+            );
+            assert_eq!(whole.object().as_ref(), sent);
+            assert!(whole.input().is_empty());
+        }
+    }
+}

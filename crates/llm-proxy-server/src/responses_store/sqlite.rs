@@ -399,7 +399,7 @@ impl Worker {
         created_at: u64,
     ) -> rusqlite::Result<()> {
         let items = conversation(response);
-        let object = std::str::from_utf8(&response.object).unwrap_or_default();
+        let object = std::str::from_utf8(response.object()).unwrap_or_default();
         let size = (items.len() + object.len()) as u64;
         if size > self.limits.max_bytes {
             tracing::warn!(%id, size, "answer larger than responses_api.store.max_bytes; not stored");
@@ -522,7 +522,7 @@ fn conversation(response: &StoredResponse) -> String {
     while items.ends_with(char::is_whitespace) {
         items.pop();
     }
-    let output = std::str::from_utf8(&response.object)
+    let output = std::str::from_utf8(response.object())
         .ok()
         .and_then(|object| serde_json::from_str::<Output<'_>>(object).ok())
         .and_then(|o| o.output)
@@ -692,7 +692,7 @@ mod tests {
 
         let one = {
             let s = stored(0);
-            (conversation(&s).len() + s.object.len()) as u64
+            (conversation(&s).len() + s.object().len()) as u64
         };
         let store = SqliteResponseStore::open_with_clock(
             &dir.path().join("b.sqlite3"),
@@ -745,7 +745,7 @@ mod tests {
         let both = stored(3);
         assert_eq!(parsed(&both), both.items().cloned().collect::<Vec<_>>());
         assert_eq!(parsed(&both).len(), 2);
-        let no_input = StoredResponse::new(Arc::new(Vec::new()), both.object.clone());
+        let no_input = StoredResponse::new(Arc::new(Vec::new()), both.object().clone());
         assert_eq!(parsed(&no_input), no_input.output());
         let no_output = StoredResponse::new(
             Arc::new(both.input().to_vec()),
