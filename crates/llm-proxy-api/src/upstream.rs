@@ -337,13 +337,16 @@ pub async fn post_chat<D: ResponseDecoder + ?Sized>(
     codec: &D,
 ) -> Result<EventStream, BackendError> {
     let echo = EchoScrubber::for_request(call.client, &call.headers);
-    let sending = call.client.execute(
+    // Boxed: held by value, the exchange's future (1.6 KB) would sit in `checked`'s future
+    // twice (as its argument, and inside the timeout), and so in this one, and every copy
+    // of this one as the connector awaits and boxes it would move it all.
+    let sending = Box::pin(call.client.execute(
         http::Method::POST,
         &call.url,
         call.headers,
         call.body.into(),
         call.capture.as_ref(),
-    );
+    ));
     let response = checked(
         sending,
         call.timeouts,
