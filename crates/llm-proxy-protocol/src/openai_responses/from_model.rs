@@ -157,10 +157,11 @@ mod tests {
                     collect_response(response.clone(), ctx.clone(), Arc::new(TestSealer(1)));
                 let replayed = replay(response.clone(), ctx, Arc::new(TestSealer(1)));
                 assert_eq!(
-                    direct.response_json_with_and_without_text(),
-                    replayed.response_json_with_and_without_text(),
+                    direct.response_json_marking_text(),
+                    replayed.response_json_marking_text(),
                     "{response:?}"
                 );
+                assert_eq!(direct.response_json(false), replayed.response_json(false));
                 assert_eq!(direct.output_items(), replayed.output_items());
                 assert_eq!(direct.output_text(), replayed.output_text());
             }

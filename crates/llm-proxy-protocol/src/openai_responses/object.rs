@@ -118,16 +118,6 @@ pub(crate) struct ObjectView<'a, O> {
 }
 
 impl<O: WriteJson> ObjectView<'_, O> {
-    /// The object twice from one writing: with `output_text` (for the client) and without (to
-    /// store), the second the first with that field cut out.
-    pub(crate) fn to_vec_with_and_without(&self, output_text: &str) -> (Vec<u8>, Vec<u8>) {
-        let (client, field) = self.to_vec_marking(output_text);
-        let mut stored = Vec::with_capacity(client.len());
-        stored.extend_from_slice(&client[..field.start]);
-        stored.extend_from_slice(&client[field.end..]);
-        (client, stored)
-    }
-
     /// The object with `output_text`, and where the `,"output_text":...` field is in it:
     /// cutting that range out gives the object without it.
     pub(crate) fn to_vec_marking(&self, output_text: &str) -> (Vec<u8>, Range<usize>) {

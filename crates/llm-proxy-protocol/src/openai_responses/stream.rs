@@ -426,13 +426,6 @@ impl EventRenderer {
         out
     }
 
-    /// The response object as JSON bytes with `output_text` (for the client) and without (to
-    /// store), from one writing: the same bytes as [`EventRenderer::response_json`].
-    pub fn response_json_with_and_without_text(&self) -> (Vec<u8>, Vec<u8>) {
-        self.object_view(None)
-            .to_vec_with_and_without(&self.output_text())
-    }
-
     /// The response object as JSON bytes with `output_text`, and where that field is in
     /// them: the bytes without that range are [`EventRenderer::response_json`]`(false)`.
     pub fn response_json_marking_text(&self) -> (Vec<u8>, std::ops::Range<usize>) {

@@ -63,8 +63,8 @@ impl Save {
         }
         let (object, output_text) = object();
         // The input and output items are read back from JSON by whoever needs them (the next
-        // turn), not built here, and the object's `output_text` is cut out by the first
-        // reader (the store's thread): this thread hands over buffers, not an item tree.
+        // turn), not built here, and the object's `output_text` is cut out by its first
+        // reader (the SQLite store's thread): this thread hands over buffers, not an item tree.
         let stored = StoredResponse::from_parts(self.input, object, output_text);
         let id = answer.response_id().to_owned();
         match (self.store, self.local) {

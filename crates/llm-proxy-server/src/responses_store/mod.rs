@@ -23,10 +23,9 @@ pub use sqlite::SqliteResponseStore;
 /// sent to the client), and the store (on its own thread) or the next turn reads them.
 #[derive(Debug, Clone)]
 pub struct StoredResponse {
-    /// The conversation that led to this answer, as a JSON array of input items.
-    input_json: Bytes,
-    /// A text `input` (the one user message it stands for), when that is what was given.
-    input_text: Option<Arc<str>>,
+    /// The conversation that led to this answer as the request gave it (items as JSON, or
+    /// a text input); an empty JSON buffer when the items were given as values.
+    given: StoredInput,
     /// The input items, once read (or as given).
     input: OnceLock<Arc<Vec<Value>>>,
     /// The response object as the client received it, less `output_text`, as JSON: cut
@@ -52,8 +51,7 @@ impl StoredResponse {
     /// needed.
     pub fn new(input: Arc<Vec<Value>>, object: Bytes) -> Self {
         Self {
-            input_json: Bytes::new(),
-            input_text: None,
+            given: StoredInput::Json(Bytes::new()),
             input: OnceLock::from(input),
             object: OnceLock::from(object),
             sent: None,
@@ -69,20 +67,16 @@ impl StoredResponse {
 
     /// An answer as its request had it: the input as given, and the object as sent to the
     /// client with its `output_text` field at `output_text` in `sent` (an empty range: none),
-    /// cut out when the object is first read (by the store's thread, not the request's).
+    /// cut out when the object is first read: by the SQLite store's own thread, not the
+    /// request's (the Redis store reads it when `put`, to encode it).
     pub fn from_parts(input: StoredInput, sent: Bytes, output_text: Range<usize>) -> Self {
-        let (input_json, input_text) = match input {
-            StoredInput::Json(json) => (json, None),
-            StoredInput::Text(text) => (Bytes::new(), Some(text)),
-        };
         let (object, sent) = if output_text.is_empty() || output_text.end > sent.len() {
             (OnceLock::from(sent), None)
         } else {
             (OnceLock::new(), Some((sent, output_text)))
         };
         Self {
-            input_json,
-            input_text,
+            given: input,
             input: OnceLock::new(),
             object,
             sent,
@@ -107,8 +101,7 @@ impl StoredResponse {
     /// object's `output`).
     pub fn with_output(input: Arc<Vec<Value>>, output: Arc<Vec<Value>>, object: Bytes) -> Self {
         Self {
-            input_json: Bytes::new(),
-            input_text: None,
+            given: StoredInput::Json(Bytes::new()),
             input: OnceLock::from(input),
             object: OnceLock::from(object),
             sent: None,
@@ -119,10 +112,12 @@ impl StoredResponse {
     /// The conversation that led to this answer, as input items.
     pub fn input(&self) -> &[Value] {
         self.input.get_or_init(|| {
-            Arc::new(match &self.input_text {
-                Some(text) => vec![serde_json::json!({"content": text.as_ref(), "role": "user"})],
-                None if self.input_json.is_empty() => Vec::new(),
-                None => serde_json::from_slice(&self.input_json).unwrap_or_default(),
+            Arc::new(match &self.given {
+                StoredInput::Text(text) => {
+                    vec![serde_json::json!({"content": text.as_ref(), "role": "user"})]
+                }
+                StoredInput::Json(json) if json.is_empty() => Vec::new(),
+                StoredInput::Json(json) => serde_json::from_slice(json).unwrap_or_default(),
             })
         })
     }
@@ -130,15 +125,14 @@ impl StoredResponse {
     /// The input items as a JSON array, as written (serialized only for an answer built from
     /// items).
     pub fn input_json(&self) -> std::borrow::Cow<'_, [u8]> {
-        if let Some(text) = &self.input_text {
-            return std::borrow::Cow::Owned(user_text_items(text));
-        }
-        match self.input.get() {
-            Some(items) if self.input_json.is_empty() => std::borrow::Cow::Owned(
-                serde_json::to_vec(items.as_ref()).unwrap_or_else(|_| b"[]".to_vec()),
-            ),
-            _ if self.input_json.is_empty() => std::borrow::Cow::Borrowed(b"[]"),
-            _ => std::borrow::Cow::Borrowed(&self.input_json),
+        use std::borrow::Cow;
+        match (&self.given, self.input.get()) {
+            (StoredInput::Text(text), _) => Cow::Owned(user_text_items(text)),
+            (StoredInput::Json(json), _) if !json.is_empty() => Cow::Borrowed(json),
+            (StoredInput::Json(_), Some(items)) => {
+                Cow::Owned(serde_json::to_vec(items.as_ref()).unwrap_or_else(|_| b"[]".to_vec()))
+            }
+            (StoredInput::Json(_), None) => Cow::Borrowed(b"[]"),
         }
     }
 
