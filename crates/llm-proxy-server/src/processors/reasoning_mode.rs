@@ -7,6 +7,7 @@
 //! gets the empty-answer retry). Passthrough with meaningful reasoning is the default and
 //! costs nothing.
 
+use http::HeaderName;
 use llm_proxy_api::ChatRequest;
 use llm_proxy_api::error::BackendError;
 use llm_proxy_api::stream::StreamEvent;
@@ -70,17 +71,23 @@ impl ReasoningPresentation {
 
     /// The mode and meaningful flag for a request with these headers.
     pub fn resolve(&self, headers: &http::HeaderMap) -> (ReasoningMode, bool) {
-        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        // Names as `HeaderName`s: a `&str` is parsed again on every lookup.
+        static MODE: HeaderName = HeaderName::from_static(MODE_HEADER);
+        static MEANINGFUL: HeaderName = HeaderName::from_static(MEANINGFUL_HEADER);
+        let header = |name: &HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
         let meaningful =
-            header(MEANINGFUL_HEADER).and_then(|v| match v.trim().to_ascii_lowercase().as_str() {
+            header(&MEANINGFUL).and_then(|v| match v.trim().to_ascii_lowercase().as_str() {
                 "true" | "1" | "yes" | "on" => Some(true),
                 "false" | "0" | "no" | "off" => Some(false),
                 _ => None,
             });
-        if let Some(mode) = header(MODE_HEADER).and_then(ReasoningMode::parse) {
+        if let Some(mode) = header(&MODE).and_then(ReasoningMode::parse) {
             return (mode, meaningful.unwrap_or(true));
         }
-        let rule = header("user-agent")
+        if self.rules.is_empty() {
+            return (ReasoningMode::Passthrough, meaningful.unwrap_or(true));
+        }
+        let rule = header(&http::header::USER_AGENT)
             .and_then(|ua| self.rules.iter().find(|r| r.user_agent.is_match(ua)));
         match rule {
             Some(r) => (r.mode, meaningful.unwrap_or(r.meaningful)),

@@ -8,7 +8,7 @@
 //! but keeps two installs apart in the fingerprint, and any header set in
 //! `GEMINI_CLI_CUSTOM_HEADERS` (so `x-session-id` works).
 
-use http::{HeaderMap, HeaderName};
+use http::{HeaderMap, HeaderValue};
 use llm_proxy_api::model::{ChatRequest, Part, Role};
 use ring::digest::{Context, SHA256};
 use serde_json::Value;
@@ -85,12 +85,13 @@ pub fn resolve(
     hint: Option<&str>,
     client: Option<&str>,
 ) -> Option<SessionId> {
-    let (id, source) = match named(headers, req) {
+    let found = Found::scan(headers);
+    let (id, source) = match named(&found, req) {
         Some(found) => found,
         None => match hint.and_then(bounded) {
             Some(id) => (id, SessionSource::FrontendHint),
             None => (
-                fingerprint(headers, req, client)?,
+                fingerprint(&found, req, client)?,
                 SessionSource::Fingerprint,
             ),
         },
@@ -102,10 +103,43 @@ pub fn resolve(
     Some(SessionId { key, id, source })
 }
 
+/// The headers resolution reads, found in one pass over the request's headers: a lookup by
+/// name hashes the name, and there were six lookups against the handful of headers a request
+/// carries. Each holds the name's first value, as `HeaderMap::get` would.
+#[derive(Default)]
+struct Found<'h> {
+    session_id: Option<&'h HeaderValue>,
+    /// Codex's, first match wins: `session_id`, `conversation_id` (older releases),
+    /// `session-id`, `thread-id` (0.171).
+    codex: [Option<&'h HeaderValue>; 4],
+    user_agent: Option<&'h HeaderValue>,
+    gemini_user: Option<&'h HeaderValue>,
+}
+
+impl<'h> Found<'h> {
+    fn scan(headers: &'h HeaderMap) -> Self {
+        let mut found = Found::default();
+        for (name, value) in headers {
+            let slot = match name.as_str() {
+                "x-session-id" => &mut found.session_id,
+                "session_id" => &mut found.codex[0],
+                "conversation_id" => &mut found.codex[1],
+                "session-id" => &mut found.codex[2],
+                "thread-id" => &mut found.codex[3],
+                "user-agent" => &mut found.user_agent,
+                "x-gemini-api-privileged-user-id" => &mut found.gemini_user,
+                _ => continue,
+            };
+            slot.get_or_insert(value);
+        }
+        found
+    }
+}
+
 /// The id the client named, without the frontend hint or a fingerprint (what `[first]`
 /// keyed on before sessions had a store).
-pub fn named(headers: &HeaderMap, req: &ChatRequest) -> Option<(String, SessionSource)> {
-    if let Some(id) = header(headers, &X_SESSION_ID) {
+fn named(found: &Found<'_>, req: &ChatRequest) -> Option<(String, SessionSource)> {
+    if let Some(id) = found.session_id.and_then(header_id) {
         return Some((id, SessionSource::Header));
     }
     let body = [
@@ -132,9 +166,10 @@ pub fn named(headers: &HeaderMap, req: &ChatRequest) -> Option<(String, SessionS
     }
     // Older Codex releases: `session_id` / `conversation_id`; 0.171 sends `session-id` and
     // `thread-id`.
-    CODEX_HEADERS
+    found
+        .codex
         .iter()
-        .find_map(|name| header(headers, name))
+        .find_map(|value| value.and_then(header_id))
         .map(|id| (id, SessionSource::CodexHeader))
 }
 
@@ -150,20 +185,9 @@ fn claude_code_session(user_id: &str) -> Option<String> {
     bounded(session)
 }
 
-static X_SESSION_ID: HeaderName = HeaderName::from_static("x-session-id");
-static CODEX_HEADERS: [HeaderName; 4] = [
-    HeaderName::from_static("session_id"),
-    HeaderName::from_static("conversation_id"),
-    HeaderName::from_static("session-id"),
-    HeaderName::from_static("thread-id"),
-];
-
-/// A header's value as an id (names given as [`HeaderName`]s: a `&str` is parsed per lookup).
-fn header(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .and_then(bounded)
+/// A header's value as an id.
+fn header_id(value: &HeaderValue) -> Option<String> {
+    value.to_str().ok().and_then(bounded)
 }
 
 fn string_id(v: &Value) -> Option<String> {
@@ -189,7 +213,7 @@ fn bounded(raw: &str) -> Option<String> {
 /// A hash of the client key, the user agent's product name, Gemini CLI's install id and
 /// the first user message: stable across the turns of one conversation (history only grows
 /// after it) and different for another client.
-fn fingerprint(headers: &HeaderMap, req: &ChatRequest, client: Option<&str>) -> Option<String> {
+fn fingerprint(found: &Found<'_>, req: &ChatRequest, client: Option<&str>) -> Option<String> {
     // What the user typed first: context an agent injects (Claude Code's `<system-reminder>`,
     // Codex's `<environment_context>`, Gemini CLI's `<session_context>` with the date and the
     // directory tree) changes when a conversation is resumed, so it is left out.
@@ -210,12 +234,10 @@ fn fingerprint(headers: &HeaderMap, req: &ChatRequest, client: Option<&str>) -> 
     };
     field(&mut hasher, b"llm-proxy session fingerprint");
     field(&mut hasher, client.unwrap_or("").as_bytes());
-    field(&mut hasher, user_agent_product(headers).as_bytes());
+    field(&mut hasher, user_agent_product(found.user_agent).as_bytes());
     field(
         &mut hasher,
-        headers
-            .get("x-gemini-api-privileged-user-id")
-            .map_or(&[][..], |v| v.as_bytes()),
+        found.gemini_user.map_or(&[][..], HeaderValue::as_bytes),
     );
     for part in first.content.iter().filter(typed) {
         match part {
@@ -248,9 +270,8 @@ impl std::io::Write for DigestWriter<'_> {
 /// The user agent's first product name (`claude-cli` of `claude-cli/2.0.1 (external)`):
 /// versions and Gemini CLI's model (`GeminiCLI/0.9/gemini-2.5-pro`) change within one
 /// conversation.
-fn user_agent_product(headers: &HeaderMap) -> &str {
-    headers
-        .get(http::header::USER_AGENT)
+fn user_agent_product(user_agent: Option<&HeaderValue>) -> &str {
+    user_agent
         .and_then(|v| v.to_str().ok())
         .and_then(|ua| ua.split(['/', ' ']).next())
         .unwrap_or("")
