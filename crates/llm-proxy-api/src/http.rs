@@ -389,12 +389,12 @@ impl CaptureAwareClient {
                 .await
                 .map_err(crate::upstream::transport_error);
         };
-        let uri = crate::lean::uri_of(url)?;
+        let to = crate::lean::target_of(url)?;
         let target = self.resolve(capture_context);
         if let Some(t) = &target {
             t.record_request(&method, url, &headers, body.clone());
         }
-        let response = lean.send(method, uri, headers, body).await?;
+        let response = lean.send(method, to, headers, body).await?;
         Ok(HttpResponse::new(Received::Lean(response), target))
     }
 }
