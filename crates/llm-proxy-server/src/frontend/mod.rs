@@ -11,10 +11,10 @@ pub mod responses_ws;
 pub mod sse;
 
 use axum::body::Body;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use bytes::Bytes;
 use futures::StreamExt;
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderValue, header};
 use http_body_util::BodyExt as _;
 use llm_proxy_api::stream::{EventStream, StreamEvent, collect};
 use llm_proxy_api::{ChatRequest, ChatResponse};
@@ -292,11 +292,16 @@ pub async fn collected<R: StreamRenderer>(
 /// A JSON response with the request's headers.
 pub fn json_response(body: impl Into<Bytes>, ctx: &RequestContext) -> Response {
     ctx.finish(false, "ok");
-    let mut resp = (StatusCode::OK, body.into()).into_response();
-    resp.headers_mut().insert(
+    // Built directly: `into_response` sets a content type only to have it replaced, and the
+    // map sized for what follows (the request id, the overhead, hyper's date and length)
+    // grows no more.
+    let mut headers = HeaderMap::with_capacity(8);
+    headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    let mut resp = Response::new(Body::from(body.into()));
+    *resp.headers_mut() = headers;
     ctx.stamp_response(&mut resp);
     resp
 }
