@@ -88,8 +88,13 @@ impl ModelRegistry {
     /// (`:free`, `:latest`), a date suffix (`-20250929`, `-2024-08-06`, `@20240620`) or
     /// `-latest`, and for Claude the dotted version spelling (`claude-sonnet-4.5`).
     pub fn lookup(&self, model: &str) -> Option<&ModelInfo> {
-        let lower = model.trim().to_ascii_lowercase();
-        let mut name = lower.as_str();
+        let model = model.trim();
+        let lower = if model.bytes().any(|b| b.is_ascii_uppercase()) {
+            std::borrow::Cow::Owned(model.to_ascii_lowercase())
+        } else {
+            std::borrow::Cow::Borrowed(model)
+        };
+        let mut name = &*lower;
         loop {
             if let Some(info) = self.lookup_variants(name) {
                 return Some(info);
@@ -108,10 +113,16 @@ impl ModelRegistry {
         }
         let untagged = name.split_once(':').map_or(name, |(base, _)| base);
         let undated = strip_date(untagged);
-        for candidate in [untagged, undated] {
-            if let Some(info) = exact(candidate) {
-                return Some(info);
-            }
+        // Each name looked up once: most names have no tag and no date.
+        if untagged != name
+            && let Some(info) = exact(untagged)
+        {
+            return Some(info);
+        }
+        if undated != untagged
+            && let Some(info) = exact(undated)
+        {
+            return Some(info);
         }
         if undated.starts_with("claude") && undated.contains('.') {
             return exact(&undated.replace('.', "-"));
