@@ -39,15 +39,22 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
+mod signal;
+use signal::Signal;
+pub use signal::Wait;
+
 /// How long connections may still flush their last bytes after the grace ended.
 const FINAL_FLUSH: Duration = Duration::from_secs(1);
 
 /// Shutdown of the listeners, shared with the handlers: [`begin`](Self::begin) stops accepting
-/// and starts the grace; [`expired`](Self::expired) fires when the grace is over.
+/// and starts the grace; [`expired`](Self::expired) fires when the grace is over. The waits
+/// are [`Signal`]s, cheap to poll again: every connection and every request holds one.
 #[derive(Debug, Clone, Default)]
 pub struct Shutdown {
-    begun: CancellationToken,
-    expired: CancellationToken,
+    begun: Arc<Signal>,
+    expired: Arc<Signal>,
+    /// Cancelled with `expired`, for bodies that outlive a handler.
+    expired_token: CancellationToken,
 }
 
 impl Shutdown {
@@ -58,28 +65,29 @@ impl Shutdown {
 
     /// Begins the graceful shutdown (idempotent).
     pub fn begin(&self) {
-        self.begun.cancel();
+        self.begun.fire();
     }
 
     /// Resolves once the shutdown has begun.
-    pub async fn begun(&self) {
-        self.begun.cancelled().await;
+    pub fn begun(&self) -> Wait {
+        self.begun.wait()
     }
 
     /// Ends the grace: streams and waiting requests end now (idempotent).
     pub fn expire(&self) {
         self.begin();
-        self.expired.cancel();
+        self.expired.fire();
+        self.expired_token.cancel();
     }
 
     /// Resolves once the grace is over.
-    pub async fn expired(&self) {
-        self.expired.cancelled().await;
+    pub fn expired(&self) -> Wait {
+        self.expired.wait()
     }
 
     /// The token cancelled when the grace is over, for bodies that outlive a handler.
     pub fn expired_token(&self) -> CancellationToken {
-        self.expired.clone()
+        self.expired_token.clone()
     }
 }
 
