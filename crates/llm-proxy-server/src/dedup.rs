@@ -37,7 +37,8 @@ enum Entry {
 
 #[derive(Debug)]
 struct Inner {
-    entries: HashMap<u64, Entry>,
+    /// By request key, hashed again with a per-process seed (the keys' own seed is fixed).
+    entries: HashMap<u64, Entry, foldhash::fast::RandomState>,
     last_sweep: Instant,
 }
 
@@ -89,7 +90,7 @@ impl DedupCache {
             full_sweep_gap: (config.window / 4).max(Duration::from_millis(10)),
             hasher: foldhash::quality::FixedState::with_seed(KEY_SEED),
             inner: Mutex::new(Inner {
-                entries: HashMap::new(),
+                entries: HashMap::default(),
                 last_sweep: Instant::now(),
             }),
         })

@@ -121,7 +121,7 @@ impl Handles {
 
 /// Handles by backend instance, then a short list per instance (frontends × streaming ×
 /// outcomes). Every label is low-cardinality, so this stays small.
-type HandleCache = RwLock<HashMap<Box<str>, Vec<Arc<Handles>>>>;
+type HandleCache = RwLock<HashMap<Box<str>, Vec<Arc<Handles>>, foldhash::fast::RandomState>>;
 
 static HANDLES: OnceLock<HandleCache> = OnceLock::new();
 
@@ -162,7 +162,8 @@ pub fn record(r: &RequestRecord<'_>) {
 
 /// Lossy-note counters by (frontend, field), registered once each; both labels are static
 /// strings from fixed vocabularies ([`llm_proxy_api::lossy::LOSSY_FIELDS`]).
-type LossyCache = RwLock<HashMap<(&'static str, &'static str), metrics::Counter>>;
+type LossyCache =
+    RwLock<HashMap<(&'static str, &'static str), metrics::Counter, foldhash::fast::RandomState>>;
 
 static LOSSY_HANDLES: OnceLock<LossyCache> = OnceLock::new();
 

@@ -41,10 +41,12 @@ struct RegistryFile {
     models: HashMap<String, ModelInfo>,
 }
 
-/// Models by lower-cased name (no provider prefix).
+/// Models by lower-cased name (no provider prefix). Hashed with foldhash, seeded per process:
+/// every request's context-window check looks its model up, and std's SipHash was most of
+/// that lookup's cost.
 #[derive(Debug, Default)]
 pub struct ModelRegistry {
-    models: HashMap<String, ModelInfo>,
+    models: HashMap<String, ModelInfo, foldhash::fast::RandomState>,
 }
 
 const BUNDLED: &str = include_str!("models.json");

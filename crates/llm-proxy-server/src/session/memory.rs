@@ -44,7 +44,9 @@ struct Entry {
 /// goes back this is also the order of `last_used`, so expired sessions are at the front.
 #[derive(Default)]
 struct Inner {
-    entries: HashMap<String, Entry>,
+    /// foldhash, seeded per process, in its quality variant: looked up by every request with
+    /// a name the client chose, so the seed is what keeps crafted collisions out.
+    entries: HashMap<String, Entry, foldhash::quality::RandomState>,
     recency: BTreeMap<u64, String>,
     next_seq: u64,
 }
