@@ -22,7 +22,8 @@ pub struct CallContext {
     pub model: String,
     /// The call must finish by then.
     pub deadline: Option<Instant>,
-    /// Cancelled when the client goes away.
+    /// Cancelled when the client goes away or the request has finished. It is the request's
+    /// token, shared by all its attempts: a backend waits on it, it never cancels it.
     pub cancel: CancellationToken,
     /// The client's request headers, for connectors that forward a few of them (e.g.
     /// `anthropic-beta`). Never forward credentials from here.

@@ -57,7 +57,7 @@ pub struct RequestContext {
     /// `prompt_cache_key`), used when the client names no session the common way.
     pub session_hint: Option<String>,
     /// Cancelled when the client goes away (the handler or the streaming body is dropped)
-    /// or the request has finished; every attempt's [`CallContext::cancel`] is a child.
+    /// or the request has finished; every attempt's [`CallContext::cancel`] is this token.
     pub cancel: CancellationToken,
     /// What the request learns as it goes, shared by every clone (one allocation).
     slots: Arc<Slots>,
@@ -146,7 +146,9 @@ impl RequestContext {
             session_id: self.session_id().map(str::to_owned),
             model,
             deadline,
-            cancel: self.cancel.child_token(),
+            // The request's own token, not a child: nothing cancels one attempt alone, and a
+            // child costs a lock of the parent to make and another to drop.
+            cancel: self.cancel.clone(),
             client_headers: self.headers.clone(),
             lossy: self.lossy.clone(),
         }

@@ -188,7 +188,7 @@ pub async fn stream_response<R: StreamRenderer>(
     let interval = state.config().keepalive_interval;
     let (st, call_ctx) = (state.clone(), ctx.clone());
     // Whatever ends the request (the body finishing, the client dropping it) cancels the
-    // request's token, which every attempt's `CallContext::cancel` descends from.
+    // request's token, which every attempt's `CallContext::cancel` is.
     let cancel = ctx.cancel_on_drop();
     let mut call: PendingCall = Box::pin(async move {
         let d = call_ctx.dispatch(&st, req).await?;
