@@ -27,3 +27,5 @@ mod usage_postgres;
 // `llm-proxy capture show / export-har / replay` on a capture the binary wrote (SIGTERM).
 #[cfg(unix)]
 mod capture;
+// The generated code-layout files release builds link with are well formed.
+mod link_order;
