@@ -1,6 +1,6 @@
 //! Lays out the functions the proxy runs together, ahead of the rest of its code
 //! (`link-order.ld` and `link-order.txt`, written by scripts/link-order): the kernel maps code
-//! around each page touched, so an idle proxy kept ~9 MiB of its ~25 MB of code resident with
+//! around each page touched, so an idle proxy kept ~9 MiB of its ~17 MB of code resident with
 //! the compiler's order and keeps under 5 with this one.
 //!
 //! Release builds only, and only where the linker is known to be LLD, which reads the script's
@@ -61,7 +61,8 @@ fn host_glibc_has_relr() -> bool {
 }
 
 /// Whether this build links with the LLD that rustc bundles: the target's default since Rust
-/// 1.90 on x86_64 Linux, when no linker, linker flavour or linker features are configured.
+/// 1.90 on x86_64 Linux, when no linker is configured and no rustflag names one (any flag
+/// mentioning "link", link arguments included, is taken as a reason to stay out of the way).
 fn linked_by_bundled_lld() -> bool {
     let var = |name: &str| std::env::var(name).unwrap_or_default();
     if var("TARGET") != "x86_64-unknown-linux-gnu"
