@@ -1,6 +1,7 @@
 //! `--compare OLD.json`: the headline figures of this run beside those of an earlier run's
-//! results file, with the ratio new / old. Figures are read by JSON path, so a results file from
-//! an older version of the benchmark compares on whatever figures it has.
+//! results file, with the ratio new / old; `--floor`: llm-proxy's beside the floor forwarder's
+//! from the same run. Figures are read by JSON path, so a results file from an older version of
+//! the benchmark compares on whatever figures it has.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -112,13 +113,36 @@ pub fn render(new: &Value, old_path: &Path) -> Result<String, BenchError> {
     let text = std::fs::read_to_string(old_path)
         .map_err(|e| BenchError::io(format!("reading {}", old_path.display()), e))?;
     let old: Value = serde_json::from_str(&text)?;
-    Ok(table(new, &old, &old_path.display().to_string()))
+    Ok(table(
+        new,
+        &old,
+        &format!("Compared with {}", old_path.display()),
+        ["old", "new", "new / old", "new - old"],
+    ))
 }
 
-fn table(new: &Value, old: &Value, old_name: &str) -> String {
+/// llm-proxy's headline figures (`proxy`) beside the floor forwarder's (`floor`) from the same
+/// run: what llm-proxy adds over the least a proxy on its stack costs.
+pub fn against_floor(proxy: &Value, floor: &Value) -> String {
+    table(
+        proxy,
+        floor,
+        "llm-proxy against the floor (a forwarder on the same stack, same run)",
+        [
+            "floor",
+            "llm-proxy",
+            "llm-proxy / floor",
+            "llm-proxy - floor",
+        ],
+    )
+}
+
+/// `new` beside `old`, figure by figure: both values, their ratio and their difference.
+fn table(new: &Value, old: &Value, title: &str, columns: [&str; 4]) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "\nCompared with {old_name}");
-    let mut table = Table::new(&["figure", "old", "new", "new / old"]);
+    let _ = writeln!(out, "\n{title}");
+    let [old_name, new_name, ratio_name, difference_name] = columns;
+    let mut table = Table::new(&["figure", old_name, new_name, ratio_name, difference_name]);
     let show = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"));
     for f in figures(new) {
         let (o, n) = (value(old, &f), value(new, &f));
@@ -126,17 +150,21 @@ fn table(new: &Value, old: &Value, old_name: &str) -> String {
             (Some(o), Some(n)) if o != 0.0 => format!("{:.2}x", n / o),
             _ => "-".to_owned(),
         };
-        table.row(vec![f.label, show(o), show(n), ratio]);
+        let difference = match (o, n) {
+            (Some(o), Some(n)) => format!("{:+.2}", n - o),
+            _ => "-".to_owned(),
+        };
+        table.row(vec![f.label, show(o), show(n), ratio, difference]);
     }
     table.render(&mut out);
     out
 }
 
-/// Each headline figure's median over `runs` (results files of one benchmark invocation) with
-/// its spread: the table to print and the JSON summary.
-pub fn medians(runs: &[Value]) -> (String, Value) {
+/// Each headline figure's median over `runs` (results files of one benchmark invocation, of
+/// the proxy `name`) with its spread: the table to print and the JSON summary.
+pub fn medians(runs: &[Value], name: &str) -> (String, Value) {
     let mut out = String::new();
-    let _ = writeln!(out, "\nMedians of {} runs", runs.len());
+    let _ = writeln!(out, "\nMedians of {} runs, {name}", runs.len());
     let mut table = Table::new(&["figure", "median", "min", "max", "runs"]);
     let mut summary = serde_json::Map::new();
     let Some(first) = runs.first() else {
@@ -190,39 +218,50 @@ mod tests {
                 "translated": [{"api": "anthropic", "added": {"p50_us": 120.0}}]},
             "throughput": {"ratio": 0.2}
         });
-        let out = table(&new, &old, "old.json");
+        let out = table(
+            &new,
+            &old,
+            "old.json",
+            ["old", "new", "new / old", "new - old"],
+        );
         let line = |label: &str| {
             out.lines()
                 .find(|l| l.starts_with(label))
                 .unwrap_or_else(|| panic!("{label} in {out}"))
                 .split_whitespace()
                 .rev()
-                .take(3)
+                .take(4)
                 .collect::<Vec<_>>()
         };
-        assert_eq!(line("proxy's own time p50"), ["0.75x", "30.00", "40.00"]);
+        assert_eq!(
+            line("proxy's own time p50"),
+            ["-10.00", "0.75x", "30.00", "40.00"]
+        );
         assert_eq!(
             line("added p50, non-streaming"),
-            ["0.80x", "80.00", "100.00"]
+            ["-20.00", "0.80x", "80.00", "100.00"]
         );
         assert_eq!(
             line("anthropic lane added p50"),
-            ["0.75x", "90.00", "120.00"]
+            ["-30.00", "0.75x", "90.00", "120.00"]
         );
-        assert_eq!(line("throughput proxy / direct"), ["1.50x", "0.30", "0.20"]);
+        assert_eq!(
+            line("throughput proxy / direct"),
+            ["+0.10", "1.50x", "0.30", "0.20"]
+        );
         // A figure the old file does not have.
-        assert_eq!(line("proxy CPU per request"), ["-", "60.00", "-"]);
+        assert_eq!(line("proxy CPU per request"), ["-", "-", "60.00", "-"]);
     }
 
     #[test]
     fn medians_with_spread() {
         let run = |added: f64| json!({"non_streaming_c1": {"proxy_added": {"p50_us": added}}});
-        let (text, summary) = medians(&[run(90.0), run(70.0), run(80.0), run(200.0)]);
+        let (text, summary) = medians(&[run(90.0), run(70.0), run(80.0), run(200.0)], "llm-proxy");
         let added = &summary["added p50, non-streaming, c=1 (us)"];
         assert_eq!(added["median"], 85.0);
         assert_eq!(added["min"], 70.0);
         assert_eq!(added["max"], 200.0);
-        assert!(text.contains("Medians of 4 runs"), "{text}");
+        assert!(text.contains("Medians of 4 runs, llm-proxy"), "{text}");
         // Figures no run has are left out.
         assert!(summary.get("resident memory idle (MiB)").is_none());
     }

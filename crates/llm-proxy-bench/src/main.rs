@@ -8,6 +8,7 @@ mod client;
 mod compare;
 mod cpu;
 mod error;
+mod forward;
 mod load;
 mod mock;
 mod proxy_process;
@@ -34,13 +35,28 @@ use crate::settings::{Args, Mode, ProxySource, Settings};
 const PROXY_STARTUP: Duration = Duration::from_secs(15);
 
 fn main() -> ExitCode {
-    match run(Args::parse()) {
+    let args = Args::parse();
+    let outcome = match args.forward_to {
+        Some(upstream) => forward_to(upstream),
+        None => run(args),
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             bench::progress(&format!("error: {error}"));
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--floor`'s forwarder, as the child process the bench starts.
+fn forward_to(upstream: std::net::SocketAddr) -> Result<(), BenchError> {
+    if !upstream.ip().is_loopback() {
+        return Err(BenchError::Setting(format!(
+            "--forward-to {upstream}: the bench only sends traffic to this machine"
+        )));
+    }
+    forward::run(upstream)
 }
 
 fn run(args: Args) -> Result<(), BenchError> {
@@ -58,27 +74,45 @@ fn run(args: Args) -> Result<(), BenchError> {
         Mode::Overhead => {}
     }
     let mut runs = Vec::new();
+    let mut floors = Vec::new();
     for run in 1..=settings.runs {
         if settings.runs > 1 {
             bench::progress(&format!("run {run} of {}", settings.runs));
         }
-        let report = overhead_once(&settings, &mock)?;
+        // Alternated, so that neither always meets the machine as the other left it.
+        let floor_first = run % 2 == 1;
+        if settings.floor && floor_first {
+            floors.push(floor_once(&settings, &mock)?);
+        }
+        let report = overhead_once(&settings, &mock, Measured::Proxy)?;
         print_table(&table::render(&report));
         runs.push(serde_json::to_value(&report)?);
+        if settings.floor && !floor_first {
+            floors.push(floor_once(&settings, &mock)?);
+        }
+        if let (Some(proxy), Some(floor)) = (runs.last(), floors.last()) {
+            print_table(&compare::against_floor(proxy, floor));
+        }
     }
     let Some(last) = runs.last() else {
         return Ok(());
     };
-    std::fs::write(&settings.out, serde_json::to_vec_pretty(last)?)
-        .map_err(|e| BenchError::io(format!("writing {}", settings.out.display()), e))?;
-    bench::progress(&format!("results written to {}", settings.out.display()));
+    write_json(&settings.out, last)?;
+    if let Some(floor) = floors.last() {
+        write_json(&settings.out.with_extension("floor.json"), floor)?;
+    }
     if runs.len() > 1 {
-        let (text, summary) = compare::medians(&runs);
-        print_table(&text);
-        let path = settings.out.with_extension("summary.json");
-        std::fs::write(&path, serde_json::to_vec_pretty(&summary)?)
-            .map_err(|e| BenchError::io(format!("writing {}", path.display()), e))?;
-        bench::progress(&format!("medians written to {}", path.display()));
+        for (reports, name, extension) in [
+            (&runs, "llm-proxy", "summary.json"),
+            (&floors, "the floor forwarder", "floor.summary.json"),
+        ] {
+            if reports.is_empty() {
+                continue;
+            }
+            let (text, summary) = compare::medians(reports, name);
+            print_table(&text);
+            write_json(&settings.out.with_extension(extension), &summary)?;
+        }
     }
     if let Some(old) = &settings.compare {
         print_table(&compare::render(last, old)?);
@@ -86,15 +120,54 @@ fn run(args: Args) -> Result<(), BenchError> {
     Ok(())
 }
 
+fn write_json(path: &std::path::Path, value: &serde_json::Value) -> Result<(), BenchError> {
+    std::fs::write(path, serde_json::to_vec_pretty(value)?)
+        .map_err(|e| BenchError::io(format!("writing {}", path.display()), e))?;
+    bench::progress(&format!("results written to {}", path.display()));
+    Ok(())
+}
+
+/// The floor forwarder's whole overhead run, its table printed.
+fn floor_once(
+    settings: &Settings,
+    mock: &mock::MockServer,
+) -> Result<serde_json::Value, BenchError> {
+    let report = overhead_once(settings, mock, Measured::Floor)?;
+    print_table(&table::render(&report));
+    Ok(serde_json::to_value(&report)?)
+}
+
+/// What an overhead run measures.
+#[derive(Clone, Copy)]
+enum Measured {
+    /// The proxy the settings name.
+    Proxy,
+    /// `--floor`'s forwarder.
+    Floor,
+}
+
 /// One whole overhead run: a fresh proxy (when spawned) against `mock`.
 fn overhead_once(
     settings: &Settings,
     mock: &mock::MockServer,
+    measured: Measured,
 ) -> Result<report::Report, BenchError> {
     let direct = Target::new(mock.addr)?;
     // Held until the end: dropping it kills the proxy, on the error paths too.
-    let (_proxy_process, endpoints) = match &settings.proxy {
-        ProxySource::Spawn(binary) => {
+    let (_proxy_process, endpoints) = match (measured, &settings.proxy) {
+        (Measured::Floor, _) => {
+            bench::progress("starting the floor forwarder");
+            let process = proxy_process::spawn_forwarder(mock.addr, PROXY_STARTUP)?;
+            let endpoints = Endpoints {
+                proxy: Target::new(process.addr())?,
+                proxy_pid: Some(process.pid()),
+                proxy_label: format!("the floor forwarder (pid {})", process.pid()),
+                direct,
+                mock_thread: mock.thread_id,
+            };
+            (Some(process), endpoints)
+        }
+        (Measured::Proxy, ProxySource::Spawn(binary)) => {
             bench::progress(&format!("starting {}", binary.display()));
             let process = proxy_process::spawn(binary, mock.addr, PROXY_STARTUP)?;
             let endpoints = Endpoints {
@@ -106,7 +179,7 @@ fn overhead_once(
             };
             (Some(process), endpoints)
         }
-        ProxySource::Running(addr) => (
+        (Measured::Proxy, ProxySource::Running(addr)) => (
             None,
             Endpoints {
                 proxy: Target::new(*addr)?,
@@ -116,7 +189,7 @@ fn overhead_once(
                 mock_thread: mock.thread_id,
             },
         ),
-        ProxySource::Mock => (
+        (Measured::Proxy, ProxySource::Mock) => (
             None,
             Endpoints {
                 proxy: direct.clone(),

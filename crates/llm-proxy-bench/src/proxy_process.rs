@@ -1,5 +1,5 @@
-//! Runs `llm-proxy` as a child process on a generated config pointing at the mock, and stops it
-//! when dropped (on every path out of the bench, errors included).
+//! Runs `llm-proxy` as a child process on a generated config pointing at the mock (or `--floor`'s
+//! forwarder), and stops it when dropped (on every path out of the bench, errors included).
 
 use std::io::{BufRead as _, BufReader};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -15,7 +15,8 @@ const LISTENING: &str = "listening on ";
 pub struct ProxyProcess {
     child: Child,
     addr: SocketAddr,
-    config_path: PathBuf,
+    /// The generated config, removed with its data directory when the process stops.
+    config_path: Option<PathBuf>,
 }
 
 impl ProxyProcess {
@@ -32,8 +33,10 @@ impl Drop for ProxyProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.config_path);
-        let _ = std::fs::remove_dir_all(self.config_path.with_extension("data"));
+        if let Some(path) = &self.config_path {
+            let _ = std::fs::remove_file(path);
+            let _ = std::fs::remove_dir_all(path.with_extension("data"));
+        }
     }
 }
 
@@ -73,11 +76,40 @@ pub fn spawn_with(
         .map_err(|e| BenchError::io(format!("writing {}", config_path.display()), e))?;
     // The proxy's stores go to a scratch directory, not the user's data directory.
     let data_dir = config_path.with_extension("data");
-    let child = Command::new(binary)
+    let mut command = Command::new(binary);
+    command
         .arg("--config")
         .arg(&config_path)
         .arg("--data-dir")
-        .arg(&data_dir)
+        .arg(&data_dir);
+    launch(
+        command,
+        &binary.display().to_string(),
+        Some(config_path),
+        startup_timeout,
+    )
+}
+
+/// `--floor`'s forwarder ([`crate::forward`]): this executable again, forwarding to `upstream`.
+pub fn spawn_forwarder(
+    upstream: SocketAddr,
+    startup_timeout: Duration,
+) -> Result<ProxyProcess, BenchError> {
+    let exe = std::env::current_exe().map_err(|e| BenchError::io("locating this executable", e))?;
+    let mut command = Command::new(&exe);
+    command.arg("--forward-to").arg(upstream.to_string());
+    launch(command, "the forwarder", None, startup_timeout)
+}
+
+/// Starts `command` and waits for the line that says which port it listens on; `config_path`
+/// (and its data directory) are removed with the process.
+fn launch(
+    mut command: Command,
+    label: &str,
+    config_path: Option<PathBuf>,
+    startup_timeout: Duration,
+) -> Result<ProxyProcess, BenchError> {
+    let child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -85,8 +117,10 @@ pub fn spawn_with(
     let mut child = match child {
         Ok(child) => child,
         Err(e) => {
-            let _ = std::fs::remove_file(&config_path);
-            return Err(BenchError::io(format!("starting {}", binary.display()), e));
+            if let Some(path) = &config_path {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(BenchError::io(format!("starting {label}"), e));
         }
     };
     let stdout = child.stdout.take();

@@ -96,6 +96,16 @@ pub struct Args {
     /// `<out>.summary.json` the medians.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
     pub runs: u32,
+    /// overhead: also measure, in the same run, the floor: a forwarder on llm-proxy's own stack
+    /// (a thread per core, hyper's HTTP/1 server and pooled client) that passes requests and
+    /// responses through untouched, and print llm-proxy's headline figures beside its. Each run
+    /// measures both, alternating which goes first; `<out>.floor.json` gets the forwarder's
+    /// results.
+    #[arg(long)]
+    pub floor: bool,
+    /// Run as `--floor`'s forwarder, forwarding to this loopback address (the bench starts it).
+    #[arg(long, value_name = "ADDR", hide = true)]
+    pub forward_to: Option<SocketAddr>,
 }
 
 /// Which measurement a run makes.
@@ -159,6 +169,8 @@ pub struct Settings {
     pub compare: Option<PathBuf>,
     /// Whole runs to make (medians reported when more than one).
     pub runs: u32,
+    /// Whether each run also measures the floor forwarder.
+    pub floor: bool,
 }
 
 impl Settings {
@@ -207,6 +219,7 @@ impl Settings {
             request_timeout: Duration::from_secs(10),
             compare: args.compare,
             runs: args.runs,
+            floor: args.floor,
         };
         if !(1..=1024).contains(&settings.concurrency) {
             return Err(BenchError::Setting("--concurrency must be 1..=1024".into()));
@@ -217,6 +230,12 @@ impl Settings {
         {
             return Err(BenchError::Setting(
                 "--concurrent-bodies must be 1..=64, --body-mib and --single-mib 1..=1024".into(),
+            ));
+        }
+        if settings.floor && settings.mode != Mode::Overhead {
+            return Err(BenchError::Setting(
+                "--floor is a figure of the overhead mode; leave it out of --mode big-bodies and soak"
+                    .into(),
             ));
         }
         if !(1..=1000).contains(&args.spaced_pause_ms) {
@@ -342,5 +361,15 @@ mod tests {
         assert!(parse(&["--concurrency", "0"]).is_err());
         assert!(parse(&["--chunks", "1"]).is_err());
         assert!(parse(&["--duration-secs", "0"]).is_err());
+    }
+
+    #[test]
+    fn the_floor_belongs_to_the_overhead_mode() {
+        assert!(parse(&["--floor"]).unwrap().floor);
+        assert!(!parse(&[]).unwrap().floor);
+        for mode in ["soak", "big-bodies"] {
+            let refused = parse(&["--floor", "--mode", mode]).unwrap_err();
+            assert!(refused.to_string().contains("--floor"), "{refused}");
+        }
     }
 }

@@ -37,7 +37,8 @@ fn quick_run_against_the_mock_reports_every_lane() {
     assert!(table.contains("CPU per request"), "{table}");
     let report: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
 
-    // Twice more, with medians and a comparison against the first run's file.
+    // Twice more, with medians, a comparison against the first run's file, and the floor
+    // forwarder (a child process of the bench) measured in each run.
     let again = dir.join("again.json");
     let output = Command::new(env!("CARGO_BIN_EXE_llm-proxy-bench"))
         .args([
@@ -57,6 +58,9 @@ fn quick_run_against_the_mock_reports_every_lane() {
             "4",
             "--runs",
             "2",
+            "--total-requests",
+            "300",
+            "--floor",
         ])
         .arg("--compare")
         .arg(&out)
@@ -70,8 +74,55 @@ fn quick_run_against_the_mock_reports_every_lane() {
         String::from_utf8_lossy(&output.stderr)
     );
     let table = String::from_utf8(output.stdout).unwrap();
-    assert!(table.contains("Medians of 2 runs"), "{table}");
+    assert!(table.contains("Medians of 2 runs, llm-proxy"), "{table}");
+    assert!(
+        table.contains("Medians of 2 runs, the floor forwarder"),
+        "{table}"
+    );
     assert!(table.contains("Compared with"), "{table}");
+    assert_eq!(
+        table
+            .matches("llm-proxy against the floor (a forwarder on the same stack, same run)")
+            .count(),
+        2,
+        "one comparison per run: {table}"
+    );
+    // The forwarder passed every lane's requests and streams through untouched.
+    let floor: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("again.floor.json")).unwrap()).unwrap();
+    assert!(
+        floor["machine"]["proxy"]
+            .as_str()
+            .unwrap()
+            .starts_with("the floor forwarder (pid "),
+        "{floor}"
+    );
+    let c1 = &floor["non_streaming_c1"];
+    for lane in [&c1["proxy"]]
+        .into_iter()
+        .chain(c1["translated"].as_array().unwrap())
+    {
+        assert_eq!(lane["errors"], 0, "{lane}");
+        assert_eq!(lane["latency"]["count"], 20, "{lane}");
+    }
+    let streams = &floor["streaming_c1"];
+    for lane in [&streams["proxy"]]
+        .into_iter()
+        .chain(streams["translated"].as_array().unwrap())
+    {
+        assert_eq!(lane["errors"], 0, "{lane}");
+        assert_eq!(lane["streams_ok"], 1, "{lane}");
+    }
+    assert_eq!(floor["throughput"]["proxy"]["errors"], 0, "{floor}");
+    assert!(
+        floor["throughput"]["cpu"]["proxy_ms"].is_number(),
+        "{floor}"
+    );
+    // A child process: its memory is read too.
+    assert!(
+        floor["memory"]["idle_mib"].as_f64().unwrap() > 0.0,
+        "{floor}"
+    );
     let summary: Value =
         serde_json::from_slice(&std::fs::read(dir.join("again.summary.json")).unwrap()).unwrap();
     let added = &summary["added p50, non-streaming, c=1 (us)"];
