@@ -17,8 +17,8 @@ use super::to_model::{EXTRA_OUTPUT_CONFIG, EXTRA_THINKING, EXTRA_TOOLS};
 use super::types::{
     AnthropicRequest, AnthropicResponse, ContentBlock, ImageBlock, ImageSource, InputMessage,
     MessageContent, RedactedThinkingBlock, SystemBlock, SystemPrompt, TextBlock, Thinking,
-    ThinkingBlock, Tool, ToolChoice, ToolResultBlock, ToolResultContent, ToolUseBlock, WireUsage,
-    empty_object,
+    ThinkingBlock, Tool, ToolChoice, ToolInput, ToolResultBlock, ToolResultContent, ToolUseBlock,
+    WireUsage,
 };
 use crate::carried::Carried;
 use crate::openai_responses::Sealer;
@@ -600,12 +600,12 @@ fn assistant_blocks(m: &Message, lossy: &mut Vec<String>) -> Vec<ContentBlock> {
                 out.push(ContentBlock::ToolUse(ToolUseBlock {
                     id: sanitize_tool_id(&c.id),
                     name: c.name.clone(),
-                    input: parse_arguments(&c.arguments).unwrap_or_else(|| {
+                    input: ToolInput::object(&c.arguments).unwrap_or_else(|| {
                         note(
                             lossy,
                             "tool call arguments were not a JSON object; sent as {}",
                         );
-                        empty_object()
+                        ToolInput::default()
                     }),
                     cache_control: c.cache_control.clone(),
                 }));
@@ -694,17 +694,6 @@ fn sanitize_tool_id(id: &str) -> String {
         "toolu_".to_owned()
     } else {
         mapped
-    }
-}
-
-/// Tool arguments as a JSON object; `None` when they are not one. Empty text is `{}`.
-fn parse_arguments(arguments: &str) -> Option<Value> {
-    if arguments.trim().is_empty() {
-        return Some(empty_object());
-    }
-    match serde_json::from_str::<Value>(arguments) {
-        Ok(v @ Value::Object(_)) => Some(v),
-        _ => None,
     }
 }
 
@@ -829,7 +818,7 @@ pub fn response_from_model(resp: &ChatResponse, sealer: &dyn Sealer) -> Anthropi
                 content.push(ContentBlock::ToolUse(ToolUseBlock {
                     id: c.id.clone(),
                     name: c.name.clone(),
-                    input: parse_arguments(&c.arguments).unwrap_or_else(empty_object),
+                    input: ToolInput::object(&c.arguments).unwrap_or_default(),
                     cache_control: None,
                 }));
             }

@@ -456,11 +456,7 @@ fn document_settings(doc: &Map<String, Value>) -> Map<String, Value> {
 }
 
 fn tool_use_to_model(u: ToolUseBlock, provider_data: Option<Value>) -> ToolCall {
-    let arguments = match u.input {
-        Value::Null => "{}".to_owned(),
-        // Straight to bytes; `to_string` goes through `Display` and a formatter per piece.
-        input => serde_json::to_string(&input).unwrap_or_else(|_| "{}".to_owned()),
-    };
+    let arguments = u.input.into_arguments();
     ToolCall {
         cache_control: u.cache_control,
         id: u.id,
@@ -615,6 +611,110 @@ mod tests {
 
     fn convert(v: Value) -> ChatRequest {
         to_model(parse(v)).unwrap()
+    }
+
+    #[test]
+    fn tool_inputs_travel_as_the_client_wrote_them() {
+        // From the client's bytes (a `Value` would sort the keys and drop the spacing).
+        let body = br#"{"model": "m", "max_tokens": 9, "messages": [
+            {"role": "user", "content": "q"},
+            {"role": "assistant", "content": [
+                {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {"zeta": [1, 2], "alpha": {"b": "\u00e9", "a": null}}},
+                {"type": "tool_use", "id": "toolu_2", "name": "g", "input": null},
+                {"type": "tool_use", "id": "toolu_3", "name": "h"},
+                {"id": "toolu_4", "name": "k", "type": "tool_use", "input": {"y": 1, "x": 2}}
+            ]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "r1"},
+                {"type": "tool_result", "tool_use_id": "toolu_2", "content": "r2"},
+                {"type": "tool_result", "tool_use_id": "toolu_3", "content": "r3"},
+                {"type": "tool_result", "tool_use_id": "toolu_4", "content": "r4"}
+            ]}
+        ]}"#;
+        let m = to_model(serde_json::from_slice(body).unwrap()).unwrap();
+        let arguments: Vec<&str> = m.messages[1]
+            .content
+            .iter()
+            .filter_map(|p| match p {
+                Part::ToolCall(c) => Some(c.arguments.as_str()),
+                _ => None,
+            })
+            .collect();
+        // Key order, spacing and escapes as written; `null` and no input are `{}`; a block
+        // whose `type` is not its first key (read from a buffered tree) is compact.
+        assert_eq!(
+            arguments,
+            [
+                r#"{"zeta": [1, 2], "alpha": {"b": "\u00e9", "a": null}}"#,
+                "{}",
+                "{}",
+                r#"{"x":2,"y":1}"#,
+            ]
+        );
+        // On to an Anthropic upstream, the same text is the `input`.
+        let mut lossy = Vec::new();
+        let wire = crate::anthropic::from_model::request_from_model(&m, "m", &mut lossy);
+        assert!(lossy.is_empty(), "{lossy:?}");
+        let bytes = crate::anthropic::write::request_bytes(&wire);
+        let text = std::str::from_utf8(&bytes).unwrap();
+        assert!(
+            text.contains(r#""input":{"zeta": [1, 2], "alpha": {"b": "\u00e9", "a": null}}"#),
+            "{text}"
+        );
+        let sent: Value = serde_json::from_slice(&bytes).unwrap();
+        let inputs: Vec<&Value> = sent["messages"][1]["content"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| &b["input"])
+            .collect();
+        assert_eq!(
+            inputs,
+            [
+                &json!({"zeta": [1, 2], "alpha": {"b": "é", "a": null}}),
+                &json!({}),
+                &json!({}),
+                &json!({"x": 2, "y": 1}),
+            ]
+        );
+    }
+
+    #[test]
+    fn tool_call_arguments_that_are_not_one_object_are_sent_as_an_empty_input() {
+        for bad in ["[1]", "\"s\"", "{\"a\":1} {}", "{\"a\":", "7"] {
+            let mut m = convert(json!({"model": "m", "max_tokens": 9, "messages": [
+                {"role": "user", "content": "q"},
+                {"role": "assistant", "content": [
+                    {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}}
+                ]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "toolu_1", "content": "r"}
+                ]}
+            ]}));
+            let Part::ToolCall(c) = &mut m.messages[1].content[0] else {
+                panic!("not a call: {:?}", m.messages[1].content);
+            };
+            c.arguments = bad.to_owned();
+            let mut lossy = Vec::new();
+            let wire = crate::anthropic::from_model::request_from_model(&m, "m", &mut lossy);
+            assert_eq!(lossy.len(), 1, "{bad}: {lossy:?}");
+            let sent: Value =
+                serde_json::from_slice(&crate::anthropic::write::request_bytes(&wire)).unwrap();
+            assert_eq!(
+                sent["messages"][1]["content"][0]["input"],
+                json!({}),
+                "{bad}"
+            );
+        }
+        // Spacing around an object is not part of it.
+        let input = ToolUseBlock {
+            id: "t".into(),
+            name: "f".into(),
+            input: crate::anthropic::types::ToolInput::object(" \n{\"a\": 1}\t").unwrap(),
+            cache_control: None,
+        }
+        .input;
+        assert_eq!(input.get(), r#"{"a": 1}"#);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! types and thinking modes are kept so nothing a client sends is lost.
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::extra_fields::deserialize_keeping_extra;
@@ -119,8 +120,8 @@ mod block {
     use serde_json::{Map, Value};
 
     use super::{
-        ContentBlock, ImageBlock, RedactedThinkingBlock, TextBlock, ThinkingBlock, ToolResultBlock,
-        ToolUseBlock,
+        ContentBlock, ImageBlock, RedactedThinkingBlock, TextBlock, ThinkingBlock, ToolInput,
+        ToolResultBlock, ToolUseBlock,
     };
     use crate::extra_fields::Key;
 
@@ -132,12 +133,24 @@ mod block {
         Text(TextBlock),
         Image(ImageBlock),
         Document(Map<String, Value>),
-        ToolUse(ToolUseBlock),
+        ToolUse(BufferedToolUse),
         ToolResult(ToolResultBlock),
         Thinking(ThinkingBlock),
         RedactedThinking(RedactedThinkingBlock),
         #[serde(untagged)]
         Other(Value),
+    }
+
+    /// A `tool_use` block read from a buffered object: its `input` is a tree by then (a
+    /// buffered value cannot give the raw text a [`ToolInput`](super::ToolInput) reads).
+    #[derive(Deserialize)]
+    struct BufferedToolUse {
+        id: String,
+        name: String,
+        #[serde(default)]
+        input: Option<Value>,
+        #[serde(default)]
+        cache_control: Option<Value>,
     }
 
     impl From<Buffered> for ContentBlock {
@@ -146,7 +159,14 @@ mod block {
                 Buffered::Text(b) => Self::Text(b),
                 Buffered::Image(b) => Self::Image(b),
                 Buffered::Document(b) => Self::Document(b),
-                Buffered::ToolUse(b) => Self::ToolUse(b),
+                Buffered::ToolUse(b) => Self::ToolUse(ToolUseBlock {
+                    id: b.id,
+                    name: b.name,
+                    input: b
+                        .input
+                        .map_or_else(ToolInput::default, |v| ToolInput::of(&v)),
+                    cache_control: b.cache_control,
+                }),
                 Buffered::ToolResult(b) => Self::ToolResult(b),
                 Buffered::Thinking(b) => Self::Thinking(b),
                 Buffered::RedactedThinking(b) => Self::RedactedThinking(b),
@@ -326,14 +346,68 @@ pub enum ImageSource {
 pub struct ToolUseBlock {
     pub id: String,
     pub name: String,
-    #[serde(default = "empty_object")]
-    pub input: Value,
+    #[serde(default)]
+    pub input: ToolInput,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_control: Option<Value>,
 }
 
-pub(crate) fn empty_object() -> Value {
-    Value::Object(Map::new())
+/// A `tool_use` block's `input`, kept as the JSON text it came as.
+///
+/// The input goes on to the canonical model as the tool call's argument text and, on an
+/// Anthropic upstream, back into an `input`: read into a `Value` it was built as a tree,
+/// printed, parsed again and printed again on every turn of a conversation (a tenth of a
+/// long agent request's instructions). Kept as text, the client's keys also keep their
+/// order: a `Value` map sorts them.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct ToolInput(Box<RawValue>);
+
+impl ToolInput {
+    /// The input's JSON text, without surrounding whitespace.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    /// Tool-call argument text as an `input`: `{}` for blank text, `None` when the text is
+    /// not one JSON object.
+    pub fn object(arguments: &str) -> Option<Self> {
+        if arguments.trim().is_empty() {
+            return Some(Self::default());
+        }
+        let raw: Box<RawValue> = serde_json::from_str(arguments).ok()?;
+        raw.get().starts_with('{').then_some(Self(raw))
+    }
+
+    /// A tree's JSON text (`null` stays `null`).
+    pub fn of(value: &Value) -> Self {
+        let text = serde_json::to_string(value).unwrap_or_else(|_| "{}".to_owned());
+        Self(RawValue::from_string(text).unwrap_or_else(|_| Self::default().0))
+    }
+
+    /// The canonical argument text: the input as it came, `{}` for `null`.
+    pub fn into_arguments(self) -> String {
+        if self.get() == "null" {
+            return "{}".to_owned();
+        }
+        String::from(Box::<str>::from(self.0))
+    }
+}
+
+impl Default for ToolInput {
+    /// `{}`: what an absent `input` means.
+    fn default() -> Self {
+        // `{}` is JSON: the fallback is never taken.
+        Self(RawValue::from_string("{}".to_owned()).unwrap_or_else(|_| RawValue::NULL.to_owned()))
+    }
+}
+
+/// The same JSON: inputs that differ only in spacing or key order are equal.
+impl PartialEq for ToolInput {
+    fn eq(&self, other: &Self) -> bool {
+        let tree = |input: &Self| serde_json::from_str::<Value>(input.get()).ok();
+        self.get() == other.get() || tree(self) == tree(other)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

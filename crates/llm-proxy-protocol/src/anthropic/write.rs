@@ -34,7 +34,7 @@ impl WriteJson for ContentBlock {
                 f.string("type", "tool_use");
                 f.string("id", &b.id);
                 f.string("name", &b.name);
-                json_out::value(f.key("input"), &b.input);
+                f.key("input").extend_from_slice(b.input.get().as_bytes());
                 f.opt_value("cache_control", b.cache_control.as_ref());
             }
             Self::ToolResult(b) => {
