@@ -116,10 +116,14 @@ fn serve_thread(socket: std::net::TcpListener, upstream: SocketAddr) -> Result<(
 /// Accepts connections on `listener` and forwards their requests to `upstream`, until the
 /// listener fails.
 async fn serve(listener: TcpListener, upstream: SocketAddr) {
+    // The `Host` every forwarded request gets, made once (a clone shares its bytes).
+    let host = HeaderValue::from_str(&upstream.to_string()).ok();
     while let Ok((stream, _)) = listener.accept().await {
         let _ = stream.set_nodelay(true);
+        let host = host.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request| forward(request, upstream));
+            let service =
+                hyper::service::service_fn(move |request| forward(request, upstream, host.clone()));
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
@@ -132,8 +136,9 @@ async fn serve(listener: TcpListener, upstream: SocketAddr) {
 async fn forward(
     mut request: Request<Incoming>,
     upstream: SocketAddr,
+    host: Option<HeaderValue>,
 ) -> Result<Response<Body>, Infallible> {
-    if let Ok(host) = HeaderValue::from_str(&upstream.to_string()) {
+    if let Some(host) = host {
         request.headers_mut().insert(HOST, host);
     }
     let pooled = IDLE.with_borrow_mut(|idle| {

@@ -633,12 +633,8 @@ mod tests {
         ]}"#;
         let m = to_model(serde_json::from_slice(body).unwrap()).unwrap();
         let arguments: Vec<&str> = m.messages[1]
-            .content
-            .iter()
-            .filter_map(|p| match p {
-                Part::ToolCall(c) => Some(c.arguments.as_str()),
-                _ => None,
-            })
+            .tool_calls()
+            .map(|c| c.arguments.as_str())
             .collect();
         // Key order, spacing and escapes as written; `null` and no input are `{}`; a block
         // whose `type` is not its first key (read from a buffered tree) is compact.
@@ -707,13 +703,7 @@ mod tests {
             );
         }
         // Spacing around an object is not part of it.
-        let input = ToolUseBlock {
-            id: "t".into(),
-            name: "f".into(),
-            input: crate::anthropic::types::ToolInput::object(" \n{\"a\": 1}\t").unwrap(),
-            cache_control: None,
-        }
-        .input;
+        let input = crate::anthropic::types::ToolInput::object(" \n{\"a\": 1}\t").unwrap();
         assert_eq!(input.get(), r#"{"a": 1}"#);
     }
 

@@ -381,8 +381,7 @@ impl ToolInput {
 
     /// A tree's JSON text (`null` stays `null`).
     pub fn of(value: &Value) -> Self {
-        let text = serde_json::to_string(value).unwrap_or_else(|_| "{}".to_owned());
-        Self(RawValue::from_string(text).unwrap_or_else(|_| Self::default().0))
+        serde_json::value::to_raw_value(value).map_or_else(|_| Self::default(), Self)
     }
 
     /// The canonical argument text: the input as it came, `{}` for `null`.
