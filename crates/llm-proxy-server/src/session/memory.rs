@@ -171,6 +171,14 @@ impl MemoryStore {
         (store, task)
     }
 
+    /// Session `key`'s state, when it is live (renewing its idle time).
+    fn read(&self, key: &str) -> Option<SessionState> {
+        let now = (self.clock)();
+        self.lock()
+            .live(key, now, self.config.max_age)
+            .map(|s| s.clone())
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // The map stays consistent through every method, so a panic elsewhere leaves it usable.
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
@@ -227,11 +235,11 @@ async fn sweep_every(store: Weak<MemoryStore>, stop: CancellationToken, every: D
 #[async_trait]
 impl SessionStore for MemoryStore {
     async fn load(&self, key: &str) -> Result<Option<SessionState>, SessionStoreError> {
-        let now = (self.clock)();
-        Ok(self
-            .lock()
-            .live(key, now, self.config.max_age)
-            .map(|s| s.clone()))
+        Ok(self.read(key))
+    }
+
+    fn load_now(&self, key: &str) -> Option<Result<Option<SessionState>, SessionStoreError>> {
+        Some(Ok(self.read(key)))
     }
 
     async fn save(&self, key: &str, state: &SessionState) -> Result<(), SessionStoreError> {

@@ -60,6 +60,12 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
     /// The state of session `key`, or `None` when it is unknown or expired.
     async fn load(&self, key: &str) -> Result<Option<SessionState>, SessionStoreError>;
 
+    /// [`load`](Self::load) answered at once, by a store that never waits (the in-process
+    /// one), so the session stage needs no boxed future; `None` (the default): use `load`.
+    fn load_now(&self, _key: &str) -> Option<Result<Option<SessionState>, SessionStoreError>> {
+        None
+    }
+
     /// Stores `state` as session `key`'s (replacing what was there).
     async fn save(&self, key: &str, state: &SessionState) -> Result<(), SessionStoreError>;
 

@@ -4,9 +4,7 @@
 //! Present unless interactive commands are off and there is nothing to strip (never: with
 //! commands disabled the stage still removes them, so they never reach a backend).
 
-use async_trait::async_trait;
-
-use super::{Flow, RequestStage, StageCall};
+use super::{Flow, RequestStage, StageCall, StageRun};
 use crate::commands::{CommandEnv, CommandOutcome, CommandResult, CommandStatus};
 use crate::error::ProxyError;
 use crate::session::SessionState;
@@ -38,13 +36,19 @@ fn log(request_id: &str, results: &[CommandResult]) {
     }
 }
 
-#[async_trait]
 impl RequestStage for Commands {
     fn name(&self) -> &'static str {
         "commands"
     }
 
-    async fn run(&self, _: &AppState, call: &mut StageCall<'_>) -> Result<Flow, ProxyError> {
+    fn run<'a>(&'a self, _: &'a AppState, call: &'a mut StageCall<'_>) -> StageRun<'a> {
+        StageRun::Now(self.decide(call))
+    }
+}
+
+impl Commands {
+    /// The stage's decision: made at once, it never waits.
+    fn decide(&self, call: &mut StageCall<'_>) -> Result<Flow, ProxyError> {
         let mut scratch;
         let state = match call.session.as_mut() {
             Some(session) => &mut session.state,

@@ -6,9 +6,7 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-
-use super::{Flow, RequestStage, StageCall};
+use super::{Flow, RequestStage, StageCall, StageRun};
 use crate::dedup::{Admission, Client, DedupCache};
 use crate::error::ProxyError;
 use crate::state::AppState;
@@ -26,45 +24,47 @@ impl Dedup {
     }
 }
 
-#[async_trait]
 impl RequestStage for Dedup {
     fn name(&self) -> &'static str {
         "request-dedup"
     }
 
-    async fn run(&self, state: &AppState, call: &mut StageCall<'_>) -> Result<Flow, ProxyError> {
+    fn run<'a>(&'a self, state: &'a AppState, call: &'a mut StageCall<'_>) -> StageRun<'a> {
         let ctx = call.ctx;
         let client = Client {
             key_label: ctx.client.as_ref().map(|c| c.label()),
             protocol: ctx.format.label(),
         };
         let key = self.cache.key(client, ctx.session_id(), call.req);
-        match self.cache.admit(key) {
-            Admission::Go(mut ticket) => {
-                // Replicas sharing Redis: another replica may be running (or have just
-                // answered) the same request. Redis down: this replica's cache alone.
-                if let Some(link) = state.redis() {
-                    let (in_flight, window) = (self.cache.in_flight_limit(), self.cache.window());
-                    match crate::redis_state::dedup::claim(link, key, in_flight, window).await {
-                        Ok(Some(claim)) => ticket.share(claim),
-                        Ok(None) => {
-                            // Not ours to remember: the other replica's request owns the key.
-                            ticket.resolve(false);
-                            tracing::info!(request_id = %ctx.request_id, "duplicate request refused (another replica)");
-                            return Err(ProxyError::DuplicateRequest {
-                                retry_after: window,
-                            });
-                        }
-                        Err(_) => {}
-                    }
-                }
-                ctx.set_dedup_ticket(ticket);
-                Ok(Flow::Continue)
-            }
+        let mut ticket = match self.cache.admit(key) {
+            Admission::Go(ticket) => ticket,
             Admission::Duplicate { retry_after } => {
                 tracing::info!(request_id = %ctx.request_id, "duplicate request refused");
-                Err(ProxyError::DuplicateRequest { retry_after })
+                return StageRun::Now(Err(ProxyError::DuplicateRequest { retry_after }));
             }
-        }
+        };
+        // Replicas sharing Redis: another replica may be running (or have just answered) the
+        // same request. Redis down: this replica's cache alone.
+        let Some(link) = state.redis() else {
+            ctx.set_dedup_ticket(ticket);
+            return StageRun::Now(Ok(Flow::Continue));
+        };
+        let (in_flight, window) = (self.cache.in_flight_limit(), self.cache.window());
+        StageRun::Later(Box::pin(async move {
+            match crate::redis_state::dedup::claim(link, key, in_flight, window).await {
+                Ok(Some(claim)) => ticket.share(claim),
+                Ok(None) => {
+                    // Not ours to remember: the other replica's request owns the key.
+                    ticket.resolve(false);
+                    tracing::info!(request_id = %ctx.request_id, "duplicate request refused (another replica)");
+                    return Err(ProxyError::DuplicateRequest {
+                        retry_after: window,
+                    });
+                }
+                Err(_) => {}
+            }
+            ctx.set_dedup_ticket(ticket);
+            Ok(Flow::Continue)
+        }))
     }
 }

@@ -8,11 +8,10 @@
 //! (`action: error`). The counters live in the session state, so a shared store shares them.
 //! Off for a session that turned loop detection off (`!/set(loop-detection=off)`).
 
-use async_trait::async_trait;
 use llm_proxy_api::model::Part;
 use llm_proxy_api::{Message, Role};
 
-use super::{Flow, RequestStage, StageCall};
+use super::{Flow, RequestStage, StageCall, StageRun};
 use crate::config::guards::{LoopAction, ToolLoopSettings};
 use crate::error::ProxyError;
 use crate::session::state::{LoopVerdict, ToolLoopState};
@@ -170,13 +169,19 @@ fn count(state: &mut ToolLoopState, exchange: Option<Exchange>, settings: &ToolL
     };
 }
 
-#[async_trait]
 impl RequestStage for CountToolLoops {
     fn name(&self) -> &'static str {
         "tool-loop-guard"
     }
 
-    async fn run(&self, _: &AppState, call: &mut StageCall<'_>) -> Result<Flow, ProxyError> {
+    fn run<'a>(&'a self, _: &'a AppState, call: &'a mut StageCall<'_>) -> StageRun<'a> {
+        StageRun::Now(self.decide(call))
+    }
+}
+
+impl CountToolLoops {
+    /// The stage's decision: made at once, it never waits.
+    fn decide(&self, call: &mut StageCall<'_>) -> Result<Flow, ProxyError> {
         let Some(session) = call.session.as_mut() else {
             return Ok(Flow::Continue);
         };

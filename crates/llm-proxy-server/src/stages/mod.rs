@@ -21,7 +21,7 @@ pub mod tool_access;
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
+use futures::future::BoxFuture;
 use llm_proxy_api::ChatRequest;
 
 use crate::context::RequestContext;
@@ -66,13 +66,32 @@ pub enum Flow {
     Answer(String),
 }
 
+/// What a stage's [`run`](RequestStage::run) gives back: its decision, or the wait for it.
+pub enum StageRun<'a> {
+    /// Decided at once. Most stages never wait (they look at the request and the session
+    /// already loaded), and a future boxed for each of them on every request cost an
+    /// allocation and a poll each.
+    Now(Result<Flow, ProxyError>),
+    /// Decided after a wait: a session store, another replica through Redis.
+    Later(BoxFuture<'a, Result<Flow, ProxyError>>),
+}
+
+impl StageRun<'_> {
+    /// The decision, waited for when it has to be.
+    pub async fn decision(self) -> Result<Flow, ProxyError> {
+        match self {
+            Self::Now(decided) => decided,
+            Self::Later(wait) => wait.await,
+        }
+    }
+}
+
 /// One step of the request path.
-#[async_trait]
 pub trait RequestStage: Send + Sync + 'static {
     /// Name for logs and `/v1/diagnostics`.
     fn name(&self) -> &'static str;
     /// Runs the stage on one request.
-    async fn run(&self, state: &AppState, call: &mut StageCall<'_>) -> Result<Flow, ProxyError>;
+    fn run<'a>(&'a self, state: &'a AppState, call: &'a mut StageCall<'_>) -> StageRun<'a>;
 }
 
 /// The stages chosen at startup, in order.
@@ -103,7 +122,7 @@ impl Stages {
         call: &mut StageCall<'_>,
     ) -> Result<Flow, ProxyError> {
         for stage in self.0.iter() {
-            match stage.run(state, call).await? {
+            match stage.run(state, call).decision().await? {
                 Flow::Continue => {}
                 answer @ Flow::Answer(_) => {
                     tracing::debug!(request_id = %call.ctx.request_id, stage = stage.name(), "answered locally");

@@ -3,9 +3,7 @@
 //! `auth.redact_api_keys_in_prompts` says so, unless the session turned it off or on
 //! (`!/set(redact-api-keys-in-prompts=…)`).
 
-use async_trait::async_trait;
-
-use super::{Flow, RequestStage, StageCall};
+use super::{Flow, RequestStage, StageCall, StageRun};
 use crate::error::ProxyError;
 use crate::redaction::{KeyRedactor, redact_prompt};
 use crate::state::AppState;
@@ -28,13 +26,19 @@ impl RedactKeys {
     }
 }
 
-#[async_trait]
 impl RequestStage for RedactKeys {
     fn name(&self) -> &'static str {
         "redact-keys"
     }
 
-    async fn run(&self, _: &AppState, call: &mut StageCall<'_>) -> Result<Flow, ProxyError> {
+    fn run<'a>(&'a self, _: &'a AppState, call: &'a mut StageCall<'_>) -> StageRun<'a> {
+        StageRun::Now(self.decide(call))
+    }
+}
+
+impl RedactKeys {
+    /// The stage's decision: made at once, it never waits.
+    fn decide(&self, call: &mut StageCall<'_>) -> Result<Flow, ProxyError> {
         let on = call
             .session
             .as_ref()

@@ -5,11 +5,10 @@
 //! data get theirs. A client that did send the state back is left as it is. Which upstream
 //! may receive which state is then the encoders' business, as for state a client sent.
 
-use async_trait::async_trait;
 use llm_proxy_api::model::Part;
 use llm_proxy_api::{Message, Role};
 
-use super::{Flow, RequestStage, StageCall};
+use super::{Flow, RequestStage, StageCall, StageRun};
 use crate::error::{ProxyError, WireFormat};
 use crate::session::SessionState;
 use crate::state::AppState;
@@ -18,13 +17,19 @@ use crate::state::AppState;
 #[derive(Debug, Default)]
 pub struct RestoreReasoning;
 
-#[async_trait]
 impl RequestStage for RestoreReasoning {
     fn name(&self) -> &'static str {
         "restore-reasoning"
     }
 
-    async fn run(&self, _: &AppState, call: &mut StageCall<'_>) -> Result<Flow, ProxyError> {
+    fn run<'a>(&'a self, _: &'a AppState, call: &'a mut StageCall<'_>) -> StageRun<'a> {
+        StageRun::Now(self.decide(call))
+    }
+}
+
+impl RestoreReasoning {
+    /// The stage's decision: made at once, it never waits.
+    fn decide(&self, call: &mut StageCall<'_>) -> Result<Flow, ProxyError> {
         if call.ctx.format != WireFormat::OpenAi {
             return Ok(Flow::Continue);
         }

@@ -3,9 +3,7 @@
 //! the parameters (temperature, reasoning effort, thinking budget or off, Gemini generation
 //! config, the reasoning mode's prompt prefix/suffix). See [`crate::session::apply`].
 
-use async_trait::async_trait;
-
-use super::{Flow, RequestStage, StageCall};
+use super::{Flow, RequestStage, StageCall, StageRun};
 use crate::error::ProxyError;
 use crate::state::AppState;
 
@@ -13,13 +11,19 @@ use crate::state::AppState;
 #[derive(Debug, Default)]
 pub struct SessionParams;
 
-#[async_trait]
 impl RequestStage for SessionParams {
     fn name(&self) -> &'static str {
         "session-params"
     }
 
-    async fn run(&self, _: &AppState, call: &mut StageCall<'_>) -> Result<Flow, ProxyError> {
+    fn run<'a>(&'a self, _: &'a AppState, call: &'a mut StageCall<'_>) -> StageRun<'a> {
+        StageRun::Now(self.decide(call))
+    }
+}
+
+impl SessionParams {
+    /// The stage's decision: made at once, it never waits.
+    fn decide(&self, call: &mut StageCall<'_>) -> Result<Flow, ProxyError> {
         let Some(session) = call.session.as_mut() else {
             return Ok(Flow::Continue);
         };

@@ -6,10 +6,9 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use llm_proxy_api::model::ToolChoice;
 
-use super::{Flow, RequestStage, StageCall};
+use super::{Flow, RequestStage, StageCall, StageRun};
 use crate::error::ProxyError;
 use crate::state::AppState;
 use crate::tool_access::{Decision, SessionLists, ToolAccess};
@@ -35,13 +34,19 @@ pub fn agent_of(headers: &http::HeaderMap) -> &str {
         .unwrap_or("")
 }
 
-#[async_trait]
 impl RequestStage for StripTools {
     fn name(&self) -> &'static str {
         "tool-access"
     }
 
-    async fn run(&self, _: &AppState, call: &mut StageCall<'_>) -> Result<Flow, ProxyError> {
+    fn run<'a>(&'a self, _: &'a AppState, call: &'a mut StageCall<'_>) -> StageRun<'a> {
+        StageRun::Now(self.decide(call))
+    }
+}
+
+impl StripTools {
+    /// The stage's decision: made at once, it never waits.
+    fn decide(&self, call: &mut StageCall<'_>) -> Result<Flow, ProxyError> {
         if call.req.tools.is_empty() {
             return Ok(Flow::Continue);
         }
