@@ -19,6 +19,22 @@ pub struct SseParser {
     event: Option<String>,
     data: String,
     has_data: bool,
+    /// Buffers of frames handed back ([`recycle`](Self::recycle)), emptied, for the next
+    /// frames' data and event names.
+    spare_data: Vec<String>,
+    spare_events: Vec<String>,
+}
+
+/// How many emptied buffers of each kind a parser keeps, and the largest it keeps: a stream's
+/// frames are read a few at a time, and one huge frame must not stay allocated.
+const SPARE_BUFFERS: usize = 8;
+const SPARE_MAX_CAPACITY: usize = 16 * 1024;
+
+fn keep_spare(spare: &mut Vec<String>, mut buffer: String) {
+    if spare.len() < SPARE_BUFFERS && buffer.capacity() <= SPARE_MAX_CAPACITY {
+        buffer.clear();
+        spare.push(buffer);
+    }
 }
 
 impl SseParser {
@@ -54,6 +70,15 @@ impl SseParser {
             bytes = &bytes[pos + 1..];
         }
         bytes
+    }
+
+    /// Hands a frame back once read: its buffers hold the next frames, so a stream's frames
+    /// cost no allocation each once the first few are read.
+    pub fn recycle(&mut self, frame: SseFrame) {
+        keep_spare(&mut self.spare_data, frame.data);
+        if let Some(event) = frame.event {
+            keep_spare(&mut self.spare_events, event);
+        }
     }
 
     /// Flushes a final frame not followed by a blank line.
@@ -94,11 +119,21 @@ impl SseParser {
             b"data" => {
                 if self.has_data {
                     self.data.push('\n');
+                } else if self.data.capacity() == 0
+                    && let Some(spare) = self.spare_data.pop()
+                {
+                    self.data = spare;
                 }
                 self.data.push_str(&value);
                 self.has_data = true;
             }
-            b"event" => self.event = Some(value.into_owned()),
+            b"event" => {
+                let mut event = self.spare_events.pop().unwrap_or_default();
+                event.push_str(&value);
+                if let Some(old) = self.event.replace(event) {
+                    keep_spare(&mut self.spare_events, old);
+                }
+            }
             _ => {} // id, retry: not needed by any provider we speak
         }
     }
@@ -110,7 +145,9 @@ impl SseParser {
                 data: std::mem::take(&mut self.data),
             });
         }
-        self.event = None;
+        if let Some(event) = self.event.take() {
+            keep_spare(&mut self.spare_events, event);
+        }
         self.has_data = false;
     }
 }
@@ -164,6 +201,92 @@ mod tests {
                     },
                     SseFrame {
                         event: None,
+                        data: "[DONE]".into()
+                    },
+                ],
+                "split at {split}"
+            );
+        }
+    }
+
+    #[test]
+    fn recycled_frames_lend_their_buffers_to_the_next_ones() {
+        let mut p = SseParser::new();
+        let mut out = Vec::new();
+        p.feed(b"event: first\ndata: some text\n\n", &mut out);
+        let frame = out.pop().expect("a frame");
+        let (data_at, event_at) = (
+            frame.data.as_ptr(),
+            frame.event.as_ref().map(|e| e.as_ptr()),
+        );
+        p.recycle(frame);
+        p.feed(b"event: two\ndata: more\n\n", &mut out);
+        let frame = out.pop().expect("a frame");
+        assert_eq!(
+            frame,
+            SseFrame {
+                event: Some("two".into()),
+                data: "more".into()
+            }
+        );
+        assert_eq!(frame.data.as_ptr(), data_at, "the data buffer was reused");
+        assert_eq!(
+            frame.event.as_ref().map(|e| e.as_ptr()),
+            event_at,
+            "the event buffer was reused"
+        );
+    }
+
+    #[test]
+    fn recycling_keeps_few_buffers_and_no_large_ones() {
+        let mut p = SseParser::new();
+        let mut out = Vec::new();
+        let big = format!("data: {}\n\n", "x".repeat(SPARE_MAX_CAPACITY + 1));
+        p.feed(big.as_bytes(), &mut out);
+        p.recycle(out.pop().expect("a frame"));
+        assert!(
+            p.spare_data.is_empty(),
+            "a buffer larger than the limit is dropped"
+        );
+        for _ in 0..SPARE_BUFFERS * 2 {
+            p.feed(b"event: e\ndata: d\n\n", &mut out);
+        }
+        for frame in out.drain(..) {
+            p.recycle(frame);
+        }
+        assert_eq!(p.spare_data.len(), SPARE_BUFFERS);
+        assert_eq!(p.spare_events.len(), SPARE_BUFFERS);
+    }
+
+    #[test]
+    fn frames_read_with_recycling_are_the_same_at_any_chunk_boundary() {
+        let body = b"event: a\r\ndata: {\"x\":1}\r\n\r\nevent: lone\n\n: ping\n\ndata: line1\ndata: line2\n\nevent: b\ndata: [DONE]";
+        for split in 1..body.len() {
+            let mut p = SseParser::new();
+            let mut seen = Vec::new();
+            let mut out = Vec::new();
+            for part in [&body[..split], &body[split..]] {
+                p.feed(part, &mut out);
+                for frame in out.drain(..) {
+                    seen.push(frame.clone());
+                    p.recycle(frame);
+                }
+            }
+            p.finish(&mut out);
+            seen.append(&mut out);
+            assert_eq!(
+                seen,
+                vec![
+                    SseFrame {
+                        event: Some("a".into()),
+                        data: "{\"x\":1}".into()
+                    },
+                    SseFrame {
+                        event: None,
+                        data: "line1\nline2".into()
+                    },
+                    SseFrame {
+                        event: Some("b".into()),
                         data: "[DONE]".into()
                     },
                 ],

@@ -68,16 +68,26 @@ impl SseDecoder {
     }
 
     fn drain(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), BackendError> {
-        for frame in std::mem::take(&mut self.frames) {
-            let data = frame.data.trim();
-            if data.is_empty() || self.done {
-                continue;
+        let mut frames = std::mem::take(&mut self.frames);
+        let mut read = Ok(());
+        for frame in frames.drain(..) {
+            if read.is_ok() {
+                read = self.frame(&frame, out);
             }
-            let event: StreamEventIn =
-                serde_json::from_str(data).map_err(|e| invalid_stream("event", &e))?;
-            self.event(event, out)?;
+            self.sse.recycle(frame);
         }
-        Ok(())
+        self.frames = frames;
+        read
+    }
+
+    fn frame(&mut self, frame: &SseFrame, out: &mut Vec<StreamEvent>) -> Result<(), BackendError> {
+        let data = frame.data.trim();
+        if data.is_empty() || self.done {
+            return Ok(());
+        }
+        let event: StreamEventIn =
+            serde_json::from_str(data).map_err(|e| invalid_stream("event", &e))?;
+        self.event(event, out)
     }
 
     fn ensure_started(&mut self, out: &mut Vec<StreamEvent>) {
@@ -375,7 +385,12 @@ impl EventOut<'_> {
             _ => return self.serialized(),
         };
         let name = self.name().as_bytes();
-        let mut out = Vec::with_capacity(96 + delta.map_or(0, |(_, _, text)| text.len()));
+        // Room for the whole frame (the fixed bytes, the name twice, the delta with a little
+        // escaping), so it is written without growing.
+        let delta_size = delta.map_or(0, |(kind, field, text)| {
+            32 + kind.len() + field.len() + text.len() + text.len() / 8
+        });
+        let mut out = Vec::with_capacity(40 + 2 * name.len() + delta_size);
         out.extend_from_slice(b"event: ");
         out.extend_from_slice(name);
         out.extend_from_slice(b"\ndata: {\"type\":\"");

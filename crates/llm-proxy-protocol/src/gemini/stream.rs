@@ -39,20 +39,28 @@ impl SseDecoder {
     }
 
     fn drain(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), BackendError> {
-        let frames = std::mem::take(&mut self.frames);
-        for frame in frames {
-            self.saw_frame = true;
-            self.raw = Vec::new();
-            let data = frame.data.trim();
-            if data.is_empty() || data == "[DONE]" {
-                continue;
+        let mut frames = std::mem::take(&mut self.frames);
+        let mut read = Ok(());
+        for frame in frames.drain(..) {
+            if read.is_ok() {
+                read = self.frame(&frame, out);
             }
-            let value: GenerateContentResponse = serde_json::from_str(data).map_err(|e| {
-                invalid_stream(format!("upstream sent an invalid stream frame: {e}"))
-            })?;
-            self.response(value, data, out)?;
+            self.sse.recycle(frame);
         }
-        Ok(())
+        self.frames = frames;
+        read
+    }
+
+    fn frame(&mut self, frame: &SseFrame, out: &mut Vec<StreamEvent>) -> Result<(), BackendError> {
+        self.saw_frame = true;
+        self.raw = Vec::new();
+        let data = frame.data.trim();
+        if data.is_empty() || data == "[DONE]" {
+            return Ok(());
+        }
+        let value: GenerateContentResponse = serde_json::from_str(data)
+            .map_err(|e| invalid_stream(format!("upstream sent an invalid stream frame: {e}")))?;
+        self.response(value, data, out)
     }
 
     /// One response object; `raw` is its JSON text, re-read only when it looks like an error.

@@ -235,26 +235,35 @@ impl StreamDecoder for ChunkDecoder {
 
 impl ChunkDecoder {
     fn drain(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), BackendError> {
-        let frames = std::mem::take(&mut self.frames);
-        for frame in frames {
-            let data = frame.data.trim();
-            if data == "[DONE]" {
-                self.end(out);
-                continue;
+        let mut frames = std::mem::take(&mut self.frames);
+        let mut read = Ok(());
+        for frame in frames.drain(..) {
+            if read.is_ok() {
+                read = self.frame(&frame, out);
             }
-            if data.is_empty() || self.done {
-                continue;
-            }
-            let chunk: ChunkIn = serde_json::from_str(data).map_err(|e| {
-                BackendError::new(
-                    llm_proxy_api::ErrorKind::Unavailable,
-                    llm_proxy_api::ErrorSource::Upstream,
-                    format!("upstream sent an invalid stream chunk: {e}"),
-                )
-            })?;
-            self.chunk(chunk, out)?;
+            self.sse.recycle(frame);
         }
-        Ok(())
+        self.frames = frames;
+        read
+    }
+
+    fn frame(&mut self, frame: &SseFrame, out: &mut Vec<StreamEvent>) -> Result<(), BackendError> {
+        let data = frame.data.trim();
+        if data == "[DONE]" {
+            self.end(out);
+            return Ok(());
+        }
+        if data.is_empty() || self.done {
+            return Ok(());
+        }
+        let chunk: ChunkIn = serde_json::from_str(data).map_err(|e| {
+            BackendError::new(
+                llm_proxy_api::ErrorKind::Unavailable,
+                llm_proxy_api::ErrorSource::Upstream,
+                format!("upstream sent an invalid stream chunk: {e}"),
+            )
+        })?;
+        self.chunk(chunk, out)
     }
 }
 

@@ -181,25 +181,31 @@ impl ResponsesStreamDecoder {
     }
 
     fn drain(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), BackendError> {
-        let frames = std::mem::take(&mut self.frames);
-        for frame in frames {
-            if self.done {
-                break;
+        let mut frames = std::mem::take(&mut self.frames);
+        let mut read = Ok(());
+        for frame in frames.drain(..) {
+            if read.is_ok() {
+                read = self.frame(&frame, out);
             }
-            let data = frame.data.trim();
-            if data.is_empty() || data == "[DONE]" {
-                continue;
-            }
-            let v: Value = serde_json::from_str(data).map_err(|e| invalid_stream(&e))?;
-            let kind = v
-                .get("type")
-                .and_then(Value::as_str)
-                .or(frame.event.as_deref())
-                .unwrap_or_default()
-                .to_owned();
-            self.event(&kind, &v, out)?;
+            self.sse.recycle(frame);
         }
-        Ok(())
+        self.frames = frames;
+        read
+    }
+
+    fn frame(&mut self, frame: &SseFrame, out: &mut Vec<StreamEvent>) -> Result<(), BackendError> {
+        let data = frame.data.trim();
+        if self.done || data.is_empty() || data == "[DONE]" {
+            return Ok(());
+        }
+        let v: Value = serde_json::from_str(data).map_err(|e| invalid_stream(&e))?;
+        let kind = v
+            .get("type")
+            .and_then(Value::as_str)
+            .or(frame.event.as_deref())
+            .unwrap_or_default()
+            .to_owned();
+        self.event(&kind, &v, out)
     }
 
     fn start(&mut self, response: Option<&Value>, out: &mut Vec<StreamEvent>) {
