@@ -37,7 +37,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep};
-use tokio_util::sync::CancellationToken;
 
 mod signal;
 use signal::Signal;
@@ -53,8 +52,6 @@ const FINAL_FLUSH: Duration = Duration::from_secs(1);
 pub struct Shutdown {
     begun: Arc<Signal>,
     expired: Arc<Signal>,
-    /// Cancelled with `expired`, for bodies that outlive a handler.
-    expired_token: CancellationToken,
 }
 
 impl Shutdown {
@@ -77,17 +74,11 @@ impl Shutdown {
     pub fn expire(&self) {
         self.begin();
         self.expired.fire();
-        self.expired_token.cancel();
     }
 
     /// Resolves once the grace is over.
     pub fn expired(&self) -> Wait {
         self.expired.wait()
-    }
-
-    /// The token cancelled when the grace is over, for bodies that outlive a handler.
-    pub fn expired_token(&self) -> CancellationToken {
-        self.expired_token.clone()
     }
 }
 

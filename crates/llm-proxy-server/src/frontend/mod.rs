@@ -209,7 +209,7 @@ pub async fn stream_response<R: StreamRenderer>(
         Ok(Ok((stream, first))) => SseBody::streaming(stream, first, renderer, interval),
         Err(_) => SseBody::waiting(call, renderer, interval),
     };
-    let body = body.ends_on(state.shutdown().expired_token());
+    let body = body.ends_on(state.shutdown().expired());
     let done = ctx.clone();
     let body = body.on_end(move |outcome| {
         drop(cancel);

@@ -12,9 +12,9 @@ use bytes::{Bytes, BytesMut};
 use futures::Stream;
 use llm_proxy_api::stream::{EventStream, StreamEvent};
 use tokio::time::{Instant, Sleep};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::error::ProxyError;
+use crate::serve::Wait;
 
 /// Renders events in one client protocol.
 pub trait StreamRenderer: Send + Unpin + 'static {
@@ -90,10 +90,14 @@ pub struct SseBody<R: StreamRenderer> {
     out: VecDeque<Bytes>,
     keepalive: Pin<Box<Sleep>>,
     interval: Duration,
+    /// When the stream last moved: the keep-alive is due one interval after it. The timer is
+    /// moved only when it fires early (re-armed for the real due time), not at every event,
+    /// which took the timer wheel's lock per event.
+    last_progress: Instant,
     outcome: StreamOutcome,
     on_end: Option<Box<dyn FnOnce(StreamOutcome) + Send>>,
     /// Fires when the proxy's shutdown grace is over: the stream then ends with an error.
-    shutdown: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    shutdown: Option<Wait>,
 }
 
 impl<R: StreamRenderer> SseBody<R> {
@@ -127,16 +131,19 @@ impl<R: StreamRenderer> SseBody<R> {
             out: VecDeque::new(),
             keepalive: Box::pin(tokio::time::sleep(interval)),
             interval,
+            last_progress: Instant::now(),
             outcome: StreamOutcome::default(),
             on_end: None,
             shutdown: None,
         }
     }
 
-    /// Ends the stream with an in-stream "shutting down" error once `token` is cancelled.
+    /// Ends the stream with an in-stream "shutting down" error once `shutdown` resolves (a
+    /// [`Wait`], polled at every wake-up of the stream for one atomic load; a cancellation
+    /// token's wait took a lock shared by every stream on each of them).
     #[must_use]
-    pub fn ends_on(mut self, token: CancellationToken) -> Self {
-        self.shutdown = Some(Box::pin(token.cancelled_owned()));
+    pub fn ends_on(mut self, shutdown: Wait) -> Self {
+        self.shutdown = Some(shutdown);
         self
     }
 
@@ -160,9 +167,22 @@ impl<R: StreamRenderer> SseBody<R> {
         self.phase = Phase::Done;
     }
 
-    fn reset_keepalive(&mut self) {
-        let next = Instant::now() + self.interval;
-        self.keepalive.as_mut().reset(next);
+    /// Whether a keep-alive is due: the stream has been quiet for a whole interval. A timer
+    /// that fires after an event is re-armed for one interval after that event.
+    fn keepalive_due(&mut self, cx: &mut Context<'_>) -> bool {
+        loop {
+            if self.keepalive.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            let due = self.last_progress + self.interval;
+            let now = Instant::now();
+            if due <= now {
+                self.last_progress = now;
+                self.keepalive.as_mut().reset(now + self.interval);
+                return true;
+            }
+            self.keepalive.as_mut().reset(due);
+        }
     }
 }
 
@@ -176,7 +196,7 @@ impl<R: StreamRenderer> Stream for SseBody<R> {
         let mut batch = Batch::default();
         if !matches!(this.phase, Phase::Done)
             && let Some(shutdown) = &mut this.shutdown
-            && shutdown.as_mut().poll(cx).is_ready()
+            && Pin::new(shutdown).poll(cx).is_ready()
         {
             this.shutdown = None;
             this.push_error(&ProxyError::ShuttingDown);
@@ -230,14 +250,13 @@ impl<R: StreamRenderer> Stream for SseBody<R> {
                 },
             };
             if progressed {
-                this.reset_keepalive();
+                this.last_progress = Instant::now();
                 continue;
             }
             if let Some(frames) = batch.take() {
                 return Poll::Ready(Some(Ok(frames)));
             }
-            if this.keepalive.as_mut().poll(cx).is_ready() {
-                this.reset_keepalive();
+            if this.keepalive_due(cx) {
                 return Poll::Ready(Some(Ok(this.renderer.keepalive())));
             }
             return Poll::Pending;
@@ -336,21 +355,57 @@ mod tests {
     async fn a_cancelled_shutdown_ends_a_silent_stream_with_an_error() {
         use futures::StreamExt;
         let stream: EventStream = Box::pin(futures::stream::pending());
-        let token = CancellationToken::new();
+        let shutdown = crate::serve::Shutdown::new();
         let mut body = SseBody::streaming(
             stream,
             Some(StreamEvent::TextDelta { text: "a".into() }),
             Plain,
             Duration::from_secs(3600),
         )
-        .ends_on(token.clone());
+        .ends_on(shutdown.expired());
         assert_eq!(
             body.next().await.unwrap().unwrap(),
             Bytes::from_static(b"a")
         );
-        token.cancel();
+        shutdown.expire();
         let rest: Vec<Bytes> = body.map(|r| r.unwrap()).collect().await;
         assert_eq!(rest, vec![Bytes::from_static(b"|error")]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_keepalive_goes_out_one_interval_after_the_stream_last_moved() {
+        use futures::StreamExt;
+        let interval = Duration::from_secs(10);
+        let (tx, rx) = futures::channel::mpsc::unbounded::<StreamEvent>();
+        let stream: EventStream = Box::pin(rx.map(Ok));
+        let body = SseBody::streaming(stream, None, Plain, interval);
+        let start = Instant::now();
+        // Events 6 s apart (closer than the interval), then 25 s of silence, then the end.
+        tokio::spawn(async move {
+            for (at, text) in [(6, "a"), (12, "b"), (18, "c")] {
+                tokio::time::sleep_until(start + Duration::from_secs(at)).await;
+                tx.unbounded_send(StreamEvent::TextDelta { text: text.into() })
+                    .expect("body alive");
+            }
+            tokio::time::sleep_until(start + Duration::from_secs(43)).await;
+            drop(tx);
+        });
+        let writes: Vec<(u64, Bytes)> = body
+            .map(|r| (start.elapsed().as_secs(), r.unwrap()))
+            .collect()
+            .await;
+        let keepalive = Bytes::from_static(llm_proxy_protocol::sse::KEEPALIVE);
+        assert_eq!(
+            writes,
+            vec![
+                (6, Bytes::from_static(b"a")),
+                (12, Bytes::from_static(b"b")),
+                (18, Bytes::from_static(b"c")),
+                (28, keepalive.clone()),
+                (38, keepalive),
+                (43, Bytes::from_static(b"|end")),
+            ]
+        );
     }
 
     #[tokio::test]
