@@ -660,6 +660,19 @@ pub struct BodyStream {
     capture: Option<Arc<PendingCapture>>,
 }
 
+#[cfg(test)]
+impl BodyStream {
+    /// A body of these chunks, not captured.
+    pub(crate) fn of(
+        chunks: impl Stream<Item = Result<Bytes, BackendError>> + Send + 'static,
+    ) -> Self {
+        Self {
+            inner: Box::pin(chunks),
+            capture: None,
+        }
+    }
+}
+
 impl Stream for BodyStream {
     type Item = Result<Bytes, BackendError>;
 

@@ -7,9 +7,12 @@
 //! per protocol is only the decoder it passes (any [`WireCodec`] is one).
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 
 use crate::backend::CallContext;
 use crate::config::{Secret, Timeouts};
@@ -384,12 +387,18 @@ pub async fn read_body(
 const END_GRACE: Duration = Duration::from_millis(100);
 
 struct Decoding {
-    body: BodyStream,
+    /// The body, dropped (and so captured) as soon as the stream is known to be over.
+    body: Option<BodyStream>,
     decoder: Box<dyn StreamDecoder>,
     pending: VecDeque<Result<StreamEvent, BackendError>>,
     scratch: Vec<StreamEvent>,
     deadline: Instant,
-    finished: bool,
+    /// One timer for the whole stream, made at the first wait: at the deadline, then moved
+    /// once, after the protocol's end marker, to the grace for the body to end. A timeout made
+    /// for each wait (as `timeout_at` does) entered and left the timer wheel once per chunk.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Whether the timer was moved to the end grace.
+    in_grace: bool,
     echo: EchoScrubber,
 }
 
@@ -403,54 +412,91 @@ pub fn event_stream(
     deadline: Instant,
     echo: EchoScrubber,
 ) -> EventStream {
-    let state = Decoding {
-        body: response.bytes_stream(),
+    Box::pin(Decoding {
+        body: Some(response.bytes_stream()),
         decoder,
         pending: VecDeque::new(),
         scratch: Vec::new(),
         deadline,
-        finished: false,
+        timer: None,
+        in_grace: false,
         echo,
-    };
-    Box::pin(futures::stream::unfold(state, |mut st| async move {
+    })
+}
+
+impl Decoding {
+    /// Nothing more is read: the body goes (the exchange is captured) and so does the timer.
+    fn end(&mut self) {
+        self.body = None;
+        self.timer = None;
+    }
+
+    /// Whether the timer has fired; it is made at the first wait, and after the protocol's end
+    /// marker it gives the body a moment to end so the connection can be reused, but never
+    /// waits on an upstream that keeps it open.
+    fn timer_fired(&mut self, cx: &mut Context<'_>) -> bool {
+        let grace = self.decoder.is_finished() && !self.in_grace;
+        if grace {
+            self.in_grace = true;
+        }
+        let timer = match &mut self.timer {
+            Some(timer) => {
+                if grace {
+                    let end = self.deadline.min(Instant::now() + END_GRACE);
+                    timer.as_mut().reset(end.into());
+                }
+                timer
+            }
+            None => {
+                let end = if grace {
+                    self.deadline.min(Instant::now() + END_GRACE)
+                } else {
+                    self.deadline
+                };
+                self.timer
+                    .insert(Box::pin(tokio::time::sleep_until(end.into())))
+            }
+        };
+        timer.as_mut().poll(cx).is_ready()
+    }
+}
+
+impl Stream for Decoding {
+    type Item = Result<StreamEvent, BackendError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let st = self.get_mut();
         loop {
             if let Some(item) = st.pending.pop_front() {
-                return Some((item, st));
+                return Poll::Ready(Some(item));
             }
-            if st.finished {
-                return None;
-            }
-            // After the protocol's end marker, give the body a moment to end so the
-            // connection can be reused, but never wait on an upstream that keeps it open.
-            let deadline = if st.decoder.is_finished() {
-                st.deadline.min(Instant::now() + END_GRACE)
-            } else {
-                st.deadline
+            let Some(body) = &mut st.body else {
+                return Poll::Ready(None);
             };
-            let next = tokio::time::timeout_at(deadline.into(), st.body.next()).await;
-            let result = match next {
-                Err(_) if st.decoder.is_finished() => {
-                    st.finished = true;
+            let result = match body.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(chunk))) => st.decoder.feed(&chunk, &mut st.scratch),
+                Poll::Ready(Some(Err(e))) => Err(e),
+                Poll::Ready(None) => {
+                    st.end();
                     st.decoder.finish(&mut st.scratch)
                 }
-                Err(_) => Err(BackendError::timeout(
+                Poll::Pending if !st.timer_fired(cx) => return Poll::Pending,
+                Poll::Pending if st.decoder.is_finished() => {
+                    st.end();
+                    st.decoder.finish(&mut st.scratch)
+                }
+                Poll::Pending => Err(BackendError::timeout(
                     "upstream stream exceeded the total timeout",
                 )),
-                Ok(Some(Ok(chunk))) => st.decoder.feed(&chunk, &mut st.scratch),
-                Ok(Some(Err(e))) => Err(e),
-                Ok(None) => {
-                    st.finished = true;
-                    st.decoder.finish(&mut st.scratch)
-                }
             };
             // Events decoded before an error are delivered first, then the error ends the stream.
             st.pending.extend(st.scratch.drain(..).map(Ok));
             if let Err(e) = result {
-                st.finished = true;
+                st.end();
                 st.pending.push_back(Err(st.echo.error(e)));
             }
         }
-    }))
+    }
 }
 
 /// Who a captured exchange belongs to: the instance, the call's model and request identity.
@@ -525,6 +571,90 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+
+    /// Each chunk is one text delta; the chunk `END` is the protocol's end marker.
+    struct Chunks {
+        ended: bool,
+    }
+
+    impl StreamDecoder for Chunks {
+        fn feed(&mut self, chunk: &[u8], out: &mut Vec<StreamEvent>) -> Result<(), BackendError> {
+            match chunk {
+                b"END" => self.ended = true,
+                text => out.push(StreamEvent::TextDelta {
+                    text: String::from_utf8_lossy(text).into_owned(),
+                }),
+            }
+            Ok(())
+        }
+
+        fn finish(&mut self, _: &mut Vec<StreamEvent>) -> Result<(), BackendError> {
+            Ok(())
+        }
+
+        fn is_finished(&self) -> bool {
+            self.ended
+        }
+    }
+
+    /// `texts`, one chunk every `every`, then a body that stays open.
+    fn decoding(texts: &[&'static str], every: Duration, deadline: Duration) -> Decoding {
+        let chunks = futures::stream::iter(texts.to_vec()).then(move |text| async move {
+            tokio::time::sleep(every).await;
+            Ok(bytes::Bytes::from_static(text.as_bytes()))
+        });
+        Decoding {
+            body: Some(BodyStream::of(chunks.chain(futures::stream::pending()))),
+            decoder: Box::new(Chunks { ended: false }),
+            pending: VecDeque::new(),
+            scratch: Vec::new(),
+            deadline: Instant::now() + deadline,
+            timer: None,
+            in_grace: false,
+            echo: EchoScrubber::default(),
+        }
+    }
+
+    fn texts(items: &[Result<StreamEvent, BackendError>]) -> Vec<String> {
+        items
+            .iter()
+            .map(|item| match item {
+                Ok(StreamEvent::TextDelta { text }) => text.clone(),
+                Ok(other) => format!("{other:?}"),
+                Err(e) => format!("error: {:?}", e.kind),
+            })
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_past_its_deadline_ends_with_a_timeout_after_what_arrived_in_time() {
+        let stream = decoding(
+            &["a", "b", "c", "d", "e", "f"],
+            Duration::from_secs(1),
+            Duration::from_millis(3500),
+        );
+        let items: Vec<_> = stream.collect().await;
+        assert_eq!(texts(&items), ["a", "b", "c", "error: Timeout"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_the_end_marker_a_body_left_open_ends_within_the_grace() {
+        let started = tokio::time::Instant::now();
+        let stream = decoding(
+            &["a", "b", "END"],
+            Duration::from_millis(10),
+            Duration::from_secs(3600),
+        );
+        let items: Vec<_> = stream.collect().await;
+        assert_eq!(texts(&items), ["a", "b"], "ended without an error");
+        let waited = started.elapsed();
+        // Not the deadline's hour. (The grace is counted on the real clock, which paused time
+        // does not move: the chunks' virtual 30 ms are not added to it here.)
+        assert!(
+            waited >= END_GRACE && waited < Duration::from_secs(1),
+            "{waited:?}"
+        );
+    }
 
     #[test]
     fn unbuildable_requests_never_count_against_the_backend() {
