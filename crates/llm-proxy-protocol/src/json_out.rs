@@ -122,6 +122,11 @@ impl<'a> Fields<'a> {
         Self { out, first: true }
     }
 
+    /// Goes on with an object whose opening and first fields `out` already ends with.
+    pub(crate) fn resume(out: &'a mut Vec<u8>) -> Self {
+        Self { out, first: false }
+    }
+
     /// Starts the field `key` (a literal that needs no escape); its value is written next.
     pub(crate) fn key(&mut self, key: &str) -> &mut Vec<u8> {
         if !self.first {

@@ -273,6 +273,9 @@ pub struct ChunkRenderer {
     id: String,
     model: String,
     created: u64,
+    /// What every chunk of this answer starts with (`data: {"id":…,"object":…,"created":…,
+    /// "model":…`), written once: the four fields were escaped again for every chunk.
+    head: Vec<u8>,
     include_usage: bool,
     sent_role: bool,
     usage: Option<llm_proxy_api::Usage>,
@@ -354,10 +357,22 @@ struct FunctionOut<'a> {
 impl WriteJson for ChunkOut<'_> {
     fn write_json(&self, out: &mut Vec<u8>) {
         let mut f = Fields::new(out);
-        f.string("id", self.id);
-        f.string("object", self.object);
-        f.uint("created", self.created);
-        f.string("model", self.model);
+        write_head_fields(&mut f, self.id, self.object, self.created, self.model);
+        self.write_rest(f);
+    }
+}
+
+/// The fields every chunk of an answer repeats, in their order.
+fn write_head_fields(f: &mut Fields<'_>, id: &str, object: &str, created: u64, model: &str) {
+    f.string("id", id);
+    f.string("object", object);
+    f.uint("created", created);
+    f.string("model", model);
+}
+
+impl ChunkOut<'_> {
+    /// The fields after the head ones, and the closing brace.
+    fn write_rest(&self, mut f: Fields<'_>) {
         json_out::array(f.key("choices"), self.choices, |out, c| c.write_json(out));
         if let Some(usage) = &self.usage {
             super::write::write_usage(f.key("usage"), usage);
@@ -405,19 +420,23 @@ impl WriteJson for DeltaOut<'_> {
     }
 }
 
-/// `data: <chunk>\n\n`, the chunk written in place.
-fn chunk_frame(chunk: &ChunkOut<'_>) -> Bytes {
-    let mut out = Vec::with_capacity(256);
+/// `data: {"id":…,"object":"chat.completion.chunk","created":…,"model":…`: the start of every
+/// frame of one answer.
+fn frame_head(id: &str, created: u64, model: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(80 + id.len() + model.len());
     out.extend_from_slice(b"data: ");
-    chunk.write_json(&mut out);
-    out.extend_from_slice(b"\n\n");
-    Bytes::from(out)
+    let mut f = Fields::new(&mut out);
+    write_head_fields(&mut f, id, CHUNK_OBJECT, created, model);
+    out
 }
+
+const CHUNK_OBJECT: &str = "chat.completion.chunk";
 
 impl ChunkRenderer {
     /// A renderer for one response.
     pub fn new(id: String, model: String, created: u64, include_usage: bool) -> Self {
         Self {
+            head: frame_head(&id, created, &model),
             id,
             model,
             created,
@@ -444,14 +463,33 @@ impl ChunkRenderer {
         let choices = [choice];
         let chunk = ChunkOut {
             id: &self.id,
-            object: "chat.completion.chunk",
+            object: CHUNK_OBJECT,
             created: self.created,
             model: &self.model,
             choices: &choices,
             usage: None,
             error: None,
         };
-        chunk_frame(&chunk)
+        self.chunk_frame(&chunk)
+    }
+
+    /// `data: <chunk>\n\n`: this answer's head as written once, then the chunk's own fields.
+    fn chunk_frame(&self, chunk: &ChunkOut<'_>) -> Bytes {
+        debug_assert!(
+            (chunk.id, chunk.object, chunk.created, chunk.model)
+                == (
+                    self.id.as_str(),
+                    CHUNK_OBJECT,
+                    self.created,
+                    self.model.as_str()
+                ),
+            "a chunk of this answer"
+        );
+        let mut out = Vec::with_capacity(self.head.len() + 192);
+        out.extend_from_slice(&self.head);
+        chunk.write_rest(Fields::resume(&mut out));
+        out.extend_from_slice(b"\n\n");
+        Bytes::from(out)
     }
 
     fn role(&mut self) -> Option<&'static str> {
@@ -679,14 +717,14 @@ impl ChunkRenderer {
         if self.include_usage {
             let chunk = ChunkOut {
                 id: &self.id,
-                object: "chat.completion.chunk",
+                object: CHUNK_OBJECT,
                 created: self.created,
                 model: &self.model,
                 choices: &[],
                 usage: Some(usage_from_model(&self.usage.unwrap_or_default())),
                 error: None,
             };
-            out.push(chunk_frame(&chunk));
+            out.push(self.chunk_frame(&chunk));
         }
         out.push(Bytes::from_static(b"data: [DONE]\n\n"));
     }
@@ -702,14 +740,14 @@ impl ChunkRenderer {
         }];
         let chunk = ChunkOut {
             id: &self.id,
-            object: "chat.completion.chunk",
+            object: CHUNK_OBJECT,
             created: self.created,
             model: &self.model,
             choices: &choices,
             usage: None,
             error: Some(error),
         };
-        out.push(chunk_frame(&chunk));
+        out.push(self.chunk_frame(&chunk));
         out.push(Bytes::from_static(b"data: [DONE]\n\n"));
     }
 
@@ -850,10 +888,17 @@ mod tests {
         }
     }
 
+    /// The frame a renderer of this chunk's answer writes (its head written once) is
+    /// `data: ` and what serde prints for the whole chunk.
     fn assert_same(chunk: &ChunkOut<'_>) {
-        let frame = chunk_frame(chunk);
+        let renderer =
+            ChunkRenderer::new(chunk.id.into(), chunk.model.into(), chunk.created, false);
+        let frame = renderer.chunk_frame(chunk);
         let expected = format!("data: {}\n\n", serde_json::to_string(chunk).unwrap());
         assert_eq!(std::str::from_utf8(&frame).unwrap(), expected);
+        let mut written = Vec::new();
+        chunk.write_json(&mut written);
+        assert_eq!(written, serde_json::to_vec(chunk).unwrap());
     }
 
     fn decode_all(body: &str) -> Vec<StreamEvent> {
